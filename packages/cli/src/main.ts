@@ -1,0 +1,62 @@
+// The `otalink` command: a table of sub-commands, each a module that later work adds to.
+import { readFileSync } from 'node:fs';
+
+export interface Command {
+  summary: string;
+  /** Runs the command and returns the process exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+const commands: Record<string, Command> = {
+  up: {
+    summary: 'start the whole stack: broker, backend, dashboard and a simulated fleet (npm start)',
+    async run() {
+      process.stdout.write(
+        'otalink up: nothing to run yet. The broker, backend and simulated fleet land with the OTA work;\n' +
+          'today the MQTT codec is in place (see README.md, "Status").\n',
+      );
+      return 0;
+    },
+  },
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    `otalink ${version()}: over-the-air updates for vehicle fleets, over MQTT`,
+    '',
+    'Usage: otalink <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `otalink <command> --help` for the options of one command.',
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === 'help') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const command = commands[name];
+  if (command === undefined) {
+    process.stderr.write(`otalink: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  return command.run(rest);
+}
