@@ -29,8 +29,11 @@ export function isValidTopicName(topic: string): boolean {
   return topic.length > 0 && topicNameProblem(topic) === undefined;
 }
 
-/** Why `filter` (without a $share prefix) is not a valid filter, or undefined. */
-function plainFilterProblem(filter: string): string | undefined {
+/**
+ * Why `filter`, taken literally (no $share parsing), is not a valid topic filter, or undefined when it is. Unlike
+ * topicNameProblem, an empty filter is a problem: no packet may carry one.
+ */
+export function topicFilterProblem(filter: string): string | undefined {
   if (filter.length === 0) return 'a topic filter must not be empty';
   const last = filter.length - 1;
   for (let i = 0; i <= last; i++) {
@@ -69,11 +72,13 @@ export function parseSharedSubscription(filter: string): SharedSubscription | un
   if (group.length === 0 || group.includes('+') || group.includes('#')) {
     throw invalidFilter(filter, 'the share name of $share/{name}/{filter} must be non-empty without + or #');
   }
+  // The inner filter check below never sees the share name, and no MQTT string may carry U+0000.
+  if (group.includes('\0')) throw invalidFilter(filter, 'a topic filter must not contain U+0000');
   if (slash === -1 || slash === filter.length - 1) {
     throw invalidFilter(filter, 'a shared subscription needs a topic filter after $share/{name}/');
   }
   const inner = filter.slice(slash + 1);
-  const problem = plainFilterProblem(inner);
+  const problem = topicFilterProblem(inner);
   if (problem !== undefined) throw invalidFilter(filter, problem);
   return { group, filter: inner };
 }
@@ -88,7 +93,7 @@ export function validateTopicFilter(filter: string): void {
     throw new MqttError('MQTT_ERR_EMPTY_TOPIC_FILTER', 'a topic filter must not be empty', { reasonCode: 0x81 });
   }
   if (parseSharedSubscription(filter) !== undefined) return;
-  const problem = plainFilterProblem(filter);
+  const problem = topicFilterProblem(filter);
   if (problem !== undefined) throw invalidFilter(filter, problem);
 }
 

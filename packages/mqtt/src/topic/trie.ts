@@ -1,0 +1,256 @@
+// Subscription index for a broker: which (subscriber, filter) pairs a published topic reaches.
+//
+// Filters without wildcards, the common case for device fleets, are answered by one Map lookup on the whole topic.
+// Only filters with + or # go into a trie by level, and the trie is walked only while it holds any. Walking keeps
+// indices into the topic; the one allocation per level is the substring used as a Map key for literal children.
+//
+// Shared subscriptions are not this structure's concern: the broker strips `$share/{group}/` (parseSharedSubscription)
+// and adds the inner filter keyed by the group, then picks one member per group among the keys `match` visits.
+// A filter handed in with its `$share/` prefix is treated literally and would only match topics starting `$share/`.
+
+import { MqttError } from '../codec/errors.js';
+import { topicFilterProblem } from './validate.js';
+
+const PLUS = 0x2b; // '+'
+const HASH = 0x23; // '#'
+const SLASH = 0x2f; // '/'
+const DOLLAR = 0x24; // '$'
+
+/** All subscriptions to one filter. */
+interface Bucket<K, V> {
+  readonly filter: string;
+  readonly entries: Map<K, V>;
+  /** The trie node holding the bucket, undefined for an exact (wildcard-free) filter. */
+  readonly node: TrieNode<K, V> | undefined;
+  /** Whether the bucket is the node's `/#` child rather than the filter ending at the node. */
+  readonly hash: boolean;
+}
+
+interface TrieNode<K, V> {
+  readonly parent: TrieNode<K, V> | undefined;
+  /** This node's level in its parent: the literal text, or '+' for the parent's `plus` child. */
+  readonly level: string;
+  children: Map<string, TrieNode<K, V>> | undefined;
+  plus: TrieNode<K, V> | undefined;
+  /** Filters ending at this node (their last level is this node's level). */
+  end: Bucket<K, V> | undefined;
+  /** Filters ending with `#` right below this node. */
+  hash: Bucket<K, V> | undefined;
+}
+
+function newNode<K, V>(parent: TrieNode<K, V> | undefined, level: string): TrieNode<K, V> {
+  return { parent, level, children: undefined, plus: undefined, end: undefined, hash: undefined };
+}
+
+function isWildcardFilter(filter: string): boolean {
+  // A valid filter has + or # only as whole levels, so any occurrence makes it a wildcard filter.
+  return filter.includes('+') || filter.includes('#');
+}
+
+export type SubscriptionVisitor<K, V> = (key: K, value: V, filter: string) => void;
+
+/**
+ * Maps topic filters to subscribers. `K` identifies a subscriber (a session, or a share group), `V` is what the
+ * broker needs to deliver (options such as QoS and No Local). A key subscribes to a filter at most once; a key may
+ * match one topic through several filters, and `match` reports each (key, filter) pair, leaving the per-key merge
+ * (highest QoS, subscription identifiers) to the broker.
+ */
+export class SubscriptionTrie<K, V> {
+  /** Every filter with at least one entry, exact or wildcard. Exact topics are looked up here directly. */
+  readonly #buckets = new Map<string, Bucket<K, V>>();
+  readonly #root: TrieNode<K, V> = newNode<K, V>(undefined, '');
+  #size = 0;
+  #wildcardFilters = 0;
+  #nodes = 0;
+
+  /** Number of (filter, key) entries. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Subscribes `key` to `filter` with `value`. Returns true when the pair is new, false when it replaced the value
+   * of an existing one. Throws MQTT_ERR_EMPTY_TOPIC_FILTER or MQTT_ERR_INVALID_TOPIC_FILTER for a filter that is not
+   * valid taken literally (the trie's shape relies on # being last and wildcards filling whole levels).
+   */
+  add(filter: string, key: K, value: V): boolean {
+    let bucket = this.#buckets.get(filter);
+    if (bucket === undefined) {
+      const problem = topicFilterProblem(filter);
+      if (problem !== undefined) {
+        throw filter.length === 0
+          ? new MqttError('MQTT_ERR_EMPTY_TOPIC_FILTER', problem, { reasonCode: 0x81 })
+          : new MqttError('MQTT_ERR_INVALID_TOPIC_FILTER', `${problem}: "${filter}"`, { reasonCode: 0x8f });
+      }
+      bucket = isWildcardFilter(filter)
+        ? this.#insert(filter)
+        : { filter, entries: new Map(), node: undefined, hash: false };
+      this.#buckets.set(filter, bucket);
+    }
+    const before = bucket.entries.size;
+    bucket.entries.set(key, value);
+    if (bucket.entries.size === before) return false;
+    this.#size++;
+    return true;
+  }
+
+  /** Unsubscribes `key` from `filter`. Returns whether the pair existed. */
+  remove(filter: string, key: K): boolean {
+    const bucket = this.#buckets.get(filter);
+    if (bucket === undefined || !bucket.entries.delete(key)) return false;
+    this.#size--;
+    if (bucket.entries.size === 0) {
+      this.#buckets.delete(filter);
+      if (bucket.node !== undefined) this.#detach(bucket);
+    }
+    return true;
+  }
+
+  /**
+   * Calls `visit` once for every (key, filter) pair whose filter matches `topic`, a valid topic name. A topic
+   * starting with `$` is not matched by filters whose first level is + or #. `visit` must not add or remove
+   * subscriptions; collect them and change the trie afterwards.
+   */
+  match(topic: string, visit: SubscriptionVisitor<K, V>): void {
+    const exact = this.#buckets.get(topic);
+    // The node check guards against an (invalid) topic spelled like a wildcard filter being reported twice.
+    if (exact !== undefined && exact.node === undefined) emit(exact, visit);
+    if (this.#wildcardFilters === 0) return;
+    const root = this.#root;
+    if (topic.charCodeAt(0) === DOLLAR) {
+      // Only literal first levels may match $ topics (MQTT-4.7.2-1), so skip the root's + and # branches.
+      if (root.children === undefined) return;
+      let end = topic.indexOf('/');
+      if (end === -1) end = topic.length;
+      const child = root.children.get(topic.slice(0, end));
+      if (child !== undefined) walk(child, topic, end + 1, visit);
+      return;
+    }
+    walk(root, topic, 0, visit);
+  }
+
+  /** The filters with at least one subscriber. Do not modify the trie while iterating. */
+  filters(): IterableIterator<string> {
+    return this.#buckets.keys();
+  }
+
+  /** Whether `key` is subscribed to `filter`. */
+  has(filter: string, key: K): boolean {
+    return this.#buckets.get(filter)?.entries.has(key) ?? false;
+  }
+
+  /** The value stored for `key` under `filter`. */
+  get(filter: string, key: K): V | undefined {
+    return this.#buckets.get(filter)?.entries.get(key);
+  }
+
+  clear(): void {
+    this.#buckets.clear();
+    const root = this.#root;
+    root.children = undefined;
+    root.plus = undefined;
+    root.hash = undefined;
+    this.#size = 0;
+    this.#wildcardFilters = 0;
+    this.#nodes = 0;
+  }
+
+  /** Trie nodes below the root, for tests and memory diagnostics: zero once every wildcard filter is removed. */
+  nodeCount(): number {
+    return this.#nodes;
+  }
+
+  /** Creates the trie path for a new wildcard filter and the bucket at its end. */
+  #insert(filter: string): Bucket<K, V> {
+    const length = filter.length;
+    let node = this.#root;
+    let start = 0;
+    let bucket: Bucket<K, V>;
+    for (;;) {
+      let end = filter.indexOf('/', start);
+      if (end === -1) end = length;
+      if (end === length && end - start === 1 && filter.charCodeAt(start) === HASH) {
+        bucket = { filter, entries: new Map(), node, hash: true };
+        node.hash = bucket;
+        break;
+      }
+      node = this.#child(node, filter, start, end);
+      if (end === length) {
+        bucket = { filter, entries: new Map(), node, hash: false };
+        node.end = bucket;
+        break;
+      }
+      start = end + 1;
+    }
+    this.#wildcardFilters++;
+    return bucket;
+  }
+
+  #child(node: TrieNode<K, V>, filter: string, start: number, end: number): TrieNode<K, V> {
+    if (end - start === 1 && filter.charCodeAt(start) === PLUS) {
+      if (node.plus === undefined) {
+        node.plus = newNode(node, '+');
+        this.#nodes++;
+      }
+      return node.plus;
+    }
+    const level = filter.slice(start, end);
+    node.children ??= new Map();
+    let child = node.children.get(level);
+    if (child === undefined) {
+      child = newNode(node, level);
+      node.children.set(level, child);
+      this.#nodes++;
+    }
+    return child;
+  }
+
+  /** Removes an emptied wildcard bucket and prunes the nodes it leaves empty, so churn does not grow memory. */
+  #detach(bucket: Bucket<K, V>): void {
+    let node = bucket.node!;
+    if (bucket.hash) node.hash = undefined;
+    else node.end = undefined;
+    this.#wildcardFilters--;
+    for (;;) {
+      const parent = node.parent;
+      if (parent === undefined) break; // the root stays
+      if (node.end !== undefined || node.hash !== undefined || node.plus !== undefined) break;
+      if (node.children !== undefined && node.children.size > 0) break;
+      if (parent.plus === node) {
+        parent.plus = undefined;
+      } else {
+        parent.children!.delete(node.level);
+        if (parent.children!.size === 0) parent.children = undefined;
+      }
+      this.#nodes--;
+      node = parent;
+    }
+  }
+}
+
+function emit<K, V>(bucket: Bucket<K, V>, visit: SubscriptionVisitor<K, V>): void {
+  const filter = bucket.filter;
+  for (const [key, value] of bucket.entries) visit(key, value, filter);
+}
+
+/**
+ * Visits the buckets under `node` that match the rest of `topic` from index `start`, the beginning of the next level.
+ * `start > topic.length` means every level has been consumed. Each node is reached at most once per topic (its path
+ * fixes which level each edge consumed), so each bucket is visited at most once.
+ */
+function walk<K, V>(node: TrieNode<K, V>, topic: string, start: number, visit: SubscriptionVisitor<K, V>): void {
+  // `#` below this node matches whatever remains, including nothing (`a/#` matches `a`).
+  if (node.hash !== undefined) emit(node.hash, visit);
+  const length = topic.length;
+  if (start > length) {
+    if (node.end !== undefined) emit(node.end, visit);
+    return;
+  }
+  let end = start;
+  while (end < length && topic.charCodeAt(end) !== SLASH) end++;
+  if (node.plus !== undefined) walk(node.plus, topic, end + 1, visit);
+  if (node.children !== undefined) {
+    const child = node.children.get(topic.slice(start, end));
+    if (child !== undefined) walk(child, topic, end + 1, visit);
+  }
+}
