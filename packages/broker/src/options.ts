@@ -1,0 +1,136 @@
+// The broker's options: what `createBroker(options)` takes in code and what the config file and flags produce.
+// This is the contract between the broker core and its configuration, authentication and metrics modules.
+import type { Logger } from 'pino';
+
+export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss';
+
+export interface TlsOptions {
+  /** PEM text or file contents. */
+  cert: string | Uint8Array;
+  key: string | Uint8Array;
+  /** CA bundle that client certificates must chain to (mutual TLS). */
+  ca?: string | Uint8Array;
+  /** Mutual TLS: refuse clients without a valid certificate. */
+  requireClientCertificate?: boolean;
+  /** Take the client's identity (%u in ACLs, the user name) from the certificate's subject CN. */
+  identityFromCertificate?: boolean;
+}
+
+export interface ListenerOptions {
+  protocol: ListenerProtocol;
+  /** Default 0.0.0.0 (all IPv4); tests use 127.0.0.1. */
+  host?: string;
+  /** 0 picks a free port (see Broker.addresses()). */
+  port: number;
+  /** ws/wss only: accepted URL path; default: any path. */
+  path?: string;
+  /** mqtts/wss only. */
+  tls?: TlsOptions;
+}
+
+export interface BrokerLimits {
+  /** Simultaneous connections across listeners; further sockets are closed (5.0: CONNACK 0x9F / 0x89). */
+  maxConnections: number;
+  /** Largest packet accepted from a client, in bytes (sent as Maximum Packet Size in 5.0 CONNACK). */
+  maxPacketSize: number;
+  /** QoS 1/2 messages in flight towards one client; also sent as Receive Maximum to 5.0 clients. */
+  receiveMaximum: number;
+  /** Messages queued per session (offline or beyond the in-flight window). */
+  maxQueuedMessages: number;
+  /** Which message is dropped when a session queue is full. */
+  queueDropPolicy: 'oldest' | 'newest';
+  maxClientIdLength: number;
+  /** PUBLISH packets per second per client; 0 = unlimited. Above it: 5.0 DISCONNECT 0x96, 3.1.1 close. */
+  maxPublishRate: number;
+  /** Sockets that send no CONNECT within this many ms are closed. */
+  connectTimeoutMs: number;
+  /** Upper bound for a client's keepalive (seconds); 5.0 clients are told via Server Keep Alive. 0 = none. */
+  maxKeepAlive: number;
+  /** Topic aliases a 5.0 client may use towards the broker. */
+  topicAliasMaximum: number;
+  /** Cap on a 5.0 session expiry interval and the expiry for abandoned persistent sessions (seconds). */
+  maxSessionExpiryInterval: number;
+}
+
+export const defaultLimits: BrokerLimits = {
+  maxConnections: 100_000,
+  maxPacketSize: 1024 * 1024,
+  receiveMaximum: 100,
+  maxQueuedMessages: 1000,
+  queueDropPolicy: 'oldest',
+  maxClientIdLength: 256,
+  maxPublishRate: 0,
+  connectTimeoutMs: 10_000,
+  maxKeepAlive: 0,
+  topicAliasMaximum: 100,
+  // 31 days: a vehicle offline for a month keeps its commands; a forgotten test client does not live forever.
+  maxSessionExpiryInterval: 31 * 24 * 3600,
+};
+
+/** Who a connected client is, as authorization sees it. */
+export interface ClientIdentity {
+  clientId: string;
+  /** The authenticated identity: user name, or the certificate CN with identityFromCertificate. */
+  username: string | undefined;
+  protocolVersion: 4 | 5;
+  remoteAddress: string | undefined;
+}
+
+export interface AuthenticationRequest {
+  clientId: string;
+  username: string | undefined;
+  password: Uint8Array | undefined;
+  /** Subject CN of a verified client certificate, if the listener asked for one. */
+  certificateIdentity: string | undefined;
+  protocolVersion: 4 | 5;
+  remoteAddress: string | undefined;
+}
+
+export type AuthenticationResult =
+  | { ok: true /** Identity for ACLs (%u); defaults to the user name. */; username?: string }
+  /** reasonCode in 5.0 terms (0x86 bad user name or password, 0x87 not authorized, 0x8A banned...). */
+  | { ok: false; reasonCode: number };
+
+export type Authenticate = (request: AuthenticationRequest) => AuthenticationResult | Promise<AuthenticationResult>;
+
+/** `topic` is a topic name for 'publish' and a topic filter (without $share/group/) for 'subscribe'. */
+export type Authorize = (client: ClientIdentity, action: 'publish' | 'subscribe', topic: string) => boolean;
+
+/** MQTT 5.0 enhanced authentication (AUTH packets), keyed by authentication method. */
+export interface EnhancedAuthenticator {
+  method: string;
+  /**
+   * Called with the client's authentication data from CONNECT, then from each AUTH it sends. Return `continue` with
+   * data to send an AUTH 0x18 challenge, `success` to finish (CONNACK or AUTH 0x00 on re-authentication), or `fail`.
+   */
+  step(
+    state: { clientId: string; username: string | undefined; step: number },
+    data: Uint8Array | undefined,
+  ):
+    | { result: 'continue'; data?: Uint8Array }
+    | { result: 'success'; data?: Uint8Array; username?: string }
+    | { result: 'fail'; reasonCode?: number }
+    | Promise<
+        | { result: 'continue'; data?: Uint8Array }
+        | { result: 'success'; data?: Uint8Array; username?: string }
+        | { result: 'fail'; reasonCode?: number }
+      >;
+}
+
+export interface BrokerOptions {
+  /** Default: one mqtt listener on 0.0.0.0:1883. */
+  listeners?: ListenerOptions[];
+  /** Off by default: without `authenticate`, every CONNECT is refused unless this is true. */
+  allowAnonymous?: boolean;
+  authenticate?: Authenticate;
+  /** Default: everything allowed for authenticated clients. */
+  authorize?: Authorize;
+  enhancedAuth?: EnhancedAuthenticator[];
+  limits?: Partial<BrokerLimits>;
+  /** Default: a pino logger at 'info' to stderr; pass `pino({ level: 'silent' })` in tests. */
+  logger?: Logger;
+  /** $SYS/broker/... publish interval in seconds; 0 disables. Default 10. */
+  sysIntervalSeconds?: number;
+  /** Prometheus /metrics over HTTP; omitted: no metrics listener (stats stay readable in code). */
+  metrics?: { host?: string; port: number };
+}

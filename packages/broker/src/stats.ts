@@ -1,0 +1,50 @@
+// Counters the broker keeps on its hot path as plain numbers (cheap to increment); $SYS topics and the
+// Prometheus exposition read them. Index 0..2 of the per-QoS arrays is the QoS level.
+
+export interface BrokerStats {
+  startedAt: number;
+  connectionsCurrent: number;
+  connectionsTotal: number;
+  connectionsRejected: number;
+  sessionsCurrent: number;
+  /** Persistent sessions whose client is not connected. */
+  sessionsOffline: number;
+  subscriptionsCurrent: number;
+  retainedCurrent: number;
+  messagesIn: [number, number, number];
+  messagesOut: [number, number, number];
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages dropped because a session queue was full, by policy. */
+  droppedQueueFull: number;
+  /** Messages dropped because their message expiry passed while queued. */
+  droppedExpired: number;
+  /** PUBLISH refused by ACL. */
+  droppedNotAuthorized: number;
+  /** Connections closed for malformed packets or protocol errors. */
+  protocolErrors: number;
+  /** Messages queued for offline sessions right now. */
+  queuedCurrent: number;
+}
+
+export function createStats(now = Date.now()): BrokerStats {
+  return {
+    startedAt: now,
+    connectionsCurrent: 0,
+    connectionsTotal: 0,
+    connectionsRejected: 0,
+    sessionsCurrent: 0,
+    sessionsOffline: 0,
+    subscriptionsCurrent: 0,
+    retainedCurrent: 0,
+    messagesIn: [0, 0, 0],
+    messagesOut: [0, 0, 0],
+    bytesIn: 0,
+    bytesOut: 0,
+    droppedQueueFull: 0,
+    droppedExpired: 0,
+    droppedNotAuthorized: 0,
+    protocolErrors: 0,
+    queuedCurrent: 0,
+  };
+}
