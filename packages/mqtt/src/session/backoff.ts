@@ -1,0 +1,37 @@
+// Reconnect delays: exponential growth to a cap, with "full jitter" (a uniform draw in [0, ceiling]) so a fleet
+// that lost its broker at the same instant does not come back in lockstep. Pure: the caller supplies `random`.
+
+export interface BackoffOptions {
+  /** First ceiling, in ms (Paho: 1 s). */
+  initialDelayMs?: number;
+  /** Largest ceiling, in ms (Paho: 60 s). */
+  maxDelayMs?: number;
+  multiplier?: number;
+  /** 'full': uniform in [0, ceiling]; 'equal': ceiling/2 + uniform in [0, ceiling/2]; 'none': the ceiling. */
+  jitter?: 'full' | 'equal' | 'none';
+}
+
+export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
+  initialDelayMs: 1000,
+  maxDelayMs: 60_000,
+  multiplier: 2,
+  jitter: 'full',
+};
+
+/** Delay before reconnect attempt `attempt` (0 for the first retry). */
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = {},
+  random: () => number = Math.random,
+): number {
+  const o = { ...DEFAULT_BACKOFF, ...options };
+  const ceiling = Math.min(o.maxDelayMs, o.initialDelayMs * o.multiplier ** Math.max(0, attempt));
+  switch (o.jitter) {
+    case 'none':
+      return ceiling;
+    case 'equal':
+      return ceiling / 2 + random() * (ceiling / 2);
+    default:
+      return random() * ceiling;
+  }
+}

@@ -1,0 +1,667 @@
+// The client end of an MQTT session as pure state: packets and a `now` (ms) go in, packets to send and events
+// come out (rumqttc's state.rs is the model). No sockets, no timers, no promises: the client shell owns those,
+// which is what lets a test drive every QoS path with a fake clock.
+import { encodedLength } from '../codec/encoder.js';
+import { MqttError } from '../codec/errors.js';
+import type {
+  AckProperties,
+  AuthPacket,
+  AuthProperties,
+  ConnackPacket,
+  ConnectPacket,
+  ConnectProperties,
+  DisconnectPacket,
+  DisconnectProperties,
+  Packet,
+  ProtocolVersion,
+  PublishPacket,
+  PublishProperties,
+  QoS,
+  SubackPacket,
+  SubscribePacket,
+  SubscribeProperties,
+  Subscription,
+  UnsubackPacket,
+  UnsubscribePacket,
+  UnsubscribeProperties,
+  Will,
+} from '../codec/packets.js';
+import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
+import { PacketIdAllocator } from './packet-ids.js';
+import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
+import { IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
+
+export interface SessionOptions {
+  protocolVersion: ProtocolVersion;
+  clientId: string;
+  /** Clean Session (3.1.1) / Clean Start (5.0). */
+  clean: boolean;
+  /** Seconds; 0 disables keepalive. */
+  keepalive: number;
+  username?: string;
+  password?: Uint8Array;
+  will?: Will;
+  properties?: ConnectProperties;
+  /** How long to wait for PINGRESP before giving up on the line; default: the keepalive interval. */
+  pingTimeoutMs?: number;
+  /** Our own cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. */
+  maxInflight?: number;
+  /** Messages waiting to be sent (offline or window full) before `dropPolicy` applies. */
+  queueLimit?: number;
+  /** Which message gives way when the queue is full; the dropped one fails with MQTT_ERR_QUEUE_FULL. */
+  dropPolicy?: 'oldest' | 'newest';
+  /** Use topic aliases for outgoing publishes when the server allows them (5.0). Default true. */
+  topicAliases?: boolean;
+}
+
+export interface OutgoingMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+}
+
+export type SessionEvent =
+  | { type: 'connected'; connack: ConnackPacket }
+  | { type: 'refused'; connack: ConnackPacket }
+  | { type: 'message'; message: PublishPacket }
+  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined }
+  | { type: 'publish-failed'; seq: number; error: MqttError }
+  | { type: 'suback'; packet: SubackPacket }
+  | { type: 'unsuback'; packet: UnsubackPacket }
+  | { type: 'auth'; packet: AuthPacket }
+  | { type: 'server-disconnect'; packet: DisconnectPacket }
+  /** The session wants the line closed (keepalive timeout, protocol error); any DISCONNECT is in `packets`. */
+  | { type: 'close'; error: MqttError }
+  | { type: 'store-put'; key: string; record: StoredRecord }
+  | { type: 'store-delete'; key: string };
+
+export interface Step {
+  packets: Packet[];
+  events: SessionEvent[];
+}
+
+interface OutEntry {
+  seq: number;
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties: PublishProperties | undefined;
+  state: 'queued' | 'publish' | 'pubrel';
+  packetId: number | undefined;
+}
+
+export type SessionState = 'disconnected' | 'connecting' | 'connected';
+
+/** Server limits learned from CONNACK (defaults per MQTT 5.0 when absent). */
+export interface ServerLimits {
+  receiveMaximum: number;
+  topicAliasMaximum: number;
+  maximumPacketSize: number;
+  maximumQoS: QoS;
+  retainAvailable: boolean;
+  keepalive: number;
+}
+
+/** A FIFO with O(1) removal at both ends, compacted lazily. */
+class Deque<T> {
+  private items: T[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(item: T): void {
+    this.items.push(item);
+  }
+  unshiftAll(items: T[]): void {
+    this.items = [...items, ...this.items.slice(this.head)];
+    this.head = 0;
+  }
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head]!;
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+  pop(): T | undefined {
+    if (this.length === 0) return undefined;
+    return this.items.pop();
+  }
+  *[Symbol.iterator](): Iterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+  }
+}
+
+function newStep(): Step {
+  return { packets: [], events: [] };
+}
+
+export class ClientSession {
+  readonly version: ProtocolVersion;
+  state: SessionState = 'disconnected';
+  clientId: string;
+  limits: ServerLimits;
+  private readonly options: SessionOptions;
+  private readonly ids = new PacketIdAllocator();
+  private readonly queue = new Deque<OutEntry>();
+  /** Unacknowledged QoS 1/2 publishes by packet id, in the order they were sent. */
+  private readonly inflight = new Map<number, OutEntry>();
+  /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
+  private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
+  /** Incoming QoS 2 ids delivered and not yet released by PUBREL. */
+  private readonly incomingQos2 = new Set<number>();
+  private outAliases = new OutgoingTopicAliases(0);
+  private inAliases = new IncomingTopicAliases(0);
+  private lastSeq = 0;
+  private lastSent = 0;
+  private pingSentAt: number | undefined;
+
+  constructor(options: SessionOptions) {
+    this.options = options;
+    this.version = options.protocolVersion;
+    this.clientId = options.clientId;
+    this.limits = defaultLimits(options.keepalive);
+  }
+
+  /** Waiting to be sent. */
+  get queuedCount(): number {
+    return this.queue.length;
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /** Nothing queued, in flight, or awaiting a SUBACK/UNSUBACK. */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.inflight.size === 0 && this.control.size === 0;
+  }
+
+  /** Loads what a durable store kept from an earlier run. Call before the first connect. */
+  restore(records: Iterable<StoredRecord>): void {
+    const outgoing: OutgoingRecord[] = [];
+    for (const r of records) {
+      if (r.kind === 'incoming') this.incomingQos2.add(r.packetId);
+      else outgoing.push(r);
+    }
+    outgoing.sort((a, b) => a.seq - b.seq);
+    for (const r of outgoing) {
+      const entry: OutEntry = {
+        seq: r.seq,
+        topic: r.topic,
+        payload: r.payload,
+        qos: r.qos,
+        retain: r.retain,
+        properties: r.properties,
+        state: r.state,
+        packetId: r.packetId,
+      };
+      if (r.state !== 'queued' && r.packetId !== undefined && !this.ids.has(r.packetId)) {
+        this.ids.claim(r.packetId);
+        this.inflight.set(r.packetId, entry);
+      } else {
+        entry.state = 'queued';
+        entry.packetId = undefined;
+        this.queue.push(entry);
+      }
+      this.lastSeq = Math.max(this.lastSeq, r.seq);
+    }
+  }
+
+  connect(now: number): Step {
+    const step = newStep();
+    const o = this.options;
+    this.state = 'connecting';
+    this.pingSentAt = undefined;
+    const connect: ConnectPacket = {
+      type: 'connect',
+      protocolVersion: this.version,
+      clientId: this.clientId,
+      clean: o.clean,
+      keepalive: o.keepalive,
+    };
+    if (o.username !== undefined) connect.username = o.username;
+    if (o.password !== undefined) connect.password = o.password;
+    if (o.will !== undefined) connect.will = o.will;
+    if (this.version === 5 && o.properties !== undefined) connect.properties = o.properties;
+    this.send(step, connect, now);
+    return step;
+  }
+
+  /** The transport closed (or is being closed): per-connection state goes, the session's survives. */
+  connectionLost(): void {
+    this.state = 'disconnected';
+    this.pingSentAt = undefined;
+    this.outAliases = new OutgoingTopicAliases(0);
+  }
+
+  disconnect(now: number, reasonCode?: number, properties?: DisconnectProperties): Step {
+    const step = newStep();
+    const packet: DisconnectPacket = { type: 'disconnect' };
+    if (reasonCode !== undefined) packet.reasonCode = reasonCode;
+    if (properties !== undefined) packet.properties = properties;
+    if (this.state !== 'disconnected') this.send(step, packet, now);
+    this.connectionLost();
+    return step;
+  }
+
+  auth(now: number, reasonCode: number, properties: AuthProperties): Step {
+    const step = newStep();
+    this.send(step, { type: 'auth', reasonCode, properties }, now);
+    return step;
+  }
+
+  /**
+   * Accepts a message for sending. Returns its sequence number; its outcome arrives later as a `published` or
+   * `publish-failed` event with that number. Throws MqttError for a message that can never be sent.
+   */
+  publish(message: OutgoingMessage, now: number): { seq: number; step: Step } {
+    validateTopicName(message.topic);
+    if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
+    }
+    const entry: OutEntry = {
+      seq: ++this.lastSeq,
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain,
+      properties: message.properties,
+      state: 'queued',
+      packetId: undefined,
+    };
+    if (this.state === 'connected') this.checkAgainstServer(entry);
+    const step = newStep();
+    this.queue.push(entry);
+    if (entry.qos > 0) this.storeOutgoing(step, entry);
+    this.pump(step, now);
+    this.enforceQueueLimit(step);
+    return { seq: entry.seq, step };
+  }
+
+  subscribe(subscriptions: Subscription[], properties: SubscribeProperties | undefined, now: number) {
+    for (const s of subscriptions) validateTopicFilter(s.topicFilter);
+    const packetId = this.ids.allocate();
+    const packet: SubscribePacket = { type: 'subscribe', packetId, subscriptions };
+    if (properties !== undefined && this.version === 5) packet.properties = properties;
+    return { packetId, step: this.sendControl(packet, now) };
+  }
+
+  unsubscribe(topicFilters: string[], properties: UnsubscribeProperties | undefined, now: number) {
+    for (const f of topicFilters) validateTopicFilter(f);
+    const packetId = this.ids.allocate();
+    const packet: UnsubscribePacket = { type: 'unsubscribe', packetId, topicFilters };
+    if (properties !== undefined && this.version === 5) packet.properties = properties;
+    return { packetId, step: this.sendControl(packet, now) };
+  }
+
+  handle(packet: Packet, now: number): Step {
+    const step = newStep();
+    switch (packet.type) {
+      case 'connack':
+        this.onConnack(packet, step, now);
+        break;
+      case 'publish':
+        this.onPublish(packet, step, now);
+        break;
+      case 'puback':
+        this.onPuback(packet.packetId, packet.reasonCode ?? 0, packet.properties, step, now);
+        break;
+      case 'pubrec':
+        this.onPubrec(packet.packetId, packet.reasonCode ?? 0, packet.properties, step, now);
+        break;
+      case 'pubcomp':
+        this.onPubcomp(packet.packetId, packet.reasonCode ?? 0, packet.properties, step, now);
+        break;
+      case 'pubrel': {
+        const known = this.incomingQos2.delete(packet.packetId);
+        if (known) step.events.push({ type: 'store-delete', key: incomingKey(packet.packetId) });
+        const comp: Packet = { type: 'pubcomp', packetId: packet.packetId };
+        if (!known && this.version === 5) comp.reasonCode = 0x92;
+        this.send(step, comp, now);
+        break;
+      }
+      case 'suback':
+      case 'unsuback':
+        if (this.control.get(packet.packetId)?.type === (packet.type === 'suback' ? 'subscribe' : 'unsubscribe')) {
+          this.control.delete(packet.packetId);
+          this.ids.release(packet.packetId);
+          if (packet.type === 'suback') step.events.push({ type: 'suback', packet });
+          else step.events.push({ type: 'unsuback', packet });
+        }
+        break;
+      case 'pingresp':
+        this.pingSentAt = undefined;
+        break;
+      case 'disconnect':
+        step.events.push({ type: 'server-disconnect', packet });
+        this.connectionLost();
+        break;
+      case 'auth':
+        step.events.push({ type: 'auth', packet });
+        break;
+      default:
+        this.protocolError(step, now, `a server must not send ${packet.type}`, 0x82);
+    }
+    return step;
+  }
+
+  /** Keepalive: a PINGREQ when nothing was sent for the keepalive interval, or a close when PINGRESP is overdue. */
+  tick(now: number): Step {
+    const step = newStep();
+    const keepaliveMs = this.limits.keepalive * 1000;
+    if (this.state !== 'connected' || keepaliveMs <= 0) return step;
+    if (this.pingSentAt !== undefined) {
+      if (now - this.pingSentAt >= this.pingTimeoutMs()) {
+        step.events.push({
+          type: 'close',
+          error: new MqttError('MQTT_ERR_KEEPALIVE_TIMEOUT', `no PINGRESP within ${this.pingTimeoutMs()} ms`),
+        });
+        this.connectionLost();
+      }
+      return step;
+    }
+    if (now - this.lastSent >= keepaliveMs) {
+      this.send(step, { type: 'pingreq' }, now);
+      this.pingSentAt = now;
+    }
+    return step;
+  }
+
+  /** When `tick` next has something to decide, or undefined when keepalive is off. */
+  nextTick(): number | undefined {
+    const keepaliveMs = this.limits.keepalive * 1000;
+    if (this.state !== 'connected' || keepaliveMs <= 0) return undefined;
+    if (this.pingSentAt !== undefined) return this.pingSentAt + this.pingTimeoutMs();
+    return this.lastSent + keepaliveMs;
+  }
+
+  private pingTimeoutMs(): number {
+    return this.options.pingTimeoutMs ?? this.limits.keepalive * 1000;
+  }
+
+  private send(step: Step, packet: Packet, now: number): void {
+    step.packets.push(packet);
+    this.lastSent = now;
+  }
+
+  private sendControl(packet: SubscribePacket | UnsubscribePacket, now: number): Step {
+    const step = newStep();
+    this.control.set(packet.packetId, packet);
+    if (this.state === 'connected') this.send(step, packet, now);
+    return step;
+  }
+
+  private protocolError(step: Step, now: number, message: string, reasonCode: number, cause?: unknown): void {
+    if (this.version === 5) this.send(step, { type: 'disconnect', reasonCode }, now);
+    step.events.push({
+      type: 'close',
+      error: new MqttError('MQTT_ERR_PROTOCOL_ERROR', message, { reasonCode, cause }),
+    });
+    this.connectionLost();
+  }
+
+  private onConnack(packet: ConnackPacket, step: Step, now: number): void {
+    if (this.state !== 'connecting') {
+      this.protocolError(step, now, 'CONNACK outside the connect handshake', 0x82);
+      return;
+    }
+    if (packet.reasonCode !== 0) {
+      step.events.push({ type: 'refused', connack: packet });
+      this.connectionLost();
+      return;
+    }
+    const p = packet.properties ?? {};
+    this.limits = {
+      receiveMaximum: p.receiveMaximum ?? 65535,
+      topicAliasMaximum: p.topicAliasMaximum ?? 0,
+      maximumPacketSize: p.maximumPacketSize ?? Number.POSITIVE_INFINITY,
+      maximumQoS: p.maximumQoS ?? 2,
+      retainAvailable: p.retainAvailable !== 0,
+      keepalive: p.serverKeepAlive ?? this.options.keepalive,
+    };
+    if (p.assignedClientIdentifier !== undefined) this.clientId = p.assignedClientIdentifier;
+    this.outAliases = new OutgoingTopicAliases(this.options.topicAliases === false ? 0 : this.limits.topicAliasMaximum);
+    this.inAliases = new IncomingTopicAliases(this.options.properties?.topicAliasMaximum ?? 0);
+    this.state = 'connected';
+    this.lastSent = now;
+    if (!packet.sessionPresent) {
+      // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
+      // acknowledged with PUBREC are done, and the rest go out again as new messages.
+      for (const id of this.incomingQos2) step.events.push({ type: 'store-delete', key: incomingKey(id) });
+      this.incomingQos2.clear();
+      const resend: OutEntry[] = [];
+      for (const [id, entry] of this.inflight) {
+        this.ids.release(id);
+        if (entry.state === 'pubrel') {
+          step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+          step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+        } else {
+          entry.state = 'queued';
+          entry.packetId = undefined;
+          resend.push(entry);
+        }
+      }
+      this.inflight.clear();
+      if (resend.length > 0) this.queue.unshiftAll(resend);
+    }
+    step.events.push({ type: 'connected', connack: packet });
+    for (const entry of this.inflight.values()) {
+      if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
+      else this.send(step, this.wirePublish(entry, true), now);
+    }
+    for (const control of this.control.values()) this.send(step, control, now);
+    this.pump(step, now);
+  }
+
+  private onPublish(packet: PublishPacket, step: Step, now: number): void {
+    let topic: string;
+    try {
+      topic = this.inAliases.resolve(packet.topic, packet.properties?.topicAlias);
+    } catch (err) {
+      this.protocolError(step, now, (err as Error).message, 0x94, err);
+      return;
+    }
+    const message = topic === packet.topic ? packet : { ...packet, topic };
+    if (packet.qos === 0) {
+      step.events.push({ type: 'message', message });
+    } else if (packet.qos === 1) {
+      step.events.push({ type: 'message', message });
+      this.send(step, { type: 'puback', packetId: packet.packetId! }, now);
+    } else {
+      const id = packet.packetId!;
+      if (!this.incomingQos2.has(id)) {
+        // Delivered now, once: a repeated PUBLISH with this id before PUBREL only gets its PUBREC again.
+        step.events.push({ type: 'message', message });
+        this.incomingQos2.add(id);
+        step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+      }
+      this.send(step, { type: 'pubrec', packetId: id }, now);
+    }
+  }
+
+  private onPuback(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
+    const entry = this.inflight.get(id);
+    if (entry === undefined || entry.qos !== 1) return;
+    this.finish(entry, code, props, step);
+    this.pump(step, now);
+  }
+
+  private onPubrec(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
+    const entry = this.inflight.get(id);
+    if (entry === undefined || entry.qos !== 2) {
+      const rel: Packet = { type: 'pubrel', packetId: id };
+      if (this.version === 5) rel.reasonCode = 0x92;
+      this.send(step, rel, now);
+      return;
+    }
+    if (code >= 0x80) {
+      this.finish(entry, code, props, step);
+      this.pump(step, now);
+      return;
+    }
+    if (entry.state === 'publish') {
+      entry.state = 'pubrel';
+      this.storeOutgoing(step, entry);
+    }
+    this.send(step, { type: 'pubrel', packetId: id }, now);
+  }
+
+  private onPubcomp(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
+    const entry = this.inflight.get(id);
+    if (entry === undefined || entry.state !== 'pubrel') return;
+    this.finish(entry, code, props, step);
+    this.pump(step, now);
+  }
+
+  private finish(entry: OutEntry, code: number, props: AckProperties | undefined, step: Step): void {
+    this.inflight.delete(entry.packetId!);
+    this.ids.release(entry.packetId!);
+    step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+    if (code >= 0x80) {
+      step.events.push({
+        type: 'publish-failed',
+        seq: entry.seq,
+        error: new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
+          reasonCode: code,
+        }),
+      });
+    } else {
+      step.events.push({ type: 'published', seq: entry.seq, reasonCode: code, properties: props });
+    }
+  }
+
+  /** Sends queued messages while connected and the window allows. */
+  private pump(step: Step, now: number): void {
+    if (this.state !== 'connected') return;
+    const window = Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
+    for (;;) {
+      const entry = this.queue.peek();
+      if (entry === undefined) return;
+      if (entry.qos > 0 && (this.inflight.size >= window || this.ids.size >= 0xffff)) return;
+      this.queue.shift();
+      try {
+        this.checkAgainstServer(entry);
+      } catch (err) {
+        if (entry.qos > 0) step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+        step.events.push({ type: 'publish-failed', seq: entry.seq, error: err as MqttError });
+        continue;
+      }
+      if (entry.qos === 0) {
+        this.send(step, this.wirePublish(entry, false), now);
+        step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+        continue;
+      }
+      entry.packetId = this.ids.allocate();
+      entry.state = 'publish';
+      this.inflight.set(entry.packetId, entry);
+      this.storeOutgoing(step, entry);
+      this.send(step, this.wirePublish(entry, false), now);
+    }
+  }
+
+  /** Rejects what this server cannot take: QoS above its maximum, retain it lacks, a packet above its size limit. */
+  private checkAgainstServer(entry: OutEntry): void {
+    const l = this.limits;
+    if (entry.qos > l.maximumQoS) {
+      throw new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server accepts QoS up to ${l.maximumQoS}`, {
+        reasonCode: 0x9b,
+      });
+    }
+    if (entry.retain && !l.retainAvailable) {
+      throw new MqttError('MQTT_ERR_PUBLISH_FAILED', 'the server does not support retained messages', {
+        reasonCode: 0x9a,
+      });
+    }
+    if (l.maximumPacketSize !== Number.POSITIVE_INFINITY) {
+      // Measured with the full topic: an alias can only make it smaller.
+      const size = encodedLength(this.plainPublish(entry, false, entry.qos > 0 ? 1 : undefined), this.version);
+      if (size > l.maximumPacketSize) {
+        throw new MqttError(
+          'MQTT_ERR_PACKET_TOO_LARGE',
+          `a PUBLISH of ${size} bytes exceeds the server's Maximum Packet Size of ${l.maximumPacketSize}`,
+          { reasonCode: 0x95 },
+        );
+      }
+    }
+  }
+
+  private plainPublish(entry: OutEntry, dup: boolean, packetId: number | undefined): PublishPacket {
+    const packet: PublishPacket = {
+      type: 'publish',
+      topic: entry.topic,
+      payload: entry.payload,
+      qos: entry.qos,
+      retain: entry.retain,
+      dup,
+    };
+    if (packetId !== undefined) packet.packetId = packetId;
+    if (entry.properties !== undefined && this.version === 5) packet.properties = entry.properties;
+    return packet;
+  }
+
+  private wirePublish(entry: OutEntry, dup: boolean): PublishPacket {
+    const packet = this.plainPublish(entry, dup, entry.packetId);
+    if (this.version === 5 && entry.properties?.topicAlias === undefined) {
+      const choice = this.outAliases.choose(entry.topic);
+      if (choice !== undefined) {
+        packet.properties = { ...entry.properties, topicAlias: choice.alias };
+        if (!choice.sendTopic) packet.topic = '';
+      }
+    }
+    return packet;
+  }
+
+  private storeOutgoing(step: Step, entry: OutEntry): void {
+    const record: OutgoingRecord = {
+      kind: 'outgoing',
+      seq: entry.seq,
+      topic: entry.topic,
+      payload: entry.payload,
+      qos: entry.qos as 1 | 2,
+      retain: entry.retain,
+      state: entry.state,
+    };
+    if (entry.properties !== undefined) record.properties = entry.properties;
+    if (entry.packetId !== undefined) record.packetId = entry.packetId;
+    step.events.push({ type: 'store-put', key: outgoingKey(entry.seq), record });
+  }
+
+  private enforceQueueLimit(step: Step): void {
+    const limit = this.options.queueLimit ?? Number.POSITIVE_INFINITY;
+    while (this.queue.length > limit) {
+      const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
+      if (dropped === undefined) return;
+      if (dropped.qos > 0) step.events.push({ type: 'store-delete', key: outgoingKey(dropped.seq) });
+      step.events.push({
+        type: 'publish-failed',
+        seq: dropped.seq,
+        error: new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
+      });
+    }
+  }
+}
+
+function defaultLimits(keepalive: number): ServerLimits {
+  return {
+    receiveMaximum: 65535,
+    topicAliasMaximum: 0,
+    maximumPacketSize: Number.POSITIVE_INFINITY,
+    maximumQoS: 2,
+    retainAvailable: true,
+    keepalive,
+  };
+}
+
+function hex(code: number): string {
+  return code.toString(16).padStart(2, '0');
+}

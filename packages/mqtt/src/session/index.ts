@@ -1,0 +1,21 @@
+// Pure protocol state for the client end: no I/O, no timers.
+export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+export {
+  ClientSession,
+  type OutgoingMessage,
+  type ServerLimits,
+  type SessionEvent,
+  type SessionOptions,
+  type SessionState,
+  type Step,
+} from './client-session.js';
+export { PacketIdAllocator } from './packet-ids.js';
+export {
+  type IncomingRecord,
+  incomingKey,
+  type OutgoingRecord,
+  outgoingKey,
+  recordKey,
+  type StoredRecord,
+} from './records.js';
+export { IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';

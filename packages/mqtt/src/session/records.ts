@@ -1,0 +1,37 @@
+// What the session asks a durable store to keep: outgoing QoS 1/2 messages (queued or in flight, with their
+// packet id once sent) and the ids of incoming QoS 2 messages delivered but not yet released. The session hands
+// out fresh objects on every change, so a store may keep the references it is given.
+import type { PublishProperties } from '../codec/packets.js';
+
+export interface OutgoingRecord {
+  kind: 'outgoing';
+  /** Client-local order of acceptance; survives restarts so replay keeps the order. */
+  seq: number;
+  topic: string;
+  payload: Uint8Array;
+  qos: 1 | 2;
+  retain: boolean;
+  properties?: PublishProperties;
+  /** 'queued': accepted, not yet sent; 'publish': sent, awaiting PUBACK/PUBREC; 'pubrel': PUBREL sent. */
+  state: 'queued' | 'publish' | 'pubrel';
+  packetId?: number;
+}
+
+export interface IncomingRecord {
+  kind: 'incoming';
+  packetId: number;
+}
+
+export type StoredRecord = OutgoingRecord | IncomingRecord;
+
+export function recordKey(record: StoredRecord): string {
+  return record.kind === 'outgoing' ? outgoingKey(record.seq) : incomingKey(record.packetId);
+}
+
+export function outgoingKey(seq: number): string {
+  return `out:${seq}`;
+}
+
+export function incomingKey(packetId: number): string {
+  return `in:${packetId}`;
+}

@@ -1,0 +1,392 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ConnackPacket, Packet, ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
+import { ClientSession, type SessionOptions, type Step } from '../../src/session/client-session.js';
+import { PacketIdAllocator } from '../../src/session/packet-ids.js';
+import type { StoredRecord } from '../../src/session/records.js';
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+function session(overrides: Partial<SessionOptions> = {}, version: ProtocolVersion = 5): ClientSession {
+  return new ClientSession({ protocolVersion: version, clientId: 'c1', clean: true, keepalive: 60, ...overrides });
+}
+
+function connack(properties: ConnackPacket['properties'] = {}, sessionPresent = false): ConnackPacket {
+  return { type: 'connack', sessionPresent, reasonCode: 0, properties };
+}
+
+function connected(overrides: Partial<SessionOptions> = {}, props: ConnackPacket['properties'] = {}) {
+  const s = session(overrides);
+  s.connect(0);
+  const step = s.handle(connack(props), 0);
+  assert.equal(s.state, 'connected');
+  return { s, step };
+}
+
+const types = (step: Step) => step.packets.map((p) => p.type);
+const eventTypes = (step: Step) => step.events.map((e) => e.type);
+const publishes = (step: Step) => step.packets.filter((p): p is PublishPacket => p.type === 'publish');
+const msg = (topic: string, qos: 0 | 1 | 2, payload = 'x') => ({ topic, payload: bytes(payload), qos, retain: false });
+
+describe('packet ids', () => {
+  test('skip ids in use and wrap', () => {
+    const ids = new PacketIdAllocator();
+    assert.equal(ids.allocate(), 1);
+    assert.equal(ids.allocate(), 2);
+    ids.release(1);
+    assert.equal(ids.allocate(), 3, 'a freed id is not reused at once');
+    for (let i = 4; i <= 0xffff; i++) ids.allocate();
+    assert.equal(ids.allocate(), 1, 'wraps to the freed id');
+    assert.throws(() => ids.allocate(), { code: 'MQTT_ERR_PACKET_ID_EXHAUSTED' });
+  });
+});
+
+describe('connect', () => {
+  test('CONNECT carries the options; CONNACK sets limits, assigned id and server keepalive', () => {
+    const s = session({ clientId: '', keepalive: 30, username: 'u', properties: { sessionExpiryInterval: 10 } });
+    const step = s.connect(0);
+    assert.deepEqual(step.packets[0], {
+      type: 'connect',
+      protocolVersion: 5,
+      clientId: '',
+      clean: true,
+      keepalive: 30,
+      username: 'u',
+      properties: { sessionExpiryInterval: 10 },
+    });
+    const out = s.handle(
+      connack({ assignedClientIdentifier: 'srv-1', serverKeepAlive: 5, receiveMaximum: 3, topicAliasMaximum: 2 }),
+      0,
+    );
+    assert.deepEqual(eventTypes(out), ['connected']);
+    assert.equal(s.clientId, 'srv-1');
+    assert.equal(s.limits.keepalive, 5);
+    assert.equal(s.limits.receiveMaximum, 3);
+  });
+
+  test('a refused CONNACK is an event and leaves the session disconnected', () => {
+    const s = session();
+    s.connect(0);
+    const out = s.handle({ type: 'connack', sessionPresent: false, reasonCode: 0x87 }, 0);
+    assert.deepEqual(eventTypes(out), ['refused']);
+    assert.equal(s.state, 'disconnected');
+  });
+});
+
+describe('QoS 1 and 2 sender', () => {
+  test('QoS 0 goes out at once and completes', () => {
+    const { s } = connected();
+    const { seq, step } = s.publish(msg('a/b', 0), 1);
+    assert.deepEqual(types(step), ['publish']);
+    assert.deepEqual(step.events, [{ type: 'published', seq, reasonCode: 0 }]);
+  });
+
+  test('QoS 1: stored, sent, completed and forgotten on PUBACK', () => {
+    const { s } = connected();
+    const { seq, step } = s.publish(msg('a/b', 1), 1);
+    const [p] = publishes(step);
+    assert.equal(p?.packetId, 1);
+    assert.deepEqual(eventTypes(step), ['store-put', 'store-put']);
+    const done = s.handle({ type: 'puback', packetId: 1, reasonCode: 0 }, 2);
+    assert.deepEqual(done.events, [
+      { type: 'store-delete', key: `out:${seq}` },
+      { type: 'published', seq, reasonCode: 0, properties: undefined },
+    ]);
+    assert.equal(s.inflightCount, 0);
+  });
+
+  test('a PUBACK with a failure code fails the message with MQTT_ERR_PUBLISH_FAILED', () => {
+    const { s } = connected();
+    s.publish(msg('a/b', 1), 1);
+    const done = s.handle({ type: 'puback', packetId: 1, reasonCode: 0x87 }, 2);
+    const failed = done.events.find((e) => e.type === 'publish-failed');
+    assert.ok(failed && failed.type === 'publish-failed');
+    assert.equal(failed.error.code, 'MQTT_ERR_PUBLISH_FAILED');
+    assert.equal(failed.error.reasonCode, 0x87);
+  });
+
+  test('QoS 2: PUBREC → PUBREL (stored as pubrel), PUBCOMP completes; duplicate PUBREC repeats PUBREL', () => {
+    const { s } = connected();
+    const { seq } = s.publish(msg('a/b', 2), 1);
+    const rec = s.handle({ type: 'pubrec', packetId: 1 }, 2);
+    assert.deepEqual(rec.packets, [{ type: 'pubrel', packetId: 1 }]);
+    const put = rec.events[0];
+    assert.ok(put?.type === 'store-put' && put.record.kind === 'outgoing');
+    assert.equal(put.record.state, 'pubrel');
+    assert.deepEqual(s.handle({ type: 'pubrec', packetId: 1 }, 3).packets, [{ type: 'pubrel', packetId: 1 }]);
+    const comp = s.handle({ type: 'pubcomp', packetId: 1 }, 4);
+    assert.deepEqual(eventTypes(comp), ['store-delete', 'published']);
+    assert.equal(comp.events[1]?.type === 'published' && comp.events[1].seq, seq);
+    assert.equal(s.handle({ type: 'pubcomp', packetId: 1 }, 5).events.length, 0, 'late PUBCOMP is ignored');
+  });
+
+  test('PUBREC with a failure code ends the exchange without PUBREL', () => {
+    const { s } = connected();
+    s.publish(msg('a/b', 2), 1);
+    const rec = s.handle({ type: 'pubrec', packetId: 1, reasonCode: 0x97 }, 2);
+    assert.deepEqual(rec.packets, []);
+    assert.ok(rec.events.some((e) => e.type === 'publish-failed'));
+  });
+});
+
+describe('QoS 2 receiver', () => {
+  test('delivers once on PUBLISH, answers a repeat with PUBREC only, forgets on PUBREL', () => {
+    const { s } = connected();
+    const pub: PublishPacket = { ...msg('t', 2), type: 'publish', dup: false, packetId: 7 };
+    const first = s.handle(pub, 1);
+    assert.deepEqual(eventTypes(first), ['message', 'store-put']);
+    assert.deepEqual(first.packets, [{ type: 'pubrec', packetId: 7 }]);
+    const again = s.handle({ ...pub, dup: true }, 2);
+    assert.deepEqual(eventTypes(again), []);
+    assert.deepEqual(again.packets, [{ type: 'pubrec', packetId: 7 }]);
+    const rel = s.handle({ type: 'pubrel', packetId: 7 }, 3);
+    assert.deepEqual(rel.packets, [{ type: 'pubcomp', packetId: 7 }]);
+    assert.deepEqual(rel.events, [{ type: 'store-delete', key: 'in:7' }]);
+    assert.deepEqual(eventTypes(s.handle(pub, 4)), ['message', 'store-put'], 'after PUBREL the id is new again');
+  });
+
+  test('QoS 1 is acked and delivered', () => {
+    const { s } = connected();
+    const step = s.handle({ ...msg('t', 1), type: 'publish', dup: false, packetId: 3 }, 1);
+    assert.deepEqual(step.packets, [{ type: 'puback', packetId: 3 }]);
+    assert.deepEqual(eventTypes(step), ['message']);
+  });
+
+  test('restored incoming ids still suppress redelivery', () => {
+    const s = session({ clean: false });
+    s.restore([{ kind: 'incoming', packetId: 9 }]);
+    s.connect(0);
+    s.handle(connack({}, true), 0);
+    const step = s.handle({ ...msg('t', 2), type: 'publish', dup: true, packetId: 9 }, 1);
+    assert.deepEqual(eventTypes(step), []);
+    assert.deepEqual(step.packets, [{ type: 'pubrec', packetId: 9 }]);
+  });
+});
+
+describe('in-flight window', () => {
+  test('honours the server Receive Maximum and refills one per ack', () => {
+    const { s } = connected({}, { receiveMaximum: 2 });
+    const sent: Packet[] = [];
+    for (let i = 0; i < 5; i++) sent.push(...s.publish(msg('a', 1, String(i)), 1).step.packets);
+    assert.equal(sent.length, 2);
+    assert.equal(s.queuedCount, 3);
+    const next = s.handle({ type: 'puback', packetId: 1 }, 2);
+    assert.deepEqual(
+      publishes(next).map((p) => new TextDecoder().decode(p.payload)),
+      ['2'],
+    );
+  });
+
+  test('replay after reconnect sends a whole window at once, DUP for in-flight ones', () => {
+    const s = session({ clean: false });
+    s.connect(0);
+    s.handle(connack({ receiveMaximum: 3 }), 0);
+    for (let i = 0; i < 10; i++) s.publish(msg('a', 1, String(i)), 1);
+    s.connectionLost();
+    s.connect(10);
+    const replay = s.handle(connack({ receiveMaximum: 3 }, true), 11);
+    const pubs = publishes(replay);
+    assert.equal(pubs.length, 3);
+    assert.deepEqual(
+      pubs.map((p) => [p.packetId, p.dup]),
+      [
+        [1, true],
+        [2, true],
+        [3, true],
+      ],
+    );
+    const refill = s.handle({ type: 'puback', packetId: 2 }, 12);
+    assert.deepEqual(
+      publishes(refill).map((p) => [new TextDecoder().decode(p.payload), p.dup]),
+      [['3', false]],
+    );
+  });
+
+  test('without a session on the server, unacked messages go again as new and PUBREL-pending ones complete', () => {
+    const s = session({ clean: true });
+    s.connect(0);
+    s.handle(connack(), 0);
+    s.publish(msg('a', 1, 'one'), 1);
+    s.publish(msg('a', 2, 'two'), 1);
+    s.handle({ type: 'pubrec', packetId: 2 }, 2);
+    s.connectionLost();
+    s.connect(10);
+    const step = s.handle(connack({}, false), 11);
+    assert.ok(step.events.some((e) => e.type === 'published' && e.seq === 2));
+    const pubs = publishes(step);
+    assert.equal(pubs.length, 1);
+    assert.equal(pubs[0]?.dup, false);
+    assert.equal(new TextDecoder().decode(pubs[0]?.payload), 'one');
+    assert.ok(!step.packets.some((p) => p.type === 'pubrel'));
+  });
+
+  test('restore from a store: in-flight resent with their ids, queued ones after, PUBREL for pubrel', () => {
+    const records: StoredRecord[] = [
+      { kind: 'outgoing', seq: 5, topic: 'a', payload: bytes('q'), qos: 1, retain: false, state: 'queued' },
+      {
+        kind: 'outgoing',
+        seq: 3,
+        topic: 'a',
+        payload: bytes('p'),
+        qos: 2,
+        retain: false,
+        state: 'pubrel',
+        packetId: 40,
+      },
+      {
+        kind: 'outgoing',
+        seq: 4,
+        topic: 'a',
+        payload: bytes('i'),
+        qos: 1,
+        retain: false,
+        state: 'publish',
+        packetId: 41,
+      },
+    ];
+    const s = session({ clean: false });
+    s.restore(records);
+    s.connect(0);
+    const step = s.handle(connack({}, true), 0);
+    assert.deepEqual(
+      step.packets.map((p) =>
+        p.type === 'publish' ? `${p.packetId}:${p.dup}` : `${p.type}:${'packetId' in p ? p.packetId : ''}`,
+      ),
+      ['pubrel:40', '41:true', '1:false'],
+    );
+    const { seq } = s.publish(msg('a', 1), 1);
+    assert.equal(seq, 6, 'sequence numbers continue after the restored ones');
+  });
+});
+
+describe('offline queue', () => {
+  test('drop oldest: the oldest queued message fails with MQTT_ERR_QUEUE_FULL', () => {
+    const s = session({ queueLimit: 2, dropPolicy: 'oldest' });
+    s.publish(msg('a', 1, '1'), 0);
+    s.publish(msg('a', 1, '2'), 0);
+    const third = s.publish(msg('a', 1, '3'), 0);
+    const failed = third.step.events.find((e) => e.type === 'publish-failed');
+    assert.ok(failed?.type === 'publish-failed');
+    assert.equal(failed.seq, 1);
+    assert.equal(failed.error.code, 'MQTT_ERR_QUEUE_FULL');
+    assert.ok(third.step.events.some((e) => e.type === 'store-delete' && e.key === 'out:1'));
+  });
+
+  test('drop newest: the new message fails', () => {
+    const s = session({ queueLimit: 1, dropPolicy: 'newest' });
+    s.publish(msg('a', 0, '1'), 0);
+    const second = s.publish(msg('a', 0, '2'), 0);
+    assert.deepEqual(
+      second.step.events.map((e) => (e.type === 'publish-failed' ? e.seq : -1)),
+      [2],
+    );
+    s.connect(1);
+    const out = s.handle(connack(), 1);
+    assert.deepEqual(
+      publishes(out).map((p) => new TextDecoder().decode(p.payload)),
+      ['1'],
+    );
+  });
+});
+
+describe('topic aliases', () => {
+  test('outgoing: assigned when allowed, topic omitted on reuse, least recently used gives way', () => {
+    const { s } = connected({}, { topicAliasMaximum: 2 });
+    const wire = (topic: string) => publishes(s.publish(msg(topic, 0), 1).step)[0]!;
+    assert.deepEqual([wire('a').topic, wire('a').properties?.topicAlias], ['a', 1]);
+    assert.equal(wire('a').topic, '');
+    assert.equal(wire('b').properties?.topicAlias, 2);
+    wire('a'); // a is now the most recently used
+    const c = wire('c');
+    assert.deepEqual([c.topic, c.properties?.topicAlias], ['c', 2], 'b (least recent) gives its alias to c');
+  });
+
+  test('outgoing: not used when the server allows none, nor in 3.1.1', () => {
+    const { s } = connected();
+    assert.equal(publishes(s.publish(msg('a', 0), 1).step)[0]?.properties, undefined);
+  });
+
+  test('incoming: resolves known aliases; an unknown one is a protocol error 0x94', () => {
+    const { s } = connected({ properties: { topicAliasMaximum: 5 } });
+    const set = s.handle({ ...msg('x/y', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 1);
+    assert.equal(set.events[0]?.type === 'message' && set.events[0].message.topic, 'x/y');
+    const use = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 2);
+    assert.equal(use.events[0]?.type === 'message' && use.events[0].message.topic, 'x/y');
+    const bad = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 2 } }, 3);
+    assert.deepEqual(bad.packets, [{ type: 'disconnect', reasonCode: 0x94 }]);
+    const close = bad.events[0];
+    assert.ok(close?.type === 'close');
+    assert.equal(close.error.reasonCode, 0x94);
+    assert.equal(s.state, 'disconnected');
+  });
+});
+
+describe('limits', () => {
+  test('a publish above the server Maximum Packet Size is rejected locally', () => {
+    const { s } = connected({}, { maximumPacketSize: 64 });
+    assert.throws(() => s.publish(msg('a', 1, 'x'.repeat(100)), 1), { code: 'MQTT_ERR_PACKET_TOO_LARGE' });
+    assert.equal(publishes(s.publish(msg('a', 1, 'x'.repeat(10)), 1).step).length, 1);
+  });
+
+  test('queued while offline, then too large for the server: fails at send time', () => {
+    const s = session();
+    const { seq } = s.publish(msg('a', 1, 'x'.repeat(100)), 0);
+    s.connect(1);
+    const step = s.handle(connack({ maximumPacketSize: 64 }), 1);
+    const failed = step.events.find((e) => e.type === 'publish-failed');
+    assert.ok(failed?.type === 'publish-failed' && failed.seq === seq);
+    assert.equal(failed.error.code, 'MQTT_ERR_PACKET_TOO_LARGE');
+    assert.equal(publishes(step).length, 0);
+  });
+
+  test('QoS above the server maximum and retain it lacks are refused', () => {
+    const { s } = connected({}, { maximumQoS: 1, retainAvailable: 0 });
+    assert.throws(() => s.publish(msg('a', 2), 1), { code: 'MQTT_ERR_PUBLISH_FAILED', reasonCode: 0x9b });
+    assert.throws(() => s.publish({ ...msg('a', 0), retain: true }, 1), { reasonCode: 0x9a });
+  });
+});
+
+describe('keepalive', () => {
+  test('PINGREQ only after the line was idle for the keepalive; missing PINGRESP closes', () => {
+    const { s } = connected({ keepalive: 10, pingTimeoutMs: 5000 });
+    assert.deepEqual(types(s.tick(9_999)), []);
+    s.publish(msg('a', 0), 9_000);
+    assert.deepEqual(types(s.tick(10_000)), [], 'something was sent at 9 s: not idle');
+    assert.equal(s.nextTick(), 19_000);
+    assert.deepEqual(types(s.tick(19_000)), ['pingreq']);
+    assert.deepEqual(types(s.tick(20_000)), [], 'one PINGREQ outstanding at a time');
+    s.handle({ type: 'pingresp' }, 20_500);
+    assert.equal(s.nextTick(), 29_000);
+    assert.deepEqual(types(s.tick(29_000)), ['pingreq']);
+    assert.deepEqual(eventTypes(s.tick(33_999)), []);
+    const timeout = s.tick(34_000);
+    assert.ok(timeout.events[0]?.type === 'close');
+    assert.equal(timeout.events[0].error.code, 'MQTT_ERR_KEEPALIVE_TIMEOUT');
+    assert.equal(s.state, 'disconnected');
+  });
+
+  test('Server Keep Alive replaces ours', () => {
+    const { s } = connected({ keepalive: 60 }, { serverKeepAlive: 2 });
+    assert.deepEqual(types(s.tick(2000)), ['pingreq']);
+  });
+});
+
+describe('subscriptions', () => {
+  test('SUBSCRIBE waits while offline, goes out on connect, SUBACK completes it', () => {
+    const s = session();
+    const { packetId, step } = s.subscribe([{ topicFilter: 'a/#', qos: 1 }], undefined, 0);
+    assert.equal(step.packets.length, 0);
+    s.connect(1);
+    const out = s.handle(connack(), 1);
+    assert.deepEqual(types(out), ['subscribe']);
+    const ack = s.handle({ type: 'suback', packetId, reasonCodes: [1] }, 2);
+    assert.deepEqual(eventTypes(ack), ['suback']);
+    assert.ok(s.idle);
+  });
+
+  test('invalid filters throw', () => {
+    const { s } = connected();
+    assert.throws(() => s.subscribe([{ topicFilter: 'a/#/b', qos: 0 }], undefined, 0));
+    assert.throws(() => s.publish(msg('a/+', 0), 0), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' });
+  });
+});
