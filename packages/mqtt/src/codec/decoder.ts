@@ -454,7 +454,11 @@ export class Decoder {
       p += 2 + len;
       const options = buf[p++]!;
       const qos = options & 3;
-      if (qos === 3) throw malformed('MQTT_ERR_INVALID_QOS', `SUBSCRIBE to "${topicFilter}" with QoS 3`);
+      if (qos === 3) {
+        // 3.1.1 [MQTT-3-8.3-4] calls it malformed; 5.0 3.8.3.1 a Protocol Error.
+        const message = `SUBSCRIBE to "${topicFilter}" with QoS 3`;
+        throw v5 ? protocolError('MQTT_ERR_INVALID_QOS', message) : malformed('MQTT_ERR_INVALID_QOS', message);
+      }
       if (options & (v5 ? 0xc0 : 0xfc)) {
         throw malformed('MQTT_ERR_RESERVED_FLAGS', `SUBSCRIBE options for "${topicFilter}" set reserved bits`);
       }
@@ -566,9 +570,14 @@ export class Decoder {
   ): DisconnectPacket | AuthPacket {
     if (p === end) return { type, reasonCode: 0 };
     const reasonCode = checkReason(type, buf[p]!);
-    if (p + 1 === end) return { type, reasonCode };
+    // 5.0 3.15.2.2.2: an AUTH that is not the bare success form must name its authentication method.
+    if (p + 1 === end) {
+      if (type === 'auth') throw missingAuthMethod();
+      return { type, reasonCode };
+    }
     const properties = this.properties(buf, p + 1, end, type);
     if (this.pr.next !== end) throw lengthMismatch(type);
+    if (type === 'auth' && properties?.authenticationMethod === undefined) throw missingAuthMethod();
     return properties === undefined ? { type, reasonCode } : { type, reasonCode, properties };
   }
 }
@@ -595,6 +604,10 @@ function checkReason(type: keyof typeof allowedReasonCodes, code: number): numbe
 
 function invalidReason(type: string, code: number): MqttError {
   return protocolError('MQTT_ERR_INVALID_REASON_CODE', `reason code 0x${code.toString(16)} is not valid in ${type}`);
+}
+
+function missingAuthMethod(): MqttError {
+  return protocolError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH without an authentication method');
 }
 
 function lengthMismatch(type: string): MqttError {

@@ -112,6 +112,10 @@ function measure(packet: Packet, version: ProtocolVersion): number {
       }
       checkU8(packet.reasonCode, 'reason code');
       propsBytes = propertiesLength(packet.properties, packet.type);
+      // 5.0 3.15.2.2.2: only the bare success AUTH may omit the authentication method.
+      if (packet.type === 'auth' && packet.properties?.authenticationMethod === undefined) {
+        if (propsBytes > 0 || (packet.reasonCode ?? 0) !== 0) throw invalid('AUTH needs an authentication method');
+      }
       n = propsBytes > 0 ? 1 + varintLength(propsBytes) + propsBytes : (packet.reasonCode ?? 0) !== 0 ? 1 : 0;
       break;
     default:
