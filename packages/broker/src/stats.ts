@@ -19,6 +19,10 @@ export interface BrokerStats {
   droppedQueueFull: number;
   /** Messages dropped because their message expiry passed while queued. */
   droppedExpired: number;
+  /** QoS 0 messages dropped because the subscriber's socket was backed up beyond the per-subscriber bound. */
+  droppedSlowSubscriber: number;
+  /** Messages not sent because they exceed the client's Maximum Packet Size. */
+  droppedTooLarge: number;
   /** PUBLISH refused by ACL. */
   droppedNotAuthorized: number;
   /** Connections closed for malformed packets or protocol errors. */
@@ -43,6 +47,8 @@ export function createStats(now = Date.now()): BrokerStats {
     bytesOut: 0,
     droppedQueueFull: 0,
     droppedExpired: 0,
+    droppedSlowSubscriber: 0,
+    droppedTooLarge: 0,
     droppedNotAuthorized: 0,
     protocolErrors: 0,
     queuedCurrent: 0,

@@ -1,0 +1,159 @@
+// createBroker: options in, a broker out with listen/close, stats, embedded publish and client events.
+import type { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { type PublishProperties, type QoS, validateTopicName } from '@otalink/mqtt';
+import { pino } from 'pino';
+import { Connection, type TransportInfo } from './connection.js';
+import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
+import { BrokerError } from './errors.js';
+import { type ListenerHandle, startListener } from './listeners/index.js';
+import { type BrokerOptions, defaultLimits, type ListenerProtocol } from './options.js';
+import { type BrokerStats, createStats } from './stats.js';
+import { publishSys } from './sys.js';
+
+export interface PublishOptions {
+  topic: string;
+  payload: Uint8Array | string;
+  qos?: QoS;
+  retain?: boolean;
+  properties?: Omit<PublishProperties, 'topicAlias' | 'subscriptionIdentifiers'>;
+}
+
+export interface Broker {
+  /** Starts every listener; rejects with BROKER_ERR_LISTEN if one cannot bind (the others are closed again). */
+  listen(): Promise<void>;
+  /** Where the listeners are bound, with the actual port when 0 was asked for. */
+  addresses(): Array<{ protocol: ListenerProtocol; host: string; port: number }>;
+  /** Graceful: stop accepting, DISCONNECT 0x8B to 5.0 clients, flush, close. */
+  close(): Promise<void>;
+  readonly stats: BrokerStats;
+  /** Publishes as the broker itself (no ACL, no No Local origin). Returns the number of recipients. */
+  publish(message: PublishOptions): number;
+  /** clientConnected, clientDisconnected, message. */
+  readonly events: EventEmitter<BrokerEvents>;
+  /** Ids of the connected clients. */
+  clients(): string[];
+}
+
+/** Sockets beyond the connection limit still waiting for a CONNECT to refuse; past this many they are cut at once. */
+const MAX_REFUSING = 1000;
+
+export function createBroker(options: BrokerOptions = {}): Broker {
+  const limits = { ...defaultLimits, ...options.limits };
+  for (const [key, value] of Object.entries(limits)) {
+    if (typeof value === 'number' && (!Number.isFinite(value) || value < 0)) {
+      throw new BrokerError('BROKER_ERR_INVALID_OPTION', `limits.${key} must be a non-negative number`);
+    }
+  }
+  if (limits.receiveMaximum < 1 || limits.receiveMaximum > 0xffff) {
+    throw new BrokerError('BROKER_ERR_INVALID_OPTION', 'limits.receiveMaximum must be 1..65535');
+  }
+  const resolved: ResolvedOptions = {
+    limits,
+    allowAnonymous: options.allowAnonymous ?? false,
+    authenticate: options.authenticate,
+    authorize: options.authorize,
+    enhancedAuth: new Map((options.enhancedAuth ?? []).map((a) => [a.method, a])),
+    logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
+  };
+  const stats = createStats();
+  const core = new BrokerCore(resolved, stats);
+  const listenerOptions = options.listeners ?? [{ protocol: 'mqtt', port: 1883 }];
+  const handles: ListenerHandle[] = [];
+  let sysTimer: NodeJS.Timeout | undefined;
+  let refusing = 0;
+  let state: 'new' | 'listening' | 'closed' = 'new';
+
+  const onStream = (stream: Duplex, info: TransportInfo): void => {
+    if (core.closing) {
+      stream.destroy();
+      return;
+    }
+    stats.connectionsTotal++;
+    const overLimit = stats.connectionsCurrent >= limits.maxConnections;
+    if (overLimit && refusing >= MAX_REFUSING) {
+      stats.connectionsRejected++;
+      stream.destroy();
+      return;
+    }
+    stats.connectionsCurrent++;
+    const connection = new Connection(core, stream, info, overLimit);
+    core.connections.add(connection);
+    if (overLimit) {
+      refusing++;
+      stream.once('close', () => refusing--);
+    }
+  };
+
+  const broker: Broker = {
+    stats,
+    events: core.events,
+
+    async listen() {
+      if (state !== 'new') throw new BrokerError('BROKER_ERR_CLOSED', 'listen() may be called once');
+      state = 'listening';
+      try {
+        for (const listener of listenerOptions) handles.push(await startListener(listener, onStream));
+      } catch (error) {
+        await Promise.all(handles.map((h) => h.close()));
+        handles.length = 0;
+        throw error;
+      }
+      core.ticker.start();
+      const interval = options.sysIntervalSeconds ?? 10;
+      if (interval > 0) {
+        publishSys(core);
+        sysTimer = setInterval(() => publishSys(core), interval * 1000);
+      }
+      resolved.logger.info({ listeners: broker.addresses() }, 'broker listening');
+    },
+
+    addresses() {
+      return handles.map((h) => ({ protocol: h.protocol, host: h.host, port: h.port }));
+    },
+
+    async close() {
+      if (state === 'closed') return;
+      state = 'closed';
+      core.closing = true;
+      if (sysTimer !== undefined) clearInterval(sysTimer);
+      core.ticker.stop();
+      const closing = handles.map((h) => h.close());
+      const gone = [...core.connections].map(
+        (connection) =>
+          new Promise<void>((resolve) => {
+            if (connection.state === 'closed') return resolve();
+            connection.socket.once('close', () => resolve());
+            connection.close(0x8b);
+          }),
+      );
+      await Promise.all([...closing, ...gone]);
+      resolved.logger.info('broker closed');
+    },
+
+    publish(message) {
+      if (state === 'closed') throw new BrokerError('BROKER_ERR_CLOSED', 'the broker is closed');
+      try {
+        validateTopicName(message.topic);
+      } catch (error) {
+        throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `cannot publish to "${message.topic}"`, { cause: error });
+      }
+      const { messageExpiryInterval, ...properties } = message.properties ?? {};
+      const payload = typeof message.payload === 'string' ? new TextEncoder().encode(message.payload) : message.payload;
+      return core.publish({
+        topic: message.topic,
+        payload: payload.slice(),
+        qos: message.qos ?? 0,
+        retain: message.retain ?? false,
+        properties: Object.keys(properties).length > 0 ? properties : undefined,
+        expiresAt: messageExpiryInterval === undefined ? 0 : Date.now() + messageExpiryInterval * 1000,
+        origin: undefined,
+      });
+    },
+
+    clients() {
+      return [...core.clients.keys()];
+    },
+  };
+  return broker;
+}

@@ -1,0 +1,402 @@
+// The connection shell: socket bytes in, Decoder (role 'server'), one handler per packet, encoded frames out,
+// coalesced into one socket write per event-loop turn. It owns the per-connection protocol state (version, aliases,
+// keepalive, limits) and closes with the right reason when the peer breaks the rules.
+import type { Duplex } from 'node:stream';
+import {
+  Decoder,
+  encode,
+  MqttError,
+  type Packet,
+  type ProtocolVersion,
+  type PublishPacket,
+  UnsupportedProtocolError,
+  type Will,
+} from '@otalink/mqtt';
+import { type BrokerCore, CONGESTION_BYTES } from './core.js';
+import type { BrokerErrorCode } from './errors.js';
+import { dispatch } from './handlers/index.js';
+import type { Timed } from './keepalive.js';
+import type { Delivery } from './message.js';
+import type { ClientIdentity, EnhancedAuthenticator, ListenerProtocol } from './options.js';
+import { type PublishTemplates, publishPacket } from './publish-encoding.js';
+import type { Outlet, Session } from './session.js';
+
+export interface TransportInfo {
+  protocol: ListenerProtocol;
+  remoteAddress: string | undefined;
+  /** Subject CN of a verified client certificate. */
+  certificateIdentity: string | undefined;
+  identityFromCertificate: boolean;
+}
+
+/** Enhanced authentication in progress (CONNECT or re-authentication). */
+export interface AuthExchange {
+  authenticator: EnhancedAuthenticator;
+  step: number;
+  reauth: boolean;
+}
+
+/** A protocol rule broken by the peer: close with this 5.0 reason code. */
+export function violation(reasonCode: number, message: string): MqttError {
+  return new MqttError('MQTT_ERR_PROTOCOL_ERROR', message, { reasonCode });
+}
+
+type State = 'awaiting-connect' | 'authenticating' | 'connected' | 'closing' | 'closed';
+
+export class Connection implements Outlet, Timed {
+  readonly core: BrokerCore;
+  readonly socket: Duplex;
+  readonly transport: TransportInfo;
+  readonly decoder: Decoder;
+  state: State = 'awaiting-connect';
+  protocolVersion: ProtocolVersion = 4;
+  identity: ClientIdentity;
+  session: Session | undefined;
+  will: Will | undefined;
+  /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
+  readonly overLimit: boolean;
+
+  // Timed: the CONNECT timeout, then 1.5x keepalive.
+  deadline: number;
+  keepaliveMs = 0;
+
+  // Client-side limits learned from CONNECT (5.0).
+  sendWindow: number;
+  clientMaximumPacketSize = Number.POSITIVE_INFINITY;
+  clientTopicAliasMaximum = 0;
+  readonly inboundAliases = new Map<number, string>();
+  readonly outboundAliases = new Map<string, number>();
+  auth: AuthExchange | undefined;
+  authMethod: string | undefined;
+
+  // Publish rate window.
+  #rateWindowStart = 0;
+  #rateCount = 0;
+
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #flushScheduled = false;
+  #busy = false;
+
+  constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
+    this.core = core;
+    this.socket = socket;
+    this.transport = transport;
+    this.overLimit = overLimit;
+    this.sendWindow = core.limits.receiveMaximum;
+    this.decoder = new Decoder({ role: 'server', maximumPacketSize: core.limits.maxPacketSize });
+    this.identity = { clientId: '', username: undefined, protocolVersion: 4, remoteAddress: transport.remoteAddress };
+    this.deadline = Date.now() + core.limits.connectTimeoutMs;
+    core.ticker.add(this);
+    socket.on('data', this.#onData);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    // A peer that half-closes is done sending: answer what it sent, then end our side too.
+    socket.on('end', this.#onEnd);
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  readonly #onData = (chunk: Uint8Array): void => {
+    this.core.stats.bytesIn += chunk.length;
+    if (this.state === 'closing' || this.state === 'closed') return;
+    if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
+    this.decoder.push(chunk);
+    this.#drain();
+  };
+
+  #drain(): void {
+    while (!this.#busy && (this.state === 'awaiting-connect' || this.state === 'authenticating' || this.connected)) {
+      let packet: Packet | undefined;
+      try {
+        packet = this.decoder.next();
+      } catch (error) {
+        this.#decodeFailed(error);
+        return;
+      }
+      if (packet === undefined) return;
+      let result: undefined | Promise<void>;
+      try {
+        result = dispatch(this, packet);
+      } catch (error) {
+        this.#handlerFailed(error);
+        return;
+      }
+      if (result !== undefined) {
+        // An async step (authentication): hold further packets until it settles, in order.
+        this.#busy = true;
+        this.socket.pause();
+        result.then(
+          () => {
+            this.#busy = false;
+            if (this.state === 'closing' || this.state === 'closed') return;
+            this.socket.resume();
+            this.#drain();
+            if (this.#peerEnded) this.close();
+          },
+          (error: unknown) => {
+            this.#busy = false;
+            this.#handlerFailed(error);
+          },
+        );
+        return;
+      }
+    }
+  }
+
+  #decodeFailed(error: unknown): void {
+    this.core.stats.protocolErrors++;
+    if (error instanceof UnsupportedProtocolError) {
+      this.core.logger.info(
+        { code: 'BROKER_ERR_UNSUPPORTED_PROTOCOL', level: error.protocolLevel, remote: this.transport.remoteAddress },
+        'refused an unsupported protocol level',
+      );
+      // Levels below 5 understand the 3.1.1 return code; later ones get the 5.0 reason code.
+      if (error.protocolLevel < 5) this.#push(new Uint8Array([0x20, 0x02, 0x00, 0x01]));
+      else this.#push(encode({ type: 'connack', sessionPresent: false, reasonCode: 0x84 }, 5));
+      this.close();
+      return;
+    }
+    const reasonCode = error instanceof MqttError ? (error.reasonCode ?? 0x81) : 0x81;
+    const logCode: BrokerErrorCode = reasonCode === 0x81 ? 'BROKER_ERR_MALFORMED_PACKET' : 'BROKER_ERR_PROTOCOL_ERROR';
+    this.core.logger.info(
+      { code: logCode, clientId: this.identity.clientId, reason: (error as Error).message },
+      'closing a connection that sent a bad packet',
+    );
+    this.close(reasonCode);
+  }
+
+  #handlerFailed(error: unknown): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    if (error instanceof MqttError && error.reasonCode !== undefined) {
+      this.core.stats.protocolErrors++;
+      this.core.logger.info(
+        { code: 'BROKER_ERR_PROTOCOL_ERROR', clientId: this.identity.clientId, reason: error.message },
+        'closing a connection that broke the protocol',
+      );
+      this.close(error.reasonCode);
+      return;
+    }
+    this.core.logger.error({ err: error, clientId: this.identity.clientId }, 'packet handler failed');
+    this.close(0x83);
+  }
+
+  #peerEnded = false;
+
+  readonly #onEnd = (): void => {
+    this.#peerEnded = true;
+    if (!this.#busy) this.close();
+  };
+
+  readonly #onError = (error: Error): void => {
+    this.core.logger.debug({ code: 'BROKER_ERR_SOCKET', err: error, clientId: this.identity.clientId }, 'socket error');
+  };
+
+  readonly #onClose = (): void => {
+    if (this.state === 'closed') return;
+    const wasConnected = this.session !== undefined;
+    this.state = 'closed';
+    this.core.ticker.delete(this);
+    this.core.connections.delete(this);
+    this.core.stats.connectionsCurrent--;
+    const session = this.session;
+    if (wasConnected && session !== undefined) {
+      this.session = undefined;
+      this.core.detach(this, session, this.will);
+      this.will = undefined;
+      this.core.events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
+    }
+  };
+
+  #closeReason = 'connection lost';
+
+  // ---- Timed ----
+
+  expire(): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    if (this.state === 'connected') {
+      this.core.logger.info(
+        { code: 'BROKER_ERR_KEEPALIVE_TIMEOUT', clientId: this.identity.clientId },
+        'keepalive timeout',
+      );
+      this.#closeReason = 'keepalive timeout';
+      this.close(0x8d);
+    } else {
+      this.core.logger.info(
+        { code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.transport.remoteAddress },
+        'no CONNECT in time',
+      );
+      this.close(this.state === 'authenticating' ? 0x87 : undefined);
+    }
+  }
+
+  /** Starts keepalive supervision after CONNACK. */
+  startKeepalive(seconds: number): void {
+    this.keepaliveMs = seconds * 1000;
+    this.deadline = seconds > 0 ? Date.now() + seconds * 1500 : 0;
+    if (seconds > 0) this.core.ticker.add(this);
+    else this.core.ticker.delete(this);
+  }
+
+  /** Counts one inbound PUBLISH against the rate limit; false when over it. */
+  countPublish(now: number): boolean {
+    const max = this.core.limits.maxPublishRate;
+    if (max <= 0) return true;
+    if (now - this.#rateWindowStart >= 1000) {
+      this.#rateWindowStart = now;
+      this.#rateCount = 0;
+    }
+    return ++this.#rateCount <= max;
+  }
+
+  // ---- output ----
+
+  /** Encodes and queues a control packet. */
+  send(packet: Packet): void {
+    this.#push(encode(packet, this.protocolVersion));
+  }
+
+  #push(bytes: Uint8Array): void {
+    if (this.state === 'closed') return;
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      this.core.scheduleFlush(this);
+    }
+  }
+
+  flush(): void {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    if (pending.length === 0 || this.state === 'closed') return;
+    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
+    this.core.stats.bytesOut += this.#pendingBytes;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.socket.write(bytes);
+  }
+
+  congested(): boolean {
+    return this.socket.writableLength + this.#pendingBytes > CONGESTION_BYTES;
+  }
+
+  sendPublish(delivery: Delivery, templates: PublishTemplates | undefined, packetId: number, dup: boolean): boolean {
+    if (!this.connected) return false;
+    const qos = delivery.qos;
+    const useAlias = this.clientTopicAliasMaximum > 0;
+    if (templates !== undefined && !dup && !useAlias) {
+      const form = templates.get(this.protocolVersion, qos, delivery.retain, delivery.subscriptionIds);
+      if (form.bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
+      if (form.idOffset < 0) {
+        this.#push(form.bytes);
+      } else {
+        // Same bytes for every subscriber but the packet id: copy and patch.
+        const bytes = Buffer.allocUnsafe(form.bytes.length);
+        bytes.set(form.bytes);
+        bytes[form.idOffset] = packetId >>> 8;
+        bytes[form.idOffset + 1] = packetId & 0xff;
+        this.#push(bytes);
+      }
+      this.core.stats.messagesOut[qos]++;
+      return true;
+    }
+    const packet = publishPacket(
+      delivery.message,
+      this.protocolVersion,
+      qos,
+      delivery.retain,
+      delivery.subscriptionIds,
+      Date.now(),
+      packetId,
+      dup,
+    );
+    let newAlias = 0;
+    if (useAlias) newAlias = this.#applyAlias(packet);
+    const bytes = encode(packet, this.protocolVersion);
+    if (bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
+    if (newAlias > 0) this.outboundAliases.set(delivery.message.topic, newAlias);
+    this.#push(bytes);
+    this.core.stats.messagesOut[qos]++;
+    return true;
+  }
+
+  /** Uses or assigns a topic alias for a repeated topic; returns a newly assigned alias (to commit once sent). */
+  #applyAlias(packet: PublishPacket): number {
+    const known = this.outboundAliases.get(packet.topic);
+    if (known !== undefined) {
+      packet.properties = { ...packet.properties, topicAlias: known };
+      packet.topic = '';
+      return 0;
+    }
+    const next = this.outboundAliases.size + 1;
+    if (next > this.clientTopicAliasMaximum) return 0;
+    packet.properties = { ...packet.properties, topicAlias: next };
+    return next;
+  }
+
+  #tooLarge(): false {
+    this.core.stats.droppedTooLarge++;
+    return false;
+  }
+
+  sendPubrel(packetId: number): void {
+    this.send({ type: 'pubrel', packetId });
+  }
+
+  /**
+   * Ends the connection: a 5.0 DISCONNECT with `reasonCode` first if one is given and CONNACK went out, then the
+   * queued bytes, then FIN. The socket is destroyed if the peer does not let the bytes drain.
+   */
+  close(reasonCode?: number, reasonString?: string): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    if (reasonCode !== undefined && this.protocolVersion === 5 && this.connected) {
+      this.send({
+        type: 'disconnect',
+        reasonCode,
+        properties: reasonString === undefined ? undefined : { reasonString },
+      });
+    }
+    if (reasonCode !== undefined && reasonCode !== 0 && this.#closeReason === 'connection lost') {
+      this.#closeReason = `server disconnected (0x${reasonCode.toString(16)})`;
+    }
+    this.state = 'closing';
+    this.socket.pause();
+    this.flush();
+    this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), 2000);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Closes at once, without waiting for buffered bytes. */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.flush();
+    this.socket.destroy();
+  }
+
+  /** Another connection took over this client id: hand the session back, then DISCONNECT 0x8E (5.0) and close. */
+  takenOver(): void {
+    this.#closeReason = 'session taken over';
+    this.core.logger.info(
+      { code: 'BROKER_ERR_SESSION_TAKEN_OVER', clientId: this.identity.clientId },
+      'session taken over by a new connection',
+    );
+    const session = this.session;
+    if (session !== undefined) {
+      this.session = undefined;
+      this.core.detach(this, session, this.will);
+      this.will = undefined;
+      this.core.events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
+    }
+    this.close(0x8e);
+  }
+
+  /** The reason recorded for the disconnect event. */
+  setCloseReason(reason: string): void {
+    this.#closeReason = reason;
+  }
+}

@@ -1,0 +1,32 @@
+// The broker's error class and the stable codes it throws and logs (BROKER_ERR_*).
+
+export type BrokerErrorCode =
+  | 'BROKER_ERR_INVALID_OPTION'
+  | 'BROKER_ERR_LISTEN'
+  | 'BROKER_ERR_CLOSED'
+  | 'BROKER_ERR_INVALID_MESSAGE'
+  // Log codes for why a connection ended.
+  | 'BROKER_ERR_MALFORMED_PACKET'
+  | 'BROKER_ERR_PROTOCOL_ERROR'
+  | 'BROKER_ERR_UNSUPPORTED_PROTOCOL'
+  | 'BROKER_ERR_CONNECT_TIMEOUT'
+  | 'BROKER_ERR_KEEPALIVE_TIMEOUT'
+  | 'BROKER_ERR_NOT_AUTHORIZED'
+  | 'BROKER_ERR_AUTHENTICATION_FAILED'
+  | 'BROKER_ERR_CLIENT_ID_REJECTED'
+  | 'BROKER_ERR_TOO_MANY_CONNECTIONS'
+  | 'BROKER_ERR_RATE_LIMIT'
+  | 'BROKER_ERR_RECEIVE_MAXIMUM_EXCEEDED'
+  | 'BROKER_ERR_TOPIC_ALIAS_INVALID'
+  | 'BROKER_ERR_SESSION_TAKEN_OVER'
+  | 'BROKER_ERR_SOCKET';
+
+export class BrokerError extends Error {
+  override readonly name = 'BrokerError';
+  readonly code: BrokerErrorCode;
+
+  constructor(code: BrokerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}

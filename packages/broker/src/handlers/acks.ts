@@ -1,0 +1,38 @@
+// Acknowledgements: PUBACK/PUBREC/PUBCOMP for messages the broker sent, PUBREL for QoS 2 messages it received.
+import type { PubackPacket, PubcompPacket, PubrecPacket, PubrelPacket } from '@otalink/mqtt';
+import type { Connection } from '../connection.js';
+
+const PACKET_ID_NOT_FOUND = 0x92;
+
+export function handlePuback(connection: Connection, packet: PubackPacket): void {
+  connection.session?.complete(packet.packetId, Date.now());
+}
+
+export function handlePubrec(connection: Connection, packet: PubrecPacket): void {
+  const session = connection.session;
+  if (session === undefined) return;
+  // A failure code ends the QoS 2 exchange without PUBREL.
+  if ((packet.reasonCode ?? 0) >= 0x80) {
+    session.complete(packet.packetId, Date.now());
+    return;
+  }
+  if (session.released(packet.packetId)) return;
+  connection.send({
+    type: 'pubrel',
+    packetId: packet.packetId,
+    reasonCode: connection.protocolVersion === 5 ? PACKET_ID_NOT_FOUND : undefined,
+  });
+}
+
+export function handlePubrel(connection: Connection, packet: PubrelPacket): void {
+  const found = connection.session?.state.inboundQos2.delete(packet.packetId) ?? false;
+  connection.send({
+    type: 'pubcomp',
+    packetId: packet.packetId,
+    reasonCode: found || connection.protocolVersion === 4 ? 0 : PACKET_ID_NOT_FOUND,
+  });
+}
+
+export function handlePubcomp(connection: Connection, packet: PubcompPacket): void {
+  connection.session?.complete(packet.packetId, Date.now());
+}

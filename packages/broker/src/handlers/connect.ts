@@ -1,0 +1,212 @@
+// CONNECT: version and client id rules, authentication (plain or enhanced), session takeover and resumption,
+// keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
+import { randomUUID } from 'node:crypto';
+import type { ConnackProperties, ConnectPacket } from '@otalink/mqtt';
+import type { Connection } from '../connection.js';
+import type { BrokerErrorCode } from '../errors.js';
+import type { AuthenticationResult } from '../options.js';
+import { authStep } from './auth.js';
+
+/** What CONNECT asked for, kept while authentication runs. */
+export interface PendingConnect {
+  packet: ConnectPacket;
+  clientId: string;
+  assigned: boolean;
+}
+
+const pendingConnects = new WeakMap<Connection, PendingConnect>();
+
+export function handleConnect(connection: Connection, packet: ConnectPacket): Promise<void> | undefined {
+  if (connection.state !== 'awaiting-connect') {
+    connection.core.stats.protocolErrors++;
+    connection.close(0x82, 'a second CONNECT');
+    return undefined;
+  }
+  const core = connection.core;
+  const limits = core.limits;
+  const v5 = packet.protocolVersion === 5;
+  connection.protocolVersion = packet.protocolVersion;
+  connection.identity.protocolVersion = packet.protocolVersion;
+  connection.identity.username = packet.username;
+  if (connection.overLimit || core.closing) {
+    refuse(connection, 0x89, 0x03, 'BROKER_ERR_TOO_MANY_CONNECTIONS', 'connection limit reached');
+    return undefined;
+  }
+  let clientId = packet.clientId;
+  connection.identity.clientId = clientId;
+  if (clientId.length > limits.maxClientIdLength) {
+    refuse(connection, 0x85, 0x02, 'BROKER_ERR_CLIENT_ID_REJECTED', 'client id too long');
+    return undefined;
+  }
+  let assigned = false;
+  if (clientId.length === 0) {
+    // 3.1.1 has no way to tell the client its id, so a session it could resume makes no sense (MQTT-3.1.3-8).
+    if (!v5 && !packet.clean) {
+      refuse(connection, 0x85, 0x02, 'BROKER_ERR_CLIENT_ID_REJECTED', 'empty client id without clean session');
+      return undefined;
+    }
+    clientId = `otalink-${randomUUID()}`;
+    assigned = v5;
+    connection.identity.clientId = clientId;
+  }
+  const properties = packet.properties;
+  if (v5) {
+    connection.sendWindow = Math.min(properties?.receiveMaximum ?? 0xffff, limits.receiveMaximum);
+    connection.clientMaximumPacketSize = properties?.maximumPacketSize ?? Number.POSITIVE_INFINITY;
+    connection.clientTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
+  }
+  connection.will = packet.will;
+  const pending: PendingConnect = { packet, clientId, assigned };
+  const method = v5 ? properties?.authenticationMethod : undefined;
+  if (method !== undefined) {
+    const authenticator = core.options.enhancedAuth.get(method);
+    if (authenticator === undefined) {
+      refuse(connection, 0x8c, 0x05, 'BROKER_ERR_AUTHENTICATION_FAILED', `unknown authentication method ${method}`);
+      return undefined;
+    }
+    connection.state = 'authenticating';
+    connection.authMethod = method;
+    connection.auth = { authenticator, step: 0, reauth: false };
+    pendingConnects.set(connection, pending);
+    return authStep(connection, properties?.authenticationData);
+  }
+  const result = authenticate(connection, packet);
+  if (result instanceof Promise) {
+    connection.state = 'authenticating';
+    return result.then((settled) => authenticated(connection, pending, settled));
+  }
+  authenticated(connection, pending, result);
+  return undefined;
+}
+
+function authenticate(
+  connection: Connection,
+  packet: ConnectPacket,
+): AuthenticationResult | Promise<AuthenticationResult> {
+  const { authenticate: hook, allowAnonymous } = connection.core.options;
+  const transport = connection.transport;
+  // A verified client certificate is the credential when the listener takes identities from certificates.
+  if (transport.identityFromCertificate && transport.certificateIdentity !== undefined) {
+    return { ok: true, username: transport.certificateIdentity };
+  }
+  if (packet.username === undefined && packet.password === undefined && allowAnonymous) return { ok: true };
+  if (hook !== undefined) {
+    return hook({
+      clientId: connection.identity.clientId,
+      username: packet.username,
+      password: packet.password,
+      certificateIdentity: transport.certificateIdentity,
+      protocolVersion: packet.protocolVersion,
+      remoteAddress: transport.remoteAddress,
+    });
+  }
+  if (allowAnonymous) return { ok: true };
+  return { ok: false, reasonCode: 0x87 };
+}
+
+function authenticated(connection: Connection, pending: PendingConnect, result: AuthenticationResult): void {
+  if (connection.state !== 'authenticating' && connection.state !== 'awaiting-connect') return;
+  if (!result.ok) {
+    refuse(connection, result.reasonCode, to311(result.reasonCode), 'BROKER_ERR_NOT_AUTHORIZED', 'authentication');
+    return;
+  }
+  accept(connection, pending, result.username ?? pending.packet.username, undefined);
+}
+
+/** Finishes an enhanced authentication started by CONNECT. */
+export function finishEnhancedConnect(
+  connection: Connection,
+  username: string | undefined,
+  data: Uint8Array | undefined,
+): void {
+  const pending = pendingConnects.get(connection);
+  pendingConnects.delete(connection);
+  if (pending === undefined) return;
+  accept(connection, pending, username ?? pending.packet.username, data);
+}
+
+/** Refuses a CONNECT: 5.0 reason code or the 3.1.1 return code, then close. */
+export function refuse(
+  connection: Connection,
+  reasonCode: number,
+  returnCode311: number,
+  logCode: BrokerErrorCode,
+  why: string,
+): void {
+  const core = connection.core;
+  core.stats.connectionsRejected++;
+  core.logger.info(
+    { code: logCode, clientId: connection.identity.clientId, remote: connection.transport.remoteAddress, reasonCode },
+    `refused a connection: ${why}`,
+  );
+  connection.send({
+    type: 'connack',
+    sessionPresent: false,
+    reasonCode: connection.protocolVersion === 5 ? reasonCode : returnCode311,
+  });
+  connection.close();
+}
+
+function to311(reasonCode: number): number {
+  switch (reasonCode) {
+    case 0x86:
+      return 0x04;
+    case 0x85:
+      return 0x02;
+    case 0x88:
+    case 0x89:
+      return 0x03;
+    default:
+      return 0x05;
+  }
+}
+
+function accept(
+  connection: Connection,
+  pending: PendingConnect,
+  username: string | undefined,
+  authenticationData: Uint8Array | undefined,
+): void {
+  const core = connection.core;
+  const limits = core.limits;
+  const { packet, clientId, assigned } = pending;
+  const v5 = packet.protocolVersion === 5;
+  connection.identity.username = username;
+  // Takeover: the old connection's will follows the usual rules (its delay, or the session ending).
+  const previous = core.clients.get(clientId);
+  if (previous !== undefined && previous !== connection) previous.takenOver();
+  const requestedExpiry = v5 ? (packet.properties?.sessionExpiryInterval ?? 0) : packet.clean ? 0 : Infinity;
+  const expiryInterval = Math.min(requestedExpiry, limits.maxSessionExpiryInterval);
+  const { session, present } = core.openSession(clientId, packet.clean, expiryInterval);
+  connection.session = session;
+  connection.state = 'connected';
+  core.clients.set(clientId, connection);
+
+  let keepalive = packet.keepalive;
+  const properties: ConnackProperties = {};
+  if (limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || (v5 && keepalive === 0))) {
+    keepalive = limits.maxKeepAlive;
+    if (v5) properties.serverKeepAlive = keepalive;
+  }
+  if (v5) {
+    if (assigned) properties.assignedClientIdentifier = clientId;
+    if (expiryInterval !== requestedExpiry) properties.sessionExpiryInterval = expiryInterval;
+    if (limits.receiveMaximum < 0xffff) properties.receiveMaximum = limits.receiveMaximum;
+    properties.maximumPacketSize = limits.maxPacketSize;
+    properties.topicAliasMaximum = limits.topicAliasMaximum;
+    if (connection.authMethod !== undefined) {
+      properties.authenticationMethod = connection.authMethod;
+      if (authenticationData !== undefined) properties.authenticationData = authenticationData;
+    }
+  }
+  connection.send({
+    type: 'connack',
+    sessionPresent: present,
+    reasonCode: 0,
+    properties: v5 ? properties : undefined,
+  });
+  connection.startKeepalive(keepalive);
+  session.resume(connection, Date.now());
+  core.logger.debug({ clientId, username, sessionPresent: present, version: packet.protocolVersion }, 'connected');
+  core.events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
+}

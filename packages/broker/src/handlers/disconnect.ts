@@ -1,0 +1,21 @@
+// DISCONNECT from the client: no will (unless 5.0 reason 0x04), optionally a new session expiry, then close.
+import type { DisconnectPacket } from '@otalink/mqtt';
+import { type Connection, violation } from '../connection.js';
+
+const DISCONNECT_WITH_WILL = 0x04;
+
+export function handleDisconnect(connection: Connection, packet: DisconnectPacket): void {
+  const session = connection.session;
+  const expiry = packet.properties?.sessionExpiryInterval;
+  if (connection.protocolVersion === 5 && expiry !== undefined && session !== undefined) {
+    // MQTT 5.0 3.14.2.2.2: a session that was to end with the connection cannot be made to outlive it now.
+    if (session.state.expiryInterval === 0 && expiry > 0) {
+      throw violation(0x82, 'DISCONNECT sets a session expiry after CONNECT set 0');
+    }
+    session.state.expiryInterval = Math.min(expiry, connection.core.limits.maxSessionExpiryInterval);
+  }
+  if (connection.protocolVersion === 4 || (packet.reasonCode ?? 0) !== DISCONNECT_WITH_WILL)
+    connection.will = undefined;
+  connection.setCloseReason(`client disconnected (0x${(packet.reasonCode ?? 0).toString(16)})`);
+  connection.close();
+}

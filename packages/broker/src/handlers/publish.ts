@@ -1,0 +1,87 @@
+// PUBLISH from a client: rate limit, topic alias, QoS 2 duplicate check, authorize, route, acknowledge.
+import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
+import { type Connection, violation } from '../connection.js';
+import type { Message } from '../message.js';
+
+const NO_MATCHING_SUBSCRIBERS = 0x10;
+const NOT_AUTHORIZED = 0x87;
+
+export function handlePublish(connection: Connection, packet: PublishPacket): void {
+  const core = connection.core;
+  const session = connection.session!;
+  const now = Date.now();
+  const v5 = connection.protocolVersion === 5;
+  core.stats.messagesIn[packet.qos]++;
+  if (!connection.countPublish(now)) {
+    core.logger.info({ code: 'BROKER_ERR_RATE_LIMIT', clientId: connection.identity.clientId }, 'publish rate');
+    if (v5) throw violation(0x96, 'message rate too high');
+    connection.close();
+    return;
+  }
+  const topic = resolveTopic(connection, packet);
+  const packetId = packet.packetId ?? 0;
+  const inboundQos2 = session.state.inboundQos2;
+  if (packet.qos === 2 && inboundQos2.has(packetId)) {
+    // A resend before PUBREL: acknowledge again, deliver nothing (it went out the first time).
+    connection.send({ type: 'pubrec', packetId });
+    return;
+  }
+  if (packet.qos === 2 && inboundQos2.size >= core.limits.receiveMaximum) {
+    throw violation(0x93, 'more QoS 2 messages unacknowledged than the Receive Maximum allows');
+  }
+  const authorize = core.options.authorize;
+  if (authorize !== undefined && !authorize(connection.identity, 'publish', topic)) {
+    core.stats.droppedNotAuthorized++;
+    core.logger.debug({ code: 'BROKER_ERR_NOT_AUTHORIZED', clientId: connection.identity.clientId, topic }, 'publish');
+    // 3.1.1 has no way to refuse: acknowledge so the client does not resend forever, deliver nothing.
+    if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
+    else if (packet.qos === 2) {
+      if (!v5) inboundQos2.add(packetId);
+      connection.send({ type: 'pubrec', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
+    }
+    return;
+  }
+  let properties: PublishProperties | undefined;
+  let expiresAt = 0;
+  if (packet.properties !== undefined) {
+    const { topicAlias: _alias, messageExpiryInterval, ...rest } = packet.properties;
+    if (messageExpiryInterval !== undefined) expiresAt = now + messageExpiryInterval * 1000;
+    for (const _key in rest) {
+      properties = rest;
+      break;
+    }
+  }
+  const message: Message = {
+    topic,
+    // Kept beyond this read (queues, in-flight, retained): copy it off the socket chunk once for everyone.
+    payload: packet.qos > 0 || packet.retain ? packet.payload.slice() : packet.payload,
+    qos: packet.qos,
+    retain: packet.retain,
+    properties,
+    expiresAt,
+    origin: connection.identity.clientId,
+  };
+  const recipients = core.publish(message);
+  if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
+  const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
+  if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode });
+  else if (packet.qos === 2) {
+    inboundQos2.add(packetId);
+    connection.send({ type: 'pubrec', packetId, reasonCode });
+  }
+}
+
+function resolveTopic(connection: Connection, packet: PublishPacket): string {
+  const alias = packet.properties?.topicAlias;
+  if (alias === undefined) return packet.topic;
+  if (alias === 0 || alias > connection.core.limits.topicAliasMaximum) {
+    throw violation(0x94, `topic alias ${alias} is outside 1..${connection.core.limits.topicAliasMaximum}`);
+  }
+  if (packet.topic.length > 0) {
+    connection.inboundAliases.set(alias, packet.topic);
+    return packet.topic;
+  }
+  const topic = connection.inboundAliases.get(alias);
+  if (topic === undefined) throw violation(0x82, `topic alias ${alias} was never set`);
+  return topic;
+}

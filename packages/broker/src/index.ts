@@ -1,0 +1,10 @@
+// @otalink/broker: the MQTT 3.1.1/5.0 broker.
+export { type Broker, createBroker, type PublishOptions } from './broker.js';
+export type { BrokerEvents } from './core.js';
+export { BrokerError, type BrokerErrorCode } from './errors.js';
+export type { Message } from './message.js';
+export * from './options.js';
+export { MemorySessionStore, type SessionState, type SessionStore } from './session.js';
+export { type BrokerStats, createStats } from './stats.js';
+export { BROKER_VERSION, sysValues } from './sys.js';
+export * from './auth/index.js';

@@ -1,0 +1,62 @@
+import type { Server } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { BrokerError } from '../errors.js';
+import type { ListenerOptions } from '../options.js';
+
+export function listen(server: Server, options: ListenerOptions): Promise<{ host: string; port: number }> {
+  const host = options.host ?? '0.0.0.0';
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => {
+      reject(
+        new BrokerError('BROKER_ERR_LISTEN', `cannot listen on ${options.protocol}://${host}:${options.port}`, {
+          cause: error,
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(options.port, host, () => {
+      server.off('error', onError);
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : options.port;
+      resolve({ host, port });
+    });
+  });
+}
+
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** The subject CN of a client certificate the TLS layer verified, if any. */
+export function certificateCommonName(socket: TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const subject = socket.getPeerCertificate()?.subject as { CN?: string | string[] } | undefined;
+  const cn = subject?.CN;
+  return Array.isArray(cn) ? cn[0] : cn;
+}
+
+/** TLS server options for mqtts/wss. */
+function pem(value: string | Uint8Array): string | Buffer {
+  return typeof value === 'string' ? value : Buffer.from(value);
+}
+
+export function tlsServerOptions(options: ListenerOptions): {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer | undefined;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+} {
+  const tls = options.tls;
+  if (tls === undefined) {
+    throw new BrokerError('BROKER_ERR_INVALID_OPTION', `a ${options.protocol} listener needs tls.cert and tls.key`);
+  }
+  const requireCert = tls.requireClientCertificate ?? false;
+  return {
+    cert: pem(tls.cert),
+    key: pem(tls.key),
+    ca: tls.ca === undefined ? undefined : pem(tls.ca),
+    requestCert: requireCert || tls.ca !== undefined,
+    rejectUnauthorized: requireCert,
+  };
+}

@@ -1,0 +1,19 @@
+import { createServer } from 'node:net';
+import type { ListenerOptions } from '../options.js';
+import { closeServer, listen } from './common.js';
+import type { ListenerHandle, StreamHandler } from './index.js';
+
+export async function startTcpListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
+  // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK.
+  const server = createServer({ noDelay: true }, (socket) => {
+    socket.setNoDelay(true);
+    onStream(socket, {
+      protocol: 'mqtt',
+      remoteAddress: socket.remoteAddress,
+      certificateIdentity: undefined,
+      identityFromCertificate: false,
+    });
+  });
+  const { host, port } = await listen(server, options);
+  return { protocol: 'mqtt', host, port, close: () => closeServer(server) };
+}

@@ -1,0 +1,20 @@
+import { createServer } from 'node:tls';
+import type { ListenerOptions } from '../options.js';
+import { certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
+import type { ListenerHandle, StreamHandler } from './index.js';
+
+export async function startTlsListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
+  const server = createServer(tlsServerOptions(options), (socket) => {
+    socket.setNoDelay(true);
+    onStream(socket, {
+      protocol: 'mqtts',
+      remoteAddress: socket.remoteAddress,
+      certificateIdentity: certificateCommonName(socket),
+      identityFromCertificate: options.tls?.identityFromCertificate ?? false,
+    });
+  });
+  // Handshake failures (no or bad client certificate) are the peer's problem; keep serving.
+  server.on('tlsClientError', () => {});
+  const { host, port } = await listen(server, options);
+  return { protocol: 'mqtts', host, port, close: () => closeServer(server) };
+}

@@ -1,0 +1,49 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { ListenerOptions } from '../options.js';
+import { certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
+import type { ListenerHandle, StreamHandler } from './index.js';
+
+export async function startWsListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
+  const secure = options.protocol === 'wss';
+  const server: Server = secure ? createHttpsServer(tlsServerOptions(options)) : createHttpServer();
+  server.on('request', (_request, response) => {
+    response.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+  });
+  const wss = new WebSocketServer({
+    server,
+    path: options.path,
+    perMessageDeflate: false,
+    // MQTT over WebSocket: subprotocol "mqtt" (also the legacy "mqttv3.1"); refuse others.
+    handleProtocols: (protocols) => {
+      if (protocols.has('mqtt')) return 'mqtt';
+      if (protocols.has('mqttv3.1')) return 'mqttv3.1';
+      return false;
+    },
+  });
+  wss.on('connection', (socket, request) => {
+    const raw = request.socket;
+    raw.setNoDelay(true);
+    const stream = createWebSocketStream(socket);
+    onStream(stream, {
+      protocol: options.protocol,
+      remoteAddress: raw.remoteAddress,
+      certificateIdentity: secure ? certificateCommonName(raw as TLSSocket) : undefined,
+      identityFromCertificate: options.tls?.identityFromCertificate ?? false,
+    });
+  });
+  const { host, port } = await listen(server, options);
+  return {
+    protocol: options.protocol,
+    host,
+    port,
+    close: async () => {
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      server.closeAllConnections();
+      await closeServer(server);
+    },
+  };
+}

@@ -1,0 +1,42 @@
+// $SYS/broker/... topics, published retained every interval. They start with $, so a subscription to # or +/...
+// never sees them (the topic module enforces MQTT-4.7.2-1); clients subscribe to $SYS/# explicitly.
+import type { BrokerCore } from './core.js';
+import type { BrokerStats } from './stats.js';
+
+export const BROKER_VERSION = 'otalink 0.1.0';
+
+export function sysValues(stats: BrokerStats, now: number): Array<[string, string]> {
+  const sum = (values: number[]) => String(values[0]! + values[1]! + values[2]!);
+  return [
+    ['$SYS/broker/version', BROKER_VERSION],
+    ['$SYS/broker/uptime', `${Math.floor((now - stats.startedAt) / 1000)} seconds`],
+    ['$SYS/broker/clients/connected', String(stats.connectionsCurrent)],
+    ['$SYS/broker/clients/total', String(stats.sessionsCurrent)],
+    ['$SYS/broker/clients/disconnected', String(stats.sessionsOffline)],
+    ['$SYS/broker/messages/received', sum(stats.messagesIn)],
+    ['$SYS/broker/messages/sent', sum(stats.messagesOut)],
+    ['$SYS/broker/bytes/received', String(stats.bytesIn)],
+    ['$SYS/broker/bytes/sent', String(stats.bytesOut)],
+    ['$SYS/broker/retained messages/count', String(stats.retainedCurrent)],
+    ['$SYS/broker/subscriptions/count', String(stats.subscriptionsCurrent)],
+    ['$SYS/broker/store/messages/count', String(stats.queuedCurrent)],
+  ];
+}
+
+const encoder = new TextEncoder();
+
+/** Publishes the current values once; the broker calls this on its interval. */
+export function publishSys(core: BrokerCore): void {
+  const now = Date.now();
+  for (const [topic, value] of sysValues(core.stats, now)) {
+    core.publish({
+      topic,
+      payload: encoder.encode(value),
+      qos: 0,
+      retain: true,
+      properties: undefined,
+      expiresAt: 0,
+      origin: undefined,
+    });
+  }
+}
