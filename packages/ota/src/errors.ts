@@ -27,6 +27,8 @@ export type OtaErrorCode =
   // Canonical JSON and keys
   | 'OTA_ERR_NOT_CANONICALIZABLE'
   | 'OTA_ERR_INVALID_KEY'
+  // Executions
+  | 'OTA_ERR_TIMED_OUT'
   // Rollout policy
   | 'OTA_ERR_INVALID_POLICY';
 

@@ -32,5 +32,17 @@ export function compile<T extends TSchema>(schema: T): TypeCheck<T> {
 export function firstProblem<T extends TSchema>(check: TypeCheck<T>, value: unknown): SchemaProblem | undefined {
   const first = check.Errors(value).First();
   if (first === undefined) return undefined;
-  return { path: first.path, text: first.message };
+  return { path: first.path, text: describe(first.schema, first.message) };
+}
+
+/** TypeBox says "Expected union value" for an enumeration; naming the allowed values helps whoever reads the log. */
+function describe(schema: TSchema, message: string): string {
+  const options: unknown = schema.anyOf;
+  if (!Array.isArray(options) || options.length === 0) return message;
+  const values: string[] = [];
+  for (const option of options as Array<{ const?: unknown }>) {
+    if (typeof option !== 'object' || option === null || option.const === undefined) return message;
+    values.push(JSON.stringify(option.const));
+  }
+  return `expected one of ${values.join(', ')}`;
 }
