@@ -1,4 +1,6 @@
 // @otalink/broker: the MQTT 3.1.1/5.0 broker.
+
+export * from './auth/index.js';
 export { type Broker, createBroker, type PublishOptions } from './broker.js';
 export type { BrokerEvents } from './core.js';
 export { BrokerError, type BrokerErrorCode } from './errors.js';
@@ -7,4 +9,3 @@ export * from './options.js';
 export { MemorySessionStore, type SessionState, type SessionStore } from './session.js';
 export { type BrokerStats, createStats } from './stats.js';
 export { BROKER_VERSION, sysValues } from './sys.js';
-export * from './auth/index.js';

@@ -133,4 +133,11 @@ export interface BrokerOptions {
   sysIntervalSeconds?: number;
   /** Prometheus /metrics over HTTP; omitted: no metrics listener (stats stay readable in code). */
   metrics?: { host?: string; port: number };
+  /** Level of the default logger when `logger` is not given (the config file's log_level). Default 'info'. */
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Directory for the durable session and retained-message store that comes later (config `data_dir`). Accepted and
+   * passed through today so configs written now keep working; until that store exists, state lives in memory.
+   */
+  dataDir?: string;
 }
