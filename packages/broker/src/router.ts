@@ -117,7 +117,7 @@ export class Router {
       return out;
     }
     for (const [topic, message] of this.retained) {
-      if (!topicMatches(topic, filter)) continue;
+      if (!topicMatches(filter, topic)) continue;
       if (isExpired(message, now)) this.retained.delete(topic);
       else out.push(message);
     }
