@@ -25,7 +25,7 @@ import type {
 } from './packets.js';
 import { type PropertyContext, readProperties } from './properties.js';
 import { allowedReasonCodes, allowedSubackCodes311 } from './reason-codes.js';
-import { readUtf8 } from './utf8.js';
+import { readPlainTopicName, readUtf8 } from './utf8.js';
 import { readVarint, VARINT_MAX, type VarintRead } from './varint.js';
 
 /** The largest packet MQTT can express: 1 byte of type, 4 of length, 268 435 455 of body. */
@@ -140,17 +140,35 @@ export class Decoder {
       const start = this.pos;
       const b0 = buf[start]!;
       const type = b0 >> 4;
-      this.checkFixedHeader(type, b0 & 0x0f);
-      readVarint(buf, start + 1, this.end, this.vr);
-      if (this.vr.next === -1) {
-        if (this.rest !== null) {
-          this.mergeRest();
-          continue;
-        }
-        return undefined;
+      // PUBLISH once the version is known passes every direction and first-packet check: only its flags remain.
+      if (type === 3 && this.protocolVersion !== undefined) {
+        if ((b0 & 0x06) === 0x06 || (b0 & 0x0e) === 0x08) this.checkFixedHeader(type, b0 & 0x0f);
+      } else {
+        this.checkFixedHeader(type, b0 & 0x0f);
       }
-      const bodyStart = this.vr.next;
-      const total = bodyStart - start + this.vr.value;
+      let bodyStart: number;
+      let remaining: number;
+      // Remaining lengths under 16 384 (one or two bytes) are read inline; longer ones by readVarint.
+      const b1 = start + 1 < this.end ? buf[start + 1]! : 0x80;
+      if (b1 < 0x80) {
+        bodyStart = start + 2;
+        remaining = b1;
+      } else if (start + 2 < this.end && buf[start + 2]! < 0x80 && buf[start + 2]! !== 0) {
+        bodyStart = start + 3;
+        remaining = (b1 & 0x7f) | (buf[start + 2]! << 7);
+      } else {
+        readVarint(buf, start + 1, this.end, this.vr);
+        if (this.vr.next === -1) {
+          if (this.rest !== null) {
+            this.mergeRest();
+            continue;
+          }
+          return undefined;
+        }
+        bodyStart = this.vr.next;
+        remaining = this.vr.value;
+      }
+      const total = bodyStart - start + remaining;
       if (total > this.maximumPacketSize) {
         throw new MqttError(
           'MQTT_ERR_PACKET_TOO_LARGE',
@@ -256,7 +274,8 @@ export class Decoder {
     const topicLength = (buf[p]! << 8) | buf[p + 1]!;
     p += 2;
     if (p + topicLength > end) throw lengthMismatch('publish');
-    const topic = readUtf8(buf, p, topicLength);
+    const plainTopic = readPlainTopicName(buf, p, topicLength);
+    const topic = plainTopic ?? readUtf8(buf, p, topicLength);
     p += topicLength;
     let packetId: number | undefined;
     if (qos > 0) {
@@ -268,13 +287,17 @@ export class Decoder {
     }
     let properties: Properties | undefined;
     if (this.protocolVersion === 5) {
-      properties = this.properties(buf, p, end, 'publish');
-      p = this.pr.next;
-      if (properties?.subscriptionIdentifiers !== undefined && this.role === 'server') {
-        throw protocolError(
-          'MQTT_ERR_PROTOCOL_ERROR',
-          'a PUBLISH from a client must not carry a subscription identifier',
-        );
+      if (p < end && buf[p] === 0) {
+        p++; // the common empty property block: no need for the property reader
+      } else {
+        properties = this.properties(buf, p, end, 'publish');
+        p = this.pr.next;
+        if (properties?.subscriptionIdentifiers !== undefined && this.role === 'server') {
+          throw protocolError(
+            'MQTT_ERR_PROTOCOL_ERROR',
+            'a PUBLISH from a client must not carry a subscription identifier',
+          );
+        }
       }
     }
     if (topicLength === 0) {
@@ -283,7 +306,7 @@ export class Decoder {
           reasonCode: this.protocolVersion === 5 ? 0x82 : 0x90,
         });
       }
-    } else {
+    } else if (plainTopic === undefined) {
       const problem = topicNameProblem(topic);
       if (problem !== undefined) {
         throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `${problem}: "${topic}"`, { reasonCode: 0x90 });

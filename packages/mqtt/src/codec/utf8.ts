@@ -86,6 +86,26 @@ export function readUtf8(buf: Uint8Array, offset: number, len: number): string {
   return readNonAscii(buf, offset, end);
 }
 
+/** Node's Buffer, seen without importing it: its native Latin-1 slice builds a string without a view object. */
+interface Latin1Sliceable extends Uint8Array {
+  latin1Slice?: (start: number, end: number) => string;
+}
+
+// Anything that needs the full UTF-8 decode or a topic name error: U+0000, the wildcards, any byte from 0x80.
+const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
+
+/**
+ * The PUBLISH topic fast path: when `buf` is a Node Buffer and the bytes are ASCII without U+0000, + or #, the
+ * topic name as a string, already known valid. Otherwise undefined, and the caller takes readUtf8 and the topic
+ * checks, which give every error exactly as before. Latin-1 equals UTF-8 on ASCII bytes.
+ */
+export function readPlainTopicName(buf: Uint8Array, offset: number, len: number): string | undefined {
+  const latin1Slice = (buf as Latin1Sliceable).latin1Slice;
+  if (len === 0 || typeof latin1Slice !== 'function') return undefined;
+  const s = latin1Slice.call(buf, offset, offset + len);
+  return NOT_PLAIN_TOPIC.test(s) ? undefined : s;
+}
+
 function readNonAscii(buf: Uint8Array, offset: number, end: number): string {
   let s: string;
   try {
