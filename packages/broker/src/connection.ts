@@ -363,11 +363,11 @@ export class Connection implements Outlet, Timed {
       this.#closeReason = `server disconnected (0x${reasonCode.toString(16)})`;
     }
     this.state = 'closing';
-    this.socket.pause();
     this.flush();
     this.socket.end();
+    // Keep reading (and discarding, see #onData) so the peer's FIN is seen and the socket can finish closing.
+    this.socket.resume();
     const timer = setTimeout(() => this.socket.destroy(), 2000);
-    timer.unref();
     this.socket.once('close', () => clearTimeout(timer));
   }
 
