@@ -201,14 +201,18 @@ export class Connection implements Outlet, Timed {
     this.core.ticker.delete(this);
     this.core.connections.delete(this);
     this.core.stats.connectionsCurrent--;
-    const session = this.session;
-    if (wasConnected && session !== undefined) {
-      this.session = undefined;
-      this.core.detach(this, session, this.will);
-      this.will = undefined;
-      this.core.events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
-    }
+    if (wasConnected) this.#release();
   };
+
+  /** Hands the session back (offline, or ended) the moment the connection stops being usable. */
+  #release(): void {
+    const session = this.session;
+    if (session === undefined) return;
+    this.session = undefined;
+    this.core.detach(this, session, this.will);
+    this.will = undefined;
+    this.core.events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
+  }
 
   #closeReason = 'connection lost';
 
@@ -363,6 +367,8 @@ export class Connection implements Outlet, Timed {
       this.#closeReason = `server disconnected (0x${reasonCode.toString(16)})`;
     }
     this.state = 'closing';
+    // Messages routed from now on must queue in the session, not go to a socket that is ending.
+    this.#release();
     this.flush();
     this.socket.end();
     // Keep reading (and discarding, see #onData) so the peer's FIN is seen and the socket can finish closing.
@@ -385,13 +391,7 @@ export class Connection implements Outlet, Timed {
       { code: 'BROKER_ERR_SESSION_TAKEN_OVER', clientId: this.identity.clientId },
       'session taken over by a new connection',
     );
-    const session = this.session;
-    if (session !== undefined) {
-      this.session = undefined;
-      this.core.detach(this, session, this.will);
-      this.will = undefined;
-      this.core.events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
-    }
+    this.#release();
     this.close(0x8e);
   }
 

@@ -3,10 +3,35 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { QoS } from '@otalink/mqtt';
-import { connected, delay, type RawClient, startBroker, str, subscribe, type TestBroker, text } from './support/raw-client.js';
+import {
+  connected,
+  delay,
+  type RawClient,
+  startBroker,
+  str,
+  subscribe,
+  type TestBroker,
+  text,
+} from './support/raw-client.js';
 
-function publish(client: RawClient, topic: string, payload: string, qos: QoS = 0, retain = true, properties?: { messageExpiryInterval?: number }) {
-  client.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false, packetId: qos ? 1 : undefined, properties });
+function publish(
+  client: RawClient,
+  topic: string,
+  payload: string,
+  qos: QoS = 0,
+  retain = true,
+  properties?: { messageExpiryInterval?: number },
+) {
+  client.send({
+    type: 'publish',
+    topic,
+    payload: text(payload),
+    qos,
+    retain,
+    dup: false,
+    packetId: qos ? 1 : undefined,
+    properties,
+  });
 }
 
 for (const version of [4, 5] as const) {

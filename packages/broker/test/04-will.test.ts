@@ -50,7 +50,11 @@ for (const version of [4, 5] as const) {
     });
 
     test('a retained will is stored', async () => {
-      const client = await connected(b.port, { version, clientId: id('c'), will: will('will/retained', { retain: true }) });
+      const client = await connected(b.port, {
+        version,
+        clientId: id('c'),
+        will: will('will/retained', { retain: true }),
+      });
       client.end();
       await delay(100);
       const sub = await watcher('will/retained');
@@ -61,7 +65,12 @@ for (const version of [4, 5] as const) {
 
     test('a keepalive timeout publishes the will', async () => {
       const sub = await watcher('will/keepalive');
-      const client = await connected(b.port, { version, clientId: id('c'), keepalive: 1, will: will('will/keepalive') });
+      const client = await connected(b.port, {
+        version,
+        clientId: id('c'),
+        keepalive: 1,
+        will: will('will/keepalive'),
+      });
       const m = await sub.expect('publish', 5000);
       assert.equal(m.topic, 'will/keepalive');
       await client.closedPromise;

@@ -35,7 +35,16 @@ for (const version of [4, 5] as const) {
 
     async function publish(topic: string, payload: string, qos: QoS, properties?: { messageExpiryInterval?: number }) {
       const pub = await connected(b.port, { version, clientId: id('pub') });
-      pub.send({ type: 'publish', topic, payload: text(payload), qos, retain: false, dup: false, packetId: qos ? 1 : undefined, properties });
+      pub.send({
+        type: 'publish',
+        topic,
+        payload: text(payload),
+        qos,
+        retain: false,
+        dup: false,
+        packetId: qos ? 1 : undefined,
+        properties,
+      });
       if (qos === 1) await pub.expect('puback');
       if (qos === 2) {
         await pub.expect('pubrec');
@@ -142,11 +151,21 @@ for (const version of [4, 5] as const) {
     if (version === 5) {
       test('session expiry: the session is gone once its interval passes', async () => {
         const clientId = id('expiry');
-        const c = await connected(b.port, { version, clientId, clean: false, properties: { sessionExpiryInterval: 1 } });
+        const c = await connected(b.port, {
+          version,
+          clientId,
+          clean: false,
+          properties: { sessionExpiryInterval: 1 },
+        });
         await subscribe(c, 'exp/t', 1);
         await disconnect(c);
         await delay(1800);
-        const { client, connack } = await connectClient(b.port, { version, clientId, clean: false, properties: { sessionExpiryInterval: 1 } });
+        const { client, connack } = await connectClient(b.port, {
+          version,
+          clientId,
+          clean: false,
+          properties: { sessionExpiryInterval: 1 },
+        });
         assert.equal(connack.sessionPresent, false);
         client.end();
       });
@@ -164,7 +183,10 @@ for (const version of [4, 5] as const) {
         const c = await connected(b.port, { version, clientId: id('dx'), clean: false });
         c.send({ type: 'disconnect', properties: { sessionExpiryInterval: 30 } });
         const packets = await c.expectClose();
-        assert.deepEqual(packets.map((p) => p.type === 'disconnect' && p.reasonCode), [0x82]);
+        assert.deepEqual(
+          packets.map((p) => p.type === 'disconnect' && p.reasonCode),
+          [0x82],
+        );
         const clientId = id('shorten');
         const d = await connected(b.port, persistent(clientId));
         d.send({ type: 'disconnect', properties: { sessionExpiryInterval: 0 } });

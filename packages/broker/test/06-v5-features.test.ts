@@ -43,7 +43,10 @@ describe('06 MQTT 5.0 features', () => {
     await subscribe(sub, 'sid/#', 0, { packetId: 2 }, { subscriptionIdentifiers: [300] });
     b.broker.publish({ topic: 'sid/a', payload: 'x' });
     const m = await sub.expect('publish');
-    assert.deepEqual([...(m.properties?.subscriptionIdentifiers ?? [])].sort((x, y) => x - y), [7, 300]);
+    assert.deepEqual(
+      [...(m.properties?.subscriptionIdentifiers ?? [])].sort((x, y) => x - y),
+      [7, 300],
+    );
     sub.end();
   });
 
@@ -63,8 +66,24 @@ describe('06 MQTT 5.0 features', () => {
     const sub = await connected(b.port, { version, clientId: id('alias-sub') });
     await subscribe(sub, 'alias/long/topic', 0);
     const pub = await connected(b.port, { version, clientId: id('alias-pub') });
-    pub.send({ type: 'publish', topic: 'alias/long/topic', payload: text('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } });
-    pub.send({ type: 'publish', topic: '', payload: text('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 2 } });
+    pub.send({
+      type: 'publish',
+      topic: 'alias/long/topic',
+      payload: text('1'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { topicAlias: 2 },
+    });
+    pub.send({
+      type: 'publish',
+      topic: '',
+      payload: text('2'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { topicAlias: 2 },
+    });
     for (const expected of ['1', '2']) {
       const m = await sub.expect('publish');
       assert.equal(m.topic, 'alias/long/topic');
@@ -77,11 +96,33 @@ describe('06 MQTT 5.0 features', () => {
 
   test('a topic alias above the maximum closes with 0x94; an unknown alias with 0x82', async () => {
     const pub = await connected(b.port, { version, clientId: id('alias-bad') });
-    pub.send({ type: 'publish', topic: 't', payload: text('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: 6 } });
-    assert.deepEqual((await pub.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode), [0x94]);
+    pub.send({
+      type: 'publish',
+      topic: 't',
+      payload: text('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { topicAlias: 6 },
+    });
+    assert.deepEqual(
+      (await pub.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode),
+      [0x94],
+    );
     const pub2 = await connected(b.port, { version, clientId: id('alias-unknown') });
-    pub2.send({ type: 'publish', topic: '', payload: text('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } });
-    assert.deepEqual((await pub2.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode), [0x82]);
+    pub2.send({
+      type: 'publish',
+      topic: '',
+      payload: text('x'),
+      qos: 0,
+      retain: false,
+      dup: false,
+      properties: { topicAlias: 3 },
+    });
+    assert.deepEqual(
+      (await pub2.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode),
+      [0x82],
+    );
   });
 
   test('outbound topic aliases for a client that allows them: the second message has an empty topic', async () => {
@@ -112,7 +153,16 @@ describe('06 MQTT 5.0 features', () => {
       contentType: 'application/json',
       payloadFormatIndicator: 1 as const,
     };
-    pub.send({ type: 'publish', topic: 'req/t', payload: text('{}'), qos: 1, retain: false, dup: false, packetId: 1, properties });
+    pub.send({
+      type: 'publish',
+      topic: 'req/t',
+      payload: text('{}'),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 1,
+      properties,
+    });
     await pub.expect('puback');
     const m = await sub.expect('publish');
     assert.equal(m.properties?.responseTopic, 'resp/t');
@@ -139,7 +189,10 @@ describe('06 MQTT 5.0 features', () => {
   test('a packet larger than our Maximum Packet Size closes with 0x95', async () => {
     const pub = await connected(b.port, { version, clientId: id('too-big') });
     pub.send({ type: 'publish', topic: 't', payload: new Uint8Array(3000), qos: 0, retain: false, dup: false });
-    assert.deepEqual((await pub.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode), [0x95]);
+    assert.deepEqual(
+      (await pub.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode),
+      [0x95],
+    );
   });
 
   test('receive maximum inbound: more unreleased QoS 2 messages than allowed closes with 0x93', async () => {
@@ -148,7 +201,10 @@ describe('06 MQTT 5.0 features', () => {
       pub.send({ type: 'publish', topic: 'rm/t', payload: text('x'), qos: 2, retain: false, dup: false, packetId: i });
     }
     const packets = await pub.expectClose();
-    assert.deepEqual(packets.map((p) => p.type), ['pubrec', 'pubrec', 'pubrec', 'disconnect']);
+    assert.deepEqual(
+      packets.map((p) => p.type),
+      ['pubrec', 'pubrec', 'pubrec', 'disconnect'],
+    );
     const last = packets[3];
     assert.equal(last?.type === 'disconnect' && last.reasonCode, 0x93);
   });
@@ -188,9 +244,20 @@ describe('06 MQTT 5.0 features', () => {
 
   test('enhanced authentication: a wrong response is refused, an unknown method gets 0x8C', async () => {
     const client = await RawClient.open(b.port, 5);
-    client.send({ type: 'connect', protocolVersion: 5, clientId: id('enh-bad'), clean: true, keepalive: 60, properties: { authenticationMethod: 'CHALLENGE' } });
+    client.send({
+      type: 'connect',
+      protocolVersion: 5,
+      clientId: id('enh-bad'),
+      clean: true,
+      keepalive: 60,
+      properties: { authenticationMethod: 'CHALLENGE' },
+    });
     await client.expect('auth');
-    client.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'CHALLENGE', authenticationData: text('wrong') } });
+    client.send({
+      type: 'auth',
+      reasonCode: 0x18,
+      properties: { authenticationMethod: 'CHALLENGE', authenticationData: text('wrong') },
+    });
     const refused = await client.expectClose();
     assert.equal(refused[0]?.type === 'connack' && refused[0].reasonCode, 0x87);
     const { client: other, connack } = await connectClient(b.port, {

@@ -34,7 +34,12 @@ for (const version of [4, 5] as const) {
     const login = (clientId: string) => ({ version, clientId, username: 'vehicle', password: text('pw') });
 
     test('refused credentials and bans get the version-specific CONNACK code', async () => {
-      const bad = await connectClient(b.port, { version, clientId: id('x'), username: 'vehicle', password: text('no') });
+      const bad = await connectClient(b.port, {
+        version,
+        clientId: id('x'),
+        username: 'vehicle',
+        password: text('no'),
+      });
       assert.equal(bad.connack.reasonCode, version === 5 ? 0x86 : 0x04);
       await bad.client.expectClose();
       const banned = await connectClient(b.port, { version, clientId: id('x'), username: 'banned' });
@@ -85,17 +90,41 @@ for (const version of [4, 5] as const) {
       const onMessage = (m: { topic: string }) => delivered.push(m.topic);
       b.broker.events.on('message', onMessage);
       const before = b.broker.stats.droppedNotAuthorized;
-      pub.send({ type: 'publish', topic: 'ota/someone-else/status', payload: text('x'), qos: 1, retain: false, dup: false, packetId: 9 });
+      pub.send({
+        type: 'publish',
+        topic: 'ota/someone-else/status',
+        payload: text('x'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 9,
+      });
       const puback = await pub.expect('puback');
       assert.equal(puback.reasonCode ?? 0, version === 5 ? 0x87 : 0);
-      pub.send({ type: 'publish', topic: 'ota/someone-else/status', payload: text('x'), qos: 2, retain: false, dup: false, packetId: 10 });
+      pub.send({
+        type: 'publish',
+        topic: 'ota/someone-else/status',
+        payload: text('x'),
+        qos: 2,
+        retain: false,
+        dup: false,
+        packetId: 10,
+      });
       const pubrec = await pub.expect('pubrec');
       assert.equal(pubrec.reasonCode ?? 0, version === 5 ? 0x87 : 0);
       if (version === 4) {
         pub.send({ type: 'pubrel', packetId: 10 });
         await pub.expect('pubcomp');
       }
-      pub.send({ type: 'publish', topic: `ota/car-${pubId}/status`, payload: text('ok'), qos: 1, retain: false, dup: false, packetId: 11 });
+      pub.send({
+        type: 'publish',
+        topic: `ota/car-${pubId}/status`,
+        payload: text('ok'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 11,
+      });
       await pub.expect('puback');
       b.broker.events.off('message', onMessage);
       assert.deepEqual(delivered, [`ota/car-${pubId}/status`]);

@@ -1,0 +1,117 @@
+// Limits: connections, publish rate, packet size, queue drop policy 'newest', and a stuck subscriber that must
+// not stall a fan-out (its QoS 0 messages are dropped and counted, the others get everything).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { connectClient, connected, delay, startBroker, str, subscribe, text } from './support/raw-client.js';
+
+for (const version of [4, 5] as const) {
+  describe(`09 limits, MQTT ${version === 4 ? '3.1.1' : '5.0'}`, () => {
+    test('connections beyond the limit are refused with 0x89 / 0x03', async () => {
+      const b = await startBroker({ limits: { maxConnections: 2 } });
+      try {
+        const one = await connected(b.port, { version, clientId: 'one' });
+        const two = await connected(b.port, { version, clientId: 'two' });
+        const three = await connectClient(b.port, { version, clientId: 'three' });
+        assert.equal(three.connack.reasonCode, version === 5 ? 0x89 : 0x03);
+        await three.client.expectClose();
+        one.end();
+        await one.closedPromise;
+        await delay(50);
+        const again = await connected(b.port, { version, clientId: 'again' });
+        again.end();
+        two.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('publishing faster than the rate limit closes the connection (5.0: 0x96)', async () => {
+      const b = await startBroker({ limits: { maxPublishRate: 5 } });
+      try {
+        const c = await connected(b.port, { version, clientId: 'fast' });
+        for (let i = 0; i < 20; i++) {
+          c.send({ type: 'publish', topic: 'rate/t', payload: text('x'), qos: 0, retain: false, dup: false });
+        }
+        const packets = await c.expectClose();
+        if (version === 5)
+          assert.deepEqual(
+            packets.map((p) => p.type === 'disconnect' && p.reasonCode),
+            [0x96],
+          );
+        else assert.deepEqual(packets, []);
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a packet over the size limit is refused from its fixed header, before the body arrives', async () => {
+      const b = await startBroker({ limits: { maxPacketSize: 1000 } });
+      try {
+        const c = await connected(b.port, { version, clientId: 'big' });
+        // Fixed header announcing 100 000 bytes; no body follows.
+        c.writeRaw([0x30, 0xa0, 0x8d, 0x06]);
+        const packets = await c.expectClose();
+        if (version === 5)
+          assert.deepEqual(
+            packets.map((p) => p.type === 'disconnect' && p.reasonCode),
+            [0x95],
+          );
+        else assert.deepEqual(packets, []);
+      } finally {
+        await b.close();
+      }
+    });
+
+    test("queue drop policy 'newest' keeps the oldest messages", async () => {
+      const b = await startBroker({ limits: { maxQueuedMessages: 2, queueDropPolicy: 'newest' } });
+      try {
+        const persistent = {
+          version,
+          clientId: 'q',
+          clean: false,
+          properties: version === 5 ? { sessionExpiryInterval: 60 } : undefined,
+        };
+        const c = await connected(b.port, persistent);
+        await subscribe(c, 'q/t', 1);
+        c.send({ type: 'disconnect' });
+        await c.closedPromise;
+        for (let i = 1; i <= 4; i++) b.broker.publish({ topic: 'q/t', payload: `m${i}`, qos: 1 });
+        assert.equal(b.broker.stats.droppedQueueFull, 2);
+        assert.equal(b.broker.stats.queuedCurrent, 2);
+        const again = await connected(b.port, persistent);
+        const got = [str((await again.expect('publish')).payload), str((await again.expect('publish')).payload)];
+        assert.deepEqual(got, ['m1', 'm2']);
+        again.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a stuck subscriber does not stall a fan-out: its QoS 0 messages are dropped and counted', async () => {
+      const b = await startBroker();
+      try {
+        const stuck = await connected(b.port, { version, clientId: 'stuck' });
+        await subscribe(stuck, 'fan/t', 0);
+        stuck.socket.pause();
+        const healthy = await connected(b.port, { version, clientId: 'healthy' });
+        await subscribe(healthy, 'fan/t', 0);
+        const payload = new Uint8Array(64 * 1024);
+        const total = 300; // ~19 MB: far beyond the socket buffers of a reader that never reads
+        for (let i = 0; i < total; i++) {
+          b.broker.publish({ topic: 'fan/t', payload });
+          if (i % 10 === 9) await delay(5);
+        }
+        let got = 0;
+        while (got < total) {
+          await healthy.expect('publish', 10_000);
+          got++;
+        }
+        assert.ok(b.broker.stats.droppedSlowSubscriber > 0, 'nothing was dropped for the stuck subscriber');
+        stuck.end();
+        healthy.end();
+      } finally {
+        await b.close();
+      }
+    });
+  });
+}
