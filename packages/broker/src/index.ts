@@ -2,6 +2,7 @@
 
 export * from './auth/index.js';
 export { type Broker, createBroker, type PublishOptions } from './broker.js';
+export * from './config/index.js';
 export type { BrokerEvents } from './core.js';
 export { BrokerError, type BrokerErrorCode } from './errors.js';
 export type { Message } from './message.js';

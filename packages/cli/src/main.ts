@@ -1,24 +1,8 @@
-// The `otalink` command: a table of sub-commands, each a module that later work adds to.
+// The `otalink` command: dispatches to the sub-commands listed in commands/index.ts.
 import { readFileSync } from 'node:fs';
+import { commands } from './commands/index.js';
 
-export interface Command {
-  summary: string;
-  /** Runs the command and returns the process exit code. */
-  run(args: string[]): Promise<number>;
-}
-
-const commands: Record<string, Command> = {
-  up: {
-    summary: 'start the whole stack: broker, backend, dashboard and a simulated fleet (npm start)',
-    async run() {
-      process.stdout.write(
-        'otalink up: nothing to run yet. The broker, backend and simulated fleet land with the OTA work;\n' +
-          'today the MQTT codec is in place (see README.md, "Status").\n',
-      );
-      return 0;
-    },
-  },
-};
+export type { Command } from './commands/command.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {

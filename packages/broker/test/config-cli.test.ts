@@ -1,0 +1,156 @@
+// `otalink broker` as a user runs it: a child process, its config file and flags, a client, then SIGTERM.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+const root = new URL('../../../', import.meta.url).pathname;
+let dir = '';
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'otalink-broker-cli-'));
+});
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Started {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(args: string[], env: Record<string, string> = {}): Started {
+  const child = spawn(process.execPath, [join(root, 'bin/otalink.js'), 'broker', ...args], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  child.stdout?.resume();
+  const guard = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(guard);
+      resolve(code);
+    });
+  });
+  return { child, stderr: () => stderr, exited };
+}
+
+/** Waits for the log line that lists the listeners and returns their URLs. */
+async function addresses(started: Started): Promise<string[]> {
+  for (let i = 0; i < 300; i++) {
+    for (const line of started.stderr().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const record = JSON.parse(line) as { addresses?: string[] };
+      if (record.addresses !== undefined) return record.addresses;
+    }
+    if (started.child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the broker did not report its addresses:\n${started.stderr()}`);
+}
+
+/** MQTT 3.1.1 CONNECT with clean session, client id "cli-test", optional user name and password; resolves with the CONNACK return code. */
+function connack(port: number, username?: string, password?: string): Promise<number> {
+  const id = Buffer.from('cli-test');
+  const parts: Buffer[] = [Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4])];
+  let flags = 0x02;
+  if (username !== undefined) flags |= 0x80;
+  if (password !== undefined) flags |= 0x40;
+  parts.push(Buffer.from([flags, 0, 60]), Buffer.from([0, id.length]), id);
+  for (const field of [username, password]) {
+    if (field === undefined) continue;
+    const bytes = Buffer.from(field);
+    parts.push(Buffer.from([0, bytes.length]), bytes);
+  }
+  const body = Buffer.concat(parts);
+  const packet = Buffer.concat([Buffer.from([0x10, body.length]), body]);
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(packet));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('no CONNACK'));
+    }, 10_000);
+    socket.once('data', (data) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(data[3] as number);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+describe('otalink broker', () => {
+  test('flags: listens where told, accepts anonymous clients, exits 0 on SIGTERM', async () => {
+    const started = start(['-p', '0', '--host', '127.0.0.1', '--allow-anonymous', '--log-level', 'info']);
+    try {
+      const [address] = await addresses(started);
+      assert.match(address ?? '', /^mqtt:\/\/127\.0\.0\.1:\d+$/);
+      const port = Number(new URL(address as string).port);
+      assert.equal(await connack(port), 0);
+    } finally {
+      started.child.kill('SIGTERM');
+    }
+    assert.equal(await started.exited, 0, started.stderr());
+    assert.match(started.stderr(), /"signal":"SIGTERM"/);
+  });
+
+  test('config file + password file + environment: a wrong password is refused, the right one accepted', async () => {
+    const passwd = await new Promise<number | null>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [join(root, 'bin/otalink.js'), 'passwd', '-c', '-b', 'users.passwd', 'vin1', 'pw1'],
+        {
+          cwd: dir,
+          stdio: 'ignore',
+        },
+      );
+      child.on('close', resolve);
+    });
+    assert.equal(passwd, 0);
+    writeFileSync(join(dir, 'broker.conf'), 'password_file users.passwd\nlog_level info\nlistener 0 127.0.0.1\n');
+    const started = start([], { OTALINK_BROKER_CONFIG: join(dir, 'broker.conf'), OTALINK_BROKER_SYS_INTERVAL: '0' });
+    try {
+      const [address] = await addresses(started);
+      const port = Number(new URL(address as string).port);
+      assert.equal(await connack(port, 'vin1', 'wrong'), 4);
+      assert.equal(await connack(port), 5);
+      assert.equal(await connack(port, 'vin1', 'pw1'), 0);
+    } finally {
+      started.child.kill('SIGINT');
+    }
+    assert.equal(await started.exited, 0, started.stderr());
+  });
+
+  test('a bad config: one line naming file, line and key on stderr, exit code 2', async () => {
+    writeFileSync(join(dir, 'bad.conf'), '# broker\nlistener 1883\nmax_connections abc\n');
+    const started = start(['-c', 'bad.conf']);
+    assert.equal(await started.exited, 2);
+    assert.equal(
+      started.stderr(),
+      'otalink broker: bad.conf:3: max_connections: expected a positive integer, got "abc"\n',
+    );
+  });
+
+  test('bad flags exit 2; --help exits 0', async () => {
+    const unknown = start(['--frobnicate']);
+    assert.equal(await unknown.exited, 2);
+    assert.match(unknown.stderr(), /otalink broker: .*frobnicate/);
+    const port = start(['-p', 'eighty']);
+    assert.equal(await port.exited, 2);
+    assert.equal(port.stderr(), 'otalink broker: --port: expected a port number from 0 to 65535, got "eighty"\n');
+    const help = start(['--help']);
+    assert.equal(await help.exited, 0);
+  });
+});

@@ -1,0 +1,13 @@
+// The `otalink` command table: one line per sub-command, each implemented in its own module next to this one.
+import { broker } from './broker.js';
+import type { Command } from './command.js';
+import { passwd } from './passwd.js';
+import { up } from './up.js';
+
+export type { Command } from './command.js';
+
+export const commands: Record<string, Command> = {
+  up,
+  broker,
+  passwd,
+};
