@@ -87,10 +87,11 @@ for (const version of [4, 5] as const) {
 function checkFixture(f: Fixture): void {
   const { version, packet, bytes } = f;
 
-  // Decode the whole packet in one chunk.
+  // Decode the whole packet in one chunk, as a Uint8Array and as a Buffer (what sockets deliver).
   const decoded = decodeAll(version, [bytes]);
   assert.equal(decoded.length, 1);
   assertSamePacket(decoded[0], packet);
+  assertSamePacket(decodeAll(version, [Buffer.from(bytes)])[0], packet, 'from a Buffer');
 
   // Encode: exact bytes, exact length, and encodeInto at an offset touches only its own range.
   assert.equal(toHex(encode(packet, version)), toHex(bytes));
@@ -112,7 +113,8 @@ function checkFixture(f: Fixture): void {
 
   // Twenty seeded random splits.
   for (let seed = 1; seed <= 20; seed++) {
-    const chunks = randomSplit(bytes, prng(seed * 7919 + bytes.length));
+    const pieces = randomSplit(bytes, prng(seed * 7919 + bytes.length));
+    const chunks = seed % 2 === 0 ? pieces : pieces.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
     const got = decodeAll(version, chunks);
     assert.equal(got.length, 1, `seed ${seed}`);
     assertSamePacket(got[0], packet, `split seed ${seed}: ${chunks.map((c) => c.length).join('+')}`);

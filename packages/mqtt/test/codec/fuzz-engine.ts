@@ -167,6 +167,11 @@ interface FeedResult {
   errorCode: string | undefined;
 }
 
+/** A Buffer view of the same bytes: sockets deliver Buffers, and the decoder has a fast path for them. */
+export function asBuffer(bytes: Uint8Array): Uint8Array {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function feed(c: FuzzCase, chunks: Uint8Array[]): FeedResult {
   const decoder = new Decoder({ ...c.options });
   const limit = c.options.maximumPacketSize ?? Number.POSITIVE_INFINITY;
@@ -225,7 +230,7 @@ function roundTrip(c: FuzzCase, packet: Packet, version: ProtocolVersion): void 
     throw new FuzzFinding(c, `a decoded ${packet.type} does not encode: ${String(error)}`, { cause: error });
   }
   const decoder = new Decoder({ protocolVersion: version });
-  decoder.push(bytes);
+  decoder.push(asBuffer(bytes));
   let again: Packet | undefined;
   try {
     again = decoder.next();
@@ -249,10 +254,12 @@ function roundTrip(c: FuzzCase, packet: Packet, version: ProtocolVersion): void 
 
 /** Runs one seed; throws FuzzFinding on a finding. Returns what the whole feeding gave (for statistics). */
 export function runCase(c: FuzzCase, splits = 2): { packets: number; error: string | undefined } {
-  const whole = feed(c, [c.input]);
+  // Whole as a Buffer (the socket case), splits as plain Uint8Arrays and as Buffers: both decode paths must agree.
+  const whole = feed(c, [asBuffer(c.input)]);
   const random = prng(c.seed ^ 0x5eed);
   for (let s = 0; s < splits; s++) {
-    const chunks = randomSplit(c.input, random, Math.max(1, Math.min(c.input.length, 16)));
+    const pieces = randomSplit(c.input, random, Math.max(1, Math.min(c.input.length, 16)));
+    const chunks = s % 2 === 0 ? pieces : pieces.map(asBuffer);
     const split = feed(c, chunks);
     if (split.errorCode !== whole.errorCode || !sameJson(split.packets, whole.packets)) {
       throw new FuzzFinding(

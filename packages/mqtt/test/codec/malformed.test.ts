@@ -1480,6 +1480,9 @@ describe('malformed input', () => {
       const whole = feed(row, [row.bytes]);
       assert.deepEqual(whole.packets, [], 'no packet before the error');
       assertRowError(row, whole.error, 'whole');
+      const buffer = feed(row, [Buffer.from(row.bytes)]);
+      assert.deepEqual(buffer.packets, []);
+      assertRowError(row, buffer.error, 'whole Buffer');
       const bytewise = feed(
         row,
         Array.from(row.bytes, (_, i) => row.bytes.subarray(i, i + 1)),
