@@ -1,0 +1,354 @@
+// The benchmark scenarios, each run against one freshly started broker with the generator processes.
+import type { QoS } from '@otalink/mqtt/codec';
+import type { RunningBroker } from './brokers.js';
+import { closeAll, type Generator, totals } from './generators.js';
+import type { BenchOptions, ScenarioName } from './options.js';
+import { readRss } from './proc.js';
+import { type ConnectLoopResult, type Counters, type OpenCommand, type RttResult, subCounters } from './protocol.js';
+
+export interface Context {
+  broker: RunningBroker;
+  generators: readonly Generator[];
+  options: BenchOptions;
+}
+
+/** Table cells keyed by row, plus everything measured for the JSON output. */
+export interface Outcome {
+  cells: Record<string, string>;
+  details: Record<string, unknown>;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const OPEN_CONCURRENCY = 50;
+
+/** Splits `total` clients into `parts` contiguous ranges. */
+function split(total: number, parts: number): Array<{ first: number; count: number }> {
+  const out: Array<{ first: number; count: number }> = [];
+  let first = 0;
+  for (let p = 0; p < parts; p++) {
+    const count = Math.floor(total / parts) + (p < total % parts ? 1 : 0);
+    out.push({ first, count });
+    first += count;
+  }
+  return out;
+}
+
+/** Source addresses for `count` sockets from one process: a new 127.0.0.x every 20 000 (ephemeral ports). */
+function localAddresses(count: number): string[] {
+  return Array.from({ length: Math.max(1, Math.ceil(count / 20_000)) }, (_, i) => `127.0.0.${i + 1}`);
+}
+
+function openCommand(
+  ctx: Context,
+  group: string,
+  range: { first: number; count: number },
+  subscribe?: { filter: string; qos: QoS },
+): OpenCommand {
+  return {
+    cmd: 'open',
+    group,
+    port: ctx.broker.port,
+    first: range.first,
+    count: range.count,
+    clientPrefix: `${group}-%i`,
+    subscribe,
+    localAddresses: localAddresses(range.count),
+    concurrency: OPEN_CONCURRENCY,
+    timeoutMs: 60_000,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Throughput: a knee search, a measured run at the knee, and a run at twice the knee.
+
+interface Flow {
+  /** Deliveries per published message (the fan-out). */
+  fanout: number;
+  qos: QoS;
+  topic: string;
+  /** Opens issued per generator, subscribers first. */
+  opens: Array<{ generator: number; command: OpenCommand }>;
+  publishers: Array<{ generator: number; group: string; count: number }>;
+}
+
+function flowFor(ctx: Context, name: ScenarioName): Flow {
+  const { options } = ctx;
+  const parts = ctx.generators.length;
+  const opens: Flow['opens'] = [];
+  const publishers: Flow['publishers'] = [];
+  if (name === 'fanout') {
+    split(options.subscribers, parts).forEach((range, g) => {
+      opens.push({ generator: g, command: openCommand(ctx, 'sub', range, { filter: 'bench/fanout', qos: 0 }) });
+    });
+    opens.push({ generator: 0, command: openCommand(ctx, 'pub', { first: 0, count: 1 }) });
+    publishers.push({ generator: 0, group: 'pub', count: 1 });
+    return { fanout: options.subscribers, qos: 0, topic: 'bench/fanout', opens, publishers };
+  }
+  if (name === 'fanin') {
+    const subscriberGenerator = parts - 1;
+    opens.push({
+      generator: subscriberGenerator,
+      command: openCommand(ctx, 'sub', { first: 0, count: 1 }, { filter: 'bench/fanin/+', qos: 0 }),
+    });
+    split(options.publishers, parts).forEach((range, g) => {
+      opens.push({ generator: g, command: openCommand(ctx, 'pub', range) });
+      publishers.push({ generator: g, group: 'pub', count: range.count });
+    });
+    return { fanout: 1, qos: 0, topic: 'bench/fanin/%i', opens, publishers };
+  }
+  const qos: QoS = name === 'p2p1' ? 1 : 0;
+  const ranges = split(options.pairs, parts);
+  ranges.forEach((range, g) => {
+    opens.push({ generator: g, command: openCommand(ctx, 'sub', range, { filter: 'bench/p2p/%i', qos }) });
+  });
+  ranges.forEach((range, g) => {
+    opens.push({ generator: g, command: openCommand(ctx, 'pub', range) });
+    publishers.push({ generator: g, group: 'pub', count: range.count });
+  });
+  return { fanout: 1, qos, topic: 'bench/p2p/%i', opens, publishers };
+}
+
+interface Window {
+  offered: number;
+  delivered: number;
+  sent: number;
+  held: number;
+  lostClients: number;
+}
+
+async function setRate(ctx: Context, flow: Flow, deliveriesPerSecond: number): Promise<void> {
+  const messages = deliveriesPerSecond / flow.fanout;
+  const total = flow.publishers.reduce((n, p) => n + p.count, 0);
+  await Promise.all(
+    flow.publishers.map((p) =>
+      ctx.generators[p.generator]?.request(
+        {
+          cmd: 'publish',
+          group: p.group,
+          rate: (messages * p.count) / total,
+          topic: flow.topic,
+          qos: flow.qos,
+          payloadBytes: ctx.options.payloadBytes,
+          maxInflight: 1000,
+        },
+        5000,
+      ),
+    ),
+  );
+}
+
+async function measureWindow(ctx: Context, flow: Flow, rate: number, warmupMs: number, windowMs: number) {
+  await setRate(ctx, flow, rate);
+  await sleep(warmupMs);
+  const before = await totals(ctx.generators);
+  const t0 = performance.now();
+  await sleep(windowMs);
+  const after = await totals(ctx.generators);
+  const seconds = (performance.now() - t0) / 1000;
+  const d: Counters = subCounters(after, before);
+  const window: Window = {
+    offered: rate,
+    delivered: d.received / seconds,
+    sent: (d.sent * flow.fanout) / seconds,
+    held: (d.held * flow.fanout) / seconds,
+    lostClients: after.lost,
+  };
+  return window;
+}
+
+/** Stops publishing and waits until deliveries stop arriving (bounded). */
+async function drain(ctx: Context, flow: Flow): Promise<void> {
+  await setRate(ctx, flow, 0);
+  let last = (await totals(ctx.generators)).received;
+  for (let i = 0; i < 20; i++) {
+    await sleep(250);
+    const now = (await totals(ctx.generators)).received;
+    if (now === last) return;
+    last = now;
+  }
+}
+
+function tracks(window: Window): boolean {
+  return window.delivered >= 0.95 * window.offered && window.held <= 0.05 * window.offered && window.lostClients === 0;
+}
+
+function sampleRss(pid: number, everyMs: number): { stop(): number[] } {
+  const samples: number[] = [readRss(pid)];
+  const timer = setInterval(() => samples.push(readRss(pid)), everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      samples.push(readRss(pid));
+      return samples;
+    },
+  };
+}
+
+const k = (n: number) =>
+  n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e4 ? `${(n / 1e3).toFixed(0)} k` : `${(n / 1e3).toFixed(1)} k`;
+const mb = (bytes: number) => `${(bytes / 1048576).toFixed(0)}`;
+
+async function throughput(ctx: Context, name: ScenarioName): Promise<Outcome> {
+  const { options, broker } = ctx;
+  const flow = flowFor(ctx, name);
+  for (const open of flow.opens.filter((o) => o.command.subscribe !== undefined)) {
+    await ctx.generators[open.generator]?.request(open.command, 70_000);
+  }
+  await Promise.all(
+    flow.opens
+      .filter((o) => o.command.subscribe === undefined)
+      .map((o) => ctx.generators[o.generator]?.request(o.command, 70_000)),
+  );
+  const rssIdle = readRss(broker.pid);
+  // Knee search: raise the offered rate until delivered stops tracking it.
+  const ladder: Window[] = [];
+  let knee = 0;
+  for (let rate = options.startRate; rate <= options.maxRate; rate *= options.stepFactor) {
+    const window = await measureWindow(ctx, flow, rate, options.stepMs * 0.3, options.stepMs * 0.7);
+    ladder.push(window);
+    if (!tracks(window)) break;
+    knee = rate;
+  }
+  const ladderPeak = Math.max(...ladder.map((w) => w.delivered));
+  // Nothing tracked, not even the first step: the knee is what the broker managed to deliver there.
+  if (knee === 0) knee = Math.max(1, ladderPeak);
+  await drain(ctx, flow);
+  const main = await measureWindow(ctx, flow, knee, options.warmupMs, options.measureMs);
+  const peak = Math.max(main.delivered, ladderPeak);
+  await drain(ctx, flow);
+  const rssBefore = readRss(broker.pid);
+  const sampler = sampleRss(broker.pid, 200);
+  const over = await measureWindow(ctx, flow, 2 * knee, options.warmupMs, options.measureMs);
+  const samples = sampler.stop();
+  await setRate(ctx, flow, 0);
+  await closeAll(ctx.generators);
+  const half = samples.slice(Math.floor(samples.length / 2));
+  const rssMax = Math.max(...samples);
+  const rssEnd = samples[samples.length - 1] ?? Number.NaN;
+  // Bounded: the second half of the overload run adds no more than 10 % (+ 8 MB) over its own start.
+  const bounded = rssEnd <= (half[0] ?? rssEnd) * 1.1 + 8 * 1048576;
+  const percent = (over.delivered / peak) * 100;
+  const lost = main.lostClients + over.lostClients;
+  return {
+    cells: {
+      [name]: `${k(main.delivered)}${lost > 0 ? ` (${lost} clients lost)` : ''}`,
+      [`${name}2x`]: `${percent.toFixed(0)} % · RSS ${mb(rssBefore)}→${mb(rssMax)} MB${bounded ? '' : ' growing'}`,
+    },
+    details: {
+      kneeOffered: knee,
+      peakDelivered: peak,
+      rssIdle,
+      ladder,
+      main,
+      twiceKnee: { ...over, percentOfPeak: percent, rssBefore, rssMax, rssEnd, bounded, rssSamples: samples },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function roundTrip(ctx: Context): Promise<Outcome> {
+  const generator = ctx.generators[0];
+  if (generator === undefined) throw new Error('no generator');
+  const result = await generator.request<RttResult>(
+    {
+      cmd: 'rtt',
+      port: ctx.broker.port,
+      clientId: 'rtt-client',
+      topic: 'bench/rtt',
+      rate: ctx.options.rttRate,
+      warmupMs: ctx.options.warmupMs,
+      durationMs: ctx.options.measureMs,
+      payloadBytes: ctx.options.payloadBytes,
+    },
+    ctx.options.warmupMs + ctx.options.measureMs + 20_000,
+  );
+  const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
+  const missing = result.sent - result.delivered;
+  return {
+    cells: {
+      rtt: `${ms(result.deliveryMs.p50)} / ${ms(result.deliveryMs.p99)}${missing > 0 ? ` (${missing} lost)` : ''}`,
+      rttAck: `${ms(result.pubackMs.p50)} / ${ms(result.pubackMs.p99)}`,
+    },
+    details: { ...result },
+  };
+}
+
+async function idleConnections(ctx: Context): Promise<Outcome> {
+  const { broker, generators, options } = ctx;
+  await sleep(500);
+  const rssBefore = readRss(broker.pid);
+  const started = performance.now();
+  const ranges = split(options.idleConnections, generators.length);
+  await Promise.all(
+    ranges.map((range, g) =>
+      generators[g]?.request(openCommand(ctx, 'idle', range, { filter: 'bench/idle/%i', qos: 0 }), 120_000),
+    ),
+  );
+  const openMs = performance.now() - started;
+  // Let the broker settle (buffers released, lazy allocations done) before reading its RSS.
+  await sleep(2000);
+  const rssAfter = readRss(broker.pid);
+  const open = await totals(generators);
+  await closeAll(generators);
+  const perConnection = (rssAfter - rssBefore) / options.idleConnections;
+  return {
+    cells: { idle: `${(perConnection / 1024).toFixed(1)} KB` },
+    details: {
+      connections: options.idleConnections,
+      stillOpen: open.clients,
+      rssBefore,
+      rssAfter,
+      perConnection,
+      openMs,
+    },
+  };
+}
+
+async function connectRate(ctx: Context): Promise<Outcome> {
+  const { broker, generators, options } = ctx;
+  const loops = (durationMs: number) =>
+    Promise.all(
+      generators.map((generator, g) =>
+        generator.request<ConnectLoopResult>(
+          {
+            cmd: 'connectLoop',
+            port: broker.port,
+            clientPrefix: `conn-${g}-`,
+            durationMs,
+            concurrency: options.connectConcurrency,
+            // Spread over source addresses so TIME_WAIT never exhausts one address's ephemeral ports.
+            localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1 + g * 8}`),
+          },
+          durationMs + 20_000,
+        ),
+      ),
+    );
+  // The first connections also warm up the broker's and the generators' JIT: not counted.
+  await loops(options.warmupMs);
+  const results = await loops(options.measureMs);
+  const completed = results.reduce((n, r) => n + r.completed, 0);
+  const errors = results.reduce((n, r) => n + r.errors, 0);
+  const seconds = Math.max(...results.map((r) => r.elapsedMs)) / 1000;
+  const rate = completed / seconds;
+  return {
+    cells: { connect: `${k(rate)}${errors > 0 ? ` (${errors} errors)` : ''}` },
+    details: { completed, errors, seconds, rate, perGenerator: results },
+  };
+}
+
+export function runScenario(ctx: Context, name: ScenarioName): Promise<Outcome> {
+  switch (name) {
+    case 'fanout':
+    case 'fanin':
+    case 'p2p0':
+    case 'p2p1':
+      return throughput(ctx, name);
+    case 'rtt':
+      return roundTrip(ctx);
+    case 'idle':
+      return idleConnections(ctx);
+    case 'connect':
+      return connectRate(ctx);
+  }
+}
