@@ -29,6 +29,8 @@ export type OtaErrorCode =
   | 'OTA_ERR_INVALID_KEY'
   // Executions
   | 'OTA_ERR_TIMED_OUT'
+  /** Reported by a vehicle that could not start before job.notify's deadlines.startBy. */
+  | 'OTA_ERR_DEADLINE'
   // Rollout policy
   | 'OTA_ERR_INVALID_POLICY';
 
