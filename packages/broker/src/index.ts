@@ -10,3 +10,4 @@ export * from './options.js';
 export { MemorySessionStore, type SessionState, type SessionStore } from './session.js';
 export { type BrokerStats, createStats } from './stats.js';
 export { BROKER_VERSION, sysValues } from './sys.js';
+export * from './metrics/index.js';
