@@ -38,6 +38,8 @@ export {
   signManifest,
   verifyEd25519,
 } from './crypto-node.js';
+export type { SeenMessageIdsOptions, SeenMessageIdsSnapshot } from './dedup.js';
+export { SeenMessageIds } from './dedup.js';
 export type { OtaErrorCode } from './errors.js';
 export { OtaError } from './errors.js';
 export type {
