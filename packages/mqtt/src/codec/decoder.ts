@@ -83,6 +83,8 @@ export class Decoder {
   private asmFill = 0;
   private readonly vr: VarintRead = { value: 0, next: 0 };
   private readonly pr: VarintRead = { value: 0, next: 0 };
+  /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
+  private connectSeen = false;
 
   constructor(options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion;
@@ -343,6 +345,7 @@ export class Decoder {
   }
 
   private connect(buf: Uint8Array, p: number, end: number): ConnectPacket {
+    if (this.connectSeen) throw protocolError('MQTT_ERR_UNEXPECTED_PACKET', 'a client must send CONNECT only once');
     const need = (n: number) => {
       if (p + n > end) throw lengthMismatch('connect');
     };
@@ -426,6 +429,7 @@ export class Decoder {
     if (passwordFlag) packet.password = bin();
     if (p !== end) throw lengthMismatch('connect');
     if (this.role === 'server' || this.protocolVersion === undefined) this.protocolVersion = level;
+    if (this.role === 'server') this.connectSeen = true;
     return packet;
   }
 

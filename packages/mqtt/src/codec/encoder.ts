@@ -210,6 +210,10 @@ function measureSubscribe(packet: SubscribePacket, v5: boolean): number {
     if (s.qos !== 0 && s.qos !== 1 && s.qos !== 2) throw invalid(`subscription QoS ${String(s.qos)}`);
     const rh = s.retainHandling ?? 0;
     if (rh !== 0 && rh !== 1 && rh !== 2) throw invalid(`retain handling ${String(rh)}`);
+    // 5.0 [MQTT-3.8.3-4]: the receiver treats this as a Protocol Error.
+    if (v5 && s.noLocal && s.topicFilter.startsWith('$share/')) {
+      throw invalid(`no local must not be set on shared subscription "${s.topicFilter}"`);
+    }
     n += 3 + stringBytes(s.topicFilter, 'topic filter');
   }
   return n;

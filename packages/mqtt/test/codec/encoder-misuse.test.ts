@@ -260,6 +260,12 @@ const cases: Misuse[] = [
     code: 'MQTT_ERR_INVALID_PACKET',
   },
   {
+    name: 'SUBSCRIBE no local on a $share filter',
+    version: 5,
+    packet: { type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '$share/g/a', qos: 0, noLocal: true }] },
+    code: 'MQTT_ERR_INVALID_PACKET',
+  },
+  {
     name: 'SUBSCRIBE without packet id',
     version: 4,
     packet: { type: 'subscribe', subscriptions: [{ topicFilter: 'a', qos: 0 }] },

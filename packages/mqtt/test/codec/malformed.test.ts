@@ -1493,6 +1493,25 @@ describe('malformed input', () => {
   }
 });
 
+describe('CONNECT only once', () => {
+  test('a second CONNECT to a server is a protocol error [MQTT-3.1.0-2]', () => {
+    const connect = hex`10 0f 00 04 "MQTT" 05 02 00 3c 00 00 02 "c1"`;
+    const decoder = new Decoder({ role: 'server' });
+    decoder.push(connect);
+    decoder.push(hex`10 0e 00 04 "MQTT" 04 02 00 3c 00 02 "c1"`);
+    assert.equal(decoder.next()?.type, 'connect');
+    assert.throws(() => decoder.next(), { code: 'MQTT_ERR_UNEXPECTED_PACKET', reasonCode: PROTOCOL });
+    assert.equal(decoder.protocolVersion, 5, 'the second CONNECT did not switch the version');
+  });
+
+  test('a decoder without a role accepts CONNECT repeatedly (tests and tools)', () => {
+    const decoder = new Decoder({ protocolVersion: 4 });
+    decoder.push(hex`10 0e 00 04 "MQTT" 04 02 00 3c 00 02 "c1" 10 0e 00 04 "MQTT" 04 02 00 3c 00 02 "c2"`);
+    assert.equal(decoder.next()?.type, 'connect');
+    assert.equal(decoder.next()?.type, 'connect');
+  });
+});
+
 describe('packet size limit', () => {
   test('a too large packet is refused from its fixed header, before the body arrives', () => {
     const decoder = new Decoder({ protocolVersion: 4, maximumPacketSize: 100 });
