@@ -44,18 +44,22 @@ function start(args: string[], env: Record<string, string> = {}): Started {
   return { child, stderr: () => stderr, exited };
 }
 
-/** Waits for the log line that lists the listeners and returns their URLs. */
-async function addresses(started: Started): Promise<string[]> {
+/** Waits for the log line with `field` (e.g. the listener addresses) and returns its value. */
+async function logged<T>(started: Started, field: string): Promise<T> {
   for (let i = 0; i < 300; i++) {
     for (const line of started.stderr().split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const record = JSON.parse(line) as { addresses?: string[] };
-      if (record.addresses !== undefined) return record.addresses;
+      if (!line.startsWith('{') || !line.endsWith('}')) continue;
+      const record = JSON.parse(line) as Record<string, unknown>;
+      if (record[field] !== undefined) return record[field] as T;
     }
     if (started.child.exitCode !== null) break;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`the broker did not report its addresses:\n${started.stderr()}`);
+  throw new Error(`the broker did not log ${field}:\n${started.stderr()}`);
+}
+
+function addresses(started: Started): Promise<string[]> {
+  return logged<string[]>(started, 'addresses');
 }
 
 /** MQTT 3.1.1 CONNECT with clean session, client id "cli-test", optional user name and password; resolves with the CONNACK return code. */
@@ -119,7 +123,10 @@ describe('otalink broker', () => {
       child.on('close', resolve);
     });
     assert.equal(passwd, 0);
-    writeFileSync(join(dir, 'broker.conf'), 'password_file users.passwd\nlog_level info\nlistener 0 127.0.0.1\n');
+    writeFileSync(
+      join(dir, 'broker.conf'),
+      'password_file users.passwd\nlog_level info\nmetrics_listener 0 127.0.0.1\nlistener 0 127.0.0.1\n',
+    );
     const started = start([], { OTALINK_BROKER_CONFIG: join(dir, 'broker.conf'), OTALINK_BROKER_SYS_INTERVAL: '0' });
     try {
       const [address] = await addresses(started);
@@ -127,6 +134,13 @@ describe('otalink broker', () => {
       assert.equal(await connack(port, 'vin1', 'wrong'), 4);
       assert.equal(await connack(port), 5);
       assert.equal(await connack(port, 'vin1', 'pw1'), 0);
+      const metricsUrl = await logged<string>(started, 'metrics');
+      const response = await fetch(metricsUrl);
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      const accepted = /^otalink_broker_connections_total (\d+)$/m.exec(text);
+      assert.ok(accepted, text);
+      assert.ok(Number(accepted[1]) >= 1, text);
     } finally {
       started.child.kill('SIGINT');
     }

@@ -1,6 +1,14 @@
 // `otalink broker`: run the MQTT broker from a config file, OTALINK_BROKER_* variables and flags.
 import { parseArgs } from 'node:util';
-import { type Broker, BrokerConfigError, type BrokerFlags, createBroker, resolveBrokerConfig } from '@otalink/broker';
+import {
+  type Broker,
+  BrokerConfigError,
+  type BrokerFlags,
+  createBroker,
+  type MetricsServer,
+  resolveBrokerConfig,
+  startMetricsServer,
+} from '@otalink/broker';
 import { pino } from 'pino';
 import type { Command } from './command.js';
 
@@ -127,12 +135,22 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   }
 
   const stop = io.stopSignal === undefined ? waitForSignal() : { promise: io.stopSignal, dispose() {} };
-  let broker: Broker;
+  // The metrics endpoint is started here until createBroker serves options.metrics itself; passing it on as well
+  // would bind the port twice.
+  const { metrics: metricsListener, ...brokerOptions } = options;
+  let broker: Broker | undefined;
+  let metrics: MetricsServer | undefined;
   try {
-    broker = createBroker({ ...options, logger });
+    broker = createBroker({ ...brokerOptions, logger });
     await broker.listen();
+    if (metricsListener !== undefined) {
+      const stats = broker.stats;
+      metrics = await startMetricsServer(metricsListener, () => stats);
+      logger.info({ metrics: `http://${metrics.host}:${metrics.port}/metrics` }, 'metrics listening');
+    }
   } catch (error) {
     stop.dispose();
+    await broker?.close();
     io.stderr.write(`otalink broker: ${(error as Error).message}\n`);
     logger.flush();
     return 1;
@@ -145,7 +163,7 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   const signal = await stop.promise;
   stop.dispose();
   logger.info({ signal }, 'shutting down');
-  await broker.close();
+  await Promise.all([broker.close(), metrics?.close()]);
   logger.flush();
   return 0;
 }
