@@ -1,6 +1,7 @@
 // Test support: a broker on 127.0.0.1:0 and a raw client that writes encoded packets and awaits decoded ones.
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   type ConnackPacket,
   type ConnectPacket,
@@ -36,7 +37,7 @@ export async function startBroker(options: Partial<BrokerOptions> = {}): Promise
 type PacketOf<T extends Packet['type']> = Extract<Packet, { type: T }>;
 
 export class RawClient {
-  readonly socket: Socket;
+  readonly socket: Duplex;
   version: ProtocolVersion;
   readonly decoder: Decoder;
   readonly received: Packet[] = [];
@@ -45,7 +46,7 @@ export class RawClient {
   readonly closedPromise: Promise<void>;
   decodeError: unknown;
 
-  constructor(socket: Socket, version: ProtocolVersion) {
+  constructor(socket: Duplex, version: ProtocolVersion) {
     this.socket = socket;
     this.version = version;
     this.decoder = new Decoder({ role: 'client', protocolVersion: version });
@@ -79,6 +80,20 @@ export class RawClient {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w();
+  }
+
+  /** Sends CONNECT and awaits CONNACK over an already open stream. */
+  async handshake(options: ConnectOptions = {}): Promise<ConnackPacket> {
+    const { version: _v, ...rest } = options;
+    this.send({
+      type: 'connect',
+      protocolVersion: this.version,
+      clientId: 'test',
+      clean: true,
+      keepalive: 60,
+      ...rest,
+    });
+    return this.expect('connack');
   }
 
   send(packet: Packet): void {

@@ -1,0 +1,190 @@
+// Transports: TLS, mutual TLS with the identity taken from the certificate CN, WebSocket and secure WebSocket
+// (subprotocol mqtt), with messages crossing between transports.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
+import { createWebSocketStream, WebSocket } from 'ws';
+import { type Broker, createBroker } from '../src/index.js';
+import { makeCertificates, type TestCertificates } from './support/certs.js';
+import { connected, RawClient, silent, str, subscribe } from './support/raw-client.js';
+
+describe('11 TLS and WebSocket', () => {
+  let certs: TestCertificates | undefined;
+  let broker: Broker;
+  const port = (protocol: string, index = 0) => broker.addresses().filter((a) => a.protocol === protocol)[index]!.port;
+  const seen: Array<string | undefined> = [];
+
+  before(async () => {
+    certs = makeCertificates();
+    if (certs === undefined) return;
+    const tls = { cert: certs.serverCert, key: certs.serverKey };
+    broker = createBroker({
+      listeners: [
+        { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
+        { protocol: 'mqtts', host: '127.0.0.1', port: 0, tls },
+        {
+          protocol: 'mqtts',
+          host: '127.0.0.1',
+          port: 0,
+          tls: { ...tls, ca: certs.ca, requireClientCertificate: true, identityFromCertificate: true },
+        },
+        { protocol: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
+        { protocol: 'wss', host: '127.0.0.1', port: 0, tls },
+      ],
+      allowAnonymous: false,
+      authenticate: (request) => (request.username === 'user' ? { ok: true } : { ok: false, reasonCode: 0x86 }),
+      authorize: (client, _action, topic) => {
+        seen.push(client.username);
+        return client.username === 'user' || topic.startsWith(`cars/${client.username}/`);
+      },
+      logger: silent,
+      sysIntervalSeconds: 0,
+    });
+    await broker.listen();
+  });
+  after(async () => {
+    if (certs === undefined) return;
+    await broker.close();
+    certs.remove();
+  });
+
+  async function tlsClient(portNumber: number, client?: { cert: string; key: string }): Promise<RawClient> {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: portNumber,
+      ca: certs!.ca,
+      servername: 'localhost',
+      ...client,
+    });
+    await once(socket, 'secureConnect');
+    return new RawClient(socket, 5);
+  }
+
+  test('MQTT over TLS: connect, subscribe, and receive a message published over plain TCP', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const client = await tlsClient(port('mqtts'));
+    assert.equal((await client.handshake({ clientId: 'tls-1', username: 'user' })).reasonCode, 0);
+    await subscribe(client, 'cross/t', 0);
+    const plain = await connected(port('mqtt'), { version: 4, clientId: 'plain-1', username: 'user' });
+    plain.send({
+      type: 'publish',
+      topic: 'cross/t',
+      payload: new TextEncoder().encode('over tls'),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    assert.equal(str((await client.expect('publish')).payload), 'over tls');
+    client.end();
+    plain.end();
+  });
+
+  test('mutual TLS: no client certificate, or one from another CA, never gets to MQTT', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    for (const identity of [undefined, certs.stranger]) {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: port('mqtts', 1),
+        ca: certs.ca,
+        servername: 'localhost',
+        ...identity,
+      });
+      socket.on('error', () => {});
+      // TLS 1.3 may finish the client side of the handshake before the server rejects the certificate; either
+      // way the connection dies without a CONNACK.
+      socket.on('secureConnect', () =>
+        socket.write(new Uint8Array([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 60, 0, 1, 0x61])),
+      );
+      let data = 0;
+      socket.on('data', (chunk: Buffer) => {
+        data += chunk.length;
+      });
+      await new Promise((resolve) => socket.on('close', resolve));
+      assert.equal(data, 0);
+    }
+  });
+
+  test('mutual TLS: the certificate CN is the identity for authorization', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const client = await tlsClient(port('mqtts', 1), certs.client('vehicle-42'));
+    // No user name and anonymous access off: the verified certificate is the credential.
+    assert.equal((await client.handshake({ clientId: 'car' })).reasonCode, 0);
+    client.send({
+      type: 'subscribe',
+      packetId: 1,
+      subscriptions: [
+        { topicFilter: 'cars/vehicle-42/cmd', qos: 0 },
+        { topicFilter: 'cars/vehicle-43/cmd', qos: 0 },
+      ],
+    });
+    assert.deepEqual((await client.expect('suback')).reasonCodes, [0, 0x87]);
+    assert.equal(seen.at(-1), 'vehicle-42');
+    client.end();
+  });
+
+  test('MQTT over WebSocket with subprotocol mqtt, both ways with TCP', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const ws = new WebSocket(`ws://127.0.0.1:${port('ws')}/mqtt`, 'mqtt');
+    await once(ws, 'open');
+    assert.equal(ws.protocol, 'mqtt');
+    const client = new RawClient(createWebSocketStream(ws), 4);
+    assert.equal((await client.handshake({ clientId: 'ws-1', username: 'user' })).reasonCode, 0);
+    await subscribe(client, 'ws/in', 1);
+    const plain = await connected(port('mqtt'), { version: 5, clientId: 'plain-ws', username: 'user' });
+    await subscribe(plain, 'ws/out', 1);
+    plain.send({
+      type: 'publish',
+      topic: 'ws/in',
+      payload: new TextEncoder().encode('to ws'),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 1,
+    });
+    await plain.expect('puback');
+    const m = await client.expect('publish');
+    assert.equal(str(m.payload), 'to ws');
+    client.send({ type: 'puback', packetId: m.packetId! });
+    client.send({
+      type: 'publish',
+      topic: 'ws/out',
+      payload: new TextEncoder().encode('from ws'),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 2,
+    });
+    await client.expect('puback');
+    assert.equal(str((await plain.expect('publish')).payload), 'from ws');
+    client.end();
+    plain.end();
+  });
+
+  test('WebSocket: another path or subprotocol is refused', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    for (const [path, protocol] of [
+      ['/other', 'mqtt'],
+      ['/mqtt', 'chat'],
+    ] as const) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port('ws')}${path}`, protocol);
+      const failed = await new Promise<boolean>((resolve) => {
+        ws.on('open', () => resolve(false));
+        ws.on('error', () => resolve(true));
+      });
+      assert.ok(failed, `${path} ${protocol} was accepted`);
+      ws.terminate();
+    }
+  });
+
+  test('MQTT over secure WebSocket', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const ws = new WebSocket(`wss://localhost:${port('wss')}/`, 'mqtt', { ca: certs.ca });
+    await once(ws, 'open');
+    const client = new RawClient(createWebSocketStream(ws), 5);
+    assert.equal((await client.handshake({ clientId: 'wss-1', username: 'user' })).reasonCode, 0);
+    client.send({ type: 'pingreq' });
+    await client.expect('pingresp');
+    client.end();
+  });
+});
