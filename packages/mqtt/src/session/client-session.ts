@@ -217,7 +217,8 @@ export class ClientSession {
     }
   }
 
-  connect(now: number): Step {
+  /** Starts the handshake; `extraProperties` (e.g. authentication data for this attempt) join the options'. */
+  connect(now: number, extraProperties?: ConnectProperties): Step {
     const step = newStep();
     const o = this.options;
     this.state = 'connecting';
@@ -232,7 +233,9 @@ export class ClientSession {
     if (o.username !== undefined) connect.username = o.username;
     if (o.password !== undefined) connect.password = o.password;
     if (o.will !== undefined) connect.will = o.will;
-    if (this.version === 5 && o.properties !== undefined) connect.properties = o.properties;
+    if (this.version === 5 && (o.properties !== undefined || extraProperties !== undefined)) {
+      connect.properties = { ...o.properties, ...extraProperties };
+    }
     this.send(step, connect, now);
     return step;
   }
@@ -279,7 +282,7 @@ export class ClientSession {
       state: 'queued',
       packetId: undefined,
     };
-    if (this.state === 'connected') this.checkAgainstServer(entry);
+    this.checkAgainstServer(entry);
     const step = newStep();
     this.queue.push(entry);
     if (entry.qos > 0) this.storeOutgoing(step, entry);
@@ -569,7 +572,7 @@ export class ClientSession {
     }
   }
 
-  /** Rejects what this server cannot take: QoS above its maximum, retain it lacks, a packet above its size limit. */
+  /** Rejects what this server cannot take (before CONNACK: the defaults, which take anything valid): QoS above its maximum, retain it lacks, a packet above its size limit. */
   private checkAgainstServer(entry: OutEntry): void {
     const l = this.limits;
     if (entry.qos > l.maximumQoS) {
@@ -582,16 +585,15 @@ export class ClientSession {
         reasonCode: 0x9a,
       });
     }
-    if (l.maximumPacketSize !== Number.POSITIVE_INFINITY) {
-      // Measured with the full topic: an alias can only make it smaller.
-      const size = encodedLength(this.plainPublish(entry, false, entry.qos > 0 ? 1 : undefined), this.version);
-      if (size > l.maximumPacketSize) {
-        throw new MqttError(
-          'MQTT_ERR_PACKET_TOO_LARGE',
-          `a PUBLISH of ${size} bytes exceeds the server's Maximum Packet Size of ${l.maximumPacketSize}`,
-          { reasonCode: 0x95 },
-        );
-      }
+    // Measuring also validates (properties, lengths), so a bad message fails here and never reaches the wire.
+    // Measured with the full topic: an alias can only make it smaller.
+    const size = encodedLength(this.plainPublish(entry, false, entry.qos > 0 ? 1 : undefined), this.version);
+    if (size > l.maximumPacketSize) {
+      throw new MqttError(
+        'MQTT_ERR_PACKET_TOO_LARGE',
+        `a PUBLISH of ${size} bytes exceeds the server's Maximum Packet Size of ${l.maximumPacketSize}`,
+        { reasonCode: 0x95 },
+      );
     }
   }
 

@@ -1,0 +1,687 @@
+// The I/O shell around ClientSession: owns the transport, timers, store and promises. Every decision about what
+// to send lives in the session; this file only moves bytes, persists what the session asks, and settles promises.
+import { Decoder } from '../codec/decoder.js';
+import { encode, encodedLength, encodeInto } from '../codec/encoder.js';
+import { MqttError } from '../codec/errors.js';
+import type {
+  AckProperties,
+  ConnackPacket,
+  ConnectProperties,
+  DisconnectPacket,
+  Packet,
+  ProtocolVersion,
+  PublishProperties,
+  QoS,
+  RetainHandling,
+  SubackPacket,
+  SubscribeProperties,
+  Subscription,
+  UnsubackPacket,
+  UnsubscribeProperties,
+} from '../codec/packets.js';
+import { reasonName } from '../codec/reason-codes.js';
+import { backoffDelay } from '../session/backoff.js';
+import { ClientSession, type ServerLimits, type SessionEvent, type Step } from '../session/client-session.js';
+import { topicMatches } from '../topic/match.js';
+import { parseSharedSubscription } from '../topic/validate.js';
+import { Emitter } from './emitter.js';
+import { MessageStream } from './message-stream.js';
+import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
+import { MemoryStore } from './store/memory-store.js';
+import type { MessageStore } from './store/store.js';
+import type { Transport, TransportFactory } from './transport.js';
+
+export type ClientState = 'idle' | 'connecting' | 'connected' | 'offline' | 'reconnecting' | 'closed';
+
+export interface Message {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  properties?: PublishProperties;
+}
+
+export interface ClientEvents {
+  state: (state: ClientState, reason?: Error) => void;
+  connecting: () => void;
+  connected: (connack: ConnackPacket) => void;
+  offline: (reason: Error) => void;
+  reconnecting: (info: { attempt: number; delayMs: number }) => void;
+  closed: (reason?: Error) => void;
+  message: (message: Message) => void;
+  /** The server sent DISCONNECT (5.0). */
+  disconnect: (packet: DisconnectPacket) => void;
+  /** Failures that belong to no call: store errors, a failed reconnect attempt. */
+  error: (error: Error) => void;
+}
+
+export interface PublishOptions {
+  qos?: QoS;
+  retain?: boolean;
+  properties?: PublishProperties;
+}
+
+export interface PublishResult {
+  /** 0 for QoS 0 and 3.1.1; the PUBACK/PUBCOMP reason code (< 0x80) in 5.0. */
+  reasonCode: number;
+  properties?: AckProperties;
+}
+
+export interface SubscribeOptions {
+  qos?: QoS;
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: RetainHandling;
+  properties?: SubscribeProperties;
+}
+
+export interface EndOptions {
+  /** Close at once: nothing is flushed; unsent QoS 1/2 messages stay in the store. */
+  force?: boolean;
+  /** Give up flushing after this long. Default 30 000 ms. */
+  timeoutMs?: number;
+  /** DISCONNECT reason code (5.0), e.g. 0x04 to have the will published. */
+  reasonCode?: number;
+}
+
+interface Connection {
+  transport: Transport | undefined;
+  readonly decoder: Decoder;
+  readonly abort: AbortController;
+  established: boolean;
+  closed: boolean;
+  reason: Error | undefined;
+  readonly whenClosed: Promise<void>;
+  markClosed(): void;
+}
+
+interface Pending<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+const encoder = new TextEncoder();
+const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
+
+/** Connects and resolves once the server accepted the session; rejects if the first attempt fails. */
+export async function connect(urlOrOptions: string | ClientOptions, options: ClientOptions = {}): Promise<MqttClient> {
+  const merged = typeof urlOrOptions === 'string' ? { ...options, url: urlOrOptions } : urlOrOptions;
+  const client = new MqttClient(merged);
+  await client.start();
+  return client;
+}
+
+export class MqttClient extends Emitter<ClientEvents> {
+  state: ClientState = 'idle';
+  readonly version: ProtocolVersion;
+  /** The last CONNACK accepted. */
+  connack: ConnackPacket | undefined;
+  private readonly options: ClientOptions;
+  private readonly target: ResolvedTarget;
+  private readonly session: ClientSession;
+  private readonly store: MessageStore;
+  private conn: Connection | undefined;
+  private readonly publishes = new Map<number, Pending<PublishResult>>();
+  private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
+  /** What to subscribe again when the server did not keep the session, by filter. */
+  private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
+  private readonly streams = new Set<{ stream: MessageStream<Message>; accepts: (topic: string) => boolean }>();
+  private writeChain: Promise<void> | undefined;
+  private chainDepth = 0;
+  private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private attempt = 0;
+  private connackWaiter: Pending<ConnackPacket> | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private ending: Promise<void> | undefined;
+
+  constructor(input: string | ClientOptions) {
+    super();
+    const { options, target } = resolveOptions(input);
+    this.options = options;
+    this.target = target;
+    this.version = options.protocolVersion ?? 5;
+    const clean = options.clean ?? true;
+    let properties: ConnectProperties | undefined = options.properties;
+    if (this.version === 5 && !clean && properties?.sessionExpiryInterval === undefined) {
+      // In 5.0 a session ends with the connection unless it has an expiry; clean: false means "keep it".
+      properties = { ...properties, sessionExpiryInterval: 0xffffffff };
+    }
+    const clientId = options.clientId ?? (this.version === 5 && clean ? '' : randomClientId(options.random));
+    const will = options.will;
+    this.session = new ClientSession({
+      protocolVersion: this.version,
+      clientId,
+      clean,
+      keepalive: options.keepalive ?? 60,
+      username: options.username,
+      password: options.password === undefined ? undefined : toBytes(options.password),
+      will:
+        will === undefined
+          ? undefined
+          : {
+              topic: will.topic,
+              payload: toBytes(will.payload),
+              qos: will.qos ?? 0,
+              retain: will.retain ?? false,
+              properties: will.properties,
+            },
+      properties,
+      pingTimeoutMs: options.pingTimeoutMs,
+      maxInflight: options.maxInflight,
+      queueLimit: options.queue?.limit,
+      dropPolicy: options.queue?.dropPolicy,
+      topicAliases: options.topicAliases,
+    });
+    this.store = options.store ?? new MemoryStore();
+  }
+
+  /** The client id in use (the server's assigned one after CONNACK, if it assigned one). */
+  get clientId(): string {
+    return this.session.clientId;
+  }
+
+  /** Limits the server announced in its last CONNACK. */
+  get serverLimits(): ServerLimits {
+    return this.session.limits;
+  }
+
+  /** QoS 1/2 messages sent and not yet acknowledged, and messages waiting to be sent. */
+  get pendingCount(): { inflight: number; queued: number } {
+    return { inflight: this.session.inflightCount, queued: this.session.queuedCount };
+  }
+
+  /** Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
+    try {
+      this.session.restore(await this.store.list());
+      await this.attemptConnection();
+    } catch (err) {
+      await this.finish(err as Error);
+      throw err;
+    }
+  }
+
+  publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
+    if (this.ending !== undefined || this.state === 'closed') return Promise.reject(closedError());
+    let accepted: { seq: number; step: Step };
+    try {
+      accepted = this.session.publish(
+        {
+          topic,
+          payload: toBytes(payload),
+          qos: options.qos ?? 0,
+          retain: options.retain ?? false,
+          properties: options.properties,
+        },
+        Date.now(),
+      );
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const result = new Promise<PublishResult>((resolve, reject) =>
+      this.publishes.set(accepted.seq, { resolve, reject }),
+    );
+    this.apply(this.conn, accepted.step);
+    return result;
+  }
+
+  async subscribe(
+    filters: string | Array<string | (Subscription & { topicFilter: string })>,
+    options: SubscribeOptions = {},
+  ): Promise<MqttSubscription> {
+    if (this.ending !== undefined || this.state === 'closed') throw closedError();
+    const list = (Array.isArray(filters) ? filters : [filters]).map(
+      (f): Subscription =>
+        typeof f === 'string'
+          ? {
+              topicFilter: f,
+              qos: options.qos ?? 0,
+              noLocal: options.noLocal,
+              retainAsPublished: options.retainAsPublished,
+              retainHandling: options.retainHandling,
+            }
+          : f,
+    );
+    const { packetId, step } = this.session.subscribe(list, options.properties, Date.now());
+    const acked = new Promise<SubackPacket | UnsubackPacket>((resolve, reject) =>
+      this.controls.set(packetId, { resolve, reject }),
+    );
+    this.apply(this.conn, step);
+    const suback = (await acked) as SubackPacket;
+    list.forEach((subscription, i) => {
+      if ((suback.reasonCodes[i] ?? 0x80) < 0x80) {
+        this.registry.set(subscription.topicFilter, { subscription, properties: options.properties });
+      }
+    });
+    return new MqttSubscription(this, list, suback.reasonCodes);
+  }
+
+  /** Resolves with the UNSUBACK reason codes (5.0; empty in 3.1.1). */
+  async unsubscribe(filters: string | string[], properties?: UnsubscribeProperties): Promise<number[]> {
+    if (this.ending !== undefined || this.state === 'closed') throw closedError();
+    const list = Array.isArray(filters) ? filters : [filters];
+    const { packetId, step } = this.session.unsubscribe(list, properties, Date.now());
+    const acked = new Promise<SubackPacket | UnsubackPacket>((resolve, reject) =>
+      this.controls.set(packetId, { resolve, reject }),
+    );
+    this.apply(this.conn, step);
+    for (const f of list) this.registry.delete(f);
+    const unsuback = (await acked) as UnsubackPacket;
+    return unsuback.reasonCodes ?? [];
+  }
+
+  /** Every incoming message from now on, as an async iterator (ends when the client closes). */
+  messages(accepts: (topic: string) => boolean = () => true): MessageStream<Message> {
+    const entry = {
+      stream: new MessageStream<Message>(() => this.streams.delete(entry)),
+      accepts,
+    };
+    if (this.state === 'closed') entry.stream.end();
+    else this.streams.add(entry);
+    return entry.stream;
+  }
+
+  /** Flushes queued and in-flight messages (unless `force`), sends DISCONNECT, and resolves when closed. */
+  end(options: EndOptions = {}): Promise<void> {
+    this.ending ??= this.shutdown(options);
+    return this.ending;
+  }
+
+  private async shutdown(options: EndOptions): Promise<void> {
+    clearTimeout(this.reconnectTimer);
+    if (!options.force && this.state === 'connected' && !this.session.idle) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.idleWaiters.push(resolve);
+        timer = setTimeout(resolve, options.timeoutMs ?? 30_000);
+      });
+      clearTimeout(timer);
+    }
+    if (!options.force) await this.writeChain;
+    const conn = this.conn;
+    if (conn !== undefined) {
+      conn.reason ??= closedError();
+      if (!options.force && conn.transport !== undefined && this.session.state === 'connected') {
+        this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode).packets);
+        conn.transport.end();
+      } else {
+        conn.abort.abort(closedError());
+        conn.transport?.destroy();
+      }
+      await conn.whenClosed;
+    }
+    await this.finish(undefined);
+  }
+
+  private async finish(reason: Error | undefined): Promise<void> {
+    if (this.state === 'closed') return;
+    clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.reconnectTimer);
+    this.conn = undefined;
+    this.session.connectionLost();
+    const error = closedError();
+    for (const p of this.publishes.values()) p.reject(error);
+    for (const p of this.controls.values()) p.reject(error);
+    this.publishes.clear();
+    this.controls.clear();
+    for (const { stream } of [...this.streams]) stream.end();
+    for (const w of this.idleWaiters.splice(0)) w();
+    try {
+      await this.writeChain;
+      await this.store.close?.();
+    } catch (err) {
+      this.emit('error', err as Error);
+    }
+    this.setState('closed', reason);
+    this.emit('closed', reason);
+  }
+
+  private setState(state: ClientState, reason?: Error): void {
+    this.state = state;
+    this.emit('state', state, reason);
+  }
+
+  /** One connection attempt: transport, CONNECT (with auth data), CONNACK, all within the connect timeout. */
+  private async attemptConnection(): Promise<void> {
+    const abort = new AbortController();
+    let markClosed = () => {};
+    const whenClosed = new Promise<void>((resolve) => {
+      markClosed = resolve;
+    });
+    const conn: Connection = {
+      transport: undefined,
+      decoder: new Decoder({
+        protocolVersion: this.version,
+        role: 'client',
+        maximumPacketSize: this.options.properties?.maximumPacketSize,
+      }),
+      abort,
+      established: false,
+      closed: false,
+      reason: undefined,
+      whenClosed,
+      markClosed,
+    };
+    this.conn = conn;
+    this.setState('connecting');
+    this.emit('connecting');
+    const timeoutMs = this.options.connectTimeoutMs ?? 30_000;
+    const timer = setTimeout(
+      () => abort.abort(new MqttError('MQTT_ERR_TIMEOUT', `not connected within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    try {
+      const factory = this.options.transport ?? (await transportFor(this.target.protocol));
+      const transport = await factory(
+        { ...this.target, tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal },
+        { data: (chunk) => this.onData(conn, chunk), close: (err) => this.onClose(conn, err) },
+      );
+      conn.transport = transport;
+      if (abort.signal.aborted) throw abort.signal.reason;
+      const connack = new Promise<ConnackPacket>((resolve, reject) => {
+        this.connackWaiter = { resolve, reject };
+      });
+      const onAbort = () => {
+        this.connackWaiter?.reject(abort.signal.reason as Error);
+        transport.destroy();
+      };
+      abort.signal.addEventListener('abort', onAbort, { once: true });
+      let authProps: ConnectProperties | undefined;
+      const auth = this.options.auth;
+      if (auth !== undefined && this.version === 5) {
+        const data = await auth.step(undefined, { reasonCode: 0 });
+        authProps = { authenticationMethod: auth.method };
+        if (data !== undefined) authProps.authenticationData = data;
+      }
+      this.apply(conn, this.session.connect(Date.now(), authProps));
+      try {
+        this.connack = await connack;
+      } finally {
+        abort.signal.removeEventListener('abort', onAbort);
+      }
+    } catch (err) {
+      conn.reason ??= err as Error;
+      conn.transport?.destroy();
+      if (conn.transport === undefined) this.onClose(conn, err as Error);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      this.connackWaiter = undefined;
+    }
+  }
+
+  private scheduleReconnect(): void {
+    const r = this.options.reconnect;
+    if (r === false || r?.enabled === false || this.ending !== undefined) {
+      void this.finish(this.conn?.reason);
+      return;
+    }
+    const delayMs = backoffDelay(this.attempt, r ?? {}, this.options.random);
+    this.attempt++;
+    this.setState('reconnecting');
+    this.emit('reconnecting', { attempt: this.attempt, delayMs });
+    this.reconnectTimer = setTimeout(() => {
+      if (this.ending !== undefined) return;
+      this.attemptConnection().catch((err: Error) => {
+        if (this.ending !== undefined) return;
+        this.emit('error', err);
+        this.scheduleReconnect();
+      });
+    }, delayMs);
+  }
+
+  private onData(conn: Connection, chunk: Uint8Array): void {
+    if (conn.closed || this.conn !== conn) return;
+    conn.decoder.push(chunk);
+    for (;;) {
+      let packet: Packet | undefined;
+      try {
+        packet = conn.decoder.next();
+      } catch (err) {
+        const e = err as MqttError;
+        if (this.version === 5 && e.reasonCode !== undefined) {
+          this.writeNow(conn, [{ type: 'disconnect', reasonCode: e.reasonCode }]);
+        }
+        conn.reason = e;
+        conn.transport?.destroy();
+        return;
+      }
+      if (packet === undefined) return;
+      this.apply(conn, this.session.handle(packet, Date.now()));
+      if (conn.closed || this.conn !== conn) return;
+    }
+  }
+
+  private onClose(conn: Connection, err: Error | undefined): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    conn.reason ??= err ?? new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'the connection closed');
+    conn.markClosed();
+    if (this.conn !== conn) return;
+    this.conn = undefined;
+    clearTimeout(this.keepaliveTimer);
+    this.session.connectionLost();
+    this.connackWaiter?.reject(conn.reason);
+    for (const w of this.idleWaiters.splice(0)) w();
+    if (!conn.established) return; // the attempt's own error path decides what happens next
+    this.setState('offline', conn.reason);
+    this.emit('offline', conn.reason);
+    if (this.ending === undefined) this.scheduleReconnect();
+  }
+
+  /** Persists what the step asks, writes its packets (after the store settled), then settles promises. */
+  private apply(conn: Connection | undefined, step: Step): void {
+    const ops: Promise<void>[] = [];
+    for (const e of step.events) {
+      let r: void | Promise<void> | undefined;
+      if (e.type === 'store-put') r = this.store.put(e.key, e.record);
+      else if (e.type === 'store-delete') r = this.store.delete(e.key);
+      if (r !== undefined) ops.push(r);
+    }
+    if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
+    else if (ops.length > 0) this.write(undefined, [], ops);
+    for (const e of step.events) this.dispatch(conn, e);
+    if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private write(conn: Connection | undefined, packets: Packet[], ops: Promise<void>[]): void {
+    if (ops.length === 0 && this.chainDepth === 0) {
+      if (conn !== undefined) this.writeNow(conn, packets);
+      return;
+    }
+    // Packets wait for the store, and for packets queued before them, so order on the wire is kept.
+    this.chainDepth++;
+    const previous = this.writeChain ?? Promise.resolve();
+    const next = previous
+      .then(() => Promise.all(ops))
+      .catch((err: unknown) => this.emit('error', err as Error))
+      .then(() => {
+        if (conn !== undefined) this.writeNow(conn, packets);
+        if (--this.chainDepth === 0) this.writeChain = undefined;
+      });
+    this.writeChain = next;
+  }
+
+  private writeNow(conn: Connection, packets: Packet[]): void {
+    if (conn.closed || conn.transport === undefined || packets.length === 0) return;
+    let bytes: Uint8Array;
+    if (packets.length === 1) {
+      bytes = encode(packets[0]!, this.version);
+    } else {
+      let total = 0;
+      for (const p of packets) total += encodedLength(p, this.version);
+      bytes = new Uint8Array(total);
+      let offset = 0;
+      for (const p of packets) offset = encodeInto(p, this.version, bytes, offset);
+    }
+    conn.transport.write(bytes);
+  }
+
+  private dispatch(conn: Connection | undefined, e: SessionEvent): void {
+    switch (e.type) {
+      case 'connected':
+        if (conn !== undefined) conn.established = true;
+        this.attempt = 0;
+        this.connackWaiter?.resolve(e.connack);
+        this.setState('connected');
+        if (!e.connack.sessionPresent) this.resubscribe();
+        this.armKeepalive();
+        this.emit('connected', e.connack);
+        break;
+      case 'refused': {
+        const code = e.connack.reasonCode;
+        const reason = e.connack.properties?.reasonString;
+        this.connackWaiter?.reject(
+          new MqttError(
+            'MQTT_ERR_CONNECTION_REFUSED',
+            `connection refused: ${reasonName(code, this.version, 'connack')}${reason ? ` (${reason})` : ''}`,
+            { reasonCode: code },
+          ),
+        );
+        conn?.transport?.destroy();
+        break;
+      }
+      case 'message': {
+        const p = e.message;
+        const message: Message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup };
+        if (p.properties !== undefined) message.properties = p.properties;
+        this.emit('message', message);
+        for (const { stream, accepts } of this.streams) if (accepts(message.topic)) stream.push(message);
+        break;
+      }
+      case 'published': {
+        const pending = this.publishes.get(e.seq);
+        this.publishes.delete(e.seq);
+        const result: PublishResult = { reasonCode: e.reasonCode };
+        if (e.properties !== undefined) result.properties = e.properties;
+        pending?.resolve(result);
+        break;
+      }
+      case 'publish-failed':
+        this.publishes.get(e.seq)?.reject(e.error);
+        this.publishes.delete(e.seq);
+        break;
+      case 'suback':
+      case 'unsuback':
+        this.controls.get(e.packet.packetId)?.resolve(e.packet);
+        this.controls.delete(e.packet.packetId);
+        break;
+      case 'auth':
+        if (conn !== undefined) void this.continueAuth(conn, e.packet.reasonCode ?? 0, e.packet.properties);
+        break;
+      case 'server-disconnect': {
+        this.emit('disconnect', e.packet);
+        const code = e.packet.reasonCode ?? 0;
+        if (conn !== undefined) {
+          conn.reason = new MqttError(
+            'MQTT_ERR_CONNECTION_CLOSED',
+            `the server disconnected: ${reasonName(code, 5, 'disconnect')}`,
+            { reasonCode: code },
+          );
+          conn.transport?.destroy();
+        }
+        break;
+      }
+      case 'close':
+        if (conn !== undefined) {
+          conn.reason = e.error;
+          conn.transport?.destroy();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private async continueAuth(conn: Connection, reasonCode: number, properties: AckProperties | undefined) {
+    const auth = this.options.auth;
+    try {
+      if (auth === undefined)
+        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH from the server without an auth hook');
+      const props = properties as { authenticationData?: Uint8Array } | undefined;
+      const data = await auth.step(props?.authenticationData, { reasonCode, properties });
+      if (conn.closed) return;
+      const out: { authenticationMethod: string; authenticationData?: Uint8Array } = {
+        authenticationMethod: auth.method,
+      };
+      if (data !== undefined) out.authenticationData = data;
+      this.apply(conn, this.session.auth(Date.now(), 0x18, out));
+    } catch (err) {
+      conn.reason = err as Error;
+      conn.transport?.destroy();
+    }
+  }
+
+  private resubscribe(): void {
+    const groups = new Map<SubscribeProperties | undefined, Subscription[]>();
+    for (const { subscription, properties } of this.registry.values()) {
+      const list = groups.get(properties) ?? [];
+      list.push(subscription);
+      groups.set(properties, list);
+    }
+    for (const [properties, list] of groups) {
+      this.apply(this.conn, this.session.subscribe(list, properties, Date.now()).step);
+    }
+  }
+
+  private armKeepalive(): void {
+    clearTimeout(this.keepaliveTimer);
+    const at = this.session.nextTick();
+    if (at === undefined) return;
+    this.keepaliveTimer = setTimeout(
+      () => {
+        const conn = this.conn;
+        if (conn === undefined) return;
+        this.apply(conn, this.session.tick(Date.now()));
+        if (this.conn === conn) this.armKeepalive();
+      },
+      Math.max(0, at - Date.now()),
+    );
+  }
+}
+
+/** A granted subscription: its reason codes, its own message stream, and a way to undo it. */
+export class MqttSubscription {
+  readonly filters: string[];
+
+  constructor(
+    private readonly client: MqttClient,
+    readonly subscriptions: Subscription[],
+    /** One per filter: the granted QoS, or a failure code (≥ 0x80). */
+    readonly reasonCodes: number[],
+  ) {
+    this.filters = subscriptions.map((s) => s.topicFilter);
+  }
+
+  /** Messages whose topic matches one of this subscription's filters. */
+  messages(): MessageStream<Message> {
+    const plain = this.filters.map((f) => parseSharedSubscription(f)?.filter ?? f);
+    return this.client.messages((topic) => plain.some((f) => topicMatches(f, topic)));
+  }
+
+  unsubscribe(properties?: UnsubscribeProperties): Promise<number[]> {
+    return this.client.unsubscribe(this.filters, properties);
+  }
+}
+
+function closedError(): MqttError {
+  return new MqttError('MQTT_ERR_CLIENT_CLOSED', 'the client is closed');
+}
+
+async function transportFor(protocol: ResolvedTarget['protocol']): Promise<TransportFactory> {
+  // Imported on demand so a browser bundle that only uses ws:// never pulls in node:net or node:tls.
+  switch (protocol) {
+    case 'mqtt':
+      return (await import('./transports/tcp.js')).tcpTransport;
+    case 'mqtts':
+      return (await import('./transports/tls.js')).tlsTransport;
+    case 'ws':
+    case 'wss':
+      return (await import('./transports/ws.js')).wsTransport;
+    default:
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', `no transport for ${protocol}; pass options.transport`);
+  }
+}

@@ -1,0 +1,147 @@
+// Client options and their normalisation from a URL or an object. Defaults follow MQTT.js where users expect
+// them (port per scheme, '/mqtt' WebSocket path) and Paho for reconnect timing (1 s → 60 s).
+import { MqttError } from '../codec/errors.js';
+import type { AuthProperties, ConnectProperties, ProtocolVersion, QoS, WillProperties } from '../codec/packets.js';
+import type { BackoffOptions } from '../session/backoff.js';
+import type { MessageStore } from './store/store.js';
+import type { TlsOptions, TransportFactory, TransportTarget } from './transport.js';
+
+export interface WillOptions {
+  topic: string;
+  payload: string | Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+  properties?: WillProperties;
+}
+
+/** MQTT 5.0 enhanced authentication: `step(undefined)` gives the initial data, then each server challenge. */
+export interface AuthHook {
+  method: string;
+  step(
+    data: Uint8Array | undefined,
+    info: { reasonCode: number; properties?: AuthProperties },
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined>;
+}
+
+export interface ReconnectOptions extends BackoffOptions {
+  /** Default true. */
+  enabled?: boolean;
+}
+
+export interface QueueOptions {
+  /** Messages waiting to be sent (offline or beyond the in-flight window). Default: unbounded. */
+  limit?: number;
+  /** Which message fails with MQTT_ERR_QUEUE_FULL when the queue is over its limit. Default 'oldest'. */
+  dropPolicy?: 'oldest' | 'newest';
+}
+
+export interface ClientOptions {
+  /** mqtt://, mqtts://, ws://, wss:// (user:password@ and path are honoured). */
+  url?: string;
+  protocol?: 'mqtt' | 'mqtts' | 'ws' | 'wss';
+  host?: string;
+  port?: number;
+  /** WebSocket path. Default '/mqtt'. */
+  path?: string;
+  /** 4 (3.1.1) or 5. Default 5. */
+  protocolVersion?: ProtocolVersion;
+  /** Default: generated for 3.1.1 and for persistent sessions; empty in 5.0 (the server assigns one). */
+  clientId?: string;
+  /** Clean Session / Clean Start. Default true. */
+  clean?: boolean;
+  /** Seconds. Default 60. */
+  keepalive?: number;
+  username?: string;
+  password?: string | Uint8Array;
+  will?: WillOptions;
+  /** CONNECT properties (5.0). With clean false and no sessionExpiryInterval, the session is kept indefinitely. */
+  properties?: ConnectProperties;
+  auth?: AuthHook;
+  tls?: TlsOptions;
+  wsHeaders?: Record<string, string>;
+  /** Covers TCP connect, TLS handshake and CONNACK. Default 30 000 ms. */
+  connectTimeoutMs?: number;
+  /** Wait for PINGRESP this long. Default: the keepalive interval. */
+  pingTimeoutMs?: number;
+  reconnect?: ReconnectOptions | false;
+  queue?: QueueOptions;
+  /** Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. */
+  maxInflight?: number;
+  /** Assign topic aliases to outgoing topics when the server allows (5.0). Default true. */
+  topicAliases?: boolean;
+  /** Durable state; default an in-memory store. */
+  store?: MessageStore;
+  /** Overrides the transport chosen from the scheme (tests, in-process brokers). */
+  transport?: TransportFactory;
+  /** For backoff jitter; defaults to Math.random. */
+  random?: () => number;
+}
+
+export interface ResolvedTarget {
+  protocol: TransportTarget['protocol'];
+  host: string;
+  port: number;
+  path: string;
+}
+
+const DEFAULT_PORTS = { mqtt: 1883, mqtts: 8883, ws: 80, wss: 443 } as const;
+const SCHEMES: Record<string, keyof typeof DEFAULT_PORTS> = {
+  'mqtt:': 'mqtt',
+  'tcp:': 'mqtt',
+  'mqtts:': 'mqtts',
+  'ssl:': 'mqtts',
+  'tls:': 'mqtts',
+  'ws:': 'ws',
+  'wss:': 'wss',
+};
+
+/** Merges a URL (if any) under explicit options: explicit options win. */
+export function resolveOptions(input: string | ClientOptions): { options: ClientOptions; target: ResolvedTarget } {
+  const options: ClientOptions = typeof input === 'string' ? { url: input } : { ...input };
+  let protocol = options.protocol;
+  let host = options.host;
+  let port = options.port;
+  let path = options.path;
+  if (options.url !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch (err) {
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', `not a URL: ${options.url}`, { cause: err });
+    }
+    const scheme = SCHEMES[url.protocol];
+    if (scheme === undefined) {
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', `unsupported scheme ${url.protocol} (mqtt, mqtts, ws, wss)`);
+    }
+    protocol ??= scheme;
+    host ??= url.hostname.replace(/^\[(.*)\]$/, '$1');
+    if (port === undefined && url.port !== '') port = Number(url.port);
+    if (path === undefined && url.pathname !== '' && url.pathname !== '/') path = url.pathname + url.search;
+    if (options.username === undefined && url.username !== '') options.username = decodeURIComponent(url.username);
+    if (options.password === undefined && url.password !== '') options.password = decodeURIComponent(url.password);
+  }
+  protocol ??= 'mqtt';
+  if (!(protocol in DEFAULT_PORTS)) throw new MqttError('MQTT_ERR_INVALID_OPTION', `unknown protocol ${protocol}`);
+  port ??= DEFAULT_PORTS[protocol];
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new MqttError('MQTT_ERR_INVALID_OPTION', `invalid port ${String(port)}`);
+  }
+  const version = options.protocolVersion ?? 5;
+  if (version !== 4 && version !== 5) {
+    throw new MqttError('MQTT_ERR_INVALID_OPTION', `protocolVersion must be 4 (3.1.1) or 5, got ${String(version)}`);
+  }
+  const keepalive = options.keepalive ?? 60;
+  if (!Number.isInteger(keepalive) || keepalive < 0 || keepalive > 0xffff) {
+    throw new MqttError('MQTT_ERR_INVALID_OPTION', `keepalive must be 0..65535 seconds, got ${keepalive}`);
+  }
+  return {
+    options,
+    target: { protocol, host: host ?? 'localhost', port, path: path ?? '/mqtt' },
+  };
+}
+
+export function randomClientId(random: () => number = Math.random): string {
+  let id = 'otalink-';
+  for (let i = 0; i < 12; i++) id += Math.floor(random() * 36).toString(36);
+  return id;
+}

@@ -1,0 +1,40 @@
+// The byte pipe under the client. Each transport (tcp, tls, ws, in-memory) opens one connection and reports
+// bytes and the close; the client never sees sockets. Connect timeouts abort through `signal`.
+
+export interface TlsOptions {
+  ca?: string | Uint8Array | Array<string | Uint8Array>;
+  cert?: string | Uint8Array;
+  key?: string | Uint8Array;
+  passphrase?: string;
+  servername?: string;
+  rejectUnauthorized?: boolean;
+  alpnProtocols?: string[];
+}
+
+export interface TransportTarget {
+  protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss' | 'memory';
+  host: string;
+  port: number;
+  /** WebSocket path (with query). */
+  path: string;
+  tls?: TlsOptions;
+  /** Extra headers for the WebSocket upgrade (Node only). */
+  wsHeaders?: Record<string, string>;
+  signal: AbortSignal;
+}
+
+export interface TransportHandlers {
+  data(chunk: Uint8Array): void;
+  close(error?: Error): void;
+}
+
+export interface Transport {
+  write(chunk: Uint8Array): void;
+  /** Graceful close: flushes what was written, then closes. */
+  end(): void;
+  /** Immediate close. */
+  destroy(): void;
+}
+
+/** Opens one connection; resolves once bytes can flow (after the TLS handshake for TLS). */
+export type TransportFactory = (target: TransportTarget, handlers: TransportHandlers) => Promise<Transport>;

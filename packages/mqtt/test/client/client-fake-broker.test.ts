@@ -1,0 +1,392 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { describe, test } from 'node:test';
+import { type ClientOptions, connect, MemoryStore, type MqttClient } from '../../src/client/index.js';
+import type { ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
+import { FakeBroker } from './fake-broker.js';
+
+const fast = { initialDelayMs: 10, maxDelayMs: 50 };
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function withBroker(
+  fn: (broker: FakeBroker) => Promise<void>,
+  script: ConstructorParameters<typeof Object>[0] = {},
+): Promise<void> {
+  const broker = await FakeBroker.start(script as never);
+  try {
+    await fn(broker);
+  } finally {
+    await broker.close();
+  }
+}
+
+function options(broker: FakeBroker, extra: Partial<ClientOptions> = {}): ClientOptions {
+  return { url: broker.url, reconnect: fast, connectTimeoutMs: 5000, ...extra };
+}
+
+for (const version of [4, 5] as ProtocolVersion[]) {
+  describe(`MQTT ${version === 5 ? '5.0' : '3.1.1'} against the fake broker`, () => {
+    test('publish at every QoS resolves on its ack', async () => {
+      await withBroker(async (broker) => {
+        const client = await connect(options(broker, { protocolVersion: version }));
+        assert.equal(client.state, 'connected');
+        for (const qos of [0, 1, 2] as const) {
+          const result = await client.publish(`t/${qos}`, `m${qos}`, { qos });
+          assert.equal(result.reasonCode, 0);
+        }
+        await broker.until(() => broker.publishes.length === 3);
+        assert.deepEqual(
+          broker.publishes.map((p) => [p.topic, p.qos, text(p.payload)]),
+          [
+            ['t/0', 0, 'm0'],
+            ['t/1', 1, 'm1'],
+            ['t/2', 2, 'm2'],
+          ],
+        );
+        await client.end();
+        assert.equal(client.state, 'closed');
+      });
+    });
+
+    test('incoming messages: events, client iterator and per-subscription iterator; QoS 2 once', async () => {
+      await withBroker(async (broker) => {
+        const client = await connect(options(broker, { protocolVersion: version }));
+        const sub = await client.subscribe(['a/#', 'b/+'], { qos: 2 });
+        assert.deepEqual(sub.reasonCodes, [2, 2]);
+        const all = client.messages();
+        const onlyA = sub.messages();
+        const seen: string[] = [];
+        client.on('message', (m) => seen.push(m.topic));
+        const conn = broker.latest!;
+        const pub = (topic: string, qos: 0 | 1 | 2, packetId?: number, dup = false): PublishPacket => ({
+          type: 'publish',
+          topic,
+          payload: new TextEncoder().encode(topic),
+          qos,
+          retain: false,
+          dup,
+          packetId,
+        });
+        conn.send(pub('a/1', 0));
+        conn.send(pub('a/2', 1, 5));
+        conn.send(pub('a/3', 2, 6));
+        conn.send(pub('a/3', 2, 6, true)); // a repeat before PUBREL: PUBREC again, no second delivery
+        conn.send({ type: 'pubrel', packetId: 6 });
+        conn.send(pub('c/1', 0));
+        await broker.until(() => conn.received.some((p) => p.type === 'pubcomp'));
+        assert.deepEqual(seen, ['a/1', 'a/2', 'a/3', 'c/1']);
+        assert.equal(conn.received.filter((p) => p.type === 'pubrec').length, 2);
+        assert.ok(conn.received.some((p) => p.type === 'puback' && p.packetId === 5));
+        const firstFour: string[] = [];
+        for await (const m of all) {
+          firstFour.push(m.topic);
+          if (firstFour.length === 4) break;
+        }
+        assert.deepEqual(firstFour, ['a/1', 'a/2', 'a/3', 'c/1']);
+        assert.equal((await onlyA.next()).value?.topic, 'a/1');
+        assert.deepEqual(await sub.unsubscribe(), version === 5 ? [0, 0] : []);
+        await client.end();
+        assert.equal((await onlyA.next()).value?.topic, 'a/2', 'buffered messages remain readable');
+      });
+    });
+  });
+}
+
+describe('dependability against the fake broker', () => {
+  test('reconnect after the line drops: QoS 1 resent with DUP and same id, nothing lost', async () => {
+    let dropped = false;
+    await withBroker(async (broker) => {
+      broker.script = {
+        onPublish: (p) => {
+          if (!dropped && text(p.payload) === 'm5') {
+            dropped = true;
+            return 'drop';
+          }
+          return dropped ? 'ack' : 'ignore';
+        },
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'dup-test' }));
+      const states: string[] = [];
+      client.on('state', (s) => states.push(s));
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => client.publish('t', `m${i}`, { qos: 1 })));
+      assert.equal(results.length, 10);
+      const resent = broker.publishes.filter((p) => p.dup);
+      assert.ok(resent.length >= 6, `resent ${resent.length}`);
+      const firstIds = new Map(broker.publishes.filter((p) => !p.dup).map((p) => [text(p.payload), p.packetId]));
+      for (const p of resent) {
+        // Messages after m5 were on the wire when the line dropped; the broker never read them.
+        const first = firstIds.get(text(p.payload));
+        if (first !== undefined) assert.equal(p.packetId, first, 'a resend keeps its id');
+      }
+      const got = new Set(broker.delivered.map((p) => text(p.payload)));
+      assert.equal(got.size, 10);
+      assert.deepEqual(states.slice(0, 3), ['offline', 'reconnecting', 'connecting']);
+      assert.ok(states.includes('connected'));
+      await client.end();
+    });
+  });
+
+  test('QoS 2 exactly once across a drop between PUBREC and PUBCOMP', async () => {
+    let drops = 0;
+    await withBroker(async (broker) => {
+      broker.script = { onPubrel: () => (drops++ < 3 ? 'drop' : 'ack') };
+      const client = await connect(options(broker, { clean: false, clientId: 'qos2-test' }));
+      const results = await Promise.all([1, 2, 3, 4].map((i) => client.publish('q2', `m${i}`, { qos: 2 })));
+      assert.equal(results.length, 4);
+      assert.ok(drops >= 3);
+      assert.deepEqual(broker.delivered.map((p) => text(p.payload)).sort(), ['m1', 'm2', 'm3', 'm4']);
+      await client.end();
+    });
+  });
+
+  test('the in-flight window follows Receive Maximum, on first send and on replay after reconnect', async () => {
+    let ack = false;
+    await withBroker(async (broker) => {
+      broker.script = {
+        connack: (_c, present) => ({
+          type: 'connack',
+          sessionPresent: present,
+          reasonCode: 0,
+          properties: { receiveMaximum: 4 },
+        }),
+        onPublish: () => (ack ? 'ack' : 'ignore'),
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'window' }));
+      const all = Promise.all(Array.from({ length: 20 }, (_, i) => client.publish('w', `m${i}`, { qos: 1 })));
+      await broker.until(() => broker.publishes.length === 4);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(broker.publishes.length, 4, 'no more than Receive Maximum unacknowledged');
+      assert.deepEqual(client.pendingCount, { inflight: 4, queued: 16 });
+      ack = true;
+      broker.dropAll();
+      const replayConn = () => broker.connections[1];
+      await broker.until(() => replayConn() !== undefined && replayConn()!.received.length > 1);
+      // The replay starts with a whole window at once: 4 DUP publishes back to back.
+      const replay = replayConn()!.received.filter((p) => p.type === 'publish') as PublishPacket[];
+      assert.ok(replay.length >= 4);
+      assert.deepEqual(
+        replay.slice(0, 4).map((p) => p.dup),
+        [true, true, true, true],
+      );
+      await all;
+      assert.equal(new Set(broker.delivered.map((p) => text(p.payload))).size, 20);
+      await client.end();
+    });
+  });
+
+  test('resubscribes when the server did not keep the session', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: true }));
+      await client.subscribe('x/#', { qos: 1 });
+      broker.dropAll();
+      await broker.until(() => broker.connections.length === 2 && broker.latest!.received.length >= 2);
+      const resub = broker.latest!.received.find((p) => p.type === 'subscribe');
+      assert.ok(resub && resub.type === 'subscribe');
+      assert.deepEqual(
+        resub.subscriptions.map((s) => [s.topicFilter, s.qos]),
+        [['x/#', 1]],
+      );
+      await client.end();
+    });
+  });
+
+  test('uses topic aliases for a repeated topic when the server allows them', async () => {
+    await withBroker(async (broker) => {
+      broker.script = {
+        connack: () => ({
+          type: 'connack',
+          sessionPresent: false,
+          reasonCode: 0,
+          properties: { topicAliasMaximum: 4 },
+        }),
+      };
+      const client = await connect(options(broker));
+      for (let i = 0; i < 3; i++) await client.publish('vehicles/v1/telemetry', `m${i}`, { qos: 1 });
+      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      assert.deepEqual(
+        raw.map((p) => [p.topic, p.properties?.topicAlias]),
+        [
+          ['vehicles/v1/telemetry', 1],
+          ['', 1],
+          ['', 1],
+        ],
+      );
+      assert.deepEqual(
+        broker.publishes.map((p) => p.topic),
+        Array(3).fill('vehicles/v1/telemetry'),
+      );
+      await client.end();
+    });
+  });
+
+  test('Maximum Packet Size: a too large publish is rejected locally', async () => {
+    await withBroker(async (broker) => {
+      broker.script = {
+        connack: () => ({
+          type: 'connack',
+          sessionPresent: false,
+          reasonCode: 0,
+          properties: { maximumPacketSize: 100 },
+        }),
+      };
+      const client = await connect(options(broker));
+      await assert.rejects(client.publish('t', new Uint8Array(200), { qos: 1 }), { code: 'MQTT_ERR_PACKET_TOO_LARGE' });
+      await client.publish('t', new Uint8Array(10), { qos: 1 });
+      assert.equal(broker.publishes.length, 1);
+      await client.end();
+    });
+  });
+
+  test('a PUBACK failure code rejects with MQTT_ERR_PUBLISH_FAILED and the reason code', async () => {
+    await withBroker(async (broker) => {
+      broker.script = {
+        onPublish: (p, conn) => {
+          conn.send({ type: 'puback', packetId: p.packetId!, reasonCode: 0x87 });
+          return 'ignore';
+        },
+      };
+      const client = await connect(options(broker));
+      await assert.rejects(client.publish('t', 'x', { qos: 1 }), { code: 'MQTT_ERR_PUBLISH_FAILED', reasonCode: 0x87 });
+      await client.end();
+    });
+  });
+
+  test('offline queue: limit with drop-oldest, flushed on reconnect', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(
+        options(broker, {
+          queue: { limit: 3, dropPolicy: 'oldest' },
+          reconnect: { initialDelayMs: 300, maxDelayMs: 300, jitter: 'none' },
+        }),
+      );
+      broker.dropAll();
+      await new Promise<void>((resolve) => client.once('offline', () => resolve()));
+      const outcomes = Array.from({ length: 5 }, (_, i) =>
+        client.publish('q', `m${i}`, { qos: 1 }).then(
+          () => 'ok',
+          (e: { code: string }) => e.code,
+        ),
+      );
+      assert.deepEqual(await Promise.all(outcomes), ['MQTT_ERR_QUEUE_FULL', 'MQTT_ERR_QUEUE_FULL', 'ok', 'ok', 'ok']);
+      assert.deepEqual(
+        broker.delivered.map((p) => text(p.payload)),
+        ['m2', 'm3', 'm4'],
+      );
+      await client.end();
+    });
+  });
+
+  test('end() flushes in-flight messages before DISCONNECT', async () => {
+    let ack = false;
+    await withBroker(async (broker) => {
+      broker.script = { onPublish: () => (ack ? 'ack' : 'ignore') };
+      const client = await connect(options(broker, { clean: false, clientId: 'flush' }));
+      const p = client.publish('t', 'x', { qos: 1 });
+      await broker.until(() => broker.publishes.length === 1);
+      const ended = client.end();
+      ack = true;
+      broker.latest!.send({ type: 'puback', packetId: broker.publishes[0]!.packetId! });
+      await ended;
+      assert.equal((await p).reasonCode, 0);
+      assert.equal(broker.latest!.received.at(-1)?.type, 'disconnect');
+    });
+  });
+
+  test('end({ force }) leaves unacknowledged messages in the store for the next run', async () => {
+    await withBroker(async (broker) => {
+      broker.script = { onPublish: () => 'ignore' };
+      const store = new MemoryStore();
+      const client = await connect(options(broker, { clean: false, clientId: 'force', store }));
+      const p = client.publish('t', 'kept', { qos: 1 });
+      await broker.until(() => broker.publishes.length === 1);
+      await client.end({ force: true });
+      await assert.rejects(p, { code: 'MQTT_ERR_CLIENT_CLOSED' });
+      assert.equal(store.size, 1);
+      broker.script = {};
+      const again = await connect(options(broker, { clean: false, clientId: 'force', store }));
+      await broker.until(() => store.size === 0, 5000, 'replayed message acked');
+      assert.equal(broker.publishes.at(-1)?.dup, true);
+      await again.end();
+    });
+  });
+
+  test('keepalive: a server that stops answering PINGREQ is detected and the client reconnects', async () => {
+    await withBroker(async (broker) => {
+      broker.script = { pong: false };
+      const client = await connect(options(broker, { keepalive: 1, pingTimeoutMs: 300 }));
+      const reason = await new Promise<Error>((resolve) => client.once('offline', resolve));
+      assert.equal((reason as { code?: string }).code, 'MQTT_ERR_KEEPALIVE_TIMEOUT');
+      broker.script = {};
+      await new Promise<void>((resolve) => client.once('connected', () => resolve()));
+      await client.end();
+    });
+  });
+
+  test('refused connection: rejected with the reason spelled out', async () => {
+    await withBroker(async (broker) => {
+      broker.script = { connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: 0x86 }) };
+      await assert.rejects(connect(options(broker)), (err: Error & { code?: string; reasonCode?: number }) => {
+        assert.equal(err.code, 'MQTT_ERR_CONNECTION_REFUSED');
+        assert.equal(err.reasonCode, 0x86);
+        assert.match(err.message, /Bad User Name or Password/i);
+        return true;
+      });
+    });
+  });
+
+  test('connect timeout when the server accepts TCP but never answers CONNECT', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const server = createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as { port: number };
+    try {
+      await assert.rejects(connect({ url: `mqtt://127.0.0.1:${port}`, connectTimeoutMs: 200 }), {
+        code: 'MQTT_ERR_TIMEOUT',
+      });
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
+  test('enhanced authentication: the hook answers the server challenge', async () => {
+    await withBroker(async (broker) => {
+      const steps: string[] = [];
+      broker.script = {
+        connack: (c, _present, conn) => {
+          assert.equal(c.properties?.authenticationMethod, 'TEST');
+          assert.equal(text(c.properties?.authenticationData ?? new Uint8Array()), 'hello');
+          conn.send({
+            type: 'auth',
+            reasonCode: 0x18,
+            properties: { authenticationMethod: 'TEST', authenticationData: new TextEncoder().encode('challenge') },
+          });
+          return null;
+        },
+        onAuth: (packet, conn) => {
+          assert.equal(packet.reasonCode, 0x18);
+          assert.equal(text(packet.properties?.authenticationData ?? new Uint8Array()), 'response:challenge');
+          conn.send({ type: 'connack', sessionPresent: false, reasonCode: 0 });
+        },
+      };
+      const client: MqttClient = await connect(
+        options(broker, {
+          auth: {
+            method: 'TEST',
+            step: (data) => {
+              steps.push(data === undefined ? 'initial' : text(data));
+              return new TextEncoder().encode(data === undefined ? 'hello' : `response:${text(data)}`);
+            },
+          },
+        }),
+      );
+      assert.deepEqual(steps, ['initial', 'challenge']);
+      await client.end();
+    });
+  });
+});

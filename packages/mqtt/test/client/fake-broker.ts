@@ -1,0 +1,220 @@
+// A scriptable MQTT server for client tests, built on our codec: it acks, withholds acks, drops the line or
+// injects packets as a test tells it, and records what it received. It keeps just enough session state (per
+// client id: incoming QoS 2 ids) to show whether a client's messages were delivered exactly once.
+import { once } from 'node:events';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Decoder, encode } from '../../src/codec/index.js';
+import type {
+  AuthPacket,
+  ConnackPacket,
+  ConnectPacket,
+  Packet,
+  ProtocolVersion,
+  PublishPacket,
+} from '../../src/codec/packets.js';
+
+export type Verdict = 'ack' | 'ignore' | 'drop';
+
+export interface FakeBrokerScript {
+  /** The CONNACK to send; null sends nothing (the test continues the handshake itself, e.g. with AUTH). */
+  connack?: (connect: ConnectPacket, sessionPresent: boolean, conn: FakeConnection) => ConnackPacket | null;
+  onAuth?: (packet: AuthPacket, conn: FakeConnection) => void;
+  onPublish?: (packet: PublishPacket, conn: FakeConnection) => Verdict;
+  onPubrel?: (packetId: number, conn: FakeConnection) => Verdict;
+  /** Answer PINGREQ (default true). */
+  pong?: boolean;
+}
+
+export class FakeConnection {
+  version: ProtocolVersion | undefined;
+  clientId = '';
+  readonly received: Packet[] = [];
+  private readonly decoder = new Decoder({ role: 'server' });
+
+  constructor(
+    readonly socket: Socket,
+    private readonly broker: FakeBroker,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('error', () => {});
+  }
+
+  send(packet: Packet): void {
+    if (!this.socket.destroyed) this.socket.write(encode(packet, this.version ?? 4));
+  }
+
+  drop(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Uint8Array): void {
+    this.decoder.push(chunk);
+    for (;;) {
+      let packet: Packet | undefined;
+      try {
+        packet = this.decoder.next();
+      } catch {
+        this.drop();
+        return;
+      }
+      if (packet === undefined || this.socket.destroyed) return;
+      this.received.push(packet);
+      this.broker.handle(this, packet);
+    }
+  }
+}
+
+export class FakeBroker {
+  readonly connections: FakeConnection[] = [];
+  /** Every PUBLISH received, in order, duplicates included. */
+  readonly publishes: PublishPacket[] = [];
+  /** Messages a correct broker would have forwarded: QoS 2 counted once per id until PUBREL. */
+  readonly delivered: PublishPacket[] = [];
+  readonly connects: ConnectPacket[] = [];
+  /** Per client id: incoming QoS 2 ids awaiting PUBREL (the server's session state). */
+  private readonly sessions = new Map<string, Set<number>>();
+  private readonly aliases = new WeakMap<FakeConnection, Map<number, string>>();
+  private waiters: Array<() => void> = [];
+
+  private constructor(
+    private readonly server: Server,
+    public script: FakeBrokerScript,
+  ) {}
+
+  static async start(script: FakeBrokerScript = {}): Promise<FakeBroker> {
+    const server = createServer();
+    const broker = new FakeBroker(server, script);
+    server.on('connection', (socket) => {
+      broker.connections.push(new FakeConnection(socket, broker));
+      broker.changed();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return broker;
+  }
+
+  get port(): number {
+    const address = this.server.address();
+    if (address === null || typeof address === 'string') throw new Error('not listening');
+    return address.port;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  get latest(): FakeConnection | undefined {
+    return this.connections.at(-1);
+  }
+
+  /** Resolves when `predicate` holds, re-checked after every packet; fails after `timeoutMs`. */
+  async until(predicate: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  dropAll(): void {
+    for (const c of this.connections) c.drop();
+  }
+
+  async close(): Promise<void> {
+    this.dropAll();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private changed(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  handle(conn: FakeConnection, packet: Packet): void {
+    try {
+      this.respond(conn, packet);
+    } finally {
+      this.changed();
+    }
+  }
+
+  private respond(conn: FakeConnection, packet: Packet): void {
+    switch (packet.type) {
+      case 'connect': {
+        conn.version = packet.protocolVersion;
+        conn.clientId = packet.clientId;
+        this.connects.push(packet);
+        const had = this.sessions.has(packet.clientId);
+        if (packet.clean || !had) this.sessions.set(packet.clientId, new Set());
+        const present = !packet.clean && had;
+        const scripted = this.script.connack?.(packet, present, conn);
+        if (scripted === null) return;
+        const connack = scripted ?? { type: 'connack', sessionPresent: present, reasonCode: 0 };
+        conn.send(connack);
+        if (connack.reasonCode !== 0) conn.socket.end();
+        return;
+      }
+      case 'publish': {
+        let topic = packet.topic;
+        const alias = packet.properties?.topicAlias;
+        if (alias !== undefined) {
+          const map = this.aliases.get(conn) ?? new Map<number, string>();
+          this.aliases.set(conn, map);
+          if (topic === '') topic = map.get(alias) ?? '<unknown alias>';
+          else map.set(alias, topic);
+        }
+        const resolved = { ...packet, topic };
+        this.publishes.push(resolved);
+        const verdict = this.script.onPublish?.(packet, conn) ?? 'ack';
+        const ids = this.sessions.get(conn.clientId) ?? new Set<number>();
+        if (packet.qos < 2 || !ids.has(packet.packetId!)) this.delivered.push(resolved);
+        if (packet.qos === 2) ids.add(packet.packetId!);
+        if (verdict === 'drop') {
+          conn.drop();
+          return;
+        }
+        if (verdict === 'ignore' || packet.qos === 0) return;
+        conn.send({ type: packet.qos === 1 ? 'puback' : 'pubrec', packetId: packet.packetId! });
+        return;
+      }
+      case 'pubrel': {
+        const verdict = this.script.onPubrel?.(packet.packetId, conn) ?? 'ack';
+        if (verdict === 'drop') {
+          conn.drop();
+          return;
+        }
+        this.sessions.get(conn.clientId)?.delete(packet.packetId);
+        if (verdict === 'ack') conn.send({ type: 'pubcomp', packetId: packet.packetId });
+        return;
+      }
+      case 'subscribe':
+        conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes: packet.subscriptions.map((s) => s.qos) });
+        return;
+      case 'unsubscribe':
+        conn.send({
+          type: 'unsuback',
+          packetId: packet.packetId,
+          reasonCodes: conn.version === 5 ? packet.topicFilters.map(() => 0) : undefined,
+        });
+        return;
+      case 'pingreq':
+        if (this.script.pong !== false) conn.send({ type: 'pingresp' });
+        return;
+      case 'disconnect':
+        conn.socket.end();
+        return;
+      case 'auth':
+        this.script.onAuth?.(packet, conn);
+        return;
+      default:
+        return;
+    }
+  }
+}
