@@ -1,7 +1,18 @@
 // Valid but unusual input the fixtures do not show: the decoder must accept it and keep it exactly.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Decoder, encode, type Packet, type ProtocolVersion } from '../../src/codec/index.js';
+import {
+  allowedReasonCodes,
+  Decoder,
+  decodePacket,
+  encode,
+  MqttError,
+  type Packet,
+  PROPERTY_DEFS,
+  type ProtocolVersion,
+  propertyById,
+  reasonName,
+} from '../../src/codec/index.js';
 import { hex, plain, toHex } from './bytes.js';
 
 function decodeOne(bytes: Uint8Array, version: ProtocolVersion): Packet | undefined {
@@ -78,3 +89,174 @@ test('decoded payloads are views: a packet inside one chunk shares its bytes', (
   assert.ok(packet?.type === 'publish');
   assert.equal(packet.payload.buffer, chunk.buffer);
 });
+
+test('decodePacket takes exactly one packet', () => {
+  assert.deepEqual(plain(decodePacket(hex`c0 00`, { protocolVersion: 4 })), { type: 'pingreq' });
+  assert.throws(() => decodePacket(hex`c0 00 c0`, { protocolVersion: 4 }), { code: 'MQTT_ERR_LENGTH_MISMATCH' });
+  assert.throws(() => decodePacket(hex`30 05 00 03 "a"`, { protocolVersion: 4 }), { code: 'MQTT_ERR_LENGTH_MISMATCH' });
+});
+
+test('a decoder with neither role nor version still wants CONNECT first', () => {
+  const decoder = new Decoder();
+  decoder.push(hex`c0 00`);
+  assert.throws(() => decoder.next(), { code: 'MQTT_ERR_UNEXPECTED_PACKET', reasonCode: 0x82 });
+});
+
+test('reasonName names codes per version and packet', () => {
+  assert.equal(reasonName(0x87), '0x87 Not authorized');
+  assert.equal(reasonName(0x00, 5, 'disconnect'), '0x00 Normal disconnection');
+  assert.equal(reasonName(0x05, 4, 'connack'), '0x05 Connection Refused, not authorized');
+  assert.equal(reasonName(0x03), '0x03 Unknown reason code');
+});
+
+test('the 5.0 reason code tables match the specification', () => {
+  // 5.0 3.2.2.2, 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.9.3, 3.11.3, 3.14.2.1, 3.15.2.1.
+  const expected: Record<keyof typeof allowedReasonCodes, number[]> = {
+    connack: [
+      0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8c, 0x90, 0x95, 0x97, 0x99, 0x9a, 0x9b,
+      0x9c, 0x9d, 0x9f,
+    ],
+    puback: [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
+    pubrec: [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99],
+    pubrel: [0x00, 0x92],
+    pubcomp: [0x00, 0x92],
+    suback: [0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8f, 0x91, 0x97, 0x9e, 0xa1, 0xa2],
+    unsuback: [0x00, 0x11, 0x80, 0x83, 0x87, 0x8f, 0x91],
+    disconnect: [
+      0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8b, 0x8d, 0x8e, 0x8f, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98,
+      0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f, 0xa0, 0xa1, 0xa2,
+    ],
+    auth: [0x00, 0x18, 0x19],
+  };
+  for (const [type, codes] of Object.entries(expected)) {
+    assert.deepEqual(
+      [...allowedReasonCodes[type as keyof typeof allowedReasonCodes]].sort((a, b) => a - b),
+      codes,
+      type,
+    );
+  }
+});
+
+test('the property table matches 5.0 2.2.2.2', () => {
+  // id: [name, packets]; 'will' is the will properties inside CONNECT.
+  const acks = ['connack', 'puback', 'pubrec', 'pubrel', 'pubcomp', 'suback', 'unsuback', 'disconnect', 'auth'];
+  const all = ['connect', 'will', 'publish', 'subscribe', 'unsubscribe', ...acks];
+  const table: Record<number, [string, string[]]> = {
+    1: ['payloadFormatIndicator', ['publish', 'will']],
+    2: ['messageExpiryInterval', ['publish', 'will']],
+    3: ['contentType', ['publish', 'will']],
+    8: ['responseTopic', ['publish', 'will']],
+    9: ['correlationData', ['publish', 'will']],
+    11: ['subscriptionIdentifiers', ['publish', 'subscribe']],
+    17: ['sessionExpiryInterval', ['connect', 'connack', 'disconnect']],
+    18: ['assignedClientIdentifier', ['connack']],
+    19: ['serverKeepAlive', ['connack']],
+    21: ['authenticationMethod', ['connect', 'connack', 'auth']],
+    22: ['authenticationData', ['connect', 'connack', 'auth']],
+    23: ['requestProblemInformation', ['connect']],
+    24: ['willDelayInterval', ['will']],
+    25: ['requestResponseInformation', ['connect']],
+    26: ['responseInformation', ['connack']],
+    28: ['serverReference', ['connack', 'disconnect']],
+    31: ['reasonString', acks],
+    33: ['receiveMaximum', ['connect', 'connack']],
+    34: ['topicAliasMaximum', ['connect', 'connack']],
+    35: ['topicAlias', ['publish']],
+    36: ['maximumQoS', ['connack']],
+    37: ['retainAvailable', ['connack']],
+    38: ['userProperties', all],
+    39: ['maximumPacketSize', ['connect', 'connack']],
+    40: ['wildcardSubscriptionAvailable', ['connack']],
+    41: ['subscriptionIdentifierAvailable', ['connack']],
+    42: ['sharedSubscriptionAvailable', ['connack']],
+  };
+  assert.equal(PROPERTY_DEFS.length, Object.keys(table).length);
+  for (const [id, [name]] of Object.entries(table)) {
+    const def = propertyById(Number(id));
+    assert.ok(def, `property 0x${Number(id).toString(16)}`);
+    assert.equal(def.name, name);
+  }
+  // Placement, checked through the decoder: each property id in each 5.0 packet's property block.
+  for (const [id, [name, packets]] of Object.entries(table)) {
+    for (const context of all) {
+      const allowed = packets.includes(context);
+      const error = placementError(Number(id), context);
+      assert.equal(error === 'MQTT_ERR_PROPERTY_NOT_ALLOWED', !allowed, `${name} in ${context}: ${error}`);
+    }
+  }
+});
+
+/** Decodes a 5.0 packet of type `context` whose property block holds one valid value of property `id`. */
+function placementError(id: number, context: string): string | undefined {
+  const def = propertyById(id);
+  assert.ok(def);
+  const value: Record<string, number[]> = {
+    bool: [1],
+    byte: [1],
+    u16: [0, 1],
+    u32: [0, 0, 0, 1],
+    varint: [1],
+    utf8: [0, 1, 0x61],
+    binary: [0, 1, 0xff],
+    pair: [0, 1, 0x61, 0, 1, 0x62],
+  };
+  const prop = [id, ...(value[def.kind] ?? [])];
+  const block = [prop.length, ...prop];
+  let body: number[];
+  let first: number;
+  switch (context) {
+    case 'connect':
+      first = 0x10;
+      body = [0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 2, 0, 60, ...block, 0, 1, 0x63];
+      break;
+    case 'will':
+      first = 0x10;
+      body = [0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 6, 0, 60, 0, 0, 1, 0x63, ...block, 0, 1, 0x74, 0, 0];
+      break;
+    case 'publish':
+      first = 0x30;
+      body = [0, 1, 0x74, ...block];
+      break;
+    case 'subscribe':
+      first = 0x82;
+      body = [0, 1, ...block, 0, 1, 0x74, 0];
+      break;
+    case 'unsubscribe':
+      first = 0xa2;
+      body = [0, 1, ...block, 0, 1, 0x74];
+      break;
+    case 'connack':
+      first = 0x20;
+      body = [0, 0, ...block];
+      break;
+    case 'suback':
+    case 'unsuback':
+      first = context === 'suback' ? 0x90 : 0xb0;
+      body = [0, 1, ...block, 0];
+      break;
+    case 'disconnect':
+      first = 0xe0;
+      body = [0, ...block];
+      break;
+    case 'auth':
+      // AUTH needs its method; add one unless the property under test is the method.
+      first = 0xf0;
+      body = id === 0x15 ? [0x18, ...block] : [0x18, prop.length + 5, ...prop, 0x15, 0, 2, 0x6d, 0x6d];
+      break;
+    default: {
+      const type = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 }[context];
+      assert.ok(type !== undefined, context);
+      first = type;
+      body = [0, 1, 0, ...block];
+    }
+  }
+  const decoder = new Decoder({ protocolVersion: 5 });
+  decoder.push(Uint8Array.from([first, body.length, ...body]));
+  try {
+    assert.ok(decoder.next(), `${context} decodes`);
+    return undefined;
+  } catch (error) {
+    assert.ok(error instanceof MqttError, String(error));
+    return error.code;
+  }
+}
