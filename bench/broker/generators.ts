@@ -3,7 +3,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { spawnGroup, stopChild } from './proc.js';
-import { addCounters, type Command, type Counters, emptyCounters, type Response } from './protocol.js';
+import {
+  addCounters,
+  type Command,
+  type Counters,
+  emptyCounters,
+  type Response,
+  type StatsResult,
+} from './protocol.js';
 
 export class Generator {
   private nextId = 1;
@@ -62,16 +69,21 @@ export function startGenerators(count: number): Generator[] {
   });
 }
 
-/** Sum of every generator's counters for the groups named (all groups if none). */
-export async function totals(generators: readonly Generator[], groups?: readonly string[]): Promise<Counters> {
-  const all = await Promise.all(generators.map((g) => g.request<Record<string, Counters>>({ cmd: 'stats' }, 5000)));
+/** Sum of every generator's counters for the groups named (all groups if none), and their CPU time so far. */
+export async function totals(
+  generators: readonly Generator[],
+  groups?: readonly string[],
+): Promise<Counters & { generatorCpuMs: number }> {
+  const all = await Promise.all(generators.map((g) => g.request<StatsResult>({ cmd: 'stats' }, 5000)));
   let sum = emptyCounters();
-  for (const byGroup of all) {
-    for (const [name, counters] of Object.entries(byGroup)) {
+  let generatorCpuMs = 0;
+  for (const result of all) {
+    generatorCpuMs += result.cpuMs;
+    for (const [name, counters] of Object.entries(result.groups)) {
       if (groups === undefined || groups.includes(name)) sum = addCounters(sum, counters);
     }
   }
-  return sum;
+  return { ...sum, generatorCpuMs };
 }
 
 export async function closeAll(generators: readonly Generator[]): Promise<void> {

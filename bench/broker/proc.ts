@@ -96,3 +96,15 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: num
     child.once('exit', onExit);
   });
 }
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat; NaN if unreadable. */
+export function readCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (clock ticks, 100 Hz).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}

@@ -83,6 +83,12 @@ export interface Counters {
   clients: number;
 }
 
+export interface StatsResult {
+  groups: Record<string, Counters>;
+  /** CPU time this generator process has used so far (user + system). */
+  cpuMs: number;
+}
+
 export interface RttResult {
   sent: number;
   delivered: number;

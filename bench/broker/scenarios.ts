@@ -3,7 +3,7 @@ import type { QoS } from '@otalink/mqtt/codec';
 import type { RunningBroker } from './brokers.js';
 import { closeAll, type Generator, totals } from './generators.js';
 import type { BenchOptions, ScenarioName } from './options.js';
-import { readRss } from './proc.js';
+import { readCpuMs, readRss } from './proc.js';
 import { type ConnectLoopResult, type Counters, type OpenCommand, type RttResult, subCounters } from './protocol.js';
 
 export interface Context {
@@ -114,6 +114,9 @@ interface Window {
   sent: number;
   held: number;
   lostClients: number;
+  /** Cores busy during the window: the broker process, and both generator processes together. */
+  brokerCores: number;
+  generatorCores: number;
 }
 
 async function setRate(ctx: Context, flow: Flow, deliveriesPerSecond: number): Promise<void> {
@@ -141,9 +144,11 @@ async function measureWindow(ctx: Context, flow: Flow, rate: number, warmupMs: n
   await setRate(ctx, flow, rate);
   await sleep(warmupMs);
   const before = await totals(ctx.generators);
+  const brokerCpu0 = readCpuMs(ctx.broker.pid);
   const t0 = performance.now();
   await sleep(windowMs);
   const after = await totals(ctx.generators);
+  const brokerCpu1 = readCpuMs(ctx.broker.pid);
   const seconds = (performance.now() - t0) / 1000;
   const d: Counters = subCounters(after, before);
   const window: Window = {
@@ -152,6 +157,8 @@ async function measureWindow(ctx: Context, flow: Flow, rate: number, warmupMs: n
     sent: (d.sent * flow.fanout) / seconds,
     held: (d.held * flow.fanout) / seconds,
     lostClients: after.lost,
+    brokerCores: (brokerCpu1 - brokerCpu0) / 1000 / seconds,
+    generatorCores: (after.generatorCpuMs - before.generatorCpuMs) / 1000 / seconds,
   };
   return window;
 }
@@ -204,9 +211,14 @@ async function throughput(ctx: Context, name: ScenarioName): Promise<Outcome> {
   const ladder: Window[] = [];
   let knee = 0;
   for (let rate = options.startRate; rate <= options.maxRate; rate *= options.stepFactor) {
-    const window = await measureWindow(ctx, flow, rate, options.stepMs * 0.3, options.stepMs * 0.7);
+    let window = await measureWindow(ctx, flow, rate, options.stepMs * 0.3, options.stepMs * 0.7);
     ladder.push(window);
-    if (!tracks(window)) break;
+    if (!tracks(window)) {
+      // One more try at the same rate: on a shared machine a single window can be unlucky.
+      window = await measureWindow(ctx, flow, rate, options.stepMs * 0.3, options.stepMs * 0.7);
+      ladder.push(window);
+      if (!tracks(window)) break;
+    }
     knee = rate;
   }
   const ladderPeak = Math.max(...ladder.map((w) => w.delivered));

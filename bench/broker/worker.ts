@@ -4,7 +4,15 @@
 import { connect, type Socket } from 'node:net';
 import { decodePacket } from '@otalink/mqtt/codec';
 import { Framer } from './framer.js';
-import { checkPubackLayout, connectFrame, DISCONNECT, publishTemplate, subscribeFrame, writePuback } from './frames.js';
+import {
+  checkPubackLayout,
+  connectFrame,
+  DISCONNECT,
+  type PublishTemplate,
+  publishTemplate,
+  subscribeFrame,
+  writePuback,
+} from './frames.js';
 import type {
   ConnectLoopCommand,
   ConnectLoopResult,
@@ -15,6 +23,7 @@ import type {
   Response,
   RttCommand,
   RttResult,
+  StatsResult,
 } from './protocol.js';
 import { emptyCounters } from './protocol.js';
 import { percentile } from './stats.js';
@@ -42,8 +51,8 @@ interface Publishing {
   command: PublishCommand;
   frame: Buffer;
   packetIdOffset: number;
-  /** Per client: its own topic (with %i) means its own frame. */
-  frames: Buffer[] | undefined;
+  /** Per client: its own topic (with %i) means its own frame, with its own packet id offset. */
+  templates: PublishTemplate[] | undefined;
   tokens: number;
   last: number;
   cursor: number;
@@ -91,11 +100,12 @@ async function handle(request: Request): Promise<unknown> {
   }
 }
 
-function stats(): Record<string, Counters> {
+function stats(): StatsResult {
   const out: Record<string, Counters> = {};
   for (const [name, group] of groups)
     out[name] = { ...group.counters, clients: group.clients.filter((c) => c.open).length };
-  return out;
+  const cpu = process.cpuUsage();
+  return { groups: out, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 function substitute(template: string, index: number): string {
@@ -216,10 +226,8 @@ function startPublishing(command: PublishCommand): { clients: number } {
     command,
     frame: template.frame,
     packetIdOffset: template.packetIdOffset,
-    frames: perClient
-      ? group.clients.map(
-          (c) => publishTemplate(substitute(command.topic, c.index), command.qos, command.payloadBytes).frame,
-        )
+    templates: perClient
+      ? group.clients.map((c) => publishTemplate(substitute(command.topic, c.index), command.qos, command.payloadBytes))
       : undefined,
     tokens: 0,
     last: performance.now(),
@@ -280,8 +288,9 @@ function emit(group: Group, publishing: Publishing, due: number): void {
         if (k === 0) continue;
       }
     }
-    const frame = publishing.frames?.[slot] ?? publishing.frame;
-    writeBatch(client, frame, publishing.packetIdOffset, k);
+    const own = publishing.templates?.[slot];
+    if (own === undefined) writeBatch(client, publishing.frame, publishing.packetIdOffset, k);
+    else writeBatch(client, own.frame, own.packetIdOffset, k);
     group.counters.sent += k;
   }
   publishing.cursor = (publishing.cursor + touched) % count;
