@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findProgram } from '../../../test/support/system.js';
+import { createAclAuthorizer, parseAcl } from '../src/auth/acl.js';
 import { hashPassword } from '../src/auth/password-file.js';
 import { BrokerConfigError } from '../src/config/errors.js';
+import { GLOBAL_KEYS, LISTENER_KEYS } from '../src/config/keys.js';
 import { loadBrokerConfig, resolveBrokerConfig } from '../src/config/load.js';
 import { parseBrokerConfig } from '../src/config/parse.js';
 import type { ClientIdentity } from '../src/options.js';
@@ -408,5 +410,38 @@ describe('environment and flags override the file', () => {
     await assert.rejects(resolveBrokerConfig({ configFile: file, env: {}, flags: { host: '::1' } }), (error) =>
       expectConfigError(error, undefined, undefined, '--host', 'defines its own listeners'),
     );
+  });
+});
+
+describe('docs/broker-config.md', () => {
+  const docs = readFileSync(new URL('../../../docs/broker-config.md', import.meta.url), 'utf8');
+  const blocks = [...docs.matchAll(/```[a-z]*\n([\s\S]*?)```/g)].map((m) => m[1] as string);
+
+  test('the complete example parses', () => {
+    const example = blocks.find((b) => b.startsWith('# /etc/otalink/broker.conf'));
+    assert.ok(example, 'the complete example is in the docs');
+    const draft = parseBrokerConfig(example, 'broker.conf');
+    assert.equal(draft.listeners.length, 3);
+    assert.equal(draft.limits.maxConnections, 200000);
+  });
+
+  test('the fleet ACL example does what the docs say', () => {
+    const example = blocks.find((b) => b.startsWith('# /etc/otalink/fleet.acl'));
+    assert.ok(example, 'the ACL example is in the docs');
+    const authorize = createAclAuthorizer(parseAcl(example, 'fleet.acl'));
+    const vin: ClientIdentity = { clientId: 'tcu', username: 'VIN1', protocolVersion: 5, remoteAddress: undefined };
+    assert.equal(authorize(vin, 'subscribe', 'ota/VIN1/command'), true);
+    assert.equal(authorize(vin, 'subscribe', 'ota/VIN1/#'), true);
+    assert.equal(authorize(vin, 'subscribe', 'ota/+/command'), false);
+    assert.equal(authorize(vin, 'subscribe', '#'), false);
+    const backend = { ...vin, username: 'backend' };
+    assert.equal(authorize(backend, 'subscribe', 'ota/+/status'), true);
+    assert.equal(authorize(backend, 'subscribe', '$SYS/broker/uptime'), true);
+  });
+
+  test('every key the parser knows is documented', () => {
+    for (const key of [...Object.keys(GLOBAL_KEYS), ...Object.keys(LISTENER_KEYS)]) {
+      assert.ok(docs.includes(`| \`${key}\` |`), `${key} has a row in the docs`);
+    }
   });
 });
