@@ -17,6 +17,7 @@ import type {
   UnsubscribePacket,
 } from './packets.js';
 import { type PropertyContext, propertiesLength, writeProperties, writeString } from './properties.js';
+import { allowedReasonCodes, allowedSubackCodes311 } from './reason-codes.js';
 import { topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
 import { VARINT_MAX, varintLength, writeVarint } from './varint.js';
 
@@ -55,6 +56,18 @@ function checkU8(value: number | undefined, what: string): number {
   return v;
 }
 
+/** A reason code the peer's decoder accepts: the 5.0 table of the packet, or the 3.1.1 return codes. */
+function checkReason(type: keyof typeof allowedReasonCodes, value: number | undefined, v5: boolean): number {
+  const v = checkU8(value, `${type} reason code`);
+  const allowed = v5
+    ? allowedReasonCodes[type].has(v)
+    : type === 'connack'
+      ? v <= 5
+      : type !== 'suback' || allowedSubackCodes311.has(v);
+  if (!allowed) throw invalid(`reason code 0x${v.toString(16)} is not valid in ${type.toUpperCase()}`);
+  return v;
+}
+
 /** Length of a property block including its length prefix (0 bytes of content still take 1). */
 function propsBlock(props: Properties | undefined, context: PropertyContext): number {
   propsBytes = propertiesLength(props, context);
@@ -75,7 +88,7 @@ function measure(packet: Packet, version: ProtocolVersion): number {
       checkPacketId(packet.packetId, packet.type);
       n = 2;
       if (v5) {
-        checkU8(packet.reasonCode, 'reason code');
+        checkReason(packet.type, packet.reasonCode, true);
         propsBytes = propertiesLength(packet.properties, packet.type);
         if (propsBytes > 0) n += 1 + varintLength(propsBytes) + propsBytes;
         else if ((packet.reasonCode ?? 0) !== 0) n += 1;
@@ -86,7 +99,10 @@ function measure(packet: Packet, version: ProtocolVersion): number {
       break;
     case 'connack':
       n = 2;
-      checkU8(packet.reasonCode, 'reason code');
+      // [MQTT-3.2.2-4] (3.1.1) and 3.2.2.1.1 (5.0): a refusal never has a session.
+      if (checkReason('connack', packet.reasonCode, v5) !== 0 && packet.sessionPresent) {
+        throw invalid('CONNACK refusing the connection must not set session present');
+      }
       if (v5) n += propsBlock(packet.properties, 'connack');
       break;
     case 'subscribe':
@@ -110,7 +126,7 @@ function measure(packet: Packet, version: ProtocolVersion): number {
         n = 0;
         break;
       }
-      checkU8(packet.reasonCode, 'reason code');
+      checkReason(packet.type, packet.reasonCode, true);
       propsBytes = propertiesLength(packet.properties, packet.type);
       // 5.0 3.15.2.2.2: only the bare success AUTH may omit the authentication method.
       if (packet.type === 'auth' && packet.properties?.authenticationMethod === undefined) {
@@ -127,6 +143,9 @@ function measure(packet: Packet, version: ProtocolVersion): number {
   return 1 + varintLength(n) + n;
 }
 
+// U+0000, the wildcards and every non-ASCII code unit (surrogates included).
+const NOT_PLAIN_TOPIC = /[\0#+\u0080-\uffff]/;
+
 function measurePublish(packet: PublishPacket, v5: boolean): number {
   const { topic, qos, payload } = packet;
   if (qos !== 0 && qos !== 1 && qos !== 2) throw invalid(`PUBLISH with QoS ${String(qos)}`);
@@ -134,7 +153,8 @@ function measurePublish(packet: PublishPacket, v5: boolean): number {
   else if (packet.dup) throw invalid('PUBLISH with QoS 0 must not set DUP');
   if (!(payload instanceof Uint8Array)) throw invalid('PUBLISH payload must be a Uint8Array');
   if (typeof topic !== 'string') throw invalid('topic name must be a string');
-  topicBytes = topicNameBytes(topic);
+  // One native regex scan clears the usual all-ASCII topic; anything else takes the per-character measure.
+  topicBytes = NOT_PLAIN_TOPIC.test(topic) ? topicNameBytes(topic) : topic.length;
   if (topicBytes < 0) {
     const problem = topicNameProblem(topic) ?? 'invalid topic name';
     throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `${problem}: "${topic}"`, { reasonCode: 0x90 });
@@ -178,6 +198,14 @@ function measureConnect(packet: ConnectPacket, v5: boolean): number {
   }
   let n = 12 + stringBytes(packet.clientId, 'client id'); // name(6) + level + flags + keepalive(2) + id length(2)
   if (v5) n += propsBlock(packet.properties, 'connect');
+  // 5.0 3.1.2.11.10: the receiver treats data without a method as a Protocol Error.
+  if (
+    v5 &&
+    packet.properties?.authenticationData !== undefined &&
+    packet.properties.authenticationMethod === undefined
+  ) {
+    throw invalid('authentication data needs an authentication method');
+  }
   const will = packet.will;
   if (will !== undefined) {
     if (will.qos !== 0 && will.qos !== 1 && will.qos !== 2) throw invalid(`will QoS ${String(will.qos)}`);
@@ -240,7 +268,7 @@ function measureAckList(packet: SubackPacket | UnsubackPacket, v5: boolean): num
   if (v5) n += propsBlock(packet.properties, packet.type);
   const codes = packet.reasonCodes ?? [];
   if (codes.length === 0) throw invalid(`${packet.type.toUpperCase()} needs at least one reason code`);
-  for (const c of codes) checkU8(c, 'reason code');
+  for (const c of codes) checkReason(packet.type, c, v5);
   return n + codes.length;
 }
 

@@ -91,6 +91,9 @@ interface Latin1Sliceable extends Uint8Array {
   latin1Slice?: (start: number, end: number) => string;
 }
 
+// Found through globalThis, so browsers (no Buffer) load this module and simply skip the fast path.
+const NodeBuffer = (globalThis as { Buffer?: new () => Latin1Sliceable }).Buffer;
+
 // Anything that needs the full UTF-8 decode or a topic name error: U+0000, the wildcards, any byte from 0x80.
 const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
 
@@ -100,9 +103,8 @@ const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
  * checks, which give every error exactly as before. Latin-1 equals UTF-8 on ASCII bytes.
  */
 export function readPlainTopicName(buf: Uint8Array, offset: number, len: number): string | undefined {
-  const latin1Slice = (buf as Latin1Sliceable).latin1Slice;
-  if (len === 0 || typeof latin1Slice !== 'function') return undefined;
-  const s = latin1Slice.call(buf, offset, offset + len);
+  if (len === 0 || NodeBuffer === undefined || !(buf instanceof NodeBuffer)) return undefined;
+  const s = (buf as Latin1Sliceable).latin1Slice!(offset, offset + len); // every Buffer has it
   return NOT_PLAIN_TOPIC.test(s) ? undefined : s;
 }
 
