@@ -1,6 +1,6 @@
 // @otalink/ota: the OTA control protocol shared by the backend and the vehicle agent.
-// Everything is pure except crypto-node.ts (Ed25519 and SHA-256 from node:crypto), re-exported at the end because the
-// package has a single entry point; a browser bundle should import the pure modules only.
+// Everything here is pure (browser, small device, fake clock). Ed25519 and SHA-256 from node:crypto live in
+// crypto-node.ts, reached as `@otalink/ota/node`, so a browser bundle of this entry never pulls in node:crypto.
 
 export type {
   AbortRule,
@@ -27,17 +27,6 @@ export {
   waveSize,
 } from './campaign.js';
 export { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
-// Node-only (node:crypto).
-export type { Ed25519KeyPair, Sha256Hasher } from './crypto-node.js';
-export {
-  createSha256,
-  generateEd25519KeyPair,
-  keyIdOf,
-  publicKeyBytes,
-  sha256Hex,
-  signManifest,
-  verifyEd25519,
-} from './crypto-node.js';
 export type { SeenMessageIdsOptions, SeenMessageIdsSnapshot } from './dedup.js';
 export { SeenMessageIds } from './dedup.js';
 export type { OtaErrorCode } from './errors.js';
