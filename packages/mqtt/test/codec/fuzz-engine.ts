@@ -294,3 +294,200 @@ export function fuzz(first: number, keepGoing: (stats: FuzzStats) => boolean): F
   }
   return stats;
 }
+
+// ---- Structured fuzz: random packet objects through the encoder ----
+// Whatever the encoder accepts, the decoder must accept, and decoding then re-encoding must give the same bytes:
+// an encoder that writes what peers must reject would get our own connections closed.
+
+const TOPICS = [
+  'a',
+  'a/b',
+  '',
+  'ü/温',
+  'x'.repeat(300),
+  '+',
+  '#',
+  'a/+',
+  'a/#',
+  'a/+/b',
+  '$share/g/a',
+  '$share/g',
+  '$SYS/x',
+  'a\u0000',
+];
+const REASONS = [
+  0, 1, 2, 3, 4, 5, 6, 0x10, 0x11, 0x18, 0x19, 0x80, 0x81, 0x82, 0x87, 0x8b, 0x8f, 0x92, 0x97, 0x9e, 0xa2, 0xa3, 0xff,
+];
+const NUMBERS = [0, 1, 2, 255, 65535, 65536, 268435455, 268435456, 2 ** 32 - 1, 2 ** 32, -1, 1.5];
+
+function randomProperties(random: () => number): Record<string, unknown> | undefined {
+  if (random() < 0.4) return undefined;
+  const props: Record<string, unknown> = {};
+  const n = int(random, 4);
+  for (let i = 0; i < n; i++) {
+    const name = pick(random, [
+      'payloadFormatIndicator',
+      'messageExpiryInterval',
+      'contentType',
+      'responseTopic',
+      'correlationData',
+      'subscriptionIdentifiers',
+      'sessionExpiryInterval',
+      'assignedClientIdentifier',
+      'serverKeepAlive',
+      'authenticationMethod',
+      'authenticationData',
+      'requestProblemInformation',
+      'willDelayInterval',
+      'requestResponseInformation',
+      'responseInformation',
+      'serverReference',
+      'reasonString',
+      'receiveMaximum',
+      'topicAliasMaximum',
+      'topicAlias',
+      'maximumQoS',
+      'retainAvailable',
+      'userProperties',
+      'maximumPacketSize',
+      'wildcardSubscriptionAvailable',
+      'subscriptionIdentifierAvailable',
+      'sharedSubscriptionAvailable',
+    ]);
+    if (name === 'userProperties')
+      props[name] = [
+        ['k', pick(random, ['v', 'ü', ''])],
+        ['k', 'w'],
+      ];
+    else if (name === 'subscriptionIdentifiers') props[name] = [pick(random, NUMBERS), ...(random() < 0.3 ? [7] : [])];
+    else if (name === 'correlationData' || name === 'authenticationData') props[name] = Uint8Array.of(1, 2);
+    else if (
+      /Topic|Type|Method|Identifier$|Information$|Reference|String/.test(name) &&
+      name !== 'requestProblemInformation' &&
+      name !== 'requestResponseInformation'
+    ) {
+      props[name] = pick(random, ['r', '', 'ü/x']);
+    } else props[name] = random() < 0.6 ? pick(random, [0, 1]) : pick(random, NUMBERS);
+  }
+  return props;
+}
+
+export function makePacket(seed: number): { packet: Record<string, unknown>; version: ProtocolVersion } {
+  const random = prng(seed);
+  const version: ProtocolVersion = random() < 0.5 ? 4 : 5;
+  const type = pick(random, [
+    'connect',
+    'connack',
+    'publish',
+    'puback',
+    'pubrec',
+    'pubrel',
+    'pubcomp',
+    'subscribe',
+    'suback',
+    'unsubscribe',
+    'unsuback',
+    'pingreq',
+    'pingresp',
+    'disconnect',
+    'auth',
+  ]);
+  const packetId = pick(random, [1, 2, 65535, 0, 65536, undefined]);
+  const properties = randomProperties(random);
+  const reasonCode = random() < 0.3 ? undefined : pick(random, REASONS);
+  const qos = pick(random, [0, 1, 2, 0, 1, 2, 3]);
+  const p: Record<string, unknown> = { type };
+  switch (type) {
+    case 'connect':
+      Object.assign(p, {
+        protocolVersion: version,
+        clientId: pick(random, ['', 'c', 'ü']),
+        clean: random() < 0.5,
+        keepalive: pick(random, [0, 60, 65535, 65536]),
+      });
+      if (random() < 0.5)
+        p.will = {
+          topic: pick(random, TOPICS),
+          payload: Uint8Array.of(1),
+          qos: pick(random, [0, 1, 2, 3]),
+          retain: random() < 0.5,
+          properties: randomProperties(random),
+        };
+      if (random() < 0.5) p.username = 'u';
+      if (random() < 0.5) p.password = Uint8Array.of(9);
+      break;
+    case 'connack':
+      Object.assign(p, { sessionPresent: random() < 0.3, reasonCode: reasonCode ?? 0 });
+      break;
+    case 'publish':
+      Object.assign(p, {
+        topic: pick(random, TOPICS),
+        payload: Uint8Array.of(1, 2, 3),
+        qos,
+        retain: random() < 0.5,
+        dup: random() < 0.3,
+        packetId,
+      });
+      break;
+    case 'subscribe':
+      p.packetId = packetId;
+      p.subscriptions = Array.from({ length: int(random, 3) }, () => ({
+        topicFilter: pick(random, TOPICS),
+        qos,
+        noLocal: random() < 0.3,
+        retainAsPublished: random() < 0.3,
+        retainHandling: pick(random, [0, 1, 2, 3]),
+      }));
+      break;
+    case 'unsubscribe':
+      p.packetId = packetId;
+      p.topicFilters = Array.from({ length: int(random, 3) }, () => pick(random, TOPICS));
+      break;
+    case 'suback':
+    case 'unsuback':
+      p.packetId = packetId;
+      p.reasonCodes = Array.from({ length: int(random, 3) }, () => pick(random, REASONS));
+      break;
+    case 'pingreq':
+    case 'pingresp':
+      return { packet: p, version };
+    default:
+      if (type !== 'disconnect' && type !== 'auth') p.packetId = packetId;
+      if (reasonCode !== undefined) p.reasonCode = reasonCode;
+  }
+  if (properties !== undefined) p.properties = properties;
+  return { packet: p, version };
+}
+
+/** Encodes one random packet object; throws FuzzFinding if the encoder accepts what the decoder refuses. */
+export function runPacketCase(seed: number): 'encoded' | 'refused' {
+  const { packet, version } = makePacket(seed);
+  const c: FuzzCase = { seed, input: new Uint8Array(0), options: { protocolVersion: version }, recipe: 'structured' };
+  const describe = () => JSON.stringify(packet, bytesAsHex);
+  let bytes: Uint8Array;
+  try {
+    bytes = encode(packet as unknown as Packet, version);
+  } catch (error) {
+    if (error instanceof MqttError) return 'refused';
+    throw new FuzzFinding(c, `encode threw a non-MqttError for ${describe()}: ${String(error)}`, { cause: error });
+  }
+  const decoder = new Decoder({ protocolVersion: version });
+  decoder.push(bytes);
+  let decoded: Packet | undefined;
+  try {
+    decoded = decoder.next();
+  } catch (error) {
+    throw new FuzzFinding(
+      { ...c, input: bytes },
+      `the encoder wrote what the decoder refuses (${error instanceof MqttError ? error.code : String(error)}) for ${describe()}`,
+      { cause: error },
+    );
+  }
+  if (decoded === undefined || decoder.buffered !== 0) {
+    throw new FuzzFinding({ ...c, input: bytes }, `encoding is not exactly one packet for ${describe()}`);
+  }
+  if (toHex(encode(decoded, version)) !== toHex(bytes)) {
+    throw new FuzzFinding({ ...c, input: bytes }, `decode then encode changed the bytes for ${describe()}`);
+  }
+  return 'encoded';
+}

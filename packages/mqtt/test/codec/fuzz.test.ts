@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Decoder } from '../../src/codec/index.js';
 import { hex } from './bytes.js';
-import { FuzzFinding, fuzz, makeCase, runCase } from './fuzz-engine.js';
+import { FuzzFinding, fuzz, makeCase, runCase, runPacketCase } from './fuzz-engine.js';
 
 // About 3 s on the shared 2-core machine; a count, not a time, so every run checks the same inputs.
 const ITERATIONS = 6000;
@@ -16,6 +16,13 @@ test(`codec fuzz: ${ITERATIONS} seeded inputs, whole and split, both versions an
   // The inputs must reach past the fixed header: many decode, and the errors are spread over many checks.
   assert.ok(stats.packets > ITERATIONS / 10, `${stats.packets} packets decoded`);
   assert.ok(stats.errors.size >= 15, `errors reached: ${[...stats.errors.keys()].join(', ')}`);
+});
+
+test('structured fuzz: 20000 random packet objects, whatever encodes must decode and re-encode identically', () => {
+  let encoded = 0;
+  for (let seed = 1; seed <= 20000; seed++) if (runPacketCase(seed) === 'encoded') encoded++;
+  // Both outcomes must be common, or the generator tests only one side.
+  assert.ok(encoded > 2000 && encoded < 18000, `${encoded} encoded`);
 });
 
 test('a seed builds the same case every time', () => {
