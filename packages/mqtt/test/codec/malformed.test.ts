@@ -1571,4 +1571,3 @@ test('malformed table size', () => {
   assert.ok(rows.length >= 150, `${rows.length} rows`);
 });
 
-export const malformedRowCount = rows.length;
