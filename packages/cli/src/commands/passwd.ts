@@ -68,25 +68,45 @@ function usage(message: string): AuthFileError {
   return new AuthFileError('BROKER_ERR_PASSWD_USAGE', message);
 }
 
-/** Reads a password without echo: the terminal sees only the prompt. */
-async function promptHidden(io: PasswdIo, prompt: string): Promise<string> {
-  let muted = false;
-  const output = new Writable({
-    write(chunk, _encoding, callback) {
-      if (!muted) io.stderr.write(chunk);
+/** Asks each of `prompts` on the terminal without echo: the terminal sees only the prompts. */
+async function promptHidden(io: PasswdIo, prompts: string[]): Promise<string[]> {
+  // Readline echoes what is typed to its output; this output swallows it.
+  const silent = new Writable({
+    write(_chunk, _encoding, callback) {
       callback();
     },
   });
-  const rl = createInterface({ input: io.stdin, output, terminal: true });
+  const rl = createInterface({ input: io.stdin, output: silent, terminal: true });
+  // Lines are queued, not taken with rl.question, so a line typed ahead of its prompt is not lost.
+  const lines: string[] = [];
+  let waiting: ((line: string | undefined) => void) | undefined;
+  rl.on('line', (line) => {
+    if (waiting === undefined) lines.push(line);
+    else waiting(line);
+  });
+  let closed = false;
+  rl.once('close', () => {
+    closed = true;
+    waiting?.(undefined);
+  });
+  const answers: string[] = [];
   try {
-    return await new Promise<string>((resolve, reject) => {
-      rl.once('close', () => reject(new AuthFileError('BROKER_ERR_PASSWD_EMPTY', 'no password given')));
-      rl.question(prompt, (answer) => {
-        io.stderr.write('\n');
-        resolve(answer);
-      });
-      muted = true;
-    });
+    for (const prompt of prompts) {
+      io.stderr.write(prompt);
+      const queued = lines.shift();
+      const line =
+        queued ??
+        (closed
+          ? undefined
+          : await new Promise<string | undefined>((resolve) => {
+              waiting = resolve;
+            }));
+      waiting = undefined;
+      io.stderr.write('\n');
+      if (line === undefined) throw new AuthFileError('BROKER_ERR_PASSWD_EMPTY', 'no password given');
+      answers.push(line);
+    }
+    return answers;
   } finally {
     rl.close();
   }
@@ -105,8 +125,7 @@ async function readLine(io: PasswdIo): Promise<string> {
 
 async function obtainPassword(io: PasswdIo): Promise<string> {
   if (io.stdin.isTTY !== true) return readLine(io);
-  const first = await promptHidden(io, 'Password: ');
-  const second = await promptHidden(io, 'Reenter password: ');
+  const [first, second] = await promptHidden(io, ['Password: ', 'Reenter password: ']);
   if (first !== second) throw new AuthFileError('BROKER_ERR_PASSWD_MISMATCH', 'the two passwords do not match');
   return first;
 }
