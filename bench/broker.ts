@@ -102,6 +102,11 @@ async function main(): Promise<void> {
     }
   }
 
+  process.stdout.write(
+    `load average at end: ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}\n\n`,
+  );
   const table = formatTable(['scenario', ...options.brokers, 'aim'], tableRows(options, cells));
   process.stdout.write(`${table}\n`);
   if (options.json !== undefined) {
