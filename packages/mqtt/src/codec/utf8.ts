@@ -92,7 +92,7 @@ interface Latin1Sliceable extends Uint8Array {
 }
 
 // Found through globalThis, so browsers (no Buffer) load this module and simply skip the fast path.
-const NodeBuffer = (globalThis as { Buffer?: new () => Latin1Sliceable }).Buffer;
+const NodeBuffer = (globalThis as unknown as { Buffer?: new () => Latin1Sliceable }).Buffer;
 
 // Anything that needs the full UTF-8 decode or a topic name error: U+0000, the wildcards, any byte from 0x80.
 const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
