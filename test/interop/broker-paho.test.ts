@@ -1,0 +1,186 @@
+// Interop: Python paho-mqtt (Debian's /usr/bin/python3) against our broker, MQTT 3.1.1 and 5.0: every QoS,
+// retained, will, persistent session, shared subscription and TLS. The Python side is an inline script that
+// prints one JSON line with what it observed.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
+import { type Broker, createBroker } from '../../packages/broker/src/index.js';
+import { makeCertificates, type TestCertificates } from '../../packages/broker/test/support/certs.js';
+import { DEBIAN_PYTHON } from '../support/system.js';
+
+const SCRIPT = String.raw`
+import json, sys, time, ssl
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+port, version, tls_port, ca = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+proto = mqtt.MQTTv5 if version == '5' else mqtt.MQTTv311
+results = {}
+
+def make(client_id, clean=True, will=None, use_tls=False, expiry=None):
+    if proto == mqtt.MQTTv5:
+        c = mqtt.Client(client_id=client_id, protocol=proto)
+    else:
+        c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto)
+    got = []
+    c.on_message = lambda cl, u, m: got.append((m.topic, m.payload.decode(), m.qos, bool(m.retain)))
+    if will:
+        c.will_set(will, b'paho gone', qos=1)
+    if use_tls:
+        c.tls_set(ca_certs=ca)
+    kwargs = {}
+    if proto == mqtt.MQTTv5:
+        kwargs['clean_start'] = clean
+        if expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = expiry
+            kwargs['properties'] = props
+    c.connect('localhost' if use_tls else '127.0.0.1', tls_port if use_tls else port, 30, **kwargs)
+    c.loop_start()
+    return c, got
+
+def wait(got, n, timeout=5):
+    end = time.time() + timeout
+    while len(got) < n and time.time() < end:
+        time.sleep(0.02)
+
+def settle():
+    time.sleep(0.3)
+
+# every QoS
+sub, got = make('paho-sub-' + version)
+for q in (0, 1, 2):
+    sub.subscribe('paho/%s/q%d' % (version, q), q)
+settle()
+pub, _ = make('paho-pub-' + version)
+for q in (0, 1, 2):
+    pub.publish('paho/%s/q%d' % (version, q), 'qos%d' % q, qos=q).wait_for_publish()
+wait(got, 3)
+results['qos'] = sorted([[t, p, q] for (t, p, q, r) in got])
+
+# retained
+pub.publish('paho/%s/retained' % version, 'kept', qos=1, retain=True).wait_for_publish()
+late, late_got = make('paho-late-' + version)
+late.subscribe('paho/%s/retained' % version, 1)
+wait(late_got, 1)
+results['retained'] = [[t, p, r] for (t, p, q, r) in late_got]
+
+# will
+watch, watch_got = make('paho-watch-' + version)
+watch.subscribe('paho/%s/will' % version, 1)
+settle()
+dying, _ = make('paho-dying-' + version, will='paho/%s/will' % version)
+settle()
+dying.loop_stop()
+dying.socket().close()
+wait(watch_got, 1)
+results['will'] = [p for (t, p, q, r) in watch_got]
+
+# persistent session
+p1, _ = make('paho-persist-' + version, clean=False, expiry=300)
+p1.subscribe('paho/%s/persist' % version, 1)
+settle()
+p1.disconnect(); p1.loop_stop()
+settle()
+pub.publish('paho/%s/persist' % version, 'offline', qos=1).wait_for_publish()
+p2, p2_got = make('paho-persist-' + version, clean=False, expiry=300)
+wait(p2_got, 1)
+results['persist'] = [p for (t, p, q, r) in p2_got]
+
+# shared subscription
+a, a_got = make('paho-sa-' + version)
+b, b_got = make('paho-sb-' + version)
+for c in (a, b):
+    c.subscribe('$share/paho/paho/%s/shared' % version, 1)
+settle()
+for i in range(6):
+    pub.publish('paho/%s/shared' % version, 'm%d' % i, qos=1).wait_for_publish()
+end = time.time() + 5
+while len(a_got) + len(b_got) < 6 and time.time() < end:
+    time.sleep(0.02)
+results['shared'] = [len(a_got), len(b_got)]
+
+# TLS
+if tls_port:
+    t, t_got = make('paho-tls-' + version, use_tls=True)
+    t.subscribe('paho/%s/tls' % version, 1)
+    settle()
+    pub.publish('paho/%s/tls' % version, 'secure', qos=1).wait_for_publish()
+    wait(t_got, 1)
+    results['tls'] = [p for (tp, p, q, r) in t_got]
+
+print(json.dumps(results))
+sys.stdout.flush()
+`;
+
+function pahoAvailable(): boolean {
+  try {
+    execFileSync(DEBIAN_PYTHON, ['-c', 'import paho.mqtt.client'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('interop: Python paho-mqtt against the otalink broker', () => {
+  let broker: Broker;
+  let certs: TestCertificates | undefined;
+  const available = pahoAvailable();
+  before(async () => {
+    certs = makeCertificates();
+    broker = createBroker({
+      listeners: [
+        { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
+        ...(certs === undefined
+          ? []
+          : [
+              {
+                protocol: 'mqtts' as const,
+                host: '127.0.0.1',
+                port: 0,
+                tls: { cert: certs.serverCert, key: certs.serverKey },
+              },
+            ]),
+      ],
+      allowAnonymous: true,
+      logger: pino({ level: 'silent' }),
+      sysIntervalSeconds: 0,
+    });
+    await broker.listen();
+  });
+  after(async () => {
+    await broker.close();
+    certs?.remove();
+  });
+
+  for (const version of ['311', '5'] as const) {
+    test(`paho ${version === '5' ? 'MQTTv5' : 'MQTTv311'}: QoS 0/1/2, retained, will, persistent session, shared, TLS`, async (t) => {
+      if (!available)
+        return t.skip(`${DEBIAN_PYTHON} with paho-mqtt not installed (apt-get install python3-paho-mqtt)`);
+      const [plain, secure] = broker.addresses();
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(
+          DEBIAN_PYTHON,
+          ['-c', SCRIPT, String(plain!.port), version, String(secure?.port ?? 0), certs?.caPath ?? ''],
+          { timeout: 60_000 },
+          (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
+        );
+      });
+      const results = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      assert.deepEqual(results.qos, [
+        [`paho/${version}/q0`, 'qos0', 0],
+        [`paho/${version}/q1`, 'qos1', 1],
+        [`paho/${version}/q2`, 'qos2', 2],
+      ]);
+      assert.deepEqual(results.retained, [[`paho/${version}/retained`, 'kept', true]]);
+      assert.deepEqual(results.will, ['paho gone']);
+      assert.deepEqual(results.persist, ['offline']);
+      const [a, b] = results.shared as [number, number];
+      assert.equal(a + b, 6);
+      assert.ok(a > 0 && b > 0);
+      if (certs !== undefined) assert.deepEqual(results.tls, ['secure']);
+    });
+  }
+});
