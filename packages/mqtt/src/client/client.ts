@@ -102,6 +102,8 @@ interface Pending<T> {
 }
 
 const encoder = new TextEncoder();
+/** Messages held for the first consumer. */
+const EARLY_LIMIT = 10_000;
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
 
 /** Connects and resolves once the server accepted the session; rejects if the first attempt fails. */
@@ -135,6 +137,11 @@ export class MqttClient extends Emitter<ClientEvents> {
   private connackWaiter: Pending<ConnackPacket> | undefined;
   private idleWaiters: Array<() => void> = [];
   private ending: Promise<void> | undefined;
+  /**
+   * Messages that arrived before anyone listened (a persistent session's backlog comes right behind CONNACK,
+   * before connect() has even resolved). The first consumer gets them; undefined once one exists.
+   */
+  private early: Message[] | undefined = [];
 
   constructor(input: string | ClientOptions) {
     super();
@@ -273,15 +280,40 @@ export class MqttClient extends Emitter<ClientEvents> {
     return unsuback.reasonCodes ?? [];
   }
 
-  /** Every incoming message from now on, as an async iterator (ends when the client closes). */
+  /**
+   * Every incoming message from now on, as an async iterator (ends when the client closes). The first consumer
+   * (iterator or 'message' listener) also gets what arrived before it existed.
+   */
   messages(accepts: (topic: string) => boolean = () => true): MessageStream<Message> {
     const entry = {
       stream: new MessageStream<Message>(() => this.streams.delete(entry)),
       accepts,
     };
+    const early = this.takeEarly();
+    for (const m of early) if (accepts(m.topic)) entry.stream.push(m);
     if (this.state === 'closed') entry.stream.end();
     else this.streams.add(entry);
     return entry.stream;
+  }
+
+  override on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): () => void {
+    const off = super.on(event, listener);
+    if (event === 'message' && this.early !== undefined) {
+      const early = this.takeEarly();
+      if (early.length > 0) {
+        // Not from inside on(): the caller may still be setting up.
+        queueMicrotask(() => {
+          for (const m of early) (listener as ClientEvents['message'])(m);
+        });
+      }
+    }
+    return off;
+  }
+
+  private takeEarly(): Message[] {
+    const early = this.early ?? [];
+    this.early = undefined;
+    return early;
   }
 
   /** Flushes queued and in-flight messages (unless `force`), sends DISCONNECT, and resolves when closed. */
@@ -548,6 +580,11 @@ export class MqttClient extends Emitter<ClientEvents> {
         const p = e.message;
         const message: Message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup };
         if (p.properties !== undefined) message.properties = p.properties;
+        if (this.early !== undefined) {
+          if (this.early.length < EARLY_LIMIT) this.early.push(message);
+          else this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
+          break;
+        }
         this.emit('message', message);
         for (const { stream, accepts } of this.streams) if (accepts(message.topic)) stream.push(message);
         break;

@@ -14,7 +14,9 @@ export {
 } from './client.js';
 export { MessageStream } from './message-stream.js';
 export type { AuthHook, ClientOptions, QueueOptions, ReconnectOptions, WillOptions } from './options.js';
+export type { FileStoreOptions } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
+export { openFileStore } from './store/open-file-store.js';
 export type { MessageStore } from './store/store.js';
 export type { TlsOptions, Transport, TransportFactory, TransportHandlers, TransportTarget } from './transport.js';
 export { type MemoryConnection, memoryTransport } from './transports/memory.js';

@@ -1,0 +1,249 @@
+// The otalink client against a real Mosquitto: every QoS in both protocol versions, retained and will messages,
+// persistent sessions, a broker killed and restarted mid-stream, and a client process killed with SIGKILL and
+// restarted on the same file store.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { connect, type Message, type MqttClient } from '../../packages/mqtt/src/client/index.js';
+import type { ProtocolVersion } from '../../packages/mqtt/src/codec/packets.js';
+import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
+import { requireProgram } from '../support/system.js';
+
+const fast = { initialDelayMs: 20, maxDelayMs: 250 };
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function until(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const version of [4, 5] as ProtocolVersion[]) {
+  describe(`otalink client ↔ mosquitto, MQTT ${version === 5 ? '5.0' : '3.1.1'}`, () => {
+    test('every QoS both ways, retained messages, wills', async (t) => {
+      const binary = requireProgram(t, 'mosquitto');
+      if (!binary) return;
+      const broker = await Mosquitto.start(binary);
+      const clients: MqttClient[] = [];
+      try {
+        const sub = await connect({ url: broker.url, protocolVersion: version, reconnect: false });
+        clients.push(sub);
+        const granted = await sub.subscribe(['it/#', 'will/#'], { qos: 2 });
+        assert.deepEqual(granted.reasonCodes, [2, 2]);
+        const got: Message[] = [];
+        sub.on('message', (m) => got.push(m));
+        const pub = await connect({ url: broker.url, protocolVersion: version, reconnect: false });
+        clients.push(pub);
+        for (const qos of [0, 1, 2] as const) {
+          assert.equal((await pub.publish(`it/${qos}`, `q${qos}`, { qos })).reasonCode, 0);
+        }
+        await until(() => got.length === 3, 5000, 'three messages');
+        assert.deepEqual(
+          got.map((m) => [m.topic, m.qos, text(m.payload)]),
+          [
+            ['it/0', 0, 'q0'],
+            ['it/1', 1, 'q1'],
+            ['it/2', 2, 'q2'],
+          ],
+        );
+        await pub.publish('it/retained', 'kept', { qos: 1, retain: true });
+        const late = await connect({ url: broker.url, protocolVersion: version, reconnect: false });
+        clients.push(late);
+        const retained = late.messages();
+        await late.subscribe('it/retained', { qos: 1 });
+        const first = (await retained.next()).value as Message;
+        assert.deepEqual([first.topic, first.retain, text(first.payload)], ['it/retained', true, 'kept']);
+        await pub.publish('it/retained', '', { qos: 1, retain: true });
+        // A will, published when the connection dies without DISCONNECT.
+        const doomed = await connect({
+          url: broker.url,
+          protocolVersion: version,
+          reconnect: false,
+          will: { topic: 'will/v', payload: 'gone', qos: 1 },
+        });
+        await doomed.end({ force: true });
+        await until(() => got.some((m) => m.topic === 'will/v'), 5000, 'the will');
+      } finally {
+        for (const c of clients) await c.end({ force: true });
+        await broker.stop();
+      }
+    });
+
+    test('persistent session: messages queued while the subscriber was away arrive on its return', async (t) => {
+      const binary = requireProgram(t, 'mosquitto');
+      if (!binary) return;
+      const broker = await Mosquitto.start(binary);
+      try {
+        const opts = { url: broker.url, protocolVersion: version, clientId: `persist-${version}`, clean: false };
+        const first = await connect({ ...opts, clean: true });
+        await first.end();
+        const sub = await connect(opts);
+        await sub.subscribe('away/#', { qos: 1 });
+        await sub.end();
+        const pub = await connect({ url: broker.url, protocolVersion: version });
+        await Promise.all([1, 2, 3].map((i) => pub.publish('away/x', `m${i}`, { qos: 1 })));
+        await pub.end();
+        const back = await connect(opts);
+        assert.equal(back.connack?.sessionPresent, true);
+        const stream = back.messages();
+        const seen: string[] = [];
+        for await (const m of stream) {
+          seen.push(text(m.payload));
+          if (seen.length === 3) break;
+        }
+        assert.deepEqual(seen, ['m1', 'm2', 'm3']);
+        await back.end();
+      } finally {
+        await broker.stop();
+      }
+    });
+
+    if (version === 5) {
+      test('5.0 properties reach the other side; assigned client id; topic aliases accepted', async (t) => {
+        const binary = requireProgram(t, 'mosquitto');
+        if (!binary) return;
+        const broker = await Mosquitto.start(binary);
+        try {
+          const sub = await connect({ url: broker.url });
+          assert.ok(sub.clientId.length > 0, 'the server assigned a client id');
+          const stream = (await sub.subscribe('props/#', { qos: 1 })).messages();
+          const pub = await connect({ url: broker.url });
+          const properties = {
+            contentType: 'application/json',
+            responseTopic: 'reply/here',
+            correlationData: new Uint8Array([1, 2, 3]),
+            userProperties: [['vin', 'WVW123'] as [string, string]],
+            messageExpiryInterval: 60,
+          };
+          for (let i = 0; i < 3; i++) await pub.publish('props/a', `{"i":${i}}`, { qos: 1, properties });
+          for (let i = 0; i < 3; i++) {
+            const m = (await stream.next()).value as Message;
+            assert.equal(m.properties?.contentType, 'application/json');
+            assert.equal(m.properties?.responseTopic, 'reply/here');
+            assert.deepEqual([...(m.properties?.correlationData ?? [])], [1, 2, 3]);
+            assert.deepEqual(m.properties?.userProperties, [['vin', 'WVW123']]);
+            assert.equal(text(m.payload), `{"i":${i}}`);
+          }
+          await pub.end();
+          await sub.end();
+        } finally {
+          await broker.stop();
+        }
+      });
+    }
+  });
+}
+
+for (const qos of [1, 2] as const) {
+  test(`mosquitto stopped and restarted mid-stream (persistence on): QoS ${qos} nothing lost${qos === 2 ? ', nothing doubled' : ''}`, async (t) => {
+    const binary = requireProgram(t, 'mosquitto');
+    if (!binary) return;
+    const broker = await Mosquitto.start(binary, { persistence: true });
+    const total = 400;
+    try {
+      const sub = await connect({
+        url: broker.url,
+        clientId: `restart-sub-${qos}`,
+        clean: false,
+        reconnect: fast,
+        keepalive: 5,
+      });
+      await sub.subscribe('restart/#', { qos });
+      const received: string[] = [];
+      sub.on('message', (m) => received.push(text(m.payload)));
+      const pub = await connect({
+        url: broker.url,
+        clientId: `restart-pub-${qos}`,
+        clean: false,
+        reconnect: fast,
+        keepalive: 5,
+        maxInflight: 10,
+      });
+      const results = Array.from({ length: total }, (_, i) => pub.publish('restart/s', `m${i}`, { qos }));
+      await until(() => received.length >= 50, 10_000, 'the stream to start');
+      const atStop = received.length;
+      await broker.kill('SIGTERM'); // Mosquitto writes its persistence file on the way down
+      await new Promise((r) => setTimeout(r, 200));
+      await broker.run();
+      await Promise.all(results);
+      await until(
+        () => new Set(received).size === total,
+        20_000,
+        `all ${total} messages (have ${new Set(received).size})`,
+      );
+      assert.ok(atStop < total, 'the broker went down in the middle of the stream');
+      if (qos === 2) assert.equal(received.length, total, 'QoS 2: nothing doubled');
+      await pub.end();
+      await sub.end();
+    } finally {
+      await broker.stop();
+    }
+  });
+}
+
+for (const qos of [1, 2] as const) {
+  test(`client process killed with SIGKILL and restarted on the same file store: QoS ${qos}`, async (t) => {
+    const binary = requireProgram(t, 'mosquitto');
+    if (!binary) return;
+    const broker = await Mosquitto.start(binary);
+    const dir = mkdtempSync(join(tmpdir(), 'otalink-kill9-'));
+    const total = 1500;
+    const fixture = new URL('../../packages/mqtt/test/client/fixtures/store-publisher.ts', import.meta.url).pathname;
+    const run = (count: number) =>
+      spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          fixture,
+          broker.url,
+          join(dir, 'store.log'),
+          `kill9-${qos}`,
+          String(count),
+          String(qos),
+          '5',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+    try {
+      const sub = await connect({ url: broker.url, clientId: `kill9-sub-${qos}`, clean: false, reconnect: fast });
+      await sub.subscribe('kill9/#', { qos });
+      const received: string[] = [];
+      sub.on('message', (m) => received.push(text(m.payload)));
+      const first = run(total);
+      let out = '';
+      first.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      let err = '';
+      first.stderr?.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      await until(() => out.includes('stored') && received.length >= 100, 30_000, `the child to stream (${err})`);
+      const exited = new Promise((r) => first.once('exit', r));
+      first.kill('SIGKILL');
+      await exited;
+      const atKill = new Set(received).size;
+      assert.ok(atKill < total, 'killed in the middle of the stream');
+      const second = run(0);
+      let out2 = '';
+      second.stdout?.on('data', (d: Buffer) => {
+        out2 += d.toString();
+      });
+      const code = await new Promise<number | null>((r) => second.once('exit', r));
+      assert.equal(code, 0, out2);
+      assert.match(out2, /drained/);
+      await until(() => new Set(received).size === total, 15_000, `all ${total} (have ${new Set(received).size})`);
+      if (qos === 2) assert.equal(received.length, total, 'QoS 2: nothing doubled');
+      await sub.end();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await broker.stop();
+    }
+  });
+}
