@@ -124,7 +124,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
           new Promise<void>((resolve) => {
             if (connection.state === 'closed') return resolve();
             connection.socket.once('close', () => resolve());
-            connection.close(0x8b);
+            connection.close(0x8b, 'server shutting down');
           }),
       );
       await Promise.all([...closing, ...gone]);

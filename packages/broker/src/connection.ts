@@ -36,6 +36,12 @@ export interface AuthExchange {
   reauth: boolean;
 }
 
+/** The DISCONNECT reason string for an error: its message, kept short (it must fit the client's packet size). */
+function reasonText(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  return error.message.length > 120 ? `${error.message.slice(0, 117)}...` : error.message;
+}
+
 /** A protocol rule broken by the peer: close with this 5.0 reason code. */
 export function violation(reasonCode: number, message: string): MqttError {
   return new MqttError('MQTT_ERR_PROTOCOL_ERROR', message, { reasonCode });
@@ -165,7 +171,7 @@ export class Connection implements Outlet, Timed {
       { code: logCode, clientId: this.identity.clientId, reason: (error as Error).message },
       'closing a connection that sent a bad packet',
     );
-    this.close(reasonCode);
+    this.close(reasonCode, reasonText(error));
   }
 
   #handlerFailed(error: unknown): void {
@@ -176,7 +182,7 @@ export class Connection implements Outlet, Timed {
         { code: 'BROKER_ERR_PROTOCOL_ERROR', clientId: this.identity.clientId, reason: error.message },
         'closing a connection that broke the protocol',
       );
-      this.close(error.reasonCode);
+      this.close(error.reasonCode, reasonText(error));
       return;
     }
     this.core.logger.error({ err: error, clientId: this.identity.clientId }, 'packet handler failed');
@@ -226,7 +232,7 @@ export class Connection implements Outlet, Timed {
         'keepalive timeout',
       );
       this.#closeReason = 'keepalive timeout';
-      this.close(0x8d);
+      this.close(0x8d, 'keepalive timeout');
     } else {
       this.core.logger.info(
         { code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.transport.remoteAddress },
@@ -357,11 +363,9 @@ export class Connection implements Outlet, Timed {
   close(reasonCode?: number, reasonString?: string): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     if (reasonCode !== undefined && this.protocolVersion === 5 && this.connected) {
-      this.send({
-        type: 'disconnect',
-        reasonCode,
-        properties: reasonString === undefined ? undefined : { reasonString },
-      });
+      // The reason string is optional: leave it out rather than exceed the client's Maximum Packet Size.
+      const fits = reasonString !== undefined && 8 + reasonString.length * 3 <= this.clientMaximumPacketSize;
+      this.send({ type: 'disconnect', reasonCode, properties: fits ? { reasonString } : undefined });
     }
     if (reasonCode !== undefined && reasonCode !== 0 && this.#closeReason === 'connection lost') {
       this.#closeReason = `server disconnected (0x${reasonCode.toString(16)})`;

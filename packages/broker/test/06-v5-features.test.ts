@@ -105,10 +105,14 @@ describe('06 MQTT 5.0 features', () => {
       dup: false,
       properties: { topicAlias: 6 },
     });
+    const closing = await pub.expectClose();
     assert.deepEqual(
-      (await pub.expectClose()).map((p) => p.type === 'disconnect' && p.reasonCode),
+      closing.map((p) => p.type === 'disconnect' && p.reasonCode),
       [0x94],
     );
+    // The reason string says why.
+    const reason = closing[0]?.type === 'disconnect' ? closing[0].properties?.reasonString : undefined;
+    assert.match(reason ?? '', /topic alias 6/);
     const pub2 = await connected(b.port, { version, clientId: id('alias-unknown') });
     pub2.send({
       type: 'publish',
