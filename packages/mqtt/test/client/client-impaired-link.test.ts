@@ -1,0 +1,86 @@
+// The client behind a proxy that drops, stalls or half-opens the link: keepalive notices a silent line, the
+// client reconnects, and nothing published meanwhile is lost.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { connect } from '../../src/client/index.js';
+import { FakeBroker } from './fake-broker.js';
+import { ImpairingProxy } from './proxy.js';
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function setup() {
+  const broker = await FakeBroker.start();
+  const proxy = await ImpairingProxy.start(broker.port);
+  const client = await connect({
+    url: proxy.url,
+    clientId: 'impaired',
+    clean: false,
+    keepalive: 1,
+    pingTimeoutMs: 400,
+    reconnect: { initialDelayMs: 20, maxDelayMs: 100 },
+    connectTimeoutMs: 1000,
+  });
+  const reasons: string[] = [];
+  client.on('offline', (e) => reasons.push((e as { code?: string }).code ?? e.message));
+  return {
+    broker,
+    proxy,
+    client,
+    reasons,
+    async close() {
+      await client.end({ force: true });
+      await proxy.close();
+      await broker.close();
+    },
+  };
+}
+
+describe('impaired link', () => {
+  for (const mode of ['stall', 'half-open'] as const) {
+    test(`${mode}: keepalive detects the silent line; messages sent into it arrive after reconnect`, async () => {
+      const s = await setup();
+      try {
+        s.proxy.mode = mode;
+        const sent = [s.client.publish('l', 'a', { qos: 1 }), s.client.publish('l', 'b', { qos: 2 })];
+        const offline = new Promise<void>((resolve) => s.client.once('offline', () => resolve()));
+        await offline;
+        assert.deepEqual(s.reasons, ['MQTT_ERR_KEEPALIVE_TIMEOUT']);
+        s.proxy.mode = 'pass';
+        await Promise.all(sent);
+        assert.ok(s.proxy.connections >= 2);
+        assert.deepEqual(new Set(s.broker.delivered.map((p) => text(p.payload))), new Set(['a', 'b']));
+        assert.equal(s.broker.delivered.filter((p) => p.qos === 2).length, 1, 'QoS 2 delivered once');
+      } finally {
+        await s.close();
+      }
+    });
+  }
+
+  test('drop: the client sees the close at once and reconnects', async () => {
+    const s = await setup();
+    try {
+      const back = new Promise<void>((resolve) => s.client.once('connected', () => resolve()));
+      s.proxy.drop();
+      await back;
+      assert.deepEqual(s.reasons, ['MQTT_ERR_CONNECTION_CLOSED']);
+      await s.client.publish('l', 'after', { qos: 1 });
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('no PINGREQ while the line is busy', async () => {
+    const s = await setup();
+    try {
+      const deadline = Date.now() + 2500;
+      while (Date.now() < deadline) {
+        await s.client.publish('busy', 'x', { qos: 0 });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const pings = s.broker.connections.flatMap((c) => c.received).filter((p) => p.type === 'pingreq');
+      assert.equal(pings.length, 0);
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -1,0 +1,185 @@
+// One client suite per transport: mqtts:// (TLS with CA, servername, client certificates), ws:// and the
+// in-memory pair. Each front end relays bytes to the same fake broker over TCP.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { createServer as createTlsServer } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { type ClientOptions, connect, memoryTransport } from '../../src/client/index.js';
+import { FakeBroker } from './fake-broker.js';
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function roundTrip(options: ClientOptions, broker: FakeBroker): Promise<void> {
+  const client = await connect({ reconnect: false, connectTimeoutMs: 5000, ...options });
+  try {
+    assert.equal((await client.publish('t/x', 'over the wire', { qos: 1 })).reasonCode, 0);
+    const sub = await client.subscribe('in/#', { qos: 1 });
+    const stream = sub.messages();
+    broker.latest!.send({
+      type: 'publish',
+      topic: 'in/1',
+      payload: new TextEncoder().encode('back'),
+      qos: 1,
+      retain: false,
+      dup: false,
+      packetId: 9,
+    });
+    assert.equal(text(((await stream.next()).value as { payload: Uint8Array }).payload), 'back');
+    assert.equal(text(broker.publishes.at(-1)!.payload), 'over the wire');
+  } finally {
+    await client.end();
+  }
+}
+
+function openssl(t: { skip(msg: string): void }): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    t.skip('openssl not installed');
+    return false;
+  }
+}
+
+describe('transports', () => {
+  test('mqtts:// with CA, servername and a client certificate; wrong CA is refused', async (t) => {
+    if (!openssl(t)) return;
+    const dir = mkdtempSync(join(tmpdir(), 'otalink-tls-'));
+    const broker = await FakeBroker.start();
+    const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    try {
+      run(
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        'ca.key',
+        '-out',
+        'ca.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=test-ca',
+      );
+      for (const name of ['server', 'client']) {
+        run(
+          'req',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          `${name}.key`,
+          '-out',
+          `${name}.csr`,
+          '-subj',
+          `/CN=${name === 'server' ? 'broker.test' : 'tcu-1'}`,
+        );
+        const ext = join(dir, `${name}.ext`);
+        execFileSync('sh', ['-c', `echo "subjectAltName=DNS:broker.test" > ${ext}`]);
+        run(
+          'x509',
+          '-req',
+          '-in',
+          `${name}.csr`,
+          '-CA',
+          'ca.pem',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-out',
+          `${name}.pem`,
+          '-days',
+          '1',
+          '-extfile',
+          ext,
+        );
+      }
+      const file = (n: string) => readFileSync(join(dir, n));
+      let clientCn = '';
+      const server = createTlsServer(
+        { key: file('server.key'), cert: file('server.pem'), ca: file('ca.pem'), requestCert: true },
+        (socket) => {
+          clientCn = String(socket.getPeerCertificate().subject?.CN ?? '');
+          const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
+          socket.pipe(upstream).pipe(socket);
+          socket.on('error', () => upstream.destroy());
+          upstream.on('error', () => socket.destroy());
+        },
+      );
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const { port } = server.address() as { port: number };
+      try {
+        await roundTrip(
+          {
+            url: `mqtts://127.0.0.1:${port}`,
+            tls: { ca: file('ca.pem'), cert: file('client.pem'), key: file('client.key'), servername: 'broker.test' },
+          },
+          broker,
+        );
+        assert.equal(clientCn, 'tcu-1');
+        await assert.rejects(
+          connect({ url: `mqtts://127.0.0.1:${port}`, reconnect: false, tls: { servername: 'broker.test' } }),
+          /self[- ]signed|unable to verify|certificate/i,
+        );
+      } finally {
+        server.close();
+      }
+    } finally {
+      await broker.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('ws:// with the mqtt subprotocol', async () => {
+    const broker = await FakeBroker.start();
+    const protocols: string[] = [];
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    wss.on('connection', (ws, req) => {
+      protocols.push(String(req.headers['sec-websocket-protocol']));
+      const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
+      ws.on('message', (data: Buffer) => upstream.write(data));
+      upstream.on('data', (d) => ws.send(d));
+      ws.on('close', () => upstream.destroy());
+      upstream.on('close', () => ws.close());
+      upstream.on('error', () => ws.close());
+    });
+    await once(wss, 'listening');
+    const { port } = wss.address() as { port: number };
+    try {
+      await roundTrip({ url: `ws://127.0.0.1:${port}/mqtt` }, broker);
+      assert.deepEqual(protocols, ['mqtt']);
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await broker.close();
+    }
+  });
+
+  test('in-memory pair', async () => {
+    const broker = await FakeBroker.start();
+    const relays: Array<import('node:net').Socket> = [];
+    const transport = memoryTransport((conn) => {
+      const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
+      relays.push(upstream);
+      conn.onData((d) => upstream.write(d));
+      upstream.on('data', (d) => conn.write(d));
+      conn.onClose(() => upstream.destroy());
+      upstream.on('close', () => conn.end());
+    });
+    try {
+      await roundTrip({ url: 'mqtt://in-memory', transport }, broker);
+    } finally {
+      for (const r of relays) r.destroy();
+      await broker.close();
+    }
+  });
+});
