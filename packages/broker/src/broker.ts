@@ -7,6 +7,7 @@ import { Connection, type TransportInfo } from './connection.js';
 import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
 import { BrokerError } from './errors.js';
 import { type ListenerHandle, startListener } from './listeners/index.js';
+import { type MetricsServer, startMetricsServer } from './metrics/index.js';
 import { type BrokerOptions, defaultLimits, type ListenerProtocol } from './options.js';
 import { type BrokerStats, createStats } from './stats.js';
 import { publishSys } from './sys.js';
@@ -33,6 +34,8 @@ export interface Broker {
   readonly events: EventEmitter<BrokerEvents>;
   /** Ids of the connected clients. */
   clients(): string[];
+  /** Where Prometheus /metrics is served, when `options.metrics` asked for it. */
+  metricsAddress(): { host: string; port: number } | undefined;
 }
 
 /** Sockets beyond the connection limit still waiting for a CONNECT to refuse; past this many they are cut at once. */
@@ -61,6 +64,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
   const listenerOptions = options.listeners ?? [{ protocol: 'mqtt', port: 1883 }];
   const handles: ListenerHandle[] = [];
   let sysTimer: NodeJS.Timeout | undefined;
+  let metricsServer: MetricsServer | undefined;
   let refusing = 0;
   let state: 'new' | 'listening' | 'closed' = 'new';
 
@@ -94,6 +98,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       state = 'listening';
       try {
         for (const listener of listenerOptions) handles.push(await startListener(listener, onStream));
+        if (options.metrics !== undefined) metricsServer = await startMetricsServer(options.metrics, () => stats);
       } catch (error) {
         await Promise.all(handles.map((h) => h.close()));
         handles.length = 0;
@@ -119,6 +124,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       if (sysTimer !== undefined) clearInterval(sysTimer);
       core.ticker.stop();
       const closing = handles.map((h) => h.close());
+      if (metricsServer !== undefined) closing.push(metricsServer.close());
       const gone = [...core.connections].map(
         (connection) =>
           new Promise<void>((resolve) => {
@@ -153,6 +159,10 @@ export function createBroker(options: BrokerOptions = {}): Broker {
 
     clients() {
       return [...core.clients.keys()];
+    },
+
+    metricsAddress() {
+      return metricsServer === undefined ? undefined : { host: metricsServer.host, port: metricsServer.port };
     },
   };
   return broker;
