@@ -2,6 +2,8 @@
 import { broker } from './broker.js';
 import type { Command } from './command.js';
 import { passwd } from './passwd.js';
+import { pub } from './pub.js';
+import { sub } from './sub.js';
 import { up } from './up.js';
 
 export type { Command } from './command.js';
@@ -10,4 +12,6 @@ export const commands: Record<string, Command> = {
   up,
   broker,
   passwd,
+  pub,
+  sub,
 };
