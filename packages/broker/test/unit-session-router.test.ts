@@ -1,0 +1,230 @@
+// The pure layers without sockets: Session (window, queue, drop policies, expiry, resume), Router (merging,
+// no local, shared round-robin, retained matching) and DeadlineTicker, driven with fake outlets and clocks.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DeadlineTicker } from '../src/keepalive.js';
+import type { Delivery, Message } from '../src/message.js';
+import { Router } from '../src/router.js';
+import { newSessionState, type Outlet, Session, type SubscriptionEntry } from '../src/session.js';
+import { createStats } from '../src/stats.js';
+
+function message(topic: string, qos: 0 | 1 | 2 = 1, extra: Partial<Message> = {}): Message {
+  return {
+    topic,
+    payload: new Uint8Array([1]),
+    qos,
+    retain: false,
+    properties: undefined,
+    expiresAt: 0,
+    origin: undefined,
+    ...extra,
+  };
+}
+
+function delivery(m: Message): Delivery {
+  return { message: m, qos: m.qos, retain: false, subscriptionIds: undefined };
+}
+
+class FakeOutlet implements Outlet {
+  readonly protocolVersion = 5 as const;
+  sent: Array<{ topic: string; packetId: number; dup: boolean }> = [];
+  pubrels: number[] = [];
+  stuck = false;
+  maxTopicLength = Number.POSITIVE_INFINITY;
+  constructor(readonly sendWindow: number) {}
+  congested(): boolean {
+    return this.stuck;
+  }
+  sendPublish(d: Delivery, _t: unknown, packetId: number, dup: boolean): boolean {
+    if (d.message.topic.length > this.maxTopicLength) return false;
+    this.sent.push({ topic: d.message.topic, packetId, dup });
+    return true;
+  }
+  sendPubrel(packetId: number): void {
+    this.pubrels.push(packetId);
+  }
+}
+
+const entry = (filter: string, extra: Partial<SubscriptionEntry> = {}): SubscriptionEntry => ({
+  filter,
+  qos: 2,
+  noLocal: false,
+  retainAsPublished: false,
+  retainHandling: 0,
+  subscriptionId: undefined,
+  ...extra,
+});
+
+describe('Session', () => {
+  test('honours the send window and drains the queue as acknowledgements arrive', () => {
+    const stats = createStats(0);
+    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const outlet = new FakeOutlet(2);
+    s.outlet = outlet;
+    for (const t of ['a', 'b', 'c', 'd']) s.offer(delivery(message(t)), undefined, 0);
+    assert.deepEqual(
+      outlet.sent.map((x) => x.topic),
+      ['a', 'b'],
+    );
+    assert.equal(stats.queuedCurrent, 2);
+    assert.equal(s.complete(outlet.sent[0]!.packetId, 0), true);
+    assert.deepEqual(
+      outlet.sent.map((x) => x.topic),
+      ['a', 'b', 'c'],
+    );
+    assert.equal(s.complete(999, 0), false);
+    assert.equal(stats.queuedCurrent, 1);
+  });
+
+  test('QoS 0 is dropped (and counted) for a congested outlet and never queued offline', () => {
+    const stats = createStats(0);
+    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    s.offer(delivery(message('offline', 0)), undefined, 0);
+    assert.equal(s.state.queue.length, 0);
+    const outlet = new FakeOutlet(5);
+    outlet.stuck = true;
+    s.outlet = outlet;
+    s.offer(delivery(message('stuck', 0)), undefined, 0);
+    assert.equal(stats.droppedSlowSubscriber, 1);
+    assert.equal(outlet.sent.length, 0);
+  });
+
+  for (const policy of ['oldest', 'newest'] as const) {
+    test(`a full queue drops the ${policy} message`, () => {
+      const stats = createStats(0);
+      const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: policy });
+      for (const t of ['1', '2', '3']) s.offer(delivery(message(t)), undefined, 0);
+      assert.equal(stats.droppedQueueFull, 1);
+      assert.deepEqual(
+        s.state.queue.map((d) => d.message.topic),
+        policy === 'oldest' ? ['2', '3'] : ['1', '2'],
+      );
+    });
+  }
+
+  test('expired messages are dropped when they would be sent, and first when the queue is full', () => {
+    const stats = createStats(0);
+    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: 'newest' });
+    s.offer(delivery(message('old', 1, { expiresAt: 1000 })), undefined, 0);
+    s.offer(delivery(message('keep')), undefined, 0);
+    s.offer(delivery(message('new')), undefined, 2000);
+    assert.equal(stats.droppedExpired, 1);
+    assert.equal(stats.droppedQueueFull, 0);
+    const outlet = new FakeOutlet(10);
+    s.resume(outlet, 2000);
+    assert.deepEqual(
+      outlet.sent.map((x) => x.topic),
+      ['keep', 'new'],
+    );
+  });
+
+  test('resume resends in-flight PUBLISH with DUP and PUBREL for released ones', () => {
+    const s = new Session(newSessionState('c', 60), createStats(0), {
+      maxQueuedMessages: 10,
+      queueDropPolicy: 'oldest',
+    });
+    const first = new FakeOutlet(10);
+    s.outlet = first;
+    s.offer(delivery(message('q1', 1)), undefined, 0);
+    s.offer(delivery(message('q2', 2)), undefined, 0);
+    const [a, b] = first.sent;
+    assert.equal(s.released(b!.packetId), true);
+    s.outlet = undefined;
+    const second = new FakeOutlet(10);
+    s.resume(second, 0);
+    assert.deepEqual(second.sent, [{ topic: 'q1', packetId: a!.packetId, dup: true }]);
+    assert.deepEqual(second.pubrels, [b!.packetId]);
+  });
+
+  test('a message the outlet cannot take (too large) does not occupy the window', () => {
+    const s = new Session(newSessionState('c', 60), createStats(0), {
+      maxQueuedMessages: 10,
+      queueDropPolicy: 'oldest',
+    });
+    const outlet = new FakeOutlet(1);
+    outlet.maxTopicLength = 3;
+    s.outlet = outlet;
+    s.offer(delivery(message('too-long')), undefined, 0);
+    s.offer(delivery(message('ok')), undefined, 0);
+    assert.deepEqual(
+      outlet.sent.map((x) => x.topic),
+      ['ok'],
+    );
+  });
+});
+
+describe('Router', () => {
+  const session = (id: string, online = true) => {
+    const s = new Session(newSessionState(id, 0), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    if (online) s.outlet = new FakeOutlet(10);
+    return s;
+  };
+
+  test('merges overlapping subscriptions of one session and honours no local', () => {
+    const router = new Router();
+    const a = session('a');
+    router.subscribe(a, entry('x/+', { qos: 0, subscriptionId: 1 }));
+    router.subscribe(a, entry('x/#', { qos: 1, subscriptionId: 2 }));
+    const b = session('b');
+    router.subscribe(b, entry('x/y', { noLocal: true }));
+    const got: Array<[string, Delivery]> = [];
+    const n = router.route(message('x/y', 2, { origin: 'b' }), (s, d) => got.push([s.clientId, d]));
+    assert.equal(n, 1);
+    assert.equal(got[0]![0], 'a');
+    assert.equal(got[0]![1].qos, 1);
+    assert.deepEqual([...(got[0]![1].subscriptionIds ?? [])].sort(), [1, 2]);
+  });
+
+  test('shared groups pick members round-robin, skipping offline ones while any is online', () => {
+    const router = new Router();
+    const members = [session('m1'), session('m2', false), session('m3')];
+    for (const m of members) router.subscribe(m, entry('$share/g/jobs/#'));
+    const picked: string[] = [];
+    for (let i = 0; i < 4; i++) router.route(message('jobs/1'), (s) => picked.push(s.clientId));
+    assert.deepEqual(picked, ['m1', 'm3', 'm1', 'm3']);
+    assert.equal(router.subscriptionCount, 3);
+    for (const m of members) router.unsubscribe(m, '$share/g/jobs/#');
+    assert.equal(
+      router.route(message('jobs/1'), () => {}),
+      0,
+    );
+    assert.equal(router.subscriptionCount, 0);
+  });
+
+  test('retained messages: stored, cleared by an empty payload, matched by wildcards, dropped when expired', () => {
+    const router = new Router();
+    router.retain(message('r/a', 1, { retain: true }));
+    router.retain(message('r/b', 1, { retain: true, expiresAt: 1000 }));
+    router.retain(message('$SYS/x', 0, { retain: true }));
+    assert.deepEqual(
+      router.retainedMatching('r/+', 0).map((m) => m.topic),
+      ['r/a', 'r/b'],
+    );
+    assert.deepEqual(
+      router.retainedMatching('#', 2000).map((m) => m.topic),
+      ['r/a'],
+    );
+    assert.equal(router.retained.has('r/b'), false);
+    router.retain(message('r/a', 1, { retain: true, payload: new Uint8Array(0) }));
+    assert.deepEqual(router.retainedMatching('r/a', 0), []);
+  });
+});
+
+describe('DeadlineTicker', () => {
+  test('expires due items once, on a fake clock', () => {
+    const ticker = new DeadlineTicker(1000);
+    const fired: string[] = [];
+    const item = (name: string, deadline: number) => ({ deadline, expire: () => fired.push(name) });
+    ticker.add(item('early', 100));
+    ticker.add(item('late', 500));
+    ticker.add(item('never', 0));
+    ticker.tick(99);
+    assert.deepEqual(fired, []);
+    ticker.tick(100);
+    ticker.tick(200);
+    assert.deepEqual(fired, ['early']);
+    ticker.tick(1000);
+    assert.deepEqual(fired, ['early', 'late']);
+    assert.equal(ticker.size, 1);
+  });
+});
