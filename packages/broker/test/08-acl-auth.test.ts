@@ -145,3 +145,29 @@ for (const version of [4, 5] as const) {
     });
   });
 }
+
+describe('08 a failing authenticate hook', () => {
+  for (const mode of ['throws', 'rejects'] as const) {
+    test(`a hook that ${mode} refuses the CONNECT (0x80 / 0x03) and the broker keeps serving`, async () => {
+      const b = await startBroker({
+        allowAnonymous: false,
+        authenticate: (request) => {
+          if (request.username === 'ok') return { ok: true };
+          if (mode === 'throws') throw new Error('database down');
+          return Promise.reject(new Error('database down'));
+        },
+      });
+      try {
+        for (const version of [4, 5] as const) {
+          const { client, connack } = await connectClient(b.port, { version, clientId: 'x', username: 'u' });
+          assert.equal(connack.reasonCode, version === 5 ? 0x80 : 0x03);
+          await client.expectClose();
+        }
+        const ok = await connected(b.port, { version: 5, clientId: 'y', username: 'ok' });
+        ok.end();
+      } finally {
+        await b.close();
+      }
+    });
+  }
+});

@@ -33,10 +33,16 @@ export function handleAuth(connection: Connection, packet: AuthPacket): Promise<
 export async function authStep(connection: Connection, data: Uint8Array | undefined): Promise<void> {
   const exchange = connection.auth!;
   const method = connection.authMethod!;
-  const result = await exchange.authenticator.step(
-    { clientId: connection.identity.clientId, username: connection.identity.username, step: exchange.step++ },
-    data,
-  );
+  let result: Awaited<ReturnType<typeof exchange.authenticator.step>>;
+  try {
+    result = await exchange.authenticator.step(
+      { clientId: connection.identity.clientId, username: connection.identity.username, step: exchange.step++ },
+      data,
+    );
+  } catch (error) {
+    connection.core.logger.error({ err: error, clientId: connection.identity.clientId }, 'enhanced auth failed');
+    result = { result: 'fail', reasonCode: 0x80 };
+  }
   if (connection.state === 'closing' || connection.state === 'closed') return;
   if (result.result === 'continue') {
     connection.send({

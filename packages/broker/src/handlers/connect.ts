@@ -70,10 +70,23 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     pendingConnects.set(connection, pending);
     return authStep(connection, properties?.authenticationData);
   }
-  const result = authenticate(connection, packet);
+  let result: AuthenticationResult | Promise<AuthenticationResult>;
+  try {
+    result = authenticate(connection, packet);
+  } catch (error) {
+    core.logger.error({ err: error, clientId }, 'authenticate hook failed');
+    refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
+    return undefined;
+  }
   if (result instanceof Promise) {
     connection.state = 'authenticating';
-    return result.then((settled) => authenticated(connection, pending, settled));
+    return result.then(
+      (settled) => authenticated(connection, pending, settled),
+      (error: unknown) => {
+        connection.core.logger.error({ err: error, clientId }, 'authenticate hook failed');
+        refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
+      },
+    );
   }
   authenticated(connection, pending, result);
   return undefined;
