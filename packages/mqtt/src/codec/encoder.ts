@@ -18,7 +18,7 @@ import type {
 } from './packets.js';
 import { type PropertyContext, propertiesLength, writeProperties, writeString } from './properties.js';
 import { allowedReasonCodes, allowedSubackCodes311 } from './reason-codes.js';
-import { topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
+import { allocatePacket, topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
 import { VARINT_MAX, varintLength, writeVarint } from './varint.js';
 
 // Results of the last measure(): read by the write step that immediately follows (single-threaded, no re-entry).
@@ -188,8 +188,11 @@ function writePublish(packet: PublishPacket, v5: boolean, buf: Uint8Array, o: nu
     else o = writeProperties(buf, o, packet.properties, propsBytes);
   }
   const payload = packet.payload;
-  if (payload.length > 0) buf.set(payload, o);
-  return o + payload.length;
+  const n = payload.length;
+  // TypedArray.set has a fixed cost that dominates for small payloads; a loop is cheaper below ~64 bytes.
+  if (n < 64) for (let i = 0; i < n; i++) buf[o + i] = payload[i]!;
+  else buf.set(payload, o);
+  return o + n;
 }
 
 function measureConnect(packet: ConnectPacket, v5: boolean): number {
@@ -431,11 +434,11 @@ function tooSmall(size: number, offset: number): MqttError {
 /** Encodes `packet` into a new buffer of exactly its size. */
 export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
   if (packet.type === 'publish') {
-    const out = new Uint8Array(measurePublish(packet, version === 5));
+    const out = allocatePacket(measurePublish(packet, version === 5));
     writePublish(packet, version === 5, out, 0);
     return out;
   }
-  const buf = new Uint8Array(measure(packet, version));
+  const buf = allocatePacket(measure(packet, version));
   write(packet, version === 5, buf, 0);
   return buf;
 }

@@ -59,6 +59,11 @@ function loneSurrogate(): MqttError {
 /** Writes `s` (whose UTF-8 length the caller computed) at `offset`; returns the offset after it. */
 export function writeUtf8(buf: Uint8Array, offset: number, s: string, byteLength: number): number {
   if (byteLength === s.length) {
+    // Equal lengths mean every code unit is ASCII, so Latin-1 bytes are the UTF-8 bytes.
+    if (NodeBuffer !== undefined && buf instanceof NodeBuffer) {
+      (buf as Latin1Sliceable).latin1Write!(s, offset, byteLength);
+      return offset + byteLength;
+    }
     for (let i = 0; i < byteLength; i++) buf[offset + i] = s.charCodeAt(i);
     return offset + byteLength;
   }
@@ -86,13 +91,27 @@ export function readUtf8(buf: Uint8Array, offset: number, len: number): string {
   return readNonAscii(buf, offset, end);
 }
 
-/** Node's Buffer, seen without importing it: its native Latin-1 slice builds a string without a view object. */
+/** Node's Buffer, seen without importing it: native Latin-1 slice and write, without a view object per call. */
 interface Latin1Sliceable extends Uint8Array {
   latin1Slice?: (start: number, end: number) => string;
+  latin1Write?: (s: string, offset: number, length: number) => number;
 }
 
-// Found through globalThis, so browsers (no Buffer) load this module and simply skip the fast path.
-const NodeBuffer = (globalThis as unknown as { Buffer?: new () => Latin1Sliceable }).Buffer;
+// Found through globalThis, so browsers (no Buffer) load this module and simply skip the fast paths.
+const NodeBuffer = (globalThis as unknown as { Buffer?: (new () => Latin1Sliceable) & NodeBufferStatics }).Buffer;
+
+interface NodeBufferStatics {
+  allocUnsafe(size: number): Uint8Array;
+}
+
+/**
+ * A buffer for one encoded packet. On Node, Buffer.allocUnsafe: a slice of Node's shared pool, so a small packet
+ * costs no allocation of its own (every byte of it is written by the encoder, so nothing stale is visible through
+ * it; its `.buffer` is the pool, as with any pooled Buffer). Elsewhere a plain Uint8Array.
+ */
+export function allocatePacket(size: number): Uint8Array {
+  return NodeBuffer === undefined ? new Uint8Array(size) : NodeBuffer.allocUnsafe(size);
+}
 
 // Anything that needs the full UTF-8 decode or a topic name error: U+0000, the wildcards, any byte from 0x80.
 const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
