@@ -111,6 +111,11 @@ async function main(): Promise<void> {
   );
   const table = formatTable(['scenario', ...options.brokers, 'aim'], tableRows(options, cells));
   process.stdout.write(`${table}\n`);
+  process.stdout.write(
+    '\n≥: the generators could not offer more (CPU) while the broker still delivered all it was sent.\n' +
+      '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
+      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n',
+  );
   if (options.json !== undefined) {
     writeFileSync(options.json, `${JSON.stringify({ header, versions, machine, options, cells, details }, null, 2)}\n`);
     process.stdout.write(`\nJSON written to ${options.json}\n`);
