@@ -1,7 +1,8 @@
 // Who gets a message: the subscription trie (exact-topic fast path), shared subscription groups served round-robin,
 // and the retained message store.
-import { parseSharedSubscription, type QoS, SubscriptionTrie, topicMatches } from '@otalink/mqtt';
-import { type Delivery, isExpired, type Message } from './message.js';
+import { parseSharedSubscription, type QoS, SubscriptionTrie } from '@otalink/mqtt';
+import type { Delivery, Message } from './message.js';
+import { RetainedStore } from './retained.js';
 import type { Session, SubscriptionEntry } from './session.js';
 
 /** Members of one `$share/{group}/{filter}`; each message goes to one of them. */
@@ -33,7 +34,7 @@ type Key = Session | SharedGroup;
 export class Router {
   readonly #trie = new SubscriptionTrie<Key, SubscriptionEntry | undefined>();
   readonly #groups = new Map<string, SharedGroup>();
-  readonly retained = new Map<string, Message>();
+  readonly retained = new RetainedStore();
 
   /** Adds or replaces a subscription; returns whether it is new (for retain handling 1). */
   subscribe(session: Session, entry: SubscriptionEntry): boolean {
@@ -101,27 +102,12 @@ export class Router {
   /** Stores or (empty payload) clears the retained message for its topic. */
   retain(message: Message): void {
     if (message.payload.length === 0) this.retained.delete(message.topic);
-    else this.retained.set(message.topic, message);
+    else this.retained.set(message);
   }
 
   /** Retained messages matching `filter` (not $share), dropping expired ones as it goes. */
   retainedMatching(filter: string, now: number): Message[] {
-    const out: Message[] = [];
-    const exact = !filter.includes('+') && !filter.includes('#');
-    if (exact) {
-      const message = this.retained.get(filter);
-      if (message !== undefined) {
-        if (isExpired(message, now)) this.retained.delete(filter);
-        else out.push(message);
-      }
-      return out;
-    }
-    for (const [topic, message] of this.retained) {
-      if (!topicMatches(filter, topic)) continue;
-      if (isExpired(message, now)) this.retained.delete(topic);
-      else out.push(message);
-    }
-    return out;
+    return this.retained.match(filter, now);
   }
 
   get subscriptionCount(): number {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DeadlineTicker } from '../src/keepalive.js';
 import type { Delivery, Message } from '../src/message.js';
+import { RetainedStore } from '../src/retained.js';
 import { Router } from '../src/router.js';
 import { newSessionState, type Outlet, Session, type SubscriptionEntry } from '../src/session.js';
 import { createStats } from '../src/stats.js';
@@ -226,5 +227,31 @@ describe('DeadlineTicker', () => {
     ticker.tick(1000);
     assert.deepEqual(fired, ['early', 'late']);
     assert.equal(ticker.size, 1);
+  });
+});
+
+describe('RetainedStore', () => {
+  const topics = (messages: Message[]) => messages.map((m) => m.topic).sort();
+
+  test('wildcard filters walk the level index with MQTT matching rules', () => {
+    const store = new RetainedStore();
+    for (const t of ['a', 'a/b', 'a/b/c', 'a/x/c', '/lead', '$SYS/up', 'b']) store.set(message(t));
+    assert.deepEqual(topics(store.match('a/#', 0)), ['a', 'a/b', 'a/b/c', 'a/x/c']);
+    assert.deepEqual(topics(store.match('a/+/c', 0)), ['a/b/c', 'a/x/c']);
+    assert.deepEqual(topics(store.match('+', 0)), ['a', 'b']);
+    assert.deepEqual(topics(store.match('+/lead', 0)), ['/lead']);
+    assert.deepEqual(topics(store.match('#', 0)), ['/lead', 'a', 'a/b', 'a/b/c', 'a/x/c', 'b']);
+    assert.deepEqual(topics(store.match('$SYS/#', 0)), ['$SYS/up']);
+    assert.deepEqual(topics(store.match('a/b', 0)), ['a/b']);
+  });
+
+  test('deleting prunes the branch; expired messages are removed when matched', () => {
+    const store = new RetainedStore();
+    store.set(message('x/y/z'));
+    store.set(message('x/old', 1, { expiresAt: 10 }));
+    assert.equal(store.delete('x/y/z'), true);
+    assert.equal(store.delete('x/y/z'), false);
+    assert.deepEqual(topics(store.match('x/#', 100)), []);
+    assert.equal(store.size, 0);
   });
 });
