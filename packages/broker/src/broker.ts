@@ -97,7 +97,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       if (state !== 'new') throw new BrokerError('BROKER_ERR_CLOSED', 'listen() may be called once');
       state = 'listening';
       try {
-        for (const listener of listenerOptions) handles.push(await startListener(listener, onStream));
+        for (const listener of listenerOptions)
+          handles.push(await startListener(listener, onStream, limits.connectTimeoutMs));
         if (options.metrics !== undefined) metricsServer = await startMetricsServer(options.metrics, () => stats);
       } catch (error) {
         await Promise.all(handles.map((h) => h.close()));

@@ -2,6 +2,7 @@
 // (subprotocol mqtt), with messages crossing between transports.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { createWebSocketStream, WebSocket } from 'ws';
@@ -186,5 +187,45 @@ describe('11 TLS and WebSocket', () => {
     client.send({ type: 'pingreq' });
     await client.expect('pingresp');
     client.end();
+  });
+});
+
+describe('11 transport handshakes are bounded by the CONNECT timeout', () => {
+  test('a silent socket on the TLS and WebSocket listeners is closed; an upgraded WebSocket stays open', async (t) => {
+    const certs = makeCertificates();
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const tls = { cert: certs.serverCert, key: certs.serverKey };
+    const broker = createBroker({
+      listeners: [
+        { protocol: 'mqtts', host: '127.0.0.1', port: 0, tls },
+        { protocol: 'ws', host: '127.0.0.1', port: 0 },
+      ],
+      allowAnonymous: true,
+      limits: { connectTimeoutMs: 400 },
+      logger: silent,
+      sysIntervalSeconds: 0,
+    });
+    await broker.listen();
+    try {
+      const [secure, ws] = broker.addresses();
+      for (const port of [secure!.port, ws!.port]) {
+        const socket = netConnect({ host: '127.0.0.1', port });
+        socket.on('error', () => {});
+        const started = Date.now();
+        await new Promise((resolve) => socket.on('close', resolve));
+        assert.ok(Date.now() - started < 5000);
+      }
+      const webSocket = new WebSocket(`ws://127.0.0.1:${ws!.port}/`, 'mqtt');
+      await once(webSocket, 'open');
+      const client = new RawClient(createWebSocketStream(webSocket), 4);
+      assert.equal((await client.handshake({ clientId: 'long-lived', keepalive: 0 })).reasonCode, 0);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      client.send({ type: 'pingreq' });
+      await client.expect('pingresp');
+      client.end();
+    } finally {
+      await broker.close();
+      certs.remove();
+    }
   });
 });

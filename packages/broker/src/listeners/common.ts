@@ -1,4 +1,4 @@
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { BrokerError } from '../errors.js';
 import type { ListenerOptions } from '../options.js';
@@ -58,5 +58,35 @@ export function tlsServerOptions(options: ListenerOptions): {
     ca: tls.ca === undefined ? undefined : pem(tls.ca),
     requestCert: requireCert || tls.ca !== undefined,
     rejectUnauthorized: requireCert,
+  };
+}
+
+/**
+ * Bounds the transport handshake (TLS, WebSocket upgrade): a raw socket that has not finished it within `ms` is
+ * destroyed. Returns the function to call once a socket is through; it is matched by remote address and port,
+ * since the TLS socket handed over later wraps the raw one.
+ */
+export function boundHandshakes(server: Server, ms: number): (socket: Socket) => void {
+  const pending = new Map<string, NodeJS.Timeout>();
+  const key = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+  server.on('connection', (raw: Socket) => {
+    const id = key(raw);
+    const timer = setTimeout(() => {
+      pending.delete(id);
+      raw.destroy();
+    }, ms);
+    pending.set(id, timer);
+    raw.once('close', () => {
+      if (pending.get(id) !== timer) return;
+      clearTimeout(timer);
+      pending.delete(id);
+    });
+  });
+  return (socket) => {
+    const id = key(socket);
+    const timer = pending.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    pending.delete(id);
   };
 }

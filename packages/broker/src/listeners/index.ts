@@ -16,14 +16,22 @@ export interface ListenerHandle {
   close(): Promise<void>;
 }
 
-export function startListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
+/**
+ * `handshakeTimeoutMs` bounds the TLS handshake and the WebSocket upgrade (the CONNECT timeout), so a slow-loris
+ * socket cannot sit in a transport handshake where the broker's own CONNECT deadline does not yet apply.
+ */
+export function startListener(
+  options: ListenerOptions,
+  onStream: StreamHandler,
+  handshakeTimeoutMs: number,
+): Promise<ListenerHandle> {
   switch (options.protocol) {
     case 'mqtt':
       return startTcpListener(options, onStream);
     case 'mqtts':
-      return startTlsListener(options, onStream);
+      return startTlsListener(options, onStream, handshakeTimeoutMs);
     case 'ws':
     case 'wss':
-      return startWsListener(options, onStream);
+      return startWsListener(options, onStream, handshakeTimeoutMs);
   }
 }

@@ -1,10 +1,15 @@
 import { createServer } from 'node:tls';
 import type { ListenerOptions } from '../options.js';
-import { certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
+import { boundHandshakes, certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
 
-export async function startTlsListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
-  const server = createServer(tlsServerOptions(options), (socket) => {
+export async function startTlsListener(
+  options: ListenerOptions,
+  onStream: StreamHandler,
+  handshakeTimeoutMs: number,
+): Promise<ListenerHandle> {
+  const server = createServer({ ...tlsServerOptions(options), handshakeTimeout: handshakeTimeoutMs }, (socket) => {
+    handshakeDone(socket);
     socket.setNoDelay(true);
     onStream(socket, {
       protocol: 'mqtts',
@@ -13,6 +18,7 @@ export async function startTlsListener(options: ListenerOptions, onStream: Strea
       identityFromCertificate: options.tls?.identityFromCertificate ?? false,
     });
   });
+  const handshakeDone = boundHandshakes(server, handshakeTimeoutMs);
   // Handshake failures (no or bad client certificate) are the peer's problem; keep serving.
   server.on('tlsClientError', () => {});
   const { host, port } = await listen(server, options);

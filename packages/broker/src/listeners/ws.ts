@@ -3,12 +3,24 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { ListenerOptions } from '../options.js';
-import { certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
+import { boundHandshakes, certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
 
-export async function startWsListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
+export async function startWsListener(
+  options: ListenerOptions,
+  onStream: StreamHandler,
+  handshakeTimeoutMs: number,
+): Promise<ListenerHandle> {
   const secure = options.protocol === 'wss';
-  const server: Server = secure ? createHttpsServer(tlsServerOptions(options)) : createHttpServer();
+  const timeouts = {
+    headersTimeout: handshakeTimeoutMs,
+    requestTimeout: handshakeTimeoutMs,
+    // Node checks those timeouts on this interval (30 s by default): check often enough to honour them.
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(handshakeTimeoutMs / 2))),
+  };
+  const server: Server = secure
+    ? createHttpsServer({ ...tlsServerOptions(options), ...timeouts, handshakeTimeout: handshakeTimeoutMs })
+    : createHttpServer(timeouts);
   server.on('request', (_request, response) => {
     response.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
   });
@@ -23,8 +35,10 @@ export async function startWsListener(options: ListenerOptions, onStream: Stream
       return false;
     },
   });
+  const handshakeDone = boundHandshakes(server, handshakeTimeoutMs);
   wss.on('connection', (socket, request) => {
     const raw = request.socket;
+    handshakeDone(raw);
     raw.setNoDelay(true);
     const stream = createWebSocketStream(socket);
     onStream(stream, {
