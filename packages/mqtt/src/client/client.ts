@@ -94,6 +94,8 @@ interface Connection {
   reason: Error | undefined;
   readonly whenClosed: Promise<void>;
   markClosed(): void;
+  /** Encoded packets waiting for the end of this tick, written as one chunk. */
+  out: Uint8Array[];
 }
 
 interface Pending<T> {
@@ -338,7 +340,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       conn.reason ??= closedError();
       if (!options.force && conn.transport !== undefined && this.session.state === 'connected') {
         this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode).packets);
-        conn.transport.end();
+        this.closeLine(conn, 'end');
       } else {
         conn.abort.abort(closedError());
         conn.transport?.destroy();
@@ -396,6 +398,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       reason: undefined,
       whenClosed,
       markClosed,
+      out: [],
     };
     this.conn = conn;
     this.setState('connecting');
@@ -478,7 +481,7 @@ export class MqttClient extends Emitter<ClientEvents> {
           this.writeNow(conn, [{ type: 'disconnect', reasonCode: e.reasonCode }]);
         }
         conn.reason = e;
-        conn.transport?.destroy();
+        this.closeLine(conn, 'end');
         return;
       }
       if (packet === undefined) return;
@@ -549,7 +552,36 @@ export class MqttClient extends Emitter<ClientEvents> {
       let offset = 0;
       for (const p of packets) offset = encodeInto(p, this.version, bytes, offset);
     }
-    conn.transport.write(bytes);
+    // Coalesce: a chunk of acks read at once answers with one write, not one syscall per packet.
+    conn.out.push(bytes);
+    if (conn.out.length === 1) queueMicrotask(() => this.flushOut(conn));
+  }
+
+  private flushOut(conn: Connection): void {
+    const chunks = conn.out;
+    if (chunks.length === 0) return;
+    conn.out = [];
+    if (conn.closed || conn.transport === undefined) return;
+    if (chunks.length === 1) {
+      conn.transport.write(chunks[0]!);
+      return;
+    }
+    let total = 0;
+    for (const c of chunks) total += c.length;
+    const joined = new Uint8Array(total);
+    let offset = 0;
+    for (const c of chunks) {
+      joined.set(c, offset);
+      offset += c.length;
+    }
+    conn.transport.write(joined);
+  }
+
+  /** Writes what is buffered, then closes: `end` lets the peer read it, `destroy` does not wait. */
+  private closeLine(conn: Connection, how: 'end' | 'destroy'): void {
+    this.flushOut(conn);
+    if (how === 'end') conn.transport?.end();
+    else conn.transport?.destroy();
   }
 
   private dispatch(conn: Connection | undefined, e: SessionEvent): void {
@@ -625,7 +657,8 @@ export class MqttClient extends Emitter<ClientEvents> {
       case 'close':
         if (conn !== undefined) {
           conn.reason = e.error;
-          conn.transport?.destroy();
+          // A DISCONNECT for a protocol error goes out first; a dead line (keepalive) is not waited for.
+          this.closeLine(conn, e.error.code === 'MQTT_ERR_KEEPALIVE_TIMEOUT' ? 'destroy' : 'end');
         }
         break;
       default:
