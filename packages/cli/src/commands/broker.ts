@@ -5,9 +5,7 @@ import {
   BrokerConfigError,
   type BrokerFlags,
   createBroker,
-  type MetricsServer,
   resolveBrokerConfig,
-  startMetricsServer,
 } from '@otalink/broker';
 import { pino } from 'pino';
 import type { Command } from './command.js';
@@ -135,17 +133,12 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   }
 
   const stop = io.stopSignal === undefined ? waitForSignal() : { promise: io.stopSignal, dispose() {} };
-  // The metrics endpoint is started here until createBroker serves options.metrics itself; passing it on as well
-  // would bind the port twice.
-  const { metrics: metricsListener, ...brokerOptions } = options;
   let broker: Broker | undefined;
-  let metrics: MetricsServer | undefined;
   try {
-    broker = createBroker({ ...brokerOptions, logger });
+    broker = createBroker({ ...options, logger });
     await broker.listen();
-    if (metricsListener !== undefined) {
-      const stats = broker.stats;
-      metrics = await startMetricsServer(metricsListener, () => stats);
+    const metrics = broker.metricsAddress();
+    if (metrics !== undefined) {
       logger.info({ metrics: `http://${metrics.host}:${metrics.port}/metrics` }, 'metrics listening');
     }
   } catch (error) {
@@ -163,7 +156,7 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   const signal = await stop.promise;
   stop.dispose();
   logger.info({ signal }, 'shutting down');
-  await Promise.all([broker.close(), metrics?.close()]);
+  await broker.close();
   logger.flush();
   return 0;
 }
