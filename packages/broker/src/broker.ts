@@ -145,12 +145,16 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       } catch (error) {
         throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `cannot publish to "${message.topic}"`, { cause: error });
       }
+      const qos = message.qos ?? 0;
+      if (qos !== 0 && qos !== 1 && qos !== 2) {
+        throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `QoS must be 0, 1 or 2, got ${String(qos)}`);
+      }
       const { messageExpiryInterval, ...properties } = message.properties ?? {};
       const payload = typeof message.payload === 'string' ? new TextEncoder().encode(message.payload) : message.payload;
       return core.publish({
         topic: message.topic,
         payload: payload.slice(),
-        qos: message.qos ?? 0,
+        qos,
         retain: message.retain ?? false,
         properties: Object.keys(properties).length > 0 ? properties : undefined,
         expiresAt: messageExpiryInterval === undefined ? 0 : Date.now() + messageExpiryInterval * 1000,

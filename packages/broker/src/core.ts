@@ -25,7 +25,10 @@ export interface ResolvedOptions {
 export interface BrokerEvents {
   clientConnected: [client: ClientIdentity & { sessionPresent: boolean }];
   clientDisconnected: [client: ClientIdentity & { reason: string }];
-  /** Every message accepted from a client (after ACL) or published through `Broker.publish`. */
+  /**
+   * Every message accepted from a client (after ACL) or published through `Broker.publish`. A QoS 0, non-retained
+   * payload is a view into the socket's read buffer: copy it to keep it beyond the listener call.
+   */
   message: [message: Message];
 }
 
@@ -180,7 +183,18 @@ export class BrokerCore {
     for (const filter of session.state.subscriptions.keys()) this.router.unsubscribe(session, filter);
     this.stats.subscriptionsCurrent -= session.state.subscriptions.size;
     session.state.subscriptions.clear();
+    // Unacknowledged shared-subscription messages go to another member of their group.
+    const orphans = [
+      ...[...session.state.inflight.values()].filter((e) => e.state === 'publish').map((e) => e.delivery),
+      ...session.state.queue,
+    ].filter((d) => d.sharedFilter !== undefined);
     session.discard();
+    if (orphans.length > 0) {
+      const now = Date.now();
+      for (const delivery of orphans) {
+        this.router.reassignShared(session, delivery, (member, moved) => member.offer(moved, undefined, now));
+      }
+    }
     this.stats.sessionsCurrent--;
     if (session.outlet === undefined) this.stats.sessionsOffline--;
     const expiry = this.#expiries.get(session);

@@ -22,6 +22,8 @@ export interface Delivery {
   qos: QoS;
   retain: boolean;
   subscriptionIds: number[] | undefined;
+  /** Set when it came through a shared subscription (`$share/...` filter): another member may take it over. */
+  sharedFilter?: string;
 }
 
 export function isExpired(message: Message, now: number): boolean {

@@ -78,7 +78,9 @@ export class Router {
         const member = key.pick();
         if (member === undefined) return;
         const memberEntry = key.entries.get(member)!;
-        shared.push([member, deliveryFor(message, memberEntry)]);
+        const delivery = deliveryFor(message, memberEntry);
+        delivery.sharedFilter = memberEntry.filter;
+        shared.push([member, delivery]);
         return;
       }
       if (entry === undefined || (entry.noLocal && origin === key.clientId)) return;
@@ -97,6 +99,26 @@ export class Router {
     for (const [session, delivery] of direct) deliver(session, delivery);
     for (const [session, delivery] of shared) deliver(session, delivery);
     return direct.size + shared.length;
+  }
+
+  /**
+   * A shared-subscription delivery whose session ended before it was acknowledged goes to another member of the
+   * group (MQTT 5.0 4.8.2). Returns false when no other member is left.
+   */
+  reassignShared(from: Session, delivery: Delivery, deliver: (session: Session, delivery: Delivery) => void): boolean {
+    const group = delivery.sharedFilter === undefined ? undefined : this.#groups.get(delivery.sharedFilter);
+    if (group === undefined) return false;
+    for (let i = 0; i < group.members.length; i++) {
+      const member = group.pick();
+      if (member === undefined) return false;
+      if (member === from) continue;
+      const entry = group.entries.get(member)!;
+      const moved = deliveryFor(delivery.message, entry);
+      moved.sharedFilter = entry.filter;
+      deliver(member, moved);
+      return true;
+    }
+    return false;
   }
 
   /** Stores or (empty payload) clears the retained message for its topic. */

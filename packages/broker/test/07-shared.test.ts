@@ -77,6 +77,24 @@ for (const version of [4, 5] as const) {
       c.end();
     });
 
+    test('an unacknowledged message of a member whose session ends goes to another member', async () => {
+      const a = await connected(b.port, { version, clientId: id('orphan-a') });
+      await subscribe(a, '$share/or/or/t', 1);
+      const c = await connected(b.port, { version, clientId: id('orphan-c') });
+      await subscribe(c, '$share/or/or/t', 1);
+      b.broker.publish({ topic: 'or/t', payload: 'first', qos: 1 });
+      b.broker.publish({ topic: 'or/t', payload: 'second', qos: 1 });
+      // Round-robin: one message each. A never acknowledges and leaves (clean session: the session ends).
+      const toA = await a.expect('publish');
+      const toC = await c.expect('publish');
+      c.send({ type: 'puback', packetId: toC.packetId! });
+      a.end();
+      const moved = await c.expect('publish');
+      assert.equal(str(moved.payload), str(toA.payload));
+      assert.equal(moved.dup, false);
+      c.end();
+    });
+
     test('a malformed shared filter is refused', async () => {
       const m = await connected(b.port, { version, clientId: id('bad') });
       // The encoder refuses this filter, so the bytes are written by hand: SUBSCRIBE id 1, "$share/g", QoS 0.
