@@ -1,12 +1,6 @@
 // `otalink broker`: run the MQTT broker from a config file, OTALINK_BROKER_* variables and flags.
 import { parseArgs } from 'node:util';
-import {
-  type Broker,
-  BrokerConfigError,
-  type BrokerFlags,
-  createBroker,
-  resolveBrokerConfig,
-} from '@otalink/broker';
+import { type Broker, BrokerConfigError, type BrokerFlags, createBroker, resolveBrokerConfig } from '@otalink/broker';
 import { pino } from 'pino';
 import type { Command } from './command.js';
 
