@@ -34,7 +34,7 @@ export async function startBroker(name: BrokerName): Promise<RunningBroker> {
   if (name === 'mosquitto') return startMosquitto();
   const script = fileURLToPath(new URL(`./servers/${name}.ts`, import.meta.url));
   const child = spawnGroup(process.execPath, [...process.execArgv, script, '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   try {
     const match = await waitForLine(child, /^(PORT (\d+)|UNAVAILABLE (.*))$/, START_TIMEOUT_MS);

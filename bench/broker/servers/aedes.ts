@@ -22,6 +22,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // The runner holds our stdin: if it dies without cleaning up (SIGKILL), stdin ends and so do we.
+  process.stdin.on('end', stop);
+  process.stdin.resume();
 }
 
 void main();
