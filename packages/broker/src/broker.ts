@@ -60,7 +60,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
   };
   const stats = createStats();
-  const core = new BrokerCore(resolved, stats);
+  const core = new BrokerCore(resolved, stats, options.sessionStore);
   const listenerOptions = options.listeners ?? [{ protocol: 'mqtt', port: 1883 }];
   const handles: ListenerHandle[] = [];
   let sysTimer: NodeJS.Timeout | undefined;
@@ -105,6 +105,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
         handles.length = 0;
         throw error;
       }
+      core.restoreSessions(Date.now());
       core.ticker.start();
       const interval = options.sysIntervalSeconds ?? 10;
       if (interval > 0) {

@@ -72,7 +72,7 @@ export class BrokerCore {
   readonly stats: BrokerStats;
   readonly logger: Logger;
   readonly router = new Router();
-  readonly store: SessionStore = new MemorySessionStore();
+  readonly store: SessionStore;
   readonly sessions = new Map<string, Session>();
   /** Live connections by client id (after CONNACK). */
   readonly clients = new Map<string, Connection>();
@@ -85,13 +85,35 @@ export class BrokerCore {
   #flushScheduled = false;
   closing = false;
 
-  constructor(options: ResolvedOptions, stats: BrokerStats) {
+  constructor(options: ResolvedOptions, stats: BrokerStats, store: SessionStore = new MemorySessionStore()) {
     this.options = options;
     this.limits = options.limits;
     this.stats = stats;
     this.logger = options.logger;
+    this.store = store;
     // Half a second keeps short test timeouts honest; scanning even 100 k deadlines twice a second is cheap.
     this.ticker = new DeadlineTicker(Math.min(500, Math.max(50, Math.floor(this.limits.connectTimeoutMs / 2))));
+  }
+
+  /** Brings back the sessions a durable store kept: offline, subscribed, their expiry counting from now. */
+  restoreSessions(now: number): void {
+    for (const state of [...this.store.all()]) {
+      if (state.expiryInterval === 0 || this.sessions.has(state.clientId)) continue;
+      const session = new Session(state, this.stats, this.limits, this.store);
+      this.sessions.set(state.clientId, session);
+      this.stats.sessionsCurrent++;
+      this.stats.sessionsOffline++;
+      this.stats.queuedCurrent += state.queue.length;
+      for (const entry of state.subscriptions.values()) {
+        this.router.subscribe(session, entry);
+        this.stats.subscriptionsCurrent++;
+      }
+      const deadline = now + state.expiryInterval * 1000;
+      session.expiresAt = deadline;
+      const expiry = new SessionExpiry(this, session, deadline);
+      this.#expiries.set(session, expiry);
+      this.ticker.add(expiry);
+    }
   }
 
   /** Writes are collected per socket and flushed once per event-loop turn. */
@@ -159,13 +181,13 @@ export class BrokerCore {
     const present = session !== undefined;
     if (session === undefined) {
       const state = newSessionState(clientId, expiryInterval);
-      session = new Session(state, this.stats, this.limits);
+      session = new Session(state, this.stats, this.limits, this.store);
       this.sessions.set(clientId, session);
       if (expiryInterval > 0) this.store.set(state);
       this.stats.sessionsCurrent++;
     } else {
       this.stats.sessionsOffline--;
-      session.state.expiryInterval = expiryInterval;
+      session.setExpiryInterval(expiryInterval);
       const expiry = this.#expiries.get(session);
       if (expiry !== undefined) {
         this.ticker.delete(expiry);

@@ -1,6 +1,7 @@
 // The broker's options: what `createBroker(options)` takes in code and what the config file and flags produce.
 // This is the contract between the broker core and its configuration, authentication and metrics modules.
 import type { Logger } from 'pino';
+import type { SessionStore } from './session.js';
 
 export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss';
 
@@ -133,6 +134,11 @@ export interface BrokerOptions {
   sysIntervalSeconds?: number;
   /** Prometheus /metrics over HTTP; omitted: no metrics listener (stats stay readable in code). */
   metrics?: { host?: string; port: number };
+  /**
+   * Where sessions that outlive their connection are kept. Default: in memory. Sessions found in the store at
+   * start-up are restored offline (subscriptions, queued and in-flight messages) with a fresh expiry countdown.
+   */
+  sessionStore?: SessionStore;
   /** Level of the default logger when `logger` is not given (the config file's log_level). Default 'info'. */
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**

@@ -48,12 +48,20 @@ export function newSessionState(clientId: string, expiryInterval: number): Sessi
   };
 }
 
-/** The seam for persistence (issue 5). QoS 0 traffic and sessions with expiry 0 must never reach a durable store. */
+/** What changed in a persistent session, for a durable store to record. */
+export type SessionChange = 'subscriptions' | 'inflight' | 'queue' | 'inbound-qos2' | 'expiry';
+
+/**
+ * The seam for persistence (issue 5). `set` registers a session that outlives its connection; `changed` (optional:
+ * the memory store holds the live objects and needs no notice) is told after each mutation of one. QoS 0 traffic
+ * and sessions with expiry 0 never reach a store.
+ */
 export interface SessionStore {
   get(clientId: string): SessionState | undefined;
   set(state: SessionState): void;
   delete(clientId: string): void;
   all(): Iterable<SessionState>;
+  changed?(state: SessionState, change: SessionChange): void;
 }
 
 export class MemorySessionStore implements SessionStore {
@@ -96,15 +104,63 @@ export class Session {
   expiresAt = 0;
   readonly #stats: BrokerStats;
   readonly #limits: QueueLimits;
+  readonly #store: SessionStore | undefined;
 
-  constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits) {
+  constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store?: SessionStore) {
     this.state = state;
     this.#stats = stats;
     this.#limits = limits;
+    this.#store = store;
   }
 
   get clientId(): string {
     return this.state.clientId;
+  }
+
+  /** Tells a durable store about a change; sessions that end with their connection are never stored. */
+  #changed(change: SessionChange): void {
+    if (this.state.expiryInterval > 0) this.#store?.changed?.(this.state, change);
+  }
+
+  /** Adds or replaces a subscription; returns whether it is new to the session. */
+  subscribe(entry: SubscriptionEntry): boolean {
+    const subscriptions = this.state.subscriptions;
+    const isNew = !subscriptions.has(entry.filter);
+    subscriptions.set(entry.filter, entry);
+    this.#changed('subscriptions');
+    return isNew;
+  }
+
+  unsubscribe(filter: string): boolean {
+    const existed = this.state.subscriptions.delete(filter);
+    if (existed) this.#changed('subscriptions');
+    return existed;
+  }
+
+  /** Whether a QoS 2 packet id is received and not yet released (a resend must not be delivered again). */
+  hasInboundQos2(packetId: number): boolean {
+    return this.state.inboundQos2.has(packetId);
+  }
+
+  get inboundQos2Count(): number {
+    return this.state.inboundQos2.size;
+  }
+
+  receivedQos2(packetId: number): void {
+    this.state.inboundQos2.add(packetId);
+    this.#changed('inbound-qos2');
+  }
+
+  /** PUBREL: returns whether the id was pending. */
+  releaseQos2(packetId: number): boolean {
+    const found = this.state.inboundQos2.delete(packetId);
+    if (found) this.#changed('inbound-qos2');
+    return found;
+  }
+
+  setExpiryInterval(seconds: number): void {
+    this.state.expiryInterval = seconds;
+    this.#changed('expiry');
   }
 
   /** Routes one delivery: straight out if the window allows, queued (QoS 1/2) or dropped (QoS 0) otherwise. */
@@ -144,12 +200,14 @@ export class Session {
     }
     queue.push(delivery);
     this.#stats.queuedCurrent++;
+    this.#changed('queue');
   }
 
   #send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
     const packetId = this.#nextPacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
       this.state.inflight.set(packetId, { delivery, state: 'publish' });
+      this.#changed('inflight');
     }
   }
 
@@ -172,6 +230,7 @@ export class Session {
     while (queue.length > 0 && state.inflight.size < outlet.sendWindow) {
       const delivery = queue.shift()!;
       this.#stats.queuedCurrent--;
+      this.#changed('queue');
       if (isExpired(delivery.message, now)) {
         this.#stats.droppedExpired++;
         continue;
@@ -183,6 +242,7 @@ export class Session {
   /** PUBACK, or PUBREC with a failure code: the exchange is over. Returns whether the id was in flight. */
   complete(packetId: number, now: number): boolean {
     if (!this.state.inflight.delete(packetId)) return false;
+    this.#changed('inflight');
     this.pump(now);
     return true;
   }
@@ -192,6 +252,7 @@ export class Session {
     const entry = this.state.inflight.get(packetId);
     if (entry === undefined) return false;
     entry.state = 'pubrel';
+    this.#changed('inflight');
     this.outlet?.sendPubrel(packetId);
     return true;
   }

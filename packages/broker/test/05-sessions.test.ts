@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { QoS } from '@otalink/mqtt';
+import { MemorySessionStore, type SessionChange, type SessionState } from '../src/index.js';
 import {
   type ConnectOptions,
   connectClient,
@@ -216,3 +217,50 @@ for (const version of [4, 5] as const) {
     }
   });
 }
+
+describe('05 sessions behind a store', () => {
+  class RecordingStore extends MemorySessionStore {
+    readonly changes: Array<[string, SessionChange]> = [];
+    changed(state: SessionState, change: SessionChange): void {
+      this.changes.push([state.clientId, change]);
+    }
+  }
+
+  test('a store handed to a new broker brings back offline sessions with their queue; clean sessions never touch it', async () => {
+    const store = new RecordingStore();
+    const first = await startBroker({ sessionStore: store });
+    const persistent = {
+      version: 5 as const,
+      clientId: 'vehicle',
+      clean: false,
+      properties: { sessionExpiryInterval: 600 },
+    };
+    try {
+      const c = await connected(first.port, persistent);
+      await subscribe(c, 'cmd/vehicle', 1);
+      c.send({ type: 'disconnect' });
+      await c.closedPromise;
+      const clean = await connected(first.port, { version: 5, clientId: 'passer-by' });
+      await subscribe(clean, 'cmd/#', 1);
+      first.broker.publish({ topic: 'cmd/vehicle', payload: 'update', qos: 1 });
+      const m = await clean.expect('publish');
+      clean.send({ type: 'puback', packetId: m.packetId! });
+      clean.end();
+    } finally {
+      await first.close();
+    }
+    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'subscriptions'));
+    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'queue'));
+    assert.ok(!store.changes.some(([id]) => id === 'passer-by'), 'a clean session reached the store');
+    const second = await startBroker({ sessionStore: store });
+    try {
+      assert.equal(second.broker.stats.sessionsOffline, 1);
+      const { client, connack } = await connectClient(second.port, persistent);
+      assert.equal(connack.sessionPresent, true);
+      assert.equal(str((await client.expect('publish')).payload), 'update');
+      client.end();
+    } finally {
+      await second.close();
+    }
+  });
+});

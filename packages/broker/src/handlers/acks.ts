@@ -25,7 +25,7 @@ export function handlePubrec(connection: Connection, packet: PubrecPacket): void
 }
 
 export function handlePubrel(connection: Connection, packet: PubrelPacket): void {
-  const found = connection.session?.state.inboundQos2.delete(packet.packetId) ?? false;
+  const found = connection.session?.releaseQos2(packet.packetId) ?? false;
   connection.send({
     type: 'pubcomp',
     packetId: packet.packetId,

@@ -12,7 +12,7 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
     if (session.state.expiryInterval === 0 && expiry > 0) {
       throw violation(0x82, 'DISCONNECT sets a session expiry after CONNECT set 0');
     }
-    session.state.expiryInterval = Math.min(expiry, connection.core.limits.maxSessionExpiryInterval);
+    session.setExpiryInterval(Math.min(expiry, connection.core.limits.maxSessionExpiryInterval));
   }
   if (connection.protocolVersion === 4 || (packet.reasonCode ?? 0) !== DISCONNECT_WITH_WILL)
     connection.will = undefined;

@@ -20,13 +20,12 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const topic = resolveTopic(connection, packet);
   const packetId = packet.packetId ?? 0;
-  const inboundQos2 = session.state.inboundQos2;
-  if (packet.qos === 2 && inboundQos2.has(packetId)) {
+  if (packet.qos === 2 && session.hasInboundQos2(packetId)) {
     // A resend before PUBREL: acknowledge again, deliver nothing (it went out the first time).
     connection.send({ type: 'pubrec', packetId });
     return;
   }
-  if (packet.qos === 2 && inboundQos2.size >= core.limits.receiveMaximum) {
+  if (packet.qos === 2 && session.inboundQos2Count >= core.limits.receiveMaximum) {
     throw violation(0x93, 'more QoS 2 messages unacknowledged than the Receive Maximum allows');
   }
   const authorize = core.options.authorize;
@@ -36,7 +35,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     // 3.1.1 has no way to refuse: acknowledge so the client does not resend forever, deliver nothing.
     if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
     else if (packet.qos === 2) {
-      if (!v5) inboundQos2.add(packetId);
+      if (!v5) session.receivedQos2(packetId);
       connection.send({ type: 'pubrec', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
     }
     return;
@@ -66,7 +65,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
   if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode });
   else if (packet.qos === 2) {
-    inboundQos2.add(packetId);
+    session.receivedQos2(packetId);
     connection.send({ type: 'pubrec', packetId, reasonCode });
   }
 }

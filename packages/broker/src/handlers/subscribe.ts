@@ -30,8 +30,7 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
       subscriptionId,
     };
     const isNew = core.router.subscribe(session, entry);
-    session.state.subscriptions.set(entry.filter, entry);
-    if (isNew) core.stats.subscriptionsCurrent++;
+    if (session.subscribe(entry)) core.stats.subscriptionsCurrent++;
     reasonCodes.push(requested.qos);
     if (shared === undefined && (entry.retainHandling === 0 || (entry.retainHandling === 1 && isNew))) {
       wantRetained.push(entry);

@@ -9,7 +9,7 @@ export function handleUnsubscribe(connection: Connection, packet: UnsubscribePac
   const core = connection.core;
   const reasonCodes: number[] = [];
   for (const filter of packet.topicFilters) {
-    const existed = session.state.subscriptions.delete(filter);
+    const existed = session.unsubscribe(filter);
     if (existed) {
       core.router.unsubscribe(session, filter);
       core.stats.subscriptionsCurrent--;
