@@ -9,7 +9,7 @@ import { type Broker, createBroker } from '../../packages/broker/src/index.js';
 import { makeCertificates, type TestCertificates } from '../../packages/broker/test/support/certs.js';
 import { DEBIAN_PYTHON } from '../support/system.js';
 
-const SCRIPT = String.raw`
+const SCRIPT = `
 import json, sys, time, ssl
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
