@@ -350,8 +350,14 @@ export class MqttClient extends Emitter<ClientEvents> {
     await this.finish(undefined);
   }
 
-  private async finish(reason: Error | undefined): Promise<void> {
-    if (this.state === 'closed') return;
+  private finishing: Promise<void> | undefined;
+
+  private finish(reason: Error | undefined): Promise<void> {
+    this.finishing ??= this.finishOnce(reason);
+    return this.finishing;
+  }
+
+  private async finishOnce(reason: Error | undefined): Promise<void> {
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.reconnectTimer);
     this.conn = undefined;
@@ -448,10 +454,10 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
   }
 
-  private scheduleReconnect(): void {
+  private scheduleReconnect(reason: Error): void {
     const r = this.options.reconnect;
     if (r === false || r?.enabled === false || this.ending !== undefined) {
-      void this.finish(this.conn?.reason);
+      void this.finish(reason);
       return;
     }
     const delayMs = backoffDelay(this.attempt, r ?? {}, this.options.random);
@@ -463,7 +469,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       this.attemptConnection().catch((err: Error) => {
         if (this.ending !== undefined) return;
         this.emit('error', err);
-        this.scheduleReconnect();
+        this.scheduleReconnect(err);
       });
     }, delayMs);
   }
@@ -501,10 +507,11 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
     for (const w of this.idleWaiters.splice(0)) w();
-    if (!conn.established) return; // the attempt's own error path decides what happens next
+    // An attempt's own error path decides what follows a failed attempt; end() what follows a closing line.
+    if (!conn.established || this.ending !== undefined) return;
     this.setState('offline', conn.reason);
     this.emit('offline', conn.reason);
-    if (this.ending === undefined) this.scheduleReconnect();
+    this.scheduleReconnect(conn.reason);
   }
 
   /** Persists what the step asks, writes its packets (after the store settled), then settles promises. */

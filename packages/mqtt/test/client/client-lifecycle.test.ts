@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { connect, MqttClient } from '../../src/client/index.js';
+import type { PublishPacket } from '../../src/codec/packets.js';
+import { FakeBroker } from './fake-broker.js';
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+describe('client lifecycle', () => {
+  test('a persistent session backlog sent right behind CONNACK reaches the first consumer', async () => {
+    const broker = await FakeBroker.start({
+      connack: (_c, _present, conn) => {
+        conn.send({ type: 'connack', sessionPresent: true, reasonCode: 0 });
+        for (let i = 0; i < 3; i++) {
+          const p: PublishPacket = {
+            type: 'publish',
+            topic: 'backlog',
+            payload: new TextEncoder().encode(`b${i}`),
+            qos: 1,
+            retain: false,
+            dup: false,
+            packetId: i + 1,
+          };
+          conn.send(p);
+        }
+        return null;
+      },
+    });
+    try {
+      const client = await connect({ url: broker.url, clientId: 'backlog', clean: false, reconnect: false });
+      await broker.until(() => broker.latest!.received.filter((p) => p.type === 'puback').length === 3);
+      const got: string[] = [];
+      client.on('message', (m) => got.push(text(m.payload)));
+      await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(got, ['b0', 'b1', 'b2']);
+      await client.end();
+    } finally {
+      await broker.close();
+    }
+  });
+
+  test('messages published before start() go out once connected; state events in order', async () => {
+    const broker = await FakeBroker.start();
+    try {
+      const client = new MqttClient({ url: broker.url, reconnect: false });
+      const states: string[] = [];
+      client.on('state', (s) => states.push(s));
+      const early = client.publish('early', 'e', { qos: 1 });
+      await client.start();
+      assert.equal((await early).reasonCode, 0);
+      await client.end();
+      assert.deepEqual(states, ['connecting', 'connected', 'closed']);
+      await assert.rejects(client.publish('late', 'x'), { code: 'MQTT_ERR_CLIENT_CLOSED' });
+    } finally {
+      await broker.close();
+    }
+  });
+
+  test('end() during the connect attempt closes cleanly and rejects connect()', async () => {
+    const broker = await FakeBroker.start({ connack: () => null });
+    try {
+      const client = new MqttClient({ url: broker.url, reconnect: false });
+      const started = client.start().then(
+        () => 'connected',
+        (e: { code?: string }) => e.code,
+      );
+      await broker.until(() => broker.connects.length === 1);
+      await client.end();
+      assert.equal(await started, 'MQTT_ERR_CLIENT_CLOSED');
+      assert.equal(client.state, 'closed');
+    } finally {
+      await broker.close();
+    }
+  });
+
+  test('with reconnect disabled, a dropped line closes the client with the reason', async () => {
+    const broker = await FakeBroker.start();
+    try {
+      const client = await connect({ url: broker.url, reconnect: false });
+      const closed = new Promise<Error | undefined>((resolve) => client.once('closed', resolve));
+      const iterator = client.messages();
+      broker.dropAll();
+      const reason = await closed;
+      assert.equal((reason as { code?: string } | undefined)?.code, 'MQTT_ERR_CONNECTION_CLOSED');
+      assert.equal((await iterator.next()).done, true, 'iterators end when the client closes');
+    } finally {
+      await broker.close();
+    }
+  });
+});
