@@ -482,6 +482,12 @@ export class ClientSession {
       this.send(step, { type: 'puback', packetId: packet.packetId! }, now);
     } else {
       const id = packet.packetId!;
+      const receiveMaximum = this.options.properties?.receiveMaximum ?? 65535;
+      if (!this.incomingQos2.has(id) && this.version === 5 && this.incomingQos2.size >= receiveMaximum) {
+        // QoS 1 is acked at once, so unreleased QoS 2 messages are all that count against our Receive Maximum.
+        this.protocolError(step, now, `the server exceeded our Receive Maximum of ${receiveMaximum}`, 0x93);
+        return;
+      }
       if (!this.incomingQos2.has(id)) {
         // Delivered now, once: a repeated PUBLISH with this id before PUBREL only gets its PUBREC again.
         step.events.push({ type: 'message', message });

@@ -145,6 +145,17 @@ describe('QoS 2 receiver', () => {
     assert.deepEqual(eventTypes(s.handle(pub, 4)), ['message', 'store-put'], 'after PUBREL the id is new again');
   });
 
+  test('more unreleased QoS 2 messages than our Receive Maximum is a protocol error 0x93', () => {
+    const { s } = connected({ properties: { receiveMaximum: 2 } });
+    const pub = (id: number): PublishPacket => ({ ...msg('t', 2), type: 'publish', dup: false, packetId: id });
+    s.handle(pub(1), 1);
+    s.handle(pub(2), 1);
+    assert.deepEqual(s.handle(pub(2), 1).packets, [{ type: 'pubrec', packetId: 2 }], 'a repeat does not count');
+    const over = s.handle(pub(3), 2);
+    assert.deepEqual(over.packets, [{ type: 'disconnect', reasonCode: 0x93 }]);
+    assert.equal(s.state, 'disconnected');
+  });
+
   test('QoS 1 is acked and delivered', () => {
     const { s } = connected();
     const step = s.handle({ ...msg('t', 1), type: 'publish', dup: false, packetId: 3 }, 1);
