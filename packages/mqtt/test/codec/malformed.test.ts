@@ -1570,4 +1570,3 @@ describe('role server learns the version from CONNECT', () => {
 test('malformed table size', () => {
   assert.ok(rows.length >= 150, `${rows.length} rows`);
 });
-
