@@ -97,9 +97,15 @@ function sameFields(ours: Packet, theirs: Foreign): void {
 
 describe('mqtt-packet parses our fixtures to the same fields', () => {
   for (const f of fixtures) {
-    // mqtt-packet 9 rejects the zero-length AUTH that 5.0 3.15.2.1 allows ("Invalid auth reason code").
-    const skip = f.packet.type === 'auth' && f.bytes.length === 2 ? 'mqtt-packet rejects the short AUTH form' : false;
-    test(`${f.version === 4 ? '3.1.1' : '5.0'}: ${f.name}`, { skip }, () => {
+    const name = `${f.version === 4 ? '3.1.1' : '5.0'}: ${f.name}`;
+    if (f.packet.type === 'auth' && f.bytes.length === 2) {
+      // mqtt-packet 9 rejects the zero-length AUTH that 5.0 3.15.2.1 allows; pinned so an upgrade that fixes it shows.
+      test(`${name} (mqtt-packet 9 refuses this valid short form)`, () => {
+        assert.throws(() => parseWithMqttPacket(f.bytes, f.version), /Invalid auth reason code/);
+      });
+      continue;
+    }
+    test(name, () => {
       const parsed = parseWithMqttPacket(f.bytes, f.version);
       assert.equal(parsed.length, 1);
       sameFields(f.packet, parsed[0] as Foreign);
