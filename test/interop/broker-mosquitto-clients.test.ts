@@ -45,7 +45,8 @@ async function subscriber(
   child.stdout!.on('data', (chunk: string) => {
     out += chunk;
   });
-  const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close', not 'exit': the process may exit before its last stdout bytes are read.
+  const done = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const deadline = Date.now() + 10_000;
   while (!out.includes('SUBACK')) {
     if (Date.now() > deadline || child.exitCode !== null)
