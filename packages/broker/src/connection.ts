@@ -70,8 +70,9 @@ export class Connection implements Outlet, Timed {
   sendWindow: number;
   clientMaximumPacketSize = Number.POSITIVE_INFINITY;
   clientTopicAliasMaximum = 0;
-  readonly inboundAliases = new Map<number, string>();
-  readonly outboundAliases = new Map<string, number>();
+  // Created on first use: most clients never use topic aliases, and idle connections should stay small.
+  #inboundAliases: Map<number, string> | undefined;
+  #outboundAliases: Map<string, number> | undefined;
   auth: AuthExchange | undefined;
   authMethod: string | undefined;
 
@@ -327,7 +328,7 @@ export class Connection implements Outlet, Timed {
     if (useAlias) newAlias = this.#applyAlias(packet);
     const bytes = encode(packet, this.protocolVersion);
     if (bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
-    if (newAlias > 0) this.outboundAliases.set(delivery.message.topic, newAlias);
+    if (newAlias > 0) (this.#outboundAliases ??= new Map()).set(delivery.message.topic, newAlias);
     this.#push(bytes);
     this.core.stats.messagesOut[qos]++;
     return true;
@@ -335,13 +336,13 @@ export class Connection implements Outlet, Timed {
 
   /** Uses or assigns a topic alias for a repeated topic; returns a newly assigned alias (to commit once sent). */
   #applyAlias(packet: PublishPacket): number {
-    const known = this.outboundAliases.get(packet.topic);
+    const known = this.#outboundAliases?.get(packet.topic);
     if (known !== undefined) {
       packet.properties = { ...packet.properties, topicAlias: known };
       packet.topic = '';
       return 0;
     }
-    const next = this.outboundAliases.size + 1;
+    const next = (this.#outboundAliases?.size ?? 0) + 1;
     if (next > this.clientTopicAliasMaximum) return 0;
     packet.properties = { ...packet.properties, topicAlias: next };
     return next;
@@ -386,6 +387,15 @@ export class Connection implements Outlet, Timed {
     if (this.state === 'closed') return;
     this.flush();
     this.socket.destroy();
+  }
+
+  /** Remembers the topic a client set for an inbound topic alias. */
+  setInboundAlias(alias: number, topic: string): void {
+    (this.#inboundAliases ??= new Map()).set(alias, topic);
+  }
+
+  inboundAlias(alias: number): string | undefined {
+    return this.#inboundAliases?.get(alias);
   }
 
   /** Another connection took over this client id: hand the session back, then DISCONNECT 0x8E (5.0) and close. */

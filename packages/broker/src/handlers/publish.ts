@@ -77,10 +77,10 @@ function resolveTopic(connection: Connection, packet: PublishPacket): string {
     throw violation(0x94, `topic alias ${alias} is outside 1..${connection.core.limits.topicAliasMaximum}`);
   }
   if (packet.topic.length > 0) {
-    connection.inboundAliases.set(alias, packet.topic);
+    connection.setInboundAlias(alias, packet.topic);
     return packet.topic;
   }
-  const topic = connection.inboundAliases.get(alias);
+  const topic = connection.inboundAlias(alias);
   if (topic === undefined) throw violation(0x82, `topic alias ${alias} was never set`);
   return topic;
 }
