@@ -328,7 +328,10 @@ export class Connection implements Outlet, Timed {
     if (useAlias) newAlias = this.#applyAlias(packet);
     const bytes = encode(packet, this.protocolVersion);
     if (bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
-    if (newAlias > 0) (this.#outboundAliases ??= new Map()).set(delivery.message.topic, newAlias);
+    if (newAlias > 0) {
+      this.#outboundAliases ??= new Map();
+      this.#outboundAliases.set(delivery.message.topic, newAlias);
+    }
     this.#push(bytes);
     this.core.stats.messagesOut[qos]++;
     return true;
@@ -391,7 +394,8 @@ export class Connection implements Outlet, Timed {
 
   /** Remembers the topic a client set for an inbound topic alias. */
   setInboundAlias(alias: number, topic: string): void {
-    (this.#inboundAliases ??= new Map()).set(alias, topic);
+    this.#inboundAliases ??= new Map();
+    this.#inboundAliases.set(alias, topic);
   }
 
   inboundAlias(alias: number): string | undefined {
