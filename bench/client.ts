@@ -1,0 +1,299 @@
+// Client benchmark: otalink's MQTT client and MQTT.js side by side in one run, against the same Mosquitto.
+//
+//   node --import tsx bench/client.ts                  full run (~ 5 min), table on stdout
+//   node --import tsx bench/client.ts --quick          fewer messages and 2 000 idle clients
+//   node --import tsx bench/client.ts --json out.json  also write every measurement as JSON
+//   node --import tsx bench/client.ts --only=publish,drain --window=20
+//
+// Every case runs in its own Node process (bench/client/worker.ts) against a freshly started Mosquitto, so no
+// case inherits another's heap, JIT state or broker state. Both clients get the same window of unacknowledged
+// QoS 1/2 publishes: Mosquitto's max_inflight_messages, which Mosquitto 2.0 also announces to 5.0 clients as its
+// Receive Maximum (20 by default). Ours keeps that window itself (Receive Maximum, and maxInflight for 3.1.1);
+// MQTT.js ignores Receive Maximum, so its promise API is driven with the same number of publishes outstanding.
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { bundleSizes } from './client/bundle.js';
+import { mqttjs } from './client/libs.js';
+import { BenchMosquitto, LOOPBACK_HOSTS, type MosquittoSettings, mosquittoVersion } from './client/mosquitto.js';
+import type { CaseResult, CaseSpec } from './client/protocol.js';
+import { killCases, runCase } from './client/run-case.js';
+import { machineInfo } from './lib/machine.js';
+import { median } from './lib/measure.js';
+import { formatTable } from './lib/table.js';
+
+type Section = 'publish' | 'receive' | 'memory' | 'drain' | 'bundle';
+const SECTIONS: Section[] = ['publish', 'receive', 'memory', 'drain', 'bundle'];
+const LIBS = ['otalink', 'mqttjs'] as const;
+
+interface Options {
+  quick: boolean;
+  json: string | undefined;
+  only: Section[];
+  window: number;
+  publishMessages: number;
+  rounds: number;
+  floodMessages: number;
+  idleClients: number;
+  drainMessages: number;
+  cpuProf: string | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const quick = argv.includes('--quick');
+  let json: string | undefined;
+  let only = SECTIONS;
+  let window = 20;
+  let cpuProf: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--json') json = argv[++i];
+    else if (arg.startsWith('--json=')) json = arg.slice(7);
+    else if (arg.startsWith('--only=')) only = arg.slice(7).split(',') as Section[];
+    else if (arg.startsWith('--window=')) window = Number(arg.slice(9));
+    else if (arg.startsWith('--cpu-prof=')) cpuProf = arg.slice(11);
+    else if (arg !== '--quick') throw new Error(`unknown option ${arg}`);
+  }
+  for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s} (${SECTIONS.join(', ')})`);
+  if (!Number.isInteger(window) || window < 1 || window > 65535) throw new Error('--window must be 1..65535');
+  return {
+    quick,
+    json,
+    only,
+    window,
+    publishMessages: quick ? 5000 : 20_000,
+    rounds: quick ? 1 : 3,
+    floodMessages: quick ? 50_000 : 200_000,
+    idleClients: quick ? 2000 : 10_000,
+    drainMessages: 10_000,
+    cpuProf,
+  };
+}
+
+const versionName = (v: 4 | 5) => (v === 4 ? '3.1.1' : '5.0');
+const rate = (r: CaseResult) => (r.ok && r.rates.length > 0 ? median(r.rates) : Number.NaN);
+
+function fmtRate(r: CaseResult | undefined): string {
+  if (r === undefined) return 'not run';
+  if (!r.ok) return `failed: ${r.error ?? 'unknown'}`;
+  const base = `${Math.round(rate(r)).toLocaleString('en-US')}/s`;
+  if (r.received !== undefined && r.sent !== undefined && r.received < r.sent) {
+    return `${base} (${r.received.toLocaleString('en-US')} of ${r.sent.toLocaleString('en-US')})`;
+  }
+  return base;
+}
+
+function fmtRatio(a: number, b: number): string {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '-';
+}
+
+function fmtBytes(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '-';
+  return n >= 10_240 ? `${(n / 1024).toFixed(1)} KB` : `${Math.round(n).toLocaleString('en-US')} B`;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const settings: MosquittoSettings = { maxInflightMessages: options.window, maxQueuedMessages: 1_000_000 };
+  const machine = machineInfo();
+  const load = () =>
+    loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ');
+  const header = [
+    `MQTT client benchmark · ${machine.date}${options.quick ? ' · --quick' : ''}`,
+    `Node ${machine.node} · otalink @otalink/mqtt (this tree) · MQTT.js ${mqttjs.version} · mosquitto ${mosquittoVersion()} · ${machine.cpu} × ${machine.cores}`,
+    `load average at start: ${load()} (other work on this machine shows up as noise)`,
+    `mosquitto: max_inflight_messages ${settings.maxInflightMessages} (= Receive Maximum announced to 5.0 clients), max_queued_messages ${settings.maxQueuedMessages}, persistence false, set_tcp_nodelay true; restarted for every case`,
+    `window: ${options.window} unacknowledged QoS 1/2 publishes for both clients (ours: Receive Maximum / maxInflight; MQTT.js: publishAsync with ${options.window} outstanding)`,
+    `publish: ${options.publishMessages} × 64 B to one topic, no subscriber, median of ${options.rounds} round(s) after a warm-up; QoS 0 timed to the PUBACK of a QoS 1 message behind the batch`,
+  ];
+  process.stdout.write(`${header.join('\n')}\n\n`);
+
+  const results: Record<string, Partial<Record<(typeof LIBS)[number], CaseResult>>> = {};
+  const rows: string[][] = [];
+  const base: Omit<CaseSpec, 'lib' | 'scenario' | 'version' | 'qos'> = {
+    host: LOOPBACK_HOSTS[0],
+    port: 0,
+    window: options.window,
+    messages: options.publishMessages,
+    warmup: Math.min(2000, options.publishMessages),
+    rounds: options.rounds,
+    clients: options.idleClients,
+  };
+
+  async function both(key: string, make: (lib: (typeof LIBS)[number]) => Omit<CaseSpec, 'port'>, timeoutMs: number) {
+    results[key] = {};
+    for (const lib of LIBS) {
+      const broker = await BenchMosquitto.create(settings);
+      try {
+        await broker.start();
+        process.stderr.write(`${key} · ${lib}…`);
+        const nodeFlags =
+          options.cpuProf !== undefined && lib === 'otalink' ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : [];
+        const result = await runCase({ ...make(lib), port: broker.port }, broker, { timeoutMs, nodeFlags });
+        (results[key] as Record<string, CaseResult>)[lib] = result;
+        process.stderr.write(` ${result.ok ? 'ok' : `failed: ${result.error}`}\n`);
+      } finally {
+        await broker.stop();
+      }
+    }
+    return results[key] as Partial<Record<(typeof LIBS)[number], CaseResult>>;
+  }
+
+  if (options.only.includes('publish')) {
+    for (const version of [4, 5] as const) {
+      for (const qos of [0, 1, 2] as const) {
+        const r = await both(
+          `publish QoS ${qos} ${versionName(version)}`,
+          (lib) => ({ ...base, lib, scenario: 'publish', version, qos }),
+          300_000,
+        );
+        const aim = qos === 1 ? '≥ 3× MQTT.js' : '';
+        const ratio = rate(r.otalink ?? { ok: false, rates: [] }) / rate(r.mqttjs ?? { ok: false, rates: [] });
+        rows.push([
+          `publish QoS ${qos}, ${versionName(version)} (msg/s)`,
+          fmtRate(r.otalink),
+          fmtRate(r.mqttjs),
+          fmtRatio(rate(r.otalink ?? { ok: false, rates: [] }), rate(r.mqttjs ?? { ok: false, rates: [] })),
+          aim === '' ? '' : `${aim}: ${ratio >= 3 ? 'met' : 'not met'}`,
+        ]);
+      }
+    }
+  }
+
+  if (options.only.includes('receive')) {
+    for (const version of [4, 5] as const) {
+      const r = await both(
+        `receive QoS 0 ${versionName(version)}`,
+        (lib) => ({ ...base, lib, scenario: 'receive', version, qos: 0, messages: options.floodMessages }),
+        300_000,
+      );
+      rows.push([
+        `receive QoS 0, ${versionName(version)} (msg/s, ${options.floodMessages.toLocaleString('en-US')} flooded)`,
+        fmtRate(r.otalink),
+        fmtRate(r.mqttjs),
+        fmtRatio(rate(r.otalink ?? { ok: false, rates: [] }), rate(r.mqttjs ?? { ok: false, rates: [] })),
+        '',
+      ]);
+    }
+  }
+
+  if (options.only.includes('memory')) {
+    const r = await both(
+      `memory ${options.idleClients} idle clients`,
+      (lib) => ({
+        ...base,
+        lib,
+        scenario: 'memory',
+        version: 5,
+        qos: 0,
+        hosts: [...LOOPBACK_HOSTS],
+        clients: options.idleClients,
+      }),
+      600_000,
+    );
+    const cell = (c: CaseResult | undefined, field: 'heapPerClient' | 'rssPerClient') =>
+      c === undefined ? 'not run' : c.ok ? fmtBytes(c[field]) : `failed: ${c.error}`;
+    const heapRatio = fmtRatio(r.otalink?.heapPerClient ?? Number.NaN, r.mqttjs?.heapPerClient ?? Number.NaN);
+    const heap = r.otalink?.heapPerClient ?? Number.NaN;
+    rows.push([
+      `heap per idle client (${options.idleClients.toLocaleString('en-US')} in one process, 5.0)`,
+      cell(r.otalink, 'heapPerClient'),
+      cell(r.mqttjs, 'heapPerClient'),
+      heapRatio,
+      `≤ 10 KB: ${heap <= 10_240 ? 'met' : 'not met'}`,
+    ]);
+    rows.push([
+      'RSS per idle client',
+      cell(r.otalink, 'rssPerClient'),
+      cell(r.mqttjs, 'rssPerClient'),
+      fmtRatio(r.otalink?.rssPerClient ?? Number.NaN, r.mqttjs?.rssPerClient ?? Number.NaN),
+      '',
+    ]);
+  }
+
+  if (options.only.includes('drain')) {
+    for (const version of [4, 5] as const) {
+      const r = await both(
+        `drain ${options.drainMessages} ${versionName(version)}`,
+        (lib) => ({ ...base, lib, scenario: 'drain', version, qos: 1, messages: options.drainMessages }),
+        300_000,
+      );
+      const ours = rate(r.otalink ?? { ok: false, rates: [] });
+      rows.push([
+        `drain ${options.drainMessages.toLocaleString('en-US')} stored QoS 1 after reconnect, ${versionName(version)} (msg/s)`,
+        fmtRate(r.otalink),
+        fmtRate(r.mqttjs),
+        fmtRatio(ours, rate(r.mqttjs ?? { ok: false, rates: [] })),
+        `≥ 20 000/s: ${ours >= 20_000 ? 'met' : 'not met'}`,
+      ]);
+    }
+  }
+
+  let bundles: Awaited<ReturnType<typeof bundleSizes>> | undefined;
+  if (options.only.includes('bundle')) {
+    bundles = await bundleSizes();
+    rows.push([
+      'browser bundle, minified + gzipped (whole package)',
+      fmtBytes(bundles.ours.gzipped),
+      fmtBytes(bundles.mqttjs.gzipped),
+      fmtRatio(bundles.ours.gzipped, bundles.mqttjs.gzipped),
+      '',
+    ]);
+    rows.push([
+      'browser bundle, minified + gzipped (connect() only)',
+      fmtBytes(bundles.oursConnect.gzipped),
+      fmtBytes(bundles.mqttjs.gzipped),
+      fmtRatio(bundles.oursConnect.gzipped, bundles.mqttjs.gzipped),
+      '',
+    ]);
+  }
+
+  process.stdout.write(`load average at end: ${load()}\n\n`);
+  process.stdout.write(`${formatTable(['measure', 'otalink', 'MQTT.js', 'ratio', 'aim'], rows)}\n`);
+  const receiveMaxima = Object.entries(results)
+    .filter(([key]) => key.endsWith('5.0'))
+    .map(([, r]) => r.otalink?.serverReceiveMaximum)
+    .filter((n) => n !== undefined);
+  const notes = [
+    '',
+    `Receive Maximum Mosquitto announced to our 5.0 client: ${[...new Set(receiveMaxima)].join(', ') || 'not measured'}.`,
+    'ratio: otalink / MQTT.js (for rates higher is better for otalink; for bytes lower is).',
+    'receive: a separate process floods pre-encoded QoS 0 PUBLISHes; the rate runs from the first to the last message',
+    '  the measured client got; a count means Mosquitto dropped the rest (max_queued_messages).',
+    'memory: heapUsed and RSS after forced GC, before and after connecting the clients (keepalive 600 s, spread over',
+    `  ${LOOPBACK_HOSTS.join(', ')}), divided by the number of clients.`,
+    'drain: a persistent session; Mosquitto is killed, 10 000 QoS 1 publishes are queued offline (ours: the session',
+    '  queue and store; MQTT.js: its offline queue / outgoing store), Mosquitto restarts on the same port; timed from',
+    '  the reconnect to the last PUBACK.',
+  ];
+  if (bundles !== undefined) {
+    notes.push(
+      `bundle: ours = ${bundles.ours.what} (${fmtBytes(bundles.ours.minified)} minified) and ${bundles.oursConnect.what}`,
+      `  (${fmtBytes(bundles.oursConnect.minified)} minified); esbuild, platform browser, ES2022, Node built-ins and ws`,
+      '  external: they are reached only through on-demand import() for mqtt://, mqtts:// and the file store, and the',
+      '  ws transport uses the platform WebSocket in a browser. MQTT.js = its shipped browser bundle',
+      `  ${bundles.mqttjs.what} (${fmtBytes(bundles.mqttjs.minified)} minified, Node polyfills included). gzip -9.`,
+    );
+  }
+  process.stdout.write(`${notes.join('\n')}\n`);
+  if (options.json !== undefined) {
+    writeFileSync(
+      options.json,
+      `${JSON.stringify({ header, machine, options, settings, results, bundles, rows }, null, 2)}\n`,
+    );
+    process.stdout.write(`\nJSON written to ${options.json}\n`);
+  }
+}
+
+main().then(
+  () => {
+    killCases();
+    process.exit(0);
+  },
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    killCases();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,39 @@
+// What the runner and a case process say to each other over the IPC channel.
+import type { LibName } from './libs.js';
+
+export interface CaseSpec {
+  lib: LibName;
+  scenario: 'publish' | 'receive' | 'memory' | 'drain' | 'flood';
+  host: string;
+  port: number;
+  version: 4 | 5;
+  qos: 0 | 1 | 2;
+  /** Unacknowledged QoS 1/2 publishes allowed (ours: maxInflight; MQTT.js: bounded from outside). */
+  window: number;
+  messages: number;
+  warmup: number;
+  rounds: number;
+  clients: number;
+  hosts?: string[];
+  batch?: number;
+  payloadBytes?: number;
+}
+
+export interface CaseResult {
+  ok: boolean;
+  error?: string | undefined;
+  /** Messages per second, one per timed round. */
+  rates: number[];
+  serverReceiveMaximum?: number | undefined;
+  received?: number;
+  sent?: number;
+  heapPerClient?: number;
+  rssPerClient?: number;
+  clients?: number;
+}
+
+export type WorkerMessage =
+  | { type: 'request'; what: 'kill-broker' | 'start-broker' | 'flood' }
+  | { type: 'result'; result: CaseResult };
+
+export type RunnerReply = { type: 'done'; what: string };
