@@ -2,6 +2,10 @@
 //
 // `hex` reads a listing: hex byte pairs separated by spaces, `"text"` for the UTF-8 bytes of a literal (so a topic
 // reads as itself, while its length prefix is still written by hand), and `#` to the end of a line for a comment.
+import { prng } from '../support/prng.js';
+
+/** Re-exported for the codec tests: every random split and fuzz input replays from its seed. */
+export { prng };
 
 const utf8 = new TextEncoder();
 
@@ -61,18 +65,6 @@ export function plain(value: unknown): unknown {
     return out;
   }
   return value;
-}
-
-/** Deterministic PRNG (mulberry32) so every random split and fuzz input can be replayed from its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Cuts `bytes` at random points into 1..maxPieces chunks (views, no copy). */

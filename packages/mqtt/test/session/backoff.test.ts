@@ -1,18 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffDelay } from '../../src/session/backoff.js';
-
-/** A seeded generator (mulberry32) so the distribution test is reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.js';
 
 test('ceilings grow 1 s → 60 s (Paho defaults) without jitter', () => {
   const ceilings = [0, 1, 2, 3, 4, 5, 6, 7, 20].map((n) => backoffDelay(n, { jitter: 'none' }));
@@ -20,7 +9,7 @@ test('ceilings grow 1 s → 60 s (Paho defaults) without jitter', () => {
 });
 
 test('1000 clients that lost the broker together spread their reconnects', () => {
-  const random = seeded(42);
+  const random = prng(42);
   const clients = 1000;
   // Each client's schedule: the absolute times of its first 8 attempts.
   const firstAttempt: number[] = [];
@@ -62,7 +51,7 @@ test('1000 clients that lost the broker together spread their reconnects', () =>
 });
 
 test('equal jitter keeps at least half the ceiling', () => {
-  const random = seeded(7);
+  const random = prng(7);
   for (let i = 0; i < 1000; i++) {
     const d = backoffDelay(3, { jitter: 'equal' }, random);
     assert.ok(d >= 4000 && d <= 8000);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { topicMatches } from '../../src/topic/index.js';
+import { prng } from '../support/prng.js';
 
 // [filter, topic, expected]: the examples of MQTT 3.1.1 4.7 and MQTT 5.0 4.7 first, then edge cases.
 const table: Array<[string, string, boolean]> = [
@@ -103,19 +104,8 @@ function reference(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('topicMatches agrees with a split-based reference on random inputs', () => {
-  const random = mulberry32(0x5eed);
+  const random = prng(0x5eed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const levels = ['', 'a', 'b', 'ab', '$x', '$'];
   // Empty names and filters are invalid, so the generators retry instead of producing them.

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MqttError } from '../../src/codec/errors.js';
 import { SubscriptionTrie, topicMatches } from '../../src/topic/index.js';
+import { prng } from '../support/prng.js';
 
 /** Sorted "key filter=value" lines for one topic, failing on any (key, filter) pair visited twice. */
 function matches<V>(trie: SubscriptionTrie<string, V>, topic: string): string[] {
@@ -165,19 +166,8 @@ test('a $share prefix is taken literally (the broker strips it)', () => {
   assert.deepEqual(matches(trie, '$share/g/a/b'), ['k $share/g/a/+=0']);
 });
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('randomized: the trie agrees with topicMatches over every filter, through removals', () => {
-  const random = mulberry32(20240611);
+  const random = prng(20240611);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const levels = ['', 'a', 'b', 'c', '$x', '$SYS'];
   const keys = Array.from({ length: 12 }, (_, i) => `k${i}`);
