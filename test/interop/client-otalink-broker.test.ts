@@ -1,0 +1,693 @@
+// The otalink client against the otalink broker, both protocol versions: every QoS, retained, wills, persistent
+// sessions, the 5.0 features both ends implement (topic aliases, Receive Maximum, message expiry, subscription
+// identifiers, shared subscriptions), authentication and ACL refusals, TLS with client certificates, WebSocket,
+// and a broker process killed with SIGKILL mid-stream while a client publishes from a file store.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { type Broker, type BrokerOptions, createBroker } from '@otalink/broker';
+import { Decoder, MqttError, type Packet, type ProtocolVersion } from '@otalink/mqtt';
+import { pino } from 'pino';
+import { makeCertificates } from '../../packages/broker/test/support/certs.js';
+import {
+  type ClientOptions,
+  connect,
+  type Message,
+  type MqttClient,
+  openFileStore,
+  type TransportFactory,
+} from '../../packages/mqtt/src/client/index.js';
+import { tcpTransport } from '../../packages/mqtt/src/client/transports/tcp.js';
+
+const fast = { initialDelayMs: 20, maxDelayMs: 250 };
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const versionName = (v: ProtocolVersion) => (v === 5 ? '5.0' : '3.1.1');
+
+async function until(predicate: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
+    await delay(10);
+  }
+}
+
+/** A broker in this process on 127.0.0.1:0, plus the clients a test opens, all closed by `close()`. */
+class Harness {
+  readonly clients: MqttClient[] = [];
+  private constructor(readonly broker: Broker) {}
+
+  static async start(options: Partial<BrokerOptions> = {}): Promise<Harness> {
+    const broker = createBroker({
+      listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
+      allowAnonymous: true,
+      logger: pino({ level: 'silent' }),
+      sysIntervalSeconds: 0,
+      ...options,
+    });
+    await broker.listen();
+    return new Harness(broker);
+  }
+
+  port(index = 0): number {
+    const address = this.broker.addresses()[index];
+    if (address === undefined) throw new Error(`no listener ${index}`);
+    return address.port;
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port()}`;
+  }
+
+  async client(options: ClientOptions): Promise<MqttClient> {
+    const client = await connect({ url: this.url, reconnect: false, ...options });
+    this.clients.push(client);
+    return client;
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.clients) await c.end({ force: true });
+    await this.broker.close();
+  }
+}
+
+/** Collects every message a client receives, with a wait for a count. */
+function collect(client: MqttClient): { messages: Message[]; waitFor(n: number, ms?: number): Promise<void> } {
+  const messages: Message[] = [];
+  client.on('message', (m) => messages.push(m));
+  return {
+    messages,
+    waitFor: (n, ms = 5000) =>
+      until(
+        () => messages.length >= n,
+        ms,
+        () => `${n} messages (have ${messages.length}: ${messages.map((m) => m.topic).join(' ')})`,
+      ),
+  };
+}
+
+/**
+ * A wire tap around the TCP transport: decodes both directions so a test can see what really crossed the line
+ * (topic aliases, how many QoS 1 messages were unacknowledged at once), not what either end believes it did.
+ */
+function wireTap(version: ProtocolVersion) {
+  const tap = {
+    sent: [] as Packet[],
+    received: [] as Packet[],
+    /** QoS 1 publishes we sent and the server has not acknowledged yet, by packet id; and the largest it got. */
+    outgoingUnacked: new Set<number>(),
+    maxOutgoingUnacked: 0,
+    /** QoS 1 publishes the server sent and we have not acknowledged yet; and the largest it got. */
+    incomingUnacked: new Set<number>(),
+    maxIncomingUnacked: 0,
+    factory: undefined as unknown as TransportFactory,
+  };
+  tap.factory = async (target, handlers) => {
+    const outgoing = new Decoder({ role: 'server' });
+    const incoming = new Decoder({ role: 'client', protocolVersion: version });
+    const inner = await tcpTransport(target, {
+      data(chunk) {
+        incoming.push(chunk);
+        for (let p = incoming.next(); p !== undefined; p = incoming.next()) {
+          tap.received.push(p);
+          if (p.type === 'puback') tap.outgoingUnacked.delete(p.packetId);
+          if (p.type === 'publish' && p.qos === 1 && p.packetId !== undefined) {
+            tap.incomingUnacked.add(p.packetId);
+            tap.maxIncomingUnacked = Math.max(tap.maxIncomingUnacked, tap.incomingUnacked.size);
+          }
+        }
+        handlers.data(chunk);
+      },
+      close: (error) => handlers.close(error),
+    });
+    return {
+      write(chunk) {
+        outgoing.push(chunk);
+        for (let p = outgoing.next(); p !== undefined; p = outgoing.next()) {
+          tap.sent.push(p);
+          if (p.type === 'puback') tap.incomingUnacked.delete(p.packetId);
+          if (p.type === 'publish' && p.qos === 1 && p.packetId !== undefined) {
+            tap.outgoingUnacked.add(p.packetId);
+            tap.maxOutgoingUnacked = Math.max(tap.maxOutgoingUnacked, tap.outgoingUnacked.size);
+          }
+        }
+        inner.write(chunk);
+      },
+      end: () => inner.end(),
+      destroy: () => inner.destroy(),
+    };
+  };
+  return tap;
+}
+
+for (const version of [4, 5] as ProtocolVersion[]) {
+  describe(`otalink client ↔ otalink broker, MQTT ${versionName(version)}`, () => {
+    test('every QoS pair: a message published at QoS p to a subscription at QoS s arrives at min(p, s)', async () => {
+      const h = await Harness.start();
+      try {
+        const sub = await h.client({ protocolVersion: version });
+        for (const s of [0, 1, 2] as const) {
+          const granted = await sub.subscribe(`rt/${s}/#`, { qos: s });
+          assert.deepEqual(granted.reasonCodes, [s]);
+        }
+        const got = collect(sub);
+        const pub = await h.client({ protocolVersion: version });
+        for (const s of [0, 1, 2] as const) {
+          for (const p of [0, 1, 2] as const) {
+            const result = await pub.publish(`rt/${s}/${p}`, `s${s}p${p}`, { qos: p });
+            assert.equal(result.reasonCode, 0);
+          }
+        }
+        await got.waitFor(9);
+        await delay(50);
+        assert.equal(got.messages.length, 9, 'each message once');
+        const byTopic = new Map(got.messages.map((m) => [m.topic, m]));
+        for (const s of [0, 1, 2]) {
+          for (const p of [0, 1, 2]) {
+            const m = byTopic.get(`rt/${s}/${p}`);
+            assert.ok(m !== undefined, `rt/${s}/${p} arrived`);
+            assert.equal(m.qos, Math.min(s, p), `rt/${s}/${p} QoS`);
+            assert.equal(text(m.payload), `s${s}p${p}`);
+            assert.equal(m.retain, false);
+          }
+        }
+        // Order per publisher is kept for messages on one subscription.
+        assert.deepEqual(
+          got.messages.filter((m) => m.topic.startsWith('rt/2/')).map((m) => m.topic),
+          ['rt/2/0', 'rt/2/1', 'rt/2/2'],
+        );
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('retained: a late subscriber gets it with retain set; an empty retained payload clears it', async () => {
+      const h = await Harness.start();
+      try {
+        const pub = await h.client({ protocolVersion: version });
+        await pub.publish('ret/x', 'kept', { qos: 1, retain: true });
+        const late = await h.client({ protocolVersion: version });
+        const got = collect(late);
+        await late.subscribe('ret/#', { qos: 1 });
+        await got.waitFor(1);
+        assert.deepEqual(
+          got.messages.map((m) => [m.topic, m.retain, text(m.payload), m.qos]),
+          [['ret/x', true, 'kept', 1]],
+        );
+        // A live subscriber gets a retained publish as a normal message (retain cleared, 3.1.1 §3.3.1.3).
+        await pub.publish('ret/x', 'again', { qos: 1, retain: true });
+        await got.waitFor(2);
+        assert.equal(got.messages[1]?.retain, false);
+        await pub.publish('ret/x', '', { qos: 1, retain: true });
+        await got.waitFor(3);
+        const later = await h.client({ protocolVersion: version });
+        const laterGot = collect(later);
+        await later.subscribe('ret/#', { qos: 1 });
+        await pub.publish('ret/marker', 'after', { qos: 1 });
+        await laterGot.waitFor(1);
+        assert.deepEqual(
+          laterGot.messages.map((m) => m.topic),
+          ['ret/marker'],
+          'nothing retained is left on ret/x',
+        );
+        assert.equal(h.broker.stats.retainedCurrent, 0);
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('will: published when a client drops without DISCONNECT, not when it ends cleanly', async () => {
+      const h = await Harness.start();
+      try {
+        const sub = await h.client({ protocolVersion: version });
+        await sub.subscribe('will/#', { qos: 1 });
+        const got = collect(sub);
+        const will = { topic: 'will/gone', payload: 'lost', qos: 1 as const };
+        const polite = await connect({ url: h.url, protocolVersion: version, reconnect: false, will });
+        await polite.end();
+        const doomed = await connect({ url: h.url, protocolVersion: version, reconnect: false, will });
+        await doomed.end({ force: true }); // no DISCONNECT: the socket is destroyed
+        await got.waitFor(1);
+        const pub = await h.client({ protocolVersion: version });
+        await pub.publish('will/marker', 'm', { qos: 1 });
+        await got.waitFor(2);
+        assert.deepEqual(
+          got.messages.map((m) => [m.topic, text(m.payload), m.qos]),
+          [
+            ['will/gone', 'lost', 1],
+            ['will/marker', 'm', 1],
+          ],
+          'one will: the abrupt drop; none for the clean end',
+        );
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('persistent session: QoS 1/2 published while away arrive on return, exactly once', async () => {
+      const h = await Harness.start();
+      try {
+        const opts = { protocolVersion: version, clientId: `persist-${version}`, clean: false };
+        const sub = await h.client(opts);
+        assert.equal(sub.connack?.sessionPresent, false);
+        await sub.subscribe('away/#', { qos: 2 });
+        await sub.end();
+        await until(
+          () => h.broker.stats.sessionsOffline === 1,
+          3000,
+          () => 'the session to go offline',
+        );
+        const pub = await h.client({ protocolVersion: version });
+        const sent = [
+          ['away/1', 1],
+          ['away/2', 2],
+          ['away/1', 1],
+          ['away/2', 2],
+          ['away/2', 2],
+        ] as const;
+        for (const [i, [topic, qos]] of sent.entries()) await pub.publish(topic, `m${i}`, { qos });
+        const back = await h.client(opts);
+        assert.equal(back.connack?.sessionPresent, true);
+        const got = collect(back);
+        await got.waitFor(sent.length);
+        await pub.publish('away/marker', 'end', { qos: 1 });
+        await got.waitFor(sent.length + 1);
+        assert.deepEqual(
+          got.messages.map((m) => [m.topic, m.qos, text(m.payload)]),
+          [...sent.map(([topic, qos], i) => [topic, qos, `m${i}`]), ['away/marker', 1, 'end']],
+        );
+        await back.end();
+        // Acknowledged before the end: nothing comes again on the next return.
+        const again = await h.client(opts);
+        assert.equal(again.connack?.sessionPresent, true);
+        const gotAgain = collect(again);
+        await pub.publish('away/marker', 'end2', { qos: 1 });
+        await gotAgain.waitFor(1);
+        await delay(50);
+        assert.deepEqual(
+          gotAgain.messages.map((m) => text(m.payload)),
+          ['end2'],
+        );
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('authentication: a wrong password is refused with the version’s code; the right one connects', async () => {
+      const h = await Harness.start({
+        allowAnonymous: false,
+        authenticate: (request) =>
+          request.username === 'car' && request.password !== undefined && text(request.password) === 'secret'
+            ? { ok: true }
+            : { ok: false, reasonCode: 0x86 },
+      });
+      try {
+        await assert.rejects(
+          connect({ url: h.url, protocolVersion: version, reconnect: false, username: 'car', password: 'wrong' }),
+          (err: unknown) => {
+            assert.ok(err instanceof MqttError);
+            assert.equal(err.code, 'MQTT_ERR_CONNECTION_REFUSED');
+            assert.equal(err.reasonCode, version === 5 ? 0x86 : 4);
+            return true;
+          },
+        );
+        await assert.rejects(connect({ url: h.url, protocolVersion: version, reconnect: false }), {
+          code: 'MQTT_ERR_CONNECTION_REFUSED',
+        });
+        const ok = await h.client({ protocolVersion: version, username: 'car', password: 'secret' });
+        assert.equal(ok.state, 'connected');
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('ACL: a denied publish is not delivered (5.0: PUBACK 0x87 rejects the publish); a denied subscribe fails', async () => {
+      const h = await Harness.start({ authorize: (_client, _action, topic) => !topic.startsWith('secret') });
+      try {
+        const sub = await h.client({ protocolVersion: version });
+        const denied = await sub.subscribe('secret/#', { qos: 1 });
+        assert.deepEqual(denied.reasonCodes, [version === 5 ? 0x87 : 0x80]);
+        await sub.subscribe('#', { qos: 1 });
+        const got = collect(sub);
+        const pub = await h.client({ protocolVersion: version });
+        if (version === 5) {
+          await assert.rejects(pub.publish('secret/key', 'x', { qos: 1 }), (err: unknown) => {
+            assert.ok(err instanceof MqttError);
+            assert.equal(err.code, 'MQTT_ERR_PUBLISH_FAILED');
+            assert.equal(err.reasonCode, 0x87);
+            return true;
+          });
+          await assert.rejects(pub.publish('secret/key', 'x', { qos: 2 }), { reasonCode: 0x87 });
+        } else {
+          // 3.1.1 cannot refuse a publish: it is acknowledged and dropped.
+          assert.equal((await pub.publish('secret/key', 'x', { qos: 1 })).reasonCode, 0);
+          assert.equal((await pub.publish('secret/key', 'x', { qos: 2 })).reasonCode, 0);
+        }
+        await pub.publish('open/x', 'y', { qos: 1 });
+        await got.waitFor(1);
+        await delay(50);
+        assert.deepEqual(
+          got.messages.map((m) => m.topic),
+          ['open/x'],
+        );
+        assert.equal(h.broker.stats.droppedNotAuthorized, 2);
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('WebSocket transport against the broker’s ws listener', async () => {
+      const h = await Harness.start({
+        listeners: [{ protocol: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' }],
+      });
+      try {
+        const url = `ws://127.0.0.1:${h.port()}/mqtt`;
+        const sub = await h.client({ url, protocolVersion: version });
+        await sub.subscribe('ws/#', { qos: 2 });
+        const got = collect(sub);
+        const pub = await h.client({ url, protocolVersion: version });
+        for (const qos of [0, 1, 2] as const) await pub.publish(`ws/${qos}`, `over ws ${qos}`, { qos });
+        await got.waitFor(3);
+        assert.deepEqual(
+          got.messages.map((m) => [m.topic, m.qos, text(m.payload)]),
+          [
+            ['ws/0', 0, 'over ws 0'],
+            ['ws/1', 1, 'over ws 1'],
+            ['ws/2', 2, 'over ws 2'],
+          ],
+        );
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('TLS with client certificates (mutual TLS): accepted with one, refused without', async (t) => {
+      const certs = makeCertificates();
+      if (certs === undefined) return t.skip('openssl CLI not installed');
+      let seenIdentity: string | undefined;
+      const h = await Harness.start({
+        listeners: [
+          {
+            protocol: 'mqtts',
+            host: '127.0.0.1',
+            port: 0,
+            tls: {
+              cert: certs.serverCert,
+              key: certs.serverKey,
+              ca: certs.ca,
+              requireClientCertificate: true,
+              identityFromCertificate: true,
+            },
+          },
+        ],
+        authorize: (client) => {
+          seenIdentity = client.username;
+          return true;
+        },
+      });
+      try {
+        const url = `mqtts://127.0.0.1:${h.port()}`;
+        const vehicle = certs.client('vehicle-7');
+        const tls = { ca: certs.ca, cert: vehicle.cert, key: vehicle.key };
+        const sub = await h.client({ url, protocolVersion: version, tls });
+        await sub.subscribe('tls/#', { qos: 1 });
+        const got = collect(sub);
+        const pub = await h.client({ url, protocolVersion: version, tls });
+        assert.equal((await pub.publish('tls/a', 'secure', { qos: 1 })).reasonCode, 0);
+        await got.waitFor(1);
+        assert.equal(text(got.messages[0]?.payload ?? new Uint8Array()), 'secure');
+        assert.equal(seenIdentity, 'vehicle-7', 'the identity came from the certificate CN');
+        for (const without of [{ ca: certs.ca }, { ca: certs.ca, ...certs.stranger }]) {
+          await assert.rejects(
+            connect({ url, protocolVersion: version, reconnect: false, tls: without, connectTimeoutMs: 5000 }),
+          );
+        }
+      } finally {
+        await h.close();
+        certs.remove();
+      }
+    });
+  });
+}
+
+describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
+  test('topic aliases used by both ends on the wire; every message arrives with its full topic', async () => {
+    const h = await Harness.start({ limits: { topicAliasMaximum: 10 } });
+    try {
+      const subTap = wireTap(5);
+      const sub = await h.client({ transport: subTap.factory, properties: { topicAliasMaximum: 10 } });
+      await sub.subscribe('alias/#', { qos: 1 });
+      const got = collect(sub);
+      const pubTap = wireTap(5);
+      const pub = await h.client({ transport: pubTap.factory });
+      assert.equal(pub.serverLimits.topicAliasMaximum, 10);
+      for (let i = 0; i < 5; i++) await pub.publish('alias/long/topic/name', `a${i}`, { qos: 1 });
+      await pub.publish('alias/other', 'b', { qos: 0 });
+      await got.waitFor(6);
+      const sentPublishes = pubTap.sent.filter((p) => p.type === 'publish');
+      assert.equal(sentPublishes.length, 6);
+      const wire = (p: Packet) => (p.type === 'publish' ? [p.topic, p.properties?.topicAlias] : []);
+      assert.deepEqual(wire(sentPublishes[0]!), ['alias/long/topic/name', 1], 'the first sets the alias');
+      for (const p of sentPublishes.slice(1, 5)) assert.deepEqual(wire(p), ['', 1], 'repeats use the alias alone');
+      const receivedPublishes = subTap.received.filter((p) => p.type === 'publish');
+      assert.ok(
+        receivedPublishes.some((p) => wire(p)[0] === '' && typeof wire(p)[1] === 'number'),
+        `the broker used an alias towards the subscriber: ${JSON.stringify(receivedPublishes.map(wire))}`,
+      );
+      assert.deepEqual(
+        got.messages.map((m) => [m.topic, text(m.payload)]),
+        [...[0, 1, 2, 3, 4].map((i) => ['alias/long/topic/name', `a${i}`]), ['alias/other', 'b']],
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('Receive Maximum 5: 200 QoS 1 publishes all acknowledged, never more than 5 in flight either way', async () => {
+    const h = await Harness.start({ limits: { receiveMaximum: 5 } });
+    try {
+      const subTap = wireTap(5);
+      const sub = await h.client({ transport: subTap.factory, properties: { receiveMaximum: 5 } });
+      await sub.subscribe('window/#', { qos: 1 });
+      const got = collect(sub);
+      const pubTap = wireTap(5);
+      const pub = await h.client({ transport: pubTap.factory });
+      assert.equal(pub.serverLimits.receiveMaximum, 5);
+      const total = 200;
+      const results = await Promise.all(
+        Array.from({ length: total }, (_, i) => pub.publish('window/a', `w${i}`, { qos: 1 })),
+      );
+      assert.ok(
+        results.every((r) => r.reasonCode === 0),
+        'all acknowledged with success',
+      );
+      assert.equal(pubTap.sent.filter((p) => p.type === 'publish').length, total, 'each sent once');
+      assert.equal(pubTap.maxOutgoingUnacked, 5, 'the client filled the window and never exceeded it');
+      await got.waitFor(total, 10_000);
+      assert.deepEqual(
+        got.messages.map((m) => text(m.payload)),
+        Array.from({ length: total }, (_, i) => `w${i}`),
+      );
+      assert.ok(subTap.maxIncomingUnacked <= 5, `broker → subscriber in flight: ${subTap.maxIncomingUnacked}`);
+      assert.ok(subTap.maxIncomingUnacked >= 2, 'the broker used a window, not one at a time');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('message expiry: an expired queued message is dropped; a live one arrives with the remaining time', async () => {
+    const h = await Harness.start();
+    try {
+      const opts = { clientId: 'expiry-sub', clean: false };
+      const sub = await h.client(opts);
+      await sub.subscribe('exp/#', { qos: 1 });
+      await sub.end();
+      const pub = await h.client({});
+      await pub.publish('exp/short', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } });
+      await pub.publish('exp/long', 'long', { qos: 1, properties: { messageExpiryInterval: 60 } });
+      await delay(2100);
+      const back = await h.client(opts);
+      const got = collect(back);
+      await pub.publish('exp/marker', 'm', { qos: 1 });
+      await got.waitFor(2);
+      assert.deepEqual(
+        got.messages.map((m) => m.topic),
+        ['exp/long', 'exp/marker'],
+      );
+      const remaining = got.messages[0]?.properties?.messageExpiryInterval;
+      assert.ok(remaining !== undefined && remaining < 60 && remaining > 0, `remaining expiry ${remaining}`);
+      assert.equal(got.messages[1]?.properties?.messageExpiryInterval, undefined);
+      assert.equal(h.broker.stats.droppedExpired, 1);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('subscription identifiers come back with the messages each subscription matched', async () => {
+    const h = await Harness.start();
+    try {
+      const sub = await h.client({});
+      await sub.subscribe('sid/#', { qos: 1, properties: { subscriptionIdentifiers: [7] } });
+      await sub.subscribe('sid/a', { qos: 1, properties: { subscriptionIdentifiers: [300] } });
+      await sub.subscribe('sid/plain', { qos: 1 });
+      const got = collect(sub);
+      const pub = await h.client({});
+      await pub.publish('sid/b', 'b', { qos: 1 });
+      await pub.publish('sid/a', 'a', { qos: 1 });
+      await pub.publish('sid/plain', 'p', { qos: 1 });
+      await got.waitFor(3);
+      await delay(50);
+      const ids = (topic: string) =>
+        got.messages
+          .filter((m) => m.topic === topic)
+          .flatMap((m) => m.properties?.subscriptionIdentifiers ?? [])
+          .sort((a, b) => a - b);
+      assert.deepEqual(ids('sid/b'), [7]);
+      assert.deepEqual(ids('sid/a'), [7, 300], 'both matching subscriptions are named');
+      // sid/plain matches sid/# (id 7) and the plain subscription (no id).
+      assert.deepEqual(ids('sid/plain'), [7]);
+      assert.equal(got.messages.filter((m) => m.topic === 'sid/b').length, 1);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('shared subscription: two clients share the stream, each message to exactly one', async () => {
+    const h = await Harness.start();
+    try {
+      const a = await h.client({});
+      const b = await h.client({});
+      await a.subscribe('$share/workers/jobs/#', { qos: 1 });
+      await b.subscribe('$share/workers/jobs/#', { qos: 1 });
+      const gotA = collect(a);
+      const gotB = collect(b);
+      const pub = await h.client({});
+      const total = 40;
+      for (let i = 0; i < total; i++) await pub.publish(`jobs/${i % 3}`, `j${i}`, { qos: 1 });
+      await until(
+        () => gotA.messages.length + gotB.messages.length >= total,
+        5000,
+        () => `${total} shared deliveries`,
+      );
+      await delay(50);
+      const all = [...gotA.messages, ...gotB.messages].map((m) => text(m.payload));
+      assert.equal(all.length, total, 'no message delivered twice');
+      assert.deepEqual(new Set(all), new Set(Array.from({ length: total }, (_, i) => `j${i}`)));
+      assert.ok(gotA.messages.length > 0 && gotB.messages.length > 0, 'both members got work');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+/** The broker as a child process (test/support/otalink-broker-process.ts), restartable on the same port. */
+class BrokerProcess {
+  private child: ChildProcess | undefined;
+  port = 0;
+  private static readonly script = fileURLToPath(new URL('../support/otalink-broker-process.ts', import.meta.url));
+
+  async run(port = 0): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', BrokerProcess.script, JSON.stringify({ port })], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    let out = '';
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    this.port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the broker process did not start: ${err}`)), 20_000);
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n')[0];
+        if (out.includes('\n') && line !== undefined) {
+          clearTimeout(timer);
+          resolve((JSON.parse(line) as { port: number }).port);
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`the broker process exited (${code}): ${err}`));
+      });
+    });
+  }
+
+  async kill(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    this.child = undefined;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await exited;
+  }
+}
+
+test('broker process SIGKILLed mid-stream and restarted on its port: the client reconnects and every queued QoS 1 message is acknowledged', async () => {
+  const broker = new BrokerProcess();
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-client-broker-kill-'));
+  let client: MqttClient | undefined;
+  try {
+    await broker.run();
+    const port = broker.port;
+    const storePath = join(dir, 'store.log');
+    client = await connect({
+      url: `mqtt://127.0.0.1:${port}`,
+      clientId: 'kill-restart-pub',
+      clean: false,
+      keepalive: 5,
+      reconnect: fast,
+      maxInflight: 10,
+      store: await openFileStore(storePath),
+    });
+    const reconnects: number[] = [];
+    client.on('reconnecting', (info) => reconnects.push(info.delayMs));
+    let connects = 0;
+    client.on('connected', () => connects++);
+    const total = 2000;
+    let acked = 0;
+    const results = Array.from({ length: total }, (_, i) =>
+      (client as MqttClient).publish('kill/s', `m${i}`, { qos: 1 }).then((r) => {
+        acked++;
+        return r;
+      }),
+    );
+    await until(
+      () => acked >= 100,
+      15_000,
+      () => `the stream to start (acked ${acked})`,
+    );
+    await broker.kill('SIGKILL');
+    const ackedAtKill = acked;
+    // Down long enough for at least one reconnect attempt to be refused.
+    await until(
+      () => reconnects.length >= 2,
+      10_000,
+      () => 'reconnect attempts while the broker is down',
+    );
+    await broker.run(port);
+    assert.equal(broker.port, port, 'restarted on the same port');
+    const settled = await Promise.all(results);
+    assert.ok(ackedAtKill < total, `killed mid-stream (${ackedAtKill} of ${total} acknowledged)`);
+    assert.equal(settled.length, total);
+    // 0x10 (no matching subscribers) is a success code: nobody subscribes here, only the publisher's side is asserted.
+    const codes = new Set(settled.map((r) => r.reasonCode));
+    assert.deepEqual([...codes], [0x10], 'every message acknowledged with success');
+    assert.ok(connects >= 1, 'reconnected by itself');
+    assert.equal(client.state, 'connected');
+    assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
+    await client.end();
+    client = undefined;
+    const reopened = await openFileStore(storePath);
+    assert.deepEqual(await reopened.list(), [], 'the file store holds nothing once everything was acknowledged');
+    await reopened.close?.();
+  } finally {
+    await client?.end({ force: true });
+    await broker.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
