@@ -467,6 +467,60 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
     }
   });
 
+  test('an explicit topicAlias in publish properties does not hijack an alias the client assigned itself', {
+    todo: 'client bug: a caller-supplied topicAlias rebinds an alias the client assigned to another topic, so later publishes to that topic are misrouted',
+  }, async () => {
+    const h = await Harness.start();
+    try {
+      const sub = await h.client({});
+      await sub.subscribe('hijack/#', { qos: 1 });
+      const got = collect(sub);
+      const pub = await h.client({});
+      await pub.publish('hijack/b', '1', { qos: 1 }); // the client assigns alias 1 to hijack/b
+      // Received messages carry properties.topicAlias, so forwarding m.properties does exactly this.
+      await pub.publish('hijack/a', '2', { qos: 1, properties: { topicAlias: 1 } });
+      await pub.publish('hijack/b', '3', { qos: 1 });
+      await got.waitFor(3);
+      assert.deepEqual(
+        got.messages.map((m) => `${m.topic}=${text(m.payload)}`),
+        ['hijack/b=1', 'hijack/a=2', 'hijack/b=3'],
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('will delay: a client that comes back within the delay has no will published; one that does not has', async () => {
+    const h = await Harness.start();
+    try {
+      const sub = await h.client({});
+      await sub.subscribe('delayed/#', { qos: 1 });
+      const got = collect(sub);
+      const will = { topic: 'delayed/will', payload: 'gone', qos: 1 as const, properties: { willDelayInterval: 1 } };
+      const session = { sessionExpiryInterval: 60 };
+      const back = await connect({ url: h.url, clientId: 'will-back', will, properties: session, reconnect: false });
+      await back.end({ force: true });
+      const returned = await h.client({ clientId: 'will-back', clean: false, properties: session });
+      assert.equal(returned.connack?.sessionPresent, true);
+      const away = await connect({ url: h.url, clientId: 'will-away', will, properties: session, reconnect: false });
+      await away.end({ force: true });
+      await got.waitFor(1, 5000);
+      await delay(1200); // past will-back's delay too: its will must not come late
+      const pub = await h.client({});
+      await pub.publish('delayed/marker', 'm', { qos: 1 });
+      await got.waitFor(2);
+      assert.deepEqual(
+        got.messages.map((m) => [m.topic, text(m.payload)]),
+        [
+          ['delayed/will', 'gone'],
+          ['delayed/marker', 'm'],
+        ],
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
   test('Receive Maximum 5: 200 QoS 1 publishes all acknowledged, never more than 5 in flight either way', async () => {
     const h = await Harness.start({ limits: { receiveMaximum: 5 } });
     try {
@@ -627,67 +681,70 @@ class BrokerProcess {
   }
 }
 
-test('broker process SIGKILLed mid-stream and restarted on its port: the client reconnects and every queued QoS 1 message is acknowledged', async () => {
-  const broker = new BrokerProcess();
-  const dir = mkdtempSync(join(tmpdir(), 'otalink-client-broker-kill-'));
-  let client: MqttClient | undefined;
-  try {
-    await broker.run();
-    const port = broker.port;
-    const storePath = join(dir, 'store.log');
-    client = await connect({
-      url: `mqtt://127.0.0.1:${port}`,
-      clientId: 'kill-restart-pub',
-      clean: false,
-      keepalive: 5,
-      reconnect: fast,
-      maxInflight: 10,
-      store: await openFileStore(storePath),
-    });
-    const reconnects: number[] = [];
-    client.on('reconnecting', (info) => reconnects.push(info.delayMs));
-    let connects = 0;
-    client.on('connected', () => connects++);
-    const total = 2000;
-    let acked = 0;
-    const results = Array.from({ length: total }, (_, i) =>
-      (client as MqttClient).publish('kill/s', `m${i}`, { qos: 1 }).then((r) => {
-        acked++;
-        return r;
-      }),
-    );
-    await until(
-      () => acked >= 100,
-      15_000,
-      () => `the stream to start (acked ${acked})`,
-    );
-    await broker.kill('SIGKILL');
-    const ackedAtKill = acked;
-    // Down long enough for at least one reconnect attempt to be refused.
-    await until(
-      () => reconnects.length >= 2,
-      10_000,
-      () => 'reconnect attempts while the broker is down',
-    );
-    await broker.run(port);
-    assert.equal(broker.port, port, 'restarted on the same port');
-    const settled = await Promise.all(results);
-    assert.ok(ackedAtKill < total, `killed mid-stream (${ackedAtKill} of ${total} acknowledged)`);
-    assert.equal(settled.length, total);
-    // 0x10 (no matching subscribers) is a success code: nobody subscribes here, only the publisher's side is asserted.
-    const codes = new Set(settled.map((r) => r.reasonCode));
-    assert.deepEqual([...codes], [0x10], 'every message acknowledged with success');
-    assert.ok(connects >= 1, 'reconnected by itself');
-    assert.equal(client.state, 'connected');
-    assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
-    await client.end();
-    client = undefined;
-    const reopened = await openFileStore(storePath);
-    assert.deepEqual(await reopened.list(), [], 'the file store holds nothing once everything was acknowledged');
-    await reopened.close?.();
-  } finally {
-    await client?.end({ force: true });
-    await broker.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+for (const qos of [1, 2] as const) {
+  test(`broker process SIGKILLed mid-stream and restarted on its port: the client reconnects and every queued QoS ${qos} message is acknowledged`, async () => {
+    const broker = new BrokerProcess();
+    const dir = mkdtempSync(join(tmpdir(), 'otalink-client-broker-kill-'));
+    let client: MqttClient | undefined;
+    try {
+      await broker.run();
+      const port = broker.port;
+      const storePath = join(dir, 'store.log');
+      client = await connect({
+        url: `mqtt://127.0.0.1:${port}`,
+        clientId: `kill-restart-pub-${qos}`,
+        clean: false,
+        keepalive: 5,
+        reconnect: fast,
+        maxInflight: 10,
+        store: await openFileStore(storePath),
+      });
+      const reconnects: number[] = [];
+      client.on('reconnecting', (info) => reconnects.push(info.delayMs));
+      let connects = 0;
+      client.on('connected', () => connects++);
+      const total = 2000;
+      let acked = 0;
+      const results = Array.from({ length: total }, (_, i) =>
+        (client as MqttClient).publish('kill/s', `m${i}`, { qos }).then((r) => {
+          acked++;
+          return r;
+        }),
+      );
+      await until(
+        () => acked >= 100,
+        15_000,
+        () => `the stream to start (acked ${acked})`,
+      );
+      await broker.kill('SIGKILL');
+      const ackedAtKill = acked;
+      // Down long enough for at least one reconnect attempt to be refused.
+      await until(
+        () => reconnects.length >= 2,
+        10_000,
+        () => 'reconnect attempts while the broker is down',
+      );
+      await broker.run(port);
+      assert.equal(broker.port, port, 'restarted on the same port');
+      const settled = await Promise.all(results);
+      assert.ok(ackedAtKill < total, `killed mid-stream (${ackedAtKill} of ${total} acknowledged)`);
+      assert.equal(settled.length, total);
+      // Nobody subscribes (only the publisher's guarantee is asserted): PUBACK says 0x10 no matching subscribers, a
+      // success code; PUBCOMP has no such code and says 0.
+      const codes = new Set(settled.map((r) => r.reasonCode));
+      assert.deepEqual([...codes], [qos === 1 ? 0x10 : 0], 'every message acknowledged with success');
+      assert.ok(connects >= 1, 'reconnected by itself');
+      assert.equal(client.state, 'connected');
+      assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
+      await client.end();
+      client = undefined;
+      const reopened = await openFileStore(storePath);
+      assert.deepEqual(await reopened.list(), [], 'the file store holds nothing once everything was acknowledged');
+      await reopened.close?.();
+    } finally {
+      await client?.end({ force: true });
+      await broker.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
