@@ -5,7 +5,7 @@ import type { Will } from '@otalink/mqtt';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { DeadlineTicker, type Timed } from './keepalive.js';
-import type { Message } from './message.js';
+import type { Delivery, Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
 import { PublishTemplates } from './publish-encoding.js';
 import { Router } from './router.js';
@@ -206,10 +206,11 @@ export class BrokerCore {
     this.stats.subscriptionsCurrent -= session.state.subscriptions.size;
     session.state.subscriptions.clear();
     // Unacknowledged shared-subscription messages go to another member of their group.
-    const orphans = [
-      ...[...session.state.inflight.values()].filter((e) => e.state === 'publish').map((e) => e.delivery),
-      ...session.state.queue,
-    ].filter((d) => d.sharedFilter !== undefined);
+    const orphans: Delivery[] = [];
+    for (const entry of session.state.inflight.values()) {
+      if (entry.state === 'publish' && entry.delivery.sharedFilter !== undefined) orphans.push(entry.delivery);
+    }
+    for (const delivery of session.state.queue) if (delivery.sharedFilter !== undefined) orphans.push(delivery);
     session.discard();
     if (orphans.length > 0) {
       const now = Date.now();

@@ -212,14 +212,14 @@ function accept(
       if (authenticationData !== undefined) properties.authenticationData = authenticationData;
     }
   }
-  connection.send({
-    type: 'connack',
-    sessionPresent: present,
-    reasonCode: 0,
-    properties: v5 ? properties : undefined,
-  });
+  if (v5) connection.send({ type: 'connack', sessionPresent: present, reasonCode: 0, properties });
+  else connection.sendConnack311(present);
   connection.startKeepalive(keepalive);
   session.resume(connection, Date.now());
-  core.logger.debug({ clientId, username, sessionPresent: present, version: packet.protocolVersion }, 'connected');
-  core.events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
+  if (core.logger.isLevelEnabled('debug')) {
+    core.logger.debug({ clientId, username, sessionPresent: present, version: packet.protocolVersion }, 'connected');
+  }
+  if (core.events.listenerCount('clientConnected') > 0) {
+    core.events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
+  }
 }

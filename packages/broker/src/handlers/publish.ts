@@ -63,10 +63,13 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const recipients = core.publish(message);
   if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
-  if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode });
-  else if (packet.qos === 2) {
+  if (packet.qos === 1) {
+    if (reasonCode === 0) connection.sendAck(0x40, packetId);
+    else connection.send({ type: 'puback', packetId, reasonCode });
+  } else if (packet.qos === 2) {
     session.receivedQos2(packetId);
-    connection.send({ type: 'pubrec', packetId, reasonCode });
+    if (reasonCode === 0) connection.sendAck(0x50, packetId);
+    else connection.send({ type: 'pubrec', packetId, reasonCode });
   }
 }
 
