@@ -24,9 +24,12 @@ export interface BenchClient {
   subscribe(filter: string, qos: 0 | 1 | 2): Promise<void>;
   onMessage(listener: () => void): void;
   onOffline(listener: () => void): void;
-  onConnected(listener: () => void): void;
+  /** A CONNACK arrived (MQTT.js emits 'connect' only after replaying its store, so this hooks the packet itself). */
+  onConnack(listener: () => void): void;
   /** A DISCONNECT from the server or a client error, as text, if one happened. */
   failure(): string | undefined;
+  /** Forget failures so far (the refused reconnect attempts while the broker was down). */
+  resetFailure(): void;
   /** Receive Maximum the server announced, when the library exposes it. */
   serverReceiveMaximum(): number | undefined;
   end(force: boolean): Promise<void>;
@@ -38,12 +41,25 @@ export interface Lib {
   /** True when the client keeps its own window, so the scenario may hand it every message at once. */
   selfWindowed: boolean;
   connect(spec: ConnectSpec): Promise<BenchClient>;
+  /** The library's own client object and nothing else (idle-memory case: no wrapper, no listeners of ours). */
+  connectIdle(spec: ConnectSpec): Promise<unknown>;
+  endIdle(client: unknown): Promise<void>;
 }
 
 export const ours: Lib = {
   name: 'otalink',
   version: '0.1.0',
   selfWindowed: true,
+  connectIdle: (spec) =>
+    connectOurs({
+      host: spec.host,
+      port: spec.port,
+      protocolVersion: spec.version,
+      maxInflight: spec.window,
+      keepalive: spec.keepalive ?? 60,
+      reconnect: false,
+    }),
+  endIdle: (client) => (client as MqttClient).end({ force: true }),
   async connect(spec) {
     const client: MqttClient = await connectOurs({
       host: spec.host,
@@ -76,10 +92,13 @@ export const ours: Lib = {
       onOffline: (listener) => {
         client.on('offline', listener);
       },
-      onConnected: (listener) => {
+      onConnack: (listener) => {
         client.on('connected', listener);
       },
       failure: () => failure,
+      resetFailure: () => {
+        failure = undefined;
+      },
       serverReceiveMaximum: () => client.serverLimits.receiveMaximum,
       end: (force) => client.end({ force }),
     };
@@ -90,6 +109,18 @@ export const mqttjs: Lib = {
   name: 'mqttjs',
   version: mqttVersion(),
   selfWindowed: false,
+  connectIdle: (spec) =>
+    mqtt.connectAsync({
+      host: spec.host,
+      port: spec.port,
+      protocol: 'mqtt',
+      protocolVersion: spec.version,
+      keepalive: spec.keepalive ?? 60,
+      reconnectPeriod: 0,
+    }),
+  endIdle: async (client) => {
+    await (client as mqtt.MqttClient).endAsync(true);
+  },
   async connect(spec) {
     const client = await mqtt.connectAsync({
       host: spec.host,
@@ -120,10 +151,15 @@ export const mqttjs: Lib = {
       onOffline: (listener) => {
         client.on('offline', listener);
       },
-      onConnected: (listener) => {
-        client.on('connect', listener);
+      onConnack: (listener) => {
+        client.on('packetreceive', (packet) => {
+          if (packet.cmd === 'connack') listener();
+        });
       },
       failure: () => failure,
+      resetFailure: () => {
+        failure = undefined;
+      },
       serverReceiveMaximum: () => undefined,
       end: async (force) => {
         await client.endAsync(force);

@@ -24,6 +24,8 @@ export interface CaseResult {
   error?: string | undefined;
   /** Messages per second, one per timed round. */
   rates: number[];
+  /** Client process CPU µs per message, one per timed round (publish, receive, drain). */
+  cpuUs?: number[];
   serverReceiveMaximum?: number | undefined;
   received?: number;
   sent?: number;

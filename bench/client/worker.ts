@@ -64,19 +64,28 @@ async function publishCase(): Promise<CaseResult> {
   const s = spec;
   const client = await lib.connect({ host: s.host, port: s.port, version: s.version, window: s.window });
   const rates: number[] = [];
+  const cpuUs: number[] = [];
   try {
     await within(publishBatch(client, s.warmup, s.qos, s.window), 120_000, 'warm-up');
     for (let r = 0; r < s.rounds; r++) {
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       await within(publishBatch(client, s.messages, s.qos, s.window), 120_000, 'publish');
       rates.push(s.messages / ((performance.now() - t0) / 1000));
+      cpuUs.push(cpuPerMessage(cpu0, s.messages));
     }
   } catch (err) {
     return { ok: false, error: explain(err, client), rates, serverReceiveMaximum: client.serverReceiveMaximum() };
   }
   const failure = client.failure();
   await client.end(true);
-  return { ok: failure === undefined, error: failure, rates, serverReceiveMaximum: client.serverReceiveMaximum() };
+  return {
+    ok: failure === undefined,
+    error: failure,
+    rates,
+    cpuUs,
+    serverReceiveMaximum: client.serverReceiveMaximum(),
+  };
 }
 
 async function receiveCase(): Promise<CaseResult> {
@@ -96,6 +105,7 @@ async function receiveCase(): Promise<CaseResult> {
     if (++received === s.messages) resolveAll();
   });
   await client.subscribe('bench/flood', 0);
+  const cpu0 = process.cpuUsage();
   const flooded = ask({ type: 'request', what: 'flood' });
   // Mosquitto may drop QoS 0 messages it cannot queue: stop when all arrived or the stream went quiet.
   await Promise.race([
@@ -109,25 +119,27 @@ async function receiveCase(): Promise<CaseResult> {
       }
     })(),
   ]);
+  const cpu = cpuPerMessage(cpu0, Math.max(1, received));
   await client.end(true);
   const rate = received > 1 ? (received - 1) / ((last - first) / 1000) : 0;
-  return { ok: true, rates: [rate], received, sent: s.messages };
+  return { ok: true, rates: [rate], cpuUs: [cpu], received, sent: s.messages };
 }
 
 async function memoryCase(): Promise<CaseResult> {
   const s = spec;
   const hosts = s.hosts ?? [s.host];
-  const clients: BenchClient[] = [];
+  // The library's own client objects in a preallocated array: nothing of the benchmark's grows per client.
+  const clients: unknown[] = new Array(s.clients).fill(undefined);
+  const idle = { port: s.port, version: s.version, window: s.window, keepalive: 600 } as const;
   // One client first: module-level state (lazy imports, JIT) is not per-client cost.
-  const warm = await lib.connect({ host: s.host, port: s.port, version: s.version, window: s.window, keepalive: 600 });
+  const warm = await lib.connectIdle({ ...idle, host: s.host });
   settle();
   const before = process.memoryUsage();
   let next = 0;
   const lane = async () => {
     while (next < s.clients) {
       const i = next++;
-      const host = hosts[i % hosts.length] ?? s.host;
-      clients.push(await lib.connect({ host, port: s.port, version: s.version, window: s.window, keepalive: 600 }));
+      clients[i] = await lib.connectIdle({ ...idle, host: hosts[i % hosts.length] ?? s.host });
     }
   };
   await within(Promise.all(Array.from({ length: s.batch ?? 200 }, lane)), 300_000, 'connecting clients');
@@ -136,7 +148,7 @@ async function memoryCase(): Promise<CaseResult> {
   const after = process.memoryUsage();
   const heapPerClient = (after.heapUsed - before.heapUsed) / s.clients;
   const rssPerClient = (after.rss - before.rss) / s.clients;
-  await Promise.all([warm, ...clients].map((c) => c.end(true)));
+  await Promise.all([warm, ...clients].map((c) => lib.endIdle(c)));
   return { ok: true, rates: [], heapPerClient, rssPerClient, clients: clients.length };
 }
 
@@ -159,13 +171,17 @@ async function drainCase(): Promise<CaseResult> {
   const offline = new Promise<void>((resolve) => client.onOffline(resolve));
   await ask({ type: 'request', what: 'kill-broker' });
   await within(offline, 10_000, 'going offline');
+  const cpu0 = process.cpuUsage();
   const all: Promise<unknown>[] = new Array(s.messages);
   for (let i = 0; i < s.messages; i++) all[i] = client.publish('bench/drain', payload, 1);
   const settled = Promise.all(all);
   settled.catch(() => {});
   let reconnectedAt = 0;
-  client.onConnected(() => {
-    reconnectedAt ||= performance.now();
+  client.onConnack(() => {
+    if (reconnectedAt === 0) {
+      reconnectedAt = performance.now();
+      client.resetFailure();
+    }
   });
   await ask({ type: 'request', what: 'start-broker' });
   try {
@@ -174,12 +190,14 @@ async function drainCase(): Promise<CaseResult> {
     return { ok: false, error: explain(err, client), rates: [] };
   }
   const done = performance.now();
+  const cpu = cpuPerMessage(cpu0, s.messages);
   const failure = client.failure();
   await client.end(true);
   return {
     ok: failure === undefined,
     error: failure,
     rates: [s.messages / ((done - reconnectedAt) / 1000)],
+    cpuUs: [cpu],
     serverReceiveMaximum: client.serverReceiveMaximum(),
   };
 }
@@ -208,6 +226,12 @@ async function floodCase(): Promise<CaseResult> {
   socket.end(encode({ type: 'disconnect' }, 4));
   await new Promise((r) => socket.once('close', r));
   return { ok: true, rates: [], sent };
+}
+
+/** This process's CPU time (all threads: GC and JIT count) per message since `start`, in µs. */
+function cpuPerMessage(start: NodeJS.CpuUsage, messages: number): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / messages;
 }
 
 function explain(err: unknown, client: BenchClient): string {
