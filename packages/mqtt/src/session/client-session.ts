@@ -91,6 +91,10 @@ interface OutEntry {
   properties: PublishProperties | undefined;
   state: 'queued' | 'publish' | 'pubrel';
   packetId: number | undefined;
+  /** The store key, made once: every put and the delete reuse one string, whose hash V8 keeps. */
+  key: string | undefined;
+  /** The limits this entry was last checked against: unchanged limits need no second measuring at send time. */
+  checked: ServerLimits | undefined;
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
@@ -204,6 +208,8 @@ export class ClientSession {
         properties: r.properties,
         state: r.state,
         packetId: r.packetId,
+        key: undefined,
+        checked: undefined,
       };
       if (r.state !== 'queued' && r.packetId !== undefined && !this.ids.has(r.packetId)) {
         this.ids.claim(r.packetId);
@@ -281,6 +287,8 @@ export class ClientSession {
       properties: message.properties,
       state: 'queued',
       packetId: undefined,
+      key: undefined,
+      checked: undefined,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
@@ -446,7 +454,7 @@ export class ClientSession {
       for (const [id, entry] of this.inflight) {
         this.ids.release(id);
         if (entry.state === 'pubrel') {
-          step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+          step.events.push({ type: 'store-delete', key: keyOf(entry) });
           step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
         } else {
           entry.state = 'queued';
@@ -535,7 +543,7 @@ export class ClientSession {
   private finish(entry: OutEntry, code: number, props: AckProperties | undefined, step: Step): void {
     this.inflight.delete(entry.packetId!);
     this.ids.release(entry.packetId!);
-    step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+    step.events.push({ type: 'store-delete', key: keyOf(entry) });
     if (code >= 0x80) {
       step.events.push({
         type: 'publish-failed',
@@ -559,9 +567,9 @@ export class ClientSession {
       if (entry.qos > 0 && (this.inflight.size >= window || this.ids.size >= 0xffff)) return;
       this.queue.shift();
       try {
-        this.checkAgainstServer(entry);
+        if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
-        if (entry.qos > 0) step.events.push({ type: 'store-delete', key: outgoingKey(entry.seq) });
+        if (entry.qos > 0) step.events.push({ type: 'store-delete', key: keyOf(entry) });
         step.events.push({ type: 'publish-failed', seq: entry.seq, error: err as MqttError });
         continue;
       }
@@ -601,6 +609,7 @@ export class ClientSession {
         { reasonCode: 0x95 },
       );
     }
+    entry.checked = l;
   }
 
   private plainPublish(entry: OutEntry, dup: boolean, packetId: number | undefined): PublishPacket {
@@ -641,7 +650,7 @@ export class ClientSession {
     };
     if (entry.properties !== undefined) record.properties = entry.properties;
     if (entry.packetId !== undefined) record.packetId = entry.packetId;
-    step.events.push({ type: 'store-put', key: outgoingKey(entry.seq), record });
+    step.events.push({ type: 'store-put', key: keyOf(entry), record });
   }
 
   private enforceQueueLimit(step: Step): void {
@@ -649,7 +658,7 @@ export class ClientSession {
     while (this.queue.length > limit) {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
-      if (dropped.qos > 0) step.events.push({ type: 'store-delete', key: outgoingKey(dropped.seq) });
+      if (dropped.qos > 0) step.events.push({ type: 'store-delete', key: keyOf(dropped) });
       step.events.push({
         type: 'publish-failed',
         seq: dropped.seq,
@@ -668,6 +677,11 @@ function defaultLimits(keepalive: number): ServerLimits {
     retainAvailable: true,
     keepalive,
   };
+}
+
+function keyOf(entry: OutEntry): string {
+  entry.key ??= outgoingKey(entry.seq);
+  return entry.key;
 }
 
 function hex(code: number): string {
