@@ -29,7 +29,10 @@ interface Options {
   quick: boolean;
   json: string | undefined;
   only: Section[];
+  /** 5.0: Mosquitto's max_inflight_messages, i.e. the Receive Maximum it announces. */
   window: number;
+  /** 3.1.1 has no Receive Maximum: ours sends without a cap by default (65 535 ids), MQTT.js gets the same bound. */
+  window311: number;
   publishMessages: number;
   rounds: number;
   floodMessages: number;
@@ -43,6 +46,7 @@ function parseOptions(argv: string[]): Options {
   let json: string | undefined;
   let only = SECTIONS;
   let window = 20;
+  let window311 = 65_535;
   let cpuProf: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -50,16 +54,20 @@ function parseOptions(argv: string[]): Options {
     else if (arg.startsWith('--json=')) json = arg.slice(7);
     else if (arg.startsWith('--only=')) only = arg.slice(7).split(',') as Section[];
     else if (arg.startsWith('--window=')) window = Number(arg.slice(9));
+    else if (arg.startsWith('--window311=')) window311 = Number(arg.slice(12));
     else if (arg.startsWith('--cpu-prof=')) cpuProf = arg.slice(11);
     else if (arg !== '--quick') throw new Error(`unknown option ${arg}`);
   }
   for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`unknown section ${s} (${SECTIONS.join(', ')})`);
-  if (!Number.isInteger(window) || window < 1 || window > 65535) throw new Error('--window must be 1..65535');
+  for (const w of [window, window311]) {
+    if (!Number.isInteger(w) || w < 1 || w > 65535) throw new Error('--window and --window311 must be 1..65535');
+  }
   return {
     quick,
     json,
     only,
     window,
+    window311,
     publishMessages: quick ? 5000 : 20_000,
     rounds: quick ? 1 : 3,
     floodMessages: quick ? 50_000 : 200_000,
@@ -117,7 +125,7 @@ async function main(): Promise<void> {
     `Node ${machine.node} · otalink @otalink/mqtt (this tree) · MQTT.js ${mqttjs.version} · mosquitto ${mosquittoVersion()} · ${machine.cpu} × ${machine.cores}`,
     `load average at start: ${load()} (other work on this machine shows up as noise)`,
     `mosquitto: max_inflight_messages ${settings.maxInflightMessages} (= Receive Maximum announced to 5.0 clients), max_queued_messages ${settings.maxQueuedMessages}, persistence false, set_tcp_nodelay true; restarted for every case`,
-    `window: ${options.window} unacknowledged QoS 1/2 publishes for both clients (ours: Receive Maximum / maxInflight; MQTT.js: publishAsync with ${options.window} outstanding)`,
+    `window (unacknowledged QoS 1/2 publishes), the same for both clients: 5.0 ${options.window} (ours: the Receive Maximum; MQTT.js: publishAsync with ${options.window} outstanding); 3.1.1 ${options.window311} (no Receive Maximum: ours' default, no cap; MQTT.js: as many outstanding)`,
     `publish: ${options.publishMessages} × 64 B to one topic, no subscriber, median of ${options.rounds} round(s) after a warm-up; QoS 0 timed to the PUBACK of a QoS 1 message behind the batch`,
   ];
   process.stdout.write(`${header.join('\n')}\n\n`);
@@ -158,7 +166,14 @@ async function main(): Promise<void> {
       for (const qos of [0, 1, 2] as const) {
         const r = await both(
           `publish QoS ${qos} ${versionName(version)}`,
-          (lib) => ({ ...base, lib, scenario: 'publish', version, qos }),
+          (lib) => ({
+            ...base,
+            lib,
+            scenario: 'publish',
+            version,
+            qos,
+            window: version === 5 ? options.window : options.window311,
+          }),
           300_000,
         );
         const aim = qos === 1 ? '≥ 3× MQTT.js' : '';
