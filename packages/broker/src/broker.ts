@@ -124,6 +124,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       state = 'closed';
       core.closing = true;
       if (sysTimer !== undefined) clearInterval(sysTimer);
+      core.ticker.stop();
       const closing = handles.map((h) => h.close());
       if (metricsServer !== undefined) closing.push(metricsServer.close());
       const gone = [...core.connections].map(
@@ -134,9 +135,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
             connection.close(0x8b, 'server shutting down');
           }),
       );
-      // The ticker runs until every socket is gone: it destroys the ones that do not drain within the grace period.
       await Promise.all([...closing, ...gone]);
-      core.ticker.stop();
       resolved.logger.info('broker closed');
     },
 

@@ -238,12 +238,7 @@ export class Connection implements Outlet, Timed {
   // ---- Timed ----
 
   expire(): void {
-    if (this.state === 'closed') return;
-    if (this.state === 'closing') {
-      // The peer did not let the queued bytes drain within the grace period after close().
-      this.socket.destroy();
-      return;
-    }
+    if (this.state === 'closing' || this.state === 'closed') return;
     if (this.state === 'connected') {
       this.core.logger.info(
         { code: 'BROKER_ERR_KEEPALIVE_TIMEOUT', clientId: this.identity.clientId },
@@ -416,9 +411,8 @@ export class Connection implements Outlet, Timed {
     this.socket.end();
     // Keep reading (and discarding, see #onData) so the peer's FIN is seen and the socket can finish closing.
     this.socket.resume();
-    // Destroyed by expire() if still open after the grace period: the shared ticker, not a timer per close.
-    this.deadline = Date.now() + CLOSE_GRACE_MS;
-    this.core.ticker.add(this);
+    const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+    this.socket.once('close', () => clearTimeout(timer));
   }
 
   /** Closes at once, without waiting for buffered bytes. */
