@@ -20,6 +20,7 @@ export interface MosquittoSettings {
 }
 
 const running = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
 let hooked = false;
 
 function killEverything(): void {
@@ -30,6 +31,7 @@ function killEverything(): void {
       // Already gone.
     }
   }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 
 function hookExit(): void {
@@ -97,6 +99,7 @@ export class BenchMosquitto {
   static async create(settings: MosquittoSettings): Promise<BenchMosquitto> {
     hookExit();
     const dir = mkdtempSync(join(tmpdir(), 'otalink-bench-mosquitto-'));
+    tempDirs.add(dir);
     const port = await freePort();
     const lines: string[] = [];
     for (const host of LOOPBACK_HOSTS) lines.push(`listener ${port} ${host}`);
@@ -153,6 +156,7 @@ export class BenchMosquitto {
   async stop(): Promise<void> {
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
+    tempDirs.delete(this.dir);
   }
 
   get recentLog(): string {
