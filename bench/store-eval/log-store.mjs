@@ -62,6 +62,7 @@ export class LogStore {
     // commit; writing zeros ahead makes most syncs data-only. Zeros read back as "no record" (length 0).
     this.preallocateBytes = options.preallocateBytes ?? 4 * 1024 * 1024;
     this.allocated = 0;
+    this.inlineWrite = options.inlineWrite === true;
     /** id -> { offset, length } of the live PUT/SESSION record */
     this.index = new Map();
     this.liveBytes = 0;
@@ -167,11 +168,15 @@ export class LogStore {
           fs.ftruncateSync(this.fd, this.allocated);
         }
       }
-      await writeAll(
-        this.fd,
-        batch.map((r) => r.buf),
-        start,
-      );
+      const buffers = batch.map((r) => r.buf);
+      // A write into the page cache is a few µs; doing it inline saves one thread-pool round trip per batch.
+      if (this.inlineWrite) {
+        const written = fs.writevSync(this.fd, buffers, start);
+        if (written !== batchBytes)
+          throw Object.assign(new Error(`short write ${written}/${batchBytes}`), { code: 'ENOSPC' });
+      } else {
+        await writeAll(this.fd, buffers, start);
+      }
       this.writeCount++;
       if (this.sync) {
         await fdatasync(this.fd);

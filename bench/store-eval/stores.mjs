@@ -166,6 +166,7 @@ async function openLmdb(dir) {
 export const candidates = {
   log: (dir) => openLog(dir, { autoCompact: process.env.STORE_AUTOCOMPACT !== '0' }),
   'log-noprealloc': (dir) => openLog(dir, { preallocateBytes: 0 }),
+  'log-inline': (dir) => openLog(dir, { inlineWrite: true }),
   'log-2ms': (dir) => openLog(dir, { maxDelayMs: 2 }),
   // Acknowledges after write(): survives a process crash, not a power cut. The price of the safe default.
   'log-nosync': (dir) => openLog(dir, { sync: false }),
