@@ -11,7 +11,7 @@ export const up: Command = {
         '(see README.md, "Status"). What runs today:',
         '  npx otalink broker --port 1883 --allow-anonymous    an MQTT 3.1.1/5.0 broker',
         "  npx otalink sub -t 'ota/#' -v                        subscribe, as mosquitto_sub",
-        "  npx otalink pub -t ota/test -m hello                 publish, as mosquitto_pub",
+        '  npx otalink pub -t ota/test -m hello                 publish, as mosquitto_pub',
         '',
       ].join('\n'),
     );
