@@ -12,11 +12,12 @@ const allowed: Record<string, string[]> = {
   mqtt: [],
   broker: ['mqtt'],
   ota: ['mqtt'],
-  backend: ['mqtt', 'ota', 'broker'],
+  backend: ['mqtt', 'ota', 'pki', 'dashboard'],
   agent: ['mqtt', 'ota'],
-  sim: ['mqtt', 'ota', 'agent'],
+  sim: ['mqtt', 'ota', 'agent', 'pki'],
+  pki: [],
   dashboard: ['ota'],
-  cli: ['mqtt', 'broker', 'ota', 'backend', 'agent', 'sim', 'dashboard'],
+  cli: ['mqtt', 'broker', 'ota', 'backend', 'agent', 'sim', 'pki', 'dashboard'],
 };
 
 function sources(dir: string): string[] {
