@@ -1,8 +1,10 @@
 // The `otalink` command table: one line per sub-command, each implemented in its own module next to this one.
+import { agent } from './agent.js';
 import { broker } from './broker.js';
 import type { Command } from './command.js';
 import { passwd } from './passwd.js';
 import { pub } from './pub.js';
+import { sim } from './sim.js';
 import { sub } from './sub.js';
 import { up } from './up.js';
 
@@ -14,4 +16,6 @@ export const commands: Record<string, Command> = {
   passwd,
   pub,
   sub,
+  agent,
+  sim,
 };
