@@ -1,0 +1,152 @@
+// Builds the backend's HTTP app from a BackendService: REST under /api/v1, the signed artifact download, the
+// OpenAPI document generated from the route schemas, the dashboard at /, and one JSON error shape for everything.
+// No sockets here: tests drive it with app.inject(); server.ts listens.
+import { createReadStream } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
+import swagger from '@fastify/swagger';
+import { dashboardDir } from '@otalink/dashboard';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyHttpsOptions,
+  type FastifyInstance,
+  type FastifyServerOptions,
+} from 'fastify';
+import { type BackendService, isBackendError } from '../api.js';
+import { registerDownloadRoute, type UrlCheck } from './download.js';
+import { HttpError, mapError } from './errors.js';
+import { registerArtifactRoutes } from './routes/artifacts.js';
+import { registerCampaignRoutes } from './routes/campaigns.js';
+import { registerStatsRoute, registerSystemRoutes } from './routes/system.js';
+import { registerVehicleRoutes } from './routes/vehicles.js';
+import { EventStreams } from './sse.js';
+import { registerStaticFiles } from './static-files.js';
+
+export const DEFAULT_UPLOAD_LIMIT_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_SSE_HEARTBEAT_MS = 15_000;
+/** JSON bodies (registrations, campaigns with a VIN list) are far smaller than artifacts. */
+export const DEFAULT_JSON_LIMIT_BYTES = 64 * 1024 * 1024;
+
+export interface BuildAppOptions {
+  service: BackendService;
+  /** A pino logger to log through; without it, `logLevel` picks the level (default: no logs). */
+  logger?: FastifyBaseLogger;
+  logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Largest artifact upload in bytes (default 1 GiB). */
+  uploadLimitBytes?: number;
+  /** Largest JSON body in bytes (default 64 MiB: a campaign may list a million VINs). */
+  jsonLimitBytes?: number;
+  /** Interval of the SSE keep-alive comment (default 15 s). */
+  sseHeartbeatMs?: number;
+  /** Directory of the dashboard's static files; false serves none (default: @otalink/dashboard). */
+  dashboardDir?: string | false;
+  /** TLS for the listening server (server.ts passes it through; inject() ignores it). */
+  https?: { cert: string | Buffer; key: string | Buffer };
+  /** Clock for telling expired download URLs from forged ones. */
+  now?: () => number;
+}
+
+export interface BackendApp {
+  app: FastifyInstance;
+  /** Open SSE streams (closed when the app closes). */
+  streams: EventStreams;
+}
+
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  return (await buildBackendApp(options)).app;
+}
+
+export async function buildBackendApp(options: BuildAppOptions): Promise<BackendApp> {
+  const { service } = options;
+  const now = options.now ?? Date.now;
+  const base: FastifyServerOptions = {
+    bodyLimit: options.jsonLimitBytes ?? DEFAULT_JSON_LIMIT_BYTES,
+    // Close keep-alive sockets on close so a test or a SIGTERM does not wait for idle clients.
+    forceCloseConnections: true,
+    // Fastify's own 404 for /api/v1/ would otherwise answer /api/v1/ and /api/v1 differently.
+    routerOptions: { ignoreTrailingSlash: true },
+    ajv: { customOptions: { allErrors: false } },
+  };
+  if (options.logger !== undefined) base.loggerInstance = options.logger;
+  else
+    base.logger = options.logLevel === undefined || options.logLevel === 'silent' ? false : { level: options.logLevel };
+  // The HTTPS overload of Fastify() types the app by its server; the routes only need the common instance type.
+  const app: FastifyInstance =
+    options.https === undefined
+      ? Fastify(base)
+      : (Fastify<HttpsServer>({
+          ...(base as FastifyHttpsOptions<HttpsServer>),
+          https: { cert: options.https.cert, key: options.https.key },
+        }) as unknown as FastifyInstance);
+
+  const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS);
+  // preClose runs before the server stops accepting: ending the streams lets server.close() finish.
+  app.addHook('preClose', async () => streams.closeAll());
+
+  app.setErrorHandler((error, request, reply) => {
+    const mapped = mapError(error);
+    if (mapped.internal) request.log.error({ err: error }, 'request failed');
+    else request.log.debug({ err: error, code: mapped.body.error.code }, 'request refused');
+    return reply.code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const body = {
+      error: { code: 'OTA_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    };
+    return reply.code(404).send(body);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'otalink OEM backend',
+        version: '1',
+        description:
+          'Vehicles, signed artifacts, campaigns with staged rollouts and their live progress. Every 4xx/5xx is ' +
+          '`{ "error": { "code", "message", "field"? } }` with a stable OTA_ERR_* code.',
+      },
+      tags: [
+        { name: 'vehicles', description: 'registration and fleet state' },
+        { name: 'artifacts', description: 'update images' },
+        { name: 'campaigns', description: 'rollouts and their executions' },
+        { name: 'system', description: 'health and counters' },
+      ],
+    },
+  });
+
+  registerSystemRoutes(app);
+  await app.register(
+    async (api) => {
+      registerVehicleRoutes(api, service);
+      registerArtifactRoutes(api, service, options.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES);
+      registerCampaignRoutes(api, service, streams);
+      registerStatsRoute(api, service);
+    },
+    { prefix: '/api/v1' },
+  );
+
+  registerDownloadRoute(app, {
+    check(sha256, exp, sig): UrlCheck {
+      if (service.verifyArtifactUrl(sha256, exp, sig)) return 'ok';
+      // The service answers yes/no; an exp in the past is reported as expiry so a vehicle knows to ask for a
+      // fresh manifest rather than suspect tampering. Either way the bytes are refused.
+      return exp !== undefined && /^[0-9]{1,15}$/.test(exp) && Number(exp) * 1000 <= now() ? 'expired' : 'invalid';
+    },
+    async open(sha256) {
+      try {
+        const file = await service.openArtifact(sha256);
+        return { size: file.size, read: (start, end) => createReadStream(file.path, { start, end }) };
+      } catch (error) {
+        if (isBackendError(error) && error.code === 'OTA_ERR_NOT_FOUND') return undefined;
+        throw error;
+      }
+    },
+  });
+
+  const staticDir = options.dashboardDir ?? dashboardDir;
+  if (staticDir !== false) registerStaticFiles(app, staticDir);
+
+  return { app, streams };
+}
+
+export { HttpError };

@@ -1,0 +1,97 @@
+// The artifact download a vehicle follows from its manifest: GET/HEAD /artifacts/{sha256}?exp=&sig=.
+// Content-addressed, so the sha256 is the strong ETag and never changes; resumable with Range (and If-Range, so a
+// resumed download never splices two different files); streamed from disk, never buffered whole.
+import type { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HttpError } from './errors.js';
+import { decideRange, ifNoneMatchHits, ifRangeAllows } from './range.js';
+import { ErrorResponseSchema } from './schemas.js';
+
+export type UrlCheck = 'ok' | 'expired' | 'invalid';
+
+/** What the download route needs from the backend; app.ts adapts the service to it. */
+export interface DownloadSource {
+  /** Checks the expiring signature of a download URL. */
+  check(sha256: string, exp: string | undefined, sig: string | undefined): UrlCheck;
+  /** The artifact's size and a way to stream a byte range of it (inclusive end), or undefined when unknown. */
+  open(sha256: string): Promise<{ size: number; read(start: number, end: number): Readable } | undefined>;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+interface DownloadRequest {
+  Params: { sha256: string };
+  Querystring: { exp?: string; sig?: string };
+}
+
+export function registerDownloadRoute(app: FastifyInstance, source: DownloadSource): void {
+  app.route<DownloadRequest>({
+    method: ['GET', 'HEAD'],
+    url: '/artifacts/:sha256',
+    schema: {
+      tags: ['artifacts'],
+      summary:
+        'Download an artifact (the URL in a signed manifest): expiring HMAC signature, strong ETag, ' +
+        'If-None-Match, single byte ranges with If-Range; a multi-range request gets the whole file',
+      // Not constrained here: a malformed hash or a missing signature is a 403 like any bad URL, not a 400.
+      params: Type.Object({ sha256: Type.String() }),
+      querystring: Type.Object({
+        exp: Type.Optional(Type.String({ description: 'expiry, epoch seconds' })),
+        sig: Type.Optional(Type.String({ description: 'HMAC-SHA256 of sha256 and exp, base64url' })),
+      }),
+      response: {
+        200: { description: 'the whole artifact', type: 'string', format: 'binary' },
+        206: { description: 'the requested range', type: 'string', format: 'binary' },
+        304: { description: 'not modified (If-None-Match matched the ETag)', type: 'null' },
+        '4xx': ErrorResponseSchema,
+        '5xx': ErrorResponseSchema,
+      },
+    },
+    handler: (request, reply) => serve(source, request, reply),
+  });
+}
+
+async function serve(
+  source: DownloadSource,
+  request: FastifyRequest<DownloadRequest>,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  const { sha256 } = request.params;
+  const { exp, sig } = request.query;
+  // The signature is checked before anything else so an unsigned request learns nothing about which hashes exist.
+  const check = SHA256.test(sha256) ? source.check(sha256, exp, sig) : 'invalid';
+  if (check === 'expired') throw new HttpError(403, 'OTA_ERR_URL_EXPIRED', 'download URL has expired', 'exp');
+  if (check !== 'ok') throw new HttpError(403, 'OTA_ERR_URL_SIGNATURE', 'download URL signature is invalid', 'sig');
+  const artifact = await source.open(sha256);
+  if (artifact === undefined) throw new HttpError(404, 'OTA_ERR_NOT_FOUND', `no artifact ${sha256}`, 'sha256');
+
+  const etag = `"${sha256}"`;
+  const size = artifact.size;
+  reply
+    .header('accept-ranges', 'bytes')
+    .header('etag', etag)
+    // Content-addressed: the bytes behind this URL never change, but the URL itself expires.
+    .header('cache-control', 'private, max-age=3600, immutable');
+  if (ifNoneMatchHits(request.headers['if-none-match'], etag)) {
+    return reply.code(304).send();
+  }
+  const rangeHeader = request.headers.range;
+  const decision = ifRangeAllows(header(request.headers['if-range']), etag)
+    ? decideRange(rangeHeader, size)
+    : ({ kind: 'whole' } as const);
+  if (decision.kind === 'unsatisfiable') {
+    reply.header('content-range', `bytes */${size}`);
+    throw new HttpError(416, 'OTA_ERR_RANGE_NOT_SATISFIABLE', `range "${rangeHeader}" is outside 0..${size}`, 'range');
+  }
+  const start = decision.kind === 'partial' ? decision.start : 0;
+  const end = decision.kind === 'partial' ? decision.end : size - 1;
+  reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
+  if (decision.kind === 'partial') reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
+  if (request.method === 'HEAD' || size === 0) return reply.send();
+  return reply.send(artifact.read(start, end));
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

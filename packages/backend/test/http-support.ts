@@ -1,0 +1,390 @@
+// Test support for the HTTP layer: an in-memory BackendService (artifacts on disk in a temp dir, signed URLs with
+// the real signer) so the routes can be tested before and apart from the engine, and a self-signed certificate.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXECUTION_STATUSES } from '@otalink/ota';
+import {
+  type ArtifactBytes,
+  type ArtifactFile,
+  type ArtifactInfo,
+  type ArtifactMetadata,
+  BackendError,
+  type BackendService,
+  type BackendStats,
+  type CampaignCreate,
+  type CampaignEvent,
+  type CampaignListener,
+  type CampaignView,
+  type ExecutionListQuery,
+  type ExecutionView,
+  type ListQuery,
+  type Page,
+  type SigningKey,
+  type StatusCounts,
+  type TransitionRecord,
+  type Vehicle,
+  type VehicleListQuery,
+  type VehicleRegistration,
+} from '../src/api.js';
+import { signArtifactPath, verifyArtifactSignature } from '../src/artifacts/signed-url.js';
+
+function page<T>(all: T[], query: { limit?: number; cursor?: string } | undefined): Page<T> {
+  const start = query?.cursor === undefined ? 0 : Number(query.cursor);
+  const limit = query?.limit ?? 100;
+  const items = all.slice(start, start + limit);
+  return start + limit < all.length ? { items, nextCursor: String(start + limit) } : { items };
+}
+
+function zeroCounts(): StatusCounts {
+  return Object.fromEntries(EXECUTION_STATUSES.map((s) => [s, 0])) as StatusCounts;
+}
+
+async function collect(bytes: ArtifactBytes): Promise<Buffer> {
+  if (bytes instanceof Uint8Array) return Buffer.from(bytes);
+  const chunks: Buffer[] = [];
+  for await (const chunk of bytes as AsyncIterable<Uint8Array>) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/** An in-memory BackendService with the engine's observable behaviour, for route tests. */
+export class FakeBackend implements BackendService {
+  readonly dir = mkdtempSync(join(tmpdir(), 'otalink-http-'));
+  readonly secret = Buffer.alloc(32, 7);
+  now = Date.now();
+  readonly vehicles = new Map<string, Vehicle>();
+  readonly artifacts = new Map<string, ArtifactInfo>();
+  readonly campaigns = new Map<string, CampaignView>();
+  readonly executions = new Map<string, ExecutionView[]>();
+  readonly listeners = new Map<string, Set<CampaignListener>>();
+  /** Set to make the next call throw something that is not a BackendError. */
+  explode = false;
+
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #boom(): void {
+    if (this.explode) {
+      this.explode = false;
+      throw new Error('SQLITE_CORRUPT: /secret/path/db.sqlite');
+    }
+  }
+
+  async registerVehicle(r: VehicleRegistration): Promise<Vehicle> {
+    this.#boom();
+    if (r.vin.length !== 17)
+      throw new BackendError('OTA_ERR_VALIDATION', 'VIN must be 17 characters', { field: 'vin' });
+    const vehicle: Vehicle = {
+      vin: r.vin,
+      model: r.model,
+      hardwareId: r.hardwareId,
+      attributes: r.attributes ?? {},
+      registeredAt: this.now,
+      updatedAt: this.now,
+      online: false,
+      ...(r.region === undefined ? {} : { region: r.region }),
+      ...(r.installedVersion === undefined ? {} : { installedVersion: r.installedVersion }),
+    };
+    this.vehicles.set(r.vin, vehicle);
+    return vehicle;
+  }
+
+  async listVehicles(query?: VehicleListQuery): Promise<Page<Vehicle>> {
+    const all = [...this.vehicles.values()].filter((v) => query?.model === undefined || v.model === query.model);
+    return page(all, query);
+  }
+
+  async getVehicle(vin: string): Promise<Vehicle> {
+    const v = this.vehicles.get(vin);
+    if (v === undefined) throw new BackendError('OTA_ERR_NOT_FOUND', `no vehicle ${vin}`);
+    return v;
+  }
+
+  async putArtifact(bytes: ArtifactBytes, metadata: ArtifactMetadata): Promise<ArtifactInfo> {
+    const body = await collect(bytes);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    if (metadata.sha256 !== undefined && metadata.sha256 !== sha256) {
+      throw new BackendError('OTA_ERR_VALIDATION', 'bytes do not hash to sha256', { field: 'sha256' });
+    }
+    writeFileSync(join(this.dir, sha256), body);
+    const info: ArtifactInfo = {
+      sha256,
+      size: body.length,
+      name: metadata.name,
+      version: metadata.version,
+      hardwareIds: metadata.hardwareIds,
+      createdAt: this.now,
+      ...(metadata.contentType === undefined ? {} : { contentType: metadata.contentType }),
+    };
+    this.artifacts.set(sha256, info);
+    return info;
+  }
+
+  async listArtifacts(query?: ListQuery): Promise<Page<ArtifactInfo>> {
+    return page([...this.artifacts.values()], query);
+  }
+
+  async getArtifact(sha256: string): Promise<ArtifactInfo> {
+    const a = this.artifacts.get(sha256);
+    if (a === undefined) throw new BackendError('OTA_ERR_NOT_FOUND', `no artifact ${sha256}`);
+    return a;
+  }
+
+  async openArtifact(sha256: string): Promise<ArtifactFile> {
+    const a = await this.getArtifact(sha256);
+    return {
+      path: join(this.dir, sha256),
+      size: a.size,
+      sha256,
+      contentType: 'application/octet-stream',
+      etag: `"${sha256}"`,
+    };
+  }
+
+  verifyArtifactUrl(sha256: string, exp: string | undefined, sig: string | undefined): boolean {
+    return verifyArtifactSignature(this.secret, sha256, exp, sig, this.now).ok;
+  }
+
+  signArtifactUrl(sha256: string, ttlMs: number): string {
+    return signArtifactPath(this.secret, sha256, this.now + ttlMs);
+  }
+
+  async listSigningKeys(): Promise<SigningKey[]> {
+    return [];
+  }
+
+  async rotateKey(): Promise<SigningKey> {
+    throw new BackendError('OTA_ERR_UNAVAILABLE', 'no keys in the fake');
+  }
+
+  async createCampaign(input: CampaignCreate): Promise<CampaignView> {
+    if (!this.artifacts.has(input.artifact)) {
+      throw new BackendError('OTA_ERR_VALIDATION', 'unknown artifact', { field: 'artifact' });
+    }
+    const id = `c${this.campaigns.size + 1}`;
+    const vins = 'vins' in input.target ? input.target.vins : [];
+    const campaign: CampaignView = {
+      id,
+      name: input.name,
+      jobId: `job-${id}`,
+      artifact: input.artifact,
+      target: input.target,
+      rollout: input.rollout ?? { kind: 'waves', waves: [{ percent: 100, successThreshold: 0 }] },
+      maxRetries: input.maxRetries ?? 0,
+      timers: {
+        renotifyAfterMs: 60_000,
+        renotifyBackoff: 2,
+        maxRenotifyIntervalMs: 600_000,
+        startTimeoutMs: 0,
+        stepTimeoutMs: 0,
+        inProgressTimeoutMs: 0,
+      },
+      preconditions: {},
+      separateInstall: false,
+      allowDowngrade: false,
+      manifestTtlMs: 30 * 86_400_000,
+      state: 'DRAFT',
+      createdAt: this.now,
+      targets: vins.length,
+      released: 0,
+      counts: zeroCounts(),
+      progress: {},
+    };
+    this.campaigns.set(id, campaign);
+    this.executions.set(
+      id,
+      vins.map((vin) => ({
+        campaignId: id,
+        jobId: campaign.jobId,
+        vin,
+        executionNumber: 1,
+        status: 'QUEUED',
+        lastSeq: 0,
+        paused: false,
+        waiting: false,
+        notifyCount: 0,
+        queuedAt: this.now,
+        updatedAt: this.now,
+      })),
+    );
+    return campaign;
+  }
+
+  async listCampaigns(query?: ListQuery): Promise<Page<CampaignView>> {
+    return page([...this.campaigns.values()], query);
+  }
+
+  async getCampaign(id: string): Promise<CampaignView> {
+    this.#boom();
+    const c = this.campaigns.get(id);
+    if (c === undefined) throw new BackendError('OTA_ERR_NOT_FOUND', `no campaign ${id}`);
+    return c;
+  }
+
+  #transition(id: string, from: CampaignView['state'][], to: CampaignView['state'], cause: string): CampaignView {
+    const c = this.campaigns.get(id);
+    if (c === undefined) throw new BackendError('OTA_ERR_NOT_FOUND', `no campaign ${id}`);
+    if (!from.includes(c.state)) throw new BackendError('OTA_ERR_INVALID_STATE', `campaign ${id} is ${c.state}`);
+    const next: CampaignView = { ...c, state: to };
+    this.campaigns.set(id, next);
+    this.emit({ type: 'campaign.state', campaignId: id, at: this.now, from: c.state, to, cause });
+    return next;
+  }
+
+  async startCampaign(id: string): Promise<CampaignView> {
+    return this.#transition(id, ['DRAFT', 'SCHEDULED'], 'RUNNING', 'start');
+  }
+  async pauseCampaign(id: string): Promise<CampaignView> {
+    return this.#transition(id, ['RUNNING'], 'PAUSED', 'pause');
+  }
+  async resumeCampaign(id: string): Promise<CampaignView> {
+    return this.#transition(id, ['PAUSED'], 'RUNNING', 'resume');
+  }
+  async cancelCampaign(id: string): Promise<CampaignView> {
+    return this.#transition(id, ['DRAFT', 'SCHEDULED', 'RUNNING', 'PAUSED'], 'CANCELED', 'cancel');
+  }
+
+  async listExecutions(campaignId: string, query?: ExecutionListQuery): Promise<Page<ExecutionView>> {
+    await this.getCampaign(campaignId);
+    const all = (this.executions.get(campaignId) ?? []).filter(
+      (e) => query?.status === undefined || e.status === query.status,
+    );
+    return page(all, query);
+  }
+
+  async executionHistory(
+    campaignId: string,
+    vin: string,
+  ): Promise<{ executions: ExecutionView[]; transitions: TransitionRecord[] }> {
+    await this.getCampaign(campaignId);
+    const executions = (this.executions.get(campaignId) ?? []).filter((e) => e.vin === vin);
+    if (executions.length === 0) throw new BackendError('OTA_ERR_NOT_FOUND', `${vin} is not in ${campaignId}`);
+    return { executions, transitions: [] };
+  }
+
+  async campaignHistory(): Promise<[]> {
+    return [];
+  }
+
+  async subscribeCampaign(campaignId: string, listener: CampaignListener): Promise<() => void> {
+    await this.getCampaign(campaignId);
+    let set = this.listeners.get(campaignId);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(campaignId, set);
+    }
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  emit(event: CampaignEvent): void {
+    for (const listener of this.listeners.get(event.campaignId) ?? []) listener(event);
+  }
+
+  /** Moves one vehicle's execution to `status` and emits the execution and counts events the engine would. */
+  report(campaignId: string, vin: string, status: ExecutionView['status']): void {
+    const list = this.executions.get(campaignId) ?? [];
+    const execution = list.find((e) => e.vin === vin);
+    const campaign = this.campaigns.get(campaignId);
+    if (execution === undefined || campaign === undefined) throw new Error(`no execution ${campaignId}/${vin}`);
+    const from = execution.status;
+    execution.status = status;
+    const counts = zeroCounts();
+    for (const e of list) counts[e.status] += 1;
+    const finished = list.every((e) =>
+      ['SUCCEEDED', 'FAILED', 'CANCELED', 'REJECTED', 'ROLLED_BACK'].includes(e.status),
+    );
+    const next: CampaignView = {
+      ...campaign,
+      counts,
+      released: list.length,
+      state: finished ? 'COMPLETED' : campaign.state,
+    };
+    this.campaigns.set(campaignId, next);
+    this.emit({
+      type: 'execution',
+      campaignId,
+      at: this.now,
+      vin,
+      executionNumber: 1,
+      status,
+      from,
+      cause: 'vehicle-status',
+    });
+    this.emit({
+      type: 'counts',
+      campaignId,
+      at: this.now,
+      state: next.state,
+      targets: next.targets,
+      released: next.released,
+      counts,
+    });
+    if (finished && campaign.state !== 'COMPLETED') {
+      this.emit({
+        type: 'campaign.state',
+        campaignId,
+        at: this.now,
+        from: campaign.state,
+        to: 'COMPLETED',
+        cause: 'complete',
+      });
+    }
+  }
+
+  async stats(): Promise<BackendStats> {
+    return {
+      mqttConnected: false,
+      statusReceived: 0,
+      statusApplied: 0,
+      statusIgnored: {},
+      invalidMessages: 0,
+      presenceReceived: 0,
+      syncAnswered: 0,
+      commandsPublished: 0,
+      ingestQueue: 0,
+      ingestBatches: 0,
+      vehicles: this.vehicles.size,
+      campaignsRunning: [...this.campaigns.values()].filter((c) => c.state === 'RUNNING').length,
+      activeTimers: 0,
+    };
+  }
+}
+
+/** A self-signed certificate for 127.0.0.1 made with the openssl CLI, or undefined when openssl is missing. */
+export function selfSignedCert(): { cert: string; key: string } | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-cert-'));
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    return { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
