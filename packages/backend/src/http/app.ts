@@ -49,6 +49,8 @@ export interface BackendApp {
   app: FastifyInstance;
   /** Open SSE streams (closed when the app closes). */
   streams: EventStreams;
+  /** Every documented route as `METHOD /path` (fastify's implicit HEAD routes left out), filled as routes register. */
+  routes: string[];
 }
 
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
@@ -77,6 +79,14 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
           ...(base as FastifyHttpsOptions<HttpsServer>),
           https: { cert: options.https.cert, key: options.https.key },
         }) as unknown as FastifyInstance);
+
+  const routes: string[] = [];
+  app.addHook('onRoute', (route) => {
+    if ((route.schema as { hide?: boolean } | undefined)?.hide === true) return;
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD' || route.url.startsWith('/artifacts/')) routes.push(`${method} ${route.url}`);
+    }
+  });
 
   const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS);
   // preClose runs before the server stops accepting: ending the streams lets server.close() finish.
@@ -146,7 +156,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
   const staticDir = options.dashboardDir ?? dashboardDir;
   if (staticDir !== false) registerStaticFiles(app, staticDir);
 
-  return { app, streams };
+  return { app, streams, routes };
 }
 
 export { HttpError };

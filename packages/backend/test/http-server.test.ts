@@ -1,0 +1,211 @@
+// The HTTP layer on real sockets: HTTPS with a self-signed certificate on 127.0.0.1 port 0, a plain-HTTP listener
+// next to it, the ranged download over TLS, and the SSE stream (snapshot, live updates, heartbeat, clean close).
+import assert from 'node:assert/strict';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { after, before, test } from 'node:test';
+import { type RunningHttpServer, startHttpServer } from '../src/http/server.js';
+import { FakeBackend, selfSignedCert } from './http-support.js';
+
+const VIN = 'WVWZZZ1JZXW000001';
+const VIN2 = 'WVWZZZ1JZXW000002';
+const cert = selfSignedCert();
+
+let service: FakeBackend;
+let server: RunningHttpServer | undefined;
+
+interface Fetched {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+function fetchUrl(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}) {
+  return new Promise<Fetched>((resolve, reject) => {
+    const target = new URL(url);
+    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(
+      target,
+      { method: options.method ?? 'GET', headers: options.headers, ca: cert?.cert, timeout: 10_000 },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Opens an SSE stream and hands back its parsed events as they come. */
+function openEvents(url: string) {
+  const events: Array<{ event: string; data: unknown }> = [];
+  const comments: string[] = [];
+  let waiters: Array<() => void> = [];
+  let response: IncomingMessage | undefined;
+  let ended = false;
+  const opened = new Promise<IncomingMessage>((resolve, reject) => {
+    const req = httpsRequest(new URL(url), { ca: cert?.cert, headers: { accept: 'text/event-stream' } }, (res) => {
+      response = res;
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (text: string) => {
+        buffer += text;
+        for (let cut = buffer.indexOf('\n\n'); cut >= 0; cut = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const lines = block.split('\n');
+          for (const line of lines) if (line.startsWith(':')) comments.push(line.slice(1).trim());
+          const event = lines.find((l) => l.startsWith('event: '))?.slice(7);
+          const data = lines.find((l) => l.startsWith('data: '))?.slice(6);
+          if (event !== undefined && data !== undefined) events.push({ event, data: JSON.parse(data) });
+        }
+        for (const wake of waiters) wake();
+        waiters = [];
+      });
+      res.on('end', () => {
+        ended = true;
+        for (const wake of waiters) wake();
+      });
+      resolve(res);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const until = async (ready: () => boolean, what: string) => {
+    const deadline = Date.now() + 10_000;
+    while (!ready()) {
+      if (ended) throw new Error(`stream ended while waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  };
+  return {
+    events,
+    comments,
+    opened,
+    until,
+    get ended() {
+      return ended;
+    },
+    destroy: () => response?.destroy(),
+  };
+}
+
+before(async () => {
+  if (cert === undefined) return;
+  service = new FakeBackend();
+  server = await startHttpServer({
+    service,
+    tls: cert,
+    host: '127.0.0.1',
+    port: 0,
+    plainHttp: { port: 0 },
+    sseHeartbeatMs: 100,
+  });
+});
+
+after(async () => {
+  await server?.close();
+  service?.close();
+});
+
+test('HTTPS and the plain listener serve the same app', async (t) => {
+  if (server === undefined) return t.skip('openssl not available to make a test certificate');
+  assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const health = await fetchUrl(`${server.url}/healthz`);
+  assert.equal(health.status, 200);
+  assert.ok(server.plainUrl);
+  const plain = await fetchUrl(`${server.plainUrl}/api/v1/nothing`);
+  assert.equal(plain.status, 404);
+  assert.equal(JSON.parse(plain.body.toString()).error.code, 'OTA_ERR_ROUTE_NOT_FOUND');
+});
+
+test('upload over TLS, then a resumed download with Range and If-Range', async (t) => {
+  if (server === undefined) return t.skip('openssl not available to make a test certificate');
+  const bytes = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) % 256;
+  const up = await fetchUrl(`${server.url}/api/v1/artifacts?name=big&version=2.0.0&hardwareIds=hw-a`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: bytes,
+  });
+  assert.equal(up.status, 201, up.body.toString());
+  const { sha256 } = JSON.parse(up.body.toString()) as { sha256: string };
+  const url = `${server.url}${service.signArtifactUrl(sha256, 60_000)}`;
+  const head = await fetchUrl(url, { method: 'HEAD' });
+  assert.equal(head.headers['content-length'], String(bytes.length));
+  const firstPart = await fetchUrl(url, { headers: { range: 'bytes=0-99999' } });
+  assert.equal(firstPart.status, 206);
+  const rest = await fetchUrl(url, { headers: { range: 'bytes=100000-', 'if-range': String(head.headers.etag) } });
+  assert.equal(rest.status, 206);
+  assert.equal(rest.headers['content-range'], `bytes 100000-${bytes.length - 1}/${bytes.length}`);
+  assert.deepEqual(Buffer.concat([firstPart.body, rest.body]), bytes);
+  const suffix = await fetchUrl(url, { headers: { range: 'bytes=-16' } });
+  assert.deepEqual(suffix.body, bytes.subarray(bytes.length - 16));
+  const bad = await fetchUrl(url, { headers: { range: `bytes=${bytes.length}-` } });
+  assert.equal(bad.status, 416);
+  assert.equal(bad.headers['content-range'], `bytes */${bytes.length}`);
+});
+
+test('SSE: a snapshot first, then live updates, heartbeats, and the stream ends when the server closes', async (t) => {
+  if (server === undefined) return t.skip('openssl not available to make a test certificate');
+  const up = await fetchUrl(`${server.url}/api/v1/artifacts?name=fw&version=1.0.0&hardwareIds=hw-a`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Buffer.from('firmware'),
+  });
+  const { sha256 } = JSON.parse(up.body.toString()) as { sha256: string };
+  const created = await fetchUrl(`${server.url}/api/v1/campaigns`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: Buffer.from(JSON.stringify({ name: 'live', artifact: sha256, target: { vins: [VIN, VIN2] } })),
+  });
+  const { id } = JSON.parse(created.body.toString()) as { id: string };
+
+  const stream = openEvents(`${server.url}/api/v1/campaigns/${id}/events`);
+  const res = await stream.opened;
+  assert.equal(res.statusCode, 200);
+  assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+  await stream.until(() => stream.events.length >= 1, 'the snapshot');
+  assert.equal(stream.events[0]?.event, 'snapshot');
+  assert.equal((stream.events[0]?.data as { id: string; state: string }).state, 'DRAFT');
+
+  const started = await fetchUrl(`${server.url}/api/v1/campaigns/${id}/start`, { method: 'POST' });
+  assert.equal(started.status, 200);
+  await stream.until(() => stream.events.some((e) => e.event === 'campaign.state'), 'the start event');
+  service.report(id, VIN, 'SUCCEEDED');
+  await stream.until(() => stream.events.some((e) => e.event === 'counts'), 'a counts event');
+  const counts = stream.events.find((e) => e.event === 'counts')?.data as { counts: Record<string, number> };
+  assert.equal(counts.counts.SUCCEEDED, 1);
+  assert.equal(counts.counts.QUEUED, 1);
+  const execution = stream.events.find((e) => e.event === 'execution')?.data as { vin: string; status: string };
+  assert.deepEqual([execution.vin, execution.status], [VIN, 'SUCCEEDED']);
+  await stream.until(() => stream.comments.includes('heartbeat'), 'a heartbeat');
+
+  // A second client that hangs up is unsubscribed.
+  const other = openEvents(`${server.url}/api/v1/campaigns/${id}/events`);
+  await other.until(() => other.events.length >= 1, 'the second snapshot');
+  assert.equal(service.listeners.get(id)?.size, 2);
+  other.destroy();
+  const deadline = Date.now() + 10_000;
+  while ((service.listeners.get(id)?.size ?? 0) > 1 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
+  assert.equal(service.listeners.get(id)?.size, 1);
+
+  // Closing the server ends the open stream instead of waiting for the client.
+  await server.close();
+  await stream.until(() => stream.ended, 'the end of the stream');
+  assert.equal(service.listeners.get(id)?.size ?? 0, 0);
+});
