@@ -21,7 +21,13 @@ import type {
 } from '../codec/packets.js';
 import { reasonName } from '../codec/reason-codes.js';
 import { backoffDelay } from '../session/backoff.js';
-import { ClientSession, type ServerLimits, type SessionEvent, type Step } from '../session/client-session.js';
+import {
+  type AckToken,
+  ClientSession,
+  type ServerLimits,
+  type SessionEvent,
+  type Step,
+} from '../session/client-session.js';
 import { topicMatches } from '../topic/match.js';
 import { parseSharedSubscription } from '../topic/validate.js';
 import { Emitter } from './emitter.js';
@@ -39,7 +45,13 @@ export interface Message {
   qos: QoS;
   retain: boolean;
   dup: boolean;
+  /** As sent, except `topicAlias`: the topic is already resolved, and the alias meant nothing outside that line. */
   properties?: PublishProperties;
+  /**
+   * With `manualAck`, sends this QoS 1/2 message's PUBACK/PUBREC. Idempotent; a no-op for QoS 0, without
+   * `manualAck`, and after the connection it arrived on was lost (the server then sends the message again).
+   */
+  ack(): void;
 }
 
 export interface ClientEvents {
@@ -63,7 +75,10 @@ export interface PublishOptions {
 }
 
 export interface PublishResult {
-  /** 0 for QoS 0 and 3.1.1; the PUBACK/PUBCOMP reason code (< 0x80) in 5.0. */
+  /**
+   * 0 for QoS 0 and 3.1.1; in 5.0 the PUBACK reason code (< 0x80) or the PUBCOMP one: 0, or 0x92 when the server
+   * no longer knew the packet id after its successful PUBREC (it lost the session; the message was delivered).
+   */
   reasonCode: number;
   properties?: AckProperties;
 }
@@ -182,6 +197,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       queueLimit: options.queue?.limit,
       dropPolicy: options.queue?.dropPolicy,
       topicAliases: options.topicAliases,
+      manualAck: options.manualAck,
     });
     this.store = options.store ?? new MemoryStore();
   }
@@ -199,6 +215,11 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** QoS 1/2 messages sent and not yet acknowledged, and messages waiting to be sent. */
   get pendingCount(): { inflight: number; queued: number } {
     return { inflight: this.session.inflightCount, queued: this.session.queuedCount };
+  }
+
+  /** With `manualAck`: QoS 1/2 messages received on this connection and not yet acknowledged with `ack()`. */
+  get unackedCount(): number {
+    return this.session.unackedCount;
   }
 
   /** Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails. */
@@ -617,8 +638,10 @@ export class MqttClient extends Emitter<ClientEvents> {
       }
       case 'message': {
         const p = e.message;
-        const message: Message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup };
+        const message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup } as Message;
         if (p.properties !== undefined) message.properties = p.properties;
+        // Not enumerable: a message stays a plain record for logging, JSON and deep comparison.
+        Object.defineProperty(message, 'ack', { value: this.acker(e.ack), enumerable: false });
         if (this.early !== undefined) {
           if (this.early.length < EARLY_LIMIT) this.early.push(message);
           else this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
@@ -671,6 +694,16 @@ export class MqttClient extends Emitter<ClientEvents> {
       default:
         break;
     }
+  }
+
+  private acker(token: AckToken | undefined): () => void {
+    if (token === undefined) return noAck;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.apply(this.conn, this.session.ack(token, Date.now()));
+    };
   }
 
   private async continueAuth(conn: Connection, reasonCode: number, properties: AckProperties | undefined) {
@@ -743,6 +776,8 @@ export class MqttSubscription {
     return this.client.unsubscribe(this.filters, properties);
   }
 }
+
+function noAck(): void {}
 
 function closedError(): MqttError {
   return new MqttError('MQTT_ERR_CLIENT_CLOSED', 'the client is closed');

@@ -69,6 +69,13 @@ export interface ClientOptions {
   maxInflight?: number;
   /** Assign topic aliases to outgoing topics when the server allows (5.0). Default true. */
   topicAliases?: boolean;
+  /**
+   * Acknowledge incoming QoS 1/2 messages only when the application calls `message.ack()` (e.g. after its database
+   * commit), in the order it calls it. Unacknowledged messages count against our Receive Maximum (5.0), so the
+   * server stops sending once that many wait; after a reconnect the server sends them again (persistent session).
+   * Default false: acknowledged on delivery.
+   */
+  manualAck?: boolean;
   /** Durable state; default an in-memory store. */
   store?: MessageStore;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */

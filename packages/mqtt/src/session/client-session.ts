@@ -29,7 +29,7 @@ import type {
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
 import { PacketIdAllocator } from './packet-ids.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
-import { IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
+import { type AliasChoice, IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
 
 export interface SessionOptions {
   protocolVersion: ProtocolVersion;
@@ -50,8 +50,17 @@ export interface SessionOptions {
   queueLimit?: number;
   /** Which message gives way when the queue is full; the dropped one fails with MQTT_ERR_QUEUE_FULL. */
   dropPolicy?: 'oldest' | 'newest';
-  /** Use topic aliases for outgoing publishes when the server allows them (5.0). Default true. */
+  /**
+   * Assign topic aliases to outgoing publishes when the server allows them (5.0). Default true. A `topicAlias`
+   * the caller puts in a message's properties is honoured either way: it is bound in the same table (unbinding
+   * the topic that held it), so automatic and caller-chosen aliases never disagree.
+   */
   topicAliases?: boolean;
+  /**
+   * Incoming QoS 1/2 messages are acknowledged (PUBACK / PUBREC) only when `ack()` is called with the token their
+   * `message` event carries, in whatever order the application calls it.
+   */
+  manualAck?: boolean;
 }
 
 export interface OutgoingMessage {
@@ -65,7 +74,8 @@ export interface OutgoingMessage {
 export type SessionEvent =
   | { type: 'connected'; connack: ConnackPacket }
   | { type: 'refused'; connack: ConnackPacket }
-  | { type: 'message'; message: PublishPacket }
+  /** `ack` is set with `manualAck` for QoS 1/2: pass it to `ack()` once the message is processed. */
+  | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
   | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined }
   | { type: 'publish-failed'; seq: number; error: MqttError }
   | { type: 'suback'; packet: SubackPacket }
@@ -76,6 +86,14 @@ export type SessionEvent =
   | { type: 'close'; error: MqttError }
   | { type: 'store-put'; key: string; record: StoredRecord }
   | { type: 'store-delete'; key: string };
+
+/** Identifies an incoming message awaiting its acknowledgement on one connection. */
+export interface AckToken {
+  readonly packetId: number;
+  readonly qos: 1 | 2;
+  /** The connection it arrived on: a token from an earlier connection acknowledges nothing. */
+  readonly connection: number;
+}
 
 export interface Step {
   packets: Packet[];
@@ -161,8 +179,14 @@ export class ClientSession {
   private readonly inflight = new Map<number, OutEntry>();
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
-  /** Incoming QoS 2 ids delivered and not yet released by PUBREL. */
+  /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
   private readonly incomingQos2 = new Set<number>();
+  /** With manualAck: incoming QoS 1/2 ids delivered on this connection whose PUBACK/PUBREC waits for `ack()`. */
+  private readonly awaitingAck = new Map<number, 1 | 2>();
+  /** Counts connections (and losses), so an ack token from an earlier connection is recognised as stale. */
+  private connectionNumber = 0;
+  /** Whether a CONNACK has told us the server's limits (before that, `limits` holds permissive defaults). */
+  private limitsLearned = false;
   private outAliases = new OutgoingTopicAliases(0);
   private inAliases = new IncomingTopicAliases(0);
   private lastSeq = 0;
@@ -251,6 +275,37 @@ export class ClientSession {
     this.state = 'disconnected';
     this.pingSentAt = undefined;
     this.outAliases = new OutgoingTopicAliases(0);
+    // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
+    this.awaitingAck.clear();
+    this.connectionNumber++;
+  }
+
+  /** Incoming QoS 1/2 messages delivered (manualAck) and not yet acknowledged. */
+  get unackedCount(): number {
+    return this.awaitingAck.size;
+  }
+
+  /**
+   * Sends the PUBACK (QoS 1) or PUBREC (QoS 2) for a message delivered under `manualAck`. Idempotent; a token from
+   * an earlier connection sends nothing (the server redelivers that message, and the redelivery has its own).
+   */
+  ack(token: AckToken, now: number): Step {
+    const step = newStep();
+    if (token.connection !== this.connectionNumber || this.state !== 'connected') return step;
+    if (this.awaitingAck.get(token.packetId) !== token.qos) return step;
+    this.awaitingAck.delete(token.packetId);
+    if (token.qos === 1) {
+      this.send(step, { type: 'puback', packetId: token.packetId }, now);
+    } else {
+      this.incomingQos2.add(token.packetId);
+      step.events.push({
+        type: 'store-put',
+        key: incomingKey(token.packetId),
+        record: { kind: 'incoming', packetId: token.packetId },
+      });
+      this.send(step, { type: 'pubrec', packetId: token.packetId }, now);
+    }
+    return step;
   }
 
   disconnect(now: number, reasonCode?: number, properties?: DisconnectProperties): Step {
@@ -440,8 +495,9 @@ export class ClientSession {
       retainAvailable: p.retainAvailable !== 0,
       keepalive: p.serverKeepAlive ?? this.options.keepalive,
     };
+    this.limitsLearned = true;
     if (p.assignedClientIdentifier !== undefined) this.clientId = p.assignedClientIdentifier;
-    this.outAliases = new OutgoingTopicAliases(this.options.topicAliases === false ? 0 : this.limits.topicAliasMaximum);
+    this.outAliases = new OutgoingTopicAliases(this.limits.topicAliasMaximum, this.options.topicAliases !== false);
     this.inAliases = new IncomingTopicAliases(this.options.properties?.topicAliasMaximum ?? 0);
     this.state = 'connected';
     this.lastSent = now;
@@ -482,20 +538,34 @@ export class ClientSession {
       this.protocolError(step, now, (err as Error).message, 0x94, err);
       return;
     }
-    const message = topic === packet.topic ? packet : { ...packet, topic };
+    const message = delivered(packet, topic);
     if (packet.qos === 0) {
       step.events.push({ type: 'message', message });
-    } else if (packet.qos === 1) {
+      return;
+    }
+    const id = packet.packetId!;
+    const receiveMaximum = this.options.properties?.receiveMaximum ?? 65535;
+    // Every QoS 1 message not yet PUBACKed and QoS 2 message not yet PUBCOMPed counts against our Receive Maximum.
+    const unacked = this.incomingQos2.size + this.awaitingAck.size;
+    const isNew = !this.incomingQos2.has(id) && !this.awaitingAck.has(id);
+    if (isNew && this.version === 5 && unacked >= receiveMaximum) {
+      this.protocolError(step, now, `the server exceeded our Receive Maximum of ${receiveMaximum}`, 0x93);
+      return;
+    }
+    if (this.options.manualAck === true && !(packet.qos === 2 && this.incomingQos2.has(id))) {
+      // Delivered on every (re)send until acknowledged: the application has not taken it yet.
+      this.awaitingAck.set(id, packet.qos);
+      step.events.push({
+        type: 'message',
+        message,
+        ack: { packetId: id, qos: packet.qos, connection: this.connectionNumber },
+      });
+      return;
+    }
+    if (packet.qos === 1) {
       step.events.push({ type: 'message', message });
-      this.send(step, { type: 'puback', packetId: packet.packetId! }, now);
+      this.send(step, { type: 'puback', packetId: id }, now);
     } else {
-      const id = packet.packetId!;
-      const receiveMaximum = this.options.properties?.receiveMaximum ?? 65535;
-      if (!this.incomingQos2.has(id) && this.version === 5 && this.incomingQos2.size >= receiveMaximum) {
-        // QoS 1 is acked at once, so unreleased QoS 2 messages are all that count against our Receive Maximum.
-        this.protocolError(step, now, `the server exceeded our Receive Maximum of ${receiveMaximum}`, 0x93);
-        return;
-      }
       if (!this.incomingQos2.has(id)) {
         // Delivered now, once: a repeated PUBLISH with this id before PUBREL only gets its PUBREC again.
         step.events.push({ type: 'message', message });
@@ -536,15 +606,17 @@ export class ClientSession {
   private onPubcomp(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
     const entry = this.inflight.get(id);
     if (entry === undefined || entry.state !== 'pubrel') return;
-    this.finish(entry, code, props, step);
+    // A successful PUBREC already handed the message over; PUBCOMP's only failure (0x92, the server lost the id,
+    // e.g. with its session) cannot undo that, so the publish completes and the code is reported, not thrown.
+    this.finish(entry, code, props, step, true);
     this.pump(step, now);
   }
 
-  private finish(entry: OutEntry, code: number, props: AckProperties | undefined, step: Step): void {
+  private finish(entry: OutEntry, code: number, props: AckProperties | undefined, step: Step, delivered = false): void {
     this.inflight.delete(entry.packetId!);
     this.ids.release(entry.packetId!);
     step.events.push({ type: 'store-delete', key: keyOf(entry) });
-    if (code >= 0x80) {
+    if (code >= 0x80 && !delivered) {
       step.events.push({
         type: 'publish-failed',
         seq: entry.seq,
@@ -599,6 +671,14 @@ export class ClientSession {
         reasonCode: 0x9a,
       });
     }
+    const alias = entry.properties?.topicAlias;
+    if (alias !== undefined && this.version === 5 && this.limitsLearned && alias > l.topicAliasMaximum) {
+      throw new MqttError(
+        'MQTT_ERR_INVALID_OPTION',
+        `topic alias ${alias} is outside the server's Topic Alias Maximum (${l.topicAliasMaximum})`,
+        { reasonCode: 0x94 },
+      );
+    }
     // Measuring also validates (properties, lengths), so a bad message fails here and never reaches the wire.
     // Measured with the full topic: an alias can only make it smaller.
     const size = encodedLength(this.plainPublish(entry, false, entry.qos > 0 ? 1 : undefined), this.version);
@@ -628,12 +708,20 @@ export class ClientSession {
 
   private wirePublish(entry: OutEntry, dup: boolean): PublishPacket {
     const packet = this.plainPublish(entry, dup, entry.packetId);
-    if (this.version === 5 && entry.properties?.topicAlias === undefined) {
-      const choice = this.outAliases.choose(entry.topic);
-      if (choice !== undefined) {
-        packet.properties = { ...entry.properties, topicAlias: choice.alias };
-        if (!choice.sendTopic) packet.topic = '';
-      }
+    if (this.version !== 5) return packet;
+    const requested = entry.properties?.topicAlias;
+    let choice: AliasChoice | undefined;
+    if (requested !== undefined && requested >= 1 && requested <= this.outAliases.maximum) {
+      choice = this.outAliases.assign(entry.topic, requested);
+    } else {
+      // No alias asked for, or one this server cannot take (a message resent after a reconnect to a server with a
+      // lower maximum; new ones fail in checkAgainstServer): the table decides, with the topic in full if need be.
+      choice = this.outAliases.choose(entry.topic);
+      if (requested !== undefined) packet.properties = withoutTopicAlias(entry.properties);
+    }
+    if (choice !== undefined) {
+      packet.properties = { ...packet.properties, topicAlias: choice.alias };
+      if (!choice.sendTopic) packet.topic = '';
     }
     return packet;
   }
@@ -677,6 +765,22 @@ function defaultLimits(keepalive: number): ServerLimits {
     retainAvailable: true,
     keepalive,
   };
+}
+
+/** The message as the application sees it: the topic resolved, and so no topic alias left to misuse. */
+function delivered(packet: PublishPacket, topic: string): PublishPacket {
+  if (packet.properties?.topicAlias === undefined) return topic === packet.topic ? packet : { ...packet, topic };
+  const message: PublishPacket = { ...packet, topic };
+  const properties = withoutTopicAlias(packet.properties);
+  if (properties === undefined) delete message.properties;
+  else message.properties = properties;
+  return message;
+}
+
+function withoutTopicAlias(properties: PublishProperties | undefined): PublishProperties | undefined {
+  if (properties === undefined) return undefined;
+  const { topicAlias: _alias, ...rest } = properties;
+  return Object.keys(rest).length > 0 ? rest : undefined;
 }
 
 function keyOf(entry: OutEntry): string {

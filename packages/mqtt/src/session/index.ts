@@ -1,6 +1,7 @@
 // Pure protocol state for the client end: no I/O, no timers.
 export { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
 export {
+  type AckToken,
   ClientSession,
   type OutgoingMessage,
   type ServerLimits,
@@ -18,4 +19,4 @@ export {
   recordKey,
   type StoredRecord,
 } from './records.js';
-export { IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
+export { type AliasChoice, IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';

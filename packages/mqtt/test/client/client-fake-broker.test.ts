@@ -140,6 +140,30 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('PUBCOMP 0x92 after our resent PUBREL (the server lost the session): the publish completes with 0x92', async () => {
+    await withBroker(async (broker) => {
+      let pubrels = 0;
+      broker.script = {
+        onPubrel: (packetId, conn) => {
+          pubrels++;
+          if (pubrels === 1) return 'drop'; // PUBREC arrived; the line goes before PUBCOMP
+          // A server that claims the session but lost the packet id (e.g. restarted from an older snapshot).
+          conn.send({ type: 'pubcomp', packetId, reasonCode: 0x92 });
+          return 'ignore';
+        },
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'pubcomp-92' }));
+      const result = await client.publish('lost/session', 'm', { qos: 2 });
+      assert.equal(result.reasonCode, 0x92, 'resolved, with the reason code visible');
+      assert.equal(pubrels, 2, 'PUBREL resent after the reconnect');
+      assert.equal(broker.connections.length, 2);
+      assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
+      // The session goes on: the freed packet id and the window work for the next message.
+      assert.equal((await client.publish('lost/next', 'n', { qos: 1 })).reasonCode, 0);
+      await client.end();
+    });
+  });
+
   test('the in-flight window follows Receive Maximum, on first send and on replay after reconnect', async () => {
     let ack = false;
     await withBroker(async (broker) => {

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { ConnackPacket, Packet, ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
+import type {
+  ConnackPacket,
+  Packet,
+  ProtocolVersion,
+  PublishPacket,
+  PublishProperties,
+} from '../../src/codec/packets.js';
 import { ClientSession, type SessionOptions, type Step } from '../../src/session/client-session.js';
 import { PacketIdAllocator } from '../../src/session/packet-ids.js';
 import type { StoredRecord } from '../../src/session/records.js';
@@ -118,6 +124,18 @@ describe('QoS 1 and 2 sender', () => {
     assert.deepEqual(eventTypes(comp), ['store-delete', 'published']);
     assert.equal(comp.events[1]?.type === 'published' && comp.events[1].seq, seq);
     assert.equal(s.handle({ type: 'pubcomp', packetId: 1 }, 5).events.length, 0, 'late PUBCOMP is ignored');
+  });
+
+  test('PUBCOMP 0x92 (packet id not found) after a successful PUBREC completes the message, code reported', () => {
+    const { s } = connected();
+    const { seq } = s.publish(msg('a/b', 2), 1);
+    s.handle({ type: 'pubrec', packetId: 1 }, 2);
+    const comp = s.handle({ type: 'pubcomp', packetId: 1, reasonCode: 0x92 }, 3);
+    assert.deepEqual(eventTypes(comp), ['store-delete', 'published']);
+    const done = comp.events[1];
+    assert.ok(done?.type === 'published');
+    assert.deepEqual([done.seq, done.reasonCode], [seq, 0x92]);
+    assert.equal(s.inflightCount, 0);
   });
 
   test('PUBREC with a failure code ends the exchange without PUBREL', () => {
@@ -329,6 +347,98 @@ describe('topic aliases', () => {
     assert.ok(close?.type === 'close');
     assert.equal(close.error.reasonCode, 0x94);
     assert.equal(s.state, 'disconnected');
+  });
+});
+
+describe('topic aliases chosen by the caller', () => {
+  const wireOf = (s: ClientSession, topic: string, properties?: PublishProperties) =>
+    publishes(s.publish({ ...msg(topic, 0), properties }, 1).step)[0]!;
+  const onWire = (p: PublishPacket) => [p.topic, p.properties?.topicAlias];
+
+  test('a caller alias rebinds the table: the topic that held it gets a new one, sent in full', () => {
+    const { s } = connected({}, { topicAliasMaximum: 3 });
+    assert.deepEqual(onWire(wireOf(s, 'b')), ['b', 1]);
+    assert.deepEqual(onWire(wireOf(s, 'a', { topicAlias: 1 })), ['a', 1], 'the caller binds 1 to a, topic sent');
+    assert.deepEqual(onWire(wireOf(s, 'b')), ['b', 2], 'b no longer claims 1: a new alias with its topic');
+    assert.deepEqual(onWire(wireOf(s, 'a')), ['', 1], 'the automatic path reuses the caller binding');
+    assert.deepEqual(onWire(wireOf(s, 'a', { topicAlias: 1 })), ['', 1], 'repeating a known binding omits the topic');
+  });
+
+  test('a caller alias above the ones in use is never handed out again automatically', () => {
+    const { s } = connected({}, { topicAliasMaximum: 3 });
+    assert.deepEqual(onWire(wireOf(s, 'x', { topicAlias: 2 })), ['x', 2]);
+    assert.deepEqual(onWire(wireOf(s, 'p')), ['p', 1]);
+    assert.deepEqual(onWire(wireOf(s, 'q')), ['q', 3], 'skips 2, which x holds');
+    // Full: the least recently used (x) gives way.
+    assert.deepEqual(onWire(wireOf(s, 'r')), ['r', 2]);
+    assert.deepEqual(onWire(wireOf(s, 'x')), ['x', 1], 'p was least recent after x was evicted');
+  });
+
+  test('moving a topic to another caller alias frees its old one for the next topic', () => {
+    const { s } = connected({}, { topicAliasMaximum: 2 });
+    assert.deepEqual(onWire(wireOf(s, 'a')), ['a', 1]);
+    assert.deepEqual(onWire(wireOf(s, 'a', { topicAlias: 2 })), ['a', 2]);
+    assert.deepEqual(onWire(wireOf(s, 'b')), ['b', 1], 'alias 1 was freed, not the LRU a evicted');
+    assert.deepEqual(onWire(wireOf(s, 'a')), ['', 2]);
+  });
+
+  test('with automatic aliasing off, a caller alias is still recorded and sent', () => {
+    const { s } = connected({ topicAliases: false }, { topicAliasMaximum: 2 });
+    assert.deepEqual(onWire(wireOf(s, 'a')), ['a', undefined]);
+    assert.deepEqual(onWire(wireOf(s, 'a', { topicAlias: 2 })), ['a', 2]);
+  });
+
+  test('an alias outside the server maximum fails locally with MQTT_ERR_INVALID_OPTION', () => {
+    const { s } = connected({}, { topicAliasMaximum: 2 });
+    assert.throws(() => s.publish({ ...msg('a', 1), properties: { topicAlias: 3 } }, 1), {
+      code: 'MQTT_ERR_INVALID_OPTION',
+      reasonCode: 0x94,
+    });
+    const none = connected().s;
+    assert.throws(() => none.publish({ ...msg('a', 0), properties: { topicAlias: 1 } }, 1), {
+      code: 'MQTT_ERR_INVALID_OPTION',
+    });
+  });
+
+  test('queued offline before any CONNACK: checked once the server limits are known', () => {
+    const s = session();
+    const { seq } = s.publish({ ...msg('a', 1), properties: { topicAlias: 7 } }, 0);
+    s.connect(0);
+    const out = s.handle(connack({ topicAliasMaximum: 2 }), 1);
+    assert.equal(publishes(out).length, 0);
+    const failed = out.events.find((e) => e.type === 'publish-failed');
+    assert.ok(failed?.type === 'publish-failed' && failed.seq === seq);
+    assert.equal(failed.error.code, 'MQTT_ERR_INVALID_OPTION');
+  });
+
+  test('in flight when reconnecting to a server with a lower maximum: resent without the caller alias', () => {
+    const { s } = connected({ clean: false }, { topicAliasMaximum: 5 });
+    const first = publishes(s.publish({ ...msg('a', 1), properties: { topicAlias: 4, contentType: 'c' } }, 1).step);
+    assert.deepEqual(onWire(first[0]!), ['a', 4]);
+    s.connectionLost();
+    s.connect(2);
+    const again = publishes(s.handle(connack({ topicAliasMaximum: 2 }, true), 3));
+    assert.equal(again.length, 1);
+    assert.equal(again[0]?.dup, true);
+    assert.deepEqual(onWire(again[0]!), ['a', 1], 'an automatic alias instead of the out-of-range one');
+    assert.equal(again[0]?.properties?.contentType, 'c', 'the other properties kept');
+  });
+
+  test('delivered messages carry no topicAlias, so forwarding their properties cannot rebind one', () => {
+    const { s } = connected({ properties: { topicAliasMaximum: 5 } }, { topicAliasMaximum: 5 });
+    const incoming = (topic: string, properties: PublishProperties) =>
+      s.handle({ ...msg(topic, 0), type: 'publish', dup: false, properties }, 1).events[0];
+    const set = incoming('in/x', { topicAlias: 1, contentType: 'json' });
+    assert.ok(set?.type === 'message');
+    assert.deepEqual([set.message.topic, set.message.properties], ['in/x', { contentType: 'json' }]);
+    const use = incoming('', { topicAlias: 1 });
+    assert.ok(use?.type === 'message');
+    assert.equal(use.message.topic, 'in/x');
+    assert.equal(use.message.properties, undefined, 'nothing but the alias: no properties left');
+    // Forwarding what was received (the bug): a message to another topic, then back to the first.
+    assert.deepEqual(onWire(wireOf(s, 'out/b')), ['out/b', 1]);
+    assert.deepEqual(onWire(wireOf(s, 'out/a', set.message.properties)), ['out/a', 2]);
+    assert.deepEqual(onWire(wireOf(s, 'out/b')), ['', 1]);
   });
 });
 
