@@ -1,0 +1,239 @@
+// otalink dashboard: campaigns with live progress from each campaign's server-sent events, the fleet's vehicles,
+// and the campaign commands. Plain browser JavaScript, same origin as the REST API, no dependencies.
+
+const API = '/api/v1';
+const STATUSES = [
+  'SUCCEEDED',
+  'IN_PROGRESS',
+  'NOTIFIED',
+  'QUEUED',
+  'FAILED',
+  'REJECTED',
+  'TIMED_OUT',
+  'ROLLED_BACK',
+  'CANCELED',
+];
+const TERMINAL = new Set(['COMPLETED', 'CANCELED', 'ABORTED']);
+const ACTIONS = {
+  start: ['DRAFT', 'SCHEDULED'],
+  pause: ['RUNNING'],
+  resume: ['PAUSED'],
+  cancel: ['DRAFT', 'SCHEDULED', 'RUNNING', 'PAUSED'],
+};
+
+/** Campaigns by id, as the last snapshot or REST read left them, with live counts folded in. */
+const campaigns = new Map();
+/** One EventSource per campaign that can still change. */
+const streams = new Map();
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes ?? {})) {
+    if (key === 'className') node.className = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function showError(message) {
+  const footer = document.getElementById('error');
+  footer.textContent = message;
+  footer.hidden = message === '';
+}
+
+async function api(path, options) {
+  const res = await fetch(`${API}${path}`, options);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const error = body.error ?? { code: `HTTP_${res.status}`, message: res.statusText };
+    throw new Error(`${error.message} [${error.code}]`);
+  }
+  return body;
+}
+
+async function listAll(path) {
+  const items = [];
+  let cursor;
+  for (let page = 0; page < 50; page++) {
+    const query = cursor === undefined ? '?limit=1000' : `?limit=1000&cursor=${encodeURIComponent(cursor)}`;
+    const body = await api(`${path}${query}`);
+    items.push(...body.items);
+    cursor = body.nextCursor;
+    if (cursor === undefined) break;
+  }
+  return items;
+}
+
+// ------------------------------------------------------------------ campaigns
+
+function renderCampaign(campaign) {
+  const total = Math.max(campaign.targets, 1);
+  const bar = el('div', { className: 'bar', role: 'img', 'aria-label': `progress of ${campaign.name}` });
+  const counts = el('div', { className: 'counts' });
+  for (const status of STATUSES) {
+    const n = campaign.counts?.[status] ?? 0;
+    if (n === 0) continue;
+    const segment = el('span', { title: `${status}: ${n}` });
+    segment.style.width = `${(100 * n) / total}%`;
+    segment.style.background = `var(--${status})`;
+    bar.append(segment);
+    counts.append(el('span', {}, swatch(status), `${status.toLowerCase().replace('_', ' ')} ${n}`));
+  }
+  const succeeded = campaign.counts?.SUCCEEDED ?? 0;
+  counts.prepend(el('span', {}, `${succeeded}/${campaign.targets} succeeded · ${campaign.released} released`));
+  const actions = el('div', { className: 'actions' });
+  for (const [action, states] of Object.entries(ACTIONS)) {
+    const button = el('button', { type: 'button', onclick: () => command(campaign.id, action) }, action);
+    button.disabled = !states.includes(campaign.state);
+    actions.append(button);
+  }
+  const live = streams.has(campaign.id) ? ' · live' : '';
+  return el(
+    'div',
+    { className: 'campaign', 'data-id': campaign.id },
+    el(
+      'div',
+      { className: 'top' },
+      el('span', { className: 'name' }, campaign.name),
+      el('span', { className: `state ${campaign.state}` }, campaign.state),
+      el('span', { className: 'muted' }, `${campaign.id}${live}`),
+      actions,
+    ),
+    bar,
+    counts,
+  );
+}
+
+function swatch(status) {
+  const box = el('span', { className: 'swatch' });
+  box.style.background = `var(--${status})`;
+  return box;
+}
+
+function renderCampaigns() {
+  const list = [...campaigns.values()].sort((a, b) => b.createdAt - a.createdAt);
+  document.getElementById('campaigns').replaceChildren(...list.map(renderCampaign));
+  document.getElementById('campaigns-empty').hidden = list.length > 0;
+}
+
+function renderLegend() {
+  const legend = document.getElementById('legend');
+  legend.replaceChildren(...STATUSES.map((s) => el('span', {}, swatch(s), s.toLowerCase().replace('_', ' '))));
+}
+
+function follow(id) {
+  if (streams.has(id)) return;
+  const source = new EventSource(`${API}/campaigns/${encodeURIComponent(id)}/events`);
+  streams.set(id, source);
+  const update = (patch) => {
+    const current = campaigns.get(id);
+    if (current === undefined) return;
+    const next = { ...current, ...patch };
+    campaigns.set(id, next);
+    if (TERMINAL.has(next.state)) unfollow(id);
+    renderCampaigns();
+  };
+  source.addEventListener('snapshot', (e) => {
+    const snapshot = JSON.parse(e.data);
+    campaigns.set(id, snapshot);
+    update({});
+  });
+  source.addEventListener('counts', (e) => {
+    const { state, targets, released, counts } = JSON.parse(e.data);
+    update({ state, targets, released, counts });
+  });
+  source.addEventListener('campaign.state', (e) => update({ state: JSON.parse(e.data).to }));
+  // EventSource reconnects by itself and the server sends a fresh snapshot; nothing to do on error.
+}
+
+function unfollow(id) {
+  streams.get(id)?.close();
+  streams.delete(id);
+}
+
+async function refreshCampaigns() {
+  const list = await listAll('/campaigns');
+  for (const campaign of list) {
+    if (!streams.has(campaign.id)) campaigns.set(campaign.id, campaign);
+    if (!TERMINAL.has(campaign.state)) follow(campaign.id);
+  }
+  renderCampaigns();
+}
+
+async function command(id, action) {
+  try {
+    const campaign = await api(`/campaigns/${encodeURIComponent(id)}/${action}`, { method: 'POST' });
+    campaigns.set(id, campaign);
+    if (!TERMINAL.has(campaign.state)) follow(id);
+    else unfollow(id);
+    renderCampaigns();
+    showError('');
+  } catch (error) {
+    showError(`${action} ${id}: ${error.message}`);
+  }
+}
+
+// ------------------------------------------------------------------ fleet
+
+function ago(ms) {
+  if (ms === undefined) return '—';
+  const seconds = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (seconds < 60) return `${seconds}s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)}m ago`;
+  return `${Math.round(seconds / 3600)}h ago`;
+}
+
+async function refreshFleet() {
+  const vehicles = await listAll('/vehicles');
+  const online = vehicles.filter((v) => v.online).length;
+  document.getElementById('fleet-summary').textContent = `${vehicles.length} vehicles, ${online} online`;
+  const versions = new Map();
+  for (const v of vehicles) {
+    const version = v.installedVersion ?? 'unknown';
+    versions.set(version, (versions.get(version) ?? 0) + 1);
+  }
+  document
+    .getElementById('versions')
+    .replaceChildren(
+      ...[...versions.entries()].sort((a, b) => b[1] - a[1]).map(([version, n]) => el('span', {}, `${version}: ${n}`)),
+    );
+  const rows = vehicles
+    .slice(0, 500)
+    .map((v) =>
+      el(
+        'tr',
+        {},
+        el('td', {}, v.vin),
+        el('td', {}, v.model),
+        el('td', {}, v.hardwareId),
+        el('td', {}, v.installedVersion ?? '—'),
+        el('td', {}, el('span', { className: v.online ? 'dot on' : 'dot', title: v.online ? 'online' : 'offline' })),
+        el('td', {}, ago(v.lastSeen)),
+      ),
+    );
+  document.querySelector('#vehicles tbody').replaceChildren(...rows);
+}
+
+async function refreshStats() {
+  const stats = await api('/stats');
+  const link = document.getElementById('link');
+  link.textContent = stats.mqttConnected ? 'MQTT connected' : 'MQTT down';
+  link.className = stats.mqttConnected ? 'pill ok' : 'pill down';
+  document.getElementById('summary').textContent =
+    `${stats.vehicles} vehicles · ${stats.campaignsRunning} campaigns running`;
+}
+
+async function tick() {
+  try {
+    await Promise.all([refreshCampaigns(), refreshFleet(), refreshStats()]);
+    showError('');
+  } catch (error) {
+    showError(`cannot reach the backend: ${error.message}`);
+  }
+}
+
+renderLegend();
+tick();
+setInterval(tick, 5000);
