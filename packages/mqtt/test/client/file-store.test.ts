@@ -1,11 +1,25 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { FileStore } from '../../src/client/store/file-store.js';
 import { MemoryStore } from '../../src/client/store/memory-store.js';
+import { openFileStore } from '../../src/client/store/open-file-store.js';
 import type { MessageStore } from '../../src/client/store/store.js';
+import { MqttError } from '../../src/codec/errors.js';
 import type { OutgoingRecord } from '../../src/session/records.js';
 
 const out = (seq: number, state: 'queued' | 'publish' | 'pubrel' = 'queued'): OutgoingRecord => ({
@@ -103,6 +117,118 @@ test('file store: puts in one tick share one write; compaction bounds the log', 
       [999],
     );
     await reopened.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const lockerScript = fileURLToPath(new URL('./fixtures/store-locker.ts', import.meta.url));
+
+/** A child process that opens the store; resolves with its first line ("open" or an error code). */
+function startLocker(path: string): { child: ChildProcess; firstLine: Promise<string> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', lockerScript, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const firstLine = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the locker process said nothing: ${err}`)), 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        resolve(out.split('\n')[0] ?? '');
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!out.includes('\n')) reject(new Error(`the locker process exited (${code ?? signal}): ${err}`));
+    });
+  });
+  return { child, firstLine };
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  await exited;
+}
+
+function assertLocked(fn: () => unknown, path: string, holder: number): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof MqttError);
+    assert.equal(err.code, 'MQTT_ERR_STORE_LOCKED');
+    assert.ok(err.message.includes(path), `names the store: ${err.message}`);
+    assert.ok(err.message.includes(`process ${holder}`), `names the holder: ${err.message}`);
+    return true;
+  });
+}
+
+test('file store lock: a second open in the same process fails with MQTT_ERR_STORE_LOCKED until the first closes', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const first = FileStore.open(path);
+    await first.put('out:1', out(1));
+    assertLocked(() => FileStore.open(path), path, process.pid);
+    await assert.rejects(openFileStore(path), { code: 'MQTT_ERR_STORE_LOCKED' });
+    assert.deepEqual(first.get('out:1'), out(1), 'the failed opener changed nothing');
+    const other = FileStore.open(join(dir, 'other.log'));
+    await other.close();
+    await first.close();
+    assert.equal(existsSync(`${path}.lock`), false, 'close removes the lock');
+    const second = FileStore.open(path);
+    assert.deepEqual(second.get('out:1'), out(1));
+    await second.close();
+    assert.deepEqual(readdirSync(dir).sort(), ['client.log', 'other.log'], 'no lock or temporary files left behind');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store lock: another live process holds it; once SIGKILLed its stale lock is taken over', async () => {
+  const dir = tempDir();
+  const path = join(dir, 'client.log');
+  const holder = startLocker(path);
+  try {
+    assert.equal(await holder.firstLine, 'open');
+    const pid = holder.child.pid ?? -1;
+    assertLocked(() => FileStore.open(path), path, pid);
+    // A second process is refused too.
+    const rival = startLocker(path);
+    assert.equal(await rival.firstLine, 'MQTT_ERR_STORE_LOCKED');
+    await kill(rival.child, 'SIGKILL');
+    await kill(holder.child, 'SIGKILL');
+    assert.ok(readFileSync(`${path}.lock`, 'utf8').startsWith(`${pid}\n`), 'the dead holder left its lock behind');
+    const store = FileStore.open(path);
+    await store.put('out:2', out(2));
+    assertLocked(() => FileStore.open(path), path, process.pid);
+    await store.close();
+    assert.equal(existsSync(`${path}.lock`), false);
+  } finally {
+    await kill(holder.child, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store lock: a lock naming this pid that this process never took (pid reused after a restart) is stale', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    writeFileSync(`${path}.lock`, `${process.pid}\nnot-a-token-of-ours\n\n`);
+    const store = FileStore.open(path);
+    await store.close();
+    // A lock written under another boot (pid 1 always runs, yet the vehicle rebooted since) is stale as well.
+    writeFileSync(`${path}.lock`, '1\nsome-token\nanother-boot-id\n');
+    const bootKnown = existsSync('/proc/sys/kernel/random/boot_id');
+    if (bootKnown) {
+      const again = FileStore.open(path);
+      await again.close();
+    } else {
+      assertLocked(() => FileStore.open(path), path, 1);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

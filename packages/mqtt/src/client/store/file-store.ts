@@ -6,11 +6,13 @@
 // turns every put and delete made in the same tick into one write and (with `fsync: 'batch'`) one fdatasync, so
 // durability costs one fsync per batch instead of per message. Recovery stays simple: replay the lines, ignore a
 // torn last line (a crash mid-append), and start from a fresh snapshot. A SIGKILL loses nothing that was written;
-// `fsync` covers power loss. One process per store: two writers would interleave lines.
+// `fsync` covers power loss. One writer per store: two would interleave lines, so opening takes a lock file
+// (`<path>.lock`, see file-lock.ts) and a second opener fails with MQTT_ERR_STORE_LOCKED until close().
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MqttError } from '../../codec/errors.js';
 import type { StoredRecord } from '../../session/records.js';
+import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
 export interface FileStoreOptions {
@@ -30,8 +32,12 @@ export class FileStore implements MessageStore {
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   private closed = false;
+  private readonly lock: StoreLock;
 
-  /** Opens (creating if needed) the log at `path` and loads what it holds. */
+  /**
+   * Opens (creating if needed) the log at `path` and loads what it holds. Throws MQTT_ERR_STORE_LOCKED while
+   * another FileStore (in any process still running) has `path` open.
+   */
   static open(path: string, options: FileStoreOptions = {}): FileStore {
     return new FileStore(path, options);
   }
@@ -41,6 +47,18 @@ export class FileStore implements MessageStore {
     private readonly options: FileStoreOptions,
   ) {
     mkdirSync(dirname(path), { recursive: true });
+    this.lock = acquireStoreLock(`${path}.lock`, path);
+    try {
+      this.fd = this.load();
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
+  }
+
+  /** Reads the log, then starts a fresh snapshot and returns its append descriptor. */
+  private load(): number {
+    const path = this.path;
     let text = '';
     try {
       text = readFileSync(path, 'utf8');
@@ -62,8 +80,7 @@ export class FileStore implements MessageStore {
       else this.records.delete(entry.key);
     }
     // Start from a snapshot: drops the dead lines and any torn tail before we append after it.
-    this.fd = -1;
-    this.fd = this.snapshot();
+    return this.snapshot();
   }
 
   put(key: string, record: StoredRecord): Promise<void> {
@@ -88,7 +105,11 @@ export class FileStore implements MessageStore {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    closeSync(this.fd);
+    try {
+      closeSync(this.fd);
+    } finally {
+      this.lock.release();
+    }
   }
 
   private append(line: LogLine): Promise<void> {
