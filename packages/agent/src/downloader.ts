@@ -1,0 +1,233 @@
+// Downloads an artifact to a file over HTTPS (http only when allowed) with Range resume: after a dropped link, a
+// server error or a process restart it continues from the bytes already on disk, guarded by If-Range with the
+// ETag it started with, so a changed artifact restarts from zero instead of splicing two versions. Streams to disk
+// (never the whole artifact in memory) and stops the moment more bytes arrive than the manifest declares.
+import { createWriteStream } from 'node:fs';
+import { open, stat, truncate } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+
+export interface DownloadOptions {
+  url: string;
+  /** The partial file: its length is where a resume starts. */
+  path: string;
+  /** The manifest's size: more is refused (OTA_ERR_TOO_LARGE). */
+  size: number;
+  /** The ETag the bytes on disk came with (from the journal), sent as If-Range. */
+  etag?: string;
+  /** CA certificates (PEM) for the artifact server; default: Node's bundled roots. */
+  ca?: string | string[];
+  /** Accept http:// URLs (default false). */
+  allowHttp?: boolean;
+  /** Attempts in a row without a single new byte before giving up (default 8). */
+  maxAttempts?: number;
+  /** Backoff between attempts: full jitter up to min(max, initial × 2^n) (defaults 500 ms and 30 s). */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** A request that receives nothing for this long is dropped and retried (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Throttle (the simulator's slow links); default unlimited. */
+  bytesPerSecond?: number;
+  /** fsync the file when complete (default true). */
+  fsync?: boolean;
+  signal?: AbortSignal;
+  /** After every chunk written: bytes on disk and the ETag they belong to. */
+  onProgress?(bytesDone: number, etag: string | undefined): void;
+  /** For backoff jitter; default Math.random. */
+  random?: () => number;
+  /** Lets a simulated link outage hold retries without spending attempts. */
+  link?: { isUp(): boolean; whenUp(): Promise<void> };
+}
+
+export type DownloadResult =
+  | { ok: true; bytes: number; etag: string | undefined }
+  | { ok: false; code: string; text: string }
+  | { ok: false; code: 'AGENT_ERR_DOWNLOAD_STOPPED'; text: string; stopped: true };
+
+class Permanent extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function download(options: DownloadOptions): Promise<DownloadResult> {
+  const url = new URL(options.url);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && options.allowHttp === true)) {
+    return { ok: false, code: 'AGENT_ERR_INSECURE_URL', text: `refusing ${url.protocol} (HTTPS required)` };
+  }
+  const maxAttempts = options.maxAttempts ?? 8;
+  const random = options.random ?? Math.random;
+  let etag = options.etag;
+  let failures = 0;
+  let lastError = '';
+  for (;;) {
+    if (options.signal?.aborted) return stopped();
+    if (options.link !== undefined && !options.link.isUp()) {
+      await raceAbort(options.link.whenUp(), options.signal);
+      continue;
+    }
+    const before = await fileLength(options.path);
+    try {
+      const result = await attempt(url, options, before, etag);
+      etag = result.etag;
+      if (result.complete) {
+        if (options.fsync !== false) await syncFile(options.path);
+        return { ok: true, bytes: result.bytes, etag };
+      }
+    } catch (e) {
+      if (options.signal?.aborted) return stopped();
+      if (e instanceof Permanent) return { ok: false, code: e.code, text: e.message };
+      lastError = (e as Error).message;
+    }
+    const after = await fileLength(options.path);
+    // Only attempts that made no progress count: a link that drops every megabyte still finishes.
+    failures = after > before ? 1 : failures + 1;
+    if (failures >= maxAttempts) {
+      return {
+        ok: false,
+        code: 'AGENT_ERR_DOWNLOAD_FAILED',
+        text: `download failed ${failures} times in a row: ${lastError}`.slice(0, 1024),
+      };
+    }
+    const ceiling = Math.min(options.maxDelayMs ?? 30_000, (options.initialDelayMs ?? 500) * 2 ** (failures - 1));
+    await sleep(random() * ceiling, options.signal);
+  }
+}
+
+interface AttemptResult {
+  complete: boolean;
+  bytes: number;
+  etag: string | undefined;
+}
+
+async function attempt(url: URL, options: DownloadOptions, offset: number, etag: string | undefined) {
+  if (offset > options.size) {
+    await truncate(options.path, 0);
+    offset = 0;
+  }
+  const headers: Record<string, string> = {};
+  if (offset > 0) {
+    headers.range = `bytes=${offset}-`;
+    if (etag !== undefined) headers['if-range'] = etag;
+  }
+  const response = await get(url, headers, options);
+  const status = response.statusCode ?? 0;
+  const responseEtag = header(response, 'etag');
+  if (status === 416) {
+    response.resume();
+    if (offset === options.size) return { complete: true, bytes: offset, etag } satisfies AttemptResult;
+    await truncate(options.path, 0);
+    return { complete: false, bytes: 0, etag: undefined } satisfies AttemptResult;
+  }
+  if (status !== 200 && status !== 206) {
+    response.resume();
+    const retryable = status >= 500 || status === 408 || status === 429;
+    const text = `HTTP ${status} from ${url.host}`;
+    if (retryable) throw new Error(text);
+    throw new Permanent('AGENT_ERR_DOWNLOAD_FAILED', text);
+  }
+  let start = offset;
+  if (status === 206) {
+    const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header(response, 'content-range') ?? '');
+    if (range === null || Number(range[1]) !== offset) {
+      response.resume();
+      await truncate(options.path, 0);
+      throw new Error('the server answered with another range than asked; starting over');
+    }
+  } else {
+    // 200: the whole artifact (the server ignored Range, or If-Range saw a changed ETag): start over.
+    start = 0;
+  }
+  const newEtag = responseEtag ?? (status === 206 ? etag : undefined);
+  let done = start;
+  const size = options.size;
+  const throttle = options.bytesPerSecond;
+  const began = Date.now();
+  options.onProgress?.(done, newEtag);
+  await pipeline(
+    response,
+    async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        if (done + chunk.length > size) {
+          throw new Permanent('OTA_ERR_TOO_LARGE', `the server sent more than the declared ${size} bytes`);
+        }
+        done += chunk.length;
+        yield chunk;
+        options.onProgress?.(done, newEtag);
+        if (throttle !== undefined && throttle > 0) {
+          const due = began + ((done - start) * 1000) / throttle;
+          const wait = due - Date.now();
+          if (wait > 0) await sleep(wait, options.signal);
+        }
+      }
+    },
+    createWriteStream(options.path, { flags: start === 0 ? 'w' : 'a' }),
+    { signal: options.signal },
+  );
+  if (done < size) throw new Error(`connection ended after ${done} of ${size} bytes`);
+  return { complete: true, bytes: done, etag: newEtag } satisfies AttemptResult;
+}
+
+function get(url: URL, headers: Record<string, string>, options: DownloadOptions): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const common = { headers, signal: options.signal, timeout: options.idleTimeoutMs ?? 30_000 };
+    const req =
+      url.protocol === 'https:'
+        ? httpsRequest(url, { ...common, ...(options.ca === undefined ? {} : { ca: options.ca }) })
+        : httpRequest(url, common);
+    req.on('response', resolve);
+    req.on('timeout', () => req.destroy(new Error('no data from the artifact server')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function header(response: IncomingMessage, name: string): string | undefined {
+  const value = response.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function fileLength(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function syncFile(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
+function stopped(): DownloadResult {
+  return { ok: false, code: 'AGENT_ERR_DOWNLOAD_STOPPED', text: 'download stopped', stopped: true };
+}
+
+/** Resolves after `ms`, or at once when the signal fires (the caller checks the signal). */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return delay(ms, undefined, signal === undefined ? {} : { signal }).catch(() => undefined);
+}
+
+/** Waits for `promise` unless the signal fires first (then resolves at once; the caller checks the signal). */
+function raceAbort(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const onAbort = () => resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
