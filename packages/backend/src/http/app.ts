@@ -13,7 +13,7 @@ import Fastify, {
 } from 'fastify';
 import { type BackendService, isBackendError } from '../api.js';
 import { registerDownloadRoute, type UrlCheck } from './download.js';
-import { HttpError, mapError } from './errors.js';
+import { mapError } from './errors.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerCampaignRoutes } from './routes/campaigns.js';
 import { registerStatsRoute, registerSystemRoutes } from './routes/system.js';
@@ -159,4 +159,3 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
   return { app, streams, routes };
 }
 
-export { HttpError };

@@ -1,6 +1,8 @@
 // The `otalink` command table: one line per sub-command, each implemented in its own module next to this one.
 import { agent } from './agent.js';
+import { artifact } from './artifact.js';
 import { broker } from './broker.js';
+import { campaign } from './campaign.js';
 import type { Command } from './command.js';
 import { passwd } from './passwd.js';
 import { pub } from './pub.js';
@@ -18,4 +20,6 @@ export const commands: Record<string, Command> = {
   sub,
   agent,
   sim,
+  artifact,
+  campaign,
 };

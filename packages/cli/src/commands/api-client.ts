@@ -1,0 +1,223 @@
+// The REST client the `artifact` and `campaign` commands share: --api/--insecure/--cafile, JSON requests, streamed
+// uploads, the backend's error shape turned into ApiError, and a server-sent events reader.
+import { readFile } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
+import type { ParseArgsConfig } from 'node:util';
+
+export const DEFAULT_API = 'https://127.0.0.1:8443';
+
+export const API_OPTIONS = {
+  api: { type: 'string' },
+  insecure: { type: 'boolean' },
+  cafile: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export const API_USAGE = `Backend:
+  --api URL       the backend (default: OTALINK_API, else ${DEFAULT_API})
+  --cafile FILE   CA certificate(s) to trust for the backend's TLS certificate (the dev CA)
+  --insecure      do not verify the backend's TLS certificate`;
+
+/** A bad flag or argument: the command prints it with the usage and exits 2. */
+export class UsageError extends Error {}
+
+/** The backend refused: its `{ error: { code, message, field? } }`, or a transport failure (code CLI_ERR_*). */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly field: string | undefined;
+
+  constructor(status: number, code: string, message: string, field?: string) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  ca?: Buffer;
+  insecure?: boolean;
+  /** Per request, from sending to the response headers (default 30 s). */
+  timeoutMs?: number;
+}
+
+export interface RequestBody {
+  json?: unknown;
+  stream?: Readable;
+  contentType?: string;
+  contentLength?: number;
+}
+
+export class ApiClient {
+  readonly baseUrl: string;
+  readonly #options: ApiClientOptions;
+
+  constructor(options: ApiClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.#options = options;
+  }
+
+  /** Sends a request and returns the parsed JSON answer; non-2xx answers throw ApiError. */
+  async request<T>(method: string, path: string, body: RequestBody = {}): Promise<T> {
+    const res = await this.open(method, path, body);
+    const text = await readText(res);
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return (text === '' ? undefined : JSON.parse(text)) as T;
+    throw errorFrom(status, text);
+  }
+
+  /** Opens a request and resolves with the response (status not checked), for streams. */
+  open(method: string, path: string, body: RequestBody = {}): Promise<IncomingMessage> {
+    const url = new URL(`${this.baseUrl}${path}`);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    let payload: Buffer | undefined;
+    if (body.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(body.json));
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    } else if (body.stream !== undefined) {
+      headers['content-type'] = body.contentType ?? 'application/octet-stream';
+      if (body.contentLength !== undefined) headers['content-length'] = String(body.contentLength);
+    }
+    const options: RequestOptions & { ca?: Buffer; rejectUnauthorized?: boolean } = { method, headers };
+    if (url.protocol === 'https:') {
+      if (this.#options.ca !== undefined) options.ca = this.#options.ca;
+      if (this.#options.insecure === true) options.rejectUnauthorized = false;
+    } else if (url.protocol !== 'http:') {
+      return Promise.reject(new UsageError(`--api must be an http:// or https:// URL, got "${this.baseUrl}"`));
+    }
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const timeoutMs = this.#options.timeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const req = send(url, options, (res) => {
+        req.setTimeout(0);
+        resolve(res);
+      });
+      req.setTimeout(timeoutMs, () =>
+        req.destroy(new ApiError(0, 'CLI_ERR_TIMEOUT', `no answer from ${this.baseUrl} within ${timeoutMs} ms`)),
+      );
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (error instanceof ApiError) reject(error);
+        else
+          reject(new ApiError(0, 'CLI_ERR_CONNECT', `cannot reach the backend at ${this.baseUrl}: ${error.message}`));
+      });
+      if (body.stream !== undefined) {
+        body.stream.on('error', (error) => req.destroy(error));
+        body.stream.pipe(req);
+      } else {
+        req.end(payload);
+      }
+    });
+  }
+
+  /** Reads a server-sent events stream until it ends or `signal` aborts. */
+  async *events(path: string, signal?: AbortSignal): AsyncGenerator<{ event: string; data: unknown }> {
+    const res = await this.open('GET', path);
+    const status = res.statusCode ?? 0;
+    if (status !== 200) throw errorFrom(status, await readText(res));
+    const abort = () => res.destroy();
+    signal?.addEventListener('abort', abort, { once: true });
+    try {
+      let buffer = '';
+      res.setEncoding('utf8');
+      for await (const chunk of res) {
+        buffer += chunk as string;
+        for (let cut = buffer.indexOf('\n\n'); cut >= 0; cut = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) };
+        }
+      }
+    } catch (error) {
+      if (signal?.aborted !== true) throw error;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      res.destroy();
+    }
+  }
+}
+
+async function readText(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function errorFrom(status: number, text: string): ApiError {
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; field?: unknown } };
+    const e = body.error;
+    if (e !== undefined && typeof e.code === 'string' && typeof e.message === 'string') {
+      return new ApiError(status, e.code, e.message, typeof e.field === 'string' ? e.field : undefined);
+    }
+  } catch {
+    // Not our JSON (a proxy's HTML page, say): report the status.
+  }
+  return new ApiError(status, `HTTP_${status}`, `the backend answered ${status}`);
+}
+
+/** The client from --api/--insecure/--cafile and OTALINK_API. */
+export async function apiClientFrom(
+  values: { api?: string; insecure?: boolean; cafile?: string },
+  env: Record<string, string | undefined>,
+): Promise<ApiClient> {
+  const baseUrl = values.api ?? env.OTALINK_API ?? DEFAULT_API;
+  let parsed: URL;
+  try {
+    parsed = new URL(baseUrl);
+  } catch {
+    throw new UsageError(`--api is not a URL: "${baseUrl}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new UsageError(`--api must be an http:// or https:// URL, got "${baseUrl}"`);
+  }
+  const options: ApiClientOptions = { baseUrl };
+  if (values.cafile !== undefined) {
+    try {
+      options.ca = await readFile(values.cafile);
+    } catch (error) {
+      throw new UsageError(`--cafile ${values.cafile}: ${(error as Error).message}`);
+    }
+  }
+  if (values.insecure === true) options.insecure = true;
+  return new ApiClient(options);
+}
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream;
+  env: Record<string, string | undefined>;
+}
+
+export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env };
+
+/** Runs a command body: usage errors exit 2 with a hint, backend refusals exit 1 with their code. */
+export async function runApiCommand(name: string, io: CliIo, body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(
+        `otalink ${name}: ${(error as Error).message}\nRun \`otalink ${name} --help\` for the options.\n`,
+      );
+      return 2;
+    }
+    if (error instanceof ApiError) {
+      const field = error.field === undefined ? '' : ` (${error.field})`;
+      io.stderr.write(`otalink ${name}: ${error.message}${field} [${error.code}]\n`);
+      return 1;
+    }
+    io.stderr.write(`otalink ${name}: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
