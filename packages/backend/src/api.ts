@@ -243,8 +243,15 @@ export const CampaignSchema = Type.Object({
   abort: Type.Optional(AbortRuleSchema),
   maxRetries: Count,
   retryDelayMs: Type.Optional(DurationMs),
-  /** The effective timer policy (defaults filled in). */
-  timers: Type.Required(TimersSchema),
+  /** The effective timer policy (defaults filled in; startTimeoutMs only when set). */
+  timers: Type.Object({
+    renotifyAfterMs: DurationMs,
+    renotifyBackoff: Type.Number({ minimum: 1 }),
+    maxRenotifyIntervalMs: DurationMs,
+    startTimeoutMs: Type.Optional(DurationMs),
+    stepTimeoutMs: DurationMs,
+    inProgressTimeoutMs: DurationMs,
+  }),
   preconditions: PreconditionsSchema,
   separateInstall: Type.Boolean(),
   allowDowngrade: Type.Boolean(),

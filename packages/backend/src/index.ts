@@ -7,3 +7,9 @@ export {
   signArtifactUrl,
   verifyArtifactSignature,
 } from './artifacts/signed-url.js';
+export { type Backend, type BackendOptions, createBackend } from './backend.js';
+export { type Clock, systemClock } from './clock.js';
+export type { CommandSink, EngineStats, Orchestrator } from './engine/orchestrator.js';
+export type { Logger } from './logger.js';
+export { openSqliteStore, SCHEMA_VERSION, type SqliteStoreOptions } from './store/sqlite.js';
+export type * from './store/types.js';

@@ -17,12 +17,12 @@ import {
 } from '../api.js';
 import type {
   BackendStore,
-  CampaignTarget,
   KeysetQuery,
   SigningKeyRecord,
   StoreBatch,
   StoredCampaign,
   StoredExecution,
+  TargetRow,
 } from './types.js';
 
 /** Schema migrations by user_version: MIGRATIONS[i] takes the database from version i to i + 1. */
@@ -541,7 +541,7 @@ export class SqliteStore implements BackendStore {
     );
   }
 
-  listTargets(campaignId: string): Promise<CampaignTarget[]> {
+  listTargets(campaignId: string): Promise<TargetRow[]> {
     return this.guard('listTargets', () =>
       (this.stmt('listTargets').all(campaignId) as { vin: string; model: string; released: number }[]).map((r) => ({
         vin: r.vin,

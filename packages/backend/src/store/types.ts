@@ -48,7 +48,7 @@ export interface PresenceUpdate {
   register?: { model: string; hardwareId: string };
 }
 
-export interface CampaignTarget {
+export interface TargetRow {
   vin: string;
   model: string;
   released: boolean;
@@ -115,7 +115,7 @@ export interface BackendStore {
   campaignsInStates(states: readonly string[]): Promise<StoredCampaign[]>;
   campaignTransitions(campaignId: string): Promise<CampaignTransitionRecord[]>;
   /** In rollout order. */
-  listTargets(campaignId: string): Promise<CampaignTarget[]>;
+  listTargets(campaignId: string): Promise<TargetRow[]>;
 
   /** The latest execution of every released vehicle of the campaign. */
   latestExecutions(campaignId: string): Promise<StoredExecution[]>;
