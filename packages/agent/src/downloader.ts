@@ -62,7 +62,8 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
   }
   const maxAttempts = options.maxAttempts ?? 8;
   const random = options.random ?? Math.random;
-  let etag = options.etag;
+  // Shared with each attempt so that an ETag seen before a cut is sent as If-Range on the resume.
+  const held = { etag: options.etag };
   let failures = 0;
   let lastError = '';
   for (;;) {
@@ -73,11 +74,10 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     }
     const before = await fileLength(options.path);
     try {
-      const result = await attempt(url, options, before, etag);
-      etag = result.etag;
+      const result = await attempt(url, options, before, held);
       if (result.complete) {
         if (options.fsync !== false) await syncFile(options.path);
-        return { ok: true, bytes: result.bytes, etag };
+        return { ok: true, bytes: result.bytes, etag: held.etag };
       }
     } catch (e) {
       if (options.signal?.aborted) return stopped();
@@ -102,10 +102,15 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
 interface AttemptResult {
   complete: boolean;
   bytes: number;
-  etag: string | undefined;
 }
 
-async function attempt(url: URL, options: DownloadOptions, offset: number, etag: string | undefined) {
+async function attempt(
+  url: URL,
+  options: DownloadOptions,
+  offset: number,
+  held: { etag: string | undefined },
+): Promise<AttemptResult> {
+  const etag = held.etag;
   if (offset > options.size) {
     await truncate(options.path, 0);
     offset = 0;
@@ -120,9 +125,10 @@ async function attempt(url: URL, options: DownloadOptions, offset: number, etag:
   const responseEtag = header(response, 'etag');
   if (status === 416) {
     response.resume();
-    if (offset === options.size) return { complete: true, bytes: offset, etag } satisfies AttemptResult;
+    if (offset === options.size) return { complete: true, bytes: offset };
     await truncate(options.path, 0);
-    return { complete: false, bytes: 0, etag: undefined } satisfies AttemptResult;
+    held.etag = undefined;
+    return { complete: false, bytes: 0 };
   }
   if (status !== 200 && status !== 206) {
     response.resume();
@@ -144,6 +150,7 @@ async function attempt(url: URL, options: DownloadOptions, offset: number, etag:
     start = 0;
   }
   const newEtag = responseEtag ?? (status === 206 ? etag : undefined);
+  held.etag = newEtag;
   let done = start;
   const size = options.size;
   const throttle = options.bytesPerSecond;
@@ -170,7 +177,7 @@ async function attempt(url: URL, options: DownloadOptions, offset: number, etag:
     { signal: options.signal },
   );
   if (done < size) throw new Error(`connection ended after ${done} of ${size} bytes`);
-  return { complete: true, bytes: done, etag: newEtag } satisfies AttemptResult;
+  return { complete: true, bytes: done };
 }
 
 function get(url: URL, headers: Record<string, string>, options: DownloadOptions): Promise<IncomingMessage> {
