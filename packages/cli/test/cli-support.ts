@@ -1,0 +1,58 @@
+// Test support for the artifact/campaign commands: captured stdout/stderr and a backend HTTP server (in-memory
+// service) on an HTTPS port 0 with a throwaway certificate.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type RunningHttpServer, startHttpServer } from '../../backend/src/http/server.js';
+import { FakeBackend, selfSignedCert } from '../../backend/test/http-support.js';
+
+export class Capture extends Writable {
+  text = '';
+  isTTY: boolean;
+  columns = 80;
+
+  constructor(isTTY = false) {
+    super();
+    this.isTTY = isTTY;
+  }
+
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+export interface TestBackend {
+  service: FakeBackend;
+  server: RunningHttpServer;
+  /** The dev CA (here the self-signed certificate itself) as a file for --cafile. */
+  caFile: string;
+  dir: string;
+  close(): Promise<void>;
+}
+
+export async function startTestBackend(): Promise<TestBackend | undefined> {
+  const cert = selfSignedCert();
+  if (cert === undefined) return undefined;
+  const service = new FakeBackend();
+  const server = await startHttpServer({ service, tls: cert, host: '127.0.0.1', port: 0 });
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-cli-'));
+  const caFile = join(dir, 'ca.pem');
+  writeFileSync(caFile, cert.cert);
+  return {
+    service,
+    server,
+    caFile,
+    dir,
+    async close() {
+      await server.close();
+      service.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function io(stdout = new Capture(), stderr = new Capture()) {
+  return { stdout, stderr, env: {} as Record<string, string | undefined> };
+}
