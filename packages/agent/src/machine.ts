@@ -148,6 +148,7 @@ class Run {
       case 'connected': {
         const clientToken = `boot-${this.state.boots}-${this.env.now}`;
         this.state.syncToken = clientToken;
+        this.state.syncAt = this.env.now;
         this.actions.push({ type: 'sync', clientToken });
         return;
       }
@@ -302,21 +303,27 @@ class Run {
       const holding = this.state.current;
       if (holding !== undefined && same(holding.spec, entry)) {
         holding.seq = Math.max(holding.seq, entry.lastSeq);
-        if (holding.lastReport !== undefined && holding.lastReport.seq > entry.lastSeq) this.resend(holding.lastReport);
+        if (this.missed(holding.lastReport, entry.lastSeq)) this.resend(holding.lastReport);
         if (entry.paused && !holding.paused) this.pause(entry);
         else if (!entry.paused && holding.paused) this.resume(entry);
         continue;
       }
       const finished = this.findFinished(entry);
       if (finished !== undefined) {
-        if (finished.lastReport !== undefined && finished.lastReport.seq > entry.lastSeq) {
-          this.resend(finished.lastReport);
-        }
+        if (this.missed(finished.lastReport, entry.lastSeq)) this.resend(finished.lastReport);
         continue;
       }
       this.notify(entry, entry.lastSeq, entry.paused);
     }
     if (this.state.current === undefined) this.startNext();
+  }
+
+  /**
+   * A report the backend had not applied when it answered the sync. One made after the sync request may simply be
+   * in flight behind it, so it is not resent (that would only make a DUPLICATE at the backend).
+   */
+  private missed(report: Report | undefined, lastSeq: number): report is Report {
+    return report !== undefined && report.seq > lastSeq && report.ts < (this.state.syncAt ?? Number.POSITIVE_INFINITY);
   }
 
   private invalidNotify(event: { msgId?: string; ref: ExecutionRef; code: string; text: string }): void {

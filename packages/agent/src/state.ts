@@ -75,6 +75,8 @@ export interface AgentState {
   boots: number;
   /** The clientToken of the latest sync request: only its answer is acted on. */
   syncToken?: string;
+  /** When that request was made: only reports older than it can have been missed by its answer. */
+  syncAt?: number;
 }
 
 export function initialState(installedVersion: string | undefined): AgentState {

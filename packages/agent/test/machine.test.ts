@@ -659,6 +659,7 @@ describe('sync', () => {
     d.send({ type: 'command', message: notify() });
     d.send({ type: 'downloadDone', bytesDone: 1, ...REF });
     const missed = d.last;
+    d.now += 1;
     const [s] = d.send({ type: 'connected' });
     assert.ok(s?.type === 'sync');
     const actions = d.send({
@@ -666,6 +667,15 @@ describe('sync', () => {
       message: result(s.clientToken, [entry({ status: 'IN_PROGRESS', lastSeq: 1 })]),
     });
     assert.deepEqual(actions, [{ type: 'report', report: missed }]);
+  });
+
+  test('a report made after the sync request is in flight behind it, not resent', () => {
+    const d = new Driver();
+    const [s] = d.send({ type: 'connected' });
+    assert.ok(s?.type === 'sync');
+    d.send({ type: 'command', message: notify() });
+    const actions = d.send({ type: 'command', message: result(s.clientToken, [entry({ lastSeq: 0 })]) });
+    assert.deepEqual(actions, []);
   });
 
   test('a higher lastSeq than the journal knows (journal restored from an old backup) lifts seq', () => {
@@ -692,6 +702,7 @@ describe('sync', () => {
     const d = new Driver();
     d.send({ type: 'command', message: notify({}, signed(manifest({ hardwareIds: ['x'] }))) });
     const outcome = d.last;
+    d.now += 1;
     const [s] = d.send({ type: 'connected' });
     assert.ok(s?.type === 'sync');
     assert.deepEqual(d.send({ type: 'command', message: result(s.clientToken, [entry({ lastSeq: 0 })]) }), [
