@@ -1,11 +1,14 @@
 // The HTTP layer on real sockets: HTTPS with a self-signed certificate on 127.0.0.1 port 0, a plain-HTTP listener
 // next to it, the ranged download over TLS, and the SSE stream (snapshot, live updates, heartbeat, clean close).
 import assert from 'node:assert/strict';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { after, before, test } from 'node:test';
 import { type RunningHttpServer, startHttpServer } from '../src/http/server.js';
-import { FakeBackend, selfSignedCert } from './http-support.js';
+import {
+  FakeBackend,
+  fetchUrl as fetchWithCa,
+  openEvents as openEventsWithCa,
+  selfSignedCert,
+} from './http-support.js';
 
 const VIN = 'WVWZZZ1JZXW000001';
 const VIN2 = 'WVWZZZ1JZXW000002';
@@ -13,95 +16,9 @@ const cert = selfSignedCert();
 
 let service: FakeBackend;
 let server: RunningHttpServer | undefined;
-
-interface Fetched {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-}
-
-function fetchUrl(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer } = {}) {
-  return new Promise<Fetched>((resolve, reject) => {
-    const target = new URL(url);
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(
-      target,
-      { method: options.method ?? 'GET', headers: options.headers, ca: cert?.cert, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
-
-/** Opens an SSE stream and hands back its parsed events as they come. */
-function openEvents(url: string) {
-  const events: Array<{ event: string; data: unknown }> = [];
-  const comments: string[] = [];
-  let waiters: Array<() => void> = [];
-  let response: IncomingMessage | undefined;
-  let ended = false;
-  const opened = new Promise<IncomingMessage>((resolve, reject) => {
-    const req = httpsRequest(new URL(url), { ca: cert?.cert, headers: { accept: 'text/event-stream' } }, (res) => {
-      response = res;
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (text: string) => {
-        buffer += text;
-        for (let cut = buffer.indexOf('\n\n'); cut >= 0; cut = buffer.indexOf('\n\n')) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const lines = block.split('\n');
-          for (const line of lines) if (line.startsWith(':')) comments.push(line.slice(1).trim());
-          const event = lines.find((l) => l.startsWith('event: '))?.slice(7);
-          const data = lines.find((l) => l.startsWith('data: '))?.slice(6);
-          if (event !== undefined && data !== undefined) events.push({ event, data: JSON.parse(data) });
-        }
-        for (const wake of waiters) wake();
-        waiters = [];
-      });
-      res.on('end', () => {
-        ended = true;
-        for (const wake of waiters) wake();
-      });
-      resolve(res);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  const until = async (ready: () => boolean, what: string) => {
-    const deadline = Date.now() + 10_000;
-    while (!ready()) {
-      if (ended) throw new Error(`stream ended while waiting for ${what}`);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 200);
-        waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  };
-  return {
-    events,
-    comments,
-    opened,
-    until,
-    get ended() {
-      return ended;
-    },
-    destroy: () => response?.destroy(),
-  };
-}
+const fetchUrl = (url: string, options: Parameters<typeof fetchWithCa>[1] = {}) =>
+  fetchWithCa(url, { ca: cert?.cert, ...options });
+const openEvents = (url: string) => openEventsWithCa(url, cert?.cert);
 
 before(async () => {
   if (cert === undefined) return;
