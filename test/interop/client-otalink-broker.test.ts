@@ -297,6 +297,76 @@ for (const version of [4, 5] as ProtocolVersion[]) {
       }
     });
 
+    test('manualAck: an unacknowledged message comes back after reconnect, an acknowledged one does not', async () => {
+      const h = await Harness.start();
+      try {
+        const tap = wireTap(version);
+        const opts = { protocolVersion: version, clientId: `manual-${version}`, clean: false, manualAck: true };
+        const sub = await h.client({ ...opts, transport: tap.factory });
+        await sub.subscribe('manual/#', { qos: 2 });
+        const got = collect(sub);
+        const pub = await h.client({ protocolVersion: version });
+        for (const [topic, qos] of [
+          ['manual/acked1', 1],
+          ['manual/unacked1', 1],
+          ['manual/acked2', 2],
+          ['manual/unacked2', 2],
+        ] as const) {
+          await pub.publish(topic, topic, { qos });
+        }
+        await got.waitFor(4);
+        assert.equal(sub.unackedCount, 4);
+        const byTopic = (list: Message[], topic: string) => list.find((m) => m.topic === topic);
+        byTopic(got.messages, 'manual/acked1')?.ack();
+        byTopic(got.messages, 'manual/acked2')?.ack();
+        // Both acknowledgements completed on the wire: PUBACK for QoS 1; PUBREC, PUBREL, PUBCOMP for QoS 2.
+        await until(
+          () => tap.sent.some((p) => p.type === 'puback') && tap.sent.some((p) => p.type === 'pubcomp'),
+          5000,
+          () => `the acknowledgements (sent: ${tap.sent.map((p) => p.type).join(' ')})`,
+        );
+        assert.equal(sub.unackedCount, 2);
+        await sub.end();
+        // An ack after the connection is gone sends nothing and does not throw: the broker redelivers instead.
+        byTopic(got.messages, 'manual/unacked1')?.ack();
+        const back = await h.client(opts);
+        assert.equal(back.connack?.sessionPresent, true);
+        const again = collect(back);
+        await again.waitFor(2);
+        await pub.publish('manual/marker', 'm', { qos: 1 });
+        await again.waitFor(3);
+        await delay(50);
+        assert.deepEqual(
+          again.messages.map((m) => [m.topic, m.qos, m.dup]),
+          [
+            ['manual/unacked1', 1, true],
+            ['manual/unacked2', 2, true],
+            ['manual/marker', 1, false],
+          ],
+          'only the unacknowledged ones come back',
+        );
+        for (const m of again.messages) m.ack();
+        await until(
+          () => back.unackedCount === 0,
+          5000,
+          () => 'the acks',
+        );
+        await back.end();
+        const third = await h.client(opts);
+        const last = collect(third);
+        await pub.publish('manual/final', 'f', { qos: 1 });
+        await last.waitFor(1);
+        await delay(50);
+        assert.deepEqual(
+          last.messages.map((m) => m.topic),
+          ['manual/final'],
+          'acknowledged after a redelivery: not sent again',
+        );
+      } finally {
+        await h.close();
+      }
+    });
+
     test('authentication: a wrong password is refused with the version’s code; the right one connects', async () => {
       const h = await Harness.start({
         allowAnonymous: false,
@@ -546,6 +616,44 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
       );
       assert.ok(subTap.maxIncomingUnacked <= 5, `broker → subscriber in flight: ${subTap.maxIncomingUnacked}`);
       assert.ok(subTap.maxIncomingUnacked >= 2, 'the broker used a window, not one at a time');
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('manualAck with Receive Maximum 2: the broker sends no more while two messages wait for ack()', async () => {
+    const h = await Harness.start();
+    try {
+      const tap = wireTap(5);
+      const sub = await h.client({ transport: tap.factory, manualAck: true, properties: { receiveMaximum: 2 } });
+      await sub.subscribe('held/#', { qos: 1 });
+      const got = collect(sub);
+      const pub = await h.client({});
+      const total = 6;
+      for (let i = 0; i < total; i++) await pub.publish('held/a', `h${i}`, { qos: 1 });
+      await got.waitFor(2);
+      await delay(200);
+      assert.equal(got.messages.length, 2, 'held back while two are unacknowledged');
+      // Acknowledge out of order, one at a time: each ack makes room for exactly one more.
+      got.messages[1]?.ack();
+      await got.waitFor(3);
+      await delay(100);
+      assert.equal(got.messages.length, 3);
+      // Then in arrival order: every ack lets the next message in, until all have come.
+      for (let next = 0; next < total; next++) {
+        got.messages[next]?.ack();
+        await got.waitFor(Math.min(total, Math.max(next + 1, 2) + 2));
+      }
+      await until(
+        () => sub.unackedCount === 0,
+        5000,
+        () => `every message acknowledged (${sub.unackedCount} left)`,
+      );
+      assert.deepEqual(
+        got.messages.map((m) => text(m.payload)),
+        Array.from({ length: total }, (_, i) => `h${i}`),
+      );
+      assert.equal(tap.maxIncomingUnacked, 2, 'never more than two unacknowledged on the wire');
     } finally {
       await h.close();
     }

@@ -2,12 +2,21 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
-import { type ClientOptions, connect, MemoryStore, type MqttClient } from '../../src/client/index.js';
+import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
 import type { ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 
 const fast = { initialDelayMs: 10, maxDelayMs: 50 };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(10);
+  }
+}
 
 async function withBroker(
   fn: (broker: FakeBroker) => Promise<void>,
@@ -160,6 +169,51 @@ describe('dependability against the fake broker', () => {
       assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
       // The session goes on: the freed packet id and the window work for the next message.
       assert.equal((await client.publish('lost/next', 'n', { qos: 1 })).reasonCode, 0);
+      await client.end();
+    });
+  });
+
+  test('manualAck: PUBACK/PUBREC go out when the application calls ack(), in its order, once each', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { manualAck: true }));
+      const got: Message[] = [];
+      client.on('message', (m) => got.push(m));
+      const conn = broker.latest!;
+      const publish = (packetId: number | undefined, qos: 0 | 1 | 2) =>
+        conn.send({
+          type: 'publish',
+          topic: `m/${packetId ?? 0}`,
+          payload: new Uint8Array([1]),
+          qos,
+          retain: false,
+          dup: false,
+          ...(packetId === undefined ? {} : { packetId }),
+        });
+      publish(1, 1);
+      publish(2, 1);
+      publish(3, 2);
+      publish(undefined, 0);
+      await until(() => got.length === 4, 'four deliveries');
+      await delay(50);
+      const acks = () => conn.received.filter((p) => p.type === 'puback' || p.type === 'pubrec');
+      assert.deepEqual(acks(), [], 'nothing acknowledged before ack()');
+      assert.equal(client.unackedCount, 3);
+      const [m1, m2, m3, m0] = got as [Message, Message, Message, Message];
+      m0.ack(); // QoS 0: nothing to send
+      m3.ack();
+      m1.ack();
+      m1.ack();
+      m2.ack();
+      m3.ack();
+      await broker.until(() => acks().length >= 3, 5000, 'three acks');
+      await delay(50);
+      assert.deepEqual(
+        acks().map((p) => `${p.type}:${p.type === 'puback' || p.type === 'pubrec' ? p.packetId : ''}`),
+        ['pubrec:3', 'puback:1', 'puback:2'],
+        'in the order ack() was called, each once',
+      );
+      assert.equal(client.unackedCount, 0);
+      assert.deepEqual(Object.keys(m1), ['topic', 'payload', 'qos', 'retain', 'dup'], 'ack is not enumerable');
       await client.end();
     });
   });

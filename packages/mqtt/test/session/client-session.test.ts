@@ -192,6 +192,95 @@ describe('QoS 2 receiver', () => {
   });
 });
 
+describe('manual acknowledgement', () => {
+  const incoming = (id: number, qos: 1 | 2, topic = 't'): PublishPacket => ({
+    ...msg(topic, qos),
+    type: 'publish',
+    dup: false,
+    packetId: id,
+  });
+  const delivery = (step: Step) => {
+    const e = step.events.find((x) => x.type === 'message');
+    assert.ok(e?.type === 'message');
+    return e;
+  };
+
+  test('QoS 1: PUBACK only on ack(); a second ack() sends nothing', () => {
+    const { s } = connected({ manualAck: true });
+    const got = s.handle(incoming(4, 1), 1);
+    assert.deepEqual(got.packets, [], 'no PUBACK on delivery');
+    const { ack } = delivery(got);
+    assert.ok(ack !== undefined);
+    assert.equal(s.unackedCount, 1);
+    assert.deepEqual(s.ack(ack, 2).packets, [{ type: 'puback', packetId: 4 }]);
+    assert.deepEqual(s.ack(ack, 3).packets, [], 'idempotent');
+    assert.equal(s.unackedCount, 0);
+  });
+
+  test('QoS 2: PUBREC (and the store record) only on ack(); then PUBREL → PUBCOMP; a resend is not redelivered', () => {
+    const { s } = connected({ manualAck: true });
+    const got = s.handle(incoming(7, 2), 1);
+    assert.deepEqual(got.packets, []);
+    assert.deepEqual(eventTypes(got), ['message'], 'nothing stored before the ack');
+    const acked = s.ack(delivery(got).ack!, 2);
+    assert.deepEqual(acked.packets, [{ type: 'pubrec', packetId: 7 }]);
+    assert.deepEqual(acked.events, [{ type: 'store-put', key: 'in:7', record: { kind: 'incoming', packetId: 7 } }]);
+    const again = s.handle({ ...incoming(7, 2), dup: true }, 3);
+    assert.deepEqual([eventTypes(again), again.packets], [[], [{ type: 'pubrec', packetId: 7 }]]);
+    assert.deepEqual(s.handle({ type: 'pubrel', packetId: 7 }, 4).packets, [{ type: 'pubcomp', packetId: 7 }]);
+  });
+
+  test('acks go out in the order the application calls ack(), not the order of arrival', () => {
+    const { s } = connected({ manualAck: true });
+    const tokens = [1, 2, 3].map((id) => delivery(s.handle(incoming(id, 1), 1)).ack!);
+    const order = [tokens[2]!, tokens[0]!, tokens[1]!].flatMap((t) => s.ack(t, 2).packets);
+    assert.deepEqual(
+      order.map((p) => (p.type === 'puback' ? p.packetId : -1)),
+      [3, 1, 2],
+    );
+  });
+
+  test('QoS 0 carries no token; without manualAck QoS 1/2 are acked at once and carry none', () => {
+    const manual = connected({ manualAck: true }).s;
+    const q0 = manual.handle({ ...msg('t', 0), type: 'publish', dup: false }, 1);
+    assert.equal(delivery(q0).ack, undefined);
+    const auto = connected().s;
+    const q1 = auto.handle(incoming(5, 1), 1);
+    assert.equal(delivery(q1).ack, undefined);
+    assert.deepEqual(q1.packets, [{ type: 'puback', packetId: 5 }]);
+  });
+
+  test('unacknowledged QoS 1 messages count against our Receive Maximum', () => {
+    const { s } = connected({ manualAck: true, properties: { receiveMaximum: 2 } });
+    s.handle(incoming(1, 1), 1);
+    s.handle(incoming(2, 2), 1);
+    const over = s.handle(incoming(3, 1), 2);
+    assert.deepEqual(over.packets, [{ type: 'disconnect', reasonCode: 0x93 }], 'a third is the server’s fault');
+    const again = connected({ manualAck: true, properties: { receiveMaximum: 2 } }).s;
+    const token = delivery(again.handle(incoming(1, 1), 1)).ack!;
+    again.handle(incoming(2, 1), 1);
+    again.ack(token, 2);
+    assert.deepEqual(eventTypes(again.handle(incoming(3, 1), 3)), ['message'], 'room again after an ack');
+  });
+
+  test('after the line is lost an old token acks nothing; the redelivery brings a new one', () => {
+    const { s } = connected({ manualAck: true, clean: false });
+    const old = delivery(s.handle(incoming(9, 1), 1)).ack!;
+    const old2 = delivery(s.handle(incoming(10, 2), 1)).ack!;
+    s.connectionLost();
+    assert.deepEqual(s.ack(old, 2).packets, [], 'offline: nothing to send it on');
+    s.connect(3);
+    s.handle(connack({}, true), 3);
+    assert.deepEqual(s.ack(old, 4).packets, [], 'a token of the previous connection');
+    const redelivered = s.handle({ ...incoming(9, 1), dup: true }, 5);
+    assert.equal(delivery(redelivered).message.dup, true, 'delivered again: it was never acknowledged');
+    const qos2Again = s.handle({ ...incoming(10, 2), dup: true }, 5);
+    assert.deepEqual(eventTypes(qos2Again), ['message'], 'QoS 2 too, since no PUBREC went out');
+    assert.deepEqual(s.ack(old2, 6).packets, []);
+    assert.deepEqual(s.ack(delivery(redelivered).ack!, 6).packets, [{ type: 'puback', packetId: 9 }]);
+  });
+});
+
 describe('in-flight window', () => {
   test('honours the server Receive Maximum and refills one per ack', () => {
     const { s } = connected({}, { receiveMaximum: 2 });
