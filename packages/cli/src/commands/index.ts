@@ -5,6 +5,7 @@ import { broker } from './broker.js';
 import { campaign } from './campaign.js';
 import type { Command } from './command.js';
 import { passwd } from './passwd.js';
+import { pki } from './pki.js';
 import { pub } from './pub.js';
 import { sim } from './sim.js';
 import { sub } from './sub.js';
@@ -22,4 +23,5 @@ export const commands: Record<string, Command> = {
   sim,
   artifact,
   campaign,
+  pki,
 };
