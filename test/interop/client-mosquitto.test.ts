@@ -103,7 +103,92 @@ for (const version of [4, 5] as ProtocolVersion[]) {
       }
     });
 
+    test('manualAck: acks in the order ack() is called; an unacknowledged message comes back after reconnect', async (t) => {
+      const binary = requireProgram(t, 'mosquitto');
+      if (!binary) return;
+      const broker = await Mosquitto.start(binary);
+      const clients: MqttClient[] = [];
+      try {
+        const opts = {
+          url: broker.url,
+          protocolVersion: version,
+          clientId: `manual-${version}`,
+          clean: false,
+          manualAck: true,
+          reconnect: false as const,
+        };
+        const sub = await connect(opts);
+        clients.push(sub);
+        await sub.subscribe('manual/#', { qos: 2 });
+        const got: Message[] = [];
+        sub.on('message', (m) => got.push(m));
+        const pub = await connect({ url: broker.url, protocolVersion: version, reconnect: false });
+        clients.push(pub);
+        for (const [i, qos] of [1, 1, 2, 2].entries()) await pub.publish(`manual/${i}`, `m${i}`, { qos: qos as 1 | 2 });
+        await until(() => got.length === 4, 5000, 'four messages');
+        // Out of arrival order; manual/1 (QoS 1) and manual/3 (QoS 2) stay unacknowledged.
+        got[2]?.ack();
+        got[0]?.ack();
+        await pub.publish('manual/marker', 'after the acks', { qos: 1 });
+        await until(() => got.length === 5, 5000, 'the marker');
+        got[4]?.ack();
+        await until(() => sub.unackedCount === 2, 5000, 'the acks to go out');
+        await sub.end();
+        const back = await connect(opts);
+        clients.push(back);
+        assert.equal(back.connack?.sessionPresent, true);
+        const again: Message[] = [];
+        back.on('message', (m) => again.push(m));
+        await until(() => again.length >= 2, 5000, 'the redelivery');
+        await pub.publish('manual/end', 'end', { qos: 1 });
+        await until(() => again.length >= 3, 5000, 'the end marker');
+        assert.deepEqual(
+          again.map((m) => [m.topic, m.qos]),
+          [
+            ['manual/1', 1],
+            ['manual/3', 2],
+            ['manual/end', 1],
+          ],
+          'only the unacknowledged ones come back',
+        );
+        for (const m of again) m.ack();
+        await until(() => back.unackedCount === 0, 5000, 'the acks');
+      } finally {
+        for (const c of clients) await c.end({ force: true });
+        await broker.stop();
+      }
+    });
+
     if (version === 5) {
+      test('a caller topicAlias and automatic aliases share one table: no message misrouted', async (t) => {
+        const binary = requireProgram(t, 'mosquitto');
+        if (!binary) return;
+        const broker = await Mosquitto.start(binary);
+        const clients: MqttClient[] = [];
+        try {
+          const sub = await connect({ url: broker.url, reconnect: false });
+          clients.push(sub);
+          await sub.subscribe('hijack/#', { qos: 1 });
+          const got: Message[] = [];
+          sub.on('message', (m) => got.push(m));
+          const pub = await connect({ url: broker.url, reconnect: false });
+          clients.push(pub);
+          assert.ok(pub.serverLimits.topicAliasMaximum > 0, 'mosquitto allows topic aliases');
+          await pub.publish('hijack/b', '1', { qos: 1 });
+          await pub.publish('hijack/a', '2', { qos: 1, properties: { topicAlias: 1 } });
+          await pub.publish('hijack/b', '3', { qos: 1 });
+          await pub.publish('hijack/a', '4', { qos: 1 });
+          await until(() => got.length === 4, 5000, 'four messages');
+          assert.deepEqual(
+            got.map((m) => `${m.topic}=${text(m.payload)}`),
+            ['hijack/b=1', 'hijack/a=2', 'hijack/b=3', 'hijack/a=4'],
+          );
+        } finally {
+          for (const c of clients) await c.end({ force: true });
+          await broker.stop();
+        }
+      });
+
       test('5.0 properties reach the other side; assigned client id; topic aliases accepted', async (t) => {
         const binary = requireProgram(t, 'mosquitto');
         if (!binary) return;
