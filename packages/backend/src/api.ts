@@ -519,7 +519,12 @@ export interface BackendService {
   getCampaign(id: string): Promise<CampaignView>;
   /** Resolves the targets, signs the manifest and starts releasing. OTA_ERR_INVALID_STATE unless DRAFT/SCHEDULED. */
   startCampaign(id: string): Promise<CampaignView>;
-  pauseCampaign(id: string): Promise<CampaignView>;
+  /**
+   * Stops releasing vehicles. Executions already NOTIFIED / IN_PROGRESS continue (the protocol's rule) unless
+   * `executions: true`, which also pauses each of them (job.pause; their timers stop).
+   */
+  pauseCampaign(id: string, options?: { executions?: boolean }): Promise<CampaignView>;
+  /** Continues releasing; executions paused by the backend are resumed (job.resume). */
   resumeCampaign(id: string): Promise<CampaignView>;
   /** Cancels every execution not finished (job.cancel with force to vehicles that know about it). */
   cancelCampaign(id: string): Promise<CampaignView>;

@@ -380,9 +380,9 @@ export class Service implements BackendService {
     return selected.map((v) => ({ vin: v.vin, model: v.model }));
   }
 
-  async pauseCampaign(id: string): Promise<CampaignView> {
+  async pauseCampaign(id: string, options: { executions?: boolean } = {}): Promise<CampaignView> {
     return this.d.engine.withLock(id, async () => {
-      await this.d.engine.pause(await this.stored(id));
+      await this.d.engine.pause(await this.stored(id), options.executions === true);
       return this.view(id);
     });
   }

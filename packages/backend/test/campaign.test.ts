@@ -118,6 +118,7 @@ describe('campaign orchestration (fake clock, recorded commands)', () => {
       });
       await h.backend.service.startCampaign(id);
       assert.deepEqual(h.sink.notified(), vins.slice(0, 2));
+      assert.equal((await h.backend.service.getCampaign(id)).progress.ratePerMinute, 2);
       await h.report(vins[0] as string, id, 1, 1, 'IN_PROGRESS');
       assert.equal((await h.backend.service.pauseCampaign(id)).state, 'PAUSED');
       await assert.rejects(h.backend.service.pauseCampaign(id), { code: 'OTA_ERR_INVALID_STATE', status: 409 });
@@ -137,6 +138,42 @@ describe('campaign orchestration (fake clock, recorded commands)', () => {
       assert.equal(cancel[0]?.force, true);
       assert.equal(h.sink.ofType('job.cancel', vins[1]).length, 0, 'a finished execution is not canceled');
       await assert.rejects(h.backend.service.resumeCampaign(id), { code: 'OTA_ERR_INVALID_STATE' });
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('pause with executions: job.pause to vehicles in flight, their timers stop; resume sends job.resume', async () => {
+    const h = await harness();
+    try {
+      const { id, vins } = await h.campaign(2, { timers: { stepTimeoutMs: 5000, renotifyAfterMs: 1000 } });
+      const [a, b] = vins as [string, string];
+      await h.backend.service.startCampaign(id);
+      await h.report(a, id, 1, 1, 'IN_PROGRESS');
+      await h.backend.service.pauseCampaign(id, { executions: true });
+      assert.equal(h.sink.ofType('job.pause', a).length, 1);
+      assert.equal(h.sink.ofType('job.pause', b).length, 1, 'a NOTIFIED execution is paused too');
+      await h.tick(60_000);
+      assert.equal(h.sink.ofType('job.notify', b).length, 1, 'no re-notify while paused');
+      let history = await h.backend.service.executionHistory(id, a);
+      assert.equal(history.executions[0]?.status, 'IN_PROGRESS', 'no step timeout while paused');
+      assert.equal(history.executions[0]?.paused, true);
+      h.backend.engine.sync(a, 'boot-2');
+      await h.backend.engine.flushNow();
+      assert.equal(h.sink.ofType('sync.result', a)[0]?.executions[0]?.paused, true);
+      await h.backend.service.resumeCampaign(id);
+      assert.equal(h.sink.ofType('job.resume', a).length, 1);
+      assert.equal(h.sink.ofType('job.resume', b).length, 1);
+      await h.tick(4999);
+      history = await h.backend.service.executionHistory(id, a);
+      assert.equal(history.executions[0]?.status, 'IN_PROGRESS', 'the step timer restarts from the resume');
+      await h.tick(1);
+      history = await h.backend.service.executionHistory(id, a);
+      assert.equal(history.executions[0]?.status, 'TIMED_OUT');
+      assert.deepEqual(
+        history.transitions.map((t) => t.cause),
+        ['notify', 'vehicle-status', 'pause', 'resume', 'step-timeout'],
+      );
     } finally {
       await h.close();
     }

@@ -24,11 +24,13 @@ import {
   type OtaMessage,
   type PendingExecutionEntry,
   type Presence,
+  pause as pauseExecution,
   planNextBatch,
   RETRYABLE_STATUSES,
   type RolloutCounts,
   type CampaignEvent as RolloutEvent,
   type Campaign as RolloutState,
+  resume as resumeExecution,
   type TimerPolicy,
   type Transition,
 } from '@otalink/ota';
@@ -294,8 +296,8 @@ export class Orchestrator {
     return live.stored;
   }
 
-  async pause(stored: StoredCampaign): Promise<StoredCampaign> {
-    return this.campaignEvent(stored, { type: 'pause' });
+  async pause(stored: StoredCampaign, executions = false): Promise<StoredCampaign> {
+    return this.campaignEvent(stored, { type: 'pause' }, executions);
   }
 
   async resume(stored: StoredCampaign): Promise<StoredCampaign> {
@@ -306,7 +308,11 @@ export class Orchestrator {
     return this.campaignEvent(stored, { type: 'cancel' });
   }
 
-  private async campaignEvent(stored: StoredCampaign, event: RolloutEvent): Promise<StoredCampaign> {
+  private async campaignEvent(
+    stored: StoredCampaign,
+    event: RolloutEvent,
+    pauseExecutions = false,
+  ): Promise<StoredCampaign> {
     const now = this.clock.now();
     const live = this.live.get(stored.id);
     const current = live?.stored ?? stored;
@@ -322,7 +328,11 @@ export class Orchestrator {
       this.setRollout(live, update.campaign);
       this.recordCampaignTransition(live.stored, update.transition);
       if (event.type === 'cancel' || event.type === 'abort') this.stopAll(live, now);
-      else this.dirtyCampaigns.add(live.stored.id);
+      else {
+        if (event.type === 'pause' && pauseExecutions) this.pauseAll(live, now);
+        if (event.type === 'resume') this.resumeAll(live, now);
+        this.dirtyCampaigns.add(live.stored.id);
+      }
       result = live.stored;
     }
     await this.flushNow();
@@ -620,6 +630,36 @@ export class Orchestrator {
       }
     }
     this.retire(live, now);
+  }
+
+  /** job.pause to every execution in flight; their timers stop until resume. */
+  private pauseAll(live: LiveCampaign, now: number): void {
+    for (const entry of live.entries.values()) {
+      const update = pauseExecution(entry.exec, now);
+      if (!update.applied) continue;
+      this.applyUpdate(live, entry, update, now);
+      const exec = entry.exec;
+      this.afterCommit.push(() => this.sendControl('job.pause', exec));
+    }
+  }
+
+  /** job.resume to every execution the backend paused; resume re-arms their timers from now. */
+  private resumeAll(live: LiveCampaign, now: number): void {
+    for (const entry of live.entries.values()) {
+      if (!entry.exec.paused) continue;
+      const update = resumeExecution(entry.exec, now);
+      if (!update.applied) continue;
+      this.applyUpdate(live, entry, update, now);
+      const exec = entry.exec;
+      this.afterCommit.push(() => this.sendControl('job.resume', exec));
+    }
+  }
+
+  private sendControl(type: 'job.pause' | 'job.resume', exec: Execution): void {
+    this.send(
+      exec.vin,
+      createMessage(type, { jobId: exec.jobId, executionNumber: exec.executionNumber }, { ts: this.clock.now() }),
+    );
   }
 
   /** A campaign reached a final state: drop its live state after the final writes. */

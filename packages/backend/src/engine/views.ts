@@ -56,9 +56,18 @@ export function campaignView(c: StoredCampaign, counts: StatusCounts): CampaignV
   if (spec.startBy !== undefined) view.startBy = spec.startBy;
   if (rollout.startedAt !== undefined) view.startedAt = rollout.startedAt;
   if (rollout.finishedAt !== undefined) view.finishedAt = rollout.finishedAt;
-  if (rollout.plan.rollout.kind === 'waves') {
+  const policy = rollout.plan.rollout;
+  if (policy.kind === 'waves') {
     view.progress.wave = rollout.wave;
-    view.progress.waves = rollout.plan.rollout.waves.length;
+    view.progress.waves = policy.waves.length;
+  } else {
+    // The same arithmetic as planNextBatch: the rate grows with the successes.
+    const grown =
+      policy.basePerMinute * policy.growthFactor ** Math.floor(counts.SUCCEEDED / policy.growAfterSuccesses);
+    view.progress.ratePerMinute = Math.max(
+      1,
+      Math.floor(Math.min(grown, policy.maxPerMinute ?? Number.POSITIVE_INFINITY)),
+    );
   }
   if (c.decision !== undefined) view.progress.decision = c.decision;
   if (c.decisionText !== undefined) view.progress.text = c.decisionText;

@@ -52,6 +52,7 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX artifacts_by_seq ON artifacts (seq);
   CREATE TABLE signing_keys (
     key_id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     active INTEGER NOT NULL,
     doc TEXT NOT NULL
@@ -231,10 +232,11 @@ export class SqliteStore implements BackendStore {
     );
     prepare(
       'putKey',
-      `INSERT INTO signing_keys (key_id, created_at, active, doc) VALUES (@key_id, @created_at, @active, @doc)
+      `INSERT INTO signing_keys (key_id, seq, created_at, active, doc)
+       VALUES (@key_id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM signing_keys), @created_at, @active, @doc)
        ON CONFLICT (key_id) DO UPDATE SET active = excluded.active, doc = excluded.doc`,
     );
-    prepare('listKeys', 'SELECT doc FROM signing_keys ORDER BY created_at, key_id');
+    prepare('listKeys', 'SELECT doc FROM signing_keys ORDER BY seq');
     prepare(
       'putCampaign',
       `INSERT INTO campaigns (id, seq, state, created_at, doc)
@@ -252,10 +254,11 @@ export class SqliteStore implements BackendStore {
       'INSERT INTO campaign_transitions (campaign_id, at, doc) VALUES (@campaign_id, @at, @doc)',
     );
     prepare('campaignTransitions', 'SELECT doc FROM campaign_transitions WHERE campaign_id = ? ORDER BY id');
+    prepare('maxOrd', 'SELECT COALESCE(MAX(ord), 0) AS m FROM campaign_targets WHERE campaign_id = ?');
     prepare(
       'addTarget',
       `INSERT INTO campaign_targets (campaign_id, vin, ord, model, released)
-       VALUES (@campaign_id, @vin, (SELECT COALESCE(MAX(ord), 0) + 1 FROM campaign_targets WHERE campaign_id = @campaign_id), @model, 0)
+       VALUES (@campaign_id, @vin, @ord, @model, 0)
        ON CONFLICT (campaign_id, vin) DO NOTHING`,
     );
     prepare('release', 'UPDATE campaign_targets SET released = 1 WHERE campaign_id = ? AND vin = ?');
@@ -375,8 +378,9 @@ export class SqliteStore implements BackendStore {
       this.stmt('campaignTransition').run({ campaign_id: t.campaignId, at: t.at, doc: JSON.stringify(t) });
     }
     for (const group of batch.targets ?? []) {
+      let ord = (this.stmt('maxOrd').get(group.campaignId) as { m: number }).m;
       for (const t of group.targets) {
-        this.stmt('addTarget').run({ campaign_id: group.campaignId, vin: t.vin, model: t.model });
+        this.stmt('addTarget').run({ campaign_id: group.campaignId, vin: t.vin, model: t.model, ord: ++ord });
       }
     }
     for (const group of batch.released ?? []) {

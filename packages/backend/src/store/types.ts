@@ -107,6 +107,7 @@ export interface BackendStore {
   /** Newest first; `after` is the previous page's last sha256. */
   listArtifacts(query: KeysetQuery): Promise<ArtifactInfo[]>;
 
+  /** In the order they were added. */
   listSigningKeys(): Promise<SigningKeyRecord[]>;
 
   getCampaign(id: string): Promise<StoredCampaign | undefined>;
