@@ -1,6 +1,7 @@
 // The `otalink` command table: one line per sub-command, each implemented in its own module next to this one.
 import { agent } from './agent.js';
 import { artifact } from './artifact.js';
+import { backend } from './backend.js';
 import { broker } from './broker.js';
 import { campaign } from './campaign.js';
 import type { Command } from './command.js';
@@ -21,6 +22,7 @@ export const commands: Record<string, Command> = {
   sub,
   agent,
   sim,
+  backend,
   artifact,
   campaign,
   pki,
