@@ -7,9 +7,12 @@ import { Connection, type TransportInfo } from './connection.js';
 import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
 import { BrokerError } from './errors.js';
 import { type ListenerHandle, startListener } from './listeners/index.js';
-import { type MetricsServer, startMetricsServer } from './metrics/index.js';
+import { type MetricsServer, processMetrics, startMetricsServer, storeMetrics } from './metrics/index.js';
 import { type BrokerOptions, defaultLimits, type ListenerProtocol } from './options.js';
 import { type BrokerStats, createStats } from './stats.js';
+import { LogStore } from './store/log.js';
+import { MemoryStore } from './store/memory.js';
+import type { BrokerStore } from './store/types.js';
 import { publishSys } from './sys.js';
 
 export interface PublishOptions {
@@ -36,6 +39,8 @@ export interface Broker {
   clients(): string[];
   /** Where Prometheus /metrics is served, when `options.metrics` asked for it. */
   metricsAddress(): { host: string; port: number } | undefined;
+  /** The store sessions and retained messages live in (a LogStore with `dataDir`). */
+  readonly store: BrokerStore;
 }
 
 /** Sockets beyond the connection limit still waiting for a CONNECT to refuse; past this many they are cut at once. */
@@ -60,7 +65,13 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
   };
   const stats = createStats();
-  const core = new BrokerCore(resolved, stats, options.sessionStore);
+  const ownStore = options.store === undefined;
+  const store: BrokerStore =
+    options.store ??
+    (options.dataDir === undefined
+      ? new MemoryStore()
+      : new LogStore({ dir: options.dataDir, logger: resolved.logger, ...options.storeOptions }));
+  const core = new BrokerCore(resolved, stats, store);
   const listenerOptions = options.listeners ?? [{ protocol: 'mqtt', port: 1883 }];
   const handles: ListenerHandle[] = [];
   let sysTimer: NodeJS.Timeout | undefined;
@@ -96,16 +107,33 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     async listen() {
       if (state !== 'new') throw new BrokerError('BROKER_ERR_CLOSED', 'listen() may be called once');
       state = 'listening';
+      // What the store kept is back before the first client can connect.
+      const started = Date.now();
+      const contents = await store.load();
+      core.restore(contents, Date.now());
+      core.refreshStoreStats();
+      if (store.durable) {
+        resolved.logger.info(
+          { dataDir: options.dataDir, ms: Date.now() - started, sessions: stats.sessionsCurrent, ...store.size() },
+          'store loaded',
+        );
+      }
       try {
         for (const listener of listenerOptions)
           handles.push(await startListener(listener, onStream, limits.connectTimeoutMs));
-        if (options.metrics !== undefined) metricsServer = await startMetricsServer(options.metrics, () => stats);
+        if (options.metrics !== undefined) {
+          const extra = () => {
+            core.refreshStoreStats();
+            return [...storeMetrics(stats), ...processMetrics()];
+          };
+          metricsServer = await startMetricsServer({ ...options.metrics, extra }, () => stats);
+        }
       } catch (error) {
         await Promise.all(handles.map((h) => h.close()));
         handles.length = 0;
+        if (ownStore) await store.close();
         throw error;
       }
-      core.restoreSessions(Date.now());
       core.ticker.start();
       const interval = options.sysIntervalSeconds ?? 10;
       if (interval > 0) {
@@ -136,6 +164,10 @@ export function createBroker(options: BrokerOptions = {}): Broker {
           }),
       );
       await Promise.all([...closing, ...gone]);
+      await store.flush().catch((error: unknown) => {
+        resolved.logger.error({ code: 'BROKER_ERR_STORE', err: error }, 'store: last writes failed at shutdown');
+      });
+      if (ownStore) await store.close();
       resolved.logger.info('broker closed');
     },
 
@@ -166,6 +198,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     clients() {
       return [...core.clients.keys()];
     },
+
+    store,
 
     metricsAddress() {
       return metricsServer === undefined ? undefined : { host: metricsServer.host, port: metricsServer.port };

@@ -294,6 +294,30 @@ export class Connection implements Outlet, Timed {
     this.#push(bytes);
   }
 
+  #ackChain: Promise<void> | undefined;
+  #acksWaiting = 0;
+
+  /**
+   * Sends an acknowledgement once `commit` (the store's) has made what it acknowledges durable; `failed` runs
+   * instead if the store could not. Acknowledgements leave in the order their packets arrived (MQTT-4.6.0-2), so one
+   * that needs no commit still waits behind one that does.
+   */
+  ackAfter(commit: Promise<void> | undefined, send: () => void, failed: (error: unknown) => void): void {
+    if (commit === undefined && this.#acksWaiting === 0) {
+      send();
+      return;
+    }
+    this.#acksWaiting++;
+    const settle = (): void => {
+      if (--this.#acksWaiting === 0) this.#ackChain = undefined;
+    };
+    // A step never rejects (failed handles the store's error), so the chain cannot stall on a rejection.
+    this.#ackChain = (this.#ackChain ?? Promise.resolve())
+      .then(() => commit)
+      .then(send, failed)
+      .then(settle, settle);
+  }
+
   /** Queues an accepting CONNACK of 3.1.1 (5.0 carries properties and goes through `send`). */
   sendConnack311(sessionPresent: boolean): void {
     this.#push(sessionPresent ? CONNACK_311_PRESENT : CONNACK_311_NEW);
@@ -317,6 +341,24 @@ export class Connection implements Outlet, Timed {
     this.core.stats.bytesOut += this.#pendingBytes;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.socket.write(bytes);
+  }
+
+  /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
+  takePending(): Uint8Array | undefined {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    if (pending.length === 0 || this.state === 'closed') return undefined;
+    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    return bytes;
+  }
+
+  /** Writes bytes taken by takePending, unless the socket is gone or ending (they are redelivered from the store). */
+  writeTaken(bytes: Uint8Array): void {
+    if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
+    this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
   }
 

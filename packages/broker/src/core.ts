@@ -5,12 +5,14 @@ import type { Will } from '@otalink/mqtt';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { DeadlineTicker, type Timed } from './keepalive.js';
-import type { Delivery, Message } from './message.js';
+import { type Delivery, isExpired, type Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
 import { PublishTemplates } from './publish-encoding.js';
 import { Router } from './router.js';
-import { MemorySessionStore, newSessionState, Session, type SessionStore } from './session.js';
+import { type InflightEntry, newSessionState, Session } from './session.js';
 import type { BrokerStats } from './stats.js';
+import { MemoryStore } from './store/memory.js';
+import type { BrokerStore, StoreContents } from './store/types.js';
 
 export interface ResolvedOptions {
   limits: BrokerLimits;
@@ -48,6 +50,7 @@ class PendingWill implements Timed {
   }
   expire(): void {
     this.#core.pendingWills.delete(this.identity.clientId);
+    this.#core.store.deleteWill(this.identity.clientId);
     this.#core.publishWill(this.will, this.identity);
   }
 }
@@ -72,7 +75,7 @@ export class BrokerCore {
   readonly stats: BrokerStats;
   readonly logger: Logger;
   readonly router = new Router();
-  readonly store: SessionStore;
+  readonly store: BrokerStore;
   readonly sessions = new Map<string, Session>();
   /** Live connections by client id (after CONNACK). */
   readonly clients = new Map<string, Connection>();
@@ -85,7 +88,7 @@ export class BrokerCore {
   #flushScheduled = false;
   closing = false;
 
-  constructor(options: ResolvedOptions, stats: BrokerStats, store: SessionStore = new MemorySessionStore()) {
+  constructor(options: ResolvedOptions, stats: BrokerStats, store: BrokerStore = new MemoryStore()) {
     this.options = options;
     this.limits = options.limits;
     this.stats = stats;
@@ -95,12 +98,74 @@ export class BrokerCore {
     this.ticker = new DeadlineTicker(Math.min(500, Math.max(50, Math.floor(this.limits.connectTimeoutMs / 2))));
   }
 
-  /** Brings back the sessions a durable store kept: offline, subscribed, their expiry counting from now. */
-  restoreSessions(now: number): void {
-    for (const state of [...this.store.all()]) {
-      if (state.expiryInterval === 0 || this.sessions.has(state.clientId)) continue;
-      const session = new Session(state, this.stats, this.limits, this.store);
-      this.sessions.set(state.clientId, session);
+  /**
+   * Brings back what the store kept: retained messages, offline sessions (subscribed, with their queue, in-flight
+   * window and inbound QoS 2 ids) and delayed wills. A session keeps the deadline it had when it went offline (one
+   * that was connected at a crash counts from now); sessions and queued messages that expired meanwhile are dropped.
+   */
+  restore(contents: StoreContents, now: number): void {
+    const store = this.store;
+    const messages = contents.messages;
+    for (const [topic, id] of [...contents.retained]) {
+      const message = messages.get(id);
+      if (message === undefined) continue;
+      if (isExpired(message, now)) store.clearRetained(topic);
+      else this.router.retain(message);
+    }
+    this.stats.retainedCurrent = this.router.retained.size;
+    for (const stored of [...contents.sessions.values()]) {
+      const clientId = stored.clientId;
+      if (this.sessions.has(clientId)) continue;
+      const deadline = stored.expiresAt !== 0 ? stored.expiresAt : now + stored.expiryInterval * 1000;
+      if (stored.expiryInterval === 0 || deadline <= now) {
+        store.deleteSession(clientId);
+        continue;
+      }
+      const state = newSessionState(clientId, stored.expiryInterval);
+      for (const entry of stored.subscriptions.values()) {
+        state.subscriptions.set(entry.filter, { ...entry, subscriptionId: entry.subscriptionId ?? undefined });
+      }
+      for (const [entryId, queued] of [...stored.queue]) {
+        const message = messages.get(queued.messageId);
+        if (message === undefined) continue;
+        if (isExpired(message, now)) {
+          store.dequeue(clientId, entryId);
+          this.stats.droppedExpired++;
+          continue;
+        }
+        state.queue.push({
+          message,
+          qos: queued.qos,
+          retain: queued.retain,
+          subscriptionIds: queued.subscriptionIds ?? undefined,
+          sharedFilter: queued.sharedFilter ?? undefined,
+          entryId,
+        });
+      }
+      let lastPacketId = 0;
+      for (const [packetId, inflight] of [...stored.inflight]) {
+        let entry: InflightEntry | undefined;
+        if (inflight.state === 'pubrel') entry = { state: 'pubrel', delivery: undefined };
+        else if (inflight.delivery !== undefined) {
+          const message = messages.get(inflight.delivery.messageId);
+          if (message !== undefined) {
+            const { qos, retain, subscriptionIds, sharedFilter } = inflight.delivery;
+            const delivery: Delivery = { message, qos, retain, subscriptionIds: subscriptionIds ?? undefined };
+            if (sharedFilter !== undefined && sharedFilter !== null) delivery.sharedFilter = sharedFilter;
+            entry = { state: 'publish', delivery };
+          }
+        }
+        if (entry === undefined) {
+          store.completeInflight(clientId, packetId);
+          continue;
+        }
+        state.inflight.set(packetId, entry);
+        lastPacketId = Math.max(lastPacketId, packetId);
+      }
+      state.nextPacketId = lastPacketId >= 0xffff ? 1 : lastPacketId + 1;
+      for (const packetId of stored.inboundQos2) state.inboundQos2.add(packetId);
+      const session = new Session(state, this.stats, this.limits, store);
+      this.sessions.set(clientId, session);
       this.stats.sessionsCurrent++;
       this.stats.sessionsOffline++;
       this.stats.queuedCurrent += state.queue.length;
@@ -108,12 +173,33 @@ export class BrokerCore {
         this.router.subscribe(session, entry);
         this.stats.subscriptionsCurrent++;
       }
-      const deadline = now + state.expiryInterval * 1000;
-      session.expiresAt = deadline;
-      const expiry = new SessionExpiry(this, session, deadline);
-      this.#expiries.set(session, expiry);
-      this.ticker.add(expiry);
+      // A session that was connected at the crash gets its deadline written, so another crash does not renew it.
+      if (stored.expiresAt === 0) store.putSession(clientId, stored.expiryInterval, deadline);
+      this.#startExpiry(session, deadline);
     }
+    for (const stored of [...contents.wills.values()]) {
+      const pending = new PendingWill(this, stored.will, stored.identity, stored.deadline);
+      if (!this.sessions.has(stored.clientId) || stored.deadline <= now) {
+        pending.expire();
+        continue;
+      }
+      this.pendingWills.set(stored.clientId, pending);
+      this.ticker.add(pending);
+    }
+  }
+
+  #startExpiry(session: Session, deadline: number): void {
+    session.expiresAt = deadline;
+    const expiry = new SessionExpiry(this, session, deadline);
+    this.#expiries.set(session, expiry);
+    this.ticker.add(expiry);
+  }
+
+  refreshStoreStats(): void {
+    const size = this.store.size();
+    this.stats.storeBytes = size.bytes;
+    this.stats.storeMessages = size.messages;
+    this.stats.storeWritable = this.store.writable ? 1 : 0;
   }
 
   /** Writes are collected per socket and flushed once per event-loop turn. */
@@ -128,6 +214,22 @@ export class BrokerCore {
     this.#flushScheduled = false;
     const dirty = this.#dirty;
     this.#dirty = [];
+    const store = this.store;
+    if (store.durable && !store.idle) {
+      // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
+      // or a publisher's resend after restart would be delivered a second time. A failed commit is the store's
+      // problem to report (publishers get no ack); what was routed in memory still goes out.
+      const taken: Array<[Connection, Uint8Array]> = [];
+      for (const connection of dirty) {
+        const bytes = connection.takePending();
+        if (bytes !== undefined) taken.push([connection, bytes]);
+      }
+      const write = () => {
+        for (const [connection, bytes] of taken) connection.writeTaken(bytes);
+      };
+      store.commit().then(write, write);
+      return;
+    }
     for (const connection of dirty) connection.flush();
   };
 
@@ -137,6 +239,11 @@ export class BrokerCore {
     if (message.retain) {
       this.router.retain(message);
       this.stats.retainedCurrent = this.router.retained.size;
+      // $SYS values are made again by the running broker: not worth a disk write every interval.
+      if (!message.topic.startsWith('$SYS/')) {
+        if (message.payload.length > 0) this.store.setRetained(message);
+        else this.store.clearRetained(message.topic);
+      }
     }
     const templates = new PublishTemplates(message, now);
     const recipients = this.router.route(message, (session, delivery) => session.offer(delivery, templates, now));
@@ -171,6 +278,7 @@ export class BrokerCore {
     if (pending !== undefined) {
       this.pendingWills.delete(clientId);
       this.ticker.delete(pending);
+      this.store.deleteWill(clientId);
       if (clean) this.publishWill(pending.will, pending.identity);
     }
     let session = this.sessions.get(clientId);
@@ -183,7 +291,7 @@ export class BrokerCore {
       const state = newSessionState(clientId, expiryInterval);
       session = new Session(state, this.stats, this.limits, this.store);
       this.sessions.set(clientId, session);
-      if (expiryInterval > 0) this.store.set(state);
+      if (expiryInterval > 0) this.store.putSession(clientId, expiryInterval, 0);
       this.stats.sessionsCurrent++;
     } else {
       this.stats.sessionsOffline--;
@@ -201,7 +309,7 @@ export class BrokerCore {
   endSession(session: Session): void {
     if (this.sessions.get(session.clientId) !== session) return;
     this.sessions.delete(session.clientId);
-    this.store.delete(session.clientId);
+    if (session.persistent) this.store.deleteSession(session.clientId);
     for (const filter of session.state.subscriptions.keys()) this.router.unsubscribe(session, filter);
     this.stats.subscriptionsCurrent -= session.state.subscriptions.size;
     session.state.subscriptions.clear();
@@ -245,10 +353,8 @@ export class BrokerCore {
     }
     this.stats.sessionsOffline++;
     const deadline = now + expiryInterval * 1000;
-    session.expiresAt = deadline;
-    const expiry = new SessionExpiry(this, session, deadline);
-    this.#expiries.set(session, expiry);
-    this.ticker.add(expiry);
+    this.store.putSession(identity.clientId, expiryInterval, deadline);
+    this.#startExpiry(session, deadline);
     if (will === undefined) return;
     const delay = Math.min(will.properties?.willDelayInterval ?? 0, expiryInterval);
     if (delay === 0) {
@@ -256,6 +362,7 @@ export class BrokerCore {
       return;
     }
     const pending = new PendingWill(this, will, identity, now + delay * 1000);
+    this.store.putWill({ clientId: identity.clientId, will, identity: { ...identity }, deadline: pending.deadline });
     this.pendingWills.set(identity.clientId, pending);
     this.ticker.add(pending);
   }

@@ -5,6 +5,10 @@ export type BrokerErrorCode =
   | 'BROKER_ERR_LISTEN'
   | 'BROKER_ERR_CLOSED'
   | 'BROKER_ERR_INVALID_MESSAGE'
+  // The durable store: cannot open or write the data directory; a damaged record; disk full or write error.
+  | 'BROKER_ERR_STORE'
+  | 'BROKER_ERR_STORE_CORRUPT'
+  | 'BROKER_ERR_STORE_FULL'
   // Log codes for why a connection ended.
   | 'BROKER_ERR_MALFORMED_PACKET'
   | 'BROKER_ERR_PROTOCOL_ERROR'

@@ -8,12 +8,7 @@ export { BrokerError, type BrokerErrorCode } from './errors.js';
 export type { Message } from './message.js';
 export * from './metrics/index.js';
 export * from './options.js';
-export {
-  MemorySessionStore,
-  type SessionChange,
-  type SessionState,
-  type SessionStore,
-  type SubscriptionEntry,
-} from './session.js';
+export type { SessionState, SubscriptionEntry } from './session.js';
 export { type BrokerStats, createStats } from './stats.js';
+export * from './store/index.js';
 export { BROKER_VERSION, sysValues } from './sys.js';

@@ -14,6 +14,8 @@ export interface Message {
   expiresAt: number;
   /** Client id of the publisher (for No Local); undefined for broker-originated messages. */
   origin: string | undefined;
+  /** Id in the broker's store once a persistent session or the retained set holds it (written once). */
+  storeId?: number;
 }
 
 /** What a subscriber receives: the shared message plus its own delivery form. */
@@ -24,6 +26,8 @@ export interface Delivery {
   subscriptionIds: number[] | undefined;
   /** Set when it came through a shared subscription (`$share/...` filter): another member may take it over. */
   sharedFilter?: string;
+  /** Id of its queue entry in the store, for a persistent session. */
+  entryId?: number;
 }
 
 export function isExpired(message: Message, now: number): boolean {

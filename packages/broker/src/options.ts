@@ -1,7 +1,9 @@
 // The broker's options: what `createBroker(options)` takes in code and what the config file and flags produce.
 // This is the contract between the broker core and its configuration, authentication and metrics modules.
 import type { Logger } from 'pino';
-import type { SessionStore } from './session.js';
+import type { StoreFs } from './store/fs.js';
+import type { SyncPolicy } from './store/log.js';
+import type { BrokerStore } from './store/types.js';
 
 export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss';
 
@@ -135,15 +137,29 @@ export interface BrokerOptions {
   /** Prometheus /metrics over HTTP; omitted: no metrics listener (stats stay readable in code). */
   metrics?: { host?: string; port: number };
   /**
-   * Where sessions that outlive their connection are kept. Default: in memory. Sessions found in the store at
-   * start-up are restored offline (subscriptions, queued and in-flight messages) with a fresh expiry countdown.
+   * Where persistent sessions, their queues and in-flight state, retained messages and delayed wills are kept.
+   * Default: a LogStore in `dataDir` when it is given, else a MemoryStore (nothing survives the process). What the
+   * store holds at start-up is restored by `listen()`: sessions offline with the expiry deadline they had. A store
+   * passed here is flushed at close but not closed (its owner closes it).
    */
-  sessionStore?: SessionStore;
+  store?: BrokerStore;
   /** Level of the default logger when `logger` is not given (the config file's log_level). Default 'info'. */
   logLevel?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
-   * Directory for the durable session and retained-message store that comes later (config `data_dir`). Accepted and
-   * passed through today so configs written now keep working; until that store exists, state lives in memory.
+   * Directory of the durable store (config `data_dir`): persistent sessions, queued QoS 1/2 messages, retained
+   * messages and delayed wills survive a restart or a crash, and QoS 1/2 PUBLISH is acknowledged only once durable.
+   * Created if missing; `listen()` fails with BROKER_ERR_STORE naming it if it cannot be used.
    */
   dataDir?: string;
+  /** How the store in `dataDir` is made durable (config `store_sync`, `store_reserve`); see docs/durable-store.md. */
+  storeOptions?: {
+    /** 'batch' (default): fdatasync per group commit before acknowledging. 'none': acknowledge after write(). */
+    sync?: SyncPolicy;
+    /** Free bytes below which new messages are refused (BROKER_ERR_STORE_FULL). Default 16 MiB. */
+    reserveBytes?: number;
+    segmentBytes?: number;
+    compactMinBytes?: number;
+    /** Replaces the file-system calls (tests inject write errors). */
+    fs?: StoreFs;
+  };
 }

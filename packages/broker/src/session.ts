@@ -1,11 +1,14 @@
 // Per-client session: subscriptions, the outbound in-flight window and queue, inbound QoS 2 state and packet ids.
-// The state lives in one plain object (`SessionState`) behind `SessionStore`, so a durable store can replace the
-// in-memory one without touching the handlers. The session never touches a socket: it hands deliveries to an
+// The state lives in one plain object (`SessionState`); a session that outlives its connection tells the broker's
+// store (store/) about each change as it happens, so the store can bring it back after a restart. Sessions that end
+// with their connection never reach the store. The session never touches a socket: it hands deliveries to an
 // `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt';
 import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
+import { MemoryStore } from './store/memory.js';
+import type { BrokerStore, StoredDelivery } from './store/types.js';
 
 export interface SubscriptionEntry {
   /** As the client sent it, `$share/{group}/` included. */
@@ -17,11 +20,13 @@ export interface SubscriptionEntry {
   subscriptionId: number | undefined;
 }
 
-export interface InflightEntry {
-  delivery: Delivery;
-  /** 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP. */
-  state: 'publish' | 'pubrel';
-}
+/**
+ * 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP (the message is delivered; after a
+ * restart it is no longer known).
+ */
+export type InflightEntry =
+  | { state: 'publish'; delivery: Delivery }
+  | { state: 'pubrel'; delivery: Delivery | undefined };
 
 /** Everything a session must keep across connections; structured-clone serialisable (Maps, Sets, arrays). */
 export interface SessionState {
@@ -48,38 +53,6 @@ export function newSessionState(clientId: string, expiryInterval: number): Sessi
   };
 }
 
-/** What changed in a persistent session, for a durable store to record. */
-export type SessionChange = 'subscriptions' | 'inflight' | 'queue' | 'inbound-qos2' | 'expiry';
-
-/**
- * The seam for persistence (issue 5). `set` registers a session that outlives its connection; `changed` (optional:
- * the memory store holds the live objects and needs no notice) is told after each mutation of one. QoS 0 traffic
- * and sessions with expiry 0 never reach a store.
- */
-export interface SessionStore {
-  get(clientId: string): SessionState | undefined;
-  set(state: SessionState): void;
-  delete(clientId: string): void;
-  all(): Iterable<SessionState>;
-  changed?(state: SessionState, change: SessionChange): void;
-}
-
-export class MemorySessionStore implements SessionStore {
-  readonly #sessions = new Map<string, SessionState>();
-  get(clientId: string): SessionState | undefined {
-    return this.#sessions.get(clientId);
-  }
-  set(state: SessionState): void {
-    this.#sessions.set(state.clientId, state);
-  }
-  delete(clientId: string): void {
-    this.#sessions.delete(clientId);
-  }
-  all(): Iterable<SessionState> {
-    return this.#sessions.values();
-  }
-}
-
 /** What a session sends through: implemented by the connection. */
 export interface Outlet {
   readonly protocolVersion: ProtocolVersion;
@@ -97,6 +70,17 @@ export interface QueueLimits {
   queueDropPolicy: 'oldest' | 'newest';
 }
 
+/** The store's form of a delivery (the message itself is written once, by id). */
+export function storedDelivery(store: BrokerStore, delivery: Delivery): StoredDelivery {
+  return {
+    messageId: store.putMessage(delivery.message),
+    qos: delivery.qos,
+    retain: delivery.retain,
+    subscriptionIds: delivery.subscriptionIds,
+    sharedFilter: delivery.sharedFilter,
+  };
+}
+
 export class Session {
   readonly state: SessionState;
   outlet: Outlet | undefined;
@@ -104,9 +88,9 @@ export class Session {
   expiresAt = 0;
   readonly #stats: BrokerStats;
   readonly #limits: QueueLimits;
-  readonly #store: SessionStore | undefined;
+  readonly #store: BrokerStore;
 
-  constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store?: SessionStore) {
+  constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store: BrokerStore = new MemoryStore()) {
     this.state = state;
     this.#stats = stats;
     this.#limits = limits;
@@ -117,9 +101,9 @@ export class Session {
     return this.state.clientId;
   }
 
-  /** Tells a durable store about a change; sessions that end with their connection are never stored. */
-  #changed(change: SessionChange): void {
-    if (this.state.expiryInterval > 0) this.#store?.changed?.(this.state, change);
+  /** Whether the session outlives its connection, and so lives in the store. */
+  get persistent(): boolean {
+    return this.state.expiryInterval > 0;
   }
 
   /** Adds or replaces a subscription; returns whether it is new to the session. */
@@ -127,13 +111,13 @@ export class Session {
     const subscriptions = this.state.subscriptions;
     const isNew = !subscriptions.has(entry.filter);
     subscriptions.set(entry.filter, entry);
-    this.#changed('subscriptions');
+    if (this.persistent) this.#store.addSubscription(this.clientId, entry);
     return isNew;
   }
 
   unsubscribe(filter: string): boolean {
     const existed = this.state.subscriptions.delete(filter);
-    if (existed) this.#changed('subscriptions');
+    if (existed && this.persistent) this.#store.removeSubscription(this.clientId, filter);
     return existed;
   }
 
@@ -148,19 +132,45 @@ export class Session {
 
   receivedQos2(packetId: number): void {
     this.state.inboundQos2.add(packetId);
-    this.#changed('inbound-qos2');
+    if (this.persistent) this.#store.addInboundQos2(this.clientId, packetId);
   }
 
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
     const found = this.state.inboundQos2.delete(packetId);
-    if (found) this.#changed('inbound-qos2');
+    if (found && this.persistent) this.#store.removeInboundQos2(this.clientId, packetId);
     return found;
   }
 
+  /**
+   * A new expiry (CONNECT of a resumed session, DISCONNECT). A session that stops outliving its connection leaves
+   * the store; one that starts to (a resumed session, which is always persistent) is written whole.
+   */
   setExpiryInterval(seconds: number): void {
+    const was = this.persistent;
     this.state.expiryInterval = seconds;
-    this.#changed('expiry');
+    if (seconds === 0) {
+      if (was) this.#store.deleteSession(this.clientId);
+      return;
+    }
+    this.#store.putSession(this.clientId, seconds, 0);
+    if (!was) this.#writeAll();
+  }
+
+  /** Writes the whole session to the store (it became persistent while holding state). */
+  #writeAll(): void {
+    const store = this.#store;
+    const clientId = this.clientId;
+    for (const entry of this.state.subscriptions.values()) store.addSubscription(clientId, entry);
+    for (const delivery of this.state.queue) {
+      delivery.entryId = store.newEntryId();
+      store.enqueue(clientId, delivery.entryId, storedDelivery(store, delivery));
+    }
+    for (const [packetId, entry] of this.state.inflight) {
+      if (entry.state === 'publish')
+        store.setInflight(clientId, packetId, storedDelivery(store, entry.delivery), undefined);
+    }
+    for (const packetId of this.state.inboundQos2) store.addInboundQos2(clientId, packetId);
   }
 
   /** Routes one delivery: straight out if the window allows, queued (QoS 1/2) or dropped (QoS 0) otherwise. */
@@ -188,26 +198,39 @@ export class Session {
     if (queue.length >= this.#limits.maxQueuedMessages) {
       // Expired messages go first: dropping them costs nobody anything.
       if (queue.length > 0 && isExpired(queue[0]!.message, now)) {
-        queue.shift();
+        this.#dropped(queue.shift()!);
         this.#stats.droppedExpired++;
         this.#stats.queuedCurrent--;
       } else {
         this.#stats.droppedQueueFull++;
         if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) return;
-        queue.shift();
+        this.#dropped(queue.shift()!);
         this.#stats.queuedCurrent--;
       }
     }
     queue.push(delivery);
     this.#stats.queuedCurrent++;
-    this.#changed('queue');
+    if (this.persistent) {
+      const store = this.#store;
+      delivery.entryId = store.newEntryId();
+      store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
+    }
+  }
+
+  #dropped(delivery: Delivery): void {
+    if (delivery.entryId !== undefined && this.persistent) this.#store.dequeue(this.clientId, delivery.entryId);
   }
 
   #send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
     const packetId = this.#nextPacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
       this.state.inflight.set(packetId, { delivery, state: 'publish' });
-      this.#changed('inflight');
+      if (this.persistent) {
+        const store = this.#store;
+        store.setInflight(this.clientId, packetId, storedDelivery(store, delivery), delivery.entryId);
+      }
+    } else {
+      this.#dropped(delivery);
     }
   }
 
@@ -230,8 +253,8 @@ export class Session {
     while (queue.length > 0 && state.inflight.size < outlet.sendWindow) {
       const delivery = queue.shift()!;
       this.#stats.queuedCurrent--;
-      this.#changed('queue');
       if (isExpired(delivery.message, now)) {
+        this.#dropped(delivery);
         this.#stats.droppedExpired++;
         continue;
       }
@@ -242,7 +265,7 @@ export class Session {
   /** PUBACK, or PUBREC with a failure code: the exchange is over. Returns whether the id was in flight. */
   complete(packetId: number, now: number): boolean {
     if (!this.state.inflight.delete(packetId)) return false;
-    this.#changed('inflight');
+    if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
     this.pump(now);
     return true;
   }
@@ -251,8 +274,8 @@ export class Session {
   released(packetId: number): boolean {
     const entry = this.state.inflight.get(packetId);
     if (entry === undefined) return false;
-    entry.state = 'pubrel';
-    this.#changed('inflight');
+    if (entry.state === 'publish' && this.persistent) this.#store.releaseInflight(this.clientId, packetId);
+    this.state.inflight.set(packetId, { state: 'pubrel', delivery: entry.delivery });
     this.outlet?.sendPubrel(packetId);
     return true;
   }
@@ -263,12 +286,15 @@ export class Session {
     this.expiresAt = 0;
     for (const [packetId, entry] of this.state.inflight) {
       if (entry.state === 'pubrel') outlet.sendPubrel(packetId);
-      else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) this.state.inflight.delete(packetId);
+      else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
+        this.state.inflight.delete(packetId);
+        if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
+      }
     }
     this.pump(now);
   }
 
-  /** Drops everything queued (session end), keeping the stats right. */
+  /** Drops everything queued (session end), keeping the stats right. The store forgets the session as a whole. */
   discard(): void {
     this.#stats.queuedCurrent -= this.state.queue.length;
     this.state.queue.length = 0;

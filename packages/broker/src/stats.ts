@@ -29,6 +29,14 @@ export interface BrokerStats {
   protocolErrors: number;
   /** Messages queued for offline sessions right now. */
   queuedCurrent: number;
+  /** Bytes the durable store takes on disk (0 without a data directory); refreshed when read for $SYS or metrics. */
+  storeBytes: number;
+  /** Messages the store holds (queued, in flight or retained), counted once however many sessions share them. */
+  storeMessages: number;
+  /** PUBLISH packets not taken because the store refused or failed to keep them (BROKER_ERR_STORE_FULL). */
+  storeRefused: number;
+  /** 0 while the store refuses new messages (disk full, write error), else 1. */
+  storeWritable: number;
 }
 
 export function createStats(now = Date.now()): BrokerStats {
@@ -52,5 +60,9 @@ export function createStats(now = Date.now()): BrokerStats {
     droppedNotAuthorized: 0,
     protocolErrors: 0,
     queuedCurrent: 0,
+    storeBytes: 0,
+    storeMessages: 0,
+    storeWritable: 1,
+    storeRefused: 0,
   };
 }

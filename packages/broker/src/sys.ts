@@ -20,6 +20,8 @@ export function sysValues(stats: BrokerStats, now: number): Array<[string, strin
     ['$SYS/broker/retained messages/count', String(stats.retainedCurrent)],
     ['$SYS/broker/subscriptions/count', String(stats.subscriptionsCurrent)],
     ['$SYS/broker/store/messages/count', String(stats.queuedCurrent)],
+    ['$SYS/broker/store/bytes', String(stats.storeBytes)],
+    ['$SYS/broker/store/writable', String(stats.storeWritable)],
   ];
 }
 
@@ -28,6 +30,7 @@ const encoder = new TextEncoder();
 /** Publishes the current values once; the broker calls this on its interval. */
 export function publishSys(core: BrokerCore): void {
   const now = Date.now();
+  core.refreshStoreStats();
   for (const [topic, value] of sysValues(core.stats, now)) {
     core.publish({
       topic,

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { QoS } from '@otalink/mqtt';
-import { MemorySessionStore, type SessionChange, type SessionState } from '../src/index.js';
+import { MemoryStore, type StoreOp } from '../src/index.js';
 import {
   type ConnectOptions,
   connectClient,
@@ -219,16 +219,17 @@ for (const version of [4, 5] as const) {
 }
 
 describe('05 sessions behind a store', () => {
-  class RecordingStore extends MemorySessionStore {
-    readonly changes: Array<[string, SessionChange]> = [];
-    changed(state: SessionState, change: SessionChange): void {
-      this.changes.push([state.clientId, change]);
+  class RecordingStore extends MemoryStore {
+    readonly changes: Array<[string, StoreOp['op']]> = [];
+    protected override apply(op: StoreOp): void {
+      this.changes.push(['clientId' in op ? op.clientId : '', op.op]);
+      super.apply(op);
     }
   }
 
   test('a store handed to a new broker brings back offline sessions with their queue; clean sessions never touch it', async () => {
     const store = new RecordingStore();
-    const first = await startBroker({ sessionStore: store });
+    const first = await startBroker({ store });
     const persistent = {
       version: 5 as const,
       clientId: 'vehicle',
@@ -249,10 +250,10 @@ describe('05 sessions behind a store', () => {
     } finally {
       await first.close();
     }
-    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'subscriptions'));
-    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'queue'));
+    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'sub'));
+    assert.ok(store.changes.some(([id, change]) => id === 'vehicle' && change === 'enqueue'));
     assert.ok(!store.changes.some(([id]) => id === 'passer-by'), 'a clean session reached the store');
-    const second = await startBroker({ sessionStore: store });
+    const second = await startBroker({ store });
     try {
       assert.equal(second.broker.stats.sessionsOffline, 1);
       const { client, connack } = await connectClient(second.port, persistent);

@@ -25,12 +25,21 @@ export function handlePubrec(connection: Connection, packet: PubrecPacket): void
 }
 
 export function handlePubrel(connection: Connection, packet: PubrelPacket): void {
+  const store = connection.core.store;
+  const before = store.operations;
   const found = connection.session?.releaseQos2(packet.packetId) ?? false;
-  connection.send({
-    type: 'pubcomp',
-    packetId: packet.packetId,
-    reasonCode: found || connection.protocolVersion === 4 ? 0 : PACKET_ID_NOT_FOUND,
-  });
+  // The release must be durable before PUBCOMP: a client may reuse the id at once, and a restart that still held it
+  // would take the next message as a duplicate and drop it. If it cannot be stored, no PUBCOMP: the client resends.
+  connection.ackAfter(
+    store.durable && store.operations !== before ? store.commit() : undefined,
+    () =>
+      connection.send({
+        type: 'pubcomp',
+        packetId: packet.packetId,
+        reasonCode: found || connection.protocolVersion === 4 ? 0 : PACKET_ID_NOT_FOUND,
+      }),
+    () => {},
+  );
 }
 
 export function handlePubcomp(connection: Connection, packet: PubcompPacket): void {

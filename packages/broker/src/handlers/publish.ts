@@ -1,10 +1,31 @@
-// PUBLISH from a client: rate limit, topic alias, QoS 2 duplicate check, authorize, route, acknowledge.
+// PUBLISH from a client: rate limit, topic alias, QoS 2 duplicate check, authorize, route, acknowledge. With a
+// durable store the acknowledgement waits for the commit holding what the publish wrote (queue entries for offline
+// persistent sessions, in-flight state, the retained message, the inbound QoS 2 id); while the store refuses new
+// messages (disk full) a QoS 1/2 or retained publish is not taken: 5.0 clients get 0x97, 3.1.1 clients no ack.
 import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
 import { type Connection, violation } from '../connection.js';
 import type { Message } from '../message.js';
+import type { Session } from '../session.js';
 
 const NO_MATCHING_SUBSCRIBERS = 0x10;
 const NOT_AUTHORIZED = 0x87;
+const QUOTA_EXCEEDED = 0x97;
+
+/** The store could not keep the message: no success ack (5.0: Quota exceeded; 3.1.1: none, the client resends). */
+function notStored(connection: Connection, session: Session, qos: 1 | 2, packetId: number, error: unknown): void {
+  const core = connection.core;
+  core.stats.storeRefused++;
+  if (core.logger.isLevelEnabled('debug')) {
+    core.logger.debug(
+      { code: 'BROKER_ERR_STORE_FULL', clientId: connection.identity.clientId, packetId, err: error },
+      'publish not acknowledged: the store did not take it',
+    );
+  }
+  // A resend must be taken as new, not answered as a duplicate of something never stored.
+  if (qos === 2) session.releaseQos2(packetId);
+  if (connection.protocolVersion !== 5) return;
+  connection.send({ type: qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode: QUOTA_EXCEEDED });
+}
 
 export function handlePublish(connection: Connection, packet: PublishPacket): void {
   const core = connection.core;
@@ -20,9 +41,19 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   }
   const topic = resolveTopic(connection, packet);
   const packetId = packet.packetId ?? 0;
+  const store = core.store;
   if (packet.qos === 2 && session.hasInboundQos2(packetId)) {
-    // A resend before PUBREL: acknowledge again, deliver nothing (it went out the first time).
-    connection.send({ type: 'pubrec', packetId });
+    // A resend before PUBREL: acknowledge again (once the first is durable), deliver nothing (it went out already).
+    connection.ackAfter(
+      store.durable ? store.commit() : undefined,
+      () => connection.send({ type: 'pubrec', packetId }),
+      () => {},
+    );
+    return;
+  }
+  if (store.durable && !store.writable && (packet.qos > 0 || packet.retain)) {
+    if (packet.qos > 0) notStored(connection, session, packet.qos as 1 | 2, packetId, store.refusal);
+    else core.stats.storeRefused++;
     return;
   }
   if (packet.qos === 2 && session.inboundQos2Count >= core.limits.receiveMaximum) {
@@ -35,8 +66,13 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     // 3.1.1 has no way to refuse: acknowledge so the client does not resend forever, deliver nothing.
     if (packet.qos === 1) connection.send({ type: 'puback', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
     else if (packet.qos === 2) {
+      const before = store.operations;
       if (!v5) session.receivedQos2(packetId);
-      connection.send({ type: 'pubrec', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 });
+      connection.ackAfter(
+        store.durable && store.operations !== before ? store.commit() : undefined,
+        () => connection.send({ type: 'pubrec', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 }),
+        (error) => notStored(connection, session, 2, packetId, error),
+      );
     }
     return;
   }
@@ -60,16 +96,31 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     expiresAt,
     origin: connection.identity.clientId,
   };
+  const before = store.operations;
   const recipients = core.publish(message);
   if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
   if (packet.qos === 1) {
-    if (reasonCode === 0) connection.sendAck(0x40, packetId);
-    else connection.send({ type: 'puback', packetId, reasonCode });
+    const commit = store.durable && store.operations !== before ? store.commit() : undefined;
+    connection.ackAfter(
+      commit,
+      () => {
+        if (reasonCode === 0) connection.sendAck(0x40, packetId);
+        else connection.send({ type: 'puback', packetId, reasonCode });
+      },
+      (error) => notStored(connection, session, 1, packetId, error),
+    );
   } else if (packet.qos === 2) {
     session.receivedQos2(packetId);
-    if (reasonCode === 0) connection.sendAck(0x50, packetId);
-    else connection.send({ type: 'pubrec', packetId, reasonCode });
+    const commit = store.durable && store.operations !== before ? store.commit() : undefined;
+    connection.ackAfter(
+      commit,
+      () => {
+        if (reasonCode === 0) connection.sendAck(0x50, packetId);
+        else connection.send({ type: 'pubrec', packetId, reasonCode });
+      },
+      (error) => notStored(connection, session, 2, packetId, error),
+    );
   }
 }
 

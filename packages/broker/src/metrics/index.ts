@@ -8,5 +8,6 @@ export {
   PROMETHEUS_CONTENT_TYPE,
   processMetrics,
   renderPrometheus,
+  storeMetrics,
 } from './prometheus.js';
 export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './server.js';

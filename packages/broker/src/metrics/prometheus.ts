@@ -81,6 +81,36 @@ export function brokerMetrics(stats: BrokerStats, now = Date.now()): Metric[] {
   ];
 }
 
+/** The durable store's size and health (kept apart from brokerMetrics: only brokers with a store have them). */
+export function storeMetrics(stats: BrokerStats): Metric[] {
+  return [
+    {
+      name: `${PREFIX}store_bytes`,
+      help: 'Bytes the durable store takes on disk.',
+      type: 'gauge',
+      samples: one(stats.storeBytes),
+    },
+    {
+      name: `${PREFIX}store_messages`,
+      help: 'Messages held by the store (queued, in flight or retained), each counted once.',
+      type: 'gauge',
+      samples: one(stats.storeMessages),
+    },
+    {
+      name: `${PREFIX}store_refused_total`,
+      help: 'PUBLISH packets not acknowledged because the store could not keep them (disk full, write error).',
+      type: 'counter',
+      samples: one(stats.storeRefused),
+    },
+    {
+      name: `${PREFIX}store_writable`,
+      help: '1 while the store accepts new messages; 0 while it refuses them (disk full or write error).',
+      type: 'gauge',
+      samples: one(stats.storeWritable),
+    },
+  ];
+}
+
 /** Memory and CPU of this process, under the names Prometheus client libraries use. */
 export function processMetrics(): Metric[] {
   const memory = process.memoryUsage();

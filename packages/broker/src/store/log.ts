@@ -1,0 +1,582 @@
+// The durable store: an append-only log in segments (docs/durable-store.md). Operations are encoded when their batch
+// is written: everything issued during one event-loop turn (or while the previous sync ran) goes out as one write
+// and one fdatasync, and every commit() waiting on it settles together (group commit). Compaction writes a snapshot
+// of the live state as a new segment, then unlinks the older ones. Recovery replays from the newest complete
+// snapshot, cuts a torn tail in the last segment and refuses a damaged record anywhere else.
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { BrokerError } from '../errors.js';
+import { OpStore } from './base.js';
+import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
+import { nodeStoreFs, type StoreFs } from './fs.js';
+import type { StoreOp } from './ops.js';
+import { StoreState } from './state.js';
+import type { StoreContents, StoreSize } from './types.js';
+
+export const STORE_FORMAT = 1;
+
+export type SyncPolicy = 'batch' | 'none';
+
+export interface LogStoreOptions {
+  dir: string;
+  /** 'batch' (default): one fdatasync per batch before any commit of it resolves. 'none': resolve after write(). */
+  sync?: SyncPolicy;
+  /** A segment is closed for appends past this size. Default 64 MiB. */
+  segmentBytes?: number;
+  /** Compaction runs once the segments since the last snapshot pass this size and hold over 50 % dead bytes. */
+  compactMinBytes?: number;
+  /** Free disk space below which new messages are refused (acks and deletes go on). Default 16 MiB. */
+  reserveBytes?: number;
+  /** Most bytes written in one batch; the rest waits for the next. Default 4 MiB. */
+  maxBatchBytes?: number;
+  fs?: StoreFs;
+  logger?: Logger;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+function deferred(): Deferred {
+  let resolve: () => void = () => {};
+  let reject: (error: Error) => void = () => {};
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may be waiting on a batch that fails; those who are still see the rejection.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+interface Segment {
+  number: number;
+  path: string;
+  bytes: number;
+}
+
+const SEGMENT_NAME = /^segment-(\d{8})\.log$/;
+const READ_CHUNK = 8 * 1024 * 1024;
+const FREE_SPACE_CHECK_MS = 1000;
+
+function segmentName(number: number): string {
+  return `segment-${String(number).padStart(8, '0')}.log`;
+}
+
+function errorText(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code !== undefined && !error.message.startsWith(code) ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+/** What reading one segment found. */
+interface SegmentRead {
+  ops: StoreOp[];
+  /** Offset after the last good record. */
+  goodEnd: number;
+  /** Bytes after goodEnd (damage or a torn batch). */
+  badBytes: number;
+  /** Offset of the first bad record, if any. */
+  badOffset: number | undefined;
+}
+
+export class LogStore extends OpStore {
+  readonly durable = true;
+  readonly dir: string;
+  readonly #fs: StoreFs;
+  readonly #logger: Logger | undefined;
+  readonly #sync: SyncPolicy;
+  readonly #segmentBytes: number;
+  readonly #compactMinBytes: number;
+  readonly #reserveBytes: number;
+  readonly #maxBatchBytes: number;
+  #segments: Segment[] = [];
+  #fd = -1;
+  /** Bytes of all segments since (and including) the newest snapshot. */
+  #sinceSnapshot = 0;
+  #pending: StoreOp[] = [];
+  #next: Deferred | undefined;
+  #current: Deferred | undefined;
+  #flushing = false;
+  #scheduled = false;
+  #full: string | undefined;
+  /** A write could not be undone or a sync failed: nothing more is written until restart. */
+  #broken: Error | undefined;
+  #lastFreeCheck = 0;
+  #recheck: NodeJS.Timeout | undefined;
+  #loaded = false;
+  #closed = false;
+  /** Counters for tests and logs. */
+  readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
+
+  constructor(options: LogStoreOptions) {
+    super();
+    this.dir = options.dir;
+    this.#fs = options.fs ?? nodeStoreFs;
+    this.#logger = options.logger;
+    this.#sync = options.sync ?? 'batch';
+    this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.#compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
+    this.#reserveBytes = options.reserveBytes ?? 16 * 1024 * 1024;
+    this.#maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
+  }
+
+  get writable(): boolean {
+    return this.#full === undefined && this.#broken === undefined;
+  }
+
+  get idle(): boolean {
+    return this.#pending.length === 0 && this.#current === undefined;
+  }
+
+  /** Why the store refuses new messages, if it does. */
+  get refusal(): string | undefined {
+    return this.#broken?.message ?? this.#full;
+  }
+
+  // ---------------------------------------------------------------- load
+
+  async load(): Promise<StoreContents> {
+    if (this.#loaded) throw new BrokerError('BROKER_ERR_STORE', 'load() may be called once');
+    this.#loaded = true;
+    const fs = this.#fs;
+    let names: string[];
+    try {
+      fs.mkdirSync(this.dir, { recursive: true });
+      names = fs.readdirSync(this.dir);
+    } catch (error) {
+      throw new BrokerError('BROKER_ERR_STORE', `cannot use data directory ${this.dir}: ${errorText(error)}`, {
+        cause: error,
+      });
+    }
+    const segments = names
+      .map((name) => SEGMENT_NAME.exec(name))
+      .filter((match): match is RegExpExecArray => match !== null)
+      .map((match) => ({ number: Number(match[1]), path: join(this.dir, match[0]), bytes: 0 }))
+      .sort((a, b) => a.number - b.number);
+    const state = new StoreState();
+    let start = -1;
+    let reads: SegmentRead[] = [];
+    // The newest complete snapshot is where replay starts; a snapshot torn by a crash is discarded with what follows.
+    for (let candidate = segments.length - 1; candidate >= 0; candidate--) {
+      const segment = segments[candidate]!;
+      const header = this.#readHeader(segment);
+      if (header === undefined) {
+        if (candidate !== segments.length - 1) throw this.#corrupt(segment, 0, 'does not start with a header record');
+        // Created by a crash between open and the header's sync: it never held anything.
+        this.#unlink(segment.path);
+        segments.pop();
+        continue;
+      }
+      if (!header.snapshot) continue;
+      const read = this.#readSegment(segment);
+      if (!read.ops.some((op) => op.op === 'snapshot-end')) continue;
+      reads = [read];
+      start = candidate;
+      break;
+    }
+    if (start < 0 && segments.length > 0) throw this.#corrupt(segments[0]!, 0, 'no complete snapshot segment found');
+    const kept: Segment[] = [];
+    if (start >= 0) {
+      for (let index = start + 1; index < segments.length; index++) {
+        const header = this.#readHeader(segments[index]!);
+        if (header?.snapshot === true) {
+          // A later snapshot that did not complete: the crash came while it was written; drop it and what follows.
+          for (const dropped of segments.slice(index)) this.#unlink(dropped.path);
+          segments.length = index;
+          break;
+        }
+        reads.push(this.#readSegment(segments[index]!));
+      }
+      for (let index = 0; index < reads.length; index++) {
+        const segment = segments[start + index]!;
+        const read = reads[index]!;
+        const last = index === reads.length - 1;
+        if (read.badOffset !== undefined) {
+          if (!last) throw this.#corrupt(segment, read.badOffset, 'has a damaged record before its end');
+          this.#cutTail(segment, read);
+        }
+        segment.bytes = read.goodEnd;
+        for (const op of read.ops) state.apply(op);
+        kept.push(segment);
+      }
+      for (const old of segments.slice(0, start)) this.#unlink(old.path);
+    } else {
+      for (const old of segments) this.#unlink(old.path);
+    }
+    state.dropUnreferenced();
+    this.state = state;
+    this.nextId = state.maxId + 1;
+    this.#segments = kept;
+    this.#sinceSnapshot = kept.reduce((n, s) => n + s.bytes, 0);
+    try {
+      // Appends go to a fresh segment: the old last one keeps exactly what was read back.
+      if (kept.length === 0) this.#openSegment(true, [{ op: 'snapshot-end' }]);
+      else this.#openSegment(false, []);
+    } catch (error) {
+      throw new BrokerError('BROKER_ERR_STORE', `cannot write in data directory ${this.dir}: ${errorText(error)}`, {
+        cause: error,
+      });
+    }
+    this.#checkFreeSpace(Date.now());
+    return state.contents();
+  }
+
+  #corrupt(segment: Segment, offset: number, what: string): BrokerError {
+    return new BrokerError(
+      'BROKER_ERR_STORE_CORRUPT',
+      `store segment ${segment.path} ${what} (offset ${offset}); move the data directory aside to start empty`,
+    );
+  }
+
+  #unlink(path: string): void {
+    try {
+      this.#fs.unlinkSync(path);
+    } catch (error) {
+      this.#logger?.warn({ code: 'BROKER_ERR_STORE', path, err: error }, 'could not remove an old store segment');
+    }
+  }
+
+  #cutTail(segment: Segment, read: SegmentRead): void {
+    this.counters.truncatedBytes += read.badBytes;
+    this.#logger?.warn(
+      { code: 'BROKER_ERR_STORE_TORN_TAIL', path: segment.path, offset: read.goodEnd, bytes: read.badBytes },
+      'store: cut a torn tail (a batch the crash interrupted; it was never acknowledged)',
+    );
+    const fd = this.#fs.openSync(segment.path, 'r+');
+    try {
+      this.#fs.ftruncateSync(fd, read.goodEnd);
+      this.#fs.fsyncSync(fd);
+    } finally {
+      this.#fs.closeSync(fd);
+    }
+  }
+
+  /** The segment's header record, or undefined when it has none that checks. */
+  #readHeader(segment: Segment): Extract<StoreOp, { op: 'header' }> | undefined {
+    const fs = this.#fs;
+    const fd = fs.openSync(segment.path, 'r');
+    try {
+      const buffer = Buffer.alloc(4096);
+      const read = fs.readSync(fd, buffer, 0, buffer.length, 0);
+      if (checkRecord(buffer, 0, read) !== 'ok') return undefined;
+      const op = decodeBody(buffer.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + buffer.readUInt32LE(0)));
+      return op.op === 'header' ? op : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Reads a segment in chunks; stops at the first record that does not check. */
+  #readSegment(segment: Segment): SegmentRead {
+    const fs = this.#fs;
+    const fd = fs.openSync(segment.path, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const ops: StoreOp[] = [];
+      let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
+      let bufferStart = 0; // file offset of buffer[0]
+      let filled = 0;
+      let offset = 0; // file offset of the next record
+      for (;;) {
+        const at = offset - bufferStart;
+        const status = checkRecord(buffer, at, filled - at);
+        if (status === 'ok') {
+          const bodyLength = buffer.readUInt32LE(at);
+          const body = buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + bodyLength);
+          try {
+            ops.push(decodeBody(body));
+          } catch (error) {
+            throw this.#corrupt(segment, offset, `has a record that cannot be read (${errorText(error)})`);
+          }
+          offset += RECORD_HEADER_BYTES + bodyLength;
+          continue;
+        }
+        if (status === 'bad' || bufferStart + filled >= size) {
+          const badBytes = size - offset;
+          return { ops, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
+        }
+        // Short: move the partial record to the front and read more (growing for a record larger than the buffer).
+        const partial = filled - at;
+        const needed = partial >= 4 ? RECORD_HEADER_BYTES + buffer.readUInt32LE(at) : RECORD_HEADER_BYTES;
+        const next = needed > buffer.length ? Buffer.allocUnsafe(needed) : buffer;
+        buffer.copy(next, 0, at, filled);
+        buffer = next;
+        bufferStart = offset;
+        filled = partial;
+        const read = fs.readSync(fd, buffer, filled, buffer.length - filled, bufferStart + filled);
+        if (read === 0) {
+          const badBytes = size - offset;
+          return { ops, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
+        }
+        filled += read;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Starts a new segment with a header (and, for a snapshot, the state) and makes it the append target. */
+  #openSegment(snapshot: boolean, body: StoreOp[]): Segment {
+    const fs = this.#fs;
+    const number = (this.#segments.at(-1)?.number ?? 0) + 1;
+    const path = join(this.dir, segmentName(number));
+    const fd = fs.openSync(path, 'wx');
+    const records = [encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot })];
+    for (const op of body) records.push(encodeRecord(op));
+    const bytes = Buffer.concat(records);
+    try {
+      const written = fs.writeSync(fd, bytes, 0, bytes.length, 0);
+      if (written !== bytes.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' });
+      fs.fsyncSync(fd);
+      this.#syncDir();
+    } catch (error) {
+      fs.closeSync(fd);
+      this.#unlink(path);
+      throw error;
+    }
+    if (this.#fd >= 0) fs.closeSync(this.#fd);
+    this.#fd = fd;
+    const segment = { number, path, bytes: bytes.length };
+    this.#segments.push(segment);
+    return segment;
+  }
+
+  #syncDir(): void {
+    const fd = this.#fs.openSync(this.dir, 'r');
+    try {
+      this.#fs.fsyncSync(fd);
+    } finally {
+      this.#fs.closeSync(fd);
+    }
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  protected apply(op: StoreOp): void {
+    this.#pending.push(op);
+    if (!this.#scheduled && !this.#flushing) {
+      this.#scheduled = true;
+      setImmediate(this.#run);
+    }
+  }
+
+  commit(): Promise<void> {
+    if (this.#pending.length > 0) {
+      this.#next ??= deferred();
+      return this.#next.promise;
+    }
+    if (this.#current !== undefined) return this.#current.promise;
+    return Promise.resolve();
+  }
+
+  readonly #run = (): void => {
+    this.#scheduled = false;
+    void this.#flushLoop();
+  };
+
+  async #flushLoop(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#pending.length > 0) await this.#writeBatch();
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  async #writeBatch(): Promise<void> {
+    let take = this.#pending.length;
+    const records: Buffer[] = [];
+    let bytes = 0;
+    for (let i = 0; i < this.#pending.length; i++) {
+      const record = encodeRecord(this.#pending[i]!);
+      records.push(record);
+      bytes += record.length;
+      if (bytes >= this.#maxBatchBytes) {
+        take = i + 1;
+        break;
+      }
+    }
+    const ops = this.#pending.slice(0, take);
+    this.#pending = take === this.#pending.length ? [] : this.#pending.slice(take);
+    let waiting: Deferred | undefined;
+    if (this.#pending.length === 0) {
+      waiting = this.#next;
+      this.#next = undefined;
+    }
+    this.#current = waiting ?? deferred();
+    try {
+      if (this.#broken !== undefined) throw this.#broken;
+      this.#rotateIfDue();
+      const segment = this.#segments.at(-1)!;
+      const start = segment.bytes;
+      const batch = records.length === 1 ? records[0]! : Buffer.concat(records, bytes);
+      let written = 0;
+      try {
+        written = this.#fs.writeSync(this.#fd, batch, 0, batch.length, start);
+        if (written !== batch.length) {
+          throw Object.assign(new Error(`short write ${written}/${batch.length}`), { code: 'ENOSPC' });
+        }
+      } catch (error) {
+        this.#undo(segment, start);
+        throw error;
+      }
+      segment.bytes += batch.length;
+      this.#sinceSnapshot += batch.length;
+      for (const op of ops) this.state.apply(op);
+      this.counters.batches++;
+      if (this.#sync === 'batch') {
+        try {
+          await this.#fs.fdatasync(this.#fd);
+        } catch (error) {
+          // After a failed fsync the kernel may have dropped the dirty pages: nothing written since can be trusted.
+          this.#broken = new Error(`fdatasync failed on ${segment.path}: ${errorText(error)}`, { cause: error });
+          throw error;
+        }
+        this.counters.syncs++;
+      }
+      this.#checkFreeSpace(Date.now());
+      const done = this.#current;
+      this.#current = undefined;
+      done?.resolve();
+    } catch (error) {
+      const failure = this.#fail(error);
+      const done = this.#current;
+      this.#current = undefined;
+      done?.reject(failure);
+    }
+  }
+
+  /** Cuts the partial bytes of a failed write so that nothing of the batch can be replayed. */
+  #undo(segment: Segment, start: number): void {
+    try {
+      this.#fs.ftruncateSync(this.#fd, start);
+    } catch (error) {
+      this.#broken = new Error(`cannot cut a failed write in ${segment.path}: ${errorText(error)}`, { cause: error });
+    }
+  }
+
+  #fail(error: unknown): BrokerError {
+    const path = this.#segments.at(-1)?.path ?? this.dir;
+    const reason = `store write failed in ${path}: ${errorText(error)}`;
+    if (this.#full === undefined) {
+      this.#full = reason;
+      this.#logger?.error(
+        { code: 'BROKER_ERR_STORE_FULL', path, err: error },
+        'store: refusing new messages until the disk has room again (acknowledgements pause)',
+      );
+      this.#scheduleRecheck();
+    }
+    return new BrokerError('BROKER_ERR_STORE_FULL', reason, { cause: error });
+  }
+
+  #checkFreeSpace(now: number): void {
+    if (now - this.#lastFreeCheck < FREE_SPACE_CHECK_MS) return;
+    this.#lastFreeCheck = now;
+    let free: number;
+    try {
+      free = this.#fs.freeBytes(this.dir);
+    } catch {
+      return; // no statfs here: rely on write errors
+    }
+    if (free >= this.#reserveBytes || this.#full !== undefined) return;
+    this.#full = `free space in ${this.dir} (${free} bytes) is below the store reserve (${this.#reserveBytes} bytes)`;
+    this.#logger?.error(
+      { code: 'BROKER_ERR_STORE_FULL', path: this.dir, free, reserve: this.#reserveBytes },
+      'store: disk almost full, refusing new messages (acks and deletes go on)',
+    );
+    this.#scheduleRecheck();
+  }
+
+  /** While full, looks once a second whether space came back (twice the reserve, so it does not flap). */
+  #scheduleRecheck(): void {
+    if (this.#recheck !== undefined || this.#closed) return;
+    this.#recheck = setInterval(() => {
+      if (this.#broken !== undefined) return;
+      let free = 0;
+      try {
+        free = this.#fs.freeBytes(this.dir);
+      } catch {
+        return;
+      }
+      if (free < this.#reserveBytes * 2) return;
+      this.#full = undefined;
+      clearInterval(this.#recheck);
+      this.#recheck = undefined;
+      this.#logger?.info({ path: this.dir, free }, 'store: disk has room again, accepting messages');
+    }, FREE_SPACE_CHECK_MS);
+    this.#recheck.unref();
+  }
+
+  #compactRequested = false;
+
+  #rotateIfDue(): void {
+    const segment = this.#segments.at(-1)!;
+    const live = this.state.liveBytes;
+    const due = this.#sinceSnapshot >= this.#compactMinBytes && live * 2 < this.#sinceSnapshot;
+    if (due || this.#compactRequested) {
+      this.#compactRequested = false;
+      this.#compact();
+      return;
+    }
+    if (segment.bytes >= this.#segmentBytes) {
+      const next = this.#openSegment(false, []);
+      this.#sinceSnapshot += next.bytes;
+    }
+  }
+
+  /**
+   * Writes the live state as a snapshot segment, then removes the older segments. The snapshot is made from the
+   * state of what was written so far, before this batch, which follows it in the new segment.
+   */
+  #compact(): void {
+    const started = Date.now();
+    const before = this.#segments.slice();
+    const next = this.#openSegment(true, [...this.state.snapshot(), { op: 'snapshot-end' }]);
+    for (const old of before) this.#unlink(old.path);
+    this.#syncDir();
+    this.#segments = [next];
+    const freed = this.#sinceSnapshot - next.bytes;
+    this.#sinceSnapshot = next.bytes;
+    this.counters.compactions++;
+    this.#logger?.info(
+      { path: next.path, liveBytes: next.bytes, freedBytes: freed, ms: Date.now() - started },
+      'store: compacted',
+    );
+  }
+
+  /** Compacts at the next batch (tests, and an operator wanting space back now); resolves once it is durable. */
+  compactNow(): Promise<void> {
+    this.#compactRequested = true;
+    // An empty session delete of a client id nobody can have makes sure a batch runs.
+    this.deleteSession('');
+    return this.commit();
+  }
+
+  size(): StoreSize {
+    return {
+      bytes: this.#segments.reduce((n, s) => n + s.bytes, 0),
+      segments: this.#segments.length,
+      messages: this.state.messages.size,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      while (this.#pending.length > 0 || this.#flushing) await this.commit().catch(() => undefined);
+    } finally {
+      this.#closed = true;
+      if (this.#recheck !== undefined) clearInterval(this.#recheck);
+      if (this.#fd >= 0) this.#fs.closeSync(this.#fd);
+      this.#fd = -1;
+    }
+  }
+}

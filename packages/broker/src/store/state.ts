@@ -1,0 +1,247 @@
+// The state a store holds, kept by applying operations. Messages are reference counted (queue entries, in-flight
+// publishes, retained topics) and forgotten when nothing refers to them any more. Operations on things that are
+// not there are ignored: replaying a log after a torn batch, or a delete racing a session end, must not fail.
+import type { Message } from '../message.js';
+import type { StoreOp } from './ops.js';
+import type { StoreContents, StoredSession } from './types.js';
+
+export class StoreState {
+  readonly sessions = new Map<string, StoredSession>();
+  readonly messages = new Map<number, Message>();
+  readonly #refs = new Map<number, number>();
+  readonly retained = new Map<string, number>();
+  readonly wills: StoreContents['wills'] = new Map();
+  /** Highest message or entry id seen: new ids continue after it. */
+  maxId = 0;
+  /** Payload and topic bytes of live messages plus a per-entry estimate: decides when compaction pays. */
+  liveBytes = 0;
+
+  contents(): StoreContents {
+    return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
+  }
+
+  #ref(messageId: number): void {
+    this.#refs.set(messageId, (this.#refs.get(messageId) ?? 0) + 1);
+  }
+
+  #unref(messageId: number): void {
+    const count = (this.#refs.get(messageId) ?? 0) - 1;
+    if (count > 0) {
+      this.#refs.set(messageId, count);
+      return;
+    }
+    this.#refs.delete(messageId);
+    const message = this.messages.get(messageId);
+    if (message !== undefined) {
+      this.messages.delete(messageId);
+      this.liveBytes -= messageBytes(message);
+    }
+  }
+
+  /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
+  dropUnreferenced(): number {
+    let dropped = 0;
+    for (const [id, message] of this.messages) {
+      if (this.#refs.has(id)) continue;
+      this.messages.delete(id);
+      this.liveBytes -= messageBytes(message);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  apply(op: StoreOp): void {
+    switch (op.op) {
+      case 'session': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined) {
+          this.sessions.set(op.clientId, {
+            clientId: op.clientId,
+            expiryInterval: op.expiryInterval,
+            expiresAt: op.expiresAt,
+            subscriptions: new Map(),
+            queue: new Map(),
+            inflight: new Map(),
+            inboundQos2: new Set(),
+          });
+          this.liveBytes += 64 + op.clientId.length;
+        } else {
+          session.expiryInterval = op.expiryInterval;
+          session.expiresAt = op.expiresAt;
+        }
+        return;
+      }
+      case 'session-del': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined) return;
+        this.sessions.delete(op.clientId);
+        for (const delivery of session.queue.values()) this.#unref(delivery.messageId);
+        for (const entry of session.inflight.values()) if (entry.delivery) this.#unref(entry.delivery.messageId);
+        this.liveBytes -=
+          64 + op.clientId.length + session.subscriptions.size * 64 + (session.queue.size + session.inflight.size) * 48;
+        return;
+      }
+      case 'sub': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined) return;
+        if (!session.subscriptions.has(op.entry.filter)) this.liveBytes += 64;
+        session.subscriptions.set(op.entry.filter, op.entry);
+        return;
+      }
+      case 'unsub': {
+        const session = this.sessions.get(op.clientId);
+        if (session?.subscriptions.delete(op.filter)) this.liveBytes -= 64;
+        return;
+      }
+      case 'msg':
+        if (op.id > this.maxId) this.maxId = op.id;
+        if (this.messages.has(op.id)) return;
+        op.message.storeId = op.id;
+        this.messages.set(op.id, op.message);
+        this.liveBytes += messageBytes(op.message);
+        return;
+      case 'enqueue': {
+        if (op.entryId > this.maxId) this.maxId = op.entryId;
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined || !this.messages.has(op.delivery.messageId) || session.queue.has(op.entryId)) return;
+        session.queue.set(op.entryId, op.delivery);
+        this.#ref(op.delivery.messageId);
+        this.liveBytes += 48;
+        return;
+      }
+      case 'dequeue': {
+        const session = this.sessions.get(op.clientId);
+        const delivery = session?.queue.get(op.entryId);
+        if (session === undefined || delivery === undefined) return;
+        session.queue.delete(op.entryId);
+        this.#unref(delivery.messageId);
+        this.liveBytes -= 48;
+        return;
+      }
+      case 'inflight': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined) return;
+        if (this.messages.has(op.delivery.messageId)) {
+          this.#dropInflight(session, op.packetId);
+          session.inflight.set(op.packetId, { state: 'publish', delivery: op.delivery });
+          // Referenced before the queue entry lets go of it, or a message held by that entry alone is forgotten.
+          this.#ref(op.delivery.messageId);
+          this.liveBytes += 48;
+        }
+        if (op.fromEntryId !== undefined) this.apply({ op: 'dequeue', clientId: op.clientId, entryId: op.fromEntryId });
+        return;
+      }
+      case 'inflight-rel': {
+        const entry = this.sessions.get(op.clientId)?.inflight.get(op.packetId);
+        if (entry === undefined || entry.delivery === undefined) return;
+        this.#unref(entry.delivery.messageId);
+        entry.delivery = undefined;
+        entry.state = 'pubrel';
+        return;
+      }
+      case 'inflight-pubrel': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined) return;
+        this.#dropInflight(session, op.packetId);
+        session.inflight.set(op.packetId, { state: 'pubrel', delivery: undefined });
+        this.liveBytes += 48;
+        return;
+      }
+      case 'inflight-del': {
+        const session = this.sessions.get(op.clientId);
+        if (session !== undefined) this.#dropInflight(session, op.packetId);
+        return;
+      }
+      case 'qos2': {
+        const session = this.sessions.get(op.clientId);
+        if (session === undefined || session.inboundQos2.has(op.packetId)) return;
+        session.inboundQos2.add(op.packetId);
+        this.liveBytes += 16;
+        return;
+      }
+      case 'qos2-del': {
+        if (this.sessions.get(op.clientId)?.inboundQos2.delete(op.packetId)) this.liveBytes -= 16;
+        return;
+      }
+      case 'retain': {
+        if (!this.messages.has(op.messageId)) return;
+        const previous = this.retained.get(op.topic);
+        this.retained.set(op.topic, op.messageId);
+        this.#ref(op.messageId);
+        if (previous !== undefined) this.#unref(previous);
+        return;
+      }
+      case 'retain-del': {
+        const previous = this.retained.get(op.topic);
+        if (previous === undefined) return;
+        this.retained.delete(op.topic);
+        this.#unref(previous);
+        return;
+      }
+      case 'will':
+        if (!this.wills.has(op.will.clientId)) this.liveBytes += 128 + op.will.will.payload.length;
+        this.wills.set(op.will.clientId, op.will);
+        return;
+      case 'will-del': {
+        const will = this.wills.get(op.clientId);
+        if (will === undefined) return;
+        this.wills.delete(op.clientId);
+        this.liveBytes -= 128 + will.will.payload.length;
+        return;
+      }
+      case 'header':
+      case 'snapshot-end':
+        return;
+    }
+  }
+
+  #dropInflight(session: StoredSession, packetId: number): void {
+    const entry = session.inflight.get(packetId);
+    if (entry === undefined) return;
+    session.inflight.delete(packetId);
+    if (entry.delivery !== undefined) this.#unref(entry.delivery.messageId);
+    this.liveBytes -= 48;
+  }
+
+  /** The operations that rebuild this state from nothing: the body of a compaction snapshot. */
+  *snapshot(): Generator<StoreOp> {
+    const written = new Set<number>();
+    const message = (id: number): StoreOp | undefined => {
+      if (written.has(id)) return undefined;
+      const stored = this.messages.get(id);
+      if (stored === undefined) return undefined;
+      written.add(id);
+      return { op: 'msg', id, message: stored };
+    };
+    for (const [topic, id] of this.retained) {
+      const put = message(id);
+      if (put !== undefined) yield put;
+      yield { op: 'retain', topic, messageId: id };
+    }
+    for (const session of this.sessions.values()) {
+      const clientId = session.clientId;
+      yield { op: 'session', clientId, expiryInterval: session.expiryInterval, expiresAt: session.expiresAt };
+      for (const entry of session.subscriptions.values()) yield { op: 'sub', clientId, entry };
+      for (const [entryId, delivery] of session.queue) {
+        const put = message(delivery.messageId);
+        if (put !== undefined) yield put;
+        yield { op: 'enqueue', clientId, entryId, delivery };
+      }
+      for (const [packetId, entry] of session.inflight) {
+        if (entry.delivery === undefined) continue;
+        const put = message(entry.delivery.messageId);
+        if (put !== undefined) yield put;
+        yield { op: 'inflight', clientId, packetId, delivery: entry.delivery, fromEntryId: undefined };
+      }
+      for (const [packetId, entry] of session.inflight) {
+        if (entry.delivery === undefined) yield { op: 'inflight-pubrel', clientId, packetId };
+      }
+      for (const packetId of session.inboundQos2) yield { op: 'qos2', clientId, packetId };
+    }
+    for (const will of this.wills.values()) yield { op: 'will', will };
+  }
+}
+
+export function messageBytes(message: Message): number {
+  return 64 + message.topic.length + message.payload.length;
+}

@@ -1,0 +1,539 @@
+// The broker with a data directory: what a restart keeps (sessions, subscriptions, queued QoS 1/2, in-flight state
+// both ways, retained messages, delayed wills), what it drops (expired sessions and messages), what never touches
+// the disk (QoS 0, clean sessions), acknowledgements that wait for the commit, and start-up errors.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { BrokerError, type BrokerOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import {
+  type ConnectOptions,
+  connectClient,
+  connected,
+  delay,
+  type RawClient,
+  startBroker,
+  str,
+  subscribe,
+  type TestBroker,
+  text,
+} from './support/raw-client.js';
+
+const dirs: string[] = [];
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-durable-'));
+  dirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
+  const b = await startBroker(options);
+  try {
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}
+
+const persistent = (clientId: string, version: 4 | 5 = 5, extra: Partial<ConnectOptions> = {}): ConnectOptions => ({
+  version,
+  clientId,
+  clean: false,
+  properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+  ...extra,
+});
+
+async function publishQos(
+  client: RawClient,
+  topic: string,
+  payload: string,
+  qos: 1 | 2,
+  packetId: number,
+  retain = false,
+) {
+  client.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false, packetId });
+  if (qos === 1) return client.expect('puback');
+  const rec = await client.expect('pubrec');
+  client.send({ type: 'pubrel', packetId });
+  await client.expect('pubcomp');
+  return rec;
+}
+
+async function goOffline(client: RawClient) {
+  client.send({ type: 'disconnect' });
+  await client.closedPromise;
+}
+
+describe('14 durable broker (data directory)', () => {
+  for (const version of [4, 5] as const) {
+    test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: a restart keeps sessions, subscriptions, queued QoS 1/2 in order, retained messages`, async () => {
+      const dir = dataDir();
+      await withBroker({ dataDir: dir }, async (b) => {
+        const sub = await connected(b.port, persistent('vehicle', version));
+        await subscribe(sub, 'ota/vehicle/#', 2);
+        await subscribe(sub, 'fleet/+/cmd', 1, { packetId: 2 });
+        await goOffline(sub);
+        const pub = await connected(b.port, { version, clientId: 'backend' }); // clean session publisher
+        await publishQos(pub, 'ota/vehicle/job', 'job-1', 1, 1);
+        await publishQos(pub, 'ota/vehicle/job', 'job-2', 2, 2);
+        await publishQos(pub, 'fleet/all/cmd', 'cmd-3', 2, 3); // downgraded to the subscription's QoS 1
+        await publishQos(pub, 'config/vehicle', 'retained-config', 1, 4, true);
+        pub.end();
+      });
+      await withBroker({ dataDir: dir }, async (b) => {
+        assert.equal(b.broker.stats.sessionsOffline, 1);
+        assert.equal(b.broker.stats.queuedCurrent, 3);
+        assert.equal(b.broker.stats.retainedCurrent, 1);
+        const { client, connack } = await connectClient(b.port, persistent('vehicle', version));
+        assert.equal(connack.sessionPresent, true);
+        const got: Array<[string, number]> = [];
+        const publishes = [];
+        for (let i = 0; i < 3; i++) publishes.push(await client.expect('publish'));
+        for (const m of publishes) {
+          got.push([str(m.payload), m.qos]);
+          if (m.qos === 1) client.send({ type: 'puback', packetId: m.packetId! });
+          else {
+            client.send({ type: 'pubrec', packetId: m.packetId! });
+            await client.expect('pubrel');
+            client.send({ type: 'pubcomp', packetId: m.packetId! });
+          }
+        }
+        assert.deepEqual(got, [
+          ['job-1', 1],
+          ['job-2', 2],
+          ['cmd-3', 1],
+        ]);
+        // Subscriptions came back too: a new message is routed without subscribing again.
+        b.broker.publish({ topic: 'fleet/x/cmd', payload: 'live', qos: 1 });
+        const live = await client.expect('publish');
+        assert.equal(str(live.payload), 'live');
+        client.send({ type: 'puback', packetId: live.packetId! });
+        const fresh = await connected(b.port, { version, clientId: 'reader' });
+        await subscribe(fresh, 'config/#', 1);
+        const retained = await fresh.expect('publish');
+        assert.equal(str(retained.payload), 'retained-config');
+        assert.equal(retained.retain, true);
+        fresh.end();
+        await goOffline(client);
+      });
+      await withBroker({ dataDir: dir }, async (b) => {
+        assert.equal(b.broker.stats.queuedCurrent, 0, 'acknowledged messages are gone after the next restart');
+      });
+    });
+  }
+
+  test('in flight both ways survives a restart: unacked PUBLISH resent with DUP, PUBREL resent, inbound QoS 2 completes once', async () => {
+    const dir = dataDir();
+    let onceId = 0;
+    await withBroker({ dataDir: dir }, async (b) => {
+      const sub = await connected(b.port, persistent('sub'));
+      await subscribe(sub, 't/#', 2);
+      const pub = await connected(b.port, persistent('pub'));
+      // Inbound: PUBREC received, PUBREL not sent before the restart.
+      pub.send({
+        type: 'publish',
+        topic: 't/exactly-once',
+        payload: text('once'),
+        qos: 2,
+        retain: false,
+        dup: false,
+        packetId: 7,
+      });
+      await pub.expect('pubrec');
+      // Outbound: the subscriber sees both, acknowledges neither fully.
+      b.broker.publish({ topic: 't/q1', payload: 'q1', qos: 1 });
+      const seen = new Map<string, number>();
+      for (let i = 0; i < 2; i++) {
+        const m = await sub.expect('publish');
+        seen.set(str(m.payload), m.packetId!);
+      }
+      assert.ok(seen.has('once') && seen.has('q1'));
+      onceId = seen.get('once')!;
+      sub.send({ type: 'pubrec', packetId: onceId });
+      assert.equal((await sub.expect('pubrel')).packetId, seen.get('once'));
+      pub.end();
+      sub.end();
+      await delay(50);
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const sub = await connected(b.port, persistent('sub'));
+      const resent = new Map<string, unknown>();
+      for (let i = 0; i < 2; i++) {
+        const p = await sub.next();
+        if (p.type === 'publish') resent.set(`publish ${str(p.payload)}`, p.dup);
+        else resent.set(p.type, p.type === 'pubrel' ? p.packetId : undefined);
+      }
+      assert.deepEqual(
+        resent,
+        new Map<string, unknown>([
+          ['pubrel', onceId],
+          ['publish q1', true],
+        ]),
+      );
+      sub.send({ type: 'pubcomp', packetId: resent.get('pubrel') as number });
+      const pub = await connected(b.port, persistent('pub'));
+      // The publisher resends its PUBLISH (DUP), then PUBREL: acknowledged, never delivered a second time.
+      pub.send({
+        type: 'publish',
+        topic: 't/exactly-once',
+        payload: text('once'),
+        qos: 2,
+        retain: false,
+        dup: true,
+        packetId: 7,
+      });
+      await pub.expect('pubrec');
+      pub.send({ type: 'pubrel', packetId: 7 });
+      const comp = await pub.expect('pubcomp');
+      assert.equal(comp.reasonCode ?? 0, 0, 'the packet id was known after the restart');
+      assert.ok(await sub.silentFor(300), 'a QoS 2 message was delivered twice');
+      pub.end();
+      sub.end();
+    });
+  });
+
+  test('a delayed will survives a restart and is published when its delay ends; a session that expired meanwhile is gone', async () => {
+    const dir = dataDir();
+    await withBroker({ dataDir: dir }, async (b) => {
+      const watcher = await connected(b.port, persistent('watcher'));
+      await subscribe(watcher, 'status/#', 1);
+      await goOffline(watcher);
+      const car = await connected(b.port, {
+        version: 5,
+        clientId: 'car',
+        clean: false,
+        properties: { sessionExpiryInterval: 3600 },
+        will: {
+          topic: 'status/car',
+          payload: text('offline'),
+          qos: 1,
+          retain: false,
+          properties: { willDelayInterval: 2 },
+        },
+      });
+      car.end(); // network loss: the will waits for its delay
+      const shortLived = await connected(b.port, {
+        version: 5,
+        clientId: 'short',
+        clean: false,
+        properties: { sessionExpiryInterval: 1 },
+      });
+      await subscribe(shortLived, 'x', 1);
+      await goOffline(shortLived);
+      await delay(100);
+    });
+    await delay(1200);
+    await withBroker({ dataDir: dir }, async (b) => {
+      const { connack: shortAgain, client: short } = await connectClient(b.port, {
+        version: 5,
+        clientId: 'short',
+        clean: false,
+        properties: { sessionExpiryInterval: 1 },
+      });
+      assert.equal(shortAgain.sessionPresent, false, 'a session past its expiry came back');
+      short.end();
+      const watcher = await connected(b.port, persistent('watcher'));
+      const will = await watcher.expect('publish', 4000);
+      assert.equal(str(will.payload), 'offline');
+      watcher.end();
+    });
+  });
+
+  test('a client back within its will delay after a restart cancels the stored will', async () => {
+    const dir = dataDir();
+    const carOptions: ConnectOptions = {
+      version: 5,
+      clientId: 'car2',
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+      will: {
+        topic: 'status/car2',
+        payload: text('offline'),
+        qos: 1,
+        retain: false,
+        properties: { willDelayInterval: 2 },
+      },
+    };
+    await withBroker({ dataDir: dir }, async (b) => {
+      const car = await connected(b.port, carOptions);
+      car.end();
+      await delay(50);
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const watcher = await connected(b.port, { version: 5, clientId: 'w' });
+      await subscribe(watcher, 'status/#', 1);
+      const car = await connected(b.port, { ...carOptions, will: undefined });
+      assert.ok(await watcher.silentFor(2500), 'the will was published although the client came back');
+      car.send({ type: 'disconnect' });
+      watcher.end();
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const watcher = await connected(b.port, { version: 5, clientId: 'w' });
+      await subscribe(watcher, 'status/#', 1);
+      assert.ok(await watcher.silentFor(2500), 'a cancelled will came back after another restart');
+      watcher.end();
+    });
+  });
+
+  test('messages that expired while the broker was down are dropped on load and counted', async () => {
+    const dir = dataDir();
+    await withBroker({ dataDir: dir }, async (b) => {
+      const sub = await connected(b.port, persistent('exp'));
+      await subscribe(sub, 'e', 1);
+      await goOffline(sub);
+      b.broker.publish({ topic: 'e', payload: 'short', qos: 1, properties: { messageExpiryInterval: 1 } });
+      b.broker.publish({ topic: 'e', payload: 'long', qos: 1, properties: { messageExpiryInterval: 600 } });
+      b.broker.publish({
+        topic: 'e-retained',
+        payload: 'r',
+        qos: 0,
+        retain: true,
+        properties: { messageExpiryInterval: 1 },
+      });
+    });
+    await delay(1300);
+    await withBroker({ dataDir: dir }, async (b) => {
+      assert.equal(b.broker.stats.droppedExpired, 1);
+      assert.equal(b.broker.stats.queuedCurrent, 1);
+      assert.equal(b.broker.stats.retainedCurrent, 0);
+      const sub = await connected(b.port, persistent('exp'));
+      const m = await sub.expect('publish');
+      assert.equal(str(m.payload), 'long');
+      const left = m.properties?.messageExpiryInterval ?? 0;
+      assert.ok(left > 0 && left < 600, `expiry ${left} was not counted down across the restart`);
+      sub.end();
+    });
+  });
+
+  test('the queue limit and drop policy hold for stored queues and drops are counted', async () => {
+    const dir = dataDir();
+    const limits = { maxQueuedMessages: 3, queueDropPolicy: 'oldest' as const };
+    await withBroker({ dataDir: dir, limits }, async (b) => {
+      const sub = await connected(b.port, persistent('limited', 4));
+      await subscribe(sub, 'l', 1);
+      await goOffline(sub);
+      for (let i = 0; i < 5; i++) b.broker.publish({ topic: 'l', payload: `m${i}`, qos: 1 });
+      assert.equal(b.broker.stats.droppedQueueFull, 2);
+    });
+    await withBroker({ dataDir: dir, limits }, async (b) => {
+      const sub = await connected(b.port, persistent('limited', 4));
+      const got: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const m = await sub.expect('publish');
+        got.push(str(m.payload));
+        sub.send({ type: 'puback', packetId: m.packetId! });
+      }
+      assert.deepEqual(got, ['m2', 'm3', 'm4']);
+      sub.end();
+    });
+  });
+
+  test('QoS 0 and clean sessions never touch the store', async () => {
+    await withBroker({ dataDir: dataDir() }, async (b) => {
+      const before = b.broker.store.operations;
+      const sub = await connected(b.port, { version: 5, clientId: 'clean-sub' });
+      await subscribe(sub, 'c/#', 2);
+      const pub = await connected(b.port, { version: 5, clientId: 'clean-pub' });
+      await publishQos(pub, 'c/1', 'one', 1, 1);
+      await publishQos(pub, 'c/2', 'two', 2, 2);
+      pub.send({ type: 'publish', topic: 'c/0', payload: text('zero'), qos: 0, retain: false, dup: false });
+      const persistentSub = await connected(b.port, persistent('p0'));
+      const afterConnect = b.broker.store.operations;
+      await subscribe(persistentSub, 'c/0', 0);
+      const afterSubscribe = b.broker.store.operations;
+      pub.send({ type: 'publish', topic: 'c/0', payload: text('zero again'), qos: 0, retain: false, dup: false });
+      await persistentSub.expect('publish');
+      assert.equal(afterConnect - before, 1, 'only the persistent session itself was written');
+      assert.equal(b.broker.store.operations, afterSubscribe + 0, 'a QoS 0 delivery reached the store');
+      sub.end();
+      pub.end();
+      persistentSub.end();
+    });
+  });
+
+  test('start-up fails with BROKER_ERR_STORE naming a data directory that cannot be used', async () => {
+    const parent = dataDir();
+    const file = join(parent, 'not-a-directory');
+    writeFileSync(file, 'x');
+    const bad = join(file, 'store');
+    await assert.rejects(startBroker({ dataDir: bad }), (error: unknown) => {
+      assert.ok(error instanceof BrokerError);
+      assert.equal(error.code, 'BROKER_ERR_STORE');
+      assert.ok(error.message.includes(bad), error.message);
+      return true;
+    });
+  });
+
+  test('/metrics and $SYS show the store size', async () => {
+    await withBroker(
+      { dataDir: dataDir(), metrics: { host: '127.0.0.1', port: 0 }, sysIntervalSeconds: 1 },
+      async (b) => {
+        b.broker.publish({ topic: 'r', payload: 'retained', qos: 1, retain: true });
+        await b.broker.store.commit();
+        const address = b.broker.metricsAddress()!;
+        const body = await (await fetch(`http://127.0.0.1:${address.port}/metrics`)).text();
+        const bytes = Number(/^otalink_broker_store_bytes (\d+)$/m.exec(body)?.[1]);
+        assert.ok(bytes > 0, 'store bytes missing from /metrics');
+        assert.match(body, /^otalink_broker_store_writable 1$/m);
+        assert.match(body, /^otalink_broker_store_messages 1$/m);
+        const sub = await connected(b.port, { version: 5, clientId: 'sys' });
+        await subscribe(sub, '$SYS/broker/store/bytes', 0);
+        const m = await sub.expect('publish', 3000);
+        assert.ok(Number(str(m.payload)) > 0);
+        sub.end();
+      },
+    );
+  });
+
+  test('acknowledgements wait for the sync; QoS 2 output waits too', async () => {
+    let release: (() => void) | undefined;
+    let holding = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        if (!holding) return nodeStoreFs.fdatasync(fd);
+        return new Promise<void>((resolve) => {
+          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
+        });
+      },
+    };
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+      const sub = await connected(b.port, persistent('s'));
+      await subscribe(sub, 'w', 2);
+      const pub = await connected(b.port, persistent('p'));
+      holding = true;
+      pub.send({ type: 'publish', topic: 'w', payload: text('held'), qos: 2, retain: false, dup: false, packetId: 1 });
+      assert.ok(await pub.silentFor(300), 'PUBREC before the commit was durable');
+      assert.ok(await sub.silentFor(10), 'the message went out before the commit was durable');
+      holding = false;
+      release?.();
+      await pub.expect('pubrec');
+      assert.equal(str((await sub.expect('publish')).payload), 'held');
+      pub.end();
+      sub.end();
+    });
+  });
+});
+
+describe('14 durable broker: write errors', () => {
+  test('an injected write error: no success ack (5.0: 0x97, 3.1.1: none), BROKER_ERR_STORE_FULL logged, stored data intact, recovery when space is back', async () => {
+    const dir = dataDir();
+    let failing = false;
+    let free = 1e12;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      writeSync: (fd, buffer, offset, length, position) => {
+        if (failing) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+        return nodeStoreFs.writeSync(fd, buffer, offset, length, position);
+      },
+      freeBytes: () => free,
+    };
+    const lines: string[] = [];
+    const { pino } = await import('pino');
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    await withBroker({ dataDir: dir, storeOptions: { fs }, logger }, async (b) => {
+      const sub = await connected(b.port, persistent('keeper'));
+      await subscribe(sub, 'd/#', 1);
+      await goOffline(sub);
+      const v5 = await connected(b.port, persistent('pub5'));
+      const v4 = await connected(b.port, persistent('pub4', 4));
+      assert.equal((await publishQos(v5, 'd/1', 'kept', 1, 1)).reasonCode ?? 0, 0);
+      failing = true;
+      free = 0;
+      v5.send({
+        type: 'publish',
+        topic: 'd/2',
+        payload: text('lost-5'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 2,
+      });
+      assert.equal((await v5.expect('puback')).reasonCode, 0x97);
+      v4.send({
+        type: 'publish',
+        topic: 'd/3',
+        payload: text('lost-4'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 3,
+      });
+      assert.ok(await v4.silentFor(400), '3.1.1 got a PUBACK for a message the store did not keep');
+      v5.send({
+        type: 'publish',
+        topic: 'd/4',
+        payload: text('refused'),
+        qos: 2,
+        retain: false,
+        dup: false,
+        packetId: 4,
+      });
+      assert.equal((await v5.expect('pubrec')).reasonCode, 0x97);
+      assert.equal(b.broker.store.writable, false);
+      assert.ok(b.broker.stats.storeRefused >= 3);
+      assert.ok(
+        lines.some((l) => l.includes('BROKER_ERR_STORE_FULL') && l.includes(dir)),
+        'no BROKER_ERR_STORE_FULL naming the path',
+      );
+      // Space comes back: within the recheck interval messages are taken again.
+      failing = false;
+      free = 1e12;
+      const deadline = Date.now() + 5000;
+      while (!b.broker.store.writable && Date.now() < deadline) await delay(100);
+      assert.equal(b.broker.store.writable, true);
+      assert.equal((await publishQos(v5, 'd/5', 'after', 1, 5)).reasonCode ?? 0, 0);
+      v5.end();
+      v4.end();
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const sub = await connected(b.port, persistent('keeper'));
+      const got: string[] = [];
+      for (;;) {
+        const p = await sub.next(500).catch(() => undefined);
+        if (p === undefined) break;
+        if (p.type === 'publish') {
+          got.push(str(p.payload));
+          sub.send({ type: 'puback', packetId: p.packetId! });
+        }
+      }
+      // 'lost-5' and 'lost-4' were routed in memory before the write failed, and may be delivered while the broker
+      // ran; after a restart only what was acknowledged can be there, and all of it is.
+      assert.ok(got.includes('kept') && got.includes('after'), `got ${got.join(',')}`);
+      assert.ok(!got.includes('lost-5') && !got.includes('lost-4') && !got.includes('refused'), `got ${got.join(',')}`);
+      sub.end();
+    });
+  });
+
+  test('restart time with 100 k queued messages (measured and printed, not asserted)', async () => {
+    const dir = dataDir();
+    const count = 100_000;
+    await withBroker({ dataDir: dir, limits: { maxQueuedMessages: count } }, async (b) => {
+      const sub = await connected(b.port, persistent('bulk'));
+      await subscribe(sub, 'bulk', 1);
+      await goOffline(sub);
+      const payload = new Uint8Array(200).fill(7);
+      for (let i = 0; i < count; i++) {
+        b.broker.publish({ topic: 'bulk', payload, qos: 1 });
+        if (i % 5000 === 0) await b.broker.store.commit();
+      }
+      await b.broker.store.commit();
+    });
+    const started = process.hrtime.bigint();
+    const b = await startBroker({ dataDir: dir, limits: { maxQueuedMessages: count } });
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    try {
+      assert.equal(b.broker.stats.queuedCurrent, count);
+      const size = b.broker.store.size();
+      console.log(
+        `# restart with ${count} queued messages (200 B payloads): ${ms.toFixed(0)} ms, store ${(size.bytes / 1e6).toFixed(1)} MB in ${size.segments} segments`,
+      );
+    } finally {
+      await b.close();
+    }
+  });
+});
