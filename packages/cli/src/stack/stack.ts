@@ -1,0 +1,177 @@
+// The embedded OTA stack in one process: dev PKI, our broker (vehicles over mutual TLS, the backend on loopback),
+// the backend engine with its HTTPS API and dashboard, and optionally a simulated fleet. `otalink up` and
+// `otalink demo` are thin shells around startStack().
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { type ArtifactInfo, type Backend, createBackend } from '@otalink/backend';
+import { BACKEND_IDENTITY, type DevPki, loadOrCreateDevPki } from '@otalink/pki';
+import type { Logger } from 'pino';
+// @otalink/backend's entry does not export its HTTP layer yet (reported); until it does, reach it by path.
+import { type RunningHttpServer, startHttpServer } from '../../../backend/src/http/index.js';
+import { type StackBroker, startStackBroker } from './broker.js';
+import { lateService } from './http.js';
+import { withPortFallback } from './ports.js';
+import { sampleArtifactBytes } from './sample-artifact.js';
+
+export const DEFAULT_HTTP_PORT = 8443;
+export const DEFAULT_MQTT_TLS_PORT = 8883;
+
+/** What a fleet needs from the stack to connect its vehicles. */
+export interface FleetContext {
+  pki: DevPki;
+  /** mqtts://127.0.0.1:port: mutual TLS, identity = the VIN in the certificate. */
+  mqttUrl: string;
+  /** https://127.0.0.1:port: API and artifact downloads (trust pki.ca). */
+  apiUrl: string;
+  backend: Backend;
+  logger: Logger;
+}
+
+export interface RunningFleet {
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Data directory: pki/, backend/ (SQLite, artifacts, signing keys). */
+  home: string;
+  /** Bind address of every listener; default 127.0.0.1 (the server certificate names 127.0.0.1, ::1, localhost). */
+  host?: string;
+  /** HTTPS port (API, dashboard, downloads); default 8443, a free port if that one is taken. */
+  httpPort?: number;
+  /** MQTT over mutual TLS for vehicles; default 8883, a free port if that one is taken. */
+  mqttPort?: number;
+  logger: Logger;
+  /** Upload the sample artifact; default true. */
+  sampleArtifact?: boolean;
+  /** Starts the simulated fleet once the backend runs. */
+  fleet?: (context: FleetContext) => Promise<RunningFleet>;
+  /** $SYS interval of the broker (0 in tests). */
+  sysIntervalSeconds?: number;
+}
+
+export interface RunningStack {
+  pki: DevPki;
+  broker: StackBroker;
+  http: RunningHttpServer;
+  backend: Backend;
+  fleet: RunningFleet | undefined;
+  urls: {
+    dashboard: string;
+    api: string;
+    /** Vehicles: mutual TLS. */
+    mqttVehicles: string;
+    /** The backend's loopback listener (user otalink-backend, `backendPassword`). */
+    mqttBackend: string;
+  };
+  /** Per-run password of the backend's MQTT user on the loopback listener. */
+  backendPassword: string;
+  sampleArtifact: ArtifactInfo | undefined;
+  /** Stops the fleet, the backend, the HTTP server and the broker, in that order. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const SAMPLE_ARTIFACT = { name: 'otalink sample update', version: '1.1.0' } as const;
+
+export async function startStack(options: StackOptions): Promise<RunningStack> {
+  const host = options.host ?? '127.0.0.1';
+  const logger = options.logger;
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse().splice(0)) {
+      await close().catch((err: unknown) => logger.warn({ err }, 'stack: error while closing'));
+    }
+  };
+  try {
+    const pki = await loadOrCreateDevPki(join(options.home, 'pki'));
+    const backendPassword = randomBytes(18).toString('base64url');
+    const fallback = (what: string) => (port: number) =>
+      logger.warn({ port }, `${what}: port ${port} is taken, using a free port instead`);
+
+    const broker = await withPortFallback(
+      options.mqttPort ?? DEFAULT_MQTT_TLS_PORT,
+      (port) =>
+        startStackBroker({
+          pki,
+          tls: { host, port },
+          backend: { host: '127.0.0.1', port: 0, password: backendPassword },
+          logger: logger.child({ component: 'broker' }),
+          ...(options.sysIntervalSeconds === undefined ? {} : { sysIntervalSeconds: options.sysIntervalSeconds }),
+        }),
+      fallback('MQTT'),
+    );
+    closers.push(() => broker.broker.close());
+    const backendUrl = broker.backendUrl;
+    if (backendUrl === undefined) throw new Error('the stack broker has no backend listener');
+
+    let backend: Backend | undefined;
+    const http = await withPortFallback(
+      options.httpPort ?? DEFAULT_HTTP_PORT,
+      (port) =>
+        startHttpServer({
+          service: lateService(() => {
+            if (backend === undefined) throw new Error('the backend is not created yet');
+            return backend.service;
+          }),
+          tls: { cert: pki.server.certPem, key: pki.server.keyPem },
+          host,
+          port,
+        }),
+      fallback('HTTPS'),
+    );
+    closers.push(() => http.close());
+
+    const created = createBackend({
+      dataDir: join(options.home, 'backend'),
+      mqtt: { url: backendUrl, username: BACKEND_IDENTITY, password: backendPassword },
+      vinMode: 'simulation',
+      publicBaseUrl: http.url,
+      logger: logger.child({ component: 'backend' }),
+    });
+    backend = created;
+    await created.start();
+    closers.push(() => created.close());
+
+    let sampleArtifact: ArtifactInfo | undefined;
+    if (options.sampleArtifact !== false) {
+      sampleArtifact = await created.service.putArtifact(sampleArtifactBytes(), {
+        ...SAMPLE_ARTIFACT,
+        hardwareIds: [...SAMPLE_HARDWARE_IDS],
+        contentType: 'application/octet-stream',
+      });
+    }
+
+    let fleet: RunningFleet | undefined;
+    if (options.fleet !== undefined) {
+      fleet = await options.fleet({ pki, mqttUrl: broker.tlsUrl, apiUrl: http.url, backend: created, logger });
+      const running = fleet;
+      closers.push(() => running.close());
+    }
+
+    let closing: Promise<void> | undefined;
+    return {
+      pki,
+      broker,
+      http,
+      backend: created,
+      fleet,
+      urls: {
+        dashboard: `${http.url}/`,
+        api: `${http.url}/api/v1`,
+        mqttVehicles: broker.tlsUrl,
+        mqttBackend: backendUrl,
+      },
+      backendPassword,
+      sampleArtifact,
+      close() {
+        closing ??= closeAll();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/** Hardware the sample artifact is built for: the simulated fleet's (see fleet.ts). */
+export const SAMPLE_HARDWARE_IDS: readonly string[] = ['sim-tcu-1'];
