@@ -1,20 +1,154 @@
-// `otalink up`: the whole stack in one process (npm start). Until the OTA backend and fleet simulator exist it
-// says so plainly instead of starting half a stack that looks like the real thing.
+// `otalink up` (npm start): the whole OTA stack in one process with nothing to configure. Dev PKI on first run,
+// our broker (vehicles over mutual TLS), the backend with its HTTPS API and dashboard, a simulated fleet online and
+// a sample artifact uploaded; Ctrl-C or SIGTERM stops everything and exits 0.
+import { relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BACKEND_IDENTITY } from '@otalink/pki';
+import { pino } from 'pino';
+import { simulatedFleet } from '../stack/fleet.js';
+import { otalinkHome } from '../stack/home.js';
+import { waitForOnline } from '../stack/online.js';
+import { DEFAULT_HTTP_PORT, DEFAULT_MQTT_TLS_PORT, type RunningStack, startStack } from '../stack/stack.js';
 import type { Command } from './command.js';
+
+const USAGE = `Usage: otalink up [options]
+
+Starts the broker, the backend (HTTPS API + dashboard) and a simulated fleet, all on this machine.
+State is kept in $OTALINK_HOME, else ./.otalink (dev PKI, SQLite database, artifacts, signing keys).
+
+  --vehicles N      simulated vehicles (default 100; 0 for none)
+  --http-port N     HTTPS port (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
+  --mqtt-port N     MQTT over mutual TLS port (default ${DEFAULT_MQTT_TLS_PORT}; a free port if taken; 0 = any)
+  --log-level L     fatal|error|warn|info|debug|trace|silent (default warn; logs go to stderr)
+  -h, --help        this help
+`;
+
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+/** How long `up` waits for the fleet to show as online in the API before printing what it has. */
+const ONLINE_WAIT_MS = 60_000;
+/** After a clean shutdown, a handle someone forgot must not keep the process alive forever. */
+const EXIT_GRACE_MS = 5_000;
+
+function port(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 65_535)
+    throw new Error(`${name}: expected 0..65535, got "${text}"`);
+  return value;
+}
+
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') ? rel : path;
+}
+
+function summary(stack: RunningStack, home: string, fleet: { online: number; expected: number }): string {
+  const { urls, pki } = stack;
+  const vehicleCerts = `${shown(pki.paths.vehiclesDir)}/<VIN>.pem, <VIN>-key.pem`;
+  const lines = [
+    `otalink is up (data in ${shown(home)})`,
+    '',
+    `  Dashboard  ${urls.dashboard}`,
+    `  API        ${urls.api}   (OpenAPI: ${urls.dashboard}openapi.json)`,
+    `  CA         ${shown(pki.paths.ca.cert)}   (curl --cacert it, or trust it in the browser)`,
+    `  MQTT       ${urls.mqttVehicles}   vehicles: mutual TLS, client certificate CN = VIN (${vehicleCerts})`,
+    `             ${urls.mqttBackend}   backend, loopback only: user ${BACKEND_IDENTITY}, password ${stack.backendPassword}`,
+    `             or mutual TLS as the backend: ${shown(pki.paths.backendClient.cert)}, ${shown(pki.paths.backendClient.key)}`,
+    `  Fleet      ${fleet.online} of ${fleet.expected} simulated vehicles online`,
+  ];
+  if (stack.sampleArtifact !== undefined) {
+    const a = stack.sampleArtifact;
+    lines.push(`  Artifact   ${a.name} ${a.version} for ${a.hardwareIds.join(', ')}: sha256 ${a.sha256}`);
+  }
+  lines.push(
+    '',
+    'Try:',
+    `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`,
+    `  npx otalink demo --vehicles 50       a whole campaign on a separate stack, with a summary`,
+    '',
+    'Ctrl-C stops everything.',
+    '',
+  );
+  return lines.join('\n');
+}
 
 export const up: Command = {
   summary: 'start the whole stack: broker, backend, dashboard and a simulated fleet (npm start)',
-  async run() {
-    process.stdout.write(
-      [
-        'otalink up: nothing to run yet. The OTA backend, dashboard and simulated fleet are not built yet',
-        '(see README.md, "Status"). What runs today:',
-        '  npx otalink broker --port 1883 --allow-anonymous    an MQTT 3.1.1/5.0 broker',
-        "  npx otalink sub -t 'ota/#' -v                        subscribe, as mosquitto_sub",
-        '  npx otalink pub -t ota/test -m hello                 publish, as mosquitto_pub',
-        '',
-      ].join('\n'),
-    );
+  async run(args) {
+    let values: { vehicles?: string; 'http-port'?: string; 'mqtt-port'?: string; 'log-level'?: string; help?: boolean };
+    let vehicles: number;
+    let httpPort: number;
+    let mqttPort: number;
+    try {
+      ({ values } = parseArgs({
+        args,
+        options: {
+          vehicles: { type: 'string' },
+          'http-port': { type: 'string' },
+          'mqtt-port': { type: 'string' },
+          'log-level': { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      }));
+      vehicles = values.vehicles === undefined ? 100 : Number(values.vehicles);
+      if (!Number.isInteger(vehicles) || vehicles < 0 || vehicles > 100_000) {
+        throw new Error(`--vehicles: expected 0..100000, got "${values.vehicles}"`);
+      }
+      httpPort = port(values['http-port'], DEFAULT_HTTP_PORT, '--http-port');
+      mqttPort = port(values['mqtt-port'], DEFAULT_MQTT_TLS_PORT, '--mqtt-port');
+      if (values['log-level'] !== undefined && !LOG_LEVELS.has(values['log-level'])) {
+        throw new Error(`--log-level: expected one of ${[...LOG_LEVELS].join(', ')}`);
+      }
+    } catch (err) {
+      process.stderr.write(`otalink up: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (values.help === true) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const home = otalinkHome();
+    const logger = pino({ name: 'otalink', level: values['log-level'] ?? 'warn' }, pino.destination(2));
+
+    // Signals that come during start-up stop it as soon as it is up.
+    const stopped = new Promise<NodeJS.Signals>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals) => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        // A second Ctrl-C while shutting down means "now".
+        process.once('SIGINT', () => process.exit(130));
+        resolve(signal);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    });
+
+    process.stdout.write(`otalink up: starting (data in ${shown(home)})...\n`);
+    let stack: RunningStack;
+    try {
+      stack = await startStack({
+        home,
+        httpPort,
+        mqttPort,
+        logger,
+        ...(vehicles > 0 ? { fleet: simulatedFleet({ vehicles }) } : {}),
+      });
+    } catch (err) {
+      process.stderr.write(`otalink up: could not start: ${(err as Error).message}\n`);
+      logger.error({ err }, 'start-up failed');
+      return 1;
+    }
+    const online = vehicles === 0 ? { online: 0 } : await waitForOnline(stack.backend, vehicles, ONLINE_WAIT_MS);
+    process.stdout.write(summary(stack, home, { online: online.online, expected: vehicles }));
+
+    const signal = await stopped;
+    process.stdout.write(`otalink up: ${signal}, shutting down...\n`);
+    await stack.close();
+    process.stdout.write('otalink up: stopped\n');
+    setTimeout(() => {
+      process.stderr.write('otalink up: something was still open after shutdown; exiting anyway\n');
+      process.exit(0);
+    }, EXIT_GRACE_MS).unref();
     return 0;
   },
 };

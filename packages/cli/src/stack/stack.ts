@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 // @otalink/backend's entry does not export its HTTP layer yet (reported); until it does, reach it by path.
 import { type RunningHttpServer, startHttpServer } from '../../../backend/src/http/index.js';
 import { type StackBroker, startStackBroker } from './broker.js';
+import { SIM_HARDWARE_ID } from './fleet.js';
 import { lateService } from './http.js';
 import { withPortFallback } from './ports.js';
 import { sampleArtifactBytes } from './sample-artifact.js';
@@ -18,6 +19,8 @@ export const DEFAULT_MQTT_TLS_PORT = 8883;
 
 /** What a fleet needs from the stack to connect its vehicles. */
 export interface FleetContext {
+  /** The stack's data directory (the fleet keeps its vehicles' state under it). */
+  home: string;
   pki: DevPki;
   /** mqtts://127.0.0.1:port: mutual TLS, identity = the VIN in the certificate. */
   mqttUrl: string;
@@ -135,14 +138,21 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     if (options.sampleArtifact !== false) {
       sampleArtifact = await created.service.putArtifact(sampleArtifactBytes(), {
         ...SAMPLE_ARTIFACT,
-        hardwareIds: [...SAMPLE_HARDWARE_IDS],
+        hardwareIds: [SIM_HARDWARE_ID],
         contentType: 'application/octet-stream',
       });
     }
 
     let fleet: RunningFleet | undefined;
     if (options.fleet !== undefined) {
-      fleet = await options.fleet({ pki, mqttUrl: broker.tlsUrl, apiUrl: http.url, backend: created, logger });
+      fleet = await options.fleet({
+        home: options.home,
+        pki,
+        mqttUrl: broker.tlsUrl,
+        apiUrl: http.url,
+        backend: created,
+        logger,
+      });
       const running = fleet;
       closers.push(() => running.close());
     }
@@ -172,6 +182,3 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     throw error;
   }
 }
-
-/** Hardware the sample artifact is built for: the simulated fleet's (see fleet.ts). */
-export const SAMPLE_HARDWARE_IDS: readonly string[] = ['sim-tcu-1'];
