@@ -612,11 +612,17 @@ export class ClientSession {
     this.pump(step, now);
   }
 
-  private finish(entry: OutEntry, code: number, props: AckProperties | undefined, step: Step, delivered = false): void {
+  private finish(
+    entry: OutEntry,
+    code: number,
+    props: AckProperties | undefined,
+    step: Step,
+    handedOver = false,
+  ): void {
     this.inflight.delete(entry.packetId!);
     this.ids.release(entry.packetId!);
     step.events.push({ type: 'store-delete', key: keyOf(entry) });
-    if (code >= 0x80 && !delivered) {
+    if (code >= 0x80 && !handedOver) {
       step.events.push({
         type: 'publish-failed',
         seq: entry.seq,
@@ -717,7 +723,11 @@ export class ClientSession {
       // No alias asked for, or one this server cannot take (a message resent after a reconnect to a server with a
       // lower maximum; new ones fail in checkAgainstServer): the table decides, with the topic in full if need be.
       choice = this.outAliases.choose(entry.topic);
-      if (requested !== undefined) packet.properties = withoutTopicAlias(entry.properties);
+      if (requested !== undefined) {
+        const rest = withoutTopicAlias(entry.properties);
+        if (rest === undefined) delete packet.properties;
+        else packet.properties = rest;
+      }
     }
     if (choice !== undefined) {
       packet.properties = { ...packet.properties, topicAlias: choice.alias };
