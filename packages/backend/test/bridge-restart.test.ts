@@ -45,7 +45,7 @@ class Vehicle {
         this.job = { jobId: parsed.message.jobId, executionNumber: parsed.message.executionNumber };
         this.report({ status: 'IN_PROGRESS', step: 'DOWNLOADING' });
       } else if (this.latest !== undefined) {
-        void client.publish(`ota/${vin}/status`, this.latest, { qos: 1 });
+        client.publish(`ota/${vin}/status`, this.latest, { qos: 1 }).catch(() => undefined);
       }
     });
   }
@@ -55,7 +55,7 @@ class Vehicle {
     this.latest = encodeMessage(
       createMessage('job.status', { ...this.job, seq: ++this.seq, ...body }, { ts: Date.now() }),
     );
-    void this.client.publish(`ota/${this.vin}/status`, this.latest, { qos: 1 });
+    this.client.publish(`ota/${this.vin}/status`, this.latest, { qos: 1 }).catch(() => undefined);
   }
 }
 

@@ -51,14 +51,20 @@ async function vehicle(
           ts: Date.now(),
         }),
       );
-    void client.publish(`ota/${vin}/status`, status(1, { status: 'IN_PROGRESS', step: 'DOWNLOADING', progress: 0 }), {
-      qos: 1,
-    });
+    client
+      .publish(`ota/${vin}/status`, status(1, { status: 'IN_PROGRESS', step: 'DOWNLOADING', progress: 0 }), {
+        qos: 1,
+      })
+      .catch(() => undefined);
     // The same seq twice: a QoS 1 redelivery.
-    void client.publish(`ota/${vin}/status`, status(1, { status: 'IN_PROGRESS', step: 'DOWNLOADING', progress: 0 }), {
-      qos: 1,
-    });
-    void client.publish(`ota/${vin}/status`, status(2, { status: 'SUCCEEDED', installedVersion: '2.0.0' }), { qos: 1 });
+    client
+      .publish(`ota/${vin}/status`, status(1, { status: 'IN_PROGRESS', step: 'DOWNLOADING', progress: 0 }), {
+        qos: 1,
+      })
+      .catch(() => undefined);
+    client
+      .publish(`ota/${vin}/status`, status(2, { status: 'SUCCEEDED', installedVersion: '2.0.0' }), { qos: 1 })
+      .catch(() => undefined);
   });
   const presence = createMessage(
     'presence',

@@ -361,27 +361,34 @@ export class Orchestrator {
 
   // ------------------------------------------------------------------ ingest (called by the MQTT bridge)
 
-  /** A job.status from `vin`. Applied only above the execution's lastSeq; everything else is counted and dropped. */
-  ingestStatus(vin: string, message: JobStatus): void {
+  /**
+   * A job.status from `vin`. Applied only above the execution's lastSeq; everything else is counted and dropped.
+   * `ack` (the MQTT acknowledgement) runs once the change is committed, or at once when nothing is to be written.
+   */
+  ingestStatus(vin: string, message: JobStatus, ack?: () => void): void {
     if (this.closed) return;
     this.stats.statusReceived++;
     const live = this.live.get(message.jobId);
     if (live === undefined) {
       this.ignored('NO_ACTIVE_CAMPAIGN', vin, message);
+      ack?.();
       return;
     }
     const entry = live.entries.get(vin);
     if (entry === undefined) {
       this.ignored('UNKNOWN_EXECUTION', vin, message);
+      ack?.();
       return;
     }
     const now = this.clock.now();
     const update = applyStatus(entry.exec, message, now);
     if (!update.applied) {
       this.ignored(update.ignored, vin, message);
+      ack?.();
       return;
     }
     this.stats.statusApplied++;
+    if (ack !== undefined) this.afterCommit.push(ack);
     this.applyUpdate(live, entry, update, now);
     if (update.execution.status === 'SUCCEEDED' || update.execution.status === 'ROLLED_BACK') {
       const version = update.execution.installedVersion;
@@ -401,9 +408,10 @@ export class Orchestrator {
     );
   }
 
-  ingestPresence(vin: string, message: Presence): void {
+  ingestPresence(vin: string, message: Presence, ack?: () => void): void {
     if (this.closed) return;
     this.stats.presenceReceived++;
+    if (ack !== undefined) this.afterCommit.push(ack);
     const now = this.clock.now();
     const update: PresenceUpdate = { vin, online: message.online, lastSeen: now };
     if (message.inventory !== undefined) {
@@ -426,8 +434,9 @@ export class Orchestrator {
   }
 
   /** A sync request: answered (after the pending writes commit) with the executions the vehicle should work on. */
-  sync(vin: string, clientToken: string): void {
+  sync(vin: string, clientToken: string, ack?: () => void): void {
     if (this.closed) return;
+    if (ack !== undefined) this.afterCommit.push(ack);
     this.afterCommit.push(() => {
       const executions: PendingExecutionEntry[] = [];
       for (const entry of this.byVin.get(vin)?.values() ?? []) {

@@ -3,10 +3,11 @@
 // presence unshared so every instance keeps the whole table. Every message is parsed with the types its topic
 // carries; a bad one is counted, logged and dropped, never thrown.
 //
-// Acknowledgement: our client sends PUBACK when a message arrives (it has no manual-ack option yet), i.e. before the
-// status is committed. A status acknowledged but lost in a crash is recovered without duplicates: on restart the
-// backend re-sends job.notify for every execution in flight, the vehicle answers with its latest status (its seq is
-// persisted), and the backend applies only a seq above the stored lastSeq.
+// Acknowledgement: the client runs with manualAck, and a message is acknowledged only once what it changed is
+// committed (or at once when it changes nothing: a duplicate, an invalid message). A crash before the commit leaves
+// it unacknowledged, so the broker delivers it again to the persistent session. Besides, on restart the backend
+// re-sends job.notify for every execution in flight (a command lost with the old process), and a vehicle answers a
+// known execution with its latest status; the seq rule makes every such resend harmless.
 import { type ClientOptions, connect, type Message, type MqttClient } from '@otalink/mqtt';
 import {
   encodeMessage,
@@ -60,6 +61,7 @@ export class MqttBridge implements CommandSink {
       ...base,
       clientId: this.options.clientId,
       clean: false,
+      manualAck: true,
       properties: {
         ...base.properties,
         sessionExpiryInterval: this.options.sessionExpirySeconds ?? 7 * 24 * 3600,
@@ -125,40 +127,36 @@ export class MqttBridge implements CommandSink {
   private onMessage(message: Message): void {
     const engine = this.engine;
     if (engine === undefined) return;
+    const ack = () => message.ack();
     try {
       const parsed = this.options.topics.parse(message.topic);
-      if (parsed === undefined || parsed.kind === 'fleet-status' || parsed.kind === 'command') return;
-      if (parsed.kind === 'presence') {
+      if (parsed === undefined || parsed.kind === 'fleet-status' || parsed.kind === 'command') {
+        ack();
+      } else if (parsed.kind === 'presence') {
         // An empty retained payload clears the retained presence: nothing to record.
-        if (message.payload.length === 0) return;
-        const result = parseMessage(message.payload, { types: PRESENCE_TYPES });
-        if (!result.ok) {
-          this.invalid(message.topic, result.error);
-          return;
-        }
-        engine.ingestPresence(parsed.vin, result.message);
+        const result =
+          message.payload.length === 0 ? undefined : parseMessage(message.payload, { types: PRESENCE_TYPES });
+        if (result === undefined) ack();
+        else if (!result.ok) this.invalid(message.topic, result.error, ack);
+        else engine.ingestPresence(parsed.vin, result.message, ack);
       } else if (parsed.kind === 'status') {
         const result = parseMessage(message.payload, { types: STATUS_TYPES });
-        if (!result.ok) {
-          this.invalid(message.topic, result.error);
-          return;
-        }
-        engine.ingestStatus(parsed.vin, result.message);
+        if (!result.ok) this.invalid(message.topic, result.error, ack);
+        else engine.ingestStatus(parsed.vin, result.message, ack);
       } else {
         const result = parseMessage(message.payload, { types: REQUEST_TYPES });
-        if (!result.ok) {
-          this.invalid(message.topic, result.error);
-          return;
-        }
-        engine.sync(parsed.vin, result.message.clientToken);
+        if (!result.ok) this.invalid(message.topic, result.error, ack);
+        else engine.sync(parsed.vin, result.message.clientToken, ack);
       }
     } catch (err) {
-      // Defence in depth: one message must never take the ingest down.
+      // Defence in depth: one message must never take the ingest down (nor stay unacknowledged forever).
       this.options.logger.error({ topic: message.topic, err }, 'handling a message failed');
+      ack();
     }
   }
 
-  private invalid(topic: string, error: { code: string; path: string; text: string }): void {
+  private invalid(topic: string, error: { code: string; path: string; text: string }, ack: () => void): void {
+    ack();
     this.engine?.countInvalid();
     // A misbehaving vehicle can send many; log the first ones, then one in a thousand.
     this.invalidLogged++;
