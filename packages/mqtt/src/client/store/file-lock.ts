@@ -12,7 +12,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { MqttError, type MqttErrorCode } from '../../codec/errors.js';
+import { MqttError } from '../../codec/errors.js';
 
 export interface StoreLock {
   readonly path: string;
@@ -148,13 +148,11 @@ function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-// MQTT_ERR_STORE_LOCKED is not (yet) in the codec's MqttErrorCode union, which this layer does not own.
-const STORE_LOCKED = 'MQTT_ERR_STORE_LOCKED' as string as MqttErrorCode;
 
 function lockedError(storePath: string, lockPath: string, pid: number | undefined): MqttError {
   const who = pid === undefined ? 'other processes competing for it' : `process ${pid}`;
   const self = pid === process.pid ? ' (this process: another client or store has it open)' : '';
-  return new MqttError(STORE_LOCKED, `the file store ${storePath} is in use by ${who}${self}; its lock is ${lockPath}`);
+  return new MqttError('MQTT_ERR_STORE_LOCKED', `the file store ${storePath} is in use by ${who}${self}; its lock is ${lockPath}`);
 }
 
 function lockError(storePath: string, what: string, cause: unknown): MqttError {
