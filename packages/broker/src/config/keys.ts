@@ -39,6 +39,8 @@ export interface ConfigDraft {
   metrics?: { port: number; host?: string };
   logLevel?: LogLevel;
   dataDir?: string;
+  storeSync?: 'batch' | 'none';
+  storeReserveBytes?: number;
   listeners: ListenerDraft[];
 }
 
@@ -100,6 +102,12 @@ export const GLOBAL_KEYS: Record<string, Apply> = {
   },
   data_dir: (draft, text, origin) => {
     draft.dataDir = resolvePath(text, origin);
+  },
+  store_sync: (draft, text) => {
+    draft.storeSync = parseChoice(text, ['batch', 'none'] as const);
+  },
+  store_reserve: (draft, text) => {
+    draft.storeReserveBytes = parseInteger(text, 0, MAX);
   },
 };
 

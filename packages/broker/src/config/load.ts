@@ -132,6 +132,11 @@ export async function buildBrokerOptions(draft: ConfigDraft): Promise<BrokerOpti
   if (draft.metrics !== undefined) options.metrics = { ...draft.metrics };
   if (draft.logLevel !== undefined) options.logLevel = draft.logLevel;
   if (draft.dataDir !== undefined) options.dataDir = draft.dataDir;
+  if (draft.storeSync !== undefined || draft.storeReserveBytes !== undefined) {
+    options.storeOptions = {};
+    if (draft.storeSync !== undefined) options.storeOptions.sync = draft.storeSync;
+    if (draft.storeReserveBytes !== undefined) options.storeOptions.reserveBytes = draft.storeReserveBytes;
+  }
   return options;
 }
 

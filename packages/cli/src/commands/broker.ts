@@ -13,7 +13,8 @@ const USAGE = `Usage: otalink broker [options]
       --allow-anonymous  let clients connect without a user name
       --metrics-port N   serve Prometheus metrics at http://HOST:N/metrics
       --log-level LEVEL  fatal, error, warn, info, debug, trace or silent (default info)
-      --data-dir DIR     directory for durable broker state
+      --data-dir DIR     keep persistent sessions, queued QoS 1/2 and retained messages in DIR
+                         (survive restarts and crashes; created if missing; default: memory only)
   -h, --help             this help
 
 Precedence, lowest first: defaults, the config file, OTALINK_BROKER_<KEY> environment variables, flags.
@@ -119,10 +120,12 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   const { options, warnings, configFile } = resolved;
   const logger = pino({ level: options.logLevel ?? 'info' }, pino.destination(2));
   for (const warning of warnings) logger.warn(warning);
-  if (options.dataDir !== undefined) {
-    logger.warn(
-      { dataDir: options.dataDir },
-      'data_dir is accepted but the durable store is not there yet: state is kept in memory',
+  if (options.dataDir === undefined) {
+    logger.info('no data_dir: sessions, queued messages and retained messages are kept in memory only');
+  } else {
+    logger.info(
+      { dataDir: options.dataDir, sync: options.storeOptions?.sync ?? 'batch' },
+      'durable store: persistent sessions, queued QoS 1/2 and retained messages survive restarts',
     );
   }
 
@@ -138,7 +141,9 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
   } catch (error) {
     stop.dispose();
     await broker?.close();
-    io.stderr.write(`otalink broker: ${(error as Error).message}\n`);
+    const code = (error as { code?: unknown }).code;
+    const prefix = typeof code === 'string' && code.startsWith('BROKER_ERR_STORE') ? `${code}: ` : '';
+    io.stderr.write(`otalink broker: ${prefix}${(error as Error).message}\n`);
     logger.flush();
     return 1;
   }
