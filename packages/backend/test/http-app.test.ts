@@ -381,6 +381,8 @@ describe('system', () => {
     assertError(await app.inject('/api/v1/nothing'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
     assertError(await app.inject({ method: 'DELETE', url: '/api/v1/vehicles' }), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
     assertError(await app.inject('/../../etc/passwd'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
+    assertError(await app.inject('/api/v1/vehicles/%E0%A4%A'), 400, 'OTA_ERR_BAD_REQUEST');
+    assertError(await app.inject('/artifacts/%zz?exp=1&sig=2'), 400, 'OTA_ERR_BAD_REQUEST');
   });
 
   test('an unexpected service failure is a 500 that does not leak its message', async () => {

@@ -1,7 +1,10 @@
 // The HTTP layer on real sockets: HTTPS with a self-signed certificate on 127.0.0.1 port 0, a plain-HTTP listener
 // next to it, the ranged download over TLS, and the SSE stream (snapshot, live updates, heartbeat, clean close).
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type RunningHttpServer, startHttpServer } from '../src/http/server.js';
 import {
   FakeBackend,
@@ -30,6 +33,7 @@ before(async () => {
     port: 0,
     plainHttp: { port: 0 },
     sseHeartbeatMs: 100,
+    sseMaxBufferedBytes: 64 * 1024,
   });
 });
 
@@ -74,6 +78,57 @@ test('upload over TLS, then a resumed download with Range and If-Range', async (
   const bad = await fetchUrl(url, { headers: { range: `bytes=${bytes.length}-` } });
   assert.equal(bad.status, 416);
   assert.equal(bad.headers['content-range'], `bytes */${bytes.length}`);
+});
+
+test('an upload cut off mid-body and an event stream that stops reading do not take the server down', async (t) => {
+  if (server === undefined) return t.skip('openssl not available to make a test certificate');
+  const base = server.url;
+  // The client promises 1 MB, sends 64 KiB and hangs up.
+  await new Promise<void>((resolve) => {
+    const req = httpsRequest(new URL(`${base}/api/v1/artifacts?name=cut&version=1.0.0&hardwareIds=hw-a`), {
+      method: 'POST',
+      ca: cert?.cert,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(1_000_000) },
+    });
+    req.on('error', () => resolve());
+    req.on('close', () => resolve());
+    req.write(Buffer.alloc(64 * 1024), () => setTimeout(() => req.destroy(), 50));
+  });
+  assert.equal([...service.artifacts.values()].filter((a) => a.name === 'cut').length, 0);
+  assert.equal((await fetchUrl(`${base}/healthz`)).status, 200);
+
+  // A client that never reads its event stream is dropped once 64 KiB are queued for it.
+  const sha256 = [...service.artifacts.keys()][0] as string;
+  const { id } = await service.createCampaign({ name: 'stuck', artifact: sha256, target: { vins: [VIN] } });
+  const before = service.listeners.get(id)?.size ?? 0;
+  let paused: IncomingMessage | undefined;
+  await new Promise<void>((resolve, reject) => {
+    const req = httpsRequest(new URL(`${base}/api/v1/campaigns/${id}/events`), { ca: cert?.cert }, (res) => {
+      paused = res;
+      res.pause();
+      resolve();
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const deadline = Date.now() + 10_000;
+  while ((service.listeners.get(id)?.size ?? 0) === before && Date.now() < deadline) await sleep(10);
+  assert.equal(service.listeners.get(id)?.size, before + 1);
+  const big = 'x'.repeat(8 * 1024);
+  for (let i = 0; i < 2000 && (service.listeners.get(id)?.size ?? 0) > before; i++) {
+    service.emit({
+      type: 'campaign.state',
+      campaignId: id,
+      at: 0,
+      from: 'RUNNING',
+      to: 'RUNNING',
+      cause: 'test',
+      reason: big,
+    });
+    if (i % 50 === 0) await sleep(5);
+  }
+  assert.equal(service.listeners.get(id)?.size ?? 0, before, 'the stuck stream was dropped');
+  paused?.destroy();
 });
 
 test('SSE: a snapshot first, then live updates, heartbeats, and the stream ends when the server closes', async (t) => {

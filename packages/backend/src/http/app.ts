@@ -9,6 +9,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyHttpsOptions,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyServerOptions,
 } from 'fastify';
 import { type BackendService, isBackendError } from '../api.js';
@@ -37,6 +38,8 @@ export interface BuildAppOptions {
   jsonLimitBytes?: number;
   /** Interval of the SSE keep-alive comment (default 15 s). */
   sseHeartbeatMs?: number;
+  /** Unsent bytes after which a stream that does not read is dropped (default 1 MiB). */
+  sseMaxBufferedBytes?: number;
   /** Directory of the dashboard's static files; false serves none (default: @otalink/dashboard). */
   dashboardDir?: string | false;
   /** TLS for the listening server (server.ts passes it through; inject() ignores it). */
@@ -67,6 +70,12 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     // Fastify's own 404 for /api/v1/ would otherwise answer /api/v1/ and /api/v1 differently.
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { allErrors: false } },
+    // Errors fastify raises before routing (a malformed URL, say) skip the error handler unless routed here.
+    frameworkErrors: (error, request, reply) => {
+      const mapped = mapError(error);
+      request.log.debug({ err: error, code: mapped.body.error.code }, 'request refused before routing');
+      return (reply as FastifyReply).code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
+    },
   };
   if (options.logger !== undefined) base.loggerInstance = options.logger;
   else
@@ -88,7 +97,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     }
   });
 
-  const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS);
+  const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS, options.sseMaxBufferedBytes);
   // preClose runs before the server stops accepting: ending the streams lets server.close() finish.
   app.addHook('preClose', async () => streams.closeAll());
 
@@ -158,4 +167,3 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
 
   return { app, streams, routes };
 }
-

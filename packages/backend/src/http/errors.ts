@@ -96,6 +96,8 @@ const FASTIFY_CODES: Record<string, { status: number; code: HttpErrorCode }> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, code: 'OTA_ERR_BODY_TOO_LARGE' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, code: 'OTA_ERR_VALIDATION' },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, code: 'OTA_ERR_VALIDATION' },
+  FST_ERR_BAD_URL: { status: 400, code: 'OTA_ERR_BAD_REQUEST' },
+  FST_ERR_ASYNC_CONSTRAINT: { status: 400, code: 'OTA_ERR_BAD_REQUEST' },
 };
 
 export function mapError(err: unknown): MappedError {

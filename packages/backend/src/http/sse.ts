@@ -13,12 +13,17 @@ export interface EventStream {
   readonly isClosed: boolean;
 }
 
+/** Bytes a stream may hold unsent before the client is deemed stuck and dropped (it reconnects to a snapshot). */
+export const DEFAULT_SSE_MAX_BUFFERED_BYTES = 1024 * 1024;
+
 export class EventStreams {
   readonly #open = new Set<EventStream>();
   readonly #heartbeatMs: number;
+  readonly #maxBufferedBytes: number;
 
-  constructor(heartbeatMs: number) {
+  constructor(heartbeatMs: number, maxBufferedBytes = DEFAULT_SSE_MAX_BUFFERED_BYTES) {
     this.#heartbeatMs = heartbeatMs;
+    this.#maxBufferedBytes = maxBufferedBytes;
   }
 
   get size(): number {
@@ -28,6 +33,7 @@ export class EventStreams {
   open(request: FastifyRequest, reply: FastifyReply): EventStream {
     reply.hijack();
     const raw = reply.raw;
+    const maxBufferedBytes = this.#maxBufferedBytes;
     raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -60,6 +66,12 @@ export class EventStreams {
         if (id !== undefined) lines.push(`id: ${id}`);
         lines.push(`event: ${event}`, `data: ${JSON.stringify(data)}`);
         raw.write(`${lines.join('\n')}\n\n`);
+        // A client that does not read would make the server buffer every event of a large campaign; since each
+        // reconnect starts with a fresh snapshot, dropping it loses nothing.
+        if (raw.writableLength > maxBufferedBytes) {
+          stream.close();
+          return false;
+        }
         return true;
       },
       close() {
