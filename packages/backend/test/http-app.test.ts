@@ -386,10 +386,14 @@ describe('system', () => {
   });
 
   test('an unexpected service failure is a 500 that does not leak its message', async () => {
-    service.explode = true;
+    service.explode = 'bug';
     const res = await app.inject('/api/v1/campaigns/c1');
     assertError(res, 500, 'OTA_ERR_INTERNAL');
     assert.doesNotMatch(res.body, /SQLITE|secret/);
+    service.explode = 'store';
+    const store = await app.inject('/api/v1/campaigns/c1');
+    assertError(store, 500, 'OTA_ERR_STORE');
+    assert.doesNotMatch(store.body, /SQLITE|secret/);
     assert.equal((await app.inject('/healthz')).statusCode, 200, 'the app still answers');
   });
 

@@ -61,18 +61,18 @@ export class FakeBackend implements BackendService {
   readonly campaigns = new Map<string, CampaignView>();
   readonly executions = new Map<string, ExecutionView[]>();
   readonly listeners = new Map<string, Set<CampaignListener>>();
-  /** Set to make the next call throw something that is not a BackendError. */
-  explode = false;
+  /** Set to make the next call fail: with a plain Error (a bug) or with the engine's OTA_ERR_STORE. */
+  explode: false | 'bug' | 'store' = false;
 
   close(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
   #boom(): void {
-    if (this.explode) {
-      this.explode = false;
-      throw new Error('SQLITE_CORRUPT: /secret/path/db.sqlite');
-    }
+    const kind = this.explode;
+    this.explode = false;
+    if (kind === 'bug') throw new Error('SQLITE_CORRUPT: /secret/path/db.sqlite');
+    if (kind === 'store') throw new BackendError('OTA_ERR_STORE', 'SQLITE_FULL writing /secret/path/db.sqlite');
   }
 
   async registerVehicle(r: VehicleRegistration): Promise<Vehicle> {

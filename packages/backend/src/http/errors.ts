@@ -106,7 +106,9 @@ export function mapError(err: unknown): MappedError {
   }
   if (isServiceError(err)) {
     const field = typeof err.field === 'string' ? err.field : undefined;
-    return { status: err.status, body: body(err.code, err.message, field), internal: err.status >= 500 };
+    // A 500 from the service (OTA_ERR_STORE) may name files or SQL: the code goes out, the message stays in the log.
+    const message = err.status === 500 ? 'internal error' : err.message;
+    return { status: err.status, body: body(err.code, message, field), internal: err.status >= 500 };
   }
   const fe = err as Partial<FastifyError> & { validation?: AjvIssue[]; validationContext?: string };
   if (Array.isArray(fe.validation) && fe.validation.length > 0) {
