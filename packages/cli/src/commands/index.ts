@@ -5,6 +5,7 @@ import { backend } from './backend.js';
 import { broker } from './broker.js';
 import { campaign } from './campaign.js';
 import type { Command } from './command.js';
+import { demo } from './demo.js';
 import { passwd } from './passwd.js';
 import { pki } from './pki.js';
 import { pub } from './pub.js';
@@ -16,6 +17,7 @@ export type { Command } from './command.js';
 
 export const commands: Record<string, Command> = {
   up,
+  demo,
   broker,
   passwd,
   pub,

@@ -3,9 +3,10 @@
 // the backend's manifest signing keys and the dev CA for downloads. Registered through the backend's service first,
 // so they are listed with model and hardware even before their presence arrives.
 import { join } from 'node:path';
-import { type AgentRunner, runAgent } from '@otalink/agent';
+import { type AgentOptions, type AgentRunner, runAgent } from '@otalink/agent';
 import type { TrustedKey } from '@otalink/ota';
 import { loadOrIssueVehicleCerts } from '@otalink/pki';
+import { assignFates, type FailureKnobs, NO_FAILURES, type VehicleFate } from './knobs.js';
 import type { FleetContext, RunningFleet } from './stack.js';
 
 export const SIM_MODEL = 'sim-model-1';
@@ -16,10 +17,14 @@ export interface SimulatedFleetOptions {
   vehicles: number;
   /** First VIN number; default 1 (SIM-000001). */
   first?: number;
+  /** Which vehicles fail, and how (default: none). */
+  knobs?: FailureKnobs;
 }
 
 export interface AgentFleet extends RunningFleet {
   readonly vins: readonly string[];
+  /** What each vehicle was told to do with an update. */
+  readonly fates: ReadonlyMap<string, VehicleFate>;
   readonly runners: readonly AgentRunner[];
   /** MQTT messages sent and received by all agents so far. */
   messages(): { in: number; out: number };
@@ -29,6 +34,20 @@ export function simVin(n: number): string {
   return `SIM-${String(n).padStart(6, '0')}`;
 }
 
+/** The agent hooks that make a vehicle fail the way its fate says; a succeeding vehicle keeps the defaults. */
+function failureHooks(fate: VehicleFate): AgentOptions['hooks'] {
+  if (fate === 'install-fail') {
+    return {
+      install() {
+        throw new Error('simulated installation failure (demo knob)');
+      },
+    };
+  }
+  if (fate === 'rollback')
+    return { healthCheck: () => ({ ok: false, text: 'simulated failed health check (demo knob)' }) };
+  return undefined;
+}
+
 /** Agents start this many at a time, so TLS handshakes do not all hit the broker in the same tick. */
 const START_CONCURRENCY = 25;
 
@@ -36,6 +55,7 @@ export function simulatedFleet(options: SimulatedFleetOptions): (context: FleetC
   return async (context) => {
     const first = options.first ?? 1;
     const vins = Array.from({ length: options.vehicles }, (_, i) => simVin(first + i));
+    const fates = assignFates(vins, options.knobs ?? NO_FAILURES);
     const certs = await loadOrIssueVehicleCerts(context.pki, vins);
     const trustedKeys: TrustedKey[] = (await context.backend.service.listSigningKeys()).map((key) => ({
       keyId: key.keyId,
@@ -73,6 +93,7 @@ export function simulatedFleet(options: SimulatedFleetOptions): (context: FleetC
               // A simulated vehicle's journal need not survive a power cut; fsync per step would dominate.
               fsync: false,
               logger: logger.child({ vin }),
+              hooks: failureHooks(fates.get(vin) ?? 'succeed'),
             });
           }),
         );
@@ -84,6 +105,7 @@ export function simulatedFleet(options: SimulatedFleetOptions): (context: FleetC
     }
     return {
       vins,
+      fates,
       runners,
       messages() {
         let received = 0;
