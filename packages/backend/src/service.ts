@@ -138,7 +138,7 @@ export class Service implements BackendService {
     if (installed !== undefined) vehicle.installedVersion = installed;
     if (existing?.lastSeen !== undefined) vehicle.lastSeen = existing.lastSeen;
     if (existing?.inventory !== undefined) vehicle.inventory = existing.inventory;
-    await this.d.store.commit({ vehicles: [vehicle] });
+    await this.d.engine.saveVehicle(vehicle);
     return vehicle;
   }
 

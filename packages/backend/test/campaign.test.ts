@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { createMessage } from '@otalink/ota';
+import { BackendError } from '../src/api.js';
+import { openSqliteStore } from '../src/store/sqlite.js';
+import type { BackendStore, StoreBatch } from '../src/store/types.js';
 import { type Harness, harness } from './support.js';
 
 async function succeed(h: Harness, vin: string, id: string, n = 1, from = 1): Promise<void> {
@@ -340,6 +344,56 @@ describe('campaign orchestration (fake clock, recorded commands)', () => {
       assert.deepEqual([done.counts.SUCCEEDED, done.counts.TIMED_OUT], [3, 1]);
       const bTransitions = (await h.backend.service.executionHistory(id, b)).transitions;
       assert.equal(bTransitions.filter((t) => t.to === 'SUCCEEDED').length, 1, 'no doubled transition');
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe('store failures', () => {
+  test('a failed commit is retried with its writes and commands; the operator call that waited on it sees OTA_ERR_STORE', async () => {
+    const store = openSqliteStore({ path: ':memory:' });
+    let failNext = 0;
+    const failing: BackendStore = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name === 'commit') {
+          return (batch: StoreBatch) => {
+            if (failNext > 0) {
+              failNext--;
+              return Promise.reject(new BackendError('OTA_ERR_STORE', 'disk full (test)'));
+            }
+            return target.commit(batch);
+          };
+        }
+        const value = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const h = await harness({ store: failing });
+    try {
+      const { id, vins } = await h.campaign(2);
+      const [a, b] = vins as [string, string];
+      await h.backend.service.startCampaign(id);
+      failNext = 1;
+      h.backend.engine.ingestStatus(
+        a,
+        createMessage('job.status', { jobId: id, executionNumber: 1, seq: 1, status: 'SUCCEEDED' }, { ts: 1 }),
+      );
+      await assert.rejects(h.backend.engine.flushNow(), { code: 'OTA_ERR_STORE' });
+      failNext = 1;
+      await assert.rejects(h.backend.service.registerVehicle({ vin: 'SIM-X', model: 'ID.4', hardwareId: 'tcu-v2' }), {
+        code: 'OTA_ERR_STORE',
+      });
+      // The retry (after about a second) lands everything queued, the failed batch included.
+      for (let i = 0; i < 100 && (await store.executionsOf(id, a))[0]?.status !== 'SUCCEEDED'; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await store.executionsOf(id, a))[0]?.status, 'SUCCEEDED');
+      assert.equal(await store.getVehicle('SIM-X'), undefined, 'the refused registration was not queued');
+      await h.backend.service.registerVehicle({ vin: 'SIM-X', model: 'ID.4', hardwareId: 'tcu-v2' });
+      assert.equal((await h.backend.service.stats()).statusApplied, 1);
+      await h.report(b, id, 1, 1, 'SUCCEEDED');
+      assert.equal((await h.backend.service.getCampaign(id)).state, 'COMPLETED');
     } finally {
       await h.close();
     }

@@ -41,6 +41,7 @@ import {
   type CampaignTransitionRecord,
   type StatusCounts,
   type TransitionRecord,
+  type Vehicle,
 } from '../api.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
@@ -90,6 +91,7 @@ interface LiveCampaign {
 }
 
 interface WriteBuffer {
+  vehicles: Map<string, Vehicle>;
   executions: Map<string, StoredExecution>;
   transitions: TransitionRecord[];
   campaigns: Map<string, StoredCampaign>;
@@ -103,6 +105,7 @@ interface WriteBuffer {
 
 function emptyBuffer(): WriteBuffer {
   return {
+    vehicles: new Map(),
     executions: new Map(),
     transitions: [],
     campaigns: new Map(),
@@ -237,10 +240,13 @@ export class Orchestrator {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flushNow();
-    this.closed = true;
-    this.scheduler.close();
-    this.listeners.clear();
+    try {
+      await this.flushNow();
+    } finally {
+      this.closed = true;
+      this.scheduler.close();
+      this.listeners.clear();
+    }
   }
 
   /** Resolves once every queued write is committed and its effects released (tests and orderly shutdown). */
@@ -267,6 +273,14 @@ export class Orchestrator {
       if (this.locks.get(campaignId) === tail) this.locks.delete(campaignId);
     });
     return run;
+  }
+
+  /** Registrations share the ingest's commits, so many concurrent ones cost one fsync. */
+  async saveVehicle(vehicle: Vehicle): Promise<void> {
+    this.buffer.vehicles.set(vehicle.vin, vehicle);
+    this.buffer.size++;
+    this.vinModel.set(vehicle.vin, vehicle.model);
+    await this.flushNow();
   }
 
   /** A campaign was written to the store in DRAFT (no live state yet). */
@@ -931,8 +945,13 @@ export class Orchestrator {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      if (this.flushing === undefined) void this.flush();
-      else void this.flushing.then(() => this.scheduleFlush());
+      // A failed commit is logged, re-queued and retried by flushOnce; nobody awaits this one.
+      if (this.flushing === undefined) this.flush().catch(() => undefined);
+      else
+        this.flushing.then(
+          () => this.scheduleFlush(),
+          () => this.scheduleFlush(),
+        );
     });
   }
 
@@ -943,6 +962,23 @@ export class Orchestrator {
     });
     this.flushing = run;
     return run;
+  }
+
+  /** Puts a failed batch back in front of what was queued since, newer values winning. */
+  private requeue(failed: WriteBuffer, effects: (() => void)[]): void {
+    const newer = this.buffer;
+    for (const [k, v] of newer.vehicles) failed.vehicles.set(k, v);
+    for (const [k, v] of newer.executions) failed.executions.set(k, v);
+    for (const [k, v] of newer.campaigns) failed.campaigns.set(k, v);
+    for (const [k, v] of newer.presence) failed.presence.set(k, v);
+    for (const [k, v] of newer.released) failed.released.set(k, [...(failed.released.get(k) ?? []), ...v]);
+    failed.transitions.push(...newer.transitions);
+    failed.campaignTransitions.push(...newer.campaignTransitions);
+    failed.targets.push(...newer.targets);
+    failed.installedVersions.push(...newer.installedVersions);
+    failed.size += newer.size;
+    this.buffer = failed;
+    this.afterCommit = [...effects, ...this.afterCommit];
   }
 
   private async flushOnce(): Promise<void> {
@@ -964,8 +1000,15 @@ export class Orchestrator {
         this.stats.ingestBatches++;
       } catch (e) {
         this.stats.storeErrors++;
-        this.log.error({ err: e, writes: buffer.size }, 'store commit failed; commands of this batch are not sent');
-        return;
+        this.log.error({ err: e, writes: buffer.size }, 'store commit failed; the batch is kept and retried');
+        // Memory is already ahead of the store: keep the batch (and its commands and acks) and try again, so the
+        // store catches up instead of silently missing what the orchestrator believes is written.
+        this.requeue(buffer, effects);
+        if (!this.closed) {
+          const retry = setTimeout(() => this.scheduleFlush(), STORE_RETRY_MS);
+          retry.unref();
+        }
+        throw e;
       }
     }
     for (const effect of effects) {
@@ -978,8 +1021,11 @@ export class Orchestrator {
   }
 }
 
+const STORE_RETRY_MS = 1000;
+
 function toBatch(buffer: WriteBuffer): StoreBatch {
   const batch: StoreBatch = {};
+  if (buffer.vehicles.size > 0) batch.vehicles = [...buffer.vehicles.values()];
   if (buffer.presence.size > 0) batch.presence = [...buffer.presence.values()];
   if (buffer.installedVersions.length > 0) batch.installedVersions = buffer.installedVersions;
   if (buffer.campaigns.size > 0) batch.campaigns = [...buffer.campaigns.values()];
