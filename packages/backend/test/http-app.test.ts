@@ -364,6 +364,8 @@ describe('campaigns', () => {
 
   test('events for an unknown campaign are a JSON 404, not a stream', async () => {
     assertError(await app.inject('/api/v1/campaigns/nope/events'), 404, 'OTA_ERR_NOT_FOUND');
+    // HEAD must not open a stream that never ends (it would hang this inject).
+    assert.equal((await app.inject({ method: 'HEAD', url: `/api/v1/campaigns/${id}/events` })).statusCode, 404);
   });
 });
 

@@ -120,6 +120,8 @@ export function registerCampaignRoutes(app: FastifyInstance, service: BackendSer
   app.get<{ Params: { id: string } }>(
     '/campaigns/:id/events',
     {
+      // A HEAD would run this handler and open a stream that never ends.
+      exposeHeadRoute: false,
       schema: {
         tags: ['campaigns'],
         summary:
