@@ -1,6 +1,7 @@
 // `otalink up` as a user runs it: a child process with its own data directory and free ports, ready when it
-// prints its summary; the API answers over HTTPS (trusting the dev CA it created), the 100 simulated vehicles are
-// registered and online, and SIGTERM brings it down with exit code 0.
+// prints its summary; the API answers over HTTPS (trusting the dev CA it created), the dashboard is served, the 100
+// simulated vehicles are registered and online, and SIGTERM brings it down with exit code 0. A second run on the
+// same directory reuses the CA and the vehicles' registrations.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,18 +14,18 @@ import { after, test } from 'node:test';
 const root = new URL('../..', import.meta.url).pathname;
 const READY = 'Ctrl-C stops everything.';
 
-async function getJson(url: string, ca: string): Promise<{ status: number; body: unknown }> {
+async function get(url: string, ca: string): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { ca, timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) });
-        } catch (err) {
-          reject(err);
-        }
-      });
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          type: String(res.headers['content-type'] ?? ''),
+          text: Buffer.concat(chunks).toString(),
+        }),
+      );
     });
     req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
     req.on('error', reject);
@@ -32,24 +33,39 @@ async function getJson(url: string, ca: string): Promise<{ status: number; body:
   });
 }
 
-let child: ChildProcess | undefined;
+async function getJson(url: string, ca: string): Promise<{ status: number; body: unknown }> {
+  const response = await get(url, ca);
+  return { status: response.status, body: JSON.parse(response.text) };
+}
+
+interface RunningUp {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  api: string;
+  dashboard: string;
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const children: ChildProcess[] = [];
 let home: string | undefined;
 after(async () => {
-  if (child !== undefined && child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
   }
   if (home !== undefined) await rm(home, { recursive: true, force: true });
 });
 
-test('otalink up: HTTPS API healthy, 100 vehicles online, SIGTERM exits 0', { timeout: 240_000 }, async () => {
-  home = await mkdtemp(join(tmpdir(), 'otalink-up-'));
+async function startUp(dataDir: string): Promise<RunningUp> {
   const proc = spawn(process.execPath, ['bin/otalink.js', 'up', '--http-port', '0', '--mqtt-port', '0'], {
     cwd: root,
-    env: { ...process.env, OTALINK_HOME: home },
+    env: { ...process.env, OTALINK_HOME: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child = proc;
+  children.push(proc);
   let stdout = '';
   let stderr = '';
   proc.stdout?.on('data', (c: Buffer) => {
@@ -59,7 +75,6 @@ test('otalink up: HTTPS API healthy, 100 vehicles online, SIGTERM exits 0', { ti
     stderr += c.toString();
   });
   const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-
   await new Promise<void>((resolve, reject) => {
     const guard = setTimeout(() => reject(new Error(`not ready in time:\n${stdout}\n${stderr}`)), 180_000);
     const check = () => {
@@ -75,30 +90,62 @@ test('otalink up: HTTPS API healthy, 100 vehicles online, SIGTERM exits 0', { ti
       reject(new Error(`exited early with ${code}:\n${stdout}\n${stderr}`));
     });
   });
-
   const api = /API\s+(https:\/\/\S+\/api\/v1)/.exec(stdout)?.[1];
   const dashboard = /Dashboard\s+(https:\/\/\S+)/.exec(stdout)?.[1];
   assert.ok(api !== undefined && dashboard !== undefined, stdout);
-  assert.match(stdout, /Fleet\s+100 of 100 simulated vehicles online/);
-  assert.match(stdout, /mqtts:\/\/127\.0\.0\.1:\d+/);
+  return {
+    proc,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    api,
+    dashboard,
+    async stop() {
+      proc.kill('SIGTERM');
+      const [code, signal] = await exited;
+      return { code, signal };
+    },
+  };
+}
+
+async function vehicles(api: string, ca: string): Promise<Array<{ vin: string; online: boolean; model: string }>> {
+  const response = await getJson(`${api}/vehicles?limit=1000`, ca);
+  assert.equal(response.status, 200);
+  return (response.body as { items: Array<{ vin: string; online: boolean; model: string }> }).items;
+}
+
+test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0; a restart reuses the PKI', {
+  timeout: 400_000,
+}, async () => {
+  home = await mkdtemp(join(tmpdir(), 'otalink-up-'));
+  const first = await startUp(home);
+  assert.match(first.stdout(), /Fleet\s+100 of 100 simulated vehicles online/);
+  assert.match(first.stdout(), /mqtts:\/\/127\.0\.0\.1:\d+/);
   const ca = await readFile(join(home, 'pki', 'ca.pem'), 'utf8');
 
-  const health = await getJson(new URL('/healthz', dashboard).toString(), ca);
+  const health = await getJson(new URL('/healthz', first.dashboard).toString(), ca);
   assert.deepEqual(health, { status: 200, body: { status: 'ok' } });
+  const page = await get(first.dashboard, ca);
+  assert.equal(page.status, 200);
+  assert.match(page.type, /text\/html/);
 
-  const vehicles = await getJson(`${api}/vehicles?limit=1000`, ca);
-  assert.equal(vehicles.status, 200);
-  const items = (vehicles.body as { items: Array<{ vin: string; online: boolean }> }).items;
-  assert.equal(items.length, 100);
-  assert.equal(items.filter((v) => v.online).length, 100);
-  assert.ok(items.some((v) => v.vin === 'SIM-000100'));
+  const fleet = await vehicles(first.api, ca);
+  assert.equal(fleet.length, 100);
+  assert.equal(fleet.filter((v) => v.online).length, 100);
+  assert.ok(fleet.some((v) => v.vin === 'SIM-000100'));
 
-  const artifacts = await getJson(`${api}/artifacts`, ca);
+  const artifacts = await getJson(`${first.api}/artifacts`, ca);
   assert.equal((artifacts.body as { items: unknown[] }).items.length, 1, 'the sample artifact is uploaded');
 
-  proc.kill('SIGTERM');
-  const [code, signal] = await exited;
-  assert.equal(signal, null, stderr);
-  assert.equal(code, 0, stderr);
-  assert.match(stdout, /otalink up: stopped/);
+  const stopped = await first.stop();
+  assert.deepEqual(stopped, { code: 0, signal: null }, first.stderr());
+  assert.match(first.stdout(), /otalink up: stopped/);
+
+  const second = await startUp(home);
+  assert.equal(await readFile(join(home, 'pki', 'ca.pem'), 'utf8'), ca, 'the CA is reused');
+  const again = await vehicles(second.api, ca);
+  assert.equal(again.length, 100);
+  assert.equal(again.filter((v) => v.online).length, 100);
+  const artifactsAgain = await getJson(`${second.api}/artifacts`, ca);
+  assert.equal((artifactsAgain.body as { items: unknown[] }).items.length, 1, 'same sample bytes, one artifact');
+  assert.deepEqual(await second.stop(), { code: 0, signal: null }, second.stderr());
 });

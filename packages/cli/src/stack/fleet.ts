@@ -4,6 +4,7 @@
 // so they are listed with model and hardware even before their presence arrives.
 import { join } from 'node:path';
 import { type AgentOptions, type AgentRunner, runAgent } from '@otalink/agent';
+import { isBackendError } from '@otalink/backend';
 import type { TrustedKey } from '@otalink/ota';
 import { loadOrIssueVehicleCerts } from '@otalink/pki';
 import { assignFates, type FailureKnobs, NO_FAILURES, type VehicleFate } from './knobs.js';
@@ -61,13 +62,24 @@ export function simulatedFleet(options: SimulatedFleetOptions): (context: FleetC
       keyId: key.keyId,
       publicKey: new Uint8Array(Buffer.from(key.publicKey, 'base64')),
     }));
+    // Registered once; on a later `otalink up` the registration (and the version a campaign installed) is kept.
+    const service = context.backend.service;
     for (const vin of vins) {
-      await context.backend.service.registerVehicle({
-        vin,
-        model: SIM_MODEL,
-        hardwareId: SIM_HARDWARE_ID,
-        installedVersion: SIM_FACTORY_VERSION,
-      });
+      const known = await service.getVehicle(vin).then(
+        () => true,
+        (err: unknown) => {
+          if (isBackendError(err) && err.code === 'OTA_ERR_NOT_FOUND') return false;
+          throw err;
+        },
+      );
+      if (!known) {
+        await service.registerVehicle({
+          vin,
+          model: SIM_MODEL,
+          hardwareId: SIM_HARDWARE_ID,
+          installedVersion: SIM_FACTORY_VERSION,
+        });
+      }
     }
     const logger = context.logger.child({ component: 'fleet' });
     const runners: AgentRunner[] = [];
