@@ -1,0 +1,303 @@
+// The log store's own guarantees, beyond the contract: group commit, sync policy, segments and compaction, torn-tail
+// recovery, a damaged record in an older segment refused with file and offset, write and sync errors that never
+// leave a partial batch behind.
+import assert from 'node:assert/strict';
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import type { Message } from '../src/index.js';
+import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+
+const dirs: string[] = [];
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-log-'));
+  dirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function message(payload: string): Message {
+  return {
+    topic: 't',
+    payload: new TextEncoder().encode(payload),
+    qos: 1,
+    retain: false,
+    properties: undefined,
+    expiresAt: 0,
+    origin: undefined,
+  };
+}
+
+async function open(options: LogStoreOptions) {
+  const store = new LogStore(options);
+  const contents = await store.load();
+  return { store, contents };
+}
+
+function queue(store: LogStore, clientId: string, payload: string): number {
+  const entryId = store.newEntryId();
+  const messageId = store.putMessage(message(payload));
+  store.enqueue(clientId, entryId, {
+    messageId,
+    qos: 1,
+    retain: false,
+    subscriptionIds: undefined,
+    sharedFilter: undefined,
+  });
+  return entryId;
+}
+
+function payloads(contents: Awaited<ReturnType<LogStore['load']>>, clientId: string): string[] {
+  const session = contents.sessions.get(clientId);
+  if (session === undefined) return [];
+  return [...session.queue.values()].map((d) => new TextDecoder().decode(contents.messages.get(d.messageId)?.payload));
+}
+
+function segments(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((name) => name.startsWith('segment-'))
+    .sort();
+}
+
+describe('log store', () => {
+  test('group commit: everything issued in one turn is one write and one fdatasync; sync none never syncs', async () => {
+    let syncs = 0;
+    const fs: StoreFs = { ...nodeStoreFs, fdatasync: (fd) => (syncs++, nodeStoreFs.fdatasync(fd)) };
+    const dir = dataDir();
+    const { store } = await open({ dir, fs });
+    syncs = 0;
+    store.putSession('g', 60, 0);
+    const commits = [];
+    for (let i = 0; i < 1000; i++) {
+      queue(store, 'g', `m${i}`);
+      commits.push(store.commit());
+    }
+    await Promise.all(commits);
+    assert.equal(syncs, 1);
+    assert.equal(store.counters.batches, 1);
+    await store.close();
+    const none = await open({ dir, fs, sync: 'none' });
+    syncs = 0;
+    queue(none.store, 'g', 'unsynced');
+    await none.store.commit();
+    assert.equal(syncs, 0);
+    await none.store.close();
+    const again = await open({ dir });
+    assert.equal(payloads(again.contents, 'g').length, 1001);
+    await again.store.close();
+  });
+
+  test('a torn tail is cut with a warning; what came before is intact and appends after it survive', async () => {
+    const dir = dataDir();
+    const first = await open({ dir });
+    first.store.putSession('t', 60, 0);
+    for (let i = 0; i < 50; i++) queue(first.store, 't', `m${i}`);
+    await first.store.commit();
+    await first.store.close();
+    const last = join(dir, segments(dir).at(-1)!);
+    // Half a record: a length that promises more than is there, then a few bytes.
+    const fd = openSync(last, 'r+');
+    const end = statSync(last).size;
+    const torn = Buffer.alloc(30, 0xab);
+    torn.writeUInt32LE(500, 0);
+    writeSync(fd, torn, 0, torn.length, end);
+    closeSync(fd);
+    const warnings: string[] = [];
+    const { pino } = await import('pino');
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+    const second = await open({ dir, logger });
+    assert.equal(payloads(second.contents, 't').length, 50);
+    assert.equal(second.store.counters.truncatedBytes, 30);
+    assert.ok(warnings.some((w) => w.includes('BROKER_ERR_STORE_TORN_TAIL') && w.includes(last)));
+    assert.equal(statSync(last).size, end, 'the torn bytes were not cut from the file');
+    queue(second.store, 't', 'after');
+    await second.store.commit();
+    await second.store.close();
+    const third = await open({ dir });
+    assert.deepEqual(payloads(third.contents, 't').slice(-2), ['m49', 'after']);
+    await third.store.close();
+  });
+
+  test('random cuts and flipped bytes in the last segment: every record before the damage comes back', async () => {
+    const dir = dataDir();
+    const first = await open({ dir });
+    first.store.putSession('r', 60, 0);
+    await first.store.commit();
+    await first.store.close();
+    // A segment with only these records: the session lives in the previous one.
+    const writer = await open({ dir });
+    for (let i = 0; i < 200; i++) queue(writer.store, 'r', `m${i}`);
+    await writer.store.commit();
+    await writer.store.close();
+    const last = join(dir, segments(dir).at(-1)!);
+    const original = Buffer.alloc(statSync(last).size);
+    const rfd = openSync(last, 'r');
+    readSync(rfd, original, 0, original.length, 0);
+    closeSync(rfd);
+    for (let round = 0; round < 20; round++) {
+      const at = 60 + Math.floor(Math.random() * (original.length - 60));
+      const damaged = Buffer.from(original);
+      const flip = round % 2 === 0;
+      if (flip) damaged[at] = (damaged[at]! + 1 + Math.floor(Math.random() * 254)) & 0xff;
+      const fd = openSync(last, 'w');
+      writeSync(fd, damaged, 0, flip ? damaged.length : at, 0);
+      closeSync(fd);
+      const before = segments(dir);
+      const { store, contents } = await open({ dir });
+      const got = payloads(contents, 'r');
+      assert.deepEqual(
+        got,
+        Array.from({ length: got.length }, (_, i) => `m${i}`),
+        `round ${round}: not a prefix`,
+      );
+      assert.ok(got.length < 200 || !flip, `round ${round}: a flipped byte went unnoticed`);
+      await store.close();
+      // Put the original back (and drop the segment the reopen added) for the next round.
+      for (const name of segments(dir)) if (!before.includes(name)) rmSync(join(dir, name));
+      const wfd = openSync(last, 'w');
+      writeSync(wfd, original, 0, original.length, 0);
+      closeSync(wfd);
+    }
+  });
+
+  test('a damaged record in an older segment stops the load with BROKER_ERR_STORE_CORRUPT naming file and offset', async () => {
+    const dir = dataDir();
+    const first = await open({ dir, segmentBytes: 2000 });
+    first.store.putSession('c', 60, 0);
+    for (let i = 0; i < 100; i++) {
+      queue(first.store, 'c', `message-${i}`);
+      await first.store.commit();
+    }
+    await first.store.close();
+    const names = segments(dir);
+    assert.ok(names.length >= 3, `expected several segments, got ${names.length}`);
+    const victim = join(dir, names[1]!);
+    const fd = openSync(victim, 'r+');
+    writeSync(fd, Buffer.from([0xff]), 0, 1, 200);
+    closeSync(fd);
+    await assert.rejects(new LogStore({ dir }).load(), (error: unknown) => {
+      assert.ok(error instanceof BrokerError);
+      assert.equal(error.code, 'BROKER_ERR_STORE_CORRUPT');
+      assert.ok(error.message.includes(victim), error.message);
+      assert.match(error.message, /offset \d+/);
+      return true;
+    });
+  });
+
+  test('segments rotate; compaction writes a snapshot, removes older segments, and a reopen sees the same state', async () => {
+    const dir = dataDir();
+    const { store } = await open({ dir, segmentBytes: 4096, compactMinBytes: 64 * 1024 });
+    store.putSession('k', 60, 0);
+    store.setRetained({ ...message('retained'), topic: 'r/1', retain: true });
+    const kept: string[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const entry = queue(store, 'k', `m${i}`);
+      if (i % 100 === 0) kept.push(`m${i}`);
+      else store.dequeue('k', entry);
+      if (i % 50 === 0) await store.commit();
+    }
+    await store.commit();
+    assert.ok(store.counters.compactions >= 1, 'no compaction ran');
+    const size = store.size();
+    assert.ok(size.bytes < 64 * 1024 + 8192, `store is ${size.bytes} bytes after compaction`);
+    await store.close();
+    const again = await open({ dir });
+    assert.deepEqual(payloads(again.contents, 'k'), kept);
+    assert.equal(again.contents.retained.size, 1);
+    await again.store.compactNow();
+    assert.equal(segments(dir).length, 1);
+    await again.store.close();
+    const third = await open({ dir });
+    assert.deepEqual(payloads(third.contents, 'k'), kept);
+    await third.store.close();
+  });
+
+  test('a snapshot torn by a crash is ignored: the segments before it still hold the state', async () => {
+    const dir = dataDir();
+    const first = await open({ dir });
+    first.store.putSession('s', 60, 0);
+    queue(first.store, 's', 'before-snapshot');
+    await first.store.commit();
+    await first.store.compactNow();
+    await first.store.close();
+    const names = segments(dir);
+    // Make a copy of the completed snapshot segment as the next segment, cut before its snapshot-end record.
+    const snapshot = join(dir, names.at(-2) ?? names[0]!);
+    const bytes = Buffer.alloc(statSync(snapshot).size);
+    const rfd = openSync(snapshot, 'r');
+    readSync(rfd, bytes, 0, bytes.length, 0);
+    closeSync(rfd);
+    const next = Number(/(\d{8})/.exec(names.at(-1)!)![1]) + 1;
+    const tornPath = join(dir, `segment-${String(next).padStart(8, '0')}.log`);
+    const wfd = openSync(tornPath, 'w');
+    writeSync(wfd, bytes, 0, bytes.length - 20, 0);
+    closeSync(wfd);
+    const second = await open({ dir });
+    assert.deepEqual(payloads(second.contents, 's'), ['before-snapshot']);
+    // Its number is reused by the fresh append segment, which holds only a header.
+    assert.ok(statSync(tornPath).size < bytes.length - 20, 'the torn snapshot was kept');
+    await second.store.close();
+  });
+
+  test('a short write (disk full mid-batch) is cut off: nothing of the batch is replayed, later batches land cleanly', async () => {
+    const dir = dataDir();
+    let short = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      writeSync: (fd, buffer, offset, length, position) => {
+        if (!short) return nodeStoreFs.writeSync(fd, buffer, offset, length, position);
+        // Writes the first half, then "the disk is full".
+        return nodeStoreFs.writeSync(fd, buffer, offset, Math.floor(length / 2), position);
+      },
+      freeBytes: () => (short ? 0 : 1e12),
+    };
+    const { store } = await open({ dir, fs });
+    store.putSession('f', 60, 0);
+    queue(store, 'f', 'acked');
+    await store.commit();
+    short = true;
+    for (let i = 0; i < 10; i++) queue(store, 'f', `lost${i}`);
+    await assert.rejects(
+      store.commit(),
+      (error: unknown) => error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_FULL',
+    );
+    assert.equal(store.writable, false);
+    assert.match(store.refusal ?? '', /segment-\d+\.log/);
+    short = false;
+    queue(store, 'f', 'later');
+    await store.commit();
+    await store.close();
+    const again = await open({ dir });
+    assert.deepEqual(payloads(again.contents, 'f'), ['acked', 'later']);
+    await again.store.close();
+  });
+
+  test('a failed fdatasync stops all writing until restart; what was durable before is loaded', async () => {
+    const dir = dataDir();
+    let failSync = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) =>
+        failSync ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : nodeStoreFs.fdatasync(fd),
+    };
+    const { store } = await open({ dir, fs });
+    store.putSession('e', 60, 0);
+    queue(store, 'e', 'durable');
+    await store.commit();
+    failSync = true;
+    queue(store, 'e', 'unsure');
+    await assert.rejects(store.commit(), /EIO/);
+    failSync = false;
+    queue(store, 'e', 'refused');
+    await assert.rejects(store.commit(), /fdatasync failed/);
+    assert.equal(store.writable, false);
+    await store.close();
+    const again = await open({ dir });
+    assert.ok(payloads(again.contents, 'e').includes('durable'));
+    assert.ok(!payloads(again.contents, 'e').includes('refused'));
+    await again.store.close();
+  });
+});
