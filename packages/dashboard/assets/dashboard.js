@@ -23,8 +23,11 @@ const ACTIONS = {
 
 /** Campaigns by id, as the last snapshot or REST read left them, with live counts folded in. */
 const campaigns = new Map();
-/** One EventSource per campaign that can still change. */
+/** One EventSource per campaign that can still change, for the newest few of them. */
 const streams = new Map();
+/** Browsers allow about six HTTP/1.1 connections per origin; the API calls need some of them. The campaigns past
+ *  this many are refreshed by the periodic poll instead of a stream. */
+const MAX_STREAMS = 4;
 
 function el(tag, attributes, ...children) {
   const node = document.createElement(tag);
@@ -124,7 +127,7 @@ function renderLegend() {
 }
 
 function follow(id) {
-  if (streams.has(id)) return;
+  if (streams.has(id) || streams.size >= MAX_STREAMS) return;
   const source = new EventSource(`${API}/campaigns/${encodeURIComponent(id)}/events`);
   streams.set(id, source);
   const update = (patch) => {
@@ -155,6 +158,7 @@ function unfollow(id) {
 
 async function refreshCampaigns() {
   const list = await listAll('/campaigns');
+  list.sort((a, b) => b.createdAt - a.createdAt);
   for (const campaign of list) {
     if (!streams.has(campaign.id)) campaigns.set(campaign.id, campaign);
     if (!TERMINAL.has(campaign.state)) follow(campaign.id);

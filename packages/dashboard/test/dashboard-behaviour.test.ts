@@ -98,25 +98,13 @@ function campaign(id: string, state: string, counts: Partial<typeof ZERO> = {}) 
   };
 }
 
-test('the dashboard follows live campaigns, draws bars by status, sends commands and shows the fleet', async () => {
+/** Runs dashboard.js once against fakes answering `answers` (keyed `METHOD url`); lets its first refresh finish. */
+async function load(answers: Record<string, unknown>) {
+  FakeEventSource.opened = [];
   const ids = ['link', 'summary', 'campaigns-empty', 'campaigns', 'legend', 'fleet-summary', 'versions', 'error'];
   const byId = new Map(ids.map((id) => [id, new FakeElement('div')]));
   const tbody = new FakeElement('tbody');
   const requests: Array<{ method: string; url: string }> = [];
-  const answers: Record<string, unknown> = {
-    'GET /api/v1/campaigns?limit=1000': {
-      items: [campaign('c1', 'RUNNING', { QUEUED: 4 }), campaign('c2', 'COMPLETED', { SUCCEEDED: 4 })],
-    },
-    'GET /api/v1/vehicles?limit=1000': {
-      items: [
-        { vin: 'V1', model: 'ID.4', hardwareId: 'tcu', installedVersion: '2.0.0', online: true, lastSeen: Date.now() },
-        { vin: 'V2', model: 'ID.4', hardwareId: 'tcu', installedVersion: '1.0.0', online: false },
-      ],
-    },
-    'GET /api/v1/stats': { mqttConnected: true, vehicles: 2, campaignsRunning: 1 },
-    'POST /api/v1/campaigns/c1/pause': campaign('c1', 'PAUSED', { SUCCEEDED: 1, QUEUED: 3 }),
-    'POST /api/v1/campaigns/c1/cancel': { error: { code: 'OTA_ERR_INVALID_STATE', message: 'no' } },
-  };
   const context = {
     document: {
       createElement: (tag: string) => new FakeElement(tag),
@@ -148,6 +136,28 @@ test('the dashboard follows live campaigns, draws bars by status, sends commands
   };
   await settle();
 
+  return { byId, tbody, requests };
+}
+
+test('the dashboard follows live campaigns, draws bars by status, sends commands and shows the fleet', async () => {
+  const answers: Record<string, unknown> = {
+    'GET /api/v1/campaigns?limit=1000': {
+      items: [campaign('c1', 'RUNNING', { QUEUED: 4 }), campaign('c2', 'COMPLETED', { SUCCEEDED: 4 })],
+    },
+    'GET /api/v1/vehicles?limit=1000': {
+      items: [
+        { vin: 'V1', model: 'ID.4', hardwareId: 'tcu', installedVersion: '2.0.0', online: true, lastSeen: Date.now() },
+        { vin: 'V2', model: 'ID.4', hardwareId: 'tcu', installedVersion: '1.0.0', online: false },
+      ],
+    },
+    'GET /api/v1/stats': { mqttConnected: true, vehicles: 2, campaignsRunning: 1 },
+    'POST /api/v1/campaigns/c1/pause': campaign('c1', 'PAUSED', { SUCCEEDED: 1, QUEUED: 3 }),
+    'POST /api/v1/campaigns/c1/cancel': { error: { code: 'OTA_ERR_INVALID_STATE', message: 'no' } },
+  };
+  const { byId, tbody, requests } = await load(answers);
+  const settle = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
   const list = byId.get('campaigns') as FakeElement;
   const cards = () => list.children as FakeElement[];
   assert.deepEqual(
@@ -211,4 +221,18 @@ test('the dashboard follows live campaigns, draws bars by status, sends commands
   stream.emit('campaign.state', { type: 'campaign.state', campaignId: 'c1', from: 'RUNNING', to: 'COMPLETED' });
   assert.equal(stream.closed, true);
   assert.match((cards()[0] as FakeElement).textContent, /COMPLETED/);
+});
+
+test('at most four campaigns are followed over event streams; the rest are polled', async () => {
+  const live = Array.from({ length: 6 }, (_, i) => ({ ...campaign(`c${i}`, 'RUNNING'), createdAt: i }));
+  await load({
+    'GET /api/v1/campaigns?limit=1000': { items: live },
+    'GET /api/v1/vehicles?limit=1000': { items: [] },
+    'GET /api/v1/stats': { mqttConnected: false, vehicles: 0, campaignsRunning: 6 },
+  });
+  // The newest first.
+  assert.deepEqual(
+    FakeEventSource.opened.map((s) => s.url),
+    ['c5', 'c4', 'c3', 'c2'].map((id) => `/api/v1/campaigns/${id}/events`),
+  );
 });
