@@ -169,6 +169,8 @@ test('bad options exit 2 with one line naming the problem', async () => {
     [['status', 'c1', '--api', 'not a url'], /not a URL/],
     [['status', 'c1', '--cafile', '/nonexistent.pem'], /nonexistent\.pem/],
     [['status', '--frob'], /frob/],
+    [['history', 'c1'], /needs a campaign ID and a VIN/],
+    [['executions'], /executions needs a campaign ID/],
   ];
   for (const [args, message] of cases) {
     const res = await run(args);
@@ -206,6 +208,17 @@ test('start, pause, resume, cancel, status and list', async (t) => {
   const list = await run(['list', ...api()]);
   assert.match(list.stdout, new RegExp(`^${id}  cmds  RUNNING 0/1 succeeded`, 'm'));
   assert.equal((await run(['cancel', id, ...api()])).stdout, `campaign ${id}: CANCELED\n`);
+  const executions = await run(['executions', id, ...api()]);
+  assert.equal(executions.code, 0, executions.stderr);
+  assert.equal(executions.stdout, `${VINS[0]}  QUEUED\n`);
+  assert.equal((await run(['executions', id, '--status', 'SUCCEEDED', ...api()])).stdout, '');
+  const badStatus = await run(['executions', id, '--status', 'DONE', ...api()]);
+  assert.equal(badStatus.code, 1);
+  assert.match(badStatus.stderr, /\(query\.status\) \[OTA_ERR_VALIDATION\]/);
+  const history = await run(['history', id, VINS[0] as string, '--json', ...api()]);
+  assert.equal(history.code, 0, history.stderr);
+  assert.equal(JSON.parse(history.stdout).executions[0].vin, VINS[0]);
+  assert.equal((await run(['history', id, 'ZZZZZZZZZZZZZZZZZ', ...api()])).code, 1);
   const unknown = await run(['status', 'nope', ...api()]);
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /\[OTA_ERR_NOT_FOUND\]/);

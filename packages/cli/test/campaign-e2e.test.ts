@@ -129,6 +129,24 @@ test('otalink backend + artifact upload + campaign create --start + campaign wat
         const status2 = io();
         assert.equal(await runCampaign(['status', campaign.id, ...api], status2), 0);
         assert.match(status2.stdout.text, /COMPLETED, 2\/2 released/);
+        const history = io();
+        assert.equal(
+          await runCampaign(['history', campaign.id, 'SIM-000001', ...api], history),
+          0,
+          history.stderr.text,
+        );
+        assert.match(history.stdout.text, /^SIM-000001 {2}SUCCEEDED/);
+        assert.match(history.stdout.text, /IN_PROGRESS\/INSTALLING -> SUCCEEDED {2}\(vehicle-status\)/);
+        const executions = io();
+        assert.equal(await runCampaign(['executions', campaign.id, '--status', 'SUCCEEDED', ...api], executions), 0);
+        assert.deepEqual(
+          executions.stdout.text
+            .trim()
+            .split('\n')
+            .map((l) => l.split(' ')[0])
+            .sort(),
+          vins,
+        );
         break;
       }
       // Not every vehicle registered yet: cancel this one and try again.

@@ -2,7 +2,14 @@
 // progress live from the backend's event stream.
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { CampaignCreate, CampaignView, Page, StatusCounts } from '@otalink/backend';
+import type {
+  CampaignCreate,
+  CampaignView,
+  ExecutionView,
+  Page,
+  StatusCounts,
+  TransitionRecord,
+} from '@otalink/backend';
 import {
   API_OPTIONS,
   API_USAGE,
@@ -21,6 +28,8 @@ const USAGE = `Usage: otalink campaign create --name NAME --artifact SHA256 (--v
        otalink campaign status ID [--json]
        otalink campaign watch ID
        otalink campaign list [--json]
+       otalink campaign executions ID [--status STATUS] [--json]
+       otalink campaign history ID VIN [--json]
 
 Create:
   --name NAME                 campaign name
@@ -40,7 +49,11 @@ Create:
 Watch: progress bars by execution status, redrawn in place on a terminal, one line per change otherwise. Exits
 when the campaign finishes: 0 when COMPLETED, 1 when CANCELED or ABORTED.
 
-  --json                      print the backend's answer as JSON (create, commands, status, list)
+Executions: one line per vehicle (its latest attempt): VIN, status, step, progress, reason; --status STATUS keeps
+one status (QUEUED, NOTIFIED, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, ROLLED_BACK).
+History: a vehicle's attempts and every status change, oldest first (the audit trail).
+
+  --json                      print the backend's answer as JSON
 ${API_USAGE}
   -h, --help      this help`;
 
@@ -82,6 +95,7 @@ const OPTIONS = {
   'abort-min-finished': { type: 'string' },
   from: { type: 'string' },
   start: { type: 'boolean' },
+  status: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -300,6 +314,13 @@ async function watch(client: ApiClient, id: string, io: CampaignIo): Promise<num
   }
 }
 
+function executionLine(e: ExecutionView): string {
+  const step = e.step === undefined ? '' : ` ${e.step}`;
+  const progress = e.progress === undefined ? '' : ` ${e.progress}%`;
+  const reason = e.reason === undefined ? '' : `  ${e.reason.code}: ${e.reason.text}`;
+  return `${e.vin}  ${e.status}${step}${progress}${reason}`;
+}
+
 function printCampaign(io: CliIo, campaign: CampaignView, json: boolean): void {
   if (json) {
     io.stdout.write(`${JSON.stringify(campaign, null, 2)}\n`);
@@ -373,6 +394,47 @@ export async function runCampaign(args: string[], io: CampaignIo = processIo): P
           process.off('SIGINT', onSigint);
         }
       }
+      case 'executions': {
+        const id = onlyId();
+        const client = await apiClientFrom(values, io.env);
+        const items: ExecutionView[] = [];
+        let cursor: string | undefined;
+        do {
+          const query = new URLSearchParams({ limit: '1000' });
+          if (values.status !== undefined) query.set('status', values.status);
+          if (cursor !== undefined) query.set('cursor', cursor);
+          const page = await client.request<Page<ExecutionView>>('GET', `/api/v1/campaigns/${id}/executions?${query}`);
+          items.push(...page.items);
+          cursor = page.nextCursor;
+        } while (cursor !== undefined);
+        if (json) io.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+        else for (const e of items) io.stdout.write(`${executionLine(e)}\n`);
+        return 0;
+      }
+      case 'history': {
+        const [rawId, vin, ...extra] = rest;
+        if (rawId === undefined || vin === undefined) throw new UsageError('history needs a campaign ID and a VIN');
+        if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+        const client = await apiClientFrom(values, io.env);
+        const history = await client.request<{ executions: ExecutionView[]; transitions: TransitionRecord[] }>(
+          'GET',
+          `/api/v1/campaigns/${encodeURIComponent(rawId)}/executions/${encodeURIComponent(vin)}/history`,
+        );
+        if (json) {
+          io.stdout.write(`${JSON.stringify(history, null, 2)}\n`);
+          return 0;
+        }
+        for (const e of history.executions) io.stdout.write(`${executionLine(e)}  (#${e.executionNumber})\n`);
+        for (const t of history.transitions) {
+          const from = t.fromStep === undefined ? t.from : `${t.from}/${t.fromStep}`;
+          const to = t.toStep === undefined ? t.to : `${t.to}/${t.toStep}`;
+          const reason = t.reason === undefined ? '' : `  ${t.reason.code}: ${t.reason.text}`;
+          io.stdout.write(
+            `  ${new Date(t.at).toISOString()}  #${t.executionNumber}  ${from} -> ${to}  (${t.cause})${reason}\n`,
+          );
+        }
+        return 0;
+      }
       case 'list': {
         if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
         const client = await apiClientFrom(values, io.env);
@@ -389,7 +451,9 @@ export async function runCampaign(args: string[], io: CampaignIo = processIo): P
         return 0;
       }
       case undefined:
-        throw new UsageError('a sub-command is needed: create, start, pause, resume, cancel, status, watch or list');
+        throw new UsageError(
+          'a sub-command is needed: create, start, pause, resume, cancel, status, watch, list, executions or history',
+        );
       default:
         throw new UsageError(`unknown sub-command "${sub}"`);
     }
