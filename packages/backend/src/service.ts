@@ -69,6 +69,7 @@ function validate<T>(schema: TSchema, value: unknown, what: string): T {
     check = TypeCompiler.Compile(schema);
     checkers.set(schema, check);
   }
+  if (check.Check(value)) return value as T;
   const first = check.Errors(value).First();
   if (first !== undefined) {
     const field = first.path.replace(/^\//, '') || what;

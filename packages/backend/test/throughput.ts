@@ -33,8 +33,14 @@ await backend.start();
 const service = backend.service;
 const vins = Array.from({ length: n }, (_, i) => `SIM-${String(i).padStart(6, '0')}`);
 let t = Date.now();
-for (const vin of vins)
-  await service.registerVehicle({ vin, model: 'ID.4', hardwareId: 'tcu-v2', installedVersion: '1.0.0' });
+// Concurrent registrations share commits (as concurrent REST calls would).
+for (let i = 0; i < vins.length; i += 500) {
+  await Promise.all(
+    vins
+      .slice(i, i + 500)
+      .map((vin) => service.registerVehicle({ vin, model: 'ID.4', hardwareId: 'tcu-v2', installedVersion: '1.0.0' })),
+  );
+}
 console.log(`registered ${n} vehicles in ${Date.now() - t} ms`);
 const fleet = await connect({ url, reconnect: false, maxInflight: 1000 });
 await fleet.subscribe('ota/+/command', { qos: 1 });
