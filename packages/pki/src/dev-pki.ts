@@ -8,7 +8,7 @@ import { type CertificateAuthority, createCa, loadCa } from './ca.js';
 import { PkiError } from './errors.js';
 import { ensurePrivateDir, readIfExists, writeFileAtomic } from './files.js';
 import { type IssuedCertificate, issueClientCert, issueServerCert } from './issue.js';
-import { keyPairFromPem } from './keys.js';
+import { publicPointOfKeyPem } from './keys.js';
 
 /** The subject CN of the backend's MQTT client certificate (its identity in the broker's ACL). */
 export const BACKEND_IDENTITY = 'otalink-backend';
@@ -75,6 +75,18 @@ async function writePair(paths: CertPaths, issued: IssuedCertificate, written: s
   written.push(paths.cert, paths.key);
 }
 
+const parsedCas = new WeakMap<CertificateAuthority, X509Certificate>();
+
+/** The CA certificate parsed once, not once per vehicle certificate checked against it. */
+function parsedCa(ca: CertificateAuthority): X509Certificate {
+  let parsed = parsedCas.get(ca);
+  if (parsed === undefined) {
+    parsed = new X509Certificate(ca.certPem);
+    parsedCas.set(ca, parsed);
+  }
+  return parsed;
+}
+
 /** An existing leaf that chains to `ca`, carries `commonName`, matches its key and is not about to expire. */
 async function readLeaf(
   ca: CertificateAuthority,
@@ -86,9 +98,9 @@ async function readLeaf(
   if (certPem === undefined || keyPem === undefined) return undefined;
   try {
     const cert = new X509Certificate(certPem);
-    const caCert = new X509Certificate(ca.certPem);
-    const key = keyPairFromPem(keyPem);
-    const matchesKey = cert.publicKey.export({ type: 'spki', format: 'der' }).equals(key.spki);
+    const caCert = parsedCa(ca);
+    const certSpki = cert.publicKey.export({ type: 'spki', format: 'der' });
+    const matchesKey = certSpki.subarray(certSpki.length - 65).equals(publicPointOfKeyPem(keyPem));
     const fresh = new Date(cert.validTo).getTime() - Date.now() > RENEW_BEFORE_MS;
     const good =
       cert.checkIssued(caCert) &&
