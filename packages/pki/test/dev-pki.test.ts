@@ -1,13 +1,14 @@
 // The dev PKI directory: created once with private keys at 0600, reused while good, repaired file by file, and a
 // damaged CA never silently replaced.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   BACKEND_IDENTITY,
+  createKeyPair,
   loadOrCreateDevPki,
   loadOrIssueVehicleCerts,
   PkiError,
@@ -67,6 +68,23 @@ describe('loadOrCreateDevPki', () => {
     const again = await loadOrCreateDevPki(join(dir, 'c2'));
     assert.ok(again.written.includes(b.paths.server.cert));
     assert.ok(new X509Certificate(again.server.certPem).verify(new X509Certificate(b.ca.certPem).publicKey));
+  });
+
+  test('a leaf whose key file holds another key (PKCS#8 or SEC1) is replaced', async () => {
+    const pki = await loadOrCreateDevPki(join(dir, 'k'));
+    const [vehicle] = await loadOrIssueVehicleCerts(pki, ['SIM-000009']);
+    assert.ok(vehicle !== undefined);
+    const other = await createKeyPair();
+    await writeFile(vehicle.paths.key, other.keyPem);
+    const [replaced] = await loadOrIssueVehicleCerts(pki, ['SIM-000009']);
+    assert.notEqual(replaced?.certPem, vehicle.certPem);
+    // The same key in SEC1 form is recognised as the certificate's own.
+    const sec1 = createPrivateKey(replaced?.keyPem ?? '')
+      .export({ type: 'sec1', format: 'pem' })
+      .toString();
+    await writeFile(vehicle.paths.key, sec1);
+    const [kept] = await loadOrIssueVehicleCerts(pki, ['SIM-000009']);
+    assert.equal(kept?.certPem, replaced?.certPem);
   });
 
   test('half a CA or an unreadable CA stops with an error instead of being replaced', async () => {
