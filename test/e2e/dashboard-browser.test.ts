@@ -1,0 +1,79 @@
+// The dashboard as a person uses it: Debian's Chromium (driven by playwright-core) opens the embedded stack's page
+// over HTTPS, sees the fleet, presses "start" on a campaign and watches it finish through the live event stream.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { chromium } from 'playwright-core';
+import { simulatedFleet } from '../../packages/cli/src/stack/fleet.js';
+import { waitForOnline } from '../../packages/cli/src/stack/online.js';
+import { startStack } from '../../packages/cli/src/stack/stack.js';
+import { requireProgram } from '../support/system.js';
+
+const VEHICLES = 5;
+
+test('dashboard in Chromium: fleet listed, start pressed, campaign followed live to COMPLETED', {
+  timeout: 180_000,
+}, async (t) => {
+  const executablePath = requireProgram(t, 'chromium');
+  if (!executablePath) return;
+  const home = await mkdtemp(join(tmpdir(), 'otalink-dashboard-'));
+  const stack = await startStack({
+    home,
+    httpPort: 0,
+    mqttPort: 0,
+    sysIntervalSeconds: 0,
+    logger: pino({ level: 'silent' }),
+    fleet: simulatedFleet({ vehicles: VEHICLES }),
+  });
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    await waitForOnline(stack.backend, VEHICLES, 60_000);
+    const artifact = stack.sampleArtifact;
+    assert.ok(artifact, 'the stack uploads a sample artifact');
+    const campaign = await stack.backend.service.createCampaign({
+      name: 'browser test',
+      artifact: artifact.sha256,
+      target: { selector: { model: 'sim-model-1' } },
+    });
+
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(stack.urls.dashboard);
+
+    await page.waitForFunction(
+      (n) => document.getElementById('fleet-summary')?.textContent === `${n} vehicles, ${n} online`,
+      VEHICLES,
+      { timeout: 30_000 },
+    );
+    assert.equal(await page.locator('#vehicles tbody tr').count(), VEHICLES);
+
+    const card = page.locator(`.campaign[data-id="${campaign.id}"]`);
+    await card.waitFor({ timeout: 30_000 });
+    assert.equal(await card.locator('.state').textContent(), 'DRAFT');
+    await card.getByRole('button', { name: 'start' }).click();
+
+    // The page learns the outcome only from its own event stream and REST reads, never from the test.
+    await page.waitForFunction(
+      (id) => document.querySelector(`.campaign[data-id="${id}"] .state`)?.textContent === 'COMPLETED',
+      campaign.id,
+      { timeout: 120_000 },
+    );
+    const text = (await card.textContent()) ?? '';
+    assert.match(text.toLowerCase(), new RegExp(`succeeded\\D*${VEHICLES}`));
+    assert.equal(await card.getByRole('button', { name: 'start' }).isDisabled(), true);
+    assert.deepEqual(pageErrors, []);
+    assert.equal(await page.locator('#error').isHidden(), true);
+
+    const final = await stack.backend.service.getCampaign(campaign.id);
+    assert.equal(final.counts.SUCCEEDED, VEHICLES);
+  } finally {
+    await browser.close();
+    await stack.close();
+    await rm(home, { recursive: true, force: true });
+  }
+});
