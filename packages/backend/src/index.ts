@@ -10,6 +10,19 @@ export {
 export { type Backend, type BackendOptions, createBackend } from './backend.js';
 export { type Clock, systemClock } from './clock.js';
 export type { CommandSink, EngineStats, Orchestrator } from './engine/orchestrator.js';
+export {
+  type BackendApp,
+  type BuildAppOptions,
+  buildApp,
+  buildBackendApp,
+  decideRange,
+  HttpError,
+  mapError,
+  type RangeDecision,
+  type RunningHttpServer,
+  type StartHttpServerOptions,
+  startHttpServer,
+} from './http/index.js';
 export type { Logger } from './logger.js';
 export { openSqliteStore, SCHEMA_VERSION, type SqliteStoreOptions } from './store/sqlite.js';
 export type * from './store/types.js';

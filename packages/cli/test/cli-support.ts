@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { type RunningHttpServer, startHttpServer } from '../../backend/src/http/server.js';
+import { type RunningHttpServer, startHttpServer } from '@otalink/backend';
 import { FakeBackend, selfSignedCert } from '../../backend/test/http-support.js';
 
 export class Capture extends Writable {

@@ -2,12 +2,18 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Backend, BackendError, type BackendService, createBackend } from '@otalink/backend';
+// The HTTP layer is not re-exported by @otalink/backend's entry yet; see docs/backend-api.md.
+import {
+  type Backend,
+  BackendError,
+  type BackendService,
+  createBackend,
+  type RunningHttpServer,
+  startHttpServer,
+} from '@otalink/backend';
 import type { VinMode } from '@otalink/ota';
 import { loadOrCreateDevPki } from '@otalink/pki';
 import { pino } from 'pino';
-// The HTTP layer is not re-exported by @otalink/backend's entry yet; see docs/backend-api.md.
-import { type RunningHttpServer, startHttpServer } from '../../../backend/src/http/index.js';
 import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink backend [options]
