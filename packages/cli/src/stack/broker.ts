@@ -76,7 +76,13 @@ function url(protocol: string, host: string, port: number): string {
 
 export async function startStackBroker(options: StackBrokerOptions): Promise<StackBroker> {
   const broker = createBroker(stackBrokerOptions(options));
-  await broker.listen();
+  try {
+    await broker.listen();
+  } catch (error) {
+    // A taken port: release what the broker set up so a retry on another port leaves nothing behind.
+    await broker.close().catch(() => undefined);
+    throw error;
+  }
   const addresses = broker.addresses();
   const tls = addresses.find((a) => a.protocol === 'mqtts');
   const plain = addresses.find((a) => a.protocol === 'mqtt');

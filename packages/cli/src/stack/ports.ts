@@ -1,8 +1,14 @@
 // `otalink up` prefers well-known ports (8443 HTTPS, 8883 MQTT over TLS) but must not fail because one is taken on a
 // developer's machine: it falls back to a free port and prints what it got.
 
+/** EADDRINUSE, also when wrapped (the broker reports BROKER_ERR_LISTEN with the socket error as its cause). */
 export function isAddressInUse(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    if ((current as NodeJS.ErrnoException).code === 'EADDRINUSE') return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 /**

@@ -1,0 +1,80 @@
+// The stack's preferred ports are only preferences: when something else holds them, startStack takes free ports,
+// says so in the log, and everything still works on the ports it reports.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import { type AddressInfo, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { connect } from '@otalink/mqtt';
+import { issueClientCert } from '@otalink/pki';
+import pino from 'pino';
+import { startStack } from '../../packages/cli/src/stack/stack.js';
+
+async function occupy(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+test('taken ports fall back to free ones; the stack works on what it reports', { timeout: 120_000 }, async () => {
+  const home = await mkdtemp(join(tmpdir(), 'otalink-ports-'));
+  const http = await occupy();
+  const mqtt = await occupy();
+  const warnings: string[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    {
+      write(line: string) {
+        warnings.push((JSON.parse(line) as { msg: string }).msg);
+      },
+    },
+  );
+  const stack = await startStack({
+    home,
+    httpPort: http.port,
+    mqttPort: mqtt.port,
+    logger,
+    sysIntervalSeconds: 0,
+    sampleArtifact: false,
+  });
+  try {
+    assert.notEqual(new URL(stack.urls.api).port, String(http.port));
+    assert.notEqual(new URL(stack.urls.mqttVehicles.replace('mqtts:', 'https:')).port, String(mqtt.port));
+    assert.ok(
+      warnings.some((w) => w.includes(`port ${http.port} is taken`)),
+      warnings.join('\n'),
+    );
+    assert.ok(
+      warnings.some((w) => w.includes(`port ${mqtt.port} is taken`)),
+      warnings.join('\n'),
+    );
+
+    const status = await new Promise<number>((resolve, reject) => {
+      request(new URL('/healthz', stack.urls.dashboard), { ca: stack.pki.ca.certPem }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+        .on('error', reject)
+        .end();
+    });
+    assert.equal(status, 200);
+
+    const cert = await issueClientCert(stack.pki.ca, { commonName: 'SIM-PORTS1' });
+    const vehicle = await connect(stack.urls.mqttVehicles, {
+      clientId: 'SIM-PORTS1',
+      reconnect: false,
+      tls: { ca: stack.pki.ca.certPem, cert: cert.certPem, key: cert.keyPem, servername: 'localhost' },
+    });
+    assert.deepEqual((await vehicle.subscribe('ota/SIM-PORTS1/command', { qos: 1 })).reasonCodes, [1]);
+    await vehicle.end();
+  } finally {
+    await stack.close();
+    http.server.close();
+    mqtt.server.close();
+    await rm(home, { recursive: true, force: true });
+  }
+});
