@@ -28,11 +28,13 @@ export async function runAgent(options: AgentOptions, events: AgentEvents = {}):
     resolveStopped = resolve;
   });
   let chain: Promise<void> = Promise.resolve();
+  // A lifetime being killed on purpose may still end itself with a restart (activation) meanwhile: not followed.
+  const replaced = new WeakSet<Agent>();
   const follow = (current: Agent) => {
     void current.exited.then((exit) => {
-      if (current !== agent) return;
+      if (current !== agent || replaced.has(current)) return;
       if (exit.reason !== 'restart' || stopping) {
-        if (exit.reason !== 'restart' || stopping) resolveStopped(exit);
+        resolveStopped(exit);
         return;
       }
       chain = chain.then(async () => {
@@ -67,10 +69,10 @@ export async function runAgent(options: AgentOptions, events: AgentEvents = {}):
     async crashAndRestart() {
       await chain;
       const old = agent;
-      agent = await (async () => {
-        await old.kill();
-        return createAgent(options, events);
-      })();
+      replaced.add(old);
+      await old.kill();
+      await chain;
+      agent = await createAgent(options, events);
       lifetimes += 1;
       follow(agent);
       return agent;

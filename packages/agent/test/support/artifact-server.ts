@@ -59,6 +59,8 @@ export interface ArtifactServer {
   readonly origin: string;
   readonly ca: string | undefined;
   readonly requests: RequestRecord[];
+  /** Body bytes written so far, all requests together. */
+  readonly bytesServed: number;
   url(path: string): string;
   /** Serves (or replaces, with a new ETag) the bytes at `path`. */
   put(path: string, bytes: Uint8Array): void;
@@ -80,6 +82,7 @@ export async function startArtifactServer(options: { http?: boolean; certificate
   let fail: { status: number; times: number } | undefined;
   let garbage = 0;
   let slowMs = 0;
+  let bytesServed = 0;
   const sockets = new Set<Socket>();
   const certificate = options.http ? undefined : (options.certificate ?? makeCertificate());
 
@@ -131,10 +134,12 @@ export async function startArtifactServer(options: { http?: boolean; certificate
         if (cutAt !== undefined && offset + piece.length > cutAt) {
           piece = piece.subarray(0, Math.max(0, cutAt - offset));
           if (piece.length > 0) await new Promise<void>((resolve) => res.write(piece, () => resolve()));
+          bytesServed += piece.length;
           req.socket.destroy();
           return;
         }
         await new Promise<void>((resolve) => res.write(piece, () => resolve()));
+        bytesServed += piece.length;
         if (slowMs > 0) await new Promise((resolve) => setTimeout(resolve, slowMs));
         if (res.destroyed) return;
       }
@@ -154,6 +159,9 @@ export async function startArtifactServer(options: { http?: boolean; certificate
     origin,
     ca: certificate?.cert,
     requests,
+    get bytesServed() {
+      return bytesServed;
+    },
     url: (path) => `${origin}${path}`,
     put(path, bytes) {
       const buffer = Buffer.from(bytes);

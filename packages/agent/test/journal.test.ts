@@ -1,0 +1,318 @@
+// Durability: the journal is replaced atomically, and an agent killed at any step (the object dropped without a
+// clean shutdown, and once a real process killed with SIGKILL) resumes from the journal and finishes the update
+// with seq still increasing.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Broker, createBroker } from '@otalink/broker';
+import { sha256Hex } from '@otalink/ota/node';
+import {
+  type AgentState,
+  initialState,
+  JOURNAL_FILE,
+  Journal,
+  type Phase,
+  RESTART_EXIT_CODE,
+  runAgent,
+} from '../src/index.js';
+import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
+import { manifest, newKey, oldKey, signed } from './support/fixtures.js';
+import { TestBackend } from './support/test-backend.js';
+import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
+
+describe('journal file', () => {
+  test('write then read gives the same state; a torn temporary file from a crash is ignored', async () => {
+    const dir = await tempDir();
+    try {
+      const journal = new Journal(dir.path);
+      assert.equal(await journal.read(), undefined);
+      const state: AgentState = { ...initialState('1.0.0'), boots: 7 };
+      await journal.write(state);
+      await writeFile(join(dir.path, `${JOURNAL_FILE}.tmp`), '{"format":1,"sl');
+      assert.deepEqual(await journal.read(), state);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('concurrent writes land in order: the last one wins', async () => {
+    const dir = await tempDir();
+    try {
+      const journal = new Journal(dir.path);
+      await Promise.all(Array.from({ length: 20 }, (_, i) => journal.write({ ...initialState('1.0.0'), boots: i })));
+      assert.equal((await journal.read())?.boots, 19);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('an unreadable journal is refused with AGENT_ERR_JOURNAL, not guessed at', async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir.path, JOURNAL_FILE), 'not json');
+      await assert.rejects(new Journal(dir.path).read(), { code: 'AGENT_ERR_JOURNAL' });
+      await writeFile(join(dir.path, JOURNAL_FILE), '{"format":99}');
+      await assert.rejects(new Journal(dir.path).read(), { code: 'AGENT_ERR_JOURNAL' });
+    } finally {
+      await dir.remove();
+    }
+  });
+});
+
+const BIG = randomBytes(640 * 1024);
+let broker: Broker;
+let url: string;
+let artifacts: ArtifactServer;
+
+before(async () => {
+  broker = createBroker({
+    listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
+    allowAnonymous: true,
+    logger: silent,
+    sysIntervalSeconds: 0,
+  });
+  await broker.listen();
+  url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
+  artifacts = await startArtifactServer();
+  artifacts.put('/big.bin', BIG);
+});
+after(async () => {
+  await artifacts.close();
+  await broker.close();
+});
+
+function bigManifest() {
+  const now = Date.now();
+  return signed(
+    manifest(
+      { url: artifacts.url('/big.bin'), issuedAt: now - 60_000, expiresAt: now + 3600_000, sha256: sha256Hex(BIG) },
+      BIG,
+    ),
+  );
+}
+
+/** Seq never goes backwards across the crash, and the backend ignored nothing but redeliveries. */
+function assertCleanHistory(backend: TestBackend, vin: string): void {
+  const seqs = (backend.statuses.get(vin) ?? []).map((s) => s.seq);
+  for (let i = 1; i < seqs.length; i++) {
+    assert.ok((seqs[i] as number) >= (seqs[i - 1] as number), `seq went back: ${seqs.join(',')}`);
+  }
+  assert.deepEqual(
+    backend.ignored.filter((i) => i.startsWith(vin) && !i.endsWith('DUPLICATE')),
+    [],
+  );
+}
+
+/** Fails instead of hanging when the awaited moment never comes. */
+async function guard(promise: Promise<void>, what: string, ms = 20_000): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`never reached ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('killed at each step, resumed from the journal', () => {
+  // VERIFIED is only a resting phase while the vehicle waits: here, for the separateInstall go-ahead.
+  const phases: Phase[] = ['DOWNLOADING', 'VERIFYING', 'VERIFIED', 'INSTALLING', 'ACTIVATING'];
+  for (const phase of phases) {
+    test(`killed as the journal reaches ${phase}`, async () => {
+      const separateInstall = phase === 'VERIFIED';
+      const vin = `SIM-KILL-${phase}`;
+      const dir = await tempDir();
+      const backend = await TestBackend.start(url);
+      let crashed = false;
+      let crash: (() => void) | undefined;
+      const runner = await runAgent(vehicleOptions(vin, dir.path, url, artifacts.ca), {
+        state: (state) => {
+          if (!crashed && state.current?.phase === phase) {
+            crashed = true;
+            crash?.();
+          }
+        },
+      });
+      const crashedAndBack = new Promise<void>((resolve) => {
+        crash = () => {
+          // Out of the agent's own call stack, like a kill arriving from outside.
+          setImmediate(() => void runner.crashAndRestart().then(() => resolve()));
+        };
+      });
+      try {
+        await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 10_000, 'sync');
+        await backend.notify(vin, jobFields(bigManifest(), { separateInstall }));
+        await guard(crashedAndBack, `a crash at ${phase}`);
+        if (separateInstall) {
+          await backend.waitFor(() => backend.execution(vin, 'job-1')?.waiting === true, 10_000, 'waiting');
+          await backend.resume(vin, 'job-1');
+        }
+        await backend.waitFor(() => backend.execution(vin, 'job-1')?.status === 'SUCCEEDED', 30_000, 'success');
+        assertCleanHistory(backend, vin);
+        assert.ok(runner.lifetimes >= 2);
+        assert.equal(runner.agent.state.slots.active, 'B');
+      } finally {
+        await runner.kill();
+        await backend.close();
+        await dir.remove();
+      }
+    });
+  }
+
+  test('killed during the health check of the new version: the trial boot counts as failed, ROLLED_BACK', async () => {
+    const vin = 'SIM-KILL-HEALTH';
+    const dir = await tempDir();
+    const backend = await TestBackend.start(url);
+    let checks = 0;
+    let release: (() => void) | undefined;
+    const inCheck = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const runner = await runAgent(
+      vehicleOptions(vin, dir.path, url, artifacts.ca, {
+        hooks: {
+          healthCheck: async () => {
+            checks += 1;
+            release?.();
+            await new Promise(() => undefined); // hangs: the kill comes first
+            return { ok: true };
+          },
+        },
+      }),
+    );
+    try {
+      await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 10_000, 'sync');
+      await backend.notify(vin, jobFields(bigManifest()));
+      await guard(inCheck, 'the health check');
+      await runner.crashAndRestart();
+      await backend.waitFor(() => backend.execution(vin, 'job-1')?.status === 'ROLLED_BACK', 30_000, 'rollback');
+      assert.equal(backend.execution(vin, 'job-1')?.reason?.code, 'AGENT_ERR_TRIAL_BOOT_FAILED');
+      assert.equal(checks, 1);
+      assert.equal(runner.agent.state.slots.active, 'A');
+      assertCleanHistory(backend, vin);
+    } finally {
+      await runner.kill();
+      await backend.close();
+      await dir.remove();
+    }
+  });
+
+  test('killed mid-download: the next lifetime resumes with a Range request', async () => {
+    const vin = 'SIM-KILL-MID';
+    const dir = await tempDir();
+    const backend = await TestBackend.start(url);
+    artifacts.slow(15);
+    artifacts.requests.length = 0;
+    let crash: (() => void) | undefined;
+    const crashedAndBack = new Promise<void>((resolve) => {
+      crash = () => setImmediate(() => void runner.crashAndRestart().then(() => resolve()));
+    });
+    let crashed = false;
+    const runner = await runAgent(vehicleOptions(vin, dir.path, url, artifacts.ca), {
+      state: (state) => {
+        if (!crashed && (state.current?.download.bytesDone ?? 0) > BIG.length / 3) {
+          crashed = true;
+          crash?.();
+        }
+      },
+    });
+    try {
+      await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 10_000, 'sync');
+      await backend.notify(vin, jobFields(bigManifest()));
+      await guard(crashedAndBack, 'a crash mid-download');
+      artifacts.slow(0);
+      await backend.waitFor(() => backend.execution(vin, 'job-1')?.status === 'SUCCEEDED', 30_000, 'success');
+      const ranged = artifacts.requests.filter((r) => r.range !== undefined);
+      assert.ok(ranged.length >= 1, 'resumed with Range');
+      assert.equal(ranged[0]?.status, 206);
+      assert.ok(ranged[0]?.ifRange !== undefined, 'with If-Range from the journal');
+      assertCleanHistory(backend, vin);
+    } finally {
+      artifacts.slow(0);
+      await runner.kill();
+      await backend.close();
+      await dir.remove();
+    }
+  });
+});
+
+describe('a real process killed with SIGKILL', () => {
+  test('SIGKILL mid-download, a new process resumes; the activation restart is a process exit', async () => {
+    const vin = 'SIM-SIGKILL';
+    const dir = await tempDir();
+    const backend = await TestBackend.start(url);
+    artifacts.slow(40);
+    artifacts.requests.length = 0;
+    const script = new URL('./support/agent-process.ts', import.meta.url).pathname;
+    const config = JSON.stringify({
+      vin,
+      stateDir: dir.path,
+      url,
+      ca: artifacts.ca,
+      keys: [
+        { keyId: 'oem-2025', publicKeyHex: Buffer.from(oldKey.publicKey).toString('hex') },
+        { keyId: 'oem-2026', publicKeyHex: Buffer.from(newKey.publicKey).toString('hex') },
+      ],
+    });
+    const children: ChildProcess[] = [];
+    const startChild = () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', script, config], { stdio: 'ignore' });
+      children.push(child);
+      return child;
+    };
+    try {
+      const first = startChild();
+      await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 20_000, 'sync');
+      await backend.notify(vin, jobFields(bigManifest()));
+      const servedBefore = artifacts.bytesServed;
+      for (let i = 0; i < 400 && artifacts.bytesServed - servedBefore < BIG.length / 4; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(artifacts.bytesServed - servedBefore >= BIG.length / 4, 'the download got going');
+      assert.ok(artifacts.bytesServed - servedBefore < BIG.length, 'and is not finished');
+      const killed = once(first, 'exit');
+      first.kill('SIGKILL');
+      const [, signal] = await killed;
+      assert.equal(signal, 'SIGKILL');
+      artifacts.slow(0);
+      // The supervisor's part: start again; exit 75 means "restart me" (the activation).
+      let exitCode: number | null = RESTART_EXIT_CODE;
+      let starts = 1;
+      while (exitCode === RESTART_EXIT_CODE && starts < 4) {
+        const child = startChild();
+        starts += 1;
+        const exited = once(child, 'exit');
+        const done = backend.waitFor(() => backend.execution(vin, 'job-1')?.status === 'SUCCEEDED', 30_000, 'success');
+        const winner = await Promise.race([exited.then(() => 'exit' as const), done.then(() => 'done' as const)]);
+        if (winner === 'done') {
+          child.kill('SIGTERM');
+          await exited;
+          break;
+        }
+        exitCode = child.exitCode;
+      }
+      assert.equal(backend.execution(vin, 'job-1')?.status, 'SUCCEEDED');
+      assert.ok(starts >= 3, 'killed, resumed, restarted for the activation');
+      assert.ok(
+        artifacts.requests.some((r) => r.range !== undefined && r.status === 206),
+        'resumed with Range',
+      );
+      const journal = JSON.parse(await readFile(join(dir.path, JOURNAL_FILE), 'utf8')) as AgentState;
+      assert.equal(journal.slots.active, 'B');
+      assertCleanHistory(backend, vin);
+    } finally {
+      artifacts.slow(0);
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await backend.close();
+      await dir.remove();
+    }
+  });
+});
