@@ -1,0 +1,285 @@
+// OTA control-plane benchmark (issue 6): time from campaign start to every vehicle SUCCEEDED, status messages the
+// backend ingests per second (from its stats()), and the backend's memory, for fleets of 1 k and 10 k simulated
+// vehicles with a small artifact and no rate limit.
+//
+//   node --import tsx bench/ota.ts                         1000 and 10000 vehicles
+//   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
+//   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384)
+//
+// Processes: this one runs only the backend (engine + SQLite + the HTTPS server the artifacts are downloaded from),
+// so its memoryUsage() is the backend's; the broker (ours, plain TCP on loopback) runs in a child process; the fleet
+// runs in `--shards` child processes, each vehicle with its own MQTT connection (persistent session, will), so no
+// process comes near the 20 000 open-files limit and 10 k connections stay far below the ~28 k ephemeral ports.
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { type BackendService, createBackend, startHttpServer } from '@otalink/backend';
+import { loadOrCreateDevPki } from '@otalink/pki';
+import { pino } from 'pino';
+import { machineInfo } from './lib/machine.js';
+import { formatTable } from './lib/table.js';
+import type { FleetShardConfig, ShardMessage } from './ota/fleet-process.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const HARDWARE_ID = 'bench-tcu-1';
+const FACTORY_VERSION = '1.0.0';
+const MiB = 1024 * 1024;
+
+interface Result {
+  vehicles: number;
+  connectS: number;
+  campaignS: number;
+  succeeded: number;
+  statusPerS: number;
+  statusReceived: number;
+  rssPeakMiB: number;
+  rssEndMiB: number;
+  heapPeakMiB: number;
+  outcome: string;
+}
+
+function sizes(): { vehicles: number[]; shards: number; artifactBytes: number; timeoutS: number } {
+  const { values } = parseArgs({
+    options: {
+      vehicles: { type: 'string' },
+      shards: { type: 'string' },
+      'artifact-bytes': { type: 'string' },
+      timeout: { type: 'string' },
+    },
+  });
+  const list = (values.vehicles ?? process.env.OTA_BENCH_VEHICLES ?? '1000,10000')
+    .split(',')
+    .map((s) => Number(s.trim()));
+  if (list.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) {
+    throw new Error(`vehicles: expected integers 1..20000, got "${list.join(',')}"`);
+  }
+  const shards = Number(values.shards ?? process.env.OTA_BENCH_SHARDS ?? 2);
+  if (!Number.isInteger(shards) || shards < 1 || shards > 8) throw new Error('shards: expected 1..8');
+  return {
+    vehicles: list,
+    shards,
+    artifactBytes: Number(values['artifact-bytes'] ?? 16 * 1024),
+    timeoutS: Number(values.timeout ?? 300),
+  };
+}
+
+async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'ota/broker-process.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  for await (const line of lines) {
+    const m = /^port (\d+)$/.exec(line);
+    if (m !== null) return { url: `mqtt://127.0.0.1:${m[1]}`, child };
+  }
+  throw new Error('the broker process exited before listening');
+}
+
+async function registerAll(service: BackendService, vins: string[]): Promise<void> {
+  for (let i = 0; i < vins.length; i += 500) {
+    await Promise.all(
+      vins
+        .slice(i, i + 500)
+        .map((vin) =>
+          service.registerVehicle({
+            vin,
+            model: 'bench-model',
+            hardwareId: HARDWARE_ID,
+            installedVersion: FACTORY_VERSION,
+          }),
+        ),
+    );
+  }
+}
+
+function waitFor<T extends ShardMessage['type']>(
+  child: ChildProcess,
+  type: T,
+  timeoutMs: number,
+): Promise<Extract<ShardMessage, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fleet shard: no ${type} within ${timeoutMs} ms`)), timeoutMs);
+    const onMessage = (m: ShardMessage) => {
+      if (m.type === type) {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        resolve(m as Extract<ShardMessage, { type: T }>);
+      } else if (m.type === 'error') {
+        clearTimeout(timer);
+        reject(new Error(`fleet shard: ${m.message}`));
+      }
+    };
+    child.on('message', onMessage);
+  });
+}
+
+async function runOnce(n: number, shards: number, artifactBytes: number, timeoutS: number): Promise<Result> {
+  const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
+  const children: ChildProcess[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const broker = await startBrokerProcess();
+    children.push(broker.child);
+    const pki = await loadOrCreateDevPki(join(home, 'pki'));
+    let service: BackendService | undefined;
+    const http = await startHttpServer({
+      service: new Proxy({} as BackendService, {
+        get(_t, name) {
+          const target = service as unknown as Record<string | symbol, unknown>;
+          const value = target[name];
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      }),
+      tls: { cert: pki.server.certPem, key: pki.server.keyPem },
+      host: '127.0.0.1',
+      port: 0,
+    });
+    closers.push(() => http.close());
+    const backend = createBackend({
+      dataDir: join(home, 'backend'),
+      mqtt: broker.url,
+      vinMode: 'simulation',
+      publicBaseUrl: http.url,
+      logger: pino({ level: 'silent' }),
+    });
+    await backend.start();
+    closers.push(() => backend.close());
+    service = backend.service;
+    const vins = Array.from({ length: n }, (_, i) => `SIM-${String(i + 1).padStart(6, '0')}`);
+    await registerAll(service, vins);
+    const bytes = new Uint8Array(artifactBytes).map((_, i) => (i * 131 + 17) & 0xff);
+    const artifact = await service.putArtifact(bytes, { name: 'bench', version: '1.1.0', hardwareIds: [HARDWARE_ID] });
+    const keys = (await service.listSigningKeys()).map((k) => ({ keyId: k.keyId, publicKey: k.publicKey }));
+
+    const connectStarted = Date.now();
+    const perShard = Math.ceil(n / shards);
+    for (let s = 0; s < shards; s++) {
+      const shardVins = vins.slice(s * perShard, (s + 1) * perShard);
+      if (shardVins.length === 0) continue;
+      const config: FleetShardConfig = {
+        brokerUrl: broker.url,
+        vins: shardVins,
+        hardwareId: HARDWARE_ID,
+        installedVersion: FACTORY_VERSION,
+        trustedKeys: keys,
+        caFile: pki.paths.ca.cert,
+        connectConcurrency: 100,
+        httpSockets: 16,
+      };
+      children.push(
+        fork(join(here, 'ota/fleet-process.ts'), [JSON.stringify(config)], {
+          execArgv: ['--import', 'tsx'],
+          stdio: 'inherit',
+        }),
+      );
+    }
+    const fleets = children.slice(1);
+    await Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000)));
+    const connectS = (Date.now() - connectStarted) / 1000;
+    // Let the presence burst settle so it is not counted as campaign work.
+    while ((await service.stats()).ingestQueue > 0) await new Promise((r) => setTimeout(r, 100));
+
+    const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000));
+    const before = await service.stats();
+    let rssPeak = process.memoryUsage().rss;
+    let heapPeak = process.memoryUsage().heapUsed;
+    const sampler = setInterval(() => {
+      const m = process.memoryUsage();
+      rssPeak = Math.max(rssPeak, m.rss);
+      heapPeak = Math.max(heapPeak, m.heapUsed);
+    }, 100);
+    const draft = await service.createCampaign({ name: `bench ${n}`, artifact: artifact.sha256, target: { vins } });
+    const started = Date.now();
+    await service.startCampaign(draft.id);
+    let campaign = await service.getCampaign(draft.id);
+    const deadline = started + timeoutS * 1000;
+    while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      campaign = await service.getCampaign(draft.id);
+    }
+    const campaignS = (Date.now() - started) / 1000;
+    clearInterval(sampler);
+    const after = await service.stats();
+    const fleetStatuses = await Promise.race([
+      Promise.all(done),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000)),
+    ]);
+    const received = after.statusReceived - before.statusReceived;
+    const end = process.memoryUsage();
+    return {
+      vehicles: n,
+      connectS,
+      campaignS,
+      succeeded: campaign.counts.SUCCEEDED,
+      statusPerS: received / campaignS,
+      statusReceived: received,
+      rssPeakMiB: Math.max(rssPeak, end.rss) / MiB,
+      rssEndMiB: end.rss / MiB,
+      heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
+      outcome:
+        campaign.counts.SUCCEEDED === n
+          ? 'all SUCCEEDED'
+          : `${campaign.state} ${JSON.stringify(campaign.counts)} fleet ${JSON.stringify(fleetStatuses)}`,
+    };
+  } finally {
+    for (const child of children.slice(1)) child.send?.({ type: 'stop' });
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+    }
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+const options = sizes();
+const results: Result[] = [];
+for (const n of options.vehicles) {
+  process.stderr.write(`bench ota: ${n} vehicles...\n`);
+  const result = await runOnce(n, options.shards, options.artifactBytes, options.timeoutS);
+  process.stderr.write(`bench ota: ${n} vehicles: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
+  results.push(result);
+}
+const info = machineInfo();
+process.stdout.write(
+  `OTA campaign benchmark: node ${info.node}, ${info.cpu} x${info.cores}, load ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}, ${info.date}\n` +
+    `artifact ${options.artifactBytes} B over HTTPS (keep-alive), ${options.shards} fleet processes, broker in its own process\n\n`,
+);
+process.stdout.write(
+  `${formatTable(
+    [
+      'vehicles',
+      'connect s',
+      'start -> all SUCCEEDED s',
+      'status msgs',
+      'status msgs/s',
+      'backend RSS peak MiB',
+      'RSS end MiB',
+      'heap peak MiB',
+      'outcome',
+    ],
+    results.map((r) => [
+      r.vehicles,
+      r.connectS,
+      r.campaignS,
+      r.statusReceived,
+      r.statusPerS,
+      r.rssPeakMiB,
+      r.rssEndMiB,
+      r.heapPeakMiB,
+      r.outcome,
+    ]),
+  )}\n`,
+);
