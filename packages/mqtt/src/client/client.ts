@@ -48,8 +48,9 @@ export interface Message {
   /** As sent, except `topicAlias`: the topic is already resolved, and the alias meant nothing outside that line. */
   properties?: PublishProperties;
   /**
-   * With `manualAck`, sends this QoS 1/2 message's PUBACK/PUBREC. Idempotent; a no-op for QoS 0, without
-   * `manualAck`, and after the connection it arrived on was lost (the server then sends the message again).
+   * With `manualAck`, acknowledges this QoS 1/2 message: its PUBACK/PUBREC goes out once every QoS 1/2 message that
+   * arrived before it on this connection was acknowledged (the specification's order). Idempotent; a no-op for
+   * QoS 0, without `manualAck`, and after the connection it arrived on was lost (the server then sends it again).
    */
   ack(): void;
 }
@@ -220,6 +221,11 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** With `manualAck`: QoS 1/2 messages received on this connection and not yet acknowledged with `ack()`. */
   get unackedCount(): number {
     return this.session.unackedCount;
+  }
+
+  /** With `manualAck`: messages acknowledged with `ack()` whose PUBACK/PUBREC waits for an earlier message's. */
+  get heldAckCount(): number {
+    return this.session.heldAckCount;
   }
 
   /** Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails. */

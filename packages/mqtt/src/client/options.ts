@@ -71,7 +71,8 @@ export interface ClientOptions {
   topicAliases?: boolean;
   /**
    * Acknowledge incoming QoS 1/2 messages only when the application calls `message.ack()` (e.g. after its database
-   * commit), in the order it calls it. Unacknowledged messages count against our Receive Maximum (5.0), so the
+   * commit). Acks leave in arrival order, as MQTT requires: one message not yet acknowledged holds back the acks of
+   * every message behind it, so acknowledge promptly. Unacknowledged messages count against our Receive Maximum (5.0), so the
    * server stops sending once that many wait; after a reconnect the server sends them again (persistent session).
    * Default false: acknowledged on delivery.
    */

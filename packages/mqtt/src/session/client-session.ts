@@ -58,7 +58,8 @@ export interface SessionOptions {
   topicAliases?: boolean;
   /**
    * Incoming QoS 1/2 messages are acknowledged (PUBACK / PUBREC) only when `ack()` is called with the token their
-   * `message` event carries, in whatever order the application calls it.
+   * `message` event carries. Acks still go out in arrival order ([MQTT-4.6.0-2], [MQTT-4.6.0-3]): an `ack()` for a
+   * later message is held until every earlier one of the connection was acknowledged.
    */
   manualAck?: boolean;
 }
@@ -181,8 +182,14 @@ export class ClientSession {
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
   private readonly incomingQos2 = new Set<number>();
-  /** With manualAck: incoming QoS 1/2 ids delivered on this connection whose PUBACK/PUBREC waits for `ack()`. */
-  private readonly awaitingAck = new Map<number, 1 | 2>();
+  /**
+   * With manualAck: incoming QoS 1/2 ids delivered on this connection whose PUBACK/PUBREC has not gone out, in
+   * arrival order (a Map keeps insertion order). `acked` marks those the application acknowledged that still wait
+   * behind an earlier one, since acks must leave in the order the PUBLISH packets arrived.
+   */
+  private readonly awaitingAck = new Map<number, { qos: 1 | 2; acked: boolean }>();
+  /** How many entries of `awaitingAck` the application already acknowledged (held behind an earlier one). */
+  private heldAcks = 0;
   /** Counts connections (and losses), so an ack token from an earlier connection is recognised as stale. */
   private connectionNumber = 0;
   /** Whether a CONNACK has told us the server's limits (before that, `limits` holds permissive defaults). */
@@ -277,35 +284,50 @@ export class ClientSession {
     this.outAliases = new OutgoingTopicAliases(0);
     // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
     this.awaitingAck.clear();
+    this.heldAcks = 0;
     this.connectionNumber++;
   }
 
-  /** Incoming QoS 1/2 messages delivered (manualAck) and not yet acknowledged. */
+  /** Incoming QoS 1/2 messages delivered (manualAck) whose `ack()` the application has not called yet. */
   get unackedCount(): number {
-    return this.awaitingAck.size;
+    return this.awaitingAck.size - this.heldAcks;
+  }
+
+  /** Messages the application acknowledged whose PUBACK/PUBREC waits for an earlier message's `ack()`. */
+  get heldAckCount(): number {
+    return this.heldAcks;
   }
 
   /**
-   * Sends the PUBACK (QoS 1) or PUBREC (QoS 2) for a message delivered under `manualAck`. Idempotent; a token from
-   * an earlier connection sends nothing (the server redelivers that message, and the redelivery has its own).
+   * Acknowledges a message delivered under `manualAck`. Its PUBACK (QoS 1) or PUBREC (QoS 2) goes out once every
+   * message that arrived before it on this connection was acknowledged too, together with the held acks of the
+   * messages behind it, in arrival order. Idempotent; a token from an earlier connection sends nothing (the
+   * server redelivers that message, and the redelivery has its own).
    */
   ack(token: AckToken, now: number): Step {
     const step = newStep();
     if (token.connection !== this.connectionNumber || this.state !== 'connected') return step;
-    if (this.awaitingAck.get(token.packetId) !== token.qos) return step;
-    this.awaitingAck.delete(token.packetId);
-    if (token.qos === 1) {
-      this.send(step, { type: 'puback', packetId: token.packetId }, now);
-    } else {
-      this.incomingQos2.add(token.packetId);
-      step.events.push({
-        type: 'store-put',
-        key: incomingKey(token.packetId),
-        record: { kind: 'incoming', packetId: token.packetId },
-      });
-      this.send(step, { type: 'pubrec', packetId: token.packetId }, now);
+    const waiting = this.awaitingAck.get(token.packetId);
+    if (waiting === undefined || waiting.qos !== token.qos || waiting.acked) return step;
+    waiting.acked = true;
+    this.heldAcks++;
+    for (const [id, entry] of this.awaitingAck) {
+      if (!entry.acked) break;
+      this.awaitingAck.delete(id);
+      this.heldAcks--;
+      this.sendAck(step, id, entry.qos, now);
     }
     return step;
+  }
+
+  private sendAck(step: Step, id: number, qos: 1 | 2, now: number): void {
+    if (qos === 1) {
+      this.send(step, { type: 'puback', packetId: id }, now);
+      return;
+    }
+    this.incomingQos2.add(id);
+    step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+    this.send(step, { type: 'pubrec', packetId: id }, now);
   }
 
   disconnect(now: number, reasonCode?: number, properties?: DisconnectProperties): Step {
@@ -553,8 +575,9 @@ export class ClientSession {
       return;
     }
     if (this.options.manualAck === true && !(packet.qos === 2 && this.incomingQos2.has(id))) {
-      // Delivered on every (re)send until acknowledged: the application has not taken it yet.
-      this.awaitingAck.set(id, packet.qos);
+      // Delivered on every (re)send until acknowledged: the application has not taken it yet. A repeat keeps the
+      // place (and any held ack) of the first copy.
+      if (!this.awaitingAck.has(id)) this.awaitingAck.set(id, { qos: packet.qos, acked: false });
       step.events.push({
         type: 'message',
         message,

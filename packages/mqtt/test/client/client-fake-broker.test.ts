@@ -173,7 +173,7 @@ describe('dependability against the fake broker', () => {
     });
   });
 
-  test('manualAck: PUBACK/PUBREC go out when the application calls ack(), in its order, once each', async () => {
+  test('manualAck: PUBACK/PUBREC go out on ack(), in arrival order, once each, held ones in one write', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { manualAck: true }));
       const got: Message[] = [];
@@ -201,17 +201,22 @@ describe('dependability against the fake broker', () => {
       const [m1, m2, m3, m0] = got as [Message, Message, Message, Message];
       m0.ack(); // QoS 0: nothing to send
       m3.ack();
-      m1.ack();
-      m1.ack();
       m2.ack();
+      await delay(50);
+      assert.deepEqual(acks(), [], 'held: message 1 came first and is not acknowledged');
+      assert.deepEqual([client.unackedCount, client.heldAckCount], [1, 2]);
+      const chunksBefore = conn.chunks;
+      m1.ack();
+      m1.ack();
       m3.ack();
       await broker.until(() => acks().length >= 3, 5000, 'three acks');
       await delay(50);
       assert.deepEqual(
         acks().map((p) => `${p.type}:${p.type === 'puback' || p.type === 'pubrec' ? p.packetId : ''}`),
-        ['pubrec:3', 'puback:1', 'puback:2'],
-        'in the order ack() was called, each once',
+        ['puback:1', 'puback:2', 'pubrec:3'],
+        'in arrival order, each once',
       );
+      assert.equal(conn.chunks - chunksBefore, 1, 'the released acks in one write');
       assert.equal(client.unackedCount, 0);
       assert.deepEqual(Object.keys(m1), ['topic', 'payload', 'qos', 'retain', 'dup'], 'ack is not enumerable');
       await client.end();

@@ -29,6 +29,8 @@ export class FakeConnection {
   version: ProtocolVersion | undefined;
   clientId = '';
   readonly received: Packet[] = [];
+  /** Data events seen: how many writes of the client arrived (loopback does not split small ones). */
+  chunks = 0;
   private readonly decoder = new Decoder({ role: 'server' });
 
   constructor(
@@ -49,6 +51,7 @@ export class FakeConnection {
   }
 
   private onData(chunk: Uint8Array): void {
+    this.chunks++;
     this.decoder.push(chunk);
     for (;;) {
       let packet: Packet | undefined;

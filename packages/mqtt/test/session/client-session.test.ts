@@ -230,14 +230,55 @@ describe('manual acknowledgement', () => {
     assert.deepEqual(s.handle({ type: 'pubrel', packetId: 7 }, 4).packets, [{ type: 'pubcomp', packetId: 7 }]);
   });
 
-  test('acks go out in the order the application calls ack(), not the order of arrival', () => {
+  test('acks leave in arrival order: a later ack() is held until the earlier ones, then released together', () => {
     const { s } = connected({ manualAck: true });
-    const tokens = [1, 2, 3].map((id) => delivery(s.handle(incoming(id, 1), 1)).ack!);
-    const order = [tokens[2]!, tokens[0]!, tokens[1]!].flatMap((t) => s.ack(t, 2).packets);
+    const got = [
+      s.handle(incoming(1, 1), 1),
+      s.handle(incoming(2, 2), 1),
+      s.handle({ ...msg('t', 0), type: 'publish', dup: false }, 1),
+      s.handle(incoming(3, 1), 1),
+      s.handle(incoming(4, 2), 1),
+    ];
+    const [t1, t2, , t3, t4] = got.map((step) => delivery(step).ack);
+    const ids = (step: Step) => step.packets.map((p) => `${p.type}:${'packetId' in p ? p.packetId : ''}`);
+    const third = s.ack(t3!, 2);
+    assert.deepEqual([third.packets, third.events], [[], []], 'held: 1 and 2 came first');
+    assert.deepEqual([s.unackedCount, s.heldAckCount], [3, 1]);
+    const second = s.ack(t2!, 3);
+    assert.deepEqual(second.packets, [], 'still held behind 1');
+    assert.deepEqual(s.ack(t3!, 3).packets, [], 'a repeated ack() changes nothing');
+    const first = s.ack(t1!, 4);
+    assert.deepEqual(ids(first), ['puback:1', 'pubrec:2', 'puback:3'], 'released in arrival order, in one step');
+    assert.deepEqual(eventTypes(first), ['store-put'], 'the QoS 2 record is stored when its PUBREC goes out');
+    assert.deepEqual([s.unackedCount, s.heldAckCount], [1, 0]);
+    assert.deepEqual(ids(s.ack(t4!, 5)), ['pubrec:4'], 'the head of the line goes at once');
+  });
+
+  test('held acks count against our Receive Maximum until they go out, and die with the connection', () => {
+    const { s } = connected({ manualAck: true, clean: false, properties: { receiveMaximum: 2 } });
+    s.handle(incoming(1, 1), 1);
+    const t2 = delivery(s.handle(incoming(2, 1), 1)).ack!;
+    s.ack(t2, 2);
+    const over = s.handle(incoming(3, 1), 2);
+    assert.deepEqual(over.packets, [{ type: 'disconnect', reasonCode: 0x93 }], 'a held ack is not on the wire');
+    assert.deepEqual([s.unackedCount, s.heldAckCount], [0, 0], 'a lost connection forgets held acks');
+    s.connect(3);
+    s.handle(connack({}, true), 3);
+    const again = delivery(s.handle({ ...incoming(2, 1), dup: true }, 4)).ack!;
+    assert.deepEqual(s.ack(again, 5).packets, [{ type: 'puback', packetId: 2 }], 'redelivered: first in line now');
+  });
+
+  test('a repeated PUBLISH keeps the place of the first copy', () => {
+    const { s } = connected({ manualAck: true });
+    const t1 = delivery(s.handle(incoming(1, 1), 1)).ack!;
+    const t2 = delivery(s.handle(incoming(2, 1), 1)).ack!;
+    const t1again = delivery(s.handle({ ...incoming(1, 1), dup: true }, 1)).ack!;
+    assert.deepEqual(s.ack(t2, 2).packets, []);
     assert.deepEqual(
-      order.map((p) => (p.type === 'puback' ? p.packetId : -1)),
-      [3, 1, 2],
+      s.ack(t1again, 3).packets.map((p) => p.type),
+      ['puback', 'puback'],
     );
+    assert.deepEqual(s.ack(t1, 4).packets, [], 'already acknowledged');
   });
 
   test('QoS 0 carries no token; without manualAck QoS 1/2 are acked at once and carry none', () => {

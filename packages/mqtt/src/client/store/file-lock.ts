@@ -148,11 +148,13 @@ function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-
 function lockedError(storePath: string, lockPath: string, pid: number | undefined): MqttError {
   const who = pid === undefined ? 'other processes competing for it' : `process ${pid}`;
   const self = pid === process.pid ? ' (this process: another client or store has it open)' : '';
-  return new MqttError('MQTT_ERR_STORE_LOCKED', `the file store ${storePath} is in use by ${who}${self}; its lock is ${lockPath}`);
+  return new MqttError(
+    'MQTT_ERR_STORE_LOCKED',
+    `the file store ${storePath} is in use by ${who}${self}; its lock is ${lockPath}`,
+  );
 }
 
 function lockError(storePath: string, what: string, cause: unknown): MqttError {
