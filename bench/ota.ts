@@ -83,16 +83,14 @@ async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess 
 async function registerAll(service: BackendService, vins: string[]): Promise<void> {
   for (let i = 0; i < vins.length; i += 500) {
     await Promise.all(
-      vins
-        .slice(i, i + 500)
-        .map((vin) =>
-          service.registerVehicle({
-            vin,
-            model: 'bench-model',
-            hardwareId: HARDWARE_ID,
-            installedVersion: FACTORY_VERSION,
-          }),
-        ),
+      vins.slice(i, i + 500).map((vin) =>
+        service.registerVehicle({
+          vin,
+          model: 'bench-model',
+          hardwareId: HARDWARE_ID,
+          installedVersion: FACTORY_VERSION,
+        }),
+      ),
     );
   }
 }
