@@ -106,6 +106,8 @@ export interface AgentEvents {
   report?(report: JobStatus): void;
   /** The journal state after each step. */
   state?(state: AgentState): void;
+  /** Every MQTT message received on the command topic, and every one handed to the client to publish. */
+  message?(direction: 'in' | 'out'): void;
 }
 
 export interface Agent {
@@ -271,6 +273,7 @@ class AgentShell implements Agent {
   private onMessage(message: Message): void {
     if (this.stopped || message.topic !== this.topics.command(this.vin)) return;
     this.counters.messagesIn += 1;
+    this.events.message?.('in');
     const parsed = parseMessage(message.payload, { types: COMMAND_TYPES });
     if (parsed.ok) {
       this.dispatch({ type: 'command', message: parsed.message });
@@ -292,6 +295,7 @@ class AgentShell implements Agent {
   private publish(topic: string, bytes: Uint8Array, retain = false): void {
     if (this.stopped) return;
     this.counters.messagesOut += 1;
+    this.events.message?.('out');
     this.client.publish(topic, bytes, { qos: 1, retain }).catch((error: unknown) => {
       if (!this.stopped) this.log?.warn({ err: error, topic }, 'publish failed');
     });

@@ -38,7 +38,7 @@ export interface DownloadOptions {
   /** For backoff jitter; default Math.random. */
   random?: () => number;
   /** Lets a simulated link outage hold retries without spending attempts. */
-  link?: { isUp(): boolean; whenUp(): Promise<void> };
+  link?: { isUp(): boolean; whenUp(): Promise<void>; onCut?(listener: () => void): () => void };
 }
 
 export type DownloadResult =
@@ -73,8 +73,13 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
       continue;
     }
     const before = await fileLength(options.path);
+    // A cut link drops the request in flight too, as a lost radio would.
+    const request = new AbortController();
+    const onAbort = () => request.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const offCut = options.link?.onCut?.(() => request.abort());
     try {
-      const result = await attempt(url, options, before, held);
+      const result = await attempt(url, { ...options, signal: request.signal }, before, held);
       if (result.complete) {
         if (options.fsync !== false) await syncFile(options.path);
         return { ok: true, bytes: result.bytes, etag: held.etag };
@@ -83,6 +88,9 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
       if (options.signal?.aborted) return stopped();
       if (e instanceof Permanent) return { ok: false, code: e.code, text: e.message };
       lastError = (e as Error).message;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      offCut?.();
     }
     const after = await fileLength(options.path);
     // Only attempts that made no progress count: a link that drops every megabyte still finishes.

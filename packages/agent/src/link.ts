@@ -10,6 +10,7 @@ export class Link {
   private downUntil = 0;
   private waiters: Array<() => void> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly cutListeners = new Set<() => void>();
   private cancelWake: (() => void) | undefined;
 
   constructor(
@@ -30,8 +31,15 @@ export class Link {
   cut(durationMs: number): void {
     this.downUntil = Math.max(this.downUntil, this.now() + durationMs);
     for (const socket of this.sockets) socket.destroy();
+    for (const listener of [...this.cutListeners]) listener();
     this.cancelWake?.();
     this.cancelWake = this.scheduler.at(this.downUntil, () => this.wake());
+  }
+
+  /** Called at every cut (downloads drop their request); returns the unsubscribe function. */
+  onCut(listener: () => void): () => void {
+    this.cutListeners.add(listener);
+    return () => this.cutListeners.delete(listener);
   }
 
   /** Releases waiters (also used on close, so nothing waits forever). */
