@@ -64,6 +64,12 @@ function summary(stack: RunningStack, home: string, fleet: { online: number; exp
     '',
     'Try:',
     `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`,
+    ...(stack.sampleArtifact === undefined
+      ? []
+      : [
+          `  npx otalink campaign create --api ${urls.dashboard.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)} \\`,
+          `      --name first --artifact ${stack.sampleArtifact.sha256} --hardware-id ${stack.sampleArtifact.hardwareIds[0]} --start`,
+        ]),
     `  npx otalink demo --vehicles 50       a whole campaign on a separate stack, with a summary`,
     '',
     'Ctrl-C stops everything.',
