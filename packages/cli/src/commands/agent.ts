@@ -1,10 +1,151 @@
-// `otalink agent`: being written (helper H3); this placeholder only keeps the command table compiling.
+// `otalink agent`: one vehicle's TCU agent. The activation of a new version restarts the agent: by default the
+// process exits with RESTART_EXIT_CODE (75) and its supervisor (systemd `Restart=always`, a container runtime...)
+// starts it again, which resumes from the journal and runs the health check; `--supervise` restarts in-process.
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type AgentOptions, createAgent, RESTART_EXIT_CODE, runAgent } from '@otalink/agent';
+import type { TrustedKey } from '@otalink/ota';
+import { publicKeyBytes } from '@otalink/ota/node';
+import { pino } from 'pino';
 import type { Command } from './command.js';
 
+const USAGE = `Usage: otalink agent --vin VIN --state-dir DIR --mqtt URL --trusted-key ID=FILE [options]
+
+  --vin <vin>                 the vehicle (client id and topic level)
+  --state-dir <dir>           journal, download and the A/B slots
+  --mqtt <url>                mqtt:// or mqtts:// broker URL
+  --trusted-key <id=file>     Ed25519 public key (PEM) manifests may be signed with; repeat for rotation
+  --hardware-id <id>          default tcu-v2
+  --model <model>             reported in the presence inventory
+  --installed-version <v>     factory version in slot A for a new state dir (default 1.0.0)
+  --protocol <5|311>          MQTT version (default 5)
+  --cafile <file>             CA for the broker's certificate
+  --cert <file> --key <file>  client certificate for mutual TLS (the VIN in its CN)
+  --username <u> --password <p>  instead of a client certificate
+  --artifact-ca <file>        CA for the artifact server (default: Node's roots)
+  --allow-http                accept http:// artifact URLs (labs only)
+  --topic-prefix <p>          default ota
+  --simulation-vins           accept test ids such as SIM-000001
+  --supervise                 restart in-process after an activation instead of exiting with ${RESTART_EXIT_CODE}
+`;
+
 export const agent: Command = {
-  summary: 'agent: not available yet',
-  async run() {
-    process.stderr.write('otalink agent: not available yet\n');
-    return 1;
+  summary: 'run a vehicle TCU agent (OTA updates over MQTT, A/B install, rollback)',
+  async run(args) {
+    let parsed: ReturnType<typeof parse>;
+    try {
+      parsed = parse(args);
+    } catch (error) {
+      process.stderr.write(`otalink agent: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (parsed.values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    let options: AgentOptions;
+    try {
+      options = await agentOptions(parsed.values);
+    } catch (error) {
+      process.stderr.write(`otalink agent: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (parsed.values.supervise) {
+      const runner = await runAgent(options);
+      const stop = () => void runner.close();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await runner.stopped;
+      return 0;
+    }
+    const running = await createAgent(options);
+    const stop = () => void running.close();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const exit = await running.exited;
+    return exit.reason === 'restart' ? RESTART_EXIT_CODE : 0;
   },
 };
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      vin: { type: 'string' },
+      'state-dir': { type: 'string' },
+      mqtt: { type: 'string' },
+      'trusted-key': { type: 'string', multiple: true },
+      'hardware-id': { type: 'string' },
+      model: { type: 'string' },
+      'installed-version': { type: 'string' },
+      protocol: { type: 'string' },
+      cafile: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      username: { type: 'string' },
+      password: { type: 'string' },
+      'artifact-ca': { type: 'string' },
+      'allow-http': { type: 'boolean' },
+      'topic-prefix': { type: 'string' },
+      'simulation-vins': { type: 'boolean' },
+      supervise: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+/** `id=file.pem` pairs as trusted keys. */
+export async function readTrustedKeys(specs: string[] | undefined): Promise<TrustedKey[]> {
+  if (specs === undefined || specs.length === 0) throw new Error('at least one --trusted-key ID=FILE is required');
+  return Promise.all(
+    specs.map(async (spec) => {
+      const at = spec.indexOf('=');
+      if (at <= 0) throw new Error(`--trusted-key wants ID=FILE, got "${spec}"`);
+      return { keyId: spec.slice(0, at), publicKey: publicKeyBytes(await readFile(spec.slice(at + 1), 'utf8')) };
+    }),
+  );
+}
+
+export function protocolVersion(value: string | undefined): 4 | 5 {
+  if (value === undefined || value === '5') return 5;
+  if (value === '311' || value === '4') return 4;
+  throw new Error(`--protocol must be 5 or 311, got "${value}"`);
+}
+
+async function agentOptions(values: Values): Promise<AgentOptions> {
+  const required = (name: 'vin' | 'state-dir' | 'mqtt') => {
+    const v = values[name];
+    if (v === undefined) throw new Error(`--${name} is required`);
+    return v;
+  };
+  const tls: { ca?: string; cert?: string; key?: string } = {};
+  if (values.cafile !== undefined) tls.ca = await readFile(values.cafile, 'utf8');
+  if (values.cert !== undefined) tls.cert = await readFile(values.cert, 'utf8');
+  if (values.key !== undefined) tls.key = await readFile(values.key, 'utf8');
+  return {
+    vin: required('vin'),
+    stateDir: required('state-dir'),
+    hardwareId: values['hardware-id'] ?? 'tcu-v2',
+    ...(values.model === undefined ? {} : { model: values.model }),
+    installedVersion: values['installed-version'] ?? '1.0.0',
+    trustedKeys: await readTrustedKeys(values['trusted-key']),
+    mqtt: {
+      url: required('mqtt'),
+      protocolVersion: protocolVersion(values.protocol),
+      ...(Object.keys(tls).length > 0 ? { tls } : {}),
+      ...(values.username === undefined ? {} : { username: values.username }),
+      ...(values.password === undefined ? {} : { password: values.password }),
+    },
+    topics: {
+      ...(values['topic-prefix'] === undefined ? {} : { prefix: values['topic-prefix'] }),
+      vinMode: values['simulation-vins'] ? 'simulation' : 'strict',
+    },
+    download: {
+      ...(values['artifact-ca'] === undefined ? {} : { ca: await readFile(values['artifact-ca'], 'utf8') }),
+      allowHttp: values['allow-http'] ?? false,
+    },
+    logger: pino({ level: 'info' }, pino.destination(2)),
+  };
+}

@@ -1,10 +1,192 @@
-// `otalink sim`: being written (helper H3); this placeholder only keeps the command table compiling.
+// `otalink sim`: a fleet of simulated vehicles against a broker, printing progress until interrupted. Per-vehicle
+// identities: `--cert-dir DIR` holds DIR/<VIN>.crt and DIR/<VIN>.key; or `--username`/`--password`, where `%v`
+// becomes the VIN.
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createFleet, type FleetKnobs, planFleet } from '@otalink/sim';
+import { pino } from 'pino';
+import { protocolVersion, readTrustedKeys } from './agent.js';
 import type { Command } from './command.js';
 
+const USAGE = `Usage: otalink sim --vehicles N --mqtt URL --trusted-key ID=FILE [options]
+
+  --vehicles <n>                      how many vehicles
+  --mqtt <url>                        broker URL
+  --trusted-key <id=file>             Ed25519 public key (PEM); repeat for rotation
+  --ca <file>                         CA for the broker's certificate
+  --cert-dir <dir>                    per-VIN client certificates: <dir>/<VIN>.crt and <dir>/<VIN>.key
+  --username <u> --password <p>       shared credentials; %v is replaced by the VIN
+  --artifact-ca <file>                CA for the artifact server
+  --allow-http                        accept http:// artifact URLs
+  --protocol <5|311>                  MQTT version (default 5)
+  --vin-prefix <p>                    default SIM-
+  --model <m>                         repeat for several models (default ID.4)
+  --hardware-id <id>                  default tcu-v2
+  --installed-version <v>             default 2.0.3
+  --state-dir <dir>                   default a directory under the system temp dir
+  --seed <n>                          knob assignment (default 1)
+  --concurrency <n>                   connects in flight during the ramp (default 100)
+  --offline-mid-download-share <0..1> --offline-ms <ms>
+  --install-fail-share <0..1>
+  --precondition-refuse-share <0..1>
+  --late-join-share <0..1> --late-join-delay-ms <ms>
+  --download-bps <bytes/s>
+  --plan                              print the predicted outcome per VIN and exit
+`;
+
 export const sim: Command = {
-  summary: 'sim: not available yet',
-  async run() {
-    process.stderr.write('otalink sim: not available yet\n');
-    return 1;
+  summary: 'simulate a fleet of vehicles (agents with failure knobs) against a broker',
+  async run(args) {
+    let values: ReturnType<typeof parse>['values'];
+    try {
+      values = parse(args).values;
+    } catch (error) {
+      process.stderr.write(`otalink sim: ${(error as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    try {
+      const vehicles = count(values.vehicles, '--vehicles');
+      const knobs: FleetKnobs = {
+        ...share(values['offline-mid-download-share'], 'offlineMidDownloadShare'),
+        ...share(values['install-fail-share'], 'installFailShare'),
+        ...share(values['precondition-refuse-share'], 'preconditionRefuseShare'),
+        ...share(values['late-join-share'], 'lateJoinShare'),
+        ...(values['late-join-delay-ms'] === undefined
+          ? {}
+          : { lateJoinDelayMs: count(values['late-join-delay-ms'], '--late-join-delay-ms') }),
+        ...(values['offline-ms'] === undefined
+          ? {}
+          : { offlineDurationMs: count(values['offline-ms'], '--offline-ms') }),
+        ...(values['download-bps'] === undefined
+          ? {}
+          : { downloadBytesPerSecond: count(values['download-bps'], '--download-bps') }),
+      };
+      const seed = values.seed === undefined ? 1 : count(values.seed, '--seed');
+      const vinPrefix = values['vin-prefix'] ?? 'SIM-';
+      const models = values.model ?? ['ID.4'];
+      if (values.plan) {
+        for (const v of planFleet({ vehicles, vinPrefix, models, knobs, seed })) {
+          process.stdout.write(`${v.vin}\t${v.model}\t${v.expected}\n`);
+        }
+        return 0;
+      }
+      if (values.mqtt === undefined) throw new Error('--mqtt is required');
+      const ca = values.ca === undefined ? undefined : await readFile(values.ca, 'utf8');
+      const certDir = values['cert-dir'];
+      const fleet = await createFleet({
+        vehicles,
+        mqtt: { url: values.mqtt, protocolVersion: protocolVersion(values.protocol) },
+        identity: (vin) => ({
+          ...(ca === undefined && certDir === undefined
+            ? {}
+            : {
+                tls: {
+                  ...(ca === undefined ? {} : { ca }),
+                  ...(certDir === undefined
+                    ? {}
+                    : {
+                        cert: readFileSync(join(certDir, `${vin}.crt`), 'utf8'),
+                        key: readFileSync(join(certDir, `${vin}.key`), 'utf8'),
+                      }),
+                },
+              }),
+          ...(values.username === undefined ? {} : { username: values.username.replaceAll('%v', vin) }),
+          ...(values.password === undefined ? {} : { password: values.password.replaceAll('%v', vin) }),
+        }),
+        vinPrefix,
+        models,
+        hardwareId: values['hardware-id'] ?? 'tcu-v2',
+        installedVersion: values['installed-version'] ?? '2.0.3',
+        trustedKeys: await readTrustedKeys(values['trusted-key']),
+        stateRoot: values['state-dir'] ?? join(tmpdir(), `otalink-sim-${process.pid}`),
+        download: {
+          ...(values['artifact-ca'] === undefined ? {} : { ca: await readFile(values['artifact-ca'], 'utf8') }),
+          allowHttp: values['allow-http'] ?? false,
+        },
+        knobs,
+        seed,
+        ...(values.concurrency === undefined ? {} : { connectConcurrency: count(values.concurrency, '--concurrency') }),
+        logger: pino({ level: 'warn' }, pino.destination(2)),
+      });
+      const started = Date.now();
+      const print = () => {
+        const c = fleet.counters;
+        const states = Object.entries(c.states)
+          .filter(([, n]) => n > 0)
+          .map(([s, n]) => `${s}=${n}`)
+          .join(' ');
+        process.stdout.write(
+          `[${((Date.now() - started) / 1000).toFixed(0)}s] started ${c.started}/${vehicles} connected ${c.connected} in ${c.messagesIn} out ${c.messagesOut} ${states}\n`,
+        );
+      };
+      const timer = setInterval(print, 2000);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      clearInterval(timer);
+      print();
+      await fleet.close();
+      return 0;
+    } catch (error) {
+      process.stderr.write(`otalink sim: ${(error as Error).message}\n`);
+      return 2;
+    }
   },
 };
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      vehicles: { type: 'string' },
+      mqtt: { type: 'string' },
+      'trusted-key': { type: 'string', multiple: true },
+      ca: { type: 'string' },
+      'cert-dir': { type: 'string' },
+      username: { type: 'string' },
+      password: { type: 'string' },
+      'artifact-ca': { type: 'string' },
+      'allow-http': { type: 'boolean' },
+      protocol: { type: 'string' },
+      'vin-prefix': { type: 'string' },
+      model: { type: 'string', multiple: true },
+      'hardware-id': { type: 'string' },
+      'installed-version': { type: 'string' },
+      'state-dir': { type: 'string' },
+      seed: { type: 'string' },
+      concurrency: { type: 'string' },
+      'offline-mid-download-share': { type: 'string' },
+      'offline-ms': { type: 'string' },
+      'install-fail-share': { type: 'string' },
+      'precondition-refuse-share': { type: 'string' },
+      'late-join-share': { type: 'string' },
+      'late-join-delay-ms': { type: 'string' },
+      'download-bps': { type: 'string' },
+      plan: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+}
+
+function count(value: string | undefined, what: string): number {
+  const n = Number(value);
+  if (value === undefined || !/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new Error(`${what} must be a whole number, got "${String(value)}"`);
+  }
+  return n;
+}
+
+function share(value: string | undefined, knob: keyof FleetKnobs): Partial<FleetKnobs> {
+  if (value === undefined) return {};
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new Error(`a share is 0..1, got "${value}"`);
+  return { [knob]: n };
+}
