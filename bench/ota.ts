@@ -196,9 +196,21 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
     await service.startCampaign(draft.id);
     let campaign = await service.getCampaign(draft.id);
     const deadline = started + timeoutS * 1000;
+    let lastProgress = Date.now();
     while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
       campaign = await service.getCampaign(draft.id);
+      if (Date.now() - lastProgress >= 2000) {
+        lastProgress = Date.now();
+        const s = await service.stats();
+        const counts = Object.entries(campaign.counts)
+          .filter(([, c]) => c > 0)
+          .map(([k, c]) => `${k} ${c}`)
+          .join(', ');
+        process.stderr.write(
+          `  ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts}; status received ${s.statusReceived - before.statusReceived}, ingest queue ${s.ingestQueue}, commands ${s.commandsPublished - before.commandsPublished}\n`,
+        );
+      }
     }
     const campaignS = (Date.now() - started) / 1000;
     clearInterval(sampler);

@@ -57,6 +57,8 @@ function fetchSha256(url: string, ctx: VehicleContext): Promise<{ sha256: string
 export class SimVehicle {
   readonly client: MqttClient;
   private readonly seen = new Set<string>();
+  /** Per execution: the last report sent, resent when the backend notifies the same execution again. */
+  private readonly executions = new Map<string, StatusBody | undefined>();
 
   constructor(
     readonly vin: string,
@@ -76,7 +78,16 @@ export class SimVehicle {
       const parsed = parseMessage(m.payload, { types: ['job.notify'] });
       if (!parsed.ok || this.seen.has(parsed.message.msgId)) return;
       this.seen.add(parsed.message.msgId);
-      void this.run(parsed.message as JobNotify);
+      const notify = parsed.message as JobNotify;
+      const key = `${notify.jobId}#${notify.executionNumber}`;
+      // A renotify of an execution in hand is answered with the last report, as the agent does.
+      if (this.executions.has(key)) {
+        const last = this.executions.get(key);
+        if (last !== undefined) void this.report(key, last);
+        return;
+      }
+      this.executions.set(key, undefined);
+      void this.run(key, notify);
     });
   }
 
@@ -99,12 +110,17 @@ export class SimVehicle {
     await this.client.publish(this.ctx.topics.presence(this.vin), encodeMessage(online), { qos: 1, retain: true });
   }
 
-  private report(body: StatusBody): Promise<unknown> {
+  /** Resolves when the broker acknowledged it; a report cut off by shutdown is dropped, not thrown. */
+  private report(key: string, body: StatusBody): Promise<void> {
+    this.executions.set(key, body);
     const message = createMessage('job.status', body, { ts: Date.now() });
-    return this.client.publish(this.ctx.topics.status(this.vin), encodeMessage(message), { qos: 1 });
+    return this.client.publish(this.ctx.topics.status(this.vin), encodeMessage(message), { qos: 1 }).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
-  private async run(notify: JobNotify): Promise<void> {
+  private async run(key: string, notify: JobNotify): Promise<void> {
     const ref = { jobId: notify.jobId, executionNumber: notify.executionNumber };
     let seq = 0;
     const verdict = verifyManifest(notify.manifest, {
@@ -115,12 +131,12 @@ export class SimVehicle {
       now: Date.now(),
     });
     if (!verdict.ok) {
-      await this.report({ ...ref, seq: ++seq, status: 'REJECTED', reason: verdict.error });
+      await this.report(key, { ...ref, seq: ++seq, status: 'REJECTED', reason: verdict.error });
       this.ctx.finished(this.vin, 'REJECTED');
       return;
     }
     const manifest = verdict.manifest;
-    void this.report({
+    void this.report(key, {
       ...ref,
       seq: ++seq,
       status: 'IN_PROGRESS',
@@ -133,7 +149,7 @@ export class SimVehicle {
     try {
       result = await fetchSha256(manifest.url, this.ctx);
     } catch (err) {
-      await this.report({
+      await this.report(key, {
         ...ref,
         seq: ++seq,
         status: 'FAILED',
@@ -142,9 +158,9 @@ export class SimVehicle {
       this.ctx.finished(this.vin, 'FAILED');
       return;
     }
-    void this.report({ ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'VERIFYING', progress: 0 });
+    void this.report(key, { ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'VERIFYING', progress: 0 });
     if (result.sha256 !== manifest.sha256 || result.bytes !== manifest.size) {
-      await this.report({
+      await this.report(key, {
         ...ref,
         seq: ++seq,
         status: 'REJECTED',
@@ -153,9 +169,9 @@ export class SimVehicle {
       this.ctx.finished(this.vin, 'REJECTED');
       return;
     }
-    void this.report({ ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'INSTALLING', progress: 0 });
-    void this.report({ ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'ACTIVATING', progress: 0 });
-    await this.report({ ...ref, seq: ++seq, status: 'SUCCEEDED', installedVersion: manifest.version });
+    void this.report(key, { ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'INSTALLING', progress: 0 });
+    void this.report(key, { ...ref, seq: ++seq, status: 'IN_PROGRESS', step: 'ACTIVATING', progress: 0 });
+    await this.report(key, { ...ref, seq: ++seq, status: 'SUCCEEDED', installedVersion: manifest.version });
     this.ctx.finished(this.vin, 'SUCCEEDED');
   }
 }
