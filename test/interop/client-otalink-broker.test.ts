@@ -506,6 +506,54 @@ for (const version of [4, 5] as ProtocolVersion[]) {
 }
 
 describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
+  test('re-authentication: AUTH 0x19 through the broker’s enhanced authenticator; a refused one ends the line', async () => {
+    const encode = (v: string) => new TextEncoder().encode(v);
+    let accepted = 'signed';
+    const h = await Harness.start({
+      allowAnonymous: false,
+      enhancedAuth: [
+        {
+          method: 'CHALLENGE',
+          step: (state, data) => {
+            if (state.step === 0)
+              return { result: 'continue', data: encode(`nonce-${text(data ?? new Uint8Array())}`) };
+            return text(data ?? new Uint8Array()) === accepted
+              ? { result: 'success', data: encode('welcome'), username: 'vehicle' }
+              : { result: 'fail', reasonCode: 0x87 };
+          },
+        },
+      ],
+    });
+    try {
+      const seen: string[] = [];
+      const client = await h.client({
+        auth: {
+          method: 'CHALLENGE',
+          step: (data, { reasonCode }) => {
+            seen.push(`${reasonCode.toString(16)}:${data === undefined ? '-' : text(data)}`);
+            return data === undefined ? encode('hi') : reasonCode === 0x18 ? encode('signed') : undefined;
+          },
+        },
+      });
+      await client.reauthenticate();
+      assert.deepEqual(seen, ['0:-', '18:nonce-hi', '19:-', '18:nonce-hi', '0:welcome']);
+      const sub = await client.subscribe('reauth/t', { qos: 1 });
+      const got = collect(client);
+      await client.publish('reauth/t', 'still connected', { qos: 1 });
+      await got.waitFor(1);
+      assert.deepEqual(sub.reasonCodes, [1]);
+      accepted = 'rotated';
+      await assert.rejects(client.reauthenticate(), { code: 'MQTT_ERR_CONNECTION_CLOSED', reasonCode: 0x87 });
+      await until(
+        () => client.state === 'closed',
+        5000,
+        () => `the client to close (reconnect is off; state ${client.state})`,
+      );
+    } finally {
+      await h.close();
+    }
+  });
+
   test('topic aliases used by both ends on the wire; every message arrives with its full topic', async () => {
     const h = await Harness.start({ limits: { topicAliasMaximum: 10 } });
     try {

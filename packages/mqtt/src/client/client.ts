@@ -5,6 +5,7 @@ import { encode, encodedLength, encodeInto } from '../codec/encoder.js';
 import { MqttError } from '../codec/errors.js';
 import type {
   AckProperties,
+  AuthProperties,
   ConnackPacket,
   ConnectProperties,
   DisconnectPacket,
@@ -155,6 +156,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   private connackWaiter: Pending<ConnackPacket> | undefined;
   private idleWaiters: Array<() => void> = [];
   private ending: Promise<void> | undefined;
+  /** A re-authentication (AUTH 0x19) waiting for the server's AUTH 0x00, on the connection it started on. */
+  private reauth: { conn: Connection; pending: Pending<void>; timer: ReturnType<typeof setTimeout> } | undefined;
   /**
    * Messages that arrived before anyone listened (a persistent session's backlog comes right behind CONNACK,
    * before connect() has even resolved). The first consumer gets them; undefined once one exists.
@@ -226,6 +229,83 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** With `manualAck`: messages acknowledged with `ack()` whose PUBACK/PUBREC waits for an earlier message's. */
   get heldAckCount(): number {
     return this.session.heldAckCount;
+  }
+
+  /**
+   * MQTT 5.0 re-authentication: sends AUTH 0x19 with the `auth` hook's method and `data` (default: what
+   * `auth.step(undefined, { reasonCode: 0x19 })` gives), answers each AUTH 0x18 challenge through the hook, and
+   * resolves on the server's AUTH 0x00 (after the hook has seen its data, so it can verify the server). Rejects with
+   * MQTT_ERR_INVALID_OPTION (3.1.1, no hook, one already running), MQTT_ERR_CONNECTION_CLOSED with the server's
+   * reason code when it disconnects (a refused re-authentication ends the connection), or MQTT_ERR_TIMEOUT when
+   * no answer came within `connectTimeoutMs` (the line is then closed: its authentication state is unknown).
+   */
+  async reauthenticate(data?: Uint8Array): Promise<void> {
+    const auth = this.options.auth;
+    if (this.version !== 5) throw new MqttError('MQTT_ERR_INVALID_OPTION', 're-authentication needs MQTT 5.0');
+    if (auth === undefined) throw new MqttError('MQTT_ERR_INVALID_OPTION', 're-authentication needs an auth hook');
+    if (this.reauth !== undefined) {
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', 'a re-authentication is already in progress');
+    }
+    if (this.ending !== undefined || this.state === 'closed') throw closedError();
+    const conn = this.conn;
+    if (conn === undefined || this.state !== 'connected') {
+      throw new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'not connected: nothing to re-authenticate');
+    }
+    const done = new Promise<void>((resolve, reject) => {
+      const timeoutMs = this.options.connectTimeoutMs ?? 30_000;
+      const timer = setTimeout(() => {
+        const error = new MqttError('MQTT_ERR_TIMEOUT', `no answer to re-authentication within ${timeoutMs} ms`);
+        this.settleReauth(conn, error);
+        conn.reason ??= error;
+        conn.transport?.destroy();
+      }, timeoutMs);
+      this.reauth = { conn, pending: { resolve, reject }, timer };
+    });
+    try {
+      const initial = data ?? (await auth.step(undefined, { reasonCode: 0x19 }));
+      if (this.reauthRunsOn(conn) && !conn.closed) {
+        const props: AuthProperties = { authenticationMethod: auth.method };
+        if (initial !== undefined) props.authenticationData = initial;
+        this.apply(conn, this.session.auth(Date.now(), 0x19, props));
+      }
+    } catch (err) {
+      this.authFailed(conn, err);
+    }
+    return done;
+  }
+
+  private reauthRunsOn(conn: Connection): boolean {
+    return this.reauth?.conn === conn;
+  }
+
+  /** Settles the running re-authentication of `conn` (if any): resolved without `error`, rejected with it. */
+  private settleReauth(conn: Connection, error?: Error): void {
+    const reauth = this.reauth;
+    if (reauth === undefined || reauth.conn !== conn) return;
+    this.reauth = undefined;
+    clearTimeout(reauth.timer);
+    if (error === undefined) reauth.pending.resolve();
+    else reauth.pending.reject(error);
+  }
+
+  /** The hook failed (or refused the server's data): DISCONNECT 0x87 and close, failing a re-authentication. */
+  private authFailed(conn: Connection, err: unknown): void {
+    const error =
+      err instanceof MqttError
+        ? err
+        : new MqttError('MQTT_ERR_CONNECTION_CLOSED', `authentication failed: ${(err as Error).message}`, {
+            reasonCode: 0x87,
+            cause: err,
+          });
+    this.settleReauth(conn, error);
+    if (conn.closed) return;
+    conn.reason = error;
+    if (conn.established && this.session.state === 'connected') {
+      this.writeNow(conn, this.session.disconnect(Date.now(), 0x87).packets);
+      this.closeLine(conn, 'end');
+    } else {
+      conn.transport?.destroy();
+    }
   }
 
   /** Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails. */
@@ -533,6 +613,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     clearTimeout(this.keepaliveTimer);
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
+    this.settleReauth(conn, conn.reason);
     for (const w of this.idleWaiters.splice(0)) w();
     // An attempt's own error path decides what follows a failed attempt; end() what follows a closing line.
     if (!conn.established || this.ending !== undefined) return;
@@ -712,22 +793,47 @@ export class MqttClient extends Emitter<ClientEvents> {
     };
   }
 
-  private async continueAuth(conn: Connection, reasonCode: number, properties: AckProperties | undefined) {
+  /** An AUTH from the server: 0x18 is answered through the hook; 0x00 ends a re-authentication. */
+  private async continueAuth(conn: Connection, reasonCode: number, properties: AuthProperties | undefined) {
     const auth = this.options.auth;
     try {
-      if (auth === undefined)
-        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH from the server without an auth hook');
-      const props = properties as { authenticationData?: Uint8Array } | undefined;
-      const data = await auth.step(props?.authenticationData, { reasonCode, properties });
+      if (auth === undefined) {
+        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH from the server without an auth hook', {
+          reasonCode: 0x82,
+        });
+      }
+      if (properties?.authenticationMethod !== auth.method) {
+        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH from the server with another authentication method', {
+          reasonCode: 0x82,
+        });
+      }
+      const success = reasonCode === 0x00;
+      if (success && !this.reauthRunsOn(conn)) {
+        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH success without a re-authentication', {
+          reasonCode: 0x82,
+        });
+      }
+      if (!success && reasonCode !== 0x18) {
+        throw new MqttError(
+          'MQTT_ERR_PROTOCOL_ERROR',
+          `AUTH from the server with reason 0x${reasonCode.toString(16)}`,
+          {
+            reasonCode: 0x82,
+          },
+        );
+      }
+      // On success the hook still sees the server's last data (e.g. a SCRAM server signature) and may refuse it.
+      const data = await auth.step(properties.authenticationData, { reasonCode, properties });
       if (conn.closed) return;
-      const out: { authenticationMethod: string; authenticationData?: Uint8Array } = {
-        authenticationMethod: auth.method,
-      };
+      if (success) {
+        this.settleReauth(conn);
+        return;
+      }
+      const out: AuthProperties = { authenticationMethod: auth.method };
       if (data !== undefined) out.authenticationData = data;
       this.apply(conn, this.session.auth(Date.now(), 0x18, out));
     } catch (err) {
-      conn.reason = err as Error;
-      conn.transport?.destroy();
+      this.authFailed(conn, err);
     }
   }
 
