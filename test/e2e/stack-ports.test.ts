@@ -33,15 +33,17 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
       },
     },
   );
-  const stack = await startStack({
-    home,
-    httpPort: http.port,
-    mqttPort: mqtt.port,
-    logger,
-    sysIntervalSeconds: 0,
-    sampleArtifact: false,
-  });
+  let started: Awaited<ReturnType<typeof startStack>> | undefined;
   try {
+    const stack = await startStack({
+      home,
+      httpPort: http.port,
+      mqttPort: mqtt.port,
+      logger,
+      sysIntervalSeconds: 0,
+      sampleArtifact: false,
+    });
+    started = stack;
     assert.notEqual(new URL(stack.urls.api).port, String(http.port));
     assert.notEqual(new URL(stack.urls.mqttVehicles.replace('mqtts:', 'https:')).port, String(mqtt.port));
     assert.ok(
@@ -72,7 +74,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
     assert.deepEqual((await vehicle.subscribe('ota/SIM-PORTS1/command', { qos: 1 })).reasonCodes, [1]);
     await vehicle.end();
   } finally {
-    await stack.close();
+    await started?.close();
     http.server.close();
     mqtt.server.close();
     await rm(home, { recursive: true, force: true });
