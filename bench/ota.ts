@@ -40,6 +40,8 @@ interface Result {
   rssPeakMiB: number;
   rssEndMiB: number;
   heapPeakMiB: number;
+  /** CPU time of the backend process during the campaign (user + system), to tell a busy backend from a slow fleet. */
+  backendCpuS: number;
   outcome: string;
 }
 
@@ -193,6 +195,7 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
     }, 100);
     const draft = await service.createCampaign({ name: `bench ${n}`, artifact: artifact.sha256, target: { vins } });
     const started = Date.now();
+    const cpuBefore = process.cpuUsage();
     await service.startCampaign(draft.id);
     let campaign = await service.getCampaign(draft.id);
     const deadline = started + timeoutS * 1000;
@@ -213,6 +216,7 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
       }
     }
     const campaignS = (Date.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
     const fleetStatuses = await Promise.race([
@@ -231,6 +235,7 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
       rssPeakMiB: Math.max(rssPeak, end.rss) / MiB,
       rssEndMiB: end.rss / MiB,
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
+      backendCpuS: (cpu.user + cpu.system) / 1e6,
       outcome:
         campaign.counts.SUCCEEDED === n
           ? 'all SUCCEEDED'
@@ -278,6 +283,7 @@ process.stdout.write(
       'backend RSS peak MiB',
       'RSS end MiB',
       'heap peak MiB',
+      'backend CPU s',
       'outcome',
     ],
     results.map((r) => [
@@ -289,6 +295,7 @@ process.stdout.write(
       r.rssPeakMiB,
       r.rssEndMiB,
       r.heapPeakMiB,
+      r.backendCpuS,
       r.outcome,
     ]),
   )}\n`,
