@@ -34,6 +34,7 @@ import { parseSharedSubscription } from '../topic/validate.js';
 import { Emitter } from './emitter.js';
 import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
+import { isRedirect, MqttRedirectError, redirectTarget, SERVER_MOVED } from './redirect.js';
 import { MemoryStore } from './store/memory-store.js';
 import type { MessageStore } from './store/store.js';
 import type { Transport, TransportFactory } from './transport.js';
@@ -66,6 +67,11 @@ export interface ClientEvents {
   message: (message: Message) => void;
   /** The server sent DISCONNECT (5.0). */
   disconnect: (packet: DisconnectPacket) => void;
+  /**
+   * A CONNACK or DISCONNECT said 0x9C (use another server) or 0x9D (server moved), naming `serverReference`;
+   * `followed` tells whether the client goes there (`followRedirects`, a readable reference, hops left).
+   */
+  redirect: (info: { reasonCode: number; serverReference: string | undefined; followed: boolean }) => void;
   /** Failures that belong to no call: store errors, a failed reconnect attempt. */
   error: (error: Error) => void;
 }
@@ -139,7 +145,12 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** The last CONNACK accepted. */
   connack: ConnackPacket | undefined;
   private readonly options: ClientOptions;
-  private readonly target: ResolvedTarget;
+  /** Where to connect: the configured server, or the one a 0x9D "Server moved" named. */
+  private target: ResolvedTarget;
+  /** A 0x9C "Use another server" target, used until an attempt or connection there fails for another reason. */
+  private redirected: ResolvedTarget | undefined;
+  /** Redirects followed since the last connection that ended, or attempt that failed, for another reason. */
+  private redirectHops = 0;
   private readonly session: ClientSession;
   private readonly store: MessageStore;
   private conn: Connection | undefined;
@@ -491,8 +502,49 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.emit('state', state, reason);
   }
 
-  /** One connection attempt: transport, CONNECT (with auth data), CONNACK, all within the connect timeout. */
+  /** Connects, following server redirects (`followRedirects`) up to `maxRedirects` hops. */
   private async attemptConnection(): Promise<void> {
+    for (;;) {
+      try {
+        await this.attemptOnce();
+        return;
+      } catch (err) {
+        if (!this.followRedirect(err)) {
+          if (!(err instanceof MqttRedirectError)) this.clearRedirect();
+          throw err;
+        }
+      }
+    }
+  }
+
+  /** For a redirect error: reports it, and when the client may follow it, points the next attempt there. */
+  private followRedirect(err: unknown): boolean {
+    if (!(err instanceof MqttRedirectError) || this.ending !== undefined) return false;
+    const current = this.redirected ?? this.target;
+    const next = redirectTarget(err.serverReference, current);
+    const followed =
+      this.options.followRedirects === true &&
+      next !== undefined &&
+      this.redirectHops < (this.options.maxRedirects ?? 3);
+    this.emit('redirect', { reasonCode: err.reasonCode ?? 0, serverReference: err.serverReference, followed });
+    if (!followed || next === undefined) return false;
+    this.redirectHops++;
+    if (err.reasonCode === SERVER_MOVED) {
+      this.target = next;
+      this.redirected = undefined;
+    } else {
+      this.redirected = next;
+    }
+    return true;
+  }
+
+  private clearRedirect(): void {
+    this.redirected = undefined;
+    this.redirectHops = 0;
+  }
+
+  /** One connection attempt: transport, CONNECT (with auth data), CONNACK, all within the connect timeout. */
+  private async attemptOnce(): Promise<void> {
     const abort = new AbortController();
     let markClosed = () => {};
     const whenClosed = new Promise<void>((resolve) => {
@@ -522,9 +574,10 @@ export class MqttClient extends Emitter<ClientEvents> {
       timeoutMs,
     );
     try {
-      const factory = this.options.transport ?? (await transportFor(this.target.protocol));
+      const target = this.redirected ?? this.target;
+      const factory = this.options.transport ?? (await transportFor(target.protocol));
       const transport = await factory(
-        { ...this.target, tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal },
+        { ...target, tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal },
         { data: (chunk) => this.onData(conn, chunk), close: (err) => this.onClose(conn, err) },
       );
       conn.transport = transport;
@@ -562,6 +615,20 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private scheduleReconnect(reason: Error): void {
+    if (this.followRedirect(reason)) {
+      // The server asked us to go elsewhere: no backoff, and no reconnect option needed (followRedirects is one).
+      this.setState('reconnecting');
+      this.emit('reconnecting', { attempt: this.attempt, delayMs: 0 });
+      this.reconnectTimer = setTimeout(() => {
+        if (this.ending !== undefined) return;
+        this.attemptConnection().catch((err: Error) => {
+          if (this.ending !== undefined) return;
+          this.emit('error', err);
+          this.scheduleReconnect(err);
+        });
+      }, 0);
+      return;
+    }
     const r = this.options.reconnect;
     if (r === false || r?.enabled === false || this.ending !== undefined) {
       void this.finish(reason);
@@ -617,6 +684,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const w of this.idleWaiters.splice(0)) w();
     // An attempt's own error path decides what follows a failed attempt; end() what follows a closing line.
     if (!conn.established || this.ending !== undefined) return;
+    if (!(conn.reason instanceof MqttRedirectError)) this.clearRedirect();
     this.setState('offline', conn.reason);
     this.emit('offline', conn.reason);
     this.scheduleReconnect(conn.reason);
@@ -713,12 +781,11 @@ export class MqttClient extends Emitter<ClientEvents> {
       case 'refused': {
         const code = e.connack.reasonCode;
         const reason = e.connack.properties?.reasonString;
+        const message = `connection refused: ${reasonName(code, this.version, 'connack')}${reason ? ` (${reason})` : ''}`;
         this.connackWaiter?.reject(
-          new MqttError(
-            'MQTT_ERR_CONNECTION_REFUSED',
-            `connection refused: ${reasonName(code, this.version, 'connack')}${reason ? ` (${reason})` : ''}`,
-            { reasonCode: code },
-          ),
+          this.version === 5 && isRedirect(code)
+            ? new MqttRedirectError('MQTT_ERR_CONNECTION_REFUSED', message, code, e.connack.properties?.serverReference)
+            : new MqttError('MQTT_ERR_CONNECTION_REFUSED', message, { reasonCode: code }),
         );
         conn?.transport?.destroy();
         break;
@@ -762,11 +829,10 @@ export class MqttClient extends Emitter<ClientEvents> {
         this.emit('disconnect', e.packet);
         const code = e.packet.reasonCode ?? 0;
         if (conn !== undefined) {
-          conn.reason = new MqttError(
-            'MQTT_ERR_CONNECTION_CLOSED',
-            `the server disconnected: ${reasonName(code, 5, 'disconnect')}`,
-            { reasonCode: code },
-          );
+          const message = `the server disconnected: ${reasonName(code, 5, 'disconnect')}`;
+          conn.reason = isRedirect(code)
+            ? new MqttRedirectError('MQTT_ERR_CONNECTION_CLOSED', message, code, e.packet.properties?.serverReference)
+            : new MqttError('MQTT_ERR_CONNECTION_CLOSED', message, { reasonCode: code });
           conn.transport?.destroy();
         }
         break;

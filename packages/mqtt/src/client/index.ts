@@ -14,6 +14,7 @@ export {
 } from './client.js';
 export { MessageStream } from './message-stream.js';
 export type { AuthHook, ClientOptions, QueueOptions, ReconnectOptions, WillOptions } from './options.js';
+export { MqttRedirectError } from './redirect.js';
 export type { FileStoreOptions } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
 export { openFileStore } from './store/open-file-store.js';

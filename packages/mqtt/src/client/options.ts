@@ -77,6 +77,15 @@ export interface ClientOptions {
    * Default false: acknowledged on delivery.
    */
   manualAck?: boolean;
+  /**
+   * 5.0: when a CONNACK or DISCONNECT says 0x9C (use another server) or 0x9D (server moved) and names a Server
+   * Reference ("host[:port]"), connect there at once, same scheme (and port, if the reference has none). 0x9D
+   * replaces the configured server for good; 0x9C holds until an attempt or connection there fails for another
+   * reason. Default false: the error (`serverReference`) and the 'redirect' event report it, nothing more.
+   */
+  followRedirects?: boolean;
+  /** Redirects followed in a row (since a connection or attempt ended for another reason). Default 3. */
+  maxRedirects?: number;
   /** Durable state; default an in-memory store. */
   store?: MessageStore;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */
