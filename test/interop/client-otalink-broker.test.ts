@@ -506,6 +506,45 @@ for (const version of [4, 5] as ProtocolVersion[]) {
 }
 
 describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
+  test('backpressure: a slow iterator holds the client at its high-water mark; QoS 1 nothing lost, in order', async () => {
+    const h = await Harness.start();
+    try {
+      const highWaterMark = 10;
+      const sub = await h.client({ highWaterMark });
+      const subscription = await sub.subscribe('bp/#', { qos: 1 });
+      const stream = subscription.messages();
+      let mostBuffered = 0;
+      let pauses = 0;
+      // Sampled at every delivery, when the backlog peaks (the listener runs just before the iterator's push).
+      sub.on('message', () => {
+        mostBuffered = Math.max(mostBuffered, sub.bufferedCount + 1);
+        if (sub.readingPaused) pauses++;
+      });
+      const pub = await h.client({});
+      const total = 600;
+      const published = Promise.all(Array.from({ length: total }, (_, i) => pub.publish('bp/t', `${i}`, { qos: 1 })));
+      const got: string[] = [];
+      for await (const m of stream) {
+        got.push(text(m.payload));
+        if (got.length === total) break;
+        await delay(1); // the slow consumer
+      }
+      await published;
+      assert.deepEqual(
+        got,
+        Array.from({ length: total }, (_, i) => `${i}`),
+        'every message, in order',
+      );
+      assert.ok(mostBuffered <= highWaterMark, `at most ${highWaterMark} buffered, saw ${mostBuffered}`);
+      assert.ok(mostBuffered === highWaterMark, 'the publisher did outpace the consumer');
+      assert.equal(pauses, 0, 'nothing is delivered while reading is paused');
+      assert.equal(sub.readingPaused, false);
+      assert.equal(sub.bufferedCount, 0, 'the iterator detached when the loop broke');
+    } finally {
+      await h.close();
+    }
+  });
+
   test('re-authentication: AUTH 0x19 through the broker’s enhanced authenticator; a refused one ends the line', async () => {
     const encode = (v: string) => new TextEncoder().encode(v);
     let accepted = 'signed';

@@ -119,6 +119,8 @@ interface Connection {
   markClosed(): void;
   /** Encoded packets waiting for the end of this tick, written as one chunk. */
   out: Uint8Array[];
+  /** Reading stopped because a consumer's buffer reached the high-water mark. */
+  paused: boolean;
 }
 
 interface Pending<T> {
@@ -235,6 +237,21 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** With `manualAck`: QoS 1/2 messages received on this connection and not yet acknowledged with `ack()`. */
   get unackedCount(): number {
     return this.session.unackedCount;
+  }
+
+  /**
+   * Messages received and not yet taken by their consumer: the longest backlog of any message iterator (or of
+   * the messages held for the first consumer). Reading from the server stops at `highWaterMark`.
+   */
+  get bufferedCount(): number {
+    let most = this.early?.length ?? 0;
+    for (const { stream } of this.streams) most = Math.max(most, stream.pending);
+    return most;
+  }
+
+  /** Whether reading from the server is paused because a consumer fell `highWaterMark` messages behind. */
+  get readingPaused(): boolean {
+    return this.conn?.paused === true;
   }
 
   /** With `manualAck`: messages acknowledged with `ack()` whose PUBACK/PUBREC waits for an earlier message's. */
@@ -406,11 +423,15 @@ export class MqttClient extends Emitter<ClientEvents> {
    */
   messages(accepts: (topic: string) => boolean = () => true): MessageStream<Message> {
     const entry = {
-      stream: new MessageStream<Message>(() => this.streams.delete(entry)),
+      stream: new MessageStream<Message>(
+        () => this.streams.delete(entry),
+        () => this.maybeResume(),
+      ),
       accepts,
     };
     const early = this.takeEarly();
     for (const m of early) if (accepts(m.topic)) entry.stream.push(m);
+    this.maybeResume();
     if (this.state === 'closed') entry.stream.end();
     else this.streams.add(entry);
     return entry.stream;
@@ -433,8 +454,42 @@ export class MqttClient extends Emitter<ClientEvents> {
   private takeEarly(): Message[] {
     const early = this.early ?? [];
     this.early = undefined;
+    if (early.length > 0) queueMicrotask(() => this.maybeResume());
     return early;
   }
+
+  private get highWaterMark(): number {
+    return this.options.highWaterMark ?? 1000;
+  }
+
+  /** Stops reading when a consumer is `highWaterMark` messages behind: TCP then pushes back on the server. */
+  private maybePause(conn: Connection): void {
+    if (conn.paused || this.bufferedCount < this.highWaterMark) return;
+    conn.paused = true;
+    conn.transport?.pause?.();
+    this.armKeepalive();
+  }
+
+  /** Reads again once every consumer is down to half the high-water mark (hysteresis: no pause per message). */
+  private maybeResume(): void {
+    const conn = this.conn;
+    if (conn === undefined || !conn.paused || this.resumeQueued) return;
+    if (this.bufferedCount > Math.floor(this.highWaterMark / 2)) return;
+    // Not from inside the consumer's next(): decoding delivers messages, which may re-enter the stream.
+    this.resumeQueued = true;
+    queueMicrotask(() => {
+      this.resumeQueued = false;
+      if (this.conn !== conn || conn.closed || !conn.paused) return;
+      if (this.bufferedCount > Math.floor(this.highWaterMark / 2)) return;
+      conn.paused = false;
+      this.session.readingResumed(Date.now());
+      conn.transport?.resume?.();
+      this.decodeAvailable(conn);
+      if (this.conn === conn) this.armKeepalive();
+    });
+  }
+
+  private resumeQueued = false;
 
   /** Flushes queued and in-flight messages (unless `force`), sends DISCONNECT, and resolves when closed. */
   end(options: EndOptions = {}): Promise<void> {
@@ -564,6 +619,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       whenClosed,
       markClosed,
       out: [],
+      paused: false,
     };
     this.conn = conn;
     this.setState('connecting');
@@ -651,7 +707,13 @@ export class MqttClient extends Emitter<ClientEvents> {
   private onData(conn: Connection, chunk: Uint8Array): void {
     if (conn.closed || this.conn !== conn) return;
     conn.decoder.push(chunk);
+    this.decodeAvailable(conn);
+  }
+
+  /** Handles the packets the decoder holds, stopping (bytes kept) while reading is paused. */
+  private decodeAvailable(conn: Connection): void {
     for (;;) {
+      if (conn.paused) return;
       let packet: Packet | undefined;
       try {
         packet = conn.decoder.next();
@@ -667,6 +729,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (packet === undefined) return;
       this.apply(conn, this.session.handle(packet, Date.now()));
       if (conn.closed || this.conn !== conn) return;
+      if (packet.type === 'publish') this.maybePause(conn);
     }
   }
 
@@ -917,13 +980,14 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   private armKeepalive(): void {
     clearTimeout(this.keepaliveTimer);
-    const at = this.session.nextTick();
+    const reading = this.conn?.paused !== true;
+    const at = this.session.nextTick(reading);
     if (at === undefined) return;
     this.keepaliveTimer = setTimeout(
       () => {
         const conn = this.conn;
         if (conn === undefined) return;
-        this.apply(conn, this.session.tick(Date.now()));
+        this.apply(conn, this.session.tick(Date.now(), !conn.paused));
         if (this.conn === conn) this.armKeepalive();
       },
       Math.max(0, at - Date.now()),

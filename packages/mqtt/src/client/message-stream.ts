@@ -6,7 +6,11 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   private readonly readers: Array<(result: IteratorResult<T>) => void> = [];
   private done = false;
 
-  constructor(private readonly detach: (stream: MessageStream<T>) => void) {}
+  constructor(
+    private readonly detach: (stream: MessageStream<T>) => void,
+    /** Called when the buffer shrank (a read, or the stream ended): the client may resume reading its socket. */
+    private readonly drained: () => void = () => {},
+  ) {}
 
   /** Messages buffered and not yet read. */
   get pending(): number {
@@ -25,10 +29,15 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
     this.done = true;
     this.detach(this);
     for (const reader of this.readers.splice(0)) reader({ value: undefined, done: true });
+    this.drained();
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.buffer.length > 0) return Promise.resolve({ value: this.buffer.shift() as T, done: false });
+    if (this.buffer.length > 0) {
+      const value = this.buffer.shift() as T;
+      this.drained();
+      return Promise.resolve({ value, done: false });
+    }
     if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => this.readers.push(resolve));
   }

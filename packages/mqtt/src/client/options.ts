@@ -86,6 +86,13 @@ export interface ClientOptions {
   followRedirects?: boolean;
   /** Redirects followed in a row (since a connection or attempt ended for another reason). Default 3. */
   maxRedirects?: number;
+  /**
+   * Backpressure: when a message iterator (or the backlog held for the first consumer) has this many messages
+   * unread, the client stops reading from the server until it is down to half; the TCP window then holds the
+   * server back, and its in-flight QoS 1/2 messages wait for our acks. Default 1000. 'message' listeners are
+   * called synchronously and never buffer. An iterator nobody reads (and nobody ends) stalls the client.
+   */
+  highWaterMark?: number;
   /** Durable state; default an in-memory store. */
   store?: MessageStore;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */

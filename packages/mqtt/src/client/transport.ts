@@ -34,6 +34,12 @@ export interface Transport {
   end(): void;
   /** Immediate close. */
   destroy(): void;
+  /**
+   * Stop reading from the connection (backpressure: the TCP window then pushes back on the server) until
+   * `resume()`. Optional: without it the client still stops decoding, and the bytes wait unread in memory.
+   */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** Opens one connection; resolves once bytes can flow (after the TLS handshake for TLS). */

@@ -443,12 +443,16 @@ export class ClientSession {
     return step;
   }
 
-  /** Keepalive: a PINGREQ when nothing was sent for the keepalive interval, or a close when PINGRESP is overdue. */
-  tick(now: number): Step {
+  /**
+   * Keepalive: a PINGREQ when nothing was sent for the keepalive interval, or a close when PINGRESP is overdue.
+   * With `reading` false (the client paused reading for backpressure) a PINGRESP cannot be seen, so none is
+   * overdue: PINGREQs go on keeping the server's timer alive, and the wait starts again on `readingResumed`.
+   */
+  tick(now: number, reading = true): Step {
     const step = newStep();
     const keepaliveMs = this.limits.keepalive * 1000;
     if (this.state !== 'connected' || keepaliveMs <= 0) return step;
-    if (this.pingSentAt !== undefined) {
+    if (this.pingSentAt !== undefined && reading) {
       if (now - this.pingSentAt >= this.pingTimeoutMs()) {
         step.events.push({
           type: 'close',
@@ -465,11 +469,16 @@ export class ClientSession {
     return step;
   }
 
+  /** Reading resumed after a pause: a PINGRESP outstanding gets a full timeout from now. */
+  readingResumed(now: number): void {
+    if (this.pingSentAt !== undefined) this.pingSentAt = now;
+  }
+
   /** When `tick` next has something to decide, or undefined when keepalive is off. */
-  nextTick(): number | undefined {
+  nextTick(reading = true): number | undefined {
     const keepaliveMs = this.limits.keepalive * 1000;
     if (this.state !== 'connected' || keepaliveMs <= 0) return undefined;
-    if (this.pingSentAt !== undefined) return this.pingSentAt + this.pingTimeoutMs();
+    if (this.pingSentAt !== undefined && reading) return this.pingSentAt + this.pingTimeoutMs();
     return this.lastSent + keepaliveMs;
   }
 

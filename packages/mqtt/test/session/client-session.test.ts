@@ -616,6 +616,19 @@ describe('keepalive', () => {
     assert.equal(s.state, 'disconnected');
   });
 
+  test('while reading is paused an overdue PINGRESP closes nothing; PINGREQs go on; resuming restarts the wait', () => {
+    const { s } = connected({ keepalive: 10 });
+    assert.deepEqual(types(s.tick(10_000)), ['pingreq']);
+    assert.deepEqual(types(s.tick(20_000, false)), ['pingreq'], 'paused: another PINGREQ keeps the server happy');
+    assert.equal(s.nextTick(false), 30_000);
+    assert.deepEqual(eventTypes(s.tick(29_000, false)), [], 'no keepalive timeout while not reading');
+    assert.equal(s.state, 'connected');
+    s.readingResumed(35_000);
+    assert.equal(s.nextTick(), 45_000, 'a full timeout from the resume');
+    assert.deepEqual(eventTypes(s.tick(44_000)), []);
+    assert.deepEqual(eventTypes(s.tick(45_000)), ['close']);
+  });
+
   test('Server Keep Alive replaces ours', () => {
     const { s } = connected({ keepalive: 60 }, { serverKeepAlive: 2 });
     assert.deepEqual(types(s.tick(2000)), ['pingreq']);

@@ -19,6 +19,8 @@ export function socketTransport(socket: Socket, handlers: TransportHandlers): Tr
       setTimeout(() => socket.destroy(), 2000).unref();
     },
     destroy: () => socket.destroy(),
+    pause: () => socket.pause(),
+    resume: () => socket.resume(),
   };
 }
 
