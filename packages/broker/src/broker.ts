@@ -78,6 +78,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
   let metricsServer: MetricsServer | undefined;
   let refusing = 0;
   let state: 'new' | 'listening' | 'closed' = 'new';
+  // A function, so TypeScript does not keep `state` narrowed across the awaits in listen().
+  const isClosed = (): boolean => state === 'closed';
 
   const onStream = (stream: Duplex, info: TransportInfo): void => {
     if (core.closing) {
@@ -118,15 +120,24 @@ export function createBroker(options: BrokerOptions = {}): Broker {
           'store loaded',
         );
       }
+      // close() may run while listen() awaits: start nothing (no timers, no listeners) after it.
+      if (isClosed()) return;
       try {
-        for (const listener of listenerOptions)
-          handles.push(await startListener(listener, onStream, limits.connectTimeoutMs));
+        for (const listener of listenerOptions) {
+          const handle = await startListener(listener, onStream, limits.connectTimeoutMs);
+          handles.push(handle);
+          if (isClosed()) {
+            await handle.close();
+            return;
+          }
+        }
         if (options.metrics !== undefined) {
           const extra = () => {
             core.refreshStoreStats();
             return [...storeMetrics(stats), ...processMetrics()];
           };
           metricsServer = await startMetricsServer({ ...options.metrics, extra }, () => stats);
+          if (isClosed()) await metricsServer.close();
         }
       } catch (error) {
         await Promise.all(handles.map((h) => h.close()));
@@ -134,6 +145,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
         if (ownStore) await store.close();
         throw error;
       }
+      if (isClosed()) return;
       core.ticker.start();
       const interval = options.sysIntervalSeconds ?? 10;
       if (interval > 0) {
