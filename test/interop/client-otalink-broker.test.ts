@@ -506,6 +506,31 @@ for (const version of [4, 5] as ProtocolVersion[]) {
 }
 
 describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
+  test('backpressure: a consumer that awaits its own QoS 1 publish in the loop does not deadlock', {
+    timeout: 60_000,
+  }, async () => {
+    const h = await Harness.start();
+    try {
+      const sub = await h.client({ highWaterMark: 5 });
+      const stream = (await sub.subscribe('loop/in', { qos: 1 })).messages();
+      const pub = await h.client({});
+      const total = 200;
+      const published = Promise.all(
+        Array.from({ length: total }, (_, i) => pub.publish('loop/in', `${i}`, { qos: 1 })),
+      );
+      let seen = 0;
+      for await (const m of stream) {
+        // Its PUBACK comes behind messages the server already sent: reading must go on while it is awaited.
+        await sub.publish('loop/out', m.payload, { qos: 1 });
+        if (++seen === total) break;
+      }
+      await published;
+      assert.equal(seen, total);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('backpressure: a slow iterator holds the client at its high-water mark; QoS 1 nothing lost, in order', async () => {
     const h = await Harness.start();
     try {

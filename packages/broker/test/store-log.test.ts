@@ -65,7 +65,13 @@ function segments(dir: string): string[] {
 describe('log store', () => {
   test('group commit: everything issued in one turn is one write and one fdatasync; sync none never syncs', async () => {
     let syncs = 0;
-    const fs: StoreFs = { ...nodeStoreFs, fdatasync: (fd) => (syncs++, nodeStoreFs.fdatasync(fd)) };
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        syncs++;
+        return nodeStoreFs.fdatasync(fd);
+      },
+    };
     const dir = dataDir();
     const { store } = await open({ dir, fs });
     syncs = 0;

@@ -240,11 +240,11 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Messages received and not yet taken by their consumer: the longest backlog of any message iterator (or of
-   * the messages held for the first consumer). Reading from the server stops at `highWaterMark`.
+   * Messages received and not yet taken by their consumer: the longest backlog of any message iterator. Reading
+   * from the server stops at `highWaterMark` (the backlog held for a first consumer has its own limit).
    */
   get bufferedCount(): number {
-    let most = this.early?.length ?? 0;
+    let most = 0;
     for (const { stream } of this.streams) most = Math.max(most, stream.pending);
     return most;
   }
@@ -454,7 +454,6 @@ export class MqttClient extends Emitter<ClientEvents> {
   private takeEarly(): Message[] {
     const early = this.early ?? [];
     this.early = undefined;
-    if (early.length > 0) queueMicrotask(() => this.maybeResume());
     return early;
   }
 
@@ -462,25 +461,33 @@ export class MqttClient extends Emitter<ClientEvents> {
     return this.options.highWaterMark ?? 1000;
   }
 
-  /** Stops reading when a consumer is `highWaterMark` messages behind: TCP then pushes back on the server. */
+  /**
+   * Stops reading when a consumer is `highWaterMark` messages behind: TCP then pushes back on the server. Not while
+   * the client awaits an answer (PUBACK, SUBACK, AUTH): a consumer awaiting its own publish would wait forever.
+   */
   private maybePause(conn: Connection): void {
-    if (conn.paused || this.bufferedCount < this.highWaterMark) return;
+    if (conn.paused || this.bufferedCount < this.highWaterMark || this.awaitsServer()) return;
     conn.paused = true;
     conn.transport?.pause?.();
     this.armKeepalive();
   }
 
+  private awaitsServer(): boolean {
+    return this.session.inflightCount > 0 || this.controls.size > 0 || this.reauth !== undefined;
+  }
+
   /** Reads again once every consumer is down to half the high-water mark (hysteresis: no pause per message). */
   private maybeResume(): void {
     const conn = this.conn;
-    if (conn === undefined || !conn.paused || this.resumeQueued) return;
-    if (this.bufferedCount > Math.floor(this.highWaterMark / 2)) return;
-    // Not from inside the consumer's next(): decoding delivers messages, which may re-enter the stream.
+    if (conn === undefined || !conn.paused) return;
+    if (this.bufferedCount > Math.floor(this.highWaterMark / 2) && !this.awaitsServer()) return;
+    if (this.resumeQueued) return;
+    // Not from inside the consumer's next() or a publish(): decoding delivers messages, which may re-enter.
     this.resumeQueued = true;
     queueMicrotask(() => {
       this.resumeQueued = false;
       if (this.conn !== conn || conn.closed || !conn.paused) return;
-      if (this.bufferedCount > Math.floor(this.highWaterMark / 2)) return;
+      if (this.bufferedCount > Math.floor(this.highWaterMark / 2) && !this.awaitsServer()) return;
       conn.paused = false;
       this.session.readingResumed(Date.now());
       conn.transport?.resume?.();
@@ -766,6 +773,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     else if (ops.length > 0) this.write(undefined, [], ops);
     for (const e of step.events) this.dispatch(conn, e);
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
+    // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
+    if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
   }
 
   private write(conn: Connection | undefined, packets: Packet[], ops: Promise<void>[]): void {
