@@ -1,10 +1,12 @@
 // `otalink up` as a user runs it: a child process with its own data directory and free ports, ready when it
 // prints its summary; the API answers over HTTPS (trusting the dev CA it created), the dashboard is served, the 100
-// simulated vehicles are registered and online, and SIGTERM brings it down with exit code 0. A second run on the
-// same directory reuses the CA and the vehicles' registrations.
+// simulated vehicles are registered and online, the sample campaign updates all of them in three waves, and
+// SIGTERM brings it down with exit code 0. A second run on the same directory reuses the CA and the vehicles'
+// registrations and does not start the campaign again.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -107,6 +109,23 @@ async function startUp(dataDir: string): Promise<RunningUp> {
   };
 }
 
+interface CampaignBody {
+  state: string;
+  counts: Record<string, number>;
+  rollout: { kind: string; waves?: unknown[] };
+}
+
+/** Polls `probe` every 250 ms until it returns a value; fails after `timeoutMs`. */
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 async function vehicles(api: string, ca: string): Promise<Array<{ vin: string; online: boolean; model: string }>> {
   const response = await getJson(`${api}/vehicles?limit=1000`, ca);
   assert.equal(response.status, 200);
@@ -136,6 +155,18 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   const artifacts = await getJson(`${first.api}/artifacts`, ca);
   assert.equal((artifacts.body as { items: unknown[] }).items.length, 1, 'the sample artifact is uploaded');
 
+  // The sample campaign starts by itself and carries the whole fleet to the new version, in waves.
+  const campaignId = /Campaign\s+(\S+): .* to 100 vehicles in waves/.exec(first.stdout())?.[1];
+  assert.ok(campaignId !== undefined, first.stdout());
+  const finished = await until(async () => {
+    const campaign = (await getJson(`${first.api}/campaigns/${campaignId}`, ca)).body as CampaignBody;
+    return campaign.state === 'COMPLETED' ? campaign : undefined;
+  }, 180_000);
+  assert.equal(finished.counts.SUCCEEDED, 100);
+  assert.equal(finished.rollout.waves?.length, 3);
+  await until(async () => (first.stdout().includes(`campaign ${campaignId}: COMPLETED`) ? true : undefined), 10_000);
+  assert.ok(existsSync(join(home, 'broker')), 'the broker keeps its durable store in the data directory');
+
   const stopped = await first.stop();
   assert.deepEqual(stopped, { code: 0, signal: null }, first.stderr());
   assert.match(first.stdout(), /otalink up: stopped/);
@@ -147,5 +178,8 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   assert.equal(again.filter((v) => v.online).length, 100);
   const artifactsAgain = await getJson(`${second.api}/artifacts`, ca);
   assert.equal((artifactsAgain.body as { items: unknown[] }).items.length, 1, 'same sample bytes, one artifact');
+  assert.match(second.stdout(), new RegExp(`Campaign\\s+${campaignId}: from an earlier run, COMPLETED`));
+  const campaigns = (await getJson(`${second.api}/campaigns`, ca)).body as { items: unknown[] };
+  assert.equal(campaigns.items.length, 1, 'the sample campaign is not started twice');
   assert.deepEqual(await second.stop(), { code: 0, signal: null }, second.stderr());
 });

@@ -5,9 +5,11 @@ import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_IDENTITY } from '@otalink/pki';
 import { pino } from 'pino';
-import { simulatedFleet } from '../stack/fleet.js';
+import { type AgentFleet, simulatedFleet } from '../stack/fleet.js';
 import { otalinkHome } from '../stack/home.js';
+import { checkKnobs, type FailureKnobs } from '../stack/knobs.js';
 import { waitForOnline } from '../stack/online.js';
+import { ensureSampleCampaign, SAMPLE_WAVES, watchCampaign } from '../stack/sample-campaign.js';
 import { DEFAULT_HTTP_PORT, DEFAULT_MQTT_TLS_PORT, type RunningStack, startStack } from '../stack/stack.js';
 import type { Command } from './command.js';
 
@@ -17,6 +19,9 @@ Starts the broker, the backend (HTTPS API + dashboard) and a simulated fleet, al
 State is kept in $OTALINK_HOME, else ./.otalink (dev PKI, SQLite database, artifacts, signing keys).
 
   --vehicles N      simulated vehicles (default 100; 0 for none)
+  --no-campaign     do not start the sample campaign (started once per data directory otherwise)
+  --install-fail P  percent of simulated vehicles whose installation fails (default 0)
+  --rollback P      percent whose new version fails its health check and rolls back (default 0)
   --http-port N     HTTPS port (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
   --mqtt-port N     MQTT over mutual TLS port (default ${DEFAULT_MQTT_TLS_PORT}; a free port if taken; 0 = any)
   --log-level L     fatal|error|warn|info|debug|trace|silent (default warn; logs go to stderr)
@@ -37,12 +42,24 @@ function port(text: string | undefined, fallback: number, name: string): number 
   return value;
 }
 
+function percent(text: string | undefined, name: string): number {
+  if (text === undefined) return 0;
+  const value = Number(text.replace(/%$/, ''));
+  if (!Number.isFinite(value)) throw new Error(`${name}: expected a percentage, got "${text}"`);
+  return value;
+}
+
 function shown(path: string): string {
   const rel = relative(process.cwd(), path);
   return rel !== '' && !rel.startsWith('..') ? rel : path;
 }
 
-function summary(stack: RunningStack, home: string, fleet: { online: number; expected: number }): string {
+function summary(
+  stack: RunningStack,
+  home: string,
+  fleet: { online: number; expected: number },
+  campaign: { id: string; line: string } | undefined,
+): string {
   const { urls, pki } = stack;
   const vehicleCerts = `${shown(pki.paths.vehiclesDir)}/<VIN>.pem, <VIN>-key.pem`;
   const lines = [
@@ -60,16 +77,20 @@ function summary(stack: RunningStack, home: string, fleet: { online: number; exp
     const a = stack.sampleArtifact;
     lines.push(`  Artifact   ${a.name} ${a.version} for ${a.hardwareIds.join(', ')}: sha256 ${a.sha256}`);
   }
+  if (campaign !== undefined) lines.push(`  Campaign   ${campaign.line}`);
+  const api = `--api ${urls.dashboard.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)}`;
   lines.push(
     '',
     'Try:',
     `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`,
-    ...(stack.sampleArtifact === undefined
-      ? []
-      : [
-          `  npx otalink campaign create --api ${urls.dashboard.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)} \\`,
-          `      --name first --artifact ${stack.sampleArtifact.sha256} --hardware-id ${stack.sampleArtifact.hardwareIds[0]} --start`,
-        ]),
+    ...(campaign !== undefined
+      ? [`  npx otalink campaign watch ${campaign.id} ${api}`]
+      : stack.sampleArtifact === undefined
+        ? []
+        : [
+            `  npx otalink campaign create ${api} \\`,
+            `      --name first --artifact ${stack.sampleArtifact.sha256} --hardware-id ${stack.sampleArtifact.hardwareIds[0]} --start`,
+          ]),
     `  npx otalink demo --vehicles 50       a whole campaign on a separate stack, with a summary`,
     '',
     'Ctrl-C stops everything.',
@@ -81,8 +102,18 @@ function summary(stack: RunningStack, home: string, fleet: { online: number; exp
 export const up: Command = {
   summary: 'start the whole stack: broker, backend, dashboard and a simulated fleet (npm start)',
   async run(args) {
-    let values: { vehicles?: string; 'http-port'?: string; 'mqtt-port'?: string; 'log-level'?: string; help?: boolean };
+    let values: {
+      vehicles?: string;
+      'http-port'?: string;
+      'mqtt-port'?: string;
+      'log-level'?: string;
+      'no-campaign'?: boolean;
+      'install-fail'?: string;
+      rollback?: string;
+      help?: boolean;
+    };
     let vehicles: number;
+    let knobs: FailureKnobs;
     let httpPort: number;
     let mqttPort: number;
     try {
@@ -93,9 +124,18 @@ export const up: Command = {
           'http-port': { type: 'string' },
           'mqtt-port': { type: 'string' },
           'log-level': { type: 'string' },
+          'no-campaign': { type: 'boolean' },
+          'install-fail': { type: 'string' },
+          rollback: { type: 'string' },
           help: { type: 'boolean', short: 'h' },
         },
       }));
+      knobs = {
+        installFailPercent: percent(values['install-fail'], '--install-fail'),
+        rollbackPercent: percent(values.rollback, '--rollback'),
+      };
+      const problem = checkKnobs(knobs);
+      if (problem !== undefined) throw new Error(problem);
       vehicles = values.vehicles === undefined ? 100 : Number(values.vehicles);
       if (!Number.isInteger(vehicles) || vehicles < 0 || vehicles > 100_000) {
         throw new Error(`--vehicles: expected 0..100000, got "${values.vehicles}"`);
@@ -131,13 +171,22 @@ export const up: Command = {
 
     process.stdout.write(`otalink up: starting (data in ${shown(home)})...\n`);
     let stack: RunningStack;
+    let agents: AgentFleet | undefined;
+    const startFleet = simulatedFleet({ vehicles, knobs });
     try {
       stack = await startStack({
         home,
         httpPort,
         mqttPort,
         logger,
-        ...(vehicles > 0 ? { fleet: simulatedFleet({ vehicles }) } : {}),
+        ...(vehicles > 0
+          ? {
+              fleet: async (context) => {
+                agents = await startFleet(context);
+                return agents;
+              },
+            }
+          : {}),
       });
     } catch (err) {
       process.stderr.write(`otalink up: could not start: ${(err as Error).message}\n`);
@@ -145,9 +194,36 @@ export const up: Command = {
       return 1;
     }
     const online = vehicles === 0 ? { online: 0 } : await waitForOnline(stack.backend, vehicles, ONLINE_WAIT_MS);
-    process.stdout.write(summary(stack, home, { online: online.online, expected: vehicles }));
+
+    // The sample campaign: created before the summary so that the summary can name it.
+    let campaign: { id: string; line: string } | undefined;
+    const artifact = stack.sampleArtifact;
+    if (values['no-campaign'] !== true && agents !== undefined && artifact !== undefined) {
+      try {
+        const sample = await ensureSampleCampaign(stack.backend, artifact, agents.vins);
+        const waves = SAMPLE_WAVES.map((w) => `${w.percent} %`).join(', ');
+        const line = sample.created
+          ? `${sample.campaign.id}: ${artifact.name} ${artifact.version} to ${agents.vins.length} vehicles in waves of ${waves} (watch it on the dashboard)`
+          : `${sample.campaign.id}: from an earlier run, ${sample.campaign.state} (--no-campaign skips it)`;
+        campaign = { id: sample.campaign.id, line };
+      } catch (err) {
+        process.stderr.write(`otalink up: could not start the sample campaign: ${(err as Error).message}\n`);
+        logger.error({ err }, 'sample campaign failed');
+      }
+    }
+    process.stdout.write(summary(stack, home, { online: online.online, expected: vehicles }, campaign));
+    const stopWatching =
+      campaign === undefined
+        ? () => {}
+        : watchCampaign(
+            stack.backend,
+            campaign.id,
+            (line) => process.stdout.write(`campaign ${campaign?.id}: ${line}\n`),
+            logger,
+          );
 
     const signal = await stopped;
+    stopWatching();
     process.stdout.write(`otalink up: ${signal}, shutting down...\n`);
     await stack.close();
     process.stdout.write('otalink up: stopped\n');

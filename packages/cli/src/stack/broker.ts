@@ -19,6 +19,8 @@ export interface StackBrokerOptions {
   logger: Logger;
   /** $SYS interval; default 10 s. */
   sysIntervalSeconds?: number;
+  /** The broker's durable store (sessions, queued commands, retained presence); omitted: in memory. */
+  dataDir?: string;
 }
 
 export interface StackBroker {
@@ -67,6 +69,7 @@ export function stackBrokerOptions(options: StackBrokerOptions): BrokerOptions {
     authorize: createAclAuthorizer(parseAcl(otaAcl(options.prefix), 'otalink OTA ACL')),
     logger: options.logger,
     sysIntervalSeconds: options.sysIntervalSeconds ?? 10,
+    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
   };
 }
 

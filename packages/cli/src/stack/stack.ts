@@ -3,11 +3,15 @@
 // `otalink demo` are thin shells around startStack().
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { type ArtifactInfo, type Backend, createBackend } from '@otalink/backend';
+import {
+  type ArtifactInfo,
+  type Backend,
+  createBackend,
+  type RunningHttpServer,
+  startHttpServer,
+} from '@otalink/backend';
 import { BACKEND_IDENTITY, type DevPki, loadOrCreateDevPki } from '@otalink/pki';
 import type { Logger } from 'pino';
-// @otalink/backend's entry does not export its HTTP layer yet (reported); until it does, reach it by path.
-import { type RunningHttpServer, startHttpServer } from '../../../backend/src/http/index.js';
 import { type StackBroker, startStackBroker } from './broker.js';
 import { SIM_HARDWARE_ID } from './fleet.js';
 import { lateService } from './http.js';
@@ -35,7 +39,7 @@ export interface RunningFleet {
 }
 
 export interface StackOptions {
-  /** Data directory: pki/, backend/ (SQLite, artifacts, signing keys). */
+  /** Data directory: pki/, broker/ (durable MQTT store), backend/ (SQLite, artifacts, signing keys). */
   home: string;
   /** Bind address of every listener; default 127.0.0.1 (the server certificate names 127.0.0.1, ::1, localhost). */
   host?: string;
@@ -97,6 +101,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           pki,
           tls: { host, port },
           backend: { host: '127.0.0.1', port: 0, password: backendPassword },
+          // What the broker acknowledged (a vehicle's status, a queued command) survives a crash of `otalink up`.
+          dataDir: join(options.home, 'broker'),
           logger: logger.child({ component: 'broker' }),
           ...(options.sysIntervalSeconds === undefined ? {} : { sysIntervalSeconds: options.sysIntervalSeconds }),
         }),
