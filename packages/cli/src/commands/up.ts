@@ -9,7 +9,7 @@ import { type AgentFleet, simulatedFleet } from '../stack/fleet.js';
 import { otalinkHome } from '../stack/home.js';
 import { checkKnobs, type FailureKnobs } from '../stack/knobs.js';
 import { waitForOnline } from '../stack/online.js';
-import { ensureSampleCampaign, SAMPLE_WAVES, watchCampaign } from '../stack/sample-campaign.js';
+import { ensureSampleCampaign, SAMPLE_ROLLOUT, watchCampaign } from '../stack/sample-campaign.js';
 import { DEFAULT_HTTP_PORT, DEFAULT_MQTT_TLS_PORT, type RunningStack, startStack } from '../stack/stack.js';
 import type { Command } from './command.js';
 
@@ -201,9 +201,10 @@ export const up: Command = {
     if (values['no-campaign'] !== true && agents !== undefined && artifact !== undefined) {
       try {
         const sample = await ensureSampleCampaign(stack.backend, artifact, agents.vins);
-        const waves = SAMPLE_WAVES.map((w) => `${w.percent} %`).join(', ');
+        const r = SAMPLE_ROLLOUT;
+        const pace = `${r.basePerMinute}/min, doubling every ${r.growAfterSuccesses} successes, at most ${r.maxPerMinute}/min`;
         const line = sample.created
-          ? `${sample.campaign.id}: ${artifact.name} ${artifact.version} to ${agents.vins.length} vehicles in waves of ${waves} (watch it on the dashboard)`
+          ? `${sample.campaign.id}: ${artifact.name} ${artifact.version} to ${agents.vins.length} vehicles, ${pace} (watch it on the dashboard)`
           : `${sample.campaign.id}: from an earlier run, ${sample.campaign.state} (--no-campaign skips it)`;
         campaign = { id: sample.campaign.id, line };
       } catch (err) {

@@ -1,17 +1,24 @@
 // The campaign `otalink up` starts by itself, so that a first-time user watches a staged rollout on the dashboard
-// without typing anything: the sample artifact to the whole simulated fleet in three waves. Created once per data
-// directory: on a later run the fleet already has the version, so the existing campaign is reported instead.
+// without typing anything: the sample artifact to the whole simulated fleet at a rate that grows as vehicles
+// succeed, capped so that the rollout lasts a minute or two rather than seconds (time to open the dashboard and see
+// it move). Created once per data directory: on a later run the fleet already has the version, so the existing
+// campaign is reported instead.
 import type { ArtifactInfo, Backend, CampaignView } from '@otalink/backend';
 import type { Logger } from 'pino';
 
 export const SAMPLE_CAMPAIGN_NAME = 'sample rollout (otalink up)';
 
-/** 10 % first, then half, then everyone; each wave waits until 90 % of those released so far succeeded. */
-export const SAMPLE_WAVES = [
-  { percent: 10, successThreshold: 90 },
-  { percent: 50, successThreshold: 90 },
-  { percent: 100, successThreshold: 90 },
-] as const;
+/**
+ * AWS IoT Jobs' exponential rollout: 10 vehicles in the first minute, twice the rate for every 10 that succeed,
+ * at most 50 a minute (100 vehicles: about a minute and a quarter).
+ */
+export const SAMPLE_ROLLOUT = {
+  kind: 'exponential',
+  basePerMinute: 10,
+  growthFactor: 2,
+  growAfterSuccesses: 10,
+  maxPerMinute: 50,
+} as const;
 
 const TERMINAL = new Set(['COMPLETED', 'CANCELED', 'ABORTED']);
 
@@ -48,7 +55,7 @@ export async function ensureSampleCampaign(
     name: SAMPLE_CAMPAIGN_NAME,
     artifact: artifact.sha256,
     target: { vins: [...vins] },
-    rollout: { kind: 'waves', waves: SAMPLE_WAVES.map((w) => ({ ...w })) },
+    rollout: { ...SAMPLE_ROLLOUT },
     // A rollout that goes wrong stops itself: more than 20 % failed once 10 vehicles have finished.
     abort: { failurePercent: 20, minFinished: 10 },
     maxRetries: 1,
@@ -56,15 +63,19 @@ export async function ensureSampleCampaign(
   return { campaign: await backend.service.startCampaign(draft.id), created: true };
 }
 
-/** One line: state, wave and the vehicles by status, e.g. `RUNNING wave 2/3: SUCCEEDED 12, IN_PROGRESS 38`. */
+/** One line: state, wave or rate, and the vehicles by status, e.g. `RUNNING 40/min: SUCCEEDED 12, IN_PROGRESS 28`. */
 export function describeProgress(campaign: CampaignView): string {
   const counts = Object.entries(campaign.counts)
     .filter(([, n]) => n > 0)
     .map(([status, n]) => `${status} ${n}`)
     .join(', ');
-  const wave = campaign.progress.wave;
-  const waves = campaign.rollout.kind === 'waves' ? campaign.rollout.waves.length : undefined;
-  const where = wave !== undefined && waves !== undefined && !isFinished(campaign) ? ` wave ${wave + 1}/${waves}` : '';
+  let where = '';
+  if (!isFinished(campaign)) {
+    const { wave, ratePerMinute } = campaign.progress;
+    if (campaign.rollout.kind === 'waves' && wave !== undefined)
+      where = ` wave ${wave + 1}/${campaign.rollout.waves.length}`;
+    else if (ratePerMinute !== undefined) where = ` ${ratePerMinute}/min`;
+  }
   return `${campaign.state}${where}${counts === '' ? '' : `: ${counts}`}`;
 }
 
