@@ -220,13 +220,17 @@ async function refreshFleet() {
   document.querySelector('#vehicles tbody').replaceChildren(...rows);
 }
 
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
 async function refreshStats() {
   const stats = await api('/stats');
   const link = document.getElementById('link');
   link.textContent = stats.mqttConnected ? 'MQTT connected' : 'MQTT down';
   link.className = stats.mqttConnected ? 'pill ok' : 'pill down';
   document.getElementById('summary').textContent =
-    `${stats.vehicles} vehicles · ${stats.campaignsRunning} campaigns running`;
+    `${plural(stats.vehicles, 'vehicle')} · ${plural(stats.campaignsRunning, 'campaign')} running`;
 }
 
 async function tick() {
