@@ -26,6 +26,7 @@ test('200 vehicles, 5 % install failures + 5 % rollbacks: 180 / 10 / 10, each ve
     stack = await startStack({
       home,
       httpPort: 0,
+      dashboardPort: false,
       mqttPort: 0,
       logger: pino({ level: process.env.OTA_E2E_LOG ?? 'silent' }),
       sysIntervalSeconds: 0,

@@ -23,6 +23,8 @@ test('dashboard in Chromium: fleet listed, start pressed, campaign followed live
   const stack = await startStack({
     home,
     httpPort: 0,
+    // The loopback plain-HTTP listener: the URL `otalink up` prints first, the one a user opens.
+    dashboardPort: 0,
     mqttPort: 0,
     sysIntervalSeconds: 0,
     logger: pino({ level: 'silent' }),

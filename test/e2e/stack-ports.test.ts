@@ -24,6 +24,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
   const home = await mkdtemp(join(tmpdir(), 'otalink-ports-'));
   const http = await occupy();
   const mqtt = await occupy();
+  const dashboard = await occupy();
   const warnings: string[] = [];
   const logger = pino(
     { level: 'warn' },
@@ -38,6 +39,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
     const stack = await startStack({
       home,
       httpPort: http.port,
+      dashboardPort: dashboard.port,
       mqttPort: mqtt.port,
       logger,
       sysIntervalSeconds: 0,
@@ -54,9 +56,17 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
       warnings.some((w) => w.includes(`port ${mqtt.port} is taken`)),
       warnings.join('\n'),
     );
+    assert.ok(
+      warnings.some((w) => w.includes(`port ${dashboard.port} is taken`)),
+      warnings.join('\n'),
+    );
+    assert.match(stack.urls.dashboard, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.notEqual(new URL(stack.urls.dashboard).port, String(dashboard.port));
+    const plain = await fetch(new URL('/healthz', stack.urls.dashboard));
+    assert.equal(plain.status, 200, 'the dashboard listener serves the same routes over plain HTTP');
 
     const status = await new Promise<number>((resolve, reject) => {
-      request(new URL('/healthz', stack.urls.dashboard), { ca: stack.pki.ca.certPem }, (res) => {
+      request(new URL('/healthz', stack.urls.dashboardHttps), { ca: stack.pki.ca.certPem }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       })
@@ -77,6 +87,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
     await started?.close();
     http.server.close();
     mqtt.server.close();
+    dashboard.server.close();
     await rm(home, { recursive: true, force: true });
   }
 });

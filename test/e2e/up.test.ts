@@ -46,6 +46,8 @@ interface RunningUp {
   stderr: () => string;
   api: string;
   dashboard: string;
+  /** The loopback plain-HTTP listener, printed first: what a browser on this machine opens without a warning. */
+  plainDashboard: string;
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -62,11 +64,15 @@ after(async () => {
 });
 
 async function startUp(dataDir: string): Promise<RunningUp> {
-  const proc = spawn(process.execPath, ['bin/otalink.js', 'up', '--http-port', '0', '--mqtt-port', '0'], {
-    cwd: root,
-    env: { ...process.env, OTALINK_HOME: dataDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['bin/otalink.js', 'up', '--http-port', '0', '--dashboard-port', '0', '--mqtt-port', '0'],
+    {
+      cwd: root,
+      env: { ...process.env, OTALINK_HOME: dataDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.push(proc);
   let stdout = '';
   let stderr = '';
@@ -93,14 +99,18 @@ async function startUp(dataDir: string): Promise<RunningUp> {
     });
   });
   const api = /API\s+(https:\/\/\S+\/api\/v1)/.exec(stdout)?.[1];
-  const dashboard = /Dashboard\s+(https:\/\/\S+)/.exec(stdout)?.[1];
-  assert.ok(api !== undefined && dashboard !== undefined, stdout);
+  const urls = /Dashboard\s+(http:\/\/127\.0\.0\.1:\d+\/)\s+\(loopback only; over HTTPS: (https:\/\/\S+)\)/.exec(
+    stdout,
+  );
+  const [, plainDashboard, dashboard] = urls ?? [];
+  assert.ok(api !== undefined && dashboard !== undefined && plainDashboard !== undefined, stdout);
   return {
     proc,
     stdout: () => stdout,
     stderr: () => stderr,
     api,
     dashboard,
+    plainDashboard,
     async stop() {
       proc.kill('SIGTERM');
       const [code, signal] = await exited;
@@ -146,6 +156,9 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   const page = await get(first.dashboard, ca);
   assert.equal(page.status, 200);
   assert.match(page.type, /text\/html/);
+  const plainPage = await fetch(first.plainDashboard);
+  assert.equal(plainPage.status, 200);
+  assert.equal(await plainPage.text(), page.text, 'the same dashboard over plain HTTP on loopback');
 
   const fleet = await vehicles(first.api, ca);
   assert.equal(fleet.length, 100);

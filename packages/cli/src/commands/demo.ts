@@ -139,6 +139,7 @@ export const demo: Command = {
       stack = await startStack({
         home,
         httpPort: 0,
+        dashboardPort: false,
         mqttPort: 0,
         logger,
         sysIntervalSeconds: 0,

@@ -10,7 +10,13 @@ import { otalinkHome } from '../stack/home.js';
 import { checkKnobs, type FailureKnobs } from '../stack/knobs.js';
 import { waitForOnline } from '../stack/online.js';
 import { ensureSampleCampaign, SAMPLE_ROLLOUT, watchCampaign } from '../stack/sample-campaign.js';
-import { DEFAULT_HTTP_PORT, DEFAULT_MQTT_TLS_PORT, type RunningStack, startStack } from '../stack/stack.js';
+import {
+  DEFAULT_DASHBOARD_PORT,
+  DEFAULT_HTTP_PORT,
+  DEFAULT_MQTT_TLS_PORT,
+  type RunningStack,
+  startStack,
+} from '../stack/stack.js';
 import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink up [options]
@@ -22,7 +28,9 @@ State is kept in $OTALINK_HOME, else ./.otalink (dev PKI, SQLite database, artif
   --no-campaign     do not start the sample campaign (started once per data directory otherwise)
   --install-fail P  percent of simulated vehicles whose installation fails (default 0)
   --rollback P      percent whose new version fails its health check and rolls back (default 0)
-  --http-port N     HTTPS port (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
+  --http-port N     HTTPS port: API, dashboard, downloads (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
+  --dashboard-port N  plain HTTP on 127.0.0.1 for a local browser (default ${DEFAULT_DASHBOARD_PORT}; a free port if
+                    taken; 0 = any; "off" for none)
   --mqtt-port N     MQTT over mutual TLS port (default ${DEFAULT_MQTT_TLS_PORT}; a free port if taken; 0 = any)
   --log-level L     fatal|error|warn|info|debug|trace|silent (default warn; logs go to stderr)
   -h, --help        this help
@@ -65,8 +73,10 @@ function summary(
   const lines = [
     `otalink is up (data in ${shown(home)})`,
     '',
-    `  Dashboard  ${urls.dashboard}`,
-    `  API        ${urls.api}   (OpenAPI: ${urls.dashboard}openapi.json)`,
+    urls.dashboard === urls.dashboardHttps
+      ? `  Dashboard  ${urls.dashboard}`
+      : `  Dashboard  ${urls.dashboard}   (loopback only; over HTTPS: ${urls.dashboardHttps})`,
+    `  API        ${urls.api}   (OpenAPI: ${urls.dashboardHttps}openapi.json)`,
     `  CA         ${shown(pki.paths.ca.cert)}   (curl --cacert it, or trust it in the browser)`,
     `  MQTT       ${urls.mqttVehicles}   vehicles: mutual TLS, client certificate CN = VIN (${vehicleCerts})`,
     `             ${urls.mqttBackend}   backend, loopback only: user ${BACKEND_IDENTITY}, password ${stack.backendPassword}`,
@@ -78,7 +88,7 @@ function summary(
     lines.push(`  Artifact   ${a.name} ${a.version} for ${a.hardwareIds.join(', ')}: sha256 ${a.sha256}`);
   }
   if (campaign !== undefined) lines.push(`  Campaign   ${campaign.line}`);
-  const api = `--api ${urls.dashboard.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)}`;
+  const api = `--api ${urls.dashboardHttps.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)}`;
   lines.push(
     '',
     'Try:',
@@ -105,6 +115,7 @@ export const up: Command = {
     let values: {
       vehicles?: string;
       'http-port'?: string;
+      'dashboard-port'?: string;
       'mqtt-port'?: string;
       'log-level'?: string;
       'no-campaign'?: boolean;
@@ -115,6 +126,7 @@ export const up: Command = {
     let vehicles: number;
     let knobs: FailureKnobs;
     let httpPort: number;
+    let dashboardPort: number | false;
     let mqttPort: number;
     try {
       ({ values } = parseArgs({
@@ -122,6 +134,7 @@ export const up: Command = {
         options: {
           vehicles: { type: 'string' },
           'http-port': { type: 'string' },
+          'dashboard-port': { type: 'string' },
           'mqtt-port': { type: 'string' },
           'log-level': { type: 'string' },
           'no-campaign': { type: 'boolean' },
@@ -141,6 +154,10 @@ export const up: Command = {
         throw new Error(`--vehicles: expected 0..100000, got "${values.vehicles}"`);
       }
       httpPort = port(values['http-port'], DEFAULT_HTTP_PORT, '--http-port');
+      dashboardPort =
+        values['dashboard-port'] === 'off'
+          ? false
+          : port(values['dashboard-port'], DEFAULT_DASHBOARD_PORT, '--dashboard-port');
       mqttPort = port(values['mqtt-port'], DEFAULT_MQTT_TLS_PORT, '--mqtt-port');
       if (values['log-level'] !== undefined && !LOG_LEVELS.has(values['log-level'])) {
         throw new Error(`--log-level: expected one of ${[...LOG_LEVELS].join(', ')}`);
@@ -177,6 +194,7 @@ export const up: Command = {
       stack = await startStack({
         home,
         httpPort,
+        dashboardPort,
         mqttPort,
         logger,
         ...(vehicles > 0

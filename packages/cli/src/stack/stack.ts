@@ -15,10 +15,12 @@ import type { Logger } from 'pino';
 import { type StackBroker, startStackBroker } from './broker.js';
 import { SIM_HARDWARE_ID } from './fleet.js';
 import { lateService } from './http.js';
-import { withPortFallback } from './ports.js';
+import { withPortFallback, withTwoPortFallback } from './ports.js';
 import { sampleArtifactBytes } from './sample-artifact.js';
 
 export const DEFAULT_HTTP_PORT = 8443;
+/** Plain HTTP on 127.0.0.1 only, so that the dashboard opens in a browser without a certificate warning. */
+export const DEFAULT_DASHBOARD_PORT = 8080;
 export const DEFAULT_MQTT_TLS_PORT = 8883;
 
 /** What a fleet needs from the stack to connect its vehicles. */
@@ -45,6 +47,11 @@ export interface StackOptions {
   host?: string;
   /** HTTPS port (API, dashboard, downloads); default 8443, a free port if that one is taken. */
   httpPort?: number;
+  /**
+   * Plain-HTTP listener on 127.0.0.1 (whatever `host` is) serving the dashboard and the API for local browsers;
+   * default 8080, a free port if that one is taken; `false`: none.
+   */
+  dashboardPort?: number | false;
   /** MQTT over mutual TLS for vehicles; default 8883, a free port if that one is taken. */
   mqttPort?: number;
   logger: Logger;
@@ -63,7 +70,10 @@ export interface RunningStack {
   backend: Backend;
   fleet: RunningFleet | undefined;
   urls: {
+    /** http://127.0.0.1:port/ when the loopback dashboard listener runs, else the HTTPS one. */
     dashboard: string;
+    /** The dashboard over HTTPS (trust pki.ca). */
+    dashboardHttps: string;
     api: string;
     /** Vehicles: mutual TLS. */
     mqttVehicles: string;
@@ -113,20 +123,22 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     if (backendUrl === undefined) throw new Error('the stack broker has no backend listener');
 
     let backend: Backend | undefined;
-    const http = await withPortFallback(
-      options.httpPort ?? DEFAULT_HTTP_PORT,
-      (port) =>
-        startHttpServer({
-          service: lateService(() => {
-            if (backend === undefined) throw new Error('the backend is not created yet');
-            return backend.service;
-          }),
-          tls: { cert: pki.server.certPem, key: pki.server.keyPem },
-          host,
-          port,
-        }),
-      fallback('HTTPS'),
-    );
+    const service = lateService(() => {
+      if (backend === undefined) throw new Error('the backend is not created yet');
+      return backend.service;
+    });
+    const tls = { cert: pki.server.certPem, key: pki.server.keyPem };
+    const httpsPort = options.httpPort ?? DEFAULT_HTTP_PORT;
+    const dashboardPort = options.dashboardPort ?? DEFAULT_DASHBOARD_PORT;
+    const http =
+      dashboardPort === false
+        ? await withPortFallback(httpsPort, (port) => startHttpServer({ service, tls, host, port }), fallback('HTTPS'))
+        : await withTwoPortFallback(
+            [httpsPort, dashboardPort],
+            ([port, plainPort]) =>
+              startHttpServer({ service, tls, host, port, plainHttp: { host: '127.0.0.1', port: plainPort } }),
+            fallback('HTTP'),
+          );
     closers.push(() => http.close());
 
     const created = createBackend({
@@ -171,7 +183,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
       backend: created,
       fleet,
       urls: {
-        dashboard: `${http.url}/`,
+        dashboard: `${http.plainUrl ?? http.url}/`,
+        dashboardHttps: `${http.url}/`,
         api: `${http.url}/api/v1`,
         mqttVehicles: broker.tlsUrl,
         mqttBackend: backendUrl,
