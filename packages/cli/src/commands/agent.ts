@@ -24,6 +24,8 @@ const USAGE = `Usage: otalink agent --vin VIN --state-dir DIR --mqtt URL --trust
   --username <u> --password <p>  instead of a client certificate
   --artifact-ca <file>        CA for the artifact server (default: Node's roots)
   --allow-http                accept http:// artifact URLs (labs only)
+  --download-bps <bytes/s>    cap the download rate (leave the cellular link to others; default unlimited)
+  --log-level <level>         fatal, error, warn, info (default), debug, trace or silent; JSON lines on stderr
   --topic-prefix <p>          default ota
   --simulation-vins           accept test ids such as SIM-000001
   --supervise                 restart in-process after an activation instead of exiting with ${RESTART_EXIT_CODE}
@@ -86,6 +88,8 @@ function parse(args: string[]) {
       password: { type: 'string' },
       'artifact-ca': { type: 'string' },
       'allow-http': { type: 'boolean' },
+      'download-bps': { type: 'string' },
+      'log-level': { type: 'string' },
       'topic-prefix': { type: 'string' },
       'simulation-vins': { type: 'boolean' },
       supervise: { type: 'boolean' },
@@ -112,6 +116,22 @@ export function protocolVersion(value: string | undefined): 4 | 5 {
   if (value === undefined || value === '5') return 5;
   if (value === '311' || value === '4') return 4;
   throw new Error(`--protocol must be 5 or 311, got "${value}"`);
+}
+
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+function logLevel(value: string | undefined): string {
+  if (value === undefined) return 'info';
+  if (!LOG_LEVELS.has(value)) throw new Error(`--log-level must be one of ${[...LOG_LEVELS].join(', ')}`);
+  return value;
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n === 0) {
+    throw new Error(`--download-bps must be a whole number above 0, got "${value}"`);
+  }
+  return n;
 }
 
 async function agentOptions(values: Values): Promise<AgentOptions> {
@@ -145,7 +165,8 @@ async function agentOptions(values: Values): Promise<AgentOptions> {
     download: {
       ...(values['artifact-ca'] === undefined ? {} : { ca: await readFile(values['artifact-ca'], 'utf8') }),
       allowHttp: values['allow-http'] ?? false,
+      ...(values['download-bps'] === undefined ? {} : { bytesPerSecond: positive(values['download-bps']) }),
     },
-    logger: pino({ level: 'info' }, pino.destination(2)),
+    logger: pino({ level: logLevel(values['log-level']) }, pino.destination(2)),
   };
 }
