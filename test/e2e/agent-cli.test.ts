@@ -6,7 +6,7 @@
 // bytes its state directory holds (Range request, 206) instead of starting over, and ends SUCCEEDED without exiting.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -20,6 +20,7 @@ const RESTART_EXIT_CODE = 75;
 // ISO 3779 VINs: the agent runs in strict VIN mode, as on a real vehicle.
 const VIN_RESTART = 'WVWZZZE1ZMP000001';
 const VIN_KILLED = 'WVWZZZE1ZMP000002';
+const VIN_PARKING = 'WVWZZZE1ZMP000003';
 
 let stack: RunningStack;
 let home: string;
@@ -36,7 +37,7 @@ before(async () => {
     sampleArtifact: false,
   });
   keyArgs = await trustedKeyArgs(stack.backend, home);
-  const certs = await runCli(['pki', 'vehicle', '--dir', join(home, 'pki'), VIN_RESTART, VIN_KILLED]);
+  const certs = await runCli(['pki', 'vehicle', '--dir', join(home, 'pki'), VIN_RESTART, VIN_KILLED, VIN_PARKING]);
   assert.equal(certs.code, 0, certs.stderr);
 });
 
@@ -226,4 +227,48 @@ test('otalink agent --supervise: SIGKILLed mid-download, restarted, resumes with
 
   second.proc.kill('SIGTERM');
   assert.equal((await second.exited).code, 0, second.stderr().slice(-3000));
+});
+
+test('otalink agent --conditions: an unparked vehicle holds the update (paused), installs once the file says parked', {
+  timeout: 120_000,
+}, async () => {
+  const service = stack.backend.service;
+  await service.registerVehicle({ vin: VIN_PARKING, model: 'ID.4', hardwareId: 'tcu-v2', installedVersion: '1.0.0' });
+  const artifact = await service.putArtifact(new Uint8Array(8 * 1024).fill(0x77), {
+    name: 'agent e2e parked',
+    version: '1.3.0',
+    hardwareIds: ['tcu-v2'],
+  });
+  const conditions = join(home, 'conditions.json');
+  await writeFile(conditions, JSON.stringify({ parked: false, batteryPercent: 80, ownerConsent: true }));
+  const agent = spawnCli(
+    agentArgs(VIN_PARKING, ['--supervise', '--conditions', conditions, '--precondition-wait-ms', '60000']),
+  );
+  await online(VIN_PARKING, agent);
+  const draft = await service.createCampaign({
+    name: 'e2e parked',
+    artifact: artifact.sha256,
+    target: { vins: [VIN_PARKING] },
+    preconditions: { parked: true },
+  });
+  await service.startCampaign(draft.id);
+  // Downloaded and verified, then held: the vehicle says it waits, nothing is installed.
+  const waiting = await until(
+    'the execution waits for the precondition',
+    async () => {
+      const execution = (await service.executionHistory(draft.id, VIN_PARKING)).executions[0];
+      return execution?.waiting === true || execution?.paused === true ? execution : undefined;
+    },
+    30_000,
+  );
+  assert.equal(waiting.status, 'IN_PROGRESS', JSON.stringify(waiting));
+  assert.equal(await activeSlot(VIN_PARKING), 'A');
+
+  // The vehicle parks: the next check (every 10 s) reads the file again and the update goes on.
+  await writeFile(conditions, JSON.stringify({ parked: true, batteryPercent: 80, ownerConsent: true }));
+  const campaign = await finished(draft.id, 60_000);
+  assert.equal(campaign.counts.SUCCEEDED, 1, `${JSON.stringify(campaign.counts)}\n${agent.stderr().slice(-3000)}`);
+  assert.equal(await activeSlot(VIN_PARKING), 'B');
+  agent.proc.kill('SIGTERM');
+  assert.equal((await agent.exited).code, 0, agent.stderr().slice(-3000));
 });
