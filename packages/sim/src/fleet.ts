@@ -18,6 +18,8 @@ import { type FleetKnobs, planFleet, type VehiclePlan } from './plan.js';
 
 export interface FleetOptions {
   vehicles: number;
+  /** The first vehicle's number (default 0): VINs are vinPrefix + the number in six digits. */
+  firstIndex?: number;
   /** Broker URL and client options shared by all vehicles. */
   mqtt: ClientOptions & { url: string };
   /** Per-vehicle identity: TLS client certificate/key (read by the caller) or user name and password. */

@@ -25,6 +25,8 @@ const USAGE = `Usage: otalink sim --vehicles N --mqtt URL --trusted-key ID=FILE 
   --allow-http                        accept http:// artifact URLs
   --protocol <5|311>                  MQTT version (default 5)
   --vin-prefix <p>                    default SIM-
+  --first <n>                         the first vehicle's number (default 0: SIM-000000); a VIN's knobs do not
+                                      depend on it, so several processes can split a fleet
   --model <m>                         repeat for several models (default ID.4)
   --hardware-id <id>                  default tcu-v2
   --installed-version <v>             default 2.0.3
@@ -74,10 +76,11 @@ export const sim: Command = {
           : { downloadBytesPerSecond: count(values['download-bps'], '--download-bps') }),
       };
       const seed = values.seed === undefined ? 1 : count(values.seed, '--seed');
+      const firstIndex = values.first === undefined ? 0 : count(values.first, '--first');
       const vinPrefix = values['vin-prefix'] ?? 'SIM-';
       const models = values.model ?? ['ID.4'];
       if (values.plan) {
-        for (const v of planFleet({ vehicles, vinPrefix, models, knobs, seed })) {
+        for (const v of planFleet({ vehicles, firstIndex, vinPrefix, models, knobs, seed })) {
           process.stdout.write(`${v.vin}\t${v.model}\t${v.expected}\t${planKnobs(v)}\n`);
         }
         return 0;
@@ -89,12 +92,13 @@ export const sim: Command = {
       // vehicles that silently fail to start.
       const certFiles = new Map<string, { cert: string; key: string }>();
       if (certDir !== undefined) {
-        for (const v of planFleet({ vehicles, vinPrefix, models, knobs, seed })) {
+        for (const v of planFleet({ vehicles, firstIndex, vinPrefix, models, knobs, seed })) {
           certFiles.set(v.vin, vehicleCertFiles(certDir, v.vin));
         }
       }
       const fleet = await createFleet({
         vehicles,
+        firstIndex,
         mqtt: { url: values.mqtt, protocolVersion: protocolVersion(values.protocol) },
         identity: (vin) => ({
           ...(ca === undefined && certDir === undefined
@@ -160,6 +164,7 @@ function parse(args: string[]) {
     args,
     options: {
       vehicles: { type: 'string' },
+      first: { type: 'string' },
       mqtt: { type: 'string' },
       'trusted-key': { type: 'string', multiple: true },
       ca: { type: 'string' },
