@@ -36,7 +36,7 @@ before(async () => {
     sysIntervalSeconds: 0,
     sampleArtifact: false,
   });
-  keyArgs = await trustedKeyArgs(stack.backend, home);
+  keyArgs = await trustedKeyArgs(stack.http.url, join(home, 'pki', 'ca.pem'), join(home, 'keys'));
   const certs = await runCli(['pki', 'vehicle', '--dir', join(home, 'pki'), VIN_RESTART, VIN_KILLED, VIN_PARKING]);
   assert.equal(certs.code, 0, certs.stderr);
 });

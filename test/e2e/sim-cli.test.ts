@@ -61,6 +61,7 @@ test('otalink sim --vehicles 40 over mutual TLS: every knob plays out and the ca
   });
   const service = stack.backend.service;
   const caFile = join(home, 'pki', 'ca.pem');
+  const keyArgs = await trustedKeyArgs(stack.http.url, caFile, join(home, 'keys'));
 
   // The plan: one line per VIN, the same for the same seed and knobs.
   const planned = await runCli(['sim', '--vehicles', String(VEHICLES), '--seed', SEED, ...KNOBS, '--plan']);
@@ -109,7 +110,7 @@ test('otalink sim --vehicles 40 over mutual TLS: every knob plays out and the ca
     caFile,
     '--cert-dir',
     join(home, 'pki', 'vehicles'),
-    ...(await trustedKeyArgs(stack.backend, home)),
+    ...keyArgs,
   ]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /no certificate and key for SIM-000040/);
@@ -143,7 +144,7 @@ test('otalink sim --vehicles 40 over mutual TLS: every knob plays out and the ca
     caFile,
     '--state-dir',
     join(home, 'sim-state'),
-    ...(await trustedKeyArgs(stack.backend, home)),
+    ...keyArgs,
   ]);
 
   // Every vehicle but the late ones comes online with its own identity; the late ones are not there yet.

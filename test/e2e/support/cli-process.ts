@@ -1,11 +1,7 @@
 // `otalink` as a child process, the way a user runs it: output collected, waits bounded, and every child still
 // running at the end of a test file killed (by its own pid) so a failed assertion leaves no process behind.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createPublicKey } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { Backend } from '@otalink/backend';
 
 const root = new URL('../../..', import.meta.url).pathname;
 
@@ -87,20 +83,17 @@ export async function killChildren(): Promise<void> {
   );
 }
 
-const SPKI_ED25519_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
 /**
- * The backend's manifest signing keys as `--trusted-key ID=FILE` arguments: each public key written as a PEM file
- * under `dir` (what an OEM would put into the vehicle's image).
+ * The backend's manifest signing keys as `--trusted-key ID=FILE` arguments, the way an operator gets them:
+ * `otalink artifact keys --out DIR` writes each public key and prints the arguments.
  */
-export async function trustedKeyArgs(backend: Backend, dir: string): Promise<string[]> {
-  const args: string[] = [];
-  for (const [i, key] of (await backend.service.listSigningKeys()).entries()) {
-    const der = Buffer.concat([SPKI_ED25519_PREFIX, Buffer.from(key.publicKey, 'base64')]);
-    const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' });
-    const file = join(dir, `signing-key-${i}.pem`);
-    await writeFile(file, pem);
-    args.push('--trusted-key', `${key.keyId}=${file}`);
-  }
+export async function trustedKeyArgs(api: string, caFile: string, dir: string): Promise<string[]> {
+  const keys = await runCli(['artifact', 'keys', '--api', api, '--cafile', caFile, '--out', dir]);
+  if (keys.code !== 0) throw new Error(`otalink artifact keys exited with ${keys.code}: ${keys.stderr}`);
+  const args = keys.stdout
+    .trim()
+    .split('\n')
+    .flatMap((line) => line.split(' '));
+  if (args.length < 2 || args[0] !== '--trusted-key') throw new Error(`unexpected output: ${keys.stdout}`);
   return args;
 }
