@@ -55,6 +55,8 @@ interface Result {
   heapPeakMiB: number;
   /** CPU time of the backend process during the campaign (user + system), to tell a busy backend from a slow fleet. */
   backendCpuS: number;
+  /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
+  brokerDropped: number;
   outcome: string;
 }
 
@@ -192,9 +194,11 @@ async function runOnce(
     for (let s = 0; s < shards; s++) {
       const shardVins = vins.slice(s * perShard, (s + 1) * perShard);
       if (shardVins.length === 0) continue;
-      const config: FleetShardConfig & { firstIndex: number } = {
+      const config: FleetShardConfig & { firstIndex: number; stateRoot: string } = {
         // VINs are SIM-000001..: the shard's first one (the light fleet takes the list, the agent fleet a range).
         firstIndex: s * perShard + 1,
+        // Under the run's temp dir, which the parent removes however the shard ends.
+        stateRoot: join(home, `agents-${s}`),
         brokerUrl: broker.url,
         vins: shardVins,
         hardwareId: HARDWARE_ID,
@@ -266,6 +270,14 @@ async function runOnce(
     const fleetDone = shardsDone?.every((d) => d !== undefined) ? shardsDone.filter((d) => d !== undefined) : undefined;
     const fleetStatuses = fleetDone?.map((d) => d.statuses);
     const received = after.statusReceived - before.statusReceived;
+    const brokerDropped = await new Promise<number>((resolve) => {
+      const timer = setTimeout(() => resolve(Number.NaN), 5000);
+      broker.child.once('message', (m: { droppedQueueFull?: number }) => {
+        clearTimeout(timer);
+        resolve(m.droppedQueueFull ?? Number.NaN);
+      });
+      broker.child.send({ type: 'stats' });
+    });
     const end = process.memoryUsage();
     return {
       vehicles: n,
@@ -282,6 +294,7 @@ async function runOnce(
       rssEndMiB: end.rss / MiB,
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
       backendCpuS: (cpu.user + cpu.system) / 1e6,
+      brokerDropped,
       outcome:
         campaign.counts.SUCCEEDED === n
           ? 'all SUCCEEDED'
@@ -333,6 +346,7 @@ process.stdout.write(
       'RSS end MiB',
       'heap peak MiB',
       'backend CPU s',
+      'broker dropped',
       'fleet RSS base / idle / peak MiB',
       'KiB/vehicle idle',
       'KiB/vehicle peak',
@@ -349,6 +363,7 @@ process.stdout.write(
       r.rssEndMiB,
       r.heapPeakMiB,
       r.backendCpuS,
+      r.brokerDropped,
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
       // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
       ((r.fleetRssIdleMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,

@@ -1,20 +1,18 @@
 // One shard of the bench's fleet made of REAL agents (@otalink/sim createFleet: @otalink/agent per vehicle, its own
-// MQTT connection, journal, resumable downloader and A/B slots in its own state directory under a temp dir, restart
+// MQTT connection, journal, resumable downloader and A/B slots in its own directory under config.stateRoot, restart
 // in-process at activation). Same protocol with the parent as fleet-process.ts: `ready` once every vehicle has
 // connected, `done` once every vehicle reported a final status, plus this process's memory so the bench can show
 // what one agent costs.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
 import { createFleet } from '@otalink/sim';
 import type { FleetShardConfig, ShardMessage } from './fleet-process.js';
 
 const FINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'ROLLED_BACK', 'CANCELED', 'TIMED_OUT'];
 
 const send = (message: ShardMessage) => process.send?.(message);
-const config = JSON.parse(process.argv[2] ?? '{}') as FleetShardConfig & { firstIndex: number };
+const config = JSON.parse(process.argv[2] ?? '{}') as FleetShardConfig & { firstIndex: number; stateRoot: string };
 const rssBase = process.memoryUsage().rss;
-const stateRoot = mkdtempSync(join(tmpdir(), 'otalink-bench-agents-'));
+const stateRoot = config.stateRoot;
 let rssPeak = process.memoryUsage().rss;
 const sampler = setInterval(() => {
   rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
@@ -77,11 +75,8 @@ async function stop(): Promise<void> {
   process.exit(0);
 }
 process.on('disconnect', () => void stop());
-// The parent's last word after `stop`: no time for 5 000 goodbyes, but the state directories go.
-process.on('SIGTERM', () => {
-  rmSync(stateRoot, { recursive: true, force: true });
-  process.exit(0);
-});
+// The parent's last word after `stop` (it removes the state directories itself).
+process.on('SIGTERM', () => process.exit(0));
 process.on('message', (m: unknown) => {
   if (typeof m === 'object' && m !== null && (m as { type?: string }).type === 'stop') void stop();
 });

@@ -29,7 +29,8 @@ const KNOBS = [
   '--late-join-share',
   '0.15',
   '--late-join-delay-ms',
-  '8000',
+  // Long enough for the early vehicles to be online over TLS on a loaded machine before the late ones start.
+  '12000',
 ];
 
 interface PlannedVehicle {
