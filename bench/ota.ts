@@ -2,9 +2,15 @@
 // backend ingests per second (from its stats()), and the backend's memory, for fleets of 1 k and 10 k simulated
 // vehicles with a small artifact and no rate limit.
 //
-//   node --import tsx bench/ota.ts                         1000 and 10000 vehicles
+//   node --import tsx bench/ota.ts                         1000 and 10000 vehicles, each with both fleets
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
-//   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384)
+//   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
+//            --fleet light,agent (default both; or OTA_BENCH_FLEET)
+//
+// Two fleets, one row each: `light` is a protocol-level vehicle (bench/ota/vehicle.ts: MQTT, manifest check,
+// download and hash, the reports; no disk), which measures the backend; `agent` runs the real TCU agent per vehicle
+// (@otalink/sim createFleet: journal, resumable downloader, A/B slots on disk, activation restart), which is what a
+// fleet of real vehicles costs the backend, and shows what one agent costs its process (fleet RSS per vehicle).
 //
 // Processes: this one runs only the backend (engine + SQLite + the HTTPS server the artifacts are downloaded from),
 // so its memoryUsage() is the backend's; the broker (ours, plain TCP on loopback) runs in a child process; the fleet
@@ -30,8 +36,15 @@ const HARDWARE_ID = 'bench-tcu-1';
 const FACTORY_VERSION = '1.0.0';
 const MiB = 1024 * 1024;
 
+type FleetKind = 'light' | 'agent';
+
 interface Result {
   vehicles: number;
+  fleet: FleetKind;
+  /** Sum over the shard processes: before any vehicle, idle once connected, and the peak during the campaign. */
+  fleetRssBaseMiB: number;
+  fleetRssIdleMiB: number;
+  fleetRssPeakMiB: number;
   connectS: number;
   campaignS: number;
   succeeded: number;
@@ -42,13 +55,22 @@ interface Result {
   heapPeakMiB: number;
   /** CPU time of the backend process during the campaign (user + system), to tell a busy backend from a slow fleet. */
   backendCpuS: number;
+  /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
+  brokerDropped: number;
   outcome: string;
 }
 
-function sizes(): { vehicles: number[]; shards: number; artifactBytes: number; timeoutS: number } {
+function sizes(): {
+  vehicles: number[];
+  fleets: FleetKind[];
+  shards: number;
+  artifactBytes: number;
+  timeoutS: number;
+} {
   const { values } = parseArgs({
     options: {
       vehicles: { type: 'string' },
+      fleet: { type: 'string' },
       shards: { type: 'string' },
       'artifact-bytes': { type: 'string' },
       timeout: { type: 'string' },
@@ -60,10 +82,15 @@ function sizes(): { vehicles: number[]; shards: number; artifactBytes: number; t
   if (list.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) {
     throw new Error(`vehicles: expected integers 1..20000, got "${list.join(',')}"`);
   }
+  const fleets = (values.fleet ?? process.env.OTA_BENCH_FLEET ?? 'light,agent').split(',').map((s) => s.trim());
+  if (fleets.length === 0 || fleets.some((f) => f !== 'light' && f !== 'agent')) {
+    throw new Error(`fleet: expected light, agent or light,agent, got "${fleets.join(',')}"`);
+  }
   const shards = Number(values.shards ?? process.env.OTA_BENCH_SHARDS ?? 2);
   if (!Number.isInteger(shards) || shards < 1 || shards > 8) throw new Error('shards: expected 1..8');
   return {
     vehicles: list,
+    fleets: fleets as FleetKind[],
     shards,
     artifactBytes: Number(values['artifact-bytes'] ?? 16 * 1024),
     timeoutS: Number(values.timeout ?? 300),
@@ -118,7 +145,13 @@ function waitFor<T extends ShardMessage['type']>(
   });
 }
 
-async function runOnce(n: number, shards: number, artifactBytes: number, timeoutS: number): Promise<Result> {
+async function runOnce(
+  n: number,
+  fleetKind: FleetKind,
+  shards: number,
+  artifactBytes: number,
+  timeoutS: number,
+): Promise<Result> {
   const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
   const children: ChildProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -161,7 +194,11 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
     for (let s = 0; s < shards; s++) {
       const shardVins = vins.slice(s * perShard, (s + 1) * perShard);
       if (shardVins.length === 0) continue;
-      const config: FleetShardConfig = {
+      const config: FleetShardConfig & { firstIndex: number; stateRoot: string } = {
+        // VINs are SIM-000001..: the shard's first one (the light fleet takes the list, the agent fleet a range).
+        firstIndex: s * perShard + 1,
+        // Under the run's temp dir, which the parent removes however the shard ends.
+        stateRoot: join(home, `agents-${s}`),
         brokerUrl: broker.url,
         vins: shardVins,
         hardwareId: HARDWARE_ID,
@@ -172,19 +209,26 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
         httpSockets: 16,
       };
       children.push(
-        fork(join(here, 'ota/fleet-process.ts'), [JSON.stringify(config)], {
-          execArgv: ['--import', 'tsx'],
-          stdio: 'inherit',
-        }),
+        fork(
+          join(here, fleetKind === 'light' ? 'ota/fleet-process.ts' : 'ota/agent-fleet-process.ts'),
+          [JSON.stringify(config)],
+          {
+            execArgv: ['--import', 'tsx'],
+            stdio: 'inherit',
+            // Thousands of agents share libuv's file-system threads (journal, download, hash, slots): 4 by default.
+            env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
+          },
+        ),
       );
     }
     const fleets = children.slice(1);
-    await Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000)));
+    const ready = await Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000)));
     const connectS = (Date.now() - connectStarted) / 1000;
     // Let the presence burst settle so it is not counted as campaign work.
     while ((await service.stats()).ingestQueue > 0) await new Promise((r) => setTimeout(r, 100));
 
-    const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000));
+    // A shard that never finishes (the campaign timed out) is a row with its outcome, not a crashed benchmark.
+    const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000 + 10_000).catch(() => undefined));
     const before = await service.stats();
     let rssPeak = process.memoryUsage().rss;
     let heapPeak = process.memoryUsage().heapUsed;
@@ -219,14 +263,28 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
-    const fleetStatuses = await Promise.race([
+    const shardsDone = await Promise.race([
       Promise.all(done),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000)),
     ]);
+    const fleetDone = shardsDone?.every((d) => d !== undefined) ? shardsDone.filter((d) => d !== undefined) : undefined;
+    const fleetStatuses = fleetDone?.map((d) => d.statuses);
     const received = after.statusReceived - before.statusReceived;
+    const brokerDropped = await new Promise<number>((resolve) => {
+      const timer = setTimeout(() => resolve(Number.NaN), 5000);
+      broker.child.once('message', (m: { droppedQueueFull?: number }) => {
+        clearTimeout(timer);
+        resolve(m.droppedQueueFull ?? Number.NaN);
+      });
+      broker.child.send({ type: 'stats' });
+    });
     const end = process.memoryUsage();
     return {
       vehicles: n,
+      fleet: fleetKind,
+      fleetRssBaseMiB: ready.reduce((sum, r) => sum + r.rssBaseMiB, 0),
+      fleetRssIdleMiB: ready.reduce((sum, r) => sum + r.rssMiB, 0),
+      fleetRssPeakMiB: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.rssPeakMiB, 0),
       connectS,
       campaignS,
       succeeded: campaign.counts.SUCCEEDED,
@@ -236,6 +294,7 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
       rssEndMiB: end.rss / MiB,
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
       backendCpuS: (cpu.user + cpu.system) / 1e6,
+      brokerDropped,
       outcome:
         campaign.counts.SUCCEEDED === n
           ? 'all SUCCEEDED'
@@ -260,22 +319,25 @@ async function runOnce(n: number, shards: number, artifactBytes: number, timeout
 const options = sizes();
 const results: Result[] = [];
 for (const n of options.vehicles) {
-  process.stderr.write(`bench ota: ${n} vehicles...\n`);
-  const result = await runOnce(n, options.shards, options.artifactBytes, options.timeoutS);
-  process.stderr.write(`bench ota: ${n} vehicles: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
-  results.push(result);
+  for (const fleet of options.fleets) {
+    process.stderr.write(`bench ota: ${n} vehicles, ${fleet} fleet...\n`);
+    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS);
+    process.stderr.write(`bench ota: ${n} ${fleet}: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
+    results.push(result);
+  }
 }
 const info = machineInfo();
 process.stdout.write(
   `OTA campaign benchmark: node ${info.node}, ${info.cpu} x${info.cores}, load ${loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')}, ${info.date}\n` +
-    `artifact ${options.artifactBytes} B over HTTPS (keep-alive), ${options.shards} fleet processes, broker in its own process\n\n`,
+    `artifact ${options.artifactBytes} B over HTTPS (light: keep-alive pool per process; agent: a connection per download), ${options.shards} fleet processes, broker in its own process\n\n`,
 );
 process.stdout.write(
   `${formatTable(
     [
       'vehicles',
+      'fleet',
       'connect s',
       'start -> all SUCCEEDED s',
       'status msgs',
@@ -284,10 +346,15 @@ process.stdout.write(
       'RSS end MiB',
       'heap peak MiB',
       'backend CPU s',
+      'broker dropped',
+      'fleet RSS base / idle / peak MiB',
+      'KiB/vehicle idle',
+      'KiB/vehicle peak',
       'outcome',
     ],
     results.map((r) => [
       r.vehicles,
+      r.fleet,
       r.connectS,
       r.campaignS,
       r.statusReceived,
@@ -296,6 +363,11 @@ process.stdout.write(
       r.rssEndMiB,
       r.heapPeakMiB,
       r.backendCpuS,
+      r.brokerDropped,
+      `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
+      // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
+      ((r.fleetRssIdleMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,
+      ((r.fleetRssPeakMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,
       r.outcome,
     ]),
   )}\n`,

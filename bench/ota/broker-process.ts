@@ -2,10 +2,13 @@
 // Prints `port <n>` once listening; closes on SIGTERM or when its parent's IPC channel goes away.
 import { createBroker } from '@otalink/broker';
 import { pino } from 'pino';
+import { OTA_BROKER_LIMITS } from '../../packages/cli/src/stack/broker.js';
 
 const broker = createBroker({
   listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
   allowAnonymous: true,
+  // As the OTA stack's broker (BROKER_LIMITS=default measures the broker's default queue bound instead).
+  ...(process.env.BROKER_LIMITS === 'default' ? {} : { limits: OTA_BROKER_LIMITS }),
   logger: pino({ level: 'silent' }),
   sysIntervalSeconds: 0,
 });
@@ -18,4 +21,10 @@ const stop = () => {
   void broker.close().finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
+// The parent asks, at the end of a run, how many messages the broker dropped (a full session queue).
+process.on('message', (m: unknown) => {
+  if (typeof m === 'object' && m !== null && (m as { type?: string }).type === 'stats') {
+    process.send?.({ type: 'stats', droppedQueueFull: broker.stats.droppedQueueFull });
+  }
+});
 process.on('disconnect', stop);

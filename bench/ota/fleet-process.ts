@@ -19,14 +19,21 @@ export interface FleetShardConfig {
 }
 
 export type ShardMessage =
-  | { type: 'ready'; connected: number; connectMs: number }
-  | { type: 'done'; statuses: Record<string, number> }
+  /** rssMiB: the shard process's memory once its vehicles are connected and idle; rssBaseMiB: before any vehicle. */
+  | { type: 'ready'; connected: number; connectMs: number; rssMiB: number; rssBaseMiB: number }
+  /** rssPeakMiB: the highest memory the shard process reached (sampled every 200 ms). */
+  | { type: 'done'; statuses: Record<string, number>; rssPeakMiB: number }
   | { type: 'error'; message: string };
 
 const send = (message: ShardMessage) => process.send?.(message);
 const config = JSON.parse(process.argv[2] ?? '{}') as FleetShardConfig;
+const rssBase = process.memoryUsage().rss;
 const statuses: Record<string, number> = {};
 let finished = 0;
+let rssPeak = process.memoryUsage().rss;
+const sampler = setInterval(() => {
+  rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
+}, 200);
 const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: config.httpSockets });
 const ctx: VehicleContext = {
   brokerUrl: config.brokerUrl,
@@ -41,7 +48,9 @@ const ctx: VehicleContext = {
   finished(_vin, status) {
     statuses[status] = (statuses[status] ?? 0) + 1;
     finished++;
-    if (finished === vehicles.length) send({ type: 'done', statuses });
+    if (finished === vehicles.length) {
+      send({ type: 'done', statuses, rssPeakMiB: Math.max(rssPeak, process.memoryUsage().rss) / 1048576 });
+    }
   },
 };
 const vehicles = config.vins.map((vin) => new SimVehicle(vin, ctx));
@@ -56,13 +65,20 @@ async function connectAll(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: config.connectConcurrency }, worker));
-  send({ type: 'ready', connected: vehicles.length, connectMs: Date.now() - started });
+  send({
+    type: 'ready',
+    connected: vehicles.length,
+    connectMs: Date.now() - started,
+    rssMiB: process.memoryUsage().rss / 1048576,
+    rssBaseMiB: rssBase / 1048576,
+  });
 }
 
 let stopping = false;
 async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;
+  clearInterval(sampler);
   await Promise.all(vehicles.map((v) => v.client.end({ force: true }).catch(() => undefined)));
   httpsAgent.destroy();
   process.exit(0);

@@ -506,6 +506,12 @@ class AgentShell implements Agent {
       ...(this.options.link === undefined ? {} : { link: this.options.link }),
       fsync: this.options.fsync ?? true,
       signal: abort.signal,
+      // Whether a download started over or resumed (after a cut link or a restart) is worth a line in the log.
+      onResponse: (status, offset) =>
+        this.log?.info(
+          { jobId: action.jobId, status, offset, size: action.size },
+          offset > 0 ? 'download resumes' : 'download starts',
+        ),
       onProgress: (bytesDone, etag) => {
         // The machine decides what to report; it only needs to hear about whole-percent steps and ETag changes.
         const pct = action.size === 0 ? 100 : Math.floor((bytesDone * 100) / action.size);

@@ -33,6 +33,8 @@ export interface DownloadOptions {
   /** fsync the file when complete (default true). */
   fsync?: boolean;
   signal?: AbortSignal;
+  /** Every answer of the server: its status and the byte the request started at (0, or a resume with Range). */
+  onResponse?(status: number, offset: number): void;
   /** After every chunk written: bytes on disk and the ETag they belong to. */
   onProgress?(bytesDone: number, etag: string | undefined): void;
   /** For backoff jitter; default Math.random. */
@@ -130,6 +132,7 @@ async function attempt(
   }
   const response = await get(url, headers, options);
   const status = response.statusCode ?? 0;
+  options.onResponse?.(status, offset);
   const responseEtag = header(response, 'etag');
   if (status === 416) {
     response.resume();

@@ -145,6 +145,12 @@ describe('artifacts', () => {
     assert.equal(list.json().items.length, 1);
   });
 
+  test('signing keys: the public keys as a list (the real keyring is checked end to end by otalink artifact keys)', async () => {
+    const res = await app.inject('/api/v1/signing-keys');
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { items: [] });
+  });
+
   test('upload refusals: media type, missing metadata, bad hardware id, size limit, hash mismatch', async () => {
     assertError(
       await upload('name=a&version=1&hardwareIds=h', BYTES, 'application/json'),

@@ -18,6 +18,8 @@ import { type FleetKnobs, planFleet, type VehiclePlan } from './plan.js';
 
 export interface FleetOptions {
   vehicles: number;
+  /** The first vehicle's number (default 0): VINs are vinPrefix + the number in six digits. */
+  firstIndex?: number;
   /** Broker URL and client options shared by all vehicles. */
   mqtt: ClientOptions & { url: string };
   /** Per-vehicle identity: TLS client certificate/key (read by the caller) or user name and password. */
@@ -49,6 +51,8 @@ export interface FleetCounters {
   connected: number;
   /** Vehicles by the status of their latest report (`IN_PROGRESS:DOWNLOADING` for steps). */
   states: Record<string, number>;
+  /** Links cut by the offline-mid-download knob (at most one per such vehicle). */
+  offlineCuts: number;
 }
 
 export interface Fleet {
@@ -72,7 +76,14 @@ export async function createFleet(options: FleetOptions): Promise<Fleet> {
   const runners = new Map<string, AgentRunner>();
   const latest = new Map<string, JobStatus>();
   const connectedVins = new Set<string>();
-  const counters: FleetCounters = { messagesIn: 0, messagesOut: 0, started: 0, connected: 0, states: {} };
+  const counters: FleetCounters = {
+    messagesIn: 0,
+    messagesOut: 0,
+    started: 0,
+    connected: 0,
+    states: {},
+    offlineCuts: 0,
+  };
   let closing = false;
   const cancelLate: Array<() => void> = [];
   await mkdir(options.stateRoot, { recursive: true });
@@ -121,6 +132,7 @@ export async function createFleet(options: FleetOptions): Promise<Fleet> {
         const current = state.current;
         if (current?.phase === 'DOWNLOADING' && current.download.bytesDone > 0) {
           cut = true;
+          counters.offlineCuts += 1;
           link.cut(knobs.offlineDurationMs ?? 2000);
         }
       },

@@ -30,6 +30,8 @@ export interface VehiclePlan {
 
 export interface PlanOptions {
   vehicles: number;
+  /** The first vehicle's number (default 0): several processes can each simulate a disjoint range of VINs. */
+  firstIndex?: number;
   vinPrefix?: string;
   models?: string[];
   knobs?: FleetKnobs;
@@ -59,7 +61,10 @@ export function planFleet(options: PlanOptions): VehiclePlan[] {
   const models = options.models ?? ['ID.4'];
   const prefix = options.vinPrefix ?? 'SIM-';
   const plans: VehiclePlan[] = [];
-  for (let index = 0; index < options.vehicles; index++) {
+  const first = options.firstIndex ?? 0;
+  // Skip the draws of the vehicles before the range, so a VIN's fate does not depend on how the fleet is split.
+  for (let skipped = 0; skipped < first * 4; skipped++) random();
+  for (let index = first; index < first + options.vehicles; index++) {
     // Four draws per vehicle, always, so changing one share never reshuffles the others.
     const preconditionRefuse = random() < (knobs.preconditionRefuseShare ?? 0);
     const installFail = random() < (knobs.installFailShare ?? 0);

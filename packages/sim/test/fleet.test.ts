@@ -40,6 +40,13 @@ test('planFleet is deterministic by seed and follows the shares', () => {
   }
 });
 
+test('planFleet with firstIndex: a range of the fleet, each VIN with the same knobs as in the whole fleet', () => {
+  const whole = planFleet({ vehicles: 300, knobs, seed: 9 });
+  const middle = planFleet({ vehicles: 100, firstIndex: 100, knobs, seed: 9 });
+  assert.equal(middle[0]?.vin, 'SIM-000100');
+  assert.deepEqual(middle, whole.slice(100, 200));
+});
+
 test('50 vehicles, one campaign: every vehicle ends as predicted', { timeout: 120_000 }, async () => {
   const broker = createBroker({
     listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],

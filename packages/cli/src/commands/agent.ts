@@ -1,12 +1,13 @@
 // `otalink agent`: one vehicle's TCU agent. The activation of a new version restarts the agent: by default the
 // process exits with RESTART_EXIT_CODE (75) and its supervisor (systemd `Restart=always`, a container runtime...)
 // starts it again, which resumes from the journal and runs the health check; `--supervise` restarts in-process.
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type AgentOptions, createAgent, RESTART_EXIT_CODE, runAgent } from '@otalink/agent';
+import { type AgentOptions, createAgent, RESTART_EXIT_CODE, runAgent, type VehicleConditions } from '@otalink/agent';
 import type { TrustedKey } from '@otalink/ota';
 import { publicKeyBytes } from '@otalink/ota/node';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink agent --vin VIN --state-dir DIR --mqtt URL --trusted-key ID=FILE [options]
@@ -24,8 +25,15 @@ const USAGE = `Usage: otalink agent --vin VIN --state-dir DIR --mqtt URL --trust
   --username <u> --password <p>  instead of a client certificate
   --artifact-ca <file>        CA for the artifact server (default: Node's roots)
   --allow-http                accept http:// artifact URLs (labs only)
+  --download-bps <bytes/s>    cap the download rate (leave the cellular link to others; default unlimited)
+  --log-level <level>         fatal, error, warn, info (default), debug, trace or silent; JSON lines on stderr
   --topic-prefix <p>          default ota
   --simulation-vins           accept test ids such as SIM-000001
+  --conditions <file>         JSON {"parked":bool,"batteryPercent":0..100,"ownerConsent":bool}, read at every
+                              precondition check (the vehicle's integration keeps it current); default: parked,
+                              100 %, consent. Unreadable or invalid: every precondition counts as unmet
+  --precondition-wait-ms <ms> how long an unmet precondition may hold an update (reported paused) before it is
+                              REJECTED; default 0: refuse at once
   --supervise                 restart in-process after an activation instead of exiting with ${RESTART_EXIT_CODE}
 `;
 
@@ -86,8 +94,12 @@ function parse(args: string[]) {
       password: { type: 'string' },
       'artifact-ca': { type: 'string' },
       'allow-http': { type: 'boolean' },
+      'download-bps': { type: 'string' },
+      'log-level': { type: 'string' },
       'topic-prefix': { type: 'string' },
       'simulation-vins': { type: 'boolean' },
+      conditions: { type: 'string' },
+      'precondition-wait-ms': { type: 'string' },
       supervise: { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -114,12 +126,60 @@ export function protocolVersion(value: string | undefined): 4 | 5 {
   throw new Error(`--protocol must be 5 or 311, got "${value}"`);
 }
 
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+function logLevel(value: string | undefined): string {
+  if (value === undefined) return 'info';
+  if (!LOG_LEVELS.has(value)) throw new Error(`--log-level must be one of ${[...LOG_LEVELS].join(', ')}`);
+  return value;
+}
+
+function whole(value: string, flag: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n))
+    throw new Error(`${flag} must be a whole number, got "${value}"`);
+  return n;
+}
+
+const UNKNOWN_CONDITIONS: VehicleConditions = { parked: false, batteryPercent: 0, ownerConsent: false };
+
+/** The vehicle's conditions from a JSON file, read at each check; what cannot be read meets no precondition. */
+function conditionsFrom(file: string, logger: Logger): () => VehicleConditions {
+  return () => {
+    try {
+      const value = JSON.parse(readFileSync(file, 'utf8')) as Partial<VehicleConditions>;
+      const { parked, batteryPercent, ownerConsent } = value;
+      if (
+        typeof parked !== 'boolean' ||
+        typeof ownerConsent !== 'boolean' ||
+        typeof batteryPercent !== 'number' ||
+        !(batteryPercent >= 0 && batteryPercent <= 100)
+      ) {
+        throw new Error('expected {"parked":bool,"batteryPercent":0..100,"ownerConsent":bool}');
+      }
+      return { parked, batteryPercent, ownerConsent };
+    } catch (error) {
+      logger.warn({ err: error, file }, 'vehicle conditions unreadable: treating every precondition as unmet');
+      return UNKNOWN_CONDITIONS;
+    }
+  };
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n === 0) {
+    throw new Error(`--download-bps must be a whole number above 0, got "${value}"`);
+  }
+  return n;
+}
+
 async function agentOptions(values: Values): Promise<AgentOptions> {
   const required = (name: 'vin' | 'state-dir' | 'mqtt') => {
     const v = values[name];
     if (v === undefined) throw new Error(`--${name} is required`);
     return v;
   };
+  const logger = pino({ level: logLevel(values['log-level']) }, pino.destination(2));
   const tls: { ca?: string; cert?: string; key?: string } = {};
   if (values.cafile !== undefined) tls.ca = await readFile(values.cafile, 'utf8');
   if (values.cert !== undefined) tls.cert = await readFile(values.cert, 'utf8');
@@ -145,7 +205,12 @@ async function agentOptions(values: Values): Promise<AgentOptions> {
     download: {
       ...(values['artifact-ca'] === undefined ? {} : { ca: await readFile(values['artifact-ca'], 'utf8') }),
       allowHttp: values['allow-http'] ?? false,
+      ...(values['download-bps'] === undefined ? {} : { bytesPerSecond: positive(values['download-bps']) }),
     },
-    logger: pino({ level: 'info' }, pino.destination(2)),
+    ...(values.conditions === undefined ? {} : { vehicle: conditionsFrom(values.conditions, logger) }),
+    ...(values['precondition-wait-ms'] === undefined
+      ? {}
+      : { machine: { preconditionWaitMs: whole(values['precondition-wait-ms'], '--precondition-wait-ms') } }),
+    logger,
   };
 }

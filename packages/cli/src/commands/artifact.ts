@@ -1,8 +1,9 @@
 // `otalink artifact`: upload an update image to the backend (streamed, never read into memory) and list them.
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { ArtifactInfo, Page } from '@otalink/backend';
+import type { ArtifactInfo, Page, SigningKey } from '@otalink/backend';
 import {
   API_OPTIONS,
   API_USAGE,
@@ -16,6 +17,7 @@ import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink artifact upload FILE --name NAME --version VERSION --hardware-id ID [--hardware-id ID ...]
        otalink artifact list
+       otalink artifact keys [--out DIR]
 
 Upload:
   --name NAME            artifact name (e.g. tcu-firmware)
@@ -23,6 +25,10 @@ Upload:
   --hardware-id ID       hardware it fits; repeat or give a comma list
   --content-type TYPE    recorded with the artifact
   --json                 print the backend's answer as JSON
+
+Keys (the manifest signing keys vehicles must trust):
+  --out DIR              write each public key to DIR/<keyId>.pub.pem and print the --trusted-key arguments
+                         for otalink agent and otalink sim
 
 ${API_USAGE}
   -h, --help      this help`;
@@ -47,6 +53,7 @@ export async function runArtifact(args: string[], io: CliIo = processIo): Promis
         'hardware-id': { type: 'string', multiple: true },
         'content-type': { type: 'string' },
         json: { type: 'boolean' },
+        out: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -72,9 +79,30 @@ export async function runArtifact(args: string[], io: CliIo = processIo): Promis
           io.stdout.write(`${a.sha256}  ${a.name} ${a.version}  ${formatSize(a.size)}  ${a.hardwareIds.join(',')}\n`);
       return 0;
     }
+    if (sub === 'keys') {
+      if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+      const client = await apiClientFrom(values, io.env);
+      const { items } = await client.request<{ items: SigningKey[] }>('GET', '/api/v1/signing-keys');
+      if (values.json === true) {
+        io.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+        return 0;
+      }
+      const out = values.out;
+      if (out !== undefined) await mkdir(out, { recursive: true });
+      for (const key of items) {
+        if (out === undefined) {
+          io.stdout.write(`${key.keyId}${key.active ? '  (active)' : ''}\n${key.publicKeyPem.trimEnd()}\n`);
+          continue;
+        }
+        const file = join(out, `${key.keyId.replace(/[^A-Za-z0-9._-]/g, '_')}.pub.pem`);
+        await writeFile(file, key.publicKeyPem);
+        io.stdout.write(`--trusted-key ${key.keyId}=${file}\n`);
+      }
+      return 0;
+    }
     if (sub !== 'upload') {
       throw new UsageError(
-        sub === undefined ? 'a sub-command is needed: upload or list' : `unknown sub-command "${sub}"`,
+        sub === undefined ? 'a sub-command is needed: upload, list or keys' : `unknown sub-command "${sub}"`,
       );
     }
     const [file, ...extra] = rest;
@@ -119,6 +147,6 @@ export async function runArtifact(args: string[], io: CliIo = processIo): Promis
 }
 
 export const artifact: Command = {
-  summary: 'upload update images to the backend and list them',
+  summary: 'upload update images to the backend, list them, export the manifest signing keys',
   run: (args) => runArtifact(args),
 };

@@ -1,12 +1,13 @@
 // `otalink sim`: a fleet of simulated vehicles against a broker, printing progress until interrupted. Per-vehicle
-// identities: `--cert-dir DIR` holds DIR/<VIN>.crt and DIR/<VIN>.key; or `--username`/`--password`, where `%v`
+// identities: `--cert-dir DIR` holds each VIN's certificate and key as `otalink pki vehicle` writes them
+// (DIR/<VIN>.pem, DIR/<VIN>-key.pem) or as DIR/<VIN>.crt, DIR/<VIN>.key; or `--username`/`--password`, where `%v`
 // becomes the VIN.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createFleet, type FleetKnobs, planFleet } from '@otalink/sim';
+import { createFleet, type FleetKnobs, planFleet, type VehiclePlan } from '@otalink/sim';
 import { pino } from 'pino';
 import { protocolVersion, readTrustedKeys } from './agent.js';
 import type { Command } from './command.js';
@@ -17,12 +18,15 @@ const USAGE = `Usage: otalink sim --vehicles N --mqtt URL --trusted-key ID=FILE 
   --mqtt <url>                        broker URL
   --trusted-key <id=file>             Ed25519 public key (PEM); repeat for rotation
   --ca <file>                         CA for the broker's certificate
-  --cert-dir <dir>                    per-VIN client certificates: <dir>/<VIN>.crt and <dir>/<VIN>.key
+  --cert-dir <dir>                    per-VIN client certificates: <dir>/<VIN>.pem and <dir>/<VIN>-key.pem
+                                      (otalink pki vehicle writes them to <pki>/vehicles), or <VIN>.crt, <VIN>.key
   --username <u> --password <p>       shared credentials; %v is replaced by the VIN
   --artifact-ca <file>                CA for the artifact server
   --allow-http                        accept http:// artifact URLs
   --protocol <5|311>                  MQTT version (default 5)
   --vin-prefix <p>                    default SIM-
+  --first <n>                         the first vehicle's number (default 0: SIM-000000); a VIN's knobs do not
+                                      depend on it, so several processes can split a fleet
   --model <m>                         repeat for several models (default ID.4)
   --hardware-id <id>                  default tcu-v2
   --installed-version <v>             default 2.0.3
@@ -34,7 +38,10 @@ const USAGE = `Usage: otalink sim --vehicles N --mqtt URL --trusted-key ID=FILE 
   --precondition-refuse-share <0..1>
   --late-join-share <0..1> --late-join-delay-ms <ms>
   --download-bps <bytes/s>
-  --plan                              print the predicted outcome per VIN and exit
+  --plan                              print each VIN's model, predicted final state and knobs, and exit
+
+Every 2 s a progress line: vehicles started and connected, MQTT messages, links cut mid-download and vehicles by
+the state of their latest report. SIGINT or SIGTERM prints a last line and exits 0.
 `;
 
 export const sim: Command = {
@@ -69,19 +76,29 @@ export const sim: Command = {
           : { downloadBytesPerSecond: count(values['download-bps'], '--download-bps') }),
       };
       const seed = values.seed === undefined ? 1 : count(values.seed, '--seed');
+      const firstIndex = values.first === undefined ? 0 : count(values.first, '--first');
       const vinPrefix = values['vin-prefix'] ?? 'SIM-';
       const models = values.model ?? ['ID.4'];
       if (values.plan) {
-        for (const v of planFleet({ vehicles, vinPrefix, models, knobs, seed })) {
-          process.stdout.write(`${v.vin}\t${v.model}\t${v.expected}\n`);
+        for (const v of planFleet({ vehicles, firstIndex, vinPrefix, models, knobs, seed })) {
+          process.stdout.write(`${v.vin}\t${v.model}\t${v.expected}\t${planKnobs(v)}\n`);
         }
         return 0;
       }
       if (values.mqtt === undefined) throw new Error('--mqtt is required');
       const ca = values.ca === undefined ? undefined : await readFile(values.ca, 'utf8');
       const certDir = values['cert-dir'];
+      // Every identity is checked before the first vehicle connects: a missing file is a usage error, not N
+      // vehicles that silently fail to start.
+      const certFiles = new Map<string, { cert: string; key: string }>();
+      if (certDir !== undefined) {
+        for (const v of planFleet({ vehicles, firstIndex, vinPrefix, models, knobs, seed })) {
+          certFiles.set(v.vin, vehicleCertFiles(certDir, v.vin));
+        }
+      }
       const fleet = await createFleet({
         vehicles,
+        firstIndex,
         mqtt: { url: values.mqtt, protocolVersion: protocolVersion(values.protocol) },
         identity: (vin) => ({
           ...(ca === undefined && certDir === undefined
@@ -92,8 +109,8 @@ export const sim: Command = {
                   ...(certDir === undefined
                     ? {}
                     : {
-                        cert: readFileSync(join(certDir, `${vin}.crt`), 'utf8'),
-                        key: readFileSync(join(certDir, `${vin}.key`), 'utf8'),
+                        cert: readFileSync(certFiles.get(vin)?.cert ?? '', 'utf8'),
+                        key: readFileSync(certFiles.get(vin)?.key ?? '', 'utf8'),
                       }),
                 },
               }),
@@ -123,7 +140,7 @@ export const sim: Command = {
           .map(([s, n]) => `${s}=${n}`)
           .join(' ');
         process.stdout.write(
-          `[${((Date.now() - started) / 1000).toFixed(0)}s] started ${c.started}/${vehicles} connected ${c.connected} in ${c.messagesIn} out ${c.messagesOut} ${states}\n`,
+          `[${((Date.now() - started) / 1000).toFixed(0)}s] started ${c.started}/${vehicles} connected ${c.connected} in ${c.messagesIn} out ${c.messagesOut} offline-cuts ${c.offlineCuts} ${states}\n`,
         );
       };
       const timer = setInterval(print, 2000);
@@ -147,6 +164,7 @@ function parse(args: string[]) {
     args,
     options: {
       vehicles: { type: 'string' },
+      first: { type: 'string' },
       mqtt: { type: 'string' },
       'trusted-key': { type: 'string', multiple: true },
       ca: { type: 'string' },
@@ -174,6 +192,29 @@ function parse(args: string[]) {
       help: { type: 'boolean' },
     },
   });
+}
+
+/** The certificate and key of `vin` in `dir`: the `otalink pki vehicle` layout first, then <VIN>.crt/.key. */
+function vehicleCertFiles(dir: string, vin: string): { cert: string; key: string } {
+  for (const files of [
+    { cert: join(dir, `${vin}.pem`), key: join(dir, `${vin}-key.pem`) },
+    { cert: join(dir, `${vin}.crt`), key: join(dir, `${vin}.key`) },
+  ]) {
+    if (existsSync(files.cert) && existsSync(files.key)) return files;
+  }
+  throw new Error(
+    `--cert-dir: no certificate and key for ${vin} in ${dir} (otalink pki vehicle --vin ${vin} issues them)`,
+  );
+}
+
+function planKnobs(v: VehiclePlan): string {
+  const knobs = [
+    ...(v.preconditionRefuse ? ['precondition-refuse'] : []),
+    ...(v.installFail ? ['install-fail'] : []),
+    ...(v.offlineMidDownload ? ['offline-mid-download'] : []),
+    ...(v.lateJoin ? ['late-join'] : []),
+  ];
+  return knobs.length === 0 ? '-' : knobs.join(',');
 }
 
 function count(value: string | undefined, what: string): number {

@@ -33,6 +33,14 @@ export interface StackBroker {
 
 const encoder = new TextEncoder();
 
+/**
+ * The backend reads every vehicle's status through one (shared) subscription, so its session's queue takes the
+ * fleet's bursts: at the broker's default of 1000, 10 000 vehicles reporting at once overflowed it and the broker
+ * dropped status messages it had already acknowledged to the vehicles (found by bench:ota with real agents).
+ * Vehicle sessions queue a few commands at most, so the larger bound costs them nothing.
+ */
+export const OTA_BROKER_LIMITS = { maxQueuedMessages: 1_000_000 } as const;
+
 function equalSecrets(given: Uint8Array, expected: Uint8Array): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
@@ -68,6 +76,7 @@ export function stackBrokerOptions(options: StackBrokerOptions): BrokerOptions {
         : { ok: false, reasonCode: 0x86 },
     authorize: createAclAuthorizer(parseAcl(otaAcl(options.prefix), 'otalink OTA ACL')),
     logger: options.logger,
+    limits: OTA_BROKER_LIMITS,
     sysIntervalSeconds: options.sysIntervalSeconds ?? 10,
     ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
   };

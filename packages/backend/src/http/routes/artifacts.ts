@@ -11,6 +11,7 @@ import {
   type ListQuery,
   ListQuerySchema,
   SHA256_PATTERN,
+  SigningKeySchema,
 } from '../../api.js';
 import { HttpError } from '../errors.js';
 import { errorResponses, Sha256Params } from '../schemas.js';
@@ -115,5 +116,18 @@ export function registerArtifactRoutes(app: FastifyInstance, service: BackendSer
       },
     },
     async (request) => service.getArtifact(request.params.sha256),
+  );
+
+  // Public keys only: what a vehicle image needs to trust the manifests (--trusted-key of otalink agent and sim).
+  app.get(
+    '/signing-keys',
+    {
+      schema: {
+        tags: ['artifacts'],
+        summary: 'The manifest signing keys (public): the active one and those still trusted during a rotation',
+        response: { 200: Type.Object({ items: Type.Array(SigningKeySchema) }), ...errorResponses },
+      },
+    },
+    async () => ({ items: await service.listSigningKeys() }),
   );
 }
