@@ -2,11 +2,9 @@
 // server error or a process restart it continues from the bytes already on disk, guarded by If-Range with the
 // ETag it started with, so a changed artifact restarts from zero instead of splicing two versions. Streams to disk
 // (never the whole artifact in memory) and stops the moment more bytes arrive than the manifest declares.
-import { createWriteStream } from 'node:fs';
 import { open, stat, truncate } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 
 export interface DownloadOptions {
@@ -162,33 +160,90 @@ async function attempt(
   }
   const newEtag = responseEtag ?? (status === 206 ? etag : undefined);
   held.etag = newEtag;
+  const done = await receive(response, options, start, newEtag);
+  if (done < options.size) throw new Error(`connection ended after ${done} of ${options.size} bytes`);
+  return { complete: true, bytes: done };
+}
+
+/** Received bytes waiting for the disk above this pause the response; it resumes below a quarter of it. */
+const RECEIVE_HIGH_WATER = 1024 * 1024;
+
+/**
+ * Writes the response body after the `start` bytes already in the file and returns the length reached. Every byte
+ * that arrived before the link dropped is on disk when this returns or throws: the body is taken from 'data' events
+ * as it comes (a dropped connection discards what a stream still buffers, and on a busy vehicle that can be all of
+ * a burst) and written in order through one file handle.
+ */
+async function receive(
+  response: IncomingMessage,
+  options: DownloadOptions,
+  start: number,
+  etag: string | undefined,
+): Promise<number> {
+  const queue: Buffer[] = [];
+  let queued = 0;
   let done = start;
-  const size = options.size;
-  const throttle = options.bytesPerSecond;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  response.on('data', (chunk: Buffer) => {
+    if (failure !== undefined) return;
+    if (done + queued + chunk.length > options.size) {
+      failure = new Permanent('OTA_ERR_TOO_LARGE', `the server sent more than the declared ${options.size} bytes`);
+      response.destroy();
+    } else {
+      queue.push(chunk);
+      queued += chunk.length;
+      if (queued >= RECEIVE_HIGH_WATER) response.pause();
+    }
+    notify();
+  });
+  response.once('end', () => {
+    ended = true;
+    notify();
+  });
+  response.once('error', (error) => {
+    failure ??= error;
+    notify();
+  });
+  response.once('close', () => {
+    if (!ended) failure ??= new Error(`connection closed after ${done + queued} of ${options.size} bytes`);
+    notify();
+  });
+  // Opened after the listeners: what arrives meanwhile waits in the queue, not in the stream.
+  const file = await open(options.path, start === 0 ? 'w' : 'a');
   const began = Date.now();
-  options.onProgress?.(done, newEtag);
-  await pipeline(
-    response,
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        if (done + chunk.length > size) {
-          throw new Permanent('OTA_ERR_TOO_LARGE', `the server sent more than the declared ${size} bytes`);
-        }
+  const throttle = options.bytesPerSecond;
+  options.onProgress?.(done, etag);
+  try {
+    for (;;) {
+      for (let chunk = queue.shift(); chunk !== undefined; chunk = queue.shift()) {
+        queued -= chunk.length;
+        for (let off = 0; off < chunk.length; ) off += (await file.write(chunk, off)).bytesWritten;
         done += chunk.length;
-        yield chunk;
-        options.onProgress?.(done, newEtag);
-        if (throttle !== undefined && throttle > 0) {
-          const due = began + ((done - start) * 1000) / throttle;
-          const wait = due - Date.now();
+        options.onProgress?.(done, etag);
+        if (throttle !== undefined && throttle > 0 && failure === undefined) {
+          const wait = began + ((done - start) * 1000) / throttle - Date.now();
           if (wait > 0) await sleep(wait, options.signal);
         }
+        if (response.isPaused() && queued < RECEIVE_HIGH_WATER / 4 && failure === undefined) response.resume();
       }
-    },
-    createWriteStream(options.path, { flags: start === 0 ? 'w' : 'a' }),
-    { signal: options.signal },
-  );
-  if (done < size) throw new Error(`connection ended after ${done} of ${size} bytes`);
-  return { complete: true, bytes: done };
+      if (failure !== undefined || ended) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    await file.close();
+  }
+  if (failure instanceof Permanent) throw failure;
+  if (failure !== undefined && done < options.size) throw failure;
+  return done;
 }
 
 function get(url: URL, headers: Record<string, string>, options: DownloadOptions): Promise<IncomingMessage> {

@@ -6,10 +6,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createServer as createTlsServer } from 'node:tls';
 import { checkArtifact } from '@otalink/ota';
 import { sha256Hex } from '@otalink/ota/node';
 import { download, hashFile } from '../src/index.js';
-import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
+import { type ArtifactServer, makeCertificate, startArtifactServer } from './support/artifact-server.js';
 
 const BYTES = randomBytes(300 * 1024 + 123);
 let server: ArtifactServer;
@@ -28,6 +29,56 @@ after(async () => {
 const fast = { initialDelayMs: 5, maxDelayMs: 20 };
 
 describe('download', () => {
+  test('bytes that arrive together with the close of the link are kept: each attempt gets further', async () => {
+    // A link that delivers a burst and drops at once (the FIN right behind the data): the body is still in the
+    // stream's buffers when the connection ends. Every attempt must keep its burst, or none ever gets further.
+    const certificate = makeCertificate();
+    const piece = 50_000;
+    const starts: number[] = [];
+    const burst = createTlsServer({ cert: certificate.cert, key: certificate.key }, (socket) => {
+      let head = '';
+      socket.on('error', () => {});
+      socket.on('data', (data: Buffer) => {
+        head += data.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        const range = /\r\nrange: bytes=(\d+)-/i.exec(head);
+        const from = range === null ? 0 : Number(range[1]);
+        starts.push(from);
+        const lines = [
+          range === null ? 'HTTP/1.1 200 OK' : 'HTTP/1.1 206 Partial Content',
+          `Content-Length: ${BYTES.length - from}`,
+          ...(range === null ? [] : [`Content-Range: bytes ${from}-${BYTES.length - 1}/${BYTES.length}`]),
+          'ETag: "burst"',
+          'Connection: close',
+          '',
+          '',
+        ];
+        socket.end(Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), BYTES.subarray(from, from + piece)]));
+      });
+    });
+    await new Promise<void>((resolve) => burst.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (burst.address() as { port: number }).port;
+      const path = join(dir, 'burst.part');
+      const result = await download({
+        url: `https://127.0.0.1:${port}/a.bin`,
+        path,
+        size: BYTES.length,
+        ca: certificate.cert,
+        maxAttempts: 3,
+        ...fast,
+      });
+      assert.deepEqual(result, { ok: true, bytes: BYTES.length, etag: '"burst"' }, JSON.stringify(starts));
+      assert.deepEqual(
+        starts,
+        Array.from({ length: Math.ceil(BYTES.length / piece) }, (_, i) => i * piece),
+      );
+      assert.ok((await readFile(path)).equals(BYTES));
+    } finally {
+      await new Promise<void>((resolve) => burst.close(() => resolve()));
+    }
+  });
+
   test('the link is cut three times: it resumes with Range + If-Range and the bytes verify', async () => {
     const path = join(dir, 'cut.part');
     server.requests.length = 0;

@@ -36,8 +36,11 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
     const upstream = connect(port, host);
     sockets.add(client);
     sockets.add(upstream);
+    let cutting = false;
     const drop = () => {
-      client.destroy();
+      // A cut response is ended (FIN) rather than destroyed: a reset would also discard the bytes the vehicle has
+      // not read yet, and on a loaded machine that can be all of them, so no attempt would get further than the last.
+      if (!cutting) client.destroy();
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
@@ -67,9 +70,11 @@ export async function startCutProxy(options: CutProxyOptions): Promise<CutProxy>
     });
     upstream.on('data', (chunk: Buffer) => {
       if (cutThis && sent + chunk.length >= options.cutAfterBytes) {
-        client.write(chunk.subarray(0, Math.max(0, options.cutAfterBytes - sent)), () => drop());
+        if (cutting) return;
+        cutting = true;
+        client.end(chunk.subarray(0, Math.max(0, options.cutAfterBytes - sent)));
         sent = options.cutAfterBytes;
-        upstream.pause();
+        drop();
         return;
       }
       sent += chunk.length;
