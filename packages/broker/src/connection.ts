@@ -450,11 +450,31 @@ export class Connection implements Outlet, Timed {
     // Messages routed from now on must queue in the session, not go to a socket that is ending.
     this.#release();
     this.flush();
+    this.#endSocket();
+  }
+
+  /** FIN after the queued bytes; destroyed if the peer does not let them drain in time. */
+  #endSocket(): void {
     this.socket.end();
     // Keep reading (and discarding, see #onData) so the peer's FIN is seen and the socket can finish closing.
     this.socket.resume();
     const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
     this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /**
+   * Ends the connection after the client's DISCONNECT: the client sends nothing more, so once our last bytes are in
+   * the kernel the socket is closed outright (the kernel still sends them, then FIN). That skips the half-close,
+   * the wait for the peer's FIN and the grace timer, a good share of the cost of a short-lived connection. Only for
+   * plain TCP: TLS and WebSocket streams still hold bytes of their own (close_notify, close frame) past this point.
+   */
+  closeAfterDisconnect(): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.#release();
+    this.flush();
+    if (this.transport.protocol === 'mqtt' && this.socket.writableLength === 0) this.socket.destroy();
+    else this.#endSocket();
   }
 
   /** Closes at once, without waiting for buffered bytes. */
