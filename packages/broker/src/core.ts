@@ -1,7 +1,7 @@
 // The broker's shared state and the operations handlers call: routing a message, opening and ending sessions,
 // wills, and the per-tick write flush. Listeners and the public API live in broker.ts; packet handling in handlers/.
 import { EventEmitter } from 'node:events';
-import type { Will } from '@otalink/mqtt';
+import type { ProtocolVersion, Will } from '@otalink/mqtt';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { DeadlineTicker, type Timed } from './keepalive.js';
@@ -233,8 +233,11 @@ export class BrokerCore {
     for (const connection of dirty) connection.flush();
   };
 
-  /** Routes `message` to every matching session and stores it if retained. Returns the number of recipients. */
-  publish(message: Message): number {
+  /**
+   * Routes `message` to every matching session and stores it if retained. Returns the number of recipients. `wire`
+   * is the received frame when it can be forwarded unchanged to subscribers of `wireVersion` (forwardableFrame).
+   */
+  publish(message: Message, wire?: Uint8Array, wireVersion?: ProtocolVersion): number {
     const now = Date.now();
     if (message.retain) {
       this.router.retain(message);
@@ -245,7 +248,7 @@ export class BrokerCore {
         else this.store.clearRetained(message.topic);
       }
     }
-    const templates = new PublishTemplates(message, now);
+    const templates = new PublishTemplates(message, now, wire, wireVersion);
     const recipients = this.router.route(message, (session, delivery) => session.offer(delivery, templates, now));
     if (this.events.listenerCount('message') > 0) this.events.emit('message', message);
     return recipients;

@@ -85,11 +85,23 @@ export class Decoder {
   private readonly pr: VarintRead = { value: 0, next: 0 };
   /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
   private connectSeen = false;
+  /** Where the packet `next` returned last lies, for `lastFrame`. */
+  private frameBuf: Uint8Array = EMPTY;
+  private frameStart = 0;
+  private frameEnd = 0;
 
   constructor(options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion;
     this.maximumPacketSize = options.maximumPacketSize ?? MAX_PACKET_SIZE;
     this.role = options.role;
+  }
+
+  /**
+   * The bytes of the packet `next` returned last, as a view into the received chunk (valid as long as the payload
+   * view is): a broker forwards a PUBLISH that needs no change without encoding it again.
+   */
+  lastFrame(): Uint8Array {
+    return this.frameBuf.subarray(this.frameStart, this.frameEnd);
   }
 
   /** Bytes received and not yet returned as packets. */
@@ -193,6 +205,9 @@ export class Decoder {
         return undefined;
       }
       this.pos = start + total;
+      this.frameBuf = buf;
+      this.frameStart = start;
+      this.frameEnd = start + total;
       return this.decodeBody(type, b0 & 0x0f, buf, bodyStart, start + total);
     }
   }
