@@ -12,7 +12,7 @@ import {
   UnsupportedProtocolError,
   type Will,
 } from '@otalink/mqtt';
-import { type BrokerCore, CONGESTION_BYTES } from './core.js';
+import { type BrokerCore, CONGESTION_BYTES, TURN_OUTPUT_BYTES } from './core.js';
 import type { BrokerErrorCode } from './errors.js';
 import { dispatch } from './handlers/index.js';
 import type { Timed } from './keepalive.js';
@@ -91,6 +91,8 @@ export class Connection implements Outlet, Timed {
   #pendingBytes = 0;
   #flushScheduled = false;
   #busy = false;
+  /** Reading stopped until the turn's output is flushed (see #yieldTurn). */
+  #yielded = false;
 
   constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
@@ -140,26 +142,57 @@ export class Connection implements Outlet, Timed {
         this.#handlerFailed(error);
         return;
       }
-      if (result !== undefined) {
-        // An async step (authentication): hold further packets until it settles, in order.
-        this.#busy = true;
-        this.socket.pause();
-        result.then(
-          () => {
-            this.#busy = false;
-            if (this.state === 'closing' || this.state === 'closed') return;
-            this.socket.resume();
-            this.#drain();
-            if (this.#peerEnded) this.close();
-          },
-          (error: unknown) => {
-            this.#busy = false;
-            this.#handlerFailed(error);
-          },
-        );
-        return;
+      if (result === undefined) {
+        if (this.core.turnBytes > TURN_OUTPUT_BYTES && this.#reading()) {
+          this.#yieldTurn();
+          return;
+        }
+        continue;
       }
+      // An async step (authentication): hold further packets until it settles, in order.
+      this.#busy = true;
+      this.socket.pause();
+      result.then(
+        () => {
+          this.#busy = false;
+          if (this.state === 'closing' || this.state === 'closed') return;
+          this.socket.resume();
+          this.#drain();
+          if (this.#peerEnded) this.close();
+        },
+        (error: unknown) => {
+          this.#busy = false;
+          this.#handlerFailed(error);
+        },
+      );
+      return;
     }
+  }
+
+  /** Still taking packets (a function, so TypeScript does not narrow `state` across calls that change it). */
+  #reading(): boolean {
+    return this.state === 'awaiting-connect' || this.state === 'authenticating' || this.state === 'connected';
+  }
+
+  /**
+   * This turn has queued as much output as one flush should carry: stop reading until it is written. What the decoder
+   * holds waits, the socket stops being read, and a publisher faster than its subscribers meets TCP backpressure
+   * instead of the broker buffering (and then dropping) without bound.
+   */
+  #yieldTurn(): void {
+    this.#yielded = true;
+    this.socket.pause();
+    this.core.resumeAfterFlush(this);
+  }
+
+  /** Called by the core once the turn's output is flushed. */
+  resumeReading(): void {
+    this.#yielded = false;
+    if (!this.#reading()) return;
+    this.#drain();
+    if (this.#yielded || this.#busy || !this.#reading()) return;
+    this.socket.resume();
+    if (this.#peerEnded) this.close();
   }
 
   #decodeFailed(error: unknown): void {
@@ -203,7 +236,7 @@ export class Connection implements Outlet, Timed {
 
   #onEnd(): void {
     this.#peerEnded = true;
-    if (!this.#busy) this.close();
+    if (!this.#busy && !this.#yielded) this.close();
   }
 
   #onError(error: Error): void {
@@ -327,6 +360,7 @@ export class Connection implements Outlet, Timed {
     if (this.state === 'closed') return;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
+    this.core.turnBytes += bytes.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       this.core.scheduleFlush(this);
