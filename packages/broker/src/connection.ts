@@ -91,8 +91,14 @@ export class Connection implements Outlet, Timed {
   #pendingBytes = 0;
   #flushScheduled = false;
   #busy = false;
-  /** Reading stopped until the turn's output is flushed (see #yieldTurn). */
+  /** Reading stopped by the core: until the turn's output is flushed (#yieldTurn) or a subscriber drains (hold). */
   #yielded = false;
+  /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
+  holdFor: Session | undefined;
+  /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
+  ackedAt = 0;
+  /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
+  backlogSince = 0;
 
   constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
@@ -143,6 +149,16 @@ export class Connection implements Outlet, Timed {
         return;
       }
       if (result === undefined) {
+        const holdFor = this.holdFor;
+        if (holdFor !== undefined) {
+          this.holdFor = undefined;
+          if (this.#reading()) {
+            this.#yielded = true;
+            this.socket.pause();
+            this.core.holdUntilDrained(this, holdFor);
+            return;
+          }
+        }
         if (this.core.turnBytes > TURN_OUTPUT_BYTES && this.#reading()) {
           this.#yieldTurn();
           return;

@@ -101,8 +101,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const frame = connection.decoder.lastFrame();
   const version = connection.protocolVersion;
   const recipients = forwardableFrame(frame, version, packet.properties !== undefined)
-    ? core.publish(message, frame, version)
-    : core.publish(message);
+    ? core.publish(message, frame, version, connection)
+    : core.publish(message, undefined, undefined, connection);
   if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
   if (packet.qos === 1) {
