@@ -32,6 +32,7 @@ export const ROWS: readonly Row[] = [
     aim: '≤ 8 KB',
   },
   { key: 'connect', scenario: 'connect', label: () => 'connects/s (CONNECT, CONNACK, close)', aim: '≥ 5 k' },
+  { key: 'connectCpu', scenario: 'connect', label: () => 'broker CPU per connect', aim: '' },
 ];
 
 export type Cells = Partial<Record<BrokerName, Record<string, string>>>;

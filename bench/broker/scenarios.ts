@@ -373,14 +373,33 @@ async function connectRate(ctx: Context): Promise<Outcome> {
     );
   // The first connections also warm up the broker's and the generators' JIT: not counted.
   await loops(options.warmupMs);
+  const brokerCpu0 = readCpuMs(broker.pid);
+  const generatorCpu0 = (await totals(generators)).generatorCpuMs;
   const results = await loops(options.measureMs);
+  const brokerCpuMs = readCpuMs(broker.pid) - brokerCpu0;
+  const generatorCpuMs = (await totals(generators)).generatorCpuMs - generatorCpu0;
   const completed = results.reduce((n, r) => n + r.completed, 0);
   const errors = results.reduce((n, r) => n + r.errors, 0);
   const seconds = Math.max(...results.map((r) => r.elapsedMs)) / 1000;
   const rate = completed / seconds;
+  // CPU per connect tells a broker's own cost apart from the generators' (they share the 2 cores).
+  const brokerUsPerConnect = (brokerCpuMs * 1000) / Math.max(1, completed);
+  const generatorUsPerConnect = (generatorCpuMs * 1000) / Math.max(1, completed);
   return {
-    cells: { connect: `${k(rate)}${errors > 0 ? ` (${errors} errors)` : ''}` },
-    details: { completed, errors, seconds, rate, perGenerator: results },
+    cells: {
+      connect: `${k(rate)}${errors > 0 ? ` (${errors} errors)` : ''}`,
+      connectCpu: `${brokerUsPerConnect.toFixed(0)} µs`,
+    },
+    details: {
+      completed,
+      errors,
+      seconds,
+      rate,
+      brokerUsPerConnect,
+      generatorUsPerConnect,
+      brokerCores: brokerCpuMs / 1000 / seconds,
+      perGenerator: results,
+    },
   };
 }
 

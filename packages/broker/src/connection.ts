@@ -12,7 +12,7 @@ import {
   UnsupportedProtocolError,
   type Will,
 } from '@otalink/mqtt';
-import { type BrokerCore, CONGESTION_BYTES } from './core.js';
+import { type BrokerCore, CONGESTION_BYTES, TURN_OUTPUT_BYTES } from './core.js';
 import type { BrokerErrorCode } from './errors.js';
 import { dispatch } from './handlers/index.js';
 import type { Timed } from './keepalive.js';
@@ -91,6 +91,14 @@ export class Connection implements Outlet, Timed {
   #pendingBytes = 0;
   #flushScheduled = false;
   #busy = false;
+  /** Reading stopped by the core: until the turn's output is flushed (#yieldTurn) or a subscriber drains (hold). */
+  #yielded = false;
+  /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
+  holdFor: Session | undefined;
+  /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
+  ackedAt = 0;
+  /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
+  backlogSince = 0;
 
   constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
@@ -140,26 +148,67 @@ export class Connection implements Outlet, Timed {
         this.#handlerFailed(error);
         return;
       }
-      if (result !== undefined) {
-        // An async step (authentication): hold further packets until it settles, in order.
-        this.#busy = true;
-        this.socket.pause();
-        result.then(
-          () => {
-            this.#busy = false;
-            if (this.state === 'closing' || this.state === 'closed') return;
-            this.socket.resume();
-            this.#drain();
-            if (this.#peerEnded) this.close();
-          },
-          (error: unknown) => {
-            this.#busy = false;
-            this.#handlerFailed(error);
-          },
-        );
-        return;
+      if (result === undefined) {
+        const holdFor = this.holdFor;
+        if (holdFor !== undefined) {
+          this.holdFor = undefined;
+          if (this.#reading()) {
+            this.#yielded = true;
+            this.socket.pause();
+            this.core.holdUntilDrained(this, holdFor);
+            return;
+          }
+        }
+        if (this.core.turnBytes > TURN_OUTPUT_BYTES && this.#reading()) {
+          this.#yieldTurn();
+          return;
+        }
+        continue;
       }
+      // An async step (authentication): hold further packets until it settles, in order.
+      this.#busy = true;
+      this.socket.pause();
+      result.then(
+        () => {
+          this.#busy = false;
+          if (this.state === 'closing' || this.state === 'closed') return;
+          this.socket.resume();
+          this.#drain();
+          if (this.#peerEnded) this.close();
+        },
+        (error: unknown) => {
+          this.#busy = false;
+          this.#handlerFailed(error);
+        },
+      );
+      return;
     }
+  }
+
+  /** Still taking packets (a function, so TypeScript does not narrow `state` across calls that change it). */
+  #reading(): boolean {
+    return this.state === 'awaiting-connect' || this.state === 'authenticating' || this.state === 'connected';
+  }
+
+  /**
+   * This turn has queued as much output as one flush should carry: stop reading until it is written. What the decoder
+   * holds waits, the socket stops being read, and a publisher faster than its subscribers meets TCP backpressure
+   * instead of the broker buffering (and then dropping) without bound.
+   */
+  #yieldTurn(): void {
+    this.#yielded = true;
+    this.socket.pause();
+    this.core.resumeAfterFlush(this);
+  }
+
+  /** Called by the core once the turn's output is flushed. */
+  resumeReading(): void {
+    this.#yielded = false;
+    if (!this.#reading()) return;
+    this.#drain();
+    if (this.#yielded || this.#busy || !this.#reading()) return;
+    this.socket.resume();
+    if (this.#peerEnded) this.close();
   }
 
   #decodeFailed(error: unknown): void {
@@ -203,7 +252,7 @@ export class Connection implements Outlet, Timed {
 
   #onEnd(): void {
     this.#peerEnded = true;
-    if (!this.#busy) this.close();
+    if (!this.#busy && !this.#yielded) this.close();
   }
 
   #onError(error: Error): void {
@@ -327,6 +376,7 @@ export class Connection implements Outlet, Timed {
     if (this.state === 'closed') return;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
+    this.core.turnBytes += bytes.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       this.core.scheduleFlush(this);
@@ -450,11 +500,31 @@ export class Connection implements Outlet, Timed {
     // Messages routed from now on must queue in the session, not go to a socket that is ending.
     this.#release();
     this.flush();
+    this.#endSocket();
+  }
+
+  /** FIN after the queued bytes; destroyed if the peer does not let them drain in time. */
+  #endSocket(): void {
     this.socket.end();
     // Keep reading (and discarding, see #onData) so the peer's FIN is seen and the socket can finish closing.
     this.socket.resume();
     const timer = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
     this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /**
+   * Ends the connection after the client's DISCONNECT: the client sends nothing more, so once our last bytes are in
+   * the kernel the socket is closed outright (the kernel still sends them, then FIN). That skips the half-close,
+   * the wait for the peer's FIN and the grace timer, a good share of the cost of a short-lived connection. Only for
+   * plain TCP: TLS and WebSocket streams still hold bytes of their own (close_notify, close frame) past this point.
+   */
+  closeAfterDisconnect(): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.#release();
+    this.flush();
+    if (this.transport.protocol === 'mqtt' && this.socket.writableLength === 0) this.socket.destroy();
+    else this.#endSocket();
   }
 
   /** Closes at once, without waiting for buffered bytes. */

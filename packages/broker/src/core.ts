@@ -1,7 +1,7 @@
 // The broker's shared state and the operations handlers call: routing a message, opening and ending sessions,
 // wills, and the per-tick write flush. Listeners and the public API live in broker.ts; packet handling in handlers/.
 import { EventEmitter } from 'node:events';
-import type { Will } from '@otalink/mqtt';
+import type { ProtocolVersion, Will } from '@otalink/mqtt';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { DeadlineTicker, type Timed } from './keepalive.js';
@@ -36,6 +36,31 @@ export interface BrokerEvents {
 
 /** Socket bytes beyond which a subscriber counts as stuck: QoS 0 is dropped, QoS 1/2 waits in its session. */
 export const CONGESTION_BYTES = 1024 * 1024;
+
+/**
+ * Output one event-loop turn may queue before connections stop reading until it is flushed. Large enough to keep
+ * writes batched (8 KiB per subscriber of a 1 000-way fan-out), small enough that an overloaded broker pushes back
+ * on publishers through TCP instead of routing whole socket backlogs into memory in one turn.
+ */
+export const TURN_OUTPUT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A connected subscriber whose queue (behind its full in-flight window) reaches this length holds back the
+ * publishers feeding it: they stop being read until it drains to half, so a publisher faster than its subscriber
+ * waits in TCP (kernel buffers, then the publisher itself) rather than filling the broker's memory and queues.
+ */
+export const PUSHBACK_QUEUE = 100;
+/** A backlogged subscriber that acknowledges nothing for this long counts as stuck and holds nobody back. */
+const STUCK_MS = 1000;
+/** The longest one hold lasts: a publisher reads again after it whatever the subscriber does. */
+const MAX_HOLD_MS = 200;
+const HOLD_CHECK_MS = 5;
+
+interface Hold {
+  connection: Connection;
+  session: Session;
+  until: number;
+}
 
 class PendingWill implements Timed {
   deadline: number;
@@ -86,6 +111,13 @@ export class BrokerCore {
   readonly #expiries = new Map<Session, SessionExpiry>();
   #dirty: Connection[] = [];
   #flushScheduled = false;
+  /** Bytes queued for sockets since the last flush (see TURN_OUTPUT_BYTES). */
+  turnBytes = 0;
+  /** Connections that stopped reading until the flush. */
+  #yielded: Connection[] = [];
+  /** Publishers held until a subscriber's queue drains (see PUSHBACK_QUEUE). */
+  #held: Hold[] = [];
+  #holdTimer: NodeJS.Timeout | undefined;
   closing = false;
 
   constructor(options: ResolvedOptions, stats: BrokerStats, store: BrokerStore = new MemoryStore()) {
@@ -210,7 +242,62 @@ export class BrokerCore {
     setImmediate(this.#flushAll);
   }
 
+  /** `connection` stopped reading because this turn queued enough output: it reads again after the flush. */
+  resumeAfterFlush(connection: Connection): void {
+    this.#yielded.push(connection);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flushAll);
+  }
+
+  /** `connection` published into `session`'s backlog: it stops reading until that drains (or MAX_HOLD_MS). */
+  holdUntilDrained(connection: Connection, session: Session): void {
+    this.#held.push({ connection, session, until: Date.now() + MAX_HOLD_MS });
+    if (this.#holdTimer !== undefined) return;
+    this.#holdTimer = setInterval(this.#releaseHeld, HOLD_CHECK_MS);
+    this.#holdTimer.unref();
+  }
+
+  readonly #releaseHeld = (): void => {
+    const held = this.#held;
+    this.#held = [];
+    const now = Date.now();
+    for (const hold of held) {
+      const session = hold.session;
+      if (session.outlet === undefined || session.state.queue.length <= PUSHBACK_QUEUE / 2 || now >= hold.until) {
+        hold.connection.resumeReading();
+      } else {
+        this.#held.push(hold);
+      }
+    }
+    if (this.#held.length === 0 && this.#holdTimer !== undefined) {
+      clearInterval(this.#holdTimer);
+      this.#holdTimer = undefined;
+    }
+  };
+
+  /** Whether a message from `from` just queued in `session` should hold `from` back (see PUSHBACK_QUEUE). */
+  #backlogged(from: Connection, session: Session, now: number): boolean {
+    if (session.state.queue.length < PUSHBACK_QUEUE) return false;
+    const outlet = session.outlet as Connection | undefined;
+    if (outlet === undefined || outlet === from) return false;
+    // Stuck: backlogged and silent for STUCK_MS. It holds nobody back; its queue drops by policy instead.
+    if (outlet.backlogSince <= outlet.ackedAt) outlet.backlogSince = now;
+    return now - outlet.backlogSince < STUCK_MS;
+  }
+
   readonly #flushAll = (): void => {
+    this.#flushDirty();
+    this.turnBytes = 0;
+    if (this.#held.length > 0) this.#releaseHeld();
+    if (this.#yielded.length === 0) return;
+    const yielded = this.#yielded;
+    this.#yielded = [];
+    // Their next packets queue output for the next turn's flush.
+    for (const connection of yielded) connection.resumeReading();
+  };
+
+  #flushDirty(): void {
     this.#flushScheduled = false;
     const dirty = this.#dirty;
     this.#dirty = [];
@@ -231,10 +318,13 @@ export class BrokerCore {
       return;
     }
     for (const connection of dirty) connection.flush();
-  };
+  }
 
-  /** Routes `message` to every matching session and stores it if retained. Returns the number of recipients. */
-  publish(message: Message): number {
+  /**
+   * Routes `message` to every matching session and stores it if retained. Returns the number of recipients. `wire`
+   * is the received frame when it can be forwarded unchanged to subscribers of `wireVersion` (forwardableFrame).
+   */
+  publish(message: Message, wire?: Uint8Array, wireVersion?: ProtocolVersion, from?: Connection): number {
     const now = Date.now();
     if (message.retain) {
       this.router.retain(message);
@@ -245,8 +335,13 @@ export class BrokerCore {
         else this.store.clearRetained(message.topic);
       }
     }
-    const templates = new PublishTemplates(message, now);
-    const recipients = this.router.route(message, (session, delivery) => session.offer(delivery, templates, now));
+    const templates = new PublishTemplates(message, now, wire, wireVersion);
+    const recipients = this.router.route(message, (session, delivery) => {
+      session.offer(delivery, templates, now);
+      if (from !== undefined && from.holdFor === undefined && this.#backlogged(from, session, now)) {
+        from.holdFor = session;
+      }
+    });
     if (this.events.listenerCount('message') > 0) this.events.emit('message', message);
     return recipients;
   }

@@ -1,7 +1,9 @@
 // CONNECT handling, both versions: acceptance, protocol level, client id rules, session present, takeover,
 // CONNECT timeout, keepalive, server keep alive, authentication results.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
+import { encode } from '@otalink/mqtt';
 import {
   connectClient,
   connected,
@@ -139,6 +141,32 @@ for (const version of [4, 5] as const) {
       second.send({ type: 'pingreq' });
       await second.expect('pingresp');
       second.end();
+    });
+
+    test('CONNECT, QoS 1 PUBLISH and DISCONNECT in one write: CONNACK and PUBACK arrive, then a clean FIN', async () => {
+      const client = await RawClient.open(b.port, version);
+      const frames = [
+        encode(
+          { type: 'connect', protocolVersion: version, clientId: `one-write-${version}`, clean: true, keepalive: 0 },
+          version,
+        ),
+        encode(
+          { type: 'publish', topic: 'one/write', payload: text('x'), qos: 1, retain: false, dup: false, packetId: 7 },
+          version,
+        ),
+        encode({ type: 'disconnect' }, version),
+      ];
+      const ended = once(client.socket, 'end');
+      client.socket.write(Buffer.concat(frames));
+      const packets = await client.expectClose();
+      await ended;
+      assert.deepEqual(
+        packets.map((p) => p.type),
+        ['connack', 'puback'],
+      );
+      assert.equal(packets[1]?.type === 'puback' && packets[1].packetId, 7);
+      // Closed with FIN after the bytes, not reset.
+      assert.equal(client.socket.errored, null);
     });
 
     test('a socket that sends no CONNECT is closed after the CONNECT timeout', async () => {

@@ -2,6 +2,7 @@
 // not stall a fan-out (its QoS 0 messages are dropped and counted, the others get everything).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { encode } from '@otalink/mqtt';
 import { connectClient, connected, delay, startBroker, str, subscribe, text } from './support/raw-client.js';
 
 for (const version of [4, 5] as const) {
@@ -82,6 +83,130 @@ for (const version of [4, 5] as const) {
         const got = [str((await again.expect('publish')).payload), str((await again.expect('publish')).payload)];
         assert.deepEqual(got, ['m1', 'm2']);
         again.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a burst beyond one turn of output reaches every subscriber complete and in order, DISCONNECT last', async () => {
+      const b = await startBroker({ limits: { receiveMaximum: 65_535 } });
+      try {
+        const subscribers = [];
+        for (let i = 0; i < 200; i++) {
+          const subscriber = await connected(b.port, { version, clientId: `burst-sub-${i}` });
+          await subscribe(subscriber, 'burst/t', 1);
+          subscribers.push(subscriber);
+        }
+        const publisher = await connected(b.port, { version, clientId: 'burst-pub' });
+        // 150 x 1 KiB to 200 subscribers: each 64 KiB read routes ~12 MB, more than one turn carries (8 MB).
+        const total = 150;
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < total; i++) {
+          const payload = new Uint8Array(1024);
+          new DataView(payload.buffer).setUint32(0, i);
+          frames.push(
+            encode(
+              { type: 'publish', topic: 'burst/t', payload, qos: 1, retain: false, dup: false, packetId: i + 1 },
+              version,
+            ),
+          );
+        }
+        frames.push(encode({ type: 'disconnect' }, version));
+        publisher.socket.write(Buffer.concat(frames));
+        const acks = await publisher.expectClose(20_000);
+        assert.equal(acks.filter((p) => p.type === 'puback').length, total);
+        for (const subscriber of subscribers) {
+          for (let i = 0; i < total; i++) {
+            const packet = await subscriber.expect('publish', 10_000);
+            assert.equal(new DataView(packet.payload.buffer, packet.payload.byteOffset).getUint32(0), i);
+            subscriber.send({ type: 'puback', packetId: packet.packetId! });
+          }
+          subscriber.end();
+        }
+        assert.equal(b.broker.stats.droppedQueueFull, 0);
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a QoS 1 subscriber slower than its publisher holds the publisher back instead of overflowing', async () => {
+      const b = await startBroker({ limits: { maxQueuedMessages: 300 } });
+      try {
+        const subscriber = await connected(b.port, { version, clientId: 'slow-sub' });
+        await subscribe(subscriber, 'slow/t', 1);
+        const publisher = await connected(b.port, { version, clientId: 'fast-pub' });
+        // 1 500 messages in one write: far more than the window (100) plus the queue (300) hold.
+        const total = 1500;
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < total; i++) {
+          const payload = new Uint8Array(4);
+          new DataView(payload.buffer).setUint32(0, i);
+          frames.push(
+            encode(
+              { type: 'publish', topic: 'slow/t', payload, qos: 1, retain: false, dup: false, packetId: i + 1 },
+              version,
+            ),
+          );
+        }
+        publisher.socket.write(Buffer.concat(frames));
+        for (let i = 0; i < total; i++) {
+          const packet = await subscriber.expect('publish', 10_000);
+          assert.equal(new DataView(packet.payload.buffer, packet.payload.byteOffset).getUint32(0), i);
+          // Slower than the publisher: a pause after every 100 acknowledgements.
+          if (i % 100 === 99) await delay(20);
+          subscriber.send({ type: 'puback', packetId: packet.packetId! });
+        }
+        assert.equal(b.broker.stats.droppedQueueFull, 0);
+        let acked = 0;
+        while (acked < total) {
+          await publisher.expect('puback', 10_000);
+          acked++;
+        }
+        publisher.end();
+        subscriber.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a stuck QoS 1 subscriber holds nobody back: the others get everything, its queue drops', async () => {
+      const b = await startBroker({ limits: { maxQueuedMessages: 200 } });
+      try {
+        const stuck = await connected(b.port, { version, clientId: 'stuck-1' });
+        await subscribe(stuck, 'stuck/t', 1);
+        stuck.socket.pause();
+        const healthy = await connected(b.port, { version, clientId: 'healthy-1' });
+        await subscribe(healthy, 'stuck/t', 1);
+        const publisher = await connected(b.port, { version, clientId: 'pub-1' });
+        // Silent for longer than a live subscriber ever is: stuck from now on.
+        await delay(1200);
+        const total = 1000;
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < total; i++) {
+          frames.push(
+            encode(
+              {
+                type: 'publish',
+                topic: 'stuck/t',
+                payload: text('x'),
+                qos: 1,
+                retain: false,
+                dup: false,
+                packetId: i + 1,
+              },
+              version,
+            ),
+          );
+        }
+        publisher.socket.write(Buffer.concat(frames));
+        for (let i = 0; i < total; i++) {
+          const packet = await healthy.expect('publish', 3000);
+          healthy.send({ type: 'puback', packetId: packet.packetId! });
+        }
+        assert.ok(b.broker.stats.droppedQueueFull > 0, 'the stuck subscriber queued everything');
+        stuck.end();
+        healthy.end();
+        publisher.end();
       } finally {
         await b.close();
       }

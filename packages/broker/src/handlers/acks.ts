@@ -5,12 +5,15 @@ import type { Connection } from '../connection.js';
 const PACKET_ID_NOT_FOUND = 0x92;
 
 export function handlePuback(connection: Connection, packet: PubackPacket): void {
-  connection.session?.complete(packet.packetId, Date.now());
+  const now = Date.now();
+  connection.ackedAt = now;
+  connection.session?.complete(packet.packetId, now);
 }
 
 export function handlePubrec(connection: Connection, packet: PubrecPacket): void {
   const session = connection.session;
   if (session === undefined) return;
+  connection.ackedAt = Date.now();
   // A failure code ends the QoS 2 exchange without PUBREL.
   if ((packet.reasonCode ?? 0) >= 0x80) {
     session.complete(packet.packetId, Date.now());
@@ -43,5 +46,7 @@ export function handlePubrel(connection: Connection, packet: PubrelPacket): void
 }
 
 export function handlePubcomp(connection: Connection, packet: PubcompPacket): void {
-  connection.session?.complete(packet.packetId, Date.now());
+  const now = Date.now();
+  connection.ackedAt = now;
+  connection.session?.complete(packet.packetId, now);
 }

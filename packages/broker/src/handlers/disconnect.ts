@@ -17,5 +17,5 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
   if (connection.protocolVersion === 4 || (packet.reasonCode ?? 0) !== DISCONNECT_WITH_WILL)
     connection.will = undefined;
   connection.setCloseReason(`client disconnected (0x${(packet.reasonCode ?? 0).toString(16)})`);
-  connection.close();
+  connection.closeAfterDisconnect();
 }

@@ -5,6 +5,7 @@
 import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
 import { type Connection, violation } from '../connection.js';
 import type { Message } from '../message.js';
+import { forwardableFrame } from '../publish-encoding.js';
 import type { Session } from '../session.js';
 
 const NO_MATCHING_SUBSCRIBERS = 0x10;
@@ -97,7 +98,11 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     origin: connection.identity.clientId,
   };
   const before = store.operations;
-  const recipients = core.publish(message);
+  const frame = connection.decoder.lastFrame();
+  const version = connection.protocolVersion;
+  const recipients = forwardableFrame(frame, version, packet.properties !== undefined)
+    ? core.publish(message, frame, version, connection)
+    : core.publish(message, undefined, undefined, connection);
   if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
   if (packet.qos === 1) {

@@ -85,11 +85,25 @@ export class Decoder {
   private readonly pr: VarintRead = { value: 0, next: 0 };
   /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
   private connectSeen = false;
+  /** Read position inside a CONNECT being decoded (see connect). */
+  private cp = 0;
+  /** Where the packet `next` returned last lies, for `lastFrame`. */
+  private frameBuf: Uint8Array = EMPTY;
+  private frameStart = 0;
+  private frameEnd = 0;
 
   constructor(options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion;
     this.maximumPacketSize = options.maximumPacketSize ?? MAX_PACKET_SIZE;
     this.role = options.role;
+  }
+
+  /**
+   * The bytes of the packet `next` returned last, as a view into the received chunk (valid as long as the payload
+   * view is): a broker forwards a PUBLISH that needs no change without encoding it again.
+   */
+  lastFrame(): Uint8Array {
+    return this.frameBuf.subarray(this.frameStart, this.frameEnd);
   }
 
   /** Bytes received and not yet returned as packets. */
@@ -193,6 +207,9 @@ export class Decoder {
         return undefined;
       }
       this.pos = start + total;
+      this.frameBuf = buf;
+      this.frameStart = start;
+      this.frameEnd = start + total;
       return this.decodeBody(type, b0 & 0x0f, buf, bodyStart, start + total);
     }
   }
@@ -346,27 +363,11 @@ export class Decoder {
 
   private connect(buf: Uint8Array, p: number, end: number): ConnectPacket {
     if (this.connectSeen) throw protocolError('MQTT_ERR_UNEXPECTED_PACKET', 'a client must send CONNECT only once');
-    const need = (n: number) => {
-      if (p + n > end) throw lengthMismatch('connect');
-    };
-    const str = (): string => {
-      need(2);
-      const len = (buf[p]! << 8) | buf[p + 1]!;
-      need(2 + len);
-      const s = readUtf8(buf, p + 2, len);
-      p += 2 + len;
-      return s;
-    };
-    const bin = (): Uint8Array => {
-      need(2);
-      const len = (buf[p]! << 8) | buf[p + 1]!;
-      need(2 + len);
-      const b = buf.subarray(p + 2, p + 2 + len);
-      p += 2 + len;
-      return b;
-    };
-    const protocolName = str();
-    need(1);
+    // Fields are read at this.cp (no closures here: under tsx every closure made per CONNECT costs a defineProperty).
+    this.cp = p;
+    const protocolName = this.connectString(buf, end);
+    p = this.cp;
+    if (p + 1 > end) throw lengthMismatch('connect');
     const level = buf[p++]!;
     if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') {
       throw new MqttError('MQTT_ERR_INVALID_PROTOCOL_NAME', `unknown protocol name "${protocolName}"`, {
@@ -376,7 +377,7 @@ export class Decoder {
     if ((level !== 4 && level !== 5) || protocolName !== 'MQTT') {
       throw new UnsupportedProtocolError(level);
     }
-    need(3);
+    if (p + 3 > end) throw lengthMismatch('connect');
     const flags = buf[p]!;
     const keepalive = (buf[p + 1]! << 8) | buf[p + 2]!;
     p += 3;
@@ -405,10 +406,11 @@ export class Decoder {
       type: 'connect',
       protocolVersion: level,
       protocolName,
-      clientId: str(),
+      clientId: this.connectString(buf, end, p),
       clean: (flags & 0x02) !== 0,
       keepalive,
     };
+    p = this.cp;
     if (properties !== undefined) packet.properties = properties;
     if (willFlag) {
       let willProperties: Properties | undefined;
@@ -416,21 +418,45 @@ export class Decoder {
         willProperties = this.properties(buf, p, end, 'will');
         p = this.pr.next;
       }
-      const topic = str();
+      const topic = this.connectString(buf, end, p);
       const problem = topic.length === 0 ? 'a will topic must not be empty' : topicNameProblem(topic);
       if (problem !== undefined) {
         throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `${problem}: "${topic}"`, { reasonCode: 0x90 });
       }
-      const will: Will = { topic, payload: bin(), qos: willQos as QoS, retain: willRetain };
+      const will: Will = { topic, payload: this.connectBinary(buf, end), qos: willQos as QoS, retain: willRetain };
+      p = this.cp;
       if (willProperties !== undefined) will.properties = willProperties;
       packet.will = will;
     }
-    if (usernameFlag) packet.username = str();
-    if (passwordFlag) packet.password = bin();
+    if (usernameFlag) {
+      packet.username = this.connectString(buf, end, p);
+      p = this.cp;
+    }
+    if (passwordFlag) {
+      packet.password = this.connectBinary(buf, end, p);
+      p = this.cp;
+    }
     if (p !== end) throw lengthMismatch('connect');
     if (this.role === 'server' || this.protocolVersion === undefined) this.protocolVersion = level;
     if (this.role === 'server') this.connectSeen = true;
     return packet;
+  }
+  /** A length-prefixed UTF-8 string of CONNECT at `at` (default: this.cp); this.cp moves past it. */
+  private connectString(buf: Uint8Array, end: number, at = this.cp): string {
+    if (at + 2 > end) throw lengthMismatch('connect');
+    const len = (buf[at]! << 8) | buf[at + 1]!;
+    if (at + 2 + len > end) throw lengthMismatch('connect');
+    this.cp = at + 2 + len;
+    return readUtf8(buf, at + 2, len);
+  }
+
+  /** Length-prefixed binary data of CONNECT at `at` (default: this.cp); this.cp moves past it. */
+  private connectBinary(buf: Uint8Array, end: number, at = this.cp): Uint8Array {
+    if (at + 2 > end) throw lengthMismatch('connect');
+    const len = (buf[at]! << 8) | buf[at + 1]!;
+    if (at + 2 + len > end) throw lengthMismatch('connect');
+    this.cp = at + 2 + len;
+    return buf.subarray(at + 2, at + 2 + len);
   }
 
   private connack(buf: Uint8Array, p: number, end: number): ConnackPacket {
