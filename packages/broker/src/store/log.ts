@@ -9,6 +9,7 @@ import { BrokerError } from '../errors.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
+import { type DataDirLock, lockDataDir } from './lock.js';
 import type { StoreOp } from './ops.js';
 import { StoreState } from './state.js';
 import type { StoreContents, StoreSize } from './types.js';
@@ -31,6 +32,8 @@ export interface LogStoreOptions {
   maxBatchBytes?: number;
   fs?: StoreFs;
   logger?: Logger;
+  /** Take the data directory's lock file (default true); tests simulating a crash in one process turn it off. */
+  lock?: boolean;
 }
 
 interface Deferred {
@@ -110,6 +113,8 @@ export class LogStore extends OpStore {
   #recheck: NodeJS.Timeout | undefined;
   #loaded = false;
   #closed = false;
+  readonly #lockWanted: boolean;
+  #lock: DataDirLock | undefined;
   /** Counters for tests and logs. */
   readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
 
@@ -123,6 +128,7 @@ export class LogStore extends OpStore {
     this.#compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
     this.#reserveBytes = options.reserveBytes ?? 16 * 1024 * 1024;
     this.#maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
+    this.#lockWanted = options.lock ?? true;
   }
 
   get writable(): boolean {
@@ -143,12 +149,26 @@ export class LogStore extends OpStore {
   async load(): Promise<StoreContents> {
     if (this.#loaded) throw new BrokerError('BROKER_ERR_STORE', 'load() may be called once');
     this.#loaded = true;
+    try {
+      return this.#load();
+    } catch (error) {
+      // A store that did not open holds nothing: the directory is free for the next attempt.
+      this.#lock?.release();
+      this.#lock = undefined;
+      throw error;
+    }
+  }
+
+  #load(): StoreContents {
     const fs = this.#fs;
     let names: string[];
     try {
       fs.mkdirSync(this.dir, { recursive: true });
+      // Before anything is read or removed: a second broker on this directory stops here.
+      if (this.#lockWanted) this.#lock = lockDataDir(this.dir, this.#logger);
       names = fs.readdirSync(this.dir);
     } catch (error) {
+      if (error instanceof BrokerError) throw error;
       throw new BrokerError('BROKER_ERR_STORE', `cannot use data directory ${this.dir}: ${errorText(error)}`, {
         cause: error,
       });
@@ -577,6 +597,8 @@ export class LogStore extends OpStore {
       if (this.#recheck !== undefined) clearInterval(this.#recheck);
       if (this.#fd >= 0) this.#fs.closeSync(this.#fd);
       this.#fd = -1;
+      this.#lock?.release();
+      this.#lock = undefined;
     }
   }
 }
