@@ -66,6 +66,8 @@ export class Connection implements Outlet, Timed {
   identity: ClientIdentity;
   session: Session | undefined;
   will: Will | undefined;
+  /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
+  willStored = false;
   /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
   readonly overLimit: boolean;
 
