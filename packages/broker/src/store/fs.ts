@@ -16,6 +16,8 @@ export interface StoreFs {
   fdatasync(fd: number): Promise<void>;
   fsyncSync(fd: number): void;
   unlinkSync(path: string): void;
+  /** Atomic replace: a finished compaction snapshot takes its segment name. */
+  renameSync(from: string, to: string): void;
   /** Free bytes for unprivileged writers on the file system holding `path`. */
   freeBytes(path: string): number;
 }
@@ -35,6 +37,7 @@ export const nodeStoreFs: StoreFs = {
     new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
   fsyncSync: (fd) => fs.fsyncSync(fd),
   unlinkSync: (path) => fs.unlinkSync(path),
+  renameSync: (from, to) => fs.renameSync(from, to),
   freeBytes: (path) => {
     const stats = fs.statfsSync(path);
     return stats.bavail * stats.bsize;
