@@ -320,7 +320,7 @@ describe('log store', () => {
       for (const [name, call] of Object.entries(nodeStoreFs) as Array<[string, (...args: unknown[]) => unknown]>) {
         fs[name] = (...args: unknown[]) => {
           if (armed && ++calls > limit) {
-            if (name === 'fdatasync') return Promise.reject(killed());
+            if (name === 'fdatasync' || name === 'fsync' || name === 'unlink') return Promise.reject(killed());
             throw killed();
           }
           const result = call(...args);

@@ -381,6 +381,15 @@ export class LogStore extends OpStore {
     return segment;
   }
 
+  async #syncDirAsync(): Promise<void> {
+    const fd = this.#fs.openSync(this.dir, 'r');
+    try {
+      await this.#fs.fsync(fd);
+    } finally {
+      this.#fs.closeSync(fd);
+    }
+  }
+
   #syncDir(): void {
     const fd = this.#fs.openSync(this.dir, 'r');
     try {
@@ -659,17 +668,25 @@ export class LogStore extends OpStore {
       throw error;
     }
     const snapshot: Segment = { number, path, bytes };
-    const after = this.#segments.filter((segment) => segment.number > number);
     try {
-      this.#syncDir();
+      await this.#syncDirAsync();
     } catch (error) {
       // Its rename may not be durable: keep the older segments too (replay picks the snapshot if it is there).
-      this.#segments = [...this.#segments.filter((segment) => segment.number < number), snapshot, ...after];
+      const older = this.#segments.filter((segment) => segment.number < number);
+      this.#segments = [...older, snapshot, ...this.#segments.filter((segment) => segment.number > number)];
       throw error;
     }
-    this.#segments = [snapshot, ...after];
-    for (const old of before) this.#unlink(old.path);
-    this.#syncDir();
+    this.#segments = [snapshot, ...this.#segments.filter((segment) => segment.number > number)];
+    // Unlinking tens of MB and syncing the directory take milliseconds each: on the pool, not the event loop.
+    for (const old of before) {
+      await fs.unlink(old.path).catch((error: unknown) => {
+        this.#logger?.warn(
+          { code: 'BROKER_ERR_STORE', path: old.path, err: error },
+          'could not remove an old store segment',
+        );
+      });
+    }
+    await this.#syncDirAsync();
     const previous = this.#sinceSnapshot;
     this.#sinceSnapshot = this.#segments.reduce((n, s) => n + s.bytes, 0);
     this.counters.compactions++;
