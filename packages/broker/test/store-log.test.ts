@@ -206,6 +206,7 @@ describe('log store', () => {
       if (i % 50 === 0) await store.commit();
     }
     await store.commit();
+    await store.compacted();
     assert.ok(store.counters.compactions >= 1, 'no compaction ran');
     const size = store.size();
     assert.ok(size.bytes < 64 * 1024 + 8192, `store is ${size.bytes} bytes after compaction`);

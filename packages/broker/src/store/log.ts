@@ -696,6 +696,11 @@ export class LogStore extends OpStore {
     );
   }
 
+  /** Resolves once no compaction is running (one started by the size trigger runs beside the appends). */
+  async compacted(): Promise<void> {
+    await this.#compaction?.catch(() => undefined);
+  }
+
   /** Compacts now (tests, and an operator wanting space back); resolves once the snapshot replaced the old log. */
   async compactNow(): Promise<void> {
     await this.#compaction?.catch(() => undefined);
