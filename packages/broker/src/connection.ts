@@ -305,8 +305,17 @@ export class Connection implements Outlet, Timed {
    * that needs no commit still waits behind one that does.
    */
   ackAfter(commit: Promise<void> | undefined, send: () => void, failed: (error: unknown) => void): void {
+    // What it acknowledges is durable by the time it is queued: it need not wait for later batches (#push).
+    const sendDurable = (): void => {
+      this.#durableAck = true;
+      try {
+        send();
+      } finally {
+        this.#durableAck = false;
+      }
+    };
     if (commit === undefined && this.#acksWaiting === 0) {
-      send();
+      sendDurable();
       return;
     }
     this.#acksWaiting++;
@@ -316,7 +325,7 @@ export class Connection implements Outlet, Timed {
     // A step never rejects (failed handles the store's error), so the chain cannot stall on a rejection.
     this.#ackChain = (this.#ackChain ?? Promise.resolve())
       .then(() => commit)
-      .then(send, failed)
+      .then(sendDurable, failed)
       .then(settle, settle);
   }
 
@@ -325,8 +334,23 @@ export class Connection implements Outlet, Timed {
     this.#push(sessionPresent ? CONNACK_311_PRESENT : CONNACK_311_NEW);
   }
 
+  /** Set while ackAfter queues an acknowledgement whose commit has resolved. */
+  #durableAck = false;
+  /**
+   * The queued bytes hold something that must not leave before the store's pending writes are durable (a delivery,
+   * a PUBREL, a CONNACK or SUBACK over state just written). Bytes holding only acknowledgements whose own commit
+   * resolved leave at once, without waiting for the batch syncing now: a publisher's PUBACK would otherwise wait
+   * one more fdatasync than it needs to.
+   */
+  #gated = false;
+
+  get outputGated(): boolean {
+    return this.#gated;
+  }
+
   #push(bytes: Uint8Array): void {
     if (this.state === 'closed') return;
+    if (!this.#durableAck) this.#gated = true;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
     if (!this.#flushScheduled) {
@@ -337,6 +361,7 @@ export class Connection implements Outlet, Timed {
 
   flush(): void {
     this.#flushScheduled = false;
+    this.#gated = false;
     const pending = this.#pending;
     if (pending.length === 0 || this.state === 'closed') return;
     const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
@@ -349,6 +374,7 @@ export class Connection implements Outlet, Timed {
   /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
   takePending(): Uint8Array | undefined {
     this.#flushScheduled = false;
+    this.#gated = false;
     const pending = this.#pending;
     if (pending.length === 0 || this.state === 'closed') return undefined;
     const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);

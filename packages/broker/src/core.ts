@@ -226,10 +226,15 @@ export class BrokerCore {
     const store = this.store;
     if (store.durable && !store.idle) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
-      // or a publisher's resend after restart would be delivered a second time. A failed commit is the store's
+      // or a publisher's resend after restart would be delivered a second time. Connections with nothing queued but
+      // acknowledgements of what is already durable are written at once. A failed commit is the store's
       // problem to report (publishers get no ack); what was routed in memory still goes out.
       const taken: Array<[Connection, Uint8Array]> = [];
       for (const connection of dirty) {
+        if (!connection.outputGated) {
+          connection.flush();
+          continue;
+        }
         const bytes = connection.takePending();
         if (bytes !== undefined) taken.push([connection, bytes]);
       }
