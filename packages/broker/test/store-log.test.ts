@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { Message } from '../src/index.js';
 import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { operationJson } from '../src/store/codec.js';
+import type { StoreOp } from '../src/store/ops.js';
 
 const dirs: string[] = [];
 function dataDir(): string {
@@ -401,5 +403,21 @@ describe('log store', () => {
     const total = await round(Number.MAX_SAFE_INTEGER);
     assert.ok(total > 20, `a compaction made only ${total} file-system calls`);
     for (let limit = 0; limit < total; limit++) await round(limit);
+  });
+
+  test('the templated JSON of the per-message records is exactly what JSON.stringify writes', () => {
+    const deliveries = [
+      { messageId: 1, qos: 1 as const, retain: false, subscriptionIds: undefined, sharedFilter: undefined },
+      { messageId: 2 ** 40, qos: 2 as const, retain: true, subscriptionIds: [1, 268435455], sharedFilter: undefined },
+      { messageId: 3, qos: 0 as const, retain: false, subscriptionIds: undefined, sharedFilter: '$share/g"\\/a/+' },
+    ];
+    const clientIds = ['k', 'vin-"quoted"\\-\u0001-é-🚗', ''];
+    const ops: StoreOp[] = [];
+    for (const clientId of clientIds) {
+      for (const delivery of deliveries) ops.push({ op: 'enqueue', clientId, entryId: 42, delivery });
+      ops.push({ op: 'dequeue', clientId, entryId: 7 });
+      ops.push({ op: 'inflight-del', clientId, packetId: 65535 });
+    }
+    for (const op of ops) assert.equal(operationJson(op), JSON.stringify(op));
   });
 });
