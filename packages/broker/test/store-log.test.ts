@@ -211,7 +211,9 @@ describe('log store', () => {
     await store.compacted();
     assert.ok(store.counters.compactions >= 1, 'no compaction ran');
     const size = store.size();
-    assert.ok(size.bytes < 64 * 1024 + 8192, `store is ${size.bytes} bytes after compaction`);
+    // Several hundred KB are written. Compaction is due at 64 KiB; what is appended while one runs lands after its
+    // snapshot, so the bound is twice that, not the threshold itself.
+    assert.ok(size.bytes < 2 * 64 * 1024 + 16 * 1024, `store is ${size.bytes} bytes after compaction`);
     await store.close();
     const again = await open({ dir });
     assert.deepEqual(payloads(again.contents, 'k'), kept);
