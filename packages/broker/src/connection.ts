@@ -344,8 +344,11 @@ export class Connection implements Outlet, Timed {
    */
   #gated = false;
 
+  /** Byte runs taken by takePending and not yet written: anything queued later must follow them, not overtake. */
+  #deferred = 0;
+
   get outputGated(): boolean {
-    return this.#gated;
+    return this.#gated || this.#deferred > 0;
   }
 
   #push(bytes: Uint8Array): void {
@@ -380,11 +383,13 @@ export class Connection implements Outlet, Timed {
     const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#deferred++;
     return bytes;
   }
 
   /** Writes bytes taken by takePending, unless the socket is gone or ending (they are redelivered from the store). */
   writeTaken(bytes: Uint8Array): void {
+    this.#deferred--;
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
