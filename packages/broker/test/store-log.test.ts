@@ -210,10 +210,11 @@ describe('log store', () => {
     await store.commit();
     await store.compacted();
     assert.ok(store.counters.compactions >= 1, 'no compaction ran');
+    // Appends made while a compaction runs land after its snapshot (how many depends on the machine's speed):
+    // once nothing is written, one more compaction leaves the live state alone.
+    await store.compactNow();
     const size = store.size();
-    // Several hundred KB are written. Compaction is due at 64 KiB; what is appended while one runs lands after its
-    // snapshot, so the bound is twice that, not the threshold itself.
-    assert.ok(size.bytes < 2 * 64 * 1024 + 16 * 1024, `store is ${size.bytes} bytes after compaction`);
+    assert.ok(size.bytes < 16 * 1024, `store is ${size.bytes} bytes after compaction`);
     await store.close();
     const again = await open({ dir });
     assert.deepEqual(payloads(again.contents, 'k'), kept);
