@@ -66,6 +66,8 @@ export class Connection implements Outlet, Timed {
   identity: ClientIdentity;
   session: Session | undefined;
   will: Will | undefined;
+  /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
+  willStored = false;
   /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
   readonly overLimit: boolean;
 
@@ -352,8 +354,17 @@ export class Connection implements Outlet, Timed {
    * that needs no commit still waits behind one that does.
    */
   ackAfter(commit: Promise<void> | undefined, send: () => void, failed: (error: unknown) => void): void {
+    // What it acknowledges is durable by the time it is queued: it need not wait for later batches (#push).
+    const sendDurable = (): void => {
+      this.#durableAck = true;
+      try {
+        send();
+      } finally {
+        this.#durableAck = false;
+      }
+    };
     if (commit === undefined && this.#acksWaiting === 0) {
-      send();
+      sendDurable();
       return;
     }
     this.#acksWaiting++;
@@ -363,7 +374,7 @@ export class Connection implements Outlet, Timed {
     // A step never rejects (failed handles the store's error), so the chain cannot stall on a rejection.
     this.#ackChain = (this.#ackChain ?? Promise.resolve())
       .then(() => commit)
-      .then(send, failed)
+      .then(sendDurable, failed)
       .then(settle, settle);
   }
 
@@ -372,8 +383,26 @@ export class Connection implements Outlet, Timed {
     this.#push(sessionPresent ? CONNACK_311_PRESENT : CONNACK_311_NEW);
   }
 
+  /** Set while ackAfter queues an acknowledgement whose commit has resolved. */
+  #durableAck = false;
+  /**
+   * The queued bytes hold something that must not leave before the store's pending writes are durable (a delivery,
+   * a PUBREL, a CONNACK or SUBACK over state just written). Bytes holding only acknowledgements whose own commit
+   * resolved leave at once, without waiting for the batch syncing now: a publisher's PUBACK would otherwise wait
+   * one more fdatasync than it needs to.
+   */
+  #gated = false;
+
+  /** Byte runs taken by takePending and not yet written: anything queued later must follow them, not overtake. */
+  #deferred = 0;
+
+  get outputGated(): boolean {
+    return this.#gated || this.#deferred > 0;
+  }
+
   #push(bytes: Uint8Array): void {
     if (this.state === 'closed') return;
+    if (!this.#durableAck) this.#gated = true;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
     this.core.turnBytes += bytes.length;
@@ -385,6 +414,7 @@ export class Connection implements Outlet, Timed {
 
   flush(): void {
     this.#flushScheduled = false;
+    this.#gated = false;
     const pending = this.#pending;
     if (pending.length === 0 || this.state === 'closed') return;
     const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
@@ -397,16 +427,19 @@ export class Connection implements Outlet, Timed {
   /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
   takePending(): Uint8Array | undefined {
     this.#flushScheduled = false;
+    this.#gated = false;
     const pending = this.#pending;
     if (pending.length === 0 || this.state === 'closed') return undefined;
     const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#deferred++;
     return bytes;
   }
 
   /** Writes bytes taken by takePending, unless the socket is gone or ending (they are redelivered from the store). */
   writeTaken(bytes: Uint8Array): void {
+    this.#deferred--;
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);

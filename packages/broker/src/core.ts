@@ -210,8 +210,17 @@ export class BrokerCore {
       this.#startExpiry(session, deadline);
     }
     for (const stored of [...contents.wills.values()]) {
-      const pending = new PendingWill(this, stored.will, stored.identity, stored.deadline);
-      if (!this.sessions.has(stored.clientId) || stored.deadline <= now) {
+      const session = this.sessions.get(stored.clientId);
+      let deadline = stored.deadline;
+      if (deadline === 0) {
+        // Armed: the client was connected when the broker stopped, so its connection ended without DISCONNECT. The
+        // will follows the usual rules from now: its delay (capped by the session's expiry), or at once.
+        const delay = Math.min(stored.will.properties?.willDelayInterval ?? 0, session?.state.expiryInterval ?? 0);
+        deadline = now + delay * 1000;
+        if (session !== undefined && delay > 0) store.putWill({ ...stored, deadline });
+      }
+      const pending = new PendingWill(this, stored.will, stored.identity, deadline);
+      if (session === undefined || deadline <= now) {
         pending.expire();
         continue;
       }
@@ -304,10 +313,15 @@ export class BrokerCore {
     const store = this.store;
     if (store.durable && !store.idle) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
-      // or a publisher's resend after restart would be delivered a second time. A failed commit is the store's
+      // or a publisher's resend after restart would be delivered a second time. Connections with nothing queued but
+      // acknowledgements of what is already durable are written at once. A failed commit is the store's
       // problem to report (publishers get no ack); what was routed in memory still goes out.
       const taken: Array<[Connection, Uint8Array]> = [];
       for (const connection of dirty) {
+        if (!connection.outputGated) {
+          connection.flush();
+          continue;
+        }
         const bytes = connection.takePending();
         if (bytes !== undefined) taken.push([connection, bytes]);
       }
@@ -431,6 +445,19 @@ export class BrokerCore {
   }
 
   /**
+   * Writes the will of a client that just connected as armed (deadline 0), so that a broker crash, which ends the
+   * connection without DISCONNECT, still publishes it at the next start-up (MQTT-3.1.2-8). CONNACK leaves after the
+   * write is durable (output waits for the log). `detach` settles the record when the connection ends.
+   */
+  armWill(connection: Connection): void {
+    const will = connection.will;
+    if (will === undefined) return;
+    const identity = connection.identity;
+    this.store.putWill({ clientId: identity.clientId, will, identity: { ...identity }, deadline: 0 });
+    connection.willStored = true;
+  }
+
+  /**
    * A connected client's network connection is gone. `will` is what is left to publish (undefined after a normal
    * DISCONNECT). The will waits for its delay unless the session ends first.
    */
@@ -438,24 +465,32 @@ export class BrokerCore {
     session.outlet = undefined;
     const identity = connection.identity;
     if (this.clients.get(identity.clientId) === connection) this.clients.delete(identity.clientId);
+    // The armed will record goes (published or not wanted) unless a delayed will overwrites it below.
+    const disarm = () => {
+      if (!connection.willStored) return;
+      connection.willStored = false;
+      this.store.deleteWill(identity.clientId);
+    };
     const expiryInterval = session.state.expiryInterval;
     const now = Date.now();
     if (expiryInterval === 0) {
       this.stats.sessionsOffline++; // endSession counts it back down
       this.endSession(session);
       if (will !== undefined) this.publishWill(will, identity);
+      disarm();
       return;
     }
     this.stats.sessionsOffline++;
     const deadline = now + expiryInterval * 1000;
     this.store.putSession(identity.clientId, expiryInterval, deadline);
     this.#startExpiry(session, deadline);
-    if (will === undefined) return;
-    const delay = Math.min(will.properties?.willDelayInterval ?? 0, expiryInterval);
-    if (delay === 0) {
-      this.publishWill(will, identity);
+    const delay = will === undefined ? 0 : Math.min(will.properties?.willDelayInterval ?? 0, expiryInterval);
+    if (will === undefined || delay === 0) {
+      if (will !== undefined) this.publishWill(will, identity);
+      disarm();
       return;
     }
+    connection.willStored = false;
     const pending = new PendingWill(this, will, identity, now + delay * 1000);
     this.store.putWill({ clientId: identity.clientId, will, identity: { ...identity }, deadline: pending.deadline });
     this.pendingWills.set(identity.clientId, pending);

@@ -5,10 +5,13 @@ export type BrokerErrorCode =
   | 'BROKER_ERR_LISTEN'
   | 'BROKER_ERR_CLOSED'
   | 'BROKER_ERR_INVALID_MESSAGE'
-  // The durable store: cannot open or write the data directory; a damaged record; disk full or write error.
+  // The durable store: cannot open or write the data directory; a damaged record; disk full or write error; the
+  // directory is used by another broker; a compaction that failed (nothing lost, retried later).
   | 'BROKER_ERR_STORE'
   | 'BROKER_ERR_STORE_CORRUPT'
   | 'BROKER_ERR_STORE_FULL'
+  | 'BROKER_ERR_STORE_LOCKED'
+  | 'BROKER_ERR_STORE_COMPACT'
   // Log codes for why a connection ended.
   | 'BROKER_ERR_MALFORMED_PACKET'
   | 'BROKER_ERR_PROTOCOL_ERROR'

@@ -2,6 +2,7 @@
 // both ways, retained messages, delayed wills), what it drops (expired sessions and messages), what never touches
 // the disk (QoS 0, clean sessions), acknowledgements that wait for the commit, and start-up errors.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -507,6 +508,82 @@ describe('14 durable broker: write errors', () => {
       assert.ok(!got.includes('lost-5') && !got.includes('lost-4') && !got.includes('refused'), `got ${got.join(',')}`);
       sub.end();
     });
+  });
+
+  test('a real full disk (a 4 MiB tmpfs): PUBACK only for what was stored; after space is freed a restart has exactly that', async (t) => {
+    const mountPoint = dataDir();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a tmpfs here (needs Linux and root or CAP_SYS_ADMIN)');
+      return;
+    }
+    try {
+      const dir = join(mountPoint, 'state');
+      const filler = join(mountPoint, 'filler');
+      // Leaves about 1.5 MiB for the log: full after some 150 messages of 8 KiB.
+      writeFileSync(filler, Buffer.alloc(2560 * 1024));
+      const acked: string[] = [];
+      const options = { dataDir: dir, storeOptions: { reserveBytes: 0 } };
+      await withBroker(options, async (b) => {
+        const sub = await connected(b.port, persistent('full-keeper'));
+        await subscribe(sub, 'f/#', 1);
+        await goOffline(sub);
+        const v5 = await connected(b.port, persistent('full-pub5'));
+        const payload = 'x'.repeat(8192);
+        let refused = 0;
+        for (let i = 1; i <= 1000; i++) {
+          v5.send({
+            type: 'publish',
+            topic: `f/${i}`,
+            payload: text(payload),
+            qos: 1,
+            retain: false,
+            dup: false,
+            packetId: i,
+          });
+          const ack = await v5.expect('puback');
+          if ((ack.reasonCode ?? 0) === 0) acked.push(`f/${i}`);
+          else {
+            refused = ack.reasonCode ?? 0;
+            break;
+          }
+        }
+        assert.equal(refused, 0x97, 'the disk never filled up');
+        assert.ok(acked.length > 10, `only ${acked.length} messages fit`);
+        const v4 = await connected(b.port, persistent('full-pub4', 4));
+        v4.send({
+          type: 'publish',
+          topic: 'f/v4',
+          payload: text(payload),
+          qos: 1,
+          retain: false,
+          dup: false,
+          packetId: 1,
+        });
+        assert.ok(await v4.silentFor(400), '3.1.1 got a PUBACK for a message the store did not keep');
+        assert.ok(b.broker.stats.storeRefused >= 2);
+        v5.end();
+        v4.end();
+      });
+      rmSync(filler); // the operator frees space
+      await withBroker(options, async (b) => {
+        const sub = await connected(b.port, persistent('full-keeper'));
+        const got: string[] = [];
+        for (;;) {
+          const p = await sub.next(1000).catch(() => undefined);
+          if (p === undefined) break;
+          if (p.type === 'publish') {
+            got.push(p.topic);
+            sub.send({ type: 'puback', packetId: p.packetId! });
+          }
+        }
+        assert.deepEqual(got, acked);
+        sub.end();
+      });
+    } finally {
+      execFileSync('umount', [mountPoint], { stdio: 'ignore' });
+    }
   });
 
   test('restart time with 100 k queued messages (measured and printed, not asserted)', async () => {

@@ -5,45 +5,15 @@
 // subscriber, the retained message and the subscriptions intact (subscribers never subscribe again).
 // 3 rounds in the normal suite, 20 with OTALINK_FULL_TESTS=1.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Packet, ProtocolVersion } from '@otalink/mqtt';
+import { type BrokerChild, startChild } from './support/durable-child.js';
 import { delay, RawClient, str, text } from './support/raw-client.js';
 
 const ROUNDS = process.env.OTALINK_FULL_TESTS === '1' ? 20 : 3;
-const CHILD = fileURLToPath(new URL('./support/durable-broker-process.ts', import.meta.url));
-
-interface BrokerChild {
-  child: ChildProcess;
-  port: number;
-  exited: Promise<void>;
-}
-
-async function startChild(dataDir: string): Promise<BrokerChild> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', CHILD, JSON.stringify({ dataDir, limits: { maxQueuedMessages: 1_000_000 } })],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const lines = createInterface({ input: child.stdout! });
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('broker child did not start')), 30_000);
-    lines.once('line', (line) => {
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { port: number }).port);
-    });
-    child.once('exit', (code) => reject(new Error(`broker child exited with ${code}`)));
-  });
-  return { child, port, exited };
-}
 
 /** A client connection that may die with the broker; `run` reconnects it each round. */
 abstract class Peer {
@@ -185,7 +155,7 @@ test(`crash rounds: SIGKILL the broker ${ROUNDS} times under QoS 1/2 load, nothi
   let broker: BrokerChild | undefined;
   try {
     for (let round = 0; round <= ROUNDS; round++) {
-      broker = await startChild(dataDir);
+      broker = await startChild(dataDir, { limits: { maxQueuedMessages: 1_000_000 } });
       const last = round === ROUNDS;
       for (const subscriber of subscribers) {
         const present = await subscriber.connect(broker.port);

@@ -1,13 +1,14 @@
 // The durable store from the outside: config keys (data_dir, store_sync, store_reserve) and
 // `otalink broker --data-dir DIR` keeping a persistent session and its queued message across a restart, or failing
-// with BROKER_ERR_STORE when the directory cannot be used.
+// with BROKER_ERR_STORE when the directory cannot be used, or BROKER_ERR_STORE_LOCKED while another broker uses it
+// (until that one is SIGKILLed: its lock is then stale).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { loadBrokerConfig } from '../src/index.js';
+import { createBroker, loadBrokerConfig } from '../src/index.js';
 import { connectClient, connected, str, subscribe, text } from './support/raw-client.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -110,5 +111,82 @@ describe('16 durable store: config file and CLI', () => {
     assert.equal(await started.exited, 1);
     assert.match(started.stderr(), /BROKER_ERR_STORE/);
     assert.ok(started.stderr().includes(bad), started.stderr());
+  });
+
+  test('a second broker on the same --data-dir fails with BROKER_ERR_STORE_LOCKED and the lock path, touching nothing; a SIGKILLed one does not block the restart', async () => {
+    const dataDir = join(dir, 'locked-state');
+    const args = ['--host', '127.0.0.1', '--port', '0', '--allow-anonymous', '--data-dir', dataDir];
+    const lockPath = join(dataDir, 'broker.lock');
+    const files = () =>
+      readdirSync(dataDir)
+        .sort()
+        .map((name) => {
+          const stats = statSync(join(dataDir, name));
+          return `${name} ${stats.size} ${stats.mtimeMs}`;
+        });
+    const first = start(args);
+    let firstKilled = false;
+    try {
+      const p = await port(first);
+      const vehicle = await connected(p, { version: 4, clientId: 'lock-vehicle', clean: false });
+      await subscribe(vehicle, 'cmd/lock-vehicle', 1);
+      vehicle.end();
+      const backend = await connected(p, { version: 4, clientId: 'lock-backend' });
+      backend.send({
+        type: 'publish',
+        topic: 'cmd/lock-vehicle',
+        payload: text('stay'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 1,
+      });
+      await backend.expect('puback');
+      backend.end();
+      assert.equal(JSON.parse(readFileSync(lockPath, 'utf8')).pid, first.child.pid);
+      const before = files();
+
+      const second = start(args);
+      assert.equal(await second.exited, 1);
+      assert.match(second.stderr(), /BROKER_ERR_STORE_LOCKED/);
+      assert.ok(second.stderr().includes(lockPath), second.stderr());
+      assert.ok(second.stderr().includes(`process ${first.child.pid}`), second.stderr());
+      // Embedded in a process of its own too.
+      const embedded = createBroker({
+        listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
+        dataDir,
+        sysIntervalSeconds: 0,
+      });
+      await assert.rejects(
+        embedded.listen(),
+        (error: Error & { code?: string }) => error.code === 'BROKER_ERR_STORE_LOCKED',
+      );
+      await embedded.close();
+      assert.deepEqual(files(), before, 'the refused brokers changed the data directory');
+
+      first.child.kill('SIGKILL');
+      firstKilled = true;
+      await first.exited;
+      assert.ok(readdirSync(dataDir).includes('broker.lock'), 'kill -9 left its lock file behind');
+    } finally {
+      if (!firstKilled) {
+        first.child.kill('SIGKILL');
+        await first.exited;
+      }
+    }
+    const third = start(args);
+    try {
+      const p = await port(third);
+      assert.match(third.stderr(), /took over the lock/);
+      const { client, connack } = await connectClient(p, { version: 4, clientId: 'lock-vehicle', clean: false });
+      assert.equal(connack.sessionPresent, true);
+      assert.equal(str((await client.expect('publish')).payload), 'stay');
+      client.end();
+      assert.equal(JSON.parse(readFileSync(lockPath, 'utf8')).pid, third.child.pid);
+    } finally {
+      third.child.kill('SIGTERM');
+      assert.equal(await third.exited, 0);
+    }
+    assert.ok(!readdirSync(dataDir).includes('broker.lock'), 'a clean shutdown removes its lock');
   });
 });

@@ -194,6 +194,7 @@ function accept(
   connection.session = session;
   connection.state = 'connected';
   core.clients.set(clientId, connection);
+  core.armWill(connection);
 
   let keepalive = packet.keepalive;
   const properties: ConnackProperties = {};

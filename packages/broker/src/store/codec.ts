@@ -60,7 +60,7 @@ export function encodeRecord(op: StoreOp): Buffer {
   } else if (op.op === 'will') {
     json = JSON.stringify(op, binaryReplacer);
   } else {
-    json = JSON.stringify(op);
+    json = operationJson(op);
   }
   const jsonLength = Buffer.byteLength(json);
   const bodyLength = 5 + jsonLength + (payload?.length ?? 0);
@@ -72,6 +72,29 @@ export function encodeRecord(op: StoreOp): Buffer {
   if (payload !== undefined) record.set(payload, 13 + jsonLength);
   record.writeUInt32LE(crc32(record.subarray(RECORD_HEADER_BYTES)), 4);
   return record;
+}
+
+/**
+ * The JSON of an operation without binary fields. The records written once per message per subscriber (`enqueue`,
+ * `dequeue`, `inflight-del`) are built from a template: JSON.stringify of the nested object took half of a record's
+ * encoding time. The text is the same as JSON.stringify's (a test holds them equal), so the format is unchanged.
+ */
+export function operationJson(op: StoreOp): string {
+  switch (op.op) {
+    case 'enqueue': {
+      const d = op.delivery;
+      let delivery = `{"messageId":${d.messageId},"qos":${d.qos},"retain":${d.retain}`;
+      if (d.subscriptionIds !== undefined) delivery += `,"subscriptionIds":${JSON.stringify(d.subscriptionIds)}`;
+      if (d.sharedFilter !== undefined) delivery += `,"sharedFilter":${JSON.stringify(d.sharedFilter)}`;
+      return `{"op":"enqueue","clientId":${JSON.stringify(op.clientId)},"entryId":${op.entryId},"delivery":${delivery}}}`;
+    }
+    case 'dequeue':
+      return `{"op":"dequeue","clientId":${JSON.stringify(op.clientId)},"entryId":${op.entryId}}`;
+    case 'inflight-del':
+      return `{"op":"inflight-del","clientId":${JSON.stringify(op.clientId)},"packetId":${op.packetId}}`;
+    default:
+      return JSON.stringify(op);
+  }
 }
 
 interface MessageFields {

@@ -15,7 +15,12 @@ export interface StoreFs {
   /** On the libuv pool: the broker keeps serving while the disk syncs. */
   fdatasync(fd: number): Promise<void>;
   fsyncSync(fd: number): void;
+  /** On the libuv pool: compaction syncs the directory and removes old segments without holding the event loop. */
+  fsync(fd: number): Promise<void>;
+  unlink(path: string): Promise<void>;
   unlinkSync(path: string): void;
+  /** Atomic replace: a finished compaction snapshot takes its segment name. */
+  renameSync(from: string, to: string): void;
   /** Free bytes for unprivileged writers on the file system holding `path`. */
   freeBytes(path: string): number;
 }
@@ -34,7 +39,11 @@ export const nodeStoreFs: StoreFs = {
   fdatasync: (fd) =>
     new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
   fsyncSync: (fd) => fs.fsyncSync(fd),
+  fsync: (fd) => new Promise<void>((resolve, reject) => fs.fsync(fd, (error) => (error ? reject(error) : resolve()))),
+  unlink: (path) =>
+    new Promise<void>((resolve, reject) => fs.unlink(path, (error) => (error ? reject(error) : resolve()))),
   unlinkSync: (path) => fs.unlinkSync(path),
+  renameSync: (from, to) => fs.renameSync(from, to),
   freeBytes: (path) => {
     const stats = fs.statfsSync(path);
     return stats.bavail * stats.bsize;

@@ -1,16 +1,18 @@
 // The durable store: an append-only log in segments (docs/durable-store.md). Operations are encoded when their batch
 // is written: everything issued during one event-loop turn (or while the previous sync ran) goes out as one write
 // and one fdatasync, and every commit() waiting on it settles together (group commit). Compaction writes a snapshot
-// of the live state as a new segment, then unlinks the older ones. Recovery replays from the newest complete
-// snapshot, cuts a torn tail in the last segment and refuses a damaged record anywhere else.
+// of the live state as a new segment in slices between event-loop turns while appends go on in a segment after it,
+// then unlinks the older ones. Recovery replays from the newest complete snapshot, cuts a torn tail in the last
+// segment and refuses a damaged record anywhere else.
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
+import { type DataDirLock, lockDataDir } from './lock.js';
 import type { StoreOp } from './ops.js';
-import { StoreState } from './state.js';
+import { type FrozenState, StoreState } from './state.js';
 import type { StoreContents, StoreSize } from './types.js';
 
 export const STORE_FORMAT = 1;
@@ -29,8 +31,12 @@ export interface LogStoreOptions {
   reserveBytes?: number;
   /** Most bytes written in one batch; the rest waits for the next. Default 4 MiB. */
   maxBatchBytes?: number;
+  /** Compaction writes its snapshot in slices of at most this many bytes (or 4 ms), one per event-loop turn. */
+  compactSliceBytes?: number;
   fs?: StoreFs;
   logger?: Logger;
+  /** Take the data directory's lock file (default true); tests simulating a crash in one process turn it off. */
+  lock?: boolean;
 }
 
 interface Deferred {
@@ -58,6 +64,10 @@ interface Segment {
 }
 
 const SEGMENT_NAME = /^segment-(\d{8})\.log$/;
+/** A snapshot being written; renamed to its segment name once complete and synced. */
+const COMPACTING_SUFFIX = '.compacting';
+/** Longest a compaction slice encodes before it writes and yields to the event loop. */
+const SLICE_MS = 4;
 const READ_CHUNK = 8 * 1024 * 1024;
 const FREE_SPACE_CHECK_MS = 1000;
 
@@ -94,6 +104,7 @@ export class LogStore extends OpStore {
   readonly #compactMinBytes: number;
   readonly #reserveBytes: number;
   readonly #maxBatchBytes: number;
+  readonly #compactSliceBytes: number;
   #segments: Segment[] = [];
   #fd = -1;
   /** Bytes of all segments since (and including) the newest snapshot. */
@@ -110,6 +121,8 @@ export class LogStore extends OpStore {
   #recheck: NodeJS.Timeout | undefined;
   #loaded = false;
   #closed = false;
+  readonly #lockWanted: boolean;
+  #lock: DataDirLock | undefined;
   /** Counters for tests and logs. */
   readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
 
@@ -123,6 +136,9 @@ export class LogStore extends OpStore {
     this.#compactMinBytes = options.compactMinBytes ?? 64 * 1024 * 1024;
     this.#reserveBytes = options.reserveBytes ?? 16 * 1024 * 1024;
     this.#maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024;
+    this.#compactSliceBytes = options.compactSliceBytes ?? 1024 * 1024;
+    this.#compactAt = this.#compactMinBytes;
+    this.#lockWanted = options.lock ?? true;
   }
 
   get writable(): boolean {
@@ -143,16 +159,32 @@ export class LogStore extends OpStore {
   async load(): Promise<StoreContents> {
     if (this.#loaded) throw new BrokerError('BROKER_ERR_STORE', 'load() may be called once');
     this.#loaded = true;
+    try {
+      return this.#load();
+    } catch (error) {
+      // A store that did not open holds nothing: the directory is free for the next attempt.
+      this.#lock?.release();
+      this.#lock = undefined;
+      throw error;
+    }
+  }
+
+  #load(): StoreContents {
     const fs = this.#fs;
     let names: string[];
     try {
       fs.mkdirSync(this.dir, { recursive: true });
+      // Before anything is read or removed: a second broker on this directory stops here.
+      if (this.#lockWanted) this.#lock = lockDataDir(this.dir, this.#logger);
       names = fs.readdirSync(this.dir);
     } catch (error) {
+      if (error instanceof BrokerError) throw error;
       throw new BrokerError('BROKER_ERR_STORE', `cannot use data directory ${this.dir}: ${errorText(error)}`, {
         cause: error,
       });
     }
+    // A snapshot a crash interrupted before its rename: the segments it was made from are all still there.
+    for (const name of names) if (name.endsWith(COMPACTING_SUFFIX)) this.#unlink(join(this.dir, name));
     const segments = names
       .map((name) => SEGMENT_NAME.exec(name))
       .filter((match): match is RegExpExecArray => match !== null)
@@ -185,10 +217,12 @@ export class LogStore extends OpStore {
       for (let index = start + 1; index < segments.length; index++) {
         const header = this.#readHeader(segments[index]!);
         if (header?.snapshot === true) {
-          // A later snapshot that did not complete: the crash came while it was written; drop it and what follows.
-          for (const dropped of segments.slice(index)) this.#unlink(dropped.path);
-          segments.length = index;
-          break;
+          // A later snapshot that did not complete (format 1 before sliced compaction wrote snapshots in place): the
+          // segments before it still hold its state, and it holds nothing else.
+          this.#unlink(segments[index]!.path);
+          segments.splice(index, 1);
+          index--;
+          continue;
         }
         reads.push(this.#readSegment(segments[index]!));
       }
@@ -323,9 +357,8 @@ export class LogStore extends OpStore {
   }
 
   /** Starts a new segment with a header (and, for a snapshot, the state) and makes it the append target. */
-  #openSegment(snapshot: boolean, body: StoreOp[]): Segment {
+  #openSegment(snapshot: boolean, body: StoreOp[], number = (this.#segments.at(-1)?.number ?? 0) + 1): Segment {
     const fs = this.#fs;
-    const number = (this.#segments.at(-1)?.number ?? 0) + 1;
     const path = join(this.dir, segmentName(number));
     const fd = fs.openSync(path, 'wx');
     const records = [encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot })];
@@ -346,6 +379,15 @@ export class LogStore extends OpStore {
     const segment = { number, path, bytes: bytes.length };
     this.#segments.push(segment);
     return segment;
+  }
+
+  async #syncDirAsync(): Promise<void> {
+    const fd = this.#fs.openSync(this.dir, 'r');
+    try {
+      await this.#fs.fsync(fd);
+    } finally {
+      this.#fs.closeSync(fd);
+    }
   }
 
   #syncDir(): void {
@@ -516,15 +558,21 @@ export class LogStore extends OpStore {
   }
 
   #compactRequested = false;
+  /** Bytes since the last snapshot at which compaction is due again (raised after a failed one). */
+  #compactAt: number;
+  /** The compaction writing its snapshot, if one runs. */
+  #compaction: Promise<void> | undefined;
+  #closing = false;
 
   #rotateIfDue(): void {
     const segment = this.#segments.at(-1)!;
-    const live = this.state.liveBytes;
-    const due = this.#sinceSnapshot >= this.#compactMinBytes && live * 2 < this.#sinceSnapshot;
-    if (due || this.#compactRequested) {
-      this.#compactRequested = false;
-      this.#compact();
-      return;
+    if (this.#compaction === undefined && !this.#closing) {
+      const due = this.#sinceSnapshot >= this.#compactAt && this.state.liveBytes * 2 < this.#sinceSnapshot;
+      if (due || this.#compactRequested) {
+        this.#compactRequested = false;
+        this.#startCompaction();
+        return;
+      }
     }
     if (segment.bytes >= this.#segmentBytes) {
       const next = this.#openSegment(false, []);
@@ -533,31 +581,134 @@ export class LogStore extends OpStore {
   }
 
   /**
-   * Writes the live state as a snapshot segment, then removes the older segments. The snapshot is made from the
-   * state of what was written so far, before this batch, which follows it in the new segment.
+   * Freezes the state of what was written so far (everything before this batch), reserves the next segment number
+   * for its snapshot and moves appends to the one after it, so that replay order stays: old segments, snapshot,
+   * newer appends. The snapshot is then written under a temporary name in slices, one per event-loop turn.
    */
-  #compact(): void {
-    const started = Date.now();
+  #startCompaction(): void {
     const before = this.#segments.slice();
-    const next = this.#openSegment(true, [...this.state.snapshot(), { op: 'snapshot-end' }]);
-    for (const old of before) this.#unlink(old.path);
-    this.#syncDir();
-    this.#segments = [next];
-    const freed = this.#sinceSnapshot - next.bytes;
-    this.#sinceSnapshot = next.bytes;
+    const number = before.at(-1)!.number + 1;
+    const frozen = this.state.freeze();
+    const next = this.#openSegment(false, [], number + 1);
+    this.#sinceSnapshot += next.bytes;
+    const running = this.#writeSnapshot(number, frozen, before).finally(() => frozen.release());
+    const settled = running.then(
+      () => {
+        this.#compactAt = this.#compactMinBytes;
+      },
+      (error: unknown) => {
+        this.#compactAt = this.#sinceSnapshot + this.#compactMinBytes;
+        if (this.#closing) return; // abandoned at shutdown: nothing to report
+        this.#logger?.warn(
+          { code: 'BROKER_ERR_STORE_COMPACT', path: join(this.dir, segmentName(number)), err: error },
+          'store: compaction failed; nothing was lost (the older segments are kept), retried later',
+        );
+        throw error;
+      },
+    );
+    settled.catch(() => {});
+    this.#compaction = settled.finally(() => {
+      this.#compaction = undefined;
+    });
+    this.#compaction.catch(() => {});
+  }
+
+  async #writeSnapshot(number: number, frozen: FrozenState, before: Segment[]): Promise<void> {
+    const fs = this.#fs;
+    const started = Date.now();
+    const path = join(this.dir, segmentName(number));
+    const temporary = `${path}${COMPACTING_SUFFIX}`;
+    let bytes = 0;
+    let renamed = false;
+    const fd = fs.openSync(temporary, 'wx');
+    try {
+      let chunk: Buffer[] = [];
+      let chunkBytes = 0;
+      const add = (op: StoreOp) => {
+        const record = encodeRecord(op);
+        chunk.push(record);
+        chunkBytes += record.length;
+      };
+      const write = () => {
+        const buffer = Buffer.concat(chunk, chunkBytes);
+        const written = fs.writeSync(fd, buffer, 0, buffer.length, bytes);
+        if (written !== buffer.length) {
+          throw Object.assign(new Error(`short write ${written}/${buffer.length}`), { code: 'ENOSPC' });
+        }
+        bytes += buffer.length;
+        chunk = [];
+        chunkBytes = 0;
+      };
+      add({ op: 'header', format: STORE_FORMAT, segment: number, snapshot: true });
+      let sliceStart = performance.now();
+      let count = 0;
+      for (const op of frozen.ops()) {
+        add(op);
+        if (chunkBytes < this.#compactSliceBytes && (++count & 63) !== 0) continue;
+        if (chunkBytes < this.#compactSliceBytes && performance.now() - sliceStart < SLICE_MS) continue;
+        write();
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.#closing) throw new Error('the store is closing');
+        sliceStart = performance.now();
+      }
+      add({ op: 'snapshot-end' });
+      write();
+      await fs.fdatasync(fd);
+      fs.closeSync(fd);
+      // Complete and durable: it takes its segment name, and only once that is durable do the older ones go.
+      fs.renameSync(temporary, path);
+      renamed = true;
+    } catch (error) {
+      if (!renamed) {
+        try {
+          fs.closeSync(fd);
+        } catch {}
+        this.#unlink(temporary);
+      }
+      throw error;
+    }
+    const snapshot: Segment = { number, path, bytes };
+    try {
+      await this.#syncDirAsync();
+    } catch (error) {
+      // Its rename may not be durable: keep the older segments too (replay picks the snapshot if it is there).
+      const older = this.#segments.filter((segment) => segment.number < number);
+      this.#segments = [...older, snapshot, ...this.#segments.filter((segment) => segment.number > number)];
+      throw error;
+    }
+    this.#segments = [snapshot, ...this.#segments.filter((segment) => segment.number > number)];
+    // Unlinking tens of MB and syncing the directory take milliseconds each: on the pool, not the event loop.
+    for (const old of before) {
+      await fs.unlink(old.path).catch((error: unknown) => {
+        this.#logger?.warn(
+          { code: 'BROKER_ERR_STORE', path: old.path, err: error },
+          'could not remove an old store segment',
+        );
+      });
+    }
+    await this.#syncDirAsync();
+    const previous = this.#sinceSnapshot;
+    this.#sinceSnapshot = this.#segments.reduce((n, s) => n + s.bytes, 0);
     this.counters.compactions++;
     this.#logger?.info(
-      { path: next.path, liveBytes: next.bytes, freedBytes: freed, ms: Date.now() - started },
+      { path, liveBytes: bytes, freedBytes: previous - this.#sinceSnapshot, ms: Date.now() - started },
       'store: compacted',
     );
   }
 
-  /** Compacts at the next batch (tests, and an operator wanting space back now); resolves once it is durable. */
-  compactNow(): Promise<void> {
+  /** Resolves once no compaction is running (one started by the size trigger runs beside the appends). */
+  async compacted(): Promise<void> {
+    await this.#compaction?.catch(() => undefined);
+  }
+
+  /** Compacts now (tests, and an operator wanting space back); resolves once the snapshot replaced the old log. */
+  async compactNow(): Promise<void> {
+    await this.#compaction?.catch(() => undefined);
     this.#compactRequested = true;
     // An empty session delete of a client id nobody can have makes sure a batch runs.
     this.deleteSession('');
-    return this.commit();
+    await this.commit();
+    await this.#compaction;
   }
 
   size(): StoreSize {
@@ -570,13 +721,18 @@ export class LogStore extends OpStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.#closing = true;
     try {
       while (this.#pending.length > 0 || this.#flushing) await this.commit().catch(() => undefined);
+      // A compaction in progress stops at its next slice and removes its unfinished snapshot.
+      await this.#compaction?.catch(() => undefined);
     } finally {
       this.#closed = true;
       if (this.#recheck !== undefined) clearInterval(this.#recheck);
       if (this.#fd >= 0) this.#fs.closeSync(this.#fd);
       this.#fd = -1;
+      this.#lock?.release();
+      this.#lock = undefined;
     }
   }
 }

@@ -33,6 +33,7 @@ export class StoreState {
     this.#refs.delete(messageId);
     const message = this.messages.get(messageId);
     if (message !== undefined) {
+      this.#retired?.set(messageId, message);
       this.messages.delete(messageId);
       this.liveBytes -= messageBytes(message);
     }
@@ -203,43 +204,82 @@ export class StoreState {
     this.liveBytes -= 48;
   }
 
-  /** The operations that rebuild this state from nothing: the body of a compaction snapshot. */
-  *snapshot(): Generator<StoreOp> {
-    const written = new Set<number>();
-    const message = (id: number): StoreOp | undefined => {
-      if (written.has(id)) return undefined;
-      const stored = this.messages.get(id);
-      if (stored === undefined) return undefined;
-      written.add(id);
-      return { op: 'msg', id, message: stored };
+  /** Messages forgotten while a frozen copy may still need them (see freeze). */
+  #retired: Map<number, Message> | undefined;
+
+  /**
+   * The operations that rebuild this state as of now from nothing (the body of a compaction snapshot), to be
+   * encoded later while the live state moves on. The copy is of keys and values only (deliveries, subscription
+   * entries and messages never change once applied): no Map is rebuilt and no message copied. Messages are looked up
+   * live when encoded (ids are never reused); one forgotten meanwhile is kept aside until `release()`.
+   */
+  freeze(): FrozenState {
+    const retired = new Map<number, Message>();
+    this.#retired = retired;
+    const live = this.messages;
+    const retained = Array.from(this.retained);
+    const sessions = Array.from(this.sessions.values(), (session) => ({
+      clientId: session.clientId,
+      expiryInterval: session.expiryInterval,
+      expiresAt: session.expiresAt,
+      subscriptions: Array.from(session.subscriptions.values()),
+      queueIds: Array.from(session.queue.keys()),
+      queue: Array.from(session.queue.values()),
+      // Entries change state in place (PUBREC): copied.
+      inflight: Array.from(session.inflight, ([packetId, entry]) => ({ packetId, delivery: entry.delivery })),
+      inboundQos2: Array.from(session.inboundQos2),
+    }));
+    const wills = Array.from(this.wills.values());
+    function* ops(): Generator<StoreOp> {
+      const written = new Set<number>();
+      const message = (id: number): StoreOp | undefined => {
+        if (written.has(id)) return undefined;
+        const stored = live.get(id) ?? retired.get(id);
+        if (stored === undefined) return undefined;
+        written.add(id);
+        return { op: 'msg', id, message: stored };
+      };
+      for (const [topic, id] of retained) {
+        const put = message(id);
+        if (put !== undefined) yield put;
+        yield { op: 'retain', topic, messageId: id };
+      }
+      for (const session of sessions) {
+        const clientId = session.clientId;
+        yield { op: 'session', clientId, expiryInterval: session.expiryInterval, expiresAt: session.expiresAt };
+        for (const entry of session.subscriptions) yield { op: 'sub', clientId, entry };
+        for (let index = 0; index < session.queue.length; index++) {
+          const delivery = session.queue[index]!;
+          const put = message(delivery.messageId);
+          if (put !== undefined) yield put;
+          yield { op: 'enqueue', clientId, entryId: session.queueIds[index]!, delivery };
+        }
+        for (const { packetId, delivery } of session.inflight) {
+          if (delivery === undefined) continue;
+          const put = message(delivery.messageId);
+          if (put !== undefined) yield put;
+          yield { op: 'inflight', clientId, packetId, delivery, fromEntryId: undefined };
+        }
+        for (const { packetId, delivery } of session.inflight) {
+          if (delivery === undefined) yield { op: 'inflight-pubrel', clientId, packetId };
+        }
+        for (const packetId of session.inboundQos2) yield { op: 'qos2', clientId, packetId };
+      }
+      for (const will of wills) yield { op: 'will', will };
+    }
+    return {
+      ops,
+      release: () => {
+        if (this.#retired === retired) this.#retired = undefined;
+      },
     };
-    for (const [topic, id] of this.retained) {
-      const put = message(id);
-      if (put !== undefined) yield put;
-      yield { op: 'retain', topic, messageId: id };
-    }
-    for (const session of this.sessions.values()) {
-      const clientId = session.clientId;
-      yield { op: 'session', clientId, expiryInterval: session.expiryInterval, expiresAt: session.expiresAt };
-      for (const entry of session.subscriptions.values()) yield { op: 'sub', clientId, entry };
-      for (const [entryId, delivery] of session.queue) {
-        const put = message(delivery.messageId);
-        if (put !== undefined) yield put;
-        yield { op: 'enqueue', clientId, entryId, delivery };
-      }
-      for (const [packetId, entry] of session.inflight) {
-        if (entry.delivery === undefined) continue;
-        const put = message(entry.delivery.messageId);
-        if (put !== undefined) yield put;
-        yield { op: 'inflight', clientId, packetId, delivery: entry.delivery, fromEntryId: undefined };
-      }
-      for (const [packetId, entry] of session.inflight) {
-        if (entry.delivery === undefined) yield { op: 'inflight-pubrel', clientId, packetId };
-      }
-      for (const packetId of session.inboundQos2) yield { op: 'qos2', clientId, packetId };
-    }
-    for (const will of this.wills.values()) yield { op: 'will', will };
   }
+}
+
+export interface FrozenState {
+  ops(): Generator<StoreOp>;
+  /** The snapshot is written (or abandoned): stop keeping forgotten messages for it. */
+  release(): void;
 }
 
 export function messageBytes(message: Message): number {
