@@ -6,6 +6,7 @@
 
 import { parseSharedSubscription, topicNameProblem, validateTopicFilter } from '../topic/validate.js';
 import { MqttError, malformed, protocolError } from './errors.js';
+import { bufferView, viewsAsBuffer } from './packet-buffer.js';
 import type {
   AuthPacket,
   ConnackPacket,
@@ -83,6 +84,10 @@ export class Decoder {
   private asmFill = 0;
   private readonly vr: VarintRead = { value: 0, next: 0 };
   private readonly pr: VarintRead = { value: 0, next: 0 };
+  /** The buffer whose payload views are made by bufferView, with its memory and offset in it (looked up once). */
+  private viewSource: Uint8Array | null = null;
+  private viewMemory: ArrayBuffer | null = null;
+  private viewBase = 0;
   /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
   private connectSeen = false;
   /** Read position inside a CONNECT being decoded (see connect). */
@@ -334,13 +339,24 @@ export class Decoder {
     return {
       type: 'publish',
       topic,
-      payload: buf.subarray(p, end),
+      payload: this.view(buf, p, end),
       qos,
       retain: (flags & 1) === 1,
       dup: (flags & 8) === 8,
       packetId,
       properties,
     };
+  }
+
+  /** buf.subarray(start, end), for a Node Buffer without Buffer#subarray's native `.buffer` lookup per call. */
+  private view(buf: Uint8Array, start: number, end: number): Uint8Array {
+    if (buf !== this.viewSource) {
+      if (!viewsAsBuffer(buf)) return buf.subarray(start, end);
+      this.viewSource = buf;
+      this.viewMemory = buf.buffer as ArrayBuffer;
+      this.viewBase = buf.byteOffset;
+    }
+    return bufferView(this.viewMemory!, this.viewBase + start, end - start);
   }
 
   private pubAck(type: 'puback' | 'pubrec' | 'pubrel' | 'pubcomp', buf: Uint8Array, p: number, end: number): Packet {

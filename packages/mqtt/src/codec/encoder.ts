@@ -4,6 +4,7 @@
 
 import { topicNameProblem, validateTopicFilter } from '../topic/validate.js';
 import { MqttError } from './errors.js';
+import { allocatePacket } from './packet-buffer.js';
 import type {
   ConnackPacket,
   ConnectPacket,
@@ -18,7 +19,7 @@ import type {
 } from './packets.js';
 import { type PropertyContext, propertiesLength, writeProperties, writeString } from './properties.js';
 import { allowedReasonCodes, allowedSubackCodes311 } from './reason-codes.js';
-import { allocatePacket, topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
+import { topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
 import { VARINT_MAX, varintLength, writeVarint } from './varint.js';
 
 // Results of the last measure(): read by the write step that immediately follows (single-threaded, no re-entry).

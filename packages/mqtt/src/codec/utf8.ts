@@ -98,20 +98,7 @@ interface Latin1Sliceable extends Uint8Array {
 }
 
 // Found through globalThis, so browsers (no Buffer) load this module and simply skip the fast paths.
-const NodeBuffer = (globalThis as unknown as { Buffer?: (new () => Latin1Sliceable) & NodeBufferStatics }).Buffer;
-
-interface NodeBufferStatics {
-  allocUnsafe(size: number): Uint8Array;
-}
-
-/**
- * A buffer for one encoded packet. On Node, Buffer.allocUnsafe: a slice of Node's shared pool, so a small packet
- * costs no allocation of its own (every byte of it is written by the encoder, so nothing stale is visible through
- * it; its `.buffer` is the pool, as with any pooled Buffer). Elsewhere a plain Uint8Array.
- */
-export function allocatePacket(size: number): Uint8Array {
-  return NodeBuffer === undefined ? new Uint8Array(size) : NodeBuffer.allocUnsafe(size);
-}
+const NodeBuffer = (globalThis as unknown as { Buffer?: new () => Latin1Sliceable }).Buffer;
 
 // Anything that needs the full UTF-8 decode or a topic name error: U+0000, the wildcards, any byte from 0x80.
 const NOT_PLAIN_TOPIC = /[\0#+\u0080-\u00ff]/;
