@@ -183,6 +183,9 @@ async function receive(
   const queue: Buffer[] = [];
   let queued = 0;
   let done = start;
+  // A throttled (simulated slow) link takes one chunk at a time: the rest waits in TCP, not in memory, as it would
+  // on a real slow link, so a cut in the middle still finds most of the artifact not yet received.
+  const highWater = options.bytesPerSecond !== undefined && options.bytesPerSecond > 0 ? 1 : RECEIVE_HIGH_WATER;
   let ended = false;
   let failure: Error | undefined;
   let wake: (() => void) | undefined;
@@ -199,7 +202,7 @@ async function receive(
     } else {
       queue.push(chunk);
       queued += chunk.length;
-      if (queued >= RECEIVE_HIGH_WATER) response.pause();
+      if (queued >= highWater) response.pause();
     }
     notify();
   });
@@ -231,7 +234,7 @@ async function receive(
           const wait = began + ((done - start) * 1000) / throttle - Date.now();
           if (wait > 0) await sleep(wait, options.signal);
         }
-        if (response.isPaused() && queued < RECEIVE_HIGH_WATER / 4 && failure === undefined) response.resume();
+        if (response.isPaused() && queued < highWater / 4 && failure === undefined) response.resume();
       }
       if (failure !== undefined || ended) break;
       await new Promise<void>((resolve) => {
