@@ -3,12 +3,10 @@
 // identifiers, shared subscriptions), authentication and ACL refusals, TLS with client certificates, WebSocket,
 // and a broker process killed with SIGKILL mid-stream while a client publishes from a file store.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type Broker, type BrokerOptions, createBroker } from '@otalink/broker';
 import { Decoder, MqttError, type Packet, type ProtocolVersion } from '@otalink/mqtt';
 import { pino } from 'pino';
@@ -22,6 +20,7 @@ import {
   type TransportFactory,
 } from '../../packages/mqtt/src/client/index.js';
 import { tcpTransport } from '../../packages/mqtt/src/client/transports/tcp.js';
+import { BrokerProcess } from '../support/broker-process.js';
 
 const fast = { initialDelayMs: 20, maxDelayMs: 250 };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -856,49 +855,6 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
     }
   });
 });
-
-/** The broker as a child process (test/support/otalink-broker-process.ts), restartable on the same port. */
-class BrokerProcess {
-  private child: ChildProcess | undefined;
-  port = 0;
-  private static readonly script = fileURLToPath(new URL('../support/otalink-broker-process.ts', import.meta.url));
-
-  async run(port = 0): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', BrokerProcess.script, JSON.stringify({ port })], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    let out = '';
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    this.port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the broker process did not start: ${err}`)), 20_000);
-      child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const line = out.split('\n')[0];
-        if (out.includes('\n') && line !== undefined) {
-          clearTimeout(timer);
-          resolve((JSON.parse(line) as { port: number }).port);
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`the broker process exited (${code}): ${err}`));
-      });
-    });
-  }
-
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    this.child = undefined;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill(signal);
-    await exited;
-  }
-}
 
 for (const qos of [1, 2] as const) {
   test(`broker process SIGKILLed mid-stream and restarted on its port: the client reconnects and every queued QoS ${qos} message is acknowledged`, async () => {

@@ -3,48 +3,11 @@
 // one burst in the first milliseconds after the restart (the thundering herd that MQTT.js#1825 / #561 describe),
 // and every one of them does come back by itself.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { connect, type MqttClient } from '../../packages/mqtt/src/client/index.js';
+import { BrokerProcess } from '../support/broker-process.js';
 
 const CLIENTS = 1000;
-const script = fileURLToPath(new URL('../support/otalink-broker-process.ts', import.meta.url));
-
-async function startBroker(port = 0): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, JSON.stringify({ port })], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const started = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the broker process did not start: ${err}`)), 20_000);
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const line = out.split('\n')[0];
-      if (out.includes('\n') && line !== undefined) {
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { port: number }).port);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the broker process exited (${code}): ${err}`));
-    });
-  });
-  return { child, port: started };
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
@@ -52,7 +15,8 @@ function percentile(sorted: number[], p: number): number {
 test(`${CLIENTS} clients after a broker restart reconnect spread out, and all of them`, {
   timeout: 150_000,
 }, async (t) => {
-  let broker = await startBroker();
+  const broker = new BrokerProcess();
+  await broker.run();
   const port = broker.port;
   const clients: MqttClient[] = [];
   try {
@@ -72,11 +36,11 @@ test(`${CLIENTS} clients after a broker restart reconnect spread out, and all of
       client.on('error', () => failedAttempts.count++);
     }
 
-    await kill(broker.child);
+    await broker.kill('SIGKILL');
     const killedAt = Date.now();
     // Down for a while, as a real broker restart is: the early attempts are refused and back off further.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    broker = await startBroker(port);
+    await broker.run(port);
     const restartedAt = Date.now();
 
     const deadline = Date.now() + 65_000;
@@ -110,6 +74,6 @@ test(`${CLIENTS} clients after a broker restart reconnect spread out, and all of
     t.diagnostic(summary);
   } finally {
     await Promise.all(clients.map((c) => c.end().catch(() => {})));
-    await kill(broker.child);
+    await broker.kill('SIGKILL');
   }
 });
