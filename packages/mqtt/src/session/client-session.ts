@@ -671,6 +671,19 @@ export class ClientSession {
   private pump(step: Step, now: number): void {
     if (this.state !== 'connected') return;
     const window = Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
+    // A full window refills a quarter at a time, not one message per PUBACK: acks arrive one or two per read, and a
+    // write per read made the system calls most of the cost of a saturated stream. Small windows still refill by one.
+    const refill = Math.max(1, window >> 2);
+    const head = this.queue.peek();
+    if (
+      head !== undefined &&
+      head.qos > 0 &&
+      this.inflight.size > 0 &&
+      window - this.inflight.size < refill &&
+      this.queue.length > window - this.inflight.size
+    ) {
+      return;
+    }
     for (;;) {
       const entry = this.queue.peek();
       if (entry === undefined) return;
