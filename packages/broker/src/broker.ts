@@ -45,6 +45,8 @@ export interface Broker {
 
 /** Sockets beyond the connection limit still waiting for a CONNECT to refuse; past this many they are cut at once. */
 const MAX_REFUSING = 1000;
+/** How long close() waits for connections to end after DISCONNECT 0x8B before it destroys what is left. */
+const CLOSE_LIMIT_MS = 5000;
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   const limits = { ...defaultLimits, ...options.limits };
@@ -167,7 +169,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       core.ticker.stop();
       const closing = handles.map((h) => h.close());
       if (metricsServer !== undefined) closing.push(metricsServer.close());
-      const gone = [...core.connections].map(
+      const connections = [...core.connections];
+      const gone = connections.map(
         (connection) =>
           new Promise<void>((resolve) => {
             if (connection.state === 'closed') return resolve();
@@ -175,7 +178,21 @@ export function createBroker(options: BrokerOptions = {}): Broker {
             connection.close(0x8b, 'server shutting down');
           }),
       );
-      await Promise.all([...closing, ...gone]);
+      // Each connection has its own close grace; this bounds the whole shutdown should a stream never report 'close'.
+      const stragglers = setTimeout(() => {
+        const open = connections.filter((c) => c.state !== 'closed');
+        resolved.logger.warn(
+          { code: 'BROKER_ERR_CLOSE_TIMEOUT', connections: open.length },
+          'shutdown: connections still open, destroying them',
+        );
+        for (const connection of open) connection.destroy();
+      }, CLOSE_LIMIT_MS);
+      await Promise.race([
+        Promise.all(gone),
+        new Promise<void>((resolve) => setTimeout(resolve, CLOSE_LIMIT_MS + 1000).unref()),
+      ]);
+      clearTimeout(stragglers);
+      await Promise.all(closing);
       await store.flush().catch((error: unknown) => {
         resolved.logger.error({ code: 'BROKER_ERR_STORE', err: error }, 'store: last writes failed at shutdown');
       });

@@ -26,7 +26,8 @@ export type BrokerErrorCode =
   | 'BROKER_ERR_RECEIVE_MAXIMUM_EXCEEDED'
   | 'BROKER_ERR_TOPIC_ALIAS_INVALID'
   | 'BROKER_ERR_SESSION_TAKEN_OVER'
-  | 'BROKER_ERR_SOCKET';
+  | 'BROKER_ERR_SOCKET'
+  | 'BROKER_ERR_CLOSE_TIMEOUT';
 
 export class BrokerError extends Error {
   override readonly name = 'BrokerError';

@@ -3,8 +3,20 @@ import type { TLSSocket } from 'node:tls';
 import { BrokerError } from '../errors.js';
 import type { ListenerOptions } from '../options.js';
 
+/** Every raw socket a listener accepted and that is still open, so that closing can end the stragglers. */
+const openSockets = new WeakMap<Server, Set<Socket>>();
+
+/** How long closing a listener waits for its sockets to end by themselves before it destroys them. */
+const CLOSE_LIMIT_MS = 5000;
+
 export function listen(server: Server, options: ListenerOptions): Promise<{ host: string; port: number }> {
   const host = options.host ?? '0.0.0.0';
+  const sockets = new Set<Socket>();
+  openSockets.set(server, sockets);
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => {
       reject(
@@ -23,8 +35,21 @@ export function listen(server: Server, options: ListenerOptions): Promise<{ host
   });
 }
 
+/**
+ * Stops accepting and resolves once every accepted socket has ended. The broker ends its connections itself; a
+ * socket it never got (a transport handshake in progress) or one that does not let go is destroyed after
+ * CLOSE_LIMIT_MS, so that a shutdown is bounded.
+ */
 export function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      for (const socket of openSockets.get(server) ?? []) socket.destroy();
+    }, CLOSE_LIMIT_MS);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** The subject CN of a client certificate the TLS layer verified, if any. */
