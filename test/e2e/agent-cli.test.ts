@@ -31,6 +31,7 @@ before(async () => {
   stack = await startStack({
     home,
     httpPort: 0,
+    dashboardPort: false,
     mqttPort: 0,
     logger: pino({ level: process.env.OTA_E2E_LOG ?? 'silent' }),
     sysIntervalSeconds: 0,

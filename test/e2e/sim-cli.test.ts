@@ -55,6 +55,7 @@ test('otalink sim --vehicles 40 over mutual TLS: every knob plays out and the ca
   stack = await startStack({
     home,
     httpPort: 0,
+    dashboardPort: false,
     mqttPort: 0,
     logger: pino({ level: process.env.OTA_E2E_LOG ?? 'silent' }),
     sysIntervalSeconds: 0,
