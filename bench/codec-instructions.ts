@@ -11,7 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Decoder, encode, encodeInto, type ProtocolVersion, type PublishPacket, type QoS } from '@otalink/mqtt/codec';
+import { Decoder, encode, encodeInto, type ProtocolVersion, type QoS } from '@otalink/mqtt/codec';
+import { publishPackets } from './lib/codec-fixtures.js';
 
 type Op = 'parse' | 'encodeInto' | 'encode';
 
@@ -22,49 +23,9 @@ interface Case {
   payloadBytes: number;
 }
 
-const VIN_ALPHABET = 'ABCDEFGHJKLMNPRSTUVWXYZ0123456789';
-
-/** The topics of bench/codec.ts: `ota/<VIN>/status` over 1000 distinct VINs. */
-function topics(): string[] {
-  let seed = 0x2545f491;
-  const random = () => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 0x100000000;
-  };
-  const out = new Set<string>();
-  while (out.size < 1000) {
-    let vin = '';
-    for (let i = 0; i < 17; i++) vin += VIN_ALPHABET[Math.floor(random() * VIN_ALPHABET.length)];
-    out.add(`ota/${vin}/status`);
-  }
-  return [...out];
-}
-
-function packets(c: Case, count: number): PublishPacket[] {
-  const all = topics();
-  const payload = Buffer.alloc(c.payloadBytes);
-  for (let i = 0; i < c.payloadBytes; i++) payload[i] = (i * 31 + 7) & 0xff;
-  const out: PublishPacket[] = [];
-  for (let i = 0; i < count; i++) {
-    out.push({
-      type: 'publish',
-      topic: all[i % all.length]!,
-      payload,
-      qos: c.qos,
-      retain: false,
-      dup: false,
-      packetId: c.qos > 0 ? (i % 65535) + 1 : undefined,
-      properties: undefined,
-    });
-  }
-  return out;
-}
-
 /** Runs `warm` packets, then `n`, through the case's operation, 1000 packets per call of a batch function. */
 function child(c: Case, warm: number, n: number): void {
-  const list = packets(c, 1000);
+  const list = publishPackets({ topics: 'distinct', qos: c.qos, payloadBytes: c.payloadBytes }, 1000);
   let sink = 0;
   let batch: () => void;
   if (c.op === 'parse') {

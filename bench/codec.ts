@@ -10,9 +10,10 @@
 // so nothing that remembers recent topics can flatter either side; one row repeats a single topic for contrast.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Decoder, encode, encodeInto, type ProtocolVersion, type PublishPacket, type QoS } from '@otalink/mqtt/codec';
+import { Decoder, encode, encodeInto, type ProtocolVersion, type QoS } from '@otalink/mqtt/codec';
 import mqttPacket from 'mqtt-packet';
 import { runChild } from './lib/child.js';
+import { payloadOf, publishPackets, statusTopics } from './lib/codec-fixtures.js';
 import { machineInfo } from './lib/machine.js';
 import { DEFAULT_MEASURE, type Measurement, type MeasureOptions, measure } from './lib/measure.js';
 import { formatTable } from './lib/table.js';
@@ -67,57 +68,8 @@ function caseName(s: Spec): string {
 
 // ---- fixtures ----
 
-const VIN_ALPHABET = 'ABCDEFGHJKLMNPRSTUVWXYZ0123456789'; // VINs never use I, O or Q
-
-function vins(count: number): string[] {
-  let seed = 0x2545f491;
-  const random = () => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 0x100000000;
-  };
-  const out = new Set<string>();
-  while (out.size < count) {
-    let vin = '';
-    for (let i = 0; i < 17; i++) vin += VIN_ALPHABET[Math.floor(random() * VIN_ALPHABET.length)];
-    out.add(vin);
-  }
-  return [...out];
-}
-
-function topicList(set: TopicSet): string[] {
-  const all = vins(1000).map((vin) => `ota/${vin}/status`);
-  return set === 'single' ? [all[0]!] : all;
-}
-
-function payloadOf(bytes: number): Buffer {
-  const payload = Buffer.alloc(bytes);
-  for (let i = 0; i < bytes; i++) payload[i] = (i * 31 + 7) & 0xff;
-  return payload;
-}
-
-function ourPackets(s: Spec, count: number): PublishPacket[] {
-  const topics = topicList(s.topics);
-  const payload = payloadOf(s.payloadBytes);
-  const packets: PublishPacket[] = [];
-  for (let i = 0; i < count; i++) {
-    packets.push({
-      type: 'publish',
-      topic: topics[i % topics.length]!,
-      payload,
-      qos: s.qos,
-      retain: false,
-      dup: false,
-      packetId: s.qos > 0 ? (i % 65535) + 1 : undefined,
-      properties: undefined,
-    });
-  }
-  return packets;
-}
-
 function theirPackets(s: Spec, count: number): mqttPacket.IPublishPacket[] {
-  const topics = topicList(s.topics);
+  const topics = statusTopics(s.topics);
   const payload = payloadOf(s.payloadBytes);
   const packets: mqttPacket.IPublishPacket[] = [];
   for (let i = 0; i < count; i++) {
@@ -138,7 +90,7 @@ function theirPackets(s: Spec, count: number): mqttPacket.IPublishPacket[] {
 /** The byte stream a socket would deliver, cut as `chunking` says (chunks split packets wherever they fall). */
 function streamChunks(s: Spec): { chunks: Buffer[]; packets: number } {
   const count = s.payloadBytes >= 1024 ? 2000 : 8000;
-  const frames = ourPackets(s, count).map((p) => encode(p, s.version));
+  const frames = publishPackets(s, count).map((p) => encode(p, s.version));
   const stream = Buffer.concat(frames);
   if (s.chunking === 'whole') return { chunks: [stream], packets: count };
   const size = s.chunking === '16KiB' ? 16 * 1024 : 64 * 1024;
@@ -192,7 +144,7 @@ function benchParseTheirs(s: Spec, options: MeasureOptions): Measurement {
 const WRITE_BUFFER_BYTES = 64 * 1024;
 
 function benchEncodeIntoOurs(s: Spec, options: MeasureOptions): Measurement {
-  const packets = ourPackets(s, 1000);
+  const packets = publishPackets(s, 1000);
   const version = s.version;
   // A Node Buffer, as a socket's write buffer is on Node (the codec writes ASCII topics natively into Buffers).
   const buf = Buffer.allocUnsafe(WRITE_BUFFER_BYTES);
@@ -235,7 +187,7 @@ function benchWriteToStreamTheirs(s: Spec, options: MeasureOptions): Measurement
 }
 
 function benchEncodeOurs(s: Spec, options: MeasureOptions): Measurement {
-  const packets = ourPackets(s, 1000);
+  const packets = publishPackets(s, 1000);
   const version = s.version;
   let bytes = 0;
   const m = measure(() => {
