@@ -206,8 +206,6 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 }
 
 describe('11 transport handshakes are bounded by the CONNECT timeout', { timeout: 120_000 }, () => {
-  // Retried (up to 3 fresh brokers, each failure reported): this scenario failed about once in three full CI-like
-  // runs under load and never alone, with every wait bounded; the cause is not found yet (see the closing notes).
   test('a silent socket on the TLS and WebSocket listeners is closed; an upgraded WebSocket stays open', async (t) => {
     const certs = makeCertificates();
     if (certs === undefined) return t.skip('openssl CLI not installed');
@@ -229,6 +227,9 @@ describe('11 transport handshakes are bounded by the CONNECT timeout', { timeout
         for (const port of [secure!.port, ws!.port]) {
           const socket = netConnect({ host: '127.0.0.1', port });
           socket.on('error', () => {});
+          // Read whatever the server says before it closes (the WebSocket listener's HTTP server may answer a silent
+          // socket with 408 before our handshake timer destroys it): unread data would hold back 'end' and 'close'.
+          socket.resume();
           const started = Date.now();
           const closed = await new Promise<boolean>((resolve) => {
             const timer = setTimeout(() => resolve(false), 10_000);
@@ -254,15 +255,7 @@ describe('11 transport handshakes are bounded by the CONNECT timeout', { timeout
       }
     };
     try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await scenario();
-          return;
-        } catch (error) {
-          t.diagnostic(`attempt ${attempt} failed: ${(error as Error).message}`);
-          if (attempt === 3) throw error;
-        }
-      }
+      await scenario();
     } finally {
       certs.remove();
     }
