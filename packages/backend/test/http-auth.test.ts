@@ -173,6 +173,7 @@ describe('open without a token', () => {
     assert.equal((await app.inject('/openapi.json')).statusCode, 200);
     assert.equal((await app.inject('/')).statusCode, 200);
     assert.equal((await app.inject('/dashboard.js')).statusCode, 200);
+    assert.equal((await app.inject('/api/v1/signing-keys')).statusCode, 200, 'public keys, for provisioning');
     const download = await app.inject(service.signArtifactUrl(sha256, 60_000));
     assert.equal(download.statusCode, 200);
     assert.equal(download.body, 'firmware');
