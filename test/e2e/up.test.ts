@@ -2,11 +2,12 @@
 // prints its summary; the API answers over HTTPS (trusting the dev CA it created), the dashboard is served, the 100
 // simulated vehicles are registered and online, the sample campaign updates all of them at its growing rate, and
 // SIGTERM brings it down with exit code 0. A second run on the same directory reuses the CA and the vehicles'
-// registrations and does not start the campaign again.
+// registrations and does not start the campaign again. The API wants the admin token `up` prints (and keeps in
+// <home>/backend/admin-token, 0600), which `otalink campaign` finds by itself.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -15,10 +16,16 @@ import { after, test } from 'node:test';
 
 const root = new URL('../..', import.meta.url).pathname;
 const READY = 'Ctrl-C stops everything.';
+/** The admin token `up` printed, sent by getJson. */
+let bearer: string | undefined;
 
-async function get(url: string, ca: string): Promise<{ status: number; type: string; text: string }> {
+async function get(
+  url: string,
+  ca: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { ca, timeout: 15_000 }, (res) => {
+    const req = request(url, { ca, timeout: 15_000, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
@@ -36,7 +43,7 @@ async function get(url: string, ca: string): Promise<{ status: number; type: str
 }
 
 async function getJson(url: string, ca: string): Promise<{ status: number; body: unknown }> {
-  const response = await get(url, ca);
+  const response = await get(url, ca, bearer === undefined ? {} : { authorization: `Bearer ${bearer}` });
   return { status: response.status, body: JSON.parse(response.text) };
 }
 
@@ -151,6 +158,17 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   assert.match(first.stdout(), /mqtts:\/\/127\.0\.0\.1:\d+/);
   const ca = await readFile(join(home, 'pki', 'ca.pem'), 'utf8');
 
+  // The bootstrap admin token: printed, in a 0600 file, and needed: the API refuses requests without it.
+  const tokenFile = join(home, 'backend', 'admin-token');
+  bearer = /API token\s+(otk_\S+)/.exec(first.stdout())?.[1];
+  assert.ok(bearer !== undefined, first.stdout());
+  assert.equal((await readFile(tokenFile, 'utf8')).trim(), bearer);
+  assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+  assert.ok(!first.stderr().includes(bearer.split('.')[1] as string), 'the token is not in the log');
+  const anonymous = await get(`${first.api}/vehicles`, ca);
+  assert.equal(anonymous.status, 401);
+  assert.equal(JSON.parse(anonymous.text).error.code, 'OTA_ERR_UNAUTHORIZED');
+
   const health = await getJson(new URL('/healthz', first.dashboard).toString(), ca);
   assert.deepEqual(health, { status: 200, body: { status: 'ok' } });
   const page = await get(first.dashboard, ca);
@@ -178,6 +196,32 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   assert.equal(finished.counts.SUCCEEDED, 100);
   assert.equal(finished.rollout.kind, 'exponential');
   await until(async () => (first.stdout().includes(`campaign ${campaignId}: COMPLETED`) ? true : undefined), 10_000);
+
+  // `npx otalink campaign status` with nothing but the API address: the CLI reads the token file under OTALINK_HOME.
+  const status = spawn(
+    process.execPath,
+    [
+      'bin/otalink.js',
+      'campaign',
+      'status',
+      campaignId,
+      '--api',
+      first.api.replace(/\/api\/v1$/, ''),
+      '--cafile',
+      join(home, 'pki', 'ca.pem'),
+    ],
+    { cwd: root, env: { ...process.env, OTALINK_HOME: home, OTALINK_TOKEN: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let statusOut = '';
+  status.stdout?.on('data', (c: Buffer) => {
+    statusOut += c.toString();
+  });
+  status.stderr?.on('data', (c: Buffer) => {
+    statusOut += c.toString();
+  });
+  const [statusCode] = (await once(status, 'exit')) as [number | null];
+  assert.equal(statusCode, 0, statusOut);
+  assert.match(statusOut, /COMPLETED/);
   assert.ok(existsSync(join(home, 'broker')), 'the broker keeps its durable store in the data directory');
 
   const stopped = await first.stop();
@@ -186,6 +230,7 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
 
   const second = await startUp(home);
   assert.equal(await readFile(join(home, 'pki', 'ca.pem'), 'utf8'), ca, 'the CA is reused');
+  assert.equal(/API token\s+(otk_\S+)/.exec(second.stdout())?.[1], bearer, 'the same admin token after a restart');
   const again = await vehicles(second.api, ca);
   assert.equal(again.length, 100);
   assert.equal(again.filter((v) => v.online).length, 100);

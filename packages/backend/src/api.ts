@@ -432,6 +432,39 @@ export const BackendStatsSchema = Type.Object({
 });
 export type BackendStats = Static<typeof BackendStatsSchema>;
 
+// ---------------------------------------------------------------- API tokens
+
+/** What a token may do: viewer reads (GET, event streams); operator also writes; admin also manages tokens. */
+export const API_ROLES = ['viewer', 'operator', 'admin'] as const;
+export type ApiRole = (typeof API_ROLES)[number];
+export const ApiRoleSchema = Type.Union(API_ROLES.map((r) => Type.Literal(r)));
+
+/** A token's identifier: the public part of `otk_<id>.<secret>`, safe to log and to show in lists. */
+export const TOKEN_ID_PATTERN = '^[0-9a-f]{16}$';
+
+export const ApiTokenCreateSchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128, description: 'who or what uses it (shown in lists and logs)' }),
+  role: ApiRoleSchema,
+});
+export type ApiTokenCreate = Static<typeof ApiTokenCreateSchema>;
+
+export const ApiTokenInfoSchema = Type.Object({
+  id: Type.String({ pattern: TOKEN_ID_PATTERN }),
+  name: Type.String(),
+  role: ApiRoleSchema,
+  createdAt: EpochMs,
+  /** Set once revoked; a revoked token is refused (401) and stays listed for the record. */
+  revokedAt: Type.Optional(EpochMs),
+});
+export type ApiTokenInfo = Static<typeof ApiTokenInfoSchema>;
+
+export const ApiTokenCreatedSchema = Type.Object({
+  /** The secret itself, `otk_<id>.<secret>`: shown this once, only its hash is stored. */
+  token: Type.String(),
+  info: ApiTokenInfoSchema,
+});
+export type ApiTokenCreated = Static<typeof ApiTokenCreatedSchema>;
+
 // ---------------------------------------------------------------- errors
 
 export type BackendErrorCode =
@@ -539,4 +572,16 @@ export interface BackendService {
   subscribeCampaign(campaignId: string, listener: CampaignListener): Promise<() => void>;
 
   stats(): Promise<BackendStats>;
+
+  // API tokens
+  /** A new random token; the secret is in the answer only (the store keeps its SHA-256). */
+  createApiToken(input: ApiTokenCreate): Promise<ApiTokenCreated>;
+  /** Every token, revoked ones included, oldest first. */
+  listApiTokens(): Promise<ApiTokenInfo[]>;
+  /** OTA_ERR_NOT_FOUND when unknown; revoking twice keeps the first revocation time. */
+  revokeApiToken(id: string): Promise<ApiTokenInfo>;
+  /** The token's info when it is well-formed, known and not revoked; undefined otherwise (compared in constant time). */
+  authenticateApiToken(token: string): Promise<ApiTokenInfo | undefined>;
+  /** One token's info (sessions re-check it on every request); undefined when unknown. */
+  getApiToken(id: string): Promise<ApiTokenInfo | undefined>;
 }

@@ -9,6 +9,8 @@ import { BackendError, type BackendService } from './api.js';
 import { ArtifactFiles } from './artifacts/files.js';
 import { Keyring } from './artifacts/keys.js';
 import { loadOrCreateUrlSecret } from './artifacts/signed-url.js';
+import { ADMIN_TOKEN_FILE, ensureBootstrapToken } from './auth/bootstrap.js';
+import { ApiTokens } from './auth/tokens.js';
 import { type Clock, systemClock } from './clock.js';
 import { type CommandSink, Orchestrator } from './engine/orchestrator.js';
 import { defaultLogger, type Logger } from './logger.js';
@@ -44,6 +46,11 @@ export interface BackendOptions {
   fleetIntervalMs?: number;
   /** Register unknown vehicles from their online presence; default true. */
   autoRegister?: boolean;
+  /**
+   * Where the first admin token goes when the store has no API token (mode 0600); default
+   * `<dataDir>/admin-token`; false: create none (the embedder creates tokens through the service).
+   */
+  adminTokenFile?: string | false;
 }
 
 export interface Backend {
@@ -51,6 +58,8 @@ export interface Backend {
   /** The engine, for in-process ingest (tests, the simulator) and flushNow(). Available after start(). */
   readonly engine: Orchestrator;
   readonly topics: OtaTopics;
+  /** The bootstrap admin token's file (it may not exist: no token was created, or it was deleted). */
+  readonly adminTokenFile: string | undefined;
   start(): Promise<void>;
   close(): Promise<void>;
 }
@@ -70,6 +79,8 @@ export function createBackend(options: BackendOptions): Backend {
   let store: BackendStore | undefined;
   let bridge: MqttBridge | undefined;
   let state: 'idle' | 'starting' | 'started' | 'closed' = 'idle';
+  const adminTokenFile =
+    options.adminTokenFile === false ? undefined : resolve(options.adminTokenFile ?? join(dataDir, ADMIN_TOKEN_FILE));
 
   const notStarted = () => new BackendError('OTA_ERR_UNAVAILABLE', 'the backend is not started');
   // Every call goes to the service once started; before that, a clear refusal instead of a crash.
@@ -104,6 +115,8 @@ export function createBackend(options: BackendOptions): Backend {
       const files = new ArtifactFiles(join(dataDir, 'artifacts'));
       const keyring = await Keyring.open(dataDir, store, () => clock.now());
       const urlSecret = loadOrCreateUrlSecret(dataDir);
+      const tokens = new ApiTokens(store, () => clock.now());
+      if (adminTokenFile !== undefined) await ensureBootstrapToken(tokens, adminTokenFile, logger);
       let sink: CommandSink;
       if (options.commandSink !== undefined) sink = options.commandSink;
       else if (options.mqtt !== undefined) {
@@ -143,6 +156,7 @@ export function createBackend(options: BackendOptions): Backend {
         vinMode,
         maxArtifactBytes: options.maxArtifactBytes ?? 4 * 1024 ** 3,
         mqttConnected: () => connectedBridge?.connected ?? false,
+        tokens,
       });
       state = 'started';
       logger.info({ dataDir, mqtt: bridge !== undefined, prefix: topics.prefix }, 'backend started');
@@ -168,6 +182,7 @@ export function createBackend(options: BackendOptions): Backend {
       return engine;
     },
     topics,
+    adminTokenFile,
     start,
     close: async () => {
       if (state === 'closed') return;

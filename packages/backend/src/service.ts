@@ -14,6 +14,9 @@ import {
 import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
+  type ApiTokenCreate,
+  type ApiTokenCreated,
+  type ApiTokenInfo,
   type ArtifactBytes,
   type ArtifactFile,
   type ArtifactInfo,
@@ -41,6 +44,7 @@ import {
 import type { ArtifactFiles } from './artifacts/files.js';
 import type { Keyring } from './artifacts/keys.js';
 import { signArtifactUrl, verifyArtifactSignature } from './artifacts/signed-url.js';
+import type { ApiTokens } from './auth/tokens.js';
 import type { Clock } from './clock.js';
 import type { Orchestrator } from './engine/orchestrator.js';
 import { campaignView, DEFAULT_MANIFEST_TTL_MS, executionView } from './engine/views.js';
@@ -57,6 +61,7 @@ export interface ServiceDeps {
   vinMode: VinMode;
   maxArtifactBytes: number;
   mqttConnected: () => boolean;
+  tokens: ApiTokens;
 }
 
 const DEFAULT_LIMIT = 100;
@@ -455,5 +460,27 @@ export class Service implements BackendService {
       campaignsRunning: this.d.engine.runningCampaigns,
       activeTimers: this.d.engine.activeTimers,
     };
+  }
+
+  // ------------------------------------------------------------------ API tokens
+
+  createApiToken(input: ApiTokenCreate): Promise<ApiTokenCreated> {
+    return this.d.tokens.create(input);
+  }
+
+  listApiTokens(): Promise<ApiTokenInfo[]> {
+    return this.d.tokens.list();
+  }
+
+  revokeApiToken(id: string): Promise<ApiTokenInfo> {
+    return this.d.tokens.revoke(id);
+  }
+
+  authenticateApiToken(token: string): Promise<ApiTokenInfo | undefined> {
+    return this.d.tokens.authenticate(token);
+  }
+
+  getApiToken(id: string): Promise<ApiTokenInfo | undefined> {
+    return this.d.tokens.get(id);
   }
 }

@@ -15,6 +15,13 @@ let service: FakeBackend;
 let app: FastifyInstance;
 let routes: string[];
 let sha256: string;
+/** An admin token's header, sent with every request of this file unless a test says otherwise. */
+let auth: { authorization: string };
+
+function inject(options: InjectOptions | string): Promise<LightMyRequestResponse> {
+  const o: InjectOptions = typeof options === 'string' ? { url: options } : options;
+  return app.inject({ ...o, headers: { ...auth, ...o.headers } });
+}
 
 function assertError(res: LightMyRequestResponse, status: number, code: string, field?: string): void {
   assert.equal(res.statusCode, status, res.body);
@@ -26,7 +33,7 @@ function assertError(res: LightMyRequestResponse, status: number, code: string, 
 }
 
 function upload(query: string, payload: Buffer = BYTES, contentType = 'application/octet-stream') {
-  return app.inject({
+  return inject({
     method: 'POST',
     url: `/api/v1/artifacts?${query}`,
     payload,
@@ -37,6 +44,7 @@ function upload(query: string, payload: Buffer = BYTES, contentType = 'applicati
 before(async () => {
   service = new FakeBackend();
   ({ app, routes } = await buildBackendApp({ service, uploadLimitBytes: 4096 }));
+  auth = (await service.bearer('admin')).headers;
   const res = await upload('name=fw&version=1.2.3&hardwareIds=hw-a,hw-b');
   assert.equal(res.statusCode, 201, res.body);
   sha256 = (res.json() as { sha256: string }).sha256;
@@ -49,7 +57,7 @@ after(async () => {
 
 describe('vehicles', () => {
   test('POST /vehicles registers, GET lists and reads one', async () => {
-    const created = await app.inject({
+    const created = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: {
@@ -63,68 +71,68 @@ describe('vehicles', () => {
     assert.equal(created.statusCode, 201, created.body);
     assert.equal(created.json().vin, VIN);
     assert.deepEqual(created.json().attributes, { color: 'red' });
-    const list = await app.inject('/api/v1/vehicles?limit=10');
+    const list = await inject('/api/v1/vehicles?limit=10');
     assert.equal(list.statusCode, 200);
     assert.deepEqual(
       list.json().items.map((v: { vin: string }) => v.vin),
       [VIN],
     );
-    const one = await app.inject(`/api/v1/vehicles/${VIN}`);
+    const one = await inject(`/api/v1/vehicles/${VIN}`);
     assert.equal(one.statusCode, 200);
     assert.equal(one.json().installedVersion, '1.0.0');
     assert.equal(one.json().online, false);
   });
 
   test('refusals: schema, service validation, unknown VIN, bad query', async () => {
-    const noModel = await app.inject({
+    const noModel = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: { vin: VIN, hardwareId: 'h' },
     });
     assertError(noModel, 400, 'OTA_ERR_VALIDATION', 'body.model');
-    const badPattern = await app.inject({
+    const badPattern = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: { vin: VIN, model: 'no spaces', hardwareId: 'h' },
     });
     assertError(badPattern, 400, 'OTA_ERR_VALIDATION', 'body.model');
-    const shortVin = await app.inject({
+    const shortVin = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: { vin: 'SHORT', model: 'm', hardwareId: 'h' },
     });
     assertError(shortVin, 400, 'OTA_ERR_VALIDATION', 'vin');
-    assertError(await app.inject(`/api/v1/vehicles/${VIN2}`), 404, 'OTA_ERR_NOT_FOUND');
-    assertError(await app.inject('/api/v1/vehicles/not%20a%20vin'), 400, 'OTA_ERR_VALIDATION', 'params.vin');
-    assertError(await app.inject('/api/v1/vehicles?limit=0'), 400, 'OTA_ERR_VALIDATION', 'query.limit');
-    assertError(await app.inject('/api/v1/vehicles?limit=abc'), 400, 'OTA_ERR_VALIDATION', 'query.limit');
+    assertError(await inject(`/api/v1/vehicles/${VIN2}`), 404, 'OTA_ERR_NOT_FOUND');
+    assertError(await inject('/api/v1/vehicles/not%20a%20vin'), 400, 'OTA_ERR_VALIDATION', 'params.vin');
+    assertError(await inject('/api/v1/vehicles?limit=0'), 400, 'OTA_ERR_VALIDATION', 'query.limit');
+    assertError(await inject('/api/v1/vehicles?limit=abc'), 400, 'OTA_ERR_VALIDATION', 'query.limit');
   });
 
   test('malformed and wrongly typed bodies are JSON 400/415, never a crash', async () => {
-    const badJson = await app.inject({
+    const badJson = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: '{"vin":',
       headers: { 'content-type': 'application/json' },
     });
     assertError(badJson, 400, 'OTA_ERR_VALIDATION', 'body');
-    const empty = await app.inject({
+    const empty = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: '',
       headers: { 'content-type': 'application/json' },
     });
     assertError(empty, 400, 'OTA_ERR_VALIDATION');
-    const xml = await app.inject({
+    const xml = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: '<vin/>',
       headers: { 'content-type': 'application/xml' },
     });
     assertError(xml, 415, 'OTA_ERR_UNSUPPORTED_MEDIA_TYPE');
-    const array = await app.inject({ method: 'POST', url: '/api/v1/vehicles', payload: [1, 2] });
+    const array = await inject({ method: 'POST', url: '/api/v1/vehicles', payload: [1, 2] });
     assertError(array, 400, 'OTA_ERR_VALIDATION');
-    const proto = await app.inject({
+    const proto = await inject({
       method: 'POST',
       url: '/api/v1/vehicles',
       payload: '{"__proto__":{"x":1},"vin":"x"}',
@@ -136,17 +144,17 @@ describe('vehicles', () => {
 
 describe('artifacts', () => {
   test('upload streams the bytes to the service; list and metadata read them back', async () => {
-    const info = await app.inject(`/api/v1/artifacts/${sha256}`);
+    const info = await inject(`/api/v1/artifacts/${sha256}`);
     assert.equal(info.statusCode, 200);
     assert.equal(info.json().size, BYTES.length);
     assert.deepEqual(info.json().hardwareIds, ['hw-a', 'hw-b']);
-    const list = await app.inject('/api/v1/artifacts');
+    const list = await inject('/api/v1/artifacts');
     assert.equal(list.statusCode, 200);
     assert.equal(list.json().items.length, 1);
   });
 
   test('signing keys: the public keys as a list (the real keyring is checked end to end by otalink artifact keys)', async () => {
-    const res = await app.inject('/api/v1/signing-keys');
+    const res = await inject('/api/v1/signing-keys');
     assert.equal(res.statusCode, 200);
     assert.deepEqual(res.json(), { items: [] });
   });
@@ -177,7 +185,7 @@ describe('artifacts', () => {
 
   test('the size limit holds without a Content-Length (chunked body)', async () => {
     const { Readable } = await import('node:stream');
-    const res = await app.inject({
+    const res = await inject({
       method: 'POST',
       url: '/api/v1/artifacts?name=a&version=1&hardwareIds=h',
       payload: Readable.from([Buffer.alloc(3000), Buffer.alloc(3000)]),
@@ -187,15 +195,15 @@ describe('artifacts', () => {
   });
 
   test('unknown and malformed hashes', async () => {
-    assertError(await app.inject(`/api/v1/artifacts/${'a'.repeat(64)}`), 404, 'OTA_ERR_NOT_FOUND');
-    assertError(await app.inject('/api/v1/artifacts/XYZ'), 400, 'OTA_ERR_VALIDATION', 'params.sha256');
+    assertError(await inject(`/api/v1/artifacts/${'a'.repeat(64)}`), 404, 'OTA_ERR_NOT_FOUND');
+    assertError(await inject('/api/v1/artifacts/XYZ'), 400, 'OTA_ERR_VALIDATION', 'params.sha256');
   });
 });
 
 describe('artifact download', () => {
   const url = () => service.signArtifactUrl(sha256, 60_000);
   const get = (headers: Record<string, string> = {}, method: InjectOptions['method'] = 'GET') =>
-    app.inject({ method, url: url(), headers });
+    inject({ method, url: url(), headers });
 
   test('whole file with the strong ETag and Accept-Ranges', async () => {
     const res = await get();
@@ -258,21 +266,21 @@ describe('artifact download', () => {
 
   test('expired, forged, missing and foreign signatures are 403 with a code', async () => {
     const expired = signArtifactPath(service.secret, sha256, service.now - 1000);
-    assertError(await app.inject(expired), 403, 'OTA_ERR_URL_EXPIRED', 'exp');
+    assertError(await inject(expired), 403, 'OTA_ERR_URL_EXPIRED', 'exp');
     const forged = url().replace(/sig=([A-Za-z0-9_-])/, (_m, c: string) => `sig=${c === 'A' ? 'B' : 'A'}`);
-    assertError(await app.inject(forged), 403, 'OTA_ERR_URL_SIGNATURE', 'sig');
+    assertError(await inject(forged), 403, 'OTA_ERR_URL_SIGNATURE', 'sig');
     const longer = url().replace(/exp=(\d+)/, (_m, e: string) => `exp=${Number(e) + 3600}`);
-    assertError(await app.inject(longer), 403, 'OTA_ERR_URL_SIGNATURE');
-    assertError(await app.inject(`/artifacts/${sha256}`), 403, 'OTA_ERR_URL_SIGNATURE');
+    assertError(await inject(longer), 403, 'OTA_ERR_URL_SIGNATURE');
+    assertError(await inject(`/artifacts/${sha256}`), 403, 'OTA_ERR_URL_SIGNATURE');
     const otherKey = signArtifactPath(Buffer.alloc(32, 9), sha256, service.now + 60_000);
-    assertError(await app.inject(otherKey), 403, 'OTA_ERR_URL_SIGNATURE');
+    assertError(await inject(otherKey), 403, 'OTA_ERR_URL_SIGNATURE');
     const otherHash = url().replace(sha256, 'b'.repeat(64));
-    assertError(await app.inject(otherHash), 403, 'OTA_ERR_URL_SIGNATURE');
+    assertError(await inject(otherHash), 403, 'OTA_ERR_URL_SIGNATURE');
   });
 
   test('a correctly signed URL for an unknown artifact is 404', async () => {
     const unknown = signArtifactPath(service.secret, 'c'.repeat(64), service.now + 60_000);
-    assertError(await app.inject(unknown), 404, 'OTA_ERR_NOT_FOUND');
+    assertError(await inject(unknown), 404, 'OTA_ERR_NOT_FOUND');
   });
 });
 
@@ -280,7 +288,7 @@ describe('campaigns', () => {
   let id: string;
 
   test('create, list, read', async () => {
-    const created = await app.inject({
+    const created = await inject({
       method: 'POST',
       url: '/api/v1/campaigns',
       payload: { name: 'spring', artifact: sha256, target: { vins: [VIN, VIN2] } },
@@ -289,17 +297,16 @@ describe('campaigns', () => {
     id = created.json().id;
     assert.equal(created.json().state, 'DRAFT');
     assert.equal(created.json().counts.SUCCEEDED, 0);
-    const list = await app.inject('/api/v1/campaigns');
+    const list = await inject('/api/v1/campaigns');
     assert.deepEqual(
       list.json().items.map((c: { id: string }) => c.id),
       [id],
     );
-    assert.equal((await app.inject(`/api/v1/campaigns/${id}`)).json().name, 'spring');
+    assert.equal((await inject(`/api/v1/campaigns/${id}`)).json().name, 'spring');
   });
 
   test('create refusals name the field', async () => {
-    const post = (payload: unknown) =>
-      app.inject({ method: 'POST', url: '/api/v1/campaigns', payload: payload as object });
+    const post = (payload: unknown) => inject({ method: 'POST', url: '/api/v1/campaigns', payload: payload as object });
     assertError(await post({ artifact: sha256, target: { vins: [VIN] } }), 400, 'OTA_ERR_VALIDATION', 'body.name');
     assertError(
       await post({ name: 'x', artifact: 'nothex', target: { vins: [VIN] } }),
@@ -323,104 +330,100 @@ describe('campaigns', () => {
   });
 
   test('start, pause, resume, cancel; a command in the wrong state is 409', async () => {
-    const post = (action: string) => app.inject({ method: 'POST', url: `/api/v1/campaigns/${id}/${action}` });
+    const post = (action: string) => inject({ method: 'POST', url: `/api/v1/campaigns/${id}/${action}` });
     assertError(await post('pause'), 409, 'OTA_ERR_INVALID_STATE');
     assert.equal((await post('start')).json().state, 'RUNNING');
     assert.equal((await post('pause')).json().state, 'PAUSED');
     assert.equal((await post('resume')).json().state, 'RUNNING');
     assert.equal((await post('cancel')).json().state, 'CANCELED');
     assertError(await post('start'), 409, 'OTA_ERR_INVALID_STATE');
-    assertError(await app.inject({ method: 'POST', url: '/api/v1/campaigns/nope/start' }), 404, 'OTA_ERR_NOT_FOUND');
+    assertError(await inject({ method: 'POST', url: '/api/v1/campaigns/nope/start' }), 404, 'OTA_ERR_NOT_FOUND');
     assertError(
-      await app.inject({ method: 'POST', url: `/api/v1/campaigns/${id}/explode` }),
+      await inject({ method: 'POST', url: `/api/v1/campaigns/${id}/explode` }),
       404,
       'OTA_ERR_ROUTE_NOT_FOUND',
     );
   });
 
   test('executions with status filter, limit and cursor; one vehicle history', async () => {
-    const all = await app.inject(`/api/v1/campaigns/${id}/executions`);
+    const all = await inject(`/api/v1/campaigns/${id}/executions`);
     assert.equal(all.statusCode, 200);
     assert.equal(all.json().items.length, 2);
-    const first = await app.inject(`/api/v1/campaigns/${id}/executions?limit=1`);
+    const first = await inject(`/api/v1/campaigns/${id}/executions?limit=1`);
     assert.equal(first.json().items.length, 1);
     const cursor = first.json().nextCursor as string;
     assert.equal(typeof cursor, 'string');
-    const second = await app.inject(`/api/v1/campaigns/${id}/executions?limit=1&cursor=${encodeURIComponent(cursor)}`);
+    const second = await inject(`/api/v1/campaigns/${id}/executions?limit=1&cursor=${encodeURIComponent(cursor)}`);
     assert.notEqual(second.json().items[0].vin, first.json().items[0].vin);
-    const queued = await app.inject(`/api/v1/campaigns/${id}/executions?status=QUEUED`);
+    const queued = await inject(`/api/v1/campaigns/${id}/executions?status=QUEUED`);
     assert.equal(queued.json().items.length, 2);
-    assert.equal((await app.inject(`/api/v1/campaigns/${id}/executions?status=SUCCEEDED`)).json().items.length, 0);
+    assert.equal((await inject(`/api/v1/campaigns/${id}/executions?status=SUCCEEDED`)).json().items.length, 0);
     assertError(
-      await app.inject(`/api/v1/campaigns/${id}/executions?status=DONE`),
+      await inject(`/api/v1/campaigns/${id}/executions?status=DONE`),
       400,
       'OTA_ERR_VALIDATION',
       'query.status',
     );
-    const history = await app.inject(`/api/v1/campaigns/${id}/executions/${VIN}/history`);
+    const history = await inject(`/api/v1/campaigns/${id}/executions/${VIN}/history`);
     assert.equal(history.statusCode, 200);
     assert.equal(history.json().executions[0].vin, VIN);
     assert.deepEqual(history.json().transitions, []);
-    assertError(
-      await app.inject(`/api/v1/campaigns/${id}/executions/ZZZZZZZZZZZZZZZZZ/history`),
-      404,
-      'OTA_ERR_NOT_FOUND',
-    );
+    assertError(await inject(`/api/v1/campaigns/${id}/executions/ZZZZZZZZZZZZZZZZZ/history`), 404, 'OTA_ERR_NOT_FOUND');
   });
 
   test('events for an unknown campaign are a JSON 404, not a stream', async () => {
-    assertError(await app.inject('/api/v1/campaigns/nope/events'), 404, 'OTA_ERR_NOT_FOUND');
+    assertError(await inject('/api/v1/campaigns/nope/events'), 404, 'OTA_ERR_NOT_FOUND');
     // HEAD must not open a stream that never ends (it would hang this inject).
-    assert.equal((await app.inject({ method: 'HEAD', url: `/api/v1/campaigns/${id}/events` })).statusCode, 404);
+    assert.equal((await inject({ method: 'HEAD', url: `/api/v1/campaigns/${id}/events` })).statusCode, 404);
   });
 });
 
 describe('system', () => {
   test('healthz and stats', async () => {
-    const health = await app.inject('/healthz');
+    const health = await inject('/healthz');
     assert.equal(health.statusCode, 200);
     assert.deepEqual(health.json(), { status: 'ok' });
-    const stats = await app.inject('/api/v1/stats');
+    const stats = await inject('/api/v1/stats');
     assert.equal(stats.statusCode, 200);
     assert.equal(stats.json().vehicles, 1);
   });
 
   test('unknown routes and methods are JSON 404', async () => {
-    assertError(await app.inject('/api/v1/nothing'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
-    assertError(await app.inject({ method: 'DELETE', url: '/api/v1/vehicles' }), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
-    assertError(await app.inject('/../../etc/passwd'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
-    assertError(await app.inject('/api/v1/vehicles/%E0%A4%A'), 400, 'OTA_ERR_BAD_REQUEST');
-    assertError(await app.inject('/artifacts/%zz?exp=1&sig=2'), 400, 'OTA_ERR_BAD_REQUEST');
+    assertError(await inject('/api/v1/nothing'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
+    assertError(await inject({ method: 'DELETE', url: '/api/v1/vehicles' }), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
+    assertError(await inject('/../../etc/passwd'), 404, 'OTA_ERR_ROUTE_NOT_FOUND');
+    assertError(await inject('/api/v1/vehicles/%E0%A4%A'), 400, 'OTA_ERR_BAD_REQUEST');
+    assertError(await inject('/artifacts/%zz?exp=1&sig=2'), 400, 'OTA_ERR_BAD_REQUEST');
   });
 
   test('an unexpected service failure is a 500 that does not leak its message', async () => {
     service.explode = 'bug';
-    const res = await app.inject('/api/v1/campaigns/c1');
+    const res = await inject('/api/v1/campaigns/c1');
     assertError(res, 500, 'OTA_ERR_INTERNAL');
     assert.doesNotMatch(res.body, /SQLITE|secret/);
     service.explode = 'store';
-    const store = await app.inject('/api/v1/campaigns/c1');
+    const store = await inject('/api/v1/campaigns/c1');
     assertError(store, 500, 'OTA_ERR_STORE');
     assert.doesNotMatch(store.body, /SQLITE|secret/);
-    assert.equal((await app.inject('/healthz')).statusCode, 200, 'the app still answers');
+    assert.equal((await inject('/healthz')).statusCode, 200, 'the app still answers');
   });
 
   test('the dashboard is served at / with its script and stylesheet, from this origin only', async () => {
-    const page = await app.inject('/');
+    const page = await inject('/');
     assert.equal(page.statusCode, 200);
     assert.match(String(page.headers['content-type']), /^text\/html/);
     assert.match(page.body, /dashboard\.js/);
     assert.doesNotMatch(page.body, /(src|href)="(https?:)?\/\//, 'no external CDN');
-    const script = await app.inject('/dashboard.js');
+    const script = await inject('/dashboard.js');
     assert.equal(script.statusCode, 200);
     assert.match(String(script.headers['content-type']), /javascript/);
-    assert.equal((await app.inject('/dashboard.css')).statusCode, 200);
+    assert.equal((await inject('/dashboard.css')).statusCode, 200);
   });
 });
 
 describe('OpenAPI', () => {
   test('/openapi.json documents every route the app serves, with its schemas', async () => {
-    const res = await app.inject('/openapi.json');
+    const res = await inject('/openapi.json');
     assert.equal(res.statusCode, 200);
     const doc = res.json() as { openapi: string; paths: Record<string, Record<string, unknown>> };
     assert.match(doc.openapi, /^3\./);
@@ -445,6 +448,12 @@ describe('OpenAPI', () => {
       ['get', '/api/v1/campaigns/{id}/executions/{vin}/history'],
       ['get', '/api/v1/campaigns/{id}/events'],
       ['get', '/api/v1/stats'],
+      ['post', '/api/v1/tokens'],
+      ['get', '/api/v1/tokens'],
+      ['delete', '/api/v1/tokens/{id}'],
+      ['post', '/api/v1/session'],
+      ['get', '/api/v1/session'],
+      ['delete', '/api/v1/session'],
     ];
     for (const [method, path] of expected) {
       assert.ok(doc.paths[path]?.[method], `${method.toUpperCase()} ${path} missing from the OpenAPI document`);

@@ -4,7 +4,7 @@
 // following the campaign to COMPLETED.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -76,13 +76,17 @@ test('real backend: register, upload, campaign, manifest download with Range, st
       autoRegister: false,
     });
     await backend.start();
+    // The bootstrap admin token the first start wrote, as an operator would use it.
+    const auth = {
+      authorization: `Bearer ${readFileSync(backend.adminTokenFile ?? 'no token file', 'utf8').trim()}`,
+    };
     const json = (method: string, path: string, body?: unknown) =>
       fetchUrl(`${base}${path}`, {
         method,
         ca: cert.cert,
         ...(body === undefined
-          ? {}
-          : { headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(body)) }),
+          ? { headers: auth }
+          : { headers: { ...auth, 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(body)) }),
       }).then((r) => ({ status: r.status, body: r.body.length > 0 ? JSON.parse(r.body.toString()) : undefined }));
 
     const vin = 'SIM-000001';
@@ -103,7 +107,7 @@ test('real backend: register, upload, campaign, manifest download with Range, st
     const uploaded = await fetchUrl(`${base}/api/v1/artifacts?name=tcu-firmware&version=2.0.0&hardwareIds=tcu-v2`, {
       method: 'POST',
       ca: cert.cert,
-      headers: { 'content-type': 'application/octet-stream' },
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
       body: image,
     });
     assert.equal(uploaded.status, 201, uploaded.body.toString());
@@ -122,7 +126,7 @@ test('real backend: register, upload, campaign, manifest download with Range, st
     const created = await json('POST', '/api/v1/campaigns', { name: 'e2e', artifact: sha256, target: { vins: [vin] } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const id = created.body.id as string;
-    events = openEvents(`${base}/api/v1/campaigns/${id}/events`, cert.cert);
+    events = openEvents(`${base}/api/v1/campaigns/${id}/events`, cert.cert, auth);
     const stream = events;
     await stream.until(() => stream.events.length >= 1, 'the snapshot');
     assert.equal(stream.events[0]?.event, 'snapshot');

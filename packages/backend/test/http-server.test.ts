@@ -19,13 +19,16 @@ const cert = selfSignedCert();
 
 let service: FakeBackend;
 let server: RunningHttpServer | undefined;
+/** An admin token's header, sent with every request of this file. */
+let auth: Record<string, string> = {};
 const fetchUrl = (url: string, options: Parameters<typeof fetchWithCa>[1] = {}) =>
-  fetchWithCa(url, { ca: cert?.cert, ...options });
-const openEvents = (url: string) => openEventsWithCa(url, cert?.cert);
+  fetchWithCa(url, { ca: cert?.cert, ...options, headers: { ...auth, ...options.headers } });
+const openEvents = (url: string) => openEventsWithCa(url, cert?.cert, auth);
 
 before(async () => {
   if (cert === undefined) return;
   service = new FakeBackend();
+  auth = (await service.bearer('admin')).headers;
   server = await startHttpServer({
     service,
     tls: cert,
@@ -51,6 +54,29 @@ test('HTTPS and the plain listener serve the same app', async (t) => {
   const plain = await fetchUrl(`${server.plainUrl}/api/v1/nothing`);
   assert.equal(plain.status, 404);
   assert.equal(JSON.parse(plain.body.toString()).error.code, 'OTA_ERR_ROUTE_NOT_FOUND');
+});
+
+test('login: the session cookie is Secure over HTTPS, not on the plain listener; no token → 401 on both', async (t) => {
+  if (server === undefined || server.plainUrl === undefined) return t.skip('openssl not available');
+  const { token } = await service.bearer('viewer');
+  const login = (base: string) =>
+    fetchWithCa(`${base}/api/v1/session`, {
+      method: 'POST',
+      ca: cert?.cert,
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify({ token })),
+    });
+  const overTls = await login(server.url);
+  assert.equal(overTls.status, 200, overTls.body.toString());
+  assert.match(String(overTls.headers['set-cookie']), /; Secure/);
+  const plain = await login(server.plainUrl);
+  assert.equal(plain.status, 200);
+  assert.doesNotMatch(String(plain.headers['set-cookie']), /Secure/);
+  for (const base of [server.url, server.plainUrl]) {
+    const anonymous = await fetchWithCa(`${base}/api/v1/campaigns`, { ca: cert?.cert });
+    assert.equal(anonymous.status, 401);
+    assert.equal(JSON.parse(anonymous.body.toString()).error.code, 'OTA_ERR_UNAUTHORIZED');
+  }
 });
 
 test('upload over TLS, then a resumed download with Range and If-Range', async (t) => {
@@ -88,7 +114,7 @@ test('an upload cut off mid-body and an event stream that stops reading do not t
     const req = httpsRequest(new URL(`${base}/api/v1/artifacts?name=cut&version=1.0.0&hardwareIds=hw-a`), {
       method: 'POST',
       ca: cert?.cert,
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(1_000_000) },
+      headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(1_000_000) },
     });
     req.on('error', () => resolve());
     req.on('close', () => resolve());
@@ -103,11 +129,15 @@ test('an upload cut off mid-body and an event stream that stops reading do not t
   const before = service.listeners.get(id)?.size ?? 0;
   let paused: IncomingMessage | undefined;
   await new Promise<void>((resolve, reject) => {
-    const req = httpsRequest(new URL(`${base}/api/v1/campaigns/${id}/events`), { ca: cert?.cert }, (res) => {
-      paused = res;
-      res.pause();
-      resolve();
-    });
+    const req = httpsRequest(
+      new URL(`${base}/api/v1/campaigns/${id}/events`),
+      { ca: cert?.cert, headers: auth },
+      (res) => {
+        paused = res;
+        res.pause();
+        resolve();
+      },
+    );
     req.on('error', reject);
     req.end();
   });

@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXECUTION_STATUSES } from '@otalink/ota';
 import {
+  type ApiRole,
+  type ApiTokenCreate,
+  type ApiTokenCreated,
+  type ApiTokenInfo,
   type ArtifactBytes,
   type ArtifactFile,
   type ArtifactInfo,
@@ -32,6 +36,8 @@ import {
   type VehicleRegistration,
 } from '../src/api.js';
 import { signArtifactPath, verifyArtifactSignature } from '../src/artifacts/signed-url.js';
+import { ApiTokens } from '../src/auth/tokens.js';
+import type { ApiTokenRecord } from '../src/store/types.js';
 
 function page<T>(all: T[], query: { limit?: number; cursor?: string } | undefined): Page<T> {
   const start = query?.cursor === undefined ? 0 : Number(query.cursor);
@@ -61,6 +67,18 @@ export class FakeBackend implements BackendService {
   readonly campaigns = new Map<string, CampaignView>();
   readonly executions = new Map<string, ExecutionView[]>();
   readonly listeners = new Map<string, Set<CampaignListener>>();
+  readonly tokenRecords = new Map<string, ApiTokenRecord>();
+  /** The real token logic over an in-memory map. */
+  readonly tokens = new ApiTokens(
+    {
+      commit: async (batch) => {
+        for (const t of batch.apiTokens ?? []) this.tokenRecords.set(t.id, t);
+      },
+      getApiToken: async (id) => this.tokenRecords.get(id),
+      listApiTokens: async () => [...this.tokenRecords.values()],
+    },
+    () => this.now,
+  );
   /** Set to make the next call fail: with a plain Error (a bug) or with the engine's OTA_ERR_STORE. */
   explode: false | 'bug' | 'store' = false;
 
@@ -337,6 +355,28 @@ export class FakeBackend implements BackendService {
     }
   }
 
+  createApiToken(input: ApiTokenCreate): Promise<ApiTokenCreated> {
+    return this.tokens.create(input);
+  }
+  listApiTokens(): Promise<ApiTokenInfo[]> {
+    return this.tokens.list();
+  }
+  revokeApiToken(id: string): Promise<ApiTokenInfo> {
+    return this.tokens.revoke(id);
+  }
+  authenticateApiToken(token: string): Promise<ApiTokenInfo | undefined> {
+    return this.tokens.authenticate(token);
+  }
+  getApiToken(id: string): Promise<ApiTokenInfo | undefined> {
+    return this.tokens.get(id);
+  }
+
+  /** A new token of this role and the header that carries it. */
+  async bearer(role: ApiRole = 'admin'): Promise<{ token: string; headers: { authorization: string } }> {
+    const { token } = await this.tokens.create({ name: `test ${role}`, role });
+    return { token, headers: { authorization: `Bearer ${token}` } };
+  }
+
   async stats(): Promise<BackendStats> {
     return {
       mqttConnected: false,
@@ -423,14 +463,14 @@ export function fetchUrl(
 }
 
 /** Opens an SSE stream and hands back its parsed events as they come. */
-export function openEvents(url: string, ca?: string) {
+export function openEvents(url: string, ca?: string, headers: Record<string, string> = {}) {
   const events: Array<{ event: string; data: unknown }> = [];
   const comments: string[] = [];
   let waiters: Array<() => void> = [];
   let response: IncomingMessage | undefined;
   let ended = false;
   const opened = new Promise<IncomingMessage>((resolve, reject) => {
-    const req = httpsRequest(new URL(url), { ca, headers: { accept: 'text/event-stream' } }, (res) => {
+    const req = httpsRequest(new URL(url), { ca, headers: { accept: 'text/event-stream', ...headers } }, (res) => {
       response = res;
       let buffer = '';
       res.setEncoding('utf8');

@@ -63,6 +63,27 @@ export function runStoreContract(label: string, open: () => Promise<BackendStore
         }
       });
 
+    withStore('API tokens: upsert by id, revocation, listed oldest first', async (store) => {
+      const token = (id: string, createdAt: number) => ({
+        id,
+        name: `token ${id}`,
+        role: 'viewer' as const,
+        createdAt,
+        secretHash: 'ab'.repeat(32),
+      });
+      assert.deepEqual(await store.listApiTokens(), []);
+      await store.commit({ apiTokens: [token('b'.repeat(16), 2000), token('a'.repeat(16), 3000)] });
+      assert.deepEqual(
+        (await store.listApiTokens()).map((t) => t.id),
+        ['b'.repeat(16), 'a'.repeat(16)],
+      );
+      await store.commit({ apiTokens: [{ ...token('b'.repeat(16), 2000), revokedAt: 5000 }] });
+      assert.equal((await store.getApiToken('b'.repeat(16)))?.revokedAt, 5000);
+      assert.equal((await store.getApiToken('b'.repeat(16)))?.secretHash, 'ab'.repeat(32));
+      assert.equal(await store.getApiToken('c'.repeat(16)), undefined);
+      assert.equal((await store.listApiTokens()).length, 2);
+    });
+
     withStore('vehicles: upsert, get, list by VIN with keyset paging and filters', async (store) => {
       await store.commit({
         vehicles: [

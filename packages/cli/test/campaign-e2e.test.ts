@@ -93,7 +93,8 @@ test('otalink backend + artifact upload + campaign create --start + campaign wat
       }),
     ]);
     assert.ok(caFile, 'the development CA is used without --tls-cert');
-    const api = ['--api', url, '--cafile', caFile];
+    // The admin token `otalink backend` wrote on its first start, as an operator would pass it.
+    const api = ['--api', url, '--cafile', caFile, '--token-file', join(dir, 'data', 'admin-token')];
 
     const vins = ['SIM-000001', 'SIM-000002'];
     for (const vin of vins) vehicles.push(await vehicle(mqttUrl, vin));

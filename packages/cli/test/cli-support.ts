@@ -1,6 +1,6 @@
 // Test support for the artifact/campaign commands: captured stdout/stderr and a backend HTTP server (in-memory
 // service) on an HTTPS port 0 with a throwaway certificate.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -29,8 +29,13 @@ export interface TestBackend {
   /** The dev CA (here the self-signed certificate itself) as a file for --cafile. */
   caFile: string;
   dir: string;
+  /** An admin token, also written where the CLI looks by default: `<dir>/backend/admin-token` (dir = OTALINK_HOME). */
+  token: string;
   close(): Promise<void>;
 }
+
+/** OTALINK_HOME of the test backend started last, so that io() finds its token file the way a user's CLI does. */
+let home: string | undefined;
 
 export async function startTestBackend(): Promise<TestBackend | undefined> {
   const cert = selfSignedCert();
@@ -40,11 +45,16 @@ export async function startTestBackend(): Promise<TestBackend | undefined> {
   const dir = mkdtempSync(join(tmpdir(), 'otalink-cli-'));
   const caFile = join(dir, 'ca.pem');
   writeFileSync(caFile, cert.cert);
+  const { token } = await service.bearer('admin');
+  mkdirSync(join(dir, 'backend'));
+  writeFileSync(join(dir, 'backend', 'admin-token'), `${token}\n`, { mode: 0o600 });
+  home = dir;
   return {
     service,
     server,
     caFile,
     dir,
+    token,
     async close() {
       await server.close();
       service.close();
@@ -53,6 +63,8 @@ export async function startTestBackend(): Promise<TestBackend | undefined> {
   };
 }
 
+/** Captured output; the environment names the last test backend's home (its admin-token file), or a missing one. */
 export function io(stdout = new Capture(), stderr = new Capture()) {
-  return { stdout, stderr, env: {} as Record<string, string | undefined> };
+  const env: Record<string, string | undefined> = { OTALINK_HOME: home ?? join(tmpdir(), 'otalink-no-home') };
+  return { stdout, stderr, env };
 }

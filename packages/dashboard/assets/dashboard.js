@@ -1,5 +1,7 @@
 // otalink dashboard: campaigns with live progress from each campaign's server-sent events, the fleet's vehicles,
 // and the campaign commands. Plain browser JavaScript, same origin as the REST API, no dependencies.
+// Authentication: the page asks for an API token once and exchanges it at POST /api/v1/session for an HttpOnly
+// session cookie, which fetch and EventSource (that cannot set headers) both send; the token is never stored here.
 
 const API = '/api/v1';
 const STATUSES = [
@@ -46,11 +48,15 @@ function showError(message) {
   footer.hidden = message === '';
 }
 
+/** Thrown on a 401: the session ended (expired, logged out elsewhere, token revoked); back to the login form. */
+class LoggedOut extends Error {}
+
 async function api(path, options) {
-  const res = await fetch(`${API}${path}`, options);
+  const res = await fetch(`${API}${path}`, { credentials: 'same-origin', ...options });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) {
     const error = body.error ?? { code: `HTTP_${res.status}`, message: res.statusText };
+    if (res.status === 401) throw new LoggedOut(`${error.message} [${error.code}]`);
     throw new Error(`${error.message} [${error.code}]`);
   }
   return body;
@@ -89,7 +95,8 @@ function renderCampaign(campaign) {
   const actions = el('div', { className: 'actions' });
   for (const [action, states] of Object.entries(ACTIONS)) {
     const button = el('button', { type: 'button', onclick: () => command(campaign.id, action) }, action);
-    button.disabled = !states.includes(campaign.state);
+    button.disabled = !states.includes(campaign.state) || !canWrite();
+    if (!canWrite()) button.setAttribute('title', 'a viewer token cannot change campaigns');
     actions.append(button);
   }
   const live = streams.has(campaign.id) ? ' · live' : '';
@@ -175,7 +182,8 @@ async function command(id, action) {
     renderCampaigns();
     showError('');
   } catch (error) {
-    showError(`${action} ${id}: ${error.message}`);
+    if (error instanceof LoggedOut) showLogin('The session has ended: log in again.');
+    else showError(`${action} ${id}: ${error.message}`);
   }
 }
 
@@ -234,14 +242,85 @@ async function refreshStats() {
 }
 
 async function tick() {
+  if (session === undefined) return;
   try {
     await Promise.all([refreshCampaigns(), refreshFleet(), refreshStats()]);
     showError('');
   } catch (error) {
-    showError(`cannot reach the backend: ${error.message}`);
+    if (error instanceof LoggedOut) showLogin('The session has ended: log in again.');
+    else showError(`cannot reach the backend: ${error.message}`);
   }
 }
 
-renderLegend();
-tick();
-setInterval(tick, 5000);
+// ------------------------------------------------------------------ session
+
+/** Who is logged in: `{ token: { id, name, role }, via }` from /api/v1/session, or undefined. */
+let session;
+let timer;
+
+function canWrite() {
+  return session !== undefined && session.token.role !== 'viewer';
+}
+
+function showApp(who) {
+  session = who;
+  document.getElementById('login').hidden = true;
+  document.getElementById('app').hidden = false;
+  document.getElementById('logout').hidden = false;
+  document.getElementById('who').textContent = `${who.token.name} (${who.token.role})`;
+  tick();
+  if (timer === undefined) timer = setInterval(tick, 5000);
+}
+
+function showLogin(message) {
+  session = undefined;
+  if (timer !== undefined) clearInterval(timer);
+  timer = undefined;
+  for (const id of [...streams.keys()]) unfollow(id);
+  campaigns.clear();
+  document.getElementById('app').hidden = true;
+  document.getElementById('logout').hidden = true;
+  document.getElementById('who').textContent = '';
+  document.getElementById('login').hidden = false;
+  const error = document.getElementById('login-error');
+  error.textContent = message ?? '';
+  error.hidden = message === undefined || message === '';
+  showError('');
+}
+
+async function login(event) {
+  event.preventDefault();
+  const input = document.getElementById('token');
+  try {
+    const who = await api('/session', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: input.value.trim() }),
+    });
+    input.value = '';
+    showApp(who);
+  } catch (error) {
+    showLogin(error instanceof LoggedOut ? 'That token is unknown or revoked.' : `Cannot log in: ${error.message}`);
+  }
+}
+
+async function logout() {
+  try {
+    await fetch(`${API}/session`, { method: 'DELETE', credentials: 'same-origin' });
+  } finally {
+    showLogin('Logged out.');
+  }
+}
+
+async function boot() {
+  renderLegend();
+  document.getElementById('login-form').addEventListener('submit', login);
+  document.getElementById('logout').addEventListener('click', logout);
+  try {
+    showApp(await api('/session'));
+  } catch (error) {
+    showLogin(error instanceof LoggedOut ? undefined : `Cannot reach the backend: ${error.message}`);
+  }
+}
+
+boot();

@@ -1,6 +1,7 @@
 // The dashboard script run against a small fake DOM, fetch and EventSource (no browser on the test machine): it
 // lists campaigns, follows the live ones over their event streams, draws bars by status, sends the commands, shows
-// the fleet, and stops following a campaign once it is finished.
+// the fleet, and stops following a campaign once it is finished; and its login: a token exchanged for a session,
+// the read-only view of a viewer, logout, and the way back to the form when the session ends.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -98,33 +99,58 @@ function campaign(id: string, state: string, counts: Partial<typeof ZERO> = {}) 
   };
 }
 
-/** Runs dashboard.js once against fakes answering `answers` (keyed `METHOD url`); lets its first refresh finish. */
+const OPERATOR_SESSION = { token: { id: 'a'.repeat(16), name: 'ops', role: 'operator', createdAt: 1 }, via: 'session' };
+const UNAUTHORIZED = { __status: 401, error: { code: 'OTA_ERR_UNAUTHORIZED', message: 'log in' } };
+
+/**
+ * Runs dashboard.js once against fakes answering `answers` (keyed `METHOD url`; an answer with `__status` is sent
+ * with that status); lets its first refresh finish. Logged in as an operator unless `GET /api/v1/session` says else.
+ */
 async function load(answers: Record<string, unknown>) {
   FakeEventSource.opened = [];
-  const ids = ['link', 'summary', 'campaigns-empty', 'campaigns', 'legend', 'fleet-summary', 'versions', 'error'];
+  const ids = [
+    'link',
+    'summary',
+    'campaigns-empty',
+    'campaigns',
+    'legend',
+    'fleet-summary',
+    'versions',
+    'error',
+    'login',
+    'login-form',
+    'login-error',
+    'token',
+    'app',
+    'who',
+    'logout',
+  ];
   const byId = new Map(ids.map((id) => [id, new FakeElement('div')]));
   const tbody = new FakeElement('tbody');
-  const requests: Array<{ method: string; url: string }> = [];
+  const requests: Array<{ method: string; url: string; body?: string }> = [];
+  answers['GET /api/v1/session'] ??= OPERATOR_SESSION;
   const context = {
     document: {
       createElement: (tag: string) => new FakeElement(tag),
       getElementById: (id: string) => byId.get(id),
       querySelector: (selector: string) => (selector === '#vehicles tbody' ? tbody : undefined),
     },
-    fetch: async (url: string, options?: { method?: string }) => {
+    fetch: async (url: string, options?: { method?: string; body?: string }) => {
       const method = options?.method ?? 'GET';
-      requests.push({ method, url });
+      requests.push(options?.body === undefined ? { method, url } : { method, url, body: options.body });
       const body = answers[`${method} ${url}`];
       const failed = body === undefined || (typeof body === 'object' && body !== null && 'error' in body);
+      const forced = (body as { __status?: number } | undefined)?.__status;
       return {
         ok: !failed,
-        status: body === undefined ? 404 : failed ? 409 : 200,
+        status: forced ?? (body === undefined ? 404 : failed ? 409 : 200),
         statusText: '',
         json: async () => body ?? {},
       };
     },
     EventSource: FakeEventSource,
-    setInterval: () => 0,
+    setInterval: () => 1,
+    clearInterval: () => undefined,
     Date,
     JSON,
     Math,
@@ -136,7 +162,7 @@ async function load(answers: Record<string, unknown>) {
   };
   await settle();
 
-  return { byId, tbody, requests };
+  return { byId, tbody, requests, settle, answers };
 }
 
 test('the dashboard follows live campaigns, draws bars by status, sends commands and shows the fleet', async () => {
@@ -235,4 +261,87 @@ test('at most four campaigns are followed over event streams; the rest are polle
     FakeEventSource.opened.map((s) => s.url),
     ['c5', 'c4', 'c3', 'c2'].map((id) => `/api/v1/campaigns/${id}/events`),
   );
+});
+
+test('login: a token is exchanged for a session, a viewer sees no commands, logout and an ended session', async () => {
+  const answers: Record<string, unknown> = {
+    'GET /api/v1/session': UNAUTHORIZED,
+    'GET /api/v1/campaigns?limit=1000': { items: [campaign('c1', 'RUNNING', { QUEUED: 4 })] },
+    'GET /api/v1/vehicles?limit=1000': { items: [] },
+    'GET /api/v1/stats': { mqttConnected: true, vehicles: 0, campaignsRunning: 1 },
+    'POST /api/v1/session': UNAUTHORIZED,
+  };
+  const { byId, requests, settle } = await load(answers);
+  const get = (id: string) => byId.get(id) as FakeElement;
+  // Not logged in: the form only, no API reads, no streams.
+  assert.equal(get('login').hidden, false);
+  assert.equal(get('app').hidden, true);
+  assert.equal(get('login-error').hidden, true, 'no error before a first try');
+  assert.deepEqual(
+    requests.map((r) => `${r.method} ${r.url}`),
+    ['GET /api/v1/session'],
+  );
+  assert.equal(FakeEventSource.opened.length, 0);
+
+  const submit = async (token: string) => {
+    (get('token') as unknown as { value: string }).value = token;
+    let prevented = false;
+    for (const fn of get('login-form').listeners.get('submit') ?? []) fn({ preventDefault: () => (prevented = true) });
+    await settle();
+    assert.ok(prevented, 'the form does not navigate');
+  };
+  await submit('otk_wrong');
+  assert.equal(get('login').hidden, false);
+  assert.match(get('login-error').textContent, /unknown or revoked/);
+  assert.deepEqual(requests.at(-1), {
+    method: 'POST',
+    url: '/api/v1/session',
+    body: JSON.stringify({ token: 'otk_wrong' }),
+  });
+
+  // A viewer's token: the campaigns and their live stream, the buttons disabled.
+  answers['POST /api/v1/session'] = { ...OPERATOR_SESSION, token: { ...OPERATOR_SESSION.token, role: 'viewer' } };
+  await submit(' otk_viewer ');
+  const posted = requests.filter((r) => r.method === 'POST').at(-1);
+  assert.equal(JSON.parse(posted?.body ?? '{}').token, 'otk_viewer', 'sent trimmed');
+  assert.equal(get('login').hidden, true);
+  assert.equal(get('app').hidden, false);
+  assert.equal(get('logout').hidden, false);
+  assert.equal(get('who').textContent, 'ops (viewer)');
+  assert.equal((get('token') as unknown as { value: string }).value, '', 'the token is not kept in the page');
+  assert.deepEqual(
+    FakeEventSource.opened.map((s) => s.url),
+    ['/api/v1/campaigns/c1/events'],
+  );
+  const buttons = get('campaigns')
+    .all()
+    .filter((e) => e.tagName === 'BUTTON');
+  assert.ok(buttons.length === 4 && buttons.every((b) => b.disabled));
+
+  // Logout: the session is ended server-side, streams closed, back to the form.
+  answers['DELETE /api/v1/session'] = {};
+  for (const fn of get('logout').listeners.get('click') ?? []) fn({});
+  await settle();
+  assert.deepEqual(requests.at(-1), { method: 'DELETE', url: '/api/v1/session' });
+  assert.equal(FakeEventSource.opened[0]?.closed, true);
+  assert.equal(get('app').hidden, true);
+  assert.equal(get('login').hidden, false);
+
+  // Logged in again as an operator; then the session ends (revoked token): the next read shows the form.
+  answers['POST /api/v1/session'] = OPERATOR_SESSION;
+  await submit('otk_operator');
+  assert.equal(get('app').hidden, false);
+  const enabled = get('campaigns')
+    .all()
+    .filter((e) => e.tagName === 'BUTTON' && !e.disabled)
+    .map((b) => b.textContent);
+  assert.deepEqual(enabled, ['pause', 'cancel']);
+  answers['POST /api/v1/campaigns/c1/pause'] = UNAUTHORIZED;
+  get('campaigns')
+    .all()
+    .find((e) => e.tagName === 'BUTTON' && e.textContent === 'pause')
+    ?.click();
+  await settle();
+  assert.equal(get('app').hidden, true);
+  assert.match(get('login-error').textContent, /session has ended/);
 });

@@ -13,12 +13,15 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify';
 import { type BackendService, isBackendError } from '../api.js';
+import { documentRole, registerAuthHooks } from './auth.js';
 import { registerDownloadRoute, type UrlCheck } from './download.js';
 import { mapError } from './errors.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
+import { registerSessionRoutes, registerTokenRoutes } from './routes/auth.js';
 import { registerCampaignRoutes } from './routes/campaigns.js';
 import { registerStatsRoute, registerSystemRoutes } from './routes/system.js';
 import { registerVehicleRoutes } from './routes/vehicles.js';
+import { DEFAULT_SESSION_TTL_MS, SESSION_COOKIE, Sessions } from './sessions.js';
 import { EventStreams } from './sse.js';
 import { registerStaticFiles } from './static-files.js';
 
@@ -44,8 +47,16 @@ export interface BuildAppOptions {
   dashboardDir?: string | false;
   /** TLS for the listening server (server.ts passes it through; inject() ignores it). */
   https?: { cert: string | Buffer; key: string | Buffer };
-  /** Clock for telling expired download URLs from forged ones. */
+  /** Clock for telling expired download URLs from forged ones (and for session expiry). */
   now?: () => number;
+  /**
+   * API authentication (default true: every /api/v1 route needs a token or a session). `false` opens the whole
+   * API to anyone who reaches it; it must be asked for explicitly and is logged as a warning. For tests, prefer
+   * creating a token through the service.
+   */
+  auth?: boolean;
+  /** Lifetime of a dashboard session (default 12 h); the token behind it is re-checked on every request. */
+  sessionTtlMs?: number;
 }
 
 export interface BackendApp {
@@ -91,11 +102,21 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
 
   const routes: string[] = [];
   app.addHook('onRoute', (route) => {
+    documentRole(route);
     if ((route.schema as { hide?: boolean } | undefined)?.hide === true) return;
     for (const method of [route.method].flat()) {
       if (method !== 'HEAD' || route.url.startsWith('/artifacts/')) routes.push(`${method} ${route.url}`);
     }
   });
+
+  const authEnabled = options.auth !== false;
+  if (!authEnabled) {
+    const warning = 'API authentication is OFF (auth: false): anyone who reaches the API can change the fleet';
+    if (base.logger === false) process.emitWarning(warning);
+    else app.log.warn(warning);
+  }
+  const sessions = new Sessions(options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, now);
+  registerAuthHooks(app, { service, sessions, enabled: authEnabled });
 
   const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS, options.sseMaxBufferedBytes);
   // preClose runs before the server stops accepting: ending the streams lets server.close() finish.
@@ -122,13 +143,32 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
         version: '1',
         description:
           'Vehicles, signed artifacts, campaigns with staged rollouts and their live progress. Every 4xx/5xx is ' +
-          '`{ "error": { "code", "message", "field"? } }` with a stable OTA_ERR_* code.',
+          '`{ "error": { "code", "message", "field"? } }` with a stable OTA_ERR_* code. Every /api/v1 route but ' +
+          '/api/v1/session needs an API token (`Authorization: Bearer otk_...`) or the dashboard session cookie: ' +
+          '401 OTA_ERR_UNAUTHORIZED without a valid one, 403 OTA_ERR_FORBIDDEN when its role is not enough.',
       },
+      components: {
+        securitySchemes: {
+          bearerAuth: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API token, `otk_<id>.<secret>`; roles viewer < operator < admin',
+          },
+          sessionCookie: {
+            type: 'apiKey',
+            in: 'cookie',
+            name: SESSION_COOKIE,
+            description: 'The dashboard session from POST /api/v1/session',
+          },
+        },
+      },
+      security: [{ bearerAuth: [] }, { sessionCookie: [] }],
       tags: [
         { name: 'vehicles', description: 'registration and fleet state' },
         { name: 'artifacts', description: 'update images' },
         { name: 'campaigns', description: 'rollouts and their executions' },
         { name: 'system', description: 'health and counters' },
+        { name: 'auth', description: 'API tokens and dashboard sessions' },
       ],
     },
   });
@@ -140,6 +180,8 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
       registerArtifactRoutes(api, service, options.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES);
       registerCampaignRoutes(api, service, streams);
       registerStatsRoute(api, service);
+      registerTokenRoutes(api, service);
+      registerSessionRoutes(api, service, sessions);
     },
     { prefix: '/api/v1' },
   );

@@ -16,6 +16,7 @@ import {
   type Vehicle,
 } from '../api.js';
 import type {
+  ApiTokenRecord,
   BackendStore,
   KeysetQuery,
   SigningKeyRecord,
@@ -108,6 +109,14 @@ const MIGRATIONS: readonly string[] = [
     at BIGINT NOT NULL
   );
   CREATE INDEX seen_messages_by_at ON seen_messages (at);
+  `,
+  `
+  CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    doc TEXT NOT NULL
+  );
   `,
 ];
 
@@ -309,6 +318,14 @@ export class SqliteStore implements BackendStore {
     prepare('seen', 'INSERT INTO seen_messages (msg_id, at) VALUES (?, ?) ON CONFLICT (msg_id) DO NOTHING');
     prepare('hasSeen', 'SELECT 1 AS one FROM seen_messages WHERE msg_id = ?');
     prepare('pruneSeen', 'DELETE FROM seen_messages WHERE at < ?');
+    prepare(
+      'putToken',
+      `INSERT INTO api_tokens (id, seq, created_at, doc)
+       VALUES (@id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM api_tokens), @created_at, @doc)
+       ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`,
+    );
+    prepare('getToken', 'SELECT doc FROM api_tokens WHERE id = ?');
+    prepare('listTokens', 'SELECT doc FROM api_tokens ORDER BY seq');
 
     this.applyBatch = db.transaction((batch: StoreBatch) => this.apply(batch));
   }
@@ -410,6 +427,9 @@ export class SqliteStore implements BackendStore {
       });
     }
     for (const m of batch.seenMessageIds ?? []) this.stmt('seen').run(m.msgId, m.at);
+    for (const t of batch.apiTokens ?? []) {
+      this.stmt('putToken').run({ id: t.id, created_at: t.createdAt, doc: JSON.stringify(t) });
+    }
   }
 
   getVehicle(vin: string): Promise<Vehicle | undefined> {
@@ -599,6 +619,19 @@ export class SqliteStore implements BackendStore {
 
   pruneSeenMessageIds(before: number): Promise<number> {
     return this.guard('pruneSeenMessageIds', () => this.stmt('pruneSeen').run(before).changes);
+  }
+
+  getApiToken(id: string): Promise<ApiTokenRecord | undefined> {
+    return this.guard('getApiToken', () => {
+      const row = this.stmt('getToken').get(id) as { doc: string } | undefined;
+      return row === undefined ? undefined : (JSON.parse(row.doc) as ApiTokenRecord);
+    });
+  }
+
+  listApiTokens(): Promise<ApiTokenRecord[]> {
+    return this.guard('listApiTokens', () =>
+      (this.stmt('listTokens').all() as { doc: string }[]).map((r) => JSON.parse(r.doc) as ApiTokenRecord),
+    );
   }
 
   close(): Promise<void> {

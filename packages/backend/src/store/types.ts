@@ -3,6 +3,7 @@
 // which is both the unit of crash safety and the way status ingest amortises fsyncs.
 import type { Execution, Campaign as RolloutState, SignedManifest } from '@otalink/ota';
 import type {
+  ApiTokenInfo,
   ArtifactInfo,
   CampaignCreate,
   CampaignTransitionRecord,
@@ -63,6 +64,11 @@ export interface SigningKeyRecord {
   active: boolean;
 }
 
+/** An API token as stored: its public info and the SHA-256 (hex) of its secret part, never the secret. */
+export interface ApiTokenRecord extends ApiTokenInfo {
+  secretHash: string;
+}
+
 /** Everything one commit writes, atomically. Order of application: the order of the fields below. */
 export interface StoreBatch {
   vehicles?: Vehicle[];
@@ -80,6 +86,8 @@ export interface StoreBatch {
   executions?: StoredExecution[];
   transitions?: TransitionRecord[];
   seenMessageIds?: { msgId: string; at: number }[];
+  /** Upserted by id (a revocation is the same record with revokedAt set). */
+  apiTokens?: ApiTokenRecord[];
 }
 
 export interface KeysetQuery {
@@ -132,6 +140,10 @@ export interface BackendStore {
   hasSeenMessageId(msgId: string): Promise<boolean>;
   /** Forgets ids remembered before this time; returns how many. */
   pruneSeenMessageIds(before: number): Promise<number>;
+
+  getApiToken(id: string): Promise<ApiTokenRecord | undefined>;
+  /** Oldest first, revoked ones included. */
+  listApiTokens(): Promise<ApiTokenRecord[]>;
 
   close(): Promise<void>;
 }

@@ -3,8 +3,11 @@
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ParseArgsConfig } from 'node:util';
+import { otalinkHome } from '../stack/home.js';
 
 export const DEFAULT_API = 'https://127.0.0.1:8443';
 
@@ -12,12 +15,25 @@ export const API_OPTIONS = {
   api: { type: 'string' },
   insecure: { type: 'boolean' },
   cafile: { type: 'string' },
+  token: { type: 'string' },
+  'token-file': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
+
+/** The bootstrap admin token of a local backend: `otalink up` and `otalink backend` write it on the first start. */
+export function defaultTokenFile(env: Record<string, string | undefined>): string {
+  const dataDir = env.OTALINK_DATA_DIR;
+  return dataDir !== undefined && dataDir !== ''
+    ? join(dataDir, 'admin-token')
+    : join(otalinkHome(env), 'backend', 'admin-token');
+}
 
 export const API_USAGE = `Backend:
   --api URL       the backend (default: OTALINK_API, else ${DEFAULT_API})
   --cafile FILE   CA certificate(s) to trust for the backend's TLS certificate (the dev CA)
-  --insecure      do not verify the backend's TLS certificate`;
+  --insecure      do not verify the backend's TLS certificate
+  --token TOKEN   API token (default: OTALINK_TOKEN; prefer it or --token-file: arguments show in ps)
+  --token-file F  read the API token from F (default for a loopback --api: the local backend's admin-token,
+                  $OTALINK_DATA_DIR/admin-token, else $OTALINK_HOME/backend/admin-token, else .otalink/backend/...)`;
 
 /** A bad flag or argument: the command prints it with the usage and exits 2. */
 export class UsageError extends Error {}
@@ -43,6 +59,10 @@ export interface ApiClientOptions {
   insecure?: boolean;
   /** Per request, from sending to the response headers (default 30 s). */
   timeoutMs?: number;
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Where the token came from, for the hint on a 401. */
+  tokenSource?: string;
 }
 
 export interface RequestBody {
@@ -67,13 +87,14 @@ export class ApiClient {
     const text = await readText(res);
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return (text === '' ? undefined : JSON.parse(text)) as T;
-    throw errorFrom(status, text);
+    throw this.#withHint(errorFrom(status, text));
   }
 
   /** Opens a request and resolves with the response (status not checked), for streams. */
   open(method: string, path: string, body: RequestBody = {}): Promise<IncomingMessage> {
     const url = new URL(`${this.baseUrl}${path}`);
     const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`;
     let payload: Buffer | undefined;
     if (body.json !== undefined) {
       payload = Buffer.from(JSON.stringify(body.json));
@@ -114,11 +135,22 @@ export class ApiClient {
     });
   }
 
+  /** A 401 says which token was sent, or how to give one. */
+  #withHint(error: ApiError): ApiError {
+    if (error.status !== 401) return error;
+    const source = this.#options.tokenSource;
+    const hint =
+      source === undefined
+        ? 'no API token given: pass --token-file FILE, set OTALINK_TOKEN or --token (`otalink token create` makes one)'
+        : `the API token from ${source} was refused`;
+    return new ApiError(error.status, error.code, `${error.message} (${hint})`, error.field);
+  }
+
   /** Reads a server-sent events stream until it ends or `signal` aborts. */
   async *events(path: string, signal?: AbortSignal): AsyncGenerator<{ event: string; data: unknown }> {
     const res = await this.open('GET', path);
     const status = res.statusCode ?? 0;
-    if (status !== 200) throw errorFrom(status, await readText(res));
+    if (status !== 200) throw this.#withHint(errorFrom(status, await readText(res)));
     const abort = () => res.destroy();
     signal?.addEventListener('abort', abort, { once: true });
     try {
@@ -166,9 +198,54 @@ function errorFrom(status: number, text: string): ApiError {
   return new ApiError(status, `HTTP_${status}`, `the backend answered ${status}`);
 }
 
-/** The client from --api/--insecure/--cafile and OTALINK_API. */
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+async function readToken(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--token-file ${file}: ${(error as Error).message}`);
+  }
+  const token = text.trim();
+  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${file}: expected one token on one line`);
+  return token;
+}
+
+/**
+ * The API token: --token, else OTALINK_TOKEN, else --token-file, else (only for a backend on this machine, so a
+ * local admin token never goes to another host) the local backend's admin-token file when it exists.
+ */
+export async function tokenFor(
+  values: { token?: string; 'token-file'?: string },
+  env: Record<string, string | undefined>,
+  api: URL,
+): Promise<{ token: string; source: string } | undefined> {
+  if (values.token !== undefined) {
+    if (values.token === '' || /\s/.test(values.token)) throw new UsageError('--token must be one word');
+    return { token: values.token, source: '--token' };
+  }
+  const fromEnv = env.OTALINK_TOKEN;
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return { token: fromEnv.trim(), source: 'OTALINK_TOKEN' };
+  const file = values['token-file'];
+  if (file !== undefined) return { token: await readToken(file), source: file };
+  if (!isLoopback(api.hostname)) return undefined;
+  const local = defaultTokenFile(env);
+  try {
+    return { token: (await readFile(local, 'utf8')).trim(), source: local };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The client from --api/--insecure/--cafile/--token/--token-file and OTALINK_API/OTALINK_TOKEN. */
 export async function apiClientFrom(
-  values: { api?: string; insecure?: boolean; cafile?: string },
+  values: { api?: string; insecure?: boolean; cafile?: string; token?: string; 'token-file'?: string },
   env: Record<string, string | undefined>,
 ): Promise<ApiClient> {
   const baseUrl = values.api ?? env.OTALINK_API ?? DEFAULT_API;
@@ -190,6 +267,11 @@ export async function apiClientFrom(
     }
   }
   if (values.insecure === true) options.insecure = true;
+  const token = await tokenFor(values, env, parsed);
+  if (token !== undefined) {
+    options.token = token.token;
+    options.tokenSource = token.source;
+  }
   return new ApiClient(options);
 }
 

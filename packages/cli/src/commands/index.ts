@@ -11,6 +11,7 @@ import { pki } from './pki.js';
 import { pub } from './pub.js';
 import { sim } from './sim.js';
 import { sub } from './sub.js';
+import { token } from './token.js';
 import { up } from './up.js';
 
 export type { Command } from './command.js';
@@ -27,5 +28,6 @@ export const commands: Record<string, Command> = {
   backend,
   artifact,
   campaign,
+  token,
   pki,
 };

@@ -77,6 +77,9 @@ function summary(
       ? `  Dashboard  ${urls.dashboard}`
       : `  Dashboard  ${urls.dashboard}   (loopback only; over HTTPS: ${urls.dashboardHttps})`,
     `  API        ${urls.api}   (OpenAPI: ${urls.dashboardHttps}openapi.json)`,
+    stack.adminToken === undefined
+      ? '  API token  none found: the admin-token file was removed; `npx otalink token create` with an admin token'
+      : `  API token  ${stack.adminToken.token}   (admin; in ${shown(stack.adminToken.file)}, which npx otalink reads by itself; log in to the dashboard with it)`,
     `  CA         ${shown(pki.paths.ca.cert)}   (curl --cacert it, or trust it in the browser)`,
     `  MQTT       ${urls.mqttVehicles}   vehicles: mutual TLS, client certificate CN = VIN (${vehicleCerts})`,
     `             ${urls.mqttBackend}   backend, loopback only: user ${BACKEND_IDENTITY}, password ${stack.backendPassword}`,
@@ -92,7 +95,9 @@ function summary(
   lines.push(
     '',
     'Try:',
-    `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`,
+    stack.adminToken === undefined
+      ? `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`
+      : `  curl --cacert ${shown(pki.paths.ca.cert)} -H "Authorization: Bearer $(cat ${shown(stack.adminToken.file)})" ${urls.api}/vehicles?limit=5`,
     ...(campaign !== undefined
       ? [`  npx otalink campaign watch ${campaign.id} ${api}`]
       : stack.sampleArtifact === undefined

@@ -2,6 +2,7 @@
 // the backend engine with its HTTPS API and dashboard, and optionally a simulated fleet. `otalink up` and
 // `otalink demo` are thin shells around startStack().
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type ArtifactInfo,
@@ -82,6 +83,8 @@ export interface RunningStack {
   };
   /** Per-run password of the backend's MQTT user on the loopback listener. */
   backendPassword: string;
+  /** The bootstrap admin API token (`<home>/backend/admin-token`), when that file exists. */
+  adminToken: { token: string; file: string } | undefined;
   sampleArtifact: ArtifactInfo | undefined;
   /** Stops the fleet, the backend, the HTTP server and the broker, in that order. Idempotent. */
   close(): Promise<void>;
@@ -151,6 +154,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
     backend = created;
     await created.start();
     closers.push(() => created.close());
+    const adminToken = await readAdminToken(created.adminTokenFile);
 
     let sampleArtifact: ArtifactInfo | undefined;
     if (options.sampleArtifact !== false) {
@@ -190,6 +194,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         mqttBackend: backendUrl,
       },
       backendPassword,
+      adminToken,
       sampleArtifact,
       close() {
         closing ??= closeAll();
@@ -199,5 +204,16 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
   } catch (error) {
     await closeAll();
     throw error;
+  }
+}
+
+/** The bootstrap admin token the backend wrote on its first start; undefined once someone deleted the file. */
+async function readAdminToken(file: string | undefined): Promise<{ token: string; file: string } | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    const token = (await readFile(file, 'utf8')).trim();
+    return token === '' ? undefined : { token, file };
+  } catch {
+    return undefined;
   }
 }

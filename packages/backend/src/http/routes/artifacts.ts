@@ -119,9 +119,11 @@ export function registerArtifactRoutes(app: FastifyInstance, service: BackendSer
   );
 
   // Public keys only: what a vehicle image needs to trust the manifests (--trusted-key of otalink agent and sim).
+  // Open like a JWKS document: public keys are meant to be handed out, and vehicle provisioning needs no token.
   app.get(
     '/signing-keys',
     {
+      config: { role: 'none' },
       schema: {
         tags: ['artifacts'],
         summary: 'The manifest signing keys (public): the active one and those still trusted during a rotation',
