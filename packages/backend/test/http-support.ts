@@ -144,7 +144,7 @@ export class FakeBackend implements BackendService {
   }
 
   async listArtifacts(query?: ListQuery): Promise<Page<ArtifactInfo>> {
-    return page([...this.artifacts.values()], query);
+    return page([...this.artifacts.values()].reverse(), query); // newest first, as the real store
   }
 
   async getArtifact(sha256: string): Promise<ArtifactInfo> {
@@ -234,7 +234,8 @@ export class FakeBackend implements BackendService {
   }
 
   async listCampaigns(query?: ListQuery): Promise<Page<CampaignView>> {
-    return page([...this.campaigns.values()], query);
+    // Newest first, as the real store lists them.
+    return page([...this.campaigns.values()].reverse(), query);
   }
 
   async getCampaign(id: string): Promise<CampaignView> {

@@ -205,6 +205,8 @@ test('start, pause, resume, cancel, status and list', async (t) => {
   assert.match(status.stdout, new RegExp(`^cmds \\(${id}\\): RUNNING, 0/1 released\\n  artifact    ${sha256}\\n`));
   assert.match(status.stdout, /SUCCEEDED {3}░+ +0 +0%/);
   assert.equal(JSON.parse((await run(['status', id, '--json', ...api()])).stdout).state, 'RUNNING');
+  const newest = await run(['status', '--json', ...api()]);
+  assert.equal(JSON.parse(newest.stdout).id, id, 'status without an ID shows the newest campaign');
   const list = await run(['list', ...api()]);
   assert.match(list.stdout, new RegExp(`^${id}  cmds  RUNNING 0/1 succeeded`, 'm'));
   assert.equal((await run(['cancel', id, ...api()])).stdout, `campaign ${id}: CANCELED\n`);

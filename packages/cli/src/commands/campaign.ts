@@ -25,8 +25,8 @@ import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink campaign create --name NAME --artifact SHA256 (--vin VIN ... | --vins-file FILE | selector) [options]
        otalink campaign start|pause|resume|cancel ID
-       otalink campaign status ID [--json]
-       otalink campaign watch ID
+       otalink campaign status [ID] [--json]
+       otalink campaign watch [ID]
        otalink campaign list [--json]
        otalink campaign executions ID [--status STATUS] [--json]
        otalink campaign history ID VIN [--json]
@@ -46,6 +46,7 @@ Create:
   --from FILE                 a JSON request body (docs/backend-api.md); the flags above override its fields
   --start                     start the campaign right away
 
+Status and watch without an ID: the newest campaign (the one npm start began, on a fresh stack).
 Watch: progress bars by execution status, redrawn in place on a terminal, one line per change otherwise. Exits
 when the campaign finishes: 0 when COMPLETED, 1 when CANCELED or ABORTED.
 
@@ -332,6 +333,17 @@ function printCampaign(io: CliIo, campaign: CampaignView, json: boolean): void {
   io.stdout.write(`${[lines[0], ...details, ...lines.slice(1)].join('\n')}\n`);
 }
 
+/** The campaign ID given, or the newest campaign's when none is (the list is newest first). */
+async function idOrNewest(client: ApiClient, rest: string[], sub: string): Promise<string> {
+  const [id, ...extra] = rest;
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+  if (id !== undefined) return id;
+  const page = await client.request<Page<CampaignView>>('GET', '/api/v1/campaigns?limit=1');
+  const newest = page.items[0];
+  if (newest === undefined) throw new UsageError(`${sub}: the backend has no campaign yet (create one first)`);
+  return newest.id;
+}
+
 export async function runCampaign(args: string[], io: CampaignIo = processIo): Promise<number> {
   return runApiCommand('campaign', io, async () => {
     const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: OPTIONS });
@@ -375,21 +387,20 @@ export async function runCampaign(args: string[], io: CampaignIo = processIo): P
         return 0;
       }
       case 'status': {
-        const id = onlyId();
         const client = await apiClientFrom(values, io.env);
+        const id = encodeURIComponent(await idOrNewest(client, rest, sub));
         printCampaign(io, await client.request<CampaignView>('GET', `/api/v1/campaigns/${id}`), json);
         return 0;
       }
       case 'watch': {
-        const id = rest[0];
-        onlyId();
         const client = await apiClientFrom(values, io.env);
-        if (io.signal !== undefined) return watch(client, id as string, io);
+        const id = await idOrNewest(client, rest, sub);
+        if (io.signal !== undefined) return watch(client, id, io);
         const interrupt = new AbortController();
         const onSigint = () => interrupt.abort();
         process.once('SIGINT', onSigint);
         try {
-          return await watch(client, id as string, { ...io, signal: interrupt.signal });
+          return await watch(client, id, { ...io, signal: interrupt.signal });
         } finally {
           process.off('SIGINT', onSigint);
         }
