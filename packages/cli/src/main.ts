@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { commands } from './commands/index.js';
 
-export type { Command } from './commands/command.js';
+export type { Command, CommandEntry } from './commands/command.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
@@ -42,5 +42,5 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`otalink: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  return command.run(rest);
+  return (await command.load()).run(rest);
 }

@@ -38,7 +38,6 @@ const USAGE = `Usage: otalink agent --vin VIN --state-dir DIR --mqtt URL --trust
 `;
 
 export const agent: Command = {
-  summary: 'run a vehicle TCU agent (OTA updates over MQTT, A/B install, rollback)',
   async run(args) {
     let parsed: ReturnType<typeof parse>;
     try {

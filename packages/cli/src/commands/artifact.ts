@@ -147,6 +147,5 @@ export async function runArtifact(args: string[], io: CliIo = processIo): Promis
 }
 
 export const artifact: Command = {
-  summary: 'upload update images to the backend, list them, export the manifest signing keys',
   run: (args) => runArtifact(args),
 };

@@ -246,6 +246,5 @@ export async function runBackend(args: string[], io: BackendCommandIo): Promise<
 }
 
 export const backend: Command = {
-  summary: 'run the OEM backend: REST API, signed artifact downloads, campaigns, dashboard (HTTPS)',
   run: (args) => runBackend(args, { stdout: process.stdout, stderr: process.stderr, env: process.env }),
 };

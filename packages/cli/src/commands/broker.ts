@@ -161,6 +161,5 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
 }
 
 export const broker: Command = {
-  summary: 'run the MQTT broker (config file, OTALINK_BROKER_* variables, flags)',
   run: (args) => runBroker(args, { stdout: process.stdout, stderr: process.stderr, env: process.env }),
 };

@@ -472,6 +472,5 @@ export async function runCampaign(args: string[], io: CampaignIo = processIo): P
 }
 
 export const campaign: Command = {
-  summary: 'create, start, pause, resume, cancel, inspect and watch update campaigns',
   run: (args) => runCampaign(args),
 };

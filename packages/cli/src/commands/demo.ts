@@ -86,7 +86,6 @@ async function runCampaign(
 }
 
 export const demo: Command = {
-  summary: 'run one update campaign on a throw-away stack with simulated vehicles and print the outcome',
   async run(args) {
     let vehicles: number;
     let knobs: FailureKnobs;

@@ -207,6 +207,5 @@ export async function runPasswd(args: string[], io: PasswdIo): Promise<number> {
 }
 
 export const passwd: Command = {
-  summary: 'manage the broker password file (like mosquitto_passwd)',
   run: (args) => runPasswd(args, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }),
 };

@@ -22,7 +22,6 @@ function fail(message: string): number {
 }
 
 export const pki: Command = {
-  summary: 'development PKI: a CA, server and backend certificates, per-VIN vehicle certificates',
   async run(args) {
     let parsed: ReturnType<typeof parse>;
     try {

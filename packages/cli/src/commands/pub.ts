@@ -216,6 +216,5 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
 }
 
 export const pub: Command = {
-  summary: 'publish a message (mosquitto_pub options)',
   run: (args) => runPub(args),
 };

@@ -45,7 +45,6 @@ the state of their latest report. SIGINT or SIGTERM prints a last line and exits
 `;
 
 export const sim: Command = {
-  summary: 'simulate a fleet of vehicles (agents with failure knobs) against a broker',
   async run(args) {
     let values: ReturnType<typeof parse>['values'];
     try {

@@ -118,6 +118,5 @@ function defaultIo(): SubIo {
 }
 
 export const sub: Command = {
-  summary: 'subscribe and print messages (mosquitto_sub options)',
   run: (args) => runSub(args),
 };

@@ -110,6 +110,5 @@ export async function runToken(args: string[], io: CliIo = processIo): Promise<n
 }
 
 export const token: Command = {
-  summary: 'create, list and revoke API tokens (viewer, operator, admin)',
   run: (args) => runToken(args),
 };

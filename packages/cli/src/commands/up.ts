@@ -115,7 +115,6 @@ function summary(
 }
 
 export const up: Command = {
-  summary: 'start the whole stack: broker, backend, dashboard and a simulated fleet (npm start)',
   async run(args) {
     let values: {
       vehicles?: string;
