@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ParseArgsConfig } from 'node:util';
 import { otalinkHome } from '../stack/home.js';
+import { UsageError } from './usage.js';
 
 export const DEFAULT_API = 'https://127.0.0.1:8443';
 
@@ -34,9 +35,6 @@ export const API_USAGE = `Backend:
   --token TOKEN   API token (default: OTALINK_TOKEN; prefer it or --token-file: arguments show in ps)
   --token-file F  read the API token from F (default for a loopback --api: the local backend's admin-token,
                   $OTALINK_DATA_DIR/admin-token, else $OTALINK_HOME/backend/admin-token, else .otalink/backend/...)`;
-
-/** A bad flag or argument: the command prints it with the usage and exits 2. */
-export class UsageError extends Error {}
 
 /** The backend refused: its `{ error: { code, message, field? } }`, or a transport failure (code CLI_ERR_*). */
 export class ApiError extends Error {

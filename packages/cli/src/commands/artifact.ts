@@ -4,16 +4,9 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ArtifactInfo, Page, SigningKey } from '@otalink/backend';
-import {
-  API_OPTIONS,
-  API_USAGE,
-  apiClientFrom,
-  type CliIo,
-  processIo,
-  runApiCommand,
-  UsageError,
-} from './api-client.js';
+import { API_OPTIONS, API_USAGE, apiClientFrom, type CliIo, processIo, runApiCommand } from './api-client.js';
 import type { Command } from './command.js';
+import { UsageError } from './usage.js';
 
 const USAGE = `Usage: otalink artifact upload FILE --name NAME --version VERSION --hardware-id ID [--hardware-id ID ...]
        otalink artifact list

@@ -15,6 +15,7 @@ import type { VinMode } from '@otalink/ota';
 import { loadOrCreateDevPki } from '@otalink/pki';
 import { pino } from 'pino';
 import type { Command } from './command.js';
+import { UsageError } from './usage.js';
 
 const USAGE = `Usage: otalink backend [options]
 
@@ -47,8 +48,6 @@ export interface BackendCommandIo {
     caFile: string | undefined;
   }) => void;
 }
-
-class UsageError extends Error {}
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 

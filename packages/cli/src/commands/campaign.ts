@@ -19,9 +19,9 @@ import {
   type CliIo,
   processIo,
   runApiCommand,
-  UsageError,
 } from './api-client.js';
 import type { Command } from './command.js';
+import { parsePercent, UsageError } from './usage.js';
 
 const USAGE = `Usage: otalink campaign create --name NAME --artifact SHA256 (--vin VIN ... | --vins-file FILE | selector) [options]
        otalink campaign start|pause|resume|cancel ID
@@ -110,19 +110,14 @@ function integer(value: string, flag: string, min: number, max: number): number 
   return n;
 }
 
-function percent(value: string, flag: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100) {
-    throw new UsageError(`${flag} must be a percentage 0..100, got "${value}"`);
-  }
-  return n;
-}
-
 export function parseWaves(spec: string): Array<{ percent: number; successThreshold: number }> {
   const waves = spec.split(',').map((part) => {
     const [p = '', t = '0', ...more] = part.trim().split(':');
     if (more.length > 0) throw new UsageError(`--waves: "${part}" is not PERCENT[:THRESHOLD]`);
-    const wave = { percent: percent(p, '--waves percent'), successThreshold: percent(t, '--waves threshold') };
+    const wave = {
+      percent: parsePercent(p, '--waves percent'),
+      successThreshold: parsePercent(t, '--waves threshold'),
+    };
     if (wave.percent === 0) throw new UsageError('--waves: a wave releases more than 0 %');
     return wave;
   });
@@ -188,7 +183,7 @@ async function createBody(values: Values): Promise<CampaignCreate> {
   if (values['max-retries'] !== undefined) body.maxRetries = integer(values['max-retries'], '--max-retries', 0, 100);
   if (values['abort-failure-percent'] !== undefined) {
     body.abort = {
-      failurePercent: percent(values['abort-failure-percent'], '--abort-failure-percent'),
+      failurePercent: parsePercent(values['abort-failure-percent'], '--abort-failure-percent'),
       minFinished:
         values['abort-min-finished'] === undefined
           ? 10

@@ -13,6 +13,7 @@ import { checkKnobs, type FailureKnobs, predictOutcome } from '../stack/knobs.js
 import { waitForOnline } from '../stack/online.js';
 import { type RunningStack, startStack } from '../stack/stack.js';
 import type { Command } from './command.js';
+import { parsePercent } from './usage.js';
 
 const USAGE = `Usage: otalink demo [options]
 
@@ -30,13 +31,6 @@ Exit code 0 when the campaign completed and the final states match what the knob
 `;
 
 const TERMINAL_CAMPAIGN_STATES = new Set(['COMPLETED', 'CANCELED', 'ABORTED']);
-
-function percent(text: string | undefined, name: string): number {
-  if (text === undefined) return 0;
-  const value = Number(text.replace(/%$/, ''));
-  if (!Number.isFinite(value)) throw new Error(`${name}: expected a percentage, got "${text}"`);
-  return value;
-}
 
 function table(campaign: CampaignView, predicted: Partial<Record<ExecutionStatus, number>>): string[] {
   const rows = EXECUTION_STATUSES.filter((s) => campaign.counts[s] > 0 || (predicted[s] ?? 0) > 0);
@@ -112,8 +106,8 @@ export const demo: Command = {
         throw new Error(`--vehicles: expected 1..100000, got "${values.vehicles}"`);
       }
       knobs = {
-        installFailPercent: percent(values['install-fail'], '--install-fail'),
-        rollbackPercent: percent(values.rollback, '--rollback'),
+        installFailPercent: parsePercent(values['install-fail'] ?? '0', '--install-fail'),
+        rollbackPercent: parsePercent(values.rollback ?? '0', '--rollback'),
       };
       const problem = checkKnobs(knobs);
       if (problem !== undefined) throw new Error(problem);

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type ClientOptions, connect, type MqttClient, MqttError, type QoS } from '@otalink/mqtt';
 import type { Command } from './command.js';
+import { UsageError } from './usage.js';
 
 export interface CliIo {
   stdin: NodeJS.ReadableStream;
@@ -51,8 +52,6 @@ export const CONNECTION_OPTIONS = {
   'will-retain': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
-
-export class UsageError extends Error {}
 
 type Values = Record<string, string | boolean | string[] | undefined>;
 

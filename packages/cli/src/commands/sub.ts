@@ -2,15 +2,8 @@
 import { parseArgs } from 'node:util';
 import { connect, type Message, type MqttClient } from '@otalink/mqtt';
 import type { Command } from './command.js';
-import {
-  type CliIo,
-  CONNECTION_OPTIONS,
-  CONNECTION_USAGE,
-  clientOptions,
-  parseQos,
-  runCli,
-  UsageError,
-} from './pub.js';
+import { type CliIo, CONNECTION_OPTIONS, CONNECTION_USAGE, clientOptions, parseQos, runCli } from './pub.js';
+import { UsageError } from './usage.js';
 
 const SUB_USAGE = `Usage: otalink sub -t <filter> [-t <filter> ...] [options]
 

@@ -1,16 +1,9 @@
 // `otalink token`: create, list and revoke the backend's API tokens (an admin token is needed for all three).
 import { parseArgs } from 'node:util';
 import type { ApiTokenCreated, ApiTokenInfo } from '@otalink/backend';
-import {
-  API_OPTIONS,
-  API_USAGE,
-  apiClientFrom,
-  type CliIo,
-  processIo,
-  runApiCommand,
-  UsageError,
-} from './api-client.js';
+import { API_OPTIONS, API_USAGE, apiClientFrom, type CliIo, processIo, runApiCommand } from './api-client.js';
 import type { Command } from './command.js';
+import { UsageError } from './usage.js';
 
 const ROLES = ['viewer', 'operator', 'admin'] as const;
 

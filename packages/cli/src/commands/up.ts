@@ -18,6 +18,7 @@ import {
   startStack,
 } from '../stack/stack.js';
 import type { Command } from './command.js';
+import { parsePercent } from './usage.js';
 
 const USAGE = `Usage: otalink up [options]
 
@@ -47,13 +48,6 @@ function port(text: string | undefined, fallback: number, name: string): number 
   const value = Number(text);
   if (!Number.isInteger(value) || value < 0 || value > 65_535)
     throw new Error(`${name}: expected 0..65535, got "${text}"`);
-  return value;
-}
-
-function percent(text: string | undefined, name: string): number {
-  if (text === undefined) return 0;
-  const value = Number(text.replace(/%$/, ''));
-  if (!Number.isFinite(value)) throw new Error(`${name}: expected a percentage, got "${text}"`);
   return value;
 }
 
@@ -148,8 +142,8 @@ export const up: Command = {
         },
       }));
       knobs = {
-        installFailPercent: percent(values['install-fail'], '--install-fail'),
-        rollbackPercent: percent(values.rollback, '--rollback'),
+        installFailPercent: parsePercent(values['install-fail'] ?? '0', '--install-fail'),
+        rollbackPercent: parsePercent(values.rollback ?? '0', '--rollback'),
       };
       const problem = checkKnobs(knobs);
       if (problem !== undefined) throw new Error(problem);
