@@ -1,7 +1,7 @@
 // `otalink token` and how every API command finds its token: --token, OTALINK_TOKEN, --token-file, else the local
 // backend's admin-token file (loopback APIs only); the 401/403 refusals with their hints.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -32,6 +32,22 @@ test('the local admin-token file is read by default: nothing to configure after 
   assert.match(out.stdout.text, /admin +\S+ +- +test admin/);
   const campaigns = io();
   assert.equal(await runCampaign(['list', ...api(backend)], campaigns), 0, campaigns.stderr.text);
+});
+
+test('a loopback https API trusts the local dev CA ($OTALINK_HOME/pki/ca.pem) without --cafile', async (t) => {
+  if (backend === undefined) return t.skip('openssl not available to make a test certificate');
+  const home = mkdtempSync(join(tmpdir(), 'otalink-home-'));
+  mkdirSync(join(home, 'backend'));
+  writeFileSync(join(home, 'backend', 'admin-token'), `${backend.token}\n`, { mode: 0o600 });
+  const untrusted = io();
+  untrusted.env = { OTALINK_HOME: home };
+  assert.equal(await runCampaign(['list', '--api', backend.server.url], untrusted), 1);
+  assert.match(untrusted.stderr.text, /certificate/);
+  mkdirSync(join(home, 'pki'));
+  writeFileSync(join(home, 'pki', 'ca.pem'), readFileSync(backend.caFile));
+  const trusted = io();
+  trusted.env = { OTALINK_HOME: home };
+  assert.equal(await runCampaign(['list', '--api', backend.server.url], trusted), 0, trusted.stderr.text);
 });
 
 test('no token anywhere: exit 1 with OTA_ERR_UNAUTHORIZED and how to give one', async (t) => {

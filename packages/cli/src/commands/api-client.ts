@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ParseArgsConfig } from 'node:util';
-import { otalinkHome } from '../stack/home.js';
+import { defaultPkiDir, otalinkHome } from '../stack/home.js';
 import { UsageError } from './usage.js';
 
 export const DEFAULT_API = 'https://127.0.0.1:8443';
@@ -30,7 +30,8 @@ export function defaultTokenFile(env: Record<string, string | undefined>): strin
 
 export const API_USAGE = `Backend:
   --api URL       the backend (default: OTALINK_API, else ${DEFAULT_API})
-  --cafile FILE   CA certificate(s) to trust for the backend's TLS certificate (the dev CA)
+  --cafile FILE   CA certificate(s) to trust for the backend's TLS certificate (default for a loopback https
+                  --api: the local dev CA, $OTALINK_HOME/pki/ca.pem, else .otalink/pki/ca.pem, when it exists)
   --insecure      do not verify the backend's TLS certificate
   --token TOKEN   API token (default: OTALINK_TOKEN; prefer it or --token-file: arguments show in ps)
   --token-file F  read the API token from F (default for a loopback --api: the local backend's admin-token,
@@ -241,6 +242,18 @@ export async function tokenFor(
   }
 }
 
+/**
+ * The dev CA of a stack on this machine (`otalink up`, `otalink pki`), trusted by default for a loopback backend so
+ * that `npm start` then `npx otalink campaign watch` needs no flag; a remote backend gets the system's CAs.
+ */
+async function localDevCa(env: Record<string, string | undefined>): Promise<Buffer | undefined> {
+  try {
+    return await readFile(join(defaultPkiDir(env), 'ca.pem'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The client from --api/--insecure/--cafile/--token/--token-file and OTALINK_API/OTALINK_TOKEN. */
 export async function apiClientFrom(
   values: { api?: string; insecure?: boolean; cafile?: string; token?: string; 'token-file'?: string },
@@ -263,6 +276,8 @@ export async function apiClientFrom(
     } catch (error) {
       throw new UsageError(`--cafile ${values.cafile}: ${(error as Error).message}`);
     }
+  } else if (values.insecure !== true && parsed.protocol === 'https:' && isLoopback(parsed.hostname)) {
+    options.ca = await localDevCa(env);
   }
   if (values.insecure === true) options.insecure = true;
   const token = await tokenFor(values, env, parsed);

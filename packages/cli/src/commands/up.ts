@@ -17,6 +17,7 @@ import {
   type RunningStack,
   startStack,
 } from '../stack/stack.js';
+import { DEFAULT_API } from './api-client.js';
 import type { Command } from './command.js';
 import { parsePercent } from './usage.js';
 
@@ -85,7 +86,11 @@ function summary(
     lines.push(`  Artifact   ${a.name} ${a.version} for ${a.hardwareIds.join(', ')}: sha256 ${a.sha256}`);
   }
   if (campaign !== undefined) lines.push(`  Campaign   ${campaign.line}`);
-  const api = `--api ${urls.dashboardHttps.replace(/\/$/, '')} --cafile ${shown(pki.paths.ca.cert)}`;
+  // The CLI finds this stack's API token and dev CA by itself (loopback API, same home): name only what differs.
+  const apiUrl = urls.dashboardHttps.replace(/\/$/, '');
+  const homeVar = process.env.OTALINK_HOME;
+  const npx = homeVar !== undefined && homeVar !== '' ? `OTALINK_HOME=${shown(home)} npx` : 'npx';
+  const api = apiUrl === DEFAULT_API ? '' : ` --api ${apiUrl}`;
   lines.push(
     '',
     'Try:',
@@ -93,11 +98,11 @@ function summary(
       ? `  curl --cacert ${shown(pki.paths.ca.cert)} ${urls.api}/vehicles?limit=5`
       : `  curl --cacert ${shown(pki.paths.ca.cert)} -H "Authorization: Bearer $(cat ${shown(stack.adminToken.file)})" ${urls.api}/vehicles?limit=5`,
     ...(campaign !== undefined
-      ? [`  npx otalink campaign watch ${campaign.id} ${api}`]
+      ? [`  ${npx} otalink campaign watch${api}      live progress of the newest campaign`]
       : stack.sampleArtifact === undefined
         ? []
         : [
-            `  npx otalink campaign create ${api} \\`,
+            `  ${npx} otalink campaign create${api} \\`,
             `      --name first --artifact ${stack.sampleArtifact.sha256} --hardware-id ${stack.sampleArtifact.hardwareIds[0]} --start`,
           ]),
     `  npx otalink demo --vehicles 50       a whole campaign on a separate stack, with a summary`,
