@@ -235,6 +235,7 @@ function plural(n, word) {
 async function refreshStats() {
   const stats = await api('/stats');
   const link = document.getElementById('link');
+  link.hidden = false;
   link.textContent = stats.mqttConnected ? 'MQTT connected' : 'MQTT down';
   link.className = stats.mqttConnected ? 'pill ok' : 'pill down';
   document.getElementById('summary').textContent =
@@ -281,6 +282,8 @@ function showLogin(message) {
   document.getElementById('app').hidden = true;
   document.getElementById('logout').hidden = true;
   document.getElementById('who').textContent = '';
+  // The pill tells the backend's MQTT link, which a logged-out page cannot read: hide it rather than leave it stale.
+  document.getElementById('link').hidden = true;
   document.getElementById('login').hidden = false;
   const error = document.getElementById('login-error');
   error.textContent = message ?? '';
