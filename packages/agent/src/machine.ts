@@ -82,6 +82,8 @@ export type MachineEvent =
   | ({ type: 'downloadFailed'; code: string; text: string } & ExecutionRef)
   | ({ type: 'verifyResult'; ok: true } & ExecutionRef)
   | ({ type: 'verifyResult'; ok: false; code: string; text: string } & ExecutionRef)
+  /** Verification could not run (the file vanished, an I/O error): no verdict on the artifact. */
+  | ({ type: 'verifyFailed'; code: string; text: string } & ExecutionRef)
   | ({ type: 'installResult'; ok: boolean; text?: string } & ExecutionRef)
   | ({ type: 'healthResult'; ok: boolean; text?: string } & ExecutionRef)
   /** Time passed (a wake-up asked for with `wakeAt`, or a periodic tick). */
@@ -383,6 +385,11 @@ class Run {
         }
         current.phase = 'VERIFIED';
         this.tryInstall(current);
+        return;
+      case 'verifyFailed':
+        if (current.phase !== 'VERIFYING') break;
+        this.actions.push({ type: 'discard' });
+        this.finish(current, 'FAILED', { code: event.code, text: event.text });
         return;
       case 'installResult': {
         if (current.phase !== 'INSTALLING' || current.targetSlot === undefined) break;
