@@ -6,6 +6,8 @@
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
 //   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
 //            --fleet light,agent (default both; or OTA_BENCH_FLEET)
+//   OTA_BENCH_CPU_PROF=<dir>: the broker and fleet processes write V8 CPU profiles there (--cpu-prof); for the
+//            backend (this process) run `node --cpu-prof --import tsx bench/ota.ts ...`
 //
 // Two fleets, one row each: `light` is a protocol-level vehicle (bench/ota/vehicle.ts: MQTT, manifest check,
 // download and hash, the reports; no disk), which measures the backend; `agent` runs the real TCU agent per vehicle
@@ -97,8 +99,14 @@ function sizes(): {
   };
 }
 
+/** Node options of the child processes: tsx, and a CPU profile each when OTA_BENCH_CPU_PROF names a directory. */
+function childExecArgv(): string[] {
+  const profDir = process.env.OTA_BENCH_CPU_PROF;
+  return ['--import', 'tsx', ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])];
+}
+
 async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'ota/broker-process.ts')], {
+  const child = spawn(process.execPath, [...childExecArgv(), join(here, 'ota/broker-process.ts')], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -107,6 +115,45 @@ async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess 
     if (m !== null) return { url: `mqtt://127.0.0.1:${m[1]}`, child };
   }
   throw new Error('the broker process exited before listening');
+}
+
+/**
+ * Fails the run when a child process exits before the bench asks it to: the broker gone means no vehicle can ever
+ * finish, and without this the bench would wait out its fleet and campaign limits (minutes) and then hang.
+ */
+class ChildWatch {
+  private failure: Error | undefined;
+  private readonly failed: Promise<never>;
+  private reject!: (error: Error) => void;
+  stopping = false;
+
+  constructor() {
+    this.failed = new Promise<never>((_, reject) => {
+      this.reject = reject;
+    });
+    this.failed.catch(() => undefined);
+  }
+
+  watch(child: ChildProcess, name: string): void {
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.failure !== undefined) return;
+      this.failure = new Error(
+        `bench ota: the ${name} exited during the run (${signal === null ? `code ${code}` : `signal ${signal}`}); stopping`,
+      );
+      this.failure.name = 'ChildExited';
+      this.reject(this.failure);
+    });
+  }
+
+  /** Throws the failure, if any. */
+  check(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** `promise`, unless a watched child exits first. */
+  race<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.failed]);
+  }
 }
 
 async function registerAll(service: BackendService, vins: string[]): Promise<void> {
@@ -155,9 +202,11 @@ async function runOnce(
   const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
   const children: ChildProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
+  const watch = new ChildWatch();
   try {
     const broker = await startBrokerProcess();
     children.push(broker.child);
+    watch.watch(broker.child, 'broker process');
     const pki = await loadOrCreateDevPki(join(home, 'pki'));
     let service: BackendService | undefined;
     const http = await startHttpServer({
@@ -180,7 +229,7 @@ async function runOnce(
       publicBaseUrl: http.url,
       logger: pino({ level: 'silent' }),
     });
-    await backend.start();
+    await watch.race(backend.start());
     closers.push(() => backend.close());
     service = backend.service;
     const vins = Array.from({ length: n }, (_, i) => `SIM-${String(i + 1).padStart(6, '0')}`);
@@ -213,7 +262,7 @@ async function runOnce(
           join(here, fleetKind === 'light' ? 'ota/fleet-process.ts' : 'ota/agent-fleet-process.ts'),
           [JSON.stringify(config)],
           {
-            execArgv: ['--import', 'tsx'],
+            execArgv: childExecArgv(),
             stdio: 'inherit',
             // Thousands of agents share libuv's file-system threads (journal, download, hash, slots): 4 by default.
             env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
@@ -222,10 +271,14 @@ async function runOnce(
       );
     }
     const fleets = children.slice(1);
-    const ready = await Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000)));
+    for (const [i, c] of fleets.entries()) watch.watch(c, `fleet process ${i + 1}`);
+    const ready = await watch.race(Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000))));
     const connectS = (Date.now() - connectStarted) / 1000;
     // Let the presence burst settle so it is not counted as campaign work.
-    while ((await service.stats()).ingestQueue > 0) await new Promise((r) => setTimeout(r, 100));
+    while ((await service.stats()).ingestQueue > 0) {
+      watch.check();
+      await new Promise((r) => setTimeout(r, 100));
+    }
 
     // A shard that never finishes (the campaign timed out) is a row with its outcome, not a crashed benchmark.
     const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000 + 10_000).catch(() => undefined));
@@ -237,6 +290,7 @@ async function runOnce(
       rssPeak = Math.max(rssPeak, m.rss);
       heapPeak = Math.max(heapPeak, m.heapUsed);
     }, 100);
+    process.stderr.write(`  fleet connected in ${connectS.toFixed(1)} s; campaign starts\n`);
     const draft = await service.createCampaign({ name: `bench ${n}`, artifact: artifact.sha256, target: { vins } });
     const started = Date.now();
     const cpuBefore = process.cpuUsage();
@@ -246,6 +300,7 @@ async function runOnce(
     let lastProgress = Date.now();
     while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
+      watch.check();
       campaign = await service.getCampaign(draft.id);
       if (Date.now() - lastProgress >= 2000) {
         lastProgress = Date.now();
@@ -263,6 +318,7 @@ async function runOnce(
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
+    watch.check();
     const shardsDone = await Promise.race([
       Promise.all(done),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000)),
@@ -301,7 +357,8 @@ async function runOnce(
           : `${campaign.state} ${JSON.stringify(campaign.counts)} fleet ${JSON.stringify(fleetStatuses)}`,
     };
   } finally {
-    for (const child of children.slice(1)) child.send?.({ type: 'stop' });
+    watch.stopping = true;
+    for (const child of children.slice(1)) if (child.connected) child.send({ type: 'stop' });
     for (const close of closers.reverse()) await close().catch(() => undefined);
     for (const child of children) {
       if (child.exitCode === null && child.signalCode === null) {
@@ -321,7 +378,13 @@ const results: Result[] = [];
 for (const n of options.vehicles) {
   for (const fleet of options.fleets) {
     process.stderr.write(`bench ota: ${n} vehicles, ${fleet} fleet...\n`);
-    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS);
+    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS).catch(
+      (error: unknown) => {
+        const e = error as Error;
+        process.stderr.write(`${e.name === 'ChildExited' ? e.message : e.stack}\n`);
+        process.exit(1);
+      },
+    );
     process.stderr.write(`bench ota: ${n} ${fleet}: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
     results.push(result);
   }
