@@ -57,6 +57,8 @@ interface Result {
   heapPeakMiB: number;
   /** CPU time of the backend process during the campaign (user + system), to tell a busy backend from a slow fleet. */
   backendCpuS: number;
+  /** CPU time of the fleet processes (sum, all threads) from ready to done: the agents' own cost. */
+  fleetCpuS: number;
   /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
   brokerDropped: number;
   outcome: string;
@@ -350,6 +352,7 @@ async function runOnce(
       rssEndMiB: end.rss / MiB,
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
       backendCpuS: (cpu.user + cpu.system) / 1e6,
+      fleetCpuS: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.cpuS, 0),
       brokerDropped,
       outcome:
         campaign.counts.SUCCEEDED === n
@@ -409,6 +412,7 @@ process.stdout.write(
       'RSS end MiB',
       'heap peak MiB',
       'backend CPU s',
+      'fleet CPU s',
       'broker dropped',
       'fleet RSS base / idle / peak MiB',
       'KiB/vehicle idle',
@@ -426,6 +430,7 @@ process.stdout.write(
       r.rssEndMiB,
       r.heapPeakMiB,
       r.backendCpuS,
+      r.fleetCpuS,
       r.brokerDropped,
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
       // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
