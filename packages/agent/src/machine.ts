@@ -176,6 +176,15 @@ class Run {
   // ---- commands ----
 
   private command(message: Command): void {
+    if (message.type === 'sync.result') {
+      // Matched by its clientToken, new at every connection, so a redelivered answer is ignored without
+      // remembering its msgId; and an answer that changes nothing (the common case after an activation restart)
+      // needs no journal write: the actions it can produce are resends of reports already journaled.
+      const before = JSON.stringify(this.state);
+      this.syncResult(message);
+      this.persist = JSON.stringify(this.state) !== before;
+      return;
+    }
     const seen = new SeenMessageIds({}, this.state.seen);
     if (!seen.add(message.msgId, this.env.now)) {
       this.persist = false;
@@ -194,9 +203,6 @@ class Run {
         return;
       case 'job.resume':
         this.resume(message);
-        return;
-      case 'sync.result':
-        this.syncResult(message);
         return;
     }
   }
@@ -538,11 +544,15 @@ class Run {
       this.actions.push({ type: 'wakeAt', at: notBefore });
       return;
     }
-    this.begin(current);
+    this.begin(current, true);
   }
 
-  /** Leaves SCHEDULED: the deadline and the manifest are checked again (time has passed), then the download. */
-  private begin(current: CurrentJob): void {
+  /**
+   * Leaves SCHEDULED: the deadline and the manifest are checked again (time has passed), then the download.
+   * `justVerified`: the manifest was checked in this very step (no time passed), so the signature is not verified
+   * twice; the deadline still is.
+   */
+  private begin(current: CurrentJob, justVerified = false): void {
     const startBy = current.spec.deadlines.startBy;
     if (startBy !== undefined && this.env.now > startBy) {
       this.finish(current, 'REJECTED', {
@@ -551,7 +561,7 @@ class Run {
       });
       return;
     }
-    const verdict = this.verify(current.spec);
+    const verdict = justVerified ? undefined : this.verify(current.spec);
     if (verdict !== undefined) {
       this.finish(current, 'REJECTED', verdict);
       return;
