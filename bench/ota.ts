@@ -24,6 +24,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type BackendService, createBackend, startHttpServer } from '@otalink/backend';
@@ -61,6 +62,9 @@ interface Result {
   fleetCpuS: number;
   /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
   brokerDropped: number;
+  /** TLS connections the artifact server accepted during the campaign: full handshakes and resumed sessions. */
+  tlsFull: number;
+  tlsResumed: number;
   outcome: string;
 }
 
@@ -224,6 +228,11 @@ async function runOnce(
       port: 0,
     });
     closers.push(() => http.close());
+    const tls = { full: 0, resumed: 0 };
+    http.app.server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.isSessionReused()) tls.resumed += 1;
+      else tls.full += 1;
+    });
     const backend = createBackend({
       dataDir: join(home, 'backend'),
       mqtt: broker.url,
@@ -285,6 +294,7 @@ async function runOnce(
     // A shard that never finishes (the campaign timed out) is a row with its outcome, not a crashed benchmark.
     const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000 + 10_000).catch(() => undefined));
     const before = await service.stats();
+    const tlsBefore = { ...tls };
     let rssPeak = process.memoryUsage().rss;
     let heapPeak = process.memoryUsage().heapUsed;
     const sampler = setInterval(() => {
@@ -354,6 +364,8 @@ async function runOnce(
       backendCpuS: (cpu.user + cpu.system) / 1e6,
       fleetCpuS: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.cpuS, 0),
       brokerDropped,
+      tlsFull: tls.full - tlsBefore.full,
+      tlsResumed: tls.resumed - tlsBefore.resumed,
       outcome:
         campaign.counts.SUCCEEDED === n
           ? 'all SUCCEEDED'
@@ -414,6 +426,7 @@ process.stdout.write(
       'backend CPU s',
       'fleet CPU s',
       'broker dropped',
+      'TLS full / resumed',
       'fleet RSS base / idle / peak MiB',
       'KiB/vehicle idle',
       'KiB/vehicle peak',
@@ -432,6 +445,7 @@ process.stdout.write(
       r.backendCpuS,
       r.fleetCpuS,
       r.brokerDropped,
+      `${r.tlsFull} / ${r.tlsResumed}`,
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
       // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
       ((r.fleetRssIdleMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,
