@@ -6,6 +6,8 @@
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
 //   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
 //            --fleet light,agent (default both; or OTA_BENCH_FLEET)
+//   OTA_BENCH_AGENT_DIR=<dir>: the agent fleet's state directories go there (e.g. /dev/shm: thousands of agents'
+//            journal replacements in one process make file creation on a disk file system a visible CPU cost)
 //   OTA_BENCH_CPU_PROF=<dir>: the broker and fleet processes write V8 CPU profiles there (--cpu-prof); for the
 //            backend (this process) run `node --cpu-prof --import tsx bench/ota.ts ...`
 //
@@ -206,6 +208,11 @@ async function runOnce(
   timeoutS: number,
 ): Promise<Result> {
   const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
+  // The agents' journals, downloads and slots: under the run's directory, or OTA_BENCH_AGENT_DIR (a tmpfs, say).
+  const agentRoot =
+    process.env.OTA_BENCH_AGENT_DIR === undefined
+      ? home
+      : mkdtempSync(join(process.env.OTA_BENCH_AGENT_DIR, 'otalink-bench-agents-'));
   const children: ChildProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
   const watch = new ChildWatch();
@@ -258,7 +265,7 @@ async function runOnce(
         // VINs are SIM-000001..: the shard's first one (the light fleet takes the list, the agent fleet a range).
         firstIndex: s * perShard + 1,
         // Under the run's temp dir, which the parent removes however the shard ends.
-        stateRoot: join(home, `agents-${s}`),
+        stateRoot: join(agentRoot, `agents-${s}`),
         brokerUrl: broker.url,
         vins: shardVins,
         hardwareId: HARDWARE_ID,
@@ -385,6 +392,7 @@ async function runOnce(
       }
     }
     rmSync(home, { recursive: true, force: true });
+    rmSync(agentRoot, { recursive: true, force: true });
   }
 }
 
