@@ -6,6 +6,10 @@
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
 //   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
 //            --fleet light,agent (default both; or OTA_BENCH_FLEET)
+//   OTA_BENCH_AGENT_DIR=<dir>: the agent fleet's state directories go there (e.g. /dev/shm: thousands of agents'
+//            journal replacements in one process make file creation on a disk file system a visible CPU cost)
+//   OTA_BENCH_CPU_PROF=<dir>: the broker and fleet processes write V8 CPU profiles there (--cpu-prof); for the
+//            backend (this process) run `node --cpu-prof --import tsx bench/ota.ts ...`
 //
 // Two fleets, one row each: `light` is a protocol-level vehicle (bench/ota/vehicle.ts: MQTT, manifest check,
 // download and hash, the reports; no disk), which measures the backend; `agent` runs the real TCU agent per vehicle
@@ -22,6 +26,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type BackendService, createBackend, startHttpServer } from '@otalink/backend';
@@ -55,8 +60,13 @@ interface Result {
   heapPeakMiB: number;
   /** CPU time of the backend process during the campaign (user + system), to tell a busy backend from a slow fleet. */
   backendCpuS: number;
+  /** CPU time of the fleet processes (sum, all threads) from ready to done: the agents' own cost. */
+  fleetCpuS: number;
   /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
   brokerDropped: number;
+  /** TLS connections the artifact server accepted during the campaign: full handshakes and resumed sessions. */
+  tlsFull: number;
+  tlsResumed: number;
   outcome: string;
 }
 
@@ -97,8 +107,14 @@ function sizes(): {
   };
 }
 
+/** Node options of the child processes: tsx, and a CPU profile each when OTA_BENCH_CPU_PROF names a directory. */
+function childExecArgv(): string[] {
+  const profDir = process.env.OTA_BENCH_CPU_PROF;
+  return ['--import', 'tsx', ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])];
+}
+
 async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'ota/broker-process.ts')], {
+  const child = spawn(process.execPath, [...childExecArgv(), join(here, 'ota/broker-process.ts')], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -107,6 +123,45 @@ async function startBrokerProcess(): Promise<{ url: string; child: ChildProcess 
     if (m !== null) return { url: `mqtt://127.0.0.1:${m[1]}`, child };
   }
   throw new Error('the broker process exited before listening');
+}
+
+/**
+ * Fails the run when a child process exits before the bench asks it to: the broker gone means no vehicle can ever
+ * finish, and without this the bench would wait out its fleet and campaign limits (minutes) and then hang.
+ */
+class ChildWatch {
+  private failure: Error | undefined;
+  private readonly failed: Promise<never>;
+  private reject!: (error: Error) => void;
+  stopping = false;
+
+  constructor() {
+    this.failed = new Promise<never>((_, reject) => {
+      this.reject = reject;
+    });
+    this.failed.catch(() => undefined);
+  }
+
+  watch(child: ChildProcess, name: string): void {
+    child.once('exit', (code, signal) => {
+      if (this.stopping || this.failure !== undefined) return;
+      this.failure = new Error(
+        `bench ota: the ${name} exited during the run (${signal === null ? `code ${code}` : `signal ${signal}`}); stopping`,
+      );
+      this.failure.name = 'ChildExited';
+      this.reject(this.failure);
+    });
+  }
+
+  /** Throws the failure, if any. */
+  check(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** `promise`, unless a watched child exits first. */
+  race<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.failed]);
+  }
 }
 
 async function registerAll(service: BackendService, vins: string[]): Promise<void> {
@@ -153,11 +208,18 @@ async function runOnce(
   timeoutS: number,
 ): Promise<Result> {
   const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
+  // The agents' journals, downloads and slots: under the run's directory, or OTA_BENCH_AGENT_DIR (a tmpfs, say).
+  const agentRoot =
+    process.env.OTA_BENCH_AGENT_DIR === undefined
+      ? home
+      : mkdtempSync(join(process.env.OTA_BENCH_AGENT_DIR, 'otalink-bench-agents-'));
   const children: ChildProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
+  const watch = new ChildWatch();
   try {
     const broker = await startBrokerProcess();
     children.push(broker.child);
+    watch.watch(broker.child, 'broker process');
     const pki = await loadOrCreateDevPki(join(home, 'pki'));
     let service: BackendService | undefined;
     const http = await startHttpServer({
@@ -173,6 +235,11 @@ async function runOnce(
       port: 0,
     });
     closers.push(() => http.close());
+    const tls = { full: 0, resumed: 0 };
+    http.app.server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.isSessionReused()) tls.resumed += 1;
+      else tls.full += 1;
+    });
     const backend = createBackend({
       dataDir: join(home, 'backend'),
       mqtt: broker.url,
@@ -180,7 +247,7 @@ async function runOnce(
       publicBaseUrl: http.url,
       logger: pino({ level: 'silent' }),
     });
-    await backend.start();
+    await watch.race(backend.start());
     closers.push(() => backend.close());
     service = backend.service;
     const vins = Array.from({ length: n }, (_, i) => `SIM-${String(i + 1).padStart(6, '0')}`);
@@ -198,7 +265,7 @@ async function runOnce(
         // VINs are SIM-000001..: the shard's first one (the light fleet takes the list, the agent fleet a range).
         firstIndex: s * perShard + 1,
         // Under the run's temp dir, which the parent removes however the shard ends.
-        stateRoot: join(home, `agents-${s}`),
+        stateRoot: join(agentRoot, `agents-${s}`),
         brokerUrl: broker.url,
         vins: shardVins,
         hardwareId: HARDWARE_ID,
@@ -213,7 +280,7 @@ async function runOnce(
           join(here, fleetKind === 'light' ? 'ota/fleet-process.ts' : 'ota/agent-fleet-process.ts'),
           [JSON.stringify(config)],
           {
-            execArgv: ['--import', 'tsx'],
+            execArgv: childExecArgv(),
             stdio: 'inherit',
             // Thousands of agents share libuv's file-system threads (journal, download, hash, slots): 4 by default.
             env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' },
@@ -222,14 +289,19 @@ async function runOnce(
       );
     }
     const fleets = children.slice(1);
-    const ready = await Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000)));
+    for (const [i, c] of fleets.entries()) watch.watch(c, `fleet process ${i + 1}`);
+    const ready = await watch.race(Promise.all(fleets.map((c) => waitFor(c, 'ready', 180_000))));
     const connectS = (Date.now() - connectStarted) / 1000;
     // Let the presence burst settle so it is not counted as campaign work.
-    while ((await service.stats()).ingestQueue > 0) await new Promise((r) => setTimeout(r, 100));
+    while ((await service.stats()).ingestQueue > 0) {
+      watch.check();
+      await new Promise((r) => setTimeout(r, 100));
+    }
 
     // A shard that never finishes (the campaign timed out) is a row with its outcome, not a crashed benchmark.
     const done = fleets.map((c) => waitFor(c, 'done', timeoutS * 1000 + 10_000).catch(() => undefined));
     const before = await service.stats();
+    const tlsBefore = { ...tls };
     let rssPeak = process.memoryUsage().rss;
     let heapPeak = process.memoryUsage().heapUsed;
     const sampler = setInterval(() => {
@@ -237,6 +309,7 @@ async function runOnce(
       rssPeak = Math.max(rssPeak, m.rss);
       heapPeak = Math.max(heapPeak, m.heapUsed);
     }, 100);
+    process.stderr.write(`  fleet connected in ${connectS.toFixed(1)} s; campaign starts\n`);
     const draft = await service.createCampaign({ name: `bench ${n}`, artifact: artifact.sha256, target: { vins } });
     const started = Date.now();
     const cpuBefore = process.cpuUsage();
@@ -246,6 +319,7 @@ async function runOnce(
     let lastProgress = Date.now();
     while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
+      watch.check();
       campaign = await service.getCampaign(draft.id);
       if (Date.now() - lastProgress >= 2000) {
         lastProgress = Date.now();
@@ -263,6 +337,7 @@ async function runOnce(
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
+    watch.check();
     const shardsDone = await Promise.race([
       Promise.all(done),
       new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000)),
@@ -294,14 +369,18 @@ async function runOnce(
       rssEndMiB: end.rss / MiB,
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
       backendCpuS: (cpu.user + cpu.system) / 1e6,
+      fleetCpuS: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.cpuS, 0),
       brokerDropped,
+      tlsFull: tls.full - tlsBefore.full,
+      tlsResumed: tls.resumed - tlsBefore.resumed,
       outcome:
         campaign.counts.SUCCEEDED === n
           ? 'all SUCCEEDED'
           : `${campaign.state} ${JSON.stringify(campaign.counts)} fleet ${JSON.stringify(fleetStatuses)}`,
     };
   } finally {
-    for (const child of children.slice(1)) child.send?.({ type: 'stop' });
+    watch.stopping = true;
+    for (const child of children.slice(1)) if (child.connected) child.send({ type: 'stop' });
     for (const close of closers.reverse()) await close().catch(() => undefined);
     for (const child of children) {
       if (child.exitCode === null && child.signalCode === null) {
@@ -313,6 +392,7 @@ async function runOnce(
       }
     }
     rmSync(home, { recursive: true, force: true });
+    rmSync(agentRoot, { recursive: true, force: true });
   }
 }
 
@@ -321,7 +401,13 @@ const results: Result[] = [];
 for (const n of options.vehicles) {
   for (const fleet of options.fleets) {
     process.stderr.write(`bench ota: ${n} vehicles, ${fleet} fleet...\n`);
-    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS);
+    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS).catch(
+      (error: unknown) => {
+        const e = error as Error;
+        process.stderr.write(`${e.name === 'ChildExited' ? e.message : e.stack}\n`);
+        process.exit(1);
+      },
+    );
     process.stderr.write(`bench ota: ${n} ${fleet}: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
     results.push(result);
   }
@@ -346,7 +432,9 @@ process.stdout.write(
       'RSS end MiB',
       'heap peak MiB',
       'backend CPU s',
+      'fleet CPU s',
       'broker dropped',
+      'TLS full / resumed',
       'fleet RSS base / idle / peak MiB',
       'KiB/vehicle idle',
       'KiB/vehicle peak',
@@ -363,7 +451,9 @@ process.stdout.write(
       r.rssEndMiB,
       r.heapPeakMiB,
       r.backendCpuS,
+      r.fleetCpuS,
       r.brokerDropped,
+      `${r.tlsFull} / ${r.tlsResumed}`,
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
       // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
       ((r.fleetRssIdleMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,

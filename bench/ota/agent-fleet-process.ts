@@ -5,6 +5,7 @@
 // what one agent costs.
 import { readFileSync, rmSync } from 'node:fs';
 import { createFleet } from '@otalink/sim';
+import { cpuSecondsSince } from './cpu.js';
 import type { FleetShardConfig, ShardMessage } from './fleet-process.js';
 
 const FINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'ROLLED_BACK', 'CANCELED', 'TIMED_OUT'];
@@ -46,6 +47,7 @@ while (fleet.counters.connected < config.vins.length && Date.now() - started < 1
   await new Promise((r) => setTimeout(r, 100));
 }
 const idle = process.memoryUsage();
+const cpuAtReady = process.cpuUsage();
 send({
   type: 'ready',
   connected: fleet.counters.connected,
@@ -61,7 +63,12 @@ const poll = setInterval(() => {
   clearInterval(poll);
   const statuses: Record<string, number> = {};
   for (const s of FINAL) if ((states[s] ?? 0) > 0) statuses[s] = states[s] ?? 0;
-  send({ type: 'done', statuses, rssPeakMiB: Math.max(rssPeak, process.memoryUsage().rss) / 1048576 });
+  send({
+    type: 'done',
+    statuses,
+    rssPeakMiB: Math.max(rssPeak, process.memoryUsage().rss) / 1048576,
+    cpuS: cpuSecondsSince(cpuAtReady),
+  });
 }, 100);
 
 let stopping = false;

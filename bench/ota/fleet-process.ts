@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';
 import { OtaTopics, TrustedKeys } from '@otalink/ota';
+import { cpuSecondsSince } from './cpu.js';
 import { SimVehicle, type VehicleContext } from './vehicle.js';
 
 export interface FleetShardConfig {
@@ -21,8 +22,12 @@ export interface FleetShardConfig {
 export type ShardMessage =
   /** rssMiB: the shard process's memory once its vehicles are connected and idle; rssBaseMiB: before any vehicle. */
   | { type: 'ready'; connected: number; connectMs: number; rssMiB: number; rssBaseMiB: number }
-  /** rssPeakMiB: the highest memory the shard process reached (sampled every 200 ms). */
-  | { type: 'done'; statuses: Record<string, number>; rssPeakMiB: number }
+  /**
+   * rssPeakMiB: the highest memory the shard process reached (sampled every 200 ms); cpuS: the process's CPU time
+   * (user + system, all threads) from `ready` to `done`, which load from other processes inflates far less than
+   * the wall-clock time.
+   */
+  | { type: 'done'; statuses: Record<string, number>; rssPeakMiB: number; cpuS: number }
   | { type: 'error'; message: string };
 
 const send = (message: ShardMessage) => process.send?.(message);
@@ -34,6 +39,7 @@ let rssPeak = process.memoryUsage().rss;
 const sampler = setInterval(() => {
   rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
 }, 200);
+let cpuAtReady = process.cpuUsage();
 const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: config.httpSockets });
 const ctx: VehicleContext = {
   brokerUrl: config.brokerUrl,
@@ -49,7 +55,12 @@ const ctx: VehicleContext = {
     statuses[status] = (statuses[status] ?? 0) + 1;
     finished++;
     if (finished === vehicles.length) {
-      send({ type: 'done', statuses, rssPeakMiB: Math.max(rssPeak, process.memoryUsage().rss) / 1048576 });
+      send({
+        type: 'done',
+        statuses,
+        rssPeakMiB: Math.max(rssPeak, process.memoryUsage().rss) / 1048576,
+        cpuS: cpuSecondsSince(cpuAtReady),
+      });
     }
   },
 };
@@ -65,6 +76,7 @@ async function connectAll(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: config.connectConcurrency }, worker));
+  cpuAtReady = process.cpuUsage();
   send({
     type: 'ready',
     connected: vehicles.length,

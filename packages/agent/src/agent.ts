@@ -402,7 +402,19 @@ class AgentShell implements Agent {
         return;
       case 'verify':
         this.background(async () => {
-          const check = await this.slots.verifyDownload(action.manifest);
+          let check: Awaited<ReturnType<SlotStore['verifyDownload']>>;
+          try {
+            check = await this.slots.verifyDownload(action.manifest);
+          } catch (error) {
+            // Without this the machine would wait in VERIFYING for a result that never comes.
+            return {
+              type: 'verifyFailed',
+              code: 'AGENT_ERR_VERIFY_FAILED',
+              text: `cannot verify the download: ${(error as Error).message}`.slice(0, 1024),
+              jobId: action.jobId,
+              executionNumber: action.executionNumber,
+            };
+          }
           return check.ok
             ? { type: 'verifyResult', ok: true, jobId: action.jobId, executionNumber: action.executionNumber }
             : {

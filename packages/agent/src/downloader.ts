@@ -6,6 +6,7 @@ import { open, stat, truncate } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createSecureContext, type SecureContext } from 'node:tls';
 
 export interface DownloadOptions {
   url: string;
@@ -249,12 +250,32 @@ async function receive(
   return done;
 }
 
+/**
+ * One TLS context per CA list, shared by every download in the process: building one parses the PEM into a fresh
+ * certificate store, which per download was a large part of a simulated fleet's CPU. `ca` still goes to the
+ * request too, so the HTTPS agent's connection pool stays keyed by it.
+ */
+const secureContexts = new Map<string, SecureContext>();
+
+function secureContextFor(ca: string | string[]): SecureContext {
+  const key = typeof ca === 'string' ? ca : ca.join('\n');
+  let context = secureContexts.get(key);
+  if (context === undefined) {
+    context = createSecureContext({ ca });
+    // A process talks to a handful of artifact servers; the bound only guards against a caller varying it.
+    if (secureContexts.size >= 16) secureContexts.clear();
+    secureContexts.set(key, context);
+  }
+  return context;
+}
+
 function get(url: URL, headers: Record<string, string>, options: DownloadOptions): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const common = { headers, signal: options.signal, timeout: options.idleTimeoutMs ?? 30_000 };
+    const ca = options.ca;
     const req =
       url.protocol === 'https:'
-        ? httpsRequest(url, { ...common, ...(options.ca === undefined ? {} : { ca: options.ca }) })
+        ? httpsRequest(url, { ...common, ...(ca === undefined ? {} : { ca, secureContext: secureContextFor(ca) }) })
         : httpRequest(url, common);
     req.on('response', resolve);
     req.on('timeout', () => req.destroy(new Error('no data from the artifact server')));

@@ -1,7 +1,7 @@
 // The agent's durable memory: one JSON file replaced atomically (write a temporary file, fsync it, rename it over
 // the journal, fsync the directory), so a kill or power loss at any instant leaves either the old or the new state,
 // never a torn one.
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentState } from './state.js';
 
@@ -68,8 +68,15 @@ export class Journal {
   }
 
   private async writeNow(text: string): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
-    const file = await open(this.tmpPath, 'w');
+    let file: FileHandle;
+    try {
+      file = await open(this.tmpPath, 'w');
+    } catch (e) {
+      // The directory is made when missing rather than before every write: a fleet process writes thousands.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await mkdir(this.dir, { recursive: true });
+      file = await open(this.tmpPath, 'w');
+    }
     try {
       await file.writeFile(text);
       if (this.fsync) await file.sync();

@@ -82,6 +82,8 @@ export type MachineEvent =
   | ({ type: 'downloadFailed'; code: string; text: string } & ExecutionRef)
   | ({ type: 'verifyResult'; ok: true } & ExecutionRef)
   | ({ type: 'verifyResult'; ok: false; code: string; text: string } & ExecutionRef)
+  /** Verification could not run (the file vanished, an I/O error): no verdict on the artifact. */
+  | ({ type: 'verifyFailed'; code: string; text: string } & ExecutionRef)
   | ({ type: 'installResult'; ok: boolean; text?: string } & ExecutionRef)
   | ({ type: 'healthResult'; ok: boolean; text?: string } & ExecutionRef)
   /** Time passed (a wake-up asked for with `wakeAt`, or a periodic tick). */
@@ -150,6 +152,10 @@ class Run {
         this.state.syncToken = clientToken;
         this.state.syncAt = this.env.now;
         this.actions.push({ type: 'sync', clientToken });
+        // The token only has to match its answer within this lifetime (a new lifetime has another boot count and
+        // syncs again), so it need not reach the disk before the request goes out: one journal write less per
+        // connection, which at every activation restart of a fleet adds up.
+        this.persist = false;
         return;
       }
       case 'command':
@@ -170,6 +176,15 @@ class Run {
   // ---- commands ----
 
   private command(message: Command): void {
+    if (message.type === 'sync.result') {
+      // Matched by its clientToken, new at every connection, so a redelivered answer is ignored without
+      // remembering its msgId; and an answer that changes nothing (the common case after an activation restart)
+      // needs no journal write: the actions it can produce are resends of reports already journaled.
+      const before = JSON.stringify(this.state);
+      this.syncResult(message);
+      this.persist = JSON.stringify(this.state) !== before;
+      return;
+    }
     const seen = new SeenMessageIds({}, this.state.seen);
     if (!seen.add(message.msgId, this.env.now)) {
       this.persist = false;
@@ -188,9 +203,6 @@ class Run {
         return;
       case 'job.resume':
         this.resume(message);
-        return;
-      case 'sync.result':
-        this.syncResult(message);
         return;
     }
   }
@@ -384,6 +396,11 @@ class Run {
         current.phase = 'VERIFIED';
         this.tryInstall(current);
         return;
+      case 'verifyFailed':
+        if (current.phase !== 'VERIFYING') break;
+        this.actions.push({ type: 'discard' });
+        this.finish(current, 'FAILED', { code: event.code, text: event.text });
+        return;
       case 'installResult': {
         if (current.phase !== 'INSTALLING' || current.targetSlot === undefined) break;
         if (current.cancelRequested) {
@@ -527,11 +544,15 @@ class Run {
       this.actions.push({ type: 'wakeAt', at: notBefore });
       return;
     }
-    this.begin(current);
+    this.begin(current, true);
   }
 
-  /** Leaves SCHEDULED: the deadline and the manifest are checked again (time has passed), then the download. */
-  private begin(current: CurrentJob): void {
+  /**
+   * Leaves SCHEDULED: the deadline and the manifest are checked again (time has passed), then the download.
+   * `justVerified`: the manifest was checked in this very step (no time passed), so the signature is not verified
+   * twice; the deadline still is.
+   */
+  private begin(current: CurrentJob, justVerified = false): void {
     const startBy = current.spec.deadlines.startBy;
     if (startBy !== undefined && this.env.now > startBy) {
       this.finish(current, 'REJECTED', {
@@ -540,7 +561,7 @@ class Run {
       });
       return;
     }
-    const verdict = this.verify(current.spec);
+    const verdict = justVerified ? undefined : this.verify(current.spec);
     if (verdict !== undefined) {
       this.finish(current, 'REJECTED', verdict);
       return;

@@ -29,9 +29,12 @@ export class SlotStore {
     return join(this.stateDir, 'slots', slot);
   }
 
-  /** SHA-256 and size of the downloaded file, streamed (never the whole artifact in memory), checked against it. */
+  /**
+   * SHA-256 and size of the downloaded file, streamed (never the whole artifact in memory), checked against it.
+   * Throws when the file cannot be read, a vanished one included: that says nothing about the artifact.
+   */
   async verifyDownload(manifest: Pick<Manifest, 'size' | 'sha256'>) {
-    const actual = await hashFile(this.downloadPath);
+    const actual = await hashFile(this.downloadPath, { missingIsEmpty: false });
     return checkArtifact(actual, manifest);
   }
 
@@ -77,7 +80,8 @@ export class SlotStore {
   }
 
   async discardDownload(): Promise<void> {
-    await rm(this.downloadPath, { force: true });
+    // recursive: whatever took the file's place (a directory) goes too, so the next download can start.
+    await rm(this.downloadPath, { force: true, recursive: true });
   }
 
   async discardSlot(slot: SlotName): Promise<void> {
@@ -98,7 +102,11 @@ export class SlotStore {
   }
 }
 
-export async function hashFile(path: string): Promise<{ size: number; sha256: string }> {
+/** SHA-256 and size of a file; a missing file counts as empty unless `missingIsEmpty` is false (then it throws). */
+export async function hashFile(
+  path: string,
+  options: { missingIsEmpty?: boolean } = {},
+): Promise<{ size: number; sha256: string }> {
   const hash = createSha256();
   let size = 0;
   try {
@@ -107,7 +115,7 @@ export async function hashFile(path: string): Promise<{ size: number; sha256: st
       size += chunk.length;
     }
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || options.missingIsEmpty === false) throw e;
   }
   return { size, sha256: hash.digestHex() };
 }

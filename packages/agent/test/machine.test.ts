@@ -306,6 +306,16 @@ describe('refusals: REJECTED with the reason code and nothing downloaded or inst
     });
   }
 
+  test('verification that cannot run (I/O error) is FAILED (retryable), not REJECTED, and discards', () => {
+    const d = new Driver();
+    d.send({ type: 'command', message: notify() });
+    d.send({ type: 'downloadDone', bytesDone: manifest().size, ...REF });
+    const actions = d.send({ type: 'verifyFailed', code: 'AGENT_ERR_VERIFY_FAILED', text: 'EIO', ...REF });
+    assert.deepEqual(types(actions), ['discard', 'report']);
+    assert.equal(statusLine(d.last), 'FAILED AGENT_ERR_VERIFY_FAILED');
+    assert.equal(d.state.current, undefined);
+  });
+
   test('a server sending more than declared: OTA_ERR_TOO_LARGE', () => {
     const d = new Driver();
     d.send({ type: 'command', message: notify() });

@@ -44,7 +44,9 @@ function listen(server: Server, host: string, port: number): Promise<AddressInfo
 export async function startHttpServer(options: StartHttpServerOptions): Promise<RunningHttpServer> {
   const { host = '127.0.0.1', port = 8443, tls, plainHttp, ...appOptions } = options;
   const { app } = await buildBackendApp(tls === undefined ? appOptions : { ...appOptions, https: tls });
-  await app.listen({ host, port });
+  // A fleet starting its downloads at once overflows Node's default accept queue (511); TCP then retries the
+  // dropped handshakes after seconds. The kernel caps this at net.core.somaxconn.
+  await app.listen({ host, port, backlog: 4096 });
   const main = app.server.address() as AddressInfo;
   let plain: Server | undefined;
   let plainUrl: string | undefined;

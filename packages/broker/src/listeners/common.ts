@@ -6,6 +6,13 @@ import type { ListenerOptions } from '../options.js';
 /** Every raw socket a listener accepted and that is still open, so that closing can end the stragglers. */
 const openSockets = new WeakMap<Server, Set<Socket>>();
 
+/**
+ * Connections the kernel queues for accept() (it caps this at net.core.somaxconn). Node's default, 511, overflows
+ * when thousands of clients connect at once (a fleet reconnecting after an outage, or restarting after an update):
+ * the dropped handshakes are retried by TCP after 1, 3, 7, 15... seconds, which stalls those clients for minutes.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 /** How long closing a listener waits for its sockets to end by themselves before it destroys them. */
 const CLOSE_LIMIT_MS = 5000;
 
@@ -26,7 +33,7 @@ export function listen(server: Server, options: ListenerOptions): Promise<{ host
       );
     };
     server.once('error', onError);
-    server.listen(options.port, host, () => {
+    server.listen({ port: options.port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', onError);
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : options.port;

@@ -1,0 +1,100 @@
+// Verification that cannot run (the downloaded file vanished, or reading it fails) is not a verdict on the
+// artifact: the execution ends FAILED with AGENT_ERR_VERIFY_FAILED, the download is cleaned up and the vehicle is
+// free for the next job, instead of staying in VERIFYING forever.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { type Broker, createBroker } from '@otalink/broker';
+import { sha256Hex } from '@otalink/ota/node';
+import { runAgent } from '../src/index.js';
+import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
+import { ARTIFACT, manifest, signed } from './support/fixtures.js';
+import { TestBackend } from './support/test-backend.js';
+import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
+
+let broker: Broker;
+let url: string;
+let artifacts: ArtifactServer;
+
+before(async () => {
+  broker = createBroker({
+    listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
+    allowAnonymous: true,
+    logger: silent,
+    sysIntervalSeconds: 0,
+  });
+  await broker.listen();
+  url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
+  artifacts = await startArtifactServer();
+  artifacts.put('/fw.bin', ARTIFACT);
+});
+after(async () => {
+  await artifacts.close();
+  await broker.close();
+});
+
+function liveManifest() {
+  const now = Date.now();
+  return signed(
+    manifest({
+      url: artifacts.url('/fw.bin'),
+      issuedAt: now - 60_000,
+      expiresAt: now + 3600_000,
+      sha256: sha256Hex(ARTIFACT),
+    }),
+  );
+}
+
+const sabotages: Array<[string, (path: string) => void]> = [
+  ['the downloaded file vanished', (path) => rmSync(path, { force: true })],
+  [
+    'reading the downloaded file fails (EISDIR)',
+    (path) => {
+      rmSync(path, { force: true });
+      mkdirSync(path);
+      writeFileSync(join(path, 'x'), 'not the artifact');
+    },
+  ],
+];
+
+for (const [name, sabotage] of sabotages) {
+  test(`${name}: FAILED AGENT_ERR_VERIFY_FAILED, download cleaned up, not stuck in VERIFYING`, async () => {
+    const vin = `SIM-VERIFY-${sabotages.findIndex(([n]) => n === name)}`;
+    const dir = await tempDir();
+    const backend = await TestBackend.start(url);
+    const downloadPath = join(dir.path, 'download.part');
+    let sabotaged = false;
+    const runner = await runAgent(vehicleOptions(vin, dir.path, url, artifacts.ca), {
+      // The journal holds VERIFYING and the verify action has not run yet.
+      state: (state) => {
+        if (!sabotaged && state.current?.phase === 'VERIFYING') {
+          sabotaged = true;
+          sabotage(downloadPath);
+        }
+      },
+    });
+    try {
+      await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 10_000, 'sync');
+      await backend.notify(vin, jobFields(liveManifest()));
+      await backend.waitFor(
+        () => backend.statuses.get(vin)?.some((s) => s.status !== 'IN_PROGRESS') === true,
+        10_000,
+        'an outcome after VERIFYING',
+      );
+      assert.ok(sabotaged);
+      const outcome = backend.statuses.get(vin)?.at(-1);
+      assert.equal(outcome?.status, 'FAILED');
+      assert.equal(outcome?.reason?.code, 'AGENT_ERR_VERIFY_FAILED');
+      assert.equal(runner.agent.state.current, undefined);
+      assert.equal(runner.agent.state.slots.active, 'A');
+      // The discard runs after the report: give it a moment.
+      for (let i = 0; i < 50 && existsSync(downloadPath); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(existsSync(downloadPath), false, 'the download is cleaned up');
+    } finally {
+      await runner.kill();
+      await backend.close();
+      await dir.remove();
+    }
+  });
+}
