@@ -3,6 +3,8 @@
 //
 //   node --import tsx bench/durable.ts            full run (~ 2–4 min), table on stdout
 //   node --import tsx bench/durable.ts --quick    smaller counts
+//   DURABLE_BENCH_ONLY=batch,mosquitto             some candidates only (batch, none, mosquitto)
+//   DURABLE_BENCH_NODE_ARGS='--cpu-prof'           extra Node options for our broker's process (profiling)
 //
 // Measured per broker, each on a fresh data directory:
 //   1. QoS 1 msgs/s from publishers (closed loop, a window of acks each) to offline persistent subscribers, until a
@@ -81,9 +83,14 @@ function ours(sync: 'batch' | 'none'): Candidate {
   return {
     name: `otalink (store_sync ${sync})`,
     async start(dir) {
-      const child = spawn(process.execPath, ['--import', 'tsx', OURS, JSON.stringify({ dataDir: dir, sync })], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const extra = process.env.DURABLE_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+      const child = spawn(
+        process.execPath,
+        [...extra, '--import', 'tsx', OURS, JSON.stringify({ dataDir: dir, sync })],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       const line = await new Promise<string>((resolve, reject) => {
         createInterface({ input: child.stdout! }).once('line', resolve);
@@ -294,7 +301,10 @@ console.log(
   `# ${PUBLISHERS} publishers x window ${WINDOW}, QoS 1, ${PAYLOAD.length} B payloads, ${SUBSCRIBERS} offline persistent subscribers (each message queued ${SUBSCRIBERS}x), phase ${PHASE_MS} ms or ${PHASE_CAP} messages; restart with ${RESTART_COUNT} queued for 1 subscriber`,
 );
 const rows: Array<Array<string | number>> = [];
-for (const candidate of [ours('batch'), ours('none'), mosquitto]) {
+const only = process.env.DURABLE_BENCH_ONLY?.split(',');
+const candidates = { batch: ours('batch'), none: ours('none'), mosquitto };
+for (const [key, candidate] of Object.entries(candidates)) {
+  if (only !== undefined && !only.includes(key)) continue;
   try {
     rows.push(await measure(candidate));
   } catch (error) {
