@@ -5,6 +5,7 @@
 //   node --import tsx bench/durable.ts --quick    smaller counts
 //   DURABLE_BENCH_ONLY=batch,mosquitto             some candidates only (batch, none, mosquitto)
 //   DURABLE_BENCH_NODE_ARGS='--cpu-prof'           extra Node options for our broker's process (profiling)
+//   BROKER_MODULE=/abs/path/broker/src/index.ts     our broker from another checkout (before/after comparisons)
 //
 // Measured per broker, each on a fresh data directory:
 //   1. QoS 1 msgs/s from publishers (closed loop, a window of acks each) to offline persistent subscribers, until a

@@ -400,9 +400,14 @@ export class Connection implements Outlet, Timed {
     return this.#gated || this.#deferred > 0;
   }
 
-  #push(bytes: Uint8Array): void {
+  /**
+   * `gate` false: these bytes need not wait for the store (a QoS 0/1 PUBLISH: a crash taking its message back means
+   * at most a second delivery, which QoS 1 allows; see docs/durable-store.md). They still wait behind gated bytes
+   * queued before them.
+   */
+  #push(bytes: Uint8Array, gate = true): void {
     if (this.state === 'closed') return;
-    if (!this.#durableAck) this.#gated = true;
+    if (gate && !this.#durableAck) this.#gated = true;
     this.#pending.push(bytes);
     this.#pendingBytes += bytes.length;
     this.core.turnBytes += bytes.length;
@@ -457,14 +462,14 @@ export class Connection implements Outlet, Timed {
       const form = templates.get(this.protocolVersion, qos, delivery.retain, delivery.subscriptionIds);
       if (form.bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
       if (form.idOffset < 0) {
-        this.#push(form.bytes);
+        this.#push(form.bytes, qos === 2);
       } else {
         // Same bytes for every subscriber but the packet id: copy and patch.
         const bytes = Buffer.allocUnsafe(form.bytes.length);
         bytes.set(form.bytes);
         bytes[form.idOffset] = packetId >>> 8;
         bytes[form.idOffset + 1] = packetId & 0xff;
-        this.#push(bytes);
+        this.#push(bytes, qos === 2);
       }
       this.core.stats.messagesOut[qos]++;
       return true;
@@ -487,7 +492,7 @@ export class Connection implements Outlet, Timed {
       this.#outboundAliases ??= new Map();
       this.#outboundAliases.set(delivery.message.topic, newAlias);
     }
-    this.#push(bytes);
+    this.#push(bytes, qos === 2);
     this.core.stats.messagesOut[qos]++;
     return true;
   }

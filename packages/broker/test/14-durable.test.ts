@@ -418,6 +418,34 @@ describe('14 durable broker (data directory)', () => {
       sub.end();
     });
   });
+
+  test('a QoS 1 delivery leaves before the sync (at least once allows a redelivery); its PUBACK waits for it', async () => {
+    let release: (() => void) | undefined;
+    let holding = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        if (!holding) return nodeStoreFs.fdatasync(fd);
+        return new Promise<void>((resolve) => {
+          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
+        });
+      },
+    };
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+      const sub = await connected(b.port, persistent('s1'));
+      await subscribe(sub, 'w1', 1);
+      const pub = await connected(b.port, persistent('p1'));
+      holding = true;
+      pub.send({ type: 'publish', topic: 'w1', payload: text('early'), qos: 1, retain: false, dup: false, packetId: 1 });
+      assert.equal(str((await sub.expect('publish', 3000)).payload), 'early');
+      assert.ok(await pub.silentFor(200), 'PUBACK before the commit was durable');
+      holding = false;
+      release?.();
+      await pub.expect('puback');
+      pub.end();
+      sub.end();
+    });
+  });
 });
 
 describe('14 durable broker: write errors', () => {
