@@ -157,7 +157,8 @@ export class BrokerCore {
       for (const entry of stored.subscriptions.values()) {
         state.subscriptions.set(entry.filter, { ...entry, subscriptionId: entry.subscriptionId ?? undefined });
       }
-      for (const [entryId, queued] of [...stored.queue]) {
+      // Not copied first: a Map's iteration tolerates the current entry's removal (MemoryStore's dequeue).
+      for (const [entryId, queued] of stored.queue) {
         const message = messages.get(queued.messageId);
         if (message === undefined) continue;
         if (isExpired(message, now)) {
