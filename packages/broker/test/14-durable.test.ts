@@ -436,7 +436,15 @@ describe('14 durable broker (data directory)', () => {
       await subscribe(sub, 'w1', 1);
       const pub = await connected(b.port, persistent('p1'));
       holding = true;
-      pub.send({ type: 'publish', topic: 'w1', payload: text('early'), qos: 1, retain: false, dup: false, packetId: 1 });
+      pub.send({
+        type: 'publish',
+        topic: 'w1',
+        payload: text('early'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 1,
+      });
       assert.equal(str((await sub.expect('publish', 3000)).payload), 'early');
       assert.ok(await pub.silentFor(200), 'PUBACK before the commit was durable');
       holding = false;

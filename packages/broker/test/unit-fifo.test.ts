@@ -12,7 +12,10 @@ test('Fifo keeps order, length and iteration through compactions and a refill af
     for (let i = 0; i < 2500 * (round + 1); i++) assert.equal(fifo.shift(), expected++);
     assert.equal(fifo.length, next - expected);
     assert.equal(fifo.peek(), expected);
-    assert.deepEqual([...fifo], Array.from({ length: next - expected }, (_, i) => expected + i));
+    assert.deepEqual(
+      [...fifo],
+      Array.from({ length: next - expected }, (_, i) => expected + i),
+    );
   }
   while (fifo.length > 0) assert.equal(fifo.shift(), expected++);
   assert.equal(fifo.shift(), undefined);
