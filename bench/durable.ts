@@ -6,6 +6,8 @@
 //   DURABLE_BENCH_ONLY=batch,mosquitto             some candidates only (batch, none, mosquitto)
 //   DURABLE_BENCH_NODE_ARGS='--cpu-prof'           extra Node options for our broker's process (profiling)
 //   BROKER_MODULE=/abs/path/broker/src/index.ts     our broker from another checkout (before/after comparisons)
+//   --bundled                                      our broker bundled by esbuild first (plain JavaScript, no tsx loader):
+//                                                  restart then measures the broker, not TypeScript compilation
 //
 // Measured per broker, each on a fresh data directory:
 //   1. QoS 1 msgs/s from publishers (closed loop, a window of acks each) to offline persistent subscribers, until a
@@ -38,6 +40,27 @@ const RESTART_COUNT = QUICK ? 20_000 : 100_000;
 const PAYLOAD = Buffer.alloc(256, 0x61);
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const OURS = fileURLToPath(new URL('./durable/ours.ts', import.meta.url));
+const BUNDLED = process.argv.includes('--bundled');
+
+/** `otalink broker` runs from source through tsx; --bundled measures the same code as one plain JavaScript file. */
+async function oursEntry(): Promise<{ args: string[]; cleanup(): void }> {
+  if (!BUNDLED) return { args: ['--import', 'tsx', OURS], cleanup: () => {} };
+  const { buildSync } = await import('esbuild');
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-bench-durable-bundle-'));
+  const outfile = join(dir, 'ours.mjs');
+  buildSync({
+    entryPoints: [OURS],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile,
+    logLevel: 'error',
+    // CommonJS dependencies (pino) call require().
+    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+  });
+  return { args: [outfile], cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+const entry = await oursEntry();
 
 interface Running {
   child: ChildProcess;
@@ -82,16 +105,12 @@ async function waitListening(child: ChildProcess, port: number): Promise<void> {
 
 function ours(sync: 'batch' | 'none'): Candidate {
   return {
-    name: `otalink (store_sync ${sync})`,
+    name: `otalink (store_sync ${sync}${BUNDLED ? ', bundled' : ''})`,
     async start(dir) {
       const extra = process.env.DURABLE_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-      const child = spawn(
-        process.execPath,
-        [...extra, '--import', 'tsx', OURS, JSON.stringify({ dataDir: dir, sync })],
-        {
-          stdio: ['ignore', 'pipe', 'inherit'],
-        },
-      );
+      const child = spawn(process.execPath, [...extra, ...entry.args, JSON.stringify({ dataDir: dir, sync })], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       const line = await new Promise<string>((resolve, reject) => {
         createInterface({ input: child.stdout! }).once('line', resolve);
@@ -334,3 +353,9 @@ console.log(
 console.log(
   '# ours: PUBACK after fdatasync of the group commit (batch) or after write() (none); mosquitto: PUBACK at once, database written at autosave (1800 s) and shutdown only',
 );
+console.log(
+  BUNDLED
+    ? '# ours bundled by esbuild (no tsx loader); `otalink broker` itself runs from source through tsx, which adds its compile/load time to every start'
+    : '# ours run from source through tsx, as `otalink broker` runs: start-up includes loading the TypeScript loader (see "empty start ms")',
+);
+entry.cleanup();

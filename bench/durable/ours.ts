@@ -4,9 +4,10 @@ import { pino } from 'pino';
 import type { createBroker as createBrokerFunction } from '../../packages/broker/src/index.js';
 
 // BROKER_MODULE=path/to/broker/src/index.ts runs another version of the broker (e.g. a checkout of an older commit).
-const { createBroker } = (await import(process.env.BROKER_MODULE ?? '../../packages/broker/src/index.js')) as {
-  createBroker: typeof createBrokerFunction;
-};
+const other = process.env.BROKER_MODULE;
+const { createBroker } = (
+  other === undefined ? await import('../../packages/broker/src/index.js') : await import(other)
+) as { createBroker: typeof createBrokerFunction };
 
 const { dataDir, sync } = JSON.parse(process.argv[2] ?? '{}') as { dataDir: string; sync: 'batch' | 'none' };
 const broker = createBroker({
