@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import type { LogStore as LogStoreClass } from '../../packages/broker/src/index.js';
 
 // STORE_MODULE=path/to/broker/src/index.ts measures another version of the store (e.g. a checkout of an older commit).
-const { LogStore } = (await import(process.env.STORE_MODULE ?? '../../packages/broker/src/index.js')) as {
-  LogStore: typeof LogStoreClass;
-};
+const other = process.env.STORE_MODULE;
+const { LogStore } = (
+  other === undefined ? await import('../../packages/broker/src/index.js') : await import(other)
+) as { LogStore: typeof LogStoreClass };
 
 const count = Number(process.argv[2] ?? 40_000);
 const sync = (process.argv[3] ?? 'batch') as 'batch' | 'none';

@@ -26,7 +26,6 @@ const HAS_ORIGIN = 8;
 const HAS_PROPERTIES = 16;
 const HAS_FROM_ENTRY = 32;
 const TWO_32 = 4294967296;
-const SLAB_BYTES = 64 * 1024;
 
 /** Encodes records into frames in one growing buffer, reused from frame to frame. */
 export class FrameEncoder {
@@ -239,8 +238,9 @@ function deliveryBound(delivery: StoredDelivery): number {
 }
 
 /**
- * Reads the records of one frame body (whose CRC checked). Payloads are copied out, so a message kept for a long
- * time does not pin a whole read chunk. Consecutive records of one client reuse one string for its id.
+ * Reads the records of one frame body (whose CRC checked). Payloads are views of one copy of the frame, so a message
+ * kept for a long time pins its batch, not a whole read chunk. Consecutive records of one client reuse one string for
+ * its id.
  */
 export class FrameDecoder {
   #buffer: Buffer = Buffer.alloc(0);
@@ -253,6 +253,7 @@ export class FrameDecoder {
   /** Calls `each` for every record of `body`; throws on a record that does not make sense (a format error). */
   decode(body: Buffer, each: (op: StoreOp) => void): void {
     this.#buffer = body;
+    this.#owned = undefined;
     this.#at = 0;
     while (this.#at < body.length) {
       if (body.length - this.#at < 5) throw new Error('record header cut short');
@@ -285,8 +286,7 @@ export class FrameDecoder {
           this.#at += 4 + length;
         }
         if (this.#at > end) throw new Error('message record cut short');
-        const payload = this.#payload(end - this.#at);
-        buffer.copy(payload, 0, this.#at, end);
+        const payload = this.#payload(this.#at, end);
         this.#at = end;
         const message: Message = {
           topic,
@@ -334,23 +334,19 @@ export class FrameDecoder {
     return op;
   }
 
-  #slab = new ArrayBuffer(0);
-  #slabUsed = 0;
+  /** This frame's body copied once, out of the read buffer that the next read overwrites; payloads are views of it. */
+  #owned: Buffer | undefined;
 
   /**
-   * Room for a payload read back. Small payloads share 64 KiB slabs: a Uint8Array of its own costs a backing store
-   * allocation each (most of a message's load time). A kept message pins at most its slab, not a read chunk.
+   * A payload, as a view of the frame's own copy: one copy per frame instead of one allocation per message (which
+   * took most of a message's load time). A kept message pins its frame, one batch of the log, until it is forgotten.
    */
-  #payload(length: number): Uint8Array {
-    if (length > SLAB_BYTES / 8) return new Uint8Array(length);
-    if (this.#slabUsed + length > this.#slab.byteLength) {
-      this.#slab = new ArrayBuffer(SLAB_BYTES);
-      this.#slabUsed = 0;
+  #payload(start: number, end: number): Uint8Array {
+    if (this.#owned === undefined) {
+      this.#owned = Buffer.allocUnsafeSlow(this.#buffer.length);
+      this.#buffer.copy(this.#owned);
     }
-    const payload = new Uint8Array(this.#slab, this.#slabUsed, length);
-    // 8-byte steps keep every view aligned.
-    this.#slabUsed += (length + 7) & ~7;
-    return payload;
+    return new Uint8Array(this.#owned.buffer, this.#owned.byteOffset + start, end - start);
   }
 
   #delivery(): { delivery: StoredDelivery; flags: number } {
