@@ -107,7 +107,7 @@ export class FrameEncoder {
         // Rare records keep format 1's body: JSON, binary properties as {"$b": base64}.
         const body = encodeBody(op);
         this.#reserve(4 + body.length);
-        this.#buffer.writeUInt32LE(body.length, this.#at);
+        u32(this.#buffer, this.#at, body.length);
         body.copy(this.#buffer, this.#at + 4);
         this.#at += 4 + body.length;
       }
@@ -125,7 +125,7 @@ export class FrameEncoder {
   }
 
   #end(): void {
-    this.#buffer.writeUInt32LE(this.#at - this.#recordStart - 4, this.#recordStart);
+    u32(this.#buffer, this.#recordStart, this.#at - this.#recordStart - 4);
   }
 
   #message(id: number, message: Message): void {
@@ -175,7 +175,7 @@ export class FrameEncoder {
     if (ids !== undefined) {
       this.#u16(ids.length);
       for (const id of ids) {
-        buffer.writeUInt32LE(id, this.#at);
+        u32(buffer, this.#at, id);
         this.#at += 4;
       }
     }
@@ -191,8 +191,8 @@ export class FrameEncoder {
   /** A non-negative integer below 2^53, as two u32 (low, high). */
   #id(value: number): void {
     const low = value >>> 0;
-    this.#buffer.writeUInt32LE(low, this.#at);
-    this.#buffer.writeUInt32LE((value - low) / TWO_32, this.#at + 4);
+    u32(this.#buffer, this.#at, low);
+    u32(this.#buffer, this.#at + 4, (value - low) / TWO_32);
     this.#at += 8;
   }
 
@@ -219,6 +219,14 @@ export class FrameEncoder {
     buffer[this.#at + 1] = written >>> 8;
     this.#at = at + written;
   }
+}
+
+/** Little-endian u32 without Buffer's range checks (the values are ours, in range by construction). */
+function u32(buffer: Buffer, at: number, value: number): void {
+  buffer[at] = value;
+  buffer[at + 1] = value >>> 8;
+  buffer[at + 2] = value >>> 16;
+  buffer[at + 3] = value >>> 24;
 }
 
 const PACKET_OPS = { 'inflight-rel': INFLIGHT_REL, 'inflight-del': INFLIGHT_DEL, qos2: QOS2, 'qos2-del': QOS2_DEL };
