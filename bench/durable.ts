@@ -15,12 +15,14 @@
 //   2. Drain rate: the subscribers reconnect and receive (and PUBACK) everything queued.
 //   3. Restart with 100 k queued QoS 1 messages for one offline subscriber: SIGTERM → exit (Mosquitto writes its
 //      database here), then spawn → accepting connections (load), then the subscriber drains them.
+// Beside each rate, the broker process's CPU time (user + system, from /proc) per message of that phase, and its CPU
+// time from spawn to accepting connections: steadier than rates on a shared machine.
 // What the acknowledgement means differs and is the point of the comparison: ours sends PUBACK after the commit
 // holding the message is fdatasync'ed (batch) or written (none); Mosquitto sends PUBACK at once and writes its
 // whole in-memory database only every autosave_interval seconds (1800 here, its default) and at shutdown, so a
 // crash loses everything since the last save.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -154,6 +156,21 @@ const mosquitto: Candidate = {
   },
 };
 
+/**
+ * CPU time (user + system, ms) the broker process has used so far, from /proc: far steadier than rates on a shared
+ * machine, and the same measure for both brokers. NaN where /proc is missing.
+ */
+function cpuMs(running: Running): number {
+  try {
+    const stat = readFileSync(`/proc/${running.child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function stop(running: Running): Promise<number> {
   const started = performance.now();
   running.child.kill('SIGTERM');
@@ -271,8 +288,11 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
     let broker = await candidate.start(dir);
     const emptyStartMs = performance.now() - emptyStarted;
     await prepareSubscribers(broker.port, subscribers);
+    const cpuBefore = cpuMs(broker);
     const load = await publish(broker.port, PHASE_MS, PHASE_CAP);
+    const cpuPublished = cpuMs(broker);
     const drained = await drain(broker.port, subscribers, load.total);
+    const cpuDrained = cpuMs(broker);
     await stop(broker);
     rmSync(dir, { recursive: true, force: true });
 
@@ -287,18 +307,22 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
       const spawned = performance.now();
       broker = await candidate.start(restartDir);
       const startMs = performance.now() - spawned;
+      const startCpuMs = cpuMs(broker);
       const after = await drain(broker.port, ['bench-restart'], queued.total);
       await stop(broker);
       return [
         candidate.name,
         Math.round(load.rate),
+        Number((((cpuPublished - cpuBefore) * 1000) / load.total).toFixed(1)),
         load.total,
         Math.round(drained.rate),
+        Number((((cpuDrained - cpuPublished) * 1000) / drained.received).toFixed(1)),
         drained.received === load.total * SUBSCRIBERS ? 'all' : `${drained.received}/${load.total * SUBSCRIBERS}`,
         queued.total,
         Math.round(shutdownMs),
         Math.round(emptyStartMs),
         Math.round(startMs),
+        Math.round(startCpuMs),
         broker.loadMs === undefined ? '-' : Math.round(broker.loadMs),
         Number((bytes / 1e6).toFixed(1)),
         after.received === queued.total ? 'all' : `${after.received}/${queued.total}`,
@@ -336,13 +360,16 @@ console.log(
     [
       'broker',
       'QoS1 msgs/s to offline',
+      'CPU us/msg',
       'acked',
       'drain msgs/s',
+      'CPU us/msg',
       'drained',
       'queued for restart',
       'shutdown ms',
       'empty start ms',
       'restart ms',
+      'restart CPU ms',
       'of which load ms',
       'disk MB',
       'after restart',
