@@ -3,6 +3,11 @@
 //
 //   node --import tsx bench/durable.ts            full run (~ 2–4 min), table on stdout
 //   node --import tsx bench/durable.ts --quick    smaller counts
+//   DURABLE_BENCH_ONLY=batch,mosquitto             some candidates only (batch, none, mosquitto)
+//   DURABLE_BENCH_NODE_ARGS='--cpu-prof'           extra Node options for our broker's process (profiling)
+//   BROKER_MODULE=/abs/path/broker/src/index.ts     our broker from another checkout (before/after comparisons)
+//   --bundled                                      our broker bundled by esbuild first (plain JavaScript, no tsx loader):
+//                                                  restart then measures the broker, not TypeScript compilation
 //
 // Measured per broker, each on a fresh data directory:
 //   1. QoS 1 msgs/s from publishers (closed loop, a window of acks each) to offline persistent subscribers, until a
@@ -10,12 +15,14 @@
 //   2. Drain rate: the subscribers reconnect and receive (and PUBACK) everything queued.
 //   3. Restart with 100 k queued QoS 1 messages for one offline subscriber: SIGTERM → exit (Mosquitto writes its
 //      database here), then spawn → accepting connections (load), then the subscriber drains them.
+// Beside each rate, the broker process's CPU time (user + system, from /proc) per message of that phase, and its CPU
+// time from spawn to accepting connections: steadier than rates on a shared machine.
 // What the acknowledgement means differs and is the point of the comparison: ours sends PUBACK after the commit
 // holding the message is fdatasync'ed (batch) or written (none); Mosquitto sends PUBACK at once and writes its
 // whole in-memory database only every autosave_interval seconds (1800 here, its default) and at shutdown, so a
 // crash loses everything since the last save.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +42,27 @@ const RESTART_COUNT = QUICK ? 20_000 : 100_000;
 const PAYLOAD = Buffer.alloc(256, 0x61);
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const OURS = fileURLToPath(new URL('./durable/ours.ts', import.meta.url));
+const BUNDLED = process.argv.includes('--bundled');
+
+/** `otalink broker` runs from source through tsx; --bundled measures the same code as one plain JavaScript file. */
+async function oursEntry(): Promise<{ args: string[]; cleanup(): void }> {
+  if (!BUNDLED) return { args: ['--import', 'tsx', OURS], cleanup: () => {} };
+  const { buildSync } = await import('esbuild');
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-bench-durable-bundle-'));
+  const outfile = join(dir, 'ours.mjs');
+  buildSync({
+    entryPoints: [OURS],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile,
+    logLevel: 'error',
+    // CommonJS dependencies (pino) call require().
+    banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+  });
+  return { args: [outfile], cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+const entry = await oursEntry();
 
 interface Running {
   child: ChildProcess;
@@ -79,9 +107,10 @@ async function waitListening(child: ChildProcess, port: number): Promise<void> {
 
 function ours(sync: 'batch' | 'none'): Candidate {
   return {
-    name: `otalink (store_sync ${sync})`,
+    name: `otalink (store_sync ${sync}${BUNDLED ? ', bundled' : ''})`,
     async start(dir) {
-      const child = spawn(process.execPath, ['--import', 'tsx', OURS, JSON.stringify({ dataDir: dir, sync })], {
+      const extra = process.env.DURABLE_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+      const child = spawn(process.execPath, [...extra, ...entry.args, JSON.stringify({ dataDir: dir, sync })], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -126,6 +155,21 @@ const mosquitto: Candidate = {
     return { child, port, exited };
   },
 };
+
+/**
+ * CPU time (user + system, ms) the broker process has used so far, from /proc: far steadier than rates on a shared
+ * machine, and the same measure for both brokers. NaN where /proc is missing.
+ */
+function cpuMs(running: Running): number {
+  try {
+    const stat = readFileSync(`/proc/${running.child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command name.
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 async function stop(running: Running): Promise<number> {
   const started = performance.now();
@@ -244,8 +288,11 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
     let broker = await candidate.start(dir);
     const emptyStartMs = performance.now() - emptyStarted;
     await prepareSubscribers(broker.port, subscribers);
+    const cpuBefore = cpuMs(broker);
     const load = await publish(broker.port, PHASE_MS, PHASE_CAP);
+    const cpuPublished = cpuMs(broker);
     const drained = await drain(broker.port, subscribers, load.total);
+    const cpuDrained = cpuMs(broker);
     await stop(broker);
     rmSync(dir, { recursive: true, force: true });
 
@@ -260,18 +307,22 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
       const spawned = performance.now();
       broker = await candidate.start(restartDir);
       const startMs = performance.now() - spawned;
+      const startCpuMs = cpuMs(broker);
       const after = await drain(broker.port, ['bench-restart'], queued.total);
       await stop(broker);
       return [
         candidate.name,
         Math.round(load.rate),
+        Number((((cpuPublished - cpuBefore) * 1000) / load.total).toFixed(1)),
         load.total,
         Math.round(drained.rate),
+        Number((((cpuDrained - cpuPublished) * 1000) / drained.received).toFixed(1)),
         drained.received === load.total * SUBSCRIBERS ? 'all' : `${drained.received}/${load.total * SUBSCRIBERS}`,
         queued.total,
         Math.round(shutdownMs),
         Math.round(emptyStartMs),
         Math.round(startMs),
+        Math.round(startCpuMs),
         broker.loadMs === undefined ? '-' : Math.round(broker.loadMs),
         Number((bytes / 1e6).toFixed(1)),
         after.received === queued.total ? 'all' : `${after.received}/${queued.total}`,
@@ -294,7 +345,10 @@ console.log(
   `# ${PUBLISHERS} publishers x window ${WINDOW}, QoS 1, ${PAYLOAD.length} B payloads, ${SUBSCRIBERS} offline persistent subscribers (each message queued ${SUBSCRIBERS}x), phase ${PHASE_MS} ms or ${PHASE_CAP} messages; restart with ${RESTART_COUNT} queued for 1 subscriber`,
 );
 const rows: Array<Array<string | number>> = [];
-for (const candidate of [ours('batch'), ours('none'), mosquitto]) {
+const only = process.env.DURABLE_BENCH_ONLY?.split(',');
+const candidates = { batch: ours('batch'), none: ours('none'), mosquitto };
+for (const [key, candidate] of Object.entries(candidates)) {
+  if (only !== undefined && !only.includes(key)) continue;
   try {
     rows.push(await measure(candidate));
   } catch (error) {
@@ -306,13 +360,16 @@ console.log(
     [
       'broker',
       'QoS1 msgs/s to offline',
+      'CPU us/msg',
       'acked',
       'drain msgs/s',
+      'CPU us/msg',
       'drained',
       'queued for restart',
       'shutdown ms',
       'empty start ms',
       'restart ms',
+      'restart CPU ms',
       'of which load ms',
       'disk MB',
       'after restart',
@@ -323,3 +380,9 @@ console.log(
 console.log(
   '# ours: PUBACK after fdatasync of the group commit (batch) or after write() (none); mosquitto: PUBACK at once, database written at autosave (1800 s) and shutdown only',
 );
+console.log(
+  BUNDLED
+    ? '# ours bundled by esbuild (no tsx loader); `otalink broker` itself runs from source through tsx, which adds its compile/load time to every start'
+    : '# ours run from source through tsx, as `otalink broker` runs: start-up includes loading the TypeScript loader (see "empty start ms")',
+);
+entry.cleanup();

@@ -1,7 +1,13 @@
 // Our broker with a data directory, as a benchmark child: argv[2] = JSON { dataDir, sync }. Prints `PORT n` once
 // listening; SIGTERM closes gracefully (flushing the store).
 import { pino } from 'pino';
-import { createBroker } from '../../packages/broker/src/index.js';
+import type { createBroker as createBrokerFunction } from '../../packages/broker/src/index.js';
+
+// BROKER_MODULE=path/to/broker/src/index.ts runs another version of the broker (e.g. a checkout of an older commit).
+const other = process.env.BROKER_MODULE;
+const { createBroker } = (
+  other === undefined ? await import('../../packages/broker/src/index.js') : await import(other)
+) as { createBroker: typeof createBrokerFunction };
 
 const { dataDir, sync } = JSON.parse(process.argv[2] ?? '{}') as { dataDir: string; sync: 'batch' | 'none' };
 const broker = createBroker({

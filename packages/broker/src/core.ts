@@ -157,15 +157,18 @@ export class BrokerCore {
       for (const entry of stored.subscriptions.values()) {
         state.subscriptions.set(entry.filter, { ...entry, subscriptionId: entry.subscriptionId ?? undefined });
       }
-      for (const [entryId, queued] of [...stored.queue]) {
+      // forEach: no [key, value] array per entry; a Map's iteration tolerates the current entry's removal
+      // (MemoryStore's dequeue).
+      const queue = state.queue;
+      stored.queue.forEach((queued, entryId) => {
         const message = messages.get(queued.messageId);
-        if (message === undefined) continue;
+        if (message === undefined) return;
         if (isExpired(message, now)) {
           store.dequeue(clientId, entryId);
           this.stats.droppedExpired++;
-          continue;
+          return;
         }
-        state.queue.push({
+        queue.push({
           message,
           qos: queued.qos,
           retain: queued.retain,
@@ -173,7 +176,7 @@ export class BrokerCore {
           sharedFilter: queued.sharedFilter ?? undefined,
           entryId,
         });
-      }
+      });
       let lastPacketId = 0;
       for (const [packetId, inflight] of [...stored.inflight]) {
         let entry: InflightEntry | undefined;

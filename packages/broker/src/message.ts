@@ -16,6 +16,8 @@ export interface Message {
   origin: string | undefined;
   /** Id in the broker's store once a persistent session or the retained set holds it (written once). */
   storeId?: number;
+  /** The store's count of queue entries, in-flight publishes and retained topics holding it (store-internal). */
+  storeRefs?: number;
 }
 
 /** What a subscriber receives: the shared message plus its own delivery form. */

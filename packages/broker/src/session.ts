@@ -4,6 +4,7 @@
 // with their connection never reach the store. The session never touches a socket: it hands deliveries to an
 // `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt';
+import { Fifo } from './fifo.js';
 import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
@@ -28,14 +29,14 @@ export type InflightEntry =
   | { state: 'publish'; delivery: Delivery }
   | { state: 'pubrel'; delivery: Delivery | undefined };
 
-/** Everything a session must keep across connections; structured-clone serialisable (Maps, Sets, arrays). */
+/** Everything a session must keep across connections. */
 export interface SessionState {
   clientId: string;
   /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
   subscriptions: Map<string, SubscriptionEntry>;
   inflight: Map<number, InflightEntry>;
-  queue: Delivery[];
+  queue: Fifo<Delivery>;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
   inboundQos2: Set<number>;
   nextPacketId: number;
@@ -47,7 +48,7 @@ export function newSessionState(clientId: string, expiryInterval: number): Sessi
     expiryInterval,
     subscriptions: new Map(),
     inflight: new Map(),
-    queue: [],
+    queue: new Fifo(),
     inboundQos2: new Set(),
     nextPacketId: 1,
   };
@@ -197,7 +198,7 @@ export class Session {
     const queue = this.state.queue;
     if (queue.length >= this.#limits.maxQueuedMessages) {
       // Expired messages go first: dropping them costs nobody anything.
-      if (queue.length > 0 && isExpired(queue[0]!.message, now)) {
+      if (queue.length > 0 && isExpired(queue.peek()!.message, now)) {
         this.#dropped(queue.shift()!);
         this.#stats.droppedExpired++;
         this.#stats.queuedCurrent--;
@@ -297,7 +298,7 @@ export class Session {
   /** Drops everything queued (session end), keeping the stats right. The store forgets the session as a whole. */
   discard(): void {
     this.#stats.queuedCurrent -= this.state.queue.length;
-    this.state.queue.length = 0;
+    this.state.queue.clear();
     this.state.inflight.clear();
   }
 }

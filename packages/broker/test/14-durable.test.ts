@@ -418,6 +418,76 @@ describe('14 durable broker (data directory)', () => {
       sub.end();
     });
   });
+
+  test('a QoS 1 delivery leaves before the sync (at least once allows a redelivery); its PUBACK waits for it', async () => {
+    let release: (() => void) | undefined;
+    let holding = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        if (!holding) return nodeStoreFs.fdatasync(fd);
+        return new Promise<void>((resolve) => {
+          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
+        });
+      },
+    };
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+      const sub = await connected(b.port, persistent('s1'));
+      await subscribe(sub, 'w1', 1);
+      const pub = await connected(b.port, persistent('p1'));
+      holding = true;
+      pub.send({
+        type: 'publish',
+        topic: 'w1',
+        payload: text('early'),
+        qos: 1,
+        retain: false,
+        dup: false,
+        packetId: 1,
+      });
+      assert.equal(str((await sub.expect('publish', 3000)).payload), 'early');
+      assert.ok(await pub.silentFor(200), 'PUBACK before the commit was durable');
+      holding = false;
+      release?.();
+      await pub.expect('puback');
+      pub.end();
+      sub.end();
+    });
+  });
+
+  test('acknowledgements leave in arrival order: one needing no commit waits behind one that does (MQTT-4.6.0-2)', async () => {
+    let release: (() => void) | undefined;
+    let holding = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        if (!holding) return nodeStoreFs.fdatasync(fd);
+        return new Promise<void>((resolve) => {
+          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
+        });
+      },
+    };
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+      const sub = await connected(b.port, persistent('s2'));
+      await subscribe(sub, 'stored', 1);
+      sub.send({ type: 'disconnect' });
+      const pub = await connected(b.port, persistent('p2'));
+      holding = true;
+      const publish = (topic: string, packetId: number) =>
+        pub.send({ type: 'publish', topic, payload: text('x'), qos: 1, retain: false, dup: false, packetId });
+      publish('stored', 1); // queued for the offline subscriber: waits for the sync
+      publish('nobody', 2); // writes nothing, yet must not overtake
+      publish('stored', 3);
+      publish('nobody', 4);
+      assert.ok(await pub.silentFor(200), 'an acknowledgement left before the sync it waits behind');
+      holding = false;
+      release?.();
+      const ids: number[] = [];
+      for (let i = 0; i < 4; i++) ids.push(((await pub.expect('puback')) as { packetId: number }).packetId);
+      assert.deepEqual(ids, [1, 2, 3, 4]);
+      pub.end();
+    });
+  });
 });
 
 describe('14 durable broker: write errors', () => {

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { Message } from '../src/index.js';
 import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
-import { operationJson } from '../src/store/codec.js';
+import { encodeRecord } from '../src/store/codec.js';
+import { FrameDecoder, FrameEncoder } from '../src/store/frames.js';
 import type { StoreOp } from '../src/store/ops.js';
 
 const dirs: string[] = [];
@@ -408,19 +409,140 @@ describe('log store', () => {
     for (let limit = 0; limit < total; limit++) await round(limit);
   });
 
-  test('the templated JSON of the per-message records is exactly what JSON.stringify writes', () => {
-    const deliveries = [
-      { messageId: 1, qos: 1 as const, retain: false, subscriptionIds: undefined, sharedFilter: undefined },
-      { messageId: 2 ** 40, qos: 2 as const, retain: true, subscriptionIds: [1, 268435455], sharedFilter: undefined },
-      { messageId: 3, qos: 0 as const, retain: false, subscriptionIds: undefined, sharedFilter: '$share/g"\\/a/+' },
-    ];
+  test('format 2 records: every operation decodes to what was encoded, one CRC per frame', () => {
+    const delivery = {
+      messageId: 1,
+      qos: 1 as const,
+      retain: false,
+      subscriptionIds: undefined,
+      sharedFilter: undefined,
+    };
+    const rich = {
+      messageId: 2 ** 40 + 3,
+      qos: 2 as const,
+      retain: true,
+      subscriptionIds: [1, 268435455],
+      sharedFilter: '$share/g"\\/a/+',
+    };
     const clientIds = ['k', 'vin-"quoted"\\-\u0001-é-🚗', ''];
-    const ops: StoreOp[] = [];
+    const ops: StoreOp[] = [
+      { op: 'msg', id: 1, message: message('plain') },
+      {
+        op: 'msg',
+        id: 2 ** 40 + 3,
+        message: {
+          topic: 'fleet/é/🚗',
+          payload: new Uint8Array(0),
+          qos: 2,
+          retain: true,
+          properties: { correlationData: new Uint8Array([0, 255]), userProperties: [['k', 'v']], contentType: 'x' },
+          expiresAt: 1_900_000_000_123,
+          origin: 'backend-ö',
+        },
+      },
+      { op: 'msg', id: 5, message: { ...message('q0'), qos: 0, origin: undefined } },
+    ];
     for (const clientId of clientIds) {
-      for (const delivery of deliveries) ops.push({ op: 'enqueue', clientId, entryId: 42, delivery });
+      ops.push({ op: 'session', clientId, expiryInterval: 60, expiresAt: 0 });
+      for (const d of [delivery, rich]) {
+        ops.push({ op: 'enqueue', clientId, entryId: 2 ** 45 + 1, delivery: d });
+        ops.push({ op: 'inflight', clientId, packetId: 65535, delivery: d, fromEntryId: undefined });
+        ops.push({ op: 'inflight', clientId, packetId: 1, delivery: d, fromEntryId: 2 ** 33 });
+      }
       ops.push({ op: 'dequeue', clientId, entryId: 7 });
+      ops.push({ op: 'inflight-rel', clientId, packetId: 258 });
       ops.push({ op: 'inflight-del', clientId, packetId: 65535 });
+      ops.push({ op: 'qos2', clientId, packetId: 1 });
+      ops.push({ op: 'qos2-del', clientId, packetId: 2 });
     }
-    for (const op of ops) assert.equal(operationJson(op), JSON.stringify(op));
+    ops.push({ op: 'retain', topic: 'a/b', messageId: 2 });
+    ops.push({ op: 'snapshot-end' });
+    const encoder = new FrameEncoder(16); // grows
+    encoder.begin();
+    for (const op of ops) encoder.add(op);
+    const frame = Buffer.from(encoder.finish());
+    const decoded: StoreOp[] = [];
+    new FrameDecoder().decode(frame.subarray(8), (op) => decoded.push(op));
+    assert.deepStrictEqual(decoded, ops);
+    // A record whose length runs past its frame is a format error, not a silent stop.
+    const bad = Buffer.from(frame.subarray(8));
+    bad.writeUInt32LE(bad.length, 0);
+    assert.throws(() => new FrameDecoder().decode(bad, () => {}), /beyond its frame/);
+  });
+
+  test('format 1 segments (earlier builds) are still read, and appends after them go to a format 2 segment', async () => {
+    const dir = dataDir();
+    const delivery = { messageId: 2, qos: 1 as const, retain: false, subscriptionIds: [9], sharedFilter: undefined };
+    const records: StoreOp[] = [
+      { op: 'header', format: 1, segment: 1, snapshot: true },
+      { op: 'snapshot-end' },
+      { op: 'session', clientId: 'old', expiryInterval: 60, expiresAt: 0 },
+      {
+        op: 'msg',
+        id: 2,
+        message: { ...message('from format 1'), properties: { correlationData: new Uint8Array([7]) } },
+      },
+      { op: 'enqueue', clientId: 'old', entryId: 3, delivery },
+      { op: 'msg', id: 4, message: message('in flight') },
+      {
+        op: 'inflight',
+        clientId: 'old',
+        packetId: 12,
+        delivery: { ...delivery, messageId: 4 },
+        fromEntryId: undefined,
+      },
+      { op: 'qos2', clientId: 'old', packetId: 77 },
+    ];
+    const fd = openSync(join(dir, 'segment-00000001.log'), 'wx');
+    const bytes = Buffer.concat(records.map((op) => encodeRecord(op)));
+    writeSync(fd, bytes, 0, bytes.length, 0);
+    closeSync(fd);
+    const first = await open({ dir });
+    assert.deepEqual(payloads(first.contents, 'old'), ['from format 1']);
+    const session = first.contents.sessions.get('old')!;
+    assert.deepEqual([...session.queue.values()], [delivery]);
+    assert.deepEqual(first.contents.messages.get(2)?.properties?.correlationData, new Uint8Array([7]));
+    assert.equal(session.inflight.get(12)?.delivery?.messageId, 4);
+    assert.deepEqual([...session.inboundQos2], [77]);
+    queue(first.store, 'old', 'from format 2');
+    await first.store.commit();
+    await first.store.close();
+    const header = Buffer.alloc(200);
+    const hfd = openSync(join(dir, segments(dir).at(-1)!), 'r');
+    const read = readSync(hfd, header, 0, 200, 0);
+    closeSync(hfd);
+    assert.match(header.toString('latin1', 0, read), /"format":2/);
+    const second = await open({ dir });
+    assert.deepEqual(payloads(second.contents, 'old'), ['from format 1', 'from format 2']);
+    await second.store.compactNow();
+    await second.store.close();
+    const third = await open({ dir });
+    assert.deepEqual(payloads(third.contents, 'old'), ['from format 1', 'from format 2']);
+    assert.deepEqual([...third.contents.sessions.get('old')!.inboundQos2], [77]);
+    await third.store.close();
+  });
+
+  test('a segment of a newer format is refused with its path, before anything is removed', async () => {
+    const dir = dataDir();
+    const first = await open({ dir });
+    queue(first.store, 'n', 'kept');
+    await first.store.close();
+    const name = `segment-${String(99).padStart(8, '0')}.log`;
+    const fd = openSync(join(dir, name), 'wx');
+    const bytes = encodeRecord({ op: 'header', format: 3, segment: 99, snapshot: false });
+    writeSync(fd, bytes, 0, bytes.length, 0);
+    closeSync(fd);
+    const before = segments(dir).map((n) => [n, statSync(join(dir, n)).size]);
+    await assert.rejects(new LogStore({ dir }).load(), (error: unknown) => {
+      assert.ok(error instanceof BrokerError);
+      assert.equal(error.code, 'BROKER_ERR_STORE');
+      assert.ok(error.message.includes(join(dir, name)), error.message);
+      assert.match(error.message, /format 3/);
+      return true;
+    });
+    assert.deepEqual(
+      segments(dir).map((n) => [n, statSync(join(dir, n)).size]),
+      before,
+    );
   });
 });

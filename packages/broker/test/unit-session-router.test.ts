@@ -97,7 +97,7 @@ describe('Session', () => {
       for (const t of ['1', '2', '3']) s.offer(delivery(message(t)), undefined, 0);
       assert.equal(stats.droppedQueueFull, 1);
       assert.deepEqual(
-        s.state.queue.map((d) => d.message.topic),
+        [...s.state.queue].map((d) => d.message.topic),
         policy === 'oldest' ? ['2', '3'] : ['1', '2'],
       );
     });

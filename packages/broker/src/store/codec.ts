@@ -1,6 +1,7 @@
-// Log record framing: [u32 body length][u32 CRC-32 of the body][body], body = [u8 op][u32 JSON length][JSON][payload].
-// The JSON carries the operation's fields (binary properties as {"$b": base64}); a message's payload follows raw, so
-// the bulk of the bytes is never escaped or parsed.
+// Store format 1 records: [u32 body length][u32 CRC-32 of the body][body], body = [u8 op][u32 JSON length][JSON]
+// [payload]. The JSON carries the operation's fields (binary properties as {"$b": base64}); a message's payload
+// follows raw. Format 1 segments are a sequence of these; format 2 (frames.ts) keeps one as each segment's header and
+// this body form for its rare records.
 import { crc32 } from 'node:zlib';
 import type { Message } from '../message.js';
 import type { StoreOp } from './ops.js';
@@ -47,7 +48,18 @@ function binaryReviver(_key: string, value: unknown): unknown {
   return value;
 }
 
-export function encodeRecord(op: StoreOp): Buffer {
+/** JSON of a value that may hold binary MQTT properties (as {"$b": base64}). */
+export function stringifyJson(value: unknown): string {
+  return JSON.stringify(value, binaryReplacer);
+}
+
+/** Parses what stringifyJson wrote; the reviver (several times slower) only when there is binary inside. */
+export function parseJson(text: string): unknown {
+  return JSON.parse(text, text.includes('"$b"') ? binaryReviver : undefined);
+}
+
+/** A record body in format 1's form: [u8 op][u32 JSON length][JSON][payload]. */
+export function encodeBody(op: StoreOp): Buffer {
   let json: string;
   let payload: Uint8Array | undefined;
   if (op.op === 'msg') {
@@ -58,43 +70,27 @@ export function encodeRecord(op: StoreOp): Buffer {
       m.properties === undefined ? undefined : binaryReplacer,
     );
   } else if (op.op === 'will') {
-    json = JSON.stringify(op, binaryReplacer);
+    json = stringifyJson(op);
   } else {
-    json = operationJson(op);
+    json = JSON.stringify(op);
   }
   const jsonLength = Buffer.byteLength(json);
-  const bodyLength = 5 + jsonLength + (payload?.length ?? 0);
-  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLength);
-  record.writeUInt32LE(bodyLength, 0);
-  record[8] = CODE_OF.get(op.op) ?? 255;
-  record.writeUInt32LE(jsonLength, 9);
-  record.write(json, 13, jsonLength, 'utf8');
-  if (payload !== undefined) record.set(payload, 13 + jsonLength);
-  record.writeUInt32LE(crc32(record.subarray(RECORD_HEADER_BYTES)), 4);
-  return record;
+  const body = Buffer.allocUnsafe(5 + jsonLength + (payload?.length ?? 0));
+  body[0] = CODE_OF.get(op.op) ?? 255;
+  body.writeUInt32LE(jsonLength, 1);
+  body.write(json, 5, jsonLength, 'utf8');
+  if (payload !== undefined) body.set(payload, 5 + jsonLength);
+  return body;
 }
 
-/**
- * The JSON of an operation without binary fields. The records written once per message per subscriber (`enqueue`,
- * `dequeue`, `inflight-del`) are built from a template: JSON.stringify of the nested object took half of a record's
- * encoding time. The text is the same as JSON.stringify's (a test holds them equal), so the format is unchanged.
- */
-export function operationJson(op: StoreOp): string {
-  switch (op.op) {
-    case 'enqueue': {
-      const d = op.delivery;
-      let delivery = `{"messageId":${d.messageId},"qos":${d.qos},"retain":${d.retain}`;
-      if (d.subscriptionIds !== undefined) delivery += `,"subscriptionIds":${JSON.stringify(d.subscriptionIds)}`;
-      if (d.sharedFilter !== undefined) delivery += `,"sharedFilter":${JSON.stringify(d.sharedFilter)}`;
-      return `{"op":"enqueue","clientId":${JSON.stringify(op.clientId)},"entryId":${op.entryId},"delivery":${delivery}}}`;
-    }
-    case 'dequeue':
-      return `{"op":"dequeue","clientId":${JSON.stringify(op.clientId)},"entryId":${op.entryId}}`;
-    case 'inflight-del':
-      return `{"op":"inflight-del","clientId":${JSON.stringify(op.clientId)},"packetId":${op.packetId}}`;
-    default:
-      return JSON.stringify(op);
-  }
+/** One format 1 record, [u32 body length][u32 CRC-32 of the body][body]: every segment's header is one. */
+export function encodeRecord(op: StoreOp): Buffer {
+  const body = encodeBody(op);
+  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + body.length);
+  record.writeUInt32LE(body.length, 0);
+  record.writeUInt32LE(crc32(body), 4);
+  body.copy(record, RECORD_HEADER_BYTES);
+  return record;
 }
 
 interface MessageFields {

@@ -9,13 +9,18 @@ import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
+import { FrameDecoder, FrameEncoder } from './frames.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
 import { type DataDirLock, lockDataDir } from './lock.js';
 import type { StoreOp } from './ops.js';
 import { type FrozenState, StoreState } from './state.js';
 import type { StoreContents, StoreSize } from './types.js';
 
-export const STORE_FORMAT = 1;
+/**
+ * 2: frames of binary records after each segment's header (frames.ts). 1: one JSON record at a time (codec.ts), still
+ * read; a newer broker's format is refused with the segment's path.
+ */
+export const STORE_FORMAT = 2;
 
 export type SyncPolicy = 'batch' | 'none';
 
@@ -63,6 +68,8 @@ interface Segment {
   bytes: number;
 }
 
+type HeaderOp = Extract<StoreOp, { op: 'header' }>;
+
 const SEGMENT_NAME = /^segment-(\d{8})\.log$/;
 /** A snapshot being written; renamed to its segment name once complete and synced. */
 const COMPACTING_SUFFIX = '.compacting';
@@ -83,9 +90,10 @@ function errorText(error: unknown): string {
   return String(error);
 }
 
-/** What reading one segment found. */
+/** What reading one segment found (its operations went to the state given to #readSegment). */
 interface SegmentRead {
-  ops: StoreOp[];
+  /** A `snapshot-end` record was read. */
+  snapshotEnd: boolean;
   /** Offset after the last good record. */
   goodEnd: number;
   /** Bytes after goodEnd (damage or a torn batch). */
@@ -110,6 +118,8 @@ export class LogStore extends OpStore {
   /** Bytes of all segments since (and including) the newest snapshot. */
   #sinceSnapshot = 0;
   #pending: StoreOp[] = [];
+  /** Builds each batch's frame in one buffer, reused from batch to batch. */
+  readonly #encoder = new FrameEncoder();
   #next: Deferred | undefined;
   #current: Deferred | undefined;
   #flushing = false;
@@ -190,10 +200,11 @@ export class LogStore extends OpStore {
       .filter((match): match is RegExpExecArray => match !== null)
       .map((match) => ({ number: Number(match[1]), path: join(this.dir, match[0]), bytes: 0 }))
       .sort((a, b) => a.number - b.number);
-    const state = new StoreState();
+    let state = new StoreState();
     let start = -1;
     let reads: SegmentRead[] = [];
     // The newest complete snapshot is where replay starts; a snapshot torn by a crash is discarded with what follows.
+    // Records are applied as they are read (no list of a whole segment's operations is built).
     for (let candidate = segments.length - 1; candidate >= 0; candidate--) {
       const segment = segments[candidate]!;
       const header = this.#readHeader(segment);
@@ -205,8 +216,11 @@ export class LogStore extends OpStore {
         continue;
       }
       if (!header.snapshot) continue;
-      const read = this.#readSegment(segment);
-      if (!read.ops.some((op) => op.op === 'snapshot-end')) continue;
+      const read = this.#readSegment(segment, header.format, state);
+      if (!read.snapshotEnd) {
+        state = new StoreState();
+        continue;
+      }
       reads = [read];
       start = candidate;
       break;
@@ -224,7 +238,11 @@ export class LogStore extends OpStore {
           index--;
           continue;
         }
-        reads.push(this.#readSegment(segments[index]!));
+        // A segment without a header here is the last one (see above); it is read as empty.
+        if (reads.at(-1)!.badOffset !== undefined) {
+          throw this.#corrupt(segments[index - 1]!, reads.at(-1)!.badOffset!, 'has a damaged record before its end');
+        }
+        reads.push(this.#readSegment(segments[index]!, header?.format ?? STORE_FORMAT, state));
       }
       for (let index = 0; index < reads.length; index++) {
         const segment = segments[start + index]!;
@@ -235,7 +253,6 @@ export class LogStore extends OpStore {
           this.#cutTail(segment, read);
         }
         segment.bytes = read.goodEnd;
-        for (const op of read.ops) state.apply(op);
         kept.push(segment);
       }
       for (const old of segments.slice(0, start)) this.#unlink(old.path);
@@ -290,34 +307,58 @@ export class LogStore extends OpStore {
     }
   }
 
-  /** The segment's header record, or undefined when it has none that checks. */
-  #readHeader(segment: Segment): Extract<StoreOp, { op: 'header' }> | undefined {
+  /**
+   * The segment's header record, or undefined when it has none that checks. A format newer than this broker reads is
+   * refused before anything is removed: it may have been written by a newer version, and reading it as damage would
+   * cut or delete what that version acknowledged.
+   */
+  #readHeader(segment: Segment): HeaderOp | undefined {
     const fs = this.#fs;
     const fd = fs.openSync(segment.path, 'r');
+    let op: StoreOp;
     try {
       const buffer = Buffer.alloc(4096);
       const read = fs.readSync(fd, buffer, 0, buffer.length, 0);
       if (checkRecord(buffer, 0, read) !== 'ok') return undefined;
-      const op = decodeBody(buffer.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + buffer.readUInt32LE(0)));
-      return op.op === 'header' ? op : undefined;
+      op = decodeBody(buffer.subarray(RECORD_HEADER_BYTES, RECORD_HEADER_BYTES + buffer.readUInt32LE(0)));
     } catch {
       return undefined;
     } finally {
       fs.closeSync(fd);
     }
+    if (op.op !== 'header') return undefined;
+    if (!(op.format >= 1 && op.format <= STORE_FORMAT)) {
+      throw new BrokerError(
+        'BROKER_ERR_STORE',
+        `store segment ${segment.path} has format ${String(op.format)}; this broker reads formats 1 to ${STORE_FORMAT} (was it written by a newer version?)`,
+      );
+    }
+    return op;
   }
 
-  /** Reads a segment in chunks; stops at the first record that does not check. */
-  #readSegment(segment: Segment): SegmentRead {
+  /**
+   * Reads a segment in chunks and applies its records to `state`; stops at the first record (format 1) or frame
+   * (format 2) that does not check. The header is a format 1 record in both.
+   */
+  #readSegment(segment: Segment, format: number, state: StoreState): SegmentRead {
     const fs = this.#fs;
     const fd = fs.openSync(segment.path, 'r');
+    const decoder = new FrameDecoder();
+    let snapshotEnd = false;
+    const apply = (op: StoreOp): void => {
+      if (op.op === 'snapshot-end') snapshotEnd = true;
+      state.apply(op);
+    };
     try {
       const size = fs.fstatSync(fd).size;
-      const ops: StoreOp[] = [];
       let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
       let bufferStart = 0; // file offset of buffer[0]
       let filled = 0;
-      let offset = 0; // file offset of the next record
+      let offset = 0; // file offset of the next record or frame
+      const end = (): SegmentRead => {
+        const badBytes = size - offset;
+        return { snapshotEnd, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
+      };
       for (;;) {
         const at = offset - bufferStart;
         const status = checkRecord(buffer, at, filled - at);
@@ -325,17 +366,15 @@ export class LogStore extends OpStore {
           const bodyLength = buffer.readUInt32LE(at);
           const body = buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + bodyLength);
           try {
-            ops.push(decodeBody(body));
+            if (offset === 0 || format === 1) apply(decodeBody(body));
+            else decoder.decode(body, apply);
           } catch (error) {
             throw this.#corrupt(segment, offset, `has a record that cannot be read (${errorText(error)})`);
           }
           offset += RECORD_HEADER_BYTES + bodyLength;
           continue;
         }
-        if (status === 'bad' || bufferStart + filled >= size) {
-          const badBytes = size - offset;
-          return { ops, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
-        }
+        if (status === 'bad' || bufferStart + filled >= size) return end();
         // Short: move the partial record to the front and read more (growing for a record larger than the buffer).
         const partial = filled - at;
         const needed = partial >= 4 ? RECORD_HEADER_BYTES + buffer.readUInt32LE(at) : RECORD_HEADER_BYTES;
@@ -345,10 +384,7 @@ export class LogStore extends OpStore {
         bufferStart = offset;
         filled = partial;
         const read = fs.readSync(fd, buffer, filled, buffer.length - filled, bufferStart + filled);
-        if (read === 0) {
-          const badBytes = size - offset;
-          return { ops, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
-        }
+        if (read === 0) return end();
         filled += read;
       }
     } finally {
@@ -361,9 +397,14 @@ export class LogStore extends OpStore {
     const fs = this.#fs;
     const path = join(this.dir, segmentName(number));
     const fd = fs.openSync(path, 'wx');
-    const records = [encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot })];
-    for (const op of body) records.push(encodeRecord(op));
-    const bytes = Buffer.concat(records);
+    const header = encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot });
+    let bytes = header;
+    if (body.length > 0) {
+      const encoder = new FrameEncoder(4096);
+      encoder.begin();
+      for (const op of body) encoder.add(op);
+      bytes = Buffer.concat([header, encoder.finish()]);
+    }
     try {
       const written = fs.writeSync(fd, bytes, 0, bytes.length, 0);
       if (written !== bytes.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' });
@@ -434,20 +475,26 @@ export class LogStore extends OpStore {
   }
 
   async #writeBatch(): Promise<void> {
-    let take = this.#pending.length;
-    const records: Buffer[] = [];
-    let bytes = 0;
-    for (let i = 0; i < this.#pending.length; i++) {
-      const record = encodeRecord(this.#pending[i]!);
-      records.push(record);
-      bytes += record.length;
-      if (bytes >= this.#maxBatchBytes) {
-        take = i + 1;
-        break;
+    const pending = this.#pending;
+    let take = pending.length;
+    const encoder = this.#encoder;
+    let encodeError: unknown;
+    encoder.begin();
+    try {
+      for (let i = 0; i < pending.length; i++) {
+        encoder.add(pending[i]!);
+        if (encoder.frameBytes >= this.#maxBatchBytes) {
+          take = i + 1;
+          break;
+        }
       }
+    } catch (error) {
+      // Not reachable from the broker (MQTT strings fit the record fields); fails this batch rather than the loop.
+      encodeError = error;
+      take = pending.length;
     }
-    const ops = this.#pending.slice(0, take);
-    this.#pending = take === this.#pending.length ? [] : this.#pending.slice(take);
+    const ops = take === pending.length ? pending : pending.slice(0, take);
+    this.#pending = take === pending.length ? [] : pending.slice(take);
     let waiting: Deferred | undefined;
     if (this.#pending.length === 0) {
       waiting = this.#next;
@@ -455,11 +502,12 @@ export class LogStore extends OpStore {
     }
     this.#current = waiting ?? deferred();
     try {
+      if (encodeError !== undefined) throw encodeError;
       if (this.#broken !== undefined) throw this.#broken;
       this.#rotateIfDue();
       const segment = this.#segments.at(-1)!;
       const start = segment.bytes;
-      const batch = records.length === 1 ? records[0]! : Buffer.concat(records, bytes);
+      const batch = encoder.finish();
       let written = 0;
       try {
         written = this.#fs.writeSync(this.#fd, batch, 0, batch.length, start);
@@ -622,28 +670,29 @@ export class LogStore extends OpStore {
     let renamed = false;
     const fd = fs.openSync(temporary, 'wx');
     try {
-      let chunk: Buffer[] = [];
-      let chunkBytes = 0;
-      const add = (op: StoreOp) => {
-        const record = encodeRecord(op);
-        chunk.push(record);
-        chunkBytes += record.length;
-      };
-      const write = () => {
-        const buffer = Buffer.concat(chunk, chunkBytes);
+      // The header is a format 1 record; each slice after it is one frame.
+      const header = encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot: true });
+      const encoder = new FrameEncoder(Math.min(this.#compactSliceBytes * 2, 4 * 1024 * 1024));
+      const writeBytes = (buffer: Buffer) => {
         const written = fs.writeSync(fd, buffer, 0, buffer.length, bytes);
         if (written !== buffer.length) {
           throw Object.assign(new Error(`short write ${written}/${buffer.length}`), { code: 'ENOSPC' });
         }
         bytes += buffer.length;
-        chunk = [];
-        chunkBytes = 0;
       };
-      add({ op: 'header', format: STORE_FORMAT, segment: number, snapshot: true });
+      writeBytes(header);
+      const add = (op: StoreOp) => encoder.add(op);
+      const write = () => {
+        writeBytes(encoder.finish());
+        encoder.begin();
+      };
+      encoder.begin();
+      let chunkBytes = 0;
       let sliceStart = performance.now();
       let count = 0;
       for (const op of frozen.ops()) {
         add(op);
+        chunkBytes = encoder.frameBytes;
         if (chunkBytes < this.#compactSliceBytes && (++count & 63) !== 0) continue;
         if (chunkBytes < this.#compactSliceBytes && performance.now() - sliceStart < SLICE_MS) continue;
         write();

@@ -8,7 +8,6 @@ import type { StoreContents, StoredSession } from './types.js';
 export class StoreState {
   readonly sessions = new Map<string, StoredSession>();
   readonly messages = new Map<number, Message>();
-  readonly #refs = new Map<number, number>();
   readonly retained = new Map<string, number>();
   readonly wills: StoreContents['wills'] = new Map();
   /** Highest message or entry id seen: new ids continue after it. */
@@ -20,30 +19,27 @@ export class StoreState {
     return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
   }
 
-  #ref(messageId: number): void {
-    this.#refs.set(messageId, (this.#refs.get(messageId) ?? 0) + 1);
+  // The reference count lives on the message (one Map lookup per reference instead of two Maps).
+  #ref(message: Message): void {
+    message.storeRefs = (message.storeRefs ?? 0) + 1;
   }
 
   #unref(messageId: number): void {
-    const count = (this.#refs.get(messageId) ?? 0) - 1;
-    if (count > 0) {
-      this.#refs.set(messageId, count);
-      return;
-    }
-    this.#refs.delete(messageId);
     const message = this.messages.get(messageId);
-    if (message !== undefined) {
-      this.#retired?.set(messageId, message);
-      this.messages.delete(messageId);
-      this.liveBytes -= messageBytes(message);
-    }
+    if (message === undefined) return;
+    const count = (message.storeRefs ?? 0) - 1;
+    message.storeRefs = count;
+    if (count > 0) return;
+    this.#retired?.set(messageId, message);
+    this.messages.delete(messageId);
+    this.liveBytes -= messageBytes(message);
   }
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
   dropUnreferenced(): number {
     let dropped = 0;
     for (const [id, message] of this.messages) {
-      if (this.#refs.has(id)) continue;
+      if ((message.storeRefs ?? 0) > 0) continue;
       this.messages.delete(id);
       this.liveBytes -= messageBytes(message);
       dropped++;
@@ -98,15 +94,18 @@ export class StoreState {
         if (op.id > this.maxId) this.maxId = op.id;
         if (this.messages.has(op.id)) return;
         op.message.storeId = op.id;
+        op.message.storeRefs = 0;
         this.messages.set(op.id, op.message);
         this.liveBytes += messageBytes(op.message);
         return;
       case 'enqueue': {
         if (op.entryId > this.maxId) this.maxId = op.entryId;
         const session = this.sessions.get(op.clientId);
-        if (session === undefined || !this.messages.has(op.delivery.messageId) || session.queue.has(op.entryId)) return;
+        if (session === undefined || session.queue.has(op.entryId)) return;
+        const message = this.messages.get(op.delivery.messageId);
+        if (message === undefined) return;
         session.queue.set(op.entryId, op.delivery);
-        this.#ref(op.delivery.messageId);
+        this.#ref(message);
         this.liveBytes += 48;
         return;
       }
@@ -122,11 +121,12 @@ export class StoreState {
       case 'inflight': {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) return;
-        if (this.messages.has(op.delivery.messageId)) {
+        const message = this.messages.get(op.delivery.messageId);
+        if (message !== undefined) {
           this.#dropInflight(session, op.packetId);
           session.inflight.set(op.packetId, { state: 'publish', delivery: op.delivery });
           // Referenced before the queue entry lets go of it, or a message held by that entry alone is forgotten.
-          this.#ref(op.delivery.messageId);
+          this.#ref(message);
           this.liveBytes += 48;
         }
         if (op.fromEntryId !== undefined) this.apply({ op: 'dequeue', clientId: op.clientId, entryId: op.fromEntryId });
@@ -165,10 +165,11 @@ export class StoreState {
         return;
       }
       case 'retain': {
-        if (!this.messages.has(op.messageId)) return;
+        const message = this.messages.get(op.messageId);
+        if (message === undefined) return;
         const previous = this.retained.get(op.topic);
         this.retained.set(op.topic, op.messageId);
-        this.#ref(op.messageId);
+        this.#ref(message);
         if (previous !== undefined) this.#unref(previous);
         return;
       }
