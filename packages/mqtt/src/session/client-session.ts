@@ -788,7 +788,10 @@ export class ClientSession {
       }
     }
     if (choice !== undefined) {
-      packet.properties = { ...packet.properties, topicAlias: choice.alias };
+      const properties = packet.properties;
+      // The usual case, no properties of the caller's: a literal, not a spread of undefined.
+      packet.properties =
+        properties === undefined ? { topicAlias: choice.alias } : { ...properties, topicAlias: choice.alias };
       if (!choice.sendTopic) packet.topic = '';
     }
     return packet;
