@@ -4,25 +4,29 @@
 //   node --import tsx bench/client.ts --quick          fewer messages and 2 000 idle clients
 //   node --import tsx bench/client.ts --json out.json  also write every measurement as JSON
 //   node --import tsx bench/client.ts --only=publish,drain --window=20
+//   node --import tsx bench/client.ts --only=publish-our-broker    the publish rows against our broker
 //
 // Every case runs in its own Node process (bench/client/worker.ts) against a freshly started Mosquitto, so no
 // case inherits another's heap, JIT state or broker state. Both clients get the same window of unacknowledged
 // QoS 1/2 publishes: Mosquitto's max_inflight_messages, which Mosquitto 2.0 also announces to 5.0 clients as its
 // Receive Maximum (20 by default). Ours keeps that window itself (Receive Maximum, and maxInflight for 3.1.1);
 // MQTT.js ignores Receive Maximum, so its promise API is driven with the same number of publishes outstanding.
+// Publish rows also give the broker's CPU share over the timed rounds (from /proc): a broker near 100 % of a core is
+// the ceiling for both clients. The same publish rows run against our broker too (its own process, the same window).
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { bundleSizes } from './client/bundle.js';
 import { mqttjs } from './client/libs.js';
 import { BenchMosquitto, LOOPBACK_HOSTS, type MosquittoSettings, mosquittoVersion } from './client/mosquitto.js';
+import { BenchOtalinkBroker } from './client/otalink-broker.js';
 import type { CaseResult, CaseSpec } from './client/protocol.js';
 import { killCases, runCase } from './client/run-case.js';
 import { machineInfo } from './lib/machine.js';
 import { median } from './lib/measure.js';
 import { formatTable } from './lib/table.js';
 
-type Section = 'publish' | 'receive' | 'memory' | 'drain' | 'bundle';
-const SECTIONS: Section[] = ['publish', 'receive', 'memory', 'drain', 'bundle'];
+type Section = 'publish' | 'publish-our-broker' | 'receive' | 'memory' | 'drain' | 'bundle';
+const SECTIONS: Section[] = ['publish', 'publish-our-broker', 'receive', 'memory', 'drain', 'bundle'];
 const LIBS = ['otalink', 'mqttjs'] as const;
 
 interface Options {
@@ -112,6 +116,29 @@ function cpuRow(label: string, r: Partial<Record<'otalink' | 'mqttjs', CaseResul
   return [label, fmtCpu(r.otalink), fmtCpu(r.mqttjs), fmtRatio(cpuOf(r.otalink), cpuOf(r.mqttjs)), ''];
 }
 
+/** "client % · broker %" of one core over the timed rounds (medians). */
+function fmtShares(r: CaseResult | undefined): string {
+  if (!r?.ok) return '-';
+  const pct = (values: number[] | undefined) =>
+    values !== undefined && values.length > 0 ? `${Math.round(median(values))}%` : '?';
+  return `${pct(r.clientCpuPct)} · ${pct(r.brokerCpuPct)}`;
+}
+
+function shareRow(r: Partial<Record<'otalink' | 'mqttjs', CaseResult>>): string[] {
+  return ['  CPU, % of one core: client · broker', fmtShares(r.otalink), fmtShares(r.mqttjs), '', ''];
+}
+
+/** The broker's CPU per message, and the rate that would fill one core at that cost: its ceiling. */
+function fmtBrokerCost(r: CaseResult | undefined): string {
+  const us = r?.ok && r.brokerCpuUs !== undefined && r.brokerCpuUs.length > 0 ? median(r.brokerCpuUs) : Number.NaN;
+  if (!Number.isFinite(us) || us <= 0) return '-';
+  return `${us.toFixed(1)} µs (≤ ${Math.round(1000 / us)}k/s)`;
+}
+
+function brokerRow(r: Partial<Record<'otalink' | 'mqttjs', CaseResult>>): string[] {
+  return ['  broker CPU per message (its ceiling)', fmtBrokerCost(r.otalink), fmtBrokerCost(r.mqttjs), '', ''];
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const settings: MosquittoSettings = { maxInflightMessages: options.window, maxQueuedMessages: 1_000_000 };
@@ -142,16 +169,25 @@ async function main(): Promise<void> {
     clients: options.idleClients,
   };
 
-  async function both(key: string, make: (lib: (typeof LIBS)[number]) => Omit<CaseSpec, 'port'>, timeoutMs: number) {
+  async function both(
+    key: string,
+    make: (lib: (typeof LIBS)[number]) => Omit<CaseSpec, 'port'>,
+    timeoutMs: number,
+    server: 'mosquitto' | 'otalink' = 'mosquitto',
+  ) {
     results[key] = {};
     for (const lib of LIBS) {
-      const broker = await BenchMosquitto.create(settings);
+      const made = make(lib);
+      // Ours enforces its Receive Maximum on QoS 2 in 3.1.1 too: it gets the case's window, as the clients do.
+      const broker =
+        server === 'mosquitto' ? await BenchMosquitto.create(settings) : new BenchOtalinkBroker(made.window);
       try {
         await broker.start();
         process.stderr.write(`${key} · ${lib}…`);
         const nodeFlags =
           options.cpuProf !== undefined && lib === 'otalink' ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProf}`] : [];
-        const result = await runCase({ ...make(lib), port: broker.port }, broker, { timeoutMs, nodeFlags });
+        const spec = { ...made, port: broker.port, brokerPid: broker.pid };
+        const result = await runCase(spec, broker, { timeoutMs, nodeFlags });
         (results[key] as Record<string, CaseResult>)[lib] = result;
         process.stderr.write(` ${result.ok ? 'ok' : `failed: ${result.error}`}\n`);
       } finally {
@@ -161,11 +197,13 @@ async function main(): Promise<void> {
     return results[key] as Partial<Record<(typeof LIBS)[number], CaseResult>>;
   }
 
-  if (options.only.includes('publish')) {
+  for (const server of ['mosquitto', 'otalink'] as const) {
+    if (!options.only.includes(server === 'mosquitto' ? 'publish' : 'publish-our-broker')) continue;
+    const against = server === 'mosquitto' ? '' : ' · our broker';
     for (const version of [4, 5] as const) {
       for (const qos of [0, 1, 2] as const) {
         const r = await both(
-          `publish QoS ${qos} ${versionName(version)}`,
+          `publish QoS ${qos} ${versionName(version)}${against}`,
           (lib) => ({
             ...base,
             lib,
@@ -175,17 +213,20 @@ async function main(): Promise<void> {
             window: version === 5 ? options.window : options.window311,
           }),
           300_000,
+          server,
         );
-        const aim = qos === 1 ? '≥ 3× MQTT.js' : '';
+        const aim = qos === 1 && server === 'mosquitto' ? '≥ 3× MQTT.js' : '';
         const ratio = rate(r.otalink ?? { ok: false, rates: [] }) / rate(r.mqttjs ?? { ok: false, rates: [] });
         rows.push([
-          `publish QoS ${qos}, ${versionName(version)} (msg/s)`,
+          `publish QoS ${qos}, ${versionName(version)}${against} (msg/s)`,
           fmtRate(r.otalink),
           fmtRate(r.mqttjs),
           fmtRatio(rate(r.otalink ?? { ok: false, rates: [] }), rate(r.mqttjs ?? { ok: false, rates: [] })),
           aim === '' ? '' : `${aim}: ${ratio >= 3 ? 'met' : 'not met'}`,
         ]);
         rows.push(cpuRow('  client CPU per message', r));
+        rows.push(shareRow(r));
+        rows.push(brokerRow(r));
       }
     }
   }
@@ -302,6 +343,14 @@ async function main(): Promise<void> {
     'ratio: otalink / MQTT.js (for msg/s higher is better for otalink; for µs and bytes lower is).',
     'client CPU per message: user + system CPU of the measured process (GC and JIT threads included) over the timed',
     "  rounds, divided by the messages: the client's own cost, less sensitive than msg/s to a busy shared machine.",
+    'CPU, % of one core: the client process and the broker process (utime + stime from /proc/<pid>/stat, 10 ms',
+    '  ticks) over the timed rounds, divided by their wall time. A broker near 100% is the ceiling for both clients;',
+    '  both well below 100% means the rate is bound by the window (messages in flight per round trip) and the round',
+    "  trip's latency, on a shared machine mostly the wait for a core (see the load average).",
+    "broker CPU per message: the broker's CPU over the round divided by its messages; 1 s / that = the rate at which",
+    '  the broker alone would fill one core, the most any client can get from it (10 ms ticks: coarse on short rounds).',
+    `our broker: @otalink/broker in its own Node process, restarted for every case, its Receive Maximum the case's window`,
+    `  (5.0 ${options.window}, as Mosquitto's; 3.1.1 ${options.window311}, since ours also bounds QoS 2 in 3.1.1); the same clients.`,
     'receive: a separate process floods pre-encoded QoS 0 PUBLISHes; the rate runs from the first to the last message',
     '  the measured client got; a count means Mosquitto dropped the rest (max_queued_messages).',
     'memory: heapUsed and RSS after forced GC, before and after connecting the clients (keepalive 600 s, spread over',

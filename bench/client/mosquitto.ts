@@ -129,6 +129,10 @@ export class BenchMosquitto {
     return this.child !== undefined;
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async start(): Promise<void> {
     if (this.child !== undefined) return;
     const child = spawn(MOSQUITTO_BINARY, ['-c', join(this.dir, 'mosquitto.conf')], {

@@ -17,6 +17,8 @@ export interface CaseSpec {
   hosts?: string[];
   batch?: number;
   payloadBytes?: number;
+  /** The broker's process, whose CPU share the publish case measures over its timed rounds. */
+  brokerPid?: number;
 }
 
 export interface CaseResult {
@@ -26,6 +28,12 @@ export interface CaseResult {
   rates: number[];
   /** Client process CPU µs per message, one per timed round (publish, receive, drain). */
   cpuUs?: number[];
+  /** CPU of this client process, % of one core, one per timed round (publish). */
+  clientCpuPct?: number[];
+  /** CPU of the broker process over the same round, % of one core (publish; where /proc exists). */
+  brokerCpuPct?: number[];
+  /** The broker's CPU µs per message over the same round (10 ms ticks spread over the round's messages). */
+  brokerCpuUs?: number[];
   serverReceiveMaximum?: number | undefined;
   received?: number;
   sent?: number;

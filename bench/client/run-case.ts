@@ -2,7 +2,6 @@
 // run a flood publisher), and returns its result. Every case process is killed on any exit of the runner.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { BenchMosquitto } from './mosquitto.js';
 import type { CaseResult, CaseSpec, WorkerMessage } from './protocol.js';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
@@ -19,13 +18,19 @@ export function killCases(): void {
   }
 }
 
+/** The server a case runs against: the drain case kills and restarts it. */
+export interface CaseBroker {
+  kill(): Promise<void>;
+  start(): Promise<void>;
+}
+
 export interface CaseOptions {
   /** Extra node flags, e.g. --cpu-prof for profiling. */
   nodeFlags?: string[];
   timeoutMs: number;
 }
 
-export function runCase(spec: CaseSpec, broker: BenchMosquitto, options: CaseOptions): Promise<CaseResult> {
+export function runCase(spec: CaseSpec, broker: CaseBroker, options: CaseOptions): Promise<CaseResult> {
   if (!hooked) {
     hooked = true;
     process.on('exit', killCases);

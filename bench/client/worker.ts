@@ -4,6 +4,7 @@
 import { connect as netConnect } from 'node:net';
 import { encode } from '../../packages/mqtt/src/codec/encoder.js';
 import { type BenchClient, type Lib, mqttjs, ours } from './libs.js';
+import { cpuShare, processCpuSeconds } from './process-cpu.js';
 import type { CaseResult, CaseSpec, RunnerReply, WorkerMessage } from './protocol.js';
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as CaseSpec;
@@ -65,14 +66,26 @@ async function publishCase(): Promise<CaseResult> {
   const client = await lib.connect({ host: s.host, port: s.port, version: s.version, window: s.window });
   const rates: number[] = [];
   const cpuUs: number[] = [];
+  const clientCpuPct: number[] = [];
+  const brokerCpuPct: number[] = [];
+  const brokerCpuUs: number[] = [];
   try {
     await within(publishBatch(client, s.warmup, s.qos, s.window), 120_000, 'warm-up');
     for (let r = 0; r < s.rounds; r++) {
+      const broker0 = processCpuSeconds(s.brokerPid);
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       await within(publishBatch(client, s.messages, s.qos, s.window), 120_000, 'publish');
-      rates.push(s.messages / ((performance.now() - t0) / 1000));
-      cpuUs.push(cpuPerMessage(cpu0, s.messages));
+      const elapsedMs = performance.now() - t0;
+      const brokerShare = cpuShare(s.brokerPid, broker0, elapsedMs);
+      const cpu = cpuPerMessage(cpu0, s.messages);
+      rates.push(s.messages / (elapsedMs / 1000));
+      cpuUs.push(cpu);
+      clientCpuPct.push((cpu * s.messages * 100) / (elapsedMs * 1000));
+      if (brokerShare !== undefined) {
+        brokerCpuPct.push(brokerShare);
+        brokerCpuUs.push((brokerShare * elapsedMs * 10) / s.messages);
+      }
     }
   } catch (err) {
     return { ok: false, error: explain(err, client), rates, serverReceiveMaximum: client.serverReceiveMaximum() };
@@ -84,6 +97,9 @@ async function publishCase(): Promise<CaseResult> {
     error: failure,
     rates,
     cpuUs,
+    clientCpuPct,
+    brokerCpuPct,
+    brokerCpuUs,
     serverReceiveMaximum: client.serverReceiveMaximum(),
   };
 }

@@ -35,7 +35,6 @@ import { Emitter } from './emitter.js';
 import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
 import { isRedirect, MqttRedirectError, redirectTarget, SERVER_MOVED } from './redirect.js';
-import { MemoryStore } from './store/memory-store.js';
 import type { MessageStore } from './store/store.js';
 import type { Transport, TransportFactory } from './transport.js';
 
@@ -154,7 +153,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** Redirects followed since the last connection that ended, or attempt that failed, for another reason. */
   private redirectHops = 0;
   private readonly session: ClientSession;
-  private readonly store: MessageStore;
+  /** Undefined without `options.store`: the session's own state is then the only copy (no record per publish). */
+  private readonly store: MessageStore | undefined;
   private conn: Connection | undefined;
   private readonly publishes = new Map<number, Pending<PublishResult>>();
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
@@ -215,8 +215,9 @@ export class MqttClient extends Emitter<ClientEvents> {
       dropPolicy: options.queue?.dropPolicy,
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
+      persist: options.store !== undefined,
     });
-    this.store = options.store ?? new MemoryStore();
+    this.store = options.store;
   }
 
   /** The client id in use (the server's assigned one after CONNACK, if it assigned one). */
@@ -340,7 +341,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
     try {
-      this.session.restore(await this.store.list());
+      if (this.store !== undefined) this.session.restore(await this.store.list());
       await this.attemptConnection();
     } catch (err) {
       await this.finish(err as Error);
@@ -551,7 +552,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const w of this.idleWaiters.splice(0)) w();
     try {
       await this.writeChain;
-      await this.store.close?.();
+      await this.store?.close?.();
     } catch (err) {
       this.emit('error', err as Error);
     }
@@ -762,23 +763,28 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   /** Persists what the step asks, writes its packets (after the store settled), then settles promises. */
   private apply(conn: Connection | undefined, step: Step): void {
-    const ops: Promise<void>[] = [];
-    for (const e of step.events) {
-      let r: void | Promise<void> | undefined;
-      if (e.type === 'store-put') r = this.store.put(e.key, e.record);
-      else if (e.type === 'store-delete') r = this.store.delete(e.key);
-      if (r !== undefined) ops.push(r);
+    let ops: Promise<void>[] | undefined;
+    const store = this.store;
+    if (store !== undefined) {
+      for (const e of step.events) {
+        let r: void | Promise<void> | undefined;
+        if (e.type === 'store-put') r = store.put(e.key, e.record);
+        else if (e.type === 'store-delete') r = store.delete(e.key);
+        if (r === undefined) continue;
+        if (ops === undefined) ops = [r];
+        else ops.push(r);
+      }
     }
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
-    else if (ops.length > 0) this.write(undefined, [], ops);
+    else if (ops !== undefined) this.write(undefined, [], ops);
     for (const e of step.events) this.dispatch(conn, e);
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
     if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
   }
 
-  private write(conn: Connection | undefined, packets: Packet[], ops: Promise<void>[]): void {
-    if (ops.length === 0 && this.chainDepth === 0) {
+  private write(conn: Connection | undefined, packets: Packet[], ops: Promise<void>[] | undefined): void {
+    if (ops === undefined && this.chainDepth === 0) {
       if (conn !== undefined) this.writeNow(conn, packets);
       return;
     }
@@ -786,7 +792,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.chainDepth++;
     const previous = this.writeChain ?? Promise.resolve();
     const next = previous
-      .then(() => Promise.all(ops))
+      .then(() => (ops === undefined ? undefined : Promise.all(ops)))
       .catch((err: unknown) => this.emit('error', err as Error))
       .then(() => {
         if (conn !== undefined) this.writeNow(conn, packets);

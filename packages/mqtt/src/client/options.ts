@@ -93,7 +93,10 @@ export interface ClientOptions {
    * called synchronously and never buffer. An iterator nobody reads (and nobody ends) stalls the client.
    */
   highWaterMark?: number;
-  /** Durable state; default an in-memory store. */
+  /**
+   * Where QoS 1/2 messages and incoming QoS 2 ids are kept to survive a restart (FileStore), or to be handed to
+   * another client (MemoryStore). Default none: the client's own session state, which outlives reconnects.
+   */
   store?: MessageStore;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */
   transport?: TransportFactory;

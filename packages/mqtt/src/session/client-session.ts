@@ -62,6 +62,11 @@ export interface SessionOptions {
    * later message is held until every earlier one of the connection was acknowledged.
    */
   manualAck?: boolean;
+  /**
+   * Emit `store-put` / `store-delete` events (default true). False when the client keeps no store: its queue and
+   * in-flight map are then the only copy, which outlives reconnects just the same, and a publish costs no record.
+   */
+  persist?: boolean;
 }
 
 export interface OutgoingMessage {
@@ -199,9 +204,11 @@ export class ClientSession {
   private lastSeq = 0;
   private lastSent = 0;
   private pingSentAt: number | undefined;
+  private readonly persist: boolean;
 
   constructor(options: SessionOptions) {
     this.options = options;
+    this.persist = options.persist !== false;
     this.version = options.protocolVersion;
     this.clientId = options.clientId;
     this.limits = defaultLimits(options.keepalive);
@@ -326,7 +333,9 @@ export class ClientSession {
       return;
     }
     this.incomingQos2.add(id);
-    step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+    if (this.persist) {
+      step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+    }
     this.send(step, { type: 'pubrec', packetId: id }, now);
   }
 
@@ -412,7 +421,7 @@ export class ClientSession {
         break;
       case 'pubrel': {
         const known = this.incomingQos2.delete(packet.packetId);
-        if (known) step.events.push({ type: 'store-delete', key: incomingKey(packet.packetId) });
+        if (known && this.persist) step.events.push({ type: 'store-delete', key: incomingKey(packet.packetId) });
         const comp: Packet = { type: 'pubcomp', packetId: packet.packetId };
         if (!known && this.version === 5) comp.reasonCode = 0x92;
         this.send(step, comp, now);
@@ -535,13 +544,15 @@ export class ClientSession {
     if (!packet.sessionPresent) {
       // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
       // acknowledged with PUBREC are done, and the rest go out again as new messages.
-      for (const id of this.incomingQos2) step.events.push({ type: 'store-delete', key: incomingKey(id) });
+      if (this.persist) {
+        for (const id of this.incomingQos2) step.events.push({ type: 'store-delete', key: incomingKey(id) });
+      }
       this.incomingQos2.clear();
       const resend: OutEntry[] = [];
       for (const [id, entry] of this.inflight) {
         this.ids.release(id);
         if (entry.state === 'pubrel') {
-          step.events.push({ type: 'store-delete', key: keyOf(entry) });
+          this.unstore(step, entry);
           step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
         } else {
           entry.state = 'queued';
@@ -602,7 +613,9 @@ export class ClientSession {
         // Delivered now, once: a repeated PUBLISH with this id before PUBREL only gets its PUBREC again.
         step.events.push({ type: 'message', message });
         this.incomingQos2.add(id);
-        step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+        if (this.persist) {
+          step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+        }
       }
       this.send(step, { type: 'pubrec', packetId: id }, now);
     }
@@ -653,7 +666,7 @@ export class ClientSession {
   ): void {
     this.inflight.delete(entry.packetId!);
     this.ids.release(entry.packetId!);
-    step.events.push({ type: 'store-delete', key: keyOf(entry) });
+    this.unstore(step, entry);
     if (code >= 0x80 && !handedOver) {
       step.events.push({
         type: 'publish-failed',
@@ -692,7 +705,7 @@ export class ClientSession {
       try {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
-        if (entry.qos > 0) step.events.push({ type: 'store-delete', key: keyOf(entry) });
+        if (entry.qos > 0) this.unstore(step, entry);
         step.events.push({ type: 'publish-failed', seq: entry.seq, error: err as MqttError });
         continue;
       }
@@ -775,13 +788,21 @@ export class ClientSession {
       }
     }
     if (choice !== undefined) {
-      packet.properties = { ...packet.properties, topicAlias: choice.alias };
+      const properties = packet.properties;
+      // The usual case, no properties of the caller's: a literal, not a spread of undefined.
+      packet.properties =
+        properties === undefined ? { topicAlias: choice.alias } : { ...properties, topicAlias: choice.alias };
       if (!choice.sendTopic) packet.topic = '';
     }
     return packet;
   }
 
+  private unstore(step: Step, entry: OutEntry): void {
+    if (this.persist) step.events.push({ type: 'store-delete', key: keyOf(entry) });
+  }
+
   private storeOutgoing(step: Step, entry: OutEntry): void {
+    if (!this.persist) return;
     const record: OutgoingRecord = {
       kind: 'outgoing',
       seq: entry.seq,
@@ -801,7 +822,7 @@ export class ClientSession {
     while (this.queue.length > limit) {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
-      if (dropped.qos > 0) step.events.push({ type: 'store-delete', key: keyOf(dropped) });
+      if (dropped.qos > 0) this.unstore(step, dropped);
       step.events.push({
         type: 'publish-failed',
         seq: dropped.seq,

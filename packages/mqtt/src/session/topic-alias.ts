@@ -16,6 +16,8 @@ export class OutgoingTopicAliases {
   private readonly byAlias = new Map<number, string>();
   /** No alias below this one is free, except any freed since (which lower it again). */
   private lowestFree = 1;
+  /** The topic used last, already at the LRU's end: a stream to one topic costs no delete + set per message. */
+  private newest: string | undefined;
 
   /**
    * @param maximum the server's Topic Alias Maximum (0: none allowed).
@@ -78,14 +80,17 @@ export class OutgoingTopicAliases {
   }
 
   private touch(topic: string, alias: number): void {
+    if (topic === this.newest) return;
     this.byTopic.delete(topic);
     this.byTopic.set(topic, alias);
+    this.newest = topic;
   }
 
   private bind(topic: string, alias: number): void {
     this.byTopic.delete(topic);
     this.byTopic.set(topic, alias);
     this.byAlias.set(alias, topic);
+    this.newest = topic;
   }
 
   private freeAlias(): number | undefined {

@@ -147,6 +147,51 @@ describe('QoS 1 and 2 sender', () => {
   });
 });
 
+describe('without a store (persist: false)', () => {
+  /** The same exchange on a persisting session and on one without a store, step by step. */
+  function both(drive: (s: ClientSession) => Step[]) {
+    const withStore = drive(connected({}, { receiveMaximum: 2 }).s);
+    const without = drive(connected({ persist: false }, { receiveMaximum: 2 }).s);
+    return { withStore, without };
+  }
+
+  test('the same packets and outcomes as with a store, and no store-put or store-delete at all', () => {
+    const { withStore, without } = both((s) => {
+      const incoming: PublishPacket = { ...msg('in', 2), type: 'publish', dup: false, packetId: 9 };
+      const steps = [1, 2, 2, 1].map((qos, i) => s.publish(msg(`t/${i}`, qos as 1 | 2), 1).step);
+      steps.push(s.handle({ type: 'puback', packetId: 1 }, 2)); // frees a slot: the queued QoS 2 goes out
+      steps.push(s.handle({ type: 'pubrec', packetId: 2 }, 3));
+      steps.push(s.handle(incoming, 4), s.handle({ type: 'pubrel', packetId: 9 }, 5));
+      s.connectionLost();
+      s.connect(6);
+      // No session on the server: in-flight messages go out again as new ones, PUBREL'd ones are done.
+      steps.push(s.handle(connack({ receiveMaximum: 2 }, false), 7));
+      steps.push(s.handle({ type: 'puback', packetId: 3 }, 8), s.handle({ type: 'pubrec', packetId: 4 }, 9));
+      steps.push(s.handle({ type: 'pubcomp', packetId: 4 }, 10), s.handle({ type: 'puback', packetId: 5 }, 11));
+      return steps;
+    });
+    const storeEvent = (e: Step['events'][number]) => e.type === 'store-put' || e.type === 'store-delete';
+    assert.ok(
+      withStore.some((step) => step.events.some(storeEvent)),
+      'the persisting session does store',
+    );
+    assert.deepEqual(
+      without.map((step) => step.packets),
+      withStore.map((step) => step.packets),
+    );
+    assert.deepEqual(
+      without.map((step) => step.events),
+      withStore.map((step) => step.events.filter((e) => !storeEvent(e))),
+    );
+    const published = without.flatMap((step) => step.events.filter((e) => e.type === 'published'));
+    assert.deepEqual(
+      published.map((e) => e.type === 'published' && e.seq).sort(),
+      [1, 2, 3, 4],
+      'every message completes once',
+    );
+  });
+});
+
 describe('QoS 2 receiver', () => {
   test('delivers once on PUBLISH, answers a repeat with PUBREC only, forgets on PUBREL', () => {
     const { s } = connected();
@@ -458,6 +503,17 @@ describe('topic aliases', () => {
     wire('a'); // a is now the most recently used
     const c = wire('c');
     assert.deepEqual([c.topic, c.properties?.topicAlias], ['c', 2], 'b (least recent) gives its alias to c');
+  });
+
+  test('outgoing: a topic sent again and again stays the most recently used', () => {
+    const { s } = connected({}, { topicAliasMaximum: 2 });
+    const wire = (topic: string) => publishes(s.publish(msg(topic, 0), 1).step)[0]!;
+    for (const topic of ['a', 'a', 'a', 'b', 'a', 'a']) wire(topic);
+    const c = wire('c');
+    assert.deepEqual([c.topic, c.properties?.topicAlias], ['c', 2], 'b, used less recently than a, gives way');
+    assert.deepEqual([wire('a').topic, wire('a').properties?.topicAlias], ['', 1]);
+    const b = wire('b');
+    assert.deepEqual([b.topic, b.properties?.topicAlias], ['b', 2], 'then c, not a, gives way');
   });
 
   test('outgoing: not used when the server allows none, nor in 3.1.1', () => {
