@@ -17,6 +17,7 @@ import {
   BrokerUnavailable,
   MOSQUITTO_SETTINGS,
   mosquittoVersion,
+  ONLY_SCENARIOS,
   type RunningBroker,
   startBroker,
 } from './broker/brokers.js';
@@ -77,6 +78,7 @@ async function main(): Promise<void> {
     cells[brokerName] = brokerCells;
     details[brokerName] = {};
     for (const scenario of options.scenarios) {
+      if (!(ONLY_SCENARIOS[brokerName] ?? [scenario]).includes(scenario)) continue;
       process.stderr.write(`[${brokerName}] ${scenario}…\n`);
       let broker: RunningBroker | undefined;
       let generators: Generator[] = [];
@@ -114,7 +116,9 @@ async function main(): Promise<void> {
   process.stdout.write(
     '\n≥: the generators could not offer more (CPU) while the broker still delivered all it was sent.\n' +
       '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
-      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n',
+      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n' +
+      'floor: not a broker, a Node server answering CONNECT with a fixed CONNACK: the most connects/s the\n' +
+      'generators can drive on this machine now, and the cost of a Node socket alone.\n',
   );
   if (options.json !== undefined) {
     writeFileSync(options.json, `${JSON.stringify({ header, versions, machine, options, cells, details }, null, 2)}\n`);

@@ -33,6 +33,7 @@ export const ROWS: readonly Row[] = [
   },
   { key: 'connect', scenario: 'connect', label: () => 'connects/s (CONNECT, CONNACK, close)', aim: '≥ 5 k' },
   { key: 'connectCpu', scenario: 'connect', label: () => 'broker CPU per connect', aim: '' },
+  { key: 'connectGenCpu', scenario: 'connect', label: () => 'generator CPU per connect (both)', aim: '' },
 ];
 
 export type Cells = Partial<Record<BrokerName, Record<string, string>>>;

@@ -389,6 +389,7 @@ async function connectRate(ctx: Context): Promise<Outcome> {
     cells: {
       connect: `${k(rate)}${errors > 0 ? ` (${errors} errors)` : ''}`,
       connectCpu: `${brokerUsPerConnect.toFixed(0)} µs`,
+      connectGenCpu: `${generatorUsPerConnect.toFixed(0)} µs`,
     },
     details: {
       completed,

@@ -454,6 +454,23 @@ async function roundTrip(command: RttCommand): Promise<RttResult> {
 }
 
 /**
+ * CONNECT frames with client ids `${prefix}00000000`, `${prefix}00000001`, …: encoded once, then each one a copy with
+ * its serial number patched in, so the generator spends no time encoding between connects.
+ */
+function connectFrames(prefix: string): { next(): Buffer } {
+  const template = connectFrame(`${prefix}00000000`);
+  const digitsAt = template.length - 8;
+  let serial = 0;
+  return {
+    next() {
+      const frame = Buffer.from(template);
+      frame.write((serial++ % 1e8).toString().padStart(8, '0'), digitsAt, 'latin1');
+      return frame;
+    },
+  };
+}
+
+/**
  * connect → CONNECT → CONNACK → DISCONNECT + close, `concurrency` handshakes in progress at once, for `durationMs`.
  * A loop moves on once its CONNACK is in and DISCONNECT sent; the close finishes in the background, bounded to a
  * few times `concurrency` sockets, so the rate measures the broker's accept/CONNECT path, not the FIN exchange.
@@ -466,7 +483,7 @@ async function connectLoop(command: ConnectLoopCommand): Promise<ConnectLoopResu
   let errors = 0;
   let closing = 0;
   let firstError: string | undefined;
-  let serial = 0;
+  const connects = connectFrames(command.clientPrefix);
   const handshakeMs: number[] = [];
   const once = (localAddress: string | undefined) =>
     new Promise<void>((resolve) => {
@@ -486,7 +503,7 @@ async function connectLoop(command: ConnectLoopCommand): Promise<ConnectLoopResu
         resolve();
       };
       const timer = setTimeout(() => finish('no CONNACK within 5 s'), 5000);
-      socket.on('connect', () => socket.write(connectFrame(`${command.clientPrefix}${serial++}`)));
+      socket.on('connect', () => socket.write(connects.next()));
       socket.once('data', (chunk: Buffer) => {
         if (chunk.length >= 4 && chunk[0] === 0x20 && chunk[3] === 0) {
           completed++;

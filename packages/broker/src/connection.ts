@@ -65,6 +65,10 @@ interface AckGroup {
   started: boolean;
 }
 
+/** Where a socket keeps its connection, for the listeners shared by all connections. */
+const CONNECTION = Symbol('connection');
+type ConnectionSocket = Duplex & { [CONNECTION]: Connection };
+
 export class Connection implements Outlet, Timed {
   readonly core: BrokerCore;
   readonly socket: Duplex;
@@ -121,14 +125,29 @@ export class Connection implements Outlet, Timed {
     this.identity = { clientId: '', username: undefined, protocolVersion: 4, remoteAddress: transport.remoteAddress };
     this.deadline = Date.now() + core.limits.connectTimeoutMs;
     core.ticker.add(this);
-    // Listeners are closures made here rather than arrow-function fields: tsx (esbuild keepNames) wraps every
-    // named arrow field in a defineProperty call per instance, a measurable share of the cost of a connect.
-    socket.on('data', (chunk: Uint8Array) => this.#onData(chunk));
-    socket.on('error', (error: Error) => this.#onError(error));
-    socket.on('close', () => this.#onClose());
+    // The listeners are shared by every connection (the socket is `this` in them and carries its connection): four
+    // closures and their context per connection would cost ~0.3 KB of an idle connection's memory and a share of
+    // every connect.
+    (socket as ConnectionSocket)[CONNECTION] = this;
+    socket.on('data', Connection.#socketData);
+    socket.on('error', Connection.#socketError);
+    socket.on('close', Connection.#socketClose);
     // A peer that half-closes is done sending: answer what it sent, then end our side too.
-    socket.on('end', () => this.#onEnd());
+    socket.on('end', Connection.#socketEnd);
   }
+
+  static #socketData = function (this: ConnectionSocket, chunk: Uint8Array): void {
+    this[CONNECTION].#onData(chunk);
+  };
+  static #socketError = function (this: ConnectionSocket, error: Error): void {
+    this[CONNECTION].#onError(error);
+  };
+  static #socketClose = function (this: ConnectionSocket): void {
+    this[CONNECTION].#onClose();
+  };
+  static #socketEnd = function (this: ConnectionSocket): void {
+    this[CONNECTION].#onEnd();
+  };
 
   get connected(): boolean {
     return this.state === 'connected';

@@ -9,7 +9,7 @@ import { type Delivery, isExpired, type Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
 import { PublishTemplates } from './publish-encoding.js';
 import { Router } from './router.js';
-import { type InflightEntry, newSessionState, Session } from './session.js';
+import { type InflightEntry, inboundQos2Of, inflightOf, newSessionState, Session } from './session.js';
 import type { BrokerStats } from './stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoreContents } from './store/types.js';
@@ -194,11 +194,11 @@ export class BrokerCore {
           store.completeInflight(clientId, packetId);
           continue;
         }
-        state.inflight.set(packetId, entry);
+        inflightOf(state).set(packetId, entry);
         lastPacketId = Math.max(lastPacketId, packetId);
       }
       state.nextPacketId = lastPacketId >= 0xffff ? 1 : lastPacketId + 1;
-      for (const packetId of stored.inboundQos2) state.inboundQos2.add(packetId);
+      for (const packetId of stored.inboundQos2) inboundQos2Of(state).add(packetId);
       const session = new Session(state, this.stats, this.limits, store);
       this.sessions.set(clientId, session);
       this.stats.sessionsCurrent++;
@@ -426,13 +426,21 @@ export class BrokerCore {
     this.stats.subscriptionsCurrent -= session.state.subscriptions.size;
     session.state.subscriptions.clear();
     // Unacknowledged shared-subscription messages go to another member of their group.
-    const orphans: Delivery[] = [];
+    // Collected only when there are any: a session ending with nothing in flight is the usual case.
+    let orphans: Delivery[] | undefined;
     for (const entry of session.state.inflight.values()) {
-      if (entry.state === 'publish' && entry.delivery.sharedFilter !== undefined) orphans.push(entry.delivery);
+      if (entry.state === 'publish' && entry.delivery.sharedFilter !== undefined) {
+        orphans ??= [];
+        orphans.push(entry.delivery);
+      }
     }
-    for (const delivery of session.state.queue) if (delivery.sharedFilter !== undefined) orphans.push(delivery);
+    for (const delivery of session.state.queue) {
+      if (delivery.sharedFilter === undefined) continue;
+      orphans ??= [];
+      orphans.push(delivery);
+    }
     session.discard();
-    if (orphans.length > 0) {
+    if (orphans !== undefined) {
       const now = Date.now();
       for (const delivery of orphans) {
         this.router.reassignShared(session, delivery, (member, moved) => member.offer(moved, undefined, now));

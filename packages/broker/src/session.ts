@@ -42,16 +42,44 @@ export interface SessionState {
   nextPacketId: number;
 }
 
+/** A shared empty collection that refuses writes: replaced by a real one (`inflightOf`, `inboundQos2Of`) on first use. */
+class NoEntries<K, V> extends Map<K, V> {
+  override set(): this {
+    throw new Error('write to the shared empty session map: use inflightOf()');
+  }
+}
+class NoIds extends Set<number> {
+  override add(): this {
+    throw new Error('write to the shared empty session set: use inboundQos2Of()');
+  }
+}
+// Most sessions never have a QoS 1/2 message in flight or an inbound QoS 2 exchange: one Map and one Set per idle
+// connection (~0.5 KB of heap) would be spent on nothing.
+const NO_INFLIGHT: Map<number, InflightEntry> = new NoEntries<number, InflightEntry>();
+const NO_INBOUND_QOS2: Set<number> = new NoIds();
+
 export function newSessionState(clientId: string, expiryInterval: number): SessionState {
   return {
     clientId,
     expiryInterval,
     subscriptions: new Map(),
-    inflight: new Map(),
+    inflight: NO_INFLIGHT,
     queue: new Fifo(),
-    inboundQos2: new Set(),
+    inboundQos2: NO_INBOUND_QOS2,
     nextPacketId: 1,
   };
+}
+
+/** The session's in-flight map, made writable (allocated) on first use. */
+export function inflightOf(state: SessionState): Map<number, InflightEntry> {
+  if (state.inflight === NO_INFLIGHT) state.inflight = new Map();
+  return state.inflight;
+}
+
+/** The session's inbound QoS 2 ids, made writable (allocated) on first use. */
+export function inboundQos2Of(state: SessionState): Set<number> {
+  if (state.inboundQos2 === NO_INBOUND_QOS2) state.inboundQos2 = new Set();
+  return state.inboundQos2;
 }
 
 /** What a session sends through: implemented by the connection. */
@@ -132,7 +160,7 @@ export class Session {
   }
 
   receivedQos2(packetId: number): void {
-    this.state.inboundQos2.add(packetId);
+    inboundQos2Of(this.state).add(packetId);
     if (this.persistent) this.#store.addInboundQos2(this.clientId, packetId);
   }
 
@@ -225,7 +253,7 @@ export class Session {
   #send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
     const packetId = this.#nextPacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
-      this.state.inflight.set(packetId, { delivery, state: 'publish' });
+      inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
       if (this.persistent) {
         const store = this.#store;
         store.setInflight(this.clientId, packetId, storedDelivery(store, delivery), delivery.entryId);
@@ -276,7 +304,7 @@ export class Session {
     const entry = this.state.inflight.get(packetId);
     if (entry === undefined) return false;
     if (entry.state === 'publish' && this.persistent) this.#store.releaseInflight(this.clientId, packetId);
-    this.state.inflight.set(packetId, { state: 'pubrel', delivery: entry.delivery });
+    inflightOf(this.state).set(packetId, { state: 'pubrel', delivery: entry.delivery });
     this.outlet?.sendPubrel(packetId);
     return true;
   }

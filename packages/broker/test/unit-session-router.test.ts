@@ -57,6 +57,29 @@ const entry = (filter: string, extra: Partial<SubscriptionEntry> = {}): Subscrip
 });
 
 describe('Session', () => {
+  test('sessions start without in-flight and inbound QoS 2 collections of their own, and never share them', () => {
+    const stats = createStats(0);
+    const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
+    const a = new Session(newSessionState('a', 0), stats, limits);
+    const b = new Session(newSessionState('b', 0), stats, limits);
+    // Idle sessions hold the shared empty collections, which refuse writes rather than leak entries across sessions.
+    assert.equal(a.state.inflight, b.state.inflight);
+    assert.throws(() => a.state.inflight.set(1, { state: 'pubrel', delivery: undefined }));
+    assert.throws(() => a.state.inboundQos2.add(1));
+    const outlet = new FakeOutlet(5);
+    a.outlet = outlet;
+    a.offer(delivery(message('t')), undefined, 0);
+    a.receivedQos2(7);
+    assert.equal(a.state.inflight.size, 1);
+    assert.equal(a.hasInboundQos2(7), true);
+    assert.equal(b.state.inflight.size, 0);
+    assert.equal(b.hasInboundQos2(7), false);
+    assert.equal(a.released(outlet.sent[0]!.packetId), true);
+    assert.deepEqual(outlet.pubrels, [outlet.sent[0]!.packetId]);
+    assert.equal(a.releaseQos2(7), true);
+    assert.equal(b.releaseQos2(7), false);
+  });
+
   test('honours the send window and drains the queue as acknowledgements arrive', () => {
     const stats = createStats(0);
     const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });

@@ -197,12 +197,12 @@ function accept(
   core.armWill(connection);
 
   let keepalive = packet.keepalive;
-  const properties: ConnackProperties = {};
   if (limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || (v5 && keepalive === 0))) {
     keepalive = limits.maxKeepAlive;
-    if (v5) properties.serverKeepAlive = keepalive;
   }
   if (v5) {
+    const properties: ConnackProperties = {};
+    if (keepalive !== packet.keepalive) properties.serverKeepAlive = keepalive;
     if (assigned) properties.assignedClientIdentifier = clientId;
     if (expiryInterval !== requestedExpiry) properties.sessionExpiryInterval = expiryInterval;
     if (limits.receiveMaximum < 0xffff) properties.receiveMaximum = limits.receiveMaximum;
@@ -212,9 +212,10 @@ function accept(
       properties.authenticationMethod = connection.authMethod;
       if (authenticationData !== undefined) properties.authenticationData = authenticationData;
     }
+    connection.send({ type: 'connack', sessionPresent: present, reasonCode: 0, properties });
+  } else {
+    connection.sendConnack311(present);
   }
-  if (v5) connection.send({ type: 'connack', sessionPresent: present, reasonCode: 0, properties });
-  else connection.sendConnack311(present);
   connection.startKeepalive(keepalive);
   session.resume(connection, Date.now());
   if (core.logger.isLevelEnabled('debug')) {

@@ -3,6 +3,8 @@ import type { DisconnectPacket } from '@otalink/mqtt';
 import { type Connection, violation } from '../connection.js';
 
 const DISCONNECT_WITH_WILL = 0x04;
+/** The usual reason, made once rather than per disconnect. */
+const NORMAL = 'client disconnected (0x0)';
 
 export function handleDisconnect(connection: Connection, packet: DisconnectPacket): void {
   const session = connection.session;
@@ -16,6 +18,7 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
   }
   if (connection.protocolVersion === 4 || (packet.reasonCode ?? 0) !== DISCONNECT_WITH_WILL)
     connection.will = undefined;
-  connection.setCloseReason(`client disconnected (0x${(packet.reasonCode ?? 0).toString(16)})`);
+  const reasonCode = packet.reasonCode ?? 0;
+  connection.setCloseReason(reasonCode === 0 ? NORMAL : `client disconnected (0x${reasonCode.toString(16)})`);
   connection.closeAfterDisconnect();
 }

@@ -4,9 +4,9 @@ import { closeServer, listen } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
 
 export async function startTcpListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
-  // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK.
+  // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK. The server sets it on each accepted
+  // handle; socket.setNoDelay(true) here would not know and make a second setsockopt call per connection.
   const server = createServer({ noDelay: true }, (socket) => {
-    socket.setNoDelay(true);
     onStream(socket, {
       protocol: 'mqtt',
       remoteAddress: socket.remoteAddress,

@@ -69,6 +69,11 @@ const TYPE_NAMES = [
 
 const EMPTY = new Uint8Array(0);
 
+// Out-parameters of readVarint and readProperties, shared by every decoder: decoding is synchronous and never
+// nests across decoders, and two objects per decoder would be two more allocations per connection.
+const VR: VarintRead = { value: 0, next: 0 };
+const PR: VarintRead = { value: 0, next: 0 };
+
 export class Decoder {
   protocolVersion: ProtocolVersion | undefined;
   maximumPacketSize: number;
@@ -82,8 +87,6 @@ export class Decoder {
   /** A packet spanning chunks, gathered into a buffer of its exact size. */
   private asm: Uint8Array | null = null;
   private asmFill = 0;
-  private readonly vr: VarintRead = { value: 0, next: 0 };
-  private readonly pr: VarintRead = { value: 0, next: 0 };
   /** The buffer whose payload views are made by bufferView, with its memory and offset in it (looked up once). */
   private viewSource: Uint8Array | null = null;
   private viewMemory: ArrayBuffer | null = null;
@@ -105,7 +108,8 @@ export class Decoder {
 
   /**
    * The bytes of the packet `next` returned last, as a view into the received chunk (valid as long as the payload
-   * view is): a broker forwards a PUBLISH that needs no change without encoding it again.
+   * view is): a broker forwards a PUBLISH that needs no change without encoding it again. Empty once `next` has
+   * returned undefined (the decoder then holds no reference to the chunk).
    */
   lastFrame(): Uint8Array {
     return this.frameBuf.subarray(this.frameStart, this.frameEnd);
@@ -114,6 +118,20 @@ export class Decoder {
   /** Bytes received and not yet returned as packets. */
   get buffered(): number {
     return this.end - this.pos + (this.rest?.length ?? 0) + this.asmFill;
+  }
+
+  /**
+   * Everything received is decoded: drop the references to the last chunk, so an idle connection does not keep it
+   * (and its Buffer and ArrayBuffer objects) alive. Payload views already handed out keep their own reference.
+   */
+  private release(): void {
+    if (this.buf === EMPTY) return;
+    this.buf = EMPTY;
+    this.pos = 0;
+    this.end = 0;
+    this.frameBuf = EMPTY;
+    this.viewSource = null;
+    this.viewMemory = null;
   }
 
   /** Adds received bytes. The decoder keeps views into `chunk`: the caller must not overwrite it afterwards. */
@@ -151,7 +169,10 @@ export class Decoder {
     for (;;) {
       if (this.asm !== null) return undefined;
       if (this.pos === this.end) {
-        if (this.rest === null) return undefined;
+        if (this.rest === null) {
+          this.release();
+          return undefined;
+        }
         this.buf = this.rest;
         this.pos = 0;
         this.end = this.rest.length;
@@ -178,16 +199,16 @@ export class Decoder {
         bodyStart = start + 3;
         remaining = (b1 & 0x7f) | (buf[start + 2]! << 7);
       } else {
-        readVarint(buf, start + 1, this.end, this.vr);
-        if (this.vr.next === -1) {
+        readVarint(buf, start + 1, this.end, VR);
+        if (VR.next === -1) {
           if (this.rest !== null) {
             this.mergeRest();
             continue;
           }
           return undefined;
         }
-        bodyStart = this.vr.next;
-        remaining = this.vr.value;
+        bodyStart = VR.next;
+        remaining = VR.value;
       }
       const total = bodyStart - start + remaining;
       if (total > this.maximumPacketSize) {
@@ -289,7 +310,7 @@ export class Decoder {
   }
 
   private properties(buf: Uint8Array, p: number, end: number, context: PropertyContext): Properties | undefined {
-    return readProperties(buf, p, end, context, this.pr);
+    return readProperties(buf, p, end, context, PR);
   }
 
   private publish(flags: number, buf: Uint8Array, p: number, end: number): PublishPacket {
@@ -315,7 +336,7 @@ export class Decoder {
         p++; // the common empty property block: no need for the property reader
       } else {
         properties = this.properties(buf, p, end, 'publish');
-        p = this.pr.next;
+        p = PR.next;
         if (properties?.subscriptionIdentifiers !== undefined && this.role === 'server') {
           throw protocolError(
             'MQTT_ERR_PROTOCOL_ERROR',
@@ -371,7 +392,7 @@ export class Decoder {
       reasonCode = checkReason(type, buf[p + 2]!);
       if (length >= 4) {
         properties = this.properties(buf, p + 3, end, type);
-        if (this.pr.next !== end) throw lengthMismatch(type);
+        if (PR.next !== end) throw lengthMismatch(type);
       }
     }
     return { type, packetId, reasonCode, properties };
@@ -413,7 +434,7 @@ export class Decoder {
     let properties: Properties | undefined;
     if (level === 5) {
       properties = this.properties(buf, p, end, 'connect');
-      p = this.pr.next;
+      p = PR.next;
       if (properties?.authenticationData !== undefined && properties.authenticationMethod === undefined) {
         throw protocolError('MQTT_ERR_PROTOCOL_ERROR', 'authentication data without an authentication method');
       }
@@ -432,7 +453,7 @@ export class Decoder {
       let willProperties: Properties | undefined;
       if (level === 5) {
         willProperties = this.properties(buf, p, end, 'will');
-        p = this.pr.next;
+        p = PR.next;
       }
       const topic = this.connectString(buf, end, p);
       const problem = topic.length === 0 ? 'a will topic must not be empty' : topicNameProblem(topic);
@@ -492,7 +513,7 @@ export class Decoder {
     const packet: ConnackPacket = { type: 'connack', sessionPresent, reasonCode: code };
     if (this.protocolVersion === 5) {
       const properties = this.properties(buf, p + 2, end, 'connack');
-      if (this.pr.next !== end) throw lengthMismatch('connack');
+      if (PR.next !== end) throw lengthMismatch('connack');
       if (properties !== undefined) packet.properties = properties;
     }
     return packet;
@@ -512,7 +533,7 @@ export class Decoder {
     let properties: Properties | undefined;
     if (v5) {
       properties = this.properties(buf, p, end, 'subscribe');
-      p = this.pr.next;
+      p = PR.next;
     }
     const subscriptions: Subscription[] = [];
     while (p < end) {
@@ -562,7 +583,7 @@ export class Decoder {
     let properties: Properties | undefined;
     if (this.protocolVersion === 5) {
       properties = this.properties(buf, p, end, 'suback');
-      p = this.pr.next;
+      p = PR.next;
     }
     if (p === end) throw protocolError('MQTT_ERR_EMPTY_PAYLOAD_LIST', 'SUBACK must carry at least one reason code');
     const reasonCodes: number[] = [];
@@ -583,7 +604,7 @@ export class Decoder {
     let properties: Properties | undefined;
     if (this.protocolVersion === 5) {
       properties = this.properties(buf, p, end, 'unsubscribe');
-      p = this.pr.next;
+      p = PR.next;
     }
     const topicFilters: string[] = [];
     while (p < end) {
@@ -610,7 +631,7 @@ export class Decoder {
       return { type: 'unsuback', packetId };
     }
     const properties = this.properties(buf, p + 2, end, 'unsuback');
-    p = this.pr.next;
+    p = PR.next;
     if (p === end) throw protocolError('MQTT_ERR_EMPTY_PAYLOAD_LIST', 'UNSUBACK must carry at least one reason code');
     const reasonCodes: number[] = [];
     for (; p < end; p++) reasonCodes.push(checkReason('unsuback', buf[p]!));
@@ -645,7 +666,7 @@ export class Decoder {
       return { type, reasonCode };
     }
     const properties = this.properties(buf, p + 1, end, type);
-    if (this.pr.next !== end) throw lengthMismatch(type);
+    if (PR.next !== end) throw lengthMismatch(type);
     if (type === 'auth' && properties?.authenticationMethod === undefined) throw missingAuthMethod();
     return properties === undefined ? { type, reasonCode } : { type, reasonCode, properties };
   }

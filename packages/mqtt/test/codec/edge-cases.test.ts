@@ -260,3 +260,34 @@ function placementError(id: number, context: string): string | undefined {
     return error.code;
   }
 }
+
+test('a drained decoder lets go of the last chunk; payloads handed out and later split packets are unaffected', () => {
+  const decoder = new Decoder({ protocolVersion: 4, role: 'client' });
+  const first = encode(
+    { type: 'publish', topic: 'a/b', payload: new Uint8Array([1, 2, 3]), qos: 0, retain: false, dup: false },
+    4,
+  );
+  const second = encode(
+    { type: 'publish', topic: 'c', payload: new Uint8Array([9]), qos: 0, retain: false, dup: false },
+    4,
+  );
+  decoder.push(Buffer.concat([first, second]));
+  const one = decoder.next();
+  assert.deepEqual(toHex(decoder.lastFrame()), toHex(first));
+  const two = decoder.next();
+  assert.deepEqual(toHex(decoder.lastFrame()), toHex(second));
+  assert.equal(decoder.next(), undefined);
+  // Nothing is left to return: the chunk is no longer referenced (an idle connection does not keep it alive).
+  assert.equal(decoder.lastFrame().length, 0);
+  assert.ok(one?.type === 'publish' && two?.type === 'publish');
+  assert.deepEqual([...one.payload], [1, 2, 3]);
+  assert.deepEqual([...two.payload], [9]);
+  decoder.push(first.subarray(0, 3));
+  assert.equal(decoder.next(), undefined);
+  assert.equal(decoder.buffered, 3);
+  decoder.push(first.subarray(3));
+  const again = decoder.next();
+  assert.ok(again?.type === 'publish');
+  assert.equal(again.topic, 'a/b');
+  assert.deepEqual([...again.payload], [1, 2, 3]);
+});
