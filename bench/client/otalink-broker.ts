@@ -1,10 +1,11 @@
-// Our broker as the other server the clients publish to (bench/client/otalink-broker-process.ts in its own Node
+// Our broker as the other server the clients publish to (test/support/otalink-broker-process.ts in its own Node
 // process), started and killed by the runner like BenchMosquitto, and killed on any exit of the runner.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-const SCRIPT = fileURLToPath(new URL('./otalink-broker-process.ts', import.meta.url));
+// The same child the kill-restart tests use: options as JSON, `{"port":N}` on stdout, exits with its parent's stdin.
+const SCRIPT = fileURLToPath(new URL('../../test/support/otalink-broker-process.ts', import.meta.url));
 const running = new Set<ChildProcess>();
 let hooked = false;
 
@@ -29,7 +30,7 @@ export class BenchOtalinkBroker {
     }
     const child = spawn(
       process.execPath,
-      [...process.execArgv, SCRIPT, JSON.stringify({ receiveMaximum: this.receiveMaximum })],
+      [...process.execArgv, SCRIPT, JSON.stringify({ limits: { receiveMaximum: this.receiveMaximum } })],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     running.add(child);
