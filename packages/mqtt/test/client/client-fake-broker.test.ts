@@ -258,6 +258,34 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('a full window refills the slot one PUBACK frees at once (a Nagle server holds its next acks until then)', async () => {
+    await withBroker(async (broker) => {
+      broker.script = {
+        connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { receiveMaximum: 20 } }),
+        onPublish: () => 'ignore',
+      };
+      const client = await connect(options(broker, { reconnect: false }));
+      const all = Promise.all(Array.from({ length: 40 }, (_, i) => client.publish('w', `m${i}`, { qos: 1 })));
+      await broker.until(() => broker.publishes.length === 20, 5000, 'a full window');
+      // As Mosquitto with Nagle on: one PUBACK goes out, the rest wait until the client sends something back.
+      const first = broker.publishes[0]!;
+      broker.latest!.send({ type: 'puback', packetId: first.packetId!, reasonCode: 0 });
+      await broker.until(() => broker.publishes.length === 21, 2000, 'the freed slot refilled');
+      assert.equal(client.pendingCount.inflight, 20, 'still no more than Receive Maximum unacknowledged');
+      for (let sent = 1; sent < 40; sent++) {
+        await broker.until(() => broker.publishes.length >= Math.min(40, sent + 20), 2000, `publish ${sent + 20}`);
+        broker.latest!.send({ type: 'puback', packetId: broker.publishes[sent]!.packetId!, reasonCode: 0 });
+      }
+      await all;
+      assert.deepEqual(
+        broker.publishes.map((p) => text(p.payload)),
+        Array.from({ length: 40 }, (_, i) => `m${i}`),
+        'in order',
+      );
+      await client.end();
+    });
+  });
+
   test('resubscribes when the server did not keep the session', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { clean: true }));

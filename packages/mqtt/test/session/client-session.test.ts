@@ -381,6 +381,18 @@ describe('in-flight window', () => {
     );
   });
 
+  test('a large full window refills each freed slot at once, never above Receive Maximum', () => {
+    const { s } = connected({}, { receiveMaximum: 20 });
+    for (let i = 0; i < 30; i++) s.publish(msg('a', 1, String(i)), 1);
+    assert.equal(s.queuedCount, 10);
+    const next = s.handle({ type: 'puback', packetId: 1 }, 2);
+    assert.deepEqual(
+      publishes(next).map((p) => new TextDecoder().decode(p.payload)),
+      ['20'],
+    );
+    assert.equal(s.queuedCount, 9);
+  });
+
   test('replay after reconnect sends a whole window at once, DUP for in-flight ones', () => {
     const s = session({ clean: false });
     s.connect(0);
