@@ -69,6 +69,31 @@ async function goOffline(client: RawClient) {
   await client.closedPromise;
 }
 
+/** A store file system whose fdatasync can be held: after hold(), syncs wait until release() lets the last one run. */
+function heldSync(): { fs: StoreFs; hold(): void; release(): void } {
+  let pending: (() => void) | undefined;
+  let holding = false;
+  const fs: StoreFs = {
+    ...nodeStoreFs,
+    fdatasync: (fd) => {
+      if (!holding) return nodeStoreFs.fdatasync(fd);
+      return new Promise<void>((resolve) => {
+        pending = () => nodeStoreFs.fdatasync(fd).then(resolve);
+      });
+    },
+  };
+  return {
+    fs,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      pending?.();
+    },
+  };
+}
+
 describe('14 durable broker (data directory)', () => {
   for (const version of [4, 5] as const) {
     test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: a restart keeps sessions, subscriptions, queued QoS 1/2 in order, retained messages`, async () => {
@@ -391,27 +416,16 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('acknowledgements wait for the sync; QoS 2 output waits too', async () => {
-    let release: (() => void) | undefined;
-    let holding = false;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) => {
-        if (!holding) return nodeStoreFs.fdatasync(fd);
-        return new Promise<void>((resolve) => {
-          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
-        });
-      },
-    };
-    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+    const sync = heldSync();
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s'));
       await subscribe(sub, 'w', 2);
       const pub = await connected(b.port, persistent('p'));
-      holding = true;
+      sync.hold();
       pub.send({ type: 'publish', topic: 'w', payload: text('held'), qos: 2, retain: false, dup: false, packetId: 1 });
       assert.ok(await pub.silentFor(300), 'PUBREC before the commit was durable');
       assert.ok(await sub.silentFor(10), 'the message went out before the commit was durable');
-      holding = false;
-      release?.();
+      sync.release();
       await pub.expect('pubrec');
       assert.equal(str((await sub.expect('publish')).payload), 'held');
       pub.end();
@@ -420,22 +434,12 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('a QoS 1 delivery leaves before the sync (at least once allows a redelivery); its PUBACK waits for it', async () => {
-    let release: (() => void) | undefined;
-    let holding = false;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) => {
-        if (!holding) return nodeStoreFs.fdatasync(fd);
-        return new Promise<void>((resolve) => {
-          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
-        });
-      },
-    };
-    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+    const sync = heldSync();
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s1'));
       await subscribe(sub, 'w1', 1);
       const pub = await connected(b.port, persistent('p1'));
-      holding = true;
+      sync.hold();
       pub.send({
         type: 'publish',
         topic: 'w1',
@@ -447,8 +451,7 @@ describe('14 durable broker (data directory)', () => {
       });
       assert.equal(str((await sub.expect('publish', 3000)).payload), 'early');
       assert.ok(await pub.silentFor(200), 'PUBACK before the commit was durable');
-      holding = false;
-      release?.();
+      sync.release();
       await pub.expect('puback');
       pub.end();
       sub.end();
@@ -456,23 +459,13 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('acknowledgements leave in arrival order: one needing no commit waits behind one that does (MQTT-4.6.0-2)', async () => {
-    let release: (() => void) | undefined;
-    let holding = false;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) => {
-        if (!holding) return nodeStoreFs.fdatasync(fd);
-        return new Promise<void>((resolve) => {
-          release = () => nodeStoreFs.fdatasync(fd).then(resolve);
-        });
-      },
-    };
-    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+    const sync = heldSync();
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s2'));
       await subscribe(sub, 'stored', 1);
       sub.send({ type: 'disconnect' });
       const pub = await connected(b.port, persistent('p2'));
-      holding = true;
+      sync.hold();
       const publish = (topic: string, packetId: number) =>
         pub.send({ type: 'publish', topic, payload: text('x'), qos: 1, retain: false, dup: false, packetId });
       publish('stored', 1); // queued for the offline subscriber: waits for the sync
@@ -480,8 +473,7 @@ describe('14 durable broker (data directory)', () => {
       publish('stored', 3);
       publish('nobody', 4);
       assert.ok(await pub.silentFor(200), 'an acknowledgement left before the sync it waits behind');
-      holding = false;
-      release?.();
+      sync.release();
       const ids: number[] = [];
       for (let i = 0; i < 4; i++) ids.push(((await pub.expect('puback')) as { packetId: number }).packetId);
       assert.deepEqual(ids, [1, 2, 3, 4]);
