@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { killAndWait } from '../lib/child.js';
 
 export const MOSQUITTO_BINARY = '/usr/sbin/mosquitto';
 /** Addresses Mosquitto listens on (all on the same port). */
@@ -151,10 +152,7 @@ export class BenchMosquitto {
   async kill(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
+    await killAndWait(child, 'SIGKILL');
   }
 
   async stop(): Promise<void> {

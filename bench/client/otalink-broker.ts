@@ -1,8 +1,8 @@
 // Our broker as the other server the clients publish to (test/support/otalink-broker-process.ts in its own Node
 // process), started and killed by the runner like BenchMosquitto, and killed on any exit of the runner.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { killAndWait } from '../lib/child.js';
 
 // The same child the kill-restart tests use: options as JSON, `{"port":N}` on stdout, exits with its parent's stdin.
 const SCRIPT = fileURLToPath(new URL('../../test/support/otalink-broker-process.ts', import.meta.url));
@@ -61,10 +61,7 @@ export class BenchOtalinkBroker {
   async kill(): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill('SIGKILL');
-    await exited;
+    await killAndWait(child, 'SIGKILL');
   }
 
   stop(): Promise<void> {
