@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { Journal } from '@otalink/agent';
 import type { ArtifactInfo, CampaignView } from '@otalink/backend';
 import { pino } from 'pino';
 import { type RunningStack, startStack } from '../../packages/cli/src/stack/stack.js';
@@ -124,10 +125,8 @@ async function slotImageHash(vin: string, slot: 'A' | 'B'): Promise<string> {
 }
 
 async function activeSlot(vin: string): Promise<string> {
-  const journal = JSON.parse(await readFile(join(home, 'vehicles', vin, 'journal.json'), 'utf8')) as {
-    slots: { active: string };
-  };
-  return journal.slots.active;
+  const state = await new Journal(join(home, 'vehicles', vin)).read();
+  return state?.slots.active ?? 'none';
 }
 
 test('otalink agent: installs into the inactive slot, exits 75 to restart, the next lifetime reports SUCCEEDED', {

@@ -252,6 +252,7 @@ class AgentShell implements Agent {
     this.stopTimersAndWork();
     await this.client.end({ force: true }).catch(() => undefined);
     await this.downloadRun;
+    await this.journal.close();
     this.resolveExit({ reason: 'killed' });
   }
 
@@ -567,6 +568,7 @@ class AgentShell implements Agent {
       .end(exit.reason === 'killed' || this.client.state !== 'connected' ? { force: true } : { timeoutMs: 10_000 })
       .catch(() => undefined);
     await this.downloadRun;
+    await this.journal.close();
     this.resolveExit(exit);
   }
 }

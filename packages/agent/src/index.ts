@@ -11,7 +11,14 @@ export {
   createAgent,
 } from './agent.js';
 export { type DownloadOptions, type DownloadResult, download } from './downloader.js';
-export { AgentError, JOURNAL_FILE, Journal, type JournalOptions } from './journal.js';
+export {
+  AgentError,
+  COMPACT_BYTES,
+  JOURNAL_FILE,
+  Journal,
+  type JournalOptions,
+  LEGACY_JOURNAL_FILE,
+} from './journal.js';
 export { Link } from './link.js';
 export {
   type Action,

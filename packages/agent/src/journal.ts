@@ -1,11 +1,23 @@
-// The agent's durable memory: one JSON file replaced atomically (write a temporary file, fsync it, rename it over
-// the journal, fsync the directory), so a kill or power loss at any instant leaves either the old or the new state,
-// never a torn one.
-import { type FileHandle, mkdir, open, readFile, rename } from 'node:fs/promises';
+// The agent's durable memory: an append-only log of whole states, one line each (`<JSON>\t<CRC-32 hex>\n`); the last
+// line whose CRC checks is the state. A step costs one append (and an fdatasync) on a file kept open instead of a
+// file replacement (open, write, close, rename: 7x the CPU, and in the simulator that is 10 000 vehicles' worth).
+// A torn last line from a crash fails its CRC and the state before it stands; appends never touch earlier lines.
+// Once the log passes COMPACT_BYTES, or when it cannot safely be appended to (new, torn tail, failed append), the
+// next state goes into a fresh file that replaces the log atomically (temporary file, fsync, rename, fsync of the
+// directory), so a kill or power loss at any instant leaves an old or the new state, never none.
+import { type FileHandle, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import type { AgentState } from './state.js';
 
-export const JOURNAL_FILE = 'journal.json';
+export const JOURNAL_FILE = 'journal.log';
+/** Earlier agents replaced this one JSON document per step; it is read when no log exists yet. */
+export const LEGACY_JOURNAL_FILE = 'journal.json';
+/** The log is rewritten with only the current state once it is this long (a state is ~1-3 KB). */
+export const COMPACT_BYTES = 64 * 1024;
+
+const NEWLINE = 0x0a;
+const TAB = 0x09;
 
 export class AgentError extends Error {
   readonly code: string;
@@ -18,16 +30,23 @@ export class AgentError extends Error {
 }
 
 export interface JournalOptions {
-  /** fsync the file and the directory (default true). The simulator may turn it off for 10 000 vehicles. */
+  /** fsync appends, the compacted file and the directory (default true). The simulator turns it off. */
   fsync?: boolean;
 }
 
 export class Journal {
   private readonly path: string;
   private readonly tmpPath: string;
+  private readonly legacyPath: string;
   private readonly fsync: boolean;
   /** Writes are serialised so a slow fsync can never let an older state overwrite a newer one. */
   private chain: Promise<void> = Promise.resolve();
+  /** The log, open for appending, once this instance knows it ends with an intact line. */
+  private file: FileHandle | undefined;
+  private bytes = 0;
+  /** Set by read() when the log on disk ends exactly after an intact line, so appending to it is safe. */
+  private intactBytes: number | undefined;
+  private closed = false;
 
   constructor(
     readonly dir: string,
@@ -35,39 +54,75 @@ export class Journal {
   ) {
     this.path = join(dir, JOURNAL_FILE);
     this.tmpPath = join(dir, `${JOURNAL_FILE}.tmp`);
+    this.legacyPath = join(dir, LEGACY_JOURNAL_FILE);
     this.fsync = options.fsync ?? true;
   }
 
   /** The last state written, or undefined for a new vehicle. Throws AGENT_ERR_JOURNAL if it cannot be read. */
   async read(): Promise<AgentState | undefined> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new AgentError('AGENT_ERR_JOURNAL', `cannot read ${this.path}: ${(e as Error).message}`, { cause: e });
+    const log = await this.readOptional(this.path);
+    if (log !== undefined) {
+      const last = lastIntactRecord(log);
+      if (last === undefined) {
+        // Every line we write is synced before the next one is appended: no intact line means the disk lies.
+        throw new AgentError('AGENT_ERR_JOURNAL', `${this.path} holds no intact record`);
+      }
+      this.intactBytes = last.end === log.length ? last.end : undefined;
+      return checkFormat(last.value, this.path);
     }
+    const legacy = await this.readOptional(this.legacyPath);
+    if (legacy === undefined) return undefined;
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = JSON.parse(legacy.toString('utf8'));
     } catch (e) {
-      // Cannot happen with rename-based writes unless the disk lies; refuse rather than guess.
-      throw new AgentError('AGENT_ERR_JOURNAL', `${this.path} is not valid JSON`, { cause: e });
+      throw new AgentError('AGENT_ERR_JOURNAL', `${this.legacyPath} is not valid JSON`, { cause: e });
     }
-    if (typeof value !== 'object' || value === null || (value as { format?: unknown }).format !== 1) {
-      throw new AgentError('AGENT_ERR_JOURNAL', `${this.path} has an unknown format`);
-    }
-    return value as AgentState;
+    return checkFormat(value, this.legacyPath);
   }
 
   write(state: AgentState): Promise<void> {
-    const text = JSON.stringify(state);
-    const next = this.chain.then(() => this.writeNow(text));
+    const json = Buffer.from(JSON.stringify(state));
+    const line = Buffer.allocUnsafe(json.length + 10);
+    json.copy(line);
+    line[json.length] = TAB;
+    line.write(crc32(json).toString(16).padStart(8, '0'), json.length + 1, 'latin1');
+    line[json.length + 9] = NEWLINE;
+    const next = this.chain.then(() => this.writeNow(line));
     this.chain = next.catch(() => undefined);
     return next;
   }
 
-  private async writeNow(text: string): Promise<void> {
+  /** Waits for the writes in hand and lets go of the file (a lifetime's end; a killed one too). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.chain;
+    await this.file?.close().catch(() => undefined);
+    this.file = undefined;
+  }
+
+  private async writeNow(line: Buffer): Promise<void> {
+    if (this.closed) throw new AgentError('AGENT_ERR_JOURNAL', `the journal ${this.path} is closed`);
+    if (this.file === undefined && this.intactBytes !== undefined && this.intactBytes + line.length < COMPACT_BYTES) {
+      this.file = await open(this.path, 'a');
+      this.bytes = this.intactBytes;
+    }
+    this.intactBytes = undefined;
+    if (this.file === undefined || this.bytes + line.length > COMPACT_BYTES) return this.compact(line);
+    try {
+      await this.file.writeFile(line);
+      if (this.fsync) await this.file.datasync();
+      this.bytes += line.length;
+    } catch (e) {
+      // Part of the line may be on disk: the next state goes into a fresh file rather than after a torn line.
+      await this.dropFile();
+      throw e;
+    }
+  }
+
+  /** Replaces the log with a file holding only `line`, atomically, and keeps the new log open for appending. */
+  private async compact(line: Buffer): Promise<void> {
+    await this.dropFile();
     let file: FileHandle;
     try {
       file = await open(this.tmpPath, 'w');
@@ -78,19 +133,72 @@ export class Journal {
       file = await open(this.tmpPath, 'w');
     }
     try {
-      await file.writeFile(text);
+      await file.writeFile(line);
       if (this.fsync) await file.sync();
     } finally {
       await file.close();
     }
     await rename(this.tmpPath, this.path);
-    if (this.fsync) {
-      const dir = await open(this.dir, 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
+    if (this.fsync) await syncDir(this.dir);
+    // The log now wins over an earlier agent's journal.json; removing it is tidiness, not correctness.
+    await rm(this.legacyPath, { force: true });
+    this.file = await open(this.path, 'a');
+    this.bytes = line.length;
+  }
+
+  private async dropFile(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    await file?.close().catch(() => undefined);
+  }
+
+  private async readOptional(path: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new AgentError('AGENT_ERR_JOURNAL', `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+/** The last line of `log` whose CRC checks and whose JSON parses, with the offset just after it. */
+function lastIntactRecord(log: Buffer): { value: unknown; end: number } | undefined {
+  let end = log.length;
+  // A torn tail has no newline yet: it is skipped like any line that fails its check.
+  if (end > 0 && log[end - 1] !== NEWLINE) end = log.lastIndexOf(NEWLINE, end - 1) + 1;
+  while (end > 0) {
+    // (Buffer#lastIndexOf counts a negative offset from the end: a blank first line must not wrap around.)
+    const start = end >= 2 ? log.lastIndexOf(NEWLINE, end - 2) + 1 : 0;
+    const tab = end - 10;
+    if (tab >= start && log[tab] === TAB) {
+      const json = log.subarray(start, tab);
+      const crc = Number.parseInt(log.toString('latin1', tab + 1, tab + 9), 16);
+      if (crc === crc32(json)) {
+        try {
+          return { value: JSON.parse(json.toString('utf8')), end };
+        } catch {
+          // A CRC match on bad JSON is not something we wrote; keep looking further back.
+        }
       }
     }
+    end = start;
+  }
+  return undefined;
+}
+
+function checkFormat(value: unknown, path: string): AgentState {
+  if (typeof value !== 'object' || value === null || (value as { format?: unknown }).format !== 1) {
+    throw new AgentError('AGENT_ERR_JOURNAL', `${path} has an unknown format`);
+  }
+  return value as AgentState;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

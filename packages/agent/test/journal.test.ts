@@ -1,20 +1,23 @@
-// Durability: the journal is replaced atomically, and an agent killed at any step (the object dropped without a
+// Durability: the journal is an append-only log with CRCs, compacted atomically, and an agent killed at any step (the object dropped without a
 // clean shutdown, and once a real process killed with SIGKILL) resumes from the journal and finishes the update
 // with seq still increasing.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { type Broker, createBroker } from '@otalink/broker';
 import { sha256Hex } from '@otalink/ota/node';
 import {
   type AgentState,
+  COMPACT_BYTES,
   initialState,
   JOURNAL_FILE,
   Journal,
+  LEGACY_JOURNAL_FILE,
   type Phase,
   RESTART_EXIT_CODE,
   runAgent,
@@ -25,15 +28,17 @@ import { TestBackend } from './support/test-backend.js';
 import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
 
 describe('journal file', () => {
+  const state = (boots: number): AgentState => ({ ...initialState('1.0.0'), boots });
+
   test('write then read gives the same state; a torn temporary file from a crash is ignored', async () => {
     const dir = await tempDir();
     try {
       const journal = new Journal(dir.path);
       assert.equal(await journal.read(), undefined);
-      const state: AgentState = { ...initialState('1.0.0'), boots: 7 };
-      await journal.write(state);
+      await journal.write(state(7));
       await writeFile(join(dir.path, `${JOURNAL_FILE}.tmp`), '{"format":1,"sl');
-      assert.deepEqual(await journal.read(), state);
+      assert.deepEqual(await new Journal(dir.path).read(), state(7));
+      await journal.close();
     } finally {
       await dir.remove();
     }
@@ -43,8 +48,82 @@ describe('journal file', () => {
     const dir = await tempDir();
     try {
       const journal = new Journal(dir.path);
-      await Promise.all(Array.from({ length: 20 }, (_, i) => journal.write({ ...initialState('1.0.0'), boots: i })));
-      assert.equal((await journal.read())?.boots, 19);
+      await Promise.all(Array.from({ length: 20 }, (_, i) => journal.write(state(i))));
+      await journal.close();
+      assert.equal((await new Journal(dir.path).read())?.boots, 19);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('steps are appended to one log, which is compacted to the current state once it passes COMPACT_BYTES', async () => {
+    const dir = await tempDir();
+    try {
+      const journal = new Journal(dir.path);
+      await journal.write(state(0));
+      const first = await stat(join(dir.path, JOURNAL_FILE));
+      await journal.write(state(1));
+      const second = await stat(join(dir.path, JOURNAL_FILE));
+      assert.equal(second.ino, first.ino, 'the second state is appended, not a replaced file');
+      assert.ok(second.size > first.size);
+      let boots = 1;
+      let largest = second.size;
+      for (;;) {
+        await journal.write(state(++boots));
+        const now = await stat(join(dir.path, JOURNAL_FILE));
+        if (now.ino !== first.ino) {
+          assert.ok(now.size <= second.size, `compacted to one state (${now.size} bytes)`);
+          break;
+        }
+        largest = now.size;
+        assert.ok(boots < 1000, 'compacted within 1000 states');
+      }
+      assert.ok(largest <= COMPACT_BYTES, `the log stayed within COMPACT_BYTES (${largest})`);
+      await journal.close();
+      assert.equal((await new Journal(dir.path).read())?.boots, boots);
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('a torn last line (a crash mid-append) is skipped, and the next lifetime does not append after it', async () => {
+    const dir = await tempDir();
+    try {
+      const journal = new Journal(dir.path);
+      await journal.write(state(1));
+      await journal.write(state(2));
+      await journal.close();
+      const path = join(dir.path, JOURNAL_FILE);
+      const intact = await readFile(path);
+      // Cut inside the second line's JSON, and a whole line whose CRC does not match.
+      const tornLength = intact.length - 30;
+      for (const broken of [
+        intact.subarray(0, tornLength),
+        Buffer.concat([intact, Buffer.from('{"format":1,"boots":9}\t00000000\n')]),
+      ]) {
+        await writeFile(path, broken);
+        const next = new Journal(dir.path);
+        const expected = broken.length === tornLength ? 1 : 2;
+        assert.equal((await next.read())?.boots, expected);
+        await next.write(state(3));
+        await next.close();
+        assert.equal((await new Journal(dir.path).read())?.boots, 3, 'the new state is readable after the torn line');
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test("an earlier agent's journal.json is read, and replaced by the log at the first write", async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir.path, LEGACY_JOURNAL_FILE), JSON.stringify(state(4)));
+      const journal = new Journal(dir.path);
+      assert.equal((await journal.read())?.boots, 4);
+      await journal.write(state(5));
+      await journal.close();
+      await assert.rejects(stat(join(dir.path, LEGACY_JOURNAL_FILE)), { code: 'ENOENT' });
+      assert.equal((await new Journal(dir.path).read())?.boots, 5);
     } finally {
       await dir.remove();
     }
@@ -53,9 +132,15 @@ describe('journal file', () => {
   test('an unreadable journal is refused with AGENT_ERR_JOURNAL, not guessed at', async () => {
     const dir = await tempDir();
     try {
-      await writeFile(join(dir.path, JOURNAL_FILE), 'not json');
+      await writeFile(join(dir.path, JOURNAL_FILE), 'not a record\n');
       await assert.rejects(new Journal(dir.path).read(), { code: 'AGENT_ERR_JOURNAL' });
-      await writeFile(join(dir.path, JOURNAL_FILE), '{"format":99}');
+      await rm(join(dir.path, JOURNAL_FILE));
+      const unknownFormat = Buffer.from('{"format":99}');
+      const line = `${unknownFormat}\t${crc32(unknownFormat).toString(16).padStart(8, '0')}\n`;
+      await writeFile(join(dir.path, JOURNAL_FILE), line);
+      await assert.rejects(new Journal(dir.path).read(), { code: 'AGENT_ERR_JOURNAL' });
+      await rm(join(dir.path, JOURNAL_FILE));
+      await writeFile(join(dir.path, LEGACY_JOURNAL_FILE), 'not json');
       await assert.rejects(new Journal(dir.path).read(), { code: 'AGENT_ERR_JOURNAL' });
     } finally {
       await dir.remove();
@@ -305,8 +390,7 @@ describe('a real process killed with SIGKILL', () => {
         artifacts.requests.some((r) => r.range !== undefined && r.status === 206),
         'resumed with Range',
       );
-      const journal = JSON.parse(await readFile(join(dir.path, JOURNAL_FILE), 'utf8')) as AgentState;
-      assert.equal(journal.slots.active, 'B');
+      assert.equal((await new Journal(dir.path).read())?.slots.active, 'B');
       assertCleanHistory(backend, vin);
     } finally {
       artifacts.slow(0);
