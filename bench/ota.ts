@@ -64,6 +64,8 @@ interface Result {
   fleetCpuS: number;
   /** Messages the broker dropped from a full session queue (acknowledged to their sender, never delivered). */
   brokerDropped: number;
+  /** CPU time of the broker process during the campaign: with the backend's and the fleet's, the machine's budget. */
+  brokerCpuS: number;
   /** TLS connections the artifact server accepted during the campaign: full handshakes and resumed sessions. */
   tlsFull: number;
   tlsResumed: number;
@@ -313,6 +315,7 @@ async function runOnce(
     const draft = await service.createCampaign({ name: `bench ${n}`, artifact: artifact.sha256, target: { vins } });
     const started = Date.now();
     const cpuBefore = process.cpuUsage();
+    broker.child.send({ type: 'cpu-mark' });
     await service.startCampaign(draft.id);
     let campaign = await service.getCampaign(draft.id);
     const deadline = started + timeoutS * 1000;
@@ -345,11 +348,11 @@ async function runOnce(
     const fleetDone = shardsDone?.every((d) => d !== undefined) ? shardsDone.filter((d) => d !== undefined) : undefined;
     const fleetStatuses = fleetDone?.map((d) => d.statuses);
     const received = after.statusReceived - before.statusReceived;
-    const brokerDropped = await new Promise<number>((resolve) => {
-      const timer = setTimeout(() => resolve(Number.NaN), 5000);
-      broker.child.once('message', (m: { droppedQueueFull?: number }) => {
+    const brokerStats = await new Promise<{ droppedQueueFull?: number; cpuS?: number }>((resolve) => {
+      const timer = setTimeout(() => resolve({}), 5000);
+      broker.child.once('message', (m: { droppedQueueFull?: number; cpuS?: number }) => {
         clearTimeout(timer);
-        resolve(m.droppedQueueFull ?? Number.NaN);
+        resolve(m);
       });
       broker.child.send({ type: 'stats' });
     });
@@ -370,7 +373,8 @@ async function runOnce(
       heapPeakMiB: Math.max(heapPeak, end.heapUsed) / MiB,
       backendCpuS: (cpu.user + cpu.system) / 1e6,
       fleetCpuS: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.cpuS, 0),
-      brokerDropped,
+      brokerDropped: brokerStats.droppedQueueFull ?? Number.NaN,
+      brokerCpuS: brokerStats.cpuS ?? Number.NaN,
       tlsFull: tls.full - tlsBefore.full,
       tlsResumed: tls.resumed - tlsBefore.resumed,
       outcome:
@@ -433,6 +437,7 @@ process.stdout.write(
       'heap peak MiB',
       'backend CPU s',
       'fleet CPU s',
+      'broker CPU s',
       'broker dropped',
       'TLS full / resumed',
       'fleet RSS base / idle / peak MiB',
@@ -452,6 +457,7 @@ process.stdout.write(
       r.heapPeakMiB,
       r.backendCpuS,
       r.fleetCpuS,
+      r.brokerCpuS,
       r.brokerDropped,
       `${r.tlsFull} / ${r.tlsResumed}`,
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,

@@ -3,6 +3,7 @@
 import { createBroker } from '@otalink/broker';
 import { pino } from 'pino';
 import { OTA_BROKER_LIMITS } from '../../packages/cli/src/stack/broker.js';
+import { cpuSecondsSince } from './cpu.js';
 
 const broker = createBroker({
   listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
@@ -21,10 +22,14 @@ const stop = () => {
   void broker.close().finally(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
-// The parent asks, at the end of a run, how many messages the broker dropped (a full session queue).
+// The parent marks the campaign's start, and asks at its end how many messages the broker dropped (a full session
+// queue) and how much CPU it used since the mark.
+let cpuMark = process.cpuUsage();
 process.on('message', (m: unknown) => {
-  if (typeof m === 'object' && m !== null && (m as { type?: string }).type === 'stats') {
-    process.send?.({ type: 'stats', droppedQueueFull: broker.stats.droppedQueueFull });
+  const type = typeof m === 'object' && m !== null ? (m as { type?: string }).type : undefined;
+  if (type === 'cpu-mark') cpuMark = process.cpuUsage();
+  if (type === 'stats') {
+    process.send?.({ type: 'stats', droppedQueueFull: broker.stats.droppedQueueFull, cpuS: cpuSecondsSince(cpuMark) });
   }
 });
 process.on('disconnect', stop);
