@@ -187,8 +187,10 @@ class AgentShell implements Agent {
   }
 
   async start(): Promise<void> {
-    await mkdir(this.options.stateDir, { recursive: true });
-    this.state = (await this.journal.read()) ?? this.state;
+    const saved = await this.journal.read();
+    // Only a new vehicle needs its directory made: a restart (every activation) skips the call.
+    if (saved === undefined) await mkdir(this.options.stateDir, { recursive: true });
+    else this.state = saved;
     this.dispatch({ type: 'booted' });
     // A vehicle that boots without network still runs its update; reports wait in the client's queue.
     this.startClient(0);

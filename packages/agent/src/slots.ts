@@ -2,7 +2,7 @@
 // version goes into the inactive slot (the download is moved there, never copied, so a slot holds one image) and
 // the slot's meta.json, written last and atomically, says what the slot holds.
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { access, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkArtifact, type Manifest } from '@otalink/ota';
 import { createSha256 } from '@otalink/ota/node';
@@ -44,20 +44,27 @@ export class SlotStore {
    */
   async install(slot: SlotName, manifest: Manifest): Promise<void> {
     const dir = this.slotDir(slot);
-    const meta = await this.readMeta(slot);
-    const hasDownload = await exists(this.downloadPath);
-    if (!hasDownload) {
-      if (meta?.sha256 === manifest.sha256) return;
-      const image = join(dir, 'image.bin');
-      if (meta === undefined && (await exists(image))) {
+    const image = join(dir, 'image.bin');
+    // The meta goes first, so a kill before the new meta is written never leaves the old meta naming the new image.
+    await removeFile(join(dir, 'meta.json'));
+    try {
+      await rename(this.downloadPath, image);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') throw e;
+      // ENOENT: the download is gone (a restart after the move) or the slot directory is not there yet.
+      if (await exists(this.downloadPath)) {
+        await mkdir(dir, { recursive: true });
+        await rename(this.downloadPath, image);
+      } else {
+        // The meta was just removed, so an image already in the slot is only trusted once its hash matches.
+        if (!(await exists(image))) throw new Error('the verified download is gone and the slot does not hold it');
         const actual = await hashFile(image);
-        if (checkArtifact(actual, manifest).ok) return this.writeMeta(slot, manifest);
+        if (!checkArtifact(actual, manifest).ok) {
+          throw new Error('the verified download is gone and the slot does not hold it');
+        }
       }
-      throw new Error('the verified download is gone and the slot does not hold it');
     }
-    await rm(join(dir, 'meta.json'), { force: true });
-    await mkdir(dir, { recursive: true });
-    await rename(this.downloadPath, join(dir, 'image.bin'));
     await this.writeMeta(slot, manifest);
   }
 
@@ -80,8 +87,9 @@ export class SlotStore {
   }
 
   async discardDownload(): Promise<void> {
-    // recursive: whatever took the file's place (a directory) goes too, so the next download can start.
-    await rm(this.downloadPath, { force: true, recursive: true });
+    // One unlink in the usual case; whatever else took the file's place (a directory) goes too, so the next
+    // download can start.
+    if (!(await removeFile(this.downloadPath))) await rm(this.downloadPath, { force: true, recursive: true });
   }
 
   async discardSlot(slot: SlotName): Promise<void> {
@@ -122,9 +130,22 @@ export async function hashFile(
 
 async function exists(path: string): Promise<boolean> {
   try {
-    await (await open(path, 'r')).close();
+    await access(path);
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Unlinks a file; true when it is gone (a missing file included), false when the path is something else. */
+async function removeFile(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return true;
+    if (code === 'EISDIR' || code === 'EPERM') return false;
+    throw e;
   }
 }
