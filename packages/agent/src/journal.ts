@@ -47,6 +47,8 @@ export class Journal {
   /** Set by read() when the log on disk ends exactly after an intact line, so appending to it is safe. */
   private intactBytes: number | undefined;
   private closed = false;
+  /** read() took the state from an earlier agent's journal.json, which the first compaction then removes. */
+  private legacyRead = false;
 
   constructor(
     readonly dir: string,
@@ -72,6 +74,7 @@ export class Journal {
     }
     const legacy = await this.readOptional(this.legacyPath);
     if (legacy === undefined) return undefined;
+    this.legacyRead = true;
     let value: unknown;
     try {
       value = JSON.parse(legacy.toString('utf8'));
@@ -141,7 +144,8 @@ export class Journal {
     await rename(this.tmpPath, this.path);
     if (this.fsync) await syncDir(this.dir);
     // The log now wins over an earlier agent's journal.json; removing it is tidiness, not correctness.
-    await rm(this.legacyPath, { force: true });
+    if (this.legacyRead) await rm(this.legacyPath, { force: true });
+    this.legacyRead = false;
     this.file = await open(this.path, 'a');
     this.bytes = line.length;
   }
