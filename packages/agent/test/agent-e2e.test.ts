@@ -3,49 +3,26 @@
 // over MQTT 3.1.1 and 5.0, with the activation restart done in-process from the journal.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type Broker, createBroker } from '@otalink/broker';
-import { sha256Hex } from '@otalink/ota/node';
 import { requireProgram } from '../../../test/support/system.js';
 import { Mosquitto } from '../../mqtt/test/client/mosquitto.js';
 import { runAgent } from '../src/index.js';
-import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
-import { ARTIFACT, manifest, signed, T0 } from './support/fixtures.js';
+import type { ArtifactServer } from './support/artifact-server.js';
+import { ARTIFACT, T0 } from './support/fixtures.js';
+import { type LiveRig, startLiveRig } from './support/live-rig.js';
 import { TestBackend } from './support/test-backend.js';
-import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
+import { jobFields, tempDir, vehicleOptions } from './support/vehicle.js';
 
-let broker: Broker;
+let rig: LiveRig;
 let url: string;
 let artifacts: ArtifactServer;
 
 before(async () => {
-  broker = createBroker({
-    listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
-    allowAnonymous: true,
-    logger: silent,
-    sysIntervalSeconds: 0,
-  });
-  await broker.listen();
-  url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
-  artifacts = await startArtifactServer();
-  artifacts.put('/fw-2.1.0.bin', ARTIFACT);
+  rig = await startLiveRig({ '/fw-2.1.0.bin': ARTIFACT });
+  ({ url, artifacts } = rig);
 });
-after(async () => {
-  await artifacts.close();
-  await broker.close();
-});
+after(() => rig.close());
 
-function liveManifest() {
-  // Valid now (the fixtures' T0 lies in 2026-06; the real clock runs here).
-  const now = Date.now();
-  return signed(
-    manifest({
-      url: artifacts.url('/fw-2.1.0.bin'),
-      issuedAt: now - 60_000,
-      expiresAt: now + 3600_000,
-      sha256: sha256Hex(ARTIFACT),
-    }),
-  );
-}
+const liveManifest = () => rig.liveManifest('/fw-2.1.0.bin');
 
 async function updateOnce(brokerUrl: string, vin: string, protocolVersion: 4 | 5) {
   const dir = await tempDir();

@@ -9,8 +9,6 @@ import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
-import { type Broker, createBroker } from '@otalink/broker';
-import { sha256Hex } from '@otalink/ota/node';
 import {
   type AgentState,
   COMPACT_BYTES,
@@ -22,10 +20,11 @@ import {
   RESTART_EXIT_CODE,
   runAgent,
 } from '../src/index.js';
-import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
-import { manifest, newKey, oldKey, signed } from './support/fixtures.js';
+import type { ArtifactServer } from './support/artifact-server.js';
+import { newKey, oldKey } from './support/fixtures.js';
+import { type LiveRig, startLiveRig } from './support/live-rig.js';
 import { TestBackend } from './support/test-backend.js';
-import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
+import { jobFields, tempDir, vehicleOptions } from './support/vehicle.js';
 
 describe('journal file', () => {
   const state = (boots: number): AgentState => ({ ...initialState('1.0.0'), boots });
@@ -149,36 +148,17 @@ describe('journal file', () => {
 });
 
 const BIG = randomBytes(640 * 1024);
-let broker: Broker;
+let rig: LiveRig;
 let url: string;
 let artifacts: ArtifactServer;
 
 before(async () => {
-  broker = createBroker({
-    listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
-    allowAnonymous: true,
-    logger: silent,
-    sysIntervalSeconds: 0,
-  });
-  await broker.listen();
-  url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
-  artifacts = await startArtifactServer();
-  artifacts.put('/big.bin', BIG);
+  rig = await startLiveRig({ '/big.bin': BIG });
+  ({ url, artifacts } = rig);
 });
-after(async () => {
-  await artifacts.close();
-  await broker.close();
-});
+after(() => rig.close());
 
-function bigManifest() {
-  const now = Date.now();
-  return signed(
-    manifest(
-      { url: artifacts.url('/big.bin'), issuedAt: now - 60_000, expiresAt: now + 3600_000, sha256: sha256Hex(BIG) },
-      BIG,
-    ),
-  );
-}
+const bigManifest = () => rig.liveManifest('/big.bin');
 
 /** Seq never goes backwards across the crash, and the backend ignored nothing but redeliveries. */
 function assertCleanHistory(backend: TestBackend, vin: string): void {

@@ -5,46 +5,24 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Broker, createBroker } from '@otalink/broker';
-import { sha256Hex } from '@otalink/ota/node';
 import { runAgent } from '../src/index.js';
-import { type ArtifactServer, startArtifactServer } from './support/artifact-server.js';
-import { ARTIFACT, manifest, signed } from './support/fixtures.js';
+import type { ArtifactServer } from './support/artifact-server.js';
+import { ARTIFACT } from './support/fixtures.js';
+import { type LiveRig, startLiveRig } from './support/live-rig.js';
 import { TestBackend } from './support/test-backend.js';
-import { jobFields, silent, tempDir, vehicleOptions } from './support/vehicle.js';
+import { jobFields, tempDir, vehicleOptions } from './support/vehicle.js';
 
-let broker: Broker;
+let rig: LiveRig;
 let url: string;
 let artifacts: ArtifactServer;
 
 before(async () => {
-  broker = createBroker({
-    listeners: [{ protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
-    allowAnonymous: true,
-    logger: silent,
-    sysIntervalSeconds: 0,
-  });
-  await broker.listen();
-  url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
-  artifacts = await startArtifactServer();
-  artifacts.put('/fw.bin', ARTIFACT);
+  rig = await startLiveRig({ '/fw.bin': ARTIFACT });
+  ({ url, artifacts } = rig);
 });
-after(async () => {
-  await artifacts.close();
-  await broker.close();
-});
+after(() => rig.close());
 
-function liveManifest() {
-  const now = Date.now();
-  return signed(
-    manifest({
-      url: artifacts.url('/fw.bin'),
-      issuedAt: now - 60_000,
-      expiresAt: now + 3600_000,
-      sha256: sha256Hex(ARTIFACT),
-    }),
-  );
-}
+const liveManifest = () => rig.liveManifest('/fw.bin');
 
 const sabotages: Array<[string, (path: string) => void]> = [
   ['the downloaded file vanished', (path) => rmSync(path, { force: true })],
