@@ -332,6 +332,32 @@ describe('watch', () => {
     controller.abort();
     assert.equal(await watching, 130);
   });
+
+  test('an abort while the event stream is still being opened stops watching too (once hung forever)', {
+    timeout: 20_000,
+  }, async (t) => {
+    if (backend === undefined) return t.skip('openssl not available to make a test certificate');
+    const created = await run([
+      'create',
+      '--name',
+      'early',
+      '--artifact',
+      sha256,
+      '--vin',
+      VINS[0] as string,
+      '--start',
+      '--json',
+      ...api(),
+    ]);
+    const id = JSON.parse(created.stdout).id as string;
+    for (const delayMs of [0, 1, 5]) {
+      const controller = new AbortController();
+      const watching = runCampaign(['watch', id, ...api()], { ...io(), signal: controller.signal });
+      setTimeout(() => controller.abort(), delayMs);
+      assert.equal(await watching, 130, `aborted after ${delayMs} ms`);
+    }
+    await subscribed(id, 0, 'every watcher to hang up');
+  });
 });
 
 test('rendering helpers', () => {

@@ -90,7 +90,7 @@ export class ApiClient {
   }
 
   /** Opens a request and resolves with the response (status not checked), for streams. */
-  open(method: string, path: string, body: RequestBody = {}): Promise<IncomingMessage> {
+  open(method: string, path: string, body: RequestBody = {}, signal?: AbortSignal): Promise<IncomingMessage> {
     const url = new URL(`${this.baseUrl}${path}`);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`;
@@ -104,6 +104,7 @@ export class ApiClient {
       if (body.contentLength !== undefined) headers['content-length'] = String(body.contentLength);
     }
     const options: RequestOptions & { ca?: Buffer; rejectUnauthorized?: boolean } = { method, headers };
+    if (signal !== undefined) options.signal = signal;
     if (url.protocol === 'https:') {
       if (this.#options.ca !== undefined) options.ca = this.#options.ca;
       if (this.#options.insecure === true) options.rejectUnauthorized = false;
@@ -147,7 +148,14 @@ export class ApiClient {
 
   /** Reads a server-sent events stream until it ends or `signal` aborts. */
   async *events(path: string, signal?: AbortSignal): AsyncGenerator<{ event: string; data: unknown }> {
-    const res = await this.open('GET', path);
+    // The signal goes to the request too: an abort while the answer is on its way must not be missed (the
+    // listener below only exists once it has come, and an aborted signal never fires again).
+    const res = await this.open('GET', path, {}, signal);
+    const aborted = () => signal?.aborted === true;
+    if (aborted()) {
+      res.destroy();
+      return;
+    }
     const status = res.statusCode ?? 0;
     if (status !== 200) throw this.#withHint(errorFrom(status, await readText(res)));
     const abort = () => res.destroy();
@@ -170,7 +178,7 @@ export class ApiClient {
         }
       }
     } catch (error) {
-      if (signal?.aborted !== true) throw error;
+      if (!aborted()) throw error;
     } finally {
       signal?.removeEventListener('abort', abort);
       res.destroy();

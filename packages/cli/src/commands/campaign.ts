@@ -266,6 +266,8 @@ async function watch(client: ApiClient, id: string, io: CampaignIo): Promise<num
   const controller = new AbortController();
   const onOuterAbort = () => controller.abort();
   io.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  // Aborted before this point: the listener above would never fire.
+  if (io.signal?.aborted === true) controller.abort();
   let reconnects = 0;
   try {
     while (!controller.signal.aborted) {
