@@ -442,9 +442,19 @@ export const ApiRoleSchema = Type.Union(API_ROLES.map((r) => Type.Literal(r)));
 /** A token's identifier: the public part of `otk_<id>.<secret>`, safe to log and to show in lists. */
 export const TOKEN_ID_PATTERN = '^[0-9a-f]{16}$';
 
+/** The longest a token may be made to last (ten years): longer is a typo, and no expiry is asked for by omission. */
+export const MAX_TOKEN_LIFETIME_SECONDS = 10 * 365 * 24 * 3600;
+
 export const ApiTokenCreateSchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128, description: 'who or what uses it (shown in lists and logs)' }),
   role: ApiRoleSchema,
+  expiresInSeconds: Type.Optional(
+    Type.Integer({
+      minimum: 60,
+      maximum: MAX_TOKEN_LIFETIME_SECONDS,
+      description: 'the token is refused (401) from this many seconds after its creation; omitted: it never expires',
+    }),
+  ),
 });
 export type ApiTokenCreate = Static<typeof ApiTokenCreateSchema>;
 
@@ -455,6 +465,8 @@ export const ApiTokenInfoSchema = Type.Object({
   createdAt: EpochMs,
   /** Set once revoked; a revoked token is refused (401) and stays listed for the record. */
   revokedAt: Type.Optional(EpochMs),
+  /** From this instant the token is refused (401); it stays listed for the record. */
+  expiresAt: Type.Optional(EpochMs),
 });
 export type ApiTokenInfo = Static<typeof ApiTokenInfoSchema>;
 

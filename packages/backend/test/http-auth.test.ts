@@ -167,6 +167,48 @@ describe('bearer tokens', () => {
   });
 });
 
+test('a token created with expiresInSeconds is refused from then on, as a bearer and through its session', async () => {
+  let clock = 5_000_000;
+  const fake = new FakeBackend();
+  fake.now = clock;
+  const { app: timed } = await buildBackendApp({ service: fake, now: () => clock });
+  try {
+    const admin = (await fake.bearer('admin')).headers;
+    const bad = await timed.inject({
+      method: 'POST',
+      url: '/api/v1/tokens',
+      payload: { name: 'too short', role: 'viewer', expiresInSeconds: 59 },
+      headers: admin,
+    });
+    assertError(bad, 400, 'OTA_ERR_VALIDATION');
+    assert.equal(bad.json().error.field, 'body.expiresInSeconds');
+    const res = await timed.inject({
+      method: 'POST',
+      url: '/api/v1/tokens',
+      payload: { name: 'ci job', role: 'viewer', expiresInSeconds: 600 },
+      headers: admin,
+    });
+    assert.equal(res.statusCode, 201, res.body);
+    const { token, info } = res.json() as { token: string; info: { expiresAt?: number } };
+    assert.equal(info.expiresAt, clock + 600_000);
+    const bearer = { authorization: `Bearer ${token}` };
+    const cookie = cookieOf(await timed.inject({ method: 'POST', url: '/api/v1/session', payload: { token } }));
+    assert.equal((await timed.inject({ url: '/api/v1/vehicles', headers: bearer })).statusCode, 200);
+    assert.equal((await timed.inject({ url: '/api/v1/vehicles', headers: { cookie } })).statusCode, 200);
+    clock += 600_000;
+    fake.now = clock;
+    assertError(await timed.inject({ url: '/api/v1/vehicles', headers: bearer }), 401, 'OTA_ERR_UNAUTHORIZED');
+    assertError(await timed.inject({ url: '/api/v1/vehicles', headers: { cookie } }), 401, 'OTA_ERR_UNAUTHORIZED');
+    const listed = (await timed.inject({ url: '/api/v1/tokens', headers: admin })).json() as {
+      items: Array<{ name: string; expiresAt?: number }>;
+    };
+    assert.equal(listed.items.find((t) => t.name === 'ci job')?.expiresAt, clock, 'still listed, for the record');
+  } finally {
+    await timed.close();
+    fake.close();
+  }
+});
+
 describe('open without a token', () => {
   test('health, OpenAPI, the dashboard page and signed artifact downloads', async () => {
     assert.equal((await app.inject('/healthz')).statusCode, 200);

@@ -29,7 +29,7 @@ test('the local admin-token file is read by default: nothing to configure after 
   const out = io();
   assert.equal(await runToken(['list', ...api(backend)], out), 0, out.stderr.text);
   assert.match(out.stdout.text, /^ID {16}ROLE/);
-  assert.match(out.stdout.text, /admin +\S+ +- +test admin/);
+  assert.match(out.stdout.text, /admin +\S+ +- +- +test admin/);
   const campaigns = io();
   assert.equal(await runCampaign(['list', ...api(backend)], campaigns), 0, campaigns.stderr.text);
 });
@@ -111,12 +111,43 @@ test('token create, use as OTALINK_TOKEN / --token / --token-file, 403 for the r
   assert.equal(typeof entry?.revokedAt, 'number');
 });
 
+test('--expires-in: the token is listed with its expiry and refused once it has passed', async (t) => {
+  if (backend === undefined) return t.skip('openssl not available to make a test certificate');
+  const created = io();
+  const args = ['create', '--name', 'short lived', '--role', 'viewer', '--expires-in', '15m', '--json'];
+  assert.equal(await runToken([...args, ...api(backend)], created), 0, created.stderr.text);
+  const { token, info } = JSON.parse(created.stdout.text) as {
+    token: string;
+    info: { createdAt: number; expiresAt?: number };
+  };
+  assert.equal(info.expiresAt, info.createdAt + 15 * 60_000);
+  const empty = mkdtempSync(join(tmpdir(), 'otalink-home-'));
+  const before = io();
+  before.env = { OTALINK_HOME: empty, OTALINK_TOKEN: token };
+  assert.equal(await runCampaign(['list', ...api(backend)], before), 0, before.stderr.text);
+  backend.service.now += 15 * 60_000;
+  try {
+    const expired = io();
+    expired.env = { OTALINK_HOME: empty, OTALINK_TOKEN: token };
+    assert.equal(await runCampaign(['list', ...api(backend)], expired), 1);
+    assert.match(expired.stderr.text, /expired API token .*\[OTA_ERR_UNAUTHORIZED\]/);
+    const tooShort = io();
+    const shortArgs = ['create', '--name', 'x', '--role', 'viewer', '--expires-in', '30s'];
+    assert.equal(await runToken([...shortArgs, ...api(backend)], tooShort), 1);
+    assert.match(tooShort.stderr.text, /expiresInSeconds/);
+  } finally {
+    backend.service.now -= 15 * 60_000;
+  }
+});
+
 test('usage errors exit 2', async (t) => {
   if (backend === undefined) return t.skip('openssl not available to make a test certificate');
   for (const args of [
     ['create', '--name', 'x'],
     ['create', '--role', 'viewer'],
     ['create', '--name', 'x', '--role', 'root'],
+    ['create', '--name', 'x', '--role', 'viewer', '--expires-in', 'soon'],
+    ['create', '--name', 'x', '--role', 'viewer', '--expires-in', '-5m'],
     ['revoke'],
     ['revoke', 'not-an-id'],
     ['frobnicate'],

@@ -9,6 +9,7 @@ import {
   type ApiTokenCreated,
   type ApiTokenInfo,
   BackendError,
+  MAX_TOKEN_LIFETIME_SECONDS,
 } from '../api.js';
 import type { ApiTokenRecord, BackendStore } from '../store/types.js';
 
@@ -34,6 +35,11 @@ export function tokenIdOf(token: string): string | undefined {
   return TOKEN_SHAPE.exec(token)?.[1];
 }
 
+/** Whether a token may still be used: not revoked and not past its expiry. */
+export function tokenUsable(info: ApiTokenInfo, now: number): boolean {
+  return info.revokedAt === undefined && (info.expiresAt === undefined || now < info.expiresAt);
+}
+
 export function isApiRole(value: unknown): value is ApiRole {
   return typeof value === 'string' && (API_ROLES as readonly string[]).includes(value);
 }
@@ -54,13 +60,26 @@ export class ApiTokens {
     if (!isApiRole(input.role)) {
       throw new BackendError('OTA_ERR_VALIDATION', `role must be one of ${API_ROLES.join(', ')}`, { field: 'role' });
     }
+    const lifetime = input.expiresInSeconds;
+    if (
+      lifetime !== undefined &&
+      (!Number.isInteger(lifetime) || lifetime < 60 || lifetime > MAX_TOKEN_LIFETIME_SECONDS)
+    ) {
+      throw new BackendError(
+        'OTA_ERR_VALIDATION',
+        `expiresInSeconds must be an integer from 60 to ${MAX_TOKEN_LIFETIME_SECONDS}`,
+        { field: 'expiresInSeconds' },
+      );
+    }
     const id = randomBytes(8).toString('hex');
+    const createdAt = this.now();
     const secret = randomBytes(32).toString('base64url');
     const record: ApiTokenRecord = {
       id,
       name,
       role: input.role,
-      createdAt: this.now(),
+      createdAt,
+      ...(lifetime === undefined ? {} : { expiresAt: createdAt + lifetime * 1000 }),
       secretHash: hashSecret(secret).toString('hex'),
     };
     const token = `${TOKEN_PREFIX}${id}.${secret}`;
@@ -98,7 +117,7 @@ export class ApiTokens {
     const expected = record === undefined ? NO_HASH : Buffer.from(record.secretHash, 'hex');
     const given = hashSecret(m[2] as string);
     const same = expected.length === given.length && timingSafeEqual(expected, given);
-    if (!same || record === undefined || record.revokedAt !== undefined) return undefined;
+    if (!same || record === undefined || !tokenUsable(record, this.now())) return undefined;
     return tokenInfo(record);
   }
 }

@@ -116,7 +116,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     else app.log.warn(warning);
   }
   const sessions = new Sessions(options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, now);
-  registerAuthHooks(app, { service, sessions, enabled: authEnabled });
+  registerAuthHooks(app, { service, sessions, enabled: authEnabled, now });
 
   const streams = new EventStreams(options.sseHeartbeatMs ?? DEFAULT_SSE_HEARTBEAT_MS, options.sseMaxBufferedBytes);
   // preClose runs before the server stops accepting: ending the streams lets server.close() finish.

@@ -5,6 +5,7 @@
 // Checked in onRequest, before the body is read, so a refused upload is not streamed to disk first.
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { API_ROLES, type ApiRole, type ApiTokenInfo, type BackendService } from '../api.js';
+import { tokenUsable } from '../auth/tokens.js';
 import { HttpError } from './errors.js';
 import { cookieValue, SESSION_COOKIE, type Sessions } from './sessions.js';
 
@@ -81,19 +82,20 @@ async function identify(
   request: FastifyRequest,
   service: BackendService,
   sessions: Sessions,
+  now: () => number,
 ): Promise<Caller | HttpError> {
   const header = request.headers.authorization;
   if (header !== undefined) {
     const m = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(header);
     if (m === null) return unauthorized('the Authorization header must be "Bearer <token>"');
     const token = await service.authenticateApiToken(m[1] as string);
-    return token === undefined ? unauthorized('unknown or revoked API token') : { token, via: 'bearer' };
+    return token === undefined ? unauthorized('unknown, revoked or expired API token') : { token, via: 'bearer' };
   }
   const sessionId = cookieValue(request.headers.cookie, SESSION_COOKIE);
   if (sessionId !== undefined && sessionId !== '') {
     const tokenId = sessions.tokenOf(sessionId);
     const token = tokenId === undefined ? undefined : await service.getApiToken(tokenId);
-    if (token === undefined || token.revokedAt !== undefined) {
+    if (token === undefined || !tokenUsable(token, now())) {
       if (tokenId !== undefined) sessions.delete(sessionId);
       return unauthorized('the session has ended: log in again');
     }
@@ -107,10 +109,13 @@ export interface AuthHooksOptions {
   sessions: Sessions;
   /** false lets every request through (tests that do not care; logged as a warning by the caller). */
   enabled: boolean;
+  /** The clock a session's token expiry is judged by (default Date.now). */
+  now?: () => number;
 }
 
 export function registerAuthHooks(app: FastifyInstance, options: AuthHooksOptions): void {
   const { service, sessions } = options;
+  const now = options.now ?? Date.now;
   app.decorateRequest('caller', undefined);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const role = request.routeOptions.config?.role;
@@ -118,13 +123,13 @@ export function registerAuthHooks(app: FastifyInstance, options: AuthHooksOption
     if (role === undefined || role === 'none') {
       // The session routes still want to know who calls when someone does.
       if (request.routeOptions.url?.startsWith('/api/v1/session') === true) {
-        const caller = await identify(request, service, sessions);
+        const caller = await identify(request, service, sessions, now);
         if (!(caller instanceof HttpError)) request.caller = caller;
       }
       return;
     }
     if (!options.enabled) return;
-    const caller = await identify(request, service, sessions);
+    const caller = await identify(request, service, sessions, now);
     if (caller instanceof HttpError) {
       reply.header('www-authenticate', 'Bearer realm="otalink"');
       throw caller;

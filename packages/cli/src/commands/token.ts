@@ -3,11 +3,11 @@ import { parseArgs } from 'node:util';
 import type { ApiTokenCreated, ApiTokenInfo } from '@otalink/backend';
 import { API_OPTIONS, API_USAGE, apiClientFrom, type CliIo, processIo, runApiCommand } from './api-client.js';
 import type { Command } from './command.js';
-import { UsageError } from './usage.js';
+import { parseDurationSeconds, UsageError } from './usage.js';
 
 const ROLES = ['viewer', 'operator', 'admin'] as const;
 
-const USAGE = `Usage: otalink token create --name NAME --role viewer|operator|admin
+const USAGE = `Usage: otalink token create --name NAME --role viewer|operator|admin [--expires-in DURATION]
        otalink token list
        otalink token revoke ID
 
@@ -15,7 +15,8 @@ const USAGE = `Usage: otalink token create --name NAME --role viewer|operator|ad
     --name NAME    who or what uses it (shown in lists and in the backend's log)
     --role ROLE    viewer: read only (GET, event streams); operator: also campaigns, artifacts, vehicles;
                    admin: also tokens
-  list             every token: id, role, name, created, revoked (never the secrets)
+    --expires-in D refused from D after now (3600, 90s, 15m, 12h, 30d; 60 s to 10 years); default: never
+  list             every token: id, role, name, created, expires, revoked (never the secrets)
   revoke ID        refused from now on, dashboard sessions opened with it end too
   --json           print the backend's answer as JSON
 
@@ -36,6 +37,7 @@ export async function runToken(args: string[], io: CliIo = processIo): Promise<n
         ...API_OPTIONS,
         name: { type: 'string' },
         role: { type: 'string' },
+        'expires-in': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -54,15 +56,18 @@ export async function runToken(args: string[], io: CliIo = processIo): Promise<n
         if (role === undefined || !(ROLES as readonly string[]).includes(role)) {
           throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
         }
+        const lifetime = values['expires-in'];
+        const expiresInSeconds = lifetime === undefined ? undefined : parseDurationSeconds(lifetime, '--expires-in');
         const client = await apiClientFrom(values, io.env);
         const created = await client.request<ApiTokenCreated>('POST', '/api/v1/tokens', {
-          json: { name: values.name, role },
+          json: { name: values.name, role, ...(expiresInSeconds === undefined ? {} : { expiresInSeconds }) },
         });
         if (json) io.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
         else {
           io.stdout.write(`${created.token}\n`);
           io.stderr.write(
-            `token ${created.info.id} (${created.info.role}, "${created.info.name}"): shown once, store it now; ` +
+            `token ${created.info.id} (${created.info.role}, "${created.info.name}"` +
+              `${created.info.expiresAt === undefined ? '' : `, expires ${when(created.info.expiresAt)}`}): shown once, store it now; ` +
               'use it as OTALINK_TOKEN, --token-file FILE or Authorization: Bearer <token>\n',
           );
         }
@@ -74,11 +79,12 @@ export async function runToken(args: string[], io: CliIo = processIo): Promise<n
         const { items } = await client.request<{ items: ApiTokenInfo[] }>('GET', '/api/v1/tokens');
         if (json) io.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
         else {
-          io.stdout.write('ID                ROLE      CREATED               REVOKED               NAME\n');
+          io.stdout.write(
+            'ID                ROLE      CREATED               EXPIRES               REVOKED               NAME\n',
+          );
           for (const t of items) {
-            io.stdout.write(
-              `${t.id}  ${t.role.padEnd(8)}  ${when(t.createdAt).padEnd(20)}  ${when(t.revokedAt).padEnd(20)}  ${t.name}\n`,
-            );
+            const dates = [t.createdAt, t.expiresAt, t.revokedAt].map((ms) => when(ms).padEnd(20)).join('  ');
+            io.stdout.write(`${t.id}  ${t.role.padEnd(8)}  ${dates}  ${t.name}\n`);
           }
         }
         return 0;

@@ -11,3 +11,12 @@ export function parsePercent(text: string, flag: string): number {
   }
   return value;
 }
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** A duration flag in whole seconds: `90`, `90s`, `15m`, `12h`, `30d`. */
+export function parseDurationSeconds(text: string, flag: string): number {
+  const m = /^([0-9]{1,9})([smhd]?)$/.exec(text.trim());
+  if (m === null) throw new UsageError(`${flag} must be a duration like 3600, 90s, 15m, 12h or 30d, got "${text}"`);
+  return Number(m[1]) * (DURATION_UNITS[m[2] || 's'] as number);
+}
