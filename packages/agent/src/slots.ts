@@ -40,7 +40,7 @@ export class SlotStore {
 
   /**
    * Moves the verified download into `slot`. Idempotent, so a restart in the middle runs it again: when the
-   * download is already gone, a slot whose meta names this artifact counts as installed.
+   * download is already gone, an image in the slot whose SHA-256 and size match counts as installed.
    */
   async install(slot: SlotName, manifest: Manifest): Promise<void> {
     const dir = this.slotDir(slot);
