@@ -25,6 +25,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -320,6 +321,9 @@ async function runOnce(
     let campaign = await service.getCampaign(draft.id);
     const deadline = started + timeoutS * 1000;
     let lastProgress = Date.now();
+    // The backend's event loop: a long stall (a synchronous store call, a GC) shows here before anywhere else.
+    const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+    loopDelay.enable();
     while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
       watch.check();
@@ -332,11 +336,13 @@ async function runOnce(
           .map(([k, c]) => `${k} ${c}`)
           .join(', ');
         process.stderr.write(
-          `  ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts}; status received ${s.statusReceived - before.statusReceived}, ingest queue ${s.ingestQueue}, commands ${s.commandsPublished - before.commandsPublished}\n`,
+          `  ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts}; status received ${s.statusReceived - before.statusReceived}, ingest queue ${s.ingestQueue}, commands ${s.commandsPublished - before.commandsPublished}, backend loop delay max ${(loopDelay.max / 1e6).toFixed(0)} ms\n`,
         );
+        loopDelay.reset();
       }
     }
     const campaignS = (Date.now() - started) / 1000;
+    loopDelay.disable();
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
