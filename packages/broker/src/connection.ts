@@ -12,7 +12,7 @@ import {
   UnsupportedProtocolError,
   type Will,
 } from '@otalink/mqtt';
-import { type BrokerCore, CONGESTION_BYTES, TURN_OUTPUT_BYTES } from './core.js';
+import { type BrokerCore, CONGESTION_BYTES, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER, TURN_OUTPUT_BYTES } from './core.js';
 import type { BrokerErrorCode } from './errors.js';
 import { dispatch } from './handlers/index.js';
 import type { Timed } from './keepalive.js';
@@ -110,10 +110,14 @@ export class Connection implements Outlet, Timed {
   #yielded = false;
   /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
   holdFor: Session | undefined;
+  /** The hold waits for `holdFor`'s socket output to drain rather than for its queue. */
+  holdOnOutput = false;
   /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
   ackedAt = 0;
   /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
   backlogSince = 0;
+  /** When its output was first seen above OUTPUT_HIGH_WATER since it last drained to OUTPUT_LOW_WATER; 0: drained. */
+  #outputOverSince = 0;
 
   constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
@@ -181,11 +185,13 @@ export class Connection implements Outlet, Timed {
       if (result === undefined) {
         const holdFor = this.holdFor;
         if (holdFor !== undefined) {
+          const onOutput = this.holdOnOutput;
           this.holdFor = undefined;
+          this.holdOnOutput = false;
           if (this.#reading()) {
             this.#yielded = true;
             this.socket.pause();
-            this.core.holdUntilDrained(this, holdFor);
+            this.core.holdUntilDrained(this, holdFor, onOutput);
             return;
           }
         }
@@ -504,6 +510,29 @@ export class Connection implements Outlet, Timed {
 
   congested(): boolean {
     return this.socket.writableLength + this.#pendingBytes > CONGESTION_BYTES;
+  }
+
+  /**
+   * Output above OUTPUT_HIGH_WATER, and not stuck: it drained to OUTPUT_LOW_WATER within `stuckMs` of first being
+   * seen above. A reader that stopped reading holds nobody back for longer than that.
+   */
+  outputBacklogged(now: number, stuckMs: number): boolean {
+    const bytes = this.socket.writableLength + this.#pendingBytes;
+    if (bytes <= OUTPUT_LOW_WATER) {
+      this.#outputOverSince = 0;
+      return false;
+    }
+    if (bytes < OUTPUT_HIGH_WATER) return false;
+    if (this.#outputOverSince === 0) this.#outputOverSince = now;
+    return now - this.#outputOverSince < stuckMs;
+  }
+
+  /** Output down to OUTPUT_LOW_WATER (or the connection is gone): publishers held for it read again. */
+  outputDrained(): boolean {
+    if (this.state !== 'connected') return true;
+    if (this.socket.writableLength + this.#pendingBytes > OUTPUT_LOW_WATER) return false;
+    this.#outputOverSince = 0;
+    return true;
   }
 
   sendPublish(delivery: Delivery, templates: PublishTemplates | undefined, packetId: number, dup: boolean): boolean {

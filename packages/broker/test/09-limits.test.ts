@@ -1,5 +1,6 @@
-// Limits: connections, publish rate, packet size, queue drop policy 'newest', and a stuck subscriber that must
-// not stall a fan-out (its QoS 0 messages are dropped and counted, the others get everything).
+// Limits: connections, publish rate, packet size, queue drop policy 'newest', pushback from slow subscribers (QoS 1
+// queue, QoS 0 socket output), and a stuck subscriber that must not stall a fan-out or its publishers (its QoS 0
+// messages are dropped and counted, the others get everything).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encode } from '@otalink/mqtt';
@@ -207,6 +208,92 @@ for (const version of [4, 5] as const) {
         stuck.end();
         healthy.end();
         publisher.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    /** `count` QoS 0 PUBLISH frames to `topic`, payload `size` bytes starting with the message's number. */
+    const qos0Frames = (topic: string, count: number, size: number): Buffer => {
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < count; i++) {
+        const payload = new Uint8Array(size);
+        new DataView(payload.buffer).setUint32(0, i);
+        frames.push(encode({ type: 'publish', topic, payload, qos: 0, retain: false, dup: false }, version));
+      }
+      return Buffer.concat(frames);
+    };
+    const seqOf = (payload: Uint8Array) => new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+
+    test('a slow QoS 0 subscriber holds back the publishers feeding only it: nothing dropped, no flood taken in', async () => {
+      const b = await startBroker();
+      try {
+        const subscriber = await connected(b.port, { version, clientId: 'fanin-sub' });
+        await subscribe(subscriber, 'in/+', 0);
+        subscriber.socket.pause();
+        const publishers = [];
+        for (let p = 0; p < 10; p++) publishers.push(await connected(b.port, { version, clientId: `fanin-pub-${p}` }));
+        // 10 x 1 000 x 4 KiB = 40 MB, far more than the socket buffers between the broker and a reader that waits.
+        const perPublisher = 1000;
+        for (const [p, publisher] of publishers.entries()) {
+          publisher.socket.write(qos0Frames(`in/${p}`, perPublisher, 4096));
+        }
+        // A pause a live reader may take: the broker stops reading the publishers instead of taking in (and
+        // dropping) the flood.
+        await delay(600);
+        assert.equal(b.broker.stats.droppedSlowSubscriber, 0);
+        assert.ok(b.broker.stats.bytesIn < 24 * 1024 * 1024, `took in ${b.broker.stats.bytesIn} bytes`);
+        subscriber.socket.resume();
+        const next = new Array<number>(publishers.length).fill(0);
+        for (let got = 0; got < publishers.length * perPublisher; got++) {
+          const packet = await subscriber.expect('publish', 10_000);
+          const p = Number(packet.topic.slice('in/'.length));
+          assert.equal(seqOf(packet.payload), next[p], `publisher ${p} out of order`);
+          next[p]!++;
+        }
+        assert.equal(b.broker.stats.droppedSlowSubscriber, 0);
+        for (const publisher of publishers) publisher.end();
+        subscriber.end();
+      } finally {
+        await b.close();
+      }
+    });
+
+    test('a stuck QoS 0 subscriber holds its publishers back for a moment only: their other messages flow', async () => {
+      const b = await startBroker();
+      try {
+        const stuck = await connected(b.port, { version, clientId: 'stuck-0' });
+        await subscribe(stuck, 'stuck/+', 0);
+        stuck.socket.pause();
+        const healthy = await connected(b.port, { version, clientId: 'healthy-0' });
+        await subscribe(healthy, 'ok/+', 0);
+        const publishers = [];
+        for (let p = 0; p < 5; p++) publishers.push(await connected(b.port, { version, clientId: `both-pub-${p}` }));
+        // Each publisher alternates a 4 KiB message for the stuck subscriber (20 MB in all) with one for the healthy.
+        const perPublisher = 1000;
+        publishers.forEach((publisher, p) => {
+          const toStuck = qos0Frames(`stuck/${p}`, perPublisher, 4096);
+          const toHealthy = qos0Frames(`ok/${p}`, perPublisher, 8);
+          const stuckSize = toStuck.length / perPublisher;
+          const healthySize = toHealthy.length / perPublisher;
+          const frames: Buffer[] = [];
+          for (let i = 0; i < perPublisher; i++) {
+            frames.push(toStuck.subarray(i * stuckSize, (i + 1) * stuckSize));
+            frames.push(toHealthy.subarray(i * healthySize, (i + 1) * healthySize));
+          }
+          publisher.socket.write(Buffer.concat(frames));
+        });
+        const next = new Array<number>(publishers.length).fill(0);
+        for (let got = 0; got < publishers.length * perPublisher; got++) {
+          const packet = await healthy.expect('publish', 10_000);
+          const p = Number(packet.topic.slice('ok/'.length));
+          assert.equal(seqOf(packet.payload), next[p], `publisher ${p} out of order`);
+          next[p]!++;
+        }
+        assert.ok(b.broker.stats.droppedSlowSubscriber > 0, 'nothing was dropped for the stuck subscriber');
+        for (const publisher of publishers) publisher.end();
+        stuck.end();
+        healthy.end();
       } finally {
         await b.close();
       }
