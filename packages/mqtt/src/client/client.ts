@@ -118,6 +118,8 @@ interface Connection {
   markClosed(): void;
   /** Encoded packets waiting for the end of this tick, written as one chunk. */
   out: Uint8Array[];
+  /** Writes `out` (made once per connection: no closure per flush). */
+  readonly flush: () => void;
   /** Reading stopped because a consumer's buffer reached the high-water mark. */
   paused: boolean;
 }
@@ -156,7 +158,6 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** Undefined without `options.store`: the session's own state is then the only copy (no record per publish). */
   private readonly store: MessageStore | undefined;
   private conn: Connection | undefined;
-  private readonly publishes = new Map<number, Pending<PublishResult>>();
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
   /** What to subscribe again when the server did not keep the session, by filter. */
   private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
@@ -351,8 +352,14 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.ending !== undefined || this.state === 'closed') return Promise.reject(closedError());
+    let pending: Pending<PublishResult> | undefined;
+    const result = new Promise<PublishResult>((resolve, reject) => {
+      pending = { resolve, reject };
+    });
     let accepted: { seq: number; step: Step };
     try {
+      // The session keeps `pending` with the message and hands it back in its outcome event: no table keyed by
+      // sequence number to grow, rehash and shrink with every message queued and acknowledged.
       accepted = this.session.publish(
         {
           topic,
@@ -362,13 +369,11 @@ export class MqttClient extends Emitter<ClientEvents> {
           properties: options.properties,
         },
         Date.now(),
+        pending,
       );
     } catch (err) {
       return Promise.reject(err);
     }
-    const result = new Promise<PublishResult>((resolve, reject) =>
-      this.publishes.set(accepted.seq, { resolve, reject }),
-    );
     this.apply(this.conn, accepted.step);
     return result;
   }
@@ -544,9 +549,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.conn = undefined;
     this.session.connectionLost();
     const error = closedError();
-    for (const p of this.publishes.values()) p.reject(error);
+    for (const p of this.session.takeOwners()) (p as Pending<PublishResult>).reject(error);
     for (const p of this.controls.values()) p.reject(error);
-    this.publishes.clear();
     this.controls.clear();
     for (const { stream } of [...this.streams]) stream.end();
     for (const w of this.idleWaiters.splice(0)) w();
@@ -614,6 +618,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       markClosed = resolve;
     });
     const conn: Connection = {
+      flush: () => this.flushOut(conn),
       transport: undefined,
       decoder: new Decoder({
         protocolVersion: this.version,
@@ -815,7 +820,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
     // Coalesce: a chunk of acks read at once answers with one write, not one syscall per packet.
     conn.out.push(bytes);
-    if (conn.out.length === 1) queueMicrotask(() => this.flushOut(conn));
+    if (conn.out.length === 1) queueMicrotask(conn.flush);
   }
 
   private flushOut(conn: Connection): void {
@@ -884,16 +889,15 @@ export class MqttClient extends Emitter<ClientEvents> {
         break;
       }
       case 'published': {
-        const pending = this.publishes.get(e.seq);
-        this.publishes.delete(e.seq);
+        const pending = e.owner as Pending<PublishResult> | undefined;
+        if (pending === undefined) break;
         const result: PublishResult = { reasonCode: e.reasonCode };
         if (e.properties !== undefined) result.properties = e.properties;
-        pending?.resolve(result);
+        pending.resolve(result);
         break;
       }
       case 'publish-failed':
-        this.publishes.get(e.seq)?.reject(e.error);
-        this.publishes.delete(e.seq);
+        (e.owner as Pending<PublishResult> | undefined)?.reject(e.error);
         break;
       case 'suback':
       case 'unsuback':

@@ -82,8 +82,9 @@ export type SessionEvent =
   | { type: 'refused'; connack: ConnackPacket }
   /** `ack` is set with `manualAck` for QoS 1/2: pass it to `ack()` once the message is processed. */
   | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
-  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined }
-  | { type: 'publish-failed'; seq: number; error: MqttError }
+  /** `owner` is what was passed to `publish` for this message (absent when nothing was, e.g. restored ones). */
+  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined; owner?: unknown }
+  | { type: 'publish-failed'; seq: number; error: MqttError; owner?: unknown }
   | { type: 'suback'; packet: SubackPacket }
   | { type: 'unsuback'; packet: UnsubackPacket }
   | { type: 'auth'; packet: AuthPacket }
@@ -119,6 +120,8 @@ interface OutEntry {
   key: string | undefined;
   /** The limits this entry was last checked against: unchanged limits need no second measuring at send time. */
   checked: ServerLimits | undefined;
+  /** The caller's handle for this message (the client's pending promise), handed back in its outcome event. */
+  owner: unknown;
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
@@ -169,8 +172,27 @@ class Deque<T> {
   }
 }
 
+/** A class, not a literal: `{ packets: [], events: [] }` nests array literals, which V8 builds by copying a boilerplate. */
+class StepRecord implements Step {
+  packets: Packet[] = [];
+  events: SessionEvent[] = [];
+}
+
 function newStep(): Step {
-  return { packets: [], events: [] };
+  return new StepRecord();
+}
+
+/** The outcome event of `entry`, carrying its owner when it has one. */
+function publishedEvent(entry: OutEntry, reasonCode: number): SessionEvent {
+  const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode };
+  if (entry.owner !== undefined) event.owner = entry.owner;
+  return event;
+}
+
+function failedEvent(entry: OutEntry, error: MqttError): SessionEvent {
+  const event: SessionEvent = { type: 'publish-failed', seq: entry.seq, error };
+  if (entry.owner !== undefined) event.owner = entry.owner;
+  return event;
 }
 
 export class ClientSession {
@@ -228,6 +250,23 @@ export class ClientSession {
     return this.queue.length === 0 && this.inflight.size === 0 && this.control.size === 0;
   }
 
+  /**
+   * The owners of every message not yet settled (queued or in flight), in no particular order, forgetting them:
+   * for a client that closes and must fail what it still promised.
+   */
+  takeOwners(): unknown[] {
+    const owners: unknown[] = [];
+    for (const entry of this.queue) {
+      if (entry.owner !== undefined) owners.push(entry.owner);
+      entry.owner = undefined;
+    }
+    for (const entry of this.inflight.values()) {
+      if (entry.owner !== undefined) owners.push(entry.owner);
+      entry.owner = undefined;
+    }
+    return owners;
+  }
+
   /** Loads what a durable store kept from an earlier run. Call before the first connect. */
   restore(records: Iterable<StoredRecord>): void {
     const outgoing: OutgoingRecord[] = [];
@@ -248,6 +287,7 @@ export class ClientSession {
         packetId: r.packetId,
         key: undefined,
         checked: undefined,
+        owner: undefined,
       };
       if (r.state !== 'queued' && r.packetId !== undefined && !this.ids.has(r.packetId)) {
         this.ids.claim(r.packetId);
@@ -357,9 +397,10 @@ export class ClientSession {
 
   /**
    * Accepts a message for sending. Returns its sequence number; its outcome arrives later as a `published` or
-   * `publish-failed` event with that number. Throws MqttError for a message that can never be sent.
+   * `publish-failed` event with that number and `owner` (so the caller needs no table of its own). Throws
+   * MqttError for a message that can never be sent.
    */
-  publish(message: OutgoingMessage, now: number): { seq: number; step: Step } {
+  publish(message: OutgoingMessage, now: number, owner?: unknown): { seq: number; step: Step } {
     validateTopicName(message.topic);
     if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
@@ -375,6 +416,7 @@ export class ClientSession {
       packetId: undefined,
       key: undefined,
       checked: undefined,
+      owner,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
@@ -553,7 +595,7 @@ export class ClientSession {
         this.ids.release(id);
         if (entry.state === 'pubrel') {
           this.unstore(step, entry);
-          step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+          step.events.push(publishedEvent(entry, 0));
         } else {
           entry.state = 'queued';
           entry.packetId = undefined;
@@ -668,15 +710,14 @@ export class ClientSession {
     this.ids.release(entry.packetId!);
     this.unstore(step, entry);
     if (code >= 0x80 && !handedOver) {
-      step.events.push({
-        type: 'publish-failed',
-        seq: entry.seq,
-        error: new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
-          reasonCode: code,
-        }),
+      const error = new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
+        reasonCode: code,
       });
+      step.events.push(failedEvent(entry, error));
     } else {
-      step.events.push({ type: 'published', seq: entry.seq, reasonCode: code, properties: props });
+      const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode: code, properties: props };
+      if (entry.owner !== undefined) event.owner = entry.owner;
+      step.events.push(event);
     }
   }
 
@@ -696,12 +737,12 @@ export class ClientSession {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
         if (entry.qos > 0) this.unstore(step, entry);
-        step.events.push({ type: 'publish-failed', seq: entry.seq, error: err as MqttError });
+        step.events.push(failedEvent(entry, err as MqttError));
         continue;
       }
       if (entry.qos === 0) {
         this.send(step, this.wirePublish(entry, false), now);
-        step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+        step.events.push(publishedEvent(entry, 0));
         continue;
       }
       entry.packetId = this.ids.allocate();
@@ -813,11 +854,12 @@ export class ClientSession {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
       if (dropped.qos > 0) this.unstore(step, dropped);
-      step.events.push({
-        type: 'publish-failed',
-        seq: dropped.seq,
-        error: new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
-      });
+      step.events.push(
+        failedEvent(
+          dropped,
+          new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
+        ),
+      );
     }
   }
 }
