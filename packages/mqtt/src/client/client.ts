@@ -122,6 +122,8 @@ interface Connection {
   readonly flush: () => void;
   /** Reading stopped because a consumer's buffer reached the high-water mark. */
   paused: boolean;
+  /** Inside `onData`: what the read causes is written when it returns, not from a microtask. */
+  inRead: boolean;
 }
 
 interface Pending<T> {
@@ -633,6 +635,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       markClosed,
       out: [],
       paused: false,
+      inRead: false,
     };
     this.conn = conn;
     this.setState('connecting');
@@ -720,7 +723,15 @@ export class MqttClient extends Emitter<ClientEvents> {
   private onData(conn: Connection, chunk: Uint8Array): void {
     if (conn.closed || this.conn !== conn) return;
     conn.decoder.push(chunk);
-    this.decodeAvailable(conn);
+    // Answers and refills this read causes (and what listeners publish meanwhile) leave in one write as the read
+    // returns: no microtask to queue and run per read when PUBACKs arrive one at a time.
+    conn.inRead = true;
+    try {
+      this.decodeAvailable(conn);
+    } finally {
+      conn.inRead = false;
+      this.flushOut(conn);
+    }
   }
 
   /** Handles the packets the decoder holds, stopping (bytes kept) while reading is paused. */
@@ -820,7 +831,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
     // Coalesce: a chunk of acks read at once answers with one write, not one syscall per packet.
     conn.out.push(bytes);
-    if (conn.out.length === 1) queueMicrotask(conn.flush);
+    if (conn.out.length === 1 && !conn.inRead) queueMicrotask(conn.flush);
   }
 
   private flushOut(conn: Connection): void {
