@@ -1,6 +1,5 @@
 // mqtt:// over TCP. Nagle is off: without it a QoS 1 round trip waits ~40 ms on delayed ACKs.
 import { connect } from 'node:net';
-import { allocatePacket } from '../../codec/packet-buffer.js';
 import type { TransportFactory } from '../transport.js';
 import { socketTransport, whenConnected } from './socket.js';
 
@@ -22,9 +21,10 @@ export const tcpTransport: TransportFactory = async (target, handlers) => {
     onread: {
       buffer: readBuffer,
       callback: (length: number, buffer: Uint8Array) => {
-        // The decoder keeps views into what it is given (payloads, a partial packet): it gets its own copy, cut
-        // from a shared slab like Node's pooled Buffers for small reads.
-        const chunk = allocatePacket(length);
+        // The decoder keeps views into what it is given (payloads, a partial packet): it gets its own copy, from
+        // Node's Buffer pool under 4 KiB (a kept payload then holds its 8 KiB pool slice, as any small Buffer does)
+        // and of its exact size above.
+        const chunk = Buffer.allocUnsafe(length);
         chunk.set(length === buffer.length ? buffer : buffer.subarray(0, length));
         if (early === undefined) handlers.data(chunk);
         else early.push(chunk);
