@@ -132,6 +132,11 @@ interface Pending<T> {
 }
 
 const encoder = new TextEncoder();
+/**
+ * How long freed window slots may wait for more to free before their refills go out anyway. Short against the
+ * 40 ms a delayed ACK takes: a server with Nagle on holds its next PUBACK until our next write.
+ */
+const REFILL_HOLD_MS = 1;
 /** Messages held for the first consumer. */
 const EARLY_LIMIT = 10_000;
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
@@ -167,6 +172,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Releases refills the session holds back for a batch, if no PUBACK frees enough slots first. */
+  private holdTimer: ReturnType<typeof setTimeout> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private connackWaiter: Pending<ConnackPacket> | undefined;
@@ -219,6 +226,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
       persist: options.store !== undefined,
+      batchRefills: true,
     });
     this.store = options.store;
   }
@@ -547,6 +555,8 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   private async finishOnce(reason: Error | undefined): Promise<void> {
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     clearTimeout(this.reconnectTimer);
     this.conn = undefined;
     this.session.connectionLost();
@@ -765,6 +775,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (this.conn !== conn) return;
     this.conn = undefined;
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
     this.settleReauth(conn, conn.reason);
@@ -794,6 +806,12 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
     else if (ops !== undefined) this.write(undefined, [], ops);
     for (const e of step.events) this.dispatch(conn, e);
+    if (this.session.holding) {
+      if (this.holdTimer === undefined) this.armHold();
+    } else if (this.holdTimer !== undefined) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+    }
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
     if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
@@ -1006,6 +1024,15 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const [properties, list] of groups) {
       this.apply(this.conn, this.session.subscribe(list, properties, Date.now()).step);
     }
+  }
+
+  private armHold(): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      if (this.conn === conn && !conn.closed) this.apply(conn, this.session.releaseHeld(Date.now()));
+    }, REFILL_HOLD_MS);
   }
 
   private armKeepalive(): void {

@@ -67,6 +67,14 @@ export interface SessionOptions {
    * in-flight map are then the only copy, which outlives reconnects just the same, and a publish costs no record.
    */
   persist?: boolean;
+  /**
+   * With a full window and more messages waiting, let freed slots gather until a quarter of the window (at most 8)
+   * is free, so one write carries several PUBLISHes instead of one per PUBACK read (default false). The caller
+   * must call `releaseHeld` once `holding` has lasted a moment: a server with Nagle on sends its next PUBACKs only
+   * after our TCP ACK, which rides on our next write. Holds that keep running out turn batching off for the
+   * connection.
+   */
+  batchRefills?: boolean;
 }
 
 export interface OutgoingMessage {
@@ -227,6 +235,12 @@ export class ClientSession {
   private lastSent = 0;
   private pingSentAt: number | undefined;
   private readonly persist: boolean;
+  /** Freed window slots are being held back for a batch (see `batchRefills`). */
+  private held = false;
+  /** Holds of this connection ended by `releaseHeld`, and by enough slots freeing. */
+  private holdsReleased = 0;
+  private holdsFilled = 0;
+  private batchingOff = false;
 
   constructor(options: SessionOptions) {
     this.options = options;
@@ -326,6 +340,7 @@ export class ClientSession {
 
   /** The transport closed (or is being closed): per-connection state goes, the session's survives. */
   connectionLost(): void {
+    this.held = false;
     this.state = 'disconnected';
     this.pingSentAt = undefined;
     this.outAliases = new OutgoingTopicAliases(0);
@@ -578,6 +593,9 @@ export class ClientSession {
       keepalive: p.serverKeepAlive ?? this.options.keepalive,
     };
     this.limitsLearned = true;
+    this.holdsReleased = 0;
+    this.holdsFilled = 0;
+    this.batchingOff = false;
     if (p.assignedClientIdentifier !== undefined) this.clientId = p.assignedClientIdentifier;
     this.outAliases = new OutgoingTopicAliases(this.limits.topicAliasMaximum, this.options.topicAliases !== false);
     this.inAliases = new IncomingTopicAliases(this.options.properties?.topicAliasMaximum ?? 0);
@@ -721,13 +739,58 @@ export class ClientSession {
     }
   }
 
-  /** Sends queued messages while connected and the window allows. */
-  private pump(step: Step, now: number): void {
+  /** Whether freed window slots are held back, waiting for more to free (`batchRefills`). */
+  get holding(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Ends a hold that lasted: sends what the window allows now. A hold that had to be released means the next
+   * PUBACK did not come by itself (a server with Nagle on waits for our TCP ACK): when that keeps happening,
+   * batching stops for this connection.
+   */
+  releaseHeld(now: number): Step {
+    const step = newStep();
+    if (!this.held) return step;
+    this.held = false;
+    // As often released as filled: the server waits for our write (Nagle). Now and then: a busy machine, keep on.
+    if (++this.holdsReleased >= RELEASES_BEFORE_JUDGING && this.holdsReleased * 2 > this.holdsFilled) {
+      this.batchingOff = true;
+    }
+    this.pump(step, now, true);
+    return step;
+  }
+
+  /**
+   * With a full window and a backlog, hold fewer than a batch of freed slots. Against a server that acknowledges
+   * one PUBLISH per write (Mosquitto with TCP_NODELAY), refilling each slot as its PUBACK arrives costs a write
+   * per message on both sides; a batch of refills is one write, and the server still has the rest of the window
+   * to work on meanwhile.
+   */
+  private shouldHold(window: number): boolean {
+    if (this.options.batchRefills !== true || this.batchingOff) return false;
+    const inflight = this.inflight.size;
+    const free = window - inflight;
+    if (inflight === 0 || free <= 0) return false;
+    const head = this.queue.peek();
+    if (head === undefined || head.qos === 0) return false;
+    const batch = Math.min(8, window >> 2);
+    return batch >= 2 && free < Math.min(batch, this.queue.length);
+  }
+
+  /** Sends queued messages while connected and the window allows (and no batch of refills is being gathered). */
+  private pump(step: Step, now: number, release = false): void {
     if (this.state !== 'connected') return;
     const window = Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
-    // Every free slot is refilled at once (the client coalesces one read's refills into one write). Holding slots
-    // back until several are free stalls 40 ms a round trip against a server with Nagle on (Mosquitto's default):
-    // it sends one PUBACK, holds the rest until our TCP ACK, and the delayed ACK waits for data we never write.
+    if (!release && this.shouldHold(window)) {
+      this.held = true;
+      return;
+    }
+    if (this.held) {
+      this.held = false;
+      this.holdsFilled++;
+    }
+    // Without batching every free slot is refilled at once (the client writes one read's refills as one chunk).
     for (;;) {
       const entry = this.queue.peek();
       if (entry === undefined) return;
@@ -863,6 +926,9 @@ export class ClientSession {
     }
   }
 }
+
+/** Held refills released by the caller's timer before batching may be judged useless for the connection. */
+const RELEASES_BEFORE_JUDGING = 8;
 
 function defaultLimits(keepalive: number): ServerLimits {
   return {
