@@ -118,8 +118,12 @@ interface Connection {
   markClosed(): void;
   /** Encoded packets waiting for the end of this tick, written as one chunk. */
   out: Uint8Array[];
+  /** Writes `out` (made once per connection: no closure per flush). */
+  readonly flush: () => void;
   /** Reading stopped because a consumer's buffer reached the high-water mark. */
   paused: boolean;
+  /** Inside `onData`: what the read causes is written when it returns, not from a microtask. */
+  inRead: boolean;
 }
 
 interface Pending<T> {
@@ -128,6 +132,11 @@ interface Pending<T> {
 }
 
 const encoder = new TextEncoder();
+/**
+ * How long freed window slots may wait for more to free before their refills go out anyway. Short against the
+ * 40 ms a delayed ACK takes: a server with Nagle on holds its next PUBACK until our next write.
+ */
+const REFILL_HOLD_MS = 1;
 /** Messages held for the first consumer. */
 const EARLY_LIMIT = 10_000;
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
@@ -156,7 +165,6 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** Undefined without `options.store`: the session's own state is then the only copy (no record per publish). */
   private readonly store: MessageStore | undefined;
   private conn: Connection | undefined;
-  private readonly publishes = new Map<number, Pending<PublishResult>>();
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
   /** What to subscribe again when the server did not keep the session, by filter. */
   private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
@@ -164,6 +172,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Releases refills the session holds back for a batch, if no PUBACK frees enough slots first. */
+  private holdTimer: ReturnType<typeof setTimeout> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private connackWaiter: Pending<ConnackPacket> | undefined;
@@ -216,6 +226,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
       persist: options.store !== undefined,
+      batchRefills: true,
     });
     this.store = options.store;
   }
@@ -351,8 +362,14 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
     if (this.ending !== undefined || this.state === 'closed') return Promise.reject(closedError());
+    let pending: Pending<PublishResult> | undefined;
+    const result = new Promise<PublishResult>((resolve, reject) => {
+      pending = { resolve, reject };
+    });
     let accepted: { seq: number; step: Step };
     try {
+      // The session keeps `pending` with the message and hands it back in its outcome event: no table keyed by
+      // sequence number to grow, rehash and shrink with every message queued and acknowledged.
       accepted = this.session.publish(
         {
           topic,
@@ -362,13 +379,11 @@ export class MqttClient extends Emitter<ClientEvents> {
           properties: options.properties,
         },
         Date.now(),
+        pending,
       );
     } catch (err) {
       return Promise.reject(err);
     }
-    const result = new Promise<PublishResult>((resolve, reject) =>
-      this.publishes.set(accepted.seq, { resolve, reject }),
-    );
     this.apply(this.conn, accepted.step);
     return result;
   }
@@ -540,13 +555,14 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   private async finishOnce(reason: Error | undefined): Promise<void> {
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     clearTimeout(this.reconnectTimer);
     this.conn = undefined;
     this.session.connectionLost();
     const error = closedError();
-    for (const p of this.publishes.values()) p.reject(error);
+    for (const p of this.session.takeOwners()) (p as Pending<PublishResult>).reject(error);
     for (const p of this.controls.values()) p.reject(error);
-    this.publishes.clear();
     this.controls.clear();
     for (const { stream } of [...this.streams]) stream.end();
     for (const w of this.idleWaiters.splice(0)) w();
@@ -614,6 +630,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       markClosed = resolve;
     });
     const conn: Connection = {
+      flush: () => this.flushOut(conn),
       transport: undefined,
       decoder: new Decoder({
         protocolVersion: this.version,
@@ -628,6 +645,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       markClosed,
       out: [],
       paused: false,
+      inRead: false,
     };
     this.conn = conn;
     this.setState('connecting');
@@ -715,7 +733,15 @@ export class MqttClient extends Emitter<ClientEvents> {
   private onData(conn: Connection, chunk: Uint8Array): void {
     if (conn.closed || this.conn !== conn) return;
     conn.decoder.push(chunk);
-    this.decodeAvailable(conn);
+    // Answers and refills this read causes (and what listeners publish meanwhile) leave in one write as the read
+    // returns: no microtask to queue and run per read when PUBACKs arrive one at a time.
+    conn.inRead = true;
+    try {
+      this.decodeAvailable(conn);
+    } finally {
+      conn.inRead = false;
+      this.flushOut(conn);
+    }
   }
 
   /** Handles the packets the decoder holds, stopping (bytes kept) while reading is paused. */
@@ -749,6 +775,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (this.conn !== conn) return;
     this.conn = undefined;
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
     this.settleReauth(conn, conn.reason);
@@ -778,6 +806,12 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
     else if (ops !== undefined) this.write(undefined, [], ops);
     for (const e of step.events) this.dispatch(conn, e);
+    if (this.session.holding) {
+      if (this.holdTimer === undefined) this.armHold();
+    } else if (this.holdTimer !== undefined) {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
+    }
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
     if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
@@ -815,7 +849,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
     // Coalesce: a chunk of acks read at once answers with one write, not one syscall per packet.
     conn.out.push(bytes);
-    if (conn.out.length === 1) queueMicrotask(() => this.flushOut(conn));
+    if (conn.out.length === 1 && !conn.inRead) queueMicrotask(conn.flush);
   }
 
   private flushOut(conn: Connection): void {
@@ -884,16 +918,15 @@ export class MqttClient extends Emitter<ClientEvents> {
         break;
       }
       case 'published': {
-        const pending = this.publishes.get(e.seq);
-        this.publishes.delete(e.seq);
+        const pending = e.owner as Pending<PublishResult> | undefined;
+        if (pending === undefined) break;
         const result: PublishResult = { reasonCode: e.reasonCode };
         if (e.properties !== undefined) result.properties = e.properties;
-        pending?.resolve(result);
+        pending.resolve(result);
         break;
       }
       case 'publish-failed':
-        this.publishes.get(e.seq)?.reject(e.error);
-        this.publishes.delete(e.seq);
+        (e.owner as Pending<PublishResult> | undefined)?.reject(e.error);
         break;
       case 'suback':
       case 'unsuback':
@@ -991,6 +1024,15 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const [properties, list] of groups) {
       this.apply(this.conn, this.session.subscribe(list, properties, Date.now()).step);
     }
+  }
+
+  private armHold(): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      if (this.conn === conn && !conn.closed) this.apply(conn, this.session.releaseHeld(Date.now()));
+    }, REFILL_HOLD_MS);
   }
 
   private armKeepalive(): void {

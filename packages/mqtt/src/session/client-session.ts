@@ -67,6 +67,14 @@ export interface SessionOptions {
    * in-flight map are then the only copy, which outlives reconnects just the same, and a publish costs no record.
    */
   persist?: boolean;
+  /**
+   * With a full window and more messages waiting, let freed slots gather until a quarter of the window (at most 8)
+   * is free, so one write carries several PUBLISHes instead of one per PUBACK read (default false). The caller
+   * must call `releaseHeld` once `holding` has lasted a moment: a server with Nagle on sends its next PUBACKs only
+   * after our TCP ACK, which rides on our next write. Holds that keep running out turn batching off for the
+   * connection.
+   */
+  batchRefills?: boolean;
 }
 
 export interface OutgoingMessage {
@@ -82,8 +90,9 @@ export type SessionEvent =
   | { type: 'refused'; connack: ConnackPacket }
   /** `ack` is set with `manualAck` for QoS 1/2: pass it to `ack()` once the message is processed. */
   | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
-  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined }
-  | { type: 'publish-failed'; seq: number; error: MqttError }
+  /** `owner` is what was passed to `publish` for this message (absent when nothing was, e.g. restored ones). */
+  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined; owner?: unknown }
+  | { type: 'publish-failed'; seq: number; error: MqttError; owner?: unknown }
   | { type: 'suback'; packet: SubackPacket }
   | { type: 'unsuback'; packet: UnsubackPacket }
   | { type: 'auth'; packet: AuthPacket }
@@ -119,6 +128,8 @@ interface OutEntry {
   key: string | undefined;
   /** The limits this entry was last checked against: unchanged limits need no second measuring at send time. */
   checked: ServerLimits | undefined;
+  /** The caller's handle for this message (the client's pending promise), handed back in its outcome event. */
+  owner: unknown;
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
@@ -169,8 +180,27 @@ class Deque<T> {
   }
 }
 
+/** A class, not a literal: `{ packets: [], events: [] }` nests array literals, which V8 builds by copying a boilerplate. */
+class StepRecord implements Step {
+  packets: Packet[] = [];
+  events: SessionEvent[] = [];
+}
+
 function newStep(): Step {
-  return { packets: [], events: [] };
+  return new StepRecord();
+}
+
+/** The outcome event of `entry`, carrying its owner when it has one. */
+function publishedEvent(entry: OutEntry, reasonCode: number): SessionEvent {
+  const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode };
+  if (entry.owner !== undefined) event.owner = entry.owner;
+  return event;
+}
+
+function failedEvent(entry: OutEntry, error: MqttError): SessionEvent {
+  const event: SessionEvent = { type: 'publish-failed', seq: entry.seq, error };
+  if (entry.owner !== undefined) event.owner = entry.owner;
+  return event;
 }
 
 export class ClientSession {
@@ -205,6 +235,12 @@ export class ClientSession {
   private lastSent = 0;
   private pingSentAt: number | undefined;
   private readonly persist: boolean;
+  /** Freed window slots are being held back for a batch (see `batchRefills`). */
+  private held = false;
+  /** Holds of this connection ended by `releaseHeld`, and by enough slots freeing. */
+  private holdsReleased = 0;
+  private holdsFilled = 0;
+  private batchingOff = false;
 
   constructor(options: SessionOptions) {
     this.options = options;
@@ -228,6 +264,23 @@ export class ClientSession {
     return this.queue.length === 0 && this.inflight.size === 0 && this.control.size === 0;
   }
 
+  /**
+   * The owners of every message not yet settled (queued or in flight), in no particular order, forgetting them:
+   * for a client that closes and must fail what it still promised.
+   */
+  takeOwners(): unknown[] {
+    const owners: unknown[] = [];
+    for (const entry of this.queue) {
+      if (entry.owner !== undefined) owners.push(entry.owner);
+      entry.owner = undefined;
+    }
+    for (const entry of this.inflight.values()) {
+      if (entry.owner !== undefined) owners.push(entry.owner);
+      entry.owner = undefined;
+    }
+    return owners;
+  }
+
   /** Loads what a durable store kept from an earlier run. Call before the first connect. */
   restore(records: Iterable<StoredRecord>): void {
     const outgoing: OutgoingRecord[] = [];
@@ -248,6 +301,7 @@ export class ClientSession {
         packetId: r.packetId,
         key: undefined,
         checked: undefined,
+        owner: undefined,
       };
       if (r.state !== 'queued' && r.packetId !== undefined && !this.ids.has(r.packetId)) {
         this.ids.claim(r.packetId);
@@ -286,6 +340,7 @@ export class ClientSession {
 
   /** The transport closed (or is being closed): per-connection state goes, the session's survives. */
   connectionLost(): void {
+    this.held = false;
     this.state = 'disconnected';
     this.pingSentAt = undefined;
     this.outAliases = new OutgoingTopicAliases(0);
@@ -357,9 +412,10 @@ export class ClientSession {
 
   /**
    * Accepts a message for sending. Returns its sequence number; its outcome arrives later as a `published` or
-   * `publish-failed` event with that number. Throws MqttError for a message that can never be sent.
+   * `publish-failed` event with that number and `owner` (so the caller needs no table of its own). Throws
+   * MqttError for a message that can never be sent.
    */
-  publish(message: OutgoingMessage, now: number): { seq: number; step: Step } {
+  publish(message: OutgoingMessage, now: number, owner?: unknown): { seq: number; step: Step } {
     validateTopicName(message.topic);
     if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
@@ -375,6 +431,7 @@ export class ClientSession {
       packetId: undefined,
       key: undefined,
       checked: undefined,
+      owner,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
@@ -536,6 +593,9 @@ export class ClientSession {
       keepalive: p.serverKeepAlive ?? this.options.keepalive,
     };
     this.limitsLearned = true;
+    this.holdsReleased = 0;
+    this.holdsFilled = 0;
+    this.batchingOff = false;
     if (p.assignedClientIdentifier !== undefined) this.clientId = p.assignedClientIdentifier;
     this.outAliases = new OutgoingTopicAliases(this.limits.topicAliasMaximum, this.options.topicAliases !== false);
     this.inAliases = new IncomingTopicAliases(this.options.properties?.topicAliasMaximum ?? 0);
@@ -553,7 +613,7 @@ export class ClientSession {
         this.ids.release(id);
         if (entry.state === 'pubrel') {
           this.unstore(step, entry);
-          step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+          step.events.push(publishedEvent(entry, 0));
         } else {
           entry.state = 'queued';
           entry.packetId = undefined;
@@ -668,25 +728,69 @@ export class ClientSession {
     this.ids.release(entry.packetId!);
     this.unstore(step, entry);
     if (code >= 0x80 && !handedOver) {
-      step.events.push({
-        type: 'publish-failed',
-        seq: entry.seq,
-        error: new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
-          reasonCode: code,
-        }),
+      const error = new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
+        reasonCode: code,
       });
+      step.events.push(failedEvent(entry, error));
     } else {
-      step.events.push({ type: 'published', seq: entry.seq, reasonCode: code, properties: props });
+      const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode: code, properties: props };
+      if (entry.owner !== undefined) event.owner = entry.owner;
+      step.events.push(event);
     }
   }
 
-  /** Sends queued messages while connected and the window allows. */
-  private pump(step: Step, now: number): void {
+  /** Whether freed window slots are held back, waiting for more to free (`batchRefills`). */
+  get holding(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Ends a hold that lasted: sends what the window allows now. A hold that had to be released means the next
+   * PUBACK did not come by itself (a server with Nagle on waits for our TCP ACK): when that keeps happening,
+   * batching stops for this connection.
+   */
+  releaseHeld(now: number): Step {
+    const step = newStep();
+    if (!this.held) return step;
+    this.held = false;
+    // As often released as filled: the server waits for our write (Nagle). Now and then: a busy machine, keep on.
+    if (++this.holdsReleased >= RELEASES_BEFORE_JUDGING && this.holdsReleased * 2 > this.holdsFilled) {
+      this.batchingOff = true;
+    }
+    this.pump(step, now, true);
+    return step;
+  }
+
+  /**
+   * With a full window and a backlog, hold fewer than a batch of freed slots. Against a server that acknowledges
+   * one PUBLISH per write (Mosquitto with TCP_NODELAY), refilling each slot as its PUBACK arrives costs a write
+   * per message on both sides; a batch of refills is one write, and the server still has the rest of the window
+   * to work on meanwhile.
+   */
+  private shouldHold(window: number): boolean {
+    if (this.options.batchRefills !== true || this.batchingOff) return false;
+    const inflight = this.inflight.size;
+    const free = window - inflight;
+    if (inflight === 0 || free <= 0) return false;
+    const head = this.queue.peek();
+    if (head === undefined || head.qos === 0) return false;
+    const batch = Math.min(8, window >> 2);
+    return batch >= 2 && free < Math.min(batch, this.queue.length);
+  }
+
+  /** Sends queued messages while connected and the window allows (and no batch of refills is being gathered). */
+  private pump(step: Step, now: number, release = false): void {
     if (this.state !== 'connected') return;
     const window = Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
-    // Every free slot is refilled at once (the client coalesces one read's refills into one write). Holding slots
-    // back until several are free stalls 40 ms a round trip against a server with Nagle on (Mosquitto's default):
-    // it sends one PUBACK, holds the rest until our TCP ACK, and the delayed ACK waits for data we never write.
+    if (!release && this.shouldHold(window)) {
+      this.held = true;
+      return;
+    }
+    if (this.held) {
+      this.held = false;
+      this.holdsFilled++;
+    }
+    // Without batching every free slot is refilled at once (the client writes one read's refills as one chunk).
     for (;;) {
       const entry = this.queue.peek();
       if (entry === undefined) return;
@@ -696,12 +800,12 @@ export class ClientSession {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
         if (entry.qos > 0) this.unstore(step, entry);
-        step.events.push({ type: 'publish-failed', seq: entry.seq, error: err as MqttError });
+        step.events.push(failedEvent(entry, err as MqttError));
         continue;
       }
       if (entry.qos === 0) {
         this.send(step, this.wirePublish(entry, false), now);
-        step.events.push({ type: 'published', seq: entry.seq, reasonCode: 0 });
+        step.events.push(publishedEvent(entry, 0));
         continue;
       }
       entry.packetId = this.ids.allocate();
@@ -813,14 +917,18 @@ export class ClientSession {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
       if (dropped.qos > 0) this.unstore(step, dropped);
-      step.events.push({
-        type: 'publish-failed',
-        seq: dropped.seq,
-        error: new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
-      });
+      step.events.push(
+        failedEvent(
+          dropped,
+          new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
+        ),
+      );
     }
   }
 }
+
+/** Held refills released by the caller's timer before batching may be judged useless for the connection. */
+const RELEASES_BEFORE_JUDGING = 8;
 
 function defaultLimits(keepalive: number): ServerLimits {
   return {

@@ -258,7 +258,7 @@ describe('dependability against the fake broker', () => {
     });
   });
 
-  test('a full window refills the slot one PUBACK frees at once (a Nagle server holds its next acks until then)', async () => {
+  test('a full window against a Nagle server (next acks held until we write): a refill held for a batch goes out within a moment, then batching stops', async () => {
     await withBroker(async (broker) => {
       broker.script = {
         connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: 0, properties: { receiveMaximum: 20 } }),

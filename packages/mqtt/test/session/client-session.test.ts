@@ -393,6 +393,57 @@ describe('in-flight window', () => {
     assert.equal(s.queuedCount, 9);
   });
 
+  test('batchRefills: freed slots gather to a batch (a quarter of the window) before the refills go out', () => {
+    const { s } = connected({ batchRefills: true }, { receiveMaximum: 20 });
+    for (let i = 0; i < 40; i++) s.publish(msg('a', 1, String(i)), 1);
+    const text = (step: Step) => publishes(step).map((p) => new TextDecoder().decode(p.payload));
+    for (let id = 1; id <= 4; id++) {
+      const step = s.handle({ type: 'puback', packetId: id }, 2);
+      assert.deepEqual(publishes(step), [], `slot ${id} held`);
+      assert.equal(s.holding, true);
+    }
+    assert.equal(s.inflightCount, 16, 'never above Receive Maximum, and the server keeps work meanwhile');
+    const fifth = s.handle({ type: 'puback', packetId: 5 }, 3);
+    assert.deepEqual(text(fifth), ['20', '21', '22', '23', '24'], 'one batch, in order');
+    assert.equal(s.holding, false);
+    assert.equal(s.inflightCount, 20);
+  });
+
+  test('batchRefills: nothing is held with the window empty, a short backlog, or QoS 0 next', () => {
+    const { s } = connected({ batchRefills: true }, { receiveMaximum: 20 });
+    for (let i = 0; i < 21; i++) s.publish(msg('a', 1, String(i)), 1);
+    // One message waiting: a batch of one.
+    assert.equal(publishes(s.handle({ type: 'puback', packetId: 1 }, 2)).length, 1);
+    assert.equal(s.holding, false);
+    s.publish(msg('zero', 0), 3);
+    assert.equal(s.queuedCount, 0, 'QoS 0 takes no slot and waits for none');
+    const small = connected({ batchRefills: true }, { receiveMaximum: 4 }).s;
+    for (let i = 0; i < 8; i++) small.publish(msg('a', 1, String(i)), 1);
+    assert.equal(publishes(small.handle({ type: 'puback', packetId: 1 }, 2)).length, 1, 'window 4: no batching');
+  });
+
+  test('batchRefills: releaseHeld sends what is free; holds that keep needing it turn batching off', () => {
+    const { s } = connected({ batchRefills: true }, { receiveMaximum: 20 });
+    for (let i = 0; i < 100; i++) s.publish(msg('a', 1, String(i)), 1);
+    let nextAck = 1;
+    // As a server with Nagle on: one PUBACK, then nothing until we write.
+    for (let round = 0; round < 8; round++) {
+      assert.deepEqual(publishes(s.handle({ type: 'puback', packetId: nextAck++ }, 2)), []);
+      assert.equal(s.holding, true);
+      assert.equal(publishes(s.releaseHeld(3)).length, 1);
+      assert.equal(s.holding, false);
+    }
+    assert.equal(publishes(s.handle({ type: 'puback', packetId: nextAck++ }, 4)).length, 1, 'no more holding');
+    assert.equal(s.holding, false);
+    assert.deepEqual(s.releaseHeld(5).packets, [], 'nothing held, nothing sent');
+    // A new connection starts batching again.
+    s.connectionLost();
+    s.connect(6);
+    s.handle(connack({ receiveMaximum: 20 }, true), 6);
+    assert.deepEqual(publishes(s.handle({ type: 'puback', packetId: nextAck++ }, 7)), []);
+    assert.equal(s.holding, true);
+  });
+
   test('replay after reconnect sends a whole window at once, DUP for in-flight ones', () => {
     const s = session({ clean: false });
     s.connect(0);

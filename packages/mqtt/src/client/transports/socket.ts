@@ -2,9 +2,18 @@
 import type { Socket } from 'node:net';
 import type { Transport, TransportHandlers } from '../transport.js';
 
-export function socketTransport(socket: Socket, handlers: TransportHandlers): Transport {
+export interface SocketTransportOptions {
+  /** The socket was created with `onread`, which hands the bytes to `handlers.data` itself (no 'data' events). */
+  dataViaOnread?: boolean;
+}
+
+export function socketTransport(
+  socket: Socket,
+  handlers: TransportHandlers,
+  options: SocketTransportOptions = {},
+): Transport {
   let lastError: Error | undefined;
-  socket.on('data', (chunk: Buffer) => handlers.data(chunk));
+  if (options.dataViaOnread !== true) socket.on('data', (chunk: Buffer) => handlers.data(chunk));
   socket.on('error', (err) => {
     lastError = err;
   });
