@@ -35,6 +35,24 @@ async function run(args: string[], out = io()) {
   return { code, stdout: out.stdout.text, stderr: out.stderr.text };
 }
 
+/** Creates and starts a campaign over `vins` through the CLI; its id. */
+async function startedCampaign(name: string, vins: string[]): Promise<string> {
+  const created = await run([
+    'create',
+    '--name',
+    name,
+    '--artifact',
+    sha256,
+    '--vin',
+    vins.join(','),
+    '--start',
+    '--json',
+    ...api(),
+  ]);
+  assert.equal(created.code, 0, created.stderr);
+  return JSON.parse(created.stdout).id as string;
+}
+
 /** Waits until the fake service has exactly `n` event subscribers for the campaign (1: the watcher is connected). */
 async function subscribed(id: string, n = 1, what = 'watch to subscribe'): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -230,19 +248,7 @@ describe('watch', () => {
   test('line per update on a pipe, exit 0 when the campaign completes', async (t) => {
     if (backend === undefined) return t.skip('openssl not available to make a test certificate');
     const service = backend.service;
-    const created = await run([
-      'create',
-      '--name',
-      'w',
-      '--artifact',
-      sha256,
-      '--vin',
-      VINS.join(','),
-      '--start',
-      '--json',
-      ...api(),
-    ]);
-    const id = JSON.parse(created.stdout).id as string;
+    const id = await startedCampaign('w', VINS);
     const watching = run(['watch', id, ...api()]);
     await subscribed(id);
     service.report(id, VINS[0] as string, 'IN_PROGRESS');
@@ -260,19 +266,7 @@ describe('watch', () => {
 
   test('redraws in place on a terminal, exit 1 when the campaign is canceled', async (t) => {
     if (backend === undefined) return t.skip('openssl not available to make a test certificate');
-    const created = await run([
-      'create',
-      '--name',
-      'tty',
-      '--artifact',
-      sha256,
-      '--vin',
-      VINS.join(','),
-      '--start',
-      '--json',
-      ...api(),
-    ]);
-    const id = JSON.parse(created.stdout).id as string;
+    const id = await startedCampaign('tty', VINS);
     const out = io(new Capture(true));
     const watching = run(['watch', id, ...api()], out);
     await subscribed(id);
@@ -312,19 +306,7 @@ describe('watch', () => {
 
   test('an abort signal stops watching with 130', async (t) => {
     if (backend === undefined) return t.skip('openssl not available to make a test certificate');
-    const created = await run([
-      'create',
-      '--name',
-      'sig',
-      '--artifact',
-      sha256,
-      '--vin',
-      VINS[0] as string,
-      '--start',
-      '--json',
-      ...api(),
-    ]);
-    const id = JSON.parse(created.stdout).id as string;
+    const id = await startedCampaign('sig', [VINS[0] as string]);
     const controller = new AbortController();
     const out = io();
     const watching = runCampaign(['watch', id, ...api()], { ...out, signal: controller.signal });
@@ -337,19 +319,7 @@ describe('watch', () => {
     timeout: 20_000,
   }, async (t) => {
     if (backend === undefined) return t.skip('openssl not available to make a test certificate');
-    const created = await run([
-      'create',
-      '--name',
-      'early',
-      '--artifact',
-      sha256,
-      '--vin',
-      VINS[0] as string,
-      '--start',
-      '--json',
-      ...api(),
-    ]);
-    const id = JSON.parse(created.stdout).id as string;
+    const id = await startedCampaign('early', [VINS[0] as string]);
     for (const delayMs of [0, 1, 5]) {
       const controller = new AbortController();
       const watching = runCampaign(['watch', id, ...api()], { ...io(), signal: controller.signal });
