@@ -18,6 +18,7 @@ export {
   Journal,
   type JournalOptions,
   LEGACY_JOURNAL_FILE,
+  MAX_OPEN_JOURNALS,
 } from './journal.js';
 export { Link } from './link.js';
 export {

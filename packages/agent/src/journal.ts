@@ -19,6 +19,15 @@ export const COMPACT_BYTES = 64 * 1024;
 const NEWLINE = 0x0a;
 const TAB = 0x09;
 
+/**
+ * At most this many journals of one process hold their log open. A fleet simulator runs thousands of agents in one
+ * process, whose open-files limit their sockets share: past it, the journal written least recently lets go of its
+ * file and opens it again (to append) at its next write.
+ */
+export const MAX_OPEN_JOURNALS = 1024;
+/** The journals holding their log open, least recently written first. */
+const openJournals = new Set<Journal>();
+
 export class AgentError extends Error {
   readonly code: string;
 
@@ -100,8 +109,31 @@ export class Journal {
   async close(): Promise<void> {
     this.closed = true;
     await this.chain;
+    openJournals.delete(this);
     await this.file?.close().catch(() => undefined);
     this.file = undefined;
+  }
+
+  /** Marks this journal as the latest written; past MAX_OPEN_JOURNALS the least recent one lets go of its file. */
+  private touch(): void {
+    openJournals.delete(this);
+    openJournals.add(this);
+    if (openJournals.size <= MAX_OPEN_JOURNALS) return;
+    const oldest = openJournals.values().next().value as Journal;
+    openJournals.delete(oldest);
+    oldest.letGo();
+  }
+
+  /** Closes the log after the writes in hand; it ends with an intact line, so the next write appends to it. */
+  private letGo(): void {
+    const next = this.chain.then(async () => {
+      const file = this.file;
+      if (file === undefined || openJournals.has(this)) return;
+      this.file = undefined;
+      this.intactBytes = this.bytes;
+      await file.close();
+    });
+    this.chain = next.catch(() => undefined);
   }
 
   private async writeNow(line: Buffer): Promise<void> {
@@ -116,6 +148,7 @@ export class Journal {
       await this.file.writeFile(line);
       if (this.fsync) await this.file.datasync();
       this.bytes += line.length;
+      this.touch();
     } catch (e) {
       // Part of the line may be on disk: the next state goes into a fresh file rather than after a torn line.
       await this.dropFile();
@@ -148,11 +181,13 @@ export class Journal {
     this.legacyRead = false;
     this.file = await open(this.path, 'a');
     this.bytes = line.length;
+    this.touch();
   }
 
   private async dropFile(): Promise<void> {
     const file = this.file;
     this.file = undefined;
+    openJournals.delete(this);
     await file?.close().catch(() => undefined);
   }
 

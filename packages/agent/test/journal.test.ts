@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,6 +17,7 @@ import {
   JOURNAL_FILE,
   Journal,
   LEGACY_JOURNAL_FILE,
+  MAX_OPEN_JOURNALS,
   type Phase,
   RESTART_EXIT_CODE,
   runAgent,
@@ -107,6 +109,29 @@ describe('journal file', () => {
         await next.write(state(3));
         await next.close();
         assert.equal((await new Journal(dir.path).read())?.boots, 3, 'the new state is readable after the torn line');
+      }
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  test('a process holds at most MAX_OPEN_JOURNALS logs open; the others reopen theirs to append', async () => {
+    const dir = await tempDir();
+    const openFiles = () => readdirSync('/proc/self/fd').length;
+    try {
+      const count = MAX_OPEN_JOURNALS + 16;
+      const journals = Array.from({ length: count }, (_, i) => new Journal(join(dir.path, `v${i}`), { fsync: false }));
+      const before = openFiles();
+      for (const journal of journals) await journal.write(state(1));
+      // Let the evicted journals' closes (queued behind their writes) run.
+      await Promise.all(journals.map((j) => j.write(state(2))));
+      const held = openFiles() - before;
+      assert.ok(held <= MAX_OPEN_JOURNALS + 2, `${held} files held open for ${count} journals`);
+      for (const journal of journals) await journal.close();
+      for (let i = 0; i < count; i += 97) {
+        const text = await readFile(join(dir.path, `v${i}`, JOURNAL_FILE), 'utf8');
+        assert.equal(text.split('\n').length, 3, 'both states appended to one log');
+        assert.equal((await new Journal(join(dir.path, `v${i}`)).read())?.boots, 2);
       }
     } finally {
       await dir.remove();
