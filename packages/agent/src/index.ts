@@ -19,6 +19,7 @@ export {
   type JournalOptions,
   LEGACY_JOURNAL_FILE,
   MAX_OPEN_JOURNALS,
+  setMaxOpenJournals,
 } from './journal.js';
 export { Link } from './link.js';
 export {

@@ -20,13 +20,22 @@ const NEWLINE = 0x0a;
 const TAB = 0x09;
 
 /**
- * At most this many journals of one process hold their log open. A fleet simulator runs thousands of agents in one
- * process, whose open-files limit their sockets share: past it, the journal written least recently lets go of its
- * file and opens it again (to append) at its next write.
+ * By default at most this many journals of one process hold their log open. A fleet simulator runs thousands of
+ * agents in one process, whose open-files limit their sockets share: past it, the journal written least recently
+ * lets go of its file and opens it again (to append) at its next write.
  */
 export const MAX_OPEN_JOURNALS = 1024;
+let maxOpenJournals = MAX_OPEN_JOURNALS;
 /** The journals holding their log open, least recently written first. */
 const openJournals = new Set<Journal>();
+
+/**
+ * Sets how many journals of this process may hold their log open (a simulator that knows its file budget raises
+ * it: a cap below the number of agents writing in turn makes every write reopen its log).
+ */
+export function setMaxOpenJournals(count: number): void {
+  maxOpenJournals = Math.max(1, Math.floor(count));
+}
 
 export class AgentError extends Error {
   readonly code: string;
@@ -114,11 +123,11 @@ export class Journal {
     this.file = undefined;
   }
 
-  /** Marks this journal as the latest written; past MAX_OPEN_JOURNALS the least recent one lets go of its file. */
+  /** Marks this journal as the latest written; past the cap the least recent one lets go of its file. */
   private touch(): void {
     openJournals.delete(this);
     openJournals.add(this);
-    if (openJournals.size <= MAX_OPEN_JOURNALS) return;
+    if (openJournals.size <= maxOpenJournals) return;
     const oldest = openJournals.values().next().value as Journal;
     openJournals.delete(oldest);
     oldest.letGo();

@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import {
   type AgentState,
@@ -123,8 +124,10 @@ describe('journal file', () => {
       const journals = Array.from({ length: count }, (_, i) => new Journal(join(dir.path, `v${i}`), { fsync: false }));
       const before = openFiles();
       for (const journal of journals) await journal.write(state(1));
-      // Let the evicted journals' closes (queued behind their writes) run.
       await Promise.all(journals.map((j) => j.write(state(2))));
+      // The evicted journals close their files right after their writes (queued behind them): wait for that.
+      const deadline = Date.now() + 5000;
+      while (openFiles() - before > MAX_OPEN_JOURNALS + 2 && Date.now() < deadline) await delay(10);
       const held = openFiles() - before;
       assert.ok(held <= MAX_OPEN_JOURNALS + 2, `${held} files held open for ${count} journals`);
       for (const journal of journals) await journal.close();

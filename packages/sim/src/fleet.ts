@@ -8,7 +8,9 @@ import {
   type AgentRunner,
   createTickerScheduler,
   Link,
+  MAX_OPEN_JOURNALS,
   runAgent,
+  setMaxOpenJournals,
   type VehicleConditions,
 } from '@otalink/agent';
 import type { ClientOptions } from '@otalink/mqtt';
@@ -71,6 +73,10 @@ const REFUSING: VehicleConditions = { parked: false, batteryPercent: 10, ownerCo
 
 export async function createFleet(options: FleetOptions): Promise<Fleet> {
   const plan = planFleet(options);
+  // Every vehicle's journal may stay open up to 5000 vehicles: a vehicle holds its MQTT socket and its journal, and
+  // while it downloads a TLS socket and the file, so 5000 stay within the 20 000 files one process may hold here.
+  // Beyond that the journals share the default budget (each write past it reopens its log).
+  setMaxOpenJournals(Math.max(MAX_OPEN_JOURNALS, Math.min(plan.length, 5000)));
   const knobs = options.knobs ?? {};
   const scheduler = createTickerScheduler(100);
   const runners = new Map<string, AgentRunner>();
