@@ -18,6 +18,18 @@ import type { JobStatus, TrustedKey, TrustedKeys } from '@otalink/ota';
 import type { Logger } from 'pino';
 import { type FleetKnobs, planFleet, type VehiclePlan } from './plan.js';
 
+/**
+ * Up to this many vehicles a fleet keeps every journal open (a vehicle holds its MQTT socket and its journal, and
+ * while it downloads a TLS socket and the file: 5000 stay within the 20 000 files one process may hold here).
+ * Larger fleets share the agent's default budget (each write past it reopens its log).
+ */
+export const FLEET_OPEN_JOURNALS = 5000;
+
+/** How many journal files a fleet of `vehicles` keeps open at most. */
+export function fleetOpenJournals(vehicles: number): number {
+  return vehicles <= FLEET_OPEN_JOURNALS ? Math.max(MAX_OPEN_JOURNALS, vehicles) : MAX_OPEN_JOURNALS;
+}
+
 export interface FleetOptions {
   vehicles: number;
   /** The first vehicle's number (default 0): VINs are vinPrefix + the number in six digits. */
@@ -73,10 +85,7 @@ const REFUSING: VehicleConditions = { parked: false, batteryPercent: 10, ownerCo
 
 export async function createFleet(options: FleetOptions): Promise<Fleet> {
   const plan = planFleet(options);
-  // Every vehicle's journal may stay open up to 5000 vehicles: a vehicle holds its MQTT socket and its journal, and
-  // while it downloads a TLS socket and the file, so 5000 stay within the 20 000 files one process may hold here.
-  // Beyond that the journals share the default budget (each write past it reopens its log).
-  setMaxOpenJournals(Math.max(MAX_OPEN_JOURNALS, Math.min(plan.length, 5000)));
+  setMaxOpenJournals(fleetOpenJournals(plan.length));
   const knobs = options.knobs ?? {};
   const scheduler = createTickerScheduler(100);
   const runners = new Map<string, AgentRunner>();

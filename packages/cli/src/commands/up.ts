@@ -5,6 +5,7 @@ import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BACKEND_IDENTITY } from '@otalink/pki';
 import { pino } from 'pino';
+import { fleetTooLarge } from '../stack/file-budget.js';
 import { type AgentFleet, simulatedFleet } from '../stack/fleet.js';
 import { otalinkHome } from '../stack/home.js';
 import { checkKnobs, type FailureKnobs } from '../stack/knobs.js';
@@ -156,6 +157,8 @@ export const up: Command = {
       if (!Number.isInteger(vehicles) || vehicles < 0 || vehicles > 100_000) {
         throw new Error(`--vehicles: expected 0..100000, got "${values.vehicles}"`);
       }
+      const tooLarge = fleetTooLarge(vehicles);
+      if (tooLarge !== undefined) throw new Error(tooLarge);
       httpPort = port(values['http-port'], DEFAULT_HTTP_PORT, '--http-port');
       dashboardPort =
         values['dashboard-port'] === 'off'
