@@ -61,9 +61,10 @@ export class Journal {
   private chain: Promise<void> = Promise.resolve();
   /** The log, open for appending, once this instance knows it ends with an intact line. */
   private file: FileHandle | undefined;
+  /** The log's length: what is appended to, and what says when to compact. */
   private bytes = 0;
-  /** Set by read() when the log on disk ends exactly after an intact line, so appending to it is safe. */
-  private intactBytes: number | undefined;
+  /** While the log is closed: it ends exactly after an intact line (read() found it so, or it was let go). */
+  private appendable = false;
   private closed = false;
   /** read() took the state from an earlier agent's journal.json, which the first compaction then removes. */
   private legacyRead = false;
@@ -87,7 +88,8 @@ export class Journal {
         // Every line we write is synced before the next one is appended: no intact line means the disk lies.
         throw new AgentError('AGENT_ERR_JOURNAL', `${this.path} holds no intact record`);
       }
-      this.intactBytes = last.end === log.length ? last.end : undefined;
+      this.bytes = last.end;
+      this.appendable = last.end === log.length;
       return checkFormat(last.value, this.path);
     }
     const legacy = await this.readOptional(this.legacyPath);
@@ -109,7 +111,12 @@ export class Journal {
     line[json.length] = TAB;
     line.write(crc32(json).toString(16).padStart(8, '0'), json.length + 1, 'latin1');
     line[json.length + 9] = NEWLINE;
-    const next = this.chain.then(() => this.writeNow(line));
+    return this.enqueue(() => this.writeNow(line));
+  }
+
+  /** Runs `step` after the steps in hand; a failed step does not stop the ones after it. */
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(step);
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -135,24 +142,21 @@ export class Journal {
 
   /** Closes the log after the writes in hand; it ends with an intact line, so the next write appends to it. */
   private letGo(): void {
-    const next = this.chain.then(async () => {
+    void this.enqueue(async () => {
       const file = this.file;
       if (file === undefined || openJournals.has(this)) return;
       this.file = undefined;
-      this.intactBytes = this.bytes;
+      this.appendable = true;
       await file.close();
     });
-    this.chain = next.catch(() => undefined);
   }
 
   private async writeNow(line: Buffer): Promise<void> {
     if (this.closed) throw new AgentError('AGENT_ERR_JOURNAL', `the journal ${this.path} is closed`);
-    if (this.file === undefined && this.intactBytes !== undefined && this.intactBytes + line.length < COMPACT_BYTES) {
-      this.file = await open(this.path, 'a');
-      this.bytes = this.intactBytes;
-    }
-    this.intactBytes = undefined;
-    if (this.file === undefined || this.bytes + line.length > COMPACT_BYTES) return this.compact(line);
+    const fits = this.bytes + line.length <= COMPACT_BYTES;
+    if (this.file === undefined && this.appendable && fits) this.file = await open(this.path, 'a');
+    this.appendable = false;
+    if (this.file === undefined || !fits) return this.compact(line);
     try {
       await this.file.writeFile(line);
       if (this.fsync) await this.file.datasync();
