@@ -210,6 +210,43 @@ describe('download', () => {
     assert.equal(server.requests.length, 0, 'no request reached the server');
   });
 
+  test('a trusted certificate for another host name is refused before any request', async () => {
+    const elsewhere = await startArtifactServer({ certificate: makeCertificate('DNS:artifacts.example.com') });
+    try {
+      elsewhere.put('/a.bin', BYTES);
+      const result = await download({
+        url: elsewhere.url('/a.bin'),
+        path: join(dir, 'other-host.part'),
+        size: BYTES.length,
+        ca: elsewhere.ca,
+        maxAttempts: 2,
+        ...fast,
+      });
+      assert.equal(result.ok === false && result.code, 'AGENT_ERR_DOWNLOAD_FAILED');
+      assert.match(result.ok === false ? result.text : '', /IP: 127\.0\.0\.1 is not in the cert's list/);
+      assert.equal(elsewhere.requests.length, 0, 'no request reached the server');
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  test('each download has its own connection, closed with the response (no pool shared by vehicles)', async () => {
+    server.requests.length = 0;
+    for (const name of ['own-1.part', 'own-2.part']) {
+      const result = await download({
+        url: server.url('/a.bin'),
+        path: join(dir, name),
+        size: BYTES.length,
+        ca: server.ca,
+      });
+      assert.equal(result.ok, true);
+    }
+    assert.deepEqual(
+      server.requests.map((r) => r.connection),
+      ['close', 'close'],
+    );
+  });
+
   test('plain http only when allowed', async () => {
     const plain = await startArtifactServer({ http: true });
     try {

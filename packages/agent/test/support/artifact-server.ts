@@ -14,8 +14,8 @@ export interface TestCertificate {
   key: string;
 }
 
-/** A self-signed certificate for 127.0.0.1 and localhost (it is its own CA). */
-export function makeCertificate(): TestCertificate {
+/** A self-signed certificate (it is its own CA), by default for 127.0.0.1 and localhost. */
+export function makeCertificate(altNames = 'IP:127.0.0.1,DNS:localhost'): TestCertificate {
   const dir = mkdtempSync(join(tmpdir(), 'otalink-cert-'));
   try {
     execFileSync(
@@ -33,7 +33,7 @@ export function makeCertificate(): TestCertificate {
         '-subj',
         '/CN=localhost',
         '-addext',
-        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        `subjectAltName=${altNames}`,
         '-keyout',
         join(dir, 'key.pem'),
         '-out',
@@ -52,6 +52,8 @@ export interface RequestRecord {
   range: string | undefined;
   ifRange: string | undefined;
   status: number;
+  /** The Connection header the client sent. */
+  connection: string | undefined;
 }
 
 export interface ArtifactServer {
@@ -91,7 +93,7 @@ export async function startArtifactServer(options: { http?: boolean; certificate
     const range = req.headers.range;
     const ifRangeHeader = req.headers['if-range'];
     const ifRange = Array.isArray(ifRangeHeader) ? ifRangeHeader[0] : ifRangeHeader;
-    const record: RequestRecord = { path, range, ifRange, status: 0 };
+    const record: RequestRecord = { path, range, ifRange, status: 0, connection: req.headers.connection };
     requests.push(record);
     const send = (status: number, headers: Record<string, string | number> = {}) => {
       record.status = status;
