@@ -134,6 +134,8 @@ export interface ArtifactFile {
   contentType: string;
   /** Strong ETag: the quoted SHA-256. */
   etag: string;
+  /** The whole content, when the artifact is small enough to be served from memory. */
+  bytes?: Uint8Array;
 }
 
 export const SigningKeySchema = Type.Object({

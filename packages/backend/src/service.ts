@@ -212,14 +212,16 @@ export class Service implements BackendService {
 
   async openArtifact(sha256: string): Promise<ArtifactFile> {
     const info = await this.getArtifact(sha256);
-    const size = await this.d.files.sizeOf(sha256);
-    if (size === undefined) throw new BackendError('OTA_ERR_NOT_FOUND', `the bytes of artifact ${sha256} are missing`);
+    const stored = await this.d.files.open(sha256);
+    if (stored === undefined)
+      throw new BackendError('OTA_ERR_NOT_FOUND', `the bytes of artifact ${sha256} are missing`);
     return {
       path: this.d.files.pathOf(sha256),
-      size,
+      size: stored.size,
       sha256,
       contentType: info.contentType ?? 'application/octet-stream',
       etag: `"${sha256}"`,
+      ...(stored.bytes === undefined ? {} : { bytes: stored.bytes }),
     };
   }
 

@@ -1,16 +1,43 @@
 // Artifact bytes, stored by content: `<dir>/<sha256>`. An upload streams into a temp file while it is hashed, is
 // fsynced, then renamed to its hash, so a crash never leaves a half-written file under a valid name and the same
-// bytes uploaded twice land on the same file.
+// bytes uploaded twice land on the same file. Small artifacts are also kept in memory once read (a campaign
+// sends the same bytes to every vehicle: without this each download cost a stat, an open, reads and a close on the
+// file-system threads, for ten thousand vehicles all at once).
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ArtifactBytes, BackendError } from '../api.js';
 
+export interface ArtifactFilesOptions {
+  /** Artifacts up to this size are kept in memory after their first download (default 1 MiB) ... */
+  hotFileMaxBytes?: number;
+  /** ... up to this many bytes in all; the least recently served go first (default 64 MiB). */
+  hotTotalMaxBytes?: number;
+}
+
+/** A stored artifact for serving: its size, and its bytes when it is small enough to be held in memory. */
+export interface StoredArtifact {
+  size: number;
+  bytes?: Buffer;
+}
+
 export class ArtifactFiles {
   private readonly tmpDir: string;
+  /** Small artifacts' bytes by SHA-256, least recently served first. */
+  private readonly hot = new Map<string, Buffer>();
+  private hotBytes = 0;
+  private readonly hotFileMaxBytes: number;
+  private readonly hotTotalMaxBytes: number;
+  /** One read per artifact however many downloads ask for it at once. */
+  private readonly loading = new Map<string, Promise<StoredArtifact | undefined>>();
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    options: ArtifactFilesOptions = {},
+  ) {
+    this.hotFileMaxBytes = options.hotFileMaxBytes ?? 1024 * 1024;
+    this.hotTotalMaxBytes = options.hotTotalMaxBytes ?? 64 * 1024 * 1024;
     this.tmpDir = join(dir, 'tmp');
     try {
       mkdirSync(this.tmpDir, { recursive: true });
@@ -34,6 +61,46 @@ export class ArtifactFiles {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The artifact for serving, or undefined when its file is missing. A small one comes with its bytes, read once
+   * and checked against its hash (bytes that do not match are not kept: they are streamed from the file as they
+   * are, and the vehicle's own hash check refuses them).
+   */
+  async open(sha256: string): Promise<StoredArtifact | undefined> {
+    const bytes = this.hot.get(sha256);
+    if (bytes !== undefined) {
+      this.hot.delete(sha256);
+      this.hot.set(sha256, bytes);
+      return { size: bytes.length, bytes };
+    }
+    let pending = this.loading.get(sha256);
+    if (pending === undefined) {
+      pending = this.load(sha256).finally(() => this.loading.delete(sha256));
+      this.loading.set(sha256, pending);
+    }
+    return pending;
+  }
+
+  private async load(sha256: string): Promise<StoredArtifact | undefined> {
+    const size = await this.sizeOf(sha256);
+    if (size === undefined || size > this.hotFileMaxBytes) return size === undefined ? undefined : { size };
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(this.pathOf(sha256));
+    } catch {
+      return undefined;
+    }
+    if (createHash('sha256').update(bytes).digest('hex') !== sha256) return { size };
+    this.hot.set(sha256, bytes);
+    this.hotBytes += bytes.length;
+    for (const [key, held] of this.hot) {
+      if (this.hotBytes <= this.hotTotalMaxBytes) break;
+      this.hot.delete(key);
+      this.hotBytes -= held.length;
+    }
+    return { size: bytes.length, bytes };
   }
 
   /** Writes the bytes, returns their SHA-256 and size. `maxBytes` bounds an upload. */
@@ -73,6 +140,11 @@ export class ArtifactFiles {
   }
 
   async remove(sha256: string): Promise<void> {
+    const held = this.hot.get(sha256);
+    if (held !== undefined) {
+      this.hot.delete(sha256);
+      this.hotBytes -= held.length;
+    }
     await unlink(this.pathOf(sha256)).catch(() => undefined);
   }
 }

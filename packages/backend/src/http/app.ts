@@ -196,7 +196,14 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     async open(sha256) {
       try {
         const file = await service.openArtifact(sha256);
-        return { size: file.size, read: (start, end) => createReadStream(file.path, { start, end }) };
+        const bytes = file.bytes;
+        return {
+          size: file.size,
+          read: (start, end) =>
+            bytes === undefined
+              ? createReadStream(file.path, { start, end })
+              : Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1),
+        };
       } catch (error) {
         if (isBackendError(error) && error.code === 'OTA_ERR_NOT_FOUND') return undefined;
         throw error;

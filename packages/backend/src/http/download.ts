@@ -1,6 +1,7 @@
 // The artifact download a vehicle follows from its manifest: GET/HEAD /artifacts/{sha256}?exp=&sig=.
 // Content-addressed, so the sha256 is the strong ETag and never changes; resumable with Range (and If-Range, so a
-// resumed download never splices two different files); streamed from disk, never buffered whole.
+// resumed download never splices two different files); streamed from disk, never buffered whole
+// (small artifacts excepted: those the backend holds in memory are sent from there).
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -14,8 +15,11 @@ export type UrlCheck = 'ok' | 'expired' | 'invalid';
 export interface DownloadSource {
   /** Checks the expiring signature of a download URL. */
   check(sha256: string, exp: string | undefined, sig: string | undefined): UrlCheck;
-  /** The artifact's size and a way to stream a byte range of it (inclusive end), or undefined when unknown. */
-  open(sha256: string): Promise<{ size: number; read(start: number, end: number): Readable } | undefined>;
+  /**
+   * The artifact's size and a byte range of it (inclusive end): a stream from disk, or the bytes themselves for a
+   * small artifact held in memory. Undefined when unknown.
+   */
+  open(sha256: string): Promise<{ size: number; read(start: number, end: number): Readable | Buffer } | undefined>;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
