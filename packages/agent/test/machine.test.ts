@@ -47,7 +47,8 @@ class Driver {
   }
 
   send(event: MachineEvent): Action[] {
-    const result = step(this.state, event, {
+    // Frozen: a step that changed its input in place (state shared with the previous one) throws here.
+    const result = step(deepFreeze(this.state), event, {
       now: this.now,
       config: {
         hardwareId: 'tcu-v2',
@@ -93,6 +94,14 @@ function types(actions: Action[]): string[] {
 
 function statusLine(r: Report): string {
   return [r.status, r.step, r.paused ? 'paused' : '', r.reason?.code ?? ''].filter(Boolean).join(' ');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }
 
 describe('happy path', () => {
