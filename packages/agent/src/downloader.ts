@@ -83,7 +83,8 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     try {
       const result = await attempt(url, { ...options, signal: request.signal }, before, held);
       if (result.complete) {
-        if (options.fsync !== false) await syncFile(options.path);
+        // A body received in this attempt was synced through its own handle before it closed.
+        if (options.fsync !== false && !result.synced) await syncFile(options.path);
         return { ok: true, bytes: result.bytes, etag: held.etag };
       }
     } catch (e) {
@@ -112,6 +113,8 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
 interface AttemptResult {
   complete: boolean;
   bytes: number;
+  /** The file reached the disk (fsync) before this attempt let go of it. */
+  synced?: boolean;
 }
 
 async function attempt(
@@ -164,7 +167,7 @@ async function attempt(
   held.etag = newEtag;
   const done = await receive(response, options, start, newEtag);
   if (done < options.size) throw new Error(`connection ended after ${done} of ${options.size} bytes`);
-  return { complete: true, bytes: done };
+  return { complete: true, bytes: done, synced: options.fsync !== false };
 }
 
 /** Received bytes waiting for the disk above this pause the response; it resumes below a quarter of it. */
@@ -244,7 +247,12 @@ async function receive(
       });
     }
   } finally {
-    await file.close();
+    try {
+      // Complete: synced before the handle closes, instead of reopening the file for it afterwards.
+      if (done === options.size && failure === undefined && options.fsync !== false) await file.sync();
+    } finally {
+      await file.close();
+    }
   }
   if (failure instanceof Permanent) throw failure;
   if (failure !== undefined && done < options.size) throw failure;
