@@ -2,19 +2,21 @@
 // backend ingests per second (from its stats()), and the backend's memory, for fleets of 1 k and 10 k simulated
 // vehicles with a small artifact and no rate limit.
 //
-//   node --import tsx bench/ota.ts                         1000 and 10000 vehicles, each with both fleets
+//   node --import tsx bench/ota.ts                         1000 and 10000 vehicles, each with every fleet
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
 //   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
-//            --fleet light,agent (default both; or OTA_BENCH_FLEET)
-//   OTA_BENCH_AGENT_DIR=<dir>: the agent fleet's state directories go there (e.g. /dev/shm: thousands of agents'
-//            journal replacements in one process make file creation on a disk file system a visible CPU cost)
+//            --fleet light,agent,agent-tmpfs (default all three; or OTA_BENCH_FLEET)
+//   OTA_BENCH_AGENT_DIR=<dir>: the `agent` fleet's state directories go there instead of the run's temp directory
 //   OTA_BENCH_CPU_PROF=<dir>: the broker and fleet processes write V8 CPU profiles there (--cpu-prof); for the
 //            backend (this process) run `node --cpu-prof --import tsx bench/ota.ts ...`
 //
-// Two fleets, one row each: `light` is a protocol-level vehicle (bench/ota/vehicle.ts: MQTT, manifest check,
+// Three fleets, one row each: `light` is a protocol-level vehicle (bench/ota/vehicle.ts: MQTT, manifest check,
 // download and hash, the reports; no disk), which measures the backend; `agent` runs the real TCU agent per vehicle
 // (@otalink/sim createFleet: journal, resumable downloader, A/B slots on disk, activation restart), which is what a
-// fleet of real vehicles costs the backend, and shows what one agent costs its process (fleet RSS per vehicle).
+// fleet of real vehicles costs the backend, and shows what one agent costs its process (fleet RSS per vehicle);
+// `agent-tmpfs` is the same with the agents' state on /dev/shm: ten thousand vehicles' fsyncs (journal, download,
+// slots: ~10 per update) queue on this machine's one disk, where real vehicles each have their own flash, so the
+// difference between the two rows is the simulator's shared disk, not the control plane.
 //
 // Processes: this one runs only the backend (engine + SQLite + the HTTPS server the artifacts are downloaded from),
 // so its memoryUsage() is the backend's; the broker (ours, plain TCP on loopback) runs in a child process; the fleet
@@ -42,7 +44,8 @@ const HARDWARE_ID = 'bench-tcu-1';
 const FACTORY_VERSION = '1.0.0';
 const MiB = 1024 * 1024;
 
-type FleetKind = 'light' | 'agent';
+/** agent-tmpfs: the agent fleet with its state directories on /dev/shm (fsync free, as if every vehicle had its own disk). */
+type FleetKind = 'light' | 'agent' | 'agent-tmpfs';
 
 interface Result {
   vehicles: number;
@@ -95,9 +98,11 @@ function sizes(): {
   if (list.some((n) => !Number.isInteger(n) || n < 1 || n > 20_000)) {
     throw new Error(`vehicles: expected integers 1..20000, got "${list.join(',')}"`);
   }
-  const fleets = (values.fleet ?? process.env.OTA_BENCH_FLEET ?? 'light,agent').split(',').map((s) => s.trim());
-  if (fleets.length === 0 || fleets.some((f) => f !== 'light' && f !== 'agent')) {
-    throw new Error(`fleet: expected light, agent or light,agent, got "${fleets.join(',')}"`);
+  const fleets = (values.fleet ?? process.env.OTA_BENCH_FLEET ?? 'light,agent,agent-tmpfs')
+    .split(',')
+    .map((s) => s.trim());
+  if (fleets.length === 0 || fleets.some((f) => f !== 'light' && f !== 'agent' && f !== 'agent-tmpfs')) {
+    throw new Error(`fleet: expected a list of light, agent, agent-tmpfs, got "${fleets.join(',')}"`);
   }
   const shards = Number(values.shards ?? process.env.OTA_BENCH_SHARDS ?? 2);
   if (!Number.isInteger(shards) || shards < 1 || shards > 8) throw new Error('shards: expected 1..8');
@@ -212,10 +217,8 @@ async function runOnce(
 ): Promise<Result> {
   const home = mkdtempSync(join(tmpdir(), 'otalink-bench-ota-'));
   // The agents' journals, downloads and slots: under the run's directory, or OTA_BENCH_AGENT_DIR (a tmpfs, say).
-  const agentRoot =
-    process.env.OTA_BENCH_AGENT_DIR === undefined
-      ? home
-      : mkdtempSync(join(process.env.OTA_BENCH_AGENT_DIR, 'otalink-bench-agents-'));
+  const agentDir = fleetKind === 'agent-tmpfs' ? '/dev/shm' : process.env.OTA_BENCH_AGENT_DIR;
+  const agentRoot = agentDir === undefined ? home : mkdtempSync(join(agentDir, 'otalink-bench-agents-'));
   const children: ChildProcess[] = [];
   const closers: Array<() => Promise<void>> = [];
   const watch = new ChildWatch();
