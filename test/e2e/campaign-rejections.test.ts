@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { AgentRunner } from '@otalink/agent';
@@ -57,8 +58,9 @@ test('tampered artifact, unknown key, older version, expired manifest, wrong har
       target: { vins: ['E2E-TAMPERED'] },
     });
     campaignOf.set('E2E-TAMPERED', (await h.service.startCampaign(tamperedDraft.id)).id);
-    const file = await h.service.openArtifact(second.sha256);
-    const handle = await open(file.path, 'r+');
+    // Changed where the backend stores it, before anything read it: the backend keeps a small artifact in memory
+    // once read and checked against its hash, so a later change on disk would never reach a vehicle.
+    const handle = await open(join(h.home, 'backend', 'artifacts', second.sha256), 'r+');
     await handle.write(Buffer.from('tampered after signing'), 0, undefined, 1000);
     await handle.close();
 
