@@ -115,6 +115,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       const started = Date.now();
       const contents = await store.load();
       core.restore(contents, Date.now());
+      // From here the sessions' queues and in-flight windows live in the broker alone; the store reads them there.
+      store.attachLive({ entries: (clientId) => core.sessions.get(clientId)?.state });
       core.refreshStoreStats();
       if (store.durable) {
         resolved.logger.info(
