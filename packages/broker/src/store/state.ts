@@ -11,7 +11,7 @@ import type { StoreContents, StoredDelivery, StoredSession, StoreLiveView } from
 
 export class StoreState {
   readonly sessions = new Map<string, StoredSession>();
-  readonly messages = new Map<number, Message>();
+  messages = new Map<number, Message>();
   readonly retained = new Map<string, number>();
   readonly wills: StoreContents['wills'] = new Map();
   /** Highest message or entry id seen: new ids continue after it. */
@@ -32,14 +32,15 @@ export class StoreState {
   dropEntries(): void {
     if (!this.#entries) return;
     this.#entries = false;
-    const retainedIds = new Set(this.retained.values());
-    for (const [id, message] of this.messages) {
-      if (retainedIds.has(id)) continue;
-      this.messages.delete(id);
-      this.liveBytes -= messageBytes(message);
+    // A new map of the few retained messages rather than 100 k deletes from the old one.
+    const all = this.messages;
+    this.messages = new Map();
+    for (const message of all.values()) this.liveBytes -= messageBytes(message);
+    for (const id of this.retained.values()) {
+      const message = all.get(id)!;
+      if (!this.messages.has(id)) this.#admit(id, message);
+      this.#ref(message);
     }
-    for (const message of this.messages.values()) message.storeRefs = 0;
-    for (const id of this.retained.values()) this.#ref(this.messages.get(id)!);
     for (const session of this.sessions.values()) {
       this.liveBytes -= (session.queue.size + session.inflight.size) * 48;
       session.queue.clear();
@@ -81,9 +82,22 @@ export class StoreState {
     return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
   }
 
+  /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
+  #unreferenced = 0;
+
+  #admit(id: number, message: Message): void {
+    message.storeId = id;
+    message.storeRefs = 0;
+    this.messages.set(id, message);
+    this.liveBytes += messageBytes(message);
+    this.#unreferenced++;
+  }
+
   // The reference count lives on the message (one Map lookup per reference instead of two Maps).
   #ref(message: Message): void {
-    message.storeRefs = (message.storeRefs ?? 0) + 1;
+    const count = message.storeRefs ?? 0;
+    if (count === 0) this.#unreferenced--;
+    message.storeRefs = count + 1;
   }
 
   #unref(messageId: number): void {
@@ -99,6 +113,8 @@ export class StoreState {
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
   dropUnreferenced(): number {
+    if (this.#unreferenced === 0) return 0;
+    this.#unreferenced = 0;
     let dropped = 0;
     for (const [id, message] of this.messages) {
       if ((message.storeRefs ?? 0) > 0) continue;
@@ -156,10 +172,7 @@ export class StoreState {
       case 'msg':
         if (op.id > this.maxId) this.maxId = op.id;
         if (this.messages.has(op.id)) return;
-        op.message.storeId = op.id;
-        op.message.storeRefs = 0;
-        this.messages.set(op.id, op.message);
-        this.liveBytes += messageBytes(op.message);
+        this.#admit(op.id, op.message);
         return;
       case 'enqueue': {
         if (op.entryId > this.maxId) this.maxId = op.entryId;
@@ -232,9 +245,7 @@ export class StoreState {
         if (message === undefined && !this.#entries && op.message !== undefined) {
           // No `msg` record is applied here any more: the retained message comes with its operation.
           message = op.message;
-          message.storeRefs = 0;
-          this.messages.set(op.messageId, message);
-          this.liveBytes += messageBytes(message);
+          this.#admit(op.messageId, message);
         }
         if (message === undefined) return;
         const previous = this.retained.get(op.topic);
