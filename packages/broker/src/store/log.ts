@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
-import { FrameDecoder, FrameEncoder } from './frames.js';
+import { FrameDecoder, FrameEncoder, type RecordSink } from './frames.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
 import { type DataDirLock, lockDataDir } from './lock.js';
 import type { StoreOp } from './ops.js';
@@ -351,6 +351,12 @@ export class LogStore extends OpStore {
       if (op.op === 'snapshot-end') snapshotEnd = true;
       state.apply(op);
     };
+    const sink: RecordSink = {
+      op: apply,
+      message: (id, message) => state.message(id, message),
+      enqueue: (clientId, entryId, delivery) => state.enqueue(clientId, entryId, delivery),
+      dequeue: (clientId, entryId) => state.dequeue(clientId, entryId),
+    };
     try {
       const size = fs.fstatSync(fd).size;
       let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
@@ -369,7 +375,7 @@ export class LogStore extends OpStore {
           const body = buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + bodyLength);
           try {
             if (offset === 0 || format === 1) apply(decodeBody(body));
-            else decoder.decode(body, apply);
+            else decoder.decode(body, sink);
           } catch (error) {
             throw this.#corrupt(segment, offset, `has a record that cannot be read (${errorText(error)})`);
           }
