@@ -122,6 +122,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
           'store loaded',
         );
       }
+      // From here the sessions' queues and in-flight windows live in the broker alone; the store reads them there.
+      store.attachLive({ entries: (clientId) => core.sessions.get(clientId)?.state });
       // close() may run while listen() awaits: start nothing (no timers, no listeners) after it.
       if (isClosed()) return;
       try {

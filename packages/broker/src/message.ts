@@ -18,6 +18,8 @@ export interface Message {
   storeId?: number;
   /** The store's count of queue entries, in-flight publishes and retained topics holding it (store-internal). */
   storeRefs?: number;
+  /** The store's last size scan of the broker's queues that counted it (store-internal: counts it once). */
+  storeScan?: number;
 }
 
 /** What a subscriber receives: the shared message plus its own delivery form. */

@@ -4,7 +4,7 @@ import type { Message } from '../message.js';
 import type { SubscriptionEntry } from '../session.js';
 import type { StoreOp } from './ops.js';
 import { StoreState } from './state.js';
-import type { BrokerStore, StoreContents, StoredDelivery, StoredWill, StoreSize } from './types.js';
+import type { BrokerStore, StoreContents, StoredDelivery, StoredWill, StoreLiveView, StoreSize } from './types.js';
 
 export abstract class OpStore implements BrokerStore {
   abstract readonly durable: boolean;
@@ -17,6 +17,8 @@ export abstract class OpStore implements BrokerStore {
   operations = 0;
 
   abstract load(): Promise<StoreContents>;
+  /** Memory: the state is the only copy, nothing to hand over. LogStore overrides it. */
+  attachLive(_view: StoreLiveView): void {}
   protected abstract apply(op: StoreOp): void;
   abstract commit(): Promise<void>;
   abstract size(): StoreSize;
@@ -76,7 +78,7 @@ export abstract class OpStore implements BrokerStore {
   }
   setRetained(message: Message): void {
     const messageId = this.putMessage(message);
-    this.#issue({ op: 'retain', topic: message.topic, messageId });
+    this.#issue({ op: 'retain', topic: message.topic, messageId, message });
   }
   clearRetained(topic: string): void {
     this.#issue({ op: 'retain-del', topic });

@@ -69,6 +69,8 @@ export function encodeBody(op: StoreOp): Buffer {
       { id: op.id, t: m.topic, q: m.qos, r: m.retain, e: m.expiresAt, o: m.origin, p: m.properties },
       m.properties === undefined ? undefined : binaryReplacer,
     );
+  } else if (op.op === 'retain') {
+    json = JSON.stringify({ op: op.op, topic: op.topic, messageId: op.messageId });
   } else if (op.op === 'will') {
     json = stringifyJson(op);
   } else {

@@ -245,6 +245,24 @@ function deliveryBound(delivery: StoredDelivery): number {
   );
 }
 
+/** Where decoded records go: the three that most of a log is made of without an operation object each. */
+export interface RecordSink {
+  op(op: StoreOp): void;
+  message(id: number, message: Message): void;
+  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void;
+  dequeue(clientId: string, entryId: number): void;
+}
+
+/** A sink that hands every record to `each` as an operation. */
+function opSink(each: (op: StoreOp) => void): RecordSink {
+  return {
+    op: each,
+    message: (id, message) => each({ op: 'msg', id, message }),
+    enqueue: (clientId, entryId, delivery) => each({ op: 'enqueue', clientId, entryId, delivery }),
+    dequeue: (clientId, entryId) => each({ op: 'dequeue', clientId, entryId }),
+  };
+}
+
 /**
  * Reads the records of one frame body (whose CRC checked). Payloads are views of one copy of the frame, so a message
  * kept for a long time pins its batch, not a whole read chunk. Consecutive records of one client reuse one string for
@@ -258,8 +276,9 @@ export class FrameDecoder {
   readonly #lastBytes = Buffer.alloc(64);
   #lastLength = -1;
 
-  /** Calls `each` for every record of `body`; throws on a record that does not make sense (a format error). */
-  decode(body: Buffer, each: (op: StoreOp) => void): void {
+  /** Hands every record of `body` to `to`; throws on a record that does not make sense (a format error). */
+  decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void)): void {
+    const sink = typeof to === 'function' ? opSink(to) : to;
     this.#buffer = body;
     this.#owned = undefined;
     this.#at = 0;
@@ -270,12 +289,13 @@ export class FrameDecoder {
       const end = start + length;
       if (length < 1 || end > body.length) throw new Error(`record length ${length} beyond its frame`);
       const code = body[start]!;
-      each(code >= MSG ? this.#binary(code, start + 1, end) : decodeBody(body.subarray(start, end)));
+      if (code >= MSG) this.#binary(code, start + 1, end, sink);
+      else sink.op(decodeBody(body.subarray(start, end)));
       this.#at = end;
     }
   }
 
-  #binary(code: number, from: number, end: number): StoreOp {
+  #binary(code: number, from: number, end: number, sink: RecordSink): void {
     const buffer = this.#buffer;
     this.#at = from;
     let op: StoreOp;
@@ -305,25 +325,30 @@ export class FrameDecoder {
           expiresAt,
           origin,
         };
-        op = { op: 'msg', id, message };
-        break;
+        this.#check(code, end);
+        sink.message(id, message);
+        return;
       }
       case ENQUEUE: {
         const clientId = this.#string(true);
         const entryId = this.#id();
-        op = { op: 'enqueue', clientId, entryId, delivery: this.#delivery().delivery };
-        break;
+        const delivery = this.#delivery();
+        this.#check(code, end);
+        sink.enqueue(clientId, entryId, delivery);
+        return;
       }
       case DEQUEUE: {
         const clientId = this.#string(true);
-        op = { op: 'dequeue', clientId, entryId: this.#id() };
-        break;
+        const entryId = this.#id();
+        this.#check(code, end);
+        sink.dequeue(clientId, entryId);
+        return;
       }
       case INFLIGHT: {
         const clientId = this.#string(true);
         const packetId = this.#u16();
-        const { delivery, flags } = this.#delivery();
-        const fromEntryId = flags & HAS_FROM_ENTRY ? this.#id() : undefined;
+        const delivery = this.#delivery();
+        const fromEntryId = this.#deliveryFlags & HAS_FROM_ENTRY ? this.#id() : undefined;
         op = { op: 'inflight', clientId, packetId, delivery, fromEntryId };
         break;
       }
@@ -338,8 +363,12 @@ export class FrameDecoder {
       default:
         throw new Error(`unknown record type ${code}`);
     }
+    this.#check(code, end);
+    sink.op(op);
+  }
+
+  #check(code: number, end: number): void {
     if (this.#at !== end) throw new Error(`record type ${code} has ${end - this.#at} bytes left over`);
-    return op;
   }
 
   /** This frame's body copied once, out of the read buffer that the next read overwrites; payloads are views of it. */
@@ -357,10 +386,14 @@ export class FrameDecoder {
     return new Uint8Array(this.#owned.buffer, this.#owned.byteOffset + start, end - start);
   }
 
-  #delivery(): { delivery: StoredDelivery; flags: number } {
+  /** The flags byte of the delivery read last (an in-flight record's carries HAS_FROM_ENTRY). */
+  #deliveryFlags = 0;
+
+  #delivery(): StoredDelivery {
     const buffer = this.#buffer;
     const messageId = this.#id();
     const flags = buffer[this.#at++]!;
+    this.#deliveryFlags = flags;
     let subscriptionIds: number[] | undefined;
     if (flags & HAS_SUBSCRIPTION_IDS) {
       const count = this.#u16();
@@ -378,7 +411,7 @@ export class FrameDecoder {
       subscriptionIds,
       sharedFilter,
     };
-    return { delivery, flags };
+    return delivery;
   }
 
   #u16(): number {

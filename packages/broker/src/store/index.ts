@@ -10,5 +10,6 @@ export type {
   StoredInflight,
   StoredSession,
   StoredWill,
+  StoreLiveView,
   StoreSize,
 } from './types.js';

@@ -9,12 +9,12 @@ import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
-import { FrameDecoder, FrameEncoder } from './frames.js';
+import { FrameDecoder, FrameEncoder, type RecordSink } from './frames.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
 import { type DataDirLock, lockDataDir } from './lock.js';
 import type { StoreOp } from './ops.js';
 import { type FrozenState, StoreState } from './state.js';
-import type { StoreContents, StoreSize } from './types.js';
+import type { StoreContents, StoreLiveView, StoreSize } from './types.js';
 
 /**
  * 2: frames of binary records after each segment's header (frames.ts). 1: one JSON record at a time (codec.ts), still
@@ -131,6 +131,8 @@ export class LogStore extends OpStore {
   #recheck: NodeJS.Timeout | undefined;
   #loaded = false;
   #closed = false;
+  /** The broker's queues and in-flight windows, once it holds them (the state then keeps none). */
+  #view: StoreLiveView | undefined;
   readonly #lockWanted: boolean;
   #lock: DataDirLock | undefined;
   /** Counters for tests and logs. */
@@ -349,6 +351,12 @@ export class LogStore extends OpStore {
       if (op.op === 'snapshot-end') snapshotEnd = true;
       state.apply(op);
     };
+    const sink: RecordSink = {
+      op: apply,
+      message: (id, message) => state.message(id, message),
+      enqueue: (clientId, entryId, delivery) => state.enqueue(clientId, entryId, delivery),
+      dequeue: (clientId, entryId) => state.dequeue(clientId, entryId),
+    };
     try {
       const size = fs.fstatSync(fd).size;
       let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
@@ -367,7 +375,7 @@ export class LogStore extends OpStore {
           const body = buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + bodyLength);
           try {
             if (offset === 0 || format === 1) apply(decodeBody(body));
-            else decoder.decode(body, apply);
+            else decoder.decode(body, sink);
           } catch (error) {
             throw this.#corrupt(segment, offset, `has a record that cannot be read (${errorText(error)})`);
           }
@@ -392,8 +400,16 @@ export class LogStore extends OpStore {
     }
   }
 
-  /** Starts a new segment with a header (and, for a snapshot, the state) and makes it the append target. */
-  #openSegment(snapshot: boolean, body: StoreOp[], number = (this.#segments.at(-1)?.number ?? 0) + 1): Segment {
+  /**
+   * Starts a new segment with a header (and, for a snapshot, the state) and makes it the append target. The previous
+   * one's descriptor is closed unless `keepPrevious` (its caller still syncs it, and closes it).
+   */
+  #openSegment(
+    snapshot: boolean,
+    body: StoreOp[],
+    number = (this.#segments.at(-1)?.number ?? 0) + 1,
+    keepPrevious = false,
+  ): Segment {
     const fs = this.#fs;
     const path = join(this.dir, segmentName(number));
     const fd = fs.openSync(path, 'wx');
@@ -415,7 +431,7 @@ export class LogStore extends OpStore {
       this.#unlink(path);
       throw error;
     }
-    if (this.#fd >= 0) fs.closeSync(this.#fd);
+    if (this.#fd >= 0 && !keepPrevious) fs.closeSync(this.#fd);
     this.#fd = fd;
     const segment = { number, path, bytes: bytes.length };
     this.#segments.push(segment);
@@ -438,6 +454,11 @@ export class LogStore extends OpStore {
     } finally {
       this.#fs.closeSync(fd);
     }
+  }
+
+  override attachLive(view: StoreLiveView): void {
+    this.#view = view;
+    this.state.dropEntries();
   }
 
   // ---------------------------------------------------------------- writing
@@ -506,11 +527,12 @@ export class LogStore extends OpStore {
       if (this.#broken !== undefined) throw this.#broken;
       this.#rotateIfDue();
       const segment = this.#segments.at(-1)!;
+      const fd = this.#fd;
       const start = segment.bytes;
       const batch = encoder.finish();
       let written = 0;
       try {
-        written = this.#fs.writeSync(this.#fd, batch, 0, batch.length, start);
+        written = this.#fs.writeSync(fd, batch, 0, batch.length, start);
         if (written !== batch.length) {
           throw Object.assign(new Error(`short write ${written}/${batch.length}`), { code: 'ENOSPC' });
         }
@@ -522,15 +544,23 @@ export class LogStore extends OpStore {
       this.#sinceSnapshot += batch.length;
       for (const op of ops) this.state.apply(op);
       this.counters.batches++;
-      if (this.#sync === 'batch') {
-        try {
-          await this.#fs.fdatasync(this.#fd);
-        } catch (error) {
-          // After a failed fsync the kernel may have dropped the dirty pages: nothing written since can be trusted.
-          this.#broken = new Error(`fdatasync failed on ${segment.path}: ${errorText(error)}`, { cause: error });
-          throw error;
+      // Everything issued is written now (nothing is pending): the state, and the broker's view, are exactly what
+      // the log holds up to here. A snapshot of this moment goes before the segment that appends move on to.
+      if (this.#pending.length === 0 && this.#compactionDue()) this.#tryCompaction();
+      try {
+        if (this.#sync === 'batch') {
+          try {
+            await this.#fs.fdatasync(fd);
+          } catch (error) {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing written since can be trusted.
+            this.#broken = new Error(`fdatasync failed on ${segment.path}: ${errorText(error)}`, { cause: error });
+            throw error;
+          }
+          this.counters.syncs++;
         }
-        this.counters.syncs++;
+      } finally {
+        // A compaction moved appends to a new segment: this one's descriptor was kept for the sync above.
+        if (fd !== this.#fd) this.#fs.closeSync(fd);
       }
       this.#checkFreeSpace(Date.now());
       const done = this.#current;
@@ -613,31 +643,53 @@ export class LogStore extends OpStore {
   #closing = false;
 
   #rotateIfDue(): void {
-    const segment = this.#segments.at(-1)!;
-    if (this.#compaction === undefined && !this.#closing) {
-      const due = this.#sinceSnapshot >= this.#compactAt && this.state.liveBytes * 2 < this.#sinceSnapshot;
-      if (due || this.#compactRequested) {
-        this.#compactRequested = false;
-        this.#startCompaction();
-        return;
-      }
-    }
-    if (segment.bytes >= this.#segmentBytes) {
+    if (this.#segments.at(-1)!.bytes >= this.#segmentBytes) {
       const next = this.#openSegment(false, []);
       this.#sinceSnapshot += next.bytes;
     }
   }
 
+  /** Whether to compact now: asked for, or the log since the last snapshot is large and mostly dead. */
+  #compactionDue(): boolean {
+    if (this.#compaction !== undefined || this.#closing) return false;
+    if (this.#compactRequested) {
+      this.#compactRequested = false;
+      return true;
+    }
+    if (this.#sinceSnapshot < this.#compactAt) return false;
+    if (this.#view === undefined) return this.state.liveBytes * 2 < this.#sinceSnapshot;
+    // The live size comes from a walk over the broker's queues: done again only after another quarter of the
+    // threshold is written, not every batch.
+    const live = this.state.liveBytes + this.state.scanEntries(this.#view).bytes;
+    if (live * 2 < this.#sinceSnapshot) return true;
+    this.#compactAt = this.#sinceSnapshot + this.#compactMinBytes / 4;
+    return false;
+  }
+
+  /** Starts a compaction after a written batch; one that cannot start fails alone, not the batch (written already). */
+  #tryCompaction(): void {
+    try {
+      this.#startCompaction();
+    } catch (error) {
+      this.#compactAt = this.#sinceSnapshot + this.#compactMinBytes;
+      this.#logger?.warn(
+        { code: 'BROKER_ERR_STORE_COMPACT', path: this.dir, err: error },
+        'store: compaction could not start; nothing was lost, retried later',
+      );
+    }
+  }
+
   /**
-   * Freezes the state of what was written so far (everything before this batch), reserves the next segment number
-   * for its snapshot and moves appends to the one after it, so that replay order stays: old segments, snapshot,
-   * newer appends. The snapshot is then written under a temporary name in slices, one per event-loop turn.
+   * Reserves the next segment number for a snapshot, moves appends to the one after it (so that replay order stays:
+   * old segments, snapshot, newer appends), and freezes the state of everything written so far, which is everything
+   * issued. The snapshot is then written under a temporary name in slices, one per event-loop turn.
    */
   #startCompaction(): void {
     const before = this.#segments.slice();
     const number = before.at(-1)!.number + 1;
-    const frozen = this.state.freeze();
-    const next = this.#openSegment(false, [], number + 1);
+    // The previous segment's descriptor stays open: the batch just written to it is synced by the caller.
+    const next = this.#openSegment(false, [], number + 1, true);
+    const frozen = this.state.freeze(this.#view);
     this.#sinceSnapshot += next.bytes;
     const running = this.#writeSnapshot(number, frozen, before).finally(() => frozen.release());
     const settled = running.then(
@@ -764,7 +816,7 @@ export class LogStore extends OpStore {
     return {
       bytes: this.#segments.reduce((n, s) => n + s.bytes, 0),
       segments: this.#segments.length,
-      messages: this.state.messages.size,
+      messages: this.state.messages.size + (this.#view === undefined ? 0 : this.state.scanEntries(this.#view).messages),
     };
   }
 

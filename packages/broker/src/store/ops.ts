@@ -19,7 +19,8 @@ export type StoreOp =
   | { op: 'inflight-del'; clientId: string; packetId: number }
   | { op: 'qos2'; clientId: string; packetId: number }
   | { op: 'qos2-del'; clientId: string; packetId: number }
-  | { op: 'retain'; topic: string; messageId: number }
+  /** `message` is the issuer's object (not written: the record holds the id), for a state that keeps no messages. */
+  | { op: 'retain'; topic: string; messageId: number; message?: Message }
   | { op: 'retain-del'; topic: string }
   | { op: 'will'; will: StoredWill }
   | { op: 'will-del'; clientId: string }

@@ -1,27 +1,103 @@
 // The state a store holds, kept by applying operations. Messages are reference counted (queue entries, in-flight
 // publishes, retained topics) and forgotten when nothing refers to them any more. Operations on things that are
 // not there are ignored: replaying a log after a torn batch, or a delete racing a session end, must not fail.
-import type { Message } from '../message.js';
+// Once the broker holds the queues and in-flight windows itself (`dropEntries`), the state keeps only sessions,
+// subscriptions, inbound QoS 2 ids, retained messages and wills: the per-message records, most of what is written,
+// are then no work here at all, and a compaction reads those entries from the broker's view instead.
+import type { Delivery, Message } from '../message.js';
+import type { InflightEntry, SubscriptionEntry } from '../session.js';
 import type { StoreOp } from './ops.js';
-import type { StoreContents, StoredSession } from './types.js';
+import type { StoreContents, StoredDelivery, StoredSession, StoreLiveView } from './types.js';
 
 export class StoreState {
   readonly sessions = new Map<string, StoredSession>();
-  readonly messages = new Map<number, Message>();
+  messages = new Map<number, Message>();
   readonly retained = new Map<string, number>();
   readonly wills: StoreContents['wills'] = new Map();
   /** Highest message or entry id seen: new ids continue after it. */
   maxId = 0;
   /** Payload and topic bytes of live messages plus a per-entry estimate: decides when compaction pays. */
   liveBytes = 0;
+  /** False once queue and in-flight entries (and the messages only they hold) are the broker's alone. */
+  #entries = true;
+
+  get tracksEntries(): boolean {
+    return this.#entries;
+  }
+
+  /**
+   * Hands the queues and in-flight windows over to the broker (which now holds what load() returned): they and the
+   * messages only they refer to are forgotten here, and their operations ignored from now on. Retained messages stay.
+   */
+  dropEntries(): void {
+    if (!this.#entries) return;
+    this.#entries = false;
+    // A new map of the few retained messages rather than 100 k deletes from the old one.
+    const all = this.messages;
+    this.messages = new Map();
+    for (const message of all.values()) this.liveBytes -= messageBytes(message);
+    for (const id of this.retained.values()) {
+      const message = all.get(id)!;
+      if (!this.messages.has(id)) this.#admit(id, message);
+      this.#ref(message);
+    }
+    for (const session of this.sessions.values()) {
+      this.liveBytes -= (session.queue.size + session.inflight.size) * 48;
+      session.queue.clear();
+      session.inflight.clear();
+    }
+  }
+
+  #scans = 0;
+
+  /**
+   * What the broker's queues and in-flight windows of the stored sessions hold (a state without entries): bytes,
+   * estimated as for `liveBytes`, and messages, each counted once. Retained messages are counted here already.
+   */
+  scanEntries(view: StoreLiveView): { bytes: number; messages: number } {
+    const scan = ++this.#scans;
+    let bytes = 0;
+    let messages = 0;
+    const count = (message: Message): void => {
+      bytes += 48;
+      if (message.storeScan === scan || message.storeId === undefined) return;
+      message.storeScan = scan;
+      if ((message.storeRefs ?? 0) > 0 && this.messages.has(message.storeId)) return;
+      bytes += messageBytes(message);
+      messages++;
+    };
+    for (const clientId of this.sessions.keys()) {
+      const entries = view.entries(clientId);
+      if (entries === undefined) continue;
+      for (const delivery of entries.queue) if (delivery.entryId !== undefined) count(delivery.message);
+      for (const entry of entries.inflight.values()) {
+        if (entry.state === 'publish') count(entry.delivery.message);
+        else bytes += 48;
+      }
+    }
+    return { bytes, messages };
+  }
 
   contents(): StoreContents {
     return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
   }
 
+  /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
+  #unreferenced = 0;
+
+  #admit(id: number, message: Message): void {
+    message.storeId = id;
+    message.storeRefs = 0;
+    this.messages.set(id, message);
+    this.liveBytes += messageBytes(message);
+    this.#unreferenced++;
+  }
+
   // The reference count lives on the message (one Map lookup per reference instead of two Maps).
   #ref(message: Message): void {
-    message.storeRefs = (message.storeRefs ?? 0) + 1;
+    const count = message.storeRefs ?? 0;
+    if (count === 0) this.#unreferenced--;
+    message.storeRefs = count + 1;
   }
 
   #unref(messageId: number): void {
@@ -37,6 +113,8 @@ export class StoreState {
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
   dropUnreferenced(): number {
+    if (this.#unreferenced === 0) return 0;
+    this.#unreferenced = 0;
     let dropped = 0;
     for (const [id, message] of this.messages) {
       if ((message.storeRefs ?? 0) > 0) continue;
@@ -48,6 +126,7 @@ export class StoreState {
   }
 
   apply(op: StoreOp): void {
+    if (!this.#entries && ENTRY_OPS.has(op.op)) return;
     switch (op.op) {
       case 'session': {
         const session = this.sessions.get(op.clientId);
@@ -91,33 +170,14 @@ export class StoreState {
         return;
       }
       case 'msg':
-        if (op.id > this.maxId) this.maxId = op.id;
-        if (this.messages.has(op.id)) return;
-        op.message.storeId = op.id;
-        op.message.storeRefs = 0;
-        this.messages.set(op.id, op.message);
-        this.liveBytes += messageBytes(op.message);
+        this.message(op.id, op.message);
         return;
-      case 'enqueue': {
-        if (op.entryId > this.maxId) this.maxId = op.entryId;
-        const session = this.sessions.get(op.clientId);
-        if (session === undefined || session.queue.has(op.entryId)) return;
-        const message = this.messages.get(op.delivery.messageId);
-        if (message === undefined) return;
-        session.queue.set(op.entryId, op.delivery);
-        this.#ref(message);
-        this.liveBytes += 48;
+      case 'enqueue':
+        this.enqueue(op.clientId, op.entryId, op.delivery);
         return;
-      }
-      case 'dequeue': {
-        const session = this.sessions.get(op.clientId);
-        const delivery = session?.queue.get(op.entryId);
-        if (session === undefined || delivery === undefined) return;
-        session.queue.delete(op.entryId);
-        this.#unref(delivery.messageId);
-        this.liveBytes -= 48;
+      case 'dequeue':
+        this.dequeue(op.clientId, op.entryId);
         return;
-      }
       case 'inflight': {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) return;
@@ -129,7 +189,7 @@ export class StoreState {
           this.#ref(message);
           this.liveBytes += 48;
         }
-        if (op.fromEntryId !== undefined) this.apply({ op: 'dequeue', clientId: op.clientId, entryId: op.fromEntryId });
+        if (op.fromEntryId !== undefined) this.dequeue(op.clientId, op.fromEntryId);
         return;
       }
       case 'inflight-rel': {
@@ -165,7 +225,12 @@ export class StoreState {
         return;
       }
       case 'retain': {
-        const message = this.messages.get(op.messageId);
+        let message = this.messages.get(op.messageId);
+        if (message === undefined && !this.#entries && op.message !== undefined) {
+          // No `msg` record is applied here any more: the retained message comes with its operation.
+          message = op.message;
+          this.#admit(op.messageId, message);
+        }
         if (message === undefined) return;
         const previous = this.retained.get(op.topic);
         this.retained.set(op.topic, op.messageId);
@@ -197,6 +262,37 @@ export class StoreState {
     }
   }
 
+  // The three records most of a log is made of, also taken straight from the decoder (RecordSink): no operation
+  // object each when a log is replayed.
+  message(id: number, message: Message): void {
+    if (!this.#entries) return;
+    if (id > this.maxId) this.maxId = id;
+    if (this.messages.has(id)) return;
+    this.#admit(id, message);
+  }
+
+  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void {
+    if (!this.#entries) return;
+    if (entryId > this.maxId) this.maxId = entryId;
+    const session = this.sessions.get(clientId);
+    if (session === undefined || session.queue.has(entryId)) return;
+    const message = this.messages.get(delivery.messageId);
+    if (message === undefined) return;
+    session.queue.set(entryId, delivery);
+    this.#ref(message);
+    this.liveBytes += 48;
+  }
+
+  dequeue(clientId: string, entryId: number): void {
+    if (!this.#entries) return;
+    const session = this.sessions.get(clientId);
+    const delivery = session?.queue.get(entryId);
+    if (session === undefined || delivery === undefined) return;
+    session.queue.delete(entryId);
+    this.#unref(delivery.messageId);
+    this.liveBytes -= 48;
+  }
+
   #dropInflight(session: StoredSession, packetId: number): void {
     const entry = session.inflight.get(packetId);
     if (entry === undefined) return;
@@ -214,34 +310,43 @@ export class StoreState {
    * entries and messages never change once applied): no Map is rebuilt and no message copied. Messages are looked up
    * live when encoded (ids are never reused); one forgotten meanwhile is kept aside until `release()`.
    */
-  freeze(): FrozenState {
+  freeze(view?: StoreLiveView): FrozenState {
     const retired = new Map<number, Message>();
     this.#retired = retired;
     const live = this.messages;
     const retained = Array.from(this.retained);
-    const sessions = Array.from(this.sessions.values(), (session) => ({
-      clientId: session.clientId,
-      expiryInterval: session.expiryInterval,
-      expiresAt: session.expiresAt,
-      subscriptions: Array.from(session.subscriptions.values()),
-      queueIds: Array.from(session.queue.keys()),
-      queue: Array.from(session.queue.values()),
-      // Entries change state in place (PUBREC): copied.
-      inflight: Array.from(session.inflight, ([packetId, entry]) => ({ packetId, delivery: entry.delivery })),
-      inboundQos2: Array.from(session.inboundQos2),
-    }));
+    const fromBroker = !this.#entries;
+    if (fromBroker && view === undefined) throw new Error('a state without entries needs the broker view to freeze');
+    const sessions = Array.from(this.sessions.values(), (session): FrozenSession => {
+      const frozen: FrozenSession = {
+        clientId: session.clientId,
+        expiryInterval: session.expiryInterval,
+        expiresAt: session.expiresAt,
+        subscriptions: Array.from(session.subscriptions.values()),
+        queueIds: Array.from(session.queue.keys()),
+        queue: Array.from(session.queue.values()),
+        // Entries change state in place (PUBREC): copied.
+        inflight: Array.from(session.inflight, ([packetId, entry]) => ({ packetId, delivery: entry.delivery })),
+        inboundQos2: Array.from(session.inboundQos2),
+      };
+      if (fromBroker) {
+        const entries = view!.entries(session.clientId);
+        if (entries !== undefined) brokerEntries(frozen, entries.queue, entries.inflight);
+      }
+      return frozen;
+    });
     const wills = Array.from(this.wills.values());
     function* ops(): Generator<StoreOp> {
       const written = new Set<number>();
-      const message = (id: number): StoreOp | undefined => {
+      const message = (id: number, held: Message | undefined): StoreOp | undefined => {
         if (written.has(id)) return undefined;
-        const stored = live.get(id) ?? retired.get(id);
+        const stored = held ?? live.get(id) ?? retired.get(id);
         if (stored === undefined) return undefined;
         written.add(id);
         return { op: 'msg', id, message: stored };
       };
       for (const [topic, id] of retained) {
-        const put = message(id);
+        const put = message(id, undefined);
         if (put !== undefined) yield put;
         yield { op: 'retain', topic, messageId: id };
       }
@@ -249,15 +354,16 @@ export class StoreState {
         const clientId = session.clientId;
         yield { op: 'session', clientId, expiryInterval: session.expiryInterval, expiresAt: session.expiresAt };
         for (const entry of session.subscriptions) yield { op: 'sub', clientId, entry };
+        const held = session.queueMessages;
         for (let index = 0; index < session.queue.length; index++) {
           const delivery = session.queue[index]!;
-          const put = message(delivery.messageId);
+          const put = message(delivery.messageId, held?.[index]);
           if (put !== undefined) yield put;
           yield { op: 'enqueue', clientId, entryId: session.queueIds[index]!, delivery };
         }
-        for (const { packetId, delivery } of session.inflight) {
+        for (const { packetId, delivery, message: inflightMessage } of session.inflight) {
           if (delivery === undefined) continue;
-          const put = message(delivery.messageId);
+          const put = message(delivery.messageId, inflightMessage);
           if (put !== undefined) yield put;
           yield { op: 'inflight', clientId, packetId, delivery, fromEntryId: undefined };
         }
@@ -276,6 +382,79 @@ export class StoreState {
     };
   }
 }
+
+interface FrozenSession {
+  clientId: string;
+  expiryInterval: number;
+  expiresAt: number;
+  subscriptions: SubscriptionEntry[];
+  queueIds: number[];
+  queue: StoredDelivery[];
+  /** The messages of `queue`, by index, when they came from the broker (the state keeps none). */
+  queueMessages?: Message[];
+  inflight: Array<{ packetId: number; delivery: StoredDelivery | undefined; message?: Message }>;
+  inboundQos2: number[];
+}
+
+/**
+ * The broker's queue and in-flight window of a session in the store's form, copied now (ids included: a later
+ * change must not reach a snapshot of this moment). Entries the store was never told of (no entry or message id)
+ * are left out.
+ */
+function brokerEntries(
+  frozen: FrozenSession,
+  queue: Iterable<Delivery>,
+  inflight: ReadonlyMap<number, InflightEntry>,
+): void {
+  const queueIds: number[] = [];
+  const deliveries: StoredDelivery[] = [];
+  const messages: Message[] = [];
+  for (const delivery of queue) {
+    const messageId = delivery.message.storeId;
+    if (delivery.entryId === undefined || messageId === undefined) continue;
+    queueIds.push(delivery.entryId);
+    deliveries.push(storedForm(delivery, messageId));
+    messages.push(delivery.message);
+  }
+  frozen.queueIds = queueIds;
+  frozen.queue = deliveries;
+  frozen.queueMessages = messages;
+  frozen.inflight = [];
+  for (const [packetId, entry] of inflight) {
+    if (entry.state === 'pubrel') {
+      frozen.inflight.push({ packetId, delivery: undefined });
+      continue;
+    }
+    const messageId = entry.delivery.message.storeId;
+    if (messageId === undefined) continue;
+    frozen.inflight.push({
+      packetId,
+      delivery: storedForm(entry.delivery, messageId),
+      message: entry.delivery.message,
+    });
+  }
+}
+
+function storedForm(delivery: Delivery, messageId: number): StoredDelivery {
+  return {
+    messageId,
+    qos: delivery.qos,
+    retain: delivery.retain,
+    subscriptionIds: delivery.subscriptionIds,
+    sharedFilter: delivery.sharedFilter,
+  };
+}
+
+/** Operations that only touch queue and in-flight entries and their messages. */
+const ENTRY_OPS: ReadonlySet<StoreOp['op']> = new Set<StoreOp['op']>([
+  'msg',
+  'enqueue',
+  'dequeue',
+  'inflight',
+  'inflight-rel',
+  'inflight-pubrel',
+  'inflight-del',
+]);
 
 export interface FrozenState {
   ops(): Generator<StoreOp>;

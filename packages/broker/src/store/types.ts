@@ -3,9 +3,9 @@
 // `commit()` before acknowledging what must survive a crash. Two implementations pass one contract suite:
 // MemoryStore (no disk) and LogStore (append-only log, group commit).
 import type { QoS, Will } from '@otalink/mqtt';
-import type { Message } from '../message.js';
+import type { Delivery, Message } from '../message.js';
 import type { ClientIdentity } from '../options.js';
-import type { SubscriptionEntry } from '../session.js';
+import type { InflightEntry, SubscriptionEntry } from '../session.js';
 
 /** One delivery of a stored message to one session (queued or in flight). */
 export interface StoredDelivery {
@@ -53,6 +53,16 @@ export interface StoreContents {
   wills: Map<string, StoredWill>;
 }
 
+/**
+ * The broker's own copy of what each persistent session has queued and in flight. A store handed one (`attachLive`)
+ * stops keeping a second copy of those entries and their messages: it reads them here when it compacts, at a moment
+ * when everything issued is written, so they are exactly what its log holds.
+ */
+export interface StoreLiveView {
+  /** The session's queued deliveries (oldest first, each with its `entryId`) and in-flight window, if it has one. */
+  entries(clientId: string): { queue: Iterable<Delivery>; inflight: ReadonlyMap<number, InflightEntry> } | undefined;
+}
+
 export interface StoreSize {
   /** Bytes on disk (0 for memory). */
   bytes: number;
@@ -74,6 +84,11 @@ export interface BrokerStore {
   readonly operations: number;
   /** Opens the store and returns what it holds. Called once, before any other operation. */
   load(): Promise<StoreContents>;
+  /**
+   * Called once the broker holds what load() returned: from now on the queues and in-flight windows of the
+   * sessions live in the broker alone (see StoreLiveView). A store that is its own state (memory) ignores it.
+   */
+  attachLive(view: StoreLiveView): void;
 
   /** Creates or updates a session (expiry, and when it ends if offline). */
   putSession(clientId: string, expiryInterval: number, expiresAt: number): void;
