@@ -163,6 +163,7 @@ export class Connection implements Outlet, Timed {
     if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
     this.decoder.push(chunk);
     this.#drain();
+    this.core.afterRead();
   }
 
   #drain(): void {
