@@ -102,7 +102,12 @@ export class Connection implements Outlet, Timed {
   #rateWindowStart = 0;
   #rateCount = 0;
 
-  #pending: Uint8Array[] = [];
+  /**
+   * Output queued for the next flush: the first run alone (a turn mostly queues one: a CONNACK, an ack, one
+   * delivery), any further runs in `#pendingMore`. No array per flush, and none held by an idle connection.
+   */
+  #pending: Uint8Array | undefined;
+  #pendingMore: Uint8Array[] | undefined;
   #pendingBytes = 0;
   #flushScheduled = false;
   #busy = false;
@@ -467,7 +472,9 @@ export class Connection implements Outlet, Timed {
   #push(bytes: Uint8Array, gate = true): void {
     if (this.state === 'closed') return;
     if (gate && !this.#durableAck) this.#gated = true;
-    this.#pending.push(bytes);
+    if (this.#pending === undefined) this.#pending = bytes;
+    else if (this.#pendingMore === undefined) this.#pendingMore = [bytes];
+    else this.#pendingMore.push(bytes);
     this.#pendingBytes += bytes.length;
     this.core.turnBytes += bytes.length;
     if (!this.#flushScheduled) {
@@ -479,25 +486,32 @@ export class Connection implements Outlet, Timed {
   flush(): void {
     this.#flushScheduled = false;
     this.#gated = false;
-    const pending = this.#pending;
-    if (pending.length === 0 || this.state === 'closed') return;
-    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
+    if (this.#pending === undefined || this.state === 'closed') return;
     this.core.stats.bytesOut += this.#pendingBytes;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.socket.write(bytes);
+    this.socket.write(this.#takeQueued());
   }
 
   /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
   takePending(): Uint8Array | undefined {
     this.#flushScheduled = false;
     this.#gated = false;
-    const pending = this.#pending;
-    if (pending.length === 0 || this.state === 'closed') return undefined;
-    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    if (this.#pending === undefined || this.state === 'closed') return undefined;
     this.#deferred++;
+    return this.#takeQueued();
+  }
+
+  /** The queued runs as one, the queue emptied. */
+  #takeQueued(): Uint8Array {
+    const first = this.#pending!;
+    const more = this.#pendingMore;
+    let bytes = first;
+    if (more !== undefined) {
+      more.unshift(first);
+      bytes = Buffer.concat(more, this.#pendingBytes);
+    }
+    this.#pending = undefined;
+    this.#pendingMore = undefined;
+    this.#pendingBytes = 0;
     return bytes;
   }
 
