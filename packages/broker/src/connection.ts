@@ -1,6 +1,7 @@
 // The connection shell: socket bytes in, Decoder (role 'server'), one handler per packet, encoded frames out,
-// coalesced into one socket write per event-loop turn. It owns the per-connection protocol state (version, aliases,
-// keepalive, limits) and closes with the right reason when the peer breaks the rules.
+// coalesced into one socket write per event-loop turn (the turn's first read is written at once, see core.afterRead).
+// It owns the per-connection protocol state (version, aliases, keepalive, limits) and closes with the right reason
+// when the peer breaks the rules.
 import type { Duplex } from 'node:stream';
 import {
   Decoder,
