@@ -1,6 +1,7 @@
 // The connection shell: socket bytes in, Decoder (role 'server'), one handler per packet, encoded frames out,
-// coalesced into one socket write per event-loop turn. It owns the per-connection protocol state (version, aliases,
-// keepalive, limits) and closes with the right reason when the peer breaks the rules.
+// coalesced into one socket write per event-loop turn (the turn's first read is written at once, see core.afterRead).
+// It owns the per-connection protocol state (version, aliases, keepalive, limits) and closes with the right reason
+// when the peer breaks the rules.
 import type { Duplex } from 'node:stream';
 import {
   Decoder,
@@ -102,7 +103,12 @@ export class Connection implements Outlet, Timed {
   #rateWindowStart = 0;
   #rateCount = 0;
 
-  #pending: Uint8Array[] = [];
+  /**
+   * Output queued for the next flush: the first run alone (a turn mostly queues one: a CONNACK, an ack, one
+   * delivery), any further runs in `#pendingMore`. No array per flush, and none held by an idle connection.
+   */
+  #pending: Uint8Array | undefined;
+  #pendingMore: Uint8Array[] | undefined;
   #pendingBytes = 0;
   #flushScheduled = false;
   #busy = false;
@@ -163,6 +169,7 @@ export class Connection implements Outlet, Timed {
     if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
     this.decoder.push(chunk);
     this.#drain();
+    this.core.afterRead();
   }
 
   #drain(): void {
@@ -466,7 +473,9 @@ export class Connection implements Outlet, Timed {
   #push(bytes: Uint8Array, gate = true): void {
     if (this.state === 'closed') return;
     if (gate && !this.#durableAck) this.#gated = true;
-    this.#pending.push(bytes);
+    if (this.#pending === undefined) this.#pending = bytes;
+    else if (this.#pendingMore === undefined) this.#pendingMore = [bytes];
+    else this.#pendingMore.push(bytes);
     this.#pendingBytes += bytes.length;
     this.core.turnBytes += bytes.length;
     if (!this.#flushScheduled) {
@@ -478,25 +487,32 @@ export class Connection implements Outlet, Timed {
   flush(): void {
     this.#flushScheduled = false;
     this.#gated = false;
-    const pending = this.#pending;
-    if (pending.length === 0 || this.state === 'closed') return;
-    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
+    if (this.#pending === undefined || this.state === 'closed') return;
     this.core.stats.bytesOut += this.#pendingBytes;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.socket.write(bytes);
+    this.socket.write(this.#takeQueued());
   }
 
   /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
   takePending(): Uint8Array | undefined {
     this.#flushScheduled = false;
     this.#gated = false;
-    const pending = this.#pending;
-    if (pending.length === 0 || this.state === 'closed') return undefined;
-    const bytes = pending.length === 1 ? pending[0]! : Buffer.concat(pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    if (this.#pending === undefined || this.state === 'closed') return undefined;
     this.#deferred++;
+    return this.#takeQueued();
+  }
+
+  /** The queued runs as one, the queue emptied. */
+  #takeQueued(): Uint8Array {
+    const first = this.#pending!;
+    const more = this.#pendingMore;
+    let bytes = first;
+    if (more !== undefined) {
+      more.unshift(first);
+      bytes = Buffer.concat(more, this.#pendingBytes);
+    }
+    this.#pending = undefined;
+    this.#pendingMore = undefined;
+    this.#pendingBytes = 0;
     return bytes;
   }
 

@@ -128,6 +128,8 @@ export class BrokerCore {
   readonly #expiries = new Map<Session, SessionExpiry>();
   #dirty: Connection[] = [];
   #flushScheduled = false;
+  /** Socket reads handled since the last turn's flush (see afterRead). */
+  #readsThisTurn = 0;
   /** Bytes queued for sockets since the last flush (see TURN_OUTPUT_BYTES). */
   turnBytes = 0;
   /** Connections that stopped reading until the flush. */
@@ -263,20 +265,38 @@ export class BrokerCore {
     this.stats.storeWritable = this.store.writable ? 1 : 0;
   }
 
-  /** Writes are collected per socket and flushed once per event-loop turn. */
+  /** Writes are collected per socket and flushed once per event-loop turn (and after a turn's first read). */
   scheduleFlush(connection: Connection): void {
     this.#dirty.push(connection);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(this.#flushAll);
+    this.#scheduleTurnEnd();
   }
 
   /** `connection` stopped reading because this turn queued enough output: it reads again after the flush. */
   resumeAfterFlush(connection: Connection): void {
     this.#yielded.push(connection);
+    this.#scheduleTurnEnd();
+  }
+
+  #scheduleTurnEnd(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(this.#flushAll);
+  }
+
+  /**
+   * A socket read has been handled. The first read of an event-loop turn writes what it queued at once: at low load
+   * every message is its own turn, and waiting for setImmediate before the write only adds latency (the delivery and
+   * PUBACK of a lone QoS 1 publish). Later reads of a busy turn still queue behind it and go out with the turn's
+   * flush, so under load each socket still gets one coalesced write per turn (plus at most this early one). Output
+   * that must wait for the durable store's commit keeps to the turn's flush: one commit covers the whole turn.
+   */
+  afterRead(): void {
+    if (this.#readsThisTurn++ > 0) return;
+    // The turn's end must still come, to count reads afresh for the next turn.
+    this.#scheduleTurnEnd();
+    if (this.#dirty.length === 0 && this.#yielded.length === 0) return;
+    if (this.store.durable && !this.store.idle) return;
+    this.#flushOutput();
   }
 
   /** `connection` published into `session`'s backlog: it stops reading until that drains (or MAX_HOLD_MS). */
@@ -327,6 +347,12 @@ export class BrokerCore {
   }
 
   readonly #flushAll = (): void => {
+    this.#flushScheduled = false;
+    this.#readsThisTurn = 0;
+    this.#flushOutput();
+  };
+
+  #flushOutput(): void {
     this.#flushDirty();
     this.turnBytes = 0;
     if (this.#held.length > 0) this.#releaseHeld();
@@ -335,10 +361,9 @@ export class BrokerCore {
     this.#yielded = [];
     // Their next packets queue output for the next turn's flush.
     for (const connection of yielded) connection.resumeReading();
-  };
+  }
 
   #flushDirty(): void {
-    this.#flushScheduled = false;
     const dirty = this.#dirty;
     this.#dirty = [];
     const store = this.store;

@@ -16,19 +16,30 @@ export const LISTEN_BACKLOG = 4096;
 /** How long closing a listener waits for its sockets to end by themselves before it destroys them. */
 const CLOSE_LIMIT_MS = 5000;
 
-export function listen(server: Server, options: ListenerOptions): Promise<{ host: string; port: number }> {
+/**
+ * `trackSockets` false: every accepted socket is handed to the broker at once (plain TCP), which ends it itself on
+ * close, so the listener need not keep its own set (a Set entry and a second 'close' listener per connection, and
+ * their cost on every connect). TLS and WebSocket sockets spend a handshake in the listener first.
+ */
+export function listen(
+  server: Server,
+  options: ListenerOptions,
+  trackSockets = true,
+): Promise<{ host: string; port: number }> {
   const host = options.host ?? '0.0.0.0';
-  const sockets = new Set<Socket>();
-  openSockets.set(server, sockets);
-  // One listener for all sockets (the socket is `this`): a closure and a once() wrapper per socket would be ~0.2 KB
-  // of every idle connection.
-  const untrack = function (this: Socket): void {
-    sockets.delete(this);
-  };
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', untrack);
-  });
+  if (trackSockets) {
+    const sockets = new Set<Socket>();
+    openSockets.set(server, sockets);
+    // One listener for all sockets (the socket is `this`): a closure and a once() wrapper per socket would be ~0.2 KB
+    // of every idle connection.
+    const untrack = function (this: Socket): void {
+      sockets.delete(this);
+    };
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.on('close', untrack);
+    });
+  }
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => {
       reject(

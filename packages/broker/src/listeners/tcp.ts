@@ -14,6 +14,6 @@ export async function startTcpListener(options: ListenerOptions, onStream: Strea
       identityFromCertificate: false,
     });
   });
-  const { host, port } = await listen(server, options);
+  const { host, port } = await listen(server, options, false);
   return { protocol: 'mqtt', host, port, close: () => closeServer(server) };
 }

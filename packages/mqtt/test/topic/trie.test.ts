@@ -242,3 +242,36 @@ test('randomized: the trie agrees with topicMatches over every filter, through r
   assert.deepEqual([...trie.filters()], []);
   check(200);
 });
+
+test('a filter goes from one subscriber to many and back, keeping their order and values', () => {
+  const trie = new SubscriptionTrie<string, number>();
+  const order = (topic: string) => {
+    const out: string[] = [];
+    trie.match(topic, (key, value) => out.push(`${key}=${value}`));
+    return out;
+  };
+  for (const filter of ['d/1', 'd/+']) {
+    assert.equal(trie.add(filter, 'a', 1), true);
+    assert.equal(trie.add(filter, 'a', 2), false, 'replacing the only subscriber');
+    assert.equal(trie.get(filter, 'a'), 2);
+    assert.equal(trie.has(filter, 'b'), false);
+    assert.equal(trie.get(filter, 'b'), undefined);
+    assert.equal(trie.remove(filter, 'b'), false);
+    assert.equal(trie.add(filter, 'b', 3), true);
+    assert.equal(trie.add(filter, 'c', 4), true);
+    assert.equal(trie.add(filter, 'b', 5), false);
+    assert.deepEqual(order(filter === 'd/1' ? 'd/1' : 'd/x'), ['a=2', 'b=5', 'c=4']);
+    assert.equal(trie.remove(filter, 'a'), true);
+    assert.equal(trie.remove(filter, 'c'), true);
+    assert.equal(trie.get(filter, 'b'), 5, 'the one left keeps its value');
+    assert.equal(trie.add(filter, 'e', 6), true);
+    assert.deepEqual(order(filter === 'd/1' ? 'd/1' : 'd/x'), ['b=5', 'e=6']);
+    assert.equal(trie.remove(filter, 'b'), true);
+    assert.equal(trie.remove(filter, 'e'), true);
+    assert.equal(trie.remove(filter, 'e'), false);
+    assert.deepEqual(order(filter === 'd/1' ? 'd/1' : 'd/x'), []);
+  }
+  assert.equal(trie.size, 0);
+  assert.deepEqual([...trie.filters()], []);
+  assert.equal(trie.nodeCount(), 0);
+});

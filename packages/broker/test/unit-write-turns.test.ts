@@ -1,0 +1,123 @@
+// When output is written: the first socket read of an event-loop turn has its output written before the read's
+// handler returns (no setImmediate hop at low load), while later reads of the same turn are coalesced into one write
+// per socket at the turn's end. Driven with in-memory streams, so that "the same turn" is exact.
+import assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
+import { describe, test } from 'node:test';
+import { encode, type Packet } from '@otalink/mqtt';
+import { pino } from 'pino';
+import { Connection } from '../src/connection.js';
+import { BrokerCore } from '../src/core.js';
+import { defaultLimits } from '../src/options.js';
+import { createStats } from '../src/stats.js';
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+interface Peer {
+  socket: Duplex;
+  /** Every write the broker made to this socket, one entry per write. */
+  writes: Uint8Array[];
+  /** Delivers bytes as one socket read. */
+  read(packet: Packet): void;
+}
+
+function newCore(): BrokerCore {
+  return new BrokerCore(
+    {
+      limits: defaultLimits,
+      allowAnonymous: true,
+      authenticate: undefined,
+      authorize: undefined,
+      enhancedAuth: new Map(),
+      logger: pino({ level: 'silent' }),
+    },
+    createStats(),
+  );
+}
+
+function attach(core: BrokerCore): Peer {
+  const writes: Uint8Array[] = [];
+  const socket = new Duplex({
+    read() {},
+    write(chunk: Uint8Array, _encoding, callback) {
+      writes.push(chunk);
+      callback();
+    },
+  });
+  const transport = {
+    protocol: 'mqtt' as const,
+    remoteAddress: '127.0.0.1',
+    certificateIdentity: undefined,
+    identityFromCertificate: false,
+  };
+  core.connections.add(new Connection(core, socket, transport, false));
+  return { socket, writes, read: (packet) => socket.emit('data', encode(packet, 4)) };
+}
+
+async function connected(core: BrokerCore, clientId: string): Promise<Peer> {
+  const peer = attach(core);
+  peer.read({ type: 'connect', protocolVersion: 4, clientId, clean: true, keepalive: 0 });
+  await nextTurn();
+  peer.writes.length = 0;
+  return peer;
+}
+
+const publish = (packetId: number): Packet => ({
+  type: 'publish',
+  topic: 'turns/t',
+  payload: new Uint8Array([packetId]),
+  qos: 1,
+  retain: false,
+  dup: false,
+  packetId,
+});
+
+describe('output per event-loop turn', () => {
+  test('a lone read has its answer written before its handler returns', () => {
+    const core = newCore();
+    const peer = attach(core);
+    peer.read({ type: 'connect', protocolVersion: 4, clientId: 'lone', clean: true, keepalive: 0 });
+    assert.deepEqual(
+      peer.writes.map((w) => [...w]),
+      [[0x20, 0x02, 0x00, 0x00]],
+    );
+  });
+
+  test('a QoS 1 publish to itself: delivery and PUBACK leave in one write, at once', async () => {
+    const core = newCore();
+    const peer = await connected(core, 'self');
+    peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
+    await nextTurn();
+    peer.writes.length = 0;
+    peer.read(publish(7));
+    assert.equal(peer.writes.length, 1);
+    const bytes = peer.writes[0]!;
+    assert.equal(bytes[0]! >> 4, 3, 'the delivery first');
+    assert.deepEqual([...bytes.subarray(bytes.length - 4)], [0x40, 0x02, 0x00, 0x07], 'then the PUBACK');
+  });
+
+  test('later reads of a busy turn are coalesced into one write per socket at its end', async () => {
+    const core = newCore();
+    const subscriber = await connected(core, 'sub');
+    subscriber.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 0 }] });
+    await nextTurn();
+    subscriber.writes.length = 0;
+    const publishers = [await connected(core, 'p1'), await connected(core, 'p2'), await connected(core, 'p3')];
+    for (const [i, publisher] of publishers.entries()) publisher.read(publish(i + 1));
+    // The first read's delivery and PUBACK are out; the two later ones wait for the turn's end.
+    assert.equal(subscriber.writes.length, 1);
+    assert.deepEqual(
+      publishers.map((p) => p.writes.length),
+      [1, 0, 0],
+    );
+    await nextTurn();
+    assert.equal(subscriber.writes.length, 2, 'the two later deliveries in one write');
+    assert.deepEqual(
+      publishers.map((p) => p.writes.length),
+      [1, 1, 1],
+    );
+    // The next turn's first read is written at once again.
+    publishers[0]!.read(publish(9));
+    assert.equal(subscriber.writes.length, 3);
+  });
+});
