@@ -3,10 +3,9 @@
 // the disk (QoS 0, clean sessions), acknowledgements that wait for the commit, and start-up errors.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { BrokerError, type BrokerOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
   type ConnectOptions,
@@ -20,16 +19,9 @@ import {
   type TestBroker,
   text,
 } from './support/raw-client.js';
+import { tempDirs } from './support/temp-dirs.js';
 
-const dirs: string[] = [];
-function dataDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'otalink-durable-'));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const dataDir = tempDirs('otalink-durable-');
 
 async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
   const b = await startBroker(options);

@@ -3,22 +3,14 @@
 // must give exactly what replaying the log it replaces gave: queued QoS 1/2 in order, in-flight PUBLISH and PUBREL,
 // inbound QoS 2 ids, retained messages (one also queued), subscriptions, sessions; and appends after it still count.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { LogStore, type StoreContents } from '../src/index.js';
 import { connected, type RawClient, startBroker, str, subscribe, text } from './support/raw-client.js';
+import { tempDirs } from './support/temp-dirs.js';
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'otalink-compaction-'));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('otalink-compaction-');
 
 /** What a fresh start would load from `dir` now (its segments copied aside, so the running broker is untouched). */
 async function replayed(dir: string): Promise<unknown> {

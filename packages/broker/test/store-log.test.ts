@@ -2,25 +2,17 @@
 // recovery, a damaged record in an older segment refused with file and offset, write and sync errors that never
 // leave a partial batch behind.
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Message } from '../src/index.js';
 import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
 import { encodeRecord } from '../src/store/codec.js';
 import { FrameDecoder, FrameEncoder } from '../src/store/frames.js';
 import type { StoreOp } from '../src/store/ops.js';
+import { tempDirs } from './support/temp-dirs.js';
 
-const dirs: string[] = [];
-function dataDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'otalink-log-'));
-  dirs.push(dir);
-  return dir;
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const dataDir = tempDirs('otalink-log-');
 
 function message(payload: string): Message {
   return {
