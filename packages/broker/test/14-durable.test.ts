@@ -12,6 +12,7 @@ import {
   connectClient,
   connected,
   delay,
+  publishQos,
   type RawClient,
   startBroker,
   str,
@@ -39,22 +40,6 @@ const persistent = (clientId: string, version: 4 | 5 = 5, extra: Partial<Connect
   properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
   ...extra,
 });
-
-async function publishQos(
-  client: RawClient,
-  topic: string,
-  payload: string,
-  qos: 1 | 2,
-  packetId: number,
-  retain = false,
-) {
-  client.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false, packetId });
-  if (qos === 1) return client.expect('puback');
-  const rec = await client.expect('pubrec');
-  client.send({ type: 'pubrel', packetId });
-  await client.expect('pubcomp');
-  return rec;
-}
 
 async function goOffline(client: RawClient) {
   client.send({ type: 'disconnect' });

@@ -7,7 +7,7 @@ import { copyFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LogStore, type StoreContents } from '../src/index.js';
-import { connected, type RawClient, startBroker, str, subscribe, text } from './support/raw-client.js';
+import { connected, publishQos, startBroker, str, subscribe, text } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const tempDir = tempDirs('otalink-compaction-');
@@ -57,22 +57,6 @@ const persistent = (clientId: string, receiveMaximum?: number) => ({
   properties: { sessionExpiryInterval: 3600, receiveMaximum },
 });
 
-async function publish(
-  client: RawClient,
-  topic: string,
-  payload: string,
-  qos: 1 | 2,
-  packetId: number,
-  retain = false,
-) {
-  client.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false, packetId });
-  await client.expect(qos === 1 ? 'puback' : 'pubrec');
-  if (qos === 2) {
-    client.send({ type: 'pubrel', packetId });
-    await client.expect('pubcomp');
-  }
-}
-
 describe('18 durable broker compaction', () => {
   test('a snapshot written from the broker replays to what the log it replaces held, and appends after it count', async () => {
     const dir = tempDir();
@@ -88,10 +72,10 @@ describe('18 durable broker compaction', () => {
       const online = await connected(b.port, persistent('online', 2));
       await subscribe(online, 'c/#', 2);
       const pub = await connected(b.port, persistent('pub'));
-      await publish(pub, 'c/a', 'one', 2, 1);
-      await publish(pub, 'c/b', 'two', 1, 2, true);
-      await publish(pub, 'c/a', 'three', 2, 3);
-      await publish(pub, 'c/b', 'four', 1, 4);
+      await publishQos(pub, 'c/a', 'one', 2, 1);
+      await publishQos(pub, 'c/b', 'two', 1, 2, true);
+      await publishQos(pub, 'c/a', 'three', 2, 3);
+      await publishQos(pub, 'c/b', 'four', 1, 4);
       const first = await online.expect('publish');
       await online.expect('publish');
       online.send({ type: 'pubrec', packetId: first.packetId! });
@@ -126,7 +110,7 @@ describe('18 durable broker compaction', () => {
       const pubrel = { type: 'pubrel' as const, packetId: 9 };
       pub.send(pubrel);
       await pub.expect('pubcomp');
-      await publish(pub, 'c/b', 'six', 1, 10, true);
+      await publishQos(pub, 'c/b', 'six', 1, 10, true);
       await store.commit();
       const appended = await replayed(dir);
       assert.notDeepEqual(appended, logged);
@@ -161,7 +145,7 @@ describe('18 durable broker compaction', () => {
       for (let i = 0; i < 1500; i++) {
         const topic = i % 10 === 0 ? 'keep/x' : 'drop/x';
         if (topic === 'keep/x') kept.push(`m${i}`);
-        await publish(pub, topic, `m${i}`, 1, (i % 60_000) + 1);
+        await publishQos(pub, topic, `m${i}`, 1, (i % 60_000) + 1);
       }
       await store.commit();
       await store.compacted();

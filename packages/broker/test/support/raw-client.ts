@@ -210,4 +210,21 @@ export async function subscribe(
   return suback.reasonCodes;
 }
 
+/** A QoS 1 or 2 PUBLISH through its whole flow (PUBACK, or PUBREC, PUBREL, PUBCOMP); returns the PUBACK or PUBREC. */
+export async function publishQos(
+  client: RawClient,
+  topic: string,
+  payload: string,
+  qos: 1 | 2,
+  packetId: number,
+  retain = false,
+) {
+  client.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false, packetId });
+  if (qos === 1) return client.expect('puback');
+  const rec = await client.expect('pubrec');
+  client.send({ type: 'pubrel', packetId });
+  await client.expect('pubcomp');
+  return rec;
+}
+
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
