@@ -83,8 +83,6 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
     try {
       const result = await attempt(url, { ...options, signal: request.signal }, before, held);
       if (result.complete) {
-        // A body received in this attempt was synced through its own handle before it closed.
-        if (options.fsync !== false && !result.synced) await syncFile(options.path);
         return { ok: true, bytes: result.bytes, etag: held.etag };
       }
     } catch (e) {
@@ -113,8 +111,6 @@ export async function download(options: DownloadOptions): Promise<DownloadResult
 interface AttemptResult {
   complete: boolean;
   bytes: number;
-  /** The file reached the disk (fsync) before this attempt let go of it. */
-  synced?: boolean;
 }
 
 async function attempt(
@@ -139,7 +135,11 @@ async function attempt(
   const responseEtag = header(response, 'etag');
   if (status === 416) {
     response.resume();
-    if (offset === options.size) return { complete: true, bytes: offset };
+    if (offset === options.size) {
+      // Complete before this attempt (a restart after the last byte): make sure those bytes reached the disk.
+      if (options.fsync !== false) await syncFile(options.path);
+      return { complete: true, bytes: offset };
+    }
     await truncate(options.path, 0);
     held.etag = undefined;
     return { complete: false, bytes: 0 };
@@ -167,7 +167,7 @@ async function attempt(
   held.etag = newEtag;
   const done = await receive(response, options, start, newEtag);
   if (done < options.size) throw new Error(`connection ended after ${done} of ${options.size} bytes`);
-  return { complete: true, bytes: done, synced: options.fsync !== false };
+  return { complete: true, bytes: done };
 }
 
 /** Received bytes waiting for the disk above this pause the response; it resumes below a quarter of it. */
@@ -248,7 +248,7 @@ async function receive(
     }
   } finally {
     try {
-      // Complete: synced before the handle closes, instead of reopening the file for it afterwards.
+      // Complete: synced through this handle before it closes (a completed attempt reaches the disk here).
       if (done === options.size && failure === undefined && options.fsync !== false) await file.sync();
     } finally {
       await file.close();
