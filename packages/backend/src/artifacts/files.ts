@@ -85,7 +85,8 @@ export class ArtifactFiles {
 
   private async load(sha256: string): Promise<StoredArtifact | undefined> {
     const size = await this.sizeOf(sha256);
-    if (size === undefined || size > this.hotFileMaxBytes) return size === undefined ? undefined : { size };
+    if (size === undefined) return undefined;
+    if (size > this.hotFileMaxBytes) return { size };
     let bytes: Buffer;
     try {
       bytes = await readFile(this.pathOf(sha256));
@@ -95,12 +96,19 @@ export class ArtifactFiles {
     if (createHash('sha256').update(bytes).digest('hex') !== sha256) return { size };
     this.hot.set(sha256, bytes);
     this.hotBytes += bytes.length;
-    for (const [key, held] of this.hot) {
+    for (const key of this.hot.keys()) {
       if (this.hotBytes <= this.hotTotalMaxBytes) break;
-      this.hot.delete(key);
-      this.hotBytes -= held.length;
+      this.letGo(key);
     }
     return { size: bytes.length, bytes };
+  }
+
+  /** Stops holding an artifact's bytes in memory. */
+  private letGo(sha256: string): void {
+    const held = this.hot.get(sha256);
+    if (held === undefined) return;
+    this.hot.delete(sha256);
+    this.hotBytes -= held.length;
   }
 
   /** Writes the bytes, returns their SHA-256 and size. `maxBytes` bounds an upload. */
@@ -140,11 +148,7 @@ export class ArtifactFiles {
   }
 
   async remove(sha256: string): Promise<void> {
-    const held = this.hot.get(sha256);
-    if (held !== undefined) {
-      this.hot.delete(sha256);
-      this.hotBytes -= held.length;
-    }
+    this.letGo(sha256);
     await unlink(this.pathOf(sha256)).catch(() => undefined);
   }
 }
