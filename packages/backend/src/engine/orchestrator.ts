@@ -45,7 +45,7 @@ import {
 } from '../api.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { emptyCounts } from '../store/sqlite.js';
+import { emptyCounts } from '../store/sql-store.js';
 import type { BackendStore, PresenceUpdate, StoreBatch, StoredCampaign, StoredExecution } from '../store/types.js';
 import { Scheduler } from './scheduler.js';
 
