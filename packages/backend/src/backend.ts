@@ -16,6 +16,7 @@ import { type CommandSink, Orchestrator } from './engine/orchestrator.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { MqttBridge } from './mqtt/bridge.js';
 import { Service } from './service.js';
+import { openPostgresStore } from './store/postgres.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { BackendStore } from './store/types.js';
 
@@ -34,8 +35,13 @@ export interface BackendOptions {
   publicBaseUrl: string;
   clock?: Clock;
   logger?: Logger;
-  /** Another store implementation (PostgreSQL); default SQLite at `<dataDir>/backend.db`. */
+  /** A store made by the embedder; default SQLite at `<dataDir>/backend.db`, or PostgreSQL with `databaseUrl`. */
   store?: BackendStore;
+  /**
+   * postgres://user:password@host:port/database: vehicles, campaigns, executions and tokens live there instead of
+   * in SQLite. Artifact files, the signing keys and the URL secret stay in `dataDir`.
+   */
+  databaseUrl?: string;
   /** Client id of the backend's persistent session; default derived from the data directory. */
   mqttClientId?: string;
   /** Instead of MQTT: where commands go (tests, in-process simulations). */
@@ -111,7 +117,11 @@ export function createBackend(options: BackendOptions): Backend {
           },
         );
       }
-      store = options.store ?? openSqliteStore({ path: join(dataDir, 'backend.db') });
+      store =
+        options.store ??
+        (options.databaseUrl === undefined
+          ? openSqliteStore({ path: join(dataDir, 'backend.db') })
+          : await openPostgresStore({ url: options.databaseUrl }));
       const files = new ArtifactFiles(join(dataDir, 'artifacts'));
       const keyring = await Keyring.open(dataDir, store, () => clock.now());
       const urlSecret = loadOrCreateUrlSecret(dataDir);

@@ -24,5 +24,7 @@ export {
   startHttpServer,
 } from './http/index.js';
 export type { Logger } from './logger.js';
+export { openPostgresStore, POSTGRES_SCHEMA_VERSION, type PostgresStoreOptions } from './store/postgres.js';
+export { SqlStore } from './store/sql-store.js';
 export { openSqliteStore, SCHEMA_VERSION, type SqliteStoreOptions } from './store/sqlite.js';
 export type * from './store/types.js';

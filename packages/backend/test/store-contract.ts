@@ -1,4 +1,4 @@
-// The BackendStore contract, runnable against any implementation (SQLite file, SQLite :memory:, PostgreSQL next):
+// The BackendStore contract, runnable against any implementation (SQLite file, SQLite :memory:, PostgreSQL):
 // call runStoreContract(label, open) from a *.test.ts file.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -51,8 +51,9 @@ export function storedExecution(campaignId: string, vin: string, n = 1, status: 
   return e;
 }
 
-export function runStoreContract(label: string, open: () => Promise<BackendStore>): void {
-  describe(`BackendStore contract: ${label}`, () => {
+/** `skip`: why this implementation cannot be tested here (a one-line reason), or undefined to run. */
+export function runStoreContract(label: string, open: () => Promise<BackendStore>, skip?: string): void {
+  describe(`BackendStore contract: ${label}`, { skip }, () => {
     const withStore = (name: string, fn: (store: BackendStore) => Promise<void>) =>
       test(name, async () => {
         const store = await open();

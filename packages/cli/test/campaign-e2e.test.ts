@@ -174,6 +174,7 @@ test('otalink backend: bad options exit 2 with one line', async () => {
     [['--vin-mode', 'loose'], /--vin-mode/],
     [['--log-level', 'loud'], /--log-level/],
     [['--upload-limit', '-5'], /--upload-limit/],
+    [['--database', 'mysql://db/x'], /--database must be a postgres:\/\//],
     [['--frobnicate'], /frobnicate/],
     [['extra'], /extra/],
   ];
@@ -182,6 +183,35 @@ test('otalink backend: bad options exit 2 with one line', async () => {
     assert.equal(await runBackend(args, { ...out, stopSignal: Promise.resolve('unused') }), 2, args.join(' '));
     assert.match(out.stderr.text, message);
     assert.match(out.stderr.text, /^otalink backend: /);
+  }
+});
+
+test('otalink backend: a database that cannot be reached is a one-line error naming it without the password, exit 1', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-cli-backend-'));
+  try {
+    const out = io();
+    const code = await runBackend(
+      [
+        '--data-dir',
+        dir,
+        '--listen',
+        '127.0.0.1:0',
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        '--database',
+        'postgres://fleet:s3cret@127.0.0.1:1/otalink',
+        '--log-level',
+        'silent',
+      ],
+      { ...out, stopSignal: new Promise(() => {}) },
+    );
+    assert.equal(code, 1);
+    assert.match(
+      out.stderr.text,
+      /^otalink backend: cannot open the store postgres:\/\/fleet:\*\*\*@127\.0\.0\.1:1\/otalink/,
+    );
+    assert.doesNotMatch(out.stderr.text, /s3cret/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -20,6 +20,8 @@ import { UsageError } from './usage.js';
 const USAGE = `Usage: otalink backend [options]
 
   --data-dir DIR          database, artifacts, signing keys (default: OTALINK_DATA_DIR, else .otalink/backend)
+  --database URL          keep the records in PostgreSQL (postgres://user:password@host:port/db; default:
+                          OTALINK_DATABASE_URL, else SQLite in DATA_DIR); artifact files and keys stay in DATA_DIR
   --mqtt URL              the broker, e.g. mqtt://127.0.0.1:1883 (default: OTALINK_MQTT; none: commands are dropped)
   --listen HOST:PORT      HTTPS address of the API, downloads and dashboard (default 127.0.0.1:8443)
   --tls-cert FILE         PEM certificate chain for HTTPS ...
@@ -60,6 +62,7 @@ function hostPort(value: string, flag: string): { host: string; port: number } {
 
 interface Settings {
   dataDir: string;
+  databaseUrl: string | undefined;
   mqtt: string | undefined;
   listen: { host: string; port: number };
   plainHttp: { host: string; port: number } | undefined;
@@ -77,6 +80,7 @@ function parseSettings(args: string[], env: Record<string, string | undefined>):
     allowPositionals: false,
     options: {
       'data-dir': { type: 'string' },
+      database: { type: 'string' },
       mqtt: { type: 'string' },
       listen: { type: 'string' },
       'tls-cert': { type: 'string' },
@@ -97,6 +101,10 @@ function parseSettings(args: string[], env: Record<string, string | undefined>):
   if (mqtt !== undefined && !/^(mqtts?|wss?):\/\//.test(mqtt)) {
     throw new UsageError(`--mqtt must be an mqtt://, mqtts://, ws:// or wss:// URL, got "${mqtt}"`);
   }
+  const databaseUrl = values.database ?? env.OTALINK_DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrl)) {
+    throw new UsageError('--database must be a postgres:// or postgresql:// URL');
+  }
   const publicUrl = values['public-url'];
   if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+\/?$/.test(publicUrl)) {
     throw new UsageError(`--public-url must be an http(s) origin such as https://ota.example.com, got "${publicUrl}"`);
@@ -116,6 +124,7 @@ function parseSettings(args: string[], env: Record<string, string | undefined>):
   }
   return {
     dataDir: resolve(values['data-dir'] ?? env.OTALINK_DATA_DIR ?? join('.otalink', 'backend')),
+    databaseUrl,
     mqtt,
     listen: hostPort(values.listen ?? '127.0.0.1:8443', '--listen'),
     plainHttp: values['plain-http'] === undefined ? undefined : hostPort(values['plain-http'], '--plain-http'),
@@ -219,6 +228,7 @@ export async function runBackend(args: string[], io: BackendCommandIo): Promise<
       publicBaseUrl: publicUrl,
       vinMode: settings.vinMode,
       logger,
+      ...(settings.databaseUrl === undefined ? {} : { databaseUrl: settings.databaseUrl }),
       ...(settings.mqtt === undefined ? {} : { mqtt: settings.mqtt }),
       ...(settings.uploadLimitBytes === undefined ? {} : { maxArtifactBytes: settings.uploadLimitBytes }),
     });
