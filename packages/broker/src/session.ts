@@ -118,6 +118,12 @@ export class Session {
   readonly #stats: BrokerStats;
   readonly #limits: QueueLimits;
   readonly #store: BrokerStore;
+  /**
+   * Deliveries of inbound QoS 2 messages whose queue entries are written but whose commit has not resolved: they
+   * join the session (offerHeld) once it has, or go (dropHeld) if it failed. The store's snapshot reads them as the
+   * tail of the queue (liveEntries), since its log holds their entries.
+   */
+  #held: Delivery[] | undefined;
 
   constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store: BrokerStore = new MemoryStore()) {
     this.state = state;
@@ -202,6 +208,49 @@ export class Session {
     for (const packetId of this.state.inboundQos2) store.addInboundQos2(clientId, packetId);
   }
 
+  /**
+   * An inbound QoS 2 delivery waiting for its commit: a persistent session's queue entry is written now, in the same
+   * batch as the publisher's packet id, so that once that batch is durable the message's routing is too.
+   */
+  hold(delivery: Delivery): void {
+    if (delivery.qos > 0 && this.persistent) {
+      const store = this.#store;
+      delivery.entryId = store.newEntryId();
+      store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
+    }
+    this.#held ??= [];
+    this.#held.push(delivery);
+  }
+
+  /** The commit holding a held delivery resolved: it is offered as any other (its queue entry is written). */
+  offerHeld(delivery: Delivery, templates: PublishTemplates | undefined, now: number): void {
+    if (!this.#unhold(delivery)) return;
+    this.offer(delivery, templates, now);
+  }
+
+  /** The commit holding a held delivery failed: the session never sees it. */
+  dropHeld(delivery: Delivery): void {
+    if (!this.#unhold(delivery)) return;
+    // The entry's batch did not make it to the log; the record only keeps a later snapshot consistent.
+    this.#dropped(delivery);
+  }
+
+  #unhold(delivery: Delivery): boolean {
+    const held = this.#held;
+    const index = held === undefined ? -1 : held.indexOf(delivery);
+    if (index < 0) return false;
+    held!.splice(index, 1);
+    if (held!.length === 0) this.#held = undefined;
+    return true;
+  }
+
+  /** What the store's log holds for this session: the queue (held deliveries last) and the in-flight window. */
+  liveEntries(): { queue: Iterable<Delivery>; inflight: ReadonlyMap<number, InflightEntry> } {
+    const state = this.state;
+    if (this.#held === undefined) return state;
+    return { queue: [...state.queue, ...this.#held], inflight: state.inflight };
+  }
+
   /** Routes one delivery: straight out if the window allows, queued (QoS 1/2) or dropped (QoS 0) otherwise. */
   offer(delivery: Delivery, templates: PublishTemplates | undefined, now: number): void {
     const outlet = this.outlet;
@@ -232,14 +281,18 @@ export class Session {
         this.#stats.queuedCurrent--;
       } else {
         this.#stats.droppedQueueFull++;
-        if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) return;
+        if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) {
+          this.#dropped(delivery);
+          return;
+        }
         this.#dropped(queue.shift()!);
         this.#stats.queuedCurrent--;
       }
     }
     queue.push(delivery);
     this.#stats.queuedCurrent++;
-    if (this.persistent) {
+    // A held delivery's entry is written already (hold).
+    if (this.persistent && delivery.entryId === undefined) {
       const store = this.#store;
       delivery.entryId = store.newEntryId();
       store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
@@ -328,5 +381,6 @@ export class Session {
     this.#stats.queuedCurrent -= this.state.queue.length;
     this.state.queue.clear();
     this.state.inflight.clear();
+    this.#held = undefined;
   }
 }

@@ -1,0 +1,175 @@
+// Exactly-once for QoS 2 while the durable store fails: a QoS 2 PUBLISH whose commit fails is delivered to nobody
+// (online subscribers, the queue of an offline one, a clean session), the publisher hears 0x97 (5.0) or nothing
+// (3.1.1), and its resend once the disk has room is delivered exactly once, before and after a restart. Held QoS 2
+// messages of one publisher keep their order.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type BrokerOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import {
+  type ConnectOptions,
+  connected,
+  delay,
+  type RawClient,
+  startBroker,
+  str,
+  subscribe,
+  type TestBroker,
+  text,
+} from './support/raw-client.js';
+import { tempDirs } from './support/temp-dirs.js';
+
+const dataDir = tempDirs('otalink-qos2-failure-');
+
+async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
+  const b = await startBroker(options);
+  try {
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}
+
+const persistent = (clientId: string, version: 4 | 5 = 5): ConnectOptions => ({
+  version,
+  clientId,
+  clean: false,
+  properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+});
+
+/** A disk that refuses writes (ENOSPC) while `full` is set, and reports no free space meanwhile. */
+function fillableDisk(): { fs: StoreFs; fill(): void; free(): void } {
+  let full = false;
+  const fs: StoreFs = {
+    ...nodeStoreFs,
+    writeSync: (fd, buffer, offset, length, position) => {
+      if (full) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      return nodeStoreFs.writeSync(fd, buffer, offset, length, position);
+    },
+    freeBytes: () => (full ? 0 : 1e12),
+  };
+  return {
+    fs,
+    fill: () => {
+      full = true;
+    },
+    free: () => {
+      full = false;
+    },
+  };
+}
+
+/** Receives one QoS 2 PUBLISH and completes its exchange; returns the payload. */
+async function receiveQos2(client: RawClient): Promise<string> {
+  const p = await client.expect('publish', 3000);
+  assert.equal(p.qos, 2);
+  client.send({ type: 'pubrec', packetId: p.packetId! });
+  await client.expect('pubrel');
+  client.send({ type: 'pubcomp', packetId: p.packetId! });
+  return str(p.payload);
+}
+
+function publish2(client: RawClient, topic: string, payload: string, packetId: number, dup = false): void {
+  client.send({ type: 'publish', topic, payload: text(payload), qos: 2, retain: false, dup, packetId });
+}
+
+describe('19 durable broker: QoS 2 while the store fails', () => {
+  for (const version of [5, 4] as const) {
+    test(`MQTT ${version === 4 ? '3.1.1' : '5.0'} publisher: a QoS 2 message whose write failed is delivered to nobody; its resend after recovery exactly once`, async () => {
+      const dir = dataDir();
+      const disk = fillableDisk();
+      await withBroker({ dataDir: dir, storeOptions: { fs: disk.fs } }, async (b) => {
+        const away = await connected(b.port, persistent('away'));
+        await subscribe(away, 'q/#', 2);
+        away.send({ type: 'disconnect' });
+        await away.closedPromise;
+        const live = await connected(b.port, persistent('live'));
+        await subscribe(live, 'q/#', 2);
+        const clean = await connected(b.port, { version: 4, clientId: 'clean' });
+        await subscribe(clean, 'q/#', 2);
+        let pub = await connected(b.port, persistent('pub', version));
+
+        disk.fill();
+        publish2(pub, 'q/cmd', 'once', 7);
+        if (version === 5) assert.equal((await pub.expect('pubrec')).reasonCode, 0x97);
+        else assert.ok(await pub.silentFor(400), '3.1.1: PUBREC for a message the store did not keep');
+        assert.ok(await live.silentFor(300), 'a persistent subscriber got a message the store did not keep');
+        assert.ok(await clean.silentFor(10), 'a clean subscriber got a message the store did not keep');
+        assert.equal(b.broker.stats.queuedCurrent, 0, 'the offline session queued a message the store did not keep');
+
+        disk.free();
+        const deadline = Date.now() + 5000;
+        while (!b.broker.store.writable && Date.now() < deadline) await delay(50);
+        assert.equal(b.broker.store.writable, true);
+        if (version === 4) {
+          // 3.1.1 resends what has no PUBREC when it reconnects, with DUP set.
+          pub.end();
+          await pub.closedPromise;
+          pub = await connected(b.port, persistent('pub', version));
+        }
+        publish2(pub, 'q/cmd', 'once', 7, version === 4);
+        assert.equal((await pub.expect('pubrec')).reasonCode ?? 0, 0);
+        pub.send({ type: 'pubrel', packetId: 7 });
+        await pub.expect('pubcomp');
+        assert.equal(await receiveQos2(live), 'once');
+        assert.equal(await receiveQos2(clean), 'once');
+        assert.ok(await live.silentFor(300), 'a second copy reached the persistent subscriber');
+        assert.ok(await clean.silentFor(10), 'a second copy reached the clean subscriber');
+        assert.equal(b.broker.stats.queuedCurrent, 1);
+        pub.end();
+        live.end();
+        clean.end();
+      });
+      // After a restart: the offline subscriber has it once, the one that completed the exchange nothing more.
+      await withBroker({ dataDir: dir }, async (b) => {
+        const away = await connected(b.port, persistent('away'));
+        assert.equal(await receiveQos2(away), 'once');
+        assert.ok(await away.silentFor(300), 'a second copy was queued for the offline subscriber');
+        const live = await connected(b.port, persistent('live'));
+        assert.ok(await live.silentFor(200), 'the delivered message came back after the restart');
+        away.end();
+        live.end();
+      });
+    });
+  }
+
+  test('held QoS 2 messages of one publisher reach a subscriber in order, also one that waits for nothing', async () => {
+    let holding = false;
+    let held: Array<() => void> = [];
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) => {
+        if (!holding) return nodeStoreFs.fdatasync(fd);
+        return new Promise<void>((resolve, reject) => {
+          held.push(() => nodeStoreFs.fdatasync(fd).then(resolve, reject));
+        });
+      },
+    };
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+      const away = await connected(b.port, persistent('keeper'));
+      await subscribe(away, 'stored/#', 2);
+      away.send({ type: 'disconnect' });
+      await away.closedPromise;
+      const watcher = await connected(b.port, { version: 5, clientId: 'watcher' });
+      await subscribe(watcher, '#', 2);
+      // A clean publisher: a message for the offline session writes its queue entry and waits for the commit, one
+      // for nobody persistent writes nothing and would go at once.
+      const pub = await connected(b.port, { version: 5, clientId: 'pub' });
+      holding = true;
+      publish2(pub, 'stored/a', 'first', 1);
+      publish2(pub, 'memory/b', 'second', 2);
+      assert.ok(await watcher.silentFor(300), 'a QoS 2 message overtook the held one before it');
+      holding = false;
+      const release = held;
+      held = [];
+      for (const run of release) run();
+      const first = await watcher.expect('publish', 3000);
+      const second = await watcher.expect('publish', 3000);
+      assert.deepEqual([str(first.payload), str(second.payload)], ['first', 'second']);
+      const ids: number[] = [];
+      for (let i = 0; i < 2; i++) ids.push(((await pub.expect('pubrec')) as { packetId: number }).packetId);
+      assert.deepEqual(ids, [1, 2]);
+      pub.end();
+      watcher.end();
+    });
+  });
+});
