@@ -4,7 +4,7 @@
 // messages of one publisher keep their order.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type BrokerOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { type BrokerOptions, type LogStore, nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
   type ConnectOptions,
   connected,
@@ -66,6 +66,33 @@ async function receiveQos2(client: RawClient): Promise<string> {
   await client.expect('pubrel');
   client.send({ type: 'pubcomp', packetId: p.packetId! });
   return str(p.payload);
+}
+
+/** A store file system whose fdatasync calls wait, while `holding`, until release() runs them. */
+function heldSyncs(): { fs: StoreFs; hold(): void; release(): void } {
+  let holding = false;
+  let held: Array<() => void> = [];
+  const fs: StoreFs = {
+    ...nodeStoreFs,
+    fdatasync: (fd) => {
+      if (!holding) return nodeStoreFs.fdatasync(fd);
+      return new Promise<void>((resolve, reject) => {
+        held.push(() => nodeStoreFs.fdatasync(fd).then(resolve, reject));
+      });
+    },
+  };
+  return {
+    fs,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      const waiting = held;
+      held = [];
+      for (const run of waiting) run();
+    },
+  };
 }
 
 function publish2(client: RawClient, topic: string, payload: string, packetId: number, dup = false): void {
@@ -133,18 +160,8 @@ describe('19 durable broker: QoS 2 while the store fails', () => {
   }
 
   test('held QoS 2 messages of one publisher reach a subscriber in order, also one that waits for nothing', async () => {
-    let holding = false;
-    let held: Array<() => void> = [];
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) => {
-        if (!holding) return nodeStoreFs.fdatasync(fd);
-        return new Promise<void>((resolve, reject) => {
-          held.push(() => nodeStoreFs.fdatasync(fd).then(resolve, reject));
-        });
-      },
-    };
-    await withBroker({ dataDir: dataDir(), storeOptions: { fs } }, async (b) => {
+    const sync = heldSyncs();
+    await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const away = await connected(b.port, persistent('keeper'));
       await subscribe(away, 'stored/#', 2);
       away.send({ type: 'disconnect' });
@@ -154,14 +171,11 @@ describe('19 durable broker: QoS 2 while the store fails', () => {
       // A clean publisher: a message for the offline session writes its queue entry and waits for the commit, one
       // for nobody persistent writes nothing and would go at once.
       const pub = await connected(b.port, { version: 5, clientId: 'pub' });
-      holding = true;
+      sync.hold();
       publish2(pub, 'stored/a', 'first', 1);
       publish2(pub, 'memory/b', 'second', 2);
       assert.ok(await watcher.silentFor(300), 'a QoS 2 message overtook the held one before it');
-      holding = false;
-      const release = held;
-      held = [];
-      for (const run of release) run();
+      sync.release();
       const first = await watcher.expect('publish', 3000);
       const second = await watcher.expect('publish', 3000);
       assert.deepEqual([str(first.payload), str(second.payload)], ['first', 'second']);
@@ -170,6 +184,45 @@ describe('19 durable broker: QoS 2 while the store fails', () => {
       assert.deepEqual(ids, [1, 2]);
       pub.end();
       watcher.end();
+    });
+  });
+
+  test('a compaction starting while a QoS 2 message is held keeps it: the snapshot has its queue entry', async () => {
+    const dir = dataDir();
+    const sync = heldSyncs();
+    await withBroker({ dataDir: dir, storeOptions: { fs: sync.fs } }, async (b) => {
+      const store = b.broker.store as LogStore;
+      const away = await connected(b.port, persistent('away'));
+      await subscribe(away, 'h/#', 2);
+      away.send({ type: 'disconnect' });
+      await away.closedPromise;
+      const pub = await connected(b.port, persistent('pub'));
+      sync.hold();
+      // A first batch is written and its sync held; the QoS 2 message and the compaction request wait for the next,
+      // whose snapshot is frozen after its write, while the message is still held.
+      pub.send({ type: 'publish', topic: 'h/1', payload: text('one'), qos: 1, retain: false, dup: false, packetId: 1 });
+      await delay(100);
+      publish2(pub, 'h/2', 'two', 2);
+      await delay(100);
+      const compactions = store.counters.compactions;
+      const compaction = store.compactNow();
+      sync.release();
+      await compaction;
+      assert.equal(store.counters.compactions, compactions + 1);
+      assert.equal((await pub.expect('puback')).reasonCode ?? 0, 0);
+      assert.equal((await pub.expect('pubrec')).reasonCode ?? 0, 0);
+      pub.send({ type: 'pubrel', packetId: 2 });
+      await pub.expect('pubcomp');
+      pub.end();
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const away = await connected(b.port, persistent('away'));
+      const one = await away.expect('publish', 3000);
+      assert.equal(str(one.payload), 'one');
+      away.send({ type: 'puback', packetId: one.packetId! });
+      assert.equal(await receiveQos2(away), 'two');
+      assert.ok(await away.silentFor(300), 'a message came twice');
+      away.end();
     });
   });
 });
