@@ -475,7 +475,8 @@ export class BrokerCore {
   }
 
   dropHeld(held: HeldPublish): void {
-    for (const [session, delivery] of held.deliveries) session.dropHeld(delivery);
+    const now = Date.now();
+    for (const [session, delivery] of held.deliveries) session.dropHeld(delivery, now);
   }
 
   publishWill(will: Will, identity: ClientIdentity): void {
