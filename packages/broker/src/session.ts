@@ -173,6 +173,21 @@ export class Session {
     return this.state.inboundQos2.size;
   }
 
+  /**
+   * Inbound QoS 2 ids whose commit ended in a failed fdatasync: on disk or not, the restart will tell. Kept (a resend
+   * is not delivered again in this run) and never acknowledged before that restart.
+   */
+  #unsureQos2: Set<number> | undefined;
+
+  unsureQos2(packetId: number): void {
+    this.#unsureQos2 ??= new Set();
+    this.#unsureQos2.add(packetId);
+  }
+
+  isUnsureQos2(packetId: number): boolean {
+    return this.#unsureQos2?.has(packetId) === true;
+  }
+
   receivedQos2(packetId: number): void {
     inboundQos2Of(this.state).add(packetId);
     if (this.persistent) this.#store.addInboundQos2(this.clientId, packetId);
@@ -181,6 +196,7 @@ export class Session {
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
     const found = this.state.inboundQos2.delete(packetId);
+    this.#unsureQos2?.delete(packetId);
     if (found && this.persistent) this.#store.removeInboundQos2(this.clientId, packetId);
     return found;
   }

@@ -229,4 +229,54 @@ describe('19 durable broker: QoS 2 while the store fails', () => {
       away.end();
     });
   });
+
+  for (const reached of [true, false]) {
+    test(`a failed fdatasync (the batch ${reached ? 'reached' : 'did not reach'} the disk): no answer before a restart, after it the resend is delivered exactly once`, async () => {
+      const dir = dataDir();
+      const syncedSize = new Map<number, number>();
+      let failSync = false;
+      const fs: StoreFs = {
+        ...nodeStoreFs,
+        fdatasync: async (fd) => {
+          if (failSync) {
+            // The kernel may drop the dirty pages of a failed sync, or write them later.
+            if (!reached) nodeStoreFs.ftruncateSync(fd, syncedSize.get(fd) ?? 0);
+            throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+          }
+          await nodeStoreFs.fdatasync(fd);
+          syncedSize.set(fd, nodeStoreFs.fstatSync(fd).size);
+        },
+      };
+      await withBroker({ dataDir: dir, storeOptions: { fs } }, async (b) => {
+        const away = await connected(b.port, persistent('away'));
+        await subscribe(away, 'u/#', 2);
+        away.send({ type: 'disconnect' });
+        await away.closedPromise;
+        const live = await connected(b.port, persistent('live'));
+        await subscribe(live, 'u/#', 2);
+        const pub = await connected(b.port, persistent('pub'));
+        failSync = true;
+        publish2(pub, 'u/x', 'unsure', 9);
+        assert.ok(await pub.silentFor(400), 'an answer for a message whose fate the restart decides');
+        assert.ok(await live.silentFor(10), 'a subscriber got a message whose sync failed');
+        publish2(pub, 'u/x', 'unsure', 9, true);
+        assert.ok(await pub.silentFor(300), 'the resend was answered before the restart');
+        assert.ok(await live.silentFor(10), 'the resend was delivered before the restart');
+      });
+      await withBroker({ dataDir: dir }, async (b) => {
+        const pub = await connected(b.port, persistent('pub'));
+        publish2(pub, 'u/x', 'unsure', 9, true);
+        assert.equal((await pub.expect('pubrec')).reasonCode ?? 0, 0);
+        pub.send({ type: 'pubrel', packetId: 9 });
+        await pub.expect('pubcomp');
+        for (const clientId of ['live', 'away']) {
+          const sub = await connected(b.port, persistent(clientId));
+          assert.equal(await receiveQos2(sub), 'unsure', clientId);
+          assert.ok(await sub.silentFor(300), `${clientId} got it twice`);
+          sub.end();
+        }
+        pub.end();
+      });
+    });
+  }
 });

@@ -295,10 +295,22 @@ describe('log store', () => {
     await store.commit();
     failSync = true;
     queue(store, 'e', 'unsure');
-    await assert.rejects(store.commit(), /EIO/);
+    // Written, not synced: on disk or not, the caller cannot know (a QoS 2 publisher then gets no answer).
+    await assert.rejects(
+      store.commit(),
+      (error: unknown) =>
+        error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_SYNC' && /EIO/.test(error.message),
+    );
     failSync = false;
     queue(store, 'e', 'refused');
-    await assert.rejects(store.commit(), /fdatasync failed/);
+    // Never written: a plain refusal.
+    await assert.rejects(
+      store.commit(),
+      (error: unknown) =>
+        error instanceof BrokerError &&
+        error.code === 'BROKER_ERR_STORE_FULL' &&
+        /fdatasync failed/.test(error.message),
+    );
     assert.equal(store.writable, false);
     await store.close();
     const again = await open({ dir });

@@ -6,6 +6,7 @@
 // publisher is told so and nobody has it, so its resend is delivered exactly once.
 import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
 import { type Connection, violation } from '../connection.js';
+import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
 import { forwardableFrame } from '../publish-encoding.js';
 import type { Session } from '../session.js';
@@ -23,6 +24,13 @@ function notStored(connection: Connection, session: Session, qos: 1 | 2, packetI
       { code: 'BROKER_ERR_STORE_FULL', clientId: connection.identity.clientId, packetId, err: error },
       'publish not acknowledged: the store did not take it',
     );
+  }
+  if (qos === 2 && error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_SYNC') {
+    // Written, but its sync failed: the restart finds the message (queued, with this id) or not. No answer until
+    // then: the client resends after reconnecting, and that resend is answered as a duplicate or taken as new, once
+    // either way. 0x97 would be wrong if it is found (and a publish under a new id would be delivered twice).
+    session.unsureQos2(packetId);
+    return;
   }
   // A resend must be taken as new, not answered as a duplicate of something never stored.
   if (qos === 2) session.releaseQos2(packetId);
@@ -47,6 +55,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const store = core.store;
   if (packet.qos === 2 && session.hasInboundQos2(packetId)) {
     // A resend before PUBREL: acknowledge again (once the first is durable), deliver nothing (it went out already).
+    // One whose first sync failed gets no answer before a restart (notStored).
+    if (session.isUnsureQos2(packetId)) return;
     connection.ackAfter(
       store.durable ? store.commit() : undefined,
       () => connection.send({ type: 'pubrec', packetId }),

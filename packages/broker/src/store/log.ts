@@ -522,6 +522,8 @@ export class LogStore extends OpStore {
       this.#next = undefined;
     }
     this.#current = waiting ?? deferred();
+    /** The batch was written and its sync failed: whether it is on disk is unknown. */
+    let unsure = false;
     /** Settles a snapshot frozen after this batch: true once the batch is durable, false if it cannot be. */
     let settleSnapshot: ((durable: boolean) => void) | undefined;
     try {
@@ -562,6 +564,7 @@ export class LogStore extends OpStore {
           } catch (error) {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written since can be trusted.
             this.#broken = new Error(`fdatasync failed on ${segment.path}: ${errorText(error)}`, { cause: error });
+            unsure = true;
             throw error;
           }
           this.counters.syncs++;
@@ -583,7 +586,7 @@ export class LogStore extends OpStore {
       setImmediate(() => {
         this.#failedThisTurn = false;
       });
-      const failure = this.#fail(error);
+      const failure = this.#fail(error, unsure);
       const done = this.#current;
       this.#current = undefined;
       done?.reject(failure);
@@ -599,7 +602,8 @@ export class LogStore extends OpStore {
     }
   }
 
-  #fail(error: unknown): BrokerError {
+  /** `unsure`: the batch was written, its sync failed (BROKER_ERR_STORE_SYNC); else nothing of it is in the log. */
+  #fail(error: unknown, unsure = false): BrokerError {
     const path = this.#segments.at(-1)?.path ?? this.dir;
     const reason = `store write failed in ${path}: ${errorText(error)}`;
     if (this.#full === undefined) {
@@ -610,7 +614,7 @@ export class LogStore extends OpStore {
       );
       this.#scheduleRecheck();
     }
-    return new BrokerError('BROKER_ERR_STORE_FULL', reason, { cause: error });
+    return new BrokerError(unsure ? 'BROKER_ERR_STORE_SYNC' : 'BROKER_ERR_STORE_FULL', reason, { cause: error });
   }
 
   #checkFreeSpace(now: number): void {
