@@ -123,7 +123,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
         );
       }
       // From here the sessions' queues and in-flight windows live in the broker alone; the store reads them there.
-      store.attachLive({ entries: (clientId) => core.sessions.get(clientId)?.state });
+      store.attachLive({ entries: (clientId) => core.sessions.get(clientId)?.liveEntries() });
       // close() may run while listen() awaits: start nothing (no timers, no listeners) after it.
       if (isClosed()) return;
       try {

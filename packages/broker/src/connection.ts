@@ -82,6 +82,11 @@ export class Connection implements Outlet, Timed {
   will: Will | undefined;
   /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
   willStored = false;
+  /**
+   * The routing of this client's last held QoS 2 message (handlers/publish.ts), settled once it was delivered or
+   * dropped: the next one waits for it, so that its QoS 2 messages reach subscribers in the order they were sent.
+   */
+  heldRouting: Promise<void> | undefined;
   /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
   readonly overLimit: boolean;
 

@@ -79,6 +79,12 @@ interface Hold {
   until: number;
 }
 
+/** An inbound QoS 2 message routed by planPublish, waiting for its commit. */
+export interface HeldPublish {
+  message: Message;
+  deliveries: Array<[Session, Delivery]>;
+}
+
 class PendingWill implements Timed {
   deadline: number;
   readonly will: Will;
@@ -426,6 +432,51 @@ export class BrokerCore {
     }
     if (this.events.listenerCount('message') > 0) this.events.emit('message', message);
     return recipients;
+  }
+
+  /**
+   * The first half of routing an inbound QoS 2 message under a durable store: picks the recipients now and writes
+   * what their delivery needs (queue entries of persistent sessions, the retained message), but changes nothing a
+   * client can see. `deliverHeld` completes it once the commit holding those writes resolved, `dropHeld` undoes it
+   * if the commit failed, so that a message the publisher is told was not taken is delivered to nobody.
+   */
+  planPublish(message: Message): HeldPublish {
+    if (message.retain && !message.topic.startsWith('$SYS/')) {
+      if (message.payload.length > 0) this.store.setRetained(message);
+      else this.store.clearRetained(message.topic);
+    }
+    const deliveries: Array<[Session, Delivery]> = [];
+    this.router.route(message, (session, delivery) => {
+      session.hold(delivery);
+      deliveries.push([session, delivery]);
+    });
+    return { message, deliveries };
+  }
+
+  deliverHeld(held: HeldPublish): void {
+    const message = held.message;
+    const now = Date.now();
+    if (message.retain) {
+      this.router.retain(message);
+      this.stats.retainedCurrent = this.router.retained.size;
+    }
+    const templates = new PublishTemplates(message, now);
+    for (const [session, delivery] of held.deliveries) {
+      if (this.sessions.get(session.clientId) === session) {
+        session.offerHeld(delivery, templates, now);
+        continue;
+      }
+      // The session ended meanwhile (its store records went with it): a shared message goes to another member.
+      if (delivery.sharedFilter !== undefined) {
+        this.router.reassignShared(session, delivery, (member, moved) => member.offer(moved, undefined, now));
+      }
+    }
+    if (this.events.listenerCount('message') > 0) this.events.emit('message', message);
+  }
+
+  dropHeld(held: HeldPublish): void {
+    const now = Date.now();
+    for (const [session, delivery] of held.deliveries) session.dropHeld(delivery, now);
   }
 
   publishWill(will: Will, identity: ClientIdentity): void {

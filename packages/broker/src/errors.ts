@@ -10,6 +10,8 @@ export type BrokerErrorCode =
   | 'BROKER_ERR_STORE'
   | 'BROKER_ERR_STORE_CORRUPT'
   | 'BROKER_ERR_STORE_FULL'
+  // A batch was written but its fdatasync failed: it may or may not be on disk (the restart will tell).
+  | 'BROKER_ERR_STORE_SYNC'
   | 'BROKER_ERR_STORE_LOCKED'
   | 'BROKER_ERR_STORE_COMPACT'
   // Log codes for why a connection ended.

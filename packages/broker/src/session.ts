@@ -110,6 +110,12 @@ export function storedDelivery(store: BrokerStore, delivery: Delivery): StoredDe
   };
 }
 
+/** A held delivery (Session.hold), with the packet id taken for it if it goes out as soon as its commit resolves. */
+interface HeldDelivery {
+  delivery: Delivery;
+  packetId: number | undefined;
+}
+
 export class Session {
   readonly state: SessionState;
   outlet: Outlet | undefined;
@@ -118,6 +124,14 @@ export class Session {
   readonly #stats: BrokerStats;
   readonly #limits: QueueLimits;
   readonly #store: BrokerStore;
+  /**
+   * Deliveries of inbound QoS 2 messages whose store records are written but whose commit has not resolved: they
+   * join the session (offerHeld) once it has, or go (dropHeld) if it failed. The store's snapshot reads them where
+   * its log has them (liveEntries): in the queue, or in flight under a packet id taken for them (`packetId`).
+   */
+  #held: HeldDelivery[] | undefined;
+  /** Packet ids taken by held deliveries: they count against the send window and are not given out again. */
+  #reserved: Map<number, Delivery> | undefined;
 
   constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store: BrokerStore = new MemoryStore()) {
     this.state = state;
@@ -159,6 +173,21 @@ export class Session {
     return this.state.inboundQos2.size;
   }
 
+  /**
+   * Inbound QoS 2 ids whose commit ended in a failed fdatasync: on disk or not, the restart will tell. Kept (a resend
+   * is not delivered again in this run) and never acknowledged before that restart.
+   */
+  #unsureQos2: Set<number> | undefined;
+
+  unsureQos2(packetId: number): void {
+    this.#unsureQos2 ??= new Set();
+    this.#unsureQos2.add(packetId);
+  }
+
+  isUnsureQos2(packetId: number): boolean {
+    return this.#unsureQos2?.has(packetId) === true;
+  }
+
   receivedQos2(packetId: number): void {
     inboundQos2Of(this.state).add(packetId);
     if (this.persistent) this.#store.addInboundQos2(this.clientId, packetId);
@@ -167,6 +196,7 @@ export class Session {
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
     const found = this.state.inboundQos2.delete(packetId);
+    this.#unsureQos2?.delete(packetId);
     if (found && this.persistent) this.#store.removeInboundQos2(this.clientId, packetId);
     return found;
   }
@@ -202,6 +232,100 @@ export class Session {
     for (const packetId of this.state.inboundQos2) store.addInboundQos2(clientId, packetId);
   }
 
+  /**
+   * An inbound QoS 2 delivery waiting for its commit. A persistent session's record is written now, in the same
+   * batch as the publisher's packet id, so that once that batch is durable the message's routing is too: in flight
+   * under a packet id taken now when it could be sent now (the PUBLISH then leaves as soon as the commit resolves,
+   * without waiting for another one for its in-flight record), else a queue entry.
+   */
+  hold(delivery: Delivery): void {
+    const record: HeldDelivery = { delivery, packetId: undefined };
+    const held = this.#held;
+    this.#held = held === undefined ? [record] : [...held, record];
+    if (delivery.qos === 0 || !this.persistent) return;
+    const store = this.#store;
+    const outlet = this.outlet;
+    // Behind a held delivery that waits in the queue it must wait too (the queue keeps one publisher's order).
+    const queuedBefore = held?.some((earlier) => earlier.packetId === undefined && earlier.delivery.qos > 0) === true;
+    if (
+      outlet !== undefined &&
+      this.state.queue.length === 0 &&
+      !queuedBefore &&
+      this.#windowUsed < outlet.sendWindow
+    ) {
+      record.packetId = this.#nextPacketId();
+      this.#reserved ??= new Map();
+      this.#reserved.set(record.packetId, delivery);
+      store.setInflight(this.clientId, record.packetId, storedDelivery(store, delivery), undefined);
+      return;
+    }
+    delivery.entryId = store.newEntryId();
+    store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
+  }
+
+  /** The commit holding a held delivery resolved: it goes out under its packet id, or is offered as any other. */
+  offerHeld(delivery: Delivery, templates: PublishTemplates | undefined, now: number): void {
+    const record = this.#unhold(delivery);
+    if (record === undefined) return;
+    const packetId = record.packetId;
+    if (packetId === undefined) {
+      this.offer(delivery, templates, now);
+      return;
+    }
+    this.#reserved!.delete(packetId);
+    // In flight whether or not the client is still connected (a reconnect resends it with DUP, as any other).
+    inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
+    const outlet = this.outlet;
+    if (outlet !== undefined && !outlet.sendPublish(delivery, templates, packetId, false)) {
+      this.state.inflight.delete(packetId);
+      if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
+    }
+  }
+
+  /** The commit holding a held delivery failed: the session never sees it. */
+  dropHeld(delivery: Delivery, now: number): void {
+    const record = this.#unhold(delivery);
+    if (record === undefined) return;
+    // Its batch did not make it to the log; the record only keeps the log in step for a later snapshot.
+    if (record.packetId === undefined) {
+      this.#dropped(delivery);
+      return;
+    }
+    this.#reserved!.delete(record.packetId);
+    if (this.persistent) this.#store.completeInflight(this.clientId, record.packetId);
+    this.pump(now);
+  }
+
+  #unhold(delivery: Delivery): HeldDelivery | undefined {
+    const held = this.#held;
+    if (held === undefined) return undefined;
+    const index = held.findIndex((record) => record.delivery === delivery);
+    if (index < 0) return undefined;
+    const record = held[index]!;
+    this.#held = held.length === 1 ? undefined : held.filter((_, i) => i !== index);
+    return record;
+  }
+
+  /** In-flight messages and packet ids taken by held deliveries: what counts against the client's window. */
+  get #windowUsed(): number {
+    return this.state.inflight.size + (this.#reserved?.size ?? 0);
+  }
+
+  /** What the store's log holds for this session: queue and in-flight window, held deliveries included. */
+  liveEntries(): { queue: Iterable<Delivery>; inflight: ReadonlyMap<number, InflightEntry> } {
+    const state = this.state;
+    const held = this.#held;
+    if (held === undefined) return state;
+    const queued = held.filter((record) => record.packetId === undefined).map((record) => record.delivery);
+    let inflight: ReadonlyMap<number, InflightEntry> = state.inflight;
+    if (this.#reserved !== undefined && this.#reserved.size > 0) {
+      const all = new Map(state.inflight);
+      for (const [packetId, delivery] of this.#reserved) all.set(packetId, { state: 'publish', delivery });
+      inflight = all;
+    }
+    return { queue: queued.length === 0 ? state.queue : [...state.queue, ...queued], inflight };
+  }
+
   /** Routes one delivery: straight out if the window allows, queued (QoS 1/2) or dropped (QoS 0) otherwise. */
   offer(delivery: Delivery, templates: PublishTemplates | undefined, now: number): void {
     const outlet = this.outlet;
@@ -215,7 +339,7 @@ export class Session {
       return;
     }
     const state = this.state;
-    if (outlet !== undefined && state.queue.length === 0 && state.inflight.size < outlet.sendWindow) {
+    if (outlet !== undefined && state.queue.length === 0 && this.#windowUsed < outlet.sendWindow) {
       this.#send(outlet, delivery, templates);
       return;
     }
@@ -232,14 +356,18 @@ export class Session {
         this.#stats.queuedCurrent--;
       } else {
         this.#stats.droppedQueueFull++;
-        if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) return;
+        if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) {
+          this.#dropped(delivery);
+          return;
+        }
         this.#dropped(queue.shift()!);
         this.#stats.queuedCurrent--;
       }
     }
     queue.push(delivery);
     this.#stats.queuedCurrent++;
-    if (this.persistent) {
+    // A held delivery's entry is written already (hold).
+    if (this.persistent && delivery.entryId === undefined) {
       const store = this.#store;
       delivery.entryId = store.newEntryId();
       store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
@@ -269,7 +397,7 @@ export class Session {
     for (;;) {
       const id = state.nextPacketId;
       state.nextPacketId = id === 0xffff ? 1 : id + 1;
-      if (!state.inflight.has(id)) return id;
+      if (!state.inflight.has(id) && this.#reserved?.has(id) !== true) return id;
     }
   }
 
@@ -279,7 +407,7 @@ export class Session {
     if (outlet === undefined) return;
     const state = this.state;
     const queue = state.queue;
-    while (queue.length > 0 && state.inflight.size < outlet.sendWindow) {
+    while (queue.length > 0 && this.#windowUsed < outlet.sendWindow) {
       const delivery = queue.shift()!;
       this.#stats.queuedCurrent--;
       if (isExpired(delivery.message, now)) {
@@ -328,5 +456,7 @@ export class Session {
     this.#stats.queuedCurrent -= this.state.queue.length;
     this.state.queue.clear();
     this.state.inflight.clear();
+    this.#held = undefined;
+    this.#reserved = undefined;
   }
 }

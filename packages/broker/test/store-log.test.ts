@@ -295,15 +295,68 @@ describe('log store', () => {
     await store.commit();
     failSync = true;
     queue(store, 'e', 'unsure');
-    await assert.rejects(store.commit(), /EIO/);
+    // Written, not synced: on disk or not, the caller cannot know (a QoS 2 publisher then gets no answer).
+    await assert.rejects(
+      store.commit(),
+      (error: unknown) =>
+        error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_SYNC' && /EIO/.test(error.message),
+    );
     failSync = false;
     queue(store, 'e', 'refused');
-    await assert.rejects(store.commit(), /fdatasync failed/);
+    // Never written: a plain refusal.
+    await assert.rejects(
+      store.commit(),
+      (error: unknown) =>
+        error instanceof BrokerError &&
+        error.code === 'BROKER_ERR_STORE_FULL' &&
+        /fdatasync failed/.test(error.message),
+    );
     assert.equal(store.writable, false);
     await store.close();
     const again = await open({ dir });
     assert.ok(payloads(again.contents, 'e').includes('durable'));
     assert.ok(!payloads(again.contents, 'e').includes('refused'));
+    await again.store.close();
+  });
+
+  test('a snapshot frozen after a batch whose fdatasync fails is not put in place: that batch comes back from nowhere', async () => {
+    const dir = dataDir();
+    const snapshotFds = new Set<number>();
+    const syncedSize = new Map<number, number>();
+    let failSync = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      openSync: (path, flags) => {
+        const fd = nodeStoreFs.openSync(path, flags);
+        if (path.endsWith('.compacting')) snapshotFds.add(fd);
+        else snapshotFds.delete(fd);
+        return fd;
+      },
+      fdatasync: async (fd) => {
+        if (failSync && !snapshotFds.has(fd)) {
+          // As the kernel may after a failed sync: the batch's dirty pages never reach the disk.
+          nodeStoreFs.ftruncateSync(fd, syncedSize.get(fd) ?? 0);
+          throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+        }
+        await nodeStoreFs.fdatasync(fd);
+        syncedSize.set(fd, nodeStoreFs.fstatSync(fd).size);
+      },
+    };
+    const { store } = await open({ dir, fs });
+    store.putSession('s', 60, 0);
+    queue(store, 's', 'durable');
+    await store.commit();
+    // The write loop ends, so that the next batch holds 'unsure' and compactNow's request together.
+    await new Promise((resolve) => setImmediate(resolve));
+    failSync = true;
+    // Its commit fails (its publisher hears so); the compaction starting after its write must not keep it either.
+    queue(store, 's', 'unsure');
+    await assert.rejects(store.compactNow(), /EIO/);
+    await store.compacted();
+    await store.close();
+    const again = await open({ dir });
+    assert.deepEqual(payloads(again.contents, 's'), ['durable']);
+    assert.equal(store.counters.compactions, 0);
     await again.store.close();
   });
 

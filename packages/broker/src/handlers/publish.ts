@@ -2,8 +2,11 @@
 // durable store the acknowledgement waits for the commit holding what the publish wrote (queue entries for offline
 // persistent sessions, in-flight state, the retained message, the inbound QoS 2 id); while the store refuses new
 // messages (disk full) a QoS 1/2 or retained publish is not taken: 5.0 clients get 0x97, 3.1.1 clients no ack.
+// A QoS 2 message under a durable store is delivered only once that commit resolved (holdQos2): if it fails the
+// publisher is told so and nobody has it, so its resend is delivered exactly once.
 import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
 import { type Connection, violation } from '../connection.js';
+import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
 import { forwardableFrame } from '../publish-encoding.js';
 import type { Session } from '../session.js';
@@ -21,6 +24,13 @@ function notStored(connection: Connection, session: Session, qos: 1 | 2, packetI
       { code: 'BROKER_ERR_STORE_FULL', clientId: connection.identity.clientId, packetId, err: error },
       'publish not acknowledged: the store did not take it',
     );
+  }
+  if (qos === 2 && error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_SYNC') {
+    // Written, but its sync failed: the restart finds the message (queued, with this id) or not. No answer until
+    // then: the client resends after reconnecting, and that resend is answered as a duplicate or taken as new, once
+    // either way. 0x97 would be wrong if it is found (and a publish under a new id would be delivered twice).
+    session.unsureQos2(packetId);
+    return;
   }
   // A resend must be taken as new, not answered as a duplicate of something never stored.
   if (qos === 2) session.releaseQos2(packetId);
@@ -45,6 +55,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const store = core.store;
   if (packet.qos === 2 && session.hasInboundQos2(packetId)) {
     // A resend before PUBREL: acknowledge again (once the first is durable), deliver nothing (it went out already).
+    // One whose first sync failed gets no answer before a restart (notStored).
+    if (session.isUnsureQos2(packetId)) return;
     connection.ackAfter(
       store.durable ? store.commit() : undefined,
       () => connection.send({ type: 'pubrec', packetId }),
@@ -97,6 +109,10 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     expiresAt,
     origin: connection.identity.clientId,
   };
+  if (packet.qos === 2 && store.durable) {
+    holdQos2(connection, session, message, packetId, v5);
+    return;
+  }
   const before = store.operations;
   const frame = connection.decoder.lastFrame();
   const version = connection.protocolVersion;
@@ -127,6 +143,48 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
       (error) => notStored(connection, session, 2, packetId, error),
     );
   }
+}
+
+/**
+ * A QoS 2 message under a durable store: its packet id and the writes its delivery needs go into the store first,
+ * and it reaches subscribers (online ones and the queues of offline ones) only once that commit resolved. Routed at
+ * once and then failed, it would be delivered although the publisher hears 0x97 (5.0) or nothing (3.1.1), and the
+ * resend that failure invites would be delivered a second time. Each waits for this client's previous held one too,
+ * so its QoS 2 messages keep their order; QoS 0/1 messages are not held and may overtake (MQTT orders messages of
+ * the same topic and QoS only, 4.6).
+ */
+function holdQos2(connection: Connection, session: Session, message: Message, packetId: number, v5: boolean): void {
+  const core = connection.core;
+  const store = core.store;
+  const before = store.operations;
+  session.receivedQos2(packetId);
+  const held = core.planPublish(message);
+  const reasonCode = v5 && held.deliveries.length === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
+  const sendPubrec = () => {
+    if (reasonCode === 0) connection.sendAck(0x50, packetId);
+    else connection.send({ type: 'pubrec', packetId, reasonCode });
+  };
+  const commit = store.operations !== before ? store.commit() : undefined;
+  const previous = connection.heldRouting;
+  if (commit === undefined && previous === undefined) {
+    // Nothing written (a clean publisher, no persistent recipient): nothing a failed commit could take back.
+    core.deliverHeld(held);
+    connection.ackAfter(undefined, sendPubrec, () => {});
+    return;
+  }
+  const ready = previous === undefined ? commit! : previous.then(() => commit);
+  const routed = ready.then(
+    () => core.deliverHeld(held),
+    () => core.dropHeld(held),
+  );
+  const settled = routed.catch((error: unknown) => {
+    core.logger.error({ err: error, clientId: connection.identity.clientId, packetId }, 'held QoS 2 routing failed');
+  });
+  connection.heldRouting = settled;
+  void settled.then(() => {
+    if (connection.heldRouting === settled) connection.heldRouting = undefined;
+  });
+  connection.ackAfter(ready, sendPubrec, (error) => notStored(connection, session, 2, packetId, error));
 }
 
 function resolveTopic(connection: Connection, packet: PublishPacket): string {

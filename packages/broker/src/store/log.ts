@@ -522,6 +522,10 @@ export class LogStore extends OpStore {
       this.#next = undefined;
     }
     this.#current = waiting ?? deferred();
+    /** The batch was written and its sync failed: whether it is on disk is unknown. */
+    let unsure = false;
+    /** Settles a snapshot frozen after this batch: true once the batch is durable, false if it cannot be. */
+    let settleSnapshot: ((durable: boolean) => void) | undefined;
     try {
       if (encodeError !== undefined) throw encodeError;
       if (this.#broken !== undefined) throw this.#broken;
@@ -546,7 +550,13 @@ export class LogStore extends OpStore {
       this.counters.batches++;
       // Everything issued is written now (nothing is pending): the state, and the broker's view, are exactly what
       // the log holds up to here. A snapshot of this moment goes before the segment that appends move on to.
-      if (this.#pending.length === 0 && this.#compactionDue()) this.#tryCompaction();
+      if (this.#pending.length === 0 && this.#compactionDue()) {
+        this.#tryCompaction(
+          new Promise<boolean>((resolve) => {
+            settleSnapshot = resolve;
+          }),
+        );
+      }
       try {
         if (this.#sync === 'batch') {
           try {
@@ -554,10 +564,12 @@ export class LogStore extends OpStore {
           } catch (error) {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written since can be trusted.
             this.#broken = new Error(`fdatasync failed on ${segment.path}: ${errorText(error)}`, { cause: error });
+            unsure = true;
             throw error;
           }
           this.counters.syncs++;
         }
+        settleSnapshot?.(true);
       } finally {
         // A compaction moved appends to a new segment: this one's descriptor was kept for the sync above.
         if (fd !== this.#fd) this.#fs.closeSync(fd);
@@ -567,7 +579,14 @@ export class LogStore extends OpStore {
       this.#current = undefined;
       done?.resolve();
     } catch (error) {
-      const failure = this.#fail(error);
+      settleSnapshot?.(false);
+      // The failed batch's commits reject in the microtasks that follow: what they drop (held QoS 2 deliveries,
+      // still in the broker's view) must be gone before a snapshot reads the view.
+      this.#failedThisTurn = true;
+      setImmediate(() => {
+        this.#failedThisTurn = false;
+      });
+      const failure = this.#fail(error, unsure);
       const done = this.#current;
       this.#current = undefined;
       done?.reject(failure);
@@ -583,7 +602,8 @@ export class LogStore extends OpStore {
     }
   }
 
-  #fail(error: unknown): BrokerError {
+  /** `unsure`: the batch was written, its sync failed (BROKER_ERR_STORE_SYNC); else nothing of it is in the log. */
+  #fail(error: unknown, unsure = false): BrokerError {
     const path = this.#segments.at(-1)?.path ?? this.dir;
     const reason = `store write failed in ${path}: ${errorText(error)}`;
     if (this.#full === undefined) {
@@ -594,7 +614,7 @@ export class LogStore extends OpStore {
       );
       this.#scheduleRecheck();
     }
-    return new BrokerError('BROKER_ERR_STORE_FULL', reason, { cause: error });
+    return new BrokerError(unsure ? 'BROKER_ERR_STORE_SYNC' : 'BROKER_ERR_STORE_FULL', reason, { cause: error });
   }
 
   #checkFreeSpace(now: number): void {
@@ -636,6 +656,8 @@ export class LogStore extends OpStore {
   }
 
   #compactRequested = false;
+  /** A batch failed and the event loop has not turned since (see #writeBatch). */
+  #failedThisTurn = false;
   /** Bytes since the last snapshot at which compaction is due again (raised after a failed one). */
   #compactAt: number;
   /** The compaction writing its snapshot, if one runs. */
@@ -651,7 +673,7 @@ export class LogStore extends OpStore {
 
   /** Whether to compact now: asked for, or the log since the last snapshot is large and mostly dead. */
   #compactionDue(): boolean {
-    if (this.#compaction !== undefined || this.#closing) return false;
+    if (this.#compaction !== undefined || this.#closing || this.#failedThisTurn) return false;
     if (this.#compactRequested) {
       this.#compactRequested = false;
       return true;
@@ -667,9 +689,9 @@ export class LogStore extends OpStore {
   }
 
   /** Starts a compaction after a written batch; one that cannot start fails alone, not the batch (written already). */
-  #tryCompaction(): void {
+  #tryCompaction(batchDurable: Promise<boolean>): void {
     try {
-      this.#startCompaction();
+      this.#startCompaction(batchDurable);
     } catch (error) {
       this.#compactAt = this.#sinceSnapshot + this.#compactMinBytes;
       this.#logger?.warn(
@@ -682,16 +704,17 @@ export class LogStore extends OpStore {
   /**
    * Reserves the next segment number for a snapshot, moves appends to the one after it (so that replay order stays:
    * old segments, snapshot, newer appends), and freezes the state of everything written so far, which is everything
-   * issued. The snapshot is then written under a temporary name in slices, one per event-loop turn.
+   * issued. The snapshot is then written under a temporary name in slices, one per event-loop turn, and renamed into
+   * place only if the batch it was frozen after (`batchDurable`) was synced.
    */
-  #startCompaction(): void {
+  #startCompaction(batchDurable: Promise<boolean>): void {
     const before = this.#segments.slice();
     const number = before.at(-1)!.number + 1;
     // The previous segment's descriptor stays open: the batch just written to it is synced by the caller.
     const next = this.#openSegment(false, [], number + 1, true);
     const frozen = this.state.freeze(this.#view);
     this.#sinceSnapshot += next.bytes;
-    const running = this.#writeSnapshot(number, frozen, before).finally(() => frozen.release());
+    const running = this.#writeSnapshot(number, frozen, before, batchDurable).finally(() => frozen.release());
     const settled = running.then(
       () => {
         this.#compactAt = this.#compactMinBytes;
@@ -713,7 +736,12 @@ export class LogStore extends OpStore {
     this.#compaction.catch(() => {});
   }
 
-  async #writeSnapshot(number: number, frozen: FrozenState, before: Segment[]): Promise<void> {
+  async #writeSnapshot(
+    number: number,
+    frozen: FrozenState,
+    before: Segment[],
+    batchDurable: Promise<boolean>,
+  ): Promise<void> {
     const fs = this.#fs;
     const started = Date.now();
     const path = join(this.dir, segmentName(number));
@@ -756,6 +784,9 @@ export class LogStore extends OpStore {
       write();
       await fs.fdatasync(fd);
       fs.closeSync(fd);
+      // The state was frozen after the last batch was written, before its sync: if that sync failed, the snapshot
+      // would make durable what its publishers were told was not taken (and what the broker dropped since).
+      if (!(await batchDurable)) throw new Error('the batch before the snapshot could not be made durable');
       // Complete and durable: it takes its segment name, and only once that is durable do the older ones go.
       fs.renameSync(temporary, path);
       renamed = true;
