@@ -32,7 +32,7 @@ export interface DownloadListener {
   readonly listening: boolean;
   /** How many times the worker was restarted after dying. */
   readonly restarts: number;
-  /** The worker's thread id (changes on a restart); for tests and diagnostics. */
+  /** The worker's thread id (changes on a restart; -1 while there is none); for tests and diagnostics. */
   readonly threadId: number;
   /** The artifact's file was removed: the worker stops serving it from memory (resolves once it has). */
   forget(sha256: string): Promise<void>;

@@ -59,6 +59,10 @@ export interface DownloadAppOptions {
 export function buildDownloadApp(options: DownloadAppOptions): FastifyInstance {
   const base: FastifyServerOptions = {
     forceCloseConnections: true,
+    // A campaign's ten thousand vehicles each leave a TLS connection (and its buffers) behind: idle ones go after
+    // Node's default 5 s rather than fastify's 72 s, and a request head must arrive within 30 s.
+    keepAliveTimeout: 5_000,
+    requestTimeout: 30_000,
     logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: (error, request, reply) => replyWithError(error, request, reply as FastifyReply),
   };
