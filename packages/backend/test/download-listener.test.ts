@@ -1,5 +1,6 @@
 // The main thread's side of the download worker: a worker that dies is logged and restarted on the same port, a
-// port already taken is a clear EADDRINUSE at start, and close() waits for the worker to exit.
+// port already taken is a clear EADDRINUSE at start, close() waits for the worker to exit, and a backend must be
+// told where downloads are.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -7,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createBackend } from '../src/backend.js';
 import { DownloadListenError, startDownloadListener } from '../src/downloads/listener.js';
-import type { Logger } from '../src/logger.js';
+import { type Logger, silentLogger } from '../src/logger.js';
 import { fetchUrl } from './http-support.js';
 
 let dir: string;
@@ -76,4 +78,10 @@ test('a port already taken fails the start with EADDRINUSE and its port', async 
   } finally {
     taken.close();
   }
+});
+
+test('a backend with neither publicBaseUrl nor a download listener refuses to start, naming the option', async () => {
+  const backend = createBackend({ dataDir: join(dir, 'no-origin'), logger: silentLogger, adminTokenFile: false });
+  await assert.rejects(backend.start(), { code: 'OTA_ERR_VALIDATION', field: 'publicBaseUrl' });
+  await backend.close();
 });
