@@ -5,7 +5,9 @@
 //   node --import tsx bench/ota.ts                         1000 and 10000 vehicles, each with every fleet
 //   node --import tsx bench/ota.ts --vehicles 500,2000      or OTA_BENCH_VEHICLES=500,2000
 //   options: --shards N (fleet processes, default 2), --artifact-bytes N (default 16384),
-//            --fleet light,agent,agent-tmpfs (default all three; or OTA_BENCH_FLEET)
+//            --fleet light,agent,agent-tmpfs (default all three; or OTA_BENCH_FLEET),
+//            --downloads worker,api (default worker): artifacts from the backend's download worker thread (as
+//            `otalink up` serves them), or from the API's own listener on the main event loop (one row each)
 //   OTA_BENCH_AGENT_DIR=<dir>: the `agent` fleet's state directories go there instead of the run's temp directory
 //   OTA_BENCH_CPU_PROF=<dir>: the broker and fleet processes write V8 CPU profiles there (--cpu-prof); for the
 //            backend (this process) run `node --cpu-prof --import tsx bench/ota.ts ...`
@@ -18,8 +20,8 @@
 // slots: ~10 per update) queue on this machine's one disk, where real vehicles each have their own flash, so the
 // difference between the two rows is the simulator's shared disk, not the control plane.
 //
-// Processes: this one runs only the backend (engine + SQLite + the HTTPS server the artifacts are downloaded from),
-// so its memoryUsage() is the backend's; the broker (ours, plain TCP on loopback) runs in a child process; the fleet
+// Processes: this one runs only the backend (engine + SQLite + the HTTPS API, and the download worker thread or
+// the API's listener the artifacts are downloaded from), so its memoryUsage() and cpuUsage() are the backend's; the broker (ours, plain TCP on loopback) runs in a child process; the fleet
 // runs in `--shards` child processes, each vehicle with its own MQTT connection (persistent session, will), so no
 // process comes near the 20 000 open-files limit and 10 k connections stay far below the ~28 k ephemeral ports.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -46,10 +48,13 @@ const MiB = 1024 * 1024;
 
 /** agent-tmpfs: the agent fleet with its state directories on /dev/shm (fsync free, as if every vehicle had its own disk). */
 type FleetKind = 'light' | 'agent' | 'agent-tmpfs';
+/** Where the artifacts are served from: the backend's download worker thread, or the API's listener (main loop). */
+type Downloads = 'worker' | 'api';
 
 interface Result {
   vehicles: number;
   fleet: FleetKind;
+  downloads: Downloads;
   /** Sum over the shard processes: before any vehicle, idle once connected, and the peak during the campaign. */
   fleetRssBaseMiB: number;
   fleetRssIdleMiB: number;
@@ -70,7 +75,11 @@ interface Result {
   brokerDropped: number;
   /** CPU time of the broker process during the campaign: with the backend's and the fleet's, the machine's budget. */
   brokerCpuS: number;
-  /** TLS connections the artifact server accepted during the campaign: full handshakes and resumed sessions. */
+  /** Longest stall of the backend's main event loop (API, SSE, MQTT ingest) during the campaign. */
+  loopMaxMs: number;
+  /** Longest poll of the campaign (getCampaign after a 50 ms timer) beyond its 50 ms: the stall a client sees. */
+  pollMaxMs: number;
+  /** TLS connections the artifact server accepted during the campaign (API listener only: the worker's are its own). */
   tlsFull: number;
   tlsResumed: number;
   outcome: string;
@@ -79,6 +88,7 @@ interface Result {
 function sizes(): {
   vehicles: number[];
   fleets: FleetKind[];
+  downloads: Downloads[];
   shards: number;
   artifactBytes: number;
   timeoutS: number;
@@ -87,6 +97,7 @@ function sizes(): {
     options: {
       vehicles: { type: 'string' },
       fleet: { type: 'string' },
+      downloads: { type: 'string' },
       shards: { type: 'string' },
       'artifact-bytes': { type: 'string' },
       timeout: { type: 'string' },
@@ -104,11 +115,16 @@ function sizes(): {
   if (fleets.length === 0 || fleets.some((f) => f !== 'light' && f !== 'agent' && f !== 'agent-tmpfs')) {
     throw new Error(`fleet: expected a list of light, agent, agent-tmpfs, got "${fleets.join(',')}"`);
   }
+  const downloads = (values.downloads ?? 'worker').split(',').map((s) => s.trim());
+  if (downloads.length === 0 || downloads.some((d) => d !== 'worker' && d !== 'api')) {
+    throw new Error(`downloads: expected a list of worker, api, got "${downloads.join(',')}"`);
+  }
   const shards = Number(values.shards ?? process.env.OTA_BENCH_SHARDS ?? 2);
   if (!Number.isInteger(shards) || shards < 1 || shards > 8) throw new Error('shards: expected 1..8');
   return {
     vehicles: list,
     fleets: fleets as FleetKind[],
+    downloads: downloads as Downloads[],
     shards,
     artifactBytes: Number(values['artifact-bytes'] ?? 16 * 1024),
     timeoutS: Number(values.timeout ?? 300),
@@ -211,6 +227,7 @@ function waitFor<T extends ShardMessage['type']>(
 async function runOnce(
   n: number,
   fleetKind: FleetKind,
+  downloads: Downloads,
   shards: number,
   artifactBytes: number,
   timeoutS: number,
@@ -250,7 +267,9 @@ async function runOnce(
       dataDir: join(home, 'backend'),
       mqtt: broker.url,
       vinMode: 'simulation',
-      publicBaseUrl: http.url,
+      ...(downloads === 'api'
+        ? { publicBaseUrl: http.url }
+        : { downloads: { tls: { cert: pki.server.certPem, key: pki.server.keyPem }, host: '127.0.0.1', port: 0 } }),
       logger: pino({ level: 'silent' }),
     });
     await watch.race(backend.start());
@@ -327,10 +346,16 @@ async function runOnce(
     // The backend's event loop: a long stall (a synchronous store call, a GC) shows here before anywhere else.
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
+    let loopMaxNs = 0;
+    // What a client of the API sees: the longest a 50 ms poll of the campaign took beyond its 50 ms. A stalled loop
+    // shows here even when the histogram above misses it (a 37 s block once reported a max of 0 ms).
+    let pollMaxMs = 0;
     while (campaign.counts.SUCCEEDED < n && campaign.state === 'RUNNING' && Date.now() < deadline) {
+      const pollStarted = performance.now();
       await new Promise((r) => setTimeout(r, 50));
       watch.check();
       campaign = await service.getCampaign(draft.id);
+      pollMaxMs = Math.max(pollMaxMs, performance.now() - pollStarted - 50);
       if (Date.now() - lastProgress >= 2000) {
         lastProgress = Date.now();
         const s = await service.stats();
@@ -341,11 +366,13 @@ async function runOnce(
         process.stderr.write(
           `  ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts}; status received ${s.statusReceived - before.statusReceived}, ingest queue ${s.ingestQueue}, commands ${s.commandsPublished - before.commandsPublished}, backend loop delay max ${(loopDelay.max / 1e6).toFixed(0)} ms\n`,
         );
+        loopMaxNs = Math.max(loopMaxNs, loopDelay.max);
         loopDelay.reset();
       }
     }
     const campaignS = (Date.now() - started) / 1000;
     loopDelay.disable();
+    loopMaxNs = Math.max(loopMaxNs, loopDelay.max);
     const cpu = process.cpuUsage(cpuBefore);
     clearInterval(sampler);
     const after = await service.stats();
@@ -369,6 +396,7 @@ async function runOnce(
     return {
       vehicles: n,
       fleet: fleetKind,
+      downloads,
       fleetRssBaseMiB: ready.reduce((sum, r) => sum + r.rssBaseMiB, 0),
       fleetRssIdleMiB: ready.reduce((sum, r) => sum + r.rssMiB, 0),
       fleetRssPeakMiB: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.rssPeakMiB, 0),
@@ -384,6 +412,8 @@ async function runOnce(
       fleetCpuS: fleetDone === undefined ? Number.NaN : fleetDone.reduce((sum, d) => sum + d.cpuS, 0),
       brokerDropped: brokerStats.droppedQueueFull ?? Number.NaN,
       brokerCpuS: brokerStats.cpuS ?? Number.NaN,
+      loopMaxMs: loopMaxNs / 1e6,
+      pollMaxMs,
       tlsFull: tls.full - tlsBefore.full,
       tlsResumed: tls.resumed - tlsBefore.resumed,
       outcome:
@@ -412,16 +442,18 @@ async function runOnce(
 const options = sizes();
 const results: Result[] = [];
 for (const n of options.vehicles) {
-  for (const fleet of options.fleets) {
-    process.stderr.write(`bench ota: ${n} vehicles, ${fleet} fleet...\n`);
-    const result = await runOnce(n, fleet, options.shards, options.artifactBytes, options.timeoutS).catch(
+  for (const [fleet, downloads] of options.fleets.flatMap((f) => options.downloads.map((d) => [f, d] as const))) {
+    process.stderr.write(`bench ota: ${n} vehicles, ${fleet} fleet, downloads from the ${downloads}...\n`);
+    const result = await runOnce(n, fleet, downloads, options.shards, options.artifactBytes, options.timeoutS).catch(
       (error: unknown) => {
         const e = error as Error;
         process.stderr.write(`${e.name === 'ChildExited' ? e.message : e.stack}\n`);
         process.exit(1);
       },
     );
-    process.stderr.write(`bench ota: ${n} ${fleet}: ${result.campaignS.toFixed(1)} s, ${result.outcome}\n`);
+    process.stderr.write(
+      `bench ota: ${n} ${fleet} ${downloads}: ${result.campaignS.toFixed(1)} s, backend loop max ${result.loopMaxMs.toFixed(0)} ms, longest poll ${result.pollMaxMs.toFixed(0)} ms, ${result.outcome}\n`,
+    );
     results.push(result);
   }
 }
@@ -437,8 +469,11 @@ process.stdout.write(
     [
       'vehicles',
       'fleet',
+      'downloads',
       'connect s',
       'start -> all SUCCEEDED s',
+      'backend loop max ms',
+      'longest poll ms',
       'status msgs',
       'status msgs/s',
       'backend RSS peak MiB',
@@ -457,8 +492,11 @@ process.stdout.write(
     results.map((r) => [
       r.vehicles,
       r.fleet,
+      r.downloads,
       r.connectS,
       r.campaignS,
+      r.loopMaxMs,
+      r.pollMaxMs,
       r.statusReceived,
       r.statusPerS,
       r.rssPeakMiB,
@@ -468,7 +506,7 @@ process.stdout.write(
       r.fleetCpuS,
       r.brokerCpuS,
       r.brokerDropped,
-      `${r.tlsFull} / ${r.tlsResumed}`,
+      r.downloads === 'api' ? `${r.tlsFull} / ${r.tlsResumed}` : 'in the worker',
       `${r.fleetRssBaseMiB.toFixed(0)} / ${r.fleetRssIdleMiB.toFixed(0)} / ${r.fleetRssPeakMiB.toFixed(0)}`,
       // Over the shard processes' own baseline (Node, tsx, the modules): what each vehicle adds.
       ((r.fleetRssIdleMiB - r.fleetRssBaseMiB) * 1024) / r.vehicles,

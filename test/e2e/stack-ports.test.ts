@@ -25,6 +25,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
   const http = await occupy();
   const mqtt = await occupy();
   const dashboard = await occupy();
+  const downloads = await occupy();
   const warnings: string[] = [];
   const logger = pino(
     { level: 'warn' },
@@ -40,6 +41,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
       home,
       httpPort: http.port,
       dashboardPort: dashboard.port,
+      downloadPort: downloads.port,
       mqttPort: mqtt.port,
       logger,
       sysIntervalSeconds: 0,
@@ -75,6 +77,32 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
     });
     assert.equal(status, 200);
 
+    // The download listener (the backend's worker thread) fell back too, and the manifests' URLs point at it.
+    assert.ok(
+      warnings.some((w) => w.includes(`port ${downloads.port} is taken`)),
+      warnings.join('\n'),
+    );
+    assert.notEqual(new URL(stack.urls.downloads).port, String(downloads.port));
+    const artifact = await stack.backend.service.putArtifact(new Uint8Array(1000).fill(7), {
+      name: 'ports',
+      version: '1.0.0',
+      hardwareIds: ['hw'],
+    });
+    const signed = stack.backend.service.signArtifactUrl(artifact.sha256, 60_000);
+    assert.ok(signed.startsWith(`${stack.urls.downloads}/artifacts/`), signed);
+    const download = await new Promise<{ status: number; length: number }>((resolve, reject) => {
+      request(signed, { ca: stack.pki.ca.certPem }, (res) => {
+        let length = 0;
+        res.on('data', (chunk: Buffer) => {
+          length += chunk.length;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, length }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    assert.deepEqual(download, { status: 200, length: 1000 });
+
     const cert = await issueClientCert(stack.pki.ca, { commonName: 'SIM-PORTS1' });
     const vehicle = await connect(stack.urls.mqttVehicles, {
       clientId: 'SIM-PORTS1',
@@ -88,6 +116,7 @@ test('taken ports fall back to free ones; the stack works on what it reports', {
     http.server.close();
     mqtt.server.close();
     dashboard.server.close();
+    downloads.server.close();
     await rm(home, { recursive: true, force: true });
   }
 });

@@ -12,6 +12,7 @@ import { loadOrCreateUrlSecret } from './artifacts/signed-url.js';
 import { ADMIN_TOKEN_FILE, ensureBootstrapToken } from './auth/bootstrap.js';
 import { ApiTokens } from './auth/tokens.js';
 import { type Clock, systemClock } from './clock.js';
+import { type DownloadListener, startDownloadListener } from './downloads/listener.js';
 import { type CommandSink, Orchestrator } from './engine/orchestrator.js';
 import { defaultLogger, type Logger } from './logger.js';
 import { MqttBridge } from './mqtt/bridge.js';
@@ -31,8 +32,18 @@ export interface BackendOptions {
   backendGroup?: string;
   /** `strict` (default) or `simulation` (test ids such as SIM-000042). */
   vinMode?: VinMode;
-  /** Origin of the artifact download URLs in manifests, e.g. https://127.0.0.1:8443. */
-  publicBaseUrl: string;
+  /**
+   * Origin of the artifact download URLs in manifests, e.g. https://127.0.0.1:8443. Default: the download
+   * listener's URL; required without one.
+   */
+  publicBaseUrl?: string;
+  /**
+   * Serve artifact downloads from a worker thread with its own listener (give it the API's TLS key and certificate),
+   * so the TLS handshakes of a fleet starting its downloads at once do not hold the API's event loop. Started by
+   * start(), stopped by close(); restarted when it dies. Without it, downloads go wherever publicBaseUrl points
+   * (the API's own /artifacts route, a CDN...).
+   */
+  downloads?: DownloadListenerSettings;
   clock?: Clock;
   logger?: Logger;
   /** A store made by the embedder; default SQLite at `<dataDir>/backend.db`, or PostgreSQL with `databaseUrl`. */
@@ -59,6 +70,15 @@ export interface BackendOptions {
   adminTokenFile?: string | false;
 }
 
+export interface DownloadListenerSettings {
+  /** PEM certificate chain and key; without them the download listener speaks plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Bind address (default 127.0.0.1). */
+  host?: string;
+  /** Port; 0 picks a free one (default 0). */
+  port?: number;
+}
+
 export interface Backend {
   readonly service: BackendService;
   /** The engine, for in-process ingest (tests, the simulator) and flushNow(). Available after start(). */
@@ -66,6 +86,8 @@ export interface Backend {
   readonly topics: OtaTopics;
   /** The bootstrap admin token's file (it may not exist: no token was created, or it was deleted). */
   readonly adminTokenFile: string | undefined;
+  /** The download worker's listener (options.downloads), once started. */
+  readonly downloads: DownloadListener | undefined;
   start(): Promise<void>;
   close(): Promise<void>;
 }
@@ -84,6 +106,7 @@ export function createBackend(options: BackendOptions): Backend {
   let engine: Orchestrator | undefined;
   let store: BackendStore | undefined;
   let bridge: MqttBridge | undefined;
+  let downloads: DownloadListener | undefined;
   let state: 'idle' | 'starting' | 'started' | 'closed' = 'idle';
   const adminTokenFile =
     options.adminTokenFile === false ? undefined : resolve(options.adminTokenFile ?? join(dataDir, ADMIN_TOKEN_FILE));
@@ -104,6 +127,11 @@ export function createBackend(options: BackendOptions): Backend {
 
   async function start(): Promise<void> {
     if (state !== 'idle') throw new BackendError('OTA_ERR_INVALID_STATE', `start() in state ${state}`);
+    if (options.publicBaseUrl === undefined && options.downloads === undefined) {
+      throw new BackendError('OTA_ERR_VALIDATION', 'publicBaseUrl is required without a download listener', {
+        field: 'publicBaseUrl',
+      });
+    }
     state = 'starting';
     try {
       try {
@@ -122,9 +150,14 @@ export function createBackend(options: BackendOptions): Backend {
         (options.databaseUrl === undefined
           ? openSqliteStore({ path: join(dataDir, 'backend.db') })
           : await openPostgresStore({ url: options.databaseUrl }));
-      const files = new ArtifactFiles(join(dataDir, 'artifacts'));
+      const artifactDir = join(dataDir, 'artifacts');
+      const files = new ArtifactFiles(artifactDir, { onRemoved: (sha256) => downloads?.forget(sha256) });
       const keyring = await Keyring.open(dataDir, store, () => clock.now());
       const urlSecret = loadOrCreateUrlSecret(dataDir);
+      if (options.downloads !== undefined) {
+        downloads = await startDownloadListener({ ...options.downloads, artifactDir, urlSecret, logger });
+      }
+      const publicBaseUrl = (options.publicBaseUrl ?? downloads?.url) as string;
       const tokens = new ApiTokens(store, () => clock.now());
       if (adminTokenFile !== undefined) await ensureBootstrapToken(tokens, adminTokenFile, logger);
       let sink: CommandSink;
@@ -162,14 +195,17 @@ export function createBackend(options: BackendOptions): Backend {
         engine,
         clock,
         urlSecret,
-        publicBaseUrl: options.publicBaseUrl,
+        publicBaseUrl,
         vinMode,
         maxArtifactBytes: options.maxArtifactBytes ?? 4 * 1024 ** 3,
         mqttConnected: () => connectedBridge?.connected ?? false,
         tokens,
       });
       state = 'started';
-      logger.info({ dataDir, mqtt: bridge !== undefined, prefix: topics.prefix }, 'backend started');
+      logger.info(
+        { dataDir, mqtt: bridge !== undefined, prefix: topics.prefix, downloads: downloads?.url, publicBaseUrl },
+        'backend started',
+      );
     } catch (e) {
       await shutdown();
       throw e;
@@ -181,6 +217,7 @@ export function createBackend(options: BackendOptions): Backend {
     service = undefined;
     // Stop taking messages first, then land what is buffered, then close the store.
     await bridge?.close().catch((err: unknown) => logger.warn({ err }, 'closing mqtt'));
+    await downloads?.close().catch((err: unknown) => logger.warn({ err }, 'closing the download listener'));
     await engine?.close().catch((err: unknown) => logger.warn({ err }, 'closing the engine'));
     await store?.close().catch((err: unknown) => logger.warn({ err }, 'closing the store'));
   }
@@ -193,6 +230,9 @@ export function createBackend(options: BackendOptions): Backend {
     },
     topics,
     adminTokenFile,
+    get downloads() {
+      return downloads;
+    },
     start,
     close: async () => {
       if (state === 'closed') return;

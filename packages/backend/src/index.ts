@@ -7,8 +7,9 @@ export {
   signArtifactUrl,
   verifyArtifactSignature,
 } from './artifacts/signed-url.js';
-export { type Backend, type BackendOptions, createBackend } from './backend.js';
+export { type Backend, type BackendOptions, createBackend, type DownloadListenerSettings } from './backend.js';
 export { type Clock, systemClock } from './clock.js';
+export type { DownloadListener } from './downloads/listener.js';
 export type { CommandSink, EngineStats, Orchestrator } from './engine/orchestrator.js';
 export {
   type BackendApp,

@@ -1,5 +1,5 @@
 // Artifact files: small artifacts are served from memory after one checked read; large, corrupted or removed ones
-// are not held.
+// are not held (also when the removal comes during their first read).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
@@ -56,4 +56,18 @@ test('the bytes held are bounded: the least recently served artifact goes first'
   assert.equal(await files.open(second), undefined);
   await unlink(files.pathOf(first));
   assert.ok((await files.open(first))?.bytes, 'the first is still held');
+});
+
+test('a removal during a first read does not leave the removed bytes in memory', async () => {
+  const told: string[] = [];
+  const files = new ArtifactFiles(join(dir, 'race'), { onRemoved: (sha256) => void told.push(sha256) });
+  const { sha256 } = await files.put(bytesOf(3000, 11));
+  const reading = files.open(sha256);
+  // What remove() does after its unlink, here while the first read is under way (the file still there to read).
+  files.forget(sha256);
+  assert.equal((await reading)?.size, 3000, 'the read under way still answers');
+  await unlink(files.pathOf(sha256));
+  assert.equal(await files.open(sha256), undefined, 'but the bytes were not kept');
+  await files.remove(sha256);
+  assert.deepEqual(told, [sha256], 'a removal is told (the download worker forgets the bytes too)');
 });

@@ -397,8 +397,11 @@ export class FakeBackend implements BackendService {
   }
 }
 
-/** A self-signed certificate for 127.0.0.1 made with the openssl CLI, or undefined when openssl is missing. */
-export function selfSignedCert(): { cert: string; key: string } | undefined {
+/**
+ * A self-signed certificate for 127.0.0.1 made with the openssl CLI, or undefined when openssl is missing. P-256 by
+ * default; RSA where a test wants the server's side of a handshake to cost more than the client's.
+ */
+export function selfSignedCert(key: 'ec' | 'rsa' = 'ec'): { cert: string; key: string } | undefined {
   const dir = mkdtempSync(join(tmpdir(), 'otalink-cert-'));
   try {
     execFileSync(
@@ -407,9 +410,7 @@ export function selfSignedCert(): { cert: string; key: string } | undefined {
         'req',
         '-x509',
         '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
+        ...(key === 'ec' ? ['ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'] : ['rsa:2048']),
         '-nodes',
         '-days',
         '1',

@@ -1,7 +1,7 @@
 // A whole OTA system on loopback for the campaign suite: a broker (ours or Mosquitto, given by URL), the backend
-// engine (SQLite in a temp dir) behind its HTTPS server, optionally behind a cutting TLS proxy, one small signed
-// artifact, and real agents (@otalink/agent, restarted in-process after activation) started one by one with
-// per-vehicle overrides. Everything it starts is closed by close().
+// engine (SQLite in a temp dir) behind its HTTPS server, its downloads from its worker thread's listener (optionally
+// behind a cutting TLS proxy), one small signed artifact, and real agents (@otalink/agent, restarted in-process
+// after activation) started one by one with per-vehicle overrides. Everything it starts is closed by close().
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,21 +84,20 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
         return typeof value === 'function' ? value.bind(service) : value;
       },
     });
-    // Behind the cutting proxy the backend speaks plain HTTP on loopback; the proxy terminates TLS.
     const http: RunningHttpServer = await startHttpServer({
       service: late,
       host: '127.0.0.1',
       port: 0,
-      ...(options.cut === undefined ? { tls: { cert: pki.server.certPem, key: pki.server.keyPem } } : {}),
+      tls: { cert: pki.server.certPem, key: pki.server.keyPem },
     });
     closers.push(() => http.close());
     let proxy: CutProxy | undefined;
     if (options.cut !== undefined) {
-      const port = Number(new URL(http.url).port);
       proxy = await startCutProxy({
         cert: pki.server.certPem,
         key: pki.server.keyPem,
-        target: () => ({ host: '127.0.0.1', port }),
+        // The backend's download listener (started with the backend, below).
+        target: () => ({ host: '127.0.0.1', port: Number(new URL(backend?.downloads?.url ?? 'http://x:0').port) }),
         ...options.cut,
       });
       const running = proxy;
@@ -108,7 +107,14 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       dataDir: join(home, 'backend'),
       mqtt: options.brokerUrl,
       vinMode: 'simulation',
-      publicBaseUrl: proxy?.url ?? http.url,
+      // Downloads from the backend's worker thread, as `otalink up` serves them; behind the cutting proxy in plain
+      // HTTP (the proxy terminates TLS).
+      downloads: {
+        host: '127.0.0.1',
+        port: 0,
+        ...(options.cut === undefined ? { tls: { cert: pki.server.certPem, key: pki.server.keyPem } } : {}),
+      },
+      ...(proxy === undefined ? {} : { publicBaseUrl: proxy.url }),
       logger: logger.child({ component: 'backend' }),
     });
     backend = created;

@@ -1,7 +1,6 @@
 // Builds the backend's HTTP app from a BackendService: REST under /api/v1, the signed artifact download, the
 // OpenAPI document generated from the route schemas, the dashboard at /, and one JSON error shape for everything.
 // No sockets here: tests drive it with app.inject(); server.ts listens.
-import { createReadStream } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import swagger from '@fastify/swagger';
 import { dashboardDir } from '@otalink/dashboard';
@@ -14,8 +13,8 @@ import Fastify, {
 } from 'fastify';
 import { type BackendService, isBackendError } from '../api.js';
 import { documentRole, registerAuthHooks } from './auth.js';
-import { registerDownloadRoute, type UrlCheck } from './download.js';
-import { mapError } from './errors.js';
+import { artifactBody, registerDownloadRoute, type UrlCheck } from './download.js';
+import { registerErrorReplies, replyWithError } from './errors.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerSessionRoutes, registerTokenRoutes } from './routes/auth.js';
 import { registerCampaignRoutes } from './routes/campaigns.js';
@@ -82,11 +81,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     routerOptions: { ignoreTrailingSlash: true },
     ajv: { customOptions: { allErrors: false } },
     // Errors fastify raises before routing (a malformed URL, say) skip the error handler unless routed here.
-    frameworkErrors: (error, request, reply) => {
-      const mapped = mapError(error);
-      request.log.debug({ err: error, code: mapped.body.error.code }, 'request refused before routing');
-      return (reply as FastifyReply).code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
-    },
+    frameworkErrors: (error, request, reply) => replyWithError(error, request, reply as FastifyReply),
   };
   if (options.logger !== undefined) base.loggerInstance = options.logger;
   else
@@ -122,18 +117,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
   // preClose runs before the server stops accepting: ending the streams lets server.close() finish.
   app.addHook('preClose', async () => streams.closeAll());
 
-  app.setErrorHandler((error, request, reply) => {
-    const mapped = mapError(error);
-    if (mapped.internal) request.log.error({ err: error }, 'request failed');
-    else request.log.debug({ err: error, code: mapped.body.error.code }, 'request refused');
-    return reply.code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    const body = {
-      error: { code: 'OTA_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-    };
-    return reply.code(404).send(body);
-  });
+  registerErrorReplies(app);
 
   await app.register(swagger, {
     openapi: {
@@ -196,14 +180,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
     async open(sha256) {
       try {
         const file = await service.openArtifact(sha256);
-        const bytes = file.bytes;
-        return {
-          size: file.size,
-          read: (start, end) =>
-            bytes === undefined
-              ? createReadStream(file.path, { start, end })
-              : Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1),
-        };
+        return artifactBody(file.path, file.size, file.bytes);
       } catch (error) {
         if (isBackendError(error) && error.code === 'OTA_ERR_NOT_FOUND') return undefined;
         throw error;

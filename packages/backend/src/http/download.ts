@@ -2,10 +2,22 @@
 // Content-addressed, so the sha256 is the strong ETag and never changes; resumable with Range (and If-Range, so a
 // resumed download never splices two different files); streamed from disk, never buffered whole
 // (small artifacts excepted: those the backend holds in memory are sent from there).
+// The route is served by the API's app (app.ts) and, alone, by the download worker's app (buildDownloadApp below,
+// run in a worker thread by src/downloads/) so that a fleet's download herd does not hold the API's event loop.
+import { createReadStream } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { HttpError } from './errors.js';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyHttpsOptions,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
+import { HttpError, registerErrorReplies, replyWithError } from './errors.js';
 import { decideRange, ifNoneMatchHits, ifRangeAllows } from './range.js';
 import { ErrorResponseSchema } from './schemas.js';
 
@@ -20,6 +32,51 @@ export interface DownloadSource {
    * small artifact held in memory. Undefined when unknown.
    */
   open(sha256: string): Promise<{ size: number; read(start: number, end: number): Readable | Buffer } | undefined>;
+}
+
+type ArtifactBody = NonNullable<Awaited<ReturnType<DownloadSource['open']>>>;
+
+/** A stored artifact as the route reads it: slices of the bytes held in memory, or ranges streamed from the file. */
+export function artifactBody(path: string, size: number, bytes: Uint8Array | undefined): ArtifactBody {
+  return {
+    size,
+    read: (start, end) =>
+      bytes === undefined
+        ? createReadStream(path, { start, end })
+        : Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start + 1),
+  };
+}
+
+export interface DownloadAppOptions {
+  source: DownloadSource;
+  /** TLS for the listening server; without it, plain HTTP. */
+  https?: { cert: string | Buffer; key: string | Buffer };
+  /** A pino logger; request logging stays off (a campaign is ten thousand downloads). Default: no logs. */
+  logger?: FastifyBaseLogger;
+}
+
+/** An app serving only the download route (and the one JSON error shape): what the download worker listens with. */
+export function buildDownloadApp(options: DownloadAppOptions): FastifyInstance {
+  const base: FastifyServerOptions = {
+    forceCloseConnections: true,
+    // A campaign's ten thousand vehicles each leave a TLS connection (and its buffers) behind: idle ones go after
+    // Node's default 5 s rather than fastify's 72 s, and a request head must arrive within 30 s.
+    keepAliveTimeout: 5_000,
+    requestTimeout: 30_000,
+    logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors: (error, request, reply) => replyWithError(error, request, reply as FastifyReply),
+  };
+  if (options.logger !== undefined) base.loggerInstance = options.logger;
+  const app: FastifyInstance =
+    options.https === undefined
+      ? Fastify(base)
+      : (Fastify<HttpsServer>({
+          ...(base as FastifyHttpsOptions<HttpsServer>),
+          https: { cert: options.https.cert, key: options.https.key },
+        }) as unknown as FastifyInstance);
+  registerErrorReplies(app);
+  registerDownloadRoute(app, options.source);
+  return app;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;

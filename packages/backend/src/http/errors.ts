@@ -2,7 +2,7 @@
 // OTA_ERR_* code. Errors from the service (BackendError), from fastify itself (validation, content type, body size)
 // and from this layer (signatures, ranges) all end up here, so a client parses one shape.
 import { Type } from '@sinclair/typebox';
-import type { FastifyError } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export type HttpErrorCode =
   | 'OTA_ERR_VALIDATION'
@@ -134,4 +134,23 @@ export function mapError(err: unknown): MappedError {
   }
   // Never echo an internal message: it may hold paths or SQL.
   return { status: 500, body: body('OTA_ERR_INTERNAL', 'internal error'), internal: true };
+}
+
+/** Sends an error in the one shape; logs it at error level when it is ours, at debug when the client's. */
+export function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const mapped = mapError(error);
+  if (mapped.internal) request.log.error({ err: error }, 'request failed');
+  else request.log.debug({ err: error, code: mapped.body.error.code }, 'request refused');
+  return reply.code(mapped.status).type('application/json; charset=utf-8').send(mapped.body);
+}
+
+/** The error handler and the 404 of an app, both in the one shape. */
+export function registerErrorReplies(app: FastifyInstance): void {
+  app.setErrorHandler((error, request, reply) => replyWithError(error, request, reply));
+  app.setNotFoundHandler((request, reply) => {
+    const body = {
+      error: { code: 'OTA_ERR_ROUTE_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    };
+    return reply.code(404).send(body);
+  });
 }

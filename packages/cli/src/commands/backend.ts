@@ -27,7 +27,10 @@ const USAGE = `Usage: otalink backend [options]
   --tls-cert FILE         PEM certificate chain for HTTPS ...
   --tls-key FILE          ... and its key; without both, a development CA under DATA_DIR/pki issues one
   --plain-http HOST:PORT  also serve plain HTTP here (vehicles behind a TLS-terminating proxy, local tools)
-  --public-url URL        origin put in the manifests' download URLs (default: the HTTPS address)
+  --downloads HOST:PORT   serve artifact downloads here too, from a worker thread (same certificate), so a fleet
+                          downloading at once does not stall the API; manifests then point here
+  --public-url URL        origin put in the manifests' download URLs (default: the --downloads address, else the
+                          HTTPS address)
   --vin-mode MODE         strict (ISO 3779 VINs, default) or simulation (SIM-000042 and the like)
   --upload-limit BYTES    largest artifact upload (default 1073741824)
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent (default info)
@@ -66,6 +69,7 @@ interface Settings {
   mqtt: string | undefined;
   listen: { host: string; port: number };
   plainHttp: { host: string; port: number } | undefined;
+  downloads: { host: string; port: number } | undefined;
   tlsFiles: { cert: string; key: string } | undefined;
   publicUrl: string | undefined;
   vinMode: VinMode;
@@ -86,6 +90,7 @@ function parseSettings(args: string[], env: Record<string, string | undefined>):
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'plain-http': { type: 'string' },
+      downloads: { type: 'string' },
       'public-url': { type: 'string' },
       'vin-mode': { type: 'string' },
       'upload-limit': { type: 'string' },
@@ -128,6 +133,7 @@ function parseSettings(args: string[], env: Record<string, string | undefined>):
     mqtt,
     listen: hostPort(values.listen ?? '127.0.0.1:8443', '--listen'),
     plainHttp: values['plain-http'] === undefined ? undefined : hostPort(values['plain-http'], '--plain-http'),
+    downloads: values.downloads === undefined ? undefined : hostPort(values.downloads, '--downloads'),
     tlsFiles:
       values['tls-cert'] === undefined || values['tls-key'] === undefined
         ? undefined
@@ -216,16 +222,12 @@ export async function runBackend(args: string[], io: BackendCommandIo): Promise<
       ...(settings.uploadLimitBytes === undefined ? {} : { uploadLimitBytes: settings.uploadLimitBytes }),
       logger: logger.child({ component: 'http' }),
     });
-    const publicUrl = settings.publicUrl ?? server.url;
-    if (settings.publicUrl === undefined && /^https?:\/\/(0\.0\.0\.0|\[::\])/.test(server.url)) {
-      logger.warn(
-        { publicUrl },
-        'listening on every address: give --public-url so vehicles get a reachable download URL',
-      );
-    }
     backend = createBackend({
       dataDir: settings.dataDir,
-      publicBaseUrl: publicUrl,
+      ...(settings.publicUrl === undefined && settings.downloads !== undefined
+        ? {}
+        : { publicBaseUrl: settings.publicUrl ?? server.url }),
+      ...(settings.downloads === undefined ? {} : { downloads: { ...settings.downloads, tls } }),
       vinMode: settings.vinMode,
       logger,
       ...(settings.databaseUrl === undefined ? {} : { databaseUrl: settings.databaseUrl }),
@@ -234,8 +236,22 @@ export async function runBackend(args: string[], io: BackendCommandIo): Promise<
     });
     await backend.start();
     started = true;
+    const publicUrl = settings.publicUrl ?? backend.downloads?.url ?? server.url;
+    if (settings.publicUrl === undefined && /^https?:\/\/(0\.0\.0\.0|\[::\])/.test(publicUrl)) {
+      logger.warn(
+        { publicUrl },
+        'listening on every address: give --public-url so vehicles get a reachable download URL',
+      );
+    }
     logger.info(
-      { url: server.url, plainUrl: server.plainUrl, publicUrl, dataDir: settings.dataDir, mqtt: settings.mqtt },
+      {
+        url: server.url,
+        plainUrl: server.plainUrl,
+        downloads: backend.downloads?.url,
+        publicUrl,
+        dataDir: settings.dataDir,
+        mqtt: settings.mqtt,
+      },
       `otalink backend listening on ${server.url}`,
     );
     io.onListening?.({ url: server.url, plainUrl: server.plainUrl, publicUrl, caFile });

@@ -132,6 +132,7 @@ export const demo: Command = {
       stack = await startStack({
         home,
         httpPort: 0,
+        downloadPort: 0,
         dashboardPort: false,
         mqttPort: 0,
         logger,

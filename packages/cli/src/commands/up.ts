@@ -13,6 +13,7 @@ import { waitForOnline } from '../stack/online.js';
 import { ensureSampleCampaign, SAMPLE_ROLLOUT, watchCampaign } from '../stack/sample-campaign.js';
 import {
   DEFAULT_DASHBOARD_PORT,
+  DEFAULT_DOWNLOAD_PORT,
   DEFAULT_HTTP_PORT,
   DEFAULT_MQTT_TLS_PORT,
   type RunningStack,
@@ -31,7 +32,9 @@ State is kept in $OTALINK_HOME, else ./.otalink (dev PKI, SQLite database, artif
   --no-campaign     do not start the sample campaign (started once per data directory otherwise)
   --install-fail P  percent of simulated vehicles whose installation fails (default 0)
   --rollback P      percent whose new version fails its health check and rolls back (default 0)
-  --http-port N     HTTPS port: API, dashboard, downloads (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
+  --http-port N     HTTPS port: API, dashboard (default ${DEFAULT_HTTP_PORT}; a free port if taken; 0 = any)
+  --download-port N  HTTPS port of artifact downloads, served apart from the API (default ${DEFAULT_DOWNLOAD_PORT}; a free
+                    port if taken; 0 = any; "off": downloads from the API's port)
   --dashboard-port N  plain HTTP on 127.0.0.1 for a local browser (default ${DEFAULT_DASHBOARD_PORT}; a free port if
                     taken; 0 = any; "off" for none)
   --mqtt-port N     MQTT over mutual TLS port (default ${DEFAULT_MQTT_TLS_PORT}; a free port if taken; 0 = any)
@@ -73,6 +76,7 @@ function summary(
       ? `  Dashboard  ${urls.dashboard}`
       : `  Dashboard  ${urls.dashboard}   (loopback only; over HTTPS: ${urls.dashboardHttps})`,
     `  API        ${urls.api}   (OpenAPI: ${urls.dashboardHttps}openapi.json)`,
+    `  Downloads  ${urls.downloads}/artifacts/<sha256>   (signed URLs in the manifests)`,
     stack.adminToken === undefined
       ? '  API token  none found: the admin-token file was removed; `npx otalink token create` with an admin token'
       : `  API token  ${stack.adminToken.token}   (admin; in ${shown(stack.adminToken.file)}, which npx otalink reads by itself; log in to the dashboard with it)`,
@@ -119,6 +123,7 @@ export const up: Command = {
     let values: {
       vehicles?: string;
       'http-port'?: string;
+      'download-port'?: string;
       'dashboard-port'?: string;
       'mqtt-port'?: string;
       'log-level'?: string;
@@ -130,6 +135,7 @@ export const up: Command = {
     let vehicles: number;
     let knobs: FailureKnobs;
     let httpPort: number;
+    let downloadPort: number | false;
     let dashboardPort: number | false;
     let mqttPort: number;
     try {
@@ -138,6 +144,7 @@ export const up: Command = {
         options: {
           vehicles: { type: 'string' },
           'http-port': { type: 'string' },
+          'download-port': { type: 'string' },
           'dashboard-port': { type: 'string' },
           'mqtt-port': { type: 'string' },
           'log-level': { type: 'string' },
@@ -160,6 +167,10 @@ export const up: Command = {
       const tooLarge = fleetTooLarge(vehicles);
       if (tooLarge !== undefined) throw new Error(tooLarge);
       httpPort = port(values['http-port'], DEFAULT_HTTP_PORT, '--http-port');
+      downloadPort =
+        values['download-port'] === 'off'
+          ? false
+          : port(values['download-port'], DEFAULT_DOWNLOAD_PORT, '--download-port');
       dashboardPort =
         values['dashboard-port'] === 'off'
           ? false
@@ -200,6 +211,7 @@ export const up: Command = {
       stack = await startStack({
         home,
         httpPort,
+        downloadPort,
         dashboardPort,
         mqttPort,
         logger,

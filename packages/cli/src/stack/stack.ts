@@ -23,6 +23,8 @@ export const DEFAULT_HTTP_PORT = 8443;
 /** Plain HTTP on 127.0.0.1 only, so that the dashboard opens in a browser without a certificate warning. */
 export const DEFAULT_DASHBOARD_PORT = 8080;
 export const DEFAULT_MQTT_TLS_PORT = 8883;
+/** HTTPS for artifact downloads, served by the backend's download worker thread (same certificate as the API). */
+export const DEFAULT_DOWNLOAD_PORT = 8444;
 
 /** What a fleet needs from the stack to connect its vehicles. */
 export interface FleetContext {
@@ -31,7 +33,7 @@ export interface FleetContext {
   pki: DevPki;
   /** mqtts://127.0.0.1:port: mutual TLS, identity = the VIN in the certificate. */
   mqttUrl: string;
-  /** https://127.0.0.1:port: API and artifact downloads (trust pki.ca). */
+  /** https://127.0.0.1:port: the API (trust pki.ca); downloads are wherever the manifests point. */
   apiUrl: string;
   backend: Backend;
   logger: Logger;
@@ -46,8 +48,13 @@ export interface StackOptions {
   home: string;
   /** Bind address of every listener; default 127.0.0.1 (the server certificate names 127.0.0.1, ::1, localhost). */
   host?: string;
-  /** HTTPS port (API, dashboard, downloads); default 8443, a free port if that one is taken. */
+  /** HTTPS port (API, dashboard); default 8443, a free port if that one is taken. */
   httpPort?: number;
+  /**
+   * HTTPS port of the artifact downloads, served from the backend's worker thread so a fleet's download herd does
+   * not stall the API; default 8444, a free port if that one is taken; `false`: downloads from the API's port.
+   */
+  downloadPort?: number | false;
   /**
    * Plain-HTTP listener on 127.0.0.1 (whatever `host` is) serving the dashboard and the API for local browsers;
    * default 8080, a free port if that one is taken; `false`: none.
@@ -76,6 +83,8 @@ export interface RunningStack {
     /** The dashboard over HTTPS (trust pki.ca). */
     dashboardHttps: string;
     api: string;
+    /** Origin of the artifact download URLs in manifests. */
+    downloads: string;
     /** Vehicles: mutual TLS. */
     mqttVehicles: string;
     /** The backend's loopback listener (user otalink-backend, `backendPassword`). */
@@ -144,15 +153,24 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           );
     closers.push(() => http.close());
 
-    const created = createBackend({
-      dataDir: join(options.home, 'backend'),
-      mqtt: { url: backendUrl, username: BACKEND_IDENTITY, password: backendPassword },
-      vinMode: 'simulation',
-      publicBaseUrl: http.url,
-      logger: logger.child({ component: 'backend' }),
-    });
-    backend = created;
-    await created.start();
+    const downloadPort = options.downloadPort ?? DEFAULT_DOWNLOAD_PORT;
+    // start() cleans up after itself when it throws, so a taken download port is retried with a new backend.
+    const created = await withPortFallback(
+      downloadPort === false ? 0 : downloadPort,
+      async (port) => {
+        const candidate = createBackend({
+          dataDir: join(options.home, 'backend'),
+          mqtt: { url: backendUrl, username: BACKEND_IDENTITY, password: backendPassword },
+          vinMode: 'simulation',
+          ...(downloadPort === false ? { publicBaseUrl: http.url } : { downloads: { tls, host, port } }),
+          logger: logger.child({ component: 'backend' }),
+        });
+        backend = candidate;
+        await candidate.start();
+        return candidate;
+      },
+      fallback('downloads'),
+    );
     closers.push(() => created.close());
     const adminToken = await readAdminToken(created.adminTokenFile);
 
@@ -190,6 +208,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
         dashboard: `${http.plainUrl ?? http.url}/`,
         dashboardHttps: `${http.url}/`,
         api: `${http.url}/api/v1`,
+        downloads: created.downloads?.url ?? http.url,
         mqttVehicles: broker.tlsUrl,
         mqttBackend: backendUrl,
       },
