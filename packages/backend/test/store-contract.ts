@@ -381,6 +381,30 @@ export function runStoreContract(label: string, open: () => Promise<BackendStore
       assert.equal((await store.countByStatus('other')).QUEUED, 0);
     });
 
+    withStore('a batch that repeats a key: the later row wins; hundreds of rows keep their order', async (store) => {
+      await store.commit({
+        vehicles: [vehicle('D1', { updatedAt: 1 }), vehicle('D2'), vehicle('D1', { updatedAt: 2 })],
+        executions: [storedExecution('c1', 'D1', 1, 'QUEUED'), storedExecution('c1', 'D1', 1, 'NOTIFIED')],
+      });
+      assert.equal((await store.getVehicle('D1'))?.updatedAt, 2);
+      assert.equal((await store.executionsOf('c1', 'D1'))[0]?.status, 'NOTIFIED');
+      // More rows than one multi-row statement takes, over two batches: rollout order is the order given.
+      const vins = Array.from({ length: 450 }, (_, i) => `T${String(449 - i).padStart(3, '0')}`);
+      await store.commit({
+        targets: [{ campaignId: 'c1', targets: vins.slice(0, 300).map((vin) => ({ vin, model: 'ID.4' })) }],
+      });
+      await store.commit({
+        targets: [{ campaignId: 'c1', targets: vins.slice(250).map((vin) => ({ vin, model: 'ID.4' })) }],
+        released: [{ campaignId: 'c1', vins: vins.slice(0, 420) }],
+      });
+      const targets = await store.listTargets('c1');
+      assert.deepEqual(
+        targets.map((t) => t.vin),
+        vins,
+      );
+      assert.equal(targets.filter((t) => t.released).length, 420);
+    });
+
     withStore('a failing batch leaves nothing behind', async (store) => {
       const broken = { ...storedCampaign('bad'), targets: 10n as unknown as number };
       await assert.rejects(store.commit({ vehicles: [vehicle('X1')], campaigns: [broken] }), { code: 'OTA_ERR_STORE' });

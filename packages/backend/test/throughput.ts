@@ -1,5 +1,6 @@
 // Manual throughput check (not a test: no wall-clock assertions in the suite):
 //   node --import tsx packages/backend/test/throughput.ts [vehicles=10000]
+//   OTALINK_DATABASE_URL=postgres://... node --import tsx packages/backend/test/throughput.ts   (PostgreSQL store)
 // One broker, the backend over MQTT, and one "fleet" client that plays every vehicle: it takes each job.notify from
 // ota/+/command and answers with four job.status reports. Prints the time from start to COMPLETED.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,9 @@ const broker = createBroker({
   allowAnonymous: true,
   logger: pino({ level: 'silent' }),
   sysIntervalSeconds: 0,
+  // As the OTA stack's broker (packages/cli/src/stack/broker.ts): the backend's session must not drop status while
+  // its acknowledgements wait for commits.
+  limits: { maxQueuedMessages: 1_000_000 },
 });
 await broker.listen();
 const url = `mqtt://127.0.0.1:${broker.addresses()[0]?.port}`;
@@ -27,7 +31,8 @@ const backend = createBackend({
   mqtt: url,
   vinMode: 'simulation',
   publicBaseUrl: 'https://127.0.0.1:1',
-  logger: silentLogger,
+  logger: process.env.LOG_LEVEL ? pino({ level: process.env.LOG_LEVEL }, pino.destination(2)) : silentLogger,
+  ...(process.env.OTALINK_DATABASE_URL ? { databaseUrl: process.env.OTALINK_DATABASE_URL } : {}),
 });
 await backend.start();
 const service = backend.service;

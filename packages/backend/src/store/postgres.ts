@@ -4,7 +4,7 @@
 // migrate), and that commits are queued so they apply in call order, as SQLite's synchronous ones do.
 import pg from 'pg';
 import { BackendError } from '../api.js';
-import { type SqlDriver, type SqlParams, type SqlStep, SqlStore } from './sql-store.js';
+import { type SqlDriver, type SqlParams, type SqlStep, SqlStore, type SqlValue } from './sql-store.js';
 
 /**
  * The SQLite schema's twin (same tables, columns and indexes; see sqlite.ts), in PostgreSQL's dialect: its
@@ -196,9 +196,21 @@ interface Compiled {
   names: readonly string[];
 }
 
+const PARAMETER = /@([a-z_][a-z0-9_]*)/g;
+
+/**
+ * Reads and single statements go as prepared statements with $n parameters. A commit goes as one query text, its
+ * values written in as literals (pg's escapeLiteral, correct whatever standard_conforming_strings says): one round
+ * trip for the whole batch where node-postgres would otherwise wait for each of its statements in turn (a status
+ * batch is a few multi-row statements plus one per installed version). BEGIN ... COMMIT in one text is one
+ * transaction; a statement that fails aborts the rest, and the ROLLBACK ends it.
+ */
 class PostgresDriver implements SqlDriver {
   private readonly compiled = new Map<string, Compiled>();
-  /** The last commit: the next one starts after it, so batches apply in call order. */
+  /**
+   * The last commit: the next one starts after it, so batches apply in call order; and reads wait for it, so that a
+   * read made after commit() was called sees that batch, as with SQLite, which applies it within the call.
+   */
   private commits: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -211,7 +223,7 @@ class PostgresDriver implements SqlDriver {
     let c = this.compiled.get(sql);
     if (c === undefined) {
       const names: string[] = [];
-      const text = sql.replace(/@([a-z_][a-z0-9_]*)/g, (_, name: string) => {
+      const text = sql.replace(PARAMETER, (_, name: string) => {
         let i = names.indexOf(name);
         if (i < 0) i = names.push(name) - 1;
         return `$${i + 1}`;
@@ -224,36 +236,39 @@ class PostgresDriver implements SqlDriver {
 
   private query(sql: string, params: SqlParams): pg.QueryConfig {
     const c = this.compile(sql);
-    const values = c.names.map((name) => {
-      const value = params[name];
-      if (value === undefined) throw new Error(`no value for @${name}`);
-      return value;
-    });
-    return { name: c.name, text: c.text, values };
+    return { name: c.name, text: c.text, values: c.names.map((name) => paramValue(params, name)) };
   }
 
   async all<T>(sql: string, params: SqlParams): Promise<T[]> {
-    return (await this.pool.query(this.query(sql, params))).rows as T[];
+    const query = this.query(sql, params);
+    await this.commits;
+    return (await this.pool.query(query)).rows as T[];
   }
 
   async run(sql: string, params: SqlParams): Promise<number> {
-    return (await this.pool.query(this.query(sql, params))).rowCount ?? 0;
+    const query = this.query(sql, params);
+    await this.commits;
+    return (await this.pool.query(query)).rowCount ?? 0;
   }
 
   transaction(steps: readonly SqlStep[]): Promise<void> {
-    const done = this.commits.then(() => this.apply(steps));
+    // Written out now (a value that cannot be written fails this commit alone, before anything is sent).
+    let text: string;
+    try {
+      text = ['BEGIN', ...steps.map(([sql, params]) => inline(sql, params)), 'COMMIT'].join(';\n');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const done = this.commits.then(() => this.apply(text));
     this.commits = done.catch(() => {});
     return done;
   }
 
-  private async apply(steps: readonly SqlStep[]): Promise<void> {
-    const queries = steps.map(([sql, params]) => this.query(sql, params));
+  private async apply(text: string): Promise<void> {
     const client = await this.pool.connect();
     let failed: Error | undefined;
     try {
-      await client.query('BEGIN');
-      for (const q of queries) await client.query(q);
-      await client.query('COMMIT');
+      await client.query(text);
     } catch (e) {
       failed = e as Error;
       await client.query('ROLLBACK').catch(() => {});
@@ -268,4 +283,21 @@ class PostgresDriver implements SqlDriver {
     await this.commits;
     await this.pool.end();
   }
+}
+
+function paramValue(params: SqlParams, name: string): SqlValue {
+  const value = params[name];
+  if (value === undefined) throw new Error(`no value for @${name}`);
+  return value;
+}
+
+/** A statement with its values written in as SQL literals. */
+function inline(sql: string, params: SqlParams): string {
+  return sql.replace(PARAMETER, (_, name: string) => {
+    const value = paramValue(params, name);
+    if (value === null) return 'NULL';
+    if (typeof value === 'string') return pg.escapeLiteral(value);
+    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+    throw new Error(`@${name} is neither text, a finite number nor null`);
+  });
 }

@@ -40,12 +40,63 @@ export interface SqlDriver {
   close(): Promise<void>;
 }
 
-const SQL = {
-  upsertVehicle: `INSERT INTO vehicles (vin, model, region, hardware_id, installed_version, attributes, registered_at, updated_at, online, last_seen, inventory)
-    VALUES (@vin, @model, @region, @hardware_id, @installed_version, @attributes, @registered_at, @updated_at, @online, @last_seen, @inventory)
-    ON CONFLICT (vin) DO UPDATE SET model = excluded.model, region = excluded.region, hardware_id = excluded.hardware_id,
+/**
+ * The batch writes that come by the thousand (a campaign's start, status ingest, a fleet's registration), as one
+ * statement of many rows: `head`, then `row` once per row (its parameters numbered), then `tail`. PostgreSQL takes a
+ * 500-row INSERT ~5× faster than 500 single ones; SQLite gains too.
+ */
+interface RowsStatement {
+  head: string;
+  row: string;
+  tail: string;
+  /** The column(s) an upsert conflicts on: a batch that repeats a key starts a new statement there (PostgreSQL
+   * refuses to update one row twice in one statement; SQLite would, and the later row must win either way). */
+  key?: readonly string[];
+}
+
+const ROWS = {
+  upsertVehicle: {
+    head: `INSERT INTO vehicles (vin, model, region, hardware_id, installed_version, attributes, registered_at, updated_at, online, last_seen, inventory)
+    VALUES`,
+    row: '(@vin, @model, @region, @hardware_id, @installed_version, @attributes, @registered_at, @updated_at, @online, @last_seen, @inventory)',
+    tail: `ON CONFLICT (vin) DO UPDATE SET model = excluded.model, region = excluded.region, hardware_id = excluded.hardware_id,
       installed_version = excluded.installed_version, attributes = excluded.attributes, updated_at = excluded.updated_at,
       online = excluded.online, last_seen = excluded.last_seen, inventory = excluded.inventory`,
+    key: ['vin'],
+  },
+  // Appended after the campaign's last target: rollout order is the order given (ord = the campaign's highest + i).
+  addTargets: {
+    head: `INSERT INTO campaign_targets (campaign_id, vin, ord, model, released)
+    SELECT @campaign_id, v.column1, (SELECT COALESCE(MAX(ord), 0) FROM campaign_targets WHERE campaign_id = @campaign_id) + v.column3,
+      v.column2, 0
+    FROM (VALUES`,
+    row: '(@vin, @model, @i)',
+    tail: ') AS v WHERE true ON CONFLICT (campaign_id, vin) DO NOTHING',
+  },
+  upsertExecution: {
+    head: 'INSERT INTO executions (campaign_id, vin, execution_number, status, latest, updated_at, doc) VALUES',
+    row: '(@campaign_id, @vin, @execution_number, @status, 1, @updated_at, @doc)',
+    tail: `ON CONFLICT (campaign_id, vin, execution_number) DO UPDATE SET status = excluded.status,
+      updated_at = excluded.updated_at, doc = excluded.doc`,
+    key: ['campaign_id', 'vin', 'execution_number'],
+  },
+  transition: {
+    head: 'INSERT INTO transitions (campaign_id, vin, execution_number, at, doc) VALUES',
+    row: '(@campaign_id, @vin, @execution_number, @at, @doc)',
+    tail: '',
+  },
+  seen: {
+    head: 'INSERT INTO seen_messages (msg_id, at) VALUES',
+    row: '(@msg_id, @at)',
+    tail: 'ON CONFLICT (msg_id) DO NOTHING',
+    key: ['msg_id'],
+  },
+} as const satisfies Record<string, RowsStatement>;
+
+/** Rows per multi-row statement: far below either engine's limit on parameters per statement. */
+const ROWS_PER_STATEMENT = 200;
+
+const SQL = {
   // A vehicle first seen by its presence is registered before the presence update, which then finds it.
   registerFromPresence: `INSERT INTO vehicles (vin, model, region, hardware_id, installed_version, attributes, registered_at, updated_at, online, last_seen, inventory)
     VALUES (@vin, @model, NULL, @hardware_id, @installed_version, '{}', @last_seen, @last_seen, @online, @last_seen, @inventory)
@@ -80,16 +131,7 @@ const SQL = {
     'SELECT doc FROM campaigns WHERE seq < (SELECT seq FROM campaigns WHERE id = @after) ORDER BY seq DESC LIMIT @limit',
   campaignTransition: 'INSERT INTO campaign_transitions (campaign_id, at, doc) VALUES (@campaign_id, @at, @doc)',
   campaignTransitions: 'SELECT doc FROM campaign_transitions WHERE campaign_id = @campaign_id ORDER BY id',
-  // Appended after the campaign's last target, so rollout order is insertion order.
-  addTarget: `INSERT INTO campaign_targets (campaign_id, vin, ord, model, released)
-    VALUES (@campaign_id, @vin, (SELECT COALESCE(MAX(ord), 0) + 1 FROM campaign_targets WHERE campaign_id = @campaign_id), @model, 0)
-    ON CONFLICT (campaign_id, vin) DO NOTHING`,
-  release: 'UPDATE campaign_targets SET released = 1 WHERE campaign_id = @campaign_id AND vin = @vin',
   listTargets: 'SELECT vin, model, released FROM campaign_targets WHERE campaign_id = @campaign_id ORDER BY ord',
-  upsertExecution: `INSERT INTO executions (campaign_id, vin, execution_number, status, latest, updated_at, doc)
-    VALUES (@campaign_id, @vin, @execution_number, @status, 1, @updated_at, @doc)
-    ON CONFLICT (campaign_id, vin, execution_number) DO UPDATE SET status = excluded.status,
-      updated_at = excluded.updated_at, doc = excluded.doc`,
   unlatest: `UPDATE executions SET latest = 0
     WHERE campaign_id = @campaign_id AND vin = @vin AND execution_number < @execution_number AND latest = 1`,
   latestExecutions: 'SELECT doc FROM executions WHERE campaign_id = @campaign_id AND latest = 1',
@@ -99,15 +141,12 @@ const SQL = {
     AND vin > @after ORDER BY vin LIMIT @limit`,
   executionsOf:
     'SELECT doc FROM executions WHERE campaign_id = @campaign_id AND vin = @vin ORDER BY execution_number DESC',
-  transition: `INSERT INTO transitions (campaign_id, vin, execution_number, at, doc)
-    VALUES (@campaign_id, @vin, @execution_number, @at, @doc)`,
   transitionsOf: 'SELECT doc FROM transitions WHERE campaign_id = @campaign_id AND vin = @vin ORDER BY id',
   countByStatus:
     'SELECT status, COUNT(*) AS n FROM executions WHERE campaign_id = @campaign_id AND latest = 1 GROUP BY status',
   countByStatusOfModel: `SELECT e.status AS status, COUNT(*) AS n FROM executions e
     JOIN campaign_targets t ON t.campaign_id = e.campaign_id AND t.vin = e.vin
     WHERE e.campaign_id = @campaign_id AND e.latest = 1 AND t.model = @model GROUP BY e.status`,
-  seen: 'INSERT INTO seen_messages (msg_id, at) VALUES (@msg_id, @at) ON CONFLICT (msg_id) DO NOTHING',
   hasSeen: 'SELECT 1 AS one FROM seen_messages WHERE msg_id = @msg_id',
   pruneSeen: 'DELETE FROM seen_messages WHERE at < @before',
   putToken: `INSERT INTO api_tokens (id, seq, created_at, doc)
@@ -141,7 +180,7 @@ interface DocRow {
 /** The statements one commit runs, in the order of the batch's fields. Throws on a batch that cannot be written. */
 export function batchSteps(batch: StoreBatch): SqlStep[] {
   const steps: SqlStep[] = [];
-  for (const v of batch.vehicles ?? []) steps.push([SQL.upsertVehicle, vehicleParams(v)]);
+  rows(steps, ROWS.upsertVehicle, (batch.vehicles ?? []).map(vehicleParams));
   for (const p of batch.presence ?? []) {
     const params = {
       vin: p.vin,
@@ -178,46 +217,90 @@ export function batchSteps(batch: StoreBatch): SqlStep[] {
     steps.push([SQL.campaignTransition, { campaign_id: t.campaignId, at: t.at, doc: JSON.stringify(t) }]);
   }
   for (const group of batch.targets ?? []) {
-    for (const t of group.targets) {
-      steps.push([SQL.addTarget, { campaign_id: group.campaignId, vin: t.vin, model: t.model }]);
+    for (let from = 0; from < group.targets.length; from += ROWS_PER_STATEMENT) {
+      const chunk = group.targets.slice(from, from + ROWS_PER_STATEMENT);
+      const step = rowsStep(
+        ROWS.addTargets,
+        chunk.map((t, i) => ({ vin: t.vin, model: t.model, i: i + 1 })),
+      );
+      steps.push([step[0], { ...step[1], campaign_id: group.campaignId }]);
     }
   }
   for (const group of batch.released ?? []) {
-    for (const vin of group.vins) steps.push([SQL.release, { campaign_id: group.campaignId, vin }]);
+    for (let from = 0; from < group.vins.length; from += ROWS_PER_STATEMENT) {
+      const { list, params } = inList(group.vins.slice(from, from + ROWS_PER_STATEMENT));
+      steps.push([
+        `UPDATE campaign_targets SET released = 1 WHERE campaign_id = @campaign_id AND vin IN (${list})`,
+        { ...params, campaign_id: group.campaignId },
+      ]);
+    }
   }
-  for (const e of batch.executions ?? []) {
-    steps.push([
-      SQL.upsertExecution,
-      {
-        campaign_id: e.campaignId,
-        vin: e.vin,
-        execution_number: e.executionNumber,
-        status: e.status,
-        updated_at: e.updatedAt,
-        doc: JSON.stringify(e),
-      },
-    ]);
+  const executions = batch.executions ?? [];
+  rows(
+    steps,
+    ROWS.upsertExecution,
+    executions.map((e) => ({
+      campaign_id: e.campaignId,
+      vin: e.vin,
+      execution_number: e.executionNumber,
+      status: e.status,
+      updated_at: e.updatedAt,
+      doc: JSON.stringify(e),
+    })),
+  );
+  for (const e of executions) {
     if (e.executionNumber > 1) {
       steps.push([SQL.unlatest, { campaign_id: e.campaignId, vin: e.vin, execution_number: e.executionNumber }]);
     }
   }
-  for (const t of batch.transitions ?? []) {
-    steps.push([
-      SQL.transition,
-      {
-        campaign_id: t.campaignId,
-        vin: t.vin,
-        execution_number: t.executionNumber,
-        at: t.at,
-        doc: JSON.stringify(t),
-      },
-    ]);
-  }
-  for (const m of batch.seenMessageIds ?? []) steps.push([SQL.seen, { msg_id: m.msgId, at: m.at }]);
+  rows(
+    steps,
+    ROWS.transition,
+    (batch.transitions ?? []).map((t) => ({
+      campaign_id: t.campaignId,
+      vin: t.vin,
+      execution_number: t.executionNumber,
+      at: t.at,
+      doc: JSON.stringify(t),
+    })),
+  );
+  rows(
+    steps,
+    ROWS.seen,
+    (batch.seenMessageIds ?? []).map((m) => ({ msg_id: m.msgId, at: m.at })),
+  );
   for (const t of batch.apiTokens ?? []) {
     steps.push([SQL.putToken, { id: t.id, created_at: t.createdAt, doc: JSON.stringify(t) }]);
   }
   return steps;
+}
+
+/** Appends `all` as multi-row statements: at most ROWS_PER_STATEMENT rows each, a new one where a key repeats. */
+function rows(steps: SqlStep[], statement: RowsStatement, all: readonly SqlParams[]): void {
+  let chunk: SqlParams[] = [];
+  let keys = new Set<string>();
+  const keyOf = (p: SqlParams) => (statement.key ?? []).map((k) => String(p[k])).join('\u0000');
+  for (const params of all) {
+    const key = statement.key === undefined ? undefined : keyOf(params);
+    if (chunk.length === ROWS_PER_STATEMENT || (key !== undefined && keys.has(key))) {
+      steps.push(rowsStep(statement, chunk));
+      chunk = [];
+      keys = new Set();
+    }
+    chunk.push(params);
+    if (key !== undefined) keys.add(key);
+  }
+  if (chunk.length > 0) steps.push(rowsStep(statement, chunk));
+}
+
+/** One multi-row statement: each row's parameters renamed `name_i`. */
+function rowsStep(statement: RowsStatement, chunk: readonly SqlParams[]): SqlStep {
+  const params: Record<string, SqlValue> = {};
+  const tuples = chunk.map((row, i) => {
+    for (const [name, value] of Object.entries(row)) params[`${name}_${i}`] = value;
+    return statement.row.replace(/@([a-z_][a-z0-9_]*)/g, `@$1_${i}`);
+  });
+  return [`${statement.head} ${tuples.join(', ')} ${statement.tail}`, params];
 }
 
 export class SqlStore implements BackendStore {
