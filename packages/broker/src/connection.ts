@@ -24,6 +24,7 @@ import type { Outlet, Session } from './session.js';
 
 export interface TransportInfo {
   protocol: ListenerProtocol;
+  /** Given by listeners that know it anyway (TLS, WebSocket); undefined: read from the socket (see remoteAddress). */
   remoteAddress: string | undefined;
   /** Subject CN of a verified client certificate. */
   certificateIdentity: string | undefined;
@@ -163,6 +164,21 @@ export class Connection implements Outlet, Timed {
     return this.state === 'connected';
   }
 
+  /**
+   * The peer's address, kept in the identity. A plain TCP socket is asked for it on first use only: most
+   * connections are never asked (no hook, will, event or log that shows it), and asking costs a getpeername syscall
+   * per connect and an object and a string per idle connection. A socket that is already closed can no longer
+   * tell, so `keepRemoteAddress` is called while it is open wherever the identity will be seen later.
+   */
+  get remoteAddress(): string | undefined {
+    this.keepRemoteAddress();
+    return this.identity.remoteAddress;
+  }
+
+  keepRemoteAddress(): void {
+    this.identity.remoteAddress ??= (this.socket as { remoteAddress?: string }).remoteAddress;
+  }
+
   #onData(chunk: Uint8Array): void {
     this.core.stats.bytesIn += chunk.length;
     if (this.state === 'closing' || this.state === 'closed') return;
@@ -258,7 +274,7 @@ export class Connection implements Outlet, Timed {
     this.core.stats.protocolErrors++;
     if (error instanceof UnsupportedProtocolError) {
       this.core.logger.info(
-        { code: 'BROKER_ERR_UNSUPPORTED_PROTOCOL', level: error.protocolLevel, remote: this.transport.remoteAddress },
+        { code: 'BROKER_ERR_UNSUPPORTED_PROTOCOL', level: error.protocolLevel, remote: this.remoteAddress },
         'refused an unsupported protocol level',
       );
       // Levels below 5 understand the 3.1.1 return code; later ones get the 5.0 reason code.
@@ -295,6 +311,10 @@ export class Connection implements Outlet, Timed {
 
   #onEnd(): void {
     this.#peerEnded = true;
+    // The socket still knows its peer now, not once it has closed (clientDisconnected shows the address).
+    if (this.session !== undefined && this.core.events.listenerCount('clientDisconnected') > 0) {
+      this.keepRemoteAddress();
+    }
     if (!this.#busy && !this.#yielded) this.close();
   }
 
@@ -321,6 +341,7 @@ export class Connection implements Outlet, Timed {
     this.will = undefined;
     const events = this.core.events;
     if (events.listenerCount('clientDisconnected') > 0) {
+      this.keepRemoteAddress();
       events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
     }
   }
@@ -339,10 +360,7 @@ export class Connection implements Outlet, Timed {
       this.#closeReason = 'keepalive timeout';
       this.close(0x8d, 'keepalive timeout');
     } else {
-      this.core.logger.info(
-        { code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.transport.remoteAddress },
-        'no CONNECT in time',
-      );
+      this.core.logger.info({ code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.remoteAddress }, 'no CONNECT in time');
       this.close(this.state === 'authenticating' ? 0x87 : undefined);
     }
   }

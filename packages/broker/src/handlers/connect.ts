@@ -110,7 +110,7 @@ function authenticate(
       password: packet.password,
       certificateIdentity: transport.certificateIdentity,
       protocolVersion: packet.protocolVersion,
-      remoteAddress: transport.remoteAddress,
+      remoteAddress: connection.remoteAddress,
     });
   }
   if (allowAnonymous) return { ok: true };
@@ -149,7 +149,7 @@ export function refuse(
   const core = connection.core;
   core.stats.connectionsRejected++;
   core.logger.info(
-    { code: logCode, clientId: connection.identity.clientId, remote: connection.transport.remoteAddress, reasonCode },
+    { code: logCode, clientId: connection.identity.clientId, remote: connection.remoteAddress, reasonCode },
     `refused a connection: ${why}`,
   );
   connection.send({
@@ -185,6 +185,17 @@ function accept(
   const { packet, clientId, assigned } = pending;
   const v5 = packet.protocolVersion === 5;
   connection.identity.username = username;
+  // Whatever sees the identity later (ACL, the will, client events) gets the peer's address, read while the socket
+  // is open; without any of them it is not read at all (see Connection.remoteAddress).
+  const events = core.events;
+  if (
+    core.options.authorize !== undefined ||
+    connection.will !== undefined ||
+    events.listenerCount('clientConnected') > 0 ||
+    events.listenerCount('clientDisconnected') > 0
+  ) {
+    connection.keepRemoteAddress();
+  }
   // Takeover: the old connection's will follows the usual rules (its delay, or the session ending).
   const previous = core.clients.get(clientId);
   if (previous !== undefined && previous !== connection) previous.takenOver();
@@ -221,7 +232,7 @@ function accept(
   if (core.logger.isLevelEnabled('debug')) {
     core.logger.debug({ clientId, username, sessionPresent: present, version: packet.protocolVersion }, 'connected');
   }
-  if (core.events.listenerCount('clientConnected') > 0) {
-    core.events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
+  if (events.listenerCount('clientConnected') > 0) {
+    events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
   }
 }
