@@ -487,22 +487,31 @@ export class BrokerCore {
     if (this.sessions.get(session.clientId) !== session) return;
     this.sessions.delete(session.clientId);
     if (session.persistent) this.store.deleteSession(session.clientId);
-    for (const filter of session.state.subscriptions.keys()) this.router.unsubscribe(session, filter);
-    this.stats.subscriptionsCurrent -= session.state.subscriptions.size;
-    session.state.subscriptions.clear();
+    const state = session.state;
+    // Each walk only when there is something to walk: an iterator (and for the queue a generator) per walk is a
+    // share of every short-lived connection's cost, and most sessions end with nothing in flight or queued.
+    const subscriptions = state.subscriptions;
+    if (subscriptions.size > 0) {
+      for (const filter of subscriptions.keys()) this.router.unsubscribe(session, filter);
+      this.stats.subscriptionsCurrent -= subscriptions.size;
+      subscriptions.clear();
+    }
     // Unacknowledged shared-subscription messages go to another member of their group.
-    // Collected only when there are any: a session ending with nothing in flight is the usual case.
     let orphans: Delivery[] | undefined;
-    for (const entry of session.state.inflight.values()) {
-      if (entry.state === 'publish' && entry.delivery.sharedFilter !== undefined) {
-        orphans ??= [];
-        orphans.push(entry.delivery);
+    if (state.inflight.size > 0) {
+      for (const entry of state.inflight.values()) {
+        if (entry.state === 'publish' && entry.delivery.sharedFilter !== undefined) {
+          orphans ??= [];
+          orphans.push(entry.delivery);
+        }
       }
     }
-    for (const delivery of session.state.queue) {
-      if (delivery.sharedFilter === undefined) continue;
-      orphans ??= [];
-      orphans.push(delivery);
+    if (state.queue.length > 0) {
+      for (const delivery of state.queue) {
+        if (delivery.sharedFilter === undefined) continue;
+        orphans ??= [];
+        orphans.push(delivery);
+      }
     }
     session.discard();
     if (orphans !== undefined) {
@@ -541,19 +550,13 @@ export class BrokerCore {
     session.outlet = undefined;
     const identity = connection.identity;
     if (this.clients.get(identity.clientId) === connection) this.clients.delete(identity.clientId);
-    // The armed will record goes (published or not wanted) unless a delayed will overwrites it below.
-    const disarm = () => {
-      if (!connection.willStored) return;
-      connection.willStored = false;
-      this.store.deleteWill(identity.clientId);
-    };
     const expiryInterval = session.state.expiryInterval;
     const now = Date.now();
     if (expiryInterval === 0) {
       this.stats.sessionsOffline++; // endSession counts it back down
       this.endSession(session);
       if (will !== undefined) this.publishWill(will, identity);
-      disarm();
+      this.#disarmWill(connection);
       return;
     }
     this.stats.sessionsOffline++;
@@ -563,7 +566,7 @@ export class BrokerCore {
     const delay = will === undefined ? 0 : Math.min(will.properties?.willDelayInterval ?? 0, expiryInterval);
     if (will === undefined || delay === 0) {
       if (will !== undefined) this.publishWill(will, identity);
-      disarm();
+      this.#disarmWill(connection);
       return;
     }
     connection.willStored = false;
@@ -571,6 +574,16 @@ export class BrokerCore {
     this.store.putWill({ clientId: identity.clientId, will, identity: { ...identity }, deadline: pending.deadline });
     this.pendingWills.set(identity.clientId, pending);
     this.ticker.add(pending);
+  }
+
+  /**
+   * The armed will record goes (published or not wanted) unless a delayed will overwrites it (detach). A method, not
+   * a closure made by every detach: tsx names each closure it makes (Object.defineProperty), ~1 µs per disconnect.
+   */
+  #disarmWill(connection: Connection): void {
+    if (!connection.willStored) return;
+    connection.willStored = false;
+    this.store.deleteWill(connection.identity.clientId);
   }
 
   /** Publishes every pending will now (shutdown ends the sessions they wait on). */

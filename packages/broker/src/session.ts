@@ -313,6 +313,12 @@ export class Session {
   resume(outlet: Outlet, now: number): void {
     this.outlet = outlet;
     this.expiresAt = 0;
+    // No iterator for an empty window (a new session's always is).
+    if (this.state.inflight.size > 0) this.#resend(outlet);
+    this.pump(now);
+  }
+
+  #resend(outlet: Outlet): void {
     for (const [packetId, entry] of this.state.inflight) {
       if (entry.state === 'pubrel') outlet.sendPubrel(packetId);
       else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
@@ -320,13 +326,15 @@ export class Session {
         if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
       }
     }
-    this.pump(now);
   }
 
   /** Drops everything queued (session end), keeping the stats right. The store forgets the session as a whole. */
   discard(): void {
-    this.#stats.queuedCurrent -= this.state.queue.length;
-    this.state.queue.clear();
-    this.state.inflight.clear();
+    const state = this.state;
+    if (state.queue.length > 0) {
+      this.#stats.queuedCurrent -= state.queue.length;
+      state.queue.clear();
+    }
+    if (state.inflight.size > 0) state.inflight.clear();
   }
 }

@@ -56,7 +56,6 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     connection.clientTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
   }
   connection.will = packet.will;
-  const pending: PendingConnect = { packet, clientId, assigned };
   const method = v5 ? properties?.authenticationMethod : undefined;
   if (method !== undefined) {
     const authenticator = core.options.enhancedAuth.get(method);
@@ -67,7 +66,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     connection.state = 'authenticating';
     connection.authMethod = method;
     connection.auth = { authenticator, step: 0, reauth: false };
-    pendingConnects.set(connection, pending);
+    pendingConnects.set(connection, { packet, clientId, assigned });
     return authStep(connection, properties?.authenticationData);
   }
   let result: AuthenticationResult | Promise<AuthenticationResult>;
@@ -81,16 +80,19 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
   if (result instanceof Promise) {
     connection.state = 'authenticating';
     return result.then(
-      (settled) => authenticated(connection, pending, settled),
+      (settled) => authenticated(connection, packet, clientId, assigned, settled),
       (error: unknown) => {
         connection.core.logger.error({ err: error, clientId }, 'authenticate hook failed');
         refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
       },
     );
   }
-  authenticated(connection, pending, result);
+  authenticated(connection, packet, clientId, assigned, result);
   return undefined;
 }
+
+/** The answer when no credential needs checking: made once, not per CONNECT. */
+const ACCEPTED: AuthenticationResult = { ok: true };
 
 function authenticate(
   connection: Connection,
@@ -102,7 +104,7 @@ function authenticate(
   if (transport.identityFromCertificate && transport.certificateIdentity !== undefined) {
     return { ok: true, username: transport.certificateIdentity };
   }
-  if (packet.username === undefined && packet.password === undefined && allowAnonymous) return { ok: true };
+  if (packet.username === undefined && packet.password === undefined && allowAnonymous) return ACCEPTED;
   if (hook !== undefined) {
     return hook({
       clientId: connection.identity.clientId,
@@ -113,17 +115,23 @@ function authenticate(
       remoteAddress: connection.remoteAddress,
     });
   }
-  if (allowAnonymous) return { ok: true };
+  if (allowAnonymous) return ACCEPTED;
   return { ok: false, reasonCode: 0x87 };
 }
 
-function authenticated(connection: Connection, pending: PendingConnect, result: AuthenticationResult): void {
+function authenticated(
+  connection: Connection,
+  packet: ConnectPacket,
+  clientId: string,
+  assigned: boolean,
+  result: AuthenticationResult,
+): void {
   if (connection.state !== 'authenticating' && connection.state !== 'awaiting-connect') return;
   if (!result.ok) {
     refuse(connection, result.reasonCode, to311(result.reasonCode), 'BROKER_ERR_NOT_AUTHORIZED', 'authentication');
     return;
   }
-  accept(connection, pending, result.username ?? pending.packet.username, undefined);
+  accept(connection, packet, clientId, assigned, result.username ?? packet.username, undefined);
 }
 
 /** Finishes an enhanced authentication started by CONNECT. */
@@ -135,7 +143,8 @@ export function finishEnhancedConnect(
   const pending = pendingConnects.get(connection);
   pendingConnects.delete(connection);
   if (pending === undefined) return;
-  accept(connection, pending, username ?? pending.packet.username, data);
+  const { packet, clientId, assigned } = pending;
+  accept(connection, packet, clientId, assigned, username ?? packet.username, data);
 }
 
 /** Refuses a CONNECT: 5.0 reason code or the 3.1.1 return code, then close. */
@@ -176,13 +185,14 @@ function to311(reasonCode: number): number {
 
 function accept(
   connection: Connection,
-  pending: PendingConnect,
+  packet: ConnectPacket,
+  clientId: string,
+  assigned: boolean,
   username: string | undefined,
   authenticationData: Uint8Array | undefined,
 ): void {
   const core = connection.core;
   const limits = core.limits;
-  const { packet, clientId, assigned } = pending;
   const v5 = packet.protocolVersion === 5;
   connection.identity.username = username;
   // Whatever sees the identity later (ACL, the will, client events) gets the peer's address, read while the socket
