@@ -9,7 +9,7 @@ import { type Delivery, isExpired, type Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
 import { PublishTemplates } from './publish-encoding.js';
 import { Router } from './router.js';
-import { type InflightEntry, inboundQos2Of, inflightOf, newSessionState, Session } from './session.js';
+import { type InflightEntry, inboundQos2Of, inflightOf, newSessionState, queueOf, Session } from './session.js';
 import type { BrokerStats } from './stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoreContents } from './store/types.js';
@@ -178,7 +178,6 @@ export class BrokerCore {
       }
       // forEach: no [key, value] array per entry; a Map's iteration tolerates the current entry's removal
       // (MemoryStore's dequeue).
-      const queue = state.queue;
       stored.queue.forEach((queued, entryId) => {
         const message = messages.get(queued.messageId);
         if (message === undefined) return;
@@ -187,7 +186,7 @@ export class BrokerCore {
           this.stats.droppedExpired++;
           return;
         }
-        queue.push({
+        queueOf(state).push({
           message,
           qos: queued.qos,
           retain: queued.retain,
