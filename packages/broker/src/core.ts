@@ -174,7 +174,7 @@ export class BrokerCore {
       }
       const state = newSessionState(clientId, stored.expiryInterval);
       for (const entry of stored.subscriptions.values()) {
-        state.subscriptions.set(entry.filter, { ...entry, subscriptionId: entry.subscriptionId ?? undefined });
+        state.subscriptions.add({ ...entry, subscriptionId: entry.subscriptionId ?? undefined });
       }
       // forEach: no [key, value] array per entry; a Map's iteration tolerates the current entry's removal
       // (MemoryStore's dequeue).

@@ -10,6 +10,7 @@ import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoredDelivery } from './store/types.js';
+import { Subscriptions } from './subscriptions.js';
 
 export interface SubscriptionEntry {
   /** As the client sent it, `$share/{group}/` included. */
@@ -34,7 +35,7 @@ export interface SessionState {
   clientId: string;
   /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
-  subscriptions: Map<string, SubscriptionEntry>;
+  subscriptions: Subscriptions;
   inflight: Map<number, InflightEntry>;
   queue: Fifo<Delivery>;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
@@ -68,7 +69,7 @@ export function newSessionState(clientId: string, expiryInterval: number): Sessi
   return {
     clientId,
     expiryInterval,
-    subscriptions: new Map(),
+    subscriptions: new Subscriptions(),
     inflight: NO_INFLIGHT,
     queue: NO_QUEUE,
     inboundQos2: NO_INBOUND_QOS2,
@@ -151,7 +152,7 @@ export class Session {
   subscribe(entry: SubscriptionEntry): boolean {
     const subscriptions = this.state.subscriptions;
     const isNew = !subscriptions.has(entry.filter);
-    subscriptions.set(entry.filter, entry);
+    subscriptions.add(entry);
     if (this.persistent) this.#store.addSubscription(this.clientId, entry);
     return isNew;
   }
