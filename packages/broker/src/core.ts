@@ -127,6 +127,8 @@ export class BrokerCore {
   readonly pendingWills = new Map<string, PendingWill>();
   readonly #expiries = new Map<Session, SessionExpiry>();
   #dirty: Connection[] = [];
+  /** The other of two arrays that take turns as #dirty: a flush (one or two per connect) allocates none. */
+  #dirtySpare: Connection[] = [];
   #flushScheduled = false;
   /** Socket reads handled since the last turn's flush (see afterRead). */
   #readsThisTurn = 0;
@@ -364,7 +366,16 @@ export class BrokerCore {
 
   #flushDirty(): void {
     const dirty = this.#dirty;
-    this.#dirty = [];
+    this.#dirty = this.#dirtySpare;
+    try {
+      this.#flushConnections(dirty);
+    } finally {
+      dirty.length = 0;
+      this.#dirtySpare = dirty;
+    }
+  }
+
+  #flushConnections(dirty: Connection[]): void {
     const store = this.store;
     if (store.durable && !store.idle) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
