@@ -119,8 +119,6 @@ export class BrokerCore {
   readonly router = new Router();
   readonly store: BrokerStore;
   readonly sessions = new Map<string, Session>();
-  /** Live connections by client id (after CONNACK). */
-  readonly clients = new Map<string, Connection>();
   readonly connections = new Set<Connection>();
   readonly ticker: DeadlineTicker;
   readonly events = new EventEmitter<BrokerEvents>();
@@ -257,6 +255,21 @@ export class BrokerCore {
     const expiry = new SessionExpiry(this, session, deadline);
     this.#expiries.set(session, expiry);
     this.ticker.add(expiry);
+  }
+
+  /**
+   * The live connection (after CONNACK) of a client: its session's outlet. No map of its own, which would be an
+   * entry per connection and three updates per connect.
+   */
+  client(clientId: string): Connection | undefined {
+    return this.sessions.get(clientId)?.outlet as Connection | undefined;
+  }
+
+  /** Ids of the connected clients. */
+  clientIds(): string[] {
+    const ids: string[] = [];
+    for (const session of this.sessions.values()) if (session.outlet !== undefined) ids.push(session.clientId);
+    return ids;
   }
 
   refreshStoreStats(): void {
@@ -559,7 +572,6 @@ export class BrokerCore {
   detach(connection: Connection, session: Session, will: Will | undefined): void {
     session.outlet = undefined;
     const identity = connection.identity;
-    if (this.clients.get(identity.clientId) === connection) this.clients.delete(identity.clientId);
     const expiryInterval = session.state.expiryInterval;
     const now = Date.now();
     if (expiryInterval === 0) {

@@ -207,14 +207,13 @@ function accept(
     connection.keepRemoteAddress();
   }
   // Takeover: the old connection's will follows the usual rules (its delay, or the session ending).
-  const previous = core.clients.get(clientId);
+  const previous = core.client(clientId);
   if (previous !== undefined && previous !== connection) previous.takenOver();
   const requestedExpiry = v5 ? (packet.properties?.sessionExpiryInterval ?? 0) : packet.clean ? 0 : Infinity;
   const expiryInterval = Math.min(requestedExpiry, limits.maxSessionExpiryInterval);
   const { session, present } = core.openSession(clientId, packet.clean, expiryInterval);
   connection.session = session;
   connection.state = 'connected';
-  core.clients.set(clientId, connection);
   core.armWill(connection);
 
   let keepalive = packet.keepalive;
