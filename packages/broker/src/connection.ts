@@ -132,6 +132,9 @@ export class Connection implements Outlet, Timed {
   #pendingBytes = 0;
   /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
   holdFor: Session | undefined;
+  /** Its neighbours in the core's list of open connections. */
+  listPrev: Connection | undefined = undefined;
+  listNext: Connection | undefined = undefined;
   /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
   ackedAt = 0;
   /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */

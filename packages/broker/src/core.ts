@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { ProtocolVersion, Will } from '@otalink/mqtt';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
+import { LinkedList } from './connection-list.js';
 import { DeadlineTicker, type Timed } from './keepalive.js';
 import { type Delivery, isExpired, type Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
@@ -119,7 +120,7 @@ export class BrokerCore {
   readonly router = new Router();
   readonly store: BrokerStore;
   readonly sessions = new Map<string, Session>();
-  readonly connections = new Set<Connection>();
+  readonly connections = new LinkedList<Connection>();
   readonly ticker: DeadlineTicker;
   readonly events = new EventEmitter<BrokerEvents>();
   readonly pendingWills = new Map<string, PendingWill>();
