@@ -568,9 +568,14 @@ export class Connection implements Outlet, Timed {
     }
   }
 
-  /** Queues an accepting CONNACK of 3.1.1 (5.0 carries properties and goes through `send`). */
+  /** Queues an accepting CONNACK of 3.1.1 (5.0 carries properties: `send`, or `sendEncoded` with shared bytes). */
   sendConnack311(sessionPresent: boolean): void {
     this.#push(sessionPresent ? CONNACK_311_PRESENT : CONNACK_311_NEW);
+  }
+
+  /** Queues an encoded control packet. The bytes may be shared with other connections: nothing changes them. */
+  sendEncoded(bytes: Uint8Array): void {
+    this.#push(bytes);
   }
 
   get outputGated(): boolean {

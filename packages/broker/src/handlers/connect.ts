@@ -1,10 +1,10 @@
 // CONNECT: version and client id rules, authentication (plain or enhanced), session takeover and resumption,
 // keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
 import { randomUUID } from 'node:crypto';
-import type { ConnackProperties, ConnectPacket } from '@otalink/mqtt';
+import { type ConnackProperties, type ConnectPacket, encode } from '@otalink/mqtt';
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
-import type { AuthenticationResult } from '../options.js';
+import type { AuthenticationResult, BrokerLimits } from '../options.js';
 import { authStep } from './auth.js';
 
 /** What CONNECT asked for, kept while authentication runs. */
@@ -169,6 +169,28 @@ export function refuse(
   connection.close();
 }
 
+/**
+ * Accepting 5.0 CONNACKs that carry nothing but the server's limits, the usual answer: encoded once per limits
+ * object (never changed after the broker is made) and session present flag, shared by every such CONNECT.
+ */
+const plainConnacks5 = new WeakMap<BrokerLimits, [notPresent: Uint8Array, present: Uint8Array]>();
+
+function plainConnack5(limits: BrokerLimits, present: boolean): Uint8Array {
+  let pair = plainConnacks5.get(limits);
+  if (pair === undefined) {
+    const encoded = (sessionPresent: boolean): Uint8Array => {
+      const properties: ConnackProperties = {};
+      if (limits.receiveMaximum < 0xffff) properties.receiveMaximum = limits.receiveMaximum;
+      properties.maximumPacketSize = limits.maxPacketSize;
+      properties.topicAliasMaximum = limits.topicAliasMaximum;
+      return encode({ type: 'connack', sessionPresent, reasonCode: 0, properties }, 5);
+    };
+    pair = [encoded(false), encoded(true)];
+    plainConnacks5.set(limits, pair);
+  }
+  return present ? pair[1] : pair[0];
+}
+
 function to311(reasonCode: number): number {
   switch (reasonCode) {
     case 0x86:
@@ -220,7 +242,14 @@ function accept(
   if (limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || (v5 && keepalive === 0))) {
     keepalive = limits.maxKeepAlive;
   }
-  if (v5) {
+  const plain =
+    keepalive === packet.keepalive &&
+    !assigned &&
+    expiryInterval === requestedExpiry &&
+    connection.authMethod === undefined;
+  if (v5 && plain) {
+    connection.sendEncoded(plainConnack5(limits, present));
+  } else if (v5) {
     const properties: ConnackProperties = {};
     if (keepalive !== packet.keepalive) properties.serverKeepAlive = keepalive;
     if (assigned) properties.assignedClientIdentifier = clientId;
