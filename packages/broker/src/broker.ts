@@ -227,7 +227,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     },
 
     clients() {
-      return [...core.clients.keys()];
+      return core.clientIds();
     },
 
     store,

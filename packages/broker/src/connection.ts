@@ -24,6 +24,7 @@ import type { Outlet, Session } from './session.js';
 
 export interface TransportInfo {
   protocol: ListenerProtocol;
+  /** Given by listeners that know it anyway (TLS, WebSocket); undefined: read from the socket (see remoteAddress). */
   remoteAddress: string | undefined;
   /** Subject CN of a verified client certificate. */
   certificateIdentity: string | undefined;
@@ -66,6 +67,41 @@ interface AckGroup {
   started: boolean;
 }
 
+/**
+ * What few connections ever use (topic aliases, enhanced authentication, a publish rate limit, acknowledgements
+ * waiting on the store): made on first use, so that an idle connection holds one slot for all of it.
+ */
+class Uncommon {
+  inboundAliases: Map<number, string> | undefined = undefined;
+  outboundAliases: Map<string, number> | undefined = undefined;
+  auth: AuthExchange | undefined = undefined;
+  authMethod: string | undefined = undefined;
+  rateWindowStart = 0;
+  rateCount = 0;
+  ackChain: Promise<void> | undefined = undefined;
+  acksWaiting = 0;
+  /** The last group of acknowledgements waiting on one commit, while it can still take more. */
+  ackTail: AckGroup | undefined = undefined;
+  /** Byte runs taken by takePending and not yet written: anything queued later must follow them, not overtake. */
+  deferred = 0;
+  /**
+   * The routing of this client's last held QoS 2 message (handlers/publish.ts), settled once it was delivered or
+   * dropped: the next one waits for it, so that its QoS 2 messages reach subscribers in the order they were sent.
+   */
+  heldRouting: Promise<void> | undefined = undefined;
+}
+
+// The connection's booleans, as bits of one number: a field each would be ~70 bytes of every connection.
+const WILL_STORED = 1;
+const OVER_LIMIT = 2;
+const FLUSH_SCHEDULED = 4;
+const BUSY = 8;
+const YIELDED = 16;
+const HOLD_ON_OUTPUT = 32;
+const DURABLE_ACK = 64;
+const GATED = 128;
+const PEER_ENDED = 256;
+
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
 const CONNECTION = Symbol('connection');
 type ConnectionSocket = Duplex & { [CONNECTION]: Connection };
@@ -80,15 +116,8 @@ export class Connection implements Outlet, Timed {
   identity: ClientIdentity;
   session: Session | undefined;
   will: Will | undefined;
-  /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
-  willStored = false;
-  /**
-   * The routing of this client's last held QoS 2 message (handlers/publish.ts), settled once it was delivered or
-   * dropped: the next one waits for it, so that its QoS 2 messages reach subscribers in the order they were sent.
-   */
-  heldRouting: Promise<void> | undefined;
-  /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
-  readonly overLimit: boolean;
+  #flags = 0;
+  #uncommon: Uncommon | undefined;
 
   // Timed: the CONNECT timeout, then 1.5x keepalive.
   deadline: number;
@@ -98,15 +127,6 @@ export class Connection implements Outlet, Timed {
   sendWindow: number;
   clientMaximumPacketSize = Number.POSITIVE_INFINITY;
   clientTopicAliasMaximum = 0;
-  // Created on first use: most clients never use topic aliases, and idle connections should stay small.
-  #inboundAliases: Map<number, string> | undefined;
-  #outboundAliases: Map<string, number> | undefined;
-  auth: AuthExchange | undefined;
-  authMethod: string | undefined;
-
-  // Publish rate window.
-  #rateWindowStart = 0;
-  #rateCount = 0;
 
   /**
    * Output queued for the next flush: the first run alone (a turn mostly queues one: a CONNACK, an ack, one
@@ -115,14 +135,11 @@ export class Connection implements Outlet, Timed {
   #pending: Uint8Array | undefined;
   #pendingMore: Uint8Array[] | undefined;
   #pendingBytes = 0;
-  #flushScheduled = false;
-  #busy = false;
-  /** Reading stopped by the core: until the turn's output is flushed (#yieldTurn) or a subscriber drains (hold). */
-  #yielded = false;
   /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
   holdFor: Session | undefined;
-  /** The hold waits for `holdFor`'s socket output to drain rather than for its queue. */
-  holdOnOutput = false;
+  /** Its neighbours in the core's list of open connections. */
+  listPrev: Connection | undefined = undefined;
+  listNext: Connection | undefined = undefined;
   /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
   ackedAt = 0;
   /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
@@ -134,7 +151,7 @@ export class Connection implements Outlet, Timed {
     this.core = core;
     this.socket = socket;
     this.transport = transport;
-    this.overLimit = overLimit;
+    if (overLimit) this.#flags = OVER_LIMIT;
     this.sendWindow = core.limits.receiveMaximum;
     this.decoder = new Decoder({ role: 'server', maximumPacketSize: core.limits.maxPacketSize });
     this.identity = { clientId: '', username: undefined, protocolVersion: 4, remoteAddress: transport.remoteAddress };
@@ -149,6 +166,109 @@ export class Connection implements Outlet, Timed {
     socket.on('close', Connection.#socketClose);
     // A peer that half-closes is done sending: answer what it sent, then end our side too.
     socket.on('end', Connection.#socketEnd);
+  }
+
+  #flag(bit: number, on: boolean): void {
+    this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
+  }
+
+  /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
+  get willStored(): boolean {
+    return (this.#flags & WILL_STORED) !== 0;
+  }
+  set willStored(on: boolean) {
+    this.#flag(WILL_STORED, on);
+  }
+
+  /** Set by CONNECT processing: the connection limit was reached when this socket arrived. */
+  get overLimit(): boolean {
+    return (this.#flags & OVER_LIMIT) !== 0;
+  }
+
+  /** The hold waits for `holdFor`'s socket output to drain rather than for its queue. */
+  get holdOnOutput(): boolean {
+    return (this.#flags & HOLD_ON_OUTPUT) !== 0;
+  }
+  set holdOnOutput(on: boolean) {
+    this.#flag(HOLD_ON_OUTPUT, on);
+  }
+
+  get #flushScheduled(): boolean {
+    return (this.#flags & FLUSH_SCHEDULED) !== 0;
+  }
+  set #flushScheduled(on: boolean) {
+    this.#flag(FLUSH_SCHEDULED, on);
+  }
+
+  /** An asynchronous handler step (authentication) is running: later packets wait. */
+  get #busy(): boolean {
+    return (this.#flags & BUSY) !== 0;
+  }
+  set #busy(on: boolean) {
+    this.#flag(BUSY, on);
+  }
+
+  /** Reading stopped by the core: until the turn's output is flushed (#yieldTurn) or a subscriber drains (hold). */
+  get #yielded(): boolean {
+    return (this.#flags & YIELDED) !== 0;
+  }
+  set #yielded(on: boolean) {
+    this.#flag(YIELDED, on);
+  }
+
+  /** Set while ackAfter queues an acknowledgement whose commit has resolved. */
+  get #durableAck(): boolean {
+    return (this.#flags & DURABLE_ACK) !== 0;
+  }
+  set #durableAck(on: boolean) {
+    this.#flag(DURABLE_ACK, on);
+  }
+
+  /**
+   * The queued bytes hold something that must not leave before the store's pending writes are durable (a delivery,
+   * a PUBREL, a CONNACK or SUBACK over state just written). Bytes holding only acknowledgements whose own commit
+   * resolved leave at once, without waiting for the batch syncing now: a publisher's PUBACK would otherwise wait
+   * one more fdatasync than it needs to.
+   */
+  get #gated(): boolean {
+    return (this.#flags & GATED) !== 0;
+  }
+  set #gated(on: boolean) {
+    this.#flag(GATED, on);
+  }
+
+  /** The peer half-closed: once what it sent is answered, the connection closes. */
+  get #peerEnded(): boolean {
+    return (this.#flags & PEER_ENDED) !== 0;
+  }
+  set #peerEnded(on: boolean) {
+    this.#flag(PEER_ENDED, on);
+  }
+
+  get #more(): Uncommon {
+    this.#uncommon ??= new Uncommon();
+    return this.#uncommon;
+  }
+
+  get auth(): AuthExchange | undefined {
+    return this.#uncommon?.auth;
+  }
+  set auth(exchange: AuthExchange | undefined) {
+    if (exchange !== undefined || this.#uncommon !== undefined) this.#more.auth = exchange;
+  }
+
+  get heldRouting(): Promise<void> | undefined {
+    return this.#uncommon?.heldRouting;
+  }
+  set heldRouting(routing: Promise<void> | undefined) {
+    if (routing !== undefined || this.#uncommon !== undefined) this.#more.heldRouting = routing;
+  }
+
+  get authMethod(): string | undefined {
+    return this.#uncommon?.authMethod;
+  }
+  set authMethod(method: string | undefined) {
+    if (method !== undefined || this.#uncommon !== undefined) this.#more.authMethod = method;
   }
 
   static #socketData = function (this: ConnectionSocket, chunk: Uint8Array): void {
@@ -166,6 +286,21 @@ export class Connection implements Outlet, Timed {
 
   get connected(): boolean {
     return this.state === 'connected';
+  }
+
+  /**
+   * The peer's address, kept in the identity. A plain TCP socket is asked for it on first use only: most
+   * connections are never asked (no hook, will, event or log that shows it), and asking costs a getpeername syscall
+   * per connect and an object and a string per idle connection. A socket that is already closed can no longer
+   * tell, so `keepRemoteAddress` is called while it is open wherever the identity will be seen later.
+   */
+  get remoteAddress(): string | undefined {
+    this.keepRemoteAddress();
+    return this.identity.remoteAddress;
+  }
+
+  keepRemoteAddress(): void {
+    this.identity.remoteAddress ??= (this.socket as { remoteAddress?: string }).remoteAddress;
   }
 
   #onData(chunk: Uint8Array): void {
@@ -263,7 +398,7 @@ export class Connection implements Outlet, Timed {
     this.core.stats.protocolErrors++;
     if (error instanceof UnsupportedProtocolError) {
       this.core.logger.info(
-        { code: 'BROKER_ERR_UNSUPPORTED_PROTOCOL', level: error.protocolLevel, remote: this.transport.remoteAddress },
+        { code: 'BROKER_ERR_UNSUPPORTED_PROTOCOL', level: error.protocolLevel, remote: this.remoteAddress },
         'refused an unsupported protocol level',
       );
       // Levels below 5 understand the 3.1.1 return code; later ones get the 5.0 reason code.
@@ -296,10 +431,12 @@ export class Connection implements Outlet, Timed {
     this.close(0x83);
   }
 
-  #peerEnded = false;
-
   #onEnd(): void {
     this.#peerEnded = true;
+    // The socket still knows its peer now, not once it has closed (clientDisconnected shows the address).
+    if (this.session !== undefined && this.core.events.listenerCount('clientDisconnected') > 0) {
+      this.keepRemoteAddress();
+    }
     if (!this.#busy && !this.#yielded) this.close();
   }
 
@@ -326,6 +463,7 @@ export class Connection implements Outlet, Timed {
     this.will = undefined;
     const events = this.core.events;
     if (events.listenerCount('clientDisconnected') > 0) {
+      this.keepRemoteAddress();
       events.emit('clientDisconnected', { ...this.identity, reason: this.#closeReason });
     }
   }
@@ -344,10 +482,7 @@ export class Connection implements Outlet, Timed {
       this.#closeReason = 'keepalive timeout';
       this.close(0x8d, 'keepalive timeout');
     } else {
-      this.core.logger.info(
-        { code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.transport.remoteAddress },
-        'no CONNECT in time',
-      );
+      this.core.logger.info({ code: 'BROKER_ERR_CONNECT_TIMEOUT', remote: this.remoteAddress }, 'no CONNECT in time');
       this.close(this.state === 'authenticating' ? 0x87 : undefined);
     }
   }
@@ -364,11 +499,12 @@ export class Connection implements Outlet, Timed {
   countPublish(now: number): boolean {
     const max = this.core.limits.maxPublishRate;
     if (max <= 0) return true;
-    if (now - this.#rateWindowStart >= 1000) {
-      this.#rateWindowStart = now;
-      this.#rateCount = 0;
+    const rate = this.#more;
+    if (now - rate.rateWindowStart >= 1000) {
+      rate.rateWindowStart = now;
+      rate.rateCount = 0;
     }
-    return ++this.#rateCount <= max;
+    return ++rate.rateCount <= max;
   }
 
   // ---- output ----
@@ -391,11 +527,6 @@ export class Connection implements Outlet, Timed {
     this.#push(bytes);
   }
 
-  #ackChain: Promise<void> | undefined;
-  #acksWaiting = 0;
-  /** The last group of acknowledgements waiting on one commit, while it can still take more. */
-  #ackTail: AckGroup | undefined;
-
   /**
    * Sends an acknowledgement once `commit` (the store's) has made what it acknowledges durable; `failed` runs
    * instead if the store could not. Acknowledgements leave in the order their packets arrived (MQTT-4.6.0-2), so one
@@ -403,22 +534,23 @@ export class Connection implements Outlet, Timed {
    * (every publish of one batch) share one step of the chain instead of three promises each.
    */
   ackAfter(commit: Promise<void> | undefined, send: () => void, failed: (error: unknown) => void): void {
-    if (commit === undefined && this.#acksWaiting === 0) {
+    if (commit === undefined && (this.#uncommon === undefined || this.#uncommon.acksWaiting === 0)) {
       this.#sendDurable(send);
       return;
     }
-    this.#acksWaiting++;
-    const tail = this.#ackTail;
+    const acks = this.#more;
+    acks.acksWaiting++;
+    const tail = acks.ackTail;
     if (tail !== undefined && !tail.started && tail.commit === commit) {
       tail.sends.push(send);
       tail.fails.push(failed);
       return;
     }
     const group: AckGroup = { commit, sends: [send], fails: [failed], started: false };
-    this.#ackTail = group;
+    acks.ackTail = group;
     const run = (error: unknown, ok: boolean): void => {
       group.started = true;
-      if (this.#ackTail === group) this.#ackTail = undefined;
+      if (acks.ackTail === group) acks.ackTail = undefined;
       for (let i = 0; i < group.sends.length; i++) {
         // One failing callback must not keep the others of the group from running.
         try {
@@ -426,11 +558,11 @@ export class Connection implements Outlet, Timed {
           else group.fails[i]!(error);
         } catch {}
       }
-      this.#acksWaiting -= group.sends.length;
-      if (this.#acksWaiting === 0) this.#ackChain = undefined;
+      acks.acksWaiting -= group.sends.length;
+      if (acks.acksWaiting === 0) acks.ackChain = undefined;
     };
     // A step never rejects (run handles the store's error), so the chain cannot stall on a rejection.
-    this.#ackChain = (this.#ackChain ?? Promise.resolve())
+    acks.ackChain = (acks.ackChain ?? Promise.resolve())
       .then(() => commit)
       .then(
         () => run(undefined, true),
@@ -448,26 +580,18 @@ export class Connection implements Outlet, Timed {
     }
   }
 
-  /** Queues an accepting CONNACK of 3.1.1 (5.0 carries properties and goes through `send`). */
+  /** Queues an accepting CONNACK of 3.1.1 (5.0 carries properties: `send`, or `sendEncoded` with shared bytes). */
   sendConnack311(sessionPresent: boolean): void {
     this.#push(sessionPresent ? CONNACK_311_PRESENT : CONNACK_311_NEW);
   }
 
-  /** Set while ackAfter queues an acknowledgement whose commit has resolved. */
-  #durableAck = false;
-  /**
-   * The queued bytes hold something that must not leave before the store's pending writes are durable (a delivery,
-   * a PUBREL, a CONNACK or SUBACK over state just written). Bytes holding only acknowledgements whose own commit
-   * resolved leave at once, without waiting for the batch syncing now: a publisher's PUBACK would otherwise wait
-   * one more fdatasync than it needs to.
-   */
-  #gated = false;
-
-  /** Byte runs taken by takePending and not yet written: anything queued later must follow them, not overtake. */
-  #deferred = 0;
+  /** Queues an encoded control packet. The bytes may be shared with other connections: nothing changes them. */
+  sendEncoded(bytes: Uint8Array): void {
+    this.#push(bytes);
+  }
 
   get outputGated(): boolean {
-    return this.#gated || this.#deferred > 0;
+    return this.#gated || (this.#uncommon !== undefined && this.#uncommon.deferred > 0);
   }
 
   /**
@@ -502,7 +626,7 @@ export class Connection implements Outlet, Timed {
     this.#flushScheduled = false;
     this.#gated = false;
     if (this.#pending === undefined || this.state === 'closed') return undefined;
-    this.#deferred++;
+    this.#more.deferred++;
     return this.#takeQueued();
   }
 
@@ -523,7 +647,7 @@ export class Connection implements Outlet, Timed {
 
   /** Writes bytes taken by takePending, unless the socket is gone or ending (they are redelivered from the store). */
   writeTaken(bytes: Uint8Array): void {
-    this.#deferred--;
+    this.#more.deferred--;
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
@@ -591,8 +715,9 @@ export class Connection implements Outlet, Timed {
     const bytes = encode(packet, this.protocolVersion);
     if (bytes.length > this.clientMaximumPacketSize) return this.#tooLarge();
     if (newAlias > 0) {
-      this.#outboundAliases ??= new Map();
-      this.#outboundAliases.set(delivery.message.topic, newAlias);
+      const uncommon = this.#more;
+      uncommon.outboundAliases ??= new Map();
+      uncommon.outboundAliases.set(delivery.message.topic, newAlias);
     }
     this.#push(bytes, qos === 2);
     this.core.stats.messagesOut[qos]++;
@@ -601,13 +726,14 @@ export class Connection implements Outlet, Timed {
 
   /** Uses or assigns a topic alias for a repeated topic; returns a newly assigned alias (to commit once sent). */
   #applyAlias(packet: PublishPacket): number {
-    const known = this.#outboundAliases?.get(packet.topic);
+    const aliases = this.#uncommon?.outboundAliases;
+    const known = aliases?.get(packet.topic);
     if (known !== undefined) {
       packet.properties = { ...packet.properties, topicAlias: known };
       packet.topic = '';
       return 0;
     }
-    const next = (this.#outboundAliases?.size ?? 0) + 1;
+    const next = (aliases?.size ?? 0) + 1;
     if (next > this.clientTopicAliasMaximum) return 0;
     packet.properties = { ...packet.properties, topicAlias: next };
     return next;
@@ -676,12 +802,13 @@ export class Connection implements Outlet, Timed {
 
   /** Remembers the topic a client set for an inbound topic alias. */
   setInboundAlias(alias: number, topic: string): void {
-    this.#inboundAliases ??= new Map();
-    this.#inboundAliases.set(alias, topic);
+    const uncommon = this.#more;
+    uncommon.inboundAliases ??= new Map();
+    uncommon.inboundAliases.set(alias, topic);
   }
 
   inboundAlias(alias: number): string | undefined {
-    return this.#inboundAliases?.get(alias);
+    return this.#uncommon?.inboundAliases?.get(alias);
   }
 
   /** Another connection took over this client id: hand the session back, then DISCONNECT 0x8E (5.0) and close. */

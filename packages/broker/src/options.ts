@@ -76,6 +76,12 @@ export interface ClientIdentity {
   /** The authenticated identity: user name, or the certificate CN with identityFromCertificate. */
   username: string | undefined;
   protocolVersion: 4 | 5;
+  /**
+   * The peer's address. A plain TCP connection reads it from its socket only once something can see it (hooks, a
+   * will, client event listeners at CONNECT, logs), so that a connection nothing looks at costs no syscall for it.
+   * A clientDisconnected listener added after the client connected may get undefined if the peer then vanished
+   * without closing (a reset): its socket could no longer tell.
+   */
   remoteAddress: string | undefined;
 }
 

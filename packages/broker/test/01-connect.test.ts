@@ -46,6 +46,31 @@ for (const version of [4, 5] as const) {
         client.end();
       });
 
+      test('a 5.0 CONNACK with only the limits (shared bytes) still tells whether the session was present', async () => {
+        const expiry = { sessionExpiryInterval: 60 };
+        for (const [clean, present] of [
+          [true, false],
+          [false, true],
+          [false, true],
+        ] as const) {
+          const { client, connack } = await connectClient(b.port, {
+            version,
+            clientId: 'plain-5',
+            clean,
+            properties: expiry,
+          });
+          assert.equal(connack.reasonCode, 0);
+          assert.equal(connack.sessionPresent, present);
+          assert.deepEqual(connack.properties, {
+            receiveMaximum: 100,
+            maximumPacketSize: 1024 * 1024,
+            topicAliasMaximum: 100,
+          });
+          client.send({ type: 'disconnect' });
+          await client.expectClose();
+        }
+      });
+
       test('Server Keep Alive tells a client its keepalive was capped', async () => {
         const { client, connack } = await connectClient(b.port, { version, clientId: 'ska-5', keepalive: 1000 });
         assert.equal(connack.properties?.serverKeepAlive, 100);

@@ -80,6 +80,27 @@ describe('Session', () => {
     assert.equal(b.releaseQos2(7), false);
   });
 
+  test('sessions start without a queue of their own, and never share one', () => {
+    const stats = createStats(0);
+    const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
+    const a = new Session(newSessionState('a', 60), stats, limits);
+    const b = new Session(newSessionState('b', 60), stats, limits);
+    assert.equal(a.state.queue, b.state.queue);
+    assert.throws(() => a.state.queue.push(delivery(message('t'))));
+    // Offline: QoS 1 is queued, in a queue of a's own.
+    a.offer(delivery(message('queued')), undefined, 0);
+    assert.notEqual(a.state.queue, b.state.queue);
+    assert.deepEqual(
+      [...a.state.queue].map((d) => d.message.topic),
+      ['queued'],
+    );
+    assert.equal(b.state.queue.length, 0);
+    assert.equal(stats.queuedCurrent, 1);
+    a.discard();
+    b.discard();
+    assert.equal(stats.queuedCurrent, 0);
+  });
+
   test('honours the send window and drains the queue as acknowledgements arrive', () => {
     const stats = createStats(0);
     const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });

@@ -1,10 +1,10 @@
 // CONNECT: version and client id rules, authentication (plain or enhanced), session takeover and resumption,
 // keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
 import { randomUUID } from 'node:crypto';
-import type { ConnackProperties, ConnectPacket } from '@otalink/mqtt';
+import { type ConnackProperties, type ConnectPacket, encode } from '@otalink/mqtt';
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
-import type { AuthenticationResult } from '../options.js';
+import type { AuthenticationResult, BrokerLimits } from '../options.js';
 import { authStep } from './auth.js';
 
 /** What CONNECT asked for, kept while authentication runs. */
@@ -56,7 +56,6 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     connection.clientTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
   }
   connection.will = packet.will;
-  const pending: PendingConnect = { packet, clientId, assigned };
   const method = v5 ? properties?.authenticationMethod : undefined;
   if (method !== undefined) {
     const authenticator = core.options.enhancedAuth.get(method);
@@ -67,7 +66,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     connection.state = 'authenticating';
     connection.authMethod = method;
     connection.auth = { authenticator, step: 0, reauth: false };
-    pendingConnects.set(connection, pending);
+    pendingConnects.set(connection, { packet, clientId, assigned });
     return authStep(connection, properties?.authenticationData);
   }
   let result: AuthenticationResult | Promise<AuthenticationResult>;
@@ -81,16 +80,19 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
   if (result instanceof Promise) {
     connection.state = 'authenticating';
     return result.then(
-      (settled) => authenticated(connection, pending, settled),
+      (settled) => authenticated(connection, packet, clientId, assigned, settled),
       (error: unknown) => {
         connection.core.logger.error({ err: error, clientId }, 'authenticate hook failed');
         refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
       },
     );
   }
-  authenticated(connection, pending, result);
+  authenticated(connection, packet, clientId, assigned, result);
   return undefined;
 }
+
+/** The answer when no credential needs checking: made once, not per CONNECT. */
+const ACCEPTED: AuthenticationResult = { ok: true };
 
 function authenticate(
   connection: Connection,
@@ -102,7 +104,7 @@ function authenticate(
   if (transport.identityFromCertificate && transport.certificateIdentity !== undefined) {
     return { ok: true, username: transport.certificateIdentity };
   }
-  if (packet.username === undefined && packet.password === undefined && allowAnonymous) return { ok: true };
+  if (packet.username === undefined && packet.password === undefined && allowAnonymous) return ACCEPTED;
   if (hook !== undefined) {
     return hook({
       clientId: connection.identity.clientId,
@@ -110,20 +112,26 @@ function authenticate(
       password: packet.password,
       certificateIdentity: transport.certificateIdentity,
       protocolVersion: packet.protocolVersion,
-      remoteAddress: transport.remoteAddress,
+      remoteAddress: connection.remoteAddress,
     });
   }
-  if (allowAnonymous) return { ok: true };
+  if (allowAnonymous) return ACCEPTED;
   return { ok: false, reasonCode: 0x87 };
 }
 
-function authenticated(connection: Connection, pending: PendingConnect, result: AuthenticationResult): void {
+function authenticated(
+  connection: Connection,
+  packet: ConnectPacket,
+  clientId: string,
+  assigned: boolean,
+  result: AuthenticationResult,
+): void {
   if (connection.state !== 'authenticating' && connection.state !== 'awaiting-connect') return;
   if (!result.ok) {
     refuse(connection, result.reasonCode, to311(result.reasonCode), 'BROKER_ERR_NOT_AUTHORIZED', 'authentication');
     return;
   }
-  accept(connection, pending, result.username ?? pending.packet.username, undefined);
+  accept(connection, packet, clientId, assigned, result.username ?? packet.username, undefined);
 }
 
 /** Finishes an enhanced authentication started by CONNECT. */
@@ -135,7 +143,8 @@ export function finishEnhancedConnect(
   const pending = pendingConnects.get(connection);
   pendingConnects.delete(connection);
   if (pending === undefined) return;
-  accept(connection, pending, username ?? pending.packet.username, data);
+  const { packet, clientId, assigned } = pending;
+  accept(connection, packet, clientId, assigned, username ?? packet.username, data);
 }
 
 /** Refuses a CONNECT: 5.0 reason code or the 3.1.1 return code, then close. */
@@ -149,7 +158,7 @@ export function refuse(
   const core = connection.core;
   core.stats.connectionsRejected++;
   core.logger.info(
-    { code: logCode, clientId: connection.identity.clientId, remote: connection.transport.remoteAddress, reasonCode },
+    { code: logCode, clientId: connection.identity.clientId, remote: connection.remoteAddress, reasonCode },
     `refused a connection: ${why}`,
   );
   connection.send({
@@ -158,6 +167,28 @@ export function refuse(
     reasonCode: connection.protocolVersion === 5 ? reasonCode : returnCode311,
   });
   connection.close();
+}
+
+/**
+ * Accepting 5.0 CONNACKs that carry nothing but the server's limits, the usual answer: encoded once per limits
+ * object (never changed after the broker is made) and session present flag, shared by every such CONNECT.
+ */
+const plainConnacks5 = new WeakMap<BrokerLimits, [notPresent: Uint8Array, present: Uint8Array]>();
+
+function plainConnack5(limits: BrokerLimits, present: boolean): Uint8Array {
+  let pair = plainConnacks5.get(limits);
+  if (pair === undefined) {
+    const encoded = (sessionPresent: boolean): Uint8Array => {
+      const properties: ConnackProperties = {};
+      if (limits.receiveMaximum < 0xffff) properties.receiveMaximum = limits.receiveMaximum;
+      properties.maximumPacketSize = limits.maxPacketSize;
+      properties.topicAliasMaximum = limits.topicAliasMaximum;
+      return encode({ type: 'connack', sessionPresent, reasonCode: 0, properties }, 5);
+    };
+    pair = [encoded(false), encoded(true)];
+    plainConnacks5.set(limits, pair);
+  }
+  return present ? pair[1] : pair[0];
 }
 
 function to311(reasonCode: number): number {
@@ -176,31 +207,49 @@ function to311(reasonCode: number): number {
 
 function accept(
   connection: Connection,
-  pending: PendingConnect,
+  packet: ConnectPacket,
+  clientId: string,
+  assigned: boolean,
   username: string | undefined,
   authenticationData: Uint8Array | undefined,
 ): void {
   const core = connection.core;
   const limits = core.limits;
-  const { packet, clientId, assigned } = pending;
   const v5 = packet.protocolVersion === 5;
   connection.identity.username = username;
+  // Whatever sees the identity later (ACL, the will, client events) gets the peer's address, read while the socket
+  // is open; without any of them it is not read at all (see Connection.remoteAddress).
+  const events = core.events;
+  if (
+    core.options.authorize !== undefined ||
+    connection.will !== undefined ||
+    events.listenerCount('clientConnected') > 0 ||
+    events.listenerCount('clientDisconnected') > 0
+  ) {
+    connection.keepRemoteAddress();
+  }
   // Takeover: the old connection's will follows the usual rules (its delay, or the session ending).
-  const previous = core.clients.get(clientId);
+  const previous = core.client(clientId);
   if (previous !== undefined && previous !== connection) previous.takenOver();
   const requestedExpiry = v5 ? (packet.properties?.sessionExpiryInterval ?? 0) : packet.clean ? 0 : Infinity;
   const expiryInterval = Math.min(requestedExpiry, limits.maxSessionExpiryInterval);
   const { session, present } = core.openSession(clientId, packet.clean, expiryInterval);
   connection.session = session;
   connection.state = 'connected';
-  core.clients.set(clientId, connection);
   core.armWill(connection);
 
   let keepalive = packet.keepalive;
   if (limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || (v5 && keepalive === 0))) {
     keepalive = limits.maxKeepAlive;
   }
-  if (v5) {
+  const plain =
+    keepalive === packet.keepalive &&
+    !assigned &&
+    expiryInterval === requestedExpiry &&
+    connection.authMethod === undefined;
+  if (v5 && plain) {
+    connection.sendEncoded(plainConnack5(limits, present));
+  } else if (v5) {
     const properties: ConnackProperties = {};
     if (keepalive !== packet.keepalive) properties.serverKeepAlive = keepalive;
     if (assigned) properties.assignedClientIdentifier = clientId;
@@ -221,7 +270,7 @@ function accept(
   if (core.logger.isLevelEnabled('debug')) {
     core.logger.debug({ clientId, username, sessionPresent: present, version: packet.protocolVersion }, 'connected');
   }
-  if (core.events.listenerCount('clientConnected') > 0) {
-    core.events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
+  if (events.listenerCount('clientConnected') > 0) {
+    events.emit('clientConnected', { ...connection.identity, sessionPresent: present });
   }
 }

@@ -1,4 +1,5 @@
 import { createServer } from 'node:net';
+import type { TransportInfo } from '../connection.js';
 import type { ListenerOptions } from '../options.js';
 import { closeServer, listen } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
@@ -6,14 +7,15 @@ import type { ListenerHandle, StreamHandler } from './index.js';
 export async function startTcpListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
   // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK. The server sets it on each accepted
   // handle; socket.setNoDelay(true) here would not know and make a second setsockopt call per connection.
-  const server = createServer({ noDelay: true }, (socket) => {
-    onStream(socket, {
-      protocol: 'mqtt',
-      remoteAddress: socket.remoteAddress,
-      certificateIdentity: undefined,
-      identityFromCertificate: false,
-    });
-  });
+  // One TransportInfo for every socket: the peer's address is not read here (a getpeername syscall, and an object
+  // and a string every idle connection would keep) but by the connection, when something can see it.
+  const transport: TransportInfo = {
+    protocol: 'mqtt',
+    remoteAddress: undefined,
+    certificateIdentity: undefined,
+    identityFromCertificate: false,
+  };
+  const server = createServer({ noDelay: true }, (socket) => onStream(socket, transport));
   const { host, port } = await listen(server, options, false);
   return { protocol: 'mqtt', host, port, close: () => closeServer(server) };
 }
