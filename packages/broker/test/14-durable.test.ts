@@ -6,40 +6,24 @@ import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { BrokerError, type BrokerOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { BrokerError, nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
   type ConnectOptions,
   connectClient,
   connected,
   delay,
+  persistent,
   publishQos,
   type RawClient,
   startBroker,
   str,
   subscribe,
-  type TestBroker,
   text,
+  withBroker,
 } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-durable-');
-
-async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
-  const b = await startBroker(options);
-  try {
-    return await fn(b);
-  } finally {
-    await b.close();
-  }
-}
-
-const persistent = (clientId: string, version: 4 | 5 = 5, extra: Partial<ConnectOptions> = {}): ConnectOptions => ({
-  version,
-  clientId,
-  clean: false,
-  properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
-  ...extra,
-});
 
 async function goOffline(client: RawClient) {
   client.send({ type: 'disconnect' });

@@ -4,37 +4,20 @@
 // messages of one publisher keep their order.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type BrokerOptions, type LogStore, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { type LogStore, nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
-  type ConnectOptions,
   connected,
   delay,
+  persistent,
   type RawClient,
-  startBroker,
   str,
   subscribe,
-  type TestBroker,
   text,
+  withBroker,
 } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-qos2-failure-');
-
-async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
-  const b = await startBroker(options);
-  try {
-    return await fn(b);
-  } finally {
-    await b.close();
-  }
-}
-
-const persistent = (clientId: string, version: 4 | 5 = 5): ConnectOptions => ({
-  version,
-  clientId,
-  clean: false,
-  properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
-});
 
 /** A disk that refuses writes (ENOSPC) while `full` is set, and reports no free space meanwhile. */
 function fillableDisk(): { fs: StoreFs; fill(): void; free(): void } {

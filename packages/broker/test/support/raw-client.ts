@@ -34,6 +34,29 @@ export async function startBroker(options: Partial<BrokerOptions> = {}): Promise
   return { broker, port, close: () => broker.close() };
 }
 
+/** Runs fn against a fresh broker and closes it, whatever fn does. */
+export async function withBroker<T>(options: Partial<BrokerOptions>, fn: (b: TestBroker) => Promise<T>): Promise<T> {
+  const b = await startBroker(options);
+  try {
+    return await fn(b);
+  } finally {
+    await b.close();
+  }
+}
+
+/** CONNECT options of a persistent session (5.0: expiry one hour). */
+export const persistent = (
+  clientId: string,
+  version: 4 | 5 = 5,
+  extra: Partial<ConnectOptions> = {},
+): ConnectOptions => ({
+  version,
+  clientId,
+  clean: false,
+  properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+  ...extra,
+});
+
 type PacketOf<T extends Packet['type']> = Extract<Packet, { type: T }>;
 
 export class RawClient {
