@@ -117,9 +117,10 @@ async function main(): Promise<void> {
     '\n≥: the generators could not offer more (CPU) while the broker still delivered all it was sent.\n' +
       '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
       'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n' +
-      'floor: not a broker, a Node server answering CONNECT with a fixed CONNACK and SUBSCRIBE with a fixed SUBACK:\n' +
-      'the most connects/s the generators can drive on this machine now, and what a Node socket costs by itself\n' +
-      '(CPU per connect, RSS per idle connection), which no Node broker can go below.\n',
+      'floor: not a broker, a Node server answering CONNECT and SUBSCRIBE with fixed acks and echoing a PUBLISH to\n' +
+      'its sender: the most connects/s the generators can drive on this machine now, and what a Node socket costs\n' +
+      'by itself (CPU per connect, RSS per idle connection, one read and one write of latency), which no Node\n' +
+      'broker can go below.\n',
   );
   if (options.json !== undefined) {
     writeFileSync(options.json, `${JSON.stringify({ header, versions, machine, options, cells, details }, null, 2)}\n`);

@@ -10,13 +10,13 @@ import { spawnGroup, stopChild, waitForLine } from './proc.js';
 
 export type BrokerName = 'ours' | 'mosquitto' | 'aedes' | 'floor';
 /**
- * 'floor' is no broker: a Node server that answers CONNECT with a fixed CONNACK (servers/floor.ts). It runs the
- * connects/s and idle scenarios only, to show what the load generator can drive at all and what a Node socket costs
- * by itself (CPU per connect, RSS per idle connection).
+ * 'floor' is no broker: a Node server that answers CONNECT and SUBSCRIBE with fixed acks and echoes a PUBLISH to its
+ * sender (servers/floor.ts). It runs the round-trip, idle and connects/s scenarios only, to show what the load
+ * generator can drive at all and what a Node socket costs by itself (latency, RSS per idle connection, CPU per connect).
  */
 export const BROKER_NAMES: readonly BrokerName[] = ['ours', 'mosquitto', 'aedes', 'floor'];
 /** The scenarios a broker takes part in (all of them unless listed). */
-export const ONLY_SCENARIOS: Partial<Record<BrokerName, readonly string[]>> = { floor: ['connect', 'idle'] };
+export const ONLY_SCENARIOS: Partial<Record<BrokerName, readonly string[]>> = { floor: ['rtt', 'idle', 'connect'] };
 
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
 /** Mosquitto settings that differ from its defaults, printed with the results. */
