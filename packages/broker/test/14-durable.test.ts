@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { BrokerError, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { BrokerError } from '../src/index.js';
 import {
   type ConnectOptions,
   connectClient,
@@ -21,6 +21,7 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { fillableDisk, heldSyncs } from './support/store-fs.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-durable-');
@@ -28,31 +29,6 @@ const dataDir = tempDirs('otalink-durable-');
 async function goOffline(client: RawClient) {
   client.send({ type: 'disconnect' });
   await client.closedPromise;
-}
-
-/** A store file system whose fdatasync can be held: after hold(), syncs wait until release() lets the last one run. */
-function heldSync(): { fs: StoreFs; hold(): void; release(): void } {
-  let pending: (() => void) | undefined;
-  let holding = false;
-  const fs: StoreFs = {
-    ...nodeStoreFs,
-    fdatasync: (fd) => {
-      if (!holding) return nodeStoreFs.fdatasync(fd);
-      return new Promise<void>((resolve) => {
-        pending = () => nodeStoreFs.fdatasync(fd).then(resolve);
-      });
-    },
-  };
-  return {
-    fs,
-    hold: () => {
-      holding = true;
-    },
-    release: () => {
-      holding = false;
-      pending?.();
-    },
-  };
 }
 
 describe('14 durable broker (data directory)', () => {
@@ -377,7 +353,7 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('acknowledgements wait for the sync; QoS 2 output waits too', async () => {
-    const sync = heldSync();
+    const sync = heldSyncs();
     await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s'));
       await subscribe(sub, 'w', 2);
@@ -395,7 +371,7 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('a QoS 1 delivery leaves before the sync (at least once allows a redelivery); its PUBACK waits for it', async () => {
-    const sync = heldSync();
+    const sync = heldSyncs();
     await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s1'));
       await subscribe(sub, 'w1', 1);
@@ -420,7 +396,7 @@ describe('14 durable broker (data directory)', () => {
   });
 
   test('acknowledgements leave in arrival order: one needing no commit waits behind one that does (MQTT-4.6.0-2)', async () => {
-    const sync = heldSync();
+    const sync = heldSyncs();
     await withBroker({ dataDir: dataDir(), storeOptions: { fs: sync.fs } }, async (b) => {
       const sub = await connected(b.port, persistent('s2'));
       await subscribe(sub, 'stored', 1);
@@ -446,28 +422,18 @@ describe('14 durable broker (data directory)', () => {
 describe('14 durable broker: write errors', () => {
   test('an injected write error: no success ack (5.0: 0x97, 3.1.1: none), BROKER_ERR_STORE_FULL logged, stored data intact, recovery when space is back', async () => {
     const dir = dataDir();
-    let failing = false;
-    let free = 1e12;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      writeSync: (fd, buffer, offset, length, position) => {
-        if (failing) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-        return nodeStoreFs.writeSync(fd, buffer, offset, length, position);
-      },
-      freeBytes: () => free,
-    };
+    const disk = fillableDisk();
     const lines: string[] = [];
     const { pino } = await import('pino');
     const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
-    await withBroker({ dataDir: dir, storeOptions: { fs }, logger }, async (b) => {
+    await withBroker({ dataDir: dir, storeOptions: { fs: disk.fs }, logger }, async (b) => {
       const sub = await connected(b.port, persistent('keeper'));
       await subscribe(sub, 'd/#', 1);
       await goOffline(sub);
       const v5 = await connected(b.port, persistent('pub5'));
       const v4 = await connected(b.port, persistent('pub4', 4));
       assert.equal((await publishQos(v5, 'd/1', 'kept', 1, 1)).reasonCode ?? 0, 0);
-      failing = true;
-      free = 0;
+      disk.fill();
       v5.send({
         type: 'publish',
         topic: 'd/2',
@@ -505,8 +471,7 @@ describe('14 durable broker: write errors', () => {
         'no BROKER_ERR_STORE_FULL naming the path',
       );
       // Space comes back: within the recheck interval messages are taken again.
-      failing = false;
-      free = 1e12;
+      disk.free();
       const deadline = Date.now() + 5000;
       while (!b.broker.store.writable && Date.now() < deadline) await delay(100);
       assert.equal(b.broker.store.writable, true);

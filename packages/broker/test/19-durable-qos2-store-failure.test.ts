@@ -15,31 +15,10 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { fillableDisk, heldSyncs } from './support/store-fs.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-qos2-failure-');
-
-/** A disk that refuses writes (ENOSPC) while `full` is set, and reports no free space meanwhile. */
-function fillableDisk(): { fs: StoreFs; fill(): void; free(): void } {
-  let full = false;
-  const fs: StoreFs = {
-    ...nodeStoreFs,
-    writeSync: (fd, buffer, offset, length, position) => {
-      if (full) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-      return nodeStoreFs.writeSync(fd, buffer, offset, length, position);
-    },
-    freeBytes: () => (full ? 0 : 1e12),
-  };
-  return {
-    fs,
-    fill: () => {
-      full = true;
-    },
-    free: () => {
-      full = false;
-    },
-  };
-}
 
 /** Receives one QoS 2 PUBLISH and completes its exchange; returns the payload. */
 async function receiveQos2(client: RawClient): Promise<string> {
@@ -49,33 +28,6 @@ async function receiveQos2(client: RawClient): Promise<string> {
   await client.expect('pubrel');
   client.send({ type: 'pubcomp', packetId: p.packetId! });
   return str(p.payload);
-}
-
-/** A store file system whose fdatasync calls wait, while `holding`, until release() runs them. */
-function heldSyncs(): { fs: StoreFs; hold(): void; release(): void } {
-  let holding = false;
-  let held: Array<() => void> = [];
-  const fs: StoreFs = {
-    ...nodeStoreFs,
-    fdatasync: (fd) => {
-      if (!holding) return nodeStoreFs.fdatasync(fd);
-      return new Promise<void>((resolve, reject) => {
-        held.push(() => nodeStoreFs.fdatasync(fd).then(resolve, reject));
-      });
-    },
-  };
-  return {
-    fs,
-    hold: () => {
-      holding = true;
-    },
-    release: () => {
-      holding = false;
-      const waiting = held;
-      held = [];
-      for (const run of waiting) run();
-    },
-  };
 }
 
 function publish2(client: RawClient, topic: string, payload: string, packetId: number, dup = false): void {
