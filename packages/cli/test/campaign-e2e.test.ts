@@ -186,57 +186,36 @@ test('otalink backend: bad options exit 2 with one line', async () => {
   }
 });
 
-test('otalink backend: a database that cannot be reached is a one-line error naming it without the password, exit 1', async () => {
+/** Runs `otalink backend` on a fresh data directory with these extra flags, for a start that must fail. */
+async function failedStart(flags: (dir: string) => string[]): Promise<{ code: number; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'otalink-cli-backend-'));
   try {
     const out = io();
     const code = await runBackend(
-      [
-        '--data-dir',
-        dir,
-        '--listen',
-        '127.0.0.1:0',
-        // Port 1 on loopback: nothing listens, the connection is refused at once.
-        '--database',
-        'postgres://fleet:s3cret@127.0.0.1:1/otalink',
-        '--log-level',
-        'silent',
-      ],
+      ['--data-dir', dir, '--listen', '127.0.0.1:0', ...flags(dir), '--log-level', 'silent'],
       { ...out, stopSignal: new Promise(() => {}) },
     );
-    assert.equal(code, 1);
-    assert.match(
-      out.stderr.text,
-      /^otalink backend: cannot open the store postgres:\/\/fleet:\*\*\*@127\.0\.0\.1:1\/otalink/,
-    );
-    assert.doesNotMatch(out.stderr.text, /s3cret/);
+    return { code, stderr: out.stderr.text };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('otalink backend: a database that cannot be reached is a one-line error naming it without the password, exit 1', async () => {
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  const { code, stderr } = await failedStart(() => ['--database', 'postgres://fleet:s3cret@127.0.0.1:1/otalink']);
+  assert.equal(code, 1);
+  assert.match(stderr, /^otalink backend: cannot open the store postgres:\/\/fleet:\*\*\*@127\.0\.0\.1:1\/otalink/);
+  assert.doesNotMatch(stderr, /s3cret/);
 });
 
 test('otalink backend: an unreadable TLS file is a one-line error, exit 1', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'otalink-cli-backend-'));
-  try {
-    const out = io();
-    const code = await runBackend(
-      [
-        '--data-dir',
-        dir,
-        '--listen',
-        '127.0.0.1:0',
-        '--tls-cert',
-        join(dir, 'no.pem'),
-        '--tls-key',
-        join(dir, 'no-key.pem'),
-        '--log-level',
-        'silent',
-      ],
-      { ...out, stopSignal: new Promise(() => {}) },
-    );
-    assert.equal(code, 1);
-    assert.match(out.stderr.text, /^otalink backend: .*no\.pem/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const { code, stderr } = await failedStart((dir) => [
+    '--tls-cert',
+    join(dir, 'no.pem'),
+    '--tls-key',
+    join(dir, 'no-key.pem'),
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /^otalink backend: .*no\.pem/);
 });
