@@ -23,12 +23,13 @@
 // crash loses everything since the last save.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BenchClient } from './durable/client.js';
+import { freePort } from './lib/free-port.js';
 import { machineInfo } from './lib/machine.js';
 import { formatTable } from './lib/table.js';
 
@@ -75,17 +76,6 @@ interface Running {
 interface Candidate {
   name: string;
   start(dir: string): Promise<Running>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
 }
 
 async function waitListening(child: ChildProcess, port: number): Promise<void> {

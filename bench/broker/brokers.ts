@@ -2,10 +2,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../lib/free-port.js';
 import { spawnGroup, stopChild, waitForLine } from './proc.js';
 
 export type BrokerName = 'ours' | 'mosquitto' | 'aedes' | 'floor';
@@ -89,18 +89,6 @@ function running(name: BrokerName, child: ChildProcess, port: number): RunningBr
   child.stdout?.resume();
   child.stderr?.resume();
   return { name, pid: child.pid, port, stop: () => stopChild(child) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Mosquitto prints nothing on start with log_type error, so poll its port. */
