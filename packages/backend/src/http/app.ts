@@ -1,20 +1,14 @@
 // Builds the backend's HTTP app from a BackendService: REST under /api/v1, the signed artifact download, the
 // OpenAPI document generated from the route schemas, the dashboard at /, and one JSON error shape for everything.
 // No sockets here: tests drive it with app.inject(); server.ts listens.
-import type { Server as HttpsServer } from 'node:https';
 import swagger from '@fastify/swagger';
 import { dashboardDir } from '@otalink/dashboard';
-import Fastify, {
-  type FastifyBaseLogger,
-  type FastifyHttpsOptions,
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyServerOptions,
-} from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import { type BackendService, isBackendError } from '../api.js';
 import { documentRole, registerAuthHooks } from './auth.js';
 import { artifactBody, registerDownloadRoute, type UrlCheck } from './download.js';
 import { registerErrorReplies, replyWithError } from './errors.js';
+import { type HttpsFiles, newFastify } from './fastify.js';
 import { registerArtifactRoutes } from './routes/artifacts.js';
 import { registerSessionRoutes, registerTokenRoutes } from './routes/auth.js';
 import { registerCampaignRoutes } from './routes/campaigns.js';
@@ -45,7 +39,7 @@ export interface BuildAppOptions {
   /** Directory of the dashboard's static files; false serves none (default: @otalink/dashboard). */
   dashboardDir?: string | false;
   /** TLS for the listening server (server.ts passes it through; inject() ignores it). */
-  https?: { cert: string | Buffer; key: string | Buffer };
+  https?: HttpsFiles;
   /** Clock for telling expired download URLs from forged ones (and for session expiry). */
   now?: () => number;
   /**
@@ -86,14 +80,7 @@ export async function buildBackendApp(options: BuildAppOptions): Promise<Backend
   if (options.logger !== undefined) base.loggerInstance = options.logger;
   else
     base.logger = options.logLevel === undefined || options.logLevel === 'silent' ? false : { level: options.logLevel };
-  // The HTTPS overload of Fastify() types the app by its server; the routes only need the common instance type.
-  const app: FastifyInstance =
-    options.https === undefined
-      ? Fastify(base)
-      : (Fastify<HttpsServer>({
-          ...(base as FastifyHttpsOptions<HttpsServer>),
-          https: { cert: options.https.cert, key: options.https.key },
-        }) as unknown as FastifyInstance);
+  const app = newFastify(base, options.https);
 
   const routes: string[] = [];
   app.addHook('onRoute', (route) => {

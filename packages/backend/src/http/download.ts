@@ -5,12 +5,10 @@
 // The route is served by the API's app (app.ts) and, alone, by the download worker's app (buildDownloadApp below,
 // run in a worker thread by src/downloads/) so that a fleet's download herd does not hold the API's event loop.
 import { createReadStream } from 'node:fs';
-import type { Server as HttpsServer } from 'node:https';
 import type { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
-import Fastify, {
+import {
   type FastifyBaseLogger,
-  type FastifyHttpsOptions,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -18,6 +16,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import { HttpError, registerErrorReplies, replyWithError } from './errors.js';
+import { type HttpsFiles, newFastify } from './fastify.js';
 import { decideRange, ifNoneMatchHits, ifRangeAllows } from './range.js';
 import { ErrorResponseSchema } from './schemas.js';
 
@@ -50,7 +49,7 @@ export function artifactBody(path: string, size: number, bytes: Uint8Array | und
 export interface DownloadAppOptions {
   source: DownloadSource;
   /** TLS for the listening server; without it, plain HTTP. */
-  https?: { cert: string | Buffer; key: string | Buffer };
+  https?: HttpsFiles;
   /** A pino logger; request logging stays off (a campaign is ten thousand downloads). Default: no logs. */
   logger?: FastifyBaseLogger;
 }
@@ -67,13 +66,7 @@ export function buildDownloadApp(options: DownloadAppOptions): FastifyInstance {
     frameworkErrors: (error, request, reply) => replyWithError(error, request, reply as FastifyReply),
   };
   if (options.logger !== undefined) base.loggerInstance = options.logger;
-  const app: FastifyInstance =
-    options.https === undefined
-      ? Fastify(base)
-      : (Fastify<HttpsServer>({
-          ...(base as FastifyHttpsOptions<HttpsServer>),
-          https: { cert: options.https.cert, key: options.https.key },
-        }) as unknown as FastifyInstance);
+  const app = newFastify(base, options.https);
   registerErrorReplies(app);
   registerDownloadRoute(app, options.source);
   return app;
