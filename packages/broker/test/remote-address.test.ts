@@ -8,10 +8,8 @@ import { describe, test } from 'node:test';
 import { encode } from '@otalink/mqtt';
 import { pino } from 'pino';
 import { Connection } from '../src/connection.js';
-import { BrokerCore } from '../src/core.js';
 import type { ClientIdentity } from '../src/index.js';
-import { defaultLimits } from '../src/options.js';
-import { createStats } from '../src/stats.js';
+import { bareCore } from './support/bare-core.js';
 import { connectClient, connected, delay, RawClient, startBroker, text } from './support/raw-client.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -136,17 +134,7 @@ describe('remote address, read when seen', () => {
   });
 
   test('a connection nothing looks at never asks its socket', async () => {
-    const core = new BrokerCore(
-      {
-        limits: defaultLimits,
-        allowAnonymous: true,
-        authenticate: undefined,
-        authorize: undefined,
-        enhancedAuth: new Map(),
-        logger: pino({ level: 'silent' }),
-      },
-      createStats(),
-    );
+    const core = bareCore();
     let asked = 0;
     const socket = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
     Object.defineProperty(socket, 'remoteAddress', {

@@ -5,11 +5,9 @@ import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
 import { encode, type Packet } from '@otalink/mqtt';
-import { pino } from 'pino';
 import { Connection } from '../src/connection.js';
-import { BrokerCore } from '../src/core.js';
-import { defaultLimits } from '../src/options.js';
-import { createStats } from '../src/stats.js';
+import type { BrokerCore } from '../src/core.js';
+import { bareCore } from './support/bare-core.js';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -19,20 +17,6 @@ interface Peer {
   writes: Uint8Array[];
   /** Delivers bytes as one socket read. */
   read(packet: Packet): void;
-}
-
-function newCore(): BrokerCore {
-  return new BrokerCore(
-    {
-      limits: defaultLimits,
-      allowAnonymous: true,
-      authenticate: undefined,
-      authorize: undefined,
-      enhancedAuth: new Map(),
-      logger: pino({ level: 'silent' }),
-    },
-    createStats(),
-  );
 }
 
 function attach(core: BrokerCore): Peer {
@@ -74,7 +58,7 @@ const publish = (packetId: number): Packet => ({
 
 describe('output per event-loop turn', () => {
   test('a lone read has its answer written before its handler returns', () => {
-    const core = newCore();
+    const core = bareCore();
     const peer = attach(core);
     peer.read({ type: 'connect', protocolVersion: 4, clientId: 'lone', clean: true, keepalive: 0 });
     assert.deepEqual(
@@ -84,7 +68,7 @@ describe('output per event-loop turn', () => {
   });
 
   test('a QoS 1 publish to itself: delivery and PUBACK leave in one write, at once', async () => {
-    const core = newCore();
+    const core = bareCore();
     const peer = await connected(core, 'self');
     peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
     await nextTurn();
@@ -97,7 +81,7 @@ describe('output per event-loop turn', () => {
   });
 
   test('later reads of a busy turn are coalesced into one write per socket at its end', async () => {
-    const core = newCore();
+    const core = bareCore();
     const subscriber = await connected(core, 'sub');
     subscriber.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 0 }] });
     await nextTurn();
