@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { BackendError } from '../api.js';
 import { POSTGRES_MIGRATIONS } from './schema.js';
-import { type SqlDriver, type SqlParams, type SqlStep, SqlStore, type SqlValue } from './sql-store.js';
+import { SQL_PARAMETER, type SqlDriver, type SqlParams, type SqlStep, SqlStore, type SqlValue } from './sql-store.js';
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 
@@ -100,8 +100,6 @@ interface Compiled {
   names: readonly string[];
 }
 
-const PARAMETER = /@([a-z_][a-z0-9_]*)/g;
-
 /**
  * Reads and single statements go as prepared statements with $n parameters. A commit goes as one query text, its
  * values written in as literals (pg's escapeLiteral, correct whatever standard_conforming_strings says): one round
@@ -127,7 +125,7 @@ class PostgresDriver implements SqlDriver {
     let c = this.compiled.get(sql);
     if (c === undefined) {
       const names: string[] = [];
-      const text = sql.replace(PARAMETER, (_, name: string) => {
+      const text = sql.replace(SQL_PARAMETER, (_, name: string) => {
         let i = names.indexOf(name);
         if (i < 0) i = names.push(name) - 1;
         return `$${i + 1}`;
@@ -197,7 +195,7 @@ function paramValue(params: SqlParams, name: string): SqlValue {
 
 /** A statement with its values written in as SQL literals. */
 function inline(sql: string, params: SqlParams): string {
-  return sql.replace(PARAMETER, (_, name: string) => {
+  return sql.replace(SQL_PARAMETER, (_, name: string) => {
     const value = paramValue(params, name);
     if (value === null) return 'NULL';
     if (typeof value === 'string') return pg.escapeLiteral(value);

@@ -25,6 +25,8 @@ import type {
 } from './types.js';
 
 export type SqlValue = string | number | null;
+/** A named parameter in the statements below (`@name`); its name is the first group. */
+export const SQL_PARAMETER = /@([a-z_][a-z0-9_]*)/g;
 export type SqlParams = Readonly<Record<string, SqlValue>>;
 /** One statement of a transaction: its SQL (named parameters) and their values. */
 export type SqlStep = readonly [sql: string, params: SqlParams];
@@ -298,7 +300,7 @@ function rowsStep(statement: RowsStatement, chunk: readonly SqlParams[]): SqlSte
   const params: Record<string, SqlValue> = {};
   const tuples = chunk.map((row, i) => {
     for (const [name, value] of Object.entries(row)) params[`${name}_${i}`] = value;
-    return statement.row.replace(/@([a-z_][a-z0-9_]*)/g, `@$1_${i}`);
+    return statement.row.replace(SQL_PARAMETER, `@$1_${i}`);
   });
   return [`${statement.head} ${tuples.join(', ')} ${statement.tail}`, params];
 }
