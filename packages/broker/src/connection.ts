@@ -14,6 +14,7 @@ import {
   type Will,
 } from '@otalink/mqtt';
 import { type BrokerCore, CONGESTION_BYTES, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER, TURN_OUTPUT_BYTES } from './core.js';
+import { readDirect } from './direct-read.js';
 import type { BrokerErrorCode } from './errors.js';
 import { dispatch } from './handlers/index.js';
 import type { Timed } from './keepalive.js';
@@ -161,11 +162,15 @@ export class Connection implements Outlet, Timed {
     // closures and their context per connection would cost ~0.3 KB of an idle connection's memory and a share of
     // every connect.
     (socket as ConnectionSocket)[CONNECTION] = this;
-    socket.on('data', Connection.#socketData);
+    // Plain TCP sockets arrive paused (pauseOnConnect) and are read without Readable's machinery where Node allows.
+    if (transport.protocol !== 'mqtt' || !readDirect(socket, Connection.#socketData)) {
+      socket.on('data', Connection.#socketData);
+    }
     socket.on('error', Connection.#socketError);
     socket.on('close', Connection.#socketClose);
     // A peer that half-closes is done sending: answer what it sent, then end our side too.
     socket.on('end', Connection.#socketEnd);
+    socket.resume();
   }
 
   #flag(bit: number, on: boolean): void {

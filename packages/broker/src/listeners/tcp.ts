@@ -7,6 +7,7 @@ import type { ListenerHandle, StreamHandler } from './index.js';
 export async function startTcpListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
   // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK. The server sets it on each accepted
   // handle; socket.setNoDelay(true) here would not know and make a second setsockopt call per connection.
+  // pauseOnConnect: the connection starts reading itself, after choosing how (see direct-read.ts).
   // One TransportInfo for every socket: the peer's address is not read here (a getpeername syscall, and an object
   // and a string every idle connection would keep) but by the connection, when something can see it.
   const transport: TransportInfo = {
@@ -15,7 +16,7 @@ export async function startTcpListener(options: ListenerOptions, onStream: Strea
     certificateIdentity: undefined,
     identityFromCertificate: false,
   };
-  const server = createServer({ noDelay: true }, (socket) => onStream(socket, transport));
+  const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => onStream(socket, transport));
   const { host, port } = await listen(server, options, false);
   return { protocol: 'mqtt', host, port, close: () => closeServer(server) };
 }

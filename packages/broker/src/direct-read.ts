@@ -1,0 +1,77 @@
+// Reading a plain TCP socket without the stream machinery. Node's `onread` option (net.connect, new net.Socket)
+// reads into a user buffer and calls one function with the byte count, skipping Readable's push, state and 'data'
+// emit; a server has no option for it, so the symbols it sets are taken from a probe socket and set on accepted
+// sockets the same way (ours are accepted paused, before their handle reads). On this project's 2-core machine a
+// QoS 1 round trip at low load (two reads) cost the broker 4-38 µs less CPU this way, of 130-170 µs. Where this
+// Node does not work the same way, `readDirect` says no and the caller listens to 'data' as before.
+import { Socket } from 'node:net';
+
+interface Symbols {
+  buffer: symbol;
+  callback: symbol;
+}
+
+interface ReadHandle {
+  reading?: boolean;
+  useUserBuffer?: (buffer: Uint8Array) => void;
+}
+
+/** Handles read into this one buffer: reads run one at a time on this thread, and each is copied out at once. */
+const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
+
+function probeSymbols(): Symbols | undefined {
+  const buffer = Buffer.alloc(1);
+  const callback = (): void => {};
+  try {
+    const probe = new Socket({ onread: { buffer, callback } } as ConstructorParameters<typeof Socket>[0]);
+    const found = Object.getOwnPropertySymbols(probe);
+    const record = probe as unknown as Record<symbol, unknown>;
+    const bufferSymbol = found.find((s) => s.description === 'kBuffer' && record[s] === buffer);
+    const callbackSymbol = found.find((s) => s.description === 'kBufferCb' && record[s] === callback);
+    probe.destroy();
+    if (bufferSymbol === undefined || callbackSymbol === undefined) return undefined;
+    return { buffer: bufferSymbol, callback: callbackSymbol };
+  } catch {
+    return undefined;
+  }
+}
+
+const symbols = probeSymbols();
+
+/** What takes each read: `this` is the socket (typed `never` so a reader may declare its socket type). */
+type ChunkReader = (this: never, chunk: Buffer) => void;
+type UserBufferCallback = (this: Socket, length: number, buffer: Buffer) => void;
+
+/** One wrapper per reader function (the broker has one): a closure per socket would be memory every idle one keeps. */
+const wrappers = new Map<ChunkReader, UserBufferCallback>();
+
+function wrapper(onChunk: ChunkReader): UserBufferCallback {
+  let wrapped = wrappers.get(onChunk);
+  if (wrapped === undefined) {
+    wrapped = function (this: Socket, length: number, buffer: Buffer): void {
+      // Its own ArrayBuffer, as Node's own reads give: a pooled slice would let one kept payload pin a pool slab.
+      const chunk = Buffer.allocUnsafeSlow(length);
+      buffer.copy(chunk, 0, 0, length);
+      onChunk.call(this as never, chunk);
+    };
+    wrappers.set(onChunk, wrapped);
+  }
+  return wrapped;
+}
+
+/**
+ * Has `socket` (a net.Socket accepted with pauseOnConnect, not yet reading) hand each read to `onChunk`, as a
+ * buffer of its own (the decoder keeps slices of it: payloads, partial packets), with `this` the socket. The caller
+ * resumes the socket to start reading; pause() and resume() keep working (Node's net handles the user-buffer mode
+ * there), as do 'end', 'error' and 'close'. Returns false, changing nothing, where it cannot be done.
+ */
+export function readDirect(socket: unknown, onChunk: ChunkReader): boolean {
+  if (symbols === undefined || !(socket instanceof Socket)) return false;
+  const handle = (socket as unknown as { _handle?: ReadHandle | null })._handle;
+  if (handle == null || handle.reading === true || typeof handle.useUserBuffer !== 'function') return false;
+  const record = socket as unknown as Record<symbol, unknown>;
+  record[symbols.buffer] = SHARED;
+  record[symbols.callback] = wrapper(onChunk);
+  handle.useUserBuffer(SHARED);
+  return true;
+}
