@@ -23,6 +23,7 @@ export interface BenchOptions {
   idleConnections: number;
   payloadBytes: number;
   rttRate: number;
+  rttWarmup: number;
   connectConcurrency: number;
   json: string | undefined;
 }
@@ -30,7 +31,7 @@ export interface BenchOptions {
 const USAGE = `usage: node --import tsx bench/broker.ts [--quick] [--brokers=ours,mosquitto,aedes]
   [--scenarios=${SCENARIO_NAMES.join(',')}] [--measure-ms=N] [--warmup-ms=N] [--step-ms=N]
   [--start-rate=N] [--step-factor=F] [--max-rate=N] [--subscribers=N] [--publishers=N] [--pairs=N]
-  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--connect-concurrency=N] [--json out.json]`;
+  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--connect-concurrency=N] [--json out.json]`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   const quick = argv.includes('--quick');
@@ -50,6 +51,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     idleConnections: quick ? 2000 : 10_000,
     payloadBytes: 16,
     rttRate: 200,
+    rttWarmup: 5000,
     connectConcurrency: 16,
     json: undefined,
   };
@@ -123,6 +125,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         break;
       case 'rtt-rate':
         options.rttRate = number();
+        break;
+      case 'rtt-warmup':
+        options.rttWarmup = Math.round(number());
         break;
       case 'connect-concurrency':
         options.connectConcurrency = Math.round(number());

@@ -37,6 +37,8 @@ export interface RttCommand {
   topic: string;
   rate: number;
   warmupMs: number;
+  /** Closed-loop round trips before the timed phase, so the broker's JIT has settled (see worker.ts warmUp). */
+  warmupRoundTrips: number;
   durationMs: number;
   payloadBytes: number;
 }

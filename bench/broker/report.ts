@@ -21,7 +21,7 @@ export const ROWS: readonly Row[] = [
   {
     key: 'rtt',
     scenario: 'rtt',
-    label: (o) => `QoS 1 publish→delivery ms p50 / p99 (${o.rttRate}/s)`,
+    label: (o) => `QoS 1 publish→delivery ms p50 / p99 (${o.rttRate}/s, warm)`,
     aim: 'p99 ≤ 1 ms',
   },
   { key: 'rttAck', scenario: 'rtt', label: () => 'QoS 1 publish→PUBACK ms p50 / p99', aim: '' },

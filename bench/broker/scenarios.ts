@@ -314,6 +314,7 @@ async function roundTrip(ctx: Context): Promise<Outcome> {
       topic: 'bench/rtt',
       rate: ctx.options.rttRate,
       warmupMs: ctx.options.warmupMs,
+      warmupRoundTrips: ctx.options.rttWarmup,
       durationMs: ctx.options.measureMs,
       payloadBytes: ctx.options.payloadBytes,
     },
