@@ -6,7 +6,10 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
+import { encode } from '@otalink/mqtt';
+import { Connection, type TransportInfo } from '../src/connection.js';
 import { readDirect } from '../src/direct-read.js';
+import { bareCore } from './support/bare-core.js';
 import { delay } from './support/raw-client.js';
 
 interface Accepted {
@@ -115,5 +118,31 @@ describe('readDirect', () => {
       readDirect(new PassThrough(), () => {}),
       false,
     );
+  });
+
+  test('a broker connection on a paused TCP socket that cannot be read directly is read through data events', async () => {
+    const accepted = await accept(true);
+    const core = bareCore();
+    try {
+      // As on a Node whose stream handles lack the user-buffer read: the connection must still start reading.
+      const handle = (accepted.socket as unknown as { _handle: { useUserBuffer?: unknown } })._handle;
+      Object.defineProperty(handle, 'useUserBuffer', { value: undefined });
+      const transport: TransportInfo = {
+        protocol: 'mqtt',
+        remoteAddress: undefined,
+        certificateIdentity: undefined,
+        identityFromCertificate: false,
+      };
+      core.connections.add(new Connection(core, accepted.socket, transport, false));
+      const received: Buffer[] = [];
+      accepted.client.on('data', (chunk: Buffer) => received.push(chunk));
+      accepted.client.write(
+        encode({ type: 'connect', protocolVersion: 4, clientId: 'fallback', clean: true, keepalive: 0 }, 4),
+      );
+      await until(() => Buffer.concat(received).length >= 4);
+      assert.deepEqual([...Buffer.concat(received).subarray(0, 4)], [0x20, 2, 0, 0], 'CONNACK accepted');
+    } finally {
+      await closeAll(accepted);
+    }
   });
 });
