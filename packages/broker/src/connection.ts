@@ -102,6 +102,7 @@ const HOLD_ON_OUTPUT = 32;
 const DURABLE_ACK = 64;
 const GATED = 128;
 const PEER_ENDED = 256;
+const HELD = 512;
 
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
 const CONNECTION = Symbol('connection');
@@ -196,6 +197,14 @@ export class Connection implements Outlet, Timed {
   }
   set holdOnOutput(on: boolean) {
     this.#flag(HOLD_ON_OUTPUT, on);
+  }
+
+  /** Not read while a subscriber's backlog holds it back (core.holdUntilDrained): its acknowledgements wait too. */
+  get held(): boolean {
+    return (this.#flags & HELD) !== 0;
+  }
+  set held(on: boolean) {
+    this.#flag(HELD, on);
   }
 
   get #flushScheduled(): boolean {

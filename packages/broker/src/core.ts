@@ -322,6 +322,7 @@ export class BrokerCore {
 
   /** `connection` published into `session`'s backlog: it stops reading until that drains (or MAX_HOLD_MS). */
   holdUntilDrained(connection: Connection, session: Session, onOutput: boolean): void {
+    connection.held = true;
     this.#held.push({ connection, session, onOutput, until: Date.now() + MAX_HOLD_MS });
     if (this.#holdTimer !== undefined) return;
     this.#holdTimer = setInterval(this.#releaseHeld, HOLD_CHECK_MS);
@@ -339,6 +340,7 @@ export class BrokerCore {
         ? outlet === undefined || outlet.outputDrained()
         : outlet === undefined || session.state.queue.length <= PUSHBACK_QUEUE / 2;
       if (drained || now >= hold.until) {
+        hold.connection.held = false;
         hold.connection.resumeReading();
       } else {
         this.#held.push(hold);
@@ -354,7 +356,10 @@ export class BrokerCore {
   #backlogged(from: Connection, session: Session, now: number): boolean {
     if (session.state.queue.length < PUSHBACK_QUEUE) return false;
     const outlet = session.outlet as Connection | undefined;
-    if (outlet === undefined || outlet === from) return false;
+    // A held subscriber is not read, so its acknowledgements cannot drain its queue until its own hold ends: holding
+    // `from` for it only chains the waits, and two clients publishing to each other (the OTA backend and a client
+    // playing a fleet) would hold each other until MAX_HOLD_MS and STUCK_MS broke the tie, ~100 messages a second.
+    if (outlet === undefined || outlet === from || outlet.held) return false;
     // Stuck: backlogged and silent for STUCK_MS. It holds nobody back; its queue drops by policy instead.
     if (outlet.backlogSince <= outlet.ackedAt) outlet.backlogSince = now;
     return now - outlet.backlogSince < STUCK_MS;

@@ -2,49 +2,10 @@
 // handler returns (no setImmediate hop at low load), while later reads of the same turn are coalesced into one write
 // per socket at the turn's end. Driven with in-memory streams, so that "the same turn" is exact.
 import assert from 'node:assert/strict';
-import { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
-import { encode, type Packet } from '@otalink/mqtt';
-import { Connection } from '../src/connection.js';
-import type { BrokerCore } from '../src/core.js';
+import type { Packet } from '@otalink/mqtt';
 import { bareCore } from './support/bare-core.js';
-
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-interface Peer {
-  socket: Duplex;
-  /** Every write the broker made to this socket, one entry per write. */
-  writes: Uint8Array[];
-  /** Delivers bytes as one socket read. */
-  read(packet: Packet): void;
-}
-
-function attach(core: BrokerCore): Peer {
-  const writes: Uint8Array[] = [];
-  const socket = new Duplex({
-    read() {},
-    write(chunk: Uint8Array, _encoding, callback) {
-      writes.push(chunk);
-      callback();
-    },
-  });
-  const transport = {
-    protocol: 'mqtt' as const,
-    remoteAddress: '127.0.0.1',
-    certificateIdentity: undefined,
-    identityFromCertificate: false,
-  };
-  core.connections.add(new Connection(core, socket, transport, false));
-  return { socket, writes, read: (packet) => socket.emit('data', encode(packet, 4)) };
-}
-
-async function connected(core: BrokerCore, clientId: string): Promise<Peer> {
-  const peer = attach(core);
-  peer.read({ type: 'connect', protocolVersion: 4, clientId, clean: true, keepalive: 0 });
-  await nextTurn();
-  peer.writes.length = 0;
-  return peer;
-}
+import { attach, connected, nextTurn } from './support/memory-peer.js';
 
 const publish = (packetId: number): Packet => ({
   type: 'publish',

