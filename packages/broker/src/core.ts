@@ -316,7 +316,7 @@ export class BrokerCore {
     // The turn's end must still come, to count reads afresh for the next turn.
     this.#scheduleTurnEnd();
     if (this.#dirty.length === 0 && this.#yielded.length === 0) return;
-    if (this.store.durable && !this.store.idle) return;
+    if (this.store.durable && (!this.store.idle || this.store.broken)) return;
     this.#flushOutput();
   }
 
@@ -397,7 +397,8 @@ export class BrokerCore {
 
   #flushConnections(dirty: Connection[]): void {
     const store = this.store;
-    if (store.durable && !store.idle) {
+    // A broken store is idle (its writes fail at once) but writes nothing: output that needs the log must not pass.
+    if (store.durable && (!store.idle || store.broken)) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
       // or a publisher's resend after restart would be delivered a second time. Connections with nothing queued but
       // acknowledgements of what is already durable are written at once. A failed commit is reported by the acks
@@ -426,6 +427,8 @@ export class BrokerCore {
 
   /** Connections whose output waits for records a failed write holds back (Connection.stall). */
   #stalled: Set<Connection> | undefined;
+  /** The store broke (a failed fdatasync) and that was logged once; a restart is what helps. */
+  #reportedBroken = false;
 
   /**
    * A commit that output waited for failed. Runs that need its records wait until the store has written them (it
@@ -461,10 +464,13 @@ export class BrokerCore {
       const stalled = this.#stalled;
       this.#stalled = undefined;
       if (stalled === undefined) return;
-      this.logger.error(
-        { code: 'BROKER_ERR_STORE', connections: stalled.size },
-        'store: cannot write before a restart; closing connections whose output needs what it could not write',
-      );
+      if (!this.#reportedBroken) {
+        this.#reportedBroken = true;
+        this.logger.error(
+          { code: 'BROKER_ERR_STORE', connections: stalled.size },
+          'store: cannot write before a restart; closing connections whose output needs what it could not write',
+        );
+      }
       for (const connection of stalled) connection.dropStalled();
     });
   }

@@ -5,6 +5,7 @@
 // refused retained QoS 2 message leaves the previous retained message in place, in memory and in the log.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
   connected,
   delay,
@@ -216,6 +217,87 @@ describe('20 durable broker: subscriptions and wills while the store fails', () 
       await subscribe(sub, 'r/#', 1);
       assert.equal(await receiveQos1(sub), 'old');
       sub.end();
+    });
+  });
+
+  test('a PUBREL whose release a failed write holds back gets no PUBCOMP, nor does its resend, until the release is written', async () => {
+    const dir = dataDir();
+    const disk = fillableDisk();
+    await withBroker({ dataDir: dir, storeOptions: { fs: disk.fs } }, async (b) => {
+      const sub = await connected(b.port, persistent('sub'));
+      await subscribe(sub, 'p/#', 2);
+      const pub = await connected(b.port, persistent('pub'));
+      pub.send({
+        type: 'publish',
+        topic: 'p/1',
+        payload: text('first'),
+        qos: 2,
+        retain: false,
+        dup: false,
+        packetId: 5,
+      });
+      assert.equal((await pub.expect('pubrec')).reasonCode ?? 0, 0);
+      assert.equal(await receiveQos2(sub), 'first');
+      disk.fill();
+      pub.send({ type: 'pubrel', packetId: 5 });
+      assert.ok(await pub.silentFor(300), 'PUBCOMP before the release was written');
+      // The resend finds the id released in memory; the release is still not in the log.
+      pub.send({ type: 'pubrel', packetId: 5 });
+      assert.ok(await pub.silentFor(300), 'PUBCOMP for a resent PUBREL before the release was written');
+      disk.free();
+      await writable(b);
+      pub.send({ type: 'pubrel', packetId: 5 });
+      assert.equal((await pub.expect('pubcomp')).packetId, 5);
+      pub.end();
+      sub.end();
+    });
+    // The id is free after the restart: a new message under it is delivered, not taken for a duplicate.
+    await withBroker({ dataDir: dir }, async (b) => {
+      const sub = await connected(b.port, persistent('sub'));
+      const pub = await connected(b.port, persistent('pub'));
+      pub.send({
+        type: 'publish',
+        topic: 'p/1',
+        payload: text('second'),
+        qos: 2,
+        retain: false,
+        dup: false,
+        packetId: 5,
+      });
+      assert.equal((await pub.expect('pubrec')).reasonCode ?? 0, 0);
+      assert.equal(await receiveQos2(sub), 'second');
+      pub.end();
+      sub.end();
+    });
+  });
+
+  test('after a failed fdatasync a QoS 2 delivery is never sent: its subscriber is disconnected, and gets it once after the restart', async () => {
+    const dir = dataDir();
+    let failSync = false;
+    const fs: StoreFs = {
+      ...nodeStoreFs,
+      fdatasync: (fd) =>
+        failSync ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : nodeStoreFs.fdatasync(fd),
+    };
+    await withBroker({ dataDir: dir, storeOptions: { fs } }, async (b) => {
+      const live = await connected(b.port, persistent('live'));
+      await subscribe(live, 'b/#', 2);
+      const ping = await connected(b.port, { version: 5, clientId: 'ping' });
+      failSync = true;
+      // Its batch is written and its sync fails: on disk or not, only the restart knows.
+      b.broker.publish({ topic: 'b/1', payload: 'unsure', qos: 2 });
+      assert.ok(await closed(live, 3000), 'the subscriber stayed connected');
+      assert.equal(live.received.filter((p) => p.type === 'publish').length, 0, 'a QoS 2 delivery left unsynced');
+      // Output that needs nothing from the store still goes.
+      ping.send({ type: 'pingreq' });
+      await ping.expect('pingresp');
+      ping.end();
+    });
+    await withBroker({ dataDir: dir }, async (b) => {
+      const live = await connected(b.port, persistent('live'));
+      assert.equal(await receiveQos2(live), 'unsure');
+      assert.ok(await live.silentFor(300), 'delivered twice');
+      live.end();
     });
   });
 });

@@ -503,6 +503,7 @@ export class LogStore extends OpStore {
   whenWritten(): Promise<void> {
     const upTo = this.operations;
     if (this.#writtenOps >= upTo) return Promise.resolve();
+    // Some of them were dropped by a write that cannot be tried again (they are not counted): they never will be.
     if (this.#broken !== undefined) return Promise.reject(this.#fail(this.#broken));
     return new Promise<void>((resolve, reject) => {
       this.#writtenWaiters.push({ upTo, resolve, reject });
@@ -515,16 +516,19 @@ export class LogStore extends OpStore {
   /** Set while a failed batch waits at the head of #pending for the disk to take writes again: its error. */
   #waitingForRoom: BrokerError | undefined;
 
-  /** `count` more operations are durable, or gone for good (`failure`: the store can write nothing more). */
+  /**
+   * `count` more operations are durable; or, with `failure`, they never will be (the store can write nothing more):
+   * they are not counted, so whoever waits for them hears so, now and later.
+   */
   #settleWritten(count: number, failure?: BrokerError): void {
-    this.#writtenOps += count;
     const waiters = this.#writtenWaiters;
-    if (waiters.length === 0) return;
     if (failure !== undefined) {
       this.#writtenWaiters = [];
       for (const waiter of waiters) waiter.reject(failure);
       return;
     }
+    this.#writtenOps += count;
+    if (waiters.length === 0) return;
     let done = 0;
     while (done < waiters.length && waiters[done]!.upTo <= this.#writtenOps) waiters[done++]!.resolve();
     if (done > 0) this.#writtenWaiters = waiters.slice(done);
