@@ -272,12 +272,20 @@ describe('log store', () => {
     );
     assert.equal(store.writable, false);
     assert.match(store.refusal ?? '', /segment-\d+\.log/);
+    // whenWritten() waits across failed writes; commit() fails at once while only the failed batch waits.
+    let written = false;
+    const whenWritten = store.whenWritten().then(() => {
+      written = true;
+    });
+    await assert.rejects(store.commit(), /short write/);
     // Still full: the next attempt fails too, for the failed batch and what came after it alike.
     queue(store, 'f', 'refused');
     await assert.rejects(store.commit(), /BROKER_ERR_STORE_FULL|short write/);
+    assert.equal(written, false);
     short = false;
     queue(store, 'f', 'later');
     await store.commit();
+    await whenWritten;
     await store.close();
     const again = await open({ dir });
     // The log is what was issued, in order: a failed write delays its records, it never drops or reorders them.
