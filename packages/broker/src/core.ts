@@ -436,26 +436,32 @@ export class BrokerCore {
    * delivery after the restart. The others leave now, unless their connection has an earlier run waiting.
    */
   #stallForLog(taken: Array<[Connection, Uint8Array, boolean]>): void {
+    let stalledAny = false;
     for (const [connection, bytes, needsLog] of taken) {
       if (!needsLog) {
         connection.writeTaken(bytes);
         continue;
       }
       connection.stall(bytes);
-      if (this.#stalled === undefined) {
-        this.#stalled = new Set();
-        this.#awaitLog();
-      }
+      this.#stalled ??= new Set();
       this.#stalled.add(connection);
+      stalledAny = true;
     }
+    if (stalledAny) this.#awaitLog();
   }
+
+  /** Counts #awaitLog calls: only the latest may release, since it waits for the most records. */
+  #awaitGeneration = 0;
 
   /**
    * Waits until the store has written everything issued so far, however long the disk takes to have room, then lets
-   * the stalled runs go. Runs stalled meanwhile join them: their records were issued earlier still.
+   * the stalled runs go. Each stall waits anew, for what was issued up to it; the store writes in issue order, so
+   * once the latest wait resolves, every stalled run has its records.
    */
   #awaitLog(): void {
+    const generation = ++this.#awaitGeneration;
     const release = () => {
+      if (generation !== this.#awaitGeneration) return;
       const stalled = this.#stalled;
       this.#stalled = undefined;
       if (stalled !== undefined) for (const connection of stalled) connection.releaseStalled();

@@ -510,7 +510,10 @@ export class LogStore extends OpStore {
     });
   }
 
-  /** Operations durable (or dropped by a write that cannot be tried again), in issue order: a prefix. */
+  /**
+   * Operations durable, in issue order (a prefix of `operations`). One that could not be encoded counts too (it is
+   * gone, not waiting); those a broken store dropped do not, so waiting for them fails.
+   */
   #writtenOps = 0;
   #writtenWaiters: Array<{ upTo: number; resolve(): void; reject(error: Error): void }> = [];
   /** Set while a failed batch waits at the head of #pending for the disk to take writes again: its error. */
