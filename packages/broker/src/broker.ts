@@ -31,7 +31,11 @@ export interface Broker {
   /** Graceful: stop accepting, DISCONNECT 0x8B to 5.0 clients, flush, close. */
   close(): Promise<void>;
   readonly stats: BrokerStats;
-  /** Publishes as the broker itself (no ACL, no No Local origin). Returns the number of recipients. */
+  /**
+   * Publishes as the broker itself (no ACL, no No Local origin). Returns the number of recipients. With a durable
+   * store nothing of it is durable yet on return (a QoS 2 message reaches nobody before its records are, even across
+   * failed writes): `store.whenWritten()` resolves once it is.
+   */
   publish(message: PublishOptions): number;
   /** clientConnected, clientDisconnected, message. */
   readonly events: EventEmitter<BrokerEvents>;

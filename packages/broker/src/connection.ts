@@ -90,6 +90,11 @@ class Uncommon {
    * dropped: the next one waits for it, so that its QoS 2 messages reach subscribers in the order they were sent.
    */
   heldRouting: Promise<void> | undefined = undefined;
+  /**
+   * Taken runs that wait for store records a failed write holds back (BrokerCore: output waits for the log): written
+   * in order once the store has written them; anything queued later goes behind them.
+   */
+  stalled: Uint8Array[] | undefined = undefined;
 }
 
 // The connection's booleans, as bits of one number: a field each would be ~70 bytes of every connection.
@@ -103,6 +108,7 @@ const DURABLE_ACK = 64;
 const GATED = 128;
 const PEER_ENDED = 256;
 const HELD = 512;
+const NEEDS_LOG = 1024;
 
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
 const CONNECTION = Symbol('connection');
@@ -249,6 +255,21 @@ export class Connection implements Outlet, Timed {
   }
   set #gated(on: boolean) {
     this.#flag(GATED, on);
+  }
+
+  /**
+   * The queued bytes hold a packet that tells the client something only records in the store make true after a
+   * crash: a QoS 2 PUBLISH or a PUBREL (a second delivery after a restart otherwise), a CONNACK over an armed will.
+   * When the commit they wait for fails, they wait for the store's next successful write; other gated bytes (a
+   * PINGRESP, a CONNACK without a will) leave.
+   */
+  get outputNeedsLog(): boolean {
+    return (this.#flags & NEEDS_LOG) !== 0;
+  }
+
+  /** Marks what was queued last as depending on the store's records (see outputNeedsLog). */
+  needsLog(): void {
+    this.#flag(NEEDS_LOG, true);
   }
 
   /** The peer half-closed: once what it sent is answered, the connection closes. */
@@ -567,9 +588,10 @@ export class Connection implements Outlet, Timed {
       if (acks.ackTail === group) acks.ackTail = undefined;
       for (let i = 0; i < group.sends.length; i++) {
         // One failing callback must not keep the others of the group from running.
+        // A failure answer (0x97, SUBACK 0x80...) promises nothing the store must hold: it need not wait either.
         try {
           if (ok) this.#sendDurable(group.sends[i]!);
-          else group.fails[i]!(error);
+          else this.#sendDurable(() => group.fails[i]!(error));
         } catch {}
       }
       acks.acksWaiting -= group.sends.length;
@@ -605,7 +627,8 @@ export class Connection implements Outlet, Timed {
   }
 
   get outputGated(): boolean {
-    return this.#gated || (this.#uncommon !== undefined && this.#uncommon.deferred > 0);
+    const uncommon = this.#uncommon;
+    return this.#gated || (uncommon !== undefined && (uncommon.deferred > 0 || uncommon.stalled !== undefined));
   }
 
   /**
@@ -630,7 +653,14 @@ export class Connection implements Outlet, Timed {
   flush(): void {
     this.#flushScheduled = false;
     this.#gated = false;
+    this.#flag(NEEDS_LOG, false);
     if (this.#pending === undefined || this.state === 'closed') return;
+    const stalled = this.#uncommon?.stalled;
+    if (stalled !== undefined) {
+      // Behind runs waiting for the store (close(), destroy()): they go together or not at all.
+      stalled.push(this.#takeQueued());
+      return;
+    }
     this.core.stats.bytesOut += this.#pendingBytes;
     this.socket.write(this.#takeQueued());
   }
@@ -639,9 +669,35 @@ export class Connection implements Outlet, Timed {
   takePending(): Uint8Array | undefined {
     this.#flushScheduled = false;
     this.#gated = false;
+    this.#flag(NEEDS_LOG, false);
     if (this.#pending === undefined || this.state === 'closed') return undefined;
     this.#more.deferred++;
     return this.#takeQueued();
+  }
+
+  /** A run taken by takePending whose commit failed and which needs the log: it waits for releaseStalled. */
+  stall(bytes: Uint8Array): void {
+    const uncommon = this.#more;
+    uncommon.deferred--;
+    uncommon.stalled ??= [];
+    uncommon.stalled.push(bytes);
+  }
+
+  /** The store wrote what the stalled runs wait for: they go out, in order. */
+  releaseStalled(): void {
+    const stalled = this.#uncommon?.stalled;
+    if (stalled === undefined) return;
+    this.#uncommon!.stalled = undefined;
+    for (const bytes of stalled) this.#writeOut(bytes);
+  }
+
+  /**
+   * The store can write nothing more before a restart: what the stalled runs say would not survive one. They are
+   * dropped with the connection (the client reconnects; a restart resends from the log what it holds).
+   */
+  dropStalled(): void {
+    if (this.#uncommon?.stalled === undefined) return;
+    this.destroy();
   }
 
   /** The queued runs as one, the queue emptied. */
@@ -661,7 +717,16 @@ export class Connection implements Outlet, Timed {
 
   /** Writes bytes taken by takePending, unless the socket is gone or ending (they are redelivered from the store). */
   writeTaken(bytes: Uint8Array): void {
-    this.#more.deferred--;
+    const uncommon = this.#more;
+    uncommon.deferred--;
+    if (uncommon.stalled !== undefined) {
+      uncommon.stalled.push(bytes);
+      return;
+    }
+    this.#writeOut(bytes);
+  }
+
+  #writeOut(bytes: Uint8Array): void {
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
@@ -711,6 +776,7 @@ export class Connection implements Outlet, Timed {
         bytes[form.idOffset + 1] = packetId & 0xff;
         this.#push(bytes, qos === 2);
       }
+      if (qos === 2) this.#flag(NEEDS_LOG, true);
       this.core.stats.messagesOut[qos]++;
       return true;
     }
@@ -734,6 +800,7 @@ export class Connection implements Outlet, Timed {
       uncommon.outboundAliases.set(delivery.message.topic, newAlias);
     }
     this.#push(bytes, qos === 2);
+    if (qos === 2) this.#flag(NEEDS_LOG, true);
     this.core.stats.messagesOut[qos]++;
     return true;
   }
@@ -760,6 +827,7 @@ export class Connection implements Outlet, Timed {
 
   sendPubrel(packetId: number): void {
     this.send({ type: 'pubrel', packetId });
+    this.#flag(NEEDS_LOG, true);
   }
 
   /**

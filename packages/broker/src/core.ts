@@ -316,7 +316,7 @@ export class BrokerCore {
     // The turn's end must still come, to count reads afresh for the next turn.
     this.#scheduleTurnEnd();
     if (this.#dirty.length === 0 && this.#yielded.length === 0) return;
-    if (this.store.durable && !this.store.idle) return;
+    if (this.store.durable && (!this.store.idle || this.store.broken)) return;
     this.#flushOutput();
   }
 
@@ -402,27 +402,88 @@ export class BrokerCore {
 
   #flushConnections(dirty: Connection[]): void {
     const store = this.store;
-    if (store.durable && !store.idle) {
+    // A broken store is idle (its writes fail at once) but writes nothing: output that needs the log must not pass.
+    if (store.durable && (!store.idle || store.broken)) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
       // or a publisher's resend after restart would be delivered a second time. Connections with nothing queued but
-      // acknowledgements of what is already durable are written at once. A failed commit is the store's
-      // problem to report (publishers get no ack); what was routed in memory still goes out.
-      const taken: Array<[Connection, Uint8Array]> = [];
+      // acknowledgements of what is already durable are written at once. A failed commit is reported by the acks
+      // waiting on it; its records are written again once the disk has room (the store keeps them ahead of
+      // everything later), and output that needs them (outputNeedsLog) waits for that (#stallForLog).
+      const taken: Array<[Connection, Uint8Array, boolean]> = [];
       for (const connection of dirty) {
         if (!connection.outputGated) {
           connection.flush();
           continue;
         }
+        const needsLog = connection.outputNeedsLog;
         const bytes = connection.takePending();
-        if (bytes !== undefined) taken.push([connection, bytes]);
+        if (bytes !== undefined) taken.push([connection, bytes, needsLog]);
       }
-      const write = () => {
-        for (const [connection, bytes] of taken) connection.writeTaken(bytes);
-      };
-      store.commit().then(write, write);
+      store.commit().then(
+        () => {
+          for (const [connection, bytes] of taken) connection.writeTaken(bytes);
+        },
+        () => this.#stallForLog(taken),
+      );
       return;
     }
     for (const connection of dirty) connection.flush();
+  }
+
+  /** Connections whose output waits for records a failed write holds back (Connection.stall). */
+  #stalled: Set<Connection> | undefined;
+  /** The store broke (a failed fdatasync) and that was logged once; a restart is what helps. */
+  #reportedBroken = false;
+
+  /**
+   * A commit that output waited for failed. Runs that need its records wait until the store has written them (it
+   * retries them first, in order): a QoS 2 delivery or PUBREL that a crash could take back would be a second
+   * delivery after the restart. The others leave now, unless their connection has an earlier run waiting.
+   */
+  #stallForLog(taken: Array<[Connection, Uint8Array, boolean]>): void {
+    let stalledAny = false;
+    for (const [connection, bytes, needsLog] of taken) {
+      if (!needsLog) {
+        connection.writeTaken(bytes);
+        continue;
+      }
+      connection.stall(bytes);
+      this.#stalled ??= new Set();
+      this.#stalled.add(connection);
+      stalledAny = true;
+    }
+    if (stalledAny) this.#awaitLog();
+  }
+
+  /** Counts #awaitLog calls: only the latest may release, since it waits for the most records. */
+  #awaitGeneration = 0;
+
+  /**
+   * Waits until the store has written everything issued so far, however long the disk takes to have room, then lets
+   * the stalled runs go. Each stall waits anew, for what was issued up to it; the store writes in issue order, so
+   * once the latest wait resolves, every stalled run has its records.
+   */
+  #awaitLog(): void {
+    const generation = ++this.#awaitGeneration;
+    const release = () => {
+      if (generation !== this.#awaitGeneration) return;
+      const stalled = this.#stalled;
+      this.#stalled = undefined;
+      if (stalled !== undefined) for (const connection of stalled) connection.releaseStalled();
+    };
+    this.store.whenWritten().then(release, () => {
+      const stalled = this.#stalled;
+      this.#stalled = undefined;
+      if (stalled === undefined) return;
+      if (!this.#reportedBroken) {
+        this.#reportedBroken = true;
+        this.logger.error(
+          { code: 'BROKER_ERR_STORE', connections: stalled.size },
+          'store: cannot write before a restart; closing connections whose output needs what it could not write',
+        );
+      }
+      for (const connection of stalled) connection.dropStalled();
+    });
   }
 
   /**
@@ -506,6 +567,20 @@ export class BrokerCore {
   dropHeld(held: HeldPublish): void {
     const now = Date.now();
     for (const [session, delivery] of held.deliveries) session.dropHeld(delivery, now);
+    const message = held.message;
+    if (message.retain && !message.topic.startsWith('$SYS/')) {
+      // The failed batch's `retain` record is written again (the store retries it, in order): the record after it
+      // puts back what memory retains. As a copy with a record of its own: reading the log back forgets the message
+      // the failed one replaced, so a record naming its id would name nothing.
+      const current = this.router.retained.get(message.topic);
+      if (current === undefined) this.store.clearRetained(message.topic);
+      else {
+        const { storeId: _id, storeRefs: _refs, ...fields } = current;
+        const copy: Message = fields;
+        this.router.retain(copy);
+        this.store.setRetained(copy);
+      }
+    }
   }
 
   publishWill(will: Will, identity: ClientIdentity): void {

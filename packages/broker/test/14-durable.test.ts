@@ -490,10 +490,11 @@ describe('14 durable broker: write errors', () => {
           sub.send({ type: 'puback', packetId: p.packetId! });
         }
       }
-      // 'lost-5' and 'lost-4' were routed in memory before the write failed, and may be delivered while the broker
-      // ran; after a restart only what was acknowledged can be there, and all of it is.
-      assert.ok(got.includes('kept') && got.includes('after'), `got ${got.join(',')}`);
-      assert.ok(!got.includes('lost-5') && !got.includes('lost-4') && !got.includes('refused'), `got ${got.join(',')}`);
+      // 'lost-5' was queued in memory before its write failed (its publisher heard 0x97): the failed batch is
+      // written again once there is room, ahead of 'after', so the restart has what the running broker had (a
+      // second copy if the publisher resends, as QoS 1 allows). 'lost-4' and 'refused' came while the store
+      // refused messages and were never routed.
+      assert.deepEqual(got, ['kept', 'lost-5', 'after']);
       sub.end();
     });
   });

@@ -248,7 +248,7 @@ describe('log store', () => {
     await second.store.close();
   });
 
-  test('a short write (disk full mid-batch) is cut off: nothing of the batch is replayed, later batches land cleanly', async () => {
+  test('a short write (disk full mid-batch) is cut off and the batch written again, ahead of later ones, once there is room', async () => {
     const dir = dataDir();
     let short = false;
     const fs: StoreFs = {
@@ -272,12 +272,25 @@ describe('log store', () => {
     );
     assert.equal(store.writable, false);
     assert.match(store.refusal ?? '', /segment-\d+\.log/);
+    // whenWritten() waits across failed writes; commit() fails at once while only the failed batch waits.
+    let written = false;
+    const whenWritten = store.whenWritten().then(() => {
+      written = true;
+    });
+    await assert.rejects(store.commit(), /short write/);
+    // Still full: the next attempt fails too, for the failed batch and what came after it alike.
+    queue(store, 'f', 'refused');
+    await assert.rejects(store.commit(), /BROKER_ERR_STORE_FULL|short write/);
+    assert.equal(written, false);
     short = false;
     queue(store, 'f', 'later');
     await store.commit();
+    await whenWritten;
     await store.close();
     const again = await open({ dir });
-    assert.deepEqual(payloads(again.contents, 'f'), ['acked', 'later']);
+    // The log is what was issued, in order: a failed write delays its records, it never drops or reorders them.
+    const lost = Array.from({ length: 10 }, (_, i) => `lost${i}`);
+    assert.deepEqual(payloads(again.contents, 'f'), ['acked', ...lost, 'refused', 'later']);
     await again.store.close();
   });
 

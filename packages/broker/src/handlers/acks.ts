@@ -33,8 +33,10 @@ export function handlePubrel(connection: Connection, packet: PubrelPacket): void
   const found = connection.session?.releaseQos2(packet.packetId) ?? false;
   // The release must be durable before PUBCOMP: a client may reuse the id at once, and a restart that still held it
   // would take the next message as a duplicate and drop it. If it cannot be stored, no PUBCOMP: the client resends.
+  // A resent PUBREL finds the id gone while the first one's release may still wait to be written (a failed write
+  // is written again first): its PUBCOMP waits for what is pending too.
   connection.ackAfter(
-    store.durable && store.operations !== before ? store.commit() : undefined,
+    store.durable && (store.operations !== before || !store.idle) ? store.commit() : undefined,
     () =>
       connection.send({
         type: 'pubcomp',

@@ -265,6 +265,8 @@ function accept(
   } else {
     connection.sendConnack311(present);
   }
+  // A CONNACK promises the armed will even across a crash: it waits for the will's record if a write fails.
+  if (connection.willStored) connection.needsLog();
   connection.startKeepalive(keepalive);
   session.resume(connection, Date.now());
   if (core.logger.isLevelEnabled('debug')) {

@@ -10,6 +10,7 @@ export abstract class OpStore implements BrokerStore {
   abstract readonly durable: boolean;
   abstract readonly writable: boolean;
   abstract readonly refusal: string | undefined;
+  abstract readonly broken: boolean;
   abstract readonly idle: boolean;
   /** What has been applied (memory) or written (log). */
   protected state = new StoreState();
@@ -21,6 +22,7 @@ export abstract class OpStore implements BrokerStore {
   attachLive(_view: StoreLiveView): void {}
   protected abstract apply(op: StoreOp): void;
   abstract commit(): Promise<void>;
+  abstract whenWritten(): Promise<void>;
   abstract size(): StoreSize;
   abstract close(): Promise<void>;
 

@@ -157,6 +157,10 @@ export class LogStore extends OpStore {
     return this.#full === undefined && this.#broken === undefined;
   }
 
+  get broken(): boolean {
+    return this.#broken !== undefined;
+  }
+
   get idle(): boolean {
     return this.#pending.length === 0 && this.#current === undefined;
   }
@@ -465,6 +469,14 @@ export class LogStore extends OpStore {
 
   protected apply(op: StoreOp): void {
     this.#pending.push(op);
+    if (this.#flushing) this.#issuedWhileWriting = true;
+    else this.#schedule();
+  }
+
+  /** An operation came while the write loop ran: if the loop stops at a failed write, it gets an attempt of its own. */
+  #issuedWhileWriting = false;
+
+  #schedule(): void {
     if (!this.#scheduled && !this.#flushing) {
       this.#scheduled = true;
       setImmediate(this.#run);
@@ -472,6 +484,14 @@ export class LogStore extends OpStore {
   }
 
   commit(): Promise<void> {
+    // Nothing issued from now on can be made durable before a restart: every commit fails, not only the next one.
+    if (this.#broken !== undefined && this.#pending.length === 0 && this.#current === undefined) {
+      return Promise.reject(this.#fail(this.#broken));
+    }
+    // Only a failed batch is pending, waiting for room (no attempt scheduled): a commit fails now rather than wait.
+    if (this.#waitingForRoom !== undefined && !this.#scheduled && !this.#flushing) {
+      return Promise.reject(this.#waitingForRoom);
+    }
     if (this.#pending.length > 0) {
       this.#next ??= deferred();
       return this.#next.promise;
@@ -480,8 +500,46 @@ export class LogStore extends OpStore {
     return Promise.resolve();
   }
 
+  whenWritten(): Promise<void> {
+    const upTo = this.operations;
+    if (this.#writtenOps >= upTo) return Promise.resolve();
+    // Some of them were dropped by a write that cannot be tried again (they are not counted): they never will be.
+    if (this.#broken !== undefined) return Promise.reject(this.#fail(this.#broken));
+    return new Promise<void>((resolve, reject) => {
+      this.#writtenWaiters.push({ upTo, resolve, reject });
+    });
+  }
+
+  /**
+   * Operations durable, in issue order (a prefix of `operations`). One that could not be encoded counts too (it is
+   * gone, not waiting); those a broken store dropped do not, so waiting for them fails.
+   */
+  #writtenOps = 0;
+  #writtenWaiters: Array<{ upTo: number; resolve(): void; reject(error: Error): void }> = [];
+  /** Set while a failed batch waits at the head of #pending for the disk to take writes again: its error. */
+  #waitingForRoom: BrokerError | undefined;
+
+  /**
+   * `count` more operations are durable; or, with `failure`, they never will be (the store can write nothing more):
+   * they are not counted, so whoever waits for them hears so, now and later.
+   */
+  #settleWritten(count: number, failure?: BrokerError): void {
+    const waiters = this.#writtenWaiters;
+    if (failure !== undefined) {
+      this.#writtenWaiters = [];
+      for (const waiter of waiters) waiter.reject(failure);
+      return;
+    }
+    this.#writtenOps += count;
+    if (waiters.length === 0) return;
+    let done = 0;
+    while (done < waiters.length && waiters[done]!.upTo <= this.#writtenOps) waiters[done++]!.resolve();
+    if (done > 0) this.#writtenWaiters = waiters.slice(done);
+  }
+
   readonly #run = (): void => {
     this.#scheduled = false;
+    if (this.#closed) return;
     void this.#flushLoop();
   };
 
@@ -489,13 +547,22 @@ export class LogStore extends OpStore {
     if (this.#flushing) return;
     this.#flushing = true;
     try {
-      while (this.#pending.length > 0) await this.#writeBatch();
+      // A batch whose write failed is back at the head of #pending: the next attempt comes with the next operation
+      // or when the disk has room again (#scheduleRecheck), not in a loop against a full disk.
+      while (this.#pending.length > 0) {
+        this.#issuedWhileWriting = false;
+        if (!(await this.#writeBatch())) break;
+      }
     } finally {
       this.#flushing = false;
+      // Issued after the failure (what its holders undo, a new request): tried once more, and failing again, its
+      // own commits hear so instead of waiting for space.
+      if (this.#issuedWhileWriting && this.#pending.length > 0) this.#schedule();
     }
   }
 
-  async #writeBatch(): Promise<void> {
+  /** Whether the batch was written; false if it failed and waits at the head of #pending for another attempt. */
+  async #writeBatch(): Promise<boolean> {
     const pending = this.#pending;
     let take = pending.length;
     const encoder = this.#encoder;
@@ -575,9 +642,12 @@ export class LogStore extends OpStore {
         if (fd !== this.#fd) this.#fs.closeSync(fd);
       }
       this.#checkFreeSpace(Date.now());
+      this.#waitingForRoom = undefined;
+      this.#settleWritten(ops.length);
       const done = this.#current;
       this.#current = undefined;
       done?.resolve();
+      return true;
     } catch (error) {
       settleSnapshot?.(false);
       // The failed batch's commits reject in the microtasks that follow: what they drop (held QoS 2 deliveries,
@@ -589,7 +659,25 @@ export class LogStore extends OpStore {
       const failure = this.#fail(error, unsure);
       const done = this.#current;
       this.#current = undefined;
+      // A write that failed left nothing of the batch in the log (#undo): its operations are tried again, ahead of
+      // everything issued since, so the log stays a prefix of what the broker did in memory and never skips a
+      // record (docs/durable-store.md, "What a failed write means"). Not after a failed sync (on disk or not: the
+      // restart decides) or a failed cut: nothing more is written before a restart.
+      const retry = this.#broken === undefined && encodeError === undefined;
+      let later: Deferred | undefined;
+      if (retry) {
+        this.#pending = this.#pending.length === 0 ? ops : ops.concat(this.#pending);
+        // Everything pending waits behind this batch now: its commits fail too, and callers ask again.
+        later = this.#next;
+        this.#next = undefined;
+        this.#waitingForRoom = failure;
+      } else {
+        this.#waitingForRoom = undefined;
+        this.#settleWritten(ops.length, this.#broken === undefined ? undefined : failure);
+      }
       done?.reject(failure);
+      later?.reject(failure);
+      return !retry;
     }
   }
 
@@ -640,17 +728,19 @@ export class LogStore extends OpStore {
     if (this.#recheck !== undefined || this.#closed) return;
     this.#recheck = setInterval(() => {
       if (this.#broken !== undefined) return;
-      let free = 0;
+      let free = Number.POSITIVE_INFINITY;
       try {
         free = this.#fs.freeBytes(this.dir);
       } catch {
-        return;
+        // No statfs here: the next write finds out.
       }
       if (free < this.#reserveBytes * 2) return;
       this.#full = undefined;
       clearInterval(this.#recheck);
       this.#recheck = undefined;
       this.#logger?.info({ path: this.dir, free }, 'store: disk has room again, accepting messages');
+      // A failed batch waiting for another attempt goes now, not with the next operation someone issues.
+      if (this.#pending.length > 0) this.#schedule();
     }, FREE_SPACE_CHECK_MS);
     this.#recheck.unref();
   }
@@ -855,7 +945,16 @@ export class LogStore extends OpStore {
     if (this.#closed) return;
     this.#closing = true;
     try {
-      while (this.#pending.length > 0 || this.#flushing) await this.commit().catch(() => undefined);
+      while (this.#pending.length > 0 || this.#flushing) {
+        this.#schedule();
+        // A write failing at shutdown leaves its batch (and what follows) out of the log, as a crash would: one
+        // attempt, not a wait for a disk that may never have room.
+        const written = await this.commit().then(
+          () => true,
+          () => false,
+        );
+        if (!written) break;
+      }
       // A compaction in progress stops at its next slice and removes its unfinished snapshot.
       await this.#compaction?.catch(() => undefined);
     } finally {

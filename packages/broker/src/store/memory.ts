@@ -10,6 +10,7 @@ export class MemoryStore extends OpStore {
   readonly durable = false;
   readonly writable = true;
   readonly refusal = undefined;
+  readonly broken = false;
   readonly idle = true;
 
   async load(): Promise<StoreContents> {
@@ -23,6 +24,10 @@ export class MemoryStore extends OpStore {
   }
 
   commit(): Promise<void> {
+    return settled;
+  }
+
+  whenWritten(): Promise<void> {
     return settled;
   }
 

@@ -78,6 +78,11 @@ export interface BrokerStore {
   readonly writable: boolean;
   /** Why the store refuses new messages, while it does. */
   readonly refusal: string | undefined;
+  /**
+   * True once nothing more can be made durable before a restart (a failed fdatasync): a commit that fails while it
+   * is false is tried again when the disk takes writes (its operations stay ahead of everything issued since).
+   */
+  readonly broken: boolean;
   /** True when nothing is waiting to be written or synced (commit() would resolve at once). */
   readonly idle: boolean;
   /** Counts every operation issued; the core compares it around a publish to know whether it wrote anything. */
@@ -122,6 +127,12 @@ export interface BrokerStore {
 
   /** Resolves when every operation issued so far is durable (per the sync policy); rejects if it cannot be. */
   commit(): Promise<void>;
+  /**
+   * Resolves once every operation issued so far is durable, however many failed writes that takes (the store writes
+   * them again when the disk has room); rejects only when nothing more can be written before a restart (`broken`).
+   * commit() instead fails as soon as a write fails.
+   */
+  whenWritten(): Promise<void>;
   /** Same as commit(); the name the broker uses at shutdown. */
   flush(): Promise<void>;
   size(): StoreSize;
