@@ -1,6 +1,7 @@
 // SUBSCRIBE: authorize each filter, add it to the session and the router, acknowledge, then send the retained
 // messages the retain handling asks for (not for shared subscriptions).
-import { parseSharedSubscription, type QoS, type SubscribePacket } from '@otalink/mqtt';
+import type { QoS, SubscribePacket } from '@otalink/mqtt/codec';
+import { parseSharedSubscription } from '@otalink/mqtt/topic';
 import type { Connection } from '../connection.js';
 import type { SubscriptionEntry } from '../session.js';
 

@@ -1,5 +1,5 @@
 // UNSUBSCRIBE: remove each filter; 5.0 says per filter whether it existed.
-import type { UnsubscribePacket } from '@otalink/mqtt';
+import type { UnsubscribePacket } from '@otalink/mqtt/codec';
 import type { Connection } from '../connection.js';
 
 const NO_SUBSCRIPTION_EXISTED = 0x11;
