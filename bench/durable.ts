@@ -16,7 +16,7 @@
 //   3. Restart with 100 k queued QoS 1 messages for one offline subscriber: SIGTERM → exit (Mosquitto writes its
 //      database here), then spawn → accepting connections (load), then the subscriber drains them.
 // Beside each rate, the broker process's CPU time (user + system, from /proc) per message of that phase, and its CPU
-// time from spawn to accepting connections: steadier than rates on a shared machine.
+// time from spawn to accepting connections (empty directory and restart): steadier than rates on a shared machine.
 // What the acknowledgement means differs and is the point of the comparison: ours sends PUBACK after the commit
 // holding the message is fdatasync'ed (batch) or written (none); Mosquitto sends PUBACK at once and writes its
 // whole in-memory database only every autosave_interval seconds (1800 here, its default) and at shutdown, so a
@@ -279,6 +279,7 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
     const emptyStarted = performance.now();
     let broker = await candidate.start(dir);
     const emptyStartMs = performance.now() - emptyStarted;
+    const emptyStartCpuMs = cpuMs(broker);
     await prepareSubscribers(broker.port, subscribers);
     const cpuBefore = cpuMs(broker);
     const load = await publish(broker.port, PHASE_MS, PHASE_CAP);
@@ -313,6 +314,7 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
         queued.total,
         Math.round(shutdownMs),
         Math.round(emptyStartMs),
+        Math.round(emptyStartCpuMs),
         Math.round(startMs),
         Math.round(startCpuMs),
         broker.loadMs === undefined ? '-' : Math.round(broker.loadMs),
@@ -360,6 +362,7 @@ console.log(
       'queued for restart',
       'shutdown ms',
       'empty start ms',
+      'empty start CPU ms',
       'restart ms',
       'restart CPU ms',
       'of which load ms',
