@@ -9,7 +9,8 @@
 //   --bundled                                      our broker bundled by esbuild first (plain JavaScript, no tsx loader):
 //                                                  restart then measures the broker, not TypeScript compilation
 // Otherwise our broker starts through bin/ts-loader.js as `otalink broker` does: on Node 20 tsx's loader thread and
-// one round trip per module through it are ~0.45 s of CPU of every start (--bundled: ~0.2 s; Mosquitto: ~20 ms).
+// one round trip per module through it are ~0.4 s of CPU of every start (all of it: ~0.55 s; --bundled ~0.2 s;
+// Mosquitto ~20 ms).
 // See docs/durable-store.md, "Start-up".
 //
 // Measured per broker, each on a fresh data directory:
