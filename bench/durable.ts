@@ -8,6 +8,10 @@
 //   BROKER_MODULE=/abs/path/broker/src/index.ts     our broker from another checkout (before/after comparisons)
 //   --bundled                                      our broker bundled by esbuild first (plain JavaScript, no tsx loader):
 //                                                  restart then measures the broker, not TypeScript compilation
+// Otherwise our broker starts through bin/ts-loader.js as `otalink broker` does: on Node 20 tsx's loader thread and
+// one round trip per module through it are ~0.4 s of CPU of every start (all of it: ~0.55 s; --bundled ~0.2 s;
+// Mosquitto ~20 ms).
+// See docs/durable-store.md, "Start-up".
 //
 // Measured per broker, each on a fresh data directory:
 //   1. QoS 1 msgs/s from publishers (closed loop, a window of acks each) to offline persistent subscribers, until a
@@ -16,7 +20,7 @@
 //   3. Restart with 100 k queued QoS 1 messages for one offline subscriber: SIGTERM → exit (Mosquitto writes its
 //      database here), then spawn → accepting connections (load), then the subscriber drains them.
 // Beside each rate, the broker process's CPU time (user + system, from /proc) per message of that phase, and its CPU
-// time from spawn to accepting connections: steadier than rates on a shared machine.
+// time from spawn to accepting connections (empty directory and restart): steadier than rates on a shared machine.
 // What the acknowledgement means differs and is the point of the comparison: ours sends PUBACK after the commit
 // holding the message is fdatasync'ed (batch) or written (none); Mosquitto sends PUBACK at once and writes its
 // whole in-memory database only every autosave_interval seconds (1800 here, its default) and at shutdown, so a
@@ -43,11 +47,13 @@ const RESTART_COUNT = QUICK ? 20_000 : 100_000;
 const PAYLOAD = Buffer.alloc(256, 0x61);
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const OURS = fileURLToPath(new URL('./durable/ours.ts', import.meta.url));
+/** The TypeScript loader as bin/otalink.js registers it, so that start-up is measured as `otalink broker` pays it. */
+const TS_LOADER = fileURLToPath(new URL('../bin/ts-loader.js', import.meta.url));
 const BUNDLED = process.argv.includes('--bundled');
 
 /** `otalink broker` runs from source through tsx; --bundled measures the same code as one plain JavaScript file. */
 async function oursEntry(): Promise<{ args: string[]; cleanup(): void }> {
-  if (!BUNDLED) return { args: ['--import', 'tsx', OURS], cleanup: () => {} };
+  if (!BUNDLED) return { args: ['--import', TS_LOADER, OURS], cleanup: () => {} };
   const { buildSync } = await import('esbuild');
   const dir = mkdtempSync(join(tmpdir(), 'otalink-bench-durable-bundle-'));
   const outfile = join(dir, 'ours.mjs');
@@ -277,6 +283,7 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
     const emptyStarted = performance.now();
     let broker = await candidate.start(dir);
     const emptyStartMs = performance.now() - emptyStarted;
+    const emptyStartCpuMs = cpuMs(broker);
     await prepareSubscribers(broker.port, subscribers);
     const cpuBefore = cpuMs(broker);
     const load = await publish(broker.port, PHASE_MS, PHASE_CAP);
@@ -311,6 +318,7 @@ async function measure(candidate: Candidate): Promise<Array<string | number>> {
         queued.total,
         Math.round(shutdownMs),
         Math.round(emptyStartMs),
+        Math.round(emptyStartCpuMs),
         Math.round(startMs),
         Math.round(startCpuMs),
         broker.loadMs === undefined ? '-' : Math.round(broker.loadMs),
@@ -358,6 +366,7 @@ console.log(
       'queued for restart',
       'shutdown ms',
       'empty start ms',
+      'empty start CPU ms',
       'restart ms',
       'restart CPU ms',
       'of which load ms',

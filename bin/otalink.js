@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the `otalink` command: registers the TypeScript loader, then runs the CLI from source.
-import { register } from 'tsx/esm/api';
+import './ts-loader.js';
 
-register();
 const { main } = await import('../packages/cli/src/main.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -1,7 +1,8 @@
 // createBroker: options in, a broker out with listen/close, stats, embedded publish and client events.
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { type PublishProperties, type QoS, validateTopicName } from '@otalink/mqtt';
+import type { PublishProperties, QoS } from '@otalink/mqtt/codec';
+import { validateTopicName } from '@otalink/mqtt/topic';
 import { pino } from 'pino';
 import { Connection, type TransportInfo } from './connection.js';
 import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';

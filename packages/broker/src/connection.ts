@@ -12,7 +12,7 @@ import {
   type PublishPacket,
   UnsupportedProtocolError,
   type Will,
-} from '@otalink/mqtt';
+} from '@otalink/mqtt/codec';
 import { type BrokerCore, CONGESTION_BYTES, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER, TURN_OUTPUT_BYTES } from './core.js';
 import { readDirect } from './direct-read.js';
 import type { BrokerErrorCode } from './errors.js';

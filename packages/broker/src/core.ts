@@ -1,7 +1,7 @@
 // The broker's shared state and the operations handlers call: routing a message, opening and ending sessions,
 // wills, and the per-tick write flush. Listeners and the public API live in broker.ts; packet handling in handlers/.
 import { EventEmitter } from 'node:events';
-import type { ProtocolVersion, Will } from '@otalink/mqtt';
+import type { ProtocolVersion, Will } from '@otalink/mqtt/codec';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { LinkedList } from './connection-list.js';

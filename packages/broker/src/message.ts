@@ -1,6 +1,6 @@
 // The broker's internal message: one immutable object shared by every session it is routed to, so a fan-out to
 // many subscribers holds one payload and one property set.
-import type { PublishProperties, QoS } from '@otalink/mqtt';
+import type { PublishProperties, QoS } from '@otalink/mqtt/codec';
 
 export interface Message {
   topic: string;

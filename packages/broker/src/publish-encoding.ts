@@ -1,6 +1,12 @@
 // Encode a PUBLISH once per distinct wire form and reuse the bytes for every subscriber that gets that form. For
 // QoS 1/2 only the 2-byte packet id differs: the template is written with id 0 and `idOffset` says where to patch.
-import { encode, type ProtocolVersion, type PublishPacket, type PublishProperties, type QoS } from '@otalink/mqtt';
+import {
+  encode,
+  type ProtocolVersion,
+  type PublishPacket,
+  type PublishProperties,
+  type QoS,
+} from '@otalink/mqtt/codec';
 import { type Message, remainingExpirySeconds } from './message.js';
 
 export interface EncodedPublish {

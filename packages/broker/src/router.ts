@@ -1,6 +1,7 @@
 // Who gets a message: the subscription trie (exact-topic fast path), shared subscription groups served round-robin,
 // and the retained message store.
-import { parseSharedSubscription, type QoS, SubscriptionTrie } from '@otalink/mqtt';
+import type { QoS } from '@otalink/mqtt/codec';
+import { parseSharedSubscription, SubscriptionTrie } from '@otalink/mqtt/topic';
 import type { Delivery, Message } from './message.js';
 import { RetainedStore } from './retained.js';
 import type { Session, SubscriptionEntry } from './session.js';

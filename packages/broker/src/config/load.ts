@@ -2,7 +2,6 @@
 // password file, ACL file) so a broker that starts has everything it needs, and one that cannot says why at once.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
 import { createAclAuthorizer, readAclFile } from '../auth/acl.js';
 import { AuthFileError } from '../auth/errors.js';
 import { createPasswordAuthenticator } from '../auth/password-file.js';
@@ -48,6 +47,8 @@ async function listenerOptions(draft: ListenerDraft): Promise<ListenerOptions> {
   if (draft.path !== undefined) listener.path = draft.path.value;
   if (draft.certfile === undefined || draft.keyfile === undefined) return listener;
 
+  // node:tls only for a TLS listener: a plain broker's start-up does not load it.
+  const { createSecureContext } = await import('node:tls');
   const cert = await readSettingFile(draft.certfile, 'certfile');
   const key = await readSettingFile(draft.keyfile, 'keyfile');
   const ca = draft.cafile === undefined ? undefined : await readSettingFile(draft.cafile, 'cafile');

@@ -1,5 +1,5 @@
 // Acknowledgements: PUBACK/PUBREC/PUBCOMP for messages the broker sent, PUBREL for QoS 2 messages it received.
-import type { PubackPacket, PubcompPacket, PubrecPacket, PubrelPacket } from '@otalink/mqtt';
+import type { PubackPacket, PubcompPacket, PubrecPacket, PubrelPacket } from '@otalink/mqtt/codec';
 import type { Connection } from '../connection.js';
 
 const PACKET_ID_NOT_FOUND = 0x92;

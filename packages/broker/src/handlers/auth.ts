@@ -1,5 +1,5 @@
 // MQTT 5.0 enhanced authentication: AUTH exchanges during CONNECT and re-authentication of a live connection.
-import type { AuthPacket } from '@otalink/mqtt';
+import type { AuthPacket } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
 import { finishEnhancedConnect, refuse } from './connect.js';
 

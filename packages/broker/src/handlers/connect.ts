@@ -1,7 +1,7 @@
 // CONNECT: version and client id rules, authentication (plain or enhanced), session takeover and resumption,
 // keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
 import { randomUUID } from 'node:crypto';
-import { type ConnackProperties, type ConnectPacket, encode } from '@otalink/mqtt';
+import { type ConnackProperties, type ConnectPacket, encode } from '@otalink/mqtt/codec';
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
 import type { AuthenticationResult, BrokerLimits } from '../options.js';

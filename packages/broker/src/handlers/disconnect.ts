@@ -1,5 +1,5 @@
 // DISCONNECT from the client: no will (unless 5.0 reason 0x04), optionally a new session expiry, then close.
-import type { DisconnectPacket } from '@otalink/mqtt';
+import type { DisconnectPacket } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
 
 const DISCONNECT_WITH_WILL = 0x04;

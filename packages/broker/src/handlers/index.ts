@@ -1,6 +1,6 @@
 // Packet dispatch: one short handler per packet type. A handler returns a promise only for asynchronous steps
 // (authentication); the connection holds later packets until it settles.
-import type { Packet } from '@otalink/mqtt';
+import type { Packet } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
 import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './acks.js';
 import { handleAuth } from './auth.js';

@@ -4,7 +4,7 @@
 // messages (disk full) a QoS 1/2 or retained publish is not taken: 5.0 clients get 0x97, 3.1.1 clients no ack.
 // A QoS 2 message under a durable store is delivered only once that commit resolved (holdQos2): if it fails the
 // publisher is told so and nobody has it, so its resend is delivered exactly once.
-import type { PublishPacket, PublishProperties } from '@otalink/mqtt';
+import type { PublishPacket, PublishProperties } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
 import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';

@@ -2,7 +2,8 @@
 // messages the retain handling asks for (not for shared subscriptions). For a persistent session under a durable
 // store, SUBACK waits for the commit holding the subscriptions: if it fails, they are taken back and SUBACK says so
 // (5.0: 0x97 Quota exceeded, 3.1.1: 0x80 Failure), so a client never holds a grant that a restart would not know.
-import { parseSharedSubscription, type QoS, type SubscribePacket } from '@otalink/mqtt';
+import type { QoS, SubscribePacket } from '@otalink/mqtt/codec';
+import { parseSharedSubscription } from '@otalink/mqtt/topic';
 import type { Connection } from '../connection.js';
 import type { Delivery } from '../message.js';
 import type { Session, SubscriptionEntry } from '../session.js';

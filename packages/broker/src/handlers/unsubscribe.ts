@@ -2,7 +2,7 @@
 // store, UNSUBACK waits for the commit holding the removals: if it fails, the subscriptions are put back (a restart
 // would bring them back too) and the client is told: 5.0 UNSUBACK 0x80 Unspecified error for each, 3.1.1 (whose
 // UNSUBACK has no reason codes) no UNSUBACK and the connection closed.
-import type { UnsubscribePacket } from '@otalink/mqtt';
+import type { UnsubscribePacket } from '@otalink/mqtt/codec';
 import type { Connection } from '../connection.js';
 import type { SubscriptionEntry } from '../session.js';
 

@@ -3,8 +3,6 @@ import type { Duplex } from 'node:stream';
 import type { TransportInfo } from '../connection.js';
 import type { ListenerOptions, ListenerProtocol } from '../options.js';
 import { startTcpListener } from './tcp.js';
-import { startTlsListener } from './tls.js';
-import { startWsListener } from './ws.js';
 
 export type StreamHandler = (stream: Duplex, info: TransportInfo) => void;
 
@@ -17,10 +15,12 @@ export interface ListenerHandle {
 }
 
 /**
+ * TLS and WebSocket listeners are imported when one is configured: node:tls, node:http(s) and the ws package cost a
+ * plain MQTT broker a good part of its start-up otherwise.
  * `handshakeTimeoutMs` bounds the TLS handshake and the WebSocket upgrade (the CONNECT timeout), so a slow-loris
  * socket cannot sit in a transport handshake where the broker's own CONNECT deadline does not yet apply.
  */
-export function startListener(
+export async function startListener(
   options: ListenerOptions,
   onStream: StreamHandler,
   handshakeTimeoutMs: number,
@@ -29,9 +29,9 @@ export function startListener(
     case 'mqtt':
       return startTcpListener(options, onStream);
     case 'mqtts':
-      return startTlsListener(options, onStream, handshakeTimeoutMs);
+      return (await import('./tls.js')).startTlsListener(options, onStream, handshakeTimeoutMs);
     case 'ws':
     case 'wss':
-      return startWsListener(options, onStream, handshakeTimeoutMs);
+      return (await import('./ws.js')).startWsListener(options, onStream, handshakeTimeoutMs);
   }
 }

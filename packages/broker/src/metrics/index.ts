@@ -10,4 +10,12 @@ export {
   renderPrometheus,
   storeMetrics,
 } from './prometheus.js';
-export { type MetricsServer, type MetricsServerOptions, startMetricsServer } from './server.js';
+
+import type { startMetricsServer as startServer } from './server.js';
+
+export type { MetricsServer, MetricsServerOptions } from './server.js';
+
+/** Starts the endpoint; its module (and node:http) is loaded here, so a broker without metrics never loads it. */
+export async function startMetricsServer(...args: Parameters<typeof startServer>): ReturnType<typeof startServer> {
+  return (await import('./server.js')).startMetricsServer(...args);
+}

@@ -2,7 +2,7 @@
 // state changes (only for sessions that outlive their connection, only for QoS 1/2 and retained messages) and awaits
 // `commit()` before acknowledging what must survive a crash. Two implementations pass one contract suite:
 // MemoryStore (no disk) and LogStore (append-only log, group commit).
-import type { QoS, Will } from '@otalink/mqtt';
+import type { QoS, Will } from '@otalink/mqtt/codec';
 import type { Delivery, Message } from '../message.js';
 import type { ClientIdentity } from '../options.js';
 import type { InflightEntry, SubscriptionEntry } from '../session.js';
