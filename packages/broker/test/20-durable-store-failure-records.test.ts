@@ -5,7 +5,6 @@
 // refused retained QoS 2 message leaves the previous retained message in place, in memory and in the log.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { nodeStoreFs, type StoreFs } from '../src/index.js';
 import {
   connected,
   delay,
@@ -18,7 +17,7 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
-import { fillableDisk } from './support/store-fs.js';
+import { failingSyncs, fillableDisk } from './support/store-fs.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-failed-records-');
@@ -273,17 +272,12 @@ describe('20 durable broker: subscriptions and wills while the store fails', () 
 
   test('after a failed fdatasync a QoS 2 delivery is never sent: its subscriber is disconnected, and gets it once after the restart', async () => {
     const dir = dataDir();
-    let failSync = false;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) =>
-        failSync ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : nodeStoreFs.fdatasync(fd),
-    };
+    const { fs, fail: failSyncs } = failingSyncs();
     await withBroker({ dataDir: dir, storeOptions: { fs } }, async (b) => {
       const live = await connected(b.port, persistent('live'));
       await subscribe(live, 'b/#', 2);
       const ping = await connected(b.port, { version: 5, clientId: 'ping' });
-      failSync = true;
+      failSyncs(true);
       // Its batch is written and its sync fails: on disk or not, only the restart knows.
       b.broker.publish({ topic: 'b/1', payload: 'unsure', qos: 2 });
       assert.ok(await closed(live, 3000), 'the subscriber stayed connected');

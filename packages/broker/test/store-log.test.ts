@@ -10,6 +10,7 @@ import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs 
 import { encodeRecord } from '../src/store/codec.js';
 import { FrameDecoder, FrameEncoder } from '../src/store/frames.js';
 import type { StoreOp } from '../src/store/ops.js';
+import { failingSyncs } from './support/store-fs.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-log-');
@@ -296,17 +297,12 @@ describe('log store', () => {
 
   test('a failed fdatasync stops all writing until restart; what was durable before is loaded', async () => {
     const dir = dataDir();
-    let failSync = false;
-    const fs: StoreFs = {
-      ...nodeStoreFs,
-      fdatasync: (fd) =>
-        failSync ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : nodeStoreFs.fdatasync(fd),
-    };
+    const { fs, fail: failSyncs } = failingSyncs();
     const { store } = await open({ dir, fs });
     store.putSession('e', 60, 0);
     queue(store, 'e', 'durable');
     await store.commit();
-    failSync = true;
+    failSyncs(true);
     queue(store, 'e', 'unsure');
     // Written, not synced: on disk or not, the caller cannot know (a QoS 2 publisher then gets no answer).
     await assert.rejects(
@@ -314,7 +310,7 @@ describe('log store', () => {
       (error: unknown) =>
         error instanceof BrokerError && error.code === 'BROKER_ERR_STORE_SYNC' && /EIO/.test(error.message),
     );
-    failSync = false;
+    failSyncs(false);
     queue(store, 'e', 'refused');
     // Never written: a plain refusal.
     await assert.rejects(

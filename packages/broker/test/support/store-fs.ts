@@ -1,5 +1,6 @@
-// File systems for the durable store that a test can steer: one whose fdatasync calls wait until released, and one
-// that fills up (writes fail with ENOSPC and no space is reported) until freed.
+// File systems for the durable store that a test can steer: one whose fdatasync calls wait until released, one whose
+// fdatasync calls fail (EIO) while told to, and one that fills up (writes fail with ENOSPC and no space is reported)
+// until freed.
 import { nodeStoreFs, type StoreFs } from '../../src/index.js';
 
 /** While held, every fdatasync waits; release() lets them all run, in the order they came. */
@@ -25,6 +26,22 @@ export function heldSyncs(): { fs: StoreFs; hold(): void; release(): void } {
       const waiting = held;
       held = [];
       for (const run of waiting) run();
+    },
+  };
+}
+
+/** While failing, every fdatasync rejects with EIO (the write before it went through). */
+export function failingSyncs(): { fs: StoreFs; fail(on: boolean): void } {
+  let failing = false;
+  const fs: StoreFs = {
+    ...nodeStoreFs,
+    fdatasync: (fd) =>
+      failing ? Promise.reject(Object.assign(new Error('I/O error'), { code: 'EIO' })) : nodeStoreFs.fdatasync(fd),
+  };
+  return {
+    fs,
+    fail: (on) => {
+      failing = on;
     },
   };
 }
