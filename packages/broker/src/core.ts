@@ -10,7 +10,15 @@ import { type Delivery, isExpired, type Message } from './message.js';
 import type { Authenticate, Authorize, BrokerLimits, ClientIdentity, EnhancedAuthenticator } from './options.js';
 import { PublishTemplates } from './publish-encoding.js';
 import { Router } from './router.js';
-import { type InflightEntry, inboundQos2Of, inflightOf, newSessionState, queueOf, Session } from './session.js';
+import {
+  type InflightEntry,
+  inboundQos2Of,
+  inflightOf,
+  newSessionState,
+  queueOf,
+  Session,
+  type SubscriptionEntry,
+} from './session.js';
 import type { BrokerStats } from './stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoreContents } from './store/types.js';
@@ -316,7 +324,7 @@ export class BrokerCore {
     // The turn's end must still come, to count reads afresh for the next turn.
     this.#scheduleTurnEnd();
     if (this.#dirty.length === 0 && this.#yielded.length === 0) return;
-    if (this.store.durable && (!this.store.idle || this.store.broken)) return;
+    if (this.#outputWaitsForStore()) return;
     this.#flushOutput();
   }
 
@@ -400,10 +408,18 @@ export class BrokerCore {
     }
   }
 
+  /**
+   * The store has writes pending or syncing, so gated output must wait for their commit. A broken store is idle (its
+   * writes fail at once) but writes nothing: output that needs the log must not pass it either.
+   */
+  #outputWaitsForStore(): boolean {
+    const store = this.store;
+    return store.durable && (!store.idle || store.broken);
+  }
+
   #flushConnections(dirty: Connection[]): void {
     const store = this.store;
-    // A broken store is idle (its writes fail at once) but writes nothing: output that needs the log must not pass.
-    if (store.durable && (!store.idle || store.broken)) {
+    if (this.#outputWaitsForStore()) {
       // Output waits for the log: a subscriber must not see a message (or a PUBREL) that a crash could take back,
       // or a publisher's resend after restart would be delivered a second time. Connections with nothing queued but
       // acknowledgements of what is already durable are written at once. A failed commit is reported by the acks
@@ -635,6 +651,24 @@ export class BrokerCore {
       }
     }
     return { session, present };
+  }
+
+  /**
+   * Sets `entry` in `session` (and so its store) and in the router, counted once per filter. Returns whether the
+   * router had no subscription of the session for this filter (retain handling 1 sends retained messages then).
+   */
+  addSubscription(session: Session, entry: SubscriptionEntry): boolean {
+    const isNew = this.router.subscribe(session, entry);
+    if (session.subscribe(entry)) this.stats.subscriptionsCurrent++;
+    return isNew;
+  }
+
+  /** Takes `filter` out of `session` (and so its store) and the router; returns whether the session had it. */
+  removeSubscription(session: Session, filter: string): boolean {
+    if (!session.unsubscribe(filter)) return false;
+    this.router.unsubscribe(session, filter);
+    this.stats.subscriptionsCurrent--;
+    return true;
   }
 
   /** Removes a session and its subscriptions. */

@@ -45,8 +45,7 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
       subscriptionId,
     };
     const previous = session.state.subscriptions.get(entry.filter);
-    const isNew = core.router.subscribe(session, entry);
-    if (session.subscribe(entry)) core.stats.subscriptionsCurrent++;
+    const isNew = core.addSubscription(session, entry);
     granted.push({ index: reasonCodes.length, entry, previous });
     reasonCodes.push(requested.qos);
     if (shared === undefined && (entry.retainHandling === 0 || (entry.retainHandling === 1 && isNew))) {
@@ -97,14 +96,8 @@ function takeBack(connection: Connection, session: Session, granted: Granted[]):
   for (let i = granted.length - 1; i >= 0; i--) {
     const { entry, previous } = granted[i]!;
     if (session.state.subscriptions.get(entry.filter) !== entry) continue;
-    if (previous !== undefined) {
-      core.router.subscribe(session, previous);
-      session.subscribe(previous);
-      continue;
-    }
-    session.unsubscribe(entry.filter);
-    core.router.unsubscribe(session, entry.filter);
-    core.stats.subscriptionsCurrent--;
+    if (previous !== undefined) core.addSubscription(session, previous);
+    else core.removeSubscription(session, entry.filter);
   }
 }
 

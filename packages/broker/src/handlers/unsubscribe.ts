@@ -18,12 +18,8 @@ export function handleUnsubscribe(connection: Connection, packet: UnsubscribePac
   const removed: SubscriptionEntry[] = [];
   for (const filter of packet.topicFilters) {
     const entry = session.state.subscriptions.get(filter);
-    const existed = session.unsubscribe(filter);
-    if (existed) {
-      core.router.unsubscribe(session, filter);
-      core.stats.subscriptionsCurrent--;
-      removed.push(entry!);
-    }
+    const existed = core.removeSubscription(session, filter);
+    if (existed) removed.push(entry!);
     reasonCodes.push(existed ? 0 : NO_SUBSCRIPTION_EXISTED);
   }
   const v5 = connection.protocolVersion === 5;
@@ -37,9 +33,7 @@ export function handleUnsubscribe(connection: Connection, packet: UnsubscribePac
     // Back as they were, unless the session ended or a later SUBSCRIBE set the filter again meanwhile.
     if (core.sessions.get(session.clientId) === session) {
       for (const entry of removed) {
-        if (session.state.subscriptions.has(entry.filter)) continue;
-        core.router.subscribe(session, entry);
-        if (session.subscribe(entry)) core.stats.subscriptionsCurrent++;
+        if (!session.state.subscriptions.has(entry.filter)) core.addSubscription(session, entry);
       }
     }
     if (!v5) {
