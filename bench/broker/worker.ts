@@ -383,6 +383,7 @@ async function roundTrip(command: RttCommand): Promise<RttResult> {
   const client = groups.get(group)?.clients[0];
   if (client === undefined) throw new Error('rtt client missing');
   const template = publishTemplate(command.topic, 1, Math.max(8, command.payloadBytes));
+  await warmUp(client, template, command.warmupRoundTrips);
   const sentAtBySeq = new Map<number, number>();
   const sentAtById = new Map<number, number>();
   const delivery: number[] = [];
@@ -406,7 +407,6 @@ async function roundTrip(command: RttCommand): Promise<RttResult> {
     },
     control() {},
   });
-  await warmUp(client, template, command.warmupRoundTrips);
   const interval = 1000 / command.rate;
   const started = performance.now();
   const measureFrom = started + command.warmupMs;
@@ -462,7 +462,6 @@ async function roundTrip(command: RttCommand): Promise<RttResult> {
  */
 async function warmUp(client: Client, template: PublishTemplate, count: number): Promise<void> {
   if (count <= 0) return;
-  const framer = client.framer;
   let sent = 0;
   let acked = 0;
   await new Promise<void>((resolve) => {
@@ -488,7 +487,6 @@ async function warmUp(client: Client, template: PublishTemplate, count: number):
   });
   // Deliveries still on their way belong to the warm-up: let them arrive before the timed phase's framer takes over.
   await new Promise((r) => setTimeout(r, 100));
-  client.framer = framer;
 }
 
 /**
