@@ -30,9 +30,20 @@ test(`${CLIENTS} clients after a broker restart reconnect spread out, and all of
       clients.push(...batch);
     }
     const back: number[] = [];
+    // When each client's successful attempt was due to start (its last 'reconnecting' + delay): the spread is the
+    // clients' doing. Their CONNACK times also carry the broker's start-up: one that comes up slowly (seconds on a
+    // loaded machine) accepts a backlog of queued connects in one burst, whatever the clients did.
+    const attemptedAt: number[] = [];
     const failedAttempts = { count: 0 };
     for (const client of clients) {
-      client.on('connected', () => back.push(Date.now()));
+      let dueAt = 0;
+      client.on('reconnecting', ({ delayMs }) => {
+        dueAt = Date.now() + delayMs;
+      });
+      client.on('connected', () => {
+        back.push(Date.now());
+        attemptedAt.push(dueAt);
+      });
       client.on('error', () => failedAttempts.count++);
     }
 
@@ -52,17 +63,18 @@ test(`${CLIENTS} clients after a broker restart reconnect spread out, and all of
     );
 
     const sinceRestart = back.map((t) => t - restartedAt).sort((a, b) => a - b);
-    const p10 = percentile(sinceRestart, 10);
-    const p50 = percentile(sinceRestart, 50);
-    const p90 = percentile(sinceRestart, 90);
     const last = sinceRestart[sinceRestart.length - 1] as number;
-    // The herd: how many came back in the busiest 100 ms.
+    const attempts = attemptedAt.map((t) => t - restartedAt).sort((a, b) => a - b);
+    const p10 = percentile(attempts, 10);
+    const p50 = percentile(attempts, 50);
+    const p90 = percentile(attempts, 90);
+    // The herd: how many successful attempts started in the busiest 100 ms.
     let busiest = 0;
-    for (let i = 0, j = 0; i < sinceRestart.length; i++) {
-      while ((sinceRestart[i] as number) - (sinceRestart[j] as number) > 100) j++;
+    for (let i = 0, j = 0; i < attempts.length; i++) {
+      while ((attempts[i] as number) - (attempts[j] as number) > 100) j++;
       busiest = Math.max(busiest, i - j + 1);
     }
-    const summary = `down ${restartedAt - killedAt} ms; back after restart p10 ${p10} p50 ${p50} p90 ${p90} last ${last} ms; busiest 100 ms: ${busiest}; refused attempts ${failedAttempts.count}`;
+    const summary = `down ${restartedAt - killedAt} ms; successful attempts after restart p10 ${p10.toFixed(0)} p50 ${p50.toFixed(0)} p90 ${p90.toFixed(0)} ms; last back ${last} ms (p50 ${percentile(sinceRestart, 50)}); busiest 100 ms: ${busiest}; refused attempts ${failedAttempts.count}`;
     // Every client retried while the broker was down (attempt 0 and 1 land within 0-3 s), so the comeback follows
     // the jittered schedule: 80 % of the fleet is spread over at least a second ...
     assert.ok(p90 - p10 >= 1000, summary);
