@@ -103,12 +103,17 @@ export class TestBackend {
   }
 
   /** Resolves when `predicate` holds, checked after every message; rejects after `timeoutMs`. */
-  async waitFor(predicate: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  /** `what` may be a function: called at the timeout, it can say what state things were left in. */
+  async waitFor(
+    predicate: () => boolean,
+    timeoutMs = 20_000,
+    what: string | (() => string) = 'condition',
+  ): Promise<void> {
     if (predicate()) return;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== check);
-        reject(new Error(`timed out waiting for ${what}`));
+        reject(new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`));
       }, timeoutMs);
       const check = () => {
         if (!predicate()) return;
