@@ -36,7 +36,7 @@ import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
 import { isRedirect, MqttRedirectError, redirectTarget, SERVER_MOVED } from './redirect.js';
 import type { MessageStore } from './store/store.js';
-import type { Transport, TransportFactory } from './transport.js';
+import type { Transport, TransportFactory, TransportHandlers } from './transport.js';
 
 export type ClientState = 'idle' | 'connecting' | 'connected' | 'offline' | 'reconnecting' | 'closed';
 
@@ -107,23 +107,59 @@ export interface EndOptions {
   reasonCode?: number;
 }
 
-interface Connection {
-  transport: Transport | undefined;
+/**
+ * One connection attempt and, once established, the line. It is its transport's handlers itself, and its fields are
+ * plain: no closures per connection (see transports/socket.ts on what each costs an idle client under tsx).
+ */
+class Connection implements TransportHandlers {
+  transport: Transport | undefined = undefined;
   readonly decoder: Decoder;
-  readonly abort: AbortController;
-  established: boolean;
-  closed: boolean;
-  reason: Error | undefined;
-  readonly whenClosed: Promise<void>;
-  markClosed(): void;
+  /** Aborts the attempt (connect timeout, end()); dropped once established. */
+  abort: AbortController | undefined = new AbortController();
+  established = false;
+  closed = false;
+  reason: Error | undefined = undefined;
   /** Encoded packets waiting for the end of this tick, written as one chunk. */
-  out: Uint8Array[];
-  /** Writes `out` (made once per connection: no closure per flush). */
+  out: Uint8Array[] = [];
+  /** Writes `out`: made once per connection, so a flush queues no new function. */
   readonly flush: () => void;
   /** Reading stopped because a consumer's buffer reached the high-water mark. */
-  paused: boolean;
+  paused = false;
   /** Inside `onData`: what the read causes is written when it returns, not from a microtask. */
-  inRead: boolean;
+  inRead = false;
+  #closedWaiters: Array<() => void> | undefined = undefined;
+
+  constructor(
+    readonly client: MqttClient,
+    decoder: Decoder,
+  ) {
+    this.decoder = decoder;
+    // Assigned, not declared as a field: a field's arrow function gets its name set under tsx (keepNames).
+    this.flush = () => client.flushOut(this);
+  }
+
+  data(chunk: Uint8Array): void {
+    this.client.onData(this, chunk);
+  }
+
+  close(error?: Error): void {
+    this.client.onClose(this, error);
+  }
+
+  /** Resolves once the line is closed. */
+  whenClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#closedWaiters ??= [];
+      this.#closedWaiters.push(resolve);
+    });
+  }
+
+  markClosed(): void {
+    const waiters = this.#closedWaiters;
+    this.#closedWaiters = undefined;
+    if (waiters !== undefined) for (const resolve of waiters) resolve();
+  }
 }
 
 interface Pending<T> {
@@ -538,10 +574,10 @@ export class MqttClient extends Emitter<ClientEvents> {
         this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode).packets);
         this.closeLine(conn, 'end');
       } else {
-        conn.abort.abort(closedError());
+        conn.abort?.abort(closedError());
         conn.transport?.destroy();
       }
-      await conn.whenClosed;
+      await conn.whenClosed();
     }
     await this.finish(undefined);
   }
@@ -624,29 +660,15 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   /** One connection attempt: transport, CONNECT (with auth data), CONNACK, all within the connect timeout. */
   private async attemptOnce(): Promise<void> {
-    const abort = new AbortController();
-    let markClosed = () => {};
-    const whenClosed = new Promise<void>((resolve) => {
-      markClosed = resolve;
-    });
-    const conn: Connection = {
-      flush: () => this.flushOut(conn),
-      transport: undefined,
-      decoder: new Decoder({
+    const conn = new Connection(
+      this,
+      new Decoder({
         protocolVersion: this.version,
         role: 'client',
         maximumPacketSize: this.options.properties?.maximumPacketSize,
       }),
-      abort,
-      established: false,
-      closed: false,
-      reason: undefined,
-      whenClosed,
-      markClosed,
-      out: [],
-      paused: false,
-      inRead: false,
-    };
+    );
+    const abort = conn.abort as AbortController;
     this.conn = conn;
     this.setState('connecting');
     this.emit('connecting');
@@ -660,7 +682,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       const factory = this.options.transport ?? (await transportFor(target.protocol));
       const transport = await factory(
         { ...target, tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal },
-        { data: (chunk) => this.onData(conn, chunk), close: (err) => this.onClose(conn, err) },
+        conn,
       );
       conn.transport = transport;
       if (abort.signal.aborted) throw abort.signal.reason;
@@ -685,6 +707,8 @@ export class MqttClient extends Emitter<ClientEvents> {
       } finally {
         abort.signal.removeEventListener('abort', onAbort);
       }
+      // Connected: nothing is left to abort, and an idle client need not keep the controller and its signal.
+      conn.abort = undefined;
     } catch (err) {
       conn.reason ??= err as Error;
       conn.transport?.destroy();
@@ -730,7 +754,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     }, delayMs);
   }
 
-  private onData(conn: Connection, chunk: Uint8Array): void {
+  /** @internal The connection's transport read `chunk`. */
+  onData(conn: Connection, chunk: Uint8Array): void {
     if (conn.closed || this.conn !== conn) return;
     conn.decoder.push(chunk);
     // Answers and refills this read causes (and what listeners publish meanwhile) leave in one write as the read
@@ -767,7 +792,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
   }
 
-  private onClose(conn: Connection, err: Error | undefined): void {
+  /** @internal The connection's transport closed. */
+  onClose(conn: Connection, err: Error | undefined): void {
     if (conn.closed) return;
     conn.closed = true;
     conn.reason ??= err ?? new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'the connection closed');
@@ -852,7 +878,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn.out.length === 1 && !conn.inRead) queueMicrotask(conn.flush);
   }
 
-  private flushOut(conn: Connection): void {
+  /** @internal Writes what the connection has buffered. */
+  flushOut(conn: Connection): void {
     const chunks = conn.out;
     if (chunks.length === 0) return;
     conn.out = [];

@@ -23,6 +23,7 @@ export interface TransportTarget {
   signal: AbortSignal;
 }
 
+/** Call these as methods (`handlers.data(chunk)`): the client passes an object whose methods use `this`. */
 export interface TransportHandlers {
   data(chunk: Uint8Array): void;
   close(error?: Error): void;

@@ -1,7 +1,7 @@
 // mqtts:// over TLS; resolves after the handshake so the connect timeout covers it.
 import { connect } from 'node:tls';
 import type { TransportFactory } from '../transport.js';
-import { socketTransport, whenConnected } from './socket.js';
+import { SocketTransport } from './socket.js';
 
 export const tlsTransport: TransportFactory = async (target, handlers) => {
   const t = target.tls ?? {};
@@ -17,10 +17,14 @@ export const tlsTransport: TransportFactory = async (target, handlers) => {
     ALPNProtocols: t.alpnProtocols,
   });
   socket.setNoDelay(true);
-  await whenConnected(socket, 'secureConnect', target.signal);
-  socket.removeAllListeners('error');
-  return socketTransport(socket, handlers);
+  const transport = await new SocketTransport(socket, handlers).connected('secureConnect', target.signal, true);
+  process.nextTick(release, transport);
+  return transport;
 };
+
+function release(transport: SocketTransport): void {
+  transport.release();
+}
 
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
