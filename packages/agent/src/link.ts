@@ -1,15 +1,14 @@
 // The vehicle's network link, which a test or the simulator can cut: while it is down, MQTT connection attempts
 // fail and downloads wait; cutting it destroys the live MQTT socket without a DISCONNECT (the broker then publishes
 // the will), as a tunnel or a dead cell would.
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
-import type { Transport, TransportFactory } from '@otalink/mqtt';
+import type { Transport, TransportFactory, TransportHandlers } from '@otalink/mqtt';
+import { tcpTransport, tlsTransport } from '@otalink/mqtt/transports';
 import type { Scheduler } from './scheduler.js';
 
 export class Link {
   private downUntil = 0;
   private waiters: Array<() => void> = [];
-  private readonly sockets = new Set<Socket>();
+  private readonly transports = new Set<Transport>();
   private readonly cutListeners = new Set<() => void>();
   private cancelWake: (() => void) | undefined;
 
@@ -30,7 +29,7 @@ export class Link {
   /** Drops every connection now and refuses new ones for `durationMs`. */
   cut(durationMs: number): void {
     this.downUntil = Math.max(this.downUntil, this.now() + durationMs);
-    for (const socket of this.sockets) socket.destroy();
+    for (const transport of this.transports) transport.destroy();
     for (const listener of [...this.cutListeners]) listener();
     this.cancelWake?.();
     this.cancelWake = this.scheduler.at(this.downUntil, () => this.wake());
@@ -52,65 +51,43 @@ export class Link {
     for (const resolve of waiters) resolve();
   }
 
-  /** An MQTT transport for mqtt:// and mqtts:// that honours the link. */
+  /** An MQTT transport for mqtt:// and mqtts:// that honours the link: the client's own, refused while it is down. */
   readonly transport: TransportFactory = async (target, handlers) => {
     if (!this.isUp()) throw new Error('link down');
     if (target.protocol !== 'mqtt' && target.protocol !== 'mqtts') {
       throw new Error(`the simulated link carries mqtt and mqtts, not ${target.protocol}`);
     }
-    const t = target.tls ?? {};
-    const socket =
-      target.protocol === 'mqtts'
-        ? tlsConnect({
-            host: target.host,
-            port: target.port,
-            servername: t.servername ?? (/^[\d.]+$/.test(target.host) || target.host.includes(':') ? '' : target.host),
-            ca: t.ca as string | Buffer | Array<string | Buffer> | undefined,
-            cert: t.cert as string | Buffer | undefined,
-            key: t.key as string | Buffer | undefined,
-            passphrase: t.passphrase,
-            rejectUnauthorized: t.rejectUnauthorized ?? true,
-          })
-        : netConnect({ host: target.host, port: target.port });
-    socket.setNoDelay(true);
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        socket.destroy();
-        reject(new Error('connect aborted'));
-      };
-      if (target.signal.aborted) return onAbort();
-      target.signal.addEventListener('abort', onAbort, { once: true });
-      socket.once('error', (err) => {
-        target.signal.removeEventListener('abort', onAbort);
-        socket.destroy();
-        reject(err);
-      });
-      socket.once(target.protocol === 'mqtts' ? 'secureConnect' : 'connect', () => {
-        target.signal.removeEventListener('abort', onAbort);
-        socket.removeAllListeners('error');
-        resolve();
-      });
-    });
-    this.sockets.add(socket);
-    let lastError: Error | undefined;
-    socket.on('data', (chunk: Buffer) => handlers.data(chunk));
-    socket.on('error', (err) => {
-      lastError = err;
-    });
-    socket.on('close', () => {
-      this.sockets.delete(socket);
-      handlers.close(lastError);
-    });
-    const transport: Transport = {
-      write: (chunk) => {
-        if (!socket.destroyed) socket.write(chunk);
-      },
-      end: () => {
-        socket.end();
-        setTimeout(() => socket.destroy(), 2000).unref();
-      },
-      destroy: () => socket.destroy(),
-    };
+    const tracked = new TrackedHandlers(this.transports, handlers);
+    const transport = await (target.protocol === 'mqtts' ? tlsTransport : tcpTransport)(target, tracked);
+    if (!this.isUp()) {
+      // Cut while connecting: that connection would not have survived the cut either.
+      transport.destroy();
+      throw new Error('link down');
+    }
+    tracked.transport = transport;
+    this.transports.add(transport);
     return transport;
   };
+}
+
+/**
+ * Passes a connection's events on and forgets its transport once closed. An object rather than two closures: a
+ * simulated fleet keeps one per vehicle (see @otalink/mqtt's transports/socket.ts on what closures cost there).
+ */
+class TrackedHandlers implements TransportHandlers {
+  transport: Transport | undefined = undefined;
+
+  constructor(
+    private readonly live: Set<Transport>,
+    private readonly inner: TransportHandlers,
+  ) {}
+
+  data(chunk: Uint8Array): void {
+    this.inner.data(chunk);
+  }
+
+  close(error?: Error): void {
+    if (this.transport !== undefined) this.live.delete(this.transport);
+    this.inner.close(error);
+  }
 }
