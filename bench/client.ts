@@ -13,6 +13,12 @@
 // MQTT.js ignores Receive Maximum, so its promise API is driven with the same number of publishes outstanding.
 // Publish rows also give the broker's CPU share over the timed rounds (from /proc): a broker near 100 % of a core is
 // the ceiling for both clients. The same publish rows run against our broker too (its own process, the same window).
+//
+// A window of 20 makes the 5.0 rows depend on wake-ups as much as on either client: Mosquitto handles one packet per
+// loop turn and writes each PUBACK at once, and a write to a client asleep in epoll pays for waking it on the other
+// core (costly in a VM). A client that spends more CPU per message is asleep less often. `taskset -c 0 npm run
+// bench:client -- --only=publish` puts every process on one core: no cross-core wake-ups, the rate then follows the
+// CPU both processes spend per message.
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { bundleSizes } from './client/bundle.js';
