@@ -17,7 +17,7 @@ interface ReadHandle {
 }
 
 /** Handles read into this one buffer: reads run one at a time on this thread, and each is copied out at once. */
-const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
+export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 function probeSymbols(): Symbols | undefined {
   const buffer = Buffer.alloc(1);
@@ -66,12 +66,18 @@ function wrapper(onChunk: ChunkReader): UserBufferCallback {
  * there), as do 'end', 'error' and 'close'. Returns false, changing nothing, where it cannot be done.
  */
 export function readDirect(socket: unknown, onChunk: ChunkReader): boolean {
+  // A socket on a raw TCP handle (listeners/raw-tcp.ts) reads this way by itself.
+  const direct = socket as { readDirect?: (onChunk: ChunkReader) => void } | null;
+  if (typeof direct?.readDirect === 'function') {
+    direct.readDirect(onChunk);
+    return true;
+  }
   if (symbols === undefined || !(socket instanceof Socket)) return false;
   const handle = (socket as unknown as { _handle?: ReadHandle | null })._handle;
   if (handle == null || handle.reading === true || typeof handle.useUserBuffer !== 'function') return false;
   const record = socket as unknown as Record<symbol, unknown>;
-  record[symbols.buffer] = SHARED;
+  record[symbols.buffer] = READ_BUFFER;
   record[symbols.callback] = wrapper(onChunk);
-  handle.useUserBuffer(SHARED);
+  handle.useUserBuffer(READ_BUFFER);
   return true;
 }
