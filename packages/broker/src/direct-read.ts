@@ -4,6 +4,8 @@
 // sockets the same way (ours are accepted paused, before their handle reads). A warm QoS 1 round trip (two reads,
 // one write) took the broker's main thread 17 % fewer instructions this way (callgrind: 50.8-52.4 k → 42.3-42.5 k).
 // Where this Node does not work the same way, `readDirect` says no and the caller listens to 'data' as before.
+// Plain TCP connections are net.Sockets only where listeners/raw-tcp.ts cannot take them; its sockets read into
+// the same buffer by themselves (readDirect hands them the reader).
 import { Socket } from 'node:net';
 
 interface Symbols {

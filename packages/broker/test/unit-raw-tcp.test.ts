@@ -3,9 +3,11 @@
 // counted by writableLength until the peer reads them, a peer's FIN as 'end', FIN after our queued bytes, a reset
 // as 'error' then 'close' for that socket alone, destroy() with writes pending, and the peer's address.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { adoptConnections, RawTcpSocket } from '../src/listeners/raw-tcp.js';
 import { startTcpListener } from '../src/listeners/tcp.js';
 import { delay } from './support/raw-client.js';
@@ -307,5 +309,18 @@ describe('RawTcpSocket', () => {
     } finally {
       await listener.close();
     }
+  });
+
+  test('a process that makes deprecations throw keeps net.Socket, and its broker still works; others get raw sockets', () => {
+    const script = fileURLToPath(new URL('./support/tcp-listener-kind.ts', import.meta.url));
+    const run = (flags: string[]) =>
+      execFileSync(process.execPath, [...flags, '--import', 'tsx', script], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }).trim();
+    // process.binding is DEP0111: thrown (later, uncatchable) under --throw-deprecation, so it is not called there.
+    assert.equal(run(['--pending-deprecation', '--throw-deprecation']), 'net.Socket CONNACK');
+    assert.equal(run([]), 'RawTcpSocket CONNACK');
   });
 });

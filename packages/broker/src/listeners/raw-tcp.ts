@@ -1,11 +1,13 @@
 // Plain TCP connections without net.Socket. A net.Socket is a Duplex stream: its readable and writable state, its
-// listeners and what one connect allocates cost an idle connection ~0.8 KB of heap that stays, and make V8 grow its
-// young generation by a few KB per connection while thousands connect (bench:broker's idle row: 4.7 KB per
-// connection for a bare net server, 1.1 KB on the handles alone, Mosquitto 1.0 KB). The broker uses little of a
-// stream (write, end, destroy, pause, resume, writableLength, 'data', 'end', 'error', 'close'), so an accepted TCP
-// handle is wrapped in RawTcpSocket, which offers just that on Node's own handle (the one net.Socket wraps).
-// It relies on Node internals (process.binding('stream_wrap'), a listening net.Server's handle): `adoptConnections`
-// checks all of them once and, where any is missing or different, says no and the listener keeps net.Socket.
+// listeners and bound callbacks kept ~0.7 KB of heap per idle connection, and what each connect allocates made V8
+// grow its young generation by ~25 MB while thousands connected (10 000 idle connections: a bare net server's RSS
+// grew 4.7 KB per connection, the same server on the handles alone 1.1 KB, Mosquitto 1.0 KB). The broker uses
+// little of a stream (write, end, destroy, pause, resume, writableLength, 'data', 'end', 'error', 'close'), so an
+// accepted TCP handle is wrapped in RawTcpSocket, which offers just that on Node's own handle (the one net.Socket
+// wraps). It relies on Node internals (process.binding('stream_wrap'), a listening net.Server's handle; no warning
+// on Node 20 unless --pending-deprecation, which prints DEP0111 once, and not used under --throw-deprecation):
+// `adoptConnections` checks them all once and, where any is missing or different, says no and the listener keeps
+// net.Socket (read as direct-read.ts says).
 import type { Server } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { READ_BUFFER } from '../direct-read.js';
@@ -53,6 +55,9 @@ const OWNER = Symbol('rawTcpSocket');
 const UV_EOF = -4095;
 
 function loadBinding(): StreamBinding | undefined {
+  // process.binding is deprecated (DEP0111, reported under --pending-deprecation): under --throw-deprecation that
+  // report would be thrown later, out of reach of the catch below, so such a process keeps net.Socket.
+  if (process.throwDeprecation === true) return undefined;
   try {
     const binding = (process as unknown as { binding?: (name: string) => unknown }).binding;
     if (typeof binding !== 'function' || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
@@ -68,7 +73,7 @@ function loadBinding(): StreamBinding | undefined {
     }
     return stream as StreamBinding;
   } catch {
-    // No process.binding (a later Node), or deprecations made to throw.
+    // No process.binding, or no such binding (a later Node).
     return undefined;
   }
 }
