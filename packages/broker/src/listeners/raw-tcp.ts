@@ -29,7 +29,6 @@ interface TcpHandle {
 interface WriteRequest {
   handle: TcpHandle;
   oncomplete: (this: WriteRequest, status: number) => void;
-  async: boolean;
   socket: RawTcpSocket;
   bytes: number;
   /** Kept alive until the write is done. */
@@ -305,7 +304,6 @@ export class RawTcpSocket {
     const req = new stream.WriteWrap();
     req.handle = this.#handle;
     req.oncomplete = afterWrite;
-    req.async = false;
     req.socket = this;
     req.bytes = bytes.length;
     const status = this.#handle.writeBuffer(req, bytes);
@@ -314,7 +312,6 @@ export class RawTcpSocket {
       return false;
     }
     if (stream.streamBaseState[stream.kLastWriteWasAsync] === 0) return this.writableLength === 0;
-    req.async = true;
     req.buffer = bytes;
     this.writableLength += bytes.length;
     return false;
@@ -324,11 +321,7 @@ export class RawTcpSocket {
   written(req: WriteRequest, status: number): void {
     this.writableLength -= req.bytes;
     req.buffer = undefined;
-    if (this.destroyed) return;
-    if (status < 0) {
-      this.destroy(systemError(status, 'write'));
-      return;
-    }
+    if (status < 0) this.destroy(systemError(status, 'write'));
   }
 
   /** Sends FIN once the queued bytes are written (libuv's shutdown waits for them). */
