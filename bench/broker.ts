@@ -118,9 +118,10 @@ async function main(): Promise<void> {
       '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
       'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n' +
       'floor: not a broker, a Node server answering CONNECT and SUBSCRIBE with fixed acks and echoing a PUBLISH to\n' +
-      'its sender: the most connects/s the generators can drive on this machine now, and what a Node socket costs\n' +
-      'by itself (CPU per connect, RSS per idle connection, one read and one write of latency), which no Node\n' +
-      'broker can go below.\n',
+      'its sender: the most connects/s the generators can drive on this machine now, and what a net.Socket costs\n' +
+      'by itself (CPU per connect, RSS per idle connection, one read and one write of latency). Ours accepts plain\n' +
+      "TCP on Node's raw handles, without net.Socket, so its idle row can go below this column.\n" +
+      'idle: RSS growth less V8 young generation growth (a one-off of a Node heap), ÷ connections.\n',
   );
   if (options.json !== undefined) {
     writeFileSync(options.json, `${JSON.stringify({ header, versions, machine, options, cells, details }, null, 2)}\n`);

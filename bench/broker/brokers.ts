@@ -30,6 +30,11 @@ export interface RunningBroker {
   name: BrokerName;
   pid: number;
   port: number;
+  /**
+   * The resident size of V8's young generation (servers/young-generation.ts): a Node broker's heap grows it once by
+   * ~25 MB when thousands of connections arrive, which the idle row reports apart. 0 for Mosquitto (no such heap).
+   */
+  youngGeneration(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -88,7 +93,13 @@ function running(name: BrokerName, child: ChildProcess, port: number): RunningBr
   // Keep draining its output so a chatty broker never blocks on a full pipe.
   child.stdout?.resume();
   child.stderr?.resume();
-  return { name, pid: child.pid, port, stop: () => stopChild(child) };
+  const youngGeneration = async (): Promise<number> => {
+    if (name === 'mosquitto') return 0;
+    const answer = waitForLine(child, /^YOUNG (\d+)$/, 5000);
+    child.stdin?.write('young\n');
+    return Number((await answer)[1]);
+  };
+  return { name, pid: child.pid, port, youngGeneration, stop: () => stopChild(child) };
 }
 
 /** Mosquitto prints nothing on start with log_type error, so poll its port. */

@@ -31,6 +31,12 @@ export const ROWS: readonly Row[] = [
     label: (o) => `RSS per idle connection (${o.idleConnections}, 1 sub each)`,
     aim: '≤ 8 KB',
   },
+  {
+    key: 'idleMeasured',
+    scenario: 'idle',
+    label: () => '  RSS growth ÷ connections (V8 young gen. growth)',
+    aim: '',
+  },
   { key: 'connect', scenario: 'connect', label: () => 'connects/s (CONNECT, CONNACK, close)', aim: '≥ 5 k' },
   { key: 'connectCpu', scenario: 'connect', label: () => 'broker CPU per connect', aim: '' },
   { key: 'connectGenCpu', scenario: 'connect', label: () => 'generator CPU per connect (both)', aim: '' },

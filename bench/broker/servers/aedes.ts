@@ -2,6 +2,7 @@
 // listening. TCP_NODELAY is set on every socket, as ours and Mosquitto do, so no row measures Nagle.
 import { createServer } from 'node:net';
 import { Aedes } from 'aedes';
+import { answerYoungGenerationRequests } from './young-generation.js';
 
 const port = Number(process.argv[2] ?? '0');
 
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // The runner holds our stdin: if it dies without cleaning up (SIGKILL), stdin ends and so do we.
   process.stdin.on('end', stop);
+  answerYoungGenerationRequests();
   process.stdin.resume();
 }
 

@@ -1,10 +1,11 @@
-// The cheapest "broker" Node can be, for the connects/s, idle and round-trip rows: accept; answer CONNECT with a
+// The cheapest "broker" on net.Socket, for the connects/s, idle and round-trip rows: accept; answer CONNECT with a
 // fixed CONNACK and SUBSCRIBE with a SUBACK granting QoS 0; echo a PUBLISH back to its sender (a PUBACK for QoS 1,
 // then the same frame, as if the sender subscribed to its own topic, which is what the round-trip row does); close
 // on DISCONNECT or when the peer closes. Frames are only cut out, never decoded, and there is no session. It shows
-// the load generator's ceiling and the floor of a Node socket's own cost (CPU per connect, RSS per idle connection,
-// the latency of one read and one write), against which ours is judged.
+// the load generator's ceiling and the floor of a net.Socket's own cost (CPU per connect, RSS per idle connection,
+// the latency of one read and one write), against which ours is judged (ours reads plain TCP without net.Socket).
 import { createServer } from 'node:net';
+import { answerYoungGenerationRequests } from './young-generation.js';
 
 const CONNACK = Buffer.from([0x20, 0x02, 0x00, 0x00]);
 const port = Number(process.argv[2] ?? '0');
@@ -63,4 +64,5 @@ const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 process.stdin.on('end', () => process.exit(0));
+answerYoungGenerationRequests();
 process.stdin.resume();

@@ -1,6 +1,7 @@
 // Our broker in its own process, for the benchmark: prints `PORT <n>` once listening, or `UNAVAILABLE <why>` and
 // exits 3 when @otalink/broker cannot be loaded or started (it is being written alongside this benchmark).
 import { pino } from 'pino';
+import { answerYoungGenerationRequests } from './young-generation.js';
 
 const port = Number(process.argv[2] ?? '0');
 
@@ -35,6 +36,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   // The runner holds our stdin: if it dies without cleaning up (SIGKILL), stdin ends and so do we.
   process.stdin.on('end', stop);
+  answerYoungGenerationRequests();
   process.stdin.resume();
 }
 

@@ -1,10 +1,9 @@
 // createBroker: options in, a broker out with listen/close, stats, embedded publish and client events.
 import type { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
 import type { PublishProperties, QoS } from '@otalink/mqtt/codec';
 import { validateTopicName } from '@otalink/mqtt/topic';
 import { pino } from 'pino';
-import { Connection, type TransportInfo } from './connection.js';
+import { type ByteStream, Connection, type TransportInfo } from './connection.js';
 import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
 import { BrokerError } from './errors.js';
 import { type ListenerHandle, startListener } from './listeners/index.js';
@@ -88,7 +87,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
   // A function, so TypeScript does not keep `state` narrowed across the awaits in listen().
   const isClosed = (): boolean => state === 'closed';
 
-  const onStream = (stream: Duplex, info: TransportInfo): void => {
+  const onStream = (stream: ByteStream, info: TransportInfo): void => {
     if (core.closing) {
       stream.destroy();
       return;

@@ -2,7 +2,6 @@
 // coalesced into one socket write per event-loop turn (the turn's first read is written at once, see core.afterRead).
 // It owns the per-connection protocol state (version, aliases, keepalive, limits) and closes with the right reason
 // when the peer breaks the rules.
-import type { Duplex } from 'node:stream';
 import {
   Decoder,
   encode,
@@ -22,6 +21,24 @@ import type { Delivery } from './message.js';
 import type { ClientIdentity, EnhancedAuthenticator, ListenerProtocol } from './options.js';
 import { type PublishTemplates, publishPacket } from './publish-encoding.js';
 import type { Outlet, Session } from './session.js';
+
+/**
+ * The byte stream a connection reads and writes: a net, TLS or WebSocket Duplex, or a plain TCP connection on
+ * Node's raw handle (listeners/raw-tcp.ts), which has just this part of a stream.
+ */
+export interface ByteStream {
+  write(bytes: Uint8Array): boolean;
+  end(): unknown;
+  destroy(): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+  readonly writableLength: number;
+  on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
+  on(event: 'end' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
 
 export interface TransportInfo {
   protocol: ListenerProtocol;
@@ -112,11 +129,11 @@ const NEEDS_LOG = 1024;
 
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
 const CONNECTION = Symbol('connection');
-type ConnectionSocket = Duplex & { [CONNECTION]: Connection };
+type ConnectionSocket = ByteStream & { [CONNECTION]: Connection };
 
 export class Connection implements Outlet, Timed {
   readonly core: BrokerCore;
-  readonly socket: Duplex;
+  readonly socket: ByteStream;
   readonly transport: TransportInfo;
   readonly decoder: Decoder;
   state: State = 'awaiting-connect';
@@ -155,7 +172,7 @@ export class Connection implements Outlet, Timed {
   /** When its output was first seen above OUTPUT_HIGH_WATER since it last drained to OUTPUT_LOW_WATER; 0: drained. */
   #outputOverSince = 0;
 
-  constructor(core: BrokerCore, socket: Duplex, transport: TransportInfo, overLimit: boolean) {
+  constructor(core: BrokerCore, socket: ByteStream, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
     this.socket = socket;
     this.transport = transport;

@@ -4,6 +4,8 @@
 // sockets the same way (ours are accepted paused, before their handle reads). A warm QoS 1 round trip (two reads,
 // one write) took the broker's main thread 17 % fewer instructions this way (callgrind: 50.8-52.4 k → 42.3-42.5 k).
 // Where this Node does not work the same way, `readDirect` says no and the caller listens to 'data' as before.
+// Plain TCP connections are net.Sockets only where listeners/raw-tcp.ts cannot take them; its sockets read into
+// the same buffer by themselves (readDirect hands them the reader).
 import { Socket } from 'node:net';
 
 interface Symbols {
@@ -17,7 +19,7 @@ interface ReadHandle {
 }
 
 /** Handles read into this one buffer: reads run one at a time on this thread, and each is copied out at once. */
-const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
+export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 function probeSymbols(): Symbols | undefined {
   const buffer = Buffer.alloc(1);
@@ -66,12 +68,18 @@ function wrapper(onChunk: ChunkReader): UserBufferCallback {
  * there), as do 'end', 'error' and 'close'. Returns false, changing nothing, where it cannot be done.
  */
 export function readDirect(socket: unknown, onChunk: ChunkReader): boolean {
+  // A socket on a raw TCP handle (listeners/raw-tcp.ts) reads this way by itself.
+  const direct = socket as { readDirect?: (onChunk: ChunkReader) => void } | null;
+  if (typeof direct?.readDirect === 'function') {
+    direct.readDirect(onChunk);
+    return true;
+  }
   if (symbols === undefined || !(socket instanceof Socket)) return false;
   const handle = (socket as unknown as { _handle?: ReadHandle | null })._handle;
   if (handle == null || handle.reading === true || typeof handle.useUserBuffer !== 'function') return false;
   const record = socket as unknown as Record<symbol, unknown>;
-  record[symbols.buffer] = SHARED;
+  record[symbols.buffer] = READ_BUFFER;
   record[symbols.callback] = wrapper(onChunk);
-  handle.useUserBuffer(SHARED);
+  handle.useUserBuffer(READ_BUFFER);
   return true;
 }

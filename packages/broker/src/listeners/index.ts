@@ -1,10 +1,9 @@
-// Listeners accept sockets (TCP, TLS, WebSocket, WSS) and hand each one, as a duplex byte stream, to the broker.
-import type { Duplex } from 'node:stream';
-import type { TransportInfo } from '../connection.js';
+// Listeners accept sockets (TCP, TLS, WebSocket, WSS) and hand each one, as a byte stream, to the broker.
+import type { ByteStream, TransportInfo } from '../connection.js';
 import type { ListenerOptions, ListenerProtocol } from '../options.js';
 import { startTcpListener } from './tcp.js';
 
-export type StreamHandler = (stream: Duplex, info: TransportInfo) => void;
+export type StreamHandler = (stream: ByteStream, info: TransportInfo) => void;
 
 export interface ListenerHandle {
   protocol: ListenerProtocol;

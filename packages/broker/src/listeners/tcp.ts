@@ -3,6 +3,7 @@ import type { TransportInfo } from '../connection.js';
 import type { ListenerOptions } from '../options.js';
 import { closeServer, listen } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
+import { adoptConnections } from './raw-tcp.js';
 
 export async function startTcpListener(options: ListenerOptions, onStream: StreamHandler): Promise<ListenerHandle> {
   // noDelay: without it a QoS 1 round trip waits on Nagle plus delayed ACK. The server sets it on each accepted
@@ -18,5 +19,7 @@ export async function startTcpListener(options: ListenerOptions, onStream: Strea
   };
   const server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => onStream(socket, transport));
   const { host, port } = await listen(server, options, false);
+  // Accepted connections skip net.Socket where this Node allows (raw-tcp.ts); elsewhere the callback above takes them.
+  adoptConnections(server, (socket) => onStream(socket, transport));
   return { protocol: 'mqtt', host, port, close: () => closeServer(server) };
 }

@@ -1,0 +1,418 @@
+// Plain TCP connections without net.Socket. A net.Socket is a Duplex stream: its readable and writable state, its
+// listeners and bound callbacks kept ~0.7 KB of heap per idle connection, and what each connect allocates made V8
+// grow its young generation by ~25 MB while thousands connected (10 000 idle connections: a bare net server's RSS
+// grew 4.7 KB per connection, the same server on the handles alone 1.1 KB, Mosquitto 1.0 KB). The broker uses
+// little of a stream (write, end, destroy, pause, resume, writableLength, 'data', 'end', 'error', 'close'), so an
+// accepted TCP handle is wrapped in RawTcpSocket, which offers just that on Node's own handle (the one net.Socket
+// wraps). It relies on Node internals (process.binding('stream_wrap'), a listening net.Server's handle; no warning
+// on Node 20 unless --pending-deprecation, which prints DEP0111 once, and not used under --throw-deprecation):
+// `adoptConnections` checks them all once and, where any is missing or different, says no and the listener keeps
+// net.Socket (read as direct-read.ts says).
+import type { Server } from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { READ_BUFFER } from '../direct-read.js';
+
+/** The TCP handle (Node's TCPWrap) as far as it is used here. */
+interface TcpHandle {
+  onread: ((this: TcpHandle, arrayBuffer: ArrayBuffer | undefined) => void) | undefined;
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buffer: Uint8Array): void;
+  writeBuffer(req: WriteRequest, data: Uint8Array): number;
+  shutdown(req: ShutdownRequest): number;
+  close(callback: (this: TcpHandle) => void): void;
+  setNoDelay(on: boolean): number;
+  getpeername(out: { address?: string; port?: number }): number;
+  [OWNER]?: RawTcpSocket;
+}
+
+interface WriteRequest {
+  handle: TcpHandle;
+  oncomplete: (this: WriteRequest, status: number) => void;
+  socket: RawTcpSocket;
+  bytes: number;
+  /** Kept alive until the write is done. */
+  buffer: Uint8Array | undefined;
+}
+
+interface ShutdownRequest {
+  handle: TcpHandle;
+  oncomplete: (this: ShutdownRequest, status: number) => void;
+  socket: RawTcpSocket;
+}
+
+interface StreamBinding {
+  WriteWrap: new () => WriteRequest;
+  ShutdownWrap: new () => ShutdownRequest;
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kLastWriteWasAsync: number;
+}
+
+const OWNER = Symbol('rawTcpSocket');
+/** libuv's end of stream, as the read callback reports it. */
+const UV_EOF = -4095;
+
+function loadBinding(): StreamBinding | undefined {
+  // process.binding is deprecated (DEP0111, reported under --pending-deprecation): under --throw-deprecation that
+  // report would be thrown later, out of reach of the catch below, so such a process keeps net.Socket.
+  if (process.throwDeprecation === true) return undefined;
+  try {
+    const binding = (process as unknown as { binding?: (name: string) => unknown }).binding;
+    if (typeof binding !== 'function' || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
+    const stream = binding('stream_wrap') as Partial<StreamBinding>;
+    if (
+      typeof stream.WriteWrap !== 'function' ||
+      typeof stream.ShutdownWrap !== 'function' ||
+      !(stream.streamBaseState instanceof Int32Array) ||
+      typeof stream.kReadBytesOrError !== 'number' ||
+      typeof stream.kLastWriteWasAsync !== 'number'
+    ) {
+      return undefined;
+    }
+    return stream as StreamBinding;
+  } catch {
+    // No process.binding, or no such binding (a later Node).
+    return undefined;
+  }
+}
+
+let binding: StreamBinding | undefined | null = null;
+
+/** Loaded on first use: a broker without a plain TCP listener never asks for it. */
+function streamBinding(): StreamBinding | undefined {
+  if (binding === null) binding = loadBinding();
+  return binding;
+}
+
+const METHODS = ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'close', 'getpeername'] as const;
+
+function isTcpHandle(handle: unknown): handle is TcpHandle {
+  if (typeof handle !== 'object' || handle === null || !('onread' in handle)) return false;
+  const record = handle as Record<string, unknown>;
+  return METHODS.every((name) => typeof record[name] === 'function');
+}
+
+function systemError(status: number, syscall: string): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  const error: NodeJS.ErrnoException = new Error(`${syscall} ${code}`);
+  error.code = code;
+  error.errno = status;
+  error.syscall = syscall;
+  return error;
+}
+
+// Flags of a RawTcpSocket.
+const READING = 1;
+const PEER_ENDED = 2;
+const ENDING = 4;
+const SHUT_DOWN = 8;
+const DESTROYED = 16;
+
+/** What takes each read: `this` is the socket (typed `never` so a reader may declare its socket type). */
+type ChunkReader = (this: never, chunk: Buffer) => void;
+
+type Listener = (this: never, ...args: never[]) => void;
+type Listeners = Listener | Listener[] | undefined;
+export type RawTcpEvent = 'data' | 'end' | 'error' | 'close';
+
+function added(listeners: Listeners, listener: Listener): Listeners {
+  if (listeners === undefined) return listener;
+  return Array.isArray(listeners) ? [...listeners, listener] : [listeners, listener];
+}
+
+function removed(listeners: Listeners, listener: Listener): Listeners {
+  if (listeners === listener) return undefined;
+  if (!Array.isArray(listeners)) return listeners;
+  const at = listeners.lastIndexOf(listener);
+  if (at < 0) return listeners;
+  const rest = listeners.filter((_, i) => i !== at);
+  return rest.length === 1 ? rest[0] : rest;
+}
+
+/**
+ * One accepted TCP connection on Node's handle, with the part of a net.Socket the broker uses. Reads go to the
+ * reader set by readDirect (or 'data' listeners), each as a buffer of its own; write() queues in libuv, whose
+ * pending bytes writableLength counts until they are written; end() shuts the sending side down after them; the
+ * socket is destroyed once both sides have ended, on a read or write error ('error', then 'close') and by destroy().
+ * A peer's FIN is reported by 'end' and nothing more: the owner ends its own side when it has answered (as a
+ * net.Socket with allowHalfOpen would).
+ * Its events are those four, each listener called with the socket as `this`; it keeps them in four fields rather
+ * than being an EventEmitter, whose listener table would be ~0.2 KB of every idle connection.
+ */
+export class RawTcpSocket {
+  readonly #handle: TcpHandle;
+  #flags = 0;
+  #reader: ChunkReader | undefined = undefined;
+  #error: Error | undefined = undefined;
+  #onData: Listeners = undefined;
+  #onEnd: Listeners = undefined;
+  #onError: Listeners = undefined;
+  #onClose: Listeners = undefined;
+  /** Bytes handed to libuv that it has not written yet. */
+  writableLength = 0;
+
+  constructor(handle: TcpHandle) {
+    this.#handle = handle;
+    handle[OWNER] = this;
+    handle.onread = onRead;
+    handle.useUserBuffer(READ_BUFFER);
+  }
+
+  on(event: RawTcpEvent, listener: Listener): this {
+    this.#set(event, added(this.#get(event), listener));
+    return this;
+  }
+
+  addListener(event: RawTcpEvent, listener: Listener): this {
+    return this.on(event, listener);
+  }
+
+  once(event: RawTcpEvent, listener: Listener): this {
+    const socket = this;
+    const wrapped = function (this: never, ...args: never[]): void {
+      socket.off(event, wrapped);
+      listener.apply(this, args);
+    };
+    return this.on(event, wrapped);
+  }
+
+  off(event: RawTcpEvent, listener: Listener): this {
+    this.#set(event, removed(this.#get(event), listener));
+    return this;
+  }
+
+  removeListener(event: RawTcpEvent, listener: Listener): this {
+    return this.off(event, listener);
+  }
+
+  listenerCount(event: RawTcpEvent): number {
+    const listeners = this.#get(event);
+    if (listeners === undefined) return 0;
+    return Array.isArray(listeners) ? listeners.length : 1;
+  }
+
+  #get(event: RawTcpEvent): Listeners {
+    switch (event) {
+      case 'data':
+        return this.#onData;
+      case 'end':
+        return this.#onEnd;
+      case 'error':
+        return this.#onError;
+      case 'close':
+        return this.#onClose;
+      default:
+        throw new TypeError(`a raw TCP socket has no '${String(event)}' event`);
+    }
+  }
+
+  #set(event: RawTcpEvent, listeners: Listeners): void {
+    if (event === 'data') this.#onData = listeners;
+    else if (event === 'end') this.#onEnd = listeners;
+    else if (event === 'error') this.#onError = listeners;
+    else this.#onClose = listeners;
+  }
+
+  /** Calls the listeners with the socket as `this`; one that throws does not keep the others from running. */
+  #emit(listeners: Listeners, arg?: unknown): void {
+    if (listeners === undefined) return;
+    if (!Array.isArray(listeners)) {
+      (listeners as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
+      return;
+    }
+    let failure: { error: unknown } | undefined;
+    for (const listener of listeners) {
+      try {
+        (listener as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
+  }
+
+  get destroyed(): boolean {
+    return (this.#flags & DESTROYED) !== 0;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#peer().address;
+  }
+
+  get remotePort(): number | undefined {
+    return this.#peer().port;
+  }
+
+  #peer(): { address?: string; port?: number } {
+    const out: { address?: string; port?: number } = {};
+    if (this.destroyed || this.#handle.getpeername(out) !== 0) return {};
+    return out;
+  }
+
+  /** Hands each read to `onChunk` (`this` the socket) instead of emitting 'data'. */
+  readDirect(onChunk: ChunkReader): void {
+    this.#reader = onChunk;
+  }
+
+  /** Called by the handle's read callback. */
+  read(length: number): void {
+    if (length > 0) {
+      // Its own ArrayBuffer: the decoder keeps slices of it, and the shared read buffer is reused by the next read.
+      const chunk = Buffer.allocUnsafeSlow(length);
+      READ_BUFFER.copy(chunk, 0, 0, length);
+      const reader = this.#reader;
+      if (reader !== undefined) reader.call(this as never, chunk);
+      else this.#emit(this.#onData, chunk);
+      return;
+    }
+    if (length === 0) return;
+    this.#flags &= ~READING;
+    if (length !== UV_EOF) {
+      this.destroy(systemError(length, 'read'));
+      return;
+    }
+    this.#flags |= PEER_ENDED;
+    this.#emit(this.#onEnd);
+    if ((this.#flags & SHUT_DOWN) !== 0) this.destroy();
+  }
+
+  isPaused(): boolean {
+    return (this.#flags & READING) === 0;
+  }
+
+  pause(): this {
+    if ((this.#flags & READING) !== 0) {
+      this.#flags &= ~READING;
+      this.#handle.readStop();
+    }
+    return this;
+  }
+
+  resume(): this {
+    if ((this.#flags & (READING | PEER_ENDED | DESTROYED)) !== 0) return this;
+    const status = this.#handle.readStart();
+    if (status !== 0) this.destroy(systemError(status, 'read'));
+    else this.#flags |= READING;
+    return this;
+  }
+
+  /** Queues `bytes`; false once more than nothing waits in libuv. Bytes written after end() or destroy() are dropped. */
+  write(bytes: Uint8Array): boolean {
+    if ((this.#flags & (ENDING | DESTROYED)) !== 0) return false;
+    const stream = streamBinding()!;
+    const req = new stream.WriteWrap();
+    req.handle = this.#handle;
+    req.oncomplete = afterWrite;
+    req.socket = this;
+    req.bytes = bytes.length;
+    const status = this.#handle.writeBuffer(req, bytes);
+    if (status !== 0) {
+      this.destroy(systemError(status, 'write'));
+      return false;
+    }
+    if (stream.streamBaseState[stream.kLastWriteWasAsync] === 0) return this.writableLength === 0;
+    req.buffer = bytes;
+    this.writableLength += bytes.length;
+    return false;
+  }
+
+  /** Called when libuv has written (or failed to write) an asynchronous write's bytes. */
+  written(req: WriteRequest, status: number): void {
+    this.writableLength -= req.bytes;
+    req.buffer = undefined;
+    if (status < 0) this.destroy(systemError(status, 'write'));
+  }
+
+  /** Sends FIN once the queued bytes are written (libuv's shutdown waits for them). */
+  end(): this {
+    if ((this.#flags & (ENDING | DESTROYED)) !== 0) return this;
+    this.#flags |= ENDING;
+    const req = new (streamBinding()!.ShutdownWrap)();
+    req.handle = this.#handle;
+    req.oncomplete = afterShutdown;
+    req.socket = this;
+    const status = this.#handle.shutdown(req);
+    // 1: done at once (Node's convention); ENOTCONN: the peer is gone, so is our side.
+    if (status === 1 || (status < 0 && getSystemErrorName(status) === 'ENOTCONN')) this.shutDown(0);
+    else if (status !== 0) this.destroy(systemError(status, 'shutdown'));
+    return this;
+  }
+
+  /** Our side is shut down: the socket closes once the peer's side has ended too. */
+  shutDown(status: number): void {
+    if (this.destroyed) return;
+    if (status < 0 && getSystemErrorName(status) !== 'ENOTCONN') {
+      this.destroy(systemError(status, 'shutdown'));
+      return;
+    }
+    this.#flags |= SHUT_DOWN;
+    if ((this.#flags & PEER_ENDED) !== 0) this.destroy();
+  }
+
+  /** Closes the handle; 'error' (if `error`) and 'close' follow once it is closed. Pending writes are cancelled. */
+  destroy(error?: Error): this {
+    if (this.destroyed) return this;
+    this.#flags = (this.#flags | DESTROYED) & ~READING;
+    this.#error = error;
+    this.#handle.close(afterClose);
+    return this;
+  }
+
+  /** Called once the handle is closed. */
+  closed(): void {
+    const error = this.#error;
+    this.#error = undefined;
+    try {
+      if (error !== undefined) this.#emit(this.#onError, error);
+    } finally {
+      this.#emit(this.#onClose, error !== undefined);
+    }
+  }
+}
+
+// The handle and request callbacks: one of each for all sockets (`this` is the handle or request), no closures.
+function onRead(this: TcpHandle): void {
+  const stream = binding!;
+  this[OWNER]?.read(stream.streamBaseState[stream.kReadBytesOrError]!);
+}
+
+function afterWrite(this: WriteRequest, status: number): void {
+  this.socket.written(this, status);
+}
+
+function afterShutdown(this: ShutdownRequest, status: number): void {
+  this.socket.shutDown(status);
+}
+
+function afterClose(this: TcpHandle): void {
+  const socket = this[OWNER];
+  this[OWNER] = undefined;
+  socket?.closed();
+}
+
+/** The listening handle of a net.Server as far as it is used here. */
+interface ListenHandle {
+  onconnection: ((this: ListenHandle, status: number, handle: unknown) => void) | undefined;
+}
+
+/**
+ * Takes over the connections `server` (a listening net.Server) accepts: each arrives as a RawTcpSocket, not reading
+ * yet, with TCP_NODELAY set. Returns false, changing nothing, where this Node's internals are not as expected: the
+ * server then accepts net.Sockets as before. `server.close()` still stops accepting; the connections are the
+ * owner's to end (net.Server does not count them).
+ */
+export function adoptConnections(server: Server, onSocket: (socket: RawTcpSocket) => void): boolean {
+  if (streamBinding() === undefined) return false;
+  const handle = (server as unknown as { _handle?: ListenHandle | null })._handle;
+  // The listening handle is a TCP handle too (the same class as those it accepts): it shows what they offer.
+  if (handle == null || typeof handle.onconnection !== 'function' || !isTcpHandle(handle)) return false;
+  handle.onconnection = (status: number, accepted: unknown): void => {
+    // An accept that failed (the process is out of files): the kernel keeps the connection queued or drops it.
+    if (status !== 0) return;
+    const tcp = accepted as TcpHandle;
+    tcp.setNoDelay(true);
+    onSocket(new RawTcpSocket(tcp));
+  };
+  return true;
+}
