@@ -152,6 +152,12 @@ class AgentShell implements Agent {
   private subscribed = false;
   private downloadAbort: AbortController | undefined;
   private downloadRun: Promise<void> | undefined;
+  /**
+   * The slot store's work in flight (verify, install, discard). A process that dies stops it; an in-process kill
+   * cannot, so kill() waits for it: a lifetime that went on moving files after the next one started (removing the
+   * meta the next one had just written) made the next one's health check fail.
+   */
+  private readonly slotWork = new Set<Promise<unknown>>();
   private cancelWake: (() => void) | undefined;
   private wakeAt = Number.POSITIVE_INFINITY;
   private restartSlot: SlotName | undefined;
@@ -254,6 +260,7 @@ class AgentShell implements Agent {
     this.stopTimersAndWork();
     await this.client.end({ force: true }).catch(() => undefined);
     await this.downloadRun;
+    await Promise.allSettled(this.slotWork);
     await this.journal.close();
     this.resolveExit({ reason: 'killed' });
   }
@@ -407,7 +414,7 @@ class AgentShell implements Agent {
         this.background(async () => {
           let check: Awaited<ReturnType<SlotStore['verifyDownload']>>;
           try {
-            check = await this.slots.verifyDownload(action.manifest);
+            check = await this.slotStep(this.slots.verifyDownload(action.manifest));
           } catch (error) {
             // Without this the machine would wait in VERIFYING for a result that never comes.
             return {
@@ -434,7 +441,7 @@ class AgentShell implements Agent {
         this.background(async () => {
           const ref = { jobId: action.jobId, executionNumber: action.executionNumber };
           try {
-            await this.slots.install(action.slot, action.manifest);
+            await this.slotStep(this.slots.install(action.slot, action.manifest));
             await this.options.hooks?.install?.({
               vin: this.vin,
               ...ref,
@@ -450,8 +457,8 @@ class AgentShell implements Agent {
       case 'discard':
         this.stopDownload();
         this.background(async () => {
-          await this.slots.discardDownload();
-          if (action.slot !== undefined) await this.slots.discardSlot(action.slot);
+          await this.slotStep(this.slots.discardDownload());
+          if (action.slot !== undefined) await this.slotStep(this.slots.discardSlot(action.slot));
           return undefined;
         });
         return;
@@ -488,6 +495,16 @@ class AgentShell implements Agent {
         });
         return;
     }
+  }
+
+  /** Tracks one step of the slot store until it settles (see slotWork). */
+  private slotStep<T>(step: Promise<T>): Promise<T> {
+    this.slotWork.add(step);
+    const forget = (): void => {
+      this.slotWork.delete(step);
+    };
+    step.then(forget, forget);
+    return step;
   }
 
   private background(work: () => Promise<MachineEvent | undefined>): void {
@@ -570,6 +587,7 @@ class AgentShell implements Agent {
       .end(exit.reason === 'killed' || this.client.state !== 'connected' ? { force: true } : { timeoutMs: 10_000 })
       .catch(() => undefined);
     await this.downloadRun;
+    await Promise.allSettled(this.slotWork);
     await this.journal.close();
     this.resolveExit(exit);
   }

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -267,6 +267,46 @@ describe('killed at each step, resumed from the journal', () => {
       }
     });
   }
+
+  test('a killed lifetime changes no slot file once kill() has returned (its next lifetime is alone on the disk)', async () => {
+    const vin = 'SIM-KILL-QUIET';
+    const dir = await tempDir();
+    const backend = await TestBackend.start(url);
+    let killed: Promise<void> | undefined;
+    let runner: Awaited<ReturnType<typeof runAgent>> | undefined;
+    runner = await runAgent(vehicleOptions(vin, dir.path, url, artifacts.ca), {
+      state: (state) => {
+        // Killed as the install starts, from outside the agent's call stack, as in the cases above.
+        if (killed === undefined && state.current?.phase === 'INSTALLING') {
+          killed = new Promise((resolve) => setImmediate(() => void runner?.agent.kill().then(resolve)));
+        }
+      },
+    });
+    const slotB = join(dir.path, 'slots', 'B');
+    const snapshot = async () => {
+      const names = await readdir(slotB).catch(() => [] as string[]);
+      const meta = await readFile(join(slotB, 'meta.json'), 'utf8').catch(() => '');
+      return JSON.stringify({ names: names.sort(), meta });
+    };
+    try {
+      await backend.waitFor(() => (backend.syncs.get(vin) ?? 0) >= 1, 10_000, 'sync');
+      await backend.notify(vin, jobFields(bigManifest()));
+      await guard(
+        (async () => {
+          while (killed === undefined) await delay(5);
+          await killed;
+        })(),
+        'the kill at INSTALLING',
+      );
+      const atKill = await snapshot();
+      await delay(300);
+      assert.equal(await snapshot(), atKill, 'slot B changed after kill() returned');
+    } finally {
+      await runner.kill();
+      await backend.close();
+      await dir.remove();
+    }
+  });
 
   test('killed during the health check of the new version: the trial boot counts as failed, ROLLED_BACK', async () => {
     const vin = 'SIM-KILL-HEALTH';
