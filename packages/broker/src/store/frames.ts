@@ -5,6 +5,7 @@
 // binary; the rare ones (sessions, subscriptions, retained, wills, snapshot markers) keep format 1's body
 // ([u8 op][u32 JSON length][JSON]), so one decoder reads both kinds.
 import { crc32 } from 'node:zlib';
+import type { QoS } from '@otalink/mqtt/codec';
 import type { Message } from '../message.js';
 import { decodeBody, encodeBody, parseJson, RECORD_HEADER_BYTES, stringifyJson } from './codec.js';
 import type { StoreOp } from './ops.js';
@@ -249,7 +250,16 @@ function deliveryBound(delivery: StoredDelivery): number {
 export interface RecordSink {
   op(op: StoreOp): void;
   message(id: number, message: Message): void;
-  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void;
+  /** A queue entry, its delivery's fields one by one (no stored-form object: the state builds the broker's). */
+  enqueue(
+    clientId: string,
+    entryId: number,
+    messageId: number,
+    qos: QoS,
+    retain: boolean,
+    subscriptionIds: number[] | undefined,
+    sharedFilter: string | undefined,
+  ): void;
   dequeue(clientId: string, entryId: number): void;
 }
 
@@ -258,15 +268,16 @@ function opSink(each: (op: StoreOp) => void): RecordSink {
   return {
     op: each,
     message: (id, message) => each({ op: 'msg', id, message }),
-    enqueue: (clientId, entryId, delivery) => each({ op: 'enqueue', clientId, entryId, delivery }),
+    enqueue: (clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter) =>
+      each({ op: 'enqueue', clientId, entryId, delivery: { messageId, qos, retain, subscriptionIds, sharedFilter } }),
     dequeue: (clientId, entryId) => each({ op: 'dequeue', clientId, entryId }),
   };
 }
 
 /**
- * Reads the records of one frame body (whose CRC checked). Payloads are views of one copy of the frame, so a message
- * kept for a long time pins its batch, not a whole read chunk. Consecutive records of one client reuse one string for
- * its id.
+ * Reads the records of one frame body (whose CRC checked). Payloads are views: of the body itself when its caller
+ * never reuses that memory (`owned`, the load's read chunks), else of one copy of the frame. Consecutive records of
+ * one client reuse one string for its id.
  */
 export class FrameDecoder {
   #buffer: Buffer = Buffer.alloc(0);
@@ -276,11 +287,14 @@ export class FrameDecoder {
   readonly #lastBytes = Buffer.alloc(64);
   #lastLength = -1;
 
-  /** Hands every record of `body` to `to`; throws on a record that does not make sense (a format error). */
-  decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void)): void {
+  /**
+   * Hands every record of `body` to `to`; throws on a record that does not make sense (a format error). `owned`: the
+   * memory under `body` is never written again, so payloads may be views of it (no copy).
+   */
+  decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void), owned = false): void {
     const sink = typeof to === 'function' ? opSink(to) : to;
     this.#buffer = body;
-    this.#owned = undefined;
+    this.#owned = owned ? body : undefined;
     this.#at = 0;
     while (this.#at < body.length) {
       if (body.length - this.#at < 5) throw new Error('record header cut short');
@@ -332,9 +346,12 @@ export class FrameDecoder {
       case ENQUEUE: {
         const clientId = this.#string(true);
         const entryId = this.#id();
-        const delivery = this.#delivery();
+        const messageId = this.#id();
+        const flags = buffer[this.#at++]!;
+        const subscriptionIds = flags & HAS_SUBSCRIPTION_IDS ? this.#subscriptionIds() : undefined;
+        const sharedFilter = flags & HAS_SHARED_FILTER ? this.#string(false) : undefined;
         this.#check(code, end);
-        sink.enqueue(clientId, entryId, delivery);
+        sink.enqueue(clientId, entryId, messageId, qosOf(flags), (flags & RETAIN) !== 0, subscriptionIds, sharedFilter);
         return;
       }
       case DEQUEUE: {
@@ -371,12 +388,12 @@ export class FrameDecoder {
     if (this.#at !== end) throw new Error(`record type ${code} has ${end - this.#at} bytes left over`);
   }
 
-  /** This frame's body copied once, out of the read buffer that the next read overwrites; payloads are views of it. */
+  /** Memory payloads may be views of: the body itself when owned, else its copy made at the first payload. */
   #owned: Buffer | undefined;
 
   /**
-   * A payload, as a view of the frame's own copy: one copy per frame instead of one allocation per message (which
-   * took most of a message's load time). A kept message pins its frame, one batch of the log, until it is forgotten.
+   * A payload, as a view: no allocation of its own per message (which took most of a message's load time). A kept
+   * message pins the memory it views (a read chunk at load, see LogStore) until it is forgotten.
    */
   #payload(start: number, end: number): Uint8Array {
     if (this.#owned === undefined) {
@@ -394,15 +411,7 @@ export class FrameDecoder {
     const messageId = this.#id();
     const flags = buffer[this.#at++]!;
     this.#deliveryFlags = flags;
-    let subscriptionIds: number[] | undefined;
-    if (flags & HAS_SUBSCRIPTION_IDS) {
-      const count = this.#u16();
-      subscriptionIds = new Array<number>(count);
-      for (let i = 0; i < count; i++) {
-        subscriptionIds[i] = buffer.readUInt32LE(this.#at);
-        this.#at += 4;
-      }
-    }
+    const subscriptionIds = flags & HAS_SUBSCRIPTION_IDS ? this.#subscriptionIds() : undefined;
     const sharedFilter = flags & HAS_SHARED_FILTER ? this.#string(false) : undefined;
     const delivery: StoredDelivery = {
       messageId,
@@ -412,6 +421,17 @@ export class FrameDecoder {
       sharedFilter,
     };
     return delivery;
+  }
+
+  #subscriptionIds(): number[] {
+    const buffer = this.#buffer;
+    const count = this.#u16();
+    const ids = new Array<number>(count);
+    for (let i = 0; i < count; i++) {
+      ids[i] = buffer.readUInt32LE(this.#at);
+      this.#at += 4;
+    }
+    return ids;
   }
 
   #u16(): number {

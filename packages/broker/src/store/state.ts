@@ -4,13 +4,40 @@
 // Once the broker holds the queues and in-flight windows itself (`dropEntries`), the state keeps only sessions,
 // subscriptions, inbound QoS 2 ids, retained messages and wills: the per-message records, most of what is written,
 // are then no work here at all, and a compaction reads those entries from the broker's view instead.
+import type { QoS } from '@otalink/mqtt/codec';
 import type { Delivery, Message } from '../message.js';
 import type { InflightEntry, SubscriptionEntry } from '../session.js';
 import type { StoreOp } from './ops.js';
-import type { StoreContents, StoredDelivery, StoredSession, StoreLiveView } from './types.js';
+import type { StoreContents, StoredDelivery, StoredInflight, StoredSession, StoreLiveView } from './types.js';
+
+/**
+ * A session as the state keeps it. Its queue is held in the broker's form (`deliveries`: the message itself, the entry
+ * id), so that a loaded queue is handed to the broker as it is: one object per queued message, not a stored form
+ * and then a broker form built from it. `queue`, the stored form, is built when someone asks (tests, tools).
+ */
+class StateSession implements StoredSession {
+  readonly subscriptions = new Map<string, SubscriptionEntry>();
+  /** Queue order is insertion order; keys are entry ids. The broker may take these objects as its own. */
+  readonly deliveries = new Map<number, Delivery>();
+  readonly inflight = new Map<number, StoredInflight>();
+  readonly inboundQos2 = new Set<number>();
+
+  constructor(
+    readonly clientId: string,
+    public expiryInterval: number,
+    public expiresAt: number,
+  ) {}
+
+  get queue(): Map<number, StoredDelivery> {
+    const queue = new Map<number, StoredDelivery>();
+    for (const [entryId, delivery] of this.deliveries)
+      queue.set(entryId, storedForm(delivery, delivery.message.storeId!));
+    return queue;
+  }
+}
 
 export class StoreState {
-  readonly sessions = new Map<string, StoredSession>();
+  readonly sessions = new Map<string, StateSession>();
   messages = new Map<number, Message>();
   readonly retained = new Map<string, number>();
   readonly wills: StoreContents['wills'] = new Map();
@@ -42,8 +69,8 @@ export class StoreState {
       this.#ref(message);
     }
     for (const session of this.sessions.values()) {
-      this.liveBytes -= (session.queue.size + session.inflight.size) * 48;
-      session.queue.clear();
+      this.liveBytes -= (session.deliveries.size + session.inflight.size) * 48;
+      session.deliveries.clear();
       session.inflight.clear();
     }
   }
@@ -79,7 +106,8 @@ export class StoreState {
   }
 
   contents(): StoreContents {
-    return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
+    const sessions: Map<string, StoredSession> = this.sessions;
+    return { sessions, messages: this.messages, retained: this.retained, wills: this.wills };
   }
 
   /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
@@ -131,15 +159,7 @@ export class StoreState {
       case 'session': {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) {
-          this.sessions.set(op.clientId, {
-            clientId: op.clientId,
-            expiryInterval: op.expiryInterval,
-            expiresAt: op.expiresAt,
-            subscriptions: new Map(),
-            queue: new Map(),
-            inflight: new Map(),
-            inboundQos2: new Set(),
-          });
+          this.sessions.set(op.clientId, new StateSession(op.clientId, op.expiryInterval, op.expiresAt));
           this.liveBytes += 64 + op.clientId.length;
         } else {
           session.expiryInterval = op.expiryInterval;
@@ -151,10 +171,13 @@ export class StoreState {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) return;
         this.sessions.delete(op.clientId);
-        for (const delivery of session.queue.values()) this.#unref(delivery.messageId);
+        for (const delivery of session.deliveries.values()) this.#unref(delivery.message.storeId!);
         for (const entry of session.inflight.values()) if (entry.delivery) this.#unref(entry.delivery.messageId);
         this.liveBytes -=
-          64 + op.clientId.length + session.subscriptions.size * 64 + (session.queue.size + session.inflight.size) * 48;
+          64 +
+          op.clientId.length +
+          session.subscriptions.size * 64 +
+          (session.deliveries.size + session.inflight.size) * 48;
         return;
       }
       case 'sub': {
@@ -172,9 +195,11 @@ export class StoreState {
       case 'msg':
         this.message(op.id, op.message);
         return;
-      case 'enqueue':
-        this.enqueue(op.clientId, op.entryId, op.delivery);
+      case 'enqueue': {
+        const { messageId, qos, retain, subscriptionIds, sharedFilter } = op.delivery;
+        this.enqueue(op.clientId, op.entryId, messageId, qos, retain, subscriptionIds, sharedFilter);
         return;
+      }
       case 'dequeue':
         this.dequeue(op.clientId, op.entryId);
         return;
@@ -271,14 +296,23 @@ export class StoreState {
     this.#admit(id, message);
   }
 
-  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void {
+  // The delivery's fields come one by one: a replayed log makes no stored-form object per entry, only the broker's.
+  enqueue(
+    clientId: string,
+    entryId: number,
+    messageId: number,
+    qos: QoS,
+    retain: boolean,
+    subscriptionIds: number[] | undefined,
+    sharedFilter: string | undefined,
+  ): void {
     if (!this.#entries) return;
     if (entryId > this.maxId) this.maxId = entryId;
     const session = this.sessions.get(clientId);
-    if (session === undefined || session.queue.has(entryId)) return;
-    const message = this.messages.get(delivery.messageId);
+    if (session === undefined || session.deliveries.has(entryId)) return;
+    const message = this.messages.get(messageId);
     if (message === undefined) return;
-    session.queue.set(entryId, delivery);
+    session.deliveries.set(entryId, { message, qos, retain, subscriptionIds, sharedFilter, entryId });
     this.#ref(message);
     this.liveBytes += 48;
   }
@@ -286,14 +320,14 @@ export class StoreState {
   dequeue(clientId: string, entryId: number): void {
     if (!this.#entries) return;
     const session = this.sessions.get(clientId);
-    const delivery = session?.queue.get(entryId);
+    const delivery = session?.deliveries.get(entryId);
     if (session === undefined || delivery === undefined) return;
-    session.queue.delete(entryId);
-    this.#unref(delivery.messageId);
+    session.deliveries.delete(entryId);
+    this.#unref(delivery.message.storeId!);
     this.liveBytes -= 48;
   }
 
-  #dropInflight(session: StoredSession, packetId: number): void {
+  #dropInflight(session: StateSession, packetId: number): void {
     const entry = session.inflight.get(packetId);
     if (entry === undefined) return;
     session.inflight.delete(packetId);
@@ -323,8 +357,8 @@ export class StoreState {
         expiryInterval: session.expiryInterval,
         expiresAt: session.expiresAt,
         subscriptions: Array.from(session.subscriptions.values()),
-        queueIds: Array.from(session.queue.keys()),
-        queue: Array.from(session.queue.values()),
+        queueIds: [],
+        queue: [],
         // Entries change state in place (PUBREC): copied.
         inflight: Array.from(session.inflight, ([packetId, entry]) => ({ packetId, delivery: entry.delivery })),
         inboundQos2: Array.from(session.inboundQos2),
@@ -332,6 +366,8 @@ export class StoreState {
       if (fromBroker) {
         const entries = view!.entries(session.clientId);
         if (entries !== undefined) brokerEntries(frozen, entries.queue, entries.inflight);
+      } else {
+        frozenQueue(frozen, session.deliveries.values());
       }
       return frozen;
     });
@@ -406,19 +442,7 @@ function brokerEntries(
   queue: Iterable<Delivery>,
   inflight: ReadonlyMap<number, InflightEntry>,
 ): void {
-  const queueIds: number[] = [];
-  const deliveries: StoredDelivery[] = [];
-  const messages: Message[] = [];
-  for (const delivery of queue) {
-    const messageId = delivery.message.storeId;
-    if (delivery.entryId === undefined || messageId === undefined) continue;
-    queueIds.push(delivery.entryId);
-    deliveries.push(storedForm(delivery, messageId));
-    messages.push(delivery.message);
-  }
-  frozen.queueIds = queueIds;
-  frozen.queue = deliveries;
-  frozen.queueMessages = messages;
+  frozenQueue(frozen, queue);
   frozen.inflight = [];
   for (const [packetId, entry] of inflight) {
     if (entry.state === 'pubrel') {
@@ -433,6 +457,23 @@ function brokerEntries(
       message: entry.delivery.message,
     });
   }
+}
+
+/** A queue in the broker's form, copied into the snapshot's (entries the store was never told of are left out). */
+function frozenQueue(frozen: FrozenSession, queue: Iterable<Delivery>): void {
+  const queueIds: number[] = [];
+  const deliveries: StoredDelivery[] = [];
+  const messages: Message[] = [];
+  for (const delivery of queue) {
+    const messageId = delivery.message.storeId;
+    if (delivery.entryId === undefined || messageId === undefined) continue;
+    queueIds.push(delivery.entryId);
+    deliveries.push(storedForm(delivery, messageId));
+    messages.push(delivery.message);
+  }
+  frozen.queueIds = queueIds;
+  frozen.queue = deliveries;
+  frozen.queueMessages = messages;
 }
 
 function storedForm(delivery: Delivery, messageId: number): StoredDelivery {
