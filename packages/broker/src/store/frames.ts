@@ -249,7 +249,17 @@ function deliveryBound(delivery: StoredDelivery): number {
 /** Where decoded records go: the three that most of a log is made of without an operation object each. */
 export interface RecordSink {
   op(op: StoreOp): void;
-  message(id: number, message: Message): void;
+  /** A message, field by field: the state makes the object in the shape it keeps (its store fields in it). */
+  message(
+    id: number,
+    topic: string,
+    payload: Uint8Array,
+    qos: QoS,
+    retain: boolean,
+    properties: Message['properties'],
+    expiresAt: number,
+    origin: string | undefined,
+  ): void;
   /** A queue entry, its delivery's fields one by one (no stored-form object: the state builds the broker's). */
   enqueue(
     clientId: string,
@@ -267,7 +277,8 @@ export interface RecordSink {
 function opSink(each: (op: StoreOp) => void): RecordSink {
   return {
     op: each,
-    message: (id, message) => each({ op: 'msg', id, message }),
+    message: (id, topic, payload, qos, retain, properties, expiresAt, origin) =>
+      each({ op: 'msg', id, message: { topic, payload, qos, retain, properties, expiresAt, origin } }),
     enqueue: (clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter) =>
       each({ op: 'enqueue', clientId, entryId, delivery: { messageId, qos, retain, subscriptionIds, sharedFilter } }),
     dequeue: (clientId, entryId) => each({ op: 'dequeue', clientId, entryId }),
@@ -330,17 +341,8 @@ export class FrameDecoder {
         if (this.#at > end) throw new Error('message record cut short');
         const payload = this.#payload(this.#at, end);
         this.#at = end;
-        const message: Message = {
-          topic,
-          payload,
-          qos: qosOf(flags),
-          retain: (flags & RETAIN) !== 0,
-          properties,
-          expiresAt,
-          origin,
-        };
         this.#check(code, end);
-        sink.message(id, message);
+        sink.message(id, topic, payload, qosOf(flags), (flags & RETAIN) !== 0, properties, expiresAt, origin);
         return;
       }
       case ENQUEUE: {
@@ -446,6 +448,34 @@ export class FrameDecoder {
     return value;
   }
 
+  /**
+   * Topics, publishers' client ids and shared filters read so far, by a hash of their bytes: a backlog mostly repeats
+   * a few of each, so its messages share one string each instead of one per message (and a call into C++ each).
+   * Only ASCII strings are kept (their bytes are their characters, which the comparison relies on).
+   */
+  readonly #strings = new Map<number, string>();
+
+  #interned(start: number, length: number): string {
+    const buffer = this.#buffer;
+    const end = start + length;
+    if (length > 64) return buffer.toString('utf8', start, end);
+    let hash = length;
+    for (let i = start; i < end; i++) hash = Math.imul(hash ^ buffer[i]!, 16777619);
+    const known = this.#strings.get(hash);
+    if (known !== undefined && known.length === length) {
+      let i = 0;
+      while (i < length && known.charCodeAt(i) === buffer[start + i]) i++;
+      if (i === length) return known;
+    }
+    const value = buffer.toString('utf8', start, end);
+    // As many characters as bytes: ASCII (a byte that is not valid UTF-8 becomes U+FFFD, which never compares equal).
+    if (value.length === length) {
+      if (this.#strings.size >= INTERNED_MAX) this.#strings.clear();
+      this.#strings.set(hash, value);
+    }
+    return value;
+  }
+
   /** `same`: the string is likely the one read last (a client id in consecutive records): compare bytes first. */
   #string(same: boolean): string {
     const buffer = this.#buffer;
@@ -463,8 +493,9 @@ export class FrameDecoder {
       }
       if (equal) return this.#lastString;
     }
+    if (!same) return this.#interned(start, length);
     const value = buffer.toString('utf8', start, start + length);
-    if (same && length <= this.#lastBytes.length) {
+    if (length <= this.#lastBytes.length) {
       this.#lastString = value;
       buffer.copy(this.#lastBytes, 0, start, start + length);
       this.#lastLength = length;
@@ -472,6 +503,9 @@ export class FrameDecoder {
     return value;
   }
 }
+
+/** Strings kept by the decoder for reuse; past this many it starts over (a backlog repeats a few topics). */
+const INTERNED_MAX = 4096;
 
 function qosOf(flags: number): 0 | 1 | 2 {
   const qos = flags >>> 6;

@@ -398,7 +398,8 @@ export class LogStore extends OpStore {
     };
     const sink: RecordSink = {
       op: apply,
-      message: (id, message) => state.message(id, message),
+      message: (id, topic, payload, qos, retain, properties, expiresAt, origin) =>
+        state.loadMessage(id, topic, payload, qos, retain, properties, expiresAt, origin),
       enqueue: (clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter) =>
         state.enqueue(clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter),
       dequeue: (clientId, entryId) => state.dequeue(clientId, entryId),

@@ -296,6 +296,26 @@ export class StoreState {
     this.#admit(id, message);
   }
 
+  /**
+   * A message record read from the log: the object is made here with its store fields in it from the start, so that
+   * #admit adds no property (no second allocation and shape change per loaded message).
+   */
+  loadMessage(
+    id: number,
+    topic: string,
+    payload: Uint8Array,
+    qos: QoS,
+    retain: boolean,
+    properties: Message['properties'],
+    expiresAt: number,
+    origin: string | undefined,
+  ): void {
+    if (!this.#entries) return;
+    if (id > this.maxId) this.maxId = id;
+    if (this.messages.has(id)) return;
+    this.#admit(id, { topic, payload, qos, retain, properties, expiresAt, origin, storeId: id, storeRefs: 0 });
+  }
+
   // The delivery's fields come one by one: a replayed log makes no stored-form object per entry, only the broker's.
   enqueue(
     clientId: string,
