@@ -109,7 +109,13 @@ interface SegmentRead {
  * restart) would keep the rest in memory for nothing: those payloads are copied out into one buffer of their own, so
  * what loaded payloads hold in memory stays under twice their size.
  */
-export function unpinSparseChunks(messages: ReadonlyMap<number, Message>): number {
+export function unpinSparseChunks(
+  messages: ReadonlyMap<number, Message>,
+  payloadBytes: number,
+  chunkBytes: number,
+): number {
+  // Kept payloads that fill at least half of all the chunks read keep them under twice their size already.
+  if (payloadBytes * 2 >= chunkBytes) return 0;
   const kept = new Map<ArrayBufferLike, number>();
   // Consecutive messages mostly come from one chunk: one Map update per run, not per message.
   let run: ArrayBufferLike | undefined;
@@ -175,6 +181,8 @@ export class LogStore extends OpStore {
   #view: StoreLiveView | undefined;
   readonly #lockWanted: boolean;
   #lock: DataDirLock | undefined;
+  /** Bytes of the chunks the log was read in at load (what loaded payloads may keep in memory). */
+  #chunkBytes = 0;
   /** Counters for tests and logs. */
   readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
 
@@ -306,7 +314,7 @@ export class LogStore extends OpStore {
       for (const old of segments) this.#unlink(old.path);
     }
     state.dropUnreferenced();
-    unpinSparseChunks(state.messages);
+    unpinSparseChunks(state.messages, state.payloadBytes, this.#chunkBytes);
     this.state = state;
     this.nextId = state.maxId + 1;
     this.#segments = kept;
@@ -409,6 +417,7 @@ export class LogStore extends OpStore {
       // Each chunk is read into memory of its own, never reused: the payloads of format 2 frames are views of it
       // (no copy per frame or message). A chunk stays in memory while a message in it is kept (see #unpinSparse).
       let buffer = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, Math.max(size, 1)));
+      this.#chunkBytes += buffer.length;
       let fresh = true; // nothing decoded from `buffer` yet: it may be read into again
       let bufferStart = 0; // file offset of buffer[0]
       let filled = 0;
@@ -444,6 +453,7 @@ export class LogStore extends OpStore {
           fresh && needed <= buffer.length
             ? buffer
             : Buffer.allocUnsafeSlow(Math.max(needed, Math.min(READ_CHUNK, size - offset)));
+        if (next !== buffer) this.#chunkBytes += next.length;
         buffer.copy(next, 0, at, filled);
         fresh = true;
         buffer = next;

@@ -62,7 +62,9 @@ export class StoreState {
     // A new map of the few retained messages rather than 100 k deletes from the old one.
     const all = this.messages;
     this.messages = new Map();
-    for (const message of all.values()) this.liveBytes -= messageBytes(message);
+    this.liveBytes -= this.#messagesBytes;
+    this.#messagesBytes = 0;
+    this.payloadBytes = 0;
     for (const id of this.retained.values()) {
       const message = all.get(id)!;
       if (!this.messages.has(id)) this.#admit(id, message);
@@ -113,12 +115,24 @@ export class StoreState {
   /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
   #unreferenced = 0;
 
+  /** messageBytes of every message in `messages` (dropEntries takes them off liveBytes without a walk). */
+  #messagesBytes = 0;
+  /** Payload bytes of the messages in `messages`. */
+  payloadBytes = 0;
+
   #admit(id: number, message: Message): void {
     message.storeId = id;
     message.storeRefs = 0;
     this.messages.set(id, message);
-    this.liveBytes += messageBytes(message);
+    this.#counted(message, 1);
     this.#unreferenced++;
+  }
+
+  #counted(message: Message, sign: 1 | -1): void {
+    const bytes = sign * messageBytes(message);
+    this.liveBytes += bytes;
+    this.#messagesBytes += bytes;
+    this.payloadBytes += sign * message.payload.length;
   }
 
   // The reference count lives on the message (one Map lookup per reference instead of two Maps).
@@ -136,7 +150,7 @@ export class StoreState {
     if (count > 0) return;
     this.#retired?.set(messageId, message);
     this.messages.delete(messageId);
-    this.liveBytes -= messageBytes(message);
+    this.#counted(message, -1);
   }
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
@@ -147,7 +161,7 @@ export class StoreState {
     for (const [id, message] of this.messages) {
       if ((message.storeRefs ?? 0) > 0) continue;
       this.messages.delete(id);
-      this.liveBytes -= messageBytes(message);
+      this.#counted(message, -1);
       dropped++;
     }
     return dropped;
