@@ -21,6 +21,8 @@ class StateSession implements StoredSession {
   readonly deliveries = new Map<number, Delivery>();
   readonly inflight = new Map<number, StoredInflight>();
   readonly inboundQos2 = new Set<number>();
+  /** The highest entry id ever queued here (an id above it needs no lookup to know it is new). */
+  lastEntryId = 0;
 
   constructor(
     readonly clientId: string,
@@ -62,6 +64,8 @@ export class StoreState {
     // A new map of the few retained messages rather than 100 k deletes from the old one.
     const all = this.messages;
     this.messages = new Map();
+    this.#lastMessage = undefined;
+    this.#lastSession = undefined;
     this.liveBytes -= this.#messagesBytes;
     this.#messagesBytes = 0;
     this.payloadBytes = 0;
@@ -115,6 +119,10 @@ export class StoreState {
   /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
   #unreferenced = 0;
 
+  /** The last message loaded and the last session an entry went to (see enqueue); cleared when they go. */
+  #lastMessage: Message | undefined;
+  #lastSession: StateSession | undefined;
+
   /** messageBytes of every message in `messages` (dropEntries takes them off liveBytes without a walk). */
   #messagesBytes = 0;
   /** Payload bytes of the messages in `messages`. */
@@ -151,6 +159,7 @@ export class StoreState {
     this.#retired?.set(messageId, message);
     this.messages.delete(messageId);
     this.#counted(message, -1);
+    if (message === this.#lastMessage) this.#lastMessage = undefined;
   }
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
@@ -163,6 +172,7 @@ export class StoreState {
       this.messages.delete(id);
       this.#counted(message, -1);
       dropped++;
+      if (message === this.#lastMessage) this.#lastMessage = undefined;
     }
     return dropped;
   }
@@ -185,6 +195,7 @@ export class StoreState {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) return;
         this.sessions.delete(op.clientId);
+        if (session === this.#lastSession) this.#lastSession = undefined;
         for (const delivery of session.deliveries.values()) this.#unref(delivery.message.storeId!);
         for (const entry of session.inflight.values()) if (entry.delivery) this.#unref(entry.delivery.messageId);
         this.liveBytes -=
@@ -325,9 +336,12 @@ export class StoreState {
     origin: string | undefined,
   ): void {
     if (!this.#entries) return;
+    // An id above every id seen cannot be in `messages` yet: no lookup for the usual record.
     if (id > this.maxId) this.maxId = id;
-    if (this.messages.has(id)) return;
-    this.#admit(id, { topic, payload, qos, retain, properties, expiresAt, origin, storeId: id, storeRefs: 0 });
+    else if (this.messages.has(id)) return;
+    const message: Message = { topic, payload, qos, retain, properties, expiresAt, origin, storeId: id, storeRefs: 0 };
+    this.#admit(id, message);
+    this.#lastMessage = message;
   }
 
   // The delivery's fields come one by one: a replayed log makes no stored-form object per entry, only the broker's.
@@ -342,9 +356,19 @@ export class StoreState {
   ): void {
     if (!this.#entries) return;
     if (entryId > this.maxId) this.maxId = entryId;
-    const session = this.sessions.get(clientId);
-    if (session === undefined || session.deliveries.has(entryId)) return;
-    const message = this.messages.get(messageId);
+    // A log mostly holds runs of one client's entries, each right after its message's record: the two lookups are
+    // answered from the previous record when they can be.
+    let session = this.#lastSession;
+    if (session === undefined || session.clientId !== clientId) {
+      session = this.sessions.get(clientId);
+      if (session === undefined) return;
+      this.#lastSession = session;
+    }
+    // Entry ids above the session's highest cannot be in its queue yet.
+    if (entryId > session.lastEntryId) session.lastEntryId = entryId;
+    else if (session.deliveries.has(entryId)) return;
+    const last = this.#lastMessage;
+    const message = last !== undefined && last.storeId === messageId ? last : this.messages.get(messageId);
     if (message === undefined) return;
     session.deliveries.set(entryId, { message, qos, retain, subscriptionIds, sharedFilter, entryId });
     this.#ref(message);
