@@ -305,7 +305,8 @@ export class FrameDecoder {
   decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void), owned = false): void {
     const sink = typeof to === 'function' ? opSink(to) : to;
     this.#buffer = body;
-    this.#owned = owned ? body : undefined;
+    this.#owned = undefined;
+    if (owned) this.#own(body);
     this.#at = 0;
     while (this.#at < body.length) {
       if (body.length - this.#at < 5) throw new Error('record header cut short');
@@ -399,10 +400,21 @@ export class FrameDecoder {
    */
   #payload(start: number, end: number): Uint8Array {
     if (this.#owned === undefined) {
-      this.#owned = Buffer.allocUnsafeSlow(this.#buffer.length);
-      this.#buffer.copy(this.#owned);
+      const copy = Buffer.allocUnsafeSlow(this.#buffer.length);
+      this.#buffer.copy(copy);
+      this.#own(copy);
     }
-    return new Uint8Array(this.#owned.buffer, this.#owned.byteOffset + start, end - start);
+    return new Uint8Array(this.#ownedMemory, this.#ownedOffset + start, end - start);
+  }
+
+  /** The ArrayBuffer and offset of #owned, read once per frame rather than once per payload. */
+  #ownedMemory: ArrayBufferLike = new ArrayBuffer(0);
+  #ownedOffset = 0;
+
+  #own(memory: Buffer): void {
+    this.#owned = memory;
+    this.#ownedMemory = memory.buffer;
+    this.#ownedOffset = memory.byteOffset;
   }
 
   /** The flags byte of the delivery read last (an in-flight record's carries HAS_FROM_ENTRY). */
