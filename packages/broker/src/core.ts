@@ -191,24 +191,16 @@ export class BrokerCore {
       for (const entry of stored.subscriptions.values()) {
         state.subscriptions.add({ ...entry, subscriptionId: entry.subscriptionId ?? undefined });
       }
+      // The store's queue entries are already in the broker's form and never changed by it: taken as they are.
       // forEach: no [key, value] array per entry; a Map's iteration tolerates the current entry's removal
       // (MemoryStore's dequeue).
-      stored.queue.forEach((queued, entryId) => {
-        const message = messages.get(queued.messageId);
-        if (message === undefined) return;
-        if (isExpired(message, now)) {
+      stored.deliveries.forEach((delivery, entryId) => {
+        if (isExpired(delivery.message, now)) {
           store.dequeue(clientId, entryId);
           this.stats.droppedExpired++;
           return;
         }
-        queueOf(state).push({
-          message,
-          qos: queued.qos,
-          retain: queued.retain,
-          subscriptionIds: queued.subscriptionIds ?? undefined,
-          sharedFilter: queued.sharedFilter ?? undefined,
-          entryId,
-        });
+        queueOf(state).push(delivery);
       });
       let lastPacketId = 0;
       for (const [packetId, inflight] of [...stored.inflight]) {

@@ -222,6 +222,75 @@ describe('log store', () => {
     await third.store.close();
   });
 
+  test('loaded payloads are views of the read chunks: intact after later reads, writes and compaction', async () => {
+    // Over one read chunk (8 MiB) in frames of 40 messages, so frames straddle chunk boundaries.
+    const body = (i: number) => `${String(i).padStart(6, '0')}:`.repeat(2048);
+    const dir = dataDir();
+    const first = await open({ dir, sync: 'none' });
+    first.store.putSession('d', 60, 0);
+    for (let i = 0; i < 700; i++) {
+      queue(first.store, 'd', body(i));
+      if (i % 40 === 39) await first.store.commit();
+    }
+    await first.store.close();
+    const expected = Array.from({ length: 700 }, (_, i) => body(i));
+    const loaded = await open({ dir, sync: 'none' });
+    assert.deepEqual(payloads(loaded.contents, 'd'), expected);
+    const messages = [...loaded.contents.messages.values()];
+    const text = () => messages.map((m) => new TextDecoder().decode(m.payload));
+    const chunks = new Set(messages.map((m) => m.payload.buffer));
+    assert.ok(chunks.size <= 3, `${chunks.size} buffers for 700 payloads: not views of the read chunks`);
+    // Another store read in this process, writes, and a compaction that encodes these very messages: none of it
+    // may touch the memory the loaded payloads view.
+    const otherDir = dataDir();
+    const other = await open({ dir: otherDir, sync: 'none' });
+    other.store.putSession('o', 60, 0);
+    for (let i = 0; i < 300; i++) queue(other.store, 'o', `other ${i}`.repeat(500));
+    await other.store.close();
+    const otherLoaded = await open({ dir: otherDir, sync: 'none' });
+    for (let i = 0; i < 100; i++) queue(loaded.store, 'd', `later ${i}`.repeat(300));
+    await loaded.store.commit();
+    await loaded.store.compactNow();
+    assert.ok(
+      text().every((payload, i) => payload === expected[i]),
+      'a loaded payload changed',
+    );
+    await loaded.store.close();
+    await otherLoaded.store.close();
+    const compacted = await open({ dir, sync: 'none' });
+    assert.deepEqual(
+      payloads(compacted.contents, 'd'),
+      expected.concat(Array.from({ length: 100 }, (_, i) => `later ${i}`.repeat(300))),
+    );
+    await compacted.store.close();
+  });
+
+  test('a chunk whose messages were mostly delivered before a restart is not kept whole for the few left', async () => {
+    const dir = dataDir();
+    const first = await open({ dir, sync: 'none' });
+    first.store.putSession('s', 60, 0);
+    const kept: string[] = [];
+    for (let i = 0; i < 500; i++) {
+      const payload = `${i}:`.repeat(400);
+      const entry = queue(first.store, 's', payload);
+      if (i % 10 === 0) kept.push(payload);
+      else first.store.dequeue('s', entry);
+    }
+    await first.store.close();
+    const { store, contents } = await open({ dir, sync: 'none' });
+    assert.deepEqual(payloads(contents, 's'), kept);
+    const keptBytes = kept.reduce((n, p) => n + p.length, 0);
+    const held = new Set([...contents.messages.values()].map((m) => m.payload.buffer));
+    const heldBytes = [...held].reduce((n, buffer) => n + buffer.byteLength, 0);
+    assert.ok(heldBytes <= 2 * keptBytes, `${heldBytes} bytes held in memory for ${keptBytes} bytes of payload`);
+    // Still right after a compaction and a reopen.
+    await store.compactNow();
+    await store.close();
+    const again = await open({ dir, sync: 'none' });
+    assert.deepEqual(payloads(again.contents, 's'), kept);
+    await again.store.close();
+  });
+
   test('a snapshot torn by a crash is ignored: the segments before it still hold the state', async () => {
     const dir = dataDir();
     const first = await open({ dir });

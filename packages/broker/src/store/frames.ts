@@ -5,6 +5,7 @@
 // binary; the rare ones (sessions, subscriptions, retained, wills, snapshot markers) keep format 1's body
 // ([u8 op][u32 JSON length][JSON]), so one decoder reads both kinds.
 import { crc32 } from 'node:zlib';
+import type { QoS } from '@otalink/mqtt/codec';
 import type { Message } from '../message.js';
 import { decodeBody, encodeBody, parseJson, RECORD_HEADER_BYTES, stringifyJson } from './codec.js';
 import type { StoreOp } from './ops.js';
@@ -248,8 +249,27 @@ function deliveryBound(delivery: StoredDelivery): number {
 /** Where decoded records go: the three that most of a log is made of without an operation object each. */
 export interface RecordSink {
   op(op: StoreOp): void;
-  message(id: number, message: Message): void;
-  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void;
+  /** A message, field by field: the state makes the object in the shape it keeps (its store fields in it). */
+  message(
+    id: number,
+    topic: string,
+    payload: Uint8Array,
+    qos: QoS,
+    retain: boolean,
+    properties: Message['properties'],
+    expiresAt: number,
+    origin: string | undefined,
+  ): void;
+  /** A queue entry, its delivery's fields one by one (no stored-form object: the state builds the broker's). */
+  enqueue(
+    clientId: string,
+    entryId: number,
+    messageId: number,
+    qos: QoS,
+    retain: boolean,
+    subscriptionIds: number[] | undefined,
+    sharedFilter: string | undefined,
+  ): void;
   dequeue(clientId: string, entryId: number): void;
 }
 
@@ -257,16 +277,18 @@ export interface RecordSink {
 function opSink(each: (op: StoreOp) => void): RecordSink {
   return {
     op: each,
-    message: (id, message) => each({ op: 'msg', id, message }),
-    enqueue: (clientId, entryId, delivery) => each({ op: 'enqueue', clientId, entryId, delivery }),
+    message: (id, topic, payload, qos, retain, properties, expiresAt, origin) =>
+      each({ op: 'msg', id, message: { topic, payload, qos, retain, properties, expiresAt, origin } }),
+    enqueue: (clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter) =>
+      each({ op: 'enqueue', clientId, entryId, delivery: { messageId, qos, retain, subscriptionIds, sharedFilter } }),
     dequeue: (clientId, entryId) => each({ op: 'dequeue', clientId, entryId }),
   };
 }
 
 /**
- * Reads the records of one frame body (whose CRC checked). Payloads are views of one copy of the frame, so a message
- * kept for a long time pins its batch, not a whole read chunk. Consecutive records of one client reuse one string for
- * its id.
+ * Reads the records of one frame body (whose CRC checked). Payloads are views: of the body itself when its caller
+ * never reuses that memory (`owned`, the load's read chunks), else of one copy of the frame. Consecutive records of
+ * one client reuse one string for its id.
  */
 export class FrameDecoder {
   #buffer: Buffer = Buffer.alloc(0);
@@ -276,11 +298,15 @@ export class FrameDecoder {
   readonly #lastBytes = Buffer.alloc(64);
   #lastLength = -1;
 
-  /** Hands every record of `body` to `to`; throws on a record that does not make sense (a format error). */
-  decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void)): void {
+  /**
+   * Hands every record of `body` to `to`; throws on a record that does not make sense (a format error). `owned`: the
+   * memory under `body` is never written again, so payloads may be views of it (no copy).
+   */
+  decode(body: Buffer, to: RecordSink | ((op: StoreOp) => void), owned = false): void {
     const sink = typeof to === 'function' ? opSink(to) : to;
     this.#buffer = body;
     this.#owned = undefined;
+    if (owned) this.#own(body);
     this.#at = 0;
     while (this.#at < body.length) {
       if (body.length - this.#at < 5) throw new Error('record header cut short');
@@ -316,25 +342,19 @@ export class FrameDecoder {
         if (this.#at > end) throw new Error('message record cut short');
         const payload = this.#payload(this.#at, end);
         this.#at = end;
-        const message: Message = {
-          topic,
-          payload,
-          qos: qosOf(flags),
-          retain: (flags & RETAIN) !== 0,
-          properties,
-          expiresAt,
-          origin,
-        };
         this.#check(code, end);
-        sink.message(id, message);
+        sink.message(id, topic, payload, qosOf(flags), (flags & RETAIN) !== 0, properties, expiresAt, origin);
         return;
       }
       case ENQUEUE: {
         const clientId = this.#string(true);
         const entryId = this.#id();
-        const delivery = this.#delivery();
+        const messageId = this.#id();
+        const flags = buffer[this.#at++]!;
+        const subscriptionIds = flags & HAS_SUBSCRIPTION_IDS ? this.#subscriptionIds() : undefined;
+        const sharedFilter = flags & HAS_SHARED_FILTER ? this.#string(false) : undefined;
         this.#check(code, end);
-        sink.enqueue(clientId, entryId, delivery);
+        sink.enqueue(clientId, entryId, messageId, qosOf(flags), (flags & RETAIN) !== 0, subscriptionIds, sharedFilter);
         return;
       }
       case DEQUEUE: {
@@ -371,19 +391,30 @@ export class FrameDecoder {
     if (this.#at !== end) throw new Error(`record type ${code} has ${end - this.#at} bytes left over`);
   }
 
-  /** This frame's body copied once, out of the read buffer that the next read overwrites; payloads are views of it. */
+  /** Memory payloads may be views of: the body itself when owned, else its copy made at the first payload. */
   #owned: Buffer | undefined;
 
   /**
-   * A payload, as a view of the frame's own copy: one copy per frame instead of one allocation per message (which
-   * took most of a message's load time). A kept message pins its frame, one batch of the log, until it is forgotten.
+   * A payload, as a view: no allocation of its own per message (which took most of a message's load time). A kept
+   * message pins the memory it views (a read chunk at load, see LogStore) until it is forgotten.
    */
   #payload(start: number, end: number): Uint8Array {
     if (this.#owned === undefined) {
-      this.#owned = Buffer.allocUnsafeSlow(this.#buffer.length);
-      this.#buffer.copy(this.#owned);
+      const copy = Buffer.allocUnsafeSlow(this.#buffer.length);
+      this.#buffer.copy(copy);
+      this.#own(copy);
     }
-    return new Uint8Array(this.#owned.buffer, this.#owned.byteOffset + start, end - start);
+    return new Uint8Array(this.#ownedMemory, this.#ownedOffset + start, end - start);
+  }
+
+  /** The ArrayBuffer and offset of #owned, read once per frame rather than once per payload. */
+  #ownedMemory: ArrayBufferLike = new ArrayBuffer(0);
+  #ownedOffset = 0;
+
+  #own(memory: Buffer): void {
+    this.#owned = memory;
+    this.#ownedMemory = memory.buffer;
+    this.#ownedOffset = memory.byteOffset;
   }
 
   /** The flags byte of the delivery read last (an in-flight record's carries HAS_FROM_ENTRY). */
@@ -394,15 +425,7 @@ export class FrameDecoder {
     const messageId = this.#id();
     const flags = buffer[this.#at++]!;
     this.#deliveryFlags = flags;
-    let subscriptionIds: number[] | undefined;
-    if (flags & HAS_SUBSCRIPTION_IDS) {
-      const count = this.#u16();
-      subscriptionIds = new Array<number>(count);
-      for (let i = 0; i < count; i++) {
-        subscriptionIds[i] = buffer.readUInt32LE(this.#at);
-        this.#at += 4;
-      }
-    }
+    const subscriptionIds = flags & HAS_SUBSCRIPTION_IDS ? this.#subscriptionIds() : undefined;
     const sharedFilter = flags & HAS_SHARED_FILTER ? this.#string(false) : undefined;
     const delivery: StoredDelivery = {
       messageId,
@@ -414,6 +437,17 @@ export class FrameDecoder {
     return delivery;
   }
 
+  #subscriptionIds(): number[] {
+    const buffer = this.#buffer;
+    const count = this.#u16();
+    const ids = new Array<number>(count);
+    for (let i = 0; i < count; i++) {
+      ids[i] = buffer.readUInt32LE(this.#at);
+      this.#at += 4;
+    }
+    return ids;
+  }
+
   #u16(): number {
     const value = this.#buffer[this.#at]! | (this.#buffer[this.#at + 1]! << 8);
     this.#at += 2;
@@ -423,6 +457,34 @@ export class FrameDecoder {
   #id(): number {
     const value = this.#buffer.readUInt32LE(this.#at) + this.#buffer.readUInt32LE(this.#at + 4) * TWO_32;
     this.#at += 8;
+    return value;
+  }
+
+  /**
+   * Topics, publishers' client ids and shared filters read so far, by a hash of their bytes: a backlog mostly repeats
+   * a few of each, so its messages share one string each instead of one per message (and a call into C++ each).
+   * Only ASCII strings are kept (their bytes are their characters, which the comparison relies on).
+   */
+  readonly #strings = new Map<number, string>();
+
+  #interned(start: number, length: number): string {
+    const buffer = this.#buffer;
+    const end = start + length;
+    if (length > 64) return buffer.toString('utf8', start, end);
+    let hash = length;
+    for (let i = start; i < end; i++) hash = Math.imul(hash ^ buffer[i]!, 16777619);
+    const known = this.#strings.get(hash);
+    if (known !== undefined && known.length === length) {
+      let i = 0;
+      while (i < length && known.charCodeAt(i) === buffer[start + i]) i++;
+      if (i === length) return known;
+    }
+    const value = buffer.toString('utf8', start, end);
+    // As many characters as bytes: ASCII (a byte that is not valid UTF-8 becomes U+FFFD, which never compares equal).
+    if (value.length === length) {
+      if (this.#strings.size >= INTERNED_MAX) this.#strings.clear();
+      this.#strings.set(hash, value);
+    }
     return value;
   }
 
@@ -443,8 +505,9 @@ export class FrameDecoder {
       }
       if (equal) return this.#lastString;
     }
+    if (!same) return this.#interned(start, length);
     const value = buffer.toString('utf8', start, start + length);
-    if (same && length <= this.#lastBytes.length) {
+    if (length <= this.#lastBytes.length) {
       this.#lastString = value;
       buffer.copy(this.#lastBytes, 0, start, start + length);
       this.#lastLength = length;
@@ -452,6 +515,9 @@ export class FrameDecoder {
     return value;
   }
 }
+
+/** Strings kept by the decoder for reuse; past this many it starts over (a backlog repeats a few topics). */
+const INTERNED_MAX = 4096;
 
 function qosOf(flags: number): 0 | 1 | 2 {
   const qos = flags >>> 6;

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
+import type { Message } from '../message.js';
 import { OpStore } from './base.js';
 import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
 import { FrameDecoder, FrameEncoder, type RecordSink } from './frames.js';
@@ -102,6 +103,51 @@ interface SegmentRead {
   badOffset: number | undefined;
 }
 
+/**
+ * Loaded payloads are views of the chunks the log was read in (one copy of the file's bytes, none per message). A
+ * chunk whose kept payloads fill less than half of it (most of its messages were delivered or dropped before the
+ * restart) would keep the rest in memory for nothing: those payloads are copied out into one buffer of their own, so
+ * what loaded payloads hold in memory stays under twice their size.
+ */
+export function unpinSparseChunks(
+  messages: ReadonlyMap<number, Message>,
+  payloadBytes: number,
+  chunkBytes: number,
+): number {
+  // Kept payloads that fill at least half of all the chunks read keep them under twice their size already.
+  if (payloadBytes * 2 >= chunkBytes) return 0;
+  const kept = new Map<ArrayBufferLike, number>();
+  // Consecutive messages mostly come from one chunk: one Map update per run, not per message.
+  let run: ArrayBufferLike | undefined;
+  let runBytes = 0;
+  for (const message of messages.values()) {
+    const chunk = message.payload.buffer;
+    if (chunk !== run) {
+      if (run !== undefined) kept.set(run, (kept.get(run) ?? 0) + runBytes);
+      run = chunk;
+      runBytes = 0;
+    }
+    runBytes += message.payload.byteLength;
+  }
+  if (run !== undefined) kept.set(run, (kept.get(run) ?? 0) + runBytes);
+  const sparse = new Map<ArrayBufferLike, { copy: Buffer; at: number }>();
+  for (const [chunk, bytes] of kept) {
+    if (bytes * 2 < chunk.byteLength) sparse.set(chunk, { copy: Buffer.allocUnsafeSlow(bytes), at: 0 });
+  }
+  if (sparse.size === 0) return 0;
+  let moved = 0;
+  for (const message of messages.values()) {
+    const into = sparse.get(message.payload.buffer);
+    if (into === undefined) continue;
+    const length = message.payload.byteLength;
+    into.copy.set(message.payload, into.at);
+    message.payload = new Uint8Array(into.copy.buffer, into.copy.byteOffset + into.at, length);
+    into.at += length;
+    moved++;
+  }
+  return moved;
+}
+
 export class LogStore extends OpStore {
   readonly durable = true;
   readonly dir: string;
@@ -135,6 +181,8 @@ export class LogStore extends OpStore {
   #view: StoreLiveView | undefined;
   readonly #lockWanted: boolean;
   #lock: DataDirLock | undefined;
+  /** Bytes of the chunks the log was read in at load (what loaded payloads may keep in memory). */
+  #chunkBytes = 0;
   /** Counters for tests and logs. */
   readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
 
@@ -266,6 +314,7 @@ export class LogStore extends OpStore {
       for (const old of segments) this.#unlink(old.path);
     }
     state.dropUnreferenced();
+    unpinSparseChunks(state.messages, state.payloadBytes, this.#chunkBytes);
     this.state = state;
     this.nextId = state.maxId + 1;
     this.#segments = kept;
@@ -357,13 +406,19 @@ export class LogStore extends OpStore {
     };
     const sink: RecordSink = {
       op: apply,
-      message: (id, message) => state.message(id, message),
-      enqueue: (clientId, entryId, delivery) => state.enqueue(clientId, entryId, delivery),
+      message: (id, topic, payload, qos, retain, properties, expiresAt, origin) =>
+        state.loadMessage(id, topic, payload, qos, retain, properties, expiresAt, origin),
+      enqueue: (clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter) =>
+        state.enqueue(clientId, entryId, messageId, qos, retain, subscriptionIds, sharedFilter),
       dequeue: (clientId, entryId) => state.dequeue(clientId, entryId),
     };
     try {
       const size = fs.fstatSync(fd).size;
-      let buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
+      // Each chunk is read into memory of its own, never reused: the payloads of format 2 frames are views of it
+      // (no copy per frame or message). A chunk stays in memory while a message in it is kept (see #unpinSparse).
+      let buffer = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, Math.max(size, 1)));
+      this.#chunkBytes += buffer.length;
+      let fresh = true; // nothing decoded from `buffer` yet: it may be read into again
       let bufferStart = 0; // file offset of buffer[0]
       let filled = 0;
       let offset = 0; // file offset of the next record or frame
@@ -379,7 +434,10 @@ export class LogStore extends OpStore {
           const body = buffer.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + bodyLength);
           try {
             if (offset === 0 || format === 1) apply(decodeBody(body));
-            else decoder.decode(body, sink);
+            else {
+              decoder.decode(body, sink, true);
+              fresh = false;
+            }
           } catch (error) {
             throw this.#corrupt(segment, offset, `has a record that cannot be read (${errorText(error)})`);
           }
@@ -390,8 +448,14 @@ export class LogStore extends OpStore {
         // Short: move the partial record to the front and read more (growing for a record larger than the buffer).
         const partial = filled - at;
         const needed = partial >= 4 ? RECORD_HEADER_BYTES + buffer.readUInt32LE(at) : RECORD_HEADER_BYTES;
-        const next = needed > buffer.length ? Buffer.allocUnsafe(needed) : buffer;
+        if (offset + needed > size) return end(); // a frame longer than what the file holds: torn
+        const next =
+          fresh && needed <= buffer.length
+            ? buffer
+            : Buffer.allocUnsafeSlow(Math.max(needed, Math.min(READ_CHUNK, size - offset)));
+        if (next !== buffer) this.#chunkBytes += next.length;
         buffer.copy(next, 0, at, filled);
+        fresh = true;
         buffer = next;
         bufferStart = offset;
         filled = partial;

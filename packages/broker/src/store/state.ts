@@ -4,13 +4,42 @@
 // Once the broker holds the queues and in-flight windows itself (`dropEntries`), the state keeps only sessions,
 // subscriptions, inbound QoS 2 ids, retained messages and wills: the per-message records, most of what is written,
 // are then no work here at all, and a compaction reads those entries from the broker's view instead.
+import type { QoS } from '@otalink/mqtt/codec';
 import type { Delivery, Message } from '../message.js';
 import type { InflightEntry, SubscriptionEntry } from '../session.js';
 import type { StoreOp } from './ops.js';
-import type { StoreContents, StoredDelivery, StoredSession, StoreLiveView } from './types.js';
+import type { StoreContents, StoredDelivery, StoredInflight, StoredSession, StoreLiveView } from './types.js';
+
+/**
+ * A session as the state keeps it. Its queue is held in the broker's form (`deliveries`: the message itself, the entry
+ * id), so that a loaded queue is handed to the broker as it is: one object per queued message, not a stored form
+ * and then a broker form built from it. `queue`, the stored form, is built when someone asks (tests, tools).
+ */
+class StateSession implements StoredSession {
+  readonly subscriptions = new Map<string, SubscriptionEntry>();
+  /** Queue order is insertion order; keys are entry ids. The broker may take these objects as its own. */
+  readonly deliveries = new Map<number, Delivery>();
+  readonly inflight = new Map<number, StoredInflight>();
+  readonly inboundQos2 = new Set<number>();
+  /** The highest entry id ever queued here (an id above it needs no lookup to know it is new). */
+  lastEntryId = 0;
+
+  constructor(
+    readonly clientId: string,
+    public expiryInterval: number,
+    public expiresAt: number,
+  ) {}
+
+  get queue(): Map<number, StoredDelivery> {
+    const queue = new Map<number, StoredDelivery>();
+    for (const [entryId, delivery] of this.deliveries)
+      queue.set(entryId, storedForm(delivery, delivery.message.storeId!));
+    return queue;
+  }
+}
 
 export class StoreState {
-  readonly sessions = new Map<string, StoredSession>();
+  readonly sessions = new Map<string, StateSession>();
   messages = new Map<number, Message>();
   readonly retained = new Map<string, number>();
   readonly wills: StoreContents['wills'] = new Map();
@@ -35,15 +64,19 @@ export class StoreState {
     // A new map of the few retained messages rather than 100 k deletes from the old one.
     const all = this.messages;
     this.messages = new Map();
-    for (const message of all.values()) this.liveBytes -= messageBytes(message);
+    this.#lastMessage = undefined;
+    this.#lastSession = undefined;
+    this.liveBytes -= this.#messagesBytes;
+    this.#messagesBytes = 0;
+    this.payloadBytes = 0;
     for (const id of this.retained.values()) {
       const message = all.get(id)!;
       if (!this.messages.has(id)) this.#admit(id, message);
       this.#ref(message);
     }
     for (const session of this.sessions.values()) {
-      this.liveBytes -= (session.queue.size + session.inflight.size) * 48;
-      session.queue.clear();
+      this.liveBytes -= (session.deliveries.size + session.inflight.size) * 48;
+      session.deliveries.clear();
       session.inflight.clear();
     }
   }
@@ -79,18 +112,35 @@ export class StoreState {
   }
 
   contents(): StoreContents {
-    return { sessions: this.sessions, messages: this.messages, retained: this.retained, wills: this.wills };
+    const sessions: Map<string, StoredSession> = this.sessions;
+    return { sessions, messages: this.messages, retained: this.retained, wills: this.wills };
   }
 
   /** Messages held with no reference yet (normally only until the next record of their batch refers to them). */
   #unreferenced = 0;
 
+  /** The last message loaded and the last session an entry went to (see enqueue); cleared when they go. */
+  #lastMessage: Message | undefined;
+  #lastSession: StateSession | undefined;
+
+  /** messageBytes of every message in `messages` (dropEntries takes them off liveBytes without a walk). */
+  #messagesBytes = 0;
+  /** Payload bytes of the messages in `messages`. */
+  payloadBytes = 0;
+
   #admit(id: number, message: Message): void {
     message.storeId = id;
     message.storeRefs = 0;
     this.messages.set(id, message);
-    this.liveBytes += messageBytes(message);
+    this.#counted(message, 1);
     this.#unreferenced++;
+  }
+
+  #counted(message: Message, sign: 1 | -1): void {
+    const bytes = sign * messageBytes(message);
+    this.liveBytes += bytes;
+    this.#messagesBytes += bytes;
+    this.payloadBytes += sign * message.payload.length;
   }
 
   // The reference count lives on the message (one Map lookup per reference instead of two Maps).
@@ -108,7 +158,8 @@ export class StoreState {
     if (count > 0) return;
     this.#retired?.set(messageId, message);
     this.messages.delete(messageId);
-    this.liveBytes -= messageBytes(message);
+    this.#counted(message, -1);
+    if (message === this.#lastMessage) this.#lastMessage = undefined;
   }
 
   /** Messages written but never referenced (a batch torn between the two records) are dropped after a replay. */
@@ -119,8 +170,9 @@ export class StoreState {
     for (const [id, message] of this.messages) {
       if ((message.storeRefs ?? 0) > 0) continue;
       this.messages.delete(id);
-      this.liveBytes -= messageBytes(message);
+      this.#counted(message, -1);
       dropped++;
+      if (message === this.#lastMessage) this.#lastMessage = undefined;
     }
     return dropped;
   }
@@ -131,15 +183,7 @@ export class StoreState {
       case 'session': {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) {
-          this.sessions.set(op.clientId, {
-            clientId: op.clientId,
-            expiryInterval: op.expiryInterval,
-            expiresAt: op.expiresAt,
-            subscriptions: new Map(),
-            queue: new Map(),
-            inflight: new Map(),
-            inboundQos2: new Set(),
-          });
+          this.sessions.set(op.clientId, new StateSession(op.clientId, op.expiryInterval, op.expiresAt));
           this.liveBytes += 64 + op.clientId.length;
         } else {
           session.expiryInterval = op.expiryInterval;
@@ -151,10 +195,14 @@ export class StoreState {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) return;
         this.sessions.delete(op.clientId);
-        for (const delivery of session.queue.values()) this.#unref(delivery.messageId);
+        if (session === this.#lastSession) this.#lastSession = undefined;
+        for (const delivery of session.deliveries.values()) this.#unref(delivery.message.storeId!);
         for (const entry of session.inflight.values()) if (entry.delivery) this.#unref(entry.delivery.messageId);
         this.liveBytes -=
-          64 + op.clientId.length + session.subscriptions.size * 64 + (session.queue.size + session.inflight.size) * 48;
+          64 +
+          op.clientId.length +
+          session.subscriptions.size * 64 +
+          (session.deliveries.size + session.inflight.size) * 48;
         return;
       }
       case 'sub': {
@@ -172,9 +220,11 @@ export class StoreState {
       case 'msg':
         this.message(op.id, op.message);
         return;
-      case 'enqueue':
-        this.enqueue(op.clientId, op.entryId, op.delivery);
+      case 'enqueue': {
+        const { messageId, qos, retain, subscriptionIds, sharedFilter } = op.delivery;
+        this.enqueue(op.clientId, op.entryId, messageId, qos, retain, subscriptionIds, sharedFilter);
         return;
+      }
       case 'dequeue':
         this.dequeue(op.clientId, op.entryId);
         return;
@@ -271,14 +321,56 @@ export class StoreState {
     this.#admit(id, message);
   }
 
-  enqueue(clientId: string, entryId: number, delivery: StoredDelivery): void {
+  /**
+   * A message record read from the log: the object is made here with its store fields in it from the start, so that
+   * #admit adds no property (no second allocation and shape change per loaded message).
+   */
+  loadMessage(
+    id: number,
+    topic: string,
+    payload: Uint8Array,
+    qos: QoS,
+    retain: boolean,
+    properties: Message['properties'],
+    expiresAt: number,
+    origin: string | undefined,
+  ): void {
+    if (!this.#entries) return;
+    // An id above every id seen cannot be in `messages` yet: no lookup for the usual record.
+    if (id > this.maxId) this.maxId = id;
+    else if (this.messages.has(id)) return;
+    const message: Message = { topic, payload, qos, retain, properties, expiresAt, origin, storeId: id, storeRefs: 0 };
+    this.#admit(id, message);
+    this.#lastMessage = message;
+  }
+
+  // The delivery's fields come one by one: a replayed log makes no stored-form object per entry, only the broker's.
+  enqueue(
+    clientId: string,
+    entryId: number,
+    messageId: number,
+    qos: QoS,
+    retain: boolean,
+    subscriptionIds: number[] | undefined,
+    sharedFilter: string | undefined,
+  ): void {
     if (!this.#entries) return;
     if (entryId > this.maxId) this.maxId = entryId;
-    const session = this.sessions.get(clientId);
-    if (session === undefined || session.queue.has(entryId)) return;
-    const message = this.messages.get(delivery.messageId);
+    // A log mostly holds runs of one client's entries, each right after its message's record: the two lookups are
+    // answered from the previous record when they can be.
+    let session = this.#lastSession;
+    if (session === undefined || session.clientId !== clientId) {
+      session = this.sessions.get(clientId);
+      if (session === undefined) return;
+      this.#lastSession = session;
+    }
+    // Entry ids above the session's highest cannot be in its queue yet.
+    if (entryId > session.lastEntryId) session.lastEntryId = entryId;
+    else if (session.deliveries.has(entryId)) return;
+    const last = this.#lastMessage;
+    const message = last !== undefined && last.storeId === messageId ? last : this.messages.get(messageId);
     if (message === undefined) return;
-    session.queue.set(entryId, delivery);
+    session.deliveries.set(entryId, { message, qos, retain, subscriptionIds, sharedFilter, entryId });
     this.#ref(message);
     this.liveBytes += 48;
   }
@@ -286,14 +378,14 @@ export class StoreState {
   dequeue(clientId: string, entryId: number): void {
     if (!this.#entries) return;
     const session = this.sessions.get(clientId);
-    const delivery = session?.queue.get(entryId);
+    const delivery = session?.deliveries.get(entryId);
     if (session === undefined || delivery === undefined) return;
-    session.queue.delete(entryId);
-    this.#unref(delivery.messageId);
+    session.deliveries.delete(entryId);
+    this.#unref(delivery.message.storeId!);
     this.liveBytes -= 48;
   }
 
-  #dropInflight(session: StoredSession, packetId: number): void {
+  #dropInflight(session: StateSession, packetId: number): void {
     const entry = session.inflight.get(packetId);
     if (entry === undefined) return;
     session.inflight.delete(packetId);
@@ -323,8 +415,8 @@ export class StoreState {
         expiryInterval: session.expiryInterval,
         expiresAt: session.expiresAt,
         subscriptions: Array.from(session.subscriptions.values()),
-        queueIds: Array.from(session.queue.keys()),
-        queue: Array.from(session.queue.values()),
+        queueIds: [],
+        queue: [],
         // Entries change state in place (PUBREC): copied.
         inflight: Array.from(session.inflight, ([packetId, entry]) => ({ packetId, delivery: entry.delivery })),
         inboundQos2: Array.from(session.inboundQos2),
@@ -332,6 +424,8 @@ export class StoreState {
       if (fromBroker) {
         const entries = view!.entries(session.clientId);
         if (entries !== undefined) brokerEntries(frozen, entries.queue, entries.inflight);
+      } else {
+        frozenQueue(frozen, session.deliveries.values());
       }
       return frozen;
     });
@@ -406,19 +500,7 @@ function brokerEntries(
   queue: Iterable<Delivery>,
   inflight: ReadonlyMap<number, InflightEntry>,
 ): void {
-  const queueIds: number[] = [];
-  const deliveries: StoredDelivery[] = [];
-  const messages: Message[] = [];
-  for (const delivery of queue) {
-    const messageId = delivery.message.storeId;
-    if (delivery.entryId === undefined || messageId === undefined) continue;
-    queueIds.push(delivery.entryId);
-    deliveries.push(storedForm(delivery, messageId));
-    messages.push(delivery.message);
-  }
-  frozen.queueIds = queueIds;
-  frozen.queue = deliveries;
-  frozen.queueMessages = messages;
+  frozenQueue(frozen, queue);
   frozen.inflight = [];
   for (const [packetId, entry] of inflight) {
     if (entry.state === 'pubrel') {
@@ -433,6 +515,23 @@ function brokerEntries(
       message: entry.delivery.message,
     });
   }
+}
+
+/** A queue in the broker's form, copied into the snapshot's (entries the store was never told of are left out). */
+function frozenQueue(frozen: FrozenSession, queue: Iterable<Delivery>): void {
+  const queueIds: number[] = [];
+  const deliveries: StoredDelivery[] = [];
+  const messages: Message[] = [];
+  for (const delivery of queue) {
+    const messageId = delivery.message.storeId;
+    if (delivery.entryId === undefined || messageId === undefined) continue;
+    queueIds.push(delivery.entryId);
+    deliveries.push(storedForm(delivery, messageId));
+    messages.push(delivery.message);
+  }
+  frozen.queueIds = queueIds;
+  frozen.queue = deliveries;
+  frozen.queueMessages = messages;
 }
 
 function storedForm(delivery: Delivery, messageId: number): StoredDelivery {

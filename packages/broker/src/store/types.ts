@@ -29,8 +29,13 @@ export interface StoredSession {
   /** When the offline session ends (ms since the epoch); 0 = it was connected when last written. */
   expiresAt: number;
   subscriptions: Map<string, SubscriptionEntry>;
-  /** Queue order is insertion order; keys are entry ids. */
-  queue: Map<number, StoredDelivery>;
+  /** Queue order is insertion order; keys are entry ids. A copy in the stored form, made when asked for. */
+  readonly queue: Map<number, StoredDelivery>;
+  /**
+   * The same queue in the broker's form (message and entry id set), in order: the broker takes these objects as its
+   * own queue entries instead of building a second set of them (the store never changes one).
+   */
+  readonly deliveries: ReadonlyMap<number, Delivery>;
   inflight: Map<number, StoredInflight>;
   /** QoS 2 packet ids acknowledged with PUBREC, waiting for PUBREL. */
   inboundQos2: Set<number>;
