@@ -13,7 +13,7 @@ import { startOurBroker } from './support/brokers.js';
 import { startHarness } from './support/harness.js';
 
 test('the same command twice (same msgId) is acted on once; a fresh msgId is acted on', {
-  timeout: 60_000,
+  timeout: 120_000,
 }, async () => {
   const broker = await startOurBroker();
   const h = await startHarness({ brokerUrl: broker.url });
