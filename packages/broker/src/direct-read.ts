@@ -21,6 +21,17 @@ interface ReadHandle {
 /** Handles read into this one buffer: reads run one at a time on this thread, and each is copied out at once. */
 export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
+/**
+ * The `length` bytes a read just put in READ_BUFFER, copied into an ArrayBuffer of their own, as Node's own reads
+ * give: the decoder keeps slices of it, the next read reuses READ_BUFFER, and a pooled slice would let one kept
+ * payload pin a pool slab.
+ */
+export function takeRead(length: number): Buffer {
+  const chunk = Buffer.allocUnsafeSlow(length);
+  READ_BUFFER.copy(chunk, 0, 0, length);
+  return chunk;
+}
+
 function probeSymbols(): Symbols | undefined {
   const buffer = Buffer.alloc(1);
   const callback = (): void => {};
@@ -42,7 +53,7 @@ const symbols = probeSymbols();
 
 /** What takes each read: `this` is the socket (typed `never` so a reader may declare its socket type). */
 type ChunkReader = (this: never, chunk: Buffer) => void;
-type UserBufferCallback = (this: Socket, length: number, buffer: Buffer) => void;
+type UserBufferCallback = (this: Socket, length: number) => void;
 
 /** One wrapper per reader function (the broker has one): a closure per socket would be memory every idle one keeps. */
 const wrappers = new Map<ChunkReader, UserBufferCallback>();
@@ -50,11 +61,8 @@ const wrappers = new Map<ChunkReader, UserBufferCallback>();
 function wrapper(onChunk: ChunkReader): UserBufferCallback {
   let wrapped = wrappers.get(onChunk);
   if (wrapped === undefined) {
-    wrapped = function (this: Socket, length: number, buffer: Buffer): void {
-      // Its own ArrayBuffer, as Node's own reads give: a pooled slice would let one kept payload pin a pool slab.
-      const chunk = Buffer.allocUnsafeSlow(length);
-      buffer.copy(chunk, 0, 0, length);
-      onChunk.call(this as never, chunk);
+    wrapped = function (this: Socket, length: number): void {
+      onChunk.call(this as never, takeRead(length));
     };
     wrappers.set(onChunk, wrapped);
   }

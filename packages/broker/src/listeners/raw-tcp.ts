@@ -10,7 +10,7 @@
 // net.Socket (read as direct-read.ts says).
 import type { Server } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { READ_BUFFER } from '../direct-read.js';
+import { READ_BUFFER, takeRead } from '../direct-read.js';
 
 /** The TCP handle (Node's TCPWrap) as far as it is used here. */
 interface TcpHandle {
@@ -164,10 +164,6 @@ export class RawTcpSocket {
     return this;
   }
 
-  addListener(event: RawTcpEvent, listener: Listener): this {
-    return this.on(event, listener);
-  }
-
   once(event: RawTcpEvent, listener: Listener): this {
     const socket = this;
     const wrapped = function (this: never, ...args: never[]): void {
@@ -180,10 +176,6 @@ export class RawTcpSocket {
   off(event: RawTcpEvent, listener: Listener): this {
     this.#set(event, removed(this.#get(event), listener));
     return this;
-  }
-
-  removeListener(event: RawTcpEvent, listener: Listener): this {
-    return this.off(event, listener);
   }
 
   listenerCount(event: RawTcpEvent): number {
@@ -258,9 +250,7 @@ export class RawTcpSocket {
   /** Called by the handle's read callback. */
   read(length: number): void {
     if (length > 0) {
-      // Its own ArrayBuffer: the decoder keeps slices of it, and the shared read buffer is reused by the next read.
-      const chunk = Buffer.allocUnsafeSlow(length);
-      READ_BUFFER.copy(chunk, 0, 0, length);
+      const chunk = takeRead(length);
       const reader = this.#reader;
       if (reader !== undefined) reader.call(this as never, chunk);
       else this.#emit(this.#onData, chunk);
