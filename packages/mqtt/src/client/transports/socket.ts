@@ -6,7 +6,7 @@ const TRANSPORT = Symbol('socketTransport');
 type OwnedSocket = Socket & { [TRANSPORT]?: SocketTransport };
 
 interface Connecting {
-  resolve(transport: SocketTransport): void;
+  resolve(): void;
   reject(error: Error): void;
   signal: AbortSignal;
   onAbort(): void;
@@ -26,7 +26,7 @@ export class SocketTransport implements Transport {
   #lastError: Error | undefined = undefined;
   #connecting: Connecting | undefined = undefined;
   #failed = false;
-  /** Reads before the client holds this transport (a server should not speak first), delivered once it does. */
+  /** Reads before the client holds this transport, delivered once it does (see connected). */
   #early: Uint8Array[] | undefined = [];
 
   constructor(socket: Socket, handlers: TransportHandlers) {
@@ -35,25 +35,31 @@ export class SocketTransport implements Transport {
     (socket as OwnedSocket)[TRANSPORT] = this;
   }
 
-  /** Resolves once `readyEvent` fires ('connect', or 'secureConnect' after the TLS handshake). */
-  connected(readyEvent: string, signal: AbortSignal, dataEvents: boolean): Promise<this> {
+  /**
+   * Resolves once `readyEvent` fires ('connect', or 'secureConnect' after the TLS handshake). Reads that came with
+   * the connection reach the client on the next tick, once it holds this transport (a server should not speak
+   * first); later reads go to it directly.
+   */
+  async connected(readyEvent: string, signal: AbortSignal, dataEvents: boolean): Promise<this> {
     const socket = this.#socket;
     if (dataEvents) socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.on(readyEvent, onReady);
-    return new Promise((resolve, reject) => {
+    await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         this.#fail(signal.reason instanceof Error ? signal.reason : new Error('connect aborted'));
       };
-      this.#connecting = { resolve: resolve as (t: SocketTransport) => void, reject, signal, onAbort };
+      this.#connecting = { resolve, reject, signal, onAbort };
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     });
+    // Queued from this continuation, the tick runs after the promise jobs that hand the transport to the client.
+    process.nextTick(() => this.#release());
+    return this;
   }
 
-  /** Hands the reads that came before to the client; later reads go to it directly. */
-  release(): void {
+  #release(): void {
     const early = this.#early ?? [];
     this.#early = undefined;
     for (const chunk of early) this.#handlers.data(chunk);
@@ -88,7 +94,7 @@ export class SocketTransport implements Transport {
 
   ready(): void {
     const connecting = this.#settle();
-    connecting?.resolve(this);
+    connecting?.resolve();
   }
 
   failed(error: Error): void {

@@ -21,16 +21,9 @@ function onRead(this: Socket, length: number, buffer: Uint8Array): boolean {
   return true;
 }
 
-function release(transport: SocketTransport): void {
-  transport.release();
-}
-
 export const tcpTransport: TransportFactory = async (target, handlers) => {
   readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
   const socket = connect({ host: target.host, port: target.port, onread: { buffer: readBuffer, callback: onRead } });
   socket.setNoDelay(true);
-  const transport = await new SocketTransport(socket, handlers).connected('connect', target.signal, false);
-  // Reads that came with the connection reach the client once it holds the transport.
-  process.nextTick(release, transport);
-  return transport;
+  return new SocketTransport(socket, handlers).connected('connect', target.signal, false);
 };

@@ -17,14 +17,8 @@ export const tlsTransport: TransportFactory = async (target, handlers) => {
     ALPNProtocols: t.alpnProtocols,
   });
   socket.setNoDelay(true);
-  const transport = await new SocketTransport(socket, handlers).connected('secureConnect', target.signal, true);
-  process.nextTick(release, transport);
-  return transport;
+  return new SocketTransport(socket, handlers).connected('secureConnect', target.signal, true);
 };
-
-function release(transport: SocketTransport): void {
-  transport.release();
-}
 
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
