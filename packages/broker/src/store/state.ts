@@ -315,10 +315,17 @@ export class StoreState {
   // The three records most of a log is made of, also taken straight from the decoder (RecordSink): no operation
   // object each when a log is replayed.
   message(id: number, message: Message): void {
-    if (!this.#entries) return;
-    if (id > this.maxId) this.maxId = id;
-    if (this.messages.has(id)) return;
+    if (!this.#entries || !this.#newMessage(id)) return;
     this.#admit(id, message);
+  }
+
+  /** Whether a message record with `id` adds a message: an id above every id seen does, without a lookup. */
+  #newMessage(id: number): boolean {
+    if (id > this.maxId) {
+      this.maxId = id;
+      return true;
+    }
+    return !this.messages.has(id);
   }
 
   /**
@@ -335,10 +342,7 @@ export class StoreState {
     expiresAt: number,
     origin: string | undefined,
   ): void {
-    if (!this.#entries) return;
-    // An id above every id seen cannot be in `messages` yet: no lookup for the usual record.
-    if (id > this.maxId) this.maxId = id;
-    else if (this.messages.has(id)) return;
+    if (!this.#entries || !this.#newMessage(id)) return;
     const message: Message = { topic, payload, qos, retain, properties, expiresAt, origin, storeId: id, storeRefs: 0 };
     this.#admit(id, message);
     this.#lastMessage = message;
