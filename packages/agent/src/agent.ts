@@ -259,9 +259,7 @@ class AgentShell implements Agent {
     this.stopped = true;
     this.stopTimersAndWork();
     await this.client.end({ force: true }).catch(() => undefined);
-    await this.downloadRun;
-    await Promise.allSettled(this.slotWork);
-    await this.journal.close();
+    await this.settleWork();
     this.resolveExit({ reason: 'killed' });
   }
 
@@ -586,10 +584,15 @@ class AgentShell implements Agent {
     await this.client
       .end(exit.reason === 'killed' || this.client.state !== 'connected' ? { force: true } : { timeoutMs: 10_000 })
       .catch(() => undefined);
+    await this.settleWork();
+    this.resolveExit(exit);
+  }
+
+  /** The last of a stopped lifetime: its download and slot work settle, then its journal closes. */
+  private async settleWork(): Promise<void> {
     await this.downloadRun;
     await Promise.allSettled(this.slotWork);
     await this.journal.close();
-    this.resolveExit(exit);
   }
 }
 
