@@ -23,7 +23,7 @@ interface TcpHandle {
   close(callback: (this: TcpHandle) => void): void;
   setNoDelay(on: boolean): number;
   getpeername(out: { address?: string; port?: number }): number;
-  [OWNER]?: RawTcpSocket;
+  [owner: symbol]: RawTcpSocket | null | undefined;
 }
 
 interface WriteRequest {
@@ -49,7 +49,19 @@ interface StreamBinding {
   kLastWriteWasAsync: number;
 }
 
-const OWNER = Symbol('rawTcpSocket');
+/**
+ * The property of a handle that holds its socket: Node's own `owner_symbol` (a net.Socket keeps itself there), which
+ * every TCP handle already has, found on the first handle wrapped. A property of our own would be a fourth one added
+ * to each accepted handle and cost it an out-of-object property array (~64 B per connection).
+ */
+let OWNER: symbol | undefined;
+
+function ownerProperty(handle: TcpHandle): symbol {
+  OWNER ??=
+    Object.getOwnPropertySymbols(handle).find((symbol) => symbol.description === 'owner_symbol') ??
+    Symbol('rawTcpSocket');
+  return OWNER;
+}
 /** libuv's end of stream, as the read callback reports it. */
 const UV_EOF = -4095;
 
@@ -138,7 +150,8 @@ function removed(listeners: Listeners, listener: Listener): Listeners {
  * A peer's FIN is reported by 'end' and nothing more: the owner ends its own side when it has answered (as a
  * net.Socket with allowHalfOpen would).
  * Its events are those four, each listener called with the socket as `this`; it keeps them in four fields rather
- * than being an EventEmitter, whose listener table would be ~0.2 KB of every idle connection.
+ * than being an EventEmitter, whose listener table would be ~0.2 KB of every idle connection. Its helpers are
+ * TypeScript `private`, not `#` methods, which would give every instance a slot for its class brand.
  */
 export class RawTcpSocket {
   readonly #handle: TcpHandle;
@@ -154,13 +167,13 @@ export class RawTcpSocket {
 
   constructor(handle: TcpHandle) {
     this.#handle = handle;
-    handle[OWNER] = this;
+    handle[ownerProperty(handle)] = this;
     handle.onread = onRead;
     handle.useUserBuffer(READ_BUFFER);
   }
 
   on(event: RawTcpEvent, listener: Listener): this {
-    this.#set(event, added(this.#get(event), listener));
+    this.setListeners(event, added(this.listenersOf(event), listener));
     return this;
   }
 
@@ -174,17 +187,17 @@ export class RawTcpSocket {
   }
 
   off(event: RawTcpEvent, listener: Listener): this {
-    this.#set(event, removed(this.#get(event), listener));
+    this.setListeners(event, removed(this.listenersOf(event), listener));
     return this;
   }
 
   listenerCount(event: RawTcpEvent): number {
-    const listeners = this.#get(event);
+    const listeners = this.listenersOf(event);
     if (listeners === undefined) return 0;
     return Array.isArray(listeners) ? listeners.length : 1;
   }
 
-  #get(event: RawTcpEvent): Listeners {
+  private listenersOf(event: RawTcpEvent): Listeners {
     switch (event) {
       case 'data':
         return this.#onData;
@@ -199,7 +212,7 @@ export class RawTcpSocket {
     }
   }
 
-  #set(event: RawTcpEvent, listeners: Listeners): void {
+  private setListeners(event: RawTcpEvent, listeners: Listeners): void {
     if (event === 'data') this.#onData = listeners;
     else if (event === 'end') this.#onEnd = listeners;
     else if (event === 'error') this.#onError = listeners;
@@ -207,7 +220,7 @@ export class RawTcpSocket {
   }
 
   /** Calls the listeners with the socket as `this`; one that throws does not keep the others from running. */
-  #emit(listeners: Listeners, arg?: unknown): void {
+  private emit(listeners: Listeners, arg?: unknown): void {
     if (listeners === undefined) return;
     if (!Array.isArray(listeners)) {
       (listeners as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
@@ -229,14 +242,14 @@ export class RawTcpSocket {
   }
 
   get remoteAddress(): string | undefined {
-    return this.#peer().address;
+    return this.peer().address;
   }
 
   get remotePort(): number | undefined {
-    return this.#peer().port;
+    return this.peer().port;
   }
 
-  #peer(): { address?: string; port?: number } {
+  private peer(): { address?: string; port?: number } {
     const out: { address?: string; port?: number } = {};
     if (this.destroyed || this.#handle.getpeername(out) !== 0) return {};
     return out;
@@ -253,7 +266,7 @@ export class RawTcpSocket {
       const chunk = takeRead(length);
       const reader = this.#reader;
       if (reader !== undefined) reader.call(this as never, chunk);
-      else this.#emit(this.#onData, chunk);
+      else this.emit(this.#onData, chunk);
       return;
     }
     if (length === 0) return;
@@ -263,7 +276,7 @@ export class RawTcpSocket {
       return;
     }
     this.#flags |= PEER_ENDED;
-    this.#emit(this.#onEnd);
+    this.emit(this.#onEnd);
     if ((this.#flags & SHUT_DOWN) !== 0) this.destroy();
   }
 
@@ -354,9 +367,9 @@ export class RawTcpSocket {
     const error = this.#error;
     this.#error = undefined;
     try {
-      if (error !== undefined) this.#emit(this.#onError, error);
+      if (error !== undefined) this.emit(this.#onError, error);
     } finally {
-      this.#emit(this.#onClose, error !== undefined);
+      this.emit(this.#onClose, error !== undefined);
     }
   }
 }
@@ -364,7 +377,7 @@ export class RawTcpSocket {
 // The handle and request callbacks: one of each for all sockets (`this` is the handle or request), no closures.
 function onRead(this: TcpHandle): void {
   const stream = binding!;
-  this[OWNER]?.read(stream.streamBaseState[stream.kReadBytesOrError]!);
+  this[OWNER!]?.read(stream.streamBaseState[stream.kReadBytesOrError]!);
 }
 
 function afterWrite(this: WriteRequest, status: number): void {
@@ -376,8 +389,8 @@ function afterShutdown(this: ShutdownRequest, status: number): void {
 }
 
 function afterClose(this: TcpHandle): void {
-  const socket = this[OWNER];
-  this[OWNER] = undefined;
+  const socket = this[OWNER!];
+  this[OWNER!] = null;
   socket?.closed();
 }
 
