@@ -224,7 +224,7 @@ export class BrokerCore {
       }
       state.nextPacketId = lastPacketId >= 0xffff ? 1 : lastPacketId + 1;
       for (const packetId of stored.inboundQos2) inboundQos2Of(state).add(packetId);
-      const session = new Session(state, this.stats, this.limits, store);
+      const session = new Session(state, this);
       this.sessions.set(clientId, session);
       this.stats.sessionsCurrent++;
       this.stats.sessionsOffline++;
@@ -629,7 +629,7 @@ export class BrokerCore {
     const present = session !== undefined;
     if (session === undefined) {
       const state = newSessionState(clientId, expiryInterval);
-      session = new Session(state, this.stats, this.limits, this.store);
+      session = new Session(state, this);
       this.sessions.set(clientId, session);
       if (expiryInterval > 0) this.store.putSession(clientId, expiryInterval, 0);
       this.stats.sessionsCurrent++;

@@ -1,5 +1,5 @@
 // Per-client session: subscriptions, the outbound in-flight window and queue, inbound QoS 2 state and packet ids.
-// The state lives in one plain object (`SessionState`); a session that outlives its connection tells the broker's
+// Its state is what `SessionState` names (the session holds it in its own fields); a session that outlives its connection tells the broker's
 // store (store/) about each change as it happens, so the store can bring it back after a restart. Sessions that end
 // with their connection never reach the store. The session never touches a socket: it hands deliveries to an
 // `Outlet` (the connection) and knows only whether the outlet can take more.
@@ -8,7 +8,6 @@ import { Fifo } from './fifo.js';
 import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
-import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoredDelivery } from './store/types.js';
 import { Subscriptions } from './subscriptions.js';
 
@@ -129,14 +128,30 @@ interface HeldDelivery {
   packetId: number | undefined;
 }
 
-export class Session {
-  readonly state: SessionState;
+/** What a session reports to and writes through: the broker core's, shared by every session. */
+export interface SessionEnv {
+  readonly stats: BrokerStats;
+  readonly limits: QueueLimits;
+  readonly store: BrokerStore;
+}
+
+/**
+ * A session is its own SessionState: the state given to the constructor is copied into it (then unused), so an idle
+ * session is one object, and everything shared comes through one reference (`#env`). Its helpers are TypeScript
+ * `private`, not `#` methods, which would give every instance a slot for its class brand.
+ */
+export class Session implements SessionState {
+  clientId: string;
+  expiryInterval: number;
+  subscriptions: Subscriptions;
+  inflight: Map<number, InflightEntry>;
+  queue: Fifo<Delivery>;
+  inboundQos2: Set<number>;
+  nextPacketId: number;
   outlet: Outlet | undefined;
   /** When an offline session ends (ms since the epoch); 0 while connected. */
   expiresAt = 0;
-  readonly #stats: BrokerStats;
-  readonly #limits: QueueLimits;
-  readonly #store: BrokerStore;
+  readonly #env: SessionEnv;
   /**
    * Deliveries of inbound QoS 2 messages whose store records are written but whose commit has not resolved: they
    * join the session (offerHeld) once it has, or go (dropHeld) if it failed. The store's snapshot reads them where
@@ -146,15 +161,21 @@ export class Session {
   /** Packet ids taken by held deliveries: they count against the send window and are not given out again. */
   #reserved: Map<number, Delivery> | undefined;
 
-  constructor(state: SessionState, stats: BrokerStats, limits: QueueLimits, store: BrokerStore = new MemoryStore()) {
-    this.state = state;
-    this.#stats = stats;
-    this.#limits = limits;
-    this.#store = store;
+  constructor(state: SessionState, env: SessionEnv) {
+    this.clientId = state.clientId;
+    this.expiryInterval = state.expiryInterval;
+    this.subscriptions = state.subscriptions;
+    this.inflight = state.inflight;
+    this.queue = state.queue;
+    this.inboundQos2 = state.inboundQos2;
+    this.nextPacketId = state.nextPacketId;
+    this.outlet = undefined;
+    this.#env = env;
   }
 
-  get clientId(): string {
-    return this.state.clientId;
+  /** The session's state: the session itself. */
+  get state(): SessionState {
+    return this;
   }
 
   /** Whether the session outlives its connection, and so lives in the store. */
@@ -167,13 +188,13 @@ export class Session {
     const subscriptions = this.state.subscriptions;
     const isNew = !subscriptions.has(entry.filter);
     subscriptions.add(entry);
-    if (this.persistent) this.#store.addSubscription(this.clientId, entry);
+    if (this.persistent) this.#env.store.addSubscription(this.clientId, entry);
     return isNew;
   }
 
   unsubscribe(filter: string): boolean {
     const existed = this.state.subscriptions.delete(filter);
-    if (existed && this.persistent) this.#store.removeSubscription(this.clientId, filter);
+    if (existed && this.persistent) this.#env.store.removeSubscription(this.clientId, filter);
     return existed;
   }
 
@@ -203,14 +224,14 @@ export class Session {
 
   receivedQos2(packetId: number): void {
     inboundQos2Of(this.state).add(packetId);
-    if (this.persistent) this.#store.addInboundQos2(this.clientId, packetId);
+    if (this.persistent) this.#env.store.addInboundQos2(this.clientId, packetId);
   }
 
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
     const found = this.state.inboundQos2.delete(packetId);
     this.#unsureQos2?.delete(packetId);
-    if (found && this.persistent) this.#store.removeInboundQos2(this.clientId, packetId);
+    if (found && this.persistent) this.#env.store.removeInboundQos2(this.clientId, packetId);
     return found;
   }
 
@@ -222,16 +243,16 @@ export class Session {
     const was = this.persistent;
     this.state.expiryInterval = seconds;
     if (seconds === 0) {
-      if (was) this.#store.deleteSession(this.clientId);
+      if (was) this.#env.store.deleteSession(this.clientId);
       return;
     }
-    this.#store.putSession(this.clientId, seconds, 0);
-    if (!was) this.#writeAll();
+    this.#env.store.putSession(this.clientId, seconds, 0);
+    if (!was) this.writeAll();
   }
 
   /** Writes the whole session to the store (it became persistent while holding state). */
-  #writeAll(): void {
-    const store = this.#store;
+  private writeAll(): void {
+    const store = this.#env.store;
     const clientId = this.clientId;
     for (const entry of this.state.subscriptions.values()) store.addSubscription(clientId, entry);
     for (const delivery of this.state.queue) {
@@ -256,17 +277,12 @@ export class Session {
     const held = this.#held;
     this.#held = held === undefined ? [record] : [...held, record];
     if (delivery.qos === 0 || !this.persistent) return;
-    const store = this.#store;
+    const store = this.#env.store;
     const outlet = this.outlet;
     // Behind a held delivery that waits in the queue it must wait too (the queue keeps one publisher's order).
     const queuedBefore = held?.some((earlier) => earlier.packetId === undefined && earlier.delivery.qos > 0) === true;
-    if (
-      outlet !== undefined &&
-      this.state.queue.length === 0 &&
-      !queuedBefore &&
-      this.#windowUsed < outlet.sendWindow
-    ) {
-      record.packetId = this.#nextPacketId();
+    if (outlet !== undefined && this.state.queue.length === 0 && !queuedBefore && this.windowUsed < outlet.sendWindow) {
+      record.packetId = this.takePacketId();
       this.#reserved ??= new Map();
       this.#reserved.set(record.packetId, delivery);
       store.setInflight(this.clientId, record.packetId, storedDelivery(store, delivery), undefined);
@@ -278,7 +294,7 @@ export class Session {
 
   /** The commit holding a held delivery resolved: it goes out under its packet id, or is offered as any other. */
   offerHeld(delivery: Delivery, templates: PublishTemplates | undefined, now: number): void {
-    const record = this.#unhold(delivery);
+    const record = this.unhold(delivery);
     if (record === undefined) return;
     const packetId = record.packetId;
     if (packetId === undefined) {
@@ -291,25 +307,25 @@ export class Session {
     const outlet = this.outlet;
     if (outlet !== undefined && !outlet.sendPublish(delivery, templates, packetId, false)) {
       this.state.inflight.delete(packetId);
-      if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
+      if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
     }
   }
 
   /** The commit holding a held delivery failed: the session never sees it. */
   dropHeld(delivery: Delivery, now: number): void {
-    const record = this.#unhold(delivery);
+    const record = this.unhold(delivery);
     if (record === undefined) return;
     // Its batch did not make it to the log; the record only keeps the log in step for a later snapshot.
     if (record.packetId === undefined) {
-      this.#dropped(delivery);
+      this.dropped(delivery);
       return;
     }
     this.#reserved!.delete(record.packetId);
-    if (this.persistent) this.#store.completeInflight(this.clientId, record.packetId);
+    if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
     this.pump(now);
   }
 
-  #unhold(delivery: Delivery): HeldDelivery | undefined {
+  private unhold(delivery: Delivery): HeldDelivery | undefined {
     const held = this.#held;
     if (held === undefined) return undefined;
     const index = held.findIndex((record) => record.delivery === delivery);
@@ -320,7 +336,7 @@ export class Session {
   }
 
   /** In-flight messages and packet ids taken by held deliveries: what counts against the client's window. */
-  get #windowUsed(): number {
+  private get windowUsed(): number {
     return this.state.inflight.size + (this.#reserved?.size ?? 0);
   }
 
@@ -345,66 +361,66 @@ export class Session {
     if (delivery.qos === 0) {
       if (outlet === undefined) return; // QoS 0 is not kept for offline sessions
       if (outlet.congested()) {
-        this.#stats.droppedSlowSubscriber++;
+        this.#env.stats.droppedSlowSubscriber++;
         return;
       }
       outlet.sendPublish(delivery, templates, 0, false);
       return;
     }
     const state = this.state;
-    if (outlet !== undefined && state.queue.length === 0 && this.#windowUsed < outlet.sendWindow) {
-      this.#send(outlet, delivery, templates);
+    if (outlet !== undefined && state.queue.length === 0 && this.windowUsed < outlet.sendWindow) {
+      this.send(outlet, delivery, templates);
       return;
     }
-    this.#enqueue(delivery, now);
+    this.enqueue(delivery, now);
   }
 
-  #enqueue(delivery: Delivery, now: number): void {
+  private enqueue(delivery: Delivery, now: number): void {
     const queue = this.state.queue;
-    if (queue.length >= this.#limits.maxQueuedMessages) {
+    if (queue.length >= this.#env.limits.maxQueuedMessages) {
       // Expired messages go first: dropping them costs nobody anything.
       if (queue.length > 0 && isExpired(queue.peek()!.message, now)) {
-        this.#dropped(queue.shift()!);
-        this.#stats.droppedExpired++;
-        this.#stats.queuedCurrent--;
+        this.dropped(queue.shift()!);
+        this.#env.stats.droppedExpired++;
+        this.#env.stats.queuedCurrent--;
       } else {
-        this.#stats.droppedQueueFull++;
-        if (this.#limits.queueDropPolicy === 'newest' || queue.length === 0) {
-          this.#dropped(delivery);
+        this.#env.stats.droppedQueueFull++;
+        if (this.#env.limits.queueDropPolicy === 'newest' || queue.length === 0) {
+          this.dropped(delivery);
           return;
         }
-        this.#dropped(queue.shift()!);
-        this.#stats.queuedCurrent--;
+        this.dropped(queue.shift()!);
+        this.#env.stats.queuedCurrent--;
       }
     }
     queueOf(this.state).push(delivery);
-    this.#stats.queuedCurrent++;
+    this.#env.stats.queuedCurrent++;
     // A held delivery's entry is written already (hold).
     if (this.persistent && delivery.entryId === undefined) {
-      const store = this.#store;
+      const store = this.#env.store;
       delivery.entryId = store.newEntryId();
       store.enqueue(this.clientId, delivery.entryId, storedDelivery(store, delivery));
     }
   }
 
-  #dropped(delivery: Delivery): void {
-    if (delivery.entryId !== undefined && this.persistent) this.#store.dequeue(this.clientId, delivery.entryId);
+  private dropped(delivery: Delivery): void {
+    if (delivery.entryId !== undefined && this.persistent) this.#env.store.dequeue(this.clientId, delivery.entryId);
   }
 
-  #send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
-    const packetId = this.#nextPacketId();
+  private send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
+    const packetId = this.takePacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
       inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
       if (this.persistent) {
-        const store = this.#store;
+        const store = this.#env.store;
         store.setInflight(this.clientId, packetId, storedDelivery(store, delivery), delivery.entryId);
       }
     } else {
-      this.#dropped(delivery);
+      this.dropped(delivery);
     }
   }
 
-  #nextPacketId(): number {
+  private takePacketId(): number {
     const state = this.state;
     // The window is far below 65535, so a free id is always found within a few steps.
     for (;;) {
@@ -420,22 +436,22 @@ export class Session {
     if (outlet === undefined) return;
     const state = this.state;
     const queue = state.queue;
-    while (queue.length > 0 && this.#windowUsed < outlet.sendWindow) {
+    while (queue.length > 0 && this.windowUsed < outlet.sendWindow) {
       const delivery = queue.shift()!;
-      this.#stats.queuedCurrent--;
+      this.#env.stats.queuedCurrent--;
       if (isExpired(delivery.message, now)) {
-        this.#dropped(delivery);
-        this.#stats.droppedExpired++;
+        this.dropped(delivery);
+        this.#env.stats.droppedExpired++;
         continue;
       }
-      this.#send(outlet, delivery, undefined);
+      this.send(outlet, delivery, undefined);
     }
   }
 
   /** PUBACK, or PUBREC with a failure code: the exchange is over. Returns whether the id was in flight. */
   complete(packetId: number, now: number): boolean {
     if (!this.state.inflight.delete(packetId)) return false;
-    if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
+    if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
     this.pump(now);
     return true;
   }
@@ -444,7 +460,7 @@ export class Session {
   released(packetId: number): boolean {
     const entry = this.state.inflight.get(packetId);
     if (entry === undefined) return false;
-    if (entry.state === 'publish' && this.persistent) this.#store.releaseInflight(this.clientId, packetId);
+    if (entry.state === 'publish' && this.persistent) this.#env.store.releaseInflight(this.clientId, packetId);
     inflightOf(this.state).set(packetId, { state: 'pubrel', delivery: entry.delivery });
     this.outlet?.sendPubrel(packetId);
     return true;
@@ -455,16 +471,16 @@ export class Session {
     this.outlet = outlet;
     this.expiresAt = 0;
     // No iterator for an empty window (a new session's always is).
-    if (this.state.inflight.size > 0) this.#resend(outlet);
+    if (this.state.inflight.size > 0) this.resend(outlet);
     this.pump(now);
   }
 
-  #resend(outlet: Outlet): void {
+  private resend(outlet: Outlet): void {
     for (const [packetId, entry] of this.state.inflight) {
       if (entry.state === 'pubrel') outlet.sendPubrel(packetId);
       else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
         this.state.inflight.delete(packetId);
-        if (this.persistent) this.#store.completeInflight(this.clientId, packetId);
+        if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
       }
     }
   }
@@ -473,7 +489,7 @@ export class Session {
   discard(): void {
     const state = this.state;
     if (state.queue.length > 0) {
-      this.#stats.queuedCurrent -= state.queue.length;
+      this.#env.stats.queuedCurrent -= state.queue.length;
       state.queue.clear();
     }
     if (state.inflight.size > 0) state.inflight.clear();

@@ -6,8 +6,20 @@ import { DeadlineTicker } from '../src/keepalive.js';
 import type { Delivery, Message } from '../src/message.js';
 import { RetainedStore } from '../src/retained.js';
 import { Router } from '../src/router.js';
-import { newSessionState, type Outlet, Session, type SubscriptionEntry } from '../src/session.js';
-import { createStats } from '../src/stats.js';
+import {
+  newSessionState,
+  type Outlet,
+  type QueueLimits,
+  Session,
+  type SessionState,
+  type SubscriptionEntry,
+} from '../src/session.js';
+import { type BrokerStats, createStats } from '../src/stats.js';
+import { MemoryStore } from '../src/store/memory.js';
+
+function newSession(state: SessionState, stats: BrokerStats, limits: QueueLimits): Session {
+  return new Session(state, { stats, limits, store: new MemoryStore() });
+}
 
 function message(topic: string, qos: 0 | 1 | 2 = 1, extra: Partial<Message> = {}): Message {
   return {
@@ -60,8 +72,8 @@ describe('Session', () => {
   test('sessions start without in-flight and inbound QoS 2 collections of their own, and never share them', () => {
     const stats = createStats(0);
     const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
-    const a = new Session(newSessionState('a', 0), stats, limits);
-    const b = new Session(newSessionState('b', 0), stats, limits);
+    const a = newSession(newSessionState('a', 0), stats, limits);
+    const b = newSession(newSessionState('b', 0), stats, limits);
     // Idle sessions hold the shared empty collections, which refuse writes rather than leak entries across sessions.
     assert.equal(a.state.inflight, b.state.inflight);
     assert.throws(() => a.state.inflight.set(1, { state: 'pubrel', delivery: undefined }));
@@ -83,8 +95,8 @@ describe('Session', () => {
   test('sessions start without a queue of their own, and never share one', () => {
     const stats = createStats(0);
     const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
-    const a = new Session(newSessionState('a', 60), stats, limits);
-    const b = new Session(newSessionState('b', 60), stats, limits);
+    const a = newSession(newSessionState('a', 60), stats, limits);
+    const b = newSession(newSessionState('b', 60), stats, limits);
     assert.equal(a.state.queue, b.state.queue);
     assert.throws(() => a.state.queue.push(delivery(message('t'))));
     // Offline: QoS 1 is queued, in a queue of a's own.
@@ -103,7 +115,7 @@ describe('Session', () => {
 
   test('honours the send window and drains the queue as acknowledgements arrive', () => {
     const stats = createStats(0);
-    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
     const outlet = new FakeOutlet(2);
     s.outlet = outlet;
     for (const t of ['a', 'b', 'c', 'd']) s.offer(delivery(message(t)), undefined, 0);
@@ -123,7 +135,7 @@ describe('Session', () => {
 
   test('QoS 0 is dropped (and counted) for a congested outlet and never queued offline', () => {
     const stats = createStats(0);
-    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
     s.offer(delivery(message('offline', 0)), undefined, 0);
     assert.equal(s.state.queue.length, 0);
     const outlet = new FakeOutlet(5);
@@ -137,7 +149,7 @@ describe('Session', () => {
   for (const policy of ['oldest', 'newest'] as const) {
     test(`a full queue drops the ${policy} message`, () => {
       const stats = createStats(0);
-      const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: policy });
+      const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: policy });
       for (const t of ['1', '2', '3']) s.offer(delivery(message(t)), undefined, 0);
       assert.equal(stats.droppedQueueFull, 1);
       assert.deepEqual(
@@ -149,7 +161,7 @@ describe('Session', () => {
 
   test('expired messages are dropped when they would be sent, and first when the queue is full', () => {
     const stats = createStats(0);
-    const s = new Session(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: 'newest' });
+    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: 'newest' });
     s.offer(delivery(message('old', 1, { expiresAt: 1000 })), undefined, 0);
     s.offer(delivery(message('keep')), undefined, 0);
     s.offer(delivery(message('new')), undefined, 2000);
@@ -164,7 +176,7 @@ describe('Session', () => {
   });
 
   test('resume resends in-flight PUBLISH with DUP and PUBREL for released ones', () => {
-    const s = new Session(newSessionState('c', 60), createStats(0), {
+    const s = newSession(newSessionState('c', 60), createStats(0), {
       maxQueuedMessages: 10,
       queueDropPolicy: 'oldest',
     });
@@ -182,7 +194,7 @@ describe('Session', () => {
   });
 
   test('a message the outlet cannot take (too large) does not occupy the window', () => {
-    const s = new Session(newSessionState('c', 60), createStats(0), {
+    const s = newSession(newSessionState('c', 60), createStats(0), {
       maxQueuedMessages: 10,
       queueDropPolicy: 'oldest',
     });
@@ -200,7 +212,7 @@ describe('Session', () => {
 
 describe('Router', () => {
   const session = (id: string, online = true) => {
-    const s = new Session(newSessionState(id, 0), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState(id, 0), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
     if (online) s.outlet = new FakeOutlet(10);
     return s;
   };
