@@ -5,6 +5,7 @@
 import {
   Decoder,
   encode,
+  MAX_PACKET_SIZE,
   MqttError,
   type Packet,
   type ProtocolVersion,
@@ -87,7 +88,7 @@ interface AckGroup {
 
 /**
  * What few connections ever use (topic aliases, enhanced authentication, a publish rate limit, acknowledgements
- * waiting on the store): made on first use, so that an idle connection holds one slot for all of it.
+ * waiting on the store, backlog times): made on first use, so that an idle connection holds one slot for all of it.
  */
 class Uncommon {
   inboundAliases: Map<number, string> | undefined = undefined;
@@ -112,6 +113,10 @@ class Uncommon {
    * in order once the store has written them; anything queued later goes behind them.
    */
   stalled: Uint8Array[] | undefined = undefined;
+  /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
+  backlogSince = 0;
+  /** When its output was first seen above OUTPUT_HIGH_WATER since it last drained to OUTPUT_LOW_WATER; 0: drained. */
+  outputOverSince = 0;
 }
 
 // The connection's booleans, as bits of one number: a field each would be ~70 bytes of every connection.
@@ -148,9 +153,10 @@ export class Connection implements Outlet, Timed {
   deadline: number;
   keepaliveMs = 0;
 
-  // Client-side limits learned from CONNECT (5.0).
+  // Client-side limits learned from CONNECT (5.0). No limit is the largest packet MQTT can frame, not Infinity: a
+  // small integer stays in the object, a double would be a 16 B box of its own in every connection.
   sendWindow: number;
-  clientMaximumPacketSize = Number.POSITIVE_INFINITY;
+  clientMaximumPacketSize = MAX_PACKET_SIZE;
   clientTopicAliasMaximum = 0;
 
   /**
@@ -167,10 +173,6 @@ export class Connection implements Outlet, Timed {
   listNext: Connection | undefined = undefined;
   /** When the client last acknowledged a message we sent (PUBACK, PUBREC, PUBCOMP). */
   ackedAt = 0;
-  /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged). */
-  backlogSince = 0;
-  /** When its output was first seen above OUTPUT_HIGH_WATER since it last drained to OUTPUT_LOW_WATER; 0: drained. */
-  #outputOverSince = 0;
 
   constructor(core: BrokerCore, socket: ByteStream, transport: TransportInfo, overLimit: boolean) {
     this.core = core;
@@ -300,6 +302,14 @@ export class Connection implements Outlet, Timed {
   get #more(): Uncommon {
     this.#uncommon ??= new Uncommon();
     return this.#uncommon;
+  }
+
+  /** When its session was first seen backlogged after its last acknowledgement (see core's #backlogged); 0: never. */
+  get backlogSince(): number {
+    return this.#uncommon?.backlogSince ?? 0;
+  }
+  set backlogSince(since: number) {
+    this.#more.backlogSince = since;
   }
 
   get auth(): AuthExchange | undefined {
@@ -760,19 +770,20 @@ export class Connection implements Outlet, Timed {
   outputBacklogged(now: number, stuckMs: number): boolean {
     const bytes = this.socket.writableLength + this.#pendingBytes;
     if (bytes <= OUTPUT_LOW_WATER) {
-      this.#outputOverSince = 0;
+      if (this.#uncommon !== undefined) this.#uncommon.outputOverSince = 0;
       return false;
     }
     if (bytes < OUTPUT_HIGH_WATER) return false;
-    if (this.#outputOverSince === 0) this.#outputOverSince = now;
-    return now - this.#outputOverSince < stuckMs;
+    const more = this.#more;
+    if (more.outputOverSince === 0) more.outputOverSince = now;
+    return now - more.outputOverSince < stuckMs;
   }
 
   /** Output down to OUTPUT_LOW_WATER (or the connection is gone): publishers held for it read again. */
   outputDrained(): boolean {
     if (this.state !== 'connected') return true;
     if (this.socket.writableLength + this.#pendingBytes > OUTPUT_LOW_WATER) return false;
-    this.#outputOverSince = 0;
+    if (this.#uncommon !== undefined) this.#uncommon.outputOverSince = 0;
     return true;
   }
 

@@ -1,7 +1,7 @@
 // CONNECT: version and client id rules, authentication (plain or enhanced), session takeover and resumption,
 // keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
 import { randomUUID } from 'node:crypto';
-import { type ConnackProperties, type ConnectPacket, encode } from '@otalink/mqtt/codec';
+import { type ConnackProperties, type ConnectPacket, encode, MAX_PACKET_SIZE } from '@otalink/mqtt/codec';
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
 import type { AuthenticationResult, BrokerLimits } from '../options.js';
@@ -52,7 +52,7 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
   const properties = packet.properties;
   if (v5) {
     connection.sendWindow = Math.min(properties?.receiveMaximum ?? 0xffff, limits.receiveMaximum);
-    connection.clientMaximumPacketSize = properties?.maximumPacketSize ?? Number.POSITIVE_INFINITY;
+    connection.clientMaximumPacketSize = properties?.maximumPacketSize ?? MAX_PACKET_SIZE;
     connection.clientTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
   }
   connection.will = packet.will;
