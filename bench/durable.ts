@@ -8,9 +8,9 @@
 //   BROKER_MODULE=/abs/path/broker/src/index.ts     our broker from another checkout (before/after comparisons)
 //   --bundled                                      our broker bundled by esbuild first (plain JavaScript, no tsx loader):
 //                                                  restart then measures the broker, not TypeScript compilation
-// Otherwise our broker starts through bin/ts-loader.js as `otalink broker` does: on Node 20 tsx's loader thread and
-// one round trip per module through it are ~0.4 s of CPU of every start (all of it: ~0.55 s; --bundled ~0.2 s;
-// Mosquitto ~20 ms).
+// Otherwise our broker starts through bin/ts-loader.js as `otalink broker` does: on Node 20 a loader thread and one
+// round trip per module through it (with tsx, until 2026-12-06: ~0.4 s of CPU of every start, all of it ~0.55 s;
+// --bundled ~0.2 s; Mosquitto ~20 ms).
 // See docs/durable-store.md, "Start-up".
 //
 // Measured per broker, each on a fresh data directory:
@@ -35,6 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { BenchClient } from './durable/client.js';
 import { freePort } from './lib/free-port.js';
 import { machineInfo } from './lib/machine.js';
+import { OTALINK_EXEC_ARGV } from './lib/otalink-loader.js';
 import { formatTable } from './lib/table.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -47,13 +48,11 @@ const RESTART_COUNT = QUICK ? 20_000 : 100_000;
 const PAYLOAD = Buffer.alloc(256, 0x61);
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const OURS = fileURLToPath(new URL('./durable/ours.ts', import.meta.url));
-/** The TypeScript loader as bin/otalink.js registers it, so that start-up is measured as `otalink broker` pays it. */
-const TS_LOADER = fileURLToPath(new URL('../bin/ts-loader.js', import.meta.url));
 const BUNDLED = process.argv.includes('--bundled');
 
-/** `otalink broker` runs from source through tsx; --bundled measures the same code as one plain JavaScript file. */
+/** `otalink broker` runs from source through bin/ts-loader.js (OTALINK_EXEC_ARGV); --bundled measures the same code as one plain JavaScript file. */
 async function oursEntry(): Promise<{ args: string[]; cleanup(): void }> {
-  if (!BUNDLED) return { args: ['--import', TS_LOADER, OURS], cleanup: () => {} };
+  if (!BUNDLED) return { args: [...OTALINK_EXEC_ARGV, OURS], cleanup: () => {} };
   const { buildSync } = await import('esbuild');
   const dir = mkdtempSync(join(tmpdir(), 'otalink-bench-durable-bundle-'));
   const outfile = join(dir, 'ours.mjs');

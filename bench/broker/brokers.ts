@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../lib/free-port.js';
+import { OTALINK_EXEC_ARGV } from '../lib/otalink-loader.js';
 import { spawnGroup, stopChild, waitForLine } from './proc.js';
 
 export type BrokerName = 'ours' | 'mosquitto' | 'aedes' | 'floor';
@@ -45,7 +46,9 @@ const START_TIMEOUT_MS = 15_000;
 export async function startBroker(name: BrokerName): Promise<RunningBroker> {
   if (name === 'mosquitto') return startMosquitto();
   const script = fileURLToPath(new URL(`./servers/${name}.ts`, import.meta.url));
-  const child = spawnGroup(process.execPath, [...process.execArgv, script, '0'], {
+  // Ours runs as `otalink broker` runs it (bin/ts-loader.js); the others as this process was started (tsx).
+  const loader = name === 'ours' ? OTALINK_EXEC_ARGV : process.execArgv;
+  const child = spawnGroup(process.execPath, [...loader, script, '0'], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   try {

@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { killAndWait } from '../lib/child.js';
+import { OTALINK_EXEC_ARGV } from '../lib/otalink-loader.js';
 
 // The same child the kill-restart tests use: options as JSON, `{"port":N}` on stdout, exits with its parent's stdin.
 const SCRIPT = fileURLToPath(new URL('../../test/support/otalink-broker-process.ts', import.meta.url));
@@ -30,7 +31,7 @@ export class BenchOtalinkBroker {
     }
     const child = spawn(
       process.execPath,
-      [...process.execArgv, SCRIPT, JSON.stringify({ limits: { receiveMaximum: this.receiveMaximum } })],
+      [...OTALINK_EXEC_ARGV, SCRIPT, JSON.stringify({ limits: { receiveMaximum: this.receiveMaximum } })],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     running.add(child);
