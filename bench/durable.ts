@@ -381,6 +381,6 @@ console.log(
 console.log(
   BUNDLED
     ? '# ours bundled by esbuild (no tsx loader); `otalink broker` itself runs from source through tsx, which adds its compile/load time to every start'
-    : '# ours run from source through tsx, as `otalink broker` runs: start-up includes loading the TypeScript loader (see "empty start ms")',
+    : '# ours run from source through bin/ts-loader.js, as `otalink broker` runs: start-up includes the TypeScript loader (see "empty start ms")',
 );
 entry.cleanup();
