@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
+  type BrokerName,
   BrokerUnavailable,
   MOSQUITTO_SETTINGS,
   mosquittoVersion,
@@ -22,10 +23,10 @@ import {
   startBroker,
 } from './broker/brokers.js';
 import { type Generator, startGenerators } from './broker/generators.js';
-import { parseOptions } from './broker/options.js';
+import { parseOptions, type ScenarioName } from './broker/options.js';
 import { killAll } from './broker/proc.js';
 import { type Cells, tableRows } from './broker/report.js';
-import { type Outcome, runScenario } from './broker/scenarios.js';
+import { connectRounds, type Outcome, runScenario } from './broker/scenarios.js';
 import { machineInfo } from './lib/machine.js';
 import { formatTable } from './lib/table.js';
 
@@ -74,35 +75,70 @@ async function main(): Promise<void> {
   const cells: Cells = {};
   const details: Record<string, Record<string, unknown>> = {};
   for (const brokerName of options.brokers) {
-    const brokerCells: Record<string, string> = {};
-    cells[brokerName] = brokerCells;
+    cells[brokerName] = {};
     details[brokerName] = {};
+  }
+
+  /** One scenario on a fresh broker and fresh generators; its cells, or error cells, go into the table. */
+  async function runOne(brokerName: BrokerName, scenario: ScenarioName, round = ''): Promise<Outcome | undefined> {
+    const brokerCells = cells[brokerName] as Record<string, string>;
+    const brokerDetails = details[brokerName] as Record<string, unknown>;
+    process.stderr.write(`[${brokerName}] ${scenario}${round}…\n`);
+    let broker: RunningBroker | undefined;
+    let generators: Generator[] = [];
+    try {
+      broker = await startBroker(brokerName);
+      generators = startGenerators(GENERATORS);
+      const outcome: Outcome = await withTimeout(
+        runScenario({ broker, generators, options }, scenario),
+        SCENARIO_TIMEOUT_MS,
+        scenario,
+      );
+      Object.assign(brokerCells, outcome.cells);
+      brokerDetails[scenario] = outcome.details;
+      process.stderr.write(`[${brokerName}] ${scenario}${round}: ${Object.values(outcome.cells).join(' | ')}\n`);
+      return outcome;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const cell = error instanceof BrokerUnavailable ? 'unavailable' : `error`;
+      for (const key of ['', '2x', 'Ack']) brokerCells[`${scenario}${key}`] = cell;
+      brokerDetails[scenario] = { error: message };
+      process.stderr.write(`[${brokerName}] ${scenario}${round}: ${cell}: ${message}\n`);
+      return undefined;
+    } finally {
+      await Promise.all(generators.map((g) => g.stop()));
+      await broker?.stop();
+    }
+  }
+
+  const takes = (brokerName: BrokerName, scenario: ScenarioName) =>
+    (ONLY_SCENARIOS[brokerName] ?? [scenario]).includes(scenario);
+  for (const brokerName of options.brokers) {
     for (const scenario of options.scenarios) {
-      if (!(ONLY_SCENARIOS[brokerName] ?? [scenario]).includes(scenario)) continue;
-      process.stderr.write(`[${brokerName}] ${scenario}…\n`);
-      let broker: RunningBroker | undefined;
-      let generators: Generator[] = [];
-      try {
-        broker = await startBroker(brokerName);
-        generators = startGenerators(GENERATORS);
-        const outcome: Outcome = await withTimeout(
-          runScenario({ broker, generators, options }, scenario),
-          SCENARIO_TIMEOUT_MS,
-          scenario,
-        );
-        Object.assign(brokerCells, outcome.cells);
-        (details[brokerName] as Record<string, unknown>)[scenario] = outcome.details;
-        process.stderr.write(`[${brokerName}] ${scenario}: ${Object.values(outcome.cells).join(' | ')}\n`);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        const cell = error instanceof BrokerUnavailable ? 'unavailable' : `error`;
-        for (const key of ['', '2x', 'Ack']) brokerCells[`${scenario}${key}`] = cell;
-        (details[brokerName] as Record<string, unknown>)[scenario] = { error: message };
-        process.stderr.write(`[${brokerName}] ${scenario}: ${cell}: ${message}\n`);
-      } finally {
-        await Promise.all(generators.map((g) => g.stop()));
-        await broker?.stop();
+      if (scenario !== 'connect' && takes(brokerName, scenario)) await runOne(brokerName, scenario);
+    }
+  }
+  // The connect row in rounds, the brokers taking turns (each round starts with the next one): a single run depends
+  // on the few seconds it had of a shared machine, so every broker gets several, spread over the same minutes.
+  if (options.scenarios.includes('connect')) {
+    const takers = options.brokers.filter((brokerName) => takes(brokerName, 'connect'));
+    const rounds = new Map<BrokerName, Outcome[]>(takers.map((brokerName) => [brokerName, []]));
+    for (let round = 0; round < options.connectRounds; round++) {
+      for (let i = 0; i < takers.length; i++) {
+        const brokerName = takers[(round + i) % takers.length] as BrokerName;
+        const label = options.connectRounds > 1 ? ` (round ${round + 1} of ${options.connectRounds})` : '';
+        const outcome = await runOne(brokerName, 'connect', label);
+        if (outcome !== undefined) rounds.get(brokerName)?.push(outcome);
       }
+    }
+    for (const [brokerName, outcomes] of rounds) {
+      if (outcomes.length === 0) continue;
+      const combined = connectRounds(outcomes);
+      Object.assign(cells[brokerName] as Record<string, string>, combined.cells);
+      (details[brokerName] as Record<string, unknown>).connect = combined.details;
+      process.stderr.write(
+        `[${brokerName}] connect, median of ${outcomes.length}: ${Object.values(combined.cells).join(' | ')}\n`,
+      );
     }
   }
 

@@ -25,13 +25,15 @@ export interface BenchOptions {
   rttRate: number;
   rttWarmup: number;
   connectConcurrency: number;
+  /** Rounds of the connect row, the brokers taking turns in each (see bench/broker.ts). */
+  connectRounds: number;
   json: string | undefined;
 }
 
 const USAGE = `usage: node --import tsx bench/broker.ts [--quick] [--brokers=ours,mosquitto,aedes]
   [--scenarios=${SCENARIO_NAMES.join(',')}] [--measure-ms=N] [--warmup-ms=N] [--step-ms=N]
   [--start-rate=N] [--step-factor=F] [--max-rate=N] [--subscribers=N] [--publishers=N] [--pairs=N]
-  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--connect-concurrency=N] [--json out.json]`;
+  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--connect-concurrency=N] [--connect-rounds=N] [--json out.json]`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   const quick = argv.includes('--quick');
@@ -53,6 +55,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     rttRate: 200,
     rttWarmup: 5000,
     connectConcurrency: 16,
+    connectRounds: 3,
     json: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -131,6 +134,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         break;
       case 'connect-concurrency':
         options.connectConcurrency = Math.round(number());
+        break;
+      case 'connect-rounds':
+        options.connectRounds = Math.max(1, Math.round(number()));
         break;
       case 'json':
         options.json = value;

@@ -428,6 +428,38 @@ async function connectRate(ctx: Context): Promise<Outcome> {
   };
 }
 
+/**
+ * The connect row over several rounds (bench/broker.ts runs them with the brokers taking turns): the median of each
+ * figure, the rate's range beside it. One round alone depends on what else the machine's 2 cores were doing in
+ * its few seconds: single runs of the same broker spread ±30 %.
+ */
+export function connectRounds(outcomes: readonly Outcome[]): Outcome {
+  const rounds = outcomes.map((outcome) => outcome.details as unknown as ConnectRound);
+  const median = (pick: (round: ConnectRound) => number) => {
+    const values = rounds.map(pick).sort((a, b) => a - b);
+    const middle = values.length >> 1;
+    return values.length % 2 === 1 ? values[middle]! : (values[middle - 1]! + values[middle]!) / 2;
+  };
+  const rates = rounds.map((round) => round.rate);
+  const errors = rounds.reduce((n, round) => n + round.errors, 0);
+  const range = rounds.length > 1 ? ` (${k(Math.min(...rates))}–${k(Math.max(...rates))})` : '';
+  return {
+    cells: {
+      connect: `${k(median((round) => round.rate))}${range}${errors > 0 ? ` (${errors} errors)` : ''}`,
+      connectCpu: `${median((round) => round.brokerUsPerConnect).toFixed(0)} µs`,
+      connectGenCpu: `${median((round) => round.generatorUsPerConnect).toFixed(0)} µs`,
+    },
+    details: { rounds },
+  };
+}
+
+interface ConnectRound {
+  rate: number;
+  errors: number;
+  brokerUsPerConnect: number;
+  generatorUsPerConnect: number;
+}
+
 export function runScenario(ctx: Context, name: ScenarioName): Promise<Outcome> {
   switch (name) {
     case 'fanout':
