@@ -438,7 +438,7 @@ export class Connection implements Outlet, Timed {
 
   /**
    * Back to the pool, unless the connection still reads and its fields would not give the decoder's state back to
-   * #takeDecoder (then it keeps this one): a decoder's state never passes to another connection or is lost.
+   * #takeDecoder (then it keeps this one): what a decoder learned of a stream is neither lost nor handed to another.
    */
   #giveDecoder(decoder: Decoder): void {
     if (this.#reading()) {
