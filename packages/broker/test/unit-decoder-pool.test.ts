@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Connection } from '../src/connection.js';
 import { BrokerCore } from '../src/core.js';
 import { idleDecoderCount } from '../src/decoder-pool.js';
-import { defaultLimits } from '../src/options.js';
+import { type Authenticate, defaultLimits } from '../src/options.js';
 import { createStats } from '../src/stats.js';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -22,7 +22,7 @@ interface Rig {
   closeReasons: string[];
 }
 
-function rig(maxPacketSize = defaultLimits.maxPacketSize): Rig {
+function rig(maxPacketSize = defaultLimits.maxPacketSize, authenticate?: Authenticate): Rig {
   const closeReasons: string[] = [];
   const logger = pino(
     { level: 'info' },
@@ -36,8 +36,9 @@ function rig(maxPacketSize = defaultLimits.maxPacketSize): Rig {
   const core = new BrokerCore(
     {
       limits: { ...defaultLimits, maxPacketSize },
-      allowAnonymous: true,
-      authenticate: undefined,
+      // A hook, when given, sees every CONNECT.
+      allowAnonymous: authenticate === undefined,
+      authenticate,
       authorize: undefined,
       enhancedAuth: new Map(),
       logger,
@@ -234,6 +235,29 @@ for (const version of [4, 5] as const) {
       assert.equal(leaving.ended, true);
       assert.deepEqual(next.types(), ['connack', 'suback', 'publish', 'puback']);
       assert.equal(new TextDecoder().decode((next.received[2] as PublishPacket).payload), 'from next');
+    });
+
+    test('packets read behind a CONNECT whose authentication is pending wait in their decoder while others read', async () => {
+      let allow: (() => void) | undefined;
+      const { core } = rig(undefined, (request) =>
+        request.clientId === 'slow' ? new Promise((resolve) => (allow = () => resolve({ ok: true }))) : { ok: true },
+      );
+      const slow = new Peer(core, version);
+      const slowBytes = session(slow, 'slow');
+      // The whole session but its last 3 bytes in one read: SUBSCRIBE and PUBLISH wait behind the CONNECT.
+      slow.read(slowBytes.subarray(0, slowBytes.length - 3));
+      const fast = new Peer(core, other(version));
+      fast.read(session(fast, 'fast'));
+      await nextTurn();
+      assertSession(fast, 'fast');
+      fast.received.length = 0;
+      assert.deepEqual(slow.types(), []);
+      // A read arriving while paused (a socket may hand over one already made) joins the bytes waiting.
+      slow.read(slowBytes.subarray(slowBytes.length - 3));
+      fast.send({ type: 'pingreq' });
+      allow!();
+      await nextTurn();
+      assertSession(slow, 'slow');
     });
 
     test('a second CONNECT is refused by the decoder after its connection gave the decoder back and took one again', async () => {
