@@ -3,7 +3,7 @@
 // It owns the per-connection protocol state (version, aliases, keepalive, limits) and closes with the right reason
 // when the peer breaks the rules.
 import {
-  Decoder,
+  type Decoder,
   encode,
   MAX_PACKET_SIZE,
   MqttError,
@@ -14,6 +14,7 @@ import {
   type Will,
 } from '@otalink/mqtt/codec';
 import { type BrokerCore, CONGESTION_BYTES, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER, TURN_OUTPUT_BYTES } from './core.js';
+import { giveDecoder, takeDecoder } from './decoder-pool.js';
 import { readDirect } from './direct-read.js';
 import type { BrokerErrorCode } from './errors.js';
 import { dispatch } from './handlers/index.js';
@@ -140,7 +141,8 @@ export class Connection implements Outlet, Timed {
   readonly core: BrokerCore;
   readonly socket: ByteStream;
   readonly transport: TransportInfo;
-  readonly decoder: Decoder;
+  /** Only while a read is being decoded or part of one waits (decoder-pool.ts): an idle connection holds none. */
+  #decoder: Decoder | undefined;
   state: State = 'awaiting-connect';
   protocolVersion: ProtocolVersion = 4;
   identity: ClientIdentity;
@@ -180,7 +182,6 @@ export class Connection implements Outlet, Timed {
     this.transport = transport;
     if (overLimit) this.#flags = OVER_LIMIT;
     this.sendWindow = core.limits.receiveMaximum;
-    this.decoder = new Decoder({ role: 'server', maximumPacketSize: core.limits.maxPacketSize });
     this.identity = { clientId: '', username: undefined, protocolVersion: 4, remoteAddress: transport.remoteAddress };
     this.deadline = Date.now() + core.limits.connectTimeoutMs;
     core.ticker.add(this);
@@ -369,21 +370,28 @@ export class Connection implements Outlet, Timed {
     this.core.stats.bytesIn += chunk.length;
     if (this.state === 'closing' || this.state === 'closed') return;
     if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
-    this.decoder.push(chunk);
+    this.#decoder ??= this.#takeDecoder();
+    this.#decoder.push(chunk);
     this.#drain();
     this.core.afterRead();
   }
 
   #drain(): void {
+    const decoder = this.#decoder;
+    if (decoder === undefined) return;
     while (!this.#busy && (this.state === 'awaiting-connect' || this.state === 'authenticating' || this.connected)) {
       let packet: Packet | undefined;
       try {
-        packet = this.decoder.next();
+        packet = decoder.next();
       } catch (error) {
         this.#decodeFailed(error);
         return;
       }
-      if (packet === undefined) return;
+      if (packet === undefined) {
+        // All decoded; a partial packet keeps its decoder until the rest arrives.
+        if (decoder.buffered === 0) this.#giveDecoder(decoder);
+        return;
+      }
       let result: undefined | Promise<void>;
       try {
         result = dispatch(this, packet);
@@ -428,6 +436,33 @@ export class Connection implements Outlet, Timed {
       );
       return;
     }
+    // Closing: what the decoder still holds is never read.
+    if (!this.#busy) this.#giveDecoder(decoder);
+  }
+
+  /** A decoder for this read, in the state of this connection's stream: version and CONNECT known once it is seen. */
+  #takeDecoder(): Decoder {
+    const connectSeen = this.state !== 'awaiting-connect';
+    return takeDecoder(connectSeen ? this.protocolVersion : undefined, connectSeen, this.core.limits.maxPacketSize);
+  }
+
+  /**
+   * Back to the pool, unless the connection still reads and its fields would not give the decoder's state back to
+   * #takeDecoder (then it keeps this one): what a decoder learned of a stream is neither lost nor handed to another.
+   */
+  #giveDecoder(decoder: Decoder): void {
+    if (this.#reading()) {
+      const connectSeen = this.state !== 'awaiting-connect';
+      const version = connectSeen ? this.protocolVersion : undefined;
+      if (decoder.connectSeen !== connectSeen || decoder.protocolVersion !== version) return;
+    }
+    this.#decoder = undefined;
+    giveDecoder(decoder);
+  }
+
+  /** The bytes of the packet being dispatched (Decoder.lastFrame): asked during its handler. */
+  lastFrame(): Uint8Array {
+    return this.#decoder!.lastFrame();
   }
 
   /** Still taking packets (a function, so TypeScript does not narrow `state` across calls that change it). */

@@ -114,7 +114,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     return;
   }
   const before = store.operations;
-  const frame = connection.decoder.lastFrame();
+  const frame = connection.lastFrame();
   const version = connection.protocolVersion;
   const recipients = forwardableFrame(frame, version, packet.properties !== undefined)
     ? core.publish(message, frame, version, connection)

@@ -92,7 +92,7 @@ export class Decoder {
   private viewMemory: ArrayBuffer | null = null;
   private viewBase = 0;
   /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
-  private connectSeen = false;
+  connectSeen = false;
   /** Read position inside a CONNECT being decoded (see connect). */
   private cp = 0;
   /** Where the packet `next` returned last lies, for `lastFrame`. */
@@ -132,6 +132,28 @@ export class Decoder {
     this.frameBuf = EMPTY;
     this.viewSource = null;
     this.viewMemory = null;
+  }
+
+  /**
+   * Starts over on another stream, or on the same one after a pause: what was buffered is dropped, and the stream's
+   * state is the one given. A server shares a few decoders among its connections this way (each takes one for a read
+   * and gives it back once nothing is left buffered), so that an idle connection holds none.
+   */
+  restart(protocolVersion: ProtocolVersion | undefined, connectSeen: boolean, maximumPacketSize: number): void {
+    this.buf = EMPTY;
+    this.pos = 0;
+    this.end = 0;
+    this.rest = null;
+    this.asm = null;
+    this.asmFill = 0;
+    this.viewSource = null;
+    this.viewMemory = null;
+    this.frameBuf = EMPTY;
+    this.frameStart = 0;
+    this.frameEnd = 0;
+    this.protocolVersion = protocolVersion;
+    this.connectSeen = connectSeen;
+    this.maximumPacketSize = maximumPacketSize;
   }
 
   /** Adds received bytes. The decoder keeps views into `chunk`: the caller must not overwrite it afterwards. */

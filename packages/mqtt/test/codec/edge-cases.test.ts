@@ -291,3 +291,47 @@ test('a drained decoder lets go of the last chunk; payloads handed out and later
   assert.equal(again.topic, 'a/b');
   assert.deepEqual([...again.payload], [1, 2, 3]);
 });
+
+test('restart drops what is buffered and takes the stream state given: version, CONNECT seen, packet size limit', () => {
+  const decoder = new Decoder({ role: 'server' });
+  const connect5 = encode({ type: 'connect', protocolVersion: 5, clientId: 'a', clean: true, keepalive: 0 }, 5);
+  const publish = (version: ProtocolVersion) =>
+    encode(
+      {
+        type: 'publish',
+        topic: 't',
+        payload: new Uint8Array([7]),
+        qos: 0,
+        retain: false,
+        dup: false,
+        properties: version === 5 ? { contentType: 'x' } : undefined,
+      },
+      version,
+    );
+  // Half a packet of one stream, then another stream that has seen a 5.0 CONNECT.
+  decoder.push(connect5.subarray(0, 5));
+  assert.equal(decoder.next(), undefined);
+  decoder.restart(5, true, 1000);
+  assert.equal(decoder.buffered, 0);
+  decoder.push(publish(5));
+  const five = decoder.next();
+  assert.ok(five?.type === 'publish');
+  assert.equal(five.properties?.contentType, 'x');
+  assert.throws(() => {
+    decoder.push(connect5);
+    decoder.next();
+  }, /CONNECT only once/);
+  // A stream that has not: CONNECT first, and once; then the limit given holds.
+  decoder.restart(undefined, false, 10);
+  assert.equal(decoder.connectSeen, false);
+  decoder.push(publish(4));
+  assert.throws(() => decoder.next(), /first packet must be CONNECT/);
+  decoder.restart(undefined, false, 100);
+  decoder.push(connect5);
+  assert.equal(decoder.next()?.type, 'connect');
+  assert.equal(decoder.connectSeen, true);
+  assert.equal(decoder.protocolVersion, 5);
+  decoder.restart(4, true, 5);
+  decoder.push(publish(4));
+  assert.throws(() => decoder.next(), /exceeds the maximum packet size of 5/);
+});
