@@ -123,6 +123,23 @@ export function storedDelivery(store: BrokerStore, delivery: Delivery): StoredDe
 }
 
 /** A held delivery (Session.hold), with the packet id taken for it if it goes out as soon as its commit resolves. */
+/** The parts of a session few sessions ever use. */
+class RareState {
+  /**
+   * Deliveries of inbound QoS 2 messages whose store records are written but whose commit has not resolved: they
+   * join the session (offerHeld) once it has, or go (dropHeld) if it failed. The store's snapshot reads them where
+   * its log has them (liveEntries): in the queue, or in flight under a packet id taken for them (`packetId`).
+   */
+  held: HeldDelivery[] | undefined = undefined;
+  /** Packet ids taken by held deliveries: they count against the send window and are not given out again. */
+  reserved: Map<number, Delivery> | undefined = undefined;
+  /**
+   * Inbound QoS 2 ids whose commit ended in a failed fdatasync: on disk or not, the restart will tell. Kept (a resend
+   * is not delivered again in this run) and never acknowledged before that restart.
+   */
+  unsure: Set<number> | undefined = undefined;
+}
+
 interface HeldDelivery {
   delivery: Delivery;
   packetId: number | undefined;
@@ -152,14 +169,8 @@ export class Session implements SessionState {
   /** When an offline session ends (ms since the epoch); 0 while connected. */
   expiresAt = 0;
   readonly #env: SessionEnv;
-  /**
-   * Deliveries of inbound QoS 2 messages whose store records are written but whose commit has not resolved: they
-   * join the session (offerHeld) once it has, or go (dropHeld) if it failed. The store's snapshot reads them where
-   * its log has them (liveEntries): in the queue, or in flight under a packet id taken for them (`packetId`).
-   */
-  #held: HeldDelivery[] | undefined;
-  /** Packet ids taken by held deliveries: they count against the send window and are not given out again. */
-  #reserved: Map<number, Delivery> | undefined;
+  /** What few sessions use (held inbound QoS 2 deliveries, unsure ids): made on first use, one slot for all. */
+  #rare: RareState | undefined;
 
   constructor(state: SessionState, env: SessionEnv) {
     this.clientId = state.clientId;
@@ -171,6 +182,26 @@ export class Session implements SessionState {
     this.nextPacketId = state.nextPacketId;
     this.outlet = undefined;
     this.#env = env;
+    this.#rare = undefined;
+  }
+
+  private get held(): HeldDelivery[] | undefined {
+    return this.#rare?.held;
+  }
+  private set held(held: HeldDelivery[] | undefined) {
+    if (held !== undefined || this.#rare !== undefined) this.rare().held = held;
+  }
+
+  private get reserved(): Map<number, Delivery> | undefined {
+    return this.#rare?.reserved;
+  }
+  private set reserved(reserved: Map<number, Delivery> | undefined) {
+    if (reserved !== undefined || this.#rare !== undefined) this.rare().reserved = reserved;
+  }
+
+  private rare(): RareState {
+    this.#rare ??= new RareState();
+    return this.#rare;
   }
 
   /** The session's state: the session itself. */
@@ -207,19 +238,15 @@ export class Session implements SessionState {
     return this.state.inboundQos2.size;
   }
 
-  /**
-   * Inbound QoS 2 ids whose commit ended in a failed fdatasync: on disk or not, the restart will tell. Kept (a resend
-   * is not delivered again in this run) and never acknowledged before that restart.
-   */
-  #unsureQos2: Set<number> | undefined;
-
+  /** An inbound QoS 2 id whose commit ended in a failed fdatasync (RareState.unsure). */
   unsureQos2(packetId: number): void {
-    this.#unsureQos2 ??= new Set();
-    this.#unsureQos2.add(packetId);
+    const rare = this.rare();
+    rare.unsure ??= new Set();
+    rare.unsure.add(packetId);
   }
 
   isUnsureQos2(packetId: number): boolean {
-    return this.#unsureQos2?.has(packetId) === true;
+    return this.#rare?.unsure?.has(packetId) === true;
   }
 
   receivedQos2(packetId: number): void {
@@ -230,7 +257,7 @@ export class Session implements SessionState {
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
     const found = this.state.inboundQos2.delete(packetId);
-    this.#unsureQos2?.delete(packetId);
+    this.#rare?.unsure?.delete(packetId);
     if (found && this.persistent) this.#env.store.removeInboundQos2(this.clientId, packetId);
     return found;
   }
@@ -274,8 +301,8 @@ export class Session implements SessionState {
    */
   hold(delivery: Delivery): void {
     const record: HeldDelivery = { delivery, packetId: undefined };
-    const held = this.#held;
-    this.#held = held === undefined ? [record] : [...held, record];
+    const held = this.held;
+    this.held = held === undefined ? [record] : [...held, record];
     if (delivery.qos === 0 || !this.persistent) return;
     const store = this.#env.store;
     const outlet = this.outlet;
@@ -283,8 +310,8 @@ export class Session implements SessionState {
     const queuedBefore = held?.some((earlier) => earlier.packetId === undefined && earlier.delivery.qos > 0) === true;
     if (outlet !== undefined && this.state.queue.length === 0 && !queuedBefore && this.windowUsed < outlet.sendWindow) {
       record.packetId = this.takePacketId();
-      this.#reserved ??= new Map();
-      this.#reserved.set(record.packetId, delivery);
+      this.reserved ??= new Map();
+      this.reserved.set(record.packetId, delivery);
       store.setInflight(this.clientId, record.packetId, storedDelivery(store, delivery), undefined);
       return;
     }
@@ -301,7 +328,7 @@ export class Session implements SessionState {
       this.offer(delivery, templates, now);
       return;
     }
-    this.#reserved!.delete(packetId);
+    this.reserved!.delete(packetId);
     // In flight whether or not the client is still connected (a reconnect resends it with DUP, as any other).
     inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
     const outlet = this.outlet;
@@ -320,36 +347,36 @@ export class Session implements SessionState {
       this.dropped(delivery);
       return;
     }
-    this.#reserved!.delete(record.packetId);
+    this.reserved!.delete(record.packetId);
     if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
     this.pump(now);
   }
 
   private unhold(delivery: Delivery): HeldDelivery | undefined {
-    const held = this.#held;
+    const held = this.held;
     if (held === undefined) return undefined;
     const index = held.findIndex((record) => record.delivery === delivery);
     if (index < 0) return undefined;
     const record = held[index]!;
-    this.#held = held.length === 1 ? undefined : held.filter((_, i) => i !== index);
+    this.held = held.length === 1 ? undefined : held.filter((_, i) => i !== index);
     return record;
   }
 
   /** In-flight messages and packet ids taken by held deliveries: what counts against the client's window. */
   private get windowUsed(): number {
-    return this.state.inflight.size + (this.#reserved?.size ?? 0);
+    return this.state.inflight.size + (this.reserved?.size ?? 0);
   }
 
   /** What the store's log holds for this session: queue and in-flight window, held deliveries included. */
   liveEntries(): { queue: Iterable<Delivery>; inflight: ReadonlyMap<number, InflightEntry> } {
     const state = this.state;
-    const held = this.#held;
+    const held = this.held;
     if (held === undefined) return state;
     const queued = held.filter((record) => record.packetId === undefined).map((record) => record.delivery);
     let inflight: ReadonlyMap<number, InflightEntry> = state.inflight;
-    if (this.#reserved !== undefined && this.#reserved.size > 0) {
+    if (this.reserved !== undefined && this.reserved.size > 0) {
       const all = new Map(state.inflight);
-      for (const [packetId, delivery] of this.#reserved) all.set(packetId, { state: 'publish', delivery });
+      for (const [packetId, delivery] of this.reserved) all.set(packetId, { state: 'publish', delivery });
       inflight = all;
     }
     return { queue: queued.length === 0 ? state.queue : [...state.queue, ...queued], inflight };
@@ -426,7 +453,7 @@ export class Session implements SessionState {
     for (;;) {
       const id = state.nextPacketId;
       state.nextPacketId = id === 0xffff ? 1 : id + 1;
-      if (!state.inflight.has(id) && this.#reserved?.has(id) !== true) return id;
+      if (!state.inflight.has(id) && this.reserved?.has(id) !== true) return id;
     }
   }
 
@@ -493,7 +520,7 @@ export class Session implements SessionState {
       state.queue.clear();
     }
     if (state.inflight.size > 0) state.inflight.clear();
-    this.#held = undefined;
-    this.#reserved = undefined;
+    this.held = undefined;
+    this.reserved = undefined;
   }
 }
