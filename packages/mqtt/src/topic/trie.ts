@@ -23,11 +23,10 @@ const DOLLAR = 0x24; // '$'
  */
 interface Bucket<K, V> {
   readonly filter: string;
-  /** The only subscriber, while `one` is set. */
-  key: K | undefined;
+  /** The only subscriber, or NO_KEY (none, or `many` holds them). */
+  key: K | typeof NO_KEY;
   value: V | undefined;
-  one: boolean;
-  /** Every subscriber, once there have been two at the same time (`one` is then false). */
+  /** Every subscriber, once there have been two at the same time (`key` is then NO_KEY). */
   many: Map<K, V> | undefined;
   /** The trie node holding the bucket, undefined for an exact (wildcard-free) filter. */
   readonly node: TrieNode<K, V> | undefined;
@@ -47,8 +46,11 @@ interface TrieNode<K, V> {
   hash: Bucket<K, V> | undefined;
 }
 
+/** A bucket's `key` while it has not exactly one subscriber: a marker no key can be, so no flag is needed. */
+const NO_KEY: unique symbol = Symbol('no key');
+
 function newBucket<K, V>(filter: string, node: TrieNode<K, V> | undefined, hash: boolean): Bucket<K, V> {
-  return { filter, key: undefined, value: undefined, one: false, many: undefined, node, hash };
+  return { filter, key: NO_KEY, value: undefined, many: undefined, node, hash };
 }
 
 /** Sets `key`'s value; returns whether the key is new to the bucket. */
@@ -59,8 +61,7 @@ function bucketSet<K, V>(bucket: Bucket<K, V>, key: K, value: V): boolean {
     many.set(key, value);
     return many.size !== before;
   }
-  if (!bucket.one) {
-    bucket.one = true;
+  if (bucket.key === NO_KEY) {
     bucket.key = key;
     bucket.value = value;
     return true;
@@ -71,11 +72,10 @@ function bucketSet<K, V>(bucket: Bucket<K, V>, key: K, value: V): boolean {
   }
   // Insertion order is kept: the first subscriber stays first.
   bucket.many = new Map<K, V>([
-    [bucket.key as K, bucket.value as V],
+    [bucket.key, bucket.value as V],
     [key, value],
   ]);
-  bucket.one = false;
-  bucket.key = undefined;
+  bucket.key = NO_KEY;
   bucket.value = undefined;
   return true;
 }
@@ -83,9 +83,8 @@ function bucketSet<K, V>(bucket: Bucket<K, V>, key: K, value: V): boolean {
 function bucketDelete<K, V>(bucket: Bucket<K, V>, key: K): boolean {
   const many = bucket.many;
   if (many === undefined) {
-    if (!bucket.one || bucket.key !== key) return false;
-    bucket.one = false;
-    bucket.key = undefined;
+    if (bucket.key === NO_KEY || bucket.key !== key) return false;
+    bucket.key = NO_KEY;
     bucket.value = undefined;
     return true;
   }
@@ -96,26 +95,25 @@ function bucketDelete<K, V>(bucket: Bucket<K, V>, key: K): boolean {
       bucket.key = k;
       bucket.value = v;
     }
-    bucket.one = true;
     bucket.many = undefined;
   }
   return true;
 }
 
 function bucketEmpty<K, V>(bucket: Bucket<K, V>): boolean {
-  return !bucket.one && (bucket.many === undefined || bucket.many.size === 0);
+  return bucket.key === NO_KEY && (bucket.many === undefined || bucket.many.size === 0);
 }
 
 function bucketGet<K, V>(bucket: Bucket<K, V> | undefined, key: K): V | undefined {
   if (bucket === undefined) return undefined;
   if (bucket.many !== undefined) return bucket.many.get(key);
-  return bucket.one && bucket.key === key ? bucket.value : undefined;
+  return bucket.key !== NO_KEY && bucket.key === key ? bucket.value : undefined;
 }
 
 function bucketHas<K, V>(bucket: Bucket<K, V> | undefined, key: K): boolean {
   if (bucket === undefined) return false;
   if (bucket.many !== undefined) return bucket.many.has(key);
-  return bucket.one && bucket.key === key;
+  return bucket.key !== NO_KEY && bucket.key === key;
 }
 
 function newNode<K, V>(parent: TrieNode<K, V> | undefined, level: string): TrieNode<K, V> {
@@ -306,8 +304,9 @@ export class SubscriptionTrie<K, V> {
 
 function emit<K, V>(bucket: Bucket<K, V>, visit: SubscriptionVisitor<K, V>): void {
   const filter = bucket.filter;
-  if (bucket.one) {
-    visit(bucket.key as K, bucket.value as V, filter);
+  const key = bucket.key;
+  if (key !== NO_KEY) {
+    visit(key, bucket.value as V, filter);
     return;
   }
   const many = bucket.many;
