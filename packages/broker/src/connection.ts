@@ -13,7 +13,14 @@ import {
   UnsupportedProtocolError,
   type Will,
 } from '@otalink/mqtt/codec';
-import { type BrokerCore, CONGESTION_BYTES, OUTPUT_HIGH_WATER, OUTPUT_LOW_WATER, TURN_OUTPUT_BYTES } from './core.js';
+import {
+  type BrokerCore,
+  CONGESTION_BYTES,
+  OUTPUT_HIGH_WATER,
+  OUTPUT_LOW_WATER,
+  TURN_OUTPUT_BYTES,
+  TURN_PACKETS,
+} from './core.js';
 import { giveDecoder, takeDecoder } from './decoder-pool.js';
 import { readDirect } from './direct-read.js';
 import type { BrokerErrorCode } from './errors.js';
@@ -426,7 +433,7 @@ export class Connection implements Outlet, Timed {
             return;
           }
         }
-        if (this.core.turnBytes > TURN_OUTPUT_BYTES && this.#reading()) {
+        if ((this.core.turnBytes > TURN_OUTPUT_BYTES || ++this.core.turnPackets > TURN_PACKETS) && this.#reading()) {
           this.#yieldTurn();
           return;
         }

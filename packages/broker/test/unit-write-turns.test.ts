@@ -4,8 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Packet } from '@otalink/mqtt';
+import { TURN_PACKETS } from '../src/core.js';
 import { bareCore } from './support/bare-core.js';
-import { attach, connected, nextTurn } from './support/memory-peer.js';
+import { attach, connected, nextTurn, type Peer } from './support/memory-peer.js';
 
 const publish = (packetId: number): Packet => ({
   type: 'publish',
@@ -64,5 +65,36 @@ describe('output per event-loop turn', () => {
     // The next turn's first read is written at once again.
     publishers[0]!.read(publish(9));
     assert.equal(subscriber.writes.length, 3);
+  });
+
+  test('a turn that has handled TURN_PACKETS packets stops reading until the next turn', async () => {
+    const core = bareCore();
+    // 40 publishers whose reads (2 000 QoS 0 publishes each, to a topic nobody subscribes to: no output, so only the
+    // packet bound can end the turn) all arrive in one turn.
+    const publishers: Peer[] = [];
+    for (let i = 0; i < 40; i++) publishers.push(await connected(core, `burst-${i}`));
+    const packets: Packet[] = [];
+    for (let i = 0; i < 2000; i++) {
+      packets.push({
+        type: 'publish',
+        topic: 'turns/none',
+        payload: new Uint8Array(0),
+        qos: 0,
+        retain: false,
+        dup: false,
+      });
+    }
+    for (const publisher of publishers) publisher.read(...packets);
+    const total = publishers.length * packets.length;
+    const handled = core.stats.messagesIn[0];
+    assert.ok(handled >= TURN_PACKETS && handled < TURN_PACKETS + 2 * packets.length + publishers.length, `${handled}`);
+    assert.ok(
+      publishers.some((publisher) => publisher.socket.isPaused()),
+      'publishers read past the bound wait',
+    );
+    await nextTurn();
+    await nextTurn();
+    assert.equal(core.stats.messagesIn[0], total, 'the rest in the next turns');
+    assert.ok(publishers.every((publisher) => !publisher.socket.isPaused()));
   });
 });
