@@ -12,6 +12,7 @@ import { BrokerCore } from '../src/core.js';
 import { idleDecoderCount } from '../src/decoder-pool.js';
 import { type Authenticate, defaultLimits } from '../src/options.js';
 import { createStats } from '../src/stats.js';
+import { MEMORY_TRANSPORT } from './support/memory-peer.js';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const text = (s: string) => new TextEncoder().encode(s);
@@ -71,13 +72,7 @@ class Peer {
         callback();
       },
     });
-    const transport = {
-      protocol: 'mqtt' as const,
-      remoteAddress: '127.0.0.1',
-      certificateIdentity: undefined,
-      identityFromCertificate: false,
-    };
-    core.connections.add(new Connection(core, this.socket, transport, false));
+    core.connections.add(new Connection(core, this.socket, MEMORY_TRANSPORT, false));
   }
 
   /** The broker ended or destroyed the socket. */

@@ -7,6 +7,14 @@ import type { BrokerCore } from '../../src/core.js';
 
 export const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** What a connection over an in-memory socket says of its transport: plain MQTT from loopback. */
+export const MEMORY_TRANSPORT = {
+  protocol: 'mqtt' as const,
+  remoteAddress: '127.0.0.1',
+  certificateIdentity: undefined,
+  identityFromCertificate: false,
+};
+
 export interface Peer {
   socket: Duplex;
   /** Every write the broker made to this socket, one entry per write. */
@@ -24,13 +32,7 @@ export function attach(core: BrokerCore): Peer {
       callback();
     },
   });
-  const transport = {
-    protocol: 'mqtt' as const,
-    remoteAddress: '127.0.0.1',
-    certificateIdentity: undefined,
-    identityFromCertificate: false,
-  };
-  core.connections.add(new Connection(core, socket, transport, false));
+  core.connections.add(new Connection(core, socket, MEMORY_TRANSPORT, false));
   return {
     socket,
     writes,
