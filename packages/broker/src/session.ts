@@ -211,12 +211,12 @@ export class Session implements SessionState {
 
   /** Whether the session outlives its connection, and so lives in the store. */
   get persistent(): boolean {
-    return this.state.expiryInterval > 0;
+    return this.expiryInterval > 0;
   }
 
   /** Adds or replaces a subscription; returns whether it is new to the session. */
   subscribe(entry: SubscriptionEntry): boolean {
-    const subscriptions = this.state.subscriptions;
+    const subscriptions = this.subscriptions;
     const isNew = !subscriptions.has(entry.filter);
     subscriptions.add(entry);
     if (this.persistent) this.#env.store.addSubscription(this.clientId, entry);
@@ -224,18 +224,18 @@ export class Session implements SessionState {
   }
 
   unsubscribe(filter: string): boolean {
-    const existed = this.state.subscriptions.delete(filter);
+    const existed = this.subscriptions.delete(filter);
     if (existed && this.persistent) this.#env.store.removeSubscription(this.clientId, filter);
     return existed;
   }
 
   /** Whether a QoS 2 packet id is received and not yet released (a resend must not be delivered again). */
   hasInboundQos2(packetId: number): boolean {
-    return this.state.inboundQos2.has(packetId);
+    return this.inboundQos2.has(packetId);
   }
 
   get inboundQos2Count(): number {
-    return this.state.inboundQos2.size;
+    return this.inboundQos2.size;
   }
 
   /** An inbound QoS 2 id whose commit ended in a failed fdatasync (RareState.unsure). */
@@ -250,13 +250,13 @@ export class Session implements SessionState {
   }
 
   receivedQos2(packetId: number): void {
-    inboundQos2Of(this.state).add(packetId);
+    inboundQos2Of(this).add(packetId);
     if (this.persistent) this.#env.store.addInboundQos2(this.clientId, packetId);
   }
 
   /** PUBREL: returns whether the id was pending. */
   releaseQos2(packetId: number): boolean {
-    const found = this.state.inboundQos2.delete(packetId);
+    const found = this.inboundQos2.delete(packetId);
     this.#rare?.unsure?.delete(packetId);
     if (found && this.persistent) this.#env.store.removeInboundQos2(this.clientId, packetId);
     return found;
@@ -268,7 +268,7 @@ export class Session implements SessionState {
    */
   setExpiryInterval(seconds: number): void {
     const was = this.persistent;
-    this.state.expiryInterval = seconds;
+    this.expiryInterval = seconds;
     if (seconds === 0) {
       if (was) this.#env.store.deleteSession(this.clientId);
       return;
@@ -281,16 +281,16 @@ export class Session implements SessionState {
   private writeAll(): void {
     const store = this.#env.store;
     const clientId = this.clientId;
-    for (const entry of this.state.subscriptions.values()) store.addSubscription(clientId, entry);
-    for (const delivery of this.state.queue) {
+    for (const entry of this.subscriptions.values()) store.addSubscription(clientId, entry);
+    for (const delivery of this.queue) {
       delivery.entryId = store.newEntryId();
       store.enqueue(clientId, delivery.entryId, storedDelivery(store, delivery));
     }
-    for (const [packetId, entry] of this.state.inflight) {
+    for (const [packetId, entry] of this.inflight) {
       if (entry.state === 'publish')
         store.setInflight(clientId, packetId, storedDelivery(store, entry.delivery), undefined);
     }
-    for (const packetId of this.state.inboundQos2) store.addInboundQos2(clientId, packetId);
+    for (const packetId of this.inboundQos2) store.addInboundQos2(clientId, packetId);
   }
 
   /**
@@ -308,7 +308,7 @@ export class Session implements SessionState {
     const outlet = this.outlet;
     // Behind a held delivery that waits in the queue it must wait too (the queue keeps one publisher's order).
     const queuedBefore = held?.some((earlier) => earlier.packetId === undefined && earlier.delivery.qos > 0) === true;
-    if (outlet !== undefined && this.state.queue.length === 0 && !queuedBefore && this.windowUsed < outlet.sendWindow) {
+    if (outlet !== undefined && this.queue.length === 0 && !queuedBefore && this.windowUsed < outlet.sendWindow) {
       record.packetId = this.takePacketId();
       this.reserved ??= new Map();
       this.reserved.set(record.packetId, delivery);
@@ -330,10 +330,10 @@ export class Session implements SessionState {
     }
     this.reserved!.delete(packetId);
     // In flight whether or not the client is still connected (a reconnect resends it with DUP, as any other).
-    inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
+    inflightOf(this).set(packetId, { delivery, state: 'publish' });
     const outlet = this.outlet;
     if (outlet !== undefined && !outlet.sendPublish(delivery, templates, packetId, false)) {
-      this.state.inflight.delete(packetId);
+      this.inflight.delete(packetId);
       if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
     }
   }
@@ -364,22 +364,21 @@ export class Session implements SessionState {
 
   /** In-flight messages and packet ids taken by held deliveries: what counts against the client's window. */
   private get windowUsed(): number {
-    return this.state.inflight.size + (this.reserved?.size ?? 0);
+    return this.inflight.size + (this.reserved?.size ?? 0);
   }
 
   /** What the store's log holds for this session: queue and in-flight window, held deliveries included. */
   liveEntries(): { queue: Iterable<Delivery>; inflight: ReadonlyMap<number, InflightEntry> } {
-    const state = this.state;
     const held = this.held;
-    if (held === undefined) return state;
+    if (held === undefined) return this;
     const queued = held.filter((record) => record.packetId === undefined).map((record) => record.delivery);
-    let inflight: ReadonlyMap<number, InflightEntry> = state.inflight;
+    let inflight: ReadonlyMap<number, InflightEntry> = this.inflight;
     if (this.reserved !== undefined && this.reserved.size > 0) {
-      const all = new Map(state.inflight);
+      const all = new Map(this.inflight);
       for (const [packetId, delivery] of this.reserved) all.set(packetId, { state: 'publish', delivery });
       inflight = all;
     }
-    return { queue: queued.length === 0 ? state.queue : [...state.queue, ...queued], inflight };
+    return { queue: queued.length === 0 ? this.queue : [...this.queue, ...queued], inflight };
   }
 
   /** Routes one delivery: straight out if the window allows, queued (QoS 1/2) or dropped (QoS 0) otherwise. */
@@ -394,8 +393,7 @@ export class Session implements SessionState {
       outlet.sendPublish(delivery, templates, 0, false);
       return;
     }
-    const state = this.state;
-    if (outlet !== undefined && state.queue.length === 0 && this.windowUsed < outlet.sendWindow) {
+    if (outlet !== undefined && this.queue.length === 0 && this.windowUsed < outlet.sendWindow) {
       this.send(outlet, delivery, templates);
       return;
     }
@@ -403,7 +401,7 @@ export class Session implements SessionState {
   }
 
   private enqueue(delivery: Delivery, now: number): void {
-    const queue = this.state.queue;
+    const queue = this.queue;
     if (queue.length >= this.#env.limits.maxQueuedMessages) {
       // Expired messages go first: dropping them costs nobody anything.
       if (queue.length > 0 && isExpired(queue.peek()!.message, now)) {
@@ -420,7 +418,7 @@ export class Session implements SessionState {
         this.#env.stats.queuedCurrent--;
       }
     }
-    queueOf(this.state).push(delivery);
+    queueOf(this).push(delivery);
     this.#env.stats.queuedCurrent++;
     // A held delivery's entry is written already (hold).
     if (this.persistent && delivery.entryId === undefined) {
@@ -437,7 +435,7 @@ export class Session implements SessionState {
   private send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
     const packetId = this.takePacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
-      inflightOf(this.state).set(packetId, { delivery, state: 'publish' });
+      inflightOf(this).set(packetId, { delivery, state: 'publish' });
       if (this.persistent) {
         const store = this.#env.store;
         store.setInflight(this.clientId, packetId, storedDelivery(store, delivery), delivery.entryId);
@@ -448,12 +446,11 @@ export class Session implements SessionState {
   }
 
   private takePacketId(): number {
-    const state = this.state;
     // The window is far below 65535, so a free id is always found within a few steps.
     for (;;) {
-      const id = state.nextPacketId;
-      state.nextPacketId = id === 0xffff ? 1 : id + 1;
-      if (!state.inflight.has(id) && this.reserved?.has(id) !== true) return id;
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 0xffff ? 1 : id + 1;
+      if (!this.inflight.has(id) && this.reserved?.has(id) !== true) return id;
     }
   }
 
@@ -461,8 +458,7 @@ export class Session implements SessionState {
   pump(now: number): void {
     const outlet = this.outlet;
     if (outlet === undefined) return;
-    const state = this.state;
-    const queue = state.queue;
+    const queue = this.queue;
     while (queue.length > 0 && this.windowUsed < outlet.sendWindow) {
       const delivery = queue.shift()!;
       this.#env.stats.queuedCurrent--;
@@ -477,7 +473,7 @@ export class Session implements SessionState {
 
   /** PUBACK, or PUBREC with a failure code: the exchange is over. Returns whether the id was in flight. */
   complete(packetId: number, now: number): boolean {
-    if (!this.state.inflight.delete(packetId)) return false;
+    if (!this.inflight.delete(packetId)) return false;
     if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
     this.pump(now);
     return true;
@@ -485,10 +481,10 @@ export class Session implements SessionState {
 
   /** PUBREC with success: the message is delivered; PUBREL goes out and waits for PUBCOMP. */
   released(packetId: number): boolean {
-    const entry = this.state.inflight.get(packetId);
+    const entry = this.inflight.get(packetId);
     if (entry === undefined) return false;
     if (entry.state === 'publish' && this.persistent) this.#env.store.releaseInflight(this.clientId, packetId);
-    inflightOf(this.state).set(packetId, { state: 'pubrel', delivery: entry.delivery });
+    inflightOf(this).set(packetId, { state: 'pubrel', delivery: entry.delivery });
     this.outlet?.sendPubrel(packetId);
     return true;
   }
@@ -498,15 +494,15 @@ export class Session implements SessionState {
     this.outlet = outlet;
     this.expiresAt = 0;
     // No iterator for an empty window (a new session's always is).
-    if (this.state.inflight.size > 0) this.resend(outlet);
+    if (this.inflight.size > 0) this.resend(outlet);
     this.pump(now);
   }
 
   private resend(outlet: Outlet): void {
-    for (const [packetId, entry] of this.state.inflight) {
+    for (const [packetId, entry] of this.inflight) {
       if (entry.state === 'pubrel') outlet.sendPubrel(packetId);
       else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
-        this.state.inflight.delete(packetId);
+        this.inflight.delete(packetId);
         if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
       }
     }
@@ -514,12 +510,11 @@ export class Session implements SessionState {
 
   /** Drops everything queued (session end), keeping the stats right. The store forgets the session as a whole. */
   discard(): void {
-    const state = this.state;
-    if (state.queue.length > 0) {
-      this.#env.stats.queuedCurrent -= state.queue.length;
-      state.queue.clear();
+    if (this.queue.length > 0) {
+      this.#env.stats.queuedCurrent -= this.queue.length;
+      this.queue.clear();
     }
-    if (state.inflight.size > 0) state.inflight.clear();
+    if (this.inflight.size > 0) this.inflight.clear();
     this.held = undefined;
     this.reserved = undefined;
   }
