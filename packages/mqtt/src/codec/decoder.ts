@@ -125,7 +125,11 @@ export class Decoder {
    * (and its Buffer and ArrayBuffer objects) alive. Payload views already handed out keep their own reference.
    */
   private release(): void {
-    if (this.buf === EMPTY) return;
+    if (this.buf !== EMPTY) this.dropChunk();
+  }
+
+  /** Drops every reference to the current chunk (restart also drops what waits beside it). */
+  private dropChunk(): void {
     this.buf = EMPTY;
     this.pos = 0;
     this.end = 0;
@@ -140,15 +144,10 @@ export class Decoder {
    * and gives it back once nothing is left buffered), so that an idle connection holds none.
    */
   restart(protocolVersion: ProtocolVersion | undefined, connectSeen: boolean, maximumPacketSize: number): void {
-    this.buf = EMPTY;
-    this.pos = 0;
-    this.end = 0;
+    this.dropChunk();
     this.rest = null;
     this.asm = null;
     this.asmFill = 0;
-    this.viewSource = null;
-    this.viewMemory = null;
-    this.frameBuf = EMPTY;
     this.frameStart = 0;
     this.frameEnd = 0;
     this.protocolVersion = protocolVersion;
