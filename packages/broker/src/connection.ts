@@ -461,10 +461,15 @@ export class Connection implements Outlet, Timed {
     if (!this.#busy) this.#giveDecoder(decoder);
   }
 
-  /** A decoder for this read, in the state of this connection's stream: version and CONNECT known once it is seen. */
+  /** What a decoder of this connection's stream knows: the protocol version once CONNECT was seen, else undefined. */
+  #streamVersion(): ProtocolVersion | undefined {
+    return this.state === 'awaiting-connect' ? undefined : this.protocolVersion;
+  }
+
+  /** A decoder for this read, in the state of this connection's stream. */
   #takeDecoder(): Decoder {
-    const connectSeen = this.state !== 'awaiting-connect';
-    return takeDecoder(connectSeen ? this.protocolVersion : undefined, connectSeen, this.core.limits.maxPacketSize);
+    const version = this.#streamVersion();
+    return takeDecoder(version, version !== undefined, this.core.limits.maxPacketSize);
   }
 
   /**
@@ -473,9 +478,8 @@ export class Connection implements Outlet, Timed {
    */
   #giveDecoder(decoder: Decoder): void {
     if (this.#reading()) {
-      const connectSeen = this.state !== 'awaiting-connect';
-      const version = connectSeen ? this.protocolVersion : undefined;
-      if (decoder.connectSeen !== connectSeen || decoder.protocolVersion !== version) return;
+      const version = this.#streamVersion();
+      if (decoder.connectSeen !== (version !== undefined) || decoder.protocolVersion !== version) return;
     }
     this.#decoder = undefined;
     giveDecoder(decoder);
