@@ -48,6 +48,16 @@ async function closeAll({ server, client, socket }: Accepted): Promise<void> {
   await new Promise((resolve) => server.close(resolve));
 }
 
+/** Runs `body` on one accepted connection, then closes it and its server whatever `body` did. */
+async function withAccepted(body: (accepted: Accepted) => Promise<void>): Promise<void> {
+  const accepted = await accept();
+  try {
+    await body(accepted);
+  } finally {
+    await closeAll(accepted);
+  }
+}
+
 async function until(check: () => boolean, what = 'condition'): Promise<void> {
   for (let i = 0; i < 400 && !check(); i++) await delay(5);
   assert.ok(check(), what);
@@ -86,8 +96,7 @@ const skip = (await rawHandlesOffered())
 
 describe('RawTcpSocket', { skip }, () => {
   test('reads in order, each a buffer of its own, with `this` the socket; pause() stops reading until resume()', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const chunks: Buffer[] = [];
       const { socket, client } = accepted;
       socket.readDirect(function (this: RawTcpSocket, chunk: Buffer) {
@@ -109,28 +118,22 @@ describe('RawTcpSocket', { skip }, () => {
       assert.deepEqual(Buffer.concat(chunks), Buffer.concat([Buffer.alloc(100, 0x61), Buffer.alloc(200, 0x62)]));
       assert.equal(socket.remoteAddress, '127.0.0.1');
       assert.equal(socket.remotePort, client.localPort);
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('without a direct reader, reads are data events', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const chunks: Buffer[] = [];
       accepted.socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       accepted.socket.resume();
       accepted.client.write('as data events');
       await until(() => chunks.length > 0);
       assert.equal(Buffer.concat(chunks).toString(), 'as data events');
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('writes the peer does not read wait in writableLength, and all arrive in order once it reads', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket, client } = accepted;
       client.pause();
       const written = fillUntilQueued(socket);
@@ -148,14 +151,11 @@ describe('RawTcpSocket', { skip }, () => {
       await until(() => length === expected.length, 'everything arrives');
       await until(() => socket.writableLength === 0, 'every write completed');
       assert.ok(Buffer.concat(received).equals(expected), 'in order');
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test("the peer's FIN is 'end'; end() sends ours after the queued bytes, then the socket closes", async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket, client } = accepted;
       const ended = event(socket, 'end');
       const closed = event(socket, 'close');
@@ -172,14 +172,11 @@ describe('RawTcpSocket', { skip }, () => {
       assert.equal(Buffer.concat(received).toString(), 'answer');
       assert.deepEqual(await closed, [false]);
       assert.equal(socket.write(Buffer.from('late')), false, 'nothing is written after close');
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test("end() first: the peer's FIN that answers it closes the socket", async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket, client } = accepted;
       const ended = event(socket, 'end');
       const closed = event(socket, 'close');
@@ -190,9 +187,7 @@ describe('RawTcpSocket', { skip }, () => {
       await clientEnded;
       await ended;
       assert.deepEqual(await closed, [false]);
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('a reset by the peer is an error and a close of that socket only', async () => {
@@ -230,8 +225,7 @@ describe('RawTcpSocket', { skip }, () => {
   });
 
   test('a write to a peer that reset fails as an error and a close, not an exception', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket, client } = accepted;
       const closed = event(socket, 'close');
       const errors: NodeJS.ErrnoException[] = [];
@@ -245,14 +239,11 @@ describe('RawTcpSocket', { skip }, () => {
       }
       await closed;
       assert.ok(errors.length === 1 && ['EPIPE', 'ECONNRESET'].includes(errors[0]?.code ?? ''), String(errors));
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('destroy() with writes pending closes at once; their completion does nothing more', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket, client } = accepted;
       client.pause();
       fillUntilQueued(socket);
@@ -270,14 +261,11 @@ describe('RawTcpSocket', { skip }, () => {
       assert.equal(closes, 1);
       assert.equal(errors, 0);
       assert.equal(socket.writableLength, 0, 'the cancelled writes are no longer counted');
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('listeners: once() runs once, off() removes, each is called with the socket as `this`', async () => {
-    const accepted = await accept();
-    try {
+    await withAccepted(async (accepted) => {
       const { socket } = accepted;
       const calls: string[] = [];
       const removed = () => calls.push('removed');
@@ -294,9 +282,7 @@ describe('RawTcpSocket', { skip }, () => {
       await until(() => calls.length === 2);
       assert.deepEqual(calls, ['on', 'once']);
       assert.equal(socket.listenerCount('close'), 1);
-    } finally {
-      await closeAll(accepted);
-    }
+    });
   });
 
   test('a server that is not listening is not taken over', () => {
