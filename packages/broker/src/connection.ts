@@ -490,6 +490,11 @@ export class Connection implements Outlet, Timed {
     return this.#decoder!.lastFrame();
   }
 
+  /** Whether the packet being dispatched is all of its read's memory (Decoder.frameOwnsMemory). */
+  frameOwnsMemory(): boolean {
+    return this.#decoder!.frameOwnsMemory();
+  }
+
   /** Still taking packets (a function, so TypeScript does not narrow `state` across calls that change it). */
   #reading(): boolean {
     return this.state === 'awaiting-connect' || this.state === 'authenticating' || this.state === 'connected';

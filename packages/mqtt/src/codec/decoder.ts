@@ -115,6 +115,21 @@ export class Decoder {
     return this.frameBuf.subarray(this.frameStart, this.frameEnd);
   }
 
+  /**
+   * Whether the packet `next` returned last is all of the memory beneath it (a read that carried that packet alone):
+   * views into it then keep nothing else alive, so a payload kept for later need not be copied out.
+   */
+  frameOwnsMemory(): boolean {
+    const buf = this.frameBuf;
+    return (
+      this.frameStart === 0 &&
+      this.frameEnd === buf.length &&
+      buf === this.viewSource &&
+      this.viewBase === 0 &&
+      this.viewMemory!.byteLength === buf.length
+    );
+  }
+
   /** Bytes received and not yet returned as packets. */
   get buffered(): number {
     return this.end - this.pos + (this.rest?.length ?? 0) + this.asmFill;

@@ -335,3 +335,35 @@ test('restart drops what is buffered and takes the stream state given: version, 
   decoder.push(publish(4));
   assert.throws(() => decoder.next(), /exceeds the maximum packet size of 5/);
 });
+
+test('frameOwnsMemory: only a Buffer of its own holding the one packet, whole, owns its memory', () => {
+  const frame = encode(
+    { type: 'publish', topic: 't', payload: new Uint8Array([1, 2]), qos: 1, packetId: 5, retain: false, dup: false },
+    4,
+  );
+  const owns = (chunks: Uint8Array[]): boolean[] => {
+    const decoder = new Decoder({ protocolVersion: 4 });
+    const seen: boolean[] = [];
+    for (const chunk of chunks) {
+      decoder.push(chunk);
+      while (decoder.next() !== undefined) seen.push(decoder.frameOwnsMemory());
+    }
+    return seen;
+  };
+  const own = (bytes: Uint8Array): Buffer => {
+    const buf = Buffer.allocUnsafeSlow(bytes.length);
+    buf.set(bytes);
+    return buf;
+  };
+  // A read of its own that carried the packet alone.
+  assert.deepEqual(owns([own(frame)]), [true]);
+  // Two packets in one read: each shares the chunk with the other.
+  assert.deepEqual(owns([own(Buffer.concat([frame, frame]))]), [false, false]);
+  // A slice of a larger (pooled) ArrayBuffer, and a plain Uint8Array: views would pin more than the packet.
+  const pooled = Buffer.from(frame);
+  assert.ok(pooled.buffer.byteLength > pooled.length);
+  assert.deepEqual(owns([pooled]), [false]);
+  assert.deepEqual(owns([new Uint8Array(frame)]), [false]);
+  // Split across reads: assembled into a buffer of the decoder's, which it does not take for a read of its own.
+  assert.deepEqual(owns([own(frame.subarray(0, 3)), own(frame.subarray(3))]), [false]);
+});
