@@ -655,6 +655,22 @@ export class Connection implements Outlet, Timed {
   }
 
   /**
+   * Queues a plain acknowledgement (sendAck) at once when nothing makes it wait: no commit for it and none queued
+   * before it, as ackAfter would, without the two closures a caller builds for it (per publish, at every rate).
+   * False, doing nothing, when it must wait: the caller then goes through ackAfter.
+   */
+  ackAtOnce(commit: Promise<void> | undefined, typeByte: 0x40 | 0x50, packetId: number): boolean {
+    if (commit !== undefined || (this.#uncommon !== undefined && this.#uncommon.acksWaiting !== 0)) return false;
+    this.#durableAck = true;
+    try {
+      this.sendAck(typeByte, packetId);
+    } finally {
+      this.#durableAck = false;
+    }
+    return true;
+  }
+
+  /**
    * Sends an acknowledgement once `commit` (the store's) has made what it acknowledges durable; `failed` runs
    * instead if the store could not. Acknowledgements leave in the order their packets arrived (MQTT-4.6.0-2), so one
    * that needs no commit still waits behind one that does. Consecutive acknowledgements waiting on the same commit
@@ -798,8 +814,15 @@ export class Connection implements Outlet, Timed {
     const more = this.#pendingMore;
     let bytes = first;
     if (more !== undefined) {
-      more.unshift(first);
-      bytes = Buffer.concat(more, this.#pendingBytes);
+      // Copied in place: unshift(first) + Buffer.concat cost a call into V8's C++ (Array.prototype.unshift) per flush.
+      const joined = Buffer.allocUnsafe(this.#pendingBytes);
+      joined.set(first, 0);
+      let at = first.length;
+      for (const run of more) {
+        joined.set(run, at);
+        at += run.length;
+      }
+      bytes = joined;
     }
     this.#pending = undefined;
     this.#pendingMore = undefined;

@@ -36,6 +36,8 @@ export class Router {
   readonly #trie = new SubscriptionTrie<Key, SubscriptionEntry | undefined>();
   readonly #groups = new Map<string, SharedGroup>();
   readonly retained = new RetainedStore();
+  /** Reused by route(): a Map, an array and a closure per message showed at low rates (~450 B per publish). */
+  #collector: RouteCollector | undefined = new RouteCollector();
 
   /** Adds or replaces a subscription; returns whether it is new (for retain handling 1). */
   subscribe(session: Session, entry: SubscriptionEntry): boolean {
@@ -71,35 +73,19 @@ export class Router {
    * delivery; a shared group adds one delivery for the member it picks). Returns the number of deliveries.
    */
   route(message: Message, deliver: (session: Session, delivery: Delivery) => void): number {
-    const direct = new Map<Session, Delivery>();
-    const shared: Array<[Session, Delivery]> = [];
-    const origin = message.origin;
-    this.#trie.match(message.topic, (key, entry) => {
-      if (key instanceof SharedGroup) {
-        const member = key.pick();
-        if (member === undefined) return;
-        const memberEntry = key.entries.get(member)!;
-        const delivery = deliveryFor(message, memberEntry);
-        delivery.sharedFilter = memberEntry.filter;
-        shared.push([member, delivery]);
-        return;
-      }
-      if (entry === undefined || (entry.noLocal && origin === key.clientId)) return;
-      const existing = direct.get(key);
-      if (existing === undefined) {
-        direct.set(key, deliveryFor(message, entry));
-        return;
-      }
-      // Overlapping filters: the highest QoS, every subscription identifier, retained if any says so.
-      existing.qos = Math.max(existing.qos, Math.min(message.qos, entry.qos)) as QoS;
-      if (entry.retainAsPublished && message.retain) existing.retain = true;
-      if (entry.subscriptionId !== undefined) {
-        existing.subscriptionIds = [...(existing.subscriptionIds ?? []), entry.subscriptionId];
-      }
-    });
-    for (const [session, delivery] of direct) deliver(session, delivery);
-    for (const [session, delivery] of shared) deliver(session, delivery);
-    return direct.size + shared.length;
+    // A delivery that routes again (none does today) finds the collector in use and takes a new one.
+    const found = this.#collector ?? new RouteCollector();
+    this.#collector = undefined;
+    try {
+      found.message = message;
+      this.#trie.match(message.topic, found.visit);
+      const total = found.finish();
+      for (let i = 0; i < total; i++) deliver(found.sessions[i]!, found.deliveries[i]!);
+      return total;
+    } finally {
+      found.clear();
+      this.#collector = found;
+    }
   }
 
   /**
@@ -139,6 +125,100 @@ export class Router {
     return n;
   }
 }
+
+/**
+ * The recipients one route() found: direct ones in slots [0, count), then (finish) the members shared groups picked,
+ * kept apart until the match ends. Emptied by overwriting, not `length = 0`, so the arrays keep their backing stores.
+ */
+class RouteCollector {
+  message: Message | undefined;
+  readonly sessions: Array<Session | undefined> = [];
+  readonly deliveries: Array<Delivery | undefined> = [];
+  count = 0;
+  total = 0;
+  readonly #sharedSessions: Array<Session | undefined> = [];
+  readonly #sharedDeliveries: Array<Delivery | undefined> = [];
+  #sharedCount = 0;
+  /** Slot of each direct recipient, built once there are more than SCAN_LIMIT (a fan-out), else a scan finds it. */
+  #index: Map<Session, number> | undefined;
+
+  readonly visit = (key: Key, entry: SubscriptionEntry | undefined): void => {
+    const message = this.message!;
+    if (key instanceof SharedGroup) {
+      const member = key.pick();
+      if (member === undefined) return;
+      const memberEntry = key.entries.get(member)!;
+      const delivery = deliveryFor(message, memberEntry);
+      delivery.sharedFilter = memberEntry.filter;
+      this.#sharedSessions[this.#sharedCount] = member;
+      this.#sharedDeliveries[this.#sharedCount++] = delivery;
+      return;
+    }
+    if (entry === undefined || (entry.noLocal && message.origin === key.clientId)) return;
+    const slot = this.#slotOf(key);
+    if (slot < 0) {
+      const at = this.count++;
+      this.sessions[at] = key;
+      this.deliveries[at] = deliveryFor(message, entry);
+      this.#index?.set(key, at);
+      if (this.#index === undefined && this.count > SCAN_LIMIT) this.#buildIndex();
+      return;
+    }
+    // Overlapping filters: the highest QoS, every subscription identifier, retained if any says so.
+    const existing = this.deliveries[slot]!;
+    existing.qos = Math.max(existing.qos, Math.min(message.qos, entry.qos)) as QoS;
+    if (entry.retainAsPublished && message.retain) existing.retain = true;
+    if (entry.subscriptionId !== undefined) {
+      existing.subscriptionIds = [...(existing.subscriptionIds ?? []), entry.subscriptionId];
+    }
+  };
+
+  #slotOf(session: Session): number {
+    if (this.#index !== undefined) return this.#index.get(session) ?? -1;
+    for (let i = 0; i < this.count; i++) if (this.sessions[i] === session) return i;
+    return -1;
+  }
+
+  #buildIndex(): void {
+    const index = new Map<Session, number>();
+    for (let i = 0; i < this.count; i++) index.set(this.sessions[i]!, i);
+    this.#index = index;
+  }
+
+  /** Ends the match: the shared picks go after the direct recipients, the order deliveries go out in. */
+  finish(): number {
+    let total = this.count;
+    for (let i = 0; i < this.#sharedCount; i++) {
+      this.sessions[total] = this.#sharedSessions[i];
+      this.deliveries[total++] = this.#sharedDeliveries[i];
+      this.#sharedSessions[i] = undefined;
+      this.#sharedDeliveries[i] = undefined;
+    }
+    this.#sharedCount = 0;
+    this.total = total;
+    return total;
+  }
+
+  clear(): void {
+    const end = Math.max(this.count + this.#sharedCount, this.total);
+    for (let i = 0; i < end; i++) {
+      this.sessions[i] = undefined;
+      this.deliveries[i] = undefined;
+    }
+    for (let i = 0; i < this.#sharedCount; i++) {
+      this.#sharedSessions[i] = undefined;
+      this.#sharedDeliveries[i] = undefined;
+    }
+    this.count = 0;
+    this.total = 0;
+    this.#sharedCount = 0;
+    this.#index = undefined;
+    this.message = undefined;
+  }
+}
+
+/** Up to this many direct recipients, a repeated one is found by scanning; beyond, through a Map. */
+const SCAN_LIMIT = 8;
 
 function deliveryFor(message: Message, entry: SubscriptionEntry): Delivery {
   return {

@@ -57,11 +57,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     // A resend before PUBREL: acknowledge again (once the first is durable), deliver nothing (it went out already).
     // One whose first sync failed gets no answer before a restart (notStored).
     if (session.isUnsureQos2(packetId)) return;
-    connection.ackAfter(
-      store.durable ? store.commit() : undefined,
-      () => connection.send({ type: 'pubrec', packetId }),
-      () => {},
-    );
+    acknowledge(connection, session, 2, packetId, 0, store.durable ? store.commit() : undefined, false);
     return;
   }
   if (store.durable && !store.writable && (packet.qos > 0 || packet.retain)) {
@@ -81,11 +77,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     else if (packet.qos === 2) {
       const before = store.operations;
       if (!v5) session.receivedQos2(packetId);
-      connection.ackAfter(
-        store.durable && store.operations !== before ? store.commit() : undefined,
-        () => connection.send({ type: 'pubrec', packetId, reasonCode: v5 ? NOT_AUTHORIZED : 0 }),
-        (error) => notStored(connection, session, 2, packetId, error),
-      );
+      const commit = store.durable && store.operations !== before ? store.commit() : undefined;
+      acknowledge(connection, session, 2, packetId, v5 ? NOT_AUTHORIZED : 0, commit, true);
     }
     return;
   }
@@ -120,28 +113,37 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     : core.publish(message, undefined, undefined, connection);
   if (packet.retain) core.stats.retainedCurrent = core.router.retained.size;
   const reasonCode = v5 && recipients === 0 ? NO_MATCHING_SUBSCRIBERS : 0;
-  if (packet.qos === 1) {
-    const commit = store.durable && store.operations !== before ? store.commit() : undefined;
-    connection.ackAfter(
-      commit,
-      () => {
-        if (reasonCode === 0) connection.sendAck(0x40, packetId);
-        else connection.send({ type: 'puback', packetId, reasonCode });
-      },
-      (error) => notStored(connection, session, 1, packetId, error),
-    );
-  } else if (packet.qos === 2) {
-    session.receivedQos2(packetId);
-    const commit = store.durable && store.operations !== before ? store.commit() : undefined;
-    connection.ackAfter(
-      commit,
-      () => {
-        if (reasonCode === 0) connection.sendAck(0x50, packetId);
-        else connection.send({ type: 'pubrec', packetId, reasonCode });
-      },
-      (error) => notStored(connection, session, 2, packetId, error),
-    );
-  }
+  if (packet.qos === 0) return;
+  if (packet.qos === 2) session.receivedQos2(packetId);
+  const commit = store.durable && store.operations !== before ? store.commit() : undefined;
+  acknowledge(connection, session, packet.qos, packetId, reasonCode, commit, true);
+}
+
+/**
+ * Sends the PUBACK (QoS 1) or PUBREC (QoS 2) of a publish once `commit` (if any) has made it durable; `reportFailure`
+ * false sends nothing if the commit failed. Without a commit to wait for, and none queued before it, the answer is
+ * queued at once, with no closures built (handlePublish builds none either: they would cost every publish a context
+ * object too). The closures live here, for the publishes that wait.
+ */
+function acknowledge(
+  connection: Connection,
+  session: Session,
+  qos: 1 | 2,
+  packetId: number,
+  reasonCode: number,
+  commit: Promise<void> | undefined,
+  reportFailure: boolean,
+): void {
+  const typeByte = qos === 1 ? 0x40 : 0x50;
+  if (reasonCode === 0 && connection.ackAtOnce(commit, typeByte, packetId)) return;
+  connection.ackAfter(
+    commit,
+    () => {
+      if (reasonCode === 0) connection.sendAck(typeByte, packetId);
+      else connection.send({ type: qos === 1 ? 'puback' : 'pubrec', packetId, reasonCode });
+    },
+    reportFailure ? (error) => notStored(connection, session, qos, packetId, error) : () => {},
+  );
 }
 
 /**

@@ -27,13 +27,17 @@ interface TcpHandle {
 }
 
 interface WriteRequest {
-  handle: TcpHandle;
+  handle: TcpHandle | undefined;
   oncomplete: (this: WriteRequest, status: number) => void;
-  socket: RawTcpSocket;
+  /** Set while the request is in use (a spare one keeps no socket alive). */
+  socket: RawTcpSocket | undefined;
   bytes: number;
   /** Kept alive until the write is done. */
   buffer: Uint8Array | undefined;
 }
+
+/** A WriteWrap whose write completed at once, for the next write (see RawTcpSocket.write). */
+let spareWrite: WriteRequest | undefined;
 
 interface ShutdownRequest {
   handle: TcpHandle;
@@ -304,9 +308,16 @@ export class RawTcpSocket {
   write(bytes: Uint8Array): boolean {
     if ((this.#flags & (ENDING | DESTROYED)) !== 0) return false;
     const stream = streamBinding()!;
-    const req = new stream.WriteWrap();
+    // A write libuv completes at once (nearly all of them) leaves its request untouched, so the next write reuses it:
+    // a new WriteWrap is an object made through V8's API (~110 B and a slow path) per write. One that has to wait
+    // keeps its request until oncomplete; the write after it takes a new one.
+    let req = spareWrite;
+    spareWrite = undefined;
+    if (req === undefined) {
+      req = new stream.WriteWrap();
+      req.oncomplete = afterWrite;
+    }
     req.handle = this.#handle;
-    req.oncomplete = afterWrite;
     req.socket = this;
     req.bytes = bytes.length;
     const status = this.#handle.writeBuffer(req, bytes);
@@ -314,7 +325,12 @@ export class RawTcpSocket {
       this.destroy(systemError(status, 'write'));
       return false;
     }
-    if (stream.streamBaseState[stream.kLastWriteWasAsync] === 0) return this.writableLength === 0;
+    if (stream.streamBaseState[stream.kLastWriteWasAsync] === 0) {
+      req.handle = undefined;
+      req.socket = undefined;
+      spareWrite = req;
+      return this.writableLength === 0;
+    }
     req.buffer = bytes;
     this.writableLength += bytes.length;
     return false;
@@ -381,7 +397,7 @@ function onRead(this: TcpHandle): void {
 }
 
 function afterWrite(this: WriteRequest, status: number): void {
-  this.socket.written(this, status);
+  this.socket!.written(this, status);
 }
 
 function afterShutdown(this: ShutdownRequest, status: number): void {

@@ -112,7 +112,10 @@ export class Decoder {
    * returned undefined (the decoder then holds no reference to the chunk).
    */
   lastFrame(): Uint8Array {
-    return this.frameBuf.subarray(this.frameStart, this.frameEnd);
+    const buf = this.frameBuf;
+    // A read that carried one packet (each, at low rates) is that frame: no view to make.
+    if (this.frameStart === 0 && this.frameEnd === buf.length) return buf;
+    return buf.subarray(this.frameStart, this.frameEnd);
   }
 
   /**
