@@ -391,10 +391,15 @@ export class Connection implements Outlet, Timed {
     this.core.stats.bytesIn += chunk.length;
     if (this.state === 'closing' || this.state === 'closed') return;
     if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
-    this.#decoder ??= this.#takeDecoder();
-    this.#decoder.push(chunk);
-    this.#drain();
-    this.core.afterRead();
+    const core = this.core;
+    core.beforeRead();
+    try {
+      this.#decoder ??= this.#takeDecoder();
+      this.#decoder.push(chunk);
+      this.#drain();
+    } finally {
+      core.afterRead();
+    }
   }
 
   #drain(): void {

@@ -1,12 +1,25 @@
 // When output is written: the first socket read of an event-loop turn has its output written before the read's
 // handler returns (no setImmediate hop at low load), while later reads of the same turn are coalesced into one write
-// per socket at the turn's end. Driven with in-memory streams, so that "the same turn" is exact.
+// per socket at the turn's end. Driven with in-memory streams and a turn clock that moves only when a test lets a turn
+// pass (nextTurn), so that "the same turn" is exact.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Packet } from '@otalink/mqtt';
-import { TURN_PACKETS } from '../src/core.js';
-import { bareCore } from './support/bare-core.js';
-import { attach, connected, nextTurn, type Peer } from './support/memory-peer.js';
+import { type BrokerCore, TURN_PACKETS } from '../src/core.js';
+import { bareCore as plainCore } from './support/bare-core.js';
+import { attach, connected, type Peer, nextTurn as turnPasses } from './support/memory-peer.js';
+
+/** Reads between two nextTurn() calls are reads of one event-loop turn, however long the test takes over them. */
+let turnClock = 0;
+const nextTurn = (): Promise<void> => {
+  turnClock += 1;
+  return turnPasses();
+};
+function bareCore(): BrokerCore {
+  const core = plainCore();
+  core.turnClock = () => turnClock;
+  return core;
+}
 
 const publish = (packetId: number): Packet => ({
   type: 'publish',
@@ -42,6 +55,28 @@ describe('output per event-loop turn', () => {
     assert.deepEqual([...bytes.subarray(bytes.length - 4)], [0x40, 0x02, 0x00, 0x07], 'then the PUBACK');
   });
 
+  test('a read well after the last (no turn end in between) starts a turn: written at once, no setImmediate needed', async () => {
+    const core = bareCore();
+    const peer = await connected(core, 'spaced');
+    peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
+    await nextTurn();
+    peer.writes.length = 0;
+    peer.read(publish(1));
+    assert.equal(peer.writes.length, 1, 'the first read of a turn is written at once');
+    // Right behind it (the clock has not moved): another read of the same poll, so its output waits for the turn end.
+    peer.read(publish(2));
+    assert.equal(peer.writes.length, 1);
+    await nextTurn();
+    assert.equal(peer.writes.length, 2);
+    // A millisecond later, with nothing scheduled since that turn ended: a new turn, written at once again.
+    turnClock += 1;
+    peer.read(publish(3));
+    assert.equal(peer.writes.length, 3);
+    turnClock += 1;
+    peer.read(publish(4));
+    assert.equal(peer.writes.length, 4, 'each spaced read by itself, without waiting for a setImmediate');
+  });
+
   test('later reads of a busy turn are coalesced into one write per socket at its end', async () => {
     const core = bareCore();
     const subscriber = await connected(core, 'sub');
@@ -49,6 +84,7 @@ describe('output per event-loop turn', () => {
     await nextTurn();
     subscriber.writes.length = 0;
     const publishers = [await connected(core, 'p1'), await connected(core, 'p2'), await connected(core, 'p3')];
+    await nextTurn();
     for (const [i, publisher] of publishers.entries()) publisher.read(publish(i + 1));
     // The first read's delivery and PUBACK are out; the two later ones wait for the turn's end.
     assert.equal(subscriber.writes.length, 1);
