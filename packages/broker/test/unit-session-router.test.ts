@@ -232,6 +232,38 @@ describe('Router', () => {
     assert.deepEqual([...(got[0]![1].subscriptionIds ?? [])].sort(), [1, 2]);
   });
 
+  test('merges per session beyond a handful of recipients too, shared picks last, and routes again from a delivery', () => {
+    const router = new Router();
+    // 20 sessions (past the few a scan looks through), each matching through two filters.
+    const sessions = Array.from({ length: 20 }, (_, i) => session(`s${i}`));
+    for (const s of sessions) {
+      router.subscribe(s, entry('fan/+', { qos: 0, subscriptionId: 1 }));
+      router.subscribe(s, entry('fan/#', { qos: 1, subscriptionId: 2 }));
+    }
+    router.subscribe(session('member'), entry('$share/g/fan/#'));
+    const got: Array<[string, Delivery]> = [];
+    const n = router.route(message('fan/out'), (s, d) => got.push([s.clientId, d]));
+    assert.equal(n, 21);
+    assert.deepEqual(
+      got.map(([id]) => id),
+      [...sessions.map((s) => s.clientId), 'member'],
+    );
+    for (const [, d] of got.slice(0, 20)) {
+      assert.equal(d.qos, 1);
+      assert.deepEqual([...(d.subscriptionIds ?? [])].sort(), [1, 2]);
+    }
+    // A delivery that routes another message while the first is being delivered gets its own recipients.
+    const nested: string[] = [];
+    let inner = 0;
+    router.route(message('fan/a'), (s) => {
+      nested.push(`a:${s.clientId}`);
+      if (nested.length === 1) inner = router.route(message('fan/b'), (t) => nested.push(`b:${t.clientId}`));
+    });
+    assert.equal(inner, 21);
+    assert.equal(nested.filter((x) => x.startsWith('a:')).length, 21);
+    assert.equal(nested.filter((x) => x.startsWith('b:')).length, 21);
+  });
+
   test('shared groups pick members round-robin, skipping offline ones while any is online', () => {
     const router = new Router();
     const members = [session('m1'), session('m2', false), session('m3')];
