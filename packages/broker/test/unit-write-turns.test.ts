@@ -21,6 +21,15 @@ function bareCore(): BrokerCore {
   return core;
 }
 
+/** A client subscribed at QoS 1 to the topic it publishes to, a turn later, with nothing written yet. */
+async function selfSubscribed(clientId: string): Promise<Peer> {
+  const peer = await connected(bareCore(), clientId);
+  peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
+  await nextTurn();
+  peer.writes.length = 0;
+  return peer;
+}
+
 const publish = (packetId: number): Packet => ({
   type: 'publish',
   topic: 'turns/t',
@@ -43,11 +52,7 @@ describe('output per event-loop turn', () => {
   });
 
   test('a QoS 1 publish to itself: delivery and PUBACK leave in one write, at once', async () => {
-    const core = bareCore();
-    const peer = await connected(core, 'self');
-    peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
-    await nextTurn();
-    peer.writes.length = 0;
+    const peer = await selfSubscribed('self');
     peer.read(publish(7));
     assert.equal(peer.writes.length, 1);
     const bytes = peer.writes[0]!;
@@ -56,11 +61,7 @@ describe('output per event-loop turn', () => {
   });
 
   test('a read well after the last (no turn end in between) starts a turn: written at once, no setImmediate needed', async () => {
-    const core = bareCore();
-    const peer = await connected(core, 'spaced');
-    peer.read({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: 'turns/t', qos: 1 }] });
-    await nextTurn();
-    peer.writes.length = 0;
+    const peer = await selfSubscribed('spaced');
     peer.read(publish(1));
     assert.equal(peer.writes.length, 1, 'the first read of a turn is written at once');
     // Right behind it (the clock has not moved): another read of the same poll, so its output waits for the turn end.
