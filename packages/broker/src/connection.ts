@@ -411,7 +411,7 @@ export class Connection implements Outlet, Timed {
         packet = decoder.next();
       } catch (error) {
         this.#decodeFailed(error);
-        return;
+        break;
       }
       if (packet === undefined) {
         // All decoded; a partial packet keeps its decoder until the rest arrives.
@@ -423,7 +423,7 @@ export class Connection implements Outlet, Timed {
         result = dispatch(this, packet);
       } catch (error) {
         this.#handlerFailed(error);
-        return;
+        break;
       }
       if (result === undefined) {
         const holdFor = this.holdFor;
@@ -462,7 +462,7 @@ export class Connection implements Outlet, Timed {
       );
       return;
     }
-    // Closing: what the decoder still holds is never read.
+    // Closing (also for a bad packet or a failed handler): what the decoder still holds is never read.
     if (!this.#busy) this.#giveDecoder(decoder);
   }
 
@@ -583,6 +583,10 @@ export class Connection implements Outlet, Timed {
     this.core.ticker.delete(this);
     this.core.connections.delete(this);
     this.core.stats.connectionsCurrent--;
+    // One closed holding part of a packet, or for a bad one, gives its decoder back too (a handler still awaiting
+    // keeps it: it may ask for the frame it is handling).
+    const decoder = this.#decoder;
+    if (decoder !== undefined && !this.#busy) this.#giveDecoder(decoder);
     if (wasConnected) this.#release();
   }
 

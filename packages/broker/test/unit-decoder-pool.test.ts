@@ -334,3 +334,27 @@ test('idle connections hold no decoder: each read takes one from the pool and gi
   await nextTurn();
   assert.equal(peers[0]!.types().at(-1), 'pingresp');
 });
+
+test('a connection that closes holding part of a packet, or for a bad packet, gives its decoder back', async () => {
+  const { core } = rig();
+  const warm = new Peer(core, 4);
+  warm.send(connect(4, 'warm-close'));
+  await nextTurn();
+  const pooled = idleDecoderCount();
+  // Half a PUBLISH, then the peer goes away.
+  const partial = new Peer(core, 5);
+  partial.send(connect(5, 'partial'));
+  const bytes = partial.encode(publish(5, 't/p', 'half'));
+  partial.read(bytes.subarray(0, 5));
+  assert.equal(idleDecoderCount(), pooled - 1);
+  partial.close();
+  await nextTurn();
+  assert.equal(idleDecoderCount(), pooled);
+  // A packet of a reserved type: the connection is closed for it.
+  const bad = new Peer(core, 4);
+  bad.send(connect(4, 'bad'));
+  bad.read(new Uint8Array([0x00, 0x00]));
+  await nextTurn();
+  assert.equal(bad.ended, true);
+  assert.equal(idleDecoderCount(), pooled);
+});
