@@ -5,8 +5,8 @@
 //
 // Why not tsx, which the tests and benchmarks still use: tsx loads esbuild and its own resolver into the loader
 // thread at every start, ~110 ms of each `otalink` command before any of our code runs (0.34 → 0.23 s for
-// `otalink --version`). Here a module whose text was transformed before is read from a cache keyed by its URL and
-// text, and esbuild is loaded only on a miss. esbuild also runs without tsx's `keepNames`, which wraps every named
+// `otalink --version`). Here a module whose text was transformed before is read from a cache (one entry per source
+// file, named by its URL and holding the hash of the text it was made from), and esbuild is loaded only on a miss. esbuild also runs without tsx's `keepNames`, which wraps every named
 // function expression in a call that redefines its `name` (~0.25 KB per closure made; docs/architecture.md).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -30,9 +30,13 @@ const TRANSFORM = {
 };
 const SALT = `${esbuildVersion}\0${JSON.stringify(TRANSFORM)}\0`;
 
-/** node_modules/.cache/otalink-ts, or a folder under the temporary directory where node_modules is read-only. */
+/**
+ * node_modules/.cache/otalink-ts, or a folder under the temporary directory where node_modules is read-only
+ * ($OTALINK_TS_CACHE first when set: the tests point it at a folder of their own).
+ */
 function cacheDirectory() {
   for (const dir of [
+    ...(process.env.OTALINK_TS_CACHE ? [process.env.OTALINK_TS_CACHE] : []),
     fileURLToPath(new URL('../node_modules/.cache/otalink-ts', import.meta.url)),
     join(tmpdir(), `otalink-ts-${process.getuid?.() ?? 'user'}`),
   ]) {
@@ -66,12 +70,15 @@ export function load(url, context, nextLoad) {
   if (!url.startsWith('file:') || !url.endsWith('.ts')) return nextLoad(url, context);
   const path = fileURLToPath(url);
   const text = readFileSync(path, 'utf8');
-  const file =
-    cache && join(cache, createHash('sha1').update(SALT).update(url).update('\0').update(text).digest('hex'));
+  // The entry's first line is the hash of what it was made from (esbuild, its options, the text): an edited file
+  // replaces its entry rather than adding one, so the cache holds one entry per source file however often it changes.
+  const file = cache && join(cache, createHash('sha1').update(url).digest('hex'));
+  const header = `// ${createHash('sha1').update(SALT).update(text).digest('hex')}\n`;
   let source;
   if (file !== undefined) {
     try {
-      source = readFileSync(file, 'utf8');
+      const entry = readFileSync(file, 'utf8');
+      if (entry.startsWith(header)) source = entry.slice(header.length);
     } catch {
       // Not transformed yet.
     }
@@ -83,7 +90,7 @@ export function load(url, context, nextLoad) {
       try {
         // Written aside and renamed: a process reading the entry never sees half of it.
         const partial = `${file}.${process.pid}.tmp`;
-        writeFileSync(partial, source);
+        writeFileSync(partial, header + source);
         renameSync(partial, file);
       } catch {
         // A full or read-only disk: the next start transforms again.

@@ -1,8 +1,9 @@
 // The module hooks the `otalink` command runs the sources with (bin/ts-hooks.js): what they resolve, that their
-// cache never serves a file's old text, and that stack traces point into the TypeScript source.
+// cache never serves a file's old text nor grows with every edit, and that stack traces point into the TypeScript
+// source.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,8 +20,8 @@ after(async () => {
 });
 
 /** Runs `entry` (in the temporary folder) through the hooks; resolves with stdout, rejects with the failure. */
-async function run(entry: string): Promise<{ stdout: string; stderr: string }> {
-  return promisify(execFile)(process.execPath, ['--import', loader, join(dir, entry)], { timeout: 30_000 });
+async function run(entry: string, env: NodeJS.ProcessEnv = process.env): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(process.execPath, ['--import', loader, join(dir, entry)], { timeout: 30_000, env });
 }
 
 test('a .ts file importing ./x.js gets ./x.ts; types, type-only imports and class fields as tsc means them', async () => {
@@ -55,6 +56,17 @@ test('an edited file runs as edited: the cache is keyed by its text', async () =
   assert.equal((await run('print.ts')).stdout.trim(), '1');
   await writeFile(join(dir, 'value.ts'), 'export const value: number = 2;\n');
   assert.equal((await run('print.ts')).stdout.trim(), '2');
+});
+
+test('the cache keeps one entry per source file: an edit replaces the entry, it does not add one', async () => {
+  const cache = join(dir, 'cache');
+  const env = { ...process.env, OTALINK_TS_CACHE: cache };
+  await writeFile(join(dir, 'counter.ts'), "import { count } from './count.js';\nconsole.log(count);\n");
+  for (const count of [1, 2, 3, 2]) {
+    await writeFile(join(dir, 'count.ts'), `export const count: number = ${count};\n`);
+    assert.equal((await run('counter.ts', env)).stdout.trim(), String(count));
+  }
+  assert.equal((await readdir(cache)).length, 2, 'count.ts and counter.ts, one entry each');
 });
 
 test('an error thrown in a .ts file names the .ts file and its line', async () => {
