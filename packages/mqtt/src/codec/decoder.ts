@@ -91,8 +91,8 @@ export class Decoder {
   private viewSource: Uint8Array | null = null;
   private viewMemory: ArrayBuffer | null = null;
   private viewBase = 0;
-  /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). */
-  connectSeen = false;
+  /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). Set by decoding or restart. */
+  private seenConnect = false;
   /** Read position inside a CONNECT being decoded (see connect). */
   private cp = 0;
   /** Where the packet `next` returned last lies, for `lastFrame`. */
@@ -104,6 +104,11 @@ export class Decoder {
     this.protocolVersion = options.protocolVersion;
     this.maximumPacketSize = options.maximumPacketSize ?? MAX_PACKET_SIZE;
     this.role = options.role;
+  }
+
+  /** Whether this (server) decoder's stream has sent its CONNECT; read-only outside: `restart` sets it for a stream. */
+  get connectSeen(): boolean {
+    return this.seenConnect;
   }
 
   /**
@@ -169,7 +174,7 @@ export class Decoder {
     this.frameStart = 0;
     this.frameEnd = 0;
     this.protocolVersion = protocolVersion;
-    this.connectSeen = connectSeen;
+    this.seenConnect = connectSeen;
     this.maximumPacketSize = maximumPacketSize;
   }
 
@@ -438,7 +443,7 @@ export class Decoder {
   }
 
   private connect(buf: Uint8Array, p: number, end: number): ConnectPacket {
-    if (this.connectSeen) throw protocolError('MQTT_ERR_UNEXPECTED_PACKET', 'a client must send CONNECT only once');
+    if (this.seenConnect) throw protocolError('MQTT_ERR_UNEXPECTED_PACKET', 'a client must send CONNECT only once');
     // Fields are read at this.cp (no closures here: under tsx every closure made per CONNECT costs a defineProperty).
     this.cp = p;
     const protocolName = this.connectString(buf, end);
@@ -514,7 +519,7 @@ export class Decoder {
     }
     if (p !== end) throw lengthMismatch('connect');
     if (this.role === 'server' || this.protocolVersion === undefined) this.protocolVersion = level;
-    if (this.role === 'server') this.connectSeen = true;
+    if (this.role === 'server') this.seenConnect = true;
     return packet;
   }
   /** A length-prefixed UTF-8 string of CONNECT at `at` (default: this.cp); this.cp moves past it. */

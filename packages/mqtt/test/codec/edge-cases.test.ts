@@ -334,6 +334,11 @@ test('restart drops what is buffered and takes the stream state given: version, 
   decoder.restart(4, true, 5);
   decoder.push(publish(4));
   assert.throws(() => decoder.next(), /exceeds the maximum packet size of 5/);
+  // Only decoding and restart say whether CONNECT was seen.
+  assert.throws(() => {
+    (decoder as { connectSeen: boolean }).connectSeen = false;
+  }, TypeError);
+  assert.equal(decoder.connectSeen, true);
 });
 
 test('frameOwnsMemory: only a Buffer of its own holding the one packet, whole, owns its memory', () => {
