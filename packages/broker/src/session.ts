@@ -1,6 +1,6 @@
 // Per-client session: subscriptions, the outbound in-flight window and queue, inbound QoS 2 state and packet ids.
-// Its state is what `SessionState` names (the session holds it in its own fields); a session that outlives its connection tells the broker's
-// store (store/) about each change as it happens, so the store can bring it back after a restart. Sessions that end
+// Its state is what `SessionState` names (the session holds it in its own fields); a session that outlives its
+// connection tells the broker's store (store/) about each change as it happens, so the store can bring it back after a restart. Sessions that end
 // with their connection never reach the store. The session never touches a socket: it hands deliveries to an
 // `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt/codec';
@@ -29,18 +29,11 @@ export type InflightEntry =
   | { state: 'publish'; delivery: Delivery }
   | { state: 'pubrel'; delivery: Delivery | undefined };
 
-/** Everything a session must keep across connections. */
-export interface SessionState {
-  clientId: string;
-  /** Seconds the session outlives its connection; 0 ends it with the connection. */
-  expiryInterval: number;
-  subscriptions: Subscriptions;
-  inflight: Map<number, InflightEntry>;
-  queue: Fifo<Delivery>;
-  /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
-  inboundQos2: Set<number>;
-  nextPacketId: number;
-}
+/** Everything a session must keep across connections: the fields of Session that say so (documented there). */
+export type SessionState = Pick<
+  Session,
+  'clientId' | 'expiryInterval' | 'subscriptions' | 'inflight' | 'queue' | 'inboundQos2' | 'nextPacketId'
+>;
 
 /** A shared empty collection that refuses writes: replaced by a real one (`inflightOf`, `inboundQos2Of`) on first use. */
 class NoEntries<K, V> extends Map<K, V> {
@@ -122,7 +115,6 @@ export function storedDelivery(store: BrokerStore, delivery: Delivery): StoredDe
   };
 }
 
-/** A held delivery (Session.hold), with the packet id taken for it if it goes out as soon as its commit resolves. */
 /** The parts of a session few sessions ever use. */
 class RareState {
   /**
@@ -140,6 +132,7 @@ class RareState {
   unsure: Set<number> | undefined = undefined;
 }
 
+/** A held delivery (Session.hold), with the packet id taken for it if it goes out as soon as its commit resolves. */
 interface HeldDelivery {
   delivery: Delivery;
   packetId: number | undefined;
@@ -157,12 +150,15 @@ export interface SessionEnv {
  * session is one object, and everything shared comes through one reference (`#env`). Its helpers are TypeScript
  * `private`, not `#` methods, which would give every instance a slot for its class brand.
  */
-export class Session implements SessionState {
+export class Session {
+  // The SessionState fields.
   clientId: string;
+  /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
   subscriptions: Subscriptions;
   inflight: Map<number, InflightEntry>;
   queue: Fifo<Delivery>;
+  /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
   inboundQos2: Set<number>;
   nextPacketId: number;
   outlet: Outlet | undefined;
