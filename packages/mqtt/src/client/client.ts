@@ -1110,7 +1110,8 @@ function closedError(): MqttError {
 }
 
 async function transportFor(protocol: ResolvedTarget['protocol']): Promise<TransportFactory> {
-  // Imported on demand so a browser bundle that only uses ws:// never pulls in node:net or node:tls.
+  // Imported on demand: a program that only uses ws:// never loads node:net or node:tls. A browser build gets stubs
+  // for tcp and tls instead (package.json's "browser" field), since a bundler may hoist these imports.
   switch (protocol) {
     case 'mqtt':
       return (await import('./transports/tcp.js')).tcpTransport;
