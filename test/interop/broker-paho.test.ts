@@ -1,6 +1,7 @@
 // Interop: Python paho-mqtt (Debian's /usr/bin/python3) against our broker, MQTT 3.1.1 and 5.0: every QoS,
-// retained, will, persistent session, shared subscription and TLS. The Python side is an inline script that
-// prints one JSON line with what it observed.
+// retained, will, persistent session, shared subscription, TLS and WebSocket (paho's own WebSocket client, the
+// only one of our peers with one besides MQTT.js: Debian's Mosquitto cannot open a websockets listener here). The
+// Python side is an inline script that prints one JSON line with what it observed.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
@@ -15,15 +16,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
-port, version, tls_port, ca = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+port, version, tls_port, ca, ws_port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 proto = mqtt.MQTTv5 if version == '5' else mqtt.MQTTv311
 results = {}
 
-def make(client_id, clean=True, will=None, use_tls=False, expiry=None):
+def make(client_id, clean=True, will=None, use_tls=False, expiry=None, ws=False):
+    transport = 'websockets' if ws else 'tcp'
     if proto == mqtt.MQTTv5:
-        c = mqtt.Client(client_id=client_id, protocol=proto)
+        c = mqtt.Client(client_id=client_id, protocol=proto, transport=transport)
     else:
-        c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto)
+        c = mqtt.Client(client_id=client_id, clean_session=clean, protocol=proto, transport=transport)
+    if ws:
+        c.ws_set_options(path='/mqtt')
     got = []
     c.on_message = lambda cl, u, m: got.append((m.topic, m.payload.decode(), m.qos, bool(m.retain)))
     if will:
@@ -37,7 +41,7 @@ def make(client_id, clean=True, will=None, use_tls=False, expiry=None):
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = expiry
             kwargs['properties'] = props
-    c.connect('localhost' if use_tls else '127.0.0.1', tls_port if use_tls else port, 30, **kwargs)
+    c.connect('localhost' if use_tls else '127.0.0.1', tls_port if use_tls else ws_port if ws else port, 30, **kwargs)
     c.loop_start()
     return c, got
 
@@ -111,6 +115,21 @@ if tls_port:
     wait(t_got, 1)
     results['tls'] = [p for (tp, p, q, r) in t_got]
 
+# WebSocket: QoS 1 and 2 in from a TCP client, and out to one
+w, w_got = make('paho-ws-' + version, ws=True)
+w.subscribe('paho/%s/ws/in' % version, 2)
+watch.subscribe('paho/%s/ws/out' % version, 2)
+settle()
+pub.publish('paho/%s/ws/in' % version, 'to-ws-1', qos=1).wait_for_publish()
+pub.publish('paho/%s/ws/in' % version, 'to-ws-2', qos=2).wait_for_publish()
+w.publish('paho/%s/ws/out' % version, 'from-ws', qos=2).wait_for_publish()
+wait(w_got, 2)
+end = time.time() + 5
+while not any(t == 'paho/%s/ws/out' % version for (t, p, q, r) in watch_got) and time.time() < end:
+    time.sleep(0.02)
+results['ws'] = sorted([p, q] for (t, p, q, r) in w_got)
+results['ws_out'] = [[p, q] for (t, p, q, r) in watch_got if t == 'paho/%s/ws/out' % version]
+
 print(json.dumps(results))
 sys.stdout.flush()
 `;
@@ -133,6 +152,7 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
     broker = createBroker({
       listeners: [
         { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
+        { protocol: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
         ...(certs === undefined
           ? []
           : [
@@ -156,14 +176,22 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
   });
 
   for (const version of ['311', '5'] as const) {
-    test(`paho ${version === '5' ? 'MQTTv5' : 'MQTTv311'}: QoS 0/1/2, retained, will, persistent session, shared, TLS`, async (t) => {
+    test(`paho ${version === '5' ? 'MQTTv5' : 'MQTTv311'}: QoS 0/1/2, retained, will, persistent session, shared, TLS, WebSocket`, async (t) => {
       if (!available)
         return t.skip(`${DEBIAN_PYTHON} with paho-mqtt not installed (apt-get install python3-paho-mqtt)`);
-      const [plain, secure] = broker.addresses();
+      const [plain, ws, secure] = broker.addresses();
       const stdout = await new Promise<string>((resolve, reject) => {
         execFile(
           DEBIAN_PYTHON,
-          ['-c', SCRIPT, String(plain!.port), version, String(secure?.port ?? 0), certs?.caPath ?? ''],
+          [
+            '-c',
+            SCRIPT,
+            String(plain!.port),
+            version,
+            String(secure?.port ?? 0),
+            certs?.caPath ?? '',
+            String(ws!.port),
+          ],
           { timeout: 60_000 },
           (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
         );
@@ -181,6 +209,11 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
       assert.equal(a + b, 6);
       assert.ok(a > 0 && b > 0);
       if (certs !== undefined) assert.deepEqual(results.tls, ['secure']);
+      assert.deepEqual(results.ws, [
+        ['to-ws-1', 1],
+        ['to-ws-2', 2],
+      ]);
+      assert.deepEqual(results.ws_out, [['from-ws', 2]]);
     });
   }
 });
