@@ -208,8 +208,14 @@ export class MqttClient extends Emitter<ClientEvents> {
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Releases refills the session holds back for a batch, if no PUBACK frees enough slots first. */
+  /**
+   * Releases refills the session holds back for a batch, if no PUBACK frees enough slots first. One timer for the
+   * connection, re-armed with refresh() where the platform has it (Node), since holds start and end with most
+   * PUBACK reads: a new timeout and closure per hold, and clearTimeout per end, were a measurable part of a read's
+   * cost. A hold that ended leaves the timer running: `holdArmed` makes its firing a no-op.
+   */
   private holdTimer: ReturnType<typeof setTimeout> | undefined;
+  private holdArmed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private connackWaiter: Pending<ConnackPacket> | undefined;
@@ -591,8 +597,7 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   private async finishOnce(reason: Error | undefined): Promise<void> {
     clearTimeout(this.keepaliveTimer);
-    clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
+    this.disarmHold();
     clearTimeout(this.reconnectTimer);
     this.conn = undefined;
     this.session.connectionLost();
@@ -801,8 +806,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (this.conn !== conn) return;
     this.conn = undefined;
     clearTimeout(this.keepaliveTimer);
-    clearTimeout(this.holdTimer);
-    this.holdTimer = undefined;
+    this.disarmHold();
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
     this.settleReauth(conn, conn.reason);
@@ -833,10 +837,9 @@ export class MqttClient extends Emitter<ClientEvents> {
     else if (ops !== undefined) this.write(undefined, [], ops);
     for (const e of step.events) this.dispatch(conn, e);
     if (this.session.holding) {
-      if (this.holdTimer === undefined) this.armHold();
-    } else if (this.holdTimer !== undefined) {
-      clearTimeout(this.holdTimer);
-      this.holdTimer = undefined;
+      if (!this.holdArmed) this.armHold();
+    } else {
+      this.holdArmed = false;
     }
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
@@ -1054,12 +1057,28 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private armHold(): void {
+    if (this.conn === undefined) return;
+    this.holdArmed = true;
+    const timer = this.holdTimer as { refresh?: () => void } | undefined;
+    if (timer?.refresh !== undefined) timer.refresh();
+    else {
+      clearTimeout(this.holdTimer);
+      this.holdTimer = setTimeout(() => this.holdExpired(), REFILL_HOLD_MS);
+    }
+  }
+
+  private holdExpired(): void {
+    if (!this.holdArmed) return;
+    this.holdArmed = false;
     const conn = this.conn;
-    if (conn === undefined) return;
-    this.holdTimer = setTimeout(() => {
-      this.holdTimer = undefined;
-      if (this.conn === conn && !conn.closed) this.apply(conn, this.session.releaseHeld(Date.now()));
-    }, REFILL_HOLD_MS);
+    if (conn !== undefined && !conn.closed) this.apply(conn, this.session.releaseHeld(Date.now()));
+  }
+
+  /** A cleared Node timeout cannot be refreshed: the next hold makes a new one. */
+  private disarmHold(): void {
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    this.holdArmed = false;
   }
 
   private armKeepalive(): void {
