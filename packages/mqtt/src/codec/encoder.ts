@@ -146,6 +146,11 @@ function measure(packet: Packet, version: ProtocolVersion): number {
 
 // U+0000, the wildcards and every non-ASCII code unit (surrogates included).
 const NOT_PLAIN_TOPIC = /[\0#+\u0080-\uffff]/;
+/**
+ * The last topic the scan found plain: a PUBLISH is measured more than once on its way out (checked when queued,
+ * then encoded), and a device publishes to a few topics over and over. Strings are immutable, so equal is plain.
+ */
+let lastPlainTopic = '';
 
 function measurePublish(packet: PublishPacket, v5: boolean): number {
   const { topic, qos, payload } = packet;
@@ -155,7 +160,12 @@ function measurePublish(packet: PublishPacket, v5: boolean): number {
   if (!(payload instanceof Uint8Array)) throw invalid('PUBLISH payload must be a Uint8Array');
   if (typeof topic !== 'string') throw invalid('topic name must be a string');
   // One native regex scan clears the usual all-ASCII topic; anything else takes the per-character measure.
-  topicBytes = NOT_PLAIN_TOPIC.test(topic) ? topicNameBytes(topic) : topic.length;
+  if (topic === lastPlainTopic) topicBytes = topic.length;
+  else if (NOT_PLAIN_TOPIC.test(topic)) topicBytes = topicNameBytes(topic);
+  else {
+    topicBytes = topic.length;
+    lastPlainTopic = topic;
+  }
   if (topicBytes < 0) {
     const problem = topicNameProblem(topic) ?? 'invalid topic name';
     throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `${problem}: "${topic}"`, { reasonCode: 0x90 });

@@ -372,3 +372,23 @@ test('frameOwnsMemory: only a Buffer of its own holding the one packet, whole, o
   // Split across reads: assembled into a buffer of the decoder's, which it does not take for a read of its own.
   assert.deepEqual(owns([own(frame.subarray(0, 3)), own(frame.subarray(3))]), [false]);
 });
+
+test('a PUBLISH topic after a plain one is still scanned: wildcards refused, non-ASCII measured in UTF-8', () => {
+  const publish = (topic: string): Packet => ({
+    type: 'publish',
+    topic,
+    payload: new Uint8Array(0),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  const plainLength = encode(publish('t/a'), 4).length;
+  assert.equal(encode(publish('t/a'), 4).length, plainLength);
+  assert.throws(() => encode(publish('t/#'), 4), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' });
+  assert.throws(() => encode(publish('t/+'), 5), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' });
+  encode(publish('t/a'), 4);
+  // 't/ä' is three UTF-16 code units and four UTF-8 bytes: its length field says 4, its packet is one byte longer.
+  const umlaut = encode(publish('t/ä'), 4);
+  assert.equal(umlaut.length, plainLength + 1);
+  assert.deepEqual(Array.from(umlaut.subarray(2, 4)), [0, 4]);
+});

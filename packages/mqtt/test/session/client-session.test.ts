@@ -772,4 +772,15 @@ describe('subscriptions', () => {
     assert.throws(() => s.subscribe([{ topicFilter: 'a/#/b', qos: 0 }], undefined, 0));
     assert.throws(() => s.publish(msg('a/+', 0), 0), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' });
   });
+
+  test('the last valid topic is remembered, and nothing else passes unchecked', () => {
+    const { s } = connected();
+    assert.throws(() => s.publish(msg('', 1), 0), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' }, 'empty, first of all');
+    s.publish(msg('a/b', 1), 0);
+    s.publish(msg('a/b', 1), 0);
+    for (const bad of ['', 'a/+', 'a/#', 'a\u0000b']) {
+      assert.throws(() => s.publish(msg(bad, 1), 0), { code: 'MQTT_ERR_INVALID_TOPIC_NAME' }, JSON.stringify(bad));
+      s.publish(msg('a/b', 1), 0);
+    }
+  });
 });
