@@ -10,7 +10,6 @@ export {
   type SessionState,
   type Step,
 } from './client-session.js';
-export { PacketIdAllocator } from './packet-ids.js';
 export {
   type IncomingRecord,
   incomingKey,

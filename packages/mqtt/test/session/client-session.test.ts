@@ -8,7 +8,6 @@ import type {
   PublishProperties,
 } from '../../src/codec/packets.js';
 import { ClientSession, type SessionOptions, type Step } from '../../src/session/client-session.js';
-import { PacketIdAllocator } from '../../src/session/packet-ids.js';
 import type { StoredRecord } from '../../src/session/records.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -35,15 +34,27 @@ const publishes = (step: Step) => step.packets.filter((p): p is PublishPacket =>
 const msg = (topic: string, qos: 0 | 1 | 2, payload = 'x') => ({ topic, payload: bytes(payload), qos, retain: false });
 
 describe('packet ids', () => {
-  test('skip ids in use and wrap', () => {
-    const ids = new PacketIdAllocator();
-    assert.equal(ids.allocate(), 1);
-    assert.equal(ids.allocate(), 2);
-    ids.release(1);
-    assert.equal(ids.allocate(), 3, 'a freed id is not reused at once');
-    for (let i = 4; i <= 0xffff; i++) ids.allocate();
-    assert.equal(ids.allocate(), 1, 'wraps to the freed id');
-    assert.throws(() => ids.allocate(), { code: 'MQTT_ERR_PACKET_ID_EXHAUSTED' });
+  test('round-robin: a freed id is not reused at once, ids in use are skipped, all 65535 in use refuse more', () => {
+    const { s } = connected({ maxInflight: 0xffff }, { receiveMaximum: 0xffff });
+    const ids = (step: Step) => publishes(step).map((p) => p.packetId);
+    assert.deepEqual(ids(s.publish(msg('a/b', 1), 0).step), [1]);
+    assert.deepEqual(ids(s.publish(msg('a/b', 1), 0).step), [2]);
+    s.handle({ type: 'puback', packetId: 1 }, 0);
+    assert.deepEqual(ids(s.publish(msg('a/b', 1), 0).step), [3], 'a freed id is not reused at once');
+    const sub = s.subscribe([{ topicFilter: 'x', qos: 0 }], undefined, 0);
+    assert.equal(sub.packetId, 4, 'SUBSCRIBE draws from the same ids');
+    for (let i = 5; i <= 0xffff; i++) s.publish(msg('a/b', 1), 0);
+    assert.deepEqual(ids(s.publish(msg('a/b', 1), 0).step), [1], 'wraps to the freed id, skipping 2 and 3 in use');
+    assert.deepEqual(ids(s.publish(msg('a/b', 1), 0).step), [], 'all 65535 in use: the next one waits in the queue');
+    assert.throws(() => s.subscribe([{ topicFilter: 'y', qos: 0 }], undefined, 0), {
+      code: 'MQTT_ERR_PACKET_ID_EXHAUSTED',
+    });
+    s.handle({ type: 'suback', packetId: 4, reasonCodes: [0] }, 0);
+    assert.deepEqual(
+      ids(s.handle({ type: 'puback', packetId: 3 }, 0)),
+      [3],
+      'the queued one: the next free id after 1',
+    );
   });
 });
 
