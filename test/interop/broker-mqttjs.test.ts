@@ -1,21 +1,37 @@
 // Interop: MQTT.js (v4 = 3.1.1 and v5) against our broker: every QoS, retained, will, persistent session, shared
-// subscription, MQTT 5.0 properties, and WebSocket.
+// subscription, MQTT 5.0 properties, WebSocket, TLS and mutual TLS (certificates generated at run time).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { type Broker, createBroker } from '../../packages/broker/src/index.js';
+import { makeCertificates, type TestCertificates } from '../../packages/broker/test/support/certs.js';
 
 describe('interop: MQTT.js against the otalink broker', () => {
   let broker: Broker;
   let port = 0;
   let wsPort = 0;
+  let certs: TestCertificates | undefined;
   const clients: MqttClient[] = [];
   before(async () => {
+    certs = makeCertificates();
+    const tls = certs === undefined ? undefined : { cert: certs.serverCert, key: certs.serverKey };
     broker = createBroker({
       listeners: [
         { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
         { protocol: 'ws', host: '127.0.0.1', port: 0 },
+        ...(certs === undefined || tls === undefined
+          ? []
+          : [
+              { protocol: 'mqtts' as const, host: '127.0.0.1', port: 0, tls },
+              {
+                protocol: 'mqtts' as const,
+                host: '127.0.0.1',
+                port: 0,
+                tls: { ...tls, ca: certs.ca, requireClientCertificate: true },
+              },
+              { protocol: 'wss' as const, host: '127.0.0.1', port: 0, tls },
+            ]),
       ],
       allowAnonymous: true,
       logger: pino({ level: 'silent' }),
@@ -28,6 +44,7 @@ describe('interop: MQTT.js against the otalink broker', () => {
   after(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true)));
     await broker.close();
+    certs?.remove();
   });
 
   async function client(options: IClientOptions & { url?: string } = {}): Promise<MqttClient> {
@@ -164,5 +181,44 @@ describe('interop: MQTT.js against the otalink broker', () => {
     const received = nextMessage(sub);
     await pub.publishAsync('mqttjs/ws', 'over ws', { qos: 1 });
     assert.equal((await received).payload, 'over ws');
+  });
+
+  test('MQTT.js over TLS, secure WebSocket and mutual TLS; without a client certificate, or with a stranger one, refused', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const [, , tlsListener, mtlsListener, wssListener] = broker.addresses();
+    const ca = certs.ca;
+    const sub = await client({ url: `mqtts://localhost:${tlsListener!.port}`, ca, protocolVersion: 5 });
+    await sub.subscribeAsync('mqttjs/tls/#', { qos: 2 });
+    const me = certs.client('mqttjs-client');
+    const mutual = await client({
+      url: `mqtts://localhost:${mtlsListener!.port}`,
+      ca,
+      cert: me.cert,
+      key: me.key,
+      protocolVersion: 4,
+    });
+    const secureWs = await client({ url: `wss://localhost:${wssListener!.port}/mqtt`, ca, protocolVersion: 5 });
+    let received = nextMessage(sub);
+    await mutual.publishAsync('mqttjs/tls/mutual', 'over mtls', { qos: 1 });
+    assert.equal((await received).payload, 'over mtls');
+    received = nextMessage(sub);
+    await secureWs.publishAsync('mqttjs/tls/wss', 'over wss', { qos: 2 });
+    assert.equal((await received).payload, 'over wss');
+    // A stranger's certificate fails only after MQTT.js's side of the TLS 1.3 handshake: it then sees the line
+    // close, with no error, and its connectAsync never settles. Hence the events.
+    for (const identity of [{}, { cert: certs.stranger.cert, key: certs.stranger.key }]) {
+      const c = mqtt.connect(`mqtts://localhost:${mtlsListener!.port}`, {
+        ca,
+        ...identity,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+      });
+      const outcome = await new Promise<string>((resolve) => {
+        c.once('connect', () => resolve('connected'));
+        c.once('close', () => resolve('closed'));
+      });
+      await c.endAsync(true);
+      assert.equal(outcome, 'closed', 'the mutual TLS listener refuses a client without a certificate of its CA');
+    }
   });
 });
