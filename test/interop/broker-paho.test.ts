@@ -1,5 +1,5 @@
 // Interop: Python paho-mqtt (Debian's /usr/bin/python3) against our broker, MQTT 3.1.1 and 5.0: every QoS,
-// retained, will, persistent session, shared subscription, TLS and WebSocket (paho's own WebSocket client, the
+// retained, will, persistent session, shared subscription, TLS, mutual TLS and WebSocket (paho's own WebSocket client, the
 // only one of our peers with one besides MQTT.js: Debian's Mosquitto cannot open a websockets listener here). The
 // Python side is an inline script that prints one JSON line with what it observed.
 import assert from 'node:assert/strict';
@@ -17,10 +17,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 port, version, tls_port, ca, ws_port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+mtls_port, client_cert, client_key = int(sys.argv[6]), sys.argv[7], sys.argv[8]
 proto = mqtt.MQTTv5 if version == '5' else mqtt.MQTTv311
 results = {}
 
-def make(client_id, clean=True, will=None, use_tls=False, expiry=None, ws=False):
+def make(client_id, clean=True, will=None, use_tls=False, expiry=None, ws=False, mutual=False):
     transport = 'websockets' if ws else 'tcp'
     if proto == mqtt.MQTTv5:
         c = mqtt.Client(client_id=client_id, protocol=proto, transport=transport)
@@ -32,7 +33,9 @@ def make(client_id, clean=True, will=None, use_tls=False, expiry=None, ws=False)
     c.on_message = lambda cl, u, m: got.append((m.topic, m.payload.decode(), m.qos, bool(m.retain)))
     if will:
         c.will_set(will, b'paho gone', qos=1)
-    if use_tls:
+    if mutual:
+        c.tls_set(ca_certs=ca, certfile=client_cert, keyfile=client_key)
+    elif use_tls:
         c.tls_set(ca_certs=ca)
     kwargs = {}
     if proto == mqtt.MQTTv5:
@@ -41,7 +44,8 @@ def make(client_id, clean=True, will=None, use_tls=False, expiry=None, ws=False)
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = expiry
             kwargs['properties'] = props
-    c.connect('localhost' if use_tls else '127.0.0.1', tls_port if use_tls else ws_port if ws else port, 30, **kwargs)
+    target = mtls_port if mutual else tls_port if use_tls else ws_port if ws else port
+    c.connect('localhost' if use_tls or mutual else '127.0.0.1', target, 30, **kwargs)
     c.loop_start()
     return c, got
 
@@ -114,6 +118,25 @@ if tls_port:
     pub.publish('paho/%s/tls' % version, 'secure', qos=1).wait_for_publish()
     wait(t_got, 1)
     results['tls'] = [p for (tp, p, q, r) in t_got]
+    m, _ = make('paho-mtls-' + version, mutual=True)
+    settle()
+    m.publish('paho/%s/tls' % version, 'mutual', qos=1).wait_for_publish()
+    wait(t_got, 2)
+    results['tls'] = [p for (tp, p, q, r) in t_got]
+    # Without a client certificate the mutual TLS listener refuses: the handshake fails, or (TLS 1.3, where the
+    # client finishes first) the line closes before any CONNACK.
+    n = mqtt.Client(client_id='paho-no-cert-' + version, protocol=proto)
+    n.tls_set(ca_certs=ca)
+    accepted = []
+    n.on_connect = lambda *a: accepted.append(a[3] if proto != mqtt.MQTTv5 else a[3].value)
+    try:
+        n.connect('localhost', mtls_port, 30)
+        n.loop_start()
+        time.sleep(1.5)
+        n.loop_stop()
+    except Exception:
+        pass
+    results['no_cert_accepted'] = [rc for rc in accepted if rc == 0]
 
 # WebSocket: QoS 1 and 2 in from a TCP client, and out to one
 w, w_got = make('paho-ws-' + version, ws=True)
@@ -162,6 +185,12 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
                 port: 0,
                 tls: { cert: certs.serverCert, key: certs.serverKey },
               },
+              {
+                protocol: 'mqtts' as const,
+                host: '127.0.0.1',
+                port: 0,
+                tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, requireClientCertificate: true },
+              },
             ]),
       ],
       allowAnonymous: true,
@@ -176,10 +205,11 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
   });
 
   for (const version of ['311', '5'] as const) {
-    test(`paho ${version === '5' ? 'MQTTv5' : 'MQTTv311'}: QoS 0/1/2, retained, will, persistent session, shared, TLS, WebSocket`, async (t) => {
+    test(`paho ${version === '5' ? 'MQTTv5' : 'MQTTv311'}: QoS 0/1/2, retained, will, persistent session, shared, TLS, mutual TLS, WebSocket`, async (t) => {
       if (!available)
         return t.skip(`${DEBIAN_PYTHON} with paho-mqtt not installed (apt-get install python3-paho-mqtt)`);
-      const [plain, ws, secure] = broker.addresses();
+      const [plain, ws, secure, mutual] = broker.addresses();
+      const me = certs?.client(`paho-${version}`);
       const stdout = await new Promise<string>((resolve, reject) => {
         execFile(
           DEBIAN_PYTHON,
@@ -191,6 +221,9 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
             String(secure?.port ?? 0),
             certs?.caPath ?? '',
             String(ws!.port),
+            String(mutual?.port ?? 0),
+            me?.certPath ?? '',
+            me?.keyPath ?? '',
           ],
           { timeout: 60_000 },
           (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
@@ -208,7 +241,10 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
       const [a, b] = results.shared as [number, number];
       assert.equal(a + b, 6);
       assert.ok(a > 0 && b > 0);
-      if (certs !== undefined) assert.deepEqual(results.tls, ['secure']);
+      if (certs !== undefined) {
+        assert.deepEqual(results.tls, ['secure', 'mutual'], 'over TLS, then from a client over mutual TLS');
+        assert.deepEqual(results.no_cert_accepted, [], 'no CONNACK 0 without a client certificate');
+      }
       assert.deepEqual(results.ws, [
         ['to-ws-1', 1],
         ['to-ws-2', 2],
