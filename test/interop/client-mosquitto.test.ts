@@ -1,12 +1,13 @@
 // The otalink client against a real Mosquitto: every QoS in both protocol versions, retained and will messages,
-// persistent sessions, a broker killed and restarted mid-stream, and a client process killed with SIGKILL and
-// restarted on the same file store.
+// persistent sessions, TLS and mutual TLS (certificates generated at run time), a broker killed and restarted
+// mid-stream, and a client process killed with SIGKILL and restarted on the same file store.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { makeCertificates } from '../../packages/broker/test/support/certs.js';
 import { connect, type Message, type MqttClient } from '../../packages/mqtt/src/client/index.js';
 import type { ProtocolVersion } from '../../packages/mqtt/src/codec/packets.js';
 import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
@@ -71,6 +72,48 @@ for (const version of [4, 5] as ProtocolVersion[]) {
       } finally {
         for (const c of clients) await c.end({ force: true });
         await broker.stop();
+      }
+    });
+
+    test('mqtts:// with the CA; mutual TLS with a client certificate; refused without one, or with a stranger one', async (t) => {
+      const binary = requireProgram(t, 'mosquitto');
+      if (!binary) return;
+      const certs = makeCertificates();
+      if (certs === undefined) return t.skip('openssl CLI not installed');
+      const m = await Mosquitto.start(binary, { tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca } });
+      const clients: MqttClient[] = [];
+      try {
+        const open = async (port: number, tls: { cert?: string; key?: string }) => {
+          const c = await connect(`mqtts://localhost:${port}`, {
+            protocolVersion: version,
+            reconnect: false,
+            connectTimeoutMs: 5000,
+            tls: { ca: certs.ca, ...tls },
+          });
+          clients.push(c);
+          return c;
+        };
+        const sub = await open(m.tlsPort, {});
+        const topic = `otalink/tls/${version}`;
+        await sub.subscribe(topic, { qos: 2 });
+        const got: string[] = [];
+        sub.on('message', (msg) => got.push(text(msg.payload)));
+        const me = certs.client(`otalink-${version}`);
+        const mutual = await open(m.mutualTlsPort, { cert: me.cert, key: me.key });
+        await mutual.publish(topic, 'over mutual tls', { qos: 1 });
+        await mutual.publish(topic, 'exactly once', { qos: 2 });
+        await until(() => got.length === 2, 5000, 'both messages over TLS');
+        assert.deepEqual(got, ['over mutual tls', 'exactly once']);
+        for (const identity of [{}, { cert: certs.stranger.cert, key: certs.stranger.key }]) {
+          await assert.rejects(open(m.mutualTlsPort, identity), (err: Error) => {
+            assert.match(err.message, /certificate|closed|alert|socket/i);
+            return true;
+          });
+        }
+      } finally {
+        await Promise.all(clients.map((c) => c.end({ force: true })));
+        await m.stop();
+        certs.remove();
       }
     });
 

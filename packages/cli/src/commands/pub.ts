@@ -140,8 +140,8 @@ export async function runCli(name: string, usage: string, io: CliIo, body: () =>
       io.stderr.write(`otalink ${name}: ${err.message} [${err.code}]\n`);
       return err.code === 'MQTT_ERR_CONNECTION_REFUSED' ? 5 : 1;
     }
-    // Socket errors (ECONNREFUSED, ENOTFOUND, certificate problems) reach here unwrapped.
-    io.stderr.write(`otalink ${name}: cannot connect: ${(err as Error).message}\n`);
+    // The client reports socket and TLS failures as MqttError too (MQTT_ERR_CONNECT_FAILED): this is for the rest.
+    io.stderr.write(`otalink ${name}: ${(err as Error).message}\n`);
     return 1;
   }
 }

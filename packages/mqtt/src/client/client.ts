@@ -2,7 +2,7 @@
 // to send lives in the session; this file only moves bytes, persists what the session asks, and settles promises.
 import { Decoder } from '../codec/decoder.js';
 import { encode, encodedLength, encodeInto } from '../codec/encoder.js';
-import { MqttError } from '../codec/errors.js';
+import { MqttError, type MqttErrorCode } from '../codec/errors.js';
 import type {
   AckProperties,
   AuthProperties,
@@ -674,6 +674,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       }),
     );
     const abort = conn.abort as AbortController;
+    const target = this.redirected ?? this.target;
     this.conn = conn;
     this.setState('connecting');
     this.emit('connecting');
@@ -683,7 +684,6 @@ export class MqttClient extends Emitter<ClientEvents> {
       timeoutMs,
     );
     try {
-      const target = this.redirected ?? this.target;
       const factory = this.options.transport ?? (await transportFor(target.protocol));
       const transport = await factory(
         { ...target, tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal },
@@ -715,10 +715,11 @@ export class MqttClient extends Emitter<ClientEvents> {
       // Connected: nothing is left to abort, and an idle client need not keep the controller and its signal.
       conn.abort = undefined;
     } catch (err) {
-      conn.reason ??= err as Error;
+      const error = transportError('MQTT_ERR_CONNECT_FAILED', err, target);
+      conn.reason ??= error;
       conn.transport?.destroy();
-      if (conn.transport === undefined) this.onClose(conn, err as Error);
-      throw err;
+      if (conn.transport === undefined) this.onClose(conn, error);
+      throw conn.reason;
     } finally {
       clearTimeout(timer);
       this.connackWaiter = undefined;
@@ -801,7 +802,14 @@ export class MqttClient extends Emitter<ClientEvents> {
   onClose(conn: Connection, err: Error | undefined): void {
     if (conn.closed) return;
     conn.closed = true;
-    conn.reason ??= err ?? new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'the connection closed');
+    conn.reason ??=
+      err === undefined
+        ? new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'the connection closed')
+        : transportError(
+            conn.established ? 'MQTT_ERR_CONNECTION_CLOSED' : 'MQTT_ERR_CONNECT_FAILED',
+            err,
+            this.redirected ?? this.target,
+          );
     conn.markClosed();
     if (this.conn !== conn) return;
     this.conn = undefined;
@@ -1126,6 +1134,52 @@ function noAck(): void {}
 
 function closedError(): MqttError {
   return new MqttError('MQTT_ERR_CLIENT_CLOSED', 'the client is closed');
+}
+
+/** What the socket and TLS codes users meet most often mean, and which option is usually the remedy. */
+const TRANSPORT_HINTS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused: nothing listens on that port',
+  ECONNRESET: 'the server reset the connection',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name not found (DNS did not answer)',
+  EHOSTUNREACH: 'no route to the host',
+  ENETUNREACH: 'no route to the network',
+  ETIMEDOUT: 'the TCP connection timed out',
+  ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'the server requires a client certificate (tls.cert and tls.key)',
+  ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'the server does not trust our client certificate: no CA it knows signed it',
+  ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE: 'the server refused our client certificate',
+  ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN: 'the server refused our client certificate',
+  ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED: 'the server says our client certificate has expired',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the server's certificate is not signed by a CA we trust (tls.ca)",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "the server's certificate is not signed by a CA we trust (tls.ca)",
+  SELF_SIGNED_CERT_IN_CHAIN: "the server's certificate chain ends in a CA we do not trust (tls.ca)",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "the server's certificate is self-signed and not in tls.ca",
+  CERT_HAS_EXPIRED: "the server's certificate has expired",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the server's certificate is not for this host name (tls.servername)",
+  ERR_SSL_WRONG_VERSION_NUMBER: 'the server did not answer in TLS: is that port plain MQTT?',
+};
+
+/**
+ * A transport failure as an MqttError with a stable code, naming the server and what the socket's or TLS's own
+ * code means; that error stays reachable as `cause` (its `code`: ECONNREFUSED, ERR_SSL_..., ...).
+ */
+function transportError(code: MqttErrorCode, err: unknown, target: ResolvedTarget): MqttError {
+  if (err instanceof MqttError) return err;
+  const e = err as { code?: unknown; message?: unknown };
+  const own = typeof e.code === 'string' ? e.code : undefined;
+  const hint = own === undefined ? undefined : TRANSPORT_HINTS[own];
+  // OpenSSL's messages carry a library prefix and a source location: the first line's last part says it.
+  const detail =
+    hint ??
+    String(e.message ?? err)
+      .split('\n')[0]!
+      .replace(/^[0-9A-F]+:error:[0-9A-F]+:/, '');
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  const path = target.protocol === 'ws' || target.protocol === 'wss' ? target.path : '';
+  const where = `${target.protocol}://${host}:${target.port}${path}`;
+  const what =
+    code === 'MQTT_ERR_CONNECT_FAILED' ? `cannot connect to ${where}` : `the connection to ${where} was lost`;
+  return new MqttError(code, `${what}: ${detail}${hint !== undefined ? ` (${own})` : ''}`, { cause: err });
 }
 
 async function transportFor(protocol: ResolvedTarget['protocol']): Promise<TransportFactory> {

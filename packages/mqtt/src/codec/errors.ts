@@ -31,6 +31,8 @@ export type MqttErrorCode =
   | 'MQTT_ERR_VALUE_OUT_OF_RANGE'
   // Client and session layers.
   | 'MQTT_ERR_CONNECTION_REFUSED'
+  /** The line could not be made (TCP, TLS, WebSocket): the transport's own error is the `cause`. */
+  | 'MQTT_ERR_CONNECT_FAILED'
   | 'MQTT_ERR_CONNECTION_CLOSED'
   | 'MQTT_ERR_TIMEOUT'
   | 'MQTT_ERR_KEEPALIVE_TIMEOUT'

@@ -4,13 +4,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { type ClientOptions, connect, memoryTransport } from '../../src/client/index.js';
+import type { MqttError } from '../../src/codec/errors.js';
 import { FakeBroker } from './fake-broker.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -128,7 +129,16 @@ describe('transports', () => {
         assert.equal(clientCn, 'tcu-1');
         await assert.rejects(
           connect({ url: `mqtts://127.0.0.1:${port}`, reconnect: false, tls: { servername: 'broker.test' } }),
-          /self[- ]signed|unable to verify|certificate/i,
+          (err: MqttError) => {
+            assert.equal(err.code, 'MQTT_ERR_CONNECT_FAILED');
+            assert.match(
+              err.message,
+              new RegExp(`^cannot connect to mqtts://127\\.0\\.0\\.1:${port}: the server's certificate`),
+            );
+            assert.match(err.message, /tls\.ca/, 'names the option that fixes it');
+            assert.equal(typeof (err.cause as { code?: unknown }).code, 'string', "TLS's own error is the cause");
+            return true;
+          },
         );
       } finally {
         server.close();
@@ -136,6 +146,25 @@ describe('transports', () => {
     } finally {
       await broker.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a line that cannot be made fails with MQTT_ERR_CONNECT_FAILED, naming the server, the reason and its code', async () => {
+    const closed = createTcpServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const { port } = closed.address() as { port: number };
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    for (const url of [`mqtt://127.0.0.1:${port}`, `ws://127.0.0.1:${port}/mqtt`]) {
+      await assert.rejects(connect(url, { reconnect: false }), (err: MqttError) => {
+        assert.equal(err.code, 'MQTT_ERR_CONNECT_FAILED');
+        assert.equal(
+          err.message,
+          `cannot connect to ${url}: connection refused: nothing listens on that port (ECONNREFUSED)`,
+        );
+        assert.equal((err.cause as { code?: unknown }).code, 'ECONNREFUSED');
+        return true;
+      });
     }
   });
 

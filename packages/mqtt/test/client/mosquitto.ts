@@ -33,10 +33,25 @@ async function accepting(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
+/** PEM text for TLS listeners: the server's certificate and key, and the CA that signs client certificates. */
+export interface MosquittoTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface MosquittoOptions {
+  persistence?: boolean;
+  /** Adds two TLS listeners: `tlsPort` (server certificate only) and `mutualTlsPort` (client certificate required). */
+  tls?: MosquittoTls;
+}
+
 export class Mosquitto {
   private child: ChildProcess | undefined;
   readonly dir: string;
   log = '';
+  tlsPort = 0;
+  mutualTlsPort = 0;
 
   private constructor(
     readonly binary: string,
@@ -44,14 +59,30 @@ export class Mosquitto {
     readonly persistence: boolean,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'otalink-mosquitto-'));
+  }
+
+  /** Writes the config: global settings, then each listener with the settings that follow its line. */
+  private configure(tls: MosquittoTls | undefined): void {
     // Run as root, Mosquitto would switch to the 'mosquitto' user, which cannot write our temp dir.
-    const lines = [`listener ${port} 127.0.0.1`, 'allow_anonymous true', `user ${userInfo().username}`];
-    if (persistence) lines.push('persistence true', `persistence_location ${this.dir}/`, 'autosave_interval 1');
+    const lines = ['allow_anonymous true', `user ${userInfo().username}`];
+    if (this.persistence) lines.push('persistence true', `persistence_location ${this.dir}/`, 'autosave_interval 1');
+    lines.push(`listener ${this.port} 127.0.0.1`);
+    if (tls !== undefined) {
+      for (const [name, pem] of Object.entries(tls)) writeFileSync(join(this.dir, `${name}.pem`), pem);
+      const files = [`cafile ${this.dir}/ca.pem`, `certfile ${this.dir}/cert.pem`, `keyfile ${this.dir}/key.pem`];
+      lines.push(`listener ${this.tlsPort} 127.0.0.1`, ...files);
+      lines.push(`listener ${this.mutualTlsPort} 127.0.0.1`, ...files, 'require_certificate true');
+    }
     writeFileSync(join(this.dir, 'mosquitto.conf'), `${lines.join('\n')}\n`);
   }
 
-  static async start(binary: string, options: { persistence?: boolean } = {}): Promise<Mosquitto> {
+  static async start(binary: string, options: MosquittoOptions = {}): Promise<Mosquitto> {
     const m = new Mosquitto(binary, await freePort(), options.persistence ?? false);
+    if (options.tls !== undefined) {
+      m.tlsPort = await freePort();
+      m.mutualTlsPort = await freePort();
+    }
+    m.configure(options.tls);
     await m.run();
     return m;
   }
