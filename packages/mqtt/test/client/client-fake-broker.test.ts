@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
+import type { MqttError } from '../../src/codec/errors.js';
 import type { ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 
@@ -133,6 +134,22 @@ describe('dependability against the fake broker', () => {
       assert.deepEqual(states.slice(0, 3), ['offline', 'reconnecting', 'connecting']);
       assert.ok(states.includes('connected'));
       await client.end();
+    });
+  });
+
+  test('a line the server resets: offline with MQTT_ERR_CONNECTION_CLOSED naming the server, ECONNRESET as cause', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+      broker.latest?.socket.resetAndDestroy();
+      const reason = (await offline) as MqttError;
+      assert.equal(reason.code, 'MQTT_ERR_CONNECTION_CLOSED');
+      assert.equal(
+        reason.message,
+        `the connection to ${broker.url} was lost: the server reset the connection (ECONNRESET)`,
+      );
+      assert.equal((reason.cause as { code?: unknown }).code, 'ECONNRESET');
+      await client.end({ force: true });
     });
   });
 
