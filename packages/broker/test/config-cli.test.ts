@@ -1,8 +1,9 @@
 // `otalink broker` as a user runs it: a child process, its config file and flags, a client, then SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -155,6 +156,26 @@ describe('otalink broker', () => {
       started.stderr(),
       'otalink broker: bad.conf:3: max_connections: expected a positive integer, got "abc"\n',
     );
+  });
+
+  test('a port in use: one line saying so, exit code 1', async () => {
+    const taken = createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const started = start(['--host', '127.0.0.1', '--port', String(port), '--allow-anonymous']);
+      assert.equal(await started.exited, 1);
+      const said = started
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('otalink broker:'));
+      assert.deepEqual(said, [
+        `otalink broker: cannot listen on mqtt://127.0.0.1:${port}: the port is in use: another process listens on it (EADDRINUSE)`,
+      ]);
+    } finally {
+      taken.close();
+    }
   });
 
   test('bad flags exit 2; --help exits 0', async () => {

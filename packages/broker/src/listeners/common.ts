@@ -43,9 +43,11 @@ export function listen(
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => {
       reject(
-        new BrokerError('BROKER_ERR_LISTEN', `cannot listen on ${options.protocol}://${host}:${options.port}`, {
-          cause: error,
-        }),
+        new BrokerError(
+          'BROKER_ERR_LISTEN',
+          `cannot listen on ${options.protocol}://${host}:${options.port}: ${listenProblem(error)}`,
+          { cause: error },
+        ),
       );
     };
     server.once('error', onError);
@@ -137,4 +139,20 @@ export function boundHandshakes(server: Server, ms: number): (socket: Socket) =>
     clearTimeout(timer);
     pending.delete(id);
   };
+}
+
+/** Why a bind failed, in words, with the system's code (the error itself stays the BrokerError's cause). */
+export function listenProblem(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const words =
+    code === 'EADDRINUSE'
+      ? 'the port is in use: another process listens on it'
+      : code === 'EACCES'
+        ? 'permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE'
+        : code === 'EADDRNOTAVAIL'
+          ? 'this machine has no such address'
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? 'host name not found'
+            : error.message;
+  return code === undefined || words === error.message ? words : `${words} (${code})`;
 }

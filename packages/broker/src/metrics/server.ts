@@ -3,6 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BrokerError } from '../errors.js';
+import { listenProblem } from '../listeners/common.js';
 import type { BrokerStats } from '../stats.js';
 import { type Metric, PROMETHEUS_CONTENT_TYPE, processMetrics, renderPrometheus } from './prometheus.js';
 
@@ -62,7 +63,7 @@ export async function startMetricsServer(
   await new Promise<void>((resolve, reject) => {
     const onError = (error: Error) => {
       reject(
-        new BrokerError('BROKER_ERR_LISTEN', `metrics listener ${host}:${options.port}: ${error.message}`, {
+        new BrokerError('BROKER_ERR_LISTEN', `metrics listener ${host}:${options.port}: ${listenProblem(error)}`, {
           cause: error,
         }),
       );
