@@ -369,8 +369,8 @@ async function main(): Promise<void> {
     notes.push(
       `bundle: ours = ${bundles.ours.what} (${fmtBytes(bundles.ours.minified)} minified),`,
       `  and ${bundles.oursConnect.what} (${fmtBytes(bundles.oursConnect.minified)} minified); esbuild, platform browser,`,
-      '  ES2022, Node built-ins and ws external: they are reached only through on-demand import() for mqtt://, mqtts://',
-      '  and the file store, and the ws transport uses the platform WebSocket in a browser. MQTT.js = its shipped browser',
+      '  ES2022, nothing external: the package\'s "browser" field swaps the TCP/TLS transports and the file store for stubs',
+      '  and drops ws (a browser has its own WebSocket); test/e2e/client-browser.test.ts runs it. MQTT.js = its shipped browser',
       `  bundle, ${bundles.mqttjs.what} (${fmtBytes(bundles.mqttjs.minified)} minified, Node polyfills included). gzip -9.`,
     );
   }
