@@ -147,7 +147,8 @@ test('the client bundled for a browser runs in Chromium over WebSocket: QoS 0/1/
 
         // 3 messages from Node at QoS 0/1/2 and the retained one.
         const inPage = exchangeInPage(page, `ws://127.0.0.1:${ws.port}/mqtt`, version, prefix, 4);
-        await browserReady;
+        // The page failing before it is ready must fail the test, not leave it waiting.
+        await Promise.race([browserReady, inPage]);
         for (const qos of [0, 1, 2] as const) {
           await node.publish(`${prefix}/in/q${qos}`, new Uint8Array([0x80 + qos, 0x00, 0x0a]), { qos });
         }
