@@ -138,6 +138,14 @@ test('clear errors: bad options, and a refused connection with its reason spelle
       assert.equal(await runPub(['-p', String(broker.port), '-V', version, '-t', 'a', '-m', 'x'], refused.io), 5);
       assert.match(refused.err(), reason);
     }
+    // Nothing listening any more: the socket's refusal, in words, with both codes.
+    await broker.kill('SIGTERM');
+    const down = captureIo();
+    assert.equal(await runSub(['-p', String(broker.port), '-t', 'a'], down.io), 1);
+    assert.equal(
+      down.err(),
+      `otalink sub: cannot connect to mqtt://localhost:${broker.port}: connection refused: nothing listens on that port (ECONNREFUSED) [MQTT_ERR_CONNECT_FAILED]\n`,
+    );
   } finally {
     await broker.stop();
   }
