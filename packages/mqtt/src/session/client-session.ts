@@ -860,7 +860,7 @@ export class ClientSession {
     }
     // Measuring also validates (properties, lengths), so a bad message fails here and never reaches the wire.
     // Measured with the full topic: an alias can only make it smaller.
-    const size = encodedLength(this.plainPublish(entry, false, entry.qos > 0 ? 1 : undefined), this.version);
+    const size = measureEntry(entry, this.version);
     if (size > l.maximumPacketSize) {
       throw new MqttError(
         'MQTT_ERR_PACKET_TOO_LARGE',
@@ -950,6 +950,38 @@ export class ClientSession {
 
 /** Held refills released by the caller's timer before batching may be judged useless for the connection. */
 const RELEASES_BEFORE_JUDGING = 8;
+
+/**
+ * One PUBLISH shape, refilled for each message measured when it is queued (with a placeholder packet id), so that
+ * measuring builds no packet per message; emptied again after, so it holds on to no payload.
+ */
+const measured: PublishPacket = {
+  type: 'publish',
+  topic: '',
+  payload: new Uint8Array(0),
+  qos: 0,
+  retain: false,
+  dup: false,
+  packetId: undefined,
+  properties: undefined,
+};
+const NO_PAYLOAD = measured.payload;
+
+function measureEntry(entry: OutEntry, version: ProtocolVersion): number {
+  measured.topic = entry.topic;
+  measured.payload = entry.payload;
+  measured.qos = entry.qos;
+  measured.retain = entry.retain;
+  measured.packetId = entry.qos > 0 ? 1 : undefined;
+  measured.properties = version === 5 ? entry.properties : undefined;
+  try {
+    return encodedLength(measured, version);
+  } finally {
+    measured.topic = '';
+    measured.payload = NO_PAYLOAD;
+    measured.properties = undefined;
+  }
+}
 
 function defaultLimits(keepalive: number): ServerLimits {
   return {
