@@ -904,9 +904,8 @@ export class ClientSession {
     }
     if (choice !== undefined) {
       const properties = packet.properties;
-      // The usual case, no properties of the caller's: a literal, not a spread of undefined.
-      packet.properties =
-        properties === undefined ? { topicAlias: choice.alias } : { ...properties, topicAlias: choice.alias };
+      // The usual case, no properties of the caller's: the table's shared `{ topicAlias }`, not a spread.
+      packet.properties = properties === undefined ? choice.properties : { ...properties, topicAlias: choice.alias };
       if (!choice.sendTopic) packet.topic = '';
     }
     return packet;

@@ -6,9 +6,11 @@
 import { MqttError } from '../codec/errors.js';
 
 export interface AliasChoice {
-  alias: number;
+  readonly alias: number;
   /** False when the server already knows the alias: the topic can be sent empty. */
-  sendTopic: boolean;
+  readonly sendTopic: boolean;
+  /** `{ topicAlias: alias }`, the PUBLISH properties that say just that (shared: never to be modified). */
+  readonly properties: { readonly topicAlias: number };
 }
 
 export class OutgoingTopicAliases {
@@ -18,6 +20,8 @@ export class OutgoingTopicAliases {
   private lowestFree = 1;
   /** The topic used last, already at the LRU's end: a stream to one topic costs no delete + set per message. */
   private newest: string | undefined;
+  /** By alias, the choice to send a topic the server already knows: a stream of messages allocates none. */
+  private readonly knownChoices: AliasChoice[] = [];
 
   /**
    * @param maximum the server's Topic Alias Maximum (0: none allowed).
@@ -34,7 +38,7 @@ export class OutgoingTopicAliases {
     const known = this.byTopic.get(topic);
     if (known !== undefined) {
       this.touch(topic, known);
-      return { alias: known, sendTopic: false };
+      return this.knownChoice(known);
     }
     let alias = this.freeAlias();
     if (alias === undefined) {
@@ -43,7 +47,16 @@ export class OutgoingTopicAliases {
       alias = oldAlias;
     }
     this.bind(topic, alias);
-    return { alias, sendTopic: true };
+    return { alias, sendTopic: true, properties: this.knownChoice(alias).properties };
+  }
+
+  private knownChoice(alias: number): AliasChoice {
+    let choice = this.knownChoices[alias];
+    if (choice === undefined) {
+      choice = { alias, sendTopic: false, properties: { topicAlias: alias } };
+      this.knownChoices[alias] = choice;
+    }
+    return choice;
   }
 
   /**
@@ -60,7 +73,7 @@ export class OutgoingTopicAliases {
     }
     if (this.byTopic.get(topic) === alias) {
       this.touch(topic, alias);
-      return { alias, sendTopic: false };
+      return this.knownChoice(alias);
     }
     const previousTopic = this.byAlias.get(alias);
     if (previousTopic !== undefined) this.byTopic.delete(previousTopic);
@@ -71,7 +84,7 @@ export class OutgoingTopicAliases {
       this.lowestFree = Math.min(this.lowestFree, previousAlias);
     }
     this.bind(topic, alias);
-    return { alias, sendTopic: true };
+    return { alias, sendTopic: true, properties: this.knownChoice(alias).properties };
   }
 
   /** The alias `topic` is bound to, if any (for tests and diagnostics). */

@@ -590,6 +590,18 @@ describe('topic aliases', () => {
     assert.deepEqual([b.topic, b.properties?.topicAlias], ['b', 2], 'then c, not a, gives way');
   });
 
+  test("outgoing: a caller's properties travel with the alias; the alias-only properties stay alias-only", () => {
+    const { s } = connected({}, { topicAliasMaximum: 2 });
+    const send = (properties?: PublishProperties) =>
+      publishes(s.publish({ ...msg('a', 0), properties }, 1).step)[0]!.properties;
+    const first = send();
+    const own = send({ userProperties: [['k', 'v']] });
+    assert.deepEqual(own, { userProperties: [['k', 'v']], topicAlias: 1 });
+    const again = send();
+    assert.deepEqual(again, { topicAlias: 1 });
+    assert.deepEqual(first, { topicAlias: 1 });
+  });
+
   test('outgoing: not used when the server allows none, nor in 3.1.1', () => {
     const { s } = connected();
     assert.equal(publishes(s.publish(msg('a', 0), 1).step)[0]?.properties, undefined);
