@@ -777,12 +777,18 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   /** Handles the packets the decoder holds, stopping (bytes kept) while reading is paused. */
   private decodeAvailable(conn: Connection): void {
+    // A run of PUBACKs / PUBCOMPs (a window's worth in one read) is handled into one step and applied once: their
+    // outcomes are promise settlements and refills, and a step per ack was most of what an ack allocated.
+    let acks: Step | undefined;
     for (;;) {
-      if (conn.paused) return;
+      if (conn.paused) break;
       let packet: Packet | undefined;
       try {
         packet = conn.decoder.next();
       } catch (err) {
+        if (acks !== undefined) this.apply(conn, acks);
+        acks = undefined;
+        if (conn.closed || this.conn !== conn) return;
         const e = err as MqttError;
         if (this.version === 5 && e.reasonCode !== undefined) {
           this.writeNow(conn, [{ type: 'disconnect', reasonCode: e.reasonCode }]);
@@ -791,11 +797,21 @@ export class MqttClient extends Emitter<ClientEvents> {
         this.closeLine(conn, 'end');
         return;
       }
-      if (packet === undefined) return;
+      if (packet === undefined) break;
+      if (packet.type === 'puback' || packet.type === 'pubcomp') {
+        acks = this.session.handle(packet, Date.now(), acks);
+        continue;
+      }
+      if (acks !== undefined) {
+        this.apply(conn, acks);
+        acks = undefined;
+        if (conn.closed || this.conn !== conn) return;
+      }
       this.apply(conn, this.session.handle(packet, Date.now()));
       if (conn.closed || this.conn !== conn) return;
       if (packet.type === 'publish') this.maybePause(conn);
     }
+    if (acks !== undefined) this.apply(conn, acks);
   }
 
   /** @internal The connection's transport closed. */

@@ -467,8 +467,9 @@ export class ClientSession {
     return { packetId, step: this.sendControl(packet, now) };
   }
 
-  handle(packet: Packet, now: number): Step {
-    const step = newStep();
+  /** Handles one packet from the server; `into` gathers the outcome of several into one step (a run of acks). */
+  handle(packet: Packet, now: number, into?: Step): Step {
+    const step = into ?? newStep();
     switch (packet.type) {
       case 'connack':
         this.onConnack(packet, step, now);

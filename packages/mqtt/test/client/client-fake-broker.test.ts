@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
+import { encode } from '../../src/codec/encoder.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import type { ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
@@ -149,6 +150,35 @@ describe('dependability against the fake broker', () => {
         `the connection to ${broker.url} was lost: the server reset the connection (ECONNRESET)`,
       );
       assert.equal((reason.cause as { code?: unknown }).code, 'ECONNRESET');
+      await client.end({ force: true });
+    });
+  });
+
+  test('acks read together with a malformed packet: the acks settle their publishes, then the line closes', {
+    timeout: 10_000,
+  }, async () => {
+    await withBroker(async (broker) => {
+      broker.script = { onPublish: () => 'ignore' };
+      const client = await connect(options(broker, { reconnect: false, protocolVersion: 5 }));
+      const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+      const published = [client.publish('t', 'a', { qos: 1 }), client.publish('t', 'b', { qos: 1 })];
+      const third = client.publish('t', 'c', { qos: 1 });
+      third.catch(() => {});
+      await broker.until(() => broker.publishes.length === 3);
+      const [a, b] = broker.publishes.map((p) => p.packetId!);
+      // Two PUBACKs and, in the same write, a PUBACK whose remaining length is 1 (it needs at least 2).
+      broker.latest?.socket.write(
+        Buffer.concat([
+          encode({ type: 'puback', packetId: a! }, 5),
+          encode({ type: 'puback', packetId: b! }, 5),
+          Buffer.from([0x40, 0x01, 0x00]),
+        ]),
+      );
+      assert.deepEqual(
+        (await Promise.all(published)).map((r) => r.reasonCode),
+        [0, 0],
+      );
+      assert.equal(((await offline) as MqttError).code, 'MQTT_ERR_LENGTH_MISMATCH');
       await client.end({ force: true });
     });
   });
