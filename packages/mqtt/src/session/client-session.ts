@@ -179,10 +179,28 @@ class Deque<T> {
   }
 }
 
+/**
+ * A step starts with shared empty arrays and gets its own on the first packet or event, as a one-element literal:
+ * most steps carry one event (a message in, a publish settled), and pushing onto an empty `[]` makes V8 allocate
+ * room for 16. Frozen, so that a push past addPacket/addEvent throws instead of leaking into every other step.
+ */
+const NO_PACKETS = Object.freeze([]) as unknown as Packet[];
+const NO_EVENTS = Object.freeze([]) as unknown as SessionEvent[];
+
 /** A class, not a literal: `{ packets: [], events: [] }` nests array literals, which V8 builds by copying a boilerplate. */
 class StepRecord implements Step {
-  packets: Packet[] = [];
-  events: SessionEvent[] = [];
+  packets: Packet[] = NO_PACKETS;
+  events: SessionEvent[] = NO_EVENTS;
+}
+
+function addPacket(step: Step, packet: Packet): void {
+  if (step.packets === NO_PACKETS) step.packets = [packet];
+  else step.packets.push(packet);
+}
+
+function addEvent(step: Step, event: SessionEvent): void {
+  if (step.events === NO_EVENTS) step.events = [event];
+  else step.events.push(event);
 }
 
 function newStep(): Step {
@@ -394,7 +412,7 @@ export class ClientSession {
     }
     this.incomingQos2.add(id);
     if (this.persist) {
-      step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+      addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
     }
     this.send(step, { type: 'pubrec', packetId: id }, now);
   }
@@ -488,7 +506,7 @@ export class ClientSession {
         break;
       case 'pubrel': {
         const known = this.incomingQos2.delete(packet.packetId);
-        if (known && this.persist) step.events.push({ type: 'store-delete', key: incomingKey(packet.packetId) });
+        if (known && this.persist) addEvent(step, { type: 'store-delete', key: incomingKey(packet.packetId) });
         const comp: Packet = { type: 'pubcomp', packetId: packet.packetId };
         if (!known && this.version === 5) comp.reasonCode = 0x92;
         this.send(step, comp, now);
@@ -498,19 +516,19 @@ export class ClientSession {
       case 'unsuback':
         if (this.control.get(packet.packetId)?.type === (packet.type === 'suback' ? 'subscribe' : 'unsubscribe')) {
           this.control.delete(packet.packetId);
-          if (packet.type === 'suback') step.events.push({ type: 'suback', packet });
-          else step.events.push({ type: 'unsuback', packet });
+          if (packet.type === 'suback') addEvent(step, { type: 'suback', packet });
+          else addEvent(step, { type: 'unsuback', packet });
         }
         break;
       case 'pingresp':
         this.pingSentAt = undefined;
         break;
       case 'disconnect':
-        step.events.push({ type: 'server-disconnect', packet });
+        addEvent(step, { type: 'server-disconnect', packet });
         this.connectionLost();
         break;
       case 'auth':
-        step.events.push({ type: 'auth', packet });
+        addEvent(step, { type: 'auth', packet });
         break;
       default:
         this.protocolError(step, now, `a server must not send ${packet.type}`, 0x82);
@@ -529,7 +547,7 @@ export class ClientSession {
     if (this.state !== 'connected' || keepaliveMs <= 0) return step;
     if (this.pingSentAt !== undefined && reading) {
       if (now - this.pingSentAt >= this.pingTimeoutMs()) {
-        step.events.push({
+        addEvent(step, {
           type: 'close',
           error: new MqttError('MQTT_ERR_KEEPALIVE_TIMEOUT', `no PINGRESP within ${this.pingTimeoutMs()} ms`),
         });
@@ -562,7 +580,7 @@ export class ClientSession {
   }
 
   private send(step: Step, packet: Packet, now: number): void {
-    step.packets.push(packet);
+    addPacket(step, packet);
     this.lastSent = now;
   }
 
@@ -575,7 +593,7 @@ export class ClientSession {
 
   private protocolError(step: Step, now: number, message: string, reasonCode: number, cause?: unknown): void {
     if (this.version === 5) this.send(step, { type: 'disconnect', reasonCode }, now);
-    step.events.push({
+    addEvent(step, {
       type: 'close',
       error: new MqttError('MQTT_ERR_PROTOCOL_ERROR', message, { reasonCode, cause }),
     });
@@ -588,7 +606,7 @@ export class ClientSession {
       return;
     }
     if (packet.reasonCode !== 0) {
-      step.events.push({ type: 'refused', connack: packet });
+      addEvent(step, { type: 'refused', connack: packet });
       this.connectionLost();
       return;
     }
@@ -614,14 +632,14 @@ export class ClientSession {
       // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
       // acknowledged with PUBREC are done, and the rest go out again as new messages.
       if (this.persist) {
-        for (const id of this.incomingQos2) step.events.push({ type: 'store-delete', key: incomingKey(id) });
+        for (const id of this.incomingQos2) addEvent(step, { type: 'store-delete', key: incomingKey(id) });
       }
       this.incomingQos2.clear();
       const resend: OutEntry[] = [];
       for (const entry of this.inflight.values()) {
         if (entry.state === 'pubrel') {
           this.unstore(step, entry);
-          step.events.push(publishedEvent(entry, 0));
+          addEvent(step, publishedEvent(entry, 0));
         } else {
           entry.state = 'queued';
           entry.packetId = undefined;
@@ -631,7 +649,7 @@ export class ClientSession {
       this.inflight.clear();
       if (resend.length > 0) this.queue.unshiftAll(resend);
     }
-    step.events.push({ type: 'connected', connack: packet });
+    addEvent(step, { type: 'connected', connack: packet });
     for (const entry of this.inflight.values()) {
       if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
       else this.send(step, this.wirePublish(entry, true), now);
@@ -650,7 +668,7 @@ export class ClientSession {
     }
     const message = delivered(packet, topic);
     if (packet.qos === 0) {
-      step.events.push({ type: 'message', message });
+      addEvent(step, { type: 'message', message });
       return;
     }
     const id = packet.packetId!;
@@ -666,7 +684,7 @@ export class ClientSession {
       // Delivered on every (re)send until acknowledged: the application has not taken it yet. A repeat keeps the
       // place (and any held ack) of the first copy.
       if (!this.awaitingAck.has(id)) this.awaitingAck.set(id, { qos: packet.qos, acked: false });
-      step.events.push({
+      addEvent(step, {
         type: 'message',
         message,
         ack: { packetId: id, qos: packet.qos, connection: this.connectionNumber },
@@ -674,15 +692,15 @@ export class ClientSession {
       return;
     }
     if (packet.qos === 1) {
-      step.events.push({ type: 'message', message });
+      addEvent(step, { type: 'message', message });
       this.send(step, { type: 'puback', packetId: id }, now);
     } else {
       if (!this.incomingQos2.has(id)) {
         // Delivered now, once: a repeated PUBLISH with this id before PUBREL only gets its PUBREC again.
-        step.events.push({ type: 'message', message });
+        addEvent(step, { type: 'message', message });
         this.incomingQos2.add(id);
         if (this.persist) {
-          step.events.push({ type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+          addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
         }
       }
       this.send(step, { type: 'pubrec', packetId: id }, now);
@@ -738,11 +756,11 @@ export class ClientSession {
       const error = new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
         reasonCode: code,
       });
-      step.events.push(failedEvent(entry, error));
+      addEvent(step, failedEvent(entry, error));
     } else {
       const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode: code, properties: props };
       if (entry.owner !== undefined) event.owner = entry.owner;
-      step.events.push(event);
+      addEvent(step, event);
     }
   }
 
@@ -822,12 +840,12 @@ export class ClientSession {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
         if (entry.qos > 0) this.unstore(step, entry);
-        step.events.push(failedEvent(entry, err as MqttError));
+        addEvent(step, failedEvent(entry, err as MqttError));
         continue;
       }
       if (entry.qos === 0) {
         this.send(step, this.wirePublish(entry, false), now);
-        step.events.push(publishedEvent(entry, 0));
+        addEvent(step, publishedEvent(entry, 0));
         continue;
       }
       entry.packetId = this.allocateId();
@@ -913,7 +931,7 @@ export class ClientSession {
   }
 
   private unstore(step: Step, entry: OutEntry): void {
-    if (this.persist) step.events.push({ type: 'store-delete', key: keyOf(entry) });
+    if (this.persist) addEvent(step, { type: 'store-delete', key: keyOf(entry) });
   }
 
   private storeOutgoing(step: Step, entry: OutEntry): void {
@@ -929,7 +947,7 @@ export class ClientSession {
     };
     if (entry.properties !== undefined) record.properties = entry.properties;
     if (entry.packetId !== undefined) record.packetId = entry.packetId;
-    step.events.push({ type: 'store-put', key: keyOf(entry), record });
+    addEvent(step, { type: 'store-put', key: keyOf(entry), record });
   }
 
   private enforceQueueLimit(step: Step): void {
@@ -938,7 +956,8 @@ export class ClientSession {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
       if (dropped.qos > 0) this.unstore(step, dropped);
-      step.events.push(
+      addEvent(
+        step,
         failedEvent(
           dropped,
           new MqttError('MQTT_ERR_QUEUE_FULL', `the send queue holds its limit of ${limit} messages`),
