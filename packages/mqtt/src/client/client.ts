@@ -961,7 +961,9 @@ export class MqttClient extends Emitter<ClientEvents> {
         const message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup } as Message;
         if (p.properties !== undefined) message.properties = p.properties;
         // Not enumerable: a message stays a plain record for logging, JSON and deep comparison.
-        Object.defineProperty(message, 'ack', { value: this.acker(e.ack), enumerable: false });
+        ACK_PROPERTY.value = this.acker(e.ack);
+        Object.defineProperty(message, 'ack', ACK_PROPERTY);
+        ACK_PROPERTY.value = noAck;
         if (this.early !== undefined) {
           if (this.early.length < EARLY_LIMIT) this.early.push(message);
           else this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
@@ -1147,6 +1149,9 @@ export class MqttSubscription {
 }
 
 function noAck(): void {}
+
+/** The descriptor every received message's `ack` is defined with, its value set for each: no descriptor per message. */
+const ACK_PROPERTY: PropertyDescriptor = { value: noAck, enumerable: false, writable: false, configurable: false };
 
 function closedError(): MqttError {
   return new MqttError('MQTT_ERR_CLIENT_CLOSED', 'the client is closed');
