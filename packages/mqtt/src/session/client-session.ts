@@ -236,7 +236,6 @@ export class ClientSession {
   private readonly queue = new Deque<OutEntry>();
   /** Unacknowledged QoS 1/2 publishes by packet id, in the order they were sent. */
   private readonly inflight = new Map<number, OutEntry>();
-  private lastValidTopic: string | undefined = undefined;
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
@@ -439,11 +438,7 @@ export class ClientSession {
    * MqttError for a message that can never be sent.
    */
   publish(message: OutgoingMessage, now: number, owner?: unknown): { seq: number; step: Step } {
-    // A device publishes to a few topics over and over: the last one found valid is not scanned again.
-    if (message.topic !== this.lastValidTopic) {
-      validateTopicName(message.topic);
-      this.lastValidTopic = message.topic;
-    }
+    validateTopicName(message.topic);
     if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
     }

@@ -15,7 +15,11 @@ export function topicNameProblem(topic: string): string | undefined {
   return undefined;
 }
 
+/** The last name found valid: a device publishes to a few topics over and over, and a string never changes. */
+let lastValidName: string | undefined;
+
 export function validateTopicName(topic: string): void {
+  if (topic === lastValidName) return;
   if (topic.length === 0) {
     throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', 'a topic name must not be empty', { reasonCode: 0x90 });
   }
@@ -23,6 +27,7 @@ export function validateTopicName(topic: string): void {
   if (problem !== undefined) {
     throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `${problem}: "${topic}"`, { reasonCode: 0x90 });
   }
+  lastValidName = topic;
 }
 
 export function isValidTopicName(topic: string): boolean {
