@@ -763,8 +763,13 @@ export class ClientSession {
     return this.inflight.has(id) || (this.control.size > 0 && this.control.has(id));
   }
 
+  /** Every packet id is held by an unacknowledged publish or SUBSCRIBE/UNSUBSCRIBE. */
+  private get idsExhausted(): boolean {
+    return this.inflight.size + this.control.size >= 0xffff;
+  }
+
   private allocateId(): number {
-    if (this.inflight.size + this.control.size >= 0xffff) {
+    if (this.idsExhausted) {
       throw new MqttError('MQTT_ERR_PACKET_ID_EXHAUSTED', 'all 65535 packet identifiers are in use');
     }
     for (;;) {
@@ -829,7 +834,7 @@ export class ClientSession {
     for (;;) {
       const entry = this.queue.peek();
       if (entry === undefined) return;
-      if (entry.qos > 0 && (this.inflight.size >= window || this.inflight.size + this.control.size >= 0xffff)) return;
+      if (entry.qos > 0 && (this.inflight.size >= window || this.idsExhausted)) return;
       this.queue.shift();
       try {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);

@@ -46,6 +46,11 @@ export class OutgoingTopicAliases {
       this.byTopic.delete(oldest);
       alias = oldAlias;
     }
+    return this.bindNew(topic, alias);
+  }
+
+  /** Binds `topic` to `alias`: the server learns it from this message, which carries the topic in full. */
+  private bindNew(topic: string, alias: number): AliasChoice {
     this.bind(topic, alias);
     return { alias, sendTopic: true, properties: this.knownChoice(alias).properties };
   }
@@ -83,8 +88,7 @@ export class OutgoingTopicAliases {
       this.byAlias.delete(previousAlias);
       this.lowestFree = Math.min(this.lowestFree, previousAlias);
     }
-    this.bind(topic, alias);
-    return { alias, sendTopic: true, properties: this.knownChoice(alias).properties };
+    return this.bindNew(topic, alias);
   }
 
   /** The alias `topic` is bound to, if any (for tests and diagnostics). */
