@@ -781,37 +781,38 @@ export class MqttClient extends Emitter<ClientEvents> {
     // outcomes are promise settlements and refills, and a step per ack was most of what an ack allocated.
     let acks: Step | undefined;
     for (;;) {
-      if (conn.paused) break;
       let packet: Packet | undefined;
-      try {
-        packet = conn.decoder.next();
-      } catch (err) {
-        if (acks !== undefined) this.apply(conn, acks);
-        acks = undefined;
-        if (conn.closed || this.conn !== conn) return;
-        const e = err as MqttError;
-        if (this.version === 5 && e.reasonCode !== undefined) {
-          this.writeNow(conn, [{ type: 'disconnect', reasonCode: e.reasonCode }]);
+      let failure: MqttError | undefined;
+      if (!conn.paused) {
+        try {
+          packet = conn.decoder.next();
+        } catch (err) {
+          failure = err as MqttError;
         }
-        conn.reason = e;
-        this.closeLine(conn, 'end');
-        return;
       }
-      if (packet === undefined) break;
-      if (packet.type === 'puback' || packet.type === 'pubcomp') {
+      if (packet?.type === 'puback' || packet?.type === 'pubcomp') {
         acks = this.session.handle(packet, Date.now(), acks);
         continue;
       }
+      // Anything else, or the end of what can be read now: the acks gathered so far go first.
       if (acks !== undefined) {
         this.apply(conn, acks);
         acks = undefined;
         if (conn.closed || this.conn !== conn) return;
       }
+      if (failure !== undefined) {
+        if (this.version === 5 && failure.reasonCode !== undefined) {
+          this.writeNow(conn, [{ type: 'disconnect', reasonCode: failure.reasonCode }]);
+        }
+        conn.reason = failure;
+        this.closeLine(conn, 'end');
+        return;
+      }
+      if (packet === undefined) return;
       this.apply(conn, this.session.handle(packet, Date.now()));
       if (conn.closed || this.conn !== conn) return;
       if (packet.type === 'publish') this.maybePause(conn);
     }
-    if (acks !== undefined) this.apply(conn, acks);
   }
 
   /** @internal The connection's transport closed. */
