@@ -6,8 +6,9 @@
 // Why not tsx, which the tests and benchmarks still use: tsx loads esbuild and its own resolver into the loader
 // thread at every start, ~110 ms of each `otalink` command before any of our code runs (0.34 → 0.23 s for
 // `otalink --version`). Here a module whose text was transformed before is read from a cache (one entry per source
-// file, named by its URL and holding the hash of the text it was made from), and esbuild is loaded only on a miss. esbuild also runs without tsx's `keepNames`, which wraps every named
-// function expression in a call that redefines its `name` (~0.25 KB per closure made; docs/architecture.md).
+// file, named by its URL and holding the hash of the text it was made from), and esbuild is loaded only on a miss.
+// esbuild also runs without tsx's `keepNames`, which wraps every named function expression in a call that redefines
+// its `name` (~0.25 KB per closure made; docs/architecture.md).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -1,7 +1,7 @@
 // Interop: Python paho-mqtt (Debian's /usr/bin/python3) against our broker, MQTT 3.1.1 and 5.0: every QoS,
-// retained, will, persistent session, shared subscription, TLS, mutual TLS and WebSocket (paho's own WebSocket client, the
-// only one of our peers with one besides MQTT.js: Debian's Mosquitto cannot open a websockets listener here). The
-// Python side is an inline script that prints one JSON line with what it observed.
+// retained, will, persistent session, shared subscription, TLS, mutual TLS and WebSocket (paho's own WebSocket
+// client, the only one of our peers with one besides MQTT.js: Debian's Mosquitto cannot open a websockets listener
+// here). The Python side is an inline script that prints one JSON line with what it observed.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';

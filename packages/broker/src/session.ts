@@ -1,8 +1,8 @@
 // Per-client session: subscriptions, the outbound in-flight window and queue, inbound QoS 2 state and packet ids.
 // Its state is what `SessionState` names (the session holds it in its own fields); a session that outlives its
-// connection tells the broker's store (store/) about each change as it happens, so the store can bring it back after a restart. Sessions that end
-// with their connection never reach the store. The session never touches a socket: it hands deliveries to an
-// `Outlet` (the connection) and knows only whether the outlet can take more.
+// connection tells the broker's store (store/) about each change as it happens, so the store can bring it back after
+// a restart. Sessions that end with their connection never reach the store. The session never touches a socket: it
+// hands deliveries to an `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt/codec';
 import { Fifo } from './fifo.js';
 import { type Delivery, isExpired } from './message.js';

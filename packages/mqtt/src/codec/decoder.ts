@@ -91,7 +91,7 @@ export class Decoder {
   private viewSource: Uint8Array | null = null;
   private viewMemory: ArrayBuffer | null = null;
   private viewBase = 0;
-  /** A server decoder has seen CONNECT: a second one is a protocol error ([MQTT-3.1.0-2]). Set by decoding or restart. */
+  /** A server decoder has seen CONNECT: a second is a protocol error ([MQTT-3.1.0-2]). Set by decoding or restart. */
   private seenConnect = false;
   /** Read position inside a CONNECT being decoded (see connect). */
   private cp = 0;
