@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { WebSocketServer } from 'ws';
 import { type ClientOptions, connect, memoryTransport } from '../../src/client/index.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import { FakeBroker } from './fake-broker.js';
+import { freePort } from './mosquitto.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -150,11 +151,7 @@ describe('transports', () => {
   });
 
   test('a line that cannot be made fails with MQTT_ERR_CONNECT_FAILED, naming the server, the reason and its code', async () => {
-    const closed = createTcpServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const { port } = closed.address() as { port: number };
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const port = await freePort();
     for (const url of [`mqtt://127.0.0.1:${port}`, `ws://127.0.0.1:${port}/mqtt`]) {
       await assert.rejects(connect(url, { reconnect: false }), (err: MqttError) => {
         assert.equal(err.code, 'MQTT_ERR_CONNECT_FAILED');
