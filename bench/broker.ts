@@ -26,7 +26,7 @@ import { type Generator, startGenerators } from './broker/generators.js';
 import { parseOptions, type ScenarioName } from './broker/options.js';
 import { killAll } from './broker/proc.js';
 import { type Cells, tableRows } from './broker/report.js';
-import { connectRounds, type Outcome, runScenario } from './broker/scenarios.js';
+import { connectRounds, type Outcome, rttRounds, runScenario } from './broker/scenarios.js';
 import { machineInfo } from './lib/machine.js';
 import { formatTable } from './lib/table.js';
 
@@ -113,31 +113,37 @@ async function main(): Promise<void> {
 
   const takes = (brokerName: BrokerName, scenario: ScenarioName) =>
     (ONLY_SCENARIOS[brokerName] ?? [scenario]).includes(scenario);
+  // Rows that run in rounds, the brokers taking turns (each round starting with the next one): a single run of
+  // either depends on the few seconds it had of a shared machine, so every broker gets several, spread over the same
+  // minutes. The connect row is the median of its rounds; the round-trip row pools its rounds' samples.
+  const inRounds = new Map<ScenarioName, { rounds: number; combine: (outcomes: readonly Outcome[]) => Outcome }>([
+    ['rtt', { rounds: options.rttRounds, combine: rttRounds }],
+    ['connect', { rounds: options.connectRounds, combine: connectRounds }],
+  ]);
   for (const brokerName of options.brokers) {
     for (const scenario of options.scenarios) {
-      if (scenario !== 'connect' && takes(brokerName, scenario)) await runOne(brokerName, scenario);
+      if (!inRounds.has(scenario) && takes(brokerName, scenario)) await runOne(brokerName, scenario);
     }
   }
-  // The connect row in rounds, the brokers taking turns (each round starts with the next one): a single run depends
-  // on the few seconds it had of a shared machine, so every broker gets several, spread over the same minutes.
-  if (options.scenarios.includes('connect')) {
-    const takers = options.brokers.filter((brokerName) => takes(brokerName, 'connect'));
+  for (const [scenario, { rounds: count, combine }] of inRounds) {
+    if (!options.scenarios.includes(scenario)) continue;
+    const takers = options.brokers.filter((brokerName) => takes(brokerName, scenario));
     const rounds = new Map<BrokerName, Outcome[]>(takers.map((brokerName) => [brokerName, []]));
-    for (let round = 0; round < options.connectRounds; round++) {
+    for (let round = 0; round < count; round++) {
       for (let i = 0; i < takers.length; i++) {
         const brokerName = takers[(round + i) % takers.length] as BrokerName;
-        const label = options.connectRounds > 1 ? ` (round ${round + 1} of ${options.connectRounds})` : '';
-        const outcome = await runOne(brokerName, 'connect', label);
+        const label = count > 1 ? ` (round ${round + 1} of ${count})` : '';
+        const outcome = await runOne(brokerName, scenario, label);
         if (outcome !== undefined) rounds.get(brokerName)?.push(outcome);
       }
     }
     for (const [brokerName, outcomes] of rounds) {
       if (outcomes.length === 0) continue;
-      const combined = connectRounds(outcomes);
+      const combined = combine(outcomes);
       Object.assign(cells[brokerName] as Record<string, string>, combined.cells);
-      (details[brokerName] as Record<string, unknown>).connect = combined.details;
+      (details[brokerName] as Record<string, unknown>)[scenario] = combined.details;
       process.stderr.write(
-        `[${brokerName}] connect, median of ${outcomes.length}: ${Object.values(combined.cells).join(' | ')}\n`,
+        `[${brokerName}] ${scenario}, ${outcomes.length} rounds: ${Object.values(combined.cells).join(' | ')}\n`,
       );
     }
   }

@@ -24,6 +24,8 @@ export interface BenchOptions {
   payloadBytes: number;
   rttRate: number;
   rttWarmup: number;
+  /** Rounds of the round-trip row, the brokers taking turns; their samples are pooled (see bench/broker.ts). */
+  rttRounds: number;
   connectConcurrency: number;
   /** Rounds of the connect row, the brokers taking turns in each (see bench/broker.ts). */
   connectRounds: number;
@@ -33,7 +35,8 @@ export interface BenchOptions {
 const USAGE = `usage: node --import tsx bench/broker.ts [--quick] [--brokers=ours,mosquitto,aedes]
   [--scenarios=${SCENARIO_NAMES.join(',')}] [--measure-ms=N] [--warmup-ms=N] [--step-ms=N]
   [--start-rate=N] [--step-factor=F] [--max-rate=N] [--subscribers=N] [--publishers=N] [--pairs=N]
-  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--connect-concurrency=N] [--connect-rounds=N] [--json out.json]`;
+  [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--rtt-rounds=N]
+  [--connect-concurrency=N] [--connect-rounds=N] [--json out.json]`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions {
   const quick = argv.includes('--quick');
@@ -54,6 +57,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     payloadBytes: 16,
     rttRate: 200,
     rttWarmup: 5000,
+    rttRounds: 3,
     connectConcurrency: 16,
     connectRounds: 3,
     json: undefined,
@@ -131,6 +135,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         break;
       case 'rtt-warmup':
         options.rttWarmup = Math.round(number());
+        break;
+      case 'rtt-rounds':
+        options.rttRounds = Math.max(1, Math.round(number()));
         break;
       case 'connect-concurrency':
         options.connectConcurrency = Math.round(number());

@@ -97,6 +97,9 @@ export interface RttResult {
   acked: number;
   deliveryMs: { p50: number; p99: number; max: number };
   pubackMs: { p50: number; p99: number; max: number };
+  /** Every measured time, in ms, so that rounds can be pooled before taking percentiles. */
+  deliverySamples: number[];
+  pubackSamples: number[];
 }
 
 export interface ConnectLoopResult {

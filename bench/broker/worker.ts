@@ -26,7 +26,7 @@ import type {
   StatsResult,
 } from './protocol.js';
 import { emptyCounters } from './protocol.js';
-import { percentile } from './stats.js';
+import { percentile, summarize } from './stats.js';
 
 /** Above this many unflushed bytes on a socket the broker is not keeping up: the generator holds back. */
 const HIGH_WATER_BYTES = 256 * 1024;
@@ -437,20 +437,14 @@ async function roundTrip(command: RttCommand): Promise<RttResult> {
   await new Promise((r) => setTimeout(r, 200));
   measuring = false;
   await close(group, 2000);
-  const summary = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    return {
-      p50: percentile(sorted, 0.5),
-      p99: percentile(sorted, 0.99),
-      max: sorted[sorted.length - 1] ?? Number.NaN,
-    };
-  };
   return {
     sent,
     delivered: delivery.length,
     acked: puback.length,
-    deliveryMs: summary(delivery),
-    pubackMs: summary(puback),
+    deliveryMs: summarize(delivery),
+    pubackMs: summarize(puback),
+    deliverySamples: delivery,
+    pubackSamples: puback,
   };
 }
 
