@@ -13,6 +13,8 @@ export interface CaseSpec {
   messages: number;
   warmup: number;
   rounds: number;
+  /** Publish: each round (and the warm-up) goes on in batches of `messages` until it has lasted this long. */
+  roundMs?: number;
   clients: number;
   hosts?: string[];
   batch?: number;
