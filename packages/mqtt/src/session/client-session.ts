@@ -27,6 +27,7 @@ import type {
   Will,
 } from '../codec/packets.js';
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
+import { type InflightEntry, InflightTable } from './inflight-table.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
 import { type AliasChoice, IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
 
@@ -114,7 +115,7 @@ export interface Step {
   events: SessionEvent[];
 }
 
-interface OutEntry {
+interface OutEntry extends InflightEntry {
   seq: number;
   topic: string;
   payload: Uint8Array;
@@ -235,7 +236,7 @@ export class ClientSession {
   private nextId = 1;
   private readonly queue = new Deque<OutEntry>();
   /** Unacknowledged QoS 1/2 publishes by packet id, in the order they were sent. */
-  private readonly inflight = new Map<number, OutEntry>();
+  private readonly inflight = new InflightTable<OutEntry>();
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
@@ -297,7 +298,7 @@ export class ClientSession {
       if (entry.owner !== undefined) owners.push(entry.owner);
       entry.owner = undefined;
     }
-    for (const entry of this.inflight.values()) {
+    for (const entry of this.inflight.inSendOrder()) {
       if (entry.owner !== undefined) owners.push(entry.owner);
       entry.owner = undefined;
     }
@@ -325,9 +326,11 @@ export class ClientSession {
         key: undefined,
         checked: undefined,
         owner: undefined,
+        sentBefore: undefined,
+        sentAfter: undefined,
       };
       if (r.state !== 'queued' && r.packetId !== undefined && !this.idInUse(r.packetId)) {
-        this.inflight.set(r.packetId, entry);
+        this.inflight.add(entry);
       } else {
         entry.state = 'queued';
         entry.packetId = undefined;
@@ -454,6 +457,8 @@ export class ClientSession {
       key: undefined,
       checked: undefined,
       owner,
+      sentBefore: undefined,
+      sentAfter: undefined,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
@@ -631,7 +636,7 @@ export class ClientSession {
       }
       this.incomingQos2.clear();
       const resend: OutEntry[] = [];
-      for (const entry of this.inflight.values()) {
+      for (const entry of this.inflight.inSendOrder()) {
         if (entry.state === 'pubrel') {
           this.unstore(step, entry);
           addEvent(step, publishedEvent(entry, 0));
@@ -645,7 +650,7 @@ export class ClientSession {
       if (resend.length > 0) this.queue.unshiftAll(resend);
     }
     addEvent(step, { type: 'connected', connack: packet });
-    for (const entry of this.inflight.values()) {
+    for (const entry of this.inflight.inSendOrder()) {
       if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
       else this.send(step, this.wirePublish(entry, true), now);
     }
@@ -772,10 +777,12 @@ export class ClientSession {
     if (this.idsExhausted) {
       throw new MqttError('MQTT_ERR_PACKET_ID_EXHAUSTED', 'all 65535 packet identifiers are in use');
     }
-    for (;;) {
+    // An id whose slot in the in-flight table is taken (by an id still held from much earlier) is passed over, so
+    // the table need not grow; after a run of those any free id does, and the table makes room.
+    for (let passed = 0; ; ) {
       const id = this.nextId;
       this.nextId = id === 0xffff ? 1 : id + 1;
-      if (!this.idInUse(id)) return id;
+      if (!this.idInUse(id) && (this.inflight.fits(id) || ++passed > 16)) return id;
     }
   }
 
@@ -850,7 +857,7 @@ export class ClientSession {
       }
       entry.packetId = this.allocateId();
       entry.state = 'publish';
-      this.inflight.set(entry.packetId, entry);
+      this.inflight.add(entry);
       this.storeOutgoing(step, entry);
       this.send(step, this.wirePublish(entry, false), now);
     }

@@ -56,6 +56,33 @@ describe('packet ids', () => {
       'the queued one: the next free id after 1',
     );
   });
+
+  test('an id held for long (a QoS 2 message the server sits on) is passed over as ids wrap, and still settles', () => {
+    const { s } = connected({}, { receiveMaximum: 20 });
+    const held = s.publish(msg('held', 2), 0);
+    const heldId = publishes(held.step)[0]?.packetId as number;
+    let sent = 0;
+    let settled = 0;
+    // 70 000 QoS 1 messages through the other 19 slots: the ids wrap around 65 535 past the held one.
+    const pending: number[] = [];
+    const take = (step: Step) => {
+      for (const p of publishes(step)) pending.push(p.packetId as number);
+      settled += step.events.filter((e) => e.type === 'published').length;
+    };
+    while (sent < 70_000) {
+      take(s.publish(msg('flow', 1), 0).step);
+      sent++;
+      if (pending.length >= 19) take(s.handle({ type: 'puback', packetId: pending.shift() as number }, 0));
+    }
+    while (pending.length > 0) take(s.handle({ type: 'puback', packetId: pending.shift() as number }, 0));
+    assert.equal(settled, 70_000);
+    assert.equal(s.inflightCount, 1, 'only the held QoS 2 message is left');
+    const rec = s.handle({ type: 'pubrec', packetId: heldId }, 0);
+    assert.deepEqual(types(rec), ['pubrel']);
+    const comp = s.handle({ type: 'pubcomp', packetId: heldId }, 0);
+    assert.ok(eventTypes(comp).includes('published'));
+    assert.equal(s.inflightCount, 0);
+  });
 });
 
 describe('connect', () => {
