@@ -20,9 +20,12 @@ const MIN_SLOTS = 16;
 /** Every packet id (1-65535) has a slot of its own at this size. */
 const MAX_SLOTS = 0x10000;
 
+/** The slots of a table that never held anything: a client that only listens (most of a fleet's) allocates none. */
+const NO_SLOTS: readonly undefined[] = Object.freeze([undefined]);
+
 export class InflightTable<E extends InflightEntry> {
-  private slots: (E | undefined)[] = new Array<E | undefined>(MIN_SLOTS).fill(undefined);
-  private mask = MIN_SLOTS - 1;
+  private slots: (E | undefined)[] = NO_SLOTS as undefined[];
+  private mask = 0;
   private count = 0;
   private first: E | undefined;
   private last: E | undefined;
@@ -49,7 +52,7 @@ export class InflightTable<E extends InflightEntry> {
   add(entry: E): void {
     const id = entry.packetId as number;
     // At most half full, so that most ids a session tries next fit; and never two ids in one slot.
-    let length = this.slots.length;
+    let length = this.slots === NO_SLOTS ? MIN_SLOTS : this.slots.length;
     if ((this.count + 1) * 2 > length) length *= 2;
     while (length < MAX_SLOTS && this.collides(id, length - 1)) length *= 2;
     if (length !== this.slots.length) this.resize(length);
@@ -82,8 +85,8 @@ export class InflightTable<E extends InflightEntry> {
       entry.sentAfter = undefined;
       entry = next;
     }
-    this.slots = new Array<E | undefined>(MIN_SLOTS).fill(undefined);
-    this.mask = MIN_SLOTS - 1;
+    this.slots = NO_SLOTS as undefined[];
+    this.mask = 0;
     this.count = 0;
     this.first = undefined;
     this.last = undefined;

@@ -72,6 +72,15 @@ test('ids that share their low bits (a restored session, a long-held id) get slo
 
 test('grows past thousands in flight, gives the room back once empty, and unlinks what it lets go', () => {
   const table = new InflightTable<Entry>();
+  const unused = new InflightTable<Entry>();
+  assert.equal(unused.get(1), undefined);
+  assert.equal(unused.delete(1), undefined);
+  assert.ok(unused.fits(1));
+  assert.equal(
+    (unused as unknown as { slots: unknown[] }).slots,
+    (table as unknown as { slots: unknown[] }).slots,
+    'a table that never held anything shares its (empty) slots',
+  );
   const entries = Array.from({ length: 20_000 }, (_, i) => entry(i + 1));
   for (const e of entries) table.add(e);
   assert.equal(table.size, 20_000);
@@ -92,6 +101,7 @@ test('grows past thousands in flight, gives the room back once empty, and unlink
   table.add(b);
   table.clear();
   assert.equal(table.size, 0);
+  assert.equal((table as unknown as { slots: unknown[] }).slots.length, 1, 'back to the shared empty slots');
   assert.equal(a.sentAfter, undefined);
   assert.equal(b.sentBefore, undefined);
   assert.equal(table.get(5), undefined);
