@@ -134,6 +134,8 @@ interface OutEntry extends InflightEntry {
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
 
+const isPacketId = (id: number | undefined): id is number => Number.isInteger(id) && id! >= 1 && id! <= 0xffff;
+
 /** Server limits learned from CONNACK (defaults per MQTT 5.0 when absent). */
 export interface ServerLimits {
   receiveMaximum: number;
@@ -329,7 +331,8 @@ export class ClientSession {
         sentBefore: undefined,
         sentAfter: undefined,
       };
-      if (r.state !== 'queued' && r.packetId !== undefined && !this.idInUse(r.packetId)) {
+      // An id that is no packet id (a damaged or foreign store) or already taken: the message goes again as new.
+      if (r.state !== 'queued' && isPacketId(r.packetId) && !this.idInUse(r.packetId)) {
         this.inflight.add(entry);
       } else {
         entry.state = 'queued';

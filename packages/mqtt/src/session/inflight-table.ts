@@ -56,6 +56,8 @@ export class InflightTable<E extends InflightEntry> {
     if ((this.count + 1) * 2 > length) length *= 2;
     while (length < MAX_SLOTS && this.collides(id, length - 1)) length *= 2;
     if (length !== this.slots.length) this.resize(length);
+    // Only an id outside 1-65535 can still collide here; overwriting would lose an unacknowledged message.
+    if (this.slots[id & this.mask] !== undefined) throw new RangeError(`packet id ${id} collides in the table`);
     this.slots[id & this.mask] = entry;
     this.count++;
     entry.sentBefore = this.last;

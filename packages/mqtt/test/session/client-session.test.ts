@@ -562,6 +562,28 @@ describe('in-flight window', () => {
     const { seq } = s.publish(msg('a', 1), 1);
     assert.equal(seq, 6, 'sequence numbers continue after the restored ones');
   });
+
+  test('restore: a record whose id is no packet id, or one already taken, goes again as a new message', () => {
+    const record = (seq: number, packetId: number): StoredRecord => ({
+      kind: 'outgoing',
+      seq,
+      topic: 'a',
+      payload: bytes(String(seq)),
+      qos: 1,
+      retain: false,
+      state: 'publish',
+      packetId,
+    });
+    const s = session({ clean: false });
+    // 65 537 and 1 share a slot at every table size: kept apart, neither message may be lost.
+    s.restore([record(1, 1), record(2, 65_537), record(3, 0), record(4, 1), record(5, 2.5)]);
+    s.connect(0);
+    const step = s.handle(connack({}, true), 0);
+    assert.deepEqual(
+      publishes(step).map((p) => `${new TextDecoder().decode(p.payload)}@${p.packetId}:${p.dup}`),
+      ['1@1:true', '2@2:false', '3@3:false', '4@4:false', '5@5:false'],
+    );
+  });
 });
 
 describe('offline queue', () => {
