@@ -244,16 +244,24 @@ async function throughput(ctx: Context, name: ScenarioName): Promise<Outcome> {
   let knee = 0;
   if (await step(options.startRate)) {
     knee = options.startRate;
-    // The search ends at the second failing rate in a row: one rate failing twice can still be a noisy moment of
-    // this shared machine (a 2× run then delivered more than the "knee", 133 % once), while two in a row is a limit.
+    // The search ends at the second failing rate in a row that delivered no more than the best window before it:
+    // one rate failing twice can still be a noisy moment of this shared machine (a 2× run then delivered more than
+    // the "knee", 133 % once), and so can two in a row while deliveries still rise with the offered rate (ours once
+    // stopped at 27 k/s point-to-point QoS 1 that way, its other runs at 135-149 k). Two failing rates with
+    // deliveries no longer rising are the limit.
     let failedBefore = false;
+    let best = Math.max(...ladder.map((w) => w.delivered));
     for (let rate = knee * options.stepFactor; rate <= options.maxRate; rate *= options.stepFactor) {
-      if (await step(rate)) {
+      const tracked = await step(rate);
+      const delivered = Math.max(...ladder.slice(-2).map((w) => w.delivered));
+      const rising = delivered > best * 1.05;
+      best = Math.max(best, delivered);
+      if (tracked) {
         knee = rate;
         failedBefore = false;
         continue;
       }
-      if (failedBefore) break;
+      if (failedBefore && !rising) break;
       failedBefore = true;
       await drain(ctx, flow);
     }
