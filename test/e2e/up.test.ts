@@ -180,8 +180,14 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
 
   const fleet = await vehicles(first.api, ca);
   assert.equal(fleet.length, 100);
-  assert.equal(fleet.filter((v) => v.online).length, 100);
   assert.ok(fleet.some((v) => v.vin === 'SIM-000100'));
+  // The sample campaign is already under way: a vehicle restarting for its activation says it is offline for that
+  // moment (longer on a busy machine: once, in a full test run, 92 of 100 were online here), so the fleet is awaited
+  // back online rather than read once.
+  await until(async () => {
+    const online = (await vehicles(first.api, ca)).filter((v) => v.online).length;
+    return online === 100 ? true : undefined;
+  }, 60_000);
 
   const artifacts = await getJson(`${first.api}/artifacts`, ca);
   assert.equal((artifacts.body as { items: unknown[] }).items.length, 1, 'the sample artifact is uploaded');
