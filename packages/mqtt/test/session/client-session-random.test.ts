@@ -87,6 +87,23 @@ function run(seed: number, version: 4 | 5): void {
     if (present) assert.deepEqual(order, before, 'replay order');
   };
 
+  /** The server's next answer for one held message: PUBACK, PUBREC, or PUBCOMP once the PUBREL came. */
+  const answer = (id: number) => {
+    const h = held.get(id) as Held;
+    if (h.qos === 1) {
+      held.delete(id);
+      take(s.handle({ type: 'puback', packetId: id }, now));
+    } else if (h.stage === 'published') {
+      h.stage = 'recorded';
+      take(s.handle({ type: 'pubrec', packetId: id }, now));
+    } else if (h.stage === 'released') {
+      held.delete(id);
+      take(s.handle({ type: 'pubcomp', packetId: id }, now));
+    } else {
+      assert.fail(`id ${id}: PUBREC sent, and the session sent no PUBREL`);
+    }
+  };
+
   connect();
   let nextSeq = 0;
   for (let i = 0; i < 4000; i++) {
@@ -108,17 +125,7 @@ function run(seed: number, version: 4 | 5): void {
       // The server answers one held message, not necessarily the oldest.
       const ids = [...held.keys()];
       const id = random() < 0.6 ? (ids[0] as number) : pick(ids);
-      const h = held.get(id) as Held;
-      if (h.qos === 1) {
-        held.delete(id);
-        take(s.handle({ type: 'puback', packetId: id }, now));
-      } else if (h.stage === 'published') {
-        h.stage = 'recorded';
-        take(s.handle({ type: 'pubrec', packetId: id }, now));
-      } else if (h.stage === 'released') {
-        held.delete(id);
-        take(s.handle({ type: 'pubcomp', packetId: id }, now));
-      }
+      answer(id);
     } else if (connected && r >= 0.97) {
       s.connectionLost();
       connected = false;
@@ -130,19 +137,7 @@ function run(seed: number, version: 4 | 5): void {
   // Drain: the server answers everything until nothing is left.
   for (let guard = 0; !s.idle && guard < 100_000; guard++) {
     now += 1;
-    const [id, h] = [...held.entries()][0] as [number, Held];
-    if (h.qos === 1) {
-      held.delete(id);
-      take(s.handle({ type: 'puback', packetId: id }, now));
-    } else if (h.stage === 'published') {
-      h.stage = 'recorded';
-      take(s.handle({ type: 'pubrec', packetId: id }, now));
-    } else if (h.stage === 'released') {
-      held.delete(id);
-      take(s.handle({ type: 'pubcomp', packetId: id }, now));
-    } else {
-      assert.fail(`id ${id} is recorded, and the session sent no PUBREL`);
-    }
+    answer([...held.keys()][0] as number);
   }
   assert.ok(s.idle, 'everything settled');
   for (const seq of published) assert.equal(settled.get(seq), 1, `#${seq} (QoS ${qosOf.get(seq)}) settled once`);
