@@ -173,7 +173,6 @@ async function main(): Promise<void> {
     port: 0,
     window: options.window,
     messages: options.publishMessages,
-    warmup: options.publishMessages,
     rounds: options.rounds,
     // Rounds of equal time, not count: 20 000 messages took ours 0.1 s, before V8 had optimized its hot path or grown
     // its young generation, and the row timed a client's first fraction of a second (QoS 1 5.0 against our broker:

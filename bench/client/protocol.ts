@@ -11,7 +11,6 @@ export interface CaseSpec {
   /** Unacknowledged QoS 1/2 publishes allowed (ours: maxInflight; MQTT.js: bounded from outside). */
   window: number;
   messages: number;
-  warmup: number;
   rounds: number;
   /** Publish: each round (and the warm-up) goes on in batches of `messages` until it has lasted this long. */
   roundMs?: number;
