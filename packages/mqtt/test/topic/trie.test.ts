@@ -112,6 +112,15 @@ test('exact filters never touch the trie', () => {
   assert.deepEqual(matches(trie, 'vehicles/v1/ota/cmd'), ['ops vehicles/+/ota/cmd=2', 'v1 vehicles/v1/ota/cmd=1']);
 });
 
+test('a topic spelled like a wildcard filter is matched by the trie only, not also as an exact filter', () => {
+  // Not a valid topic name (the broker refuses it before routing); the trie still reports each pair once.
+  const trie = new SubscriptionTrie<string, number>();
+  trie.add('a/+', 'k', 1);
+  trie.add('a/#', 'k', 2);
+  assert.deepEqual(matches(trie, 'a/+'), ['k a/#=2', 'k a/+=1']);
+  assert.deepEqual(matches(trie, 'a/#'), ['k a/#=2', 'k a/+=1']);
+});
+
 test('removing one filter keeps the nodes another still uses', () => {
   const trie = new SubscriptionTrie<string, number>();
   trie.add('a/+/c', 'k', 0);
