@@ -306,7 +306,9 @@ export class SubscriptionTrie<K, V> {
         break;
       }
       node = (
-        end - start === 1 && filter.charCodeAt(start) === PLUS ? node.plus : node.children?.get(filter.slice(start, end))
+        end - start === 1 && filter.charCodeAt(start) === PLUS
+          ? node.plus
+          : node.children?.get(filter.slice(start, end))
       )!;
       if (end === length) {
         node.end = undefined;
