@@ -47,6 +47,16 @@ export interface ByteStream {
   on(event: 'end' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
   once(event: 'close', listener: () => void): unknown;
+  /** A plain TCP connection's (RawTcpSocket): one object of handlers for all four events, `this` the socket. */
+  handleWith?(handlers: StreamHandlers): void;
+}
+
+/** The handlers of a stream's events, each called with the stream as `this` (see RawTcpSocket.handleWith). */
+interface StreamHandlers {
+  readonly data: (this: never, chunk: Buffer) => void;
+  readonly end: (this: never) => void;
+  readonly error: (this: never, error: Error) => void;
+  readonly close: (this: never) => void;
 }
 
 export interface TransportInfo {
@@ -203,14 +213,19 @@ export class Connection implements Outlet, Timed {
     // closures and their context per connection would cost ~0.3 KB of an idle connection's memory and a share of
     // every connect.
     (socket as ConnectionSocket)[CONNECTION] = this;
-    // Plain TCP sockets arrive paused (pauseOnConnect) and are read without Readable's machinery where Node allows.
-    if (transport.protocol !== 'mqtt' || !readDirect(socket, Connection.#socketData)) {
-      socket.on('data', Connection.#socketData);
+    if (socket.handleWith !== undefined) {
+      // A plain TCP connection on Node's handle: one reference to the handlers below, not four listener slots.
+      socket.handleWith(Connection.#handlers);
+    } else {
+      // Plain TCP sockets arrive paused (pauseOnConnect) and are read without Readable's machinery where Node allows.
+      if (transport.protocol !== 'mqtt' || !readDirect(socket, Connection.#socketData)) {
+        socket.on('data', Connection.#socketData);
+      }
+      socket.on('error', Connection.#socketError);
+      socket.on('close', Connection.#socketClose);
+      // A peer that half-closes is done sending: answer what it sent, then end our side too.
+      socket.on('end', Connection.#socketEnd);
     }
-    socket.on('error', Connection.#socketError);
-    socket.on('close', Connection.#socketClose);
-    // A peer that half-closes is done sending: answer what it sent, then end our side too.
-    socket.on('end', Connection.#socketEnd);
     socket.resume();
   }
 
@@ -366,6 +381,12 @@ export class Connection implements Outlet, Timed {
   };
   static #socketEnd = function (this: ConnectionSocket): void {
     this[CONNECTION].#onEnd();
+  };
+  static #handlers: StreamHandlers = {
+    data: Connection.#socketData,
+    end: Connection.#socketEnd,
+    error: Connection.#socketError,
+    close: Connection.#socketClose,
   };
 
   get connected(): boolean {

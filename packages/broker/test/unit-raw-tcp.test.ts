@@ -285,6 +285,54 @@ describe('RawTcpSocket', { skip }, () => {
     });
   });
 
+  test('handleWith: one object handles every event before the listeners, with the socket as `this`', async () => {
+    await withAccepted(async (accepted) => {
+      const { socket, client } = accepted;
+      const calls: string[] = [];
+      const handlers = {
+        data(this: RawTcpSocket, chunk: Buffer) {
+          assert.equal(this, socket);
+          calls.push(`data ${chunk.toString()}`);
+        },
+        end(this: RawTcpSocket) {
+          calls.push('end');
+          this.end();
+        },
+        error(this: RawTcpSocket) {
+          calls.push('error');
+        },
+        close(this: RawTcpSocket, hadError: boolean) {
+          calls.push(`close ${hadError}`);
+        },
+      };
+      socket.handleWith(handlers as never);
+      socket.on('data', () => calls.push('data listener'));
+      socket.on('end', () => calls.push('end listener'));
+      socket.on('close', () => calls.push('close listener'));
+      socket.resume();
+      client.end('hi');
+      await until(() => calls.includes('close listener'));
+      assert.deepEqual(calls, ['data hi', 'end', 'end listener', 'close false', 'close listener']);
+    });
+  });
+
+  test('destroy(error): the error handler, then the listeners, get it, and the close follows', async () => {
+    await withAccepted(async (accepted) => {
+      const { socket } = accepted;
+      const calls: string[] = [];
+      socket.handleWith({
+        data: undefined,
+        end: undefined,
+        error: (error: Error) => calls.push(`error handler ${error.message}`),
+        close: (hadError: boolean) => calls.push(`close handler ${hadError}`),
+      } as never);
+      socket.on('error', (error: Error) => calls.push(`error listener ${error.message}`));
+      socket.destroy(new Error('gone'));
+      await until(() => calls.length === 3);
+      assert.deepEqual(calls, ['error handler gone', 'error listener gone', 'close handler true']);
+    });
+  });
+
   test('a server that is not listening is not taken over', () => {
     const server = createServer();
     assert.equal(

@@ -132,6 +132,28 @@ type Listener = (this: never, ...args: never[]) => void;
 type Listeners = Listener | Listener[] | undefined;
 export type RawTcpEvent = 'data' | 'end' | 'error' | 'close';
 
+/**
+ * One function per event, called with the socket as `this` before any listener: an owner that takes many sockets
+ * (the broker's connections) hands every one the same object, so a socket holds one reference for all four.
+ */
+export interface SocketHandlers {
+  /** Takes each read instead of 'data' listeners. */
+  readonly data: ChunkReader | undefined;
+  readonly end: Listener | undefined;
+  readonly error: Listener | undefined;
+  readonly close: Listener | undefined;
+}
+
+const NO_HANDLERS: SocketHandlers = { data: undefined, end: undefined, error: undefined, close: undefined };
+
+/** Listeners added with on() or once(): made on first use; an owner with handlers never needs them. */
+class Events {
+  data: Listeners = undefined;
+  end: Listeners = undefined;
+  error: Listeners = undefined;
+  close: Listeners = undefined;
+}
+
 function added(listeners: Listeners, listener: Listener): Listeners {
   if (listeners === undefined) return listener;
   return Array.isArray(listeners) ? [...listeners, listener] : [listeners, listener];
@@ -153,19 +175,16 @@ function removed(listeners: Listeners, listener: Listener): Listeners {
  * socket is destroyed once both sides have ended, on a read or write error ('error', then 'close') and by destroy().
  * A peer's FIN is reported by 'end' and nothing more: the owner ends its own side when it has answered (as a
  * net.Socket with allowHalfOpen would).
- * Its events are those four, each listener called with the socket as `this`; it keeps them in four fields rather
- * than being an EventEmitter, whose listener table would be ~0.2 KB of every idle connection. Its helpers are
- * TypeScript `private`, not `#` methods, which would give every instance a slot for its class brand.
+ * Its events are those four, each listener called with the socket as `this`. It is not an EventEmitter, whose
+ * listener table would be ~0.2 KB of every idle connection: an owner of many sockets gives each the same handlers
+ * (handleWith), and listeners added one by one get a small table of their own. Its helpers are TypeScript `private`,
+ * not `#` methods, which would give every instance a slot for its class brand.
  */
 export class RawTcpSocket {
   readonly #handle: TcpHandle;
   #flags = 0;
-  #reader: ChunkReader | undefined = undefined;
-  #error: Error | undefined = undefined;
-  #onData: Listeners = undefined;
-  #onEnd: Listeners = undefined;
-  #onError: Listeners = undefined;
-  #onClose: Listeners = undefined;
+  #handlers: SocketHandlers = NO_HANDLERS;
+  #events: Events | undefined = undefined;
   /** Bytes handed to libuv that it has not written yet. */
   writableLength = 0;
 
@@ -202,36 +221,34 @@ export class RawTcpSocket {
   }
 
   private listenersOf(event: RawTcpEvent): Listeners {
-    switch (event) {
-      case 'data':
-        return this.#onData;
-      case 'end':
-        return this.#onEnd;
-      case 'error':
-        return this.#onError;
-      case 'close':
-        return this.#onClose;
-      default:
-        throw new TypeError(`a raw TCP socket has no '${String(event)}' event`);
+    if (event !== 'data' && event !== 'end' && event !== 'error' && event !== 'close') {
+      throw new TypeError(`a raw TCP socket has no '${String(event)}' event`);
     }
+    return this.#events?.[event];
   }
 
   private setListeners(event: RawTcpEvent, listeners: Listeners): void {
-    if (event === 'data') this.#onData = listeners;
-    else if (event === 'end') this.#onEnd = listeners;
-    else if (event === 'error') this.#onError = listeners;
-    else this.#onClose = listeners;
+    this.#events ??= new Events();
+    this.#events[event] = listeners;
   }
 
-  /** Calls the listeners with the socket as `this`; one that throws does not keep the others from running. */
-  private emit(listeners: Listeners, arg?: unknown): void {
-    if (listeners === undefined) return;
-    if (!Array.isArray(listeners)) {
-      (listeners as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
+  /**
+   * Calls the handler, then the listeners, with the socket as `this`; one that throws does not keep the others from
+   * running.
+   */
+  private emit(handler: Listener | undefined, listeners: Listeners, arg?: unknown): void {
+    if (listeners === undefined) {
+      if (handler !== undefined) (handler as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
+      return;
+    }
+    const all =
+      handler === undefined ? listeners : Array.isArray(listeners) ? [handler, ...listeners] : [handler, listeners];
+    if (!Array.isArray(all)) {
+      (all as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
       return;
     }
     let failure: { error: unknown } | undefined;
-    for (const listener of listeners) {
+    for (const listener of all) {
       try {
         (listener as (this: RawTcpSocket, arg: unknown) => void).call(this, arg);
       } catch (error) {
@@ -261,16 +278,21 @@ export class RawTcpSocket {
 
   /** Hands each read to `onChunk` (`this` the socket) instead of emitting 'data'. */
   readDirect(onChunk: ChunkReader): void {
-    this.#reader = onChunk;
+    this.#handlers = { ...this.#handlers, data: onChunk };
+  }
+
+  /** Sets the handlers of all four events (see SocketHandlers), in place of any set before. */
+  handleWith(handlers: SocketHandlers): void {
+    this.#handlers = handlers;
   }
 
   /** Called by the handle's read callback. */
   read(length: number): void {
     if (length > 0) {
       const chunk = takeRead(length);
-      const reader = this.#reader;
+      const reader = this.#handlers.data;
       if (reader !== undefined) reader.call(this as never, chunk);
-      else this.emit(this.#onData, chunk);
+      else this.emit(undefined, this.#events?.data, chunk);
       return;
     }
     if (length === 0) return;
@@ -280,7 +302,7 @@ export class RawTcpSocket {
       return;
     }
     this.#flags |= PEER_ENDED;
-    this.emit(this.#onEnd);
+    this.emit(this.#handlers.end, this.#events?.end);
     if ((this.#flags & SHUT_DOWN) !== 0) this.destroy();
   }
 
@@ -369,23 +391,30 @@ export class RawTcpSocket {
     if ((this.#flags & PEER_ENDED) !== 0) this.destroy();
   }
 
-  /** Closes the handle; 'error' (if `error`) and 'close' follow once it is closed. Pending writes are cancelled. */
+  /**
+   * Closes the handle; 'error' (if `error`) and 'close' follow once it is closed. Pending writes are cancelled. The
+   * error waits in a closure of that rare close, not in a field every socket would carry.
+   */
   destroy(error?: Error): this {
     if (this.destroyed) return this;
     this.#flags = (this.#flags | DESTROYED) & ~READING;
-    this.#error = error;
-    this.#handle.close(afterClose);
+    this.#handle.close(
+      error === undefined
+        ? afterClose
+        : function (this: TcpHandle): void {
+            afterClose.call(this, error);
+          },
+    );
     return this;
   }
 
   /** Called once the handle is closed. */
-  closed(): void {
-    const error = this.#error;
-    this.#error = undefined;
+  closed(error: Error | undefined): void {
+    const handlers = this.#handlers;
     try {
-      if (error !== undefined) this.emit(this.#onError, error);
+      if (error !== undefined) this.emit(handlers.error, this.#events?.error, error);
     } finally {
-      this.emit(this.#onClose, error !== undefined);
+      this.emit(handlers.close, this.#events?.close, error !== undefined);
     }
   }
 }
@@ -404,10 +433,10 @@ function afterShutdown(this: ShutdownRequest, status: number): void {
   this.socket.shutDown(status);
 }
 
-function afterClose(this: TcpHandle): void {
+function afterClose(this: TcpHandle, error?: Error): void {
   const socket = this[OWNER!];
   this[OWNER!] = null;
-  socket?.closed();
+  socket?.closed(error);
 }
 
 /** The listening handle of a net.Server as far as it is used here. */
