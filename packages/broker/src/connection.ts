@@ -135,6 +135,10 @@ class Uncommon {
   backlogSince = 0;
   /** When its output was first seen above OUTPUT_HIGH_WATER since it last drained to OUTPUT_LOW_WATER; 0: drained. */
   outputOverSince = 0;
+  /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
+  holdFor: Session | undefined = undefined;
+  /** The reason the clientDisconnected event gives, when it is not 'connection lost'. */
+  closeReason: string | undefined = undefined;
 }
 
 const DEADLINE_EPOCH = Date.now();
@@ -152,6 +156,11 @@ const GATED = 128;
 const PEER_ENDED = 256;
 const HELD = 512;
 const NEEDS_LOG = 1024;
+/** MQTT 5.0 (protocol level 5); 3.1.1 without it. */
+const V5 = 2048;
+/** The connection's State, as its index in STATES, in the bits from STATE_SHIFT up. */
+const STATE_SHIFT = 12;
+const STATES: readonly State[] = ['awaiting-connect', 'authenticating', 'connected', 'closing', 'closed'];
 
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
 const CONNECTION = Symbol('connection');
@@ -163,8 +172,6 @@ export class Connection implements Outlet, Timed {
   readonly transport: TransportInfo;
   /** Only while a read is being decoded or part of one waits (decoder-pool.ts): an idle connection holds none. */
   #decoder: Decoder | undefined;
-  state: State = 'awaiting-connect';
-  protocolVersion: ProtocolVersion = 4;
   identity: ClientIdentity;
   session: Session | undefined;
   will: Will | undefined;
@@ -192,8 +199,6 @@ export class Connection implements Outlet, Timed {
   #pending: Uint8Array | undefined;
   #pendingMore: Uint8Array[] | undefined;
   #pendingBytes = 0;
-  /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
-  holdFor: Session | undefined;
   /** Its neighbours in the core's list of open connections. */
   listPrev: Connection | undefined = undefined;
   listNext: Connection | undefined = undefined;
@@ -238,6 +243,29 @@ export class Connection implements Outlet, Timed {
 
   #flag(bit: number, on: boolean): void {
     this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
+  }
+
+  // The state and the protocol version are bits of #flags too: a field each would be 16 B of every connection.
+  get state(): State {
+    return STATES[this.#flags >>> STATE_SHIFT]!;
+  }
+  set state(state: State) {
+    this.#flags = (this.#flags & ((1 << STATE_SHIFT) - 1)) | (STATES.indexOf(state) << STATE_SHIFT);
+  }
+
+  get protocolVersion(): ProtocolVersion {
+    return (this.#flags & V5) !== 0 ? 5 : 4;
+  }
+  set protocolVersion(version: ProtocolVersion) {
+    this.#flag(V5, version === 5);
+  }
+
+  /** Set while routing this connection's PUBLISH when a subscriber's backlog should hold it back (core.publish). */
+  get holdFor(): Session | undefined {
+    return this.#uncommon?.holdFor;
+  }
+  set holdFor(session: Session | undefined) {
+    if (session !== undefined || this.#uncommon !== undefined) this.#more.holdFor = session;
   }
 
   /** The will is in the store as armed (deadline 0): a crash before this connection ends publishes it at start-up. */
@@ -625,7 +653,12 @@ export class Connection implements Outlet, Timed {
     }
   }
 
-  #closeReason = 'connection lost';
+  get #closeReason(): string {
+    return this.#uncommon?.closeReason ?? 'connection lost';
+  }
+  set #closeReason(reason: string) {
+    this.#more.closeReason = reason;
+  }
 
   // ---- Timed ----
 
