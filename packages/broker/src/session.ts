@@ -9,7 +9,7 @@ import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
 import type { BrokerStore, StoredDelivery } from './store/types.js';
-import { Subscriptions } from './subscriptions.js';
+import { type SubscriptionSet, Subscriptions } from './subscriptions.js';
 
 export interface SubscriptionEntry {
   /** As the client sent it, `$share/{group}/` included. */
@@ -155,7 +155,8 @@ export class Session {
   clientId: string;
   /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
-  subscriptions: Subscriptions;
+  /** Its subscriptions, as `subscriptions` reads them (see subscriptions.ts). */
+  subscribed: SubscriptionSet;
   inflight: Map<number, InflightEntry>;
   queue: Fifo<Delivery>;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
@@ -171,7 +172,7 @@ export class Session {
   constructor(state: SessionState, env: SessionEnv) {
     this.clientId = state.clientId;
     this.expiryInterval = state.expiryInterval;
-    this.subscriptions = state.subscriptions;
+    this.subscribed = state.subscriptions.held;
     this.inflight = state.inflight;
     this.queue = state.queue;
     this.inboundQos2 = state.inboundQos2;
@@ -198,6 +199,11 @@ export class Session {
   private rare(): RareState {
     this.#rare ??= new RareState();
     return this.#rare;
+  }
+
+  /** Its subscriptions, read like a Map: a new view of the `subscribed` field each time (see subscriptions.ts). */
+  get subscriptions(): Subscriptions {
+    return new Subscriptions(this);
   }
 
   /** The session's state: the session itself. */

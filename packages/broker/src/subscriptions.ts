@@ -1,13 +1,42 @@
 // A session's subscriptions by topic filter, read like a Map. Most sessions hold one (a vehicle's own command topic):
 // that one is kept as it is, and a Map is made only for a second one at the same time, since a Map and its table
-// (~180 bytes) would be a sixth of an idle connection's heap. One field holds either, so the object is one slot.
+// (~180 bytes) would be a sixth of an idle connection's heap. One field holds either: the session's own
+// (SubscriptionHolder), which a Subscriptions reads and writes, so an idle session holds no object for it.
 import type { SubscriptionEntry } from './session.js';
 
 const NONE: readonly never[] = [];
 
+/** Nothing, the only subscription, or a Map once there have been two at the same time. */
+export type SubscriptionSet = SubscriptionEntry | Map<string, SubscriptionEntry> | undefined;
+
+/** What keeps the subscriptions: a session, in a field of its own. */
+export interface SubscriptionHolder {
+  subscribed: SubscriptionSet;
+}
+
+/**
+ * The subscriptions of `holder` (by default a holder of its own), read like a Map. A session makes one whenever its
+ * subscriptions are asked for: a short-lived object on the paths that subscribe, unsubscribe and end sessions, where
+ * a long-lived one would be 32 B of every idle session.
+ */
 export class Subscriptions implements Iterable<[string, SubscriptionEntry]> {
-  /** Nothing, the only subscription, or a Map once there have been two at the same time. */
-  #entries: SubscriptionEntry | Map<string, SubscriptionEntry> | undefined = undefined;
+  readonly #holder: SubscriptionHolder;
+
+  constructor(holder: SubscriptionHolder = { subscribed: undefined }) {
+    this.#holder = holder;
+  }
+
+  get #entries(): SubscriptionSet {
+    return this.#holder.subscribed;
+  }
+  set #entries(entries: SubscriptionSet) {
+    this.#holder.subscribed = entries;
+  }
+
+  /** What this reads and writes, for a session taking over a state's subscriptions. */
+  get held(): SubscriptionSet {
+    return this.#holder.subscribed;
+  }
 
   get size(): number {
     const entries = this.#entries;

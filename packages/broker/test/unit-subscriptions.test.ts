@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { SubscriptionEntry } from '../src/session.js';
-import { Subscriptions } from '../src/subscriptions.js';
+import { type SubscriptionHolder, Subscriptions } from '../src/subscriptions.js';
 
 const entry = (filter: string, qos: 0 | 1 | 2 = 0): SubscriptionEntry => ({
   filter,
@@ -84,5 +84,27 @@ describe('Subscriptions', () => {
     assert.deepEqual(seen(s), []);
     s.add(entry('c'));
     assert.deepEqual(seen(s), [['c', 0]]);
+  });
+
+  test('views of one holder share its field, which keeps a lone subscription as it is', () => {
+    const holder: SubscriptionHolder = { subscribed: undefined };
+    const first = new Subscriptions(holder);
+    const a = entry('a', 1);
+    first.add(a);
+    assert.equal(holder.subscribed, a, 'one subscription: the entry itself, no object around it');
+    const second = new Subscriptions(holder);
+    assert.deepEqual(seen(second), [['a', 1]]);
+    second.add(entry('b'));
+    assert.ok(holder.subscribed instanceof Map);
+    assert.deepEqual(seen(first), [
+      ['a', 1],
+      ['b', 0],
+    ]);
+    assert.equal(first.held, holder.subscribed);
+    first.delete('b');
+    assert.equal(holder.subscribed, a, 'back to one: the Map goes');
+    second.clear();
+    assert.equal(holder.subscribed, undefined);
+    assert.deepEqual(seen(first), []);
   });
 });
