@@ -251,7 +251,9 @@ export class BrokerCore {
             entry = { state: 'publish', delivery };
           }
         }
-        if (entry === undefined) {
+        // An id outside 1-65535 (a damaged store) could share a slot of the window with a valid one: forgotten, as a
+        // message whose record is gone.
+        if (entry === undefined || !Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
           store.completeInflight(clientId, packetId);
           continue;
         }

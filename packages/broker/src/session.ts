@@ -5,6 +5,7 @@
 // hands deliveries to an `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt/codec';
 import { Fifo } from './fifo.js';
+import { type InflightEntry, InflightWindow } from './inflight-window.js';
 import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';
 import type { BrokerStats } from './stats.js';
@@ -21,13 +22,7 @@ export interface SubscriptionEntry {
   subscriptionId: number | undefined;
 }
 
-/**
- * 'publish': waiting for PUBACK/PUBREC; 'pubrel': PUBREL sent, waiting for PUBCOMP (the message is delivered; after a
- * restart it is no longer known).
- */
-export type InflightEntry =
-  | { state: 'publish'; delivery: Delivery }
-  | { state: 'pubrel'; delivery: Delivery | undefined };
+export type { InflightEntry } from './inflight-window.js';
 
 /** Everything a session must keep across connections: the fields of Session that say so (documented there). */
 export type SessionState = Pick<
@@ -36,9 +31,12 @@ export type SessionState = Pick<
 >;
 
 /** A shared empty collection that refuses writes: replaced by a real one (`inflightOf`, `inboundQos2Of`) on first use. */
-class NoEntries<K, V> extends Map<K, V> {
+class NoEntries extends InflightWindow {
+  override publish(): void {
+    throw new Error('write to the shared empty session window: use inflightOf()');
+  }
   override set(): this {
-    throw new Error('write to the shared empty session map: use inflightOf()');
+    throw new Error('write to the shared empty session window: use inflightOf()');
   }
 }
 class NoDeliveries extends Fifo<Delivery> {
@@ -53,7 +51,7 @@ class NoIds extends Set<number> {
 }
 // Most sessions never have a QoS 1/2 message in flight or queued, or an inbound QoS 2 exchange: a Map, a Set and a
 // queue with its array per idle connection (~0.6 KB of heap) would be spent on nothing.
-const NO_INFLIGHT: Map<number, InflightEntry> = new NoEntries<number, InflightEntry>();
+const NO_INFLIGHT: InflightWindow = new NoEntries();
 const NO_INBOUND_QOS2: Set<number> = new NoIds();
 const NO_QUEUE: Fifo<Delivery> = new NoDeliveries();
 
@@ -69,9 +67,9 @@ export function newSessionState(clientId: string, expiryInterval: number): Sessi
   };
 }
 
-/** The session's in-flight map, made writable (allocated) on first use. */
-export function inflightOf(state: SessionState): Map<number, InflightEntry> {
-  if (state.inflight === NO_INFLIGHT) state.inflight = new Map();
+/** The session's in-flight window, made writable (allocated) on first use. */
+export function inflightOf(state: SessionState): InflightWindow {
+  if (state.inflight === NO_INFLIGHT) state.inflight = new InflightWindow();
   return state.inflight;
 }
 
@@ -157,7 +155,7 @@ export class Session {
   expiryInterval: number;
   /** Its subscriptions, as `subscriptions` reads them (see subscriptions.ts). */
   subscribed: SubscriptionSet;
-  inflight: Map<number, InflightEntry>;
+  inflight: InflightWindow;
   queue: Fifo<Delivery>;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
   inboundQos2: Set<number>;
@@ -437,7 +435,7 @@ export class Session {
   private send(outlet: Outlet, delivery: Delivery, templates: PublishTemplates | undefined): void {
     const packetId = this.takePacketId();
     if (outlet.sendPublish(delivery, templates, packetId, false)) {
-      inflightOf(this).set(packetId, { delivery, state: 'publish' });
+      inflightOf(this).publish(packetId, delivery);
       if (this.persistent) {
         const store = this.#env.store;
         store.setInflight(this.clientId, packetId, storedDelivery(store, delivery), delivery.entryId);
@@ -448,11 +446,14 @@ export class Session {
   }
 
   private takePacketId(): number {
-    // The window is far below 65535, so a free id is always found within a few steps.
-    for (;;) {
+    // The window is far below 65535, so a free id is always found within a few steps. One whose slot in the window's
+    // table is taken (by an id still in flight from much earlier) is passed over, so that the table need not grow;
+    // after a run of those any free id does, and the table makes room.
+    for (let passed = 0; ; ) {
       const id = this.nextPacketId;
       this.nextPacketId = id === 0xffff ? 1 : id + 1;
-      if (!this.inflight.has(id) && this.reserved?.has(id) !== true) return id;
+      if (this.inflight.has(id) || this.reserved?.has(id) === true) continue;
+      if (this.inflight.fits(id) || ++passed > 16) return id;
     }
   }
 
@@ -486,7 +487,7 @@ export class Session {
     const entry = this.inflight.get(packetId);
     if (entry === undefined) return false;
     if (entry.state === 'publish' && this.persistent) this.#env.store.releaseInflight(this.clientId, packetId);
-    inflightOf(this).set(packetId, { state: 'pubrel', delivery: entry.delivery });
+    this.inflight.pubrel(packetId);
     this.outlet?.sendPubrel(packetId);
     return true;
   }

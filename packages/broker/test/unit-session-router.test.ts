@@ -2,6 +2,7 @@
 // no local, shared round-robin, retained matching) and DeadlineTicker, driven with fake outlets and clocks.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { InflightWindow } from '../src/inflight-window.js';
 import { DeadlineTicker } from '../src/keepalive.js';
 import type { Delivery, Message } from '../src/message.js';
 import { RetainedStore } from '../src/retained.js';
@@ -207,6 +208,103 @@ describe('Session', () => {
       outlet.sent.map((x) => x.topic),
       ['ok'],
     );
+  });
+});
+
+describe('InflightWindow', () => {
+  test('keeps send order through PUBREL and replacement in place, and reads like a ReadonlyMap', () => {
+    const w = new InflightWindow();
+    const [d1, d2, d3] = ['a', 'b', 'c'].map((t) => delivery(message(t)));
+    w.publish(7, d1!);
+    w.publish(70_000 - 65_536 + 7, d2!); // 4 471: the same slot as 7 in a small table
+    w.publish(3, d3!);
+    w.pubrel(7);
+    assert.equal(w.size, 3);
+    assert.deepEqual([...w.keys()], [7, 4471, 3]);
+    assert.deepEqual(
+      [...w].map(([id, e]) => [id, e.state, e.delivery?.message.topic]),
+      [
+        [7, 'pubrel', 'a'],
+        [4471, 'publish', 'b'],
+        [3, 'publish', 'c'],
+      ],
+    );
+    w.set(4471, { state: 'pubrel', delivery: undefined });
+    assert.deepEqual([...w.keys()], [7, 4471, 3], 'set on an id in the window keeps its place');
+    assert.deepEqual(
+      [...w.values()].map((e) => e.state),
+      ['pubrel', 'pubrel', 'publish'],
+    );
+    const seen: number[] = [];
+    w.forEach((_e, id, map) => {
+      assert.equal(map, w);
+      seen.push(id);
+    });
+    assert.deepEqual(seen, [7, 4471, 3]);
+    assert.equal(w.get(3)?.delivery, d3);
+    assert.equal(w.get(4), undefined);
+    assert.equal(w.has(4471), true);
+    // Walking while deleting what is visited (a resend the client can no longer take).
+    for (const [id] of w) assert.equal(w.delete(id), true);
+    assert.equal(w.size, 0);
+    assert.equal(w.delete(3), false);
+    w.publish(9, d1!);
+    assert.deepEqual([...w.keys()], [9]);
+    w.clear();
+    assert.deepEqual([...w.entries()], []);
+  });
+
+  test("a session's stuck message keeps its id and place while 100 000 others pass through the window", () => {
+    const s = newSession(newSessionState('c', 60), createStats(0), {
+      maxQueuedMessages: 10,
+      queueDropPolicy: 'oldest',
+    });
+    const first = new FakeOutlet(4);
+    s.outlet = first;
+    s.offer(delivery(message('stuck')), undefined, 0);
+    const stuck = first.sent[0]!.packetId;
+    for (let i = 0; i < 100_000; i++) {
+      s.offer(delivery(message(`m${i}`)), undefined, 0);
+      const last = first.sent[first.sent.length - 1]!;
+      assert.equal(last.topic, `m${i}`);
+      assert.notEqual(last.packetId, stuck);
+      // Every third goes through PUBREC (PUBREL out) before its PUBCOMP.
+      if (i % 3 === 2) assert.equal(s.released(last.packetId), true);
+      assert.equal(s.complete(last.packetId, 0), true);
+    }
+    assert.equal(first.pubrels.length, 33_333);
+    assert.equal(s.state.inflight.size, 1);
+    s.offer(delivery(message('after')), undefined, 0);
+    s.outlet = undefined;
+    const second = new FakeOutlet(4);
+    s.resume(second, 0);
+    assert.deepEqual(
+      second.sent.map((x) => [x.topic, x.dup]),
+      [
+        ['stuck', true],
+        ['after', true],
+      ],
+    );
+    assert.equal(second.sent[0]!.packetId, stuck);
+  });
+
+  test('resuming drops an in-flight message the new connection cannot take, and resends the rest in order', () => {
+    const s = newSession(newSessionState('c', 60), createStats(0), {
+      maxQueuedMessages: 10,
+      queueDropPolicy: 'oldest',
+    });
+    const first = new FakeOutlet(10);
+    s.outlet = first;
+    for (const t of ['a', 'too-long', 'b']) s.offer(delivery(message(t)), undefined, 0);
+    s.outlet = undefined;
+    const second = new FakeOutlet(10);
+    second.maxTopicLength = 3;
+    s.resume(second, 0);
+    assert.deepEqual(
+      second.sent.map((x) => x.topic),
+      ['a', 'b'],
+    );
+    assert.equal(s.state.inflight.size, 2);
   });
 });
 
