@@ -7,6 +7,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BrokerError } from '../src/index.js';
+import { MemoryStore } from '../src/store/memory.js';
+import type { StoredDelivery } from '../src/store/types.js';
 import {
   type ConnectOptions,
   connectClient,
@@ -573,6 +575,39 @@ describe('14 durable broker: write errors', () => {
     } finally {
       execFileSync('umount', [mountPoint], { stdio: 'ignore' });
     }
+  });
+
+  test('a stored in-flight id outside 1-65535 is forgotten at start-up; the valid one it would share a slot with is resent', async () => {
+    // A damaged or foreign store: 65 541 and 5 select the same slot of the session's window at every size.
+    const store = new MemoryStore();
+    store.putSession('vehicle', 3600, 0);
+    const stored = (payload: string): StoredDelivery => ({
+      messageId: store.putMessage({
+        topic: 'ota/vehicle/job',
+        payload: new TextEncoder().encode(payload),
+        qos: 1,
+        retain: false,
+        properties: undefined,
+        expiresAt: 0,
+        origin: 'backend',
+      }),
+      qos: 1,
+      retain: false,
+      subscriptionIds: undefined,
+      sharedFilter: undefined,
+    });
+    store.setInflight('vehicle', 5, stored('valid'), undefined);
+    store.setInflight('vehicle', 65_541, stored('damaged'), undefined);
+    store.setInflight('vehicle', 0, stored('zero'), undefined);
+    await store.commit();
+    await withBroker({ store }, async (b) => {
+      const { client, connack } = await connectClient(b.port, persistent('vehicle'));
+      assert.equal(connack.sessionPresent, true);
+      const resent = await client.expect('publish');
+      assert.deepEqual([str(resent.payload), resent.packetId, resent.dup], ['valid', 5, true]);
+      assert.equal(await client.silentFor(200), true, 'nothing under the damaged ids');
+      client.end();
+    });
   });
 
   test('restart time with 100 k queued messages (measured and printed, not asserted)', async () => {
