@@ -59,6 +59,11 @@ class FakeOutlet implements Outlet {
   }
 }
 
+/** A persistent session 'c' with room for 10 queued messages, dropping the oldest. */
+function persistentSession(): Session {
+  return newSession(newSessionState('c', 60), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+}
+
 const entry = (filter: string, extra: Partial<SubscriptionEntry> = {}): SubscriptionEntry => ({
   filter,
   qos: 2,
@@ -177,10 +182,7 @@ describe('Session', () => {
   });
 
   test('resume resends in-flight PUBLISH with DUP and PUBREL for released ones', () => {
-    const s = newSession(newSessionState('c', 60), createStats(0), {
-      maxQueuedMessages: 10,
-      queueDropPolicy: 'oldest',
-    });
+    const s = persistentSession();
     const first = new FakeOutlet(10);
     s.outlet = first;
     s.offer(delivery(message('q1', 1)), undefined, 0);
@@ -195,10 +197,7 @@ describe('Session', () => {
   });
 
   test('a message the outlet cannot take (too large) does not occupy the window', () => {
-    const s = newSession(newSessionState('c', 60), createStats(0), {
-      maxQueuedMessages: 10,
-      queueDropPolicy: 'oldest',
-    });
+    const s = persistentSession();
     const outlet = new FakeOutlet(1);
     outlet.maxTopicLength = 3;
     s.outlet = outlet;
@@ -255,10 +254,7 @@ describe('InflightWindow', () => {
   });
 
   test("a session's stuck message keeps its id and place while 100 000 others pass through the window", () => {
-    const s = newSession(newSessionState('c', 60), createStats(0), {
-      maxQueuedMessages: 10,
-      queueDropPolicy: 'oldest',
-    });
+    const s = persistentSession();
     const first = new FakeOutlet(4);
     s.outlet = first;
     s.offer(delivery(message('stuck')), undefined, 0);
@@ -289,10 +285,7 @@ describe('InflightWindow', () => {
   });
 
   test('resuming drops an in-flight message the new connection cannot take, and resends the rest in order', () => {
-    const s = newSession(newSessionState('c', 60), createStats(0), {
-      maxQueuedMessages: 10,
-      queueDropPolicy: 'oldest',
-    });
+    const s = persistentSession();
     const first = new FakeOutlet(10);
     s.outlet = first;
     for (const t of ['a', 'too-long', 'b']) s.offer(delivery(message(t)), undefined, 0);
