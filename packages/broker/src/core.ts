@@ -1,7 +1,7 @@
 // The broker's shared state and the operations handlers call: routing a message, opening and ending sessions,
 // wills, and the per-tick write flush. Listeners and the public API live in broker.ts; packet handling in handlers/.
 import { EventEmitter } from 'node:events';
-import type { ProtocolVersion, Will } from '@otalink/mqtt/codec';
+import { isPacketId, type ProtocolVersion, type Will } from '@otalink/mqtt/codec';
 import type { Logger } from 'pino';
 import type { Connection } from './connection.js';
 import { LinkedList } from './connection-list.js';
@@ -253,7 +253,7 @@ export class BrokerCore {
         }
         // An id outside 1-65535 (a damaged store) could share a slot of the window with a valid one: forgotten, as a
         // message whose record is gone.
-        if (entry === undefined || !Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
+        if (entry === undefined || !isPacketId(packetId)) {
           store.completeInflight(clientId, packetId);
           continue;
         }

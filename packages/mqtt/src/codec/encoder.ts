@@ -17,6 +17,7 @@ import type {
   UnsubackPacket,
   UnsubscribePacket,
 } from './packets.js';
+import { isPacketId } from './packets.js';
 import { type PropertyContext, propertiesLength, writeProperties, writeString } from './properties.js';
 import { allowedReasonCodes, allowedSubackCodes311 } from './reason-codes.js';
 import { topicNameBytes, utf8Length, writeUtf8 } from './utf8.js';
@@ -46,7 +47,7 @@ function binaryBytes(b: Uint8Array, what: string): number {
 }
 
 function checkPacketId(id: number | undefined, type: string): void {
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 1 || id > 0xffff) {
+  if (!isPacketId(id)) {
     throw invalid(`${type} needs a packet id from 1 to 65535, got ${String(id)}`);
   }
 }

@@ -26,6 +26,7 @@ import type {
   UnsubscribeProperties,
   Will,
 } from '../codec/packets.js';
+import { isPacketId } from '../codec/packets.js';
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
 import { type InflightEntry, InflightTable } from './inflight-table.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
@@ -133,8 +134,6 @@ interface OutEntry extends InflightEntry {
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
-
-const isPacketId = (id: number | undefined): id is number => Number.isInteger(id) && id! >= 1 && id! <= 0xffff;
 
 /** Server limits learned from CONNACK (defaults per MQTT 5.0 when absent). */
 export interface ServerLimits {
