@@ -117,6 +117,11 @@ function newNode<K, V>(parent: TrieNode<K, V> | undefined, level: string): TrieN
   return { parent, level, children: undefined, plus: undefined, end: undefined, hash: undefined };
 }
 
+/** Whether a valid filter's last level is `#` (it can be nowhere else). */
+function endsWithHash(filter: string): boolean {
+  return filter.charCodeAt(filter.length - 1) === HASH;
+}
+
 function isWildcardFilter(filter: string): boolean {
   // A valid filter has + or # only as whole levels, so any occurrence makes it a wildcard filter.
   return filter.includes('+') || filter.includes('#');
@@ -247,28 +252,31 @@ export class SubscriptionTrie<K, V> {
 
   /** Creates the trie path for a new wildcard filter and the bucket at its end. */
   #insert(filter: string): Bucket<K, V> {
-    const length = filter.length;
-    let node = this.#root;
-    let start = 0;
-    let bucket: Bucket<K, V>;
-    for (;;) {
-      let end = filter.indexOf('/', start);
-      if (end === -1) end = length;
-      if (end === length && end - start === 1 && filter.charCodeAt(start) === HASH) {
-        bucket = newBucket(filter);
-        node.hash = bucket;
-        break;
-      }
-      node = this.#child(node, filter, start, end);
-      if (end === length) {
-        bucket = newBucket(filter);
-        node.end = bucket;
-        break;
-      }
-      start = end + 1;
-    }
+    const bucket = newBucket<K, V>(filter);
+    const node = this.#holder(filter, true);
+    if (endsWithHash(filter)) node.hash = bucket;
+    else node.end = bucket;
     this.#wildcardFilters++;
     return bucket;
+  }
+
+  /**
+   * The node that holds wildcard filter `filter`'s bucket: the node of its last level, or for a filter ending in `#`
+   * the node of the level before it. `create`: made where missing (#insert); otherwise the path must exist (#detach).
+   */
+  #holder(filter: string, create: boolean): TrieNode<K, V> {
+    const hash = endsWithHash(filter);
+    let node = this.#root;
+    if (hash && filter.length === 1) return node; // '#' alone hangs from the root
+    // The levels before `/#`, or all of them.
+    const length = hash ? filter.length - 2 : filter.length;
+    for (let start = 0; start <= length; ) {
+      let end = filter.indexOf('/', start);
+      if (end === -1) end = length;
+      node = create ? this.#child(node, filter, start, end) : this.#existingChild(node, filter, start, end);
+      start = end + 1;
+    }
+    return node;
   }
 
   #child(node: TrieNode<K, V>, filter: string, start: number, end: number): TrieNode<K, V> {
@@ -290,32 +298,20 @@ export class SubscriptionTrie<K, V> {
     return child;
   }
 
+  #existingChild(node: TrieNode<K, V>, filter: string, start: number, end: number): TrieNode<K, V> {
+    const child =
+      end - start === 1 && filter.charCodeAt(start) === PLUS ? node.plus : node.children?.get(filter.slice(start, end));
+    return child!;
+  }
+
   /**
-   * Removes the emptied bucket of wildcard filter `filter` from the trie, following its levels as #insert made them,
-   * and prunes the nodes it leaves empty, so churn does not grow memory.
+   * Removes the emptied bucket of wildcard filter `filter` from the trie, finding its node as #insert made it, and
+   * prunes the nodes it leaves empty, so churn does not grow memory.
    */
   #detach(filter: string): void {
-    const length = filter.length;
-    let node = this.#root;
-    let start = 0;
-    for (;;) {
-      let end = filter.indexOf('/', start);
-      if (end === -1) end = length;
-      if (end === length && end - start === 1 && filter.charCodeAt(start) === HASH) {
-        node.hash = undefined;
-        break;
-      }
-      node = (
-        end - start === 1 && filter.charCodeAt(start) === PLUS
-          ? node.plus
-          : node.children?.get(filter.slice(start, end))
-      )!;
-      if (end === length) {
-        node.end = undefined;
-        break;
-      }
-      start = end + 1;
-    }
+    let node = this.#holder(filter, false);
+    if (endsWithHash(filter)) node.hash = undefined;
+    else node.end = undefined;
     this.#wildcardFilters--;
     for (;;) {
       const parent = node.parent;
