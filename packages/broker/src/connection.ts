@@ -51,12 +51,16 @@ export interface ByteStream {
   handleWith?(handlers: StreamHandlers): void;
 }
 
-/** The handlers of a stream's events, each called with the stream as `this` (see RawTcpSocket.handleWith). */
-interface StreamHandlers {
+/**
+ * The handlers of a stream's events, each called with the stream as `this` before any listener: an owner of many
+ * streams hands every one the same object, so a stream holds one reference for all four (RawTcpSocket.handleWith).
+ */
+export interface StreamHandlers {
   readonly data: (this: never, chunk: Buffer) => void;
   readonly end: (this: never) => void;
   readonly error: (this: never, error: Error) => void;
-  readonly close: (this: never) => void;
+  /** `hadError`: an 'error' came first, as net.Socket's 'close' tells. */
+  readonly close: (this: never, hadError: boolean) => void;
 }
 
 export interface TransportInfo {

@@ -5,7 +5,7 @@
 // one write) took the broker's main thread 17 % fewer instructions this way (callgrind: 50.8-52.4 k → 42.3-42.5 k).
 // Where this Node does not work the same way, `readDirect` says no and the caller listens to 'data' as before.
 // Plain TCP connections are net.Sockets only where listeners/raw-tcp.ts cannot take them; its sockets read into
-// the same buffer by themselves (readDirect hands them the reader).
+// the same buffer by themselves.
 import { Socket } from 'node:net';
 
 interface Symbols {
@@ -76,12 +76,6 @@ function wrapper(onChunk: ChunkReader): UserBufferCallback {
  * there), as do 'end', 'error' and 'close'. Returns false, changing nothing, where it cannot be done.
  */
 export function readDirect(socket: unknown, onChunk: ChunkReader): boolean {
-  // A socket on a raw TCP handle (listeners/raw-tcp.ts) reads this way by itself.
-  const direct = socket as { readDirect?: (onChunk: ChunkReader) => void } | null;
-  if (typeof direct?.readDirect === 'function') {
-    direct.readDirect(onChunk);
-    return true;
-  }
   if (symbols === undefined || !(socket instanceof Socket)) return false;
   const handle = (socket as unknown as { _handle?: ReadHandle | null })._handle;
   if (handle == null || handle.reading === true || typeof handle.useUserBuffer !== 'function') return false;

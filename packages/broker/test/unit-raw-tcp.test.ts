@@ -99,9 +99,14 @@ describe('RawTcpSocket', { skip }, () => {
     await withAccepted(async (accepted) => {
       const chunks: Buffer[] = [];
       const { socket, client } = accepted;
-      socket.readDirect(function (this: RawTcpSocket, chunk: Buffer) {
-        assert.equal(this, socket);
-        chunks.push(chunk);
+      socket.handleWith({
+        data(this: RawTcpSocket, chunk: Buffer) {
+          assert.equal(this, socket);
+          chunks.push(chunk);
+        },
+        end: () => {},
+        error: () => {},
+        close: () => {},
       });
       assert.equal(socket.isPaused(), true, 'accepted not reading');
       socket.resume();
@@ -121,7 +126,7 @@ describe('RawTcpSocket', { skip }, () => {
     });
   });
 
-  test('without a direct reader, reads are data events', async () => {
+  test('without handlers, reads are data events', async () => {
     await withAccepted(async (accepted) => {
       const chunks: Buffer[] = [];
       accepted.socket.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -305,7 +310,7 @@ describe('RawTcpSocket', { skip }, () => {
           calls.push(`close ${hadError}`);
         },
       };
-      socket.handleWith(handlers as never);
+      socket.handleWith(handlers);
       socket.on('data', () => calls.push('data listener'));
       socket.on('end', () => calls.push('end listener'));
       socket.on('close', () => calls.push('close listener'));
@@ -321,11 +326,11 @@ describe('RawTcpSocket', { skip }, () => {
       const { socket } = accepted;
       const calls: string[] = [];
       socket.handleWith({
-        data: undefined,
-        end: undefined,
+        data: () => {},
+        end: () => {},
         error: (error: Error) => calls.push(`error handler ${error.message}`),
         close: (hadError: boolean) => calls.push(`close handler ${hadError}`),
-      } as never);
+      });
       socket.on('error', (error: Error) => calls.push(`error listener ${error.message}`));
       socket.destroy(new Error('gone'));
       await until(() => calls.length === 3);

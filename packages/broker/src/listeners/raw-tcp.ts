@@ -10,6 +10,7 @@
 // net.Socket (read as direct-read.ts says).
 import type { Server } from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import type { StreamHandlers } from '../connection.js';
 import { READ_BUFFER, takeRead } from '../direct-read.js';
 
 /** The TCP handle (Node's TCPWrap) as far as it is used here. */
@@ -125,26 +126,9 @@ const ENDING = 4;
 const SHUT_DOWN = 8;
 const DESTROYED = 16;
 
-/** What takes each read: `this` is the socket (typed `never` so a reader may declare its socket type). */
-type ChunkReader = (this: never, chunk: Buffer) => void;
-
 type Listener = (this: never, ...args: never[]) => void;
 type Listeners = Listener | Listener[] | undefined;
 export type RawTcpEvent = 'data' | 'end' | 'error' | 'close';
-
-/**
- * One function per event, called with the socket as `this` before any listener: an owner that takes many sockets
- * (the broker's connections) hands every one the same object, so a socket holds one reference for all four.
- */
-export interface SocketHandlers {
-  /** Takes each read instead of 'data' listeners. */
-  readonly data: ChunkReader | undefined;
-  readonly end: Listener | undefined;
-  readonly error: Listener | undefined;
-  readonly close: Listener | undefined;
-}
-
-const NO_HANDLERS: SocketHandlers = { data: undefined, end: undefined, error: undefined, close: undefined };
 
 /** Listeners added with on() or once(): made on first use; an owner with handlers never needs them. */
 class Events {
@@ -170,7 +154,7 @@ function removed(listeners: Listeners, listener: Listener): Listeners {
 
 /**
  * One accepted TCP connection on Node's handle, with the part of a net.Socket the broker uses. Reads go to the
- * reader set by readDirect (or 'data' listeners), each as a buffer of its own; write() queues in libuv, whose
+ * data handler set by handleWith (or to 'data' listeners), each as a buffer of its own; write() queues in libuv, whose
  * pending bytes writableLength counts until they are written; end() shuts the sending side down after them; the
  * socket is destroyed once both sides have ended, on a read or write error ('error', then 'close') and by destroy().
  * A peer's FIN is reported by 'end' and nothing more: the owner ends its own side when it has answered (as a
@@ -183,7 +167,7 @@ function removed(listeners: Listeners, listener: Listener): Listeners {
 export class RawTcpSocket {
   readonly #handle: TcpHandle;
   #flags = 0;
-  #handlers: SocketHandlers = NO_HANDLERS;
+  #handlers: StreamHandlers | undefined = undefined;
   #events: Events | undefined = undefined;
   /** Bytes handed to libuv that it has not written yet. */
   writableLength = 0;
@@ -276,13 +260,8 @@ export class RawTcpSocket {
     return out;
   }
 
-  /** Hands each read to `onChunk` (`this` the socket) instead of emitting 'data'. */
-  readDirect(onChunk: ChunkReader): void {
-    this.#handlers = { ...this.#handlers, data: onChunk };
-  }
-
-  /** Sets the handlers of all four events (see SocketHandlers), in place of any set before. */
-  handleWith(handlers: SocketHandlers): void {
+  /** Sets the handlers of all four events (see StreamHandlers); each read goes to `data` instead of 'data'. */
+  handleWith(handlers: StreamHandlers): void {
     this.#handlers = handlers;
   }
 
@@ -290,7 +269,7 @@ export class RawTcpSocket {
   read(length: number): void {
     if (length > 0) {
       const chunk = takeRead(length);
-      const reader = this.#handlers.data;
+      const reader = this.#handlers?.data;
       if (reader !== undefined) reader.call(this as never, chunk);
       else this.emit(undefined, this.#events?.data, chunk);
       return;
@@ -302,7 +281,7 @@ export class RawTcpSocket {
       return;
     }
     this.#flags |= PEER_ENDED;
-    this.emit(this.#handlers.end, this.#events?.end);
+    this.emit(this.#handlers?.end, this.#events?.end);
     if ((this.#flags & SHUT_DOWN) !== 0) this.destroy();
   }
 
@@ -412,9 +391,9 @@ export class RawTcpSocket {
   closed(error: Error | undefined): void {
     const handlers = this.#handlers;
     try {
-      if (error !== undefined) this.emit(handlers.error, this.#events?.error, error);
+      if (error !== undefined) this.emit(handlers?.error, this.#events?.error, error);
     } finally {
-      this.emit(handlers.close, this.#events?.close, error !== undefined);
+      this.emit(handlers?.close, this.#events?.close, error !== undefined);
     }
   }
 }
