@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     `load: ${GENERATORS} generator processes on the same machine, competing with the broker for CPU (identically for all three brokers)`,
     'generator: pre-encoded MQTT 3.1.1 frames (our encode), batched writes, TCP_NODELAY; measured phase read by a framing-only counter',
     `mosquitto: persistence false, set_tcp_nodelay true, max_queued_messages ${MOSQUITTO_SETTINGS.max_queued_messages}, max_inflight_messages ${MOSQUITTO_SETTINGS.max_inflight_messages}`,
-    `windows: measure ${options.measureMs} ms after ${options.warmupMs} ms warm-up; knee steps ${options.stepMs} ms ×${options.stepFactor} from ${options.startRate}/s; payload ${options.payloadBytes} B${options.quick ? ' (--quick)' : ''}`,
+    `windows: measure ${options.measureMs} ms (2× knee: ${options.overloadMs} ms) after ${options.warmupMs} ms warm-up; knee steps ${options.stepMs} ms ×${options.stepFactor} from ${options.startRate}/s; payload ${options.payloadBytes} B${options.quick ? ' (--quick)' : ''}`,
   ];
   process.stdout.write(`${header.join('\n')}\n\n`);
 
@@ -158,7 +158,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     '\n≥: the generators could not offer more (CPU) while the broker still delivered all it was sent.\n' +
       '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
-      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB.\n' +
+      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB; "growing":\n' +
+      'its mean over the last third of the run is > 10 % (+ 8 MB) above its mean over the middle third.\n' +
       'floor: not a broker, a Node server answering CONNECT and SUBSCRIBE with fixed acks and echoing a PUBLISH to\n' +
       'its sender: the most connects/s the generators can drive on this machine now, and what a net.Socket costs\n' +
       'by itself (CPU per connect, RSS per idle connection, one read and one write of latency). Ours accepts plain\n' +

@@ -8,8 +8,13 @@ export interface BenchOptions {
   quick: boolean;
   brokers: BrokerName[];
   scenarios: ScenarioName[];
-  /** Measured window of each main run, and of each 2× knee run. */
+  /** Measured window of each main run. */
   measureMs: number;
+  /**
+   * Measured window of each 2× knee run: long enough for a Node broker's heap to reach the size it keeps under that
+   * load, so that RSS still rising is growth and not the heap's ramp after the knee run (see scenarios.ts).
+   */
+  overloadMs: number;
   warmupMs: number;
   /** One step of the knee search (its own warm-up included). */
   stepMs: number;
@@ -33,7 +38,7 @@ export interface BenchOptions {
 }
 
 const USAGE = `usage: node --import tsx bench/broker.ts [--quick] [--brokers=ours,mosquitto,aedes]
-  [--scenarios=${SCENARIO_NAMES.join(',')}] [--measure-ms=N] [--warmup-ms=N] [--step-ms=N]
+  [--scenarios=${SCENARIO_NAMES.join(',')}] [--measure-ms=N] [--overload-ms=N] [--warmup-ms=N] [--step-ms=N]
   [--start-rate=N] [--step-factor=F] [--max-rate=N] [--subscribers=N] [--publishers=N] [--pairs=N]
   [--idle=N] [--payload=BYTES] [--rtt-rate=N] [--rtt-warmup=N] [--rtt-rounds=N]
   [--connect-concurrency=N] [--connect-rounds=N] [--json out.json]`;
@@ -45,6 +50,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     brokers: [...BROKER_NAMES],
     scenarios: [...SCENARIO_NAMES],
     measureMs: quick ? 2000 : 5000,
+    overloadMs: quick ? 4000 : 15_000,
     warmupMs: quick ? 500 : 1000,
     stepMs: quick ? 1000 : 1500,
     startRate: 10_000,
@@ -98,6 +104,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
         break;
       case 'measure-ms':
         options.measureMs = number();
+        break;
+      case 'overload-ms':
+        options.overloadMs = number();
         break;
       case 'warmup-ms':
         options.warmupMs = number();
