@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { connect, MqttClient } from '../../src/client/index.js';
 import type { PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 describe('client lifecycle', () => {
   test('a persistent session backlog sent right behind CONNACK reaches the first consumer', async () => {
@@ -83,6 +88,27 @@ describe('client lifecycle', () => {
       const reason = await closed;
       assert.equal((reason as { code?: string } | undefined)?.code, 'MQTT_ERR_CONNECTION_CLOSED');
       assert.equal((await iterator.next()).done, true, 'iterators end when the client closes');
+    } finally {
+      await broker.close();
+    }
+  });
+
+  test('a client that ended is garbage at once: the limit on the wait for the peer FIN ends with the line', async () => {
+    const broker = await FakeBroker.start();
+    try {
+      // end() half-closes and gives the peer 2 s to close its side. That timer held the socket, and through it the
+      // whole client, for those 2 s after the line had closed: a fleet simulator or backend that ends thousands of
+      // clients a second kept seconds' worth of them.
+      const ended = async (): Promise<WeakRef<MqttClient>> => {
+        const client = await connect({ url: broker.url, reconnect: false });
+        await client.publish('t', 'x', { qos: 1 });
+        await client.end();
+        return new WeakRef(client);
+      };
+      const ref = await ended();
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      assert.equal(ref.deref(), undefined, 'nothing holds the client once end() has resolved');
     } finally {
       await broker.close();
     }

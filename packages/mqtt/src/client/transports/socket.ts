@@ -28,6 +28,8 @@ export class SocketTransport implements Transport {
   #failed = false;
   /** Reads before the client holds this transport, delivered once it does (see connected). */
   #early: Uint8Array[] | undefined = [];
+  /** end()'s limit on the wait for the peer's FIN: cleared on close, or it keeps the whole client reachable 2 s. */
+  #endLimit: ReturnType<typeof setTimeout> | undefined = undefined;
 
   constructor(socket: Socket, handlers: TransportHandlers) {
     this.#socket = socket;
@@ -77,7 +79,7 @@ export class SocketTransport implements Transport {
   end(): void {
     this.#socket.end();
     // A peer that never closes its side must not keep us waiting.
-    setTimeout(destroySocket, 2000, this.#socket).unref();
+    this.#endLimit ??= setTimeout(destroySocket, 2000, this.#socket).unref();
   }
 
   destroy(): void {
@@ -103,6 +105,8 @@ export class SocketTransport implements Transport {
   }
 
   closed(): void {
+    clearTimeout(this.#endLimit);
+    this.#endLimit = undefined;
     // A failed attempt is reported by its rejection alone: the client never held this transport.
     if (this.#connecting !== undefined) this.#fail(this.#lastError ?? new Error('the connection closed'));
     else if (!this.#failed) this.#handlers.close(this.#lastError);
