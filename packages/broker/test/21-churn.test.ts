@@ -1,5 +1,6 @@
 // Churn: a broker that vehicles connect to and leave for months must keep nothing for the clients that are gone.
-// Each cycle runs what a fleet does, with our client over TCP, in both protocol versions: a vehicle with a will and
+// Each cycle runs what a fleet does, with our client, in both protocol versions, over TCP with the memory store and
+// over WebSocket with the durable store (small segments, so that it rotates and compacts meanwhile): a vehicle with a will and
 // a transient session subscribes (exact, wildcard, shared), a backend on one of a few persistent sessions (5.0:
 // expiring a second after it leaves) follows that vehicle's filters and sends it a QoS 2 command, the vehicle
 // answers at QoS 1, sets and clears a retained message; every third vehicle is taken over by a second connection
@@ -18,6 +19,7 @@ import { describe, test } from 'node:test';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { connect, type Message, type MqttClient, type ProtocolVersion } from '@otalink/mqtt';
+import type { BrokerOptions, BrokerStats } from '../src/index.js';
 import { startBroker } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
@@ -49,9 +51,9 @@ function nextMessages(client: MqttClient, count: number, what: string): Promise<
   });
 }
 
-async function cycle(port: number, i: number): Promise<void> {
+async function cycle(url: string, i: number): Promise<void> {
   const version: ProtocolVersion = i % 2 === 0 ? 5 : 4;
-  const common = { host: '127.0.0.1', port, protocolVersion: version, reconnect: false as const };
+  const common = { url, protocolVersion: version, reconnect: false as const };
   const vehicleId = `veh-${i}`;
   const backend = await connect({
     ...common,
@@ -109,7 +111,7 @@ async function cycle(port: number, i: number): Promise<void> {
   await backend.end();
 }
 
-function counters(stats: import('../src/index.js').BrokerStats) {
+function counters(stats: BrokerStats) {
   return {
     connections: stats.connectionsCurrent,
     sessions: stats.sessionsCurrent,
@@ -184,46 +186,74 @@ function census(file: string): Census {
   return { bytes, counts, sizes };
 }
 
-describe('21 churn', () => {
-  test(`${CYCLES} cycles of vehicles coming and going leave the broker's state and the heap where they were`, async () => {
-    const b = await startBroker();
-    try {
-      for (let i = 0; i < WARM_UP; i++) await cycle(b.port, i);
-      await settled(b);
-      const before = counters(b.broker.stats);
-      // What the warm-up leaves: the 3.1.1 backends' sessions (they never expire), with nothing in them.
-      assert.deepEqual(before, {
-        connections: 0,
-        sessions: BACKENDS,
-        offline: BACKENDS,
-        subscriptions: 0,
-        retained: 0,
-        queued: 0,
-      });
-      const dir = tempDir();
-      const firstSnapshot = snapshot(join(dir, 'after-warm-up.heapsnapshot'));
+interface SetUp {
+  name: string;
+  options: () => Partial<BrokerOptions>;
+  url: (port: number) => string;
+}
 
-      for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(b.port, i);
-      await settled(b);
-      assert.deepEqual(b.broker.clients(), []);
-      assert.deepEqual(counters(b.broker.stats), before);
-      const lastSnapshot = snapshot(join(dir, 'after-churn.heapsnapshot'));
-      const heapBefore = census(firstSnapshot);
-      const heapAfter = census(lastSnapshot);
-      const grown = [...heapAfter.counts]
-        .map(([kind, count]) => ({ kind, more: count - (heapBefore.counts.get(kind) ?? 0) }))
-        .filter(({ more }) => more > MAX_NEW_OBJECTS_OF_A_KIND);
-      assert.deepEqual(grown, [], `kinds of objects that grew over ${CYCLES} cycles`);
-      const largest = [...heapAfter.sizes]
-        .map(([kind, size]) => `${kind} +${size - (heapBefore.sizes.get(kind) ?? 0)} B`)
-        .sort((x, y) => Number(y.split('+')[1]!.slice(0, -2)) - Number(x.split('+')[1]!.slice(0, -2)))
-        .slice(0, 5);
-      assert.ok(
-        heapAfter.bytes - heapBefore.bytes <= MAX_NEW_BYTES,
-        `the heap grew by ${heapAfter.bytes - heapBefore.bytes} B over ${CYCLES} cycles: ${largest.join(', ')}`,
-      );
-    } finally {
-      await b.close();
-    }
-  });
+const SET_UPS: SetUp[] = [
+  {
+    name: 'TCP, memory store',
+    options: () => ({}),
+    url: (port) => `mqtt://127.0.0.1:${port}`,
+  },
+  {
+    name: 'WebSocket, durable store',
+    options: () => ({
+      listeners: [{ protocol: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' }],
+      dataDir: tempDir(),
+      // The test is about memory: no fdatasync per commit; segments small enough to rotate and compact meanwhile.
+      storeOptions: { sync: 'none', segmentBytes: 64 * 1024, compactMinBytes: 64 * 1024 },
+    }),
+    url: (port) => `ws://127.0.0.1:${port}/mqtt`,
+  },
+];
+
+describe('21 churn', () => {
+  for (const setUp of SET_UPS) {
+    test(`${setUp.name}: ${CYCLES} cycles of clients coming and going leave the broker's state and the heap level`, async () => {
+      const b = await startBroker(setUp.options());
+      const url = setUp.url(b.port);
+      try {
+        for (let i = 0; i < WARM_UP; i++) await cycle(url, i);
+        await settled(b);
+        const before = counters(b.broker.stats);
+        // What the warm-up leaves: the 3.1.1 backends' sessions (they never expire), with nothing in them.
+        assert.deepEqual(before, {
+          connections: 0,
+          sessions: BACKENDS,
+          offline: BACKENDS,
+          subscriptions: 0,
+          retained: 0,
+          queued: 0,
+        });
+        const dir = tempDir();
+        const firstSnapshot = snapshot(join(dir, 'after-warm-up.heapsnapshot'));
+
+        for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(url, i);
+        await settled(b);
+        assert.deepEqual(b.broker.clients(), []);
+        assert.deepEqual(counters(b.broker.stats), before);
+        const lastSnapshot = snapshot(join(dir, 'after-churn.heapsnapshot'));
+        const heapBefore = census(firstSnapshot);
+        const heapAfter = census(lastSnapshot);
+        const grown = [...heapAfter.counts]
+          .map(([kind, count]) => ({ kind, more: count - (heapBefore.counts.get(kind) ?? 0) }))
+          .filter(({ more }) => more > MAX_NEW_OBJECTS_OF_A_KIND);
+        assert.deepEqual(grown, [], `kinds of objects that grew over ${CYCLES} cycles`);
+        const growth = [...heapAfter.sizes]
+          .map(([kind, size]) => ({ kind, more: size - (heapBefore.sizes.get(kind) ?? 0) }))
+          .sort((x, y) => y.more - x.more)
+          .slice(0, 5)
+          .map(({ kind, more }) => `${kind} +${more} B`);
+        assert.ok(
+          heapAfter.bytes - heapBefore.bytes <= MAX_NEW_BYTES,
+          `the heap grew by ${heapAfter.bytes - heapBefore.bytes} B over ${CYCLES} cycles: ${growth.join(', ')}`,
+        );
+      } finally {
+        await b.close();
+      }
+    });
+  }
 });
