@@ -1,37 +1,30 @@
 // Churn: a broker that vehicles connect to and leave for months must keep nothing for the clients that are gone.
-// Each cycle runs what a fleet does, with our client, in both protocol versions, over TCP with the memory store and
-// over WebSocket with the durable store (small segments, so that it rotates and compacts meanwhile): a vehicle with a will and
-// a transient session subscribes (exact, wildcard, shared), a backend on one of a few persistent sessions (5.0:
+// Each cycle runs what a fleet does, with our client, in both protocol versions: a vehicle with a will and a
+// transient session subscribes (exact, wildcard, shared), a backend on one of a few persistent sessions (5.0:
 // expiring a second after it leaves) follows that vehicle's filters and sends it a QoS 2 command, the vehicle
 // answers at QoS 1, sets and clears a retained message; every third vehicle is taken over by a second connection
-// with its client id, and every other one drops its line without DISCONNECT, so that its will goes out.
-// After a warm-up the broker's counters and a census of the heap are taken, and again after many more cycles: the
-// counters must be the same, and so must the heap's objects, by kind and in bytes (broker and clients together,
-// after a full GC). The census leaves out compiled code, which V8 keeps adding to and dropping for a while (a
-// few hundred KB either way between two rounds here), and the bytes of a few kinds that swing by themselves
-// (VOLATILE); what is left came out level to within ~200 bytes over 600 cycles and every kind's count to within a
-// few, so one object kept per cycle, or a Map or array growing with them, shows. (Checked: a broker that kept
-// each departed client id in an array failed here with 1 401 more strings.)
+// with its client id, and every other one drops its line without DISCONNECT, so that its will goes out. It runs
+// over TCP with the memory store, and over WebSocket with the durable store (small segments, so that the store
+// rotates and compacts meanwhile).
+// After a warm-up the broker's counters and a heap snapshot are taken, and again after many more cycles: the
+// counters must be the same, and the heap (broker and clients together) must hold no more objects of any kind, nor
+// more bytes, beyond noise (test/support/heap-census.ts). Checked: a broker that kept each departed client id in
+// an array failed here with 1 401 more strings.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { connect, type Message, type MqttClient, type ProtocolVersion } from '@otalink/mqtt';
+import { heapGrowth, heapSnapshot } from '../../../test/support/heap-census.js';
 import type { BrokerOptions, BrokerStats } from '../src/index.js';
 import { startBroker } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 const tempDir = tempDirs('otalink-churn-');
 
 const WARM_UP = 150;
 const CYCLES = 600;
 /** Persistent backend sessions, taken in turn: a bounded set, since a 3.1.1 one never expires. */
 const BACKENDS = 3;
-/** Growth the census lets pass: a few objects and bytes of noise, far below one per cycle. */
+/** Growth let pass as noise: a few objects and bytes, far below one per cycle. */
 const MAX_NEW_OBJECTS_OF_A_KIND = CYCLES / 10;
 const MAX_NEW_BYTES = 8 * CYCLES;
 
@@ -129,63 +122,6 @@ async function settled(b: { broker: { clients(): string[] } }): Promise<void> {
   while (b.broker.clients().length > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
-/**
- * Kinds whose bytes swing by up to ~250 KB between two snapshots of the same state: V8's unnamed internal arrays
- * (its string table, number-to-string cache), heap numbers, and array buffers' backing stores (Node's Buffer pool
- * slabs and read buffers, filled and freed whatever the clients do). Their counts are still checked.
- */
-const VOLATILE = new Set(['array ', 'number', 'native']);
-
-interface Census {
-  /** Self size of every node but compiled code, V8's internal ones and VOLATILE kinds. */
-  bytes: number;
-  /** Nodes by kind: `object Session`, `string`, `array (object elements)`, `closure onData`, … */
-  counts: Map<string, number>;
-  /** Their self size, by the same kinds. */
-  sizes: Map<string, number>;
-}
-
-/**
- * Writes a heap snapshot (V8 makes a full GC first) to `file`. Both snapshots are written before either is read:
- * the first one's census, alive during the second, would be counted in it.
- */
-function snapshot(file: string): string {
-  gc();
-  return writeHeapSnapshot(file);
-}
-
-/** Counts what a heap snapshot holds. */
-function census(file: string): Census {
-  const parsed = JSON.parse(readFileSync(file, 'utf8')) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
-    nodes: number[];
-    strings: string[];
-  };
-  const fields = parsed.snapshot.meta.node_fields;
-  const typeNames = parsed.snapshot.meta.node_types[0];
-  const width = fields.length;
-  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f)) as [
-    number,
-    number,
-    number,
-  ];
-  const counts = new Map<string, number>();
-  const sizes = new Map<string, number>();
-  let bytes = 0;
-  for (let i = 0; i < parsed.nodes.length; i += width) {
-    const type = typeNames[parsed.nodes[i + typeAt]!]!;
-    if (type === 'code' || type === 'hidden' || type === 'synthetic' || type === 'object shape') continue;
-    const size = parsed.nodes[i + sizeAt]!;
-    // Strings and numbers are named by their value: counted by type alone.
-    const named = type === 'object' || type === 'array' || type === 'closure';
-    const kind = named ? `${type} ${parsed.strings[parsed.nodes[i + nameAt]!]}` : type;
-    if (!VOLATILE.has(kind)) bytes += size;
-    counts.set(kind, (counts.get(kind) ?? 0) + 1);
-    sizes.set(kind, (sizes.get(kind) ?? 0) + size);
-  }
-  return { bytes, counts, sizes };
-}
-
 interface SetUp {
   name: string;
   options: () => Partial<BrokerOptions>;
@@ -229,27 +165,17 @@ describe('21 churn', () => {
           queued: 0,
         });
         const dir = tempDir();
-        const firstSnapshot = snapshot(join(dir, 'after-warm-up.heapsnapshot'));
+        const firstSnapshot = heapSnapshot(dir, 'after-warm-up');
 
         for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(url, i);
         await settled(b);
         assert.deepEqual(b.broker.clients(), []);
         assert.deepEqual(counters(b.broker.stats), before);
-        const lastSnapshot = snapshot(join(dir, 'after-churn.heapsnapshot'));
-        const heapBefore = census(firstSnapshot);
-        const heapAfter = census(lastSnapshot);
-        const grown = [...heapAfter.counts]
-          .map(([kind, count]) => ({ kind, more: count - (heapBefore.counts.get(kind) ?? 0) }))
-          .filter(({ more }) => more > MAX_NEW_OBJECTS_OF_A_KIND);
-        assert.deepEqual(grown, [], `kinds of objects that grew over ${CYCLES} cycles`);
-        const growth = [...heapAfter.sizes]
-          .map(([kind, size]) => ({ kind, more: size - (heapBefore.sizes.get(kind) ?? 0) }))
-          .sort((x, y) => y.more - x.more)
-          .slice(0, 5)
-          .map(({ kind, more }) => `${kind} +${more} B`);
+        const growth = heapGrowth(firstSnapshot, heapSnapshot(dir, 'after-churn'), MAX_NEW_OBJECTS_OF_A_KIND);
+        assert.deepEqual(growth.grown, [], `kinds of objects that grew over ${CYCLES} cycles`);
         assert.ok(
-          heapAfter.bytes - heapBefore.bytes <= MAX_NEW_BYTES,
-          `the heap grew by ${heapAfter.bytes - heapBefore.bytes} B over ${CYCLES} cycles: ${growth.join(', ')}`,
+          growth.bytes <= MAX_NEW_BYTES,
+          `the heap grew by ${growth.bytes} B over ${CYCLES} cycles: ${growth.largest.join(', ')}`,
         );
       } finally {
         await b.close();
