@@ -4,7 +4,7 @@
 // a restart. Sessions that end with their connection never reach the store. The session never touches a socket: it
 // hands deliveries to an `Outlet` (the connection) and knows only whether the outlet can take more.
 import type { ProtocolVersion, QoS, RetainHandling } from '@otalink/mqtt/codec';
-import { Fifo } from './fifo.js';
+import { Fifo } from '@otalink/mqtt/fifo';
 import { type InflightEntry, InflightWindow } from './inflight-window.js';
 import { type Delivery, isExpired } from './message.js';
 import type { PublishTemplates } from './publish-encoding.js';

@@ -28,6 +28,7 @@ import type {
 } from '../codec/packets.js';
 import { isPacketId } from '../codec/packets.js';
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
+import { Fifo } from './fifo.js';
 import { type InflightEntry, InflightTable } from './inflight-table.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
 import { type AliasChoice, IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
@@ -145,42 +146,6 @@ export interface ServerLimits {
   keepalive: number;
 }
 
-/** A FIFO with O(1) removal at both ends, compacted lazily. */
-class Deque<T> {
-  private items: T[] = [];
-  private head = 0;
-  get length(): number {
-    return this.items.length - this.head;
-  }
-  push(item: T): void {
-    this.items.push(item);
-  }
-  unshiftAll(items: T[]): void {
-    this.items = [...items, ...this.items.slice(this.head)];
-    this.head = 0;
-  }
-  peek(): T | undefined {
-    return this.items[this.head];
-  }
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head]!;
-    this.head++;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-  pop(): T | undefined {
-    if (this.length === 0) return undefined;
-    return this.items.pop();
-  }
-  *[Symbol.iterator](): Iterator<T> {
-    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
-  }
-}
-
 /**
  * A step starts with shared empty arrays and gets its own on the first packet or event, as a one-element literal:
  * most steps carry one event (a message in, a publish settled), and pushing onto an empty `[]` makes V8 allocate
@@ -235,7 +200,7 @@ export class ClientSession {
    * QoS 1 message's instructions and allocation).
    */
   private nextId = 1;
-  private readonly queue = new Deque<OutEntry>();
+  private readonly queue = new Fifo<OutEntry>();
   /** Unacknowledged QoS 1/2 publishes by packet id, in the order they were sent. */
   private readonly inflight = new InflightTable<OutEntry>();
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
