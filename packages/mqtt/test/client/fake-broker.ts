@@ -131,6 +131,16 @@ export class FakeBroker {
     for (const c of this.connections) c.drop();
   }
 
+  /** Forgets what it recorded and the connections that closed, so that a long test's memory stays its client's. */
+  forget(): void {
+    this.publishes.length = 0;
+    this.delivered.length = 0;
+    this.connects.length = 0;
+    const open = this.connections.filter((c) => !c.socket.destroyed);
+    this.connections.length = 0;
+    this.connections.push(...open);
+  }
+
   async close(): Promise<void> {
     this.dropAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

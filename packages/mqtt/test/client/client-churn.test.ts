@@ -1,0 +1,80 @@
+// A client in a vehicle keeps one MqttClient for months while coverage comes and goes: every lost line, reconnect,
+// resubscribe and replay of what queued offline must leave nothing behind on that client. Here a persistent
+// session's line is cut hundreds of times; each time a QoS 1 and a QoS 2 message are published while it is down
+// (queued, then replayed), and one of each once it is back. Between a snapshot after the warm-up and one after the
+// churn, the heap may not hold more objects of any kind, nor more bytes, beyond noise (test/support/heap-census.ts).
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { heapGrowth, heapSnapshot } from '../../../../test/support/heap-census.js';
+import { type ClientState, connect, type MqttClient } from '../../src/client/index.js';
+import { FakeBroker } from './fake-broker.js';
+
+const WARM_UP = 60;
+const ROUNDS = 400;
+const MAX_NEW_OBJECTS_OF_A_KIND = ROUNDS / 10;
+const MAX_NEW_BYTES = 8 * ROUNDS;
+
+function until(client: MqttClient, state: ClientState): Promise<void> {
+  if (client.state === state) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`client still ${client.state}, not ${state}, after 5 s`)), 5000);
+    const onState = (s: ClientState) => {
+      if (s !== state) return;
+      clearTimeout(timer);
+      client.off('state', onState);
+      resolve();
+    };
+    client.on('state', onState);
+  });
+}
+
+async function round(client: MqttClient, broker: FakeBroker): Promise<void> {
+  const offline = until(client, 'reconnecting');
+  broker.dropAll();
+  await offline;
+  const queued = [
+    client.publish('tcu/status', 'offline', { qos: 1 }),
+    client.publish('tcu/log', 'offline', { qos: 2 }),
+  ];
+  await until(client, 'connected');
+  await Promise.all(queued);
+  await client.publish('tcu/status', 'online', { qos: 1 });
+  await client.publish('tcu/log', 'online', { qos: 2 });
+  broker.forget();
+}
+
+describe('client churn', () => {
+  for (const version of [4, 5] as const) {
+    test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: ${ROUNDS} lost lines, reconnects and replays leave the heap level`, async () => {
+      const broker = await FakeBroker.start();
+      const dir = mkdtempSync(join(tmpdir(), 'otalink-client-churn-'));
+      const client = await connect({
+        url: broker.url,
+        protocolVersion: version,
+        clientId: 'tcu',
+        clean: false,
+        properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+        reconnect: { initialDelayMs: 1, maxDelayMs: 4, jitter: 'none' },
+      });
+      try {
+        await client.subscribe('ota/tcu/#', { qos: 1 });
+        for (let i = 0; i < WARM_UP; i++) await round(client, broker);
+        const first = heapSnapshot(dir, 'after-warm-up');
+        for (let i = 0; i < ROUNDS; i++) await round(client, broker);
+        const growth = heapGrowth(first, heapSnapshot(dir, 'after-churn'), MAX_NEW_OBJECTS_OF_A_KIND);
+        assert.deepEqual(growth.grown, [], `kinds of objects that grew over ${ROUNDS} reconnects`);
+        assert.ok(
+          growth.bytes <= MAX_NEW_BYTES,
+          `the heap grew by ${growth.bytes} B over ${ROUNDS} reconnects: ${growth.largest.join(', ')}`,
+        );
+      } finally {
+        await client.end({ force: true });
+        await broker.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+});
