@@ -1,6 +1,6 @@
 // Broker benchmark: ours, Mosquitto and Aedes measured in one run by the same raw-socket load generator.
 //
-//   node --import tsx bench/broker.ts                 full run (~ 13 min), table on stdout
+//   node --import tsx bench/broker.ts                 full run (~ 16 min), table on stdout
 //   node --import tsx bench/broker.ts --quick         shorter windows, 2 000 idle connections
 //   node --import tsx bench/broker.ts --json out.json also write every measurement as JSON
 //   node --import tsx bench/broker.ts --brokers=mosquitto,aedes --scenarios=fanout,rtt
