@@ -204,7 +204,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
   /** What to subscribe again when the server did not keep the session, by filter. */
   private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
-  private readonly streams = new Set<{ stream: MessageStream<Message>; accepts: (topic: string) => boolean }>();
+  private readonly streams = new Set<StreamEntry>();
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
@@ -472,6 +472,11 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.apply(this.conn, step);
     for (const f of list) this.registry.delete(f);
     const unsuback = (await acked) as UnsubackPacket;
+    // A subscription's own streams end once none of its filters is subscribed any more: the server sends them
+    // nothing from now on, and a `for await` over one would otherwise wait until the client closes.
+    for (const entry of [...this.streams]) {
+      if (entry.filters?.every((f) => !this.registry.has(f))) entry.stream.end();
+    }
     return unsuback.reasonCodes ?? [];
   }
 
@@ -480,12 +485,23 @@ export class MqttClient extends Emitter<ClientEvents> {
    * (iterator or 'message' listener) also gets what arrived before it existed.
    */
   messages(accepts: (topic: string) => boolean = () => true): MessageStream<Message> {
-    const entry = {
+    return this.stream(accepts, undefined);
+  }
+
+  /** @internal A subscription's messages (MqttSubscription.messages): the stream ends when its filters are undone. */
+  subscriptionMessages(filters: readonly string[]): MessageStream<Message> {
+    const plain = filters.map((f) => parseSharedSubscription(f)?.filter ?? f);
+    return this.stream((topic) => plain.some((f) => topicMatches(f, topic)), filters);
+  }
+
+  private stream(accepts: (topic: string) => boolean, filters: readonly string[] | undefined): MessageStream<Message> {
+    const entry: StreamEntry = {
       stream: new MessageStream<Message>(
         () => this.streams.delete(entry),
         () => this.maybeResume(),
       ),
       accepts,
+      filters,
     };
     const early = this.takeEarly();
     for (const m of early) if (accepts(m.topic)) entry.stream.push(m);
@@ -1125,6 +1141,13 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 }
 
+interface StreamEntry {
+  stream: MessageStream<Message>;
+  accepts: (topic: string) => boolean;
+  /** The filters of the subscription whose stream it is (MqttSubscription.messages); undefined for client.messages. */
+  filters: readonly string[] | undefined;
+}
+
 /** A granted subscription: its reason codes, its own message stream, and a way to undo it. */
 export class MqttSubscription {
   readonly filters: string[];
@@ -1138,10 +1161,12 @@ export class MqttSubscription {
     this.filters = subscriptions.map((s) => s.topicFilter);
   }
 
-  /** Messages whose topic matches one of this subscription's filters. */
+  /**
+   * Messages whose topic matches one of this subscription's filters. The stream ends when the client closes, and
+   * once every one of these filters was unsubscribed (here or with `client.unsubscribe`).
+   */
   messages(): MessageStream<Message> {
-    const plain = this.filters.map((f) => parseSharedSubscription(f)?.filter ?? f);
-    return this.client.messages((topic) => plain.some((f) => topicMatches(f, topic)));
+    return this.client.subscriptionMessages(this.filters);
   }
 
   unsubscribe(properties?: UnsubscribeProperties): Promise<number[]> {

@@ -1,7 +1,8 @@
 // A client in a vehicle keeps one MqttClient for months while coverage comes and goes: every lost line, reconnect,
 // resubscribe and replay of what queued offline must leave nothing behind on that client. Here a persistent
 // session's line is cut hundreds of times; each time a QoS 1 and a QoS 2 message are published while it is down
-// (queued, then replayed), and one of each once it is back. Between a snapshot after the warm-up and one after the
+// (queued, then replayed), and one of each once it is back, and a request's reply comes on a subscription made
+// for it and undone (its stream ending). Between a snapshot after the warm-up and one after the
 // churn, the heap may not hold more objects of any kind, nor more bytes, beyond noise (test/support/heap-census.ts).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,7 +32,7 @@ function until(client: MqttClient, state: ClientState): Promise<void> {
   });
 }
 
-async function round(client: MqttClient, broker: FakeBroker): Promise<void> {
+async function round(client: MqttClient, broker: FakeBroker, n: number): Promise<void> {
   const offline = until(client, 'reconnecting');
   broker.dropAll();
   await offline;
@@ -43,6 +44,14 @@ async function round(client: MqttClient, broker: FakeBroker): Promise<void> {
   await Promise.all(queued);
   await client.publish('tcu/status', 'online', { qos: 1 });
   await client.publish('tcu/log', 'online', { qos: 2 });
+  // A request and its reply on a topic of its own, read from the subscription's stream, which then ends.
+  const topic = `tcu/reply/${n}`;
+  const sub = await client.subscribe(topic, { qos: 1 });
+  const replies = sub.messages();
+  broker.latest!.send({ type: 'publish', topic, payload: new Uint8Array(8), qos: 0, retain: false, dup: false });
+  assert.equal((await replies.next()).value?.topic, topic);
+  await sub.unsubscribe();
+  assert.equal((await replies.next()).done, true);
   broker.forget();
 }
 
@@ -61,9 +70,9 @@ describe('client churn', () => {
       });
       try {
         await client.subscribe('ota/tcu/#', { qos: 1 });
-        for (let i = 0; i < WARM_UP; i++) await round(client, broker);
+        for (let i = 0; i < WARM_UP; i++) await round(client, broker, i);
         const first = heapSnapshot(dir, 'after-warm-up');
-        for (let i = 0; i < ROUNDS; i++) await round(client, broker);
+        for (let i = WARM_UP; i < WARM_UP + ROUNDS; i++) await round(client, broker, i);
         const growth = heapGrowth(first, heapSnapshot(dir, 'after-churn'), MAX_NEW_OBJECTS_OF_A_KIND);
         assert.deepEqual(growth.grown, [], `kinds of objects that grew over ${ROUNDS} reconnects`);
         assert.ok(

@@ -60,6 +60,45 @@ for (const version of [4, 5] as ProtocolVersion[]) {
       });
     });
 
+    test('a subscription iterator ends once its filters are unsubscribed, after what it had buffered', async () => {
+      await withBroker(async (broker) => {
+        const client = await connect(options(broker, { protocolVersion: version }));
+        try {
+          const both = await client.subscribe(['a/#', 'b/#'], { qos: 1 });
+          const other = await client.subscribe('c/#', { qos: 1 });
+          const all = client.messages();
+          const fromBoth = both.messages();
+          const fromOther = other.messages();
+          const conn = broker.latest!;
+          const payload = new Uint8Array(0);
+          conn.send({ type: 'publish', topic: 'a/1', payload, qos: 0, retain: false, dup: false });
+          await broker.until(() => fromBoth.pending === 1);
+          // One of its two filters undone: 'b/#' still brings messages, so the stream goes on.
+          await client.unsubscribe('a/#');
+          conn.send({ type: 'publish', topic: 'b/1', payload, qos: 0, retain: false, dup: false });
+          await broker.until(() => fromBoth.pending === 2);
+          await both.unsubscribe();
+          const drained = (async () => {
+            const got: string[] = [];
+            for await (const m of fromBoth) got.push(m.topic); // ends instead of waiting for the client to close
+            return got;
+          })();
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const stuck = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('the stream did not end after UNSUBACK')), 2000);
+          });
+          assert.deepEqual(await Promise.race([drained, stuck]), ['a/1', 'b/1']);
+          clearTimeout(timer);
+          assert.equal(fromOther.pending, 0);
+          conn.send({ type: 'publish', topic: 'c/1', payload, qos: 0, retain: false, dup: false });
+          assert.equal((await fromOther.next()).value?.topic, 'c/1', "another subscription's stream goes on");
+          assert.equal((await all.next()).value?.topic, 'a/1', 'client.messages() is no subscription of its own');
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
     test('incoming messages: events, client iterator and per-subscription iterator; QoS 2 once', async () => {
       await withBroker(async (broker) => {
         const client = await connect(options(broker, { protocolVersion: version }));
