@@ -5,16 +5,18 @@
 // answers at QoS 1, sets and clears a retained message; every third vehicle is taken over by a second connection
 // with its client id, and every other one drops its line without DISCONNECT, so that its will goes out. It runs
 // over TCP with the memory store, and over WebSocket with the durable store (small segments, so that the store
-// rotates and compacts meanwhile).
+// rotates and compacts meanwhile), and over mutual TLS with the identity taken from the client certificate and an
+// ACL by that identity, as the OTA fleet connects.
 // After a warm-up the broker's counters and a heap snapshot are taken, and again after many more cycles: the
 // counters must be the same, and the heap (broker and clients together) must hold no more objects of any kind, nor
 // more bytes, beyond noise (test/support/heap-census.ts). Checked: a broker that kept each departed client id in
 // an array failed here with 1 401 more strings.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
-import { connect, type Message, type MqttClient, type ProtocolVersion } from '@otalink/mqtt';
+import { after, describe, test } from 'node:test';
+import { type ClientOptions, connect, type Message, type MqttClient, type ProtocolVersion } from '@otalink/mqtt';
 import { heapGrowth, heapSnapshot } from '../../../test/support/heap-census.js';
-import type { BrokerOptions, BrokerStats } from '../src/index.js';
+import { type BrokerOptions, type BrokerStats, createAclAuthorizer, parseAcl } from '../src/index.js';
+import { makeCertificates, type TestCertificates } from './support/certs.js';
 import { startBroker } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
@@ -44,9 +46,9 @@ function nextMessages(client: MqttClient, count: number, what: string): Promise<
   });
 }
 
-async function cycle(url: string, i: number): Promise<void> {
+async function cycle(client: ClientOptions, i: number): Promise<void> {
   const version: ProtocolVersion = i % 2 === 0 ? 5 : 4;
-  const common = { url, protocolVersion: version, reconnect: false as const };
+  const common = { ...client, protocolVersion: version, reconnect: false as const };
   const vehicleId = `veh-${i}`;
   const backend = await connect({
     ...common,
@@ -124,15 +126,20 @@ async function settled(b: { broker: { clients(): string[] } }): Promise<void> {
 
 interface SetUp {
   name: string;
+  /** Why it cannot run here, if it cannot. */
+  skip?: () => string | undefined;
   options: () => Partial<BrokerOptions>;
-  url: (port: number) => string;
+  client: (port: number) => ClientOptions;
 }
+
+let certs: TestCertificates | undefined;
+after(() => certs?.remove());
 
 const SET_UPS: SetUp[] = [
   {
     name: 'TCP, memory store',
     options: () => ({}),
-    url: (port) => `mqtt://127.0.0.1:${port}`,
+    client: (port) => ({ url: `mqtt://127.0.0.1:${port}` }),
   },
   {
     name: 'WebSocket, durable store',
@@ -142,17 +149,49 @@ const SET_UPS: SetUp[] = [
       // The test is about memory: no fdatasync per commit; segments small enough to rotate and compact meanwhile.
       storeOptions: { sync: 'none', segmentBytes: 64 * 1024, compactMinBytes: 64 * 1024 },
     }),
-    url: (port) => `ws://127.0.0.1:${port}/mqtt`,
+    client: (port) => ({ url: `ws://127.0.0.1:${port}/mqtt` }),
+  },
+  {
+    // As the OTA fleet connects: a certificate per client, the identity taken from it, an ACL by that identity.
+    name: 'mutual TLS, identity from the certificate, ACL',
+    skip: () => {
+      certs ??= makeCertificates();
+      return certs === undefined ? 'openssl is not installed (apt-get install openssl)' : undefined;
+    },
+    options: () => ({
+      listeners: [
+        {
+          protocol: 'mqtts',
+          host: '127.0.0.1',
+          port: 0,
+          tls: {
+            cert: certs!.serverCert,
+            key: certs!.serverKey,
+            ca: certs!.ca,
+            requireClientCertificate: true,
+            identityFromCertificate: true,
+          },
+        },
+      ],
+      allowAnonymous: false,
+      authorize: createAclAuthorizer(parseAcl('user fleet\ntopic readwrite churn/#\n', 'churn.acl')),
+    }),
+    client: (port) => {
+      const { cert, key } = certs!.client('fleet');
+      return { url: `mqtts://127.0.0.1:${port}`, tls: { ca: certs!.ca, cert, key, servername: 'localhost' } };
+    },
   },
 ];
 
 describe('21 churn', () => {
   for (const setUp of SET_UPS) {
-    test(`${setUp.name}: ${CYCLES} cycles of clients coming and going leave the broker's state and the heap level`, async () => {
+    test(`${setUp.name}: ${CYCLES} cycles of clients coming and going leave the broker's state and the heap level`, async (t) => {
+      const why = setUp.skip?.();
+      if (why !== undefined) return t.skip(why);
       const b = await startBroker(setUp.options());
-      const url = setUp.url(b.port);
+      const client = setUp.client(b.port);
       try {
-        for (let i = 0; i < WARM_UP; i++) await cycle(url, i);
+        for (let i = 0; i < WARM_UP; i++) await cycle(client, i);
         await settled(b);
         const before = counters(b.broker.stats);
         // What the warm-up leaves: the 3.1.1 backends' sessions (they never expire), with nothing in them.
@@ -167,7 +206,7 @@ describe('21 churn', () => {
         const dir = tempDir();
         const firstSnapshot = heapSnapshot(dir, 'after-warm-up');
 
-        for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(url, i);
+        for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(client, i);
         await settled(b);
         assert.deepEqual(b.broker.clients(), []);
         assert.deepEqual(counters(b.broker.stats), before);
