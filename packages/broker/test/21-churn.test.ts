@@ -17,7 +17,7 @@ import { type ClientOptions, connect, type Message, type MqttClient, type Protoc
 import { heapGrowth, heapSnapshot } from '../../../test/support/heap-census.js';
 import { type BrokerOptions, type BrokerStats, createAclAuthorizer, parseAcl } from '../src/index.js';
 import { makeCertificates, type TestCertificates } from './support/certs.js';
-import { startBroker } from './support/raw-client.js';
+import { connectClient, RawClient, startBroker } from './support/raw-client.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const tempDir = tempDirs('otalink-churn-');
@@ -221,4 +221,77 @@ describe('21 churn', () => {
       }
     });
   }
+});
+
+/**
+ * Clients a broker on the internet meets every day, and must forget as soon as they are gone: a CONNECT with a
+ * protocol level it does not speak, a refused user, bytes that are no MQTT, a packet over the size limit, a
+ * malformed SUBSCRIBE, a socket that closes before its CONNECT or in the middle of a packet.
+ */
+async function hostileCycle(port: number, i: number): Promise<void> {
+  // MQTT 3.1 (MQIsdp, level 3), which the broker does not speak: CONNACK 0x01 in the 3.1.1 form, then a close.
+  const mqtt31 = [0x10, 15, 0, 6, ...new TextEncoder().encode('MQIsdp'), 3, 0x02, 0, 60, 0, 1, 0x61];
+  const level = await RawClient.open(port, 4);
+  level.writeRaw(mqtt31);
+  assert.deepEqual(await level.expectClose(), [{ type: 'connack', sessionPresent: false, reasonCode: 0x01 }]);
+
+  const refused = await connectClient(port, { version: 5, clientId: `bad-${i}`, username: 'intruder' });
+  assert.equal(refused.connack.reasonCode, 0x86);
+  await refused.client.expectClose();
+
+  const garbage = await RawClient.open(port, 4);
+  garbage.writeRaw([0x00, 0x00]);
+  await garbage.expectClose();
+
+  const oversized = await connectClient(port, { version: 5, clientId: `big-${i}` });
+  oversized.client.send({
+    type: 'publish',
+    topic: 'churn/big',
+    payload: new Uint8Array(8192),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  const [disconnect] = await oversized.client.expectClose();
+  assert.equal(disconnect?.type === 'disconnect' && disconnect.reasonCode, 0x95);
+
+  const badSubscribe = await connectClient(port, { version: 4, clientId: `sub-${i}` });
+  // SUBSCRIBE, packet id 1, filter "a", options 3 (QoS 3): malformed.
+  badSubscribe.client.writeRaw([0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0x61, 0x03]);
+  await badSubscribe.client.expectClose();
+
+  const silent = await RawClient.open(port, 4);
+  silent.socket.destroy();
+  const cut = await connectClient(port, { version: 5, clientId: `cut-${i}` });
+  cut.client.writeRaw([0x30, 0x20, 0x00, 0x05, 0x63]); // a PUBLISH cut after 3 of its 32 bytes
+  cut.client.socket.destroy();
+}
+
+describe('21 churn, hostile clients', () => {
+  test(`${CYCLES} rounds of refused, malformed and cut connections leave nothing behind`, async () => {
+    const b = await startBroker({
+      limits: { maxPacketSize: 4096 },
+      allowAnonymous: false,
+      authenticate: (request) => (request.username === 'intruder' ? { ok: false, reasonCode: 0x86 } : { ok: true }),
+    });
+    try {
+      for (let i = 0; i < WARM_UP; i++) await hostileCycle(b.port, i);
+      await settled(b);
+      const before = counters(b.broker.stats);
+      assert.deepEqual(before, { connections: 0, sessions: 0, offline: 0, subscriptions: 0, retained: 0, queued: 0 });
+      const dir = tempDir();
+      const firstSnapshot = heapSnapshot(dir, 'after-warm-up');
+      for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await hostileCycle(b.port, i);
+      await settled(b);
+      assert.deepEqual(counters(b.broker.stats), before);
+      const growth = heapGrowth(firstSnapshot, heapSnapshot(dir, 'after-hostile-churn'), MAX_NEW_OBJECTS_OF_A_KIND);
+      assert.deepEqual(growth.grown, [], `kinds of objects that grew over ${CYCLES} rounds`);
+      assert.ok(
+        growth.bytes <= MAX_NEW_BYTES,
+        `the heap grew by ${growth.bytes} B over ${CYCLES} rounds: ${growth.largest.join(', ')}`,
+      );
+    } finally {
+      await b.close();
+    }
+  });
 });
