@@ -4,6 +4,7 @@
 // for a while (a few hundred KB either way between two rounds of the same work), and so are the bytes of the
 // VOLATILE kinds. What is left came out level to within a few hundred bytes over hundreds of rounds of broker
 // and client churn, so one object kept per round, or a Map or array growing with them, shows.
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString, writeHeapSnapshot } from 'node:v8';
@@ -37,7 +38,7 @@ export function heapSnapshot(dir: string, name: string): string {
   return writeHeapSnapshot(join(dir, `${name}.heapsnapshot`));
 }
 
-export interface HeapGrowth {
+interface HeapGrowth {
   /** Kinds with more than `maxNewObjects` more objects in the second snapshot. */
   grown: Array<{ kind: string; more: number }>;
   /** Bytes the second snapshot holds beyond the first (without code and VOLATILE kinds). */
@@ -46,8 +47,21 @@ export interface HeapGrowth {
   largest: string[];
 }
 
+/**
+ * Writes the second snapshot into `dir` and asserts that, against `first`, no kind of object grew by more than one
+ * per ten of the `rounds` of `what` run between them, and the heap by no more than 8 bytes a round.
+ */
+export function assertHeapLevel(first: string, dir: string, rounds: number, what: string): void {
+  const growth = heapGrowth(first, heapSnapshot(dir, 'after'), rounds / 10);
+  assert.deepEqual(growth.grown, [], `kinds of objects that grew over ${rounds} ${what}`);
+  assert.ok(
+    growth.bytes <= 8 * rounds,
+    `the heap grew by ${growth.bytes} B over ${rounds} ${what}: ${growth.largest.join(', ')}`,
+  );
+}
+
 /** Compares two snapshots written by heapSnapshot. */
-export function heapGrowth(before: string, after: string, maxNewObjects: number): HeapGrowth {
+function heapGrowth(before: string, after: string, maxNewObjects: number): HeapGrowth {
   const first = census(before);
   const second = census(after);
   const grown = [...second.counts]
