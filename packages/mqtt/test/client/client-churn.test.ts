@@ -1,14 +1,18 @@
 // A client in a vehicle keeps one MqttClient for months while coverage comes and goes: every lost line, reconnect,
-// resubscribe and replay of what queued offline must leave nothing behind on that client. Here a persistent
+// resubscribe and replay of what queued offline must leave nothing behind on that client, over TCP and over
+// WebSocket (a relay in front of the fake broker). Here a persistent
 // session's line is cut hundreds of times; each time a QoS 1 and a QoS 2 message are published while it is down
 // (queued, then replayed), and one of each once it is back, and a request's reply comes on a subscription made
 // for it and undone (its stream ending). Between a snapshot after the warm-up and one after the
 // churn, the heap may not hold more objects of any kind, nor more bytes, beyond noise (test/support/heap-census.ts).
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { WebSocketServer } from 'ws';
 import { assertHeapLevel, heapSnapshot } from '../../../../test/support/heap-census.js';
 import { type ClientState, connect, type MqttClient } from '../../src/client/index.js';
 import { FakeBroker } from './fake-broker.js';
@@ -53,30 +57,57 @@ async function round(client: MqttClient, broker: FakeBroker, n: number): Promise
   broker.forget();
 }
 
+/** A WebSocket front end relaying each connection's bytes to the fake broker over TCP, as a proxy in front of a
+ * broker would: a line the broker drops closes its WebSocket. */
+async function webSocketRelay(broker: FakeBroker): Promise<{ url: string; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  wss.on('connection', (ws) => {
+    const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
+    ws.on('message', (data: Buffer) => upstream.write(data));
+    upstream.on('data', (d) => ws.send(d));
+    ws.on('close', () => upstream.destroy());
+    upstream.on('close', () => ws.terminate());
+    upstream.on('error', () => ws.terminate());
+  });
+  await once(wss, 'listening');
+  const { port } = wss.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${port}/mqtt`,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
 describe('client churn', () => {
-  for (const version of [4, 5] as const) {
-    test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: ${ROUNDS} lost lines, reconnects and replays leave the heap level`, async () => {
-      const broker = await FakeBroker.start();
-      const dir = mkdtempSync(join(tmpdir(), 'otalink-client-churn-'));
-      const client = await connect({
-        url: broker.url,
-        protocolVersion: version,
-        clientId: 'tcu',
-        clean: false,
-        properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
-        reconnect: { initialDelayMs: 1, maxDelayMs: 4, jitter: 'none' },
+  for (const transport of ['tcp', 'ws'] as const) {
+    for (const version of [4, 5] as const) {
+      test(`${transport}, MQTT ${version === 4 ? '3.1.1' : '5.0'}: ${ROUNDS} lost lines, reconnects and replays leave the heap level`, async () => {
+        const broker = await FakeBroker.start();
+        const relay = transport === 'ws' ? await webSocketRelay(broker) : undefined;
+        const dir = mkdtempSync(join(tmpdir(), 'otalink-client-churn-'));
+        const client = await connect({
+          url: relay?.url ?? broker.url,
+          protocolVersion: version,
+          clientId: 'tcu',
+          clean: false,
+          properties: version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+          reconnect: { initialDelayMs: 1, maxDelayMs: 4, jitter: 'none' },
+        });
+        try {
+          await client.subscribe('ota/tcu/#', { qos: 1 });
+          for (let i = 0; i < WARM_UP; i++) await round(client, broker, i);
+          const first = heapSnapshot(dir, 'after-warm-up');
+          for (let i = WARM_UP; i < WARM_UP + ROUNDS; i++) await round(client, broker, i);
+          assertHeapLevel(first, dir, ROUNDS, 'reconnects');
+        } finally {
+          await client.end({ force: true });
+          await relay?.close();
+          await broker.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
       });
-      try {
-        await client.subscribe('ota/tcu/#', { qos: 1 });
-        for (let i = 0; i < WARM_UP; i++) await round(client, broker, i);
-        const first = heapSnapshot(dir, 'after-warm-up');
-        for (let i = WARM_UP; i < WARM_UP + ROUNDS; i++) await round(client, broker, i);
-        assertHeapLevel(first, dir, ROUNDS, 'reconnects');
-      } finally {
-        await client.end({ force: true });
-        await broker.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
+    }
   }
 });
