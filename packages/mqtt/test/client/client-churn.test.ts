@@ -6,16 +6,14 @@
 // for it and undone (its stream ending). Between a snapshot after the warm-up and one after the
 // churn, the heap may not hold more objects of any kind, nor more bytes, beyond noise (test/support/heap-census.ts).
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { WebSocketServer } from 'ws';
 import { assertHeapLevel, heapSnapshot } from '../../../../test/support/heap-census.js';
 import { type ClientState, connect, type MqttClient } from '../../src/client/index.js';
 import { FakeBroker } from './fake-broker.js';
+import { webSocketRelay } from './ws-relay.js';
 
 const WARM_UP = 60;
 const ROUNDS = 400;
@@ -55,29 +53,6 @@ async function round(client: MqttClient, broker: FakeBroker, n: number): Promise
   await sub.unsubscribe();
   assert.equal((await replies.next()).done, true);
   broker.forget();
-}
-
-/** A WebSocket front end relaying each connection's bytes to the fake broker over TCP, as a proxy in front of a
- * broker would: a line the broker drops closes its WebSocket. */
-async function webSocketRelay(broker: FakeBroker): Promise<{ url: string; close(): Promise<void> }> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  wss.on('connection', (ws) => {
-    const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
-    ws.on('message', (data: Buffer) => upstream.write(data));
-    upstream.on('data', (d) => ws.send(d));
-    ws.on('close', () => upstream.destroy());
-    upstream.on('close', () => ws.terminate());
-    upstream.on('error', () => ws.terminate());
-  });
-  await once(wss, 'listening');
-  const { port } = wss.address() as { port: number };
-  return {
-    url: `ws://127.0.0.1:${port}/mqtt`,
-    close: async () => {
-      for (const c of wss.clients) c.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
 }
 
 describe('client churn', () => {

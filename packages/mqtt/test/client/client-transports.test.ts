@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
-import { WebSocketServer } from 'ws';
 import { type ClientOptions, connect, memoryTransport } from '../../src/client/index.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import { FakeBroker } from './fake-broker.js';
 import { freePort } from './mosquitto.js';
+import { webSocketRelay } from './ws-relay.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -167,25 +167,12 @@ describe('transports', () => {
 
   test('ws:// with the mqtt subprotocol', async () => {
     const broker = await FakeBroker.start();
-    const protocols: string[] = [];
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    wss.on('connection', (ws, req) => {
-      protocols.push(String(req.headers['sec-websocket-protocol']));
-      const upstream = tcpConnect({ host: '127.0.0.1', port: broker.port });
-      ws.on('message', (data: Buffer) => upstream.write(data));
-      upstream.on('data', (d) => ws.send(d));
-      ws.on('close', () => upstream.destroy());
-      upstream.on('close', () => ws.close());
-      upstream.on('error', () => ws.close());
-    });
-    await once(wss, 'listening');
-    const { port } = wss.address() as { port: number };
+    const relay = await webSocketRelay(broker);
     try {
-      await roundTrip({ url: `ws://127.0.0.1:${port}/mqtt` }, broker);
-      assert.deepEqual(protocols, ['mqtt']);
+      await roundTrip({ url: relay.url }, broker);
+      assert.deepEqual([...relay.protocols], ['mqtt']);
     } finally {
-      for (const c of wss.clients) c.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await relay.close();
       await broker.close();
     }
   });
