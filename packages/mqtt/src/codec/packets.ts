@@ -253,12 +253,12 @@ export type Packet =
 
 export type PacketType = Packet['type'];
 
-/** Control packet type numbers (the high nibble of the first byte). */
 /** Whether `id` can be a packet identifier: an integer from 1 to 65535 (MQTT 3.1.1 2.3.1, 5.0 2.2.1). */
 export function isPacketId(id: unknown): id is number {
   return typeof id === 'number' && Number.isInteger(id) && id >= 1 && id <= 0xffff;
 }
 
+/** Control packet type numbers (the high nibble of the first byte). */
 export const PacketTypeCode = {
   connect: 1,
   connack: 2,
