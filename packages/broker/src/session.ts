@@ -43,6 +43,9 @@ class NoDeliveries extends Fifo<Delivery> {
   override push(): void {
     throw new Error('write to the shared empty session queue: use queueOf()');
   }
+  override unshiftAll(): void {
+    throw new Error('write to the shared empty session queue: use queueOf()');
+  }
 }
 class NoIds extends Set<number> {
   override add(): this {
