@@ -1,10 +1,10 @@
 // A client in a vehicle keeps one MqttClient for months while coverage comes and goes: every lost line, reconnect,
 // resubscribe and replay of what queued offline must leave nothing behind on that client, over TCP and over
-// WebSocket (a relay in front of the fake broker). Here a persistent
-// session's line is cut hundreds of times; each time a QoS 1 and a QoS 2 message are published while it is down
-// (queued, then replayed), and one of each once it is back, and a request's reply comes on a subscription made
-// for it and undone (its stream ending). Between a snapshot after the warm-up and one after the
-// churn, the heap may not hold more objects of any kind, nor more bytes, beyond noise (test/support/heap-census.ts).
+// WebSocket (a relay in front of the fake broker). Here a persistent session's line is cut hundreds of times; each
+// time a QoS 1 and a QoS 2 message are published while it is down (queued, then replayed), one of each once it is
+// back, and a request's reply comes on a subscription made for it and undone (its stream ending). Between a
+// snapshot after the warm-up and one after the churn, the heap may not hold more objects of any kind, nor more
+// bytes, beyond noise (test/support/heap-census.ts).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
