@@ -1,6 +1,7 @@
 // The otalink client against a real Mosquitto: every QoS in both protocol versions, retained and will messages,
 // persistent sessions, TLS and mutual TLS (certificates generated at run time), a broker killed and restarted
-// mid-stream, and a client process killed with SIGKILL and restarted on the same file store.
+// mid-stream, a client process killed with SIGKILL and restarted on the same file store, and messages whose Message
+// Expiry Interval runs while they wait in the client's store.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { makeCertificates } from '../../packages/broker/test/support/certs.js';
-import { connect, type Message, type MqttClient } from '../../packages/mqtt/src/client/index.js';
+import { connect, type Message, MqttClient, openFileStore } from '../../packages/mqtt/src/client/index.js';
 import type { ProtocolVersion } from '../../packages/mqtt/src/codec/packets.js';
 import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
 import { requireProgram } from '../support/system.js';
@@ -263,6 +264,72 @@ for (const version of [4, 5] as ProtocolVersion[]) {
           await pub.end();
           await sub.end();
         } finally {
+          await broker.stop();
+        }
+      });
+
+      test('messages queued through a broker outage and a client restart go out with what is left of their expiry', async (t) => {
+        const binary = requireProgram(t, 'mosquitto');
+        if (!binary) return;
+        const broker = await Mosquitto.start(binary, { persistence: true });
+        const dir = mkdtempSync(join(tmpdir(), 'otalink-expiry-'));
+        try {
+          const sub = await connect({ url: broker.url, clientId: 'expiry-sub', clean: false, reconnect: fast });
+          await sub.subscribe('expiry/#', { qos: 1 });
+          const received: Message[] = [];
+          sub.on('message', (m) => received.push(m));
+          const first = await connect({
+            url: broker.url,
+            clientId: 'expiry-pub',
+            clean: false,
+            reconnect: fast,
+            store: await openFileStore(join(dir, 'store.log')),
+          });
+          await broker.kill('SIGTERM');
+          await until(() => first.state !== 'connected', 5_000, 'the publisher to notice the outage');
+          // Queued while the broker is away: each is in the store, none on the wire.
+          const outcomes = [
+            first.publish('expiry/short', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } }),
+            first.publish('expiry/long', 'long', { qos: 1, properties: { messageExpiryInterval: 3600 } }),
+            first.publish('expiry/none', 'none', { qos: 1 }),
+          ].map((p) => p.catch((error: unknown) => error));
+          await first.end({ force: true }); // the process ends; its store keeps the three
+          for (const outcome of await Promise.all(outcomes)) {
+            assert.equal((outcome as { code?: string }).code, 'MQTT_ERR_CLIENT_CLOSED');
+          }
+          await new Promise((r) => setTimeout(r, 1_200));
+          await broker.run();
+          await until(() => sub.state === 'connected', 10_000, 'the subscriber to come back');
+          const errors: Error[] = [];
+          const second = new MqttClient({
+            url: broker.url,
+            clientId: 'expiry-pub',
+            clean: false,
+            reconnect: fast,
+            store: await openFileStore(join(dir, 'store.log')),
+          });
+          second.on('error', (error) => errors.push(error));
+          await second.start();
+          await until(() => received.length === 2, 10_000, `two messages (have ${received.length})`);
+          assert.deepEqual(
+            received.map((m) => text(m.payload)),
+            ['long', 'none'],
+          );
+          const left = received[0]!.properties?.messageExpiryInterval ?? 0;
+          assert.ok(left >= 3590 && left <= 3599, `the long one has what is left of its hour: ${left}`);
+          assert.equal(received[1]!.properties?.messageExpiryInterval, undefined);
+          assert.deepEqual(
+            errors.map((e) => (e as { code?: string }).code),
+            ['MQTT_ERR_MESSAGE_EXPIRED'],
+            'the restored message that expired is reported, not sent',
+          );
+          assert.match(errors[0]!.message, /expiry\/short/);
+          await new Promise((r) => setTimeout(r, 100));
+          assert.equal(received.length, 2, 'nothing else arrives');
+          await second.end();
+          await sub.end();
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
           await broker.stop();
         }
       });

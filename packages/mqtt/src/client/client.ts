@@ -71,7 +71,10 @@ export interface ClientEvents {
    * `followed` tells whether the client goes there (`followRedirects`, a readable reference, hops left).
    */
   redirect: (info: { reasonCode: number; serverReference: string | undefined; followed: boolean }) => void;
-  /** Failures that belong to no call: store errors, a failed reconnect attempt. */
+  /**
+   * Failures that belong to no call: store errors, a failed reconnect attempt, a message restored from the store
+   * that cannot be sent (MQTT_ERR_MESSAGE_EXPIRED, or a limit of the server's).
+   */
   error: (error: Error) => void;
 }
 
@@ -998,9 +1001,13 @@ export class MqttClient extends Emitter<ClientEvents> {
         pending.resolve(result);
         break;
       }
-      case 'publish-failed':
-        (e.owner as Pending<PublishResult> | undefined)?.reject(e.error);
+      case 'publish-failed': {
+        const pending = e.owner as Pending<PublishResult> | undefined;
+        // A message restored from the store has no promise to reject: its failure belongs to no call.
+        if (pending === undefined) this.emit('error', e.error);
+        else pending.reject(e.error);
         break;
+      }
       case 'suback':
       case 'unsuback':
         this.controls.get(e.packet.packetId)?.resolve(e.packet);

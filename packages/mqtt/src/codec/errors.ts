@@ -38,6 +38,8 @@ export type MqttErrorCode =
   | 'MQTT_ERR_KEEPALIVE_TIMEOUT'
   | 'MQTT_ERR_CLIENT_CLOSED'
   | 'MQTT_ERR_QUEUE_FULL'
+  /** A queued message whose Message Expiry Interval ran out before it could be sent: it is not sent at all. */
+  | 'MQTT_ERR_MESSAGE_EXPIRED'
   | 'MQTT_ERR_PACKET_ID_EXHAUSTED'
   | 'MQTT_ERR_STORE'
   | 'MQTT_ERR_STORE_LOCKED'

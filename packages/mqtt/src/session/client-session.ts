@@ -132,6 +132,8 @@ interface OutEntry extends InflightEntry {
   checked: ServerLimits | undefined;
   /** The caller's handle for this message (the client's pending promise), handed back in its outcome event. */
   owner: unknown;
+  /** When its Message Expiry Interval runs out (epoch ms); 0 when it has none. */
+  expiresAt: number;
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
@@ -227,6 +229,11 @@ export class ClientSession {
   private readonly persist: boolean;
   /** Freed window slots are being held back for a batch (see `batchRefills`). */
   private held = false;
+  /**
+   * No queued message expires before this (epoch ms): a full queue first sheds expired messages, and the scan for
+   * them is skipped until one can have expired. Only ever too early (a message sent or dropped since), never late.
+   */
+  private earliestExpiry = Number.POSITIVE_INFINITY;
   /** Holds of this connection ended by `releaseHeld`, and by enough slots freeing. */
   private holdsReleased = 0;
   private holdsFilled = 0;
@@ -292,6 +299,7 @@ export class ClientSession {
         key: undefined,
         checked: undefined,
         owner: undefined,
+        expiresAt: r.expiresAt ?? 0,
         sentBefore: undefined,
         sentAfter: undefined,
       };
@@ -302,6 +310,7 @@ export class ClientSession {
         entry.state = 'queued';
         entry.packetId = undefined;
         this.queue.push(entry);
+        this.noteExpiry(entry);
       }
       this.lastSeq = Math.max(this.lastSeq, r.seq);
     }
@@ -424,15 +433,17 @@ export class ClientSession {
       key: undefined,
       checked: undefined,
       owner,
+      expiresAt: expiryDeadline(message.properties, now),
       sentBefore: undefined,
       sentAfter: undefined,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
     this.queue.push(entry);
+    this.noteExpiry(entry);
     if (entry.qos > 0) this.storeOutgoing(step, entry);
     this.pump(step, now);
-    this.enforceQueueLimit(step);
+    this.enforceQueueLimit(step, now);
     return { seq: entry.seq, step };
   }
 
@@ -611,6 +622,7 @@ export class ClientSession {
           entry.state = 'queued';
           entry.packetId = undefined;
           resend.push(entry);
+          this.noteExpiry(entry);
         }
       }
       this.inflight.clear();
@@ -619,7 +631,7 @@ export class ClientSession {
     addEvent(step, { type: 'connected', connack: packet });
     for (const entry of this.inflight.inSendOrder()) {
       if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
-      else this.send(step, this.wirePublish(entry, true), now);
+      else this.send(step, this.wirePublish(entry, true, now), now);
     }
     for (const control of this.control.values()) this.send(step, control, now);
     this.pump(step, now);
@@ -810,6 +822,10 @@ export class ClientSession {
       if (entry === undefined) return;
       if (entry.qos > 0 && (this.inflight.size >= window || this.idsExhausted)) return;
       this.queue.shift();
+      if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
+        this.expire(step, entry);
+        continue;
+      }
       try {
         if (entry.checked !== this.limits) this.checkAgainstServer(entry);
       } catch (err) {
@@ -818,7 +834,7 @@ export class ClientSession {
         continue;
       }
       if (entry.qos === 0) {
-        this.send(step, this.wirePublish(entry, false), now);
+        this.send(step, this.wirePublish(entry, false, now), now);
         addEvent(step, publishedEvent(entry, 0));
         continue;
       }
@@ -826,7 +842,7 @@ export class ClientSession {
       entry.state = 'publish';
       this.inflight.add(entry);
       this.storeOutgoing(step, entry);
-      this.send(step, this.wirePublish(entry, false), now);
+      this.send(step, this.wirePublish(entry, false, now), now);
     }
   }
 
@@ -864,7 +880,7 @@ export class ClientSession {
     entry.checked = l;
   }
 
-  private plainPublish(entry: OutEntry, dup: boolean, packetId: number | undefined): PublishPacket {
+  private plainPublish(entry: OutEntry, dup: boolean, packetId: number | undefined, now: number): PublishPacket {
     const packet: PublishPacket = {
       type: 'publish',
       topic: entry.topic,
@@ -874,12 +890,14 @@ export class ClientSession {
       dup,
     };
     if (packetId !== undefined) packet.packetId = packetId;
-    if (entry.properties !== undefined && this.version === 5) packet.properties = entry.properties;
+    if (entry.properties !== undefined && this.version === 5) {
+      packet.properties = entry.expiresAt === 0 ? entry.properties : withExpiryLeft(entry, now);
+    }
     return packet;
   }
 
-  private wirePublish(entry: OutEntry, dup: boolean): PublishPacket {
-    const packet = this.plainPublish(entry, dup, entry.packetId);
+  private wirePublish(entry: OutEntry, dup: boolean, now: number): PublishPacket {
+    const packet = this.plainPublish(entry, dup, entry.packetId, now);
     if (this.version !== 5) return packet;
     const requested = entry.properties?.topicAlias;
     let choice: AliasChoice | undefined;
@@ -921,11 +939,50 @@ export class ClientSession {
     };
     if (entry.properties !== undefined) record.properties = entry.properties;
     if (entry.packetId !== undefined) record.packetId = entry.packetId;
+    if (entry.expiresAt !== 0) record.expiresAt = entry.expiresAt;
     addEvent(step, { type: 'store-put', key: keyOf(entry), record });
   }
 
-  private enforceQueueLimit(step: Step): void {
+  private noteExpiry(entry: OutEntry): void {
+    if (entry.expiresAt !== 0 && entry.expiresAt < this.earliestExpiry) this.earliestExpiry = entry.expiresAt;
+  }
+
+  /** A message whose Message Expiry Interval ran out while it waited: it fails instead of going out stale. */
+  private expire(step: Step, entry: OutEntry): void {
+    if (entry.qos > 0) this.unstore(step, entry);
+    const interval = entry.properties?.messageExpiryInterval ?? 0;
+    addEvent(
+      step,
+      failedEvent(
+        entry,
+        new MqttError(
+          'MQTT_ERR_MESSAGE_EXPIRED',
+          `a message to ${entry.topic} was not sent: its Message Expiry Interval (${interval} s) ran out first`,
+        ),
+      ),
+    );
+  }
+
+  /** Takes the expired messages out of the queue (failing them), keeping the order of the rest. */
+  private dropExpired(step: Step, now: number): void {
+    const kept: OutEntry[] = [];
+    let earliest = Number.POSITIVE_INFINITY;
+    for (let entry = this.queue.shift(); entry !== undefined; entry = this.queue.shift()) {
+      if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
+        this.expire(step, entry);
+        continue;
+      }
+      kept.push(entry);
+      if (entry.expiresAt !== 0 && entry.expiresAt < earliest) earliest = entry.expiresAt;
+    }
+    this.queue.unshiftAll(kept);
+    this.earliestExpiry = earliest;
+  }
+
+  private enforceQueueLimit(step: Step, now: number): void {
     const limit = this.options.queueLimit ?? Number.POSITIVE_INFINITY;
+    // Messages past their expiry give way before any live one is dropped.
+    if (this.queue.length > limit && now >= this.earliestExpiry) this.dropExpired(step, now);
     while (this.queue.length > limit) {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;
@@ -974,6 +1031,28 @@ function measureEntry(entry: OutEntry, version: ProtocolVersion): number {
     measured.payload = NO_PAYLOAD;
     measured.properties = undefined;
   }
+}
+
+/**
+ * When a message's Message Expiry Interval runs out, or 0 for none. An interval of 0 sets no local deadline: the
+ * message goes out as given and the server decides what 0 means.
+ */
+function expiryDeadline(properties: PublishProperties | undefined, now: number): number {
+  const interval = properties?.messageExpiryInterval;
+  return interval === undefined || interval <= 0 ? 0 : now + interval * 1000;
+}
+
+/**
+ * The entry's properties with the Message Expiry Interval it has left, in whole seconds rounded up: what a server
+ * does for a message it held ([MQTT-3.3.2-6]), done by the client for the time a message waited in its queue or
+ * store. At least 1 (a message in flight is resent even past its deadline, and the server drops it then), and never
+ * more than it was given (a system clock set back meanwhile).
+ */
+function withExpiryLeft(entry: OutEntry, now: number): PublishProperties {
+  const properties = entry.properties!;
+  const given = properties.messageExpiryInterval ?? 0;
+  const left = Math.min(given, Math.max(1, Math.ceil((entry.expiresAt - now) / 1000)));
+  return left === given ? properties : { ...properties, messageExpiryInterval: left };
 }
 
 function defaultLimits(keepalive: number): ServerLimits {

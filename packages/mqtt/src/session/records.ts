@@ -15,6 +15,11 @@ export interface OutgoingRecord {
   /** 'queued': accepted, not yet sent; 'publish': sent, awaiting PUBACK/PUBREC; 'pubrel': PUBREL sent. */
   state: 'queued' | 'publish' | 'pubrel';
   packetId?: number;
+  /**
+   * When its Message Expiry Interval runs out (epoch ms, the system clock when it was accepted plus the interval):
+   * kept so that a message that waited through a restart is sent with what is left of it, or not at all.
+   */
+  expiresAt?: number;
 }
 
 export interface IncomingRecord {

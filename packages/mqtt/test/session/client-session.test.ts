@@ -616,6 +616,157 @@ describe('offline queue', () => {
   });
 });
 
+describe('message expiry of queued messages', () => {
+  const HOUR = 3600;
+  const expiring = (payload: string, seconds: number, qos: 0 | 1 | 2 = 1) => ({
+    ...msg('t', qos, payload),
+    properties: { messageExpiryInterval: seconds, userProperties: [['k', 'v']] } as PublishProperties,
+  });
+  const text = (p: PublishPacket) => new TextDecoder().decode(p.payload);
+  const failures = (step: Step) =>
+    step.events.flatMap((e) => (e.type === 'publish-failed' ? [`${e.seq}:${e.error.code}`] : []));
+
+  test('sent with what is left of the interval, rounded up; one past its deadline fails and leaves the store', () => {
+    const s = session({}, 5);
+    s.publish(expiring('short', 10), 0);
+    s.publish(expiring('long', HOUR, 2), 0);
+    s.publish(msg('t', 1, 'none'), 0);
+    s.publish(expiring('zero', 0), 0);
+    s.connect(10_500);
+    const step = s.handle(connack(), 10_500);
+    assert.deepEqual(failures(step), ['1:MQTT_ERR_MESSAGE_EXPIRED']);
+    assert.ok(step.events.some((e) => e.type === 'store-delete' && e.key === 'out:1'));
+    const sent = publishes(step);
+    assert.deepEqual(sent.map(text), ['long', 'none', 'zero']);
+    assert.equal(
+      sent[0]!.properties?.messageExpiryInterval,
+      HOUR - 10,
+      '3 600 s less the 10.5 s it waited, rounded up',
+    );
+    assert.deepEqual(sent[0]!.properties?.userProperties, [['k', 'v']], 'the other properties go as given');
+    assert.equal(sent[1]!.properties, undefined);
+    assert.equal(sent[2]!.properties?.messageExpiryInterval, 0, 'an interval of 0 sets no local deadline');
+  });
+
+  test('the failure says how long the message had', () => {
+    const s = session({}, 5);
+    s.publish(expiring('short', 10, 0), 0);
+    s.connect(20_000);
+    const event = s.handle(connack(), 20_000).events.find((e) => e.type === 'publish-failed');
+    assert.ok(event?.type === 'publish-failed');
+    assert.match(
+      event.error.message,
+      /^a message to t was not sent: its Message Expiry Interval \(10 s\) ran out first$/,
+    );
+  });
+
+  test('a message sent at once keeps its interval; the stored record carries the deadline', () => {
+    const { s } = connected();
+    const { step } = s.publish(expiring('now', 60), 5_000);
+    assert.equal(publishes(step)[0]!.properties?.messageExpiryInterval, 60);
+    const puts = step.events.flatMap((e) => (e.type === 'store-put' && e.record.kind === 'outgoing' ? [e.record] : []));
+    assert.deepEqual(
+      puts.map((r) => r.expiresAt),
+      [65_000, 65_000],
+    );
+  });
+
+  test('restored from a store: the deadline counts from when the message was first accepted', () => {
+    const first = session({}, 5);
+    const records = new Map<string, StoredRecord>();
+    const keep = (step: Step) => {
+      for (const e of step.events) {
+        if (e.type === 'store-put') records.set(e.key, e.record);
+        if (e.type === 'store-delete') records.delete(e.key);
+      }
+    };
+    keep(first.publish(expiring('a', 30), 1_000).step);
+    keep(first.publish(expiring('b', 300), 1_000).step);
+    // The process ends; another starts 60 s later on the same store.
+    const second = session({}, 5);
+    second.restore(records.values());
+    second.connect(61_000);
+    const step = second.handle(connack(), 61_000);
+    keep(step);
+    assert.deepEqual(failures(step), ['1:MQTT_ERR_MESSAGE_EXPIRED']);
+    assert.deepEqual(
+      publishes(step).map((p) => `${text(p)}:${p.properties?.messageExpiryInterval}`),
+      ['b:240'],
+    );
+    assert.deepEqual([...records.keys()], ['out:2']);
+  });
+
+  test('in flight when the line dropped: resent (DUP) with what is left, at least 1 s, even past its deadline', () => {
+    const { s } = connected();
+    s.publish(expiring('a', 100), 0);
+    s.publish(expiring('b', 5), 0);
+    s.connectionLost();
+    s.connect(30_000);
+    const step = s.handle(connack({}, true), 30_000);
+    assert.deepEqual(failures(step), [], 'a message in flight must be resent [MQTT-4.4.0-1]');
+    assert.deepEqual(
+      publishes(step).map((p) => `${text(p)}:${p.dup}:${p.properties?.messageExpiryInterval}`),
+      ['a:true:70', 'b:true:1'],
+    );
+  });
+
+  test('in flight when the server lost the session: sent again as new, so an expired one fails', () => {
+    const { s } = connected();
+    s.publish(expiring('a', 100), 0);
+    s.publish(expiring('b', 5), 0);
+    s.connectionLost();
+    s.connect(30_000);
+    const step = s.handle(connack({}, false), 30_000);
+    assert.deepEqual(failures(step), ['2:MQTT_ERR_MESSAGE_EXPIRED']);
+    assert.deepEqual(
+      publishes(step).map((p) => `${text(p)}:${p.dup}:${p.properties?.messageExpiryInterval}`),
+      ['a:false:70'],
+    );
+  });
+
+  test('a system clock set back meanwhile never lengthens the interval', () => {
+    const s = session({}, 5);
+    s.publish(expiring('a', 60), 1_000_000);
+    s.connect(500_000);
+    const sent = publishes(s.handle(connack(), 500_000));
+    assert.equal(sent[0]!.properties?.messageExpiryInterval, 60);
+  });
+
+  test('a full queue sheds expired messages before it drops a live one, whichever the drop policy', () => {
+    for (const dropPolicy of ['oldest', 'newest'] as const) {
+      const s = session({ queueLimit: 3, dropPolicy }, 5);
+      s.publish(msg('t', 1, 'keep'), 0);
+      s.publish(expiring('stale-1', 10), 0);
+      s.publish(expiring('stale-2', 20), 0);
+      const { step } = s.publish(msg('t', 1, 'new'), 30_000);
+      assert.deepEqual(failures(step), ['2:MQTT_ERR_MESSAGE_EXPIRED', '3:MQTT_ERR_MESSAGE_EXPIRED'], dropPolicy);
+      assert.equal(s.queuedCount, 2);
+      s.connect(30_000);
+      assert.deepEqual(publishes(s.handle(connack(), 30_000)).map(text), ['keep', 'new'], dropPolicy);
+    }
+  });
+
+  test('a full queue of messages not yet expired drops by its policy, as before', () => {
+    const s = session({ queueLimit: 2, dropPolicy: 'oldest' }, 5);
+    s.publish(expiring('a', 100), 0);
+    s.publish(expiring('b', 100), 0);
+    const { step } = s.publish(expiring('c', 100), 50_000);
+    assert.deepEqual(failures(step), ['1:MQTT_ERR_QUEUE_FULL']);
+  });
+
+  test('3.1.1 has no such property on the wire, but a message that expired while queued is still not sent', () => {
+    const s = session({}, 4);
+    s.publish(expiring('old', 10), 0);
+    s.publish(expiring('fresh', HOUR), 0);
+    s.connect(20_000);
+    const step = s.handle(connack({}), 20_000);
+    assert.deepEqual(failures(step), ['1:MQTT_ERR_MESSAGE_EXPIRED']);
+    const sent = publishes(step);
+    assert.deepEqual(sent.map(text), ['fresh']);
+    assert.equal(sent[0]!.properties, undefined);
+  });
+});
+
 describe('topic aliases', () => {
   test('outgoing: assigned when allowed, topic omitted on reuse, least recently used gives way', () => {
     const { s } = connected({}, { topicAliasMaximum: 2 });
