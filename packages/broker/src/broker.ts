@@ -8,7 +8,14 @@ import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
 import { BrokerError } from './errors.js';
 import { type ListenerHandle, startListener } from './listeners/index.js';
 import { type MetricsServer, processMetrics, startMetricsServer, storeMetrics } from './metrics/index.js';
-import { type BrokerOptions, defaultLimits, type ListenerProtocol } from './options.js';
+import {
+  type AuthUpdate,
+  type AuthUpdateResult,
+  type BrokerOptions,
+  defaultLimits,
+  type ListenerProtocol,
+} from './options.js';
+import { updateAuth } from './reauthorize.js';
 import { type BrokerStats, createStats } from './stats.js';
 import { LogStore } from './store/log.js';
 import { MemoryStore } from './store/memory.js';
@@ -41,6 +48,12 @@ export interface Broker {
   readonly events: EventEmitter<BrokerEvents>;
   /** Ids of the connected clients. */
   clients(): string[];
+  /**
+   * Replaces authentication and authorization while running (`otalink broker` does on SIGHUP): revoked clients are
+   * disconnected with 0x87, subscriptions the new `authorize` refuses are removed from connected clients at once and
+   * from offline sessions when they are resumed.
+   */
+  updateAuth(update: AuthUpdate): AuthUpdateResult;
   /** Where Prometheus /metrics is served, when `options.metrics` asked for it. */
   metricsAddress(): { host: string; port: number } | undefined;
   /** The store sessions and retained messages live in (a LogStore with `dataDir`). */
@@ -232,6 +245,10 @@ export function createBroker(options: BrokerOptions = {}): Broker {
 
     clients() {
       return core.clientIds();
+    },
+
+    updateAuth(update) {
+      return updateAuth(core, update);
     },
 
     store,

@@ -85,6 +85,35 @@ export interface ClientIdentity {
   remoteAddress: string | undefined;
 }
 
+/**
+ * How a connected client proved who it is: a verified certificate on a listener that takes identities from
+ * certificates, an enhanced authentication method (AUTH), the `authenticate` hook (a password file), or nothing
+ * (anonymous: no user name, let in by `allowAnonymous` or by the hook).
+ */
+export type AuthenticatedBy = 'certificate' | 'enhanced' | 'password' | 'anonymous';
+
+/** New authentication and authorization for a running broker (`Broker.updateAuth`); what is absent is kept. */
+export interface AuthUpdate {
+  /** The new hook; null removes it. */
+  authenticate?: Authenticate | null;
+  /** The new hook; null removes it (everything allowed). */
+  authorize?: Authorize | null;
+  allowAnonymous?: boolean;
+  /**
+   * Connected clients whose credentials no longer hold (a user removed from the password file, or given a new
+   * password): each is disconnected (5.0 DISCONNECT 0x87 Not authorized) and must connect again under the new rules.
+   * Its persistent session stays; its will is published, as for any connection the server ends.
+   */
+  revoke?: (client: ClientIdentity, authenticatedBy: AuthenticatedBy) => boolean;
+}
+
+export interface AuthUpdateResult {
+  /** Clients disconnected because `revoke` said so. */
+  disconnected: number;
+  /** Subscriptions of the clients still connected that the new `authorize` refuses, removed. */
+  subscriptionsRemoved: number;
+}
+
 export interface AuthenticationRequest {
   clientId: string;
   username: string | undefined;

@@ -514,6 +514,43 @@ export class Session {
     }
   }
 
+  /**
+   * Drops the messages `refused` picks (their subscription was revoked): queued ones, keeping the order of the rest,
+   * and with `inflightToo` (a session about to be resumed, before its resend) unacknowledged PUBLISHes as well.
+   */
+  dropRefused(refused: (delivery: Delivery) => boolean, inflightToo: boolean): number {
+    let dropped = 0;
+    const queue = this.queue;
+    if (queue.length > 0) {
+      const kept: Delivery[] = [];
+      let fromQueue = 0;
+      for (let delivery = queue.shift(); delivery !== undefined; delivery = queue.shift()) {
+        if (refused(delivery)) {
+          this.dropped(delivery);
+          fromQueue++;
+        } else {
+          kept.push(delivery);
+        }
+      }
+      if (kept.length > 0) queue.unshiftAll(kept);
+      this.#env.stats.queuedCurrent -= fromQueue;
+      dropped += fromQueue;
+    }
+    if (inflightToo && this.inflight.size > 0) {
+      const ids: number[] = [];
+      for (const [packetId, entry] of this.inflight) {
+        if (entry.state === 'publish' && refused(entry.delivery)) ids.push(packetId);
+      }
+      for (const packetId of ids) {
+        this.inflight.delete(packetId);
+        if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
+      }
+      dropped += ids.length;
+    }
+    this.#env.stats.droppedNotAuthorized += dropped;
+    return dropped;
+  }
+
   /** Drops everything queued (session end), keeping the stats right. The store forgets the session as a whole. */
   discard(): void {
     if (this.queue.length > 0) {

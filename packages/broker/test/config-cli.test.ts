@@ -1,4 +1,4 @@
-// `otalink broker` as a user runs it: a child process, its config file and flags, a client, then SIGTERM.
+// `otalink broker` as a user runs it: a child process, its config file and flags, a client, SIGHUP, then SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -7,6 +7,7 @@ import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connected, subscribe } from './support/raw-client.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
 let dir = '';
@@ -57,6 +58,23 @@ async function logged<T>(started: Started, field: string): Promise<T> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`the broker did not log ${field}:\n${started.stderr()}`);
+}
+
+/** Waits for a log record that `match` picks and returns it. */
+async function loggedRecord(
+  started: Started,
+  match: (record: { msg?: string } & Record<string, unknown>) => boolean,
+): Promise<{ msg?: string } & Record<string, unknown>> {
+  for (let i = 0; i < 300; i++) {
+    for (const line of started.stderr().split('\n')) {
+      if (!line.startsWith('{') || !line.endsWith('}')) continue;
+      const record = JSON.parse(line) as { msg?: string } & Record<string, unknown>;
+      if (match(record)) return record;
+    }
+    if (started.child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the broker did not log what was expected:\n${started.stderr()}`);
 }
 
 function addresses(started: Started): Promise<string[]> {
@@ -144,6 +162,66 @@ describe('otalink broker', () => {
       assert.ok(Number(accepted[1]) >= 1, text);
     } finally {
       started.child.kill('SIGINT');
+    }
+    assert.equal(await started.exited, 0, started.stderr());
+  });
+
+  test('SIGHUP: a removed user is disconnected, a narrower ACL applies, a broken file changes nothing', async () => {
+    const passwd = (...args: string[]) =>
+      new Promise<number | null>((resolve) => {
+        const child = spawn(process.execPath, [join(root, 'bin/otalink.js'), 'passwd', ...args], {
+          cwd: dir,
+          stdio: 'ignore',
+        });
+        child.on('close', resolve);
+      });
+    assert.equal(await passwd('-c', '-b', 'hup.passwd', 'vin1', 'pw1'), 0);
+    assert.equal(await passwd('-b', 'hup.passwd', 'vin2', 'pw2'), 0);
+    writeFileSync(join(dir, 'hup.acl'), 'pattern readwrite ota/%u/#\nuser vin2\ntopic read fleet/#\n');
+    writeFileSync(
+      join(dir, 'hup.conf'),
+      'password_file hup.passwd\nacl_file hup.acl\nlog_level info\nsys_interval 0\nlistener 0 127.0.0.1\n',
+    );
+    const started = start(['-c', 'hup.conf']);
+    try {
+      const [address] = await addresses(started);
+      const port = Number(new URL(address as string).port);
+      const login = (user: string, password: string) => ({
+        version: 5 as const,
+        clientId: user,
+        username: user,
+        password: new TextEncoder().encode(password),
+      });
+      const vin1 = await connected(port, login('vin1', 'pw1'));
+      const vin2 = await connected(port, login('vin2', 'pw2'));
+      assert.deepEqual(await subscribe(vin2, 'fleet/#', 1), [1]);
+      assert.equal(await passwd('-D', 'hup.passwd', 'vin1'), 0);
+      writeFileSync(join(dir, 'hup.acl'), 'pattern readwrite ota/%u/#\n');
+      started.child.kill('SIGHUP');
+      const reloaded = await loggedRecord(started, (r) => r.msg?.startsWith('reloaded') === true);
+      assert.deepEqual(reloaded.changedUsers, ['vin1']);
+      assert.equal(reloaded.disconnected, 1);
+      assert.equal(reloaded.subscriptionsRemoved, 1);
+      const last = await vin1.expectClose();
+      assert.deepEqual(
+        last.map((p) => (p.type === 'disconnect' ? p.reasonCode : p.type)),
+        [0x87],
+      );
+      assert.equal(await connack(port, 'vin1', 'pw1'), 4, 'vin1 can no longer connect');
+      vin2.send({ type: 'pingreq' });
+      await vin2.expect('pingresp');
+
+      writeFileSync(join(dir, 'hup.acl'), 'pattern readwrite ota/%u/#\ntopic read ota/#/status\n');
+      started.child.kill('SIGHUP');
+      const failed = await loggedRecord(started, (r) => r.msg?.startsWith('reload failed') === true);
+      assert.equal(failed.code, 'BROKER_ERR_CONFIG');
+      assert.match(failed.msg ?? '', /hup\.acl:2/);
+      vin2.send({ type: 'pingreq' });
+      await vin2.expect('pingresp');
+      assert.equal(await connack(port, 'vin2', 'pw2'), 0, 'the running configuration stays');
+      vin2.end();
+    } finally {
+      started.child.kill('SIGTERM');
     }
     assert.equal(await started.exited, 0, started.stderr());
   });

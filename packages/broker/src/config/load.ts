@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createAclAuthorizer, readAclFile } from '../auth/acl.js';
 import { AuthFileError } from '../auth/errors.js';
-import { createPasswordAuthenticator } from '../auth/password-file.js';
+import { createPasswordAuthenticator, type PasswordHash, readPasswordFile } from '../auth/password-file.js';
 import type { BrokerOptions, ListenerOptions } from '../options.js';
 import { BrokerConfigError, type SettingOrigin } from './errors.js';
 import { type ConfigDraft, emptyDraft, type ListenerDraft, type Located } from './keys.js';
@@ -25,6 +25,8 @@ export interface ResolvedBrokerConfig {
   configFile: string | undefined;
   /** Things worth a log line that do not stop start-up. */
   warnings: string[];
+  /** The users of the password file as read, so that a reload can tell whose credentials changed. */
+  passwordUsers: ReadonlyMap<string, PasswordHash> | undefined;
 }
 
 async function readSettingFile(setting: Located<string>, key: string): Promise<Buffer> {
@@ -108,7 +110,14 @@ function authFileError(error: unknown, setting: Located<string>, key: string): u
 
 /** BrokerOptions from a complete draft: reads the files it names. */
 export async function buildBrokerOptions(draft: ConfigDraft): Promise<BrokerOptions> {
+  return (await build(draft)).options;
+}
+
+async function build(
+  draft: ConfigDraft,
+): Promise<{ options: BrokerOptions; passwordUsers: ReadonlyMap<string, PasswordHash> | undefined }> {
   const options: BrokerOptions = {};
+  let passwordUsers: ReadonlyMap<string, PasswordHash> | undefined;
   options.listeners = [];
   for (const listener of draft.listeners) options.listeners.push(await listenerOptions(listener));
   if (options.listeners.length === 0) options.listeners.push({ protocol: 'mqtt', port: 1883 });
@@ -116,7 +125,8 @@ export async function buildBrokerOptions(draft: ConfigDraft): Promise<BrokerOpti
   options.allowAnonymous = allowAnonymous;
   if (draft.passwordFile !== undefined) {
     try {
-      options.authenticate = createPasswordAuthenticator(draft.passwordFile.value, { allowAnonymous });
+      passwordUsers = readPasswordFile(draft.passwordFile.value);
+      options.authenticate = createPasswordAuthenticator(passwordUsers, { allowAnonymous });
     } catch (error) {
       throw authFileError(error, draft.passwordFile, 'password_file');
     }
@@ -138,7 +148,7 @@ export async function buildBrokerOptions(draft: ConfigDraft): Promise<BrokerOpti
     if (draft.storeSync !== undefined) options.storeOptions.sync = draft.storeSync;
     if (draft.storeReserveBytes !== undefined) options.storeOptions.reserveBytes = draft.storeReserveBytes;
   }
-  return options;
+  return { options, passwordUsers };
 }
 
 async function readConfigText(file: string, origin: SettingOrigin): Promise<string> {
@@ -166,11 +176,11 @@ export async function resolveBrokerConfig(request: ResolveBrokerConfigOptions = 
     draft = parseBrokerConfig(await readConfigText(configFile, origin), configFile);
   }
   const warnings = applyOverrides(draft, env, request.flags ?? {});
-  const options = await buildBrokerOptions(draft);
+  const { options, passwordUsers } = await build(draft);
   if (options.authenticate === undefined && options.allowAnonymous !== true) {
     warnings.push('no password_file and allow_anonymous is false: every client will be refused (set one of them)');
   }
-  return { options, configFile, warnings };
+  return { options, configFile, warnings, passwordUsers };
 }
 
 /**

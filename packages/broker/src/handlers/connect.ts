@@ -5,6 +5,7 @@ import { type ConnackProperties, type ConnectPacket, encode, MAX_PACKET_SIZE } f
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
 import type { AuthenticationResult, BrokerLimits } from '../options.js';
+import { recheckSubscriptions } from '../reauthorize.js';
 import { authStep } from './auth.js';
 
 /** What CONNECT asked for, kept while authentication runs. */
@@ -234,6 +235,9 @@ function accept(
   const requestedExpiry = v5 ? (packet.properties?.sessionExpiryInterval ?? 0) : packet.clean ? 0 : Infinity;
   const expiryInterval = Math.min(requestedExpiry, limits.maxSessionExpiryInterval);
   const { session, present } = core.openSession(clientId, packet.clean, expiryInterval);
+  // The ACL is checked at SUBSCRIBE: a session resumed under another identity, or after the ACL changed, keeps
+  // only what this identity may read.
+  if (present) recheckSubscriptions(core, session, connection.identity, true);
   connection.session = session;
   connection.state = 'connected';
   core.armWill(connection);

@@ -1,6 +1,15 @@
 // `otalink broker`: run the MQTT broker from a config file, OTALINK_BROKER_* variables and flags.
 import { parseArgs } from 'node:util';
-import { type Broker, BrokerConfigError, type BrokerFlags, createBroker, resolveBrokerConfig } from '@otalink/broker';
+import {
+  type Broker,
+  BrokerConfigError,
+  type BrokerFlags,
+  createBroker,
+  type ResolvedBrokerConfig,
+  reloadBrokerAuth,
+  resolveBrokerConfig,
+} from '@otalink/broker';
+import type { Logger } from 'pino';
 import { pino } from 'pino';
 import type { Command } from './command.js';
 
@@ -20,6 +29,9 @@ const USAGE = `Usage: otalink broker [options]
 Precedence, lowest first: defaults, the config file, OTALINK_BROKER_<KEY> environment variables, flags.
 Without a config file the broker listens on port 1883 with anonymous access off.
 SIGTERM or SIGINT shuts down gracefully (MQTT 5 clients get DISCONNECT 0x8B).
+SIGHUP re-reads the config and applies its password_file, acl_file and allow_anonymous: clients whose user was
+removed or given a new password are disconnected (0x87), subscriptions the new ACL refuses are removed. Other
+settings change at the next restart; a config that no longer loads is logged and changes nothing.
 `;
 
 export interface BrokerCommandIo {
@@ -84,6 +96,41 @@ function waitForSignal(): { promise: Promise<string>; dispose(): void } {
   };
 }
 
+/** SIGHUP: re-reads the config and applies its auth (one reload at a time; one more if asked meanwhile). */
+function reloadOnHangup(
+  broker: Broker,
+  request: Parameters<typeof reloadBrokerAuth>[1],
+  started: ResolvedBrokerConfig,
+  logger: Logger,
+): { dispose(): Promise<void> } {
+  let current = started;
+  let running: Promise<void> = Promise.resolve();
+  const reload = async (): Promise<void> => {
+    try {
+      const { config, result, changedUsers } = await reloadBrokerAuth(broker, request, current);
+      current = config;
+      logger.info(
+        { configFile: config.configFile, changedUsers, ...result },
+        'reloaded password_file, acl_file and allow_anonymous (other settings change at the next restart)',
+      );
+    } catch (error) {
+      // Files the config names are read and checked as at start-up: their problems come as BrokerConfigError.
+      const code = (error as { code?: unknown }).code ?? 'BROKER_ERR_CONFIG';
+      logger.error({ code, err: error }, `reload failed, the running configuration stays: ${(error as Error).message}`);
+    }
+  };
+  const onHangup = (): void => {
+    running = running.then(reload);
+  };
+  process.on('SIGHUP', onHangup);
+  return {
+    async dispose() {
+      process.off('SIGHUP', onHangup);
+      await running;
+    },
+  };
+}
+
 function url(address: { protocol: string; host: string; port: number }): string {
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
   return `${address.protocol}://${host}:${address.port}`;
@@ -102,12 +149,12 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
     return 0;
   }
 
-  let resolved: Awaited<ReturnType<typeof resolveBrokerConfig>>;
+  let resolved: ResolvedBrokerConfig;
+  const request =
+    parsed.configFile === undefined
+      ? { env: io.env, flags: parsed.flags }
+      : { configFile: parsed.configFile, env: io.env, flags: parsed.flags };
   try {
-    const request =
-      parsed.configFile === undefined
-        ? { env: io.env, flags: parsed.flags }
-        : { configFile: parsed.configFile, env: io.env, flags: parsed.flags };
     resolved = await resolveBrokerConfig(request);
   } catch (error) {
     if (error instanceof BrokerConfigError) {
@@ -152,8 +199,10 @@ export async function runBroker(args: string[], io: BrokerCommandIo): Promise<nu
     `otalink broker listening on ${broker.addresses().map(url).join(', ')}`,
   );
 
+  const reloads = reloadOnHangup(broker, request, resolved, logger);
   const signal = await stop.promise;
   stop.dispose();
+  await reloads.dispose();
   logger.info({ signal }, 'shutting down');
   await broker.close();
   logger.flush();

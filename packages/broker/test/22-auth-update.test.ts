@@ -1,0 +1,182 @@
+// Authentication and authorization changed while the broker runs (Broker.updateAuth; `otalink broker` on SIGHUP):
+// revoked clients are disconnected and others keep going; subscriptions a narrower ACL refuses stop delivering at
+// once for connected clients and on resumption for offline ones; a session resumed under another user name keeps
+// nothing that user may not read.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Authenticate, Authorize } from '../src/index.js';
+import {
+  connectClient,
+  connected,
+  persistent,
+  publishQos,
+  type RawClient,
+  str,
+  subscribe,
+  type TestBroker,
+  text,
+  withBroker,
+} from './support/raw-client.js';
+
+const passwords = new Map([
+  ['alice', 'pw-a'],
+  ['bob', 'pw-b'],
+]);
+const authenticate: Authenticate = (request) =>
+  request.username !== undefined && passwords.get(request.username) === str(request.password ?? new Uint8Array())
+    ? { ok: true, username: request.username }
+    : { ok: false, reasonCode: 0x86 };
+/** Each user under ota/<user>/..., plus whatever `extra` allows. */
+const aclWith =
+  (extra: (topic: string) => boolean): Authorize =>
+  (client, _action, topic) =>
+    topic.startsWith(`ota/${client.username}/`) || extra(topic);
+const login = (user: string, version: 4 | 5, clientId = `${user}-${version}`) => ({
+  version,
+  clientId,
+  username: user,
+  password: text(passwords.get(user)!),
+});
+
+async function received(client: RawClient, count: number): Promise<string[]> {
+  const out: string[] = [];
+  while (out.length < count) {
+    const packet = await client.next();
+    if (packet.type !== 'publish') continue;
+    out.push(`${packet.topic}=${str(packet.payload)}`);
+    if (packet.qos === 1) client.send({ type: 'puback', packetId: packet.packetId! });
+  }
+  return out;
+}
+
+/** Waits until the broker saw the client's connection end (its session is then offline). */
+async function offline(b: TestBroker, clientId: string): Promise<void> {
+  for (let i = 0; b.broker.clients().includes(clientId); i++) {
+    if (i > 200) throw new Error(`${clientId} still connected`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+for (const version of [4, 5] as const) {
+  describe(`22 auth update, MQTT ${version === 4 ? '3.1.1' : '5.0'}`, () => {
+    test('a revoked user is disconnected (5.0: 0x87) and its will goes out; the others keep going', async () => {
+      await withBroker({ allowAnonymous: false, authenticate }, async (b) => {
+        const alice = await connected(b.port, {
+          ...login('alice', version),
+          will: { topic: 'ota/bob/alice-gone', payload: text('bye'), qos: 0, retain: false },
+        });
+        const bob = await connected(b.port, login('bob', version));
+        await subscribe(bob, 'ota/bob/#', 1);
+        const result = b.broker.updateAuth({
+          revoke: (client, by) => by === 'password' && client.username === 'alice',
+        });
+        assert.deepEqual(result, { disconnected: 1, subscriptionsRemoved: 0 });
+        const last = await alice.expectClose();
+        if (version === 5) {
+          assert.deepEqual(
+            last.map((p) => (p.type === 'disconnect' ? p.reasonCode : p.type)),
+            [0x87],
+          );
+        }
+        assert.deepEqual(await received(bob, 1), ['ota/bob/alice-gone=bye'], 'its will, as for any server close');
+        const sender = await connected(b.port, login('bob', version, `sender-${version}`));
+        await publishQos(sender, 'ota/bob/x', 'still here', 1, 1);
+        assert.deepEqual(await received(bob, 1), ['ota/bob/x=still here']);
+        sender.end();
+        bob.end();
+      });
+    });
+
+    test('a narrower ACL removes a connected client’s refused subscriptions at once', async () => {
+      await withBroker(
+        { allowAnonymous: false, authenticate, authorize: aclWith((t) => t.startsWith('fleet/')) },
+        async (b) => {
+          const bob = await connected(b.port, login('bob', version));
+          assert.deepEqual(await subscribe(bob, 'ota/bob/#', 1), [1]);
+          assert.deepEqual(await subscribe(bob, 'fleet/#', 1, { packetId: 2 }), [1]);
+          assert.deepEqual(await subscribe(bob, '$share/g/fleet/+', 1, { packetId: 3 }), [1]);
+          const result = b.broker.updateAuth({ authorize: aclWith(() => false) });
+          assert.deepEqual(result, { disconnected: 0, subscriptionsRemoved: 2 });
+          const sender = await connected(b.port, { ...login('alice', version, `s-${version}`) });
+          b.broker.publish({ topic: 'fleet/all', payload: text('stale'), qos: 1 });
+          b.broker.publish({ topic: 'ota/bob/cmd', payload: text('fresh'), qos: 1 });
+          assert.deepEqual(await received(bob, 1), ['ota/bob/cmd=fresh'], 'fleet/# and $share/g/fleet/+ are gone');
+          assert.ok(await bob.silentFor(100));
+          sender.end();
+          bob.end();
+        },
+      );
+    });
+
+    test('an offline session resumed under a narrower ACL keeps only what it may read, queue included', async () => {
+      await withBroker(
+        { allowAnonymous: false, authenticate, authorize: aclWith((t) => t.startsWith('fleet/')) },
+        async (b) => {
+          const session = persistent(`bob-offline-${version}`, version, login('bob', version));
+          const bob = await connected(b.port, session);
+          await subscribe(bob, 'ota/bob/#', 1);
+          await subscribe(bob, 'fleet/#', 1, { packetId: 2 });
+          bob.end();
+          await offline(b, session.clientId!);
+          b.broker.publish({ topic: 'fleet/all', payload: text('queued-fleet'), qos: 1 });
+          b.broker.publish({ topic: 'ota/bob/cmd', payload: text('queued-own'), qos: 1 });
+          assert.equal(b.broker.stats.queuedCurrent, 2);
+          // Offline sessions are not walked here: the next CONNECT checks them.
+          assert.deepEqual(b.broker.updateAuth({ authorize: aclWith(() => false) }), {
+            disconnected: 0,
+            subscriptionsRemoved: 0,
+          });
+          const back = await connectClient(b.port, session);
+          assert.equal(back.connack.sessionPresent, true);
+          assert.deepEqual(await received(back.client, 1), ['ota/bob/cmd=queued-own']);
+          assert.ok(await back.client.silentFor(100), 'the fleet message queued under the old ACL is dropped');
+          assert.equal(b.broker.stats.droppedNotAuthorized, 1);
+          b.broker.publish({ topic: 'fleet/all', payload: text('later'), qos: 1 });
+          assert.ok(await back.client.silentFor(100));
+          back.client.end();
+        },
+      );
+    });
+
+    test('a session resumed by another user keeps none of the first user’s subscriptions, queue or window', async () => {
+      await withBroker({ allowAnonymous: false, authenticate, authorize: aclWith(() => false) }, async (b) => {
+        const clientId = `shared-${version}`;
+        const alice = await connected(b.port, persistent(clientId, version, login('alice', version, clientId)));
+        await subscribe(alice, 'ota/alice/#', 1);
+        b.broker.publish({ topic: 'ota/alice/unacked', payload: text('in flight'), qos: 1 });
+        const inFlight = await alice.expect('publish');
+        assert.equal(str(inFlight.payload), 'in flight', 'delivered, never acknowledged');
+        alice.end();
+        await offline(b, clientId);
+        b.broker.publish({ topic: 'ota/alice/secret', payload: text('for alice'), qos: 1 });
+        const bob = await connectClient(b.port, persistent(clientId, version, login('bob', version, clientId)));
+        assert.equal(bob.connack.sessionPresent, true);
+        assert.ok(await bob.client.silentFor(150), 'nothing queued or in flight for alice reaches bob');
+        b.broker.publish({ topic: 'ota/alice/secret', payload: text('again'), qos: 1 });
+        assert.ok(await bob.client.silentFor(100), 'and alice’s subscription is gone');
+        bob.client.end();
+      });
+    });
+  });
+}
+
+test('22 auth update: turning anonymous access off through revoke, and hooks removed with null', async () => {
+  await withBroker({ allowAnonymous: true }, async (b) => {
+    const anonymous = await connected(b.port, { version: 5, clientId: 'anon' });
+    const result = b.broker.updateAuth({
+      allowAnonymous: false,
+      authenticate,
+      revoke: (_client, by) => by === 'anonymous',
+    });
+    assert.equal(result.disconnected, 1);
+    await anonymous.expectClose();
+    const refused = await connectClient(b.port, { version: 5, clientId: 'anon-2' });
+    assert.equal(refused.connack.reasonCode, 0x86, 'no user name: the hook refuses it');
+    const alice = await connected(b.port, login('alice', 5));
+    b.broker.updateAuth({ authenticate: null, allowAnonymous: true });
+    const again = await connectClient(b.port, { version: 5, clientId: 'anon-3' });
+    assert.equal(again.connack.reasonCode, 0);
+    again.client.end();
+    alice.end();
+  });
+});
