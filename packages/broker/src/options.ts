@@ -40,6 +40,11 @@ export interface BrokerLimits {
   receiveMaximum: number;
   /** Messages queued per session (offline or beyond the in-flight window). */
   maxQueuedMessages: number;
+  /**
+   * Payload bytes queued per session; 0 = no limit. Whichever of this and maxQueuedMessages is reached first applies
+   * the drop policy; a message larger than this on its own is dropped. (Mosquitto's max_queued_bytes.)
+   */
+  maxQueuedBytes: number;
   /** Which message is dropped when a session queue is full. */
   queueDropPolicy: 'oldest' | 'newest';
   maxClientIdLength: number;
@@ -60,6 +65,7 @@ export const defaultLimits: BrokerLimits = {
   maxPacketSize: 1024 * 1024,
   receiveMaximum: 100,
   maxQueuedMessages: 1000,
+  maxQueuedBytes: 0,
   queueDropPolicy: 'oldest',
   maxClientIdLength: 256,
   maxPublishRate: 0,

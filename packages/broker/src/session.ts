@@ -39,7 +39,42 @@ class NoEntries extends InflightWindow {
     throw new Error('write to the shared empty session window: use inflightOf()');
   }
 }
-class NoDeliveries extends Fifo<Delivery> {
+/**
+ * A session's queue, counting the payload bytes it holds (for maxQueuedBytes) wherever a delivery comes or goes:
+ * routing, the drop policy, the pump, a restore from the store, a session's end.
+ */
+export class DeliveryQueue extends Fifo<Delivery> {
+  bytes = 0;
+
+  override push(delivery: Delivery): void {
+    super.push(delivery);
+    this.bytes += delivery.message.payload.length;
+  }
+
+  override unshiftAll(deliveries: readonly Delivery[]): void {
+    super.unshiftAll(deliveries);
+    for (const delivery of deliveries) this.bytes += delivery.message.payload.length;
+  }
+
+  override shift(): Delivery | undefined {
+    const delivery = super.shift();
+    if (delivery !== undefined) this.bytes = this.length === 0 ? 0 : this.bytes - delivery.message.payload.length;
+    return delivery;
+  }
+
+  override pop(): Delivery | undefined {
+    const delivery = super.pop();
+    if (delivery !== undefined) this.bytes = this.length === 0 ? 0 : this.bytes - delivery.message.payload.length;
+    return delivery;
+  }
+
+  override clear(): void {
+    super.clear();
+    this.bytes = 0;
+  }
+}
+
+class NoDeliveries extends DeliveryQueue {
   override push(): void {
     throw new Error('write to the shared empty session queue: use queueOf()');
   }
@@ -56,7 +91,7 @@ class NoIds extends Set<number> {
 // queue with its array per idle connection (~0.6 KB of heap) would be spent on nothing.
 const NO_INFLIGHT: InflightWindow = new NoEntries();
 const NO_INBOUND_QOS2: Set<number> = new NoIds();
-const NO_QUEUE: Fifo<Delivery> = new NoDeliveries();
+const NO_QUEUE: DeliveryQueue = new NoDeliveries();
 
 export function newSessionState(clientId: string, expiryInterval: number): SessionState {
   return {
@@ -77,8 +112,8 @@ export function inflightOf(state: SessionState): InflightWindow {
 }
 
 /** The session's queue, made writable (allocated) on first use. */
-export function queueOf(state: SessionState): Fifo<Delivery> {
-  if (state.queue === NO_QUEUE) state.queue = new Fifo();
+export function queueOf(state: SessionState): DeliveryQueue {
+  if (state.queue === NO_QUEUE) state.queue = new DeliveryQueue();
   return state.queue;
 }
 
@@ -102,6 +137,7 @@ export interface Outlet {
 
 export interface QueueLimits {
   maxQueuedMessages: number;
+  maxQueuedBytes: number;
   queueDropPolicy: 'oldest' | 'newest';
 }
 
@@ -159,7 +195,7 @@ export class Session {
   /** Its subscriptions, as `subscriptions` reads them (see subscriptions.ts). */
   subscribed: SubscriptionSet;
   inflight: InflightWindow;
-  queue: Fifo<Delivery>;
+  queue: DeliveryQueue;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL. */
   inboundQos2: Set<number>;
   nextPacketId: number;
@@ -405,21 +441,31 @@ export class Session {
 
   private enqueue(delivery: Delivery, now: number): void {
     const queue = this.queue;
-    if (queue.length >= this.#env.limits.maxQueuedMessages) {
+    const limits = this.#env.limits;
+    const stats = this.#env.stats;
+    const size = delivery.message.payload.length;
+    const byteLimit = limits.maxQueuedBytes;
+    if (byteLimit > 0 && size > byteLimit) {
+      // Room for it would never be made, whatever went: it goes, and the queue stays.
+      stats.droppedQueueFull++;
+      this.dropped(delivery);
+      return;
+    }
+    while (queue.length >= limits.maxQueuedMessages || (byteLimit > 0 && queue.bytes + size > byteLimit)) {
       // Expired messages go first: dropping them costs nobody anything.
       if (queue.length > 0 && isExpired(queue.peek()!.message, now)) {
         this.dropped(queue.shift()!);
-        this.#env.stats.droppedExpired++;
-        this.#env.stats.queuedCurrent--;
-      } else {
-        this.#env.stats.droppedQueueFull++;
-        if (this.#env.limits.queueDropPolicy === 'newest' || queue.length === 0) {
-          this.dropped(delivery);
-          return;
-        }
-        this.dropped(queue.shift()!);
-        this.#env.stats.queuedCurrent--;
+        stats.droppedExpired++;
+        stats.queuedCurrent--;
+        continue;
       }
+      stats.droppedQueueFull++;
+      if (limits.queueDropPolicy === 'newest' || queue.length === 0) {
+        this.dropped(delivery);
+        return;
+      }
+      this.dropped(queue.shift()!);
+      stats.queuedCurrent--;
     }
     queueOf(this).push(delivery);
     this.#env.stats.queuedCurrent++;

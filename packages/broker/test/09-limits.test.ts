@@ -89,6 +89,33 @@ for (const version of [4, 5] as const) {
       }
     });
 
+    test('max queued bytes: an offline session keeps the newest messages that fit, oldest dropped first', async () => {
+      const b = await startBroker({ limits: { maxQueuedBytes: 10 } });
+      try {
+        const persistent = {
+          version,
+          clientId: 'qb',
+          clean: false,
+          properties: version === 5 ? { sessionExpiryInterval: 60 } : undefined,
+        };
+        const c = await connected(b.port, persistent);
+        await subscribe(c, 'qb/t', 1);
+        c.send({ type: 'disconnect' });
+        await c.closedPromise;
+        for (const payload of ['1111', '2222', '3333', 'far-too-large']) {
+          b.broker.publish({ topic: 'qb/t', payload, qos: 1 });
+        }
+        assert.equal(b.broker.stats.droppedQueueFull, 2, 'the oldest made room; the one over the limit went');
+        assert.equal(b.broker.stats.queuedCurrent, 2);
+        const again = await connected(b.port, persistent);
+        const got = [str((await again.expect('publish')).payload), str((await again.expect('publish')).payload)];
+        assert.deepEqual(got, ['2222', '3333']);
+        again.end();
+      } finally {
+        await b.close();
+      }
+    });
+
     test('a burst beyond one turn of output reaches every subscriber complete and in order, DISCONNECT last', async () => {
       const b = await startBroker({ limits: { receiveMaximum: 65_535 } });
       try {

@@ -11,6 +11,7 @@ import {
   newSessionState,
   type Outlet,
   type QueueLimits,
+  queueOf,
   Session,
   type SessionState,
   type SubscriptionEntry,
@@ -61,7 +62,11 @@ class FakeOutlet implements Outlet {
 
 /** A persistent session 'c' with room for 10 queued messages, dropping the oldest. */
 function persistentSession(): Session {
-  return newSession(newSessionState('c', 60), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+  return newSession(newSessionState('c', 60), createStats(0), {
+    maxQueuedMessages: 10,
+    maxQueuedBytes: 0,
+    queueDropPolicy: 'oldest',
+  });
 }
 
 const entry = (filter: string, extra: Partial<SubscriptionEntry> = {}): SubscriptionEntry => ({
@@ -77,7 +82,7 @@ const entry = (filter: string, extra: Partial<SubscriptionEntry> = {}): Subscrip
 describe('Session', () => {
   test('sessions start without in-flight and inbound QoS 2 collections of their own, and never share them', () => {
     const stats = createStats(0);
-    const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
+    const limits = { maxQueuedMessages: 10, maxQueuedBytes: 0, queueDropPolicy: 'oldest' as const };
     const a = newSession(newSessionState('a', 0), stats, limits);
     const b = newSession(newSessionState('b', 0), stats, limits);
     // Idle sessions hold the shared empty collections, which refuse writes rather than leak entries across sessions.
@@ -100,7 +105,7 @@ describe('Session', () => {
 
   test('sessions start without a queue of their own, and never share one', () => {
     const stats = createStats(0);
-    const limits = { maxQueuedMessages: 10, queueDropPolicy: 'oldest' as const };
+    const limits = { maxQueuedMessages: 10, maxQueuedBytes: 0, queueDropPolicy: 'oldest' as const };
     const a = newSession(newSessionState('a', 60), stats, limits);
     const b = newSession(newSessionState('b', 60), stats, limits);
     assert.equal(a.state.queue, b.state.queue);
@@ -121,7 +126,11 @@ describe('Session', () => {
 
   test('honours the send window and drains the queue as acknowledgements arrive', () => {
     const stats = createStats(0);
-    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState('c', 60), stats, {
+      maxQueuedMessages: 10,
+      maxQueuedBytes: 0,
+      queueDropPolicy: 'oldest',
+    });
     const outlet = new FakeOutlet(2);
     s.outlet = outlet;
     for (const t of ['a', 'b', 'c', 'd']) s.offer(delivery(message(t)), undefined, 0);
@@ -141,7 +150,11 @@ describe('Session', () => {
 
   test('QoS 0 is dropped (and counted) for a congested outlet and never queued offline', () => {
     const stats = createStats(0);
-    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState('c', 60), stats, {
+      maxQueuedMessages: 10,
+      maxQueuedBytes: 0,
+      queueDropPolicy: 'oldest',
+    });
     s.offer(delivery(message('offline', 0)), undefined, 0);
     assert.equal(s.state.queue.length, 0);
     const outlet = new FakeOutlet(5);
@@ -155,7 +168,11 @@ describe('Session', () => {
   for (const policy of ['oldest', 'newest'] as const) {
     test(`a full queue drops the ${policy} message`, () => {
       const stats = createStats(0);
-      const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: policy });
+      const s = newSession(newSessionState('c', 60), stats, {
+        maxQueuedMessages: 2,
+        maxQueuedBytes: 0,
+        queueDropPolicy: policy,
+      });
       for (const t of ['1', '2', '3']) s.offer(delivery(message(t)), undefined, 0);
       assert.equal(stats.droppedQueueFull, 1);
       assert.deepEqual(
@@ -165,9 +182,70 @@ describe('Session', () => {
     });
   }
 
+  for (const policy of ['oldest', 'newest'] as const) {
+    test(`a queue at its byte limit drops the ${policy} messages until the new one fits`, () => {
+      const stats = createStats(0);
+      const s = newSession(newSessionState('c', 60), stats, {
+        maxQueuedMessages: 100,
+        maxQueuedBytes: 10,
+        queueDropPolicy: policy,
+      });
+      const sized = (topic: string, bytes: number) => delivery(message(topic, 1, { payload: new Uint8Array(bytes) }));
+      for (const [t, n] of [
+        ['a', 4],
+        ['b', 4],
+        ['c', 2],
+      ] as const)
+        s.offer(sized(t, n), undefined, 0);
+      assert.equal(s.state.queue.bytes, 10);
+      s.offer(sized('d', 6), undefined, 0);
+      const topics = [...s.state.queue].map((d) => d.message.topic);
+      if (policy === 'oldest') {
+        assert.deepEqual(topics, ['c', 'd'], 'a and b make room');
+        assert.equal(stats.droppedQueueFull, 2);
+        assert.equal(s.state.queue.bytes, 8);
+      } else {
+        assert.deepEqual(topics, ['a', 'b', 'c']);
+        assert.equal(stats.droppedQueueFull, 1);
+        assert.equal(s.state.queue.bytes, 10);
+      }
+      assert.equal(stats.queuedCurrent, topics.length);
+      s.offer(sized('huge', 11), undefined, 0);
+      assert.deepEqual(
+        [...s.state.queue].map((d) => d.message.topic),
+        topics,
+        'a message over the limit on its own goes; the queue stays',
+      );
+      const outlet = new FakeOutlet(10);
+      s.resume(outlet, 0);
+      assert.equal(s.state.queue.length, 0);
+      assert.equal(s.state.queue.bytes, 0, 'the pump counts what it takes out');
+    });
+  }
+
+  test('queued bytes follow restores, refusals and the end of a session', () => {
+    const stats = createStats(0);
+    const state = newSessionState('c', 60);
+    queueOf(state).push(delivery(message('kept', 1, { payload: new Uint8Array(5) })));
+    queueOf(state).push(delivery(message('refused', 1, { payload: new Uint8Array(7) })));
+    assert.equal(state.queue.bytes, 12, 'pushed by a restore from the store');
+    const s = newSession(state, stats, { maxQueuedMessages: 10, maxQueuedBytes: 100, queueDropPolicy: 'oldest' });
+    assert.equal(
+      s.dropRefused((d) => d.message.topic === 'refused', false),
+      1,
+    );
+    assert.equal(s.state.queue.bytes, 5);
+    s.discard();
+    assert.equal(s.state.queue.bytes, 0);
+  });
+
   test('expired messages are dropped when they would be sent, and first when the queue is full', () => {
     const stats = createStats(0);
-    const s = newSession(newSessionState('c', 60), stats, { maxQueuedMessages: 2, queueDropPolicy: 'newest' });
+    const s = newSession(newSessionState('c', 60), stats, {
+      maxQueuedMessages: 2,
+      maxQueuedBytes: 0,
+      queueDropPolicy: 'newest',
+    });
     s.offer(delivery(message('old', 1, { expiresAt: 1000 })), undefined, 0);
     s.offer(delivery(message('keep')), undefined, 0);
     s.offer(delivery(message('new')), undefined, 2000);
@@ -303,7 +381,11 @@ describe('InflightWindow', () => {
 
 describe('Router', () => {
   const session = (id: string, online = true) => {
-    const s = newSession(newSessionState(id, 0), createStats(0), { maxQueuedMessages: 10, queueDropPolicy: 'oldest' });
+    const s = newSession(newSessionState(id, 0), createStats(0), {
+      maxQueuedMessages: 10,
+      maxQueuedBytes: 0,
+      queueDropPolicy: 'oldest',
+    });
     if (online) s.outlet = new FakeOutlet(10);
     return s;
   };

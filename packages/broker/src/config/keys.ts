@@ -81,6 +81,7 @@ export const GLOBAL_KEYS: Record<string, Apply> = {
   max_packet_size: limit('maxPacketSize', (t) => parseInteger(t, 20, MQTT_MAX_PACKET)),
   receive_maximum: limit('receiveMaximum', (t) => parseInteger(t, 1, 65_535)),
   max_queued_messages: limit('maxQueuedMessages', (t) => parseInteger(t, 1, MAX)),
+  max_queued_bytes: limit('maxQueuedBytes', (t) => parseInteger(t, 0, MAX)),
   queue_drop_policy: limit('queueDropPolicy', (t) => parseChoice(t, ['oldest', 'newest'] as const)),
   // 23 is the length every server must accept (MQTT 3.1.3-5); 65535 the most a UTF-8 string can hold.
   max_client_id_length: limit('maxClientIdLength', (t) => parseInteger(t, 23, 65_535)),
