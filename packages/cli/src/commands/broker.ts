@@ -9,8 +9,7 @@ import {
   reloadBrokerAuth,
   resolveBrokerConfig,
 } from '@otalink/broker';
-import type { Logger } from 'pino';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import type { Command } from './command.js';
 
 const USAGE = `Usage: otalink broker [options]
