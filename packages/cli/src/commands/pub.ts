@@ -4,6 +4,8 @@ import { createInterface } from 'node:readline';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type ClientOptions, connect, type MqttClient, MqttError, type QoS } from '@otalink/mqtt';
 import type { Command } from './command.js';
+import { type CliProperties, parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
+import { tracingTransport } from './packet-trace.js';
 import { UsageError } from './usage.js';
 
 export interface CliIo {
@@ -15,20 +17,34 @@ export interface CliIo {
 const processIo: CliIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
 
 export const CONNECTION_USAGE = `Connection:
-  -L <url>          mqtt://, mqtts://, ws://, wss:// URL (user:pass@host:port/path); -h/-p override it
+  -L <url>          mqtt://user:pass@host:port/topic, mqtts://...; -h/-p override it. The path is the
+                    topic, as in mosquitto; ws:// and wss:// URLs (not in mosquitto) keep theirs as the
+                    WebSocket path
   -h <host>         broker host (default localhost)
   -p <port>         broker port (default 1883, 8883 with TLS options)
   -i <id>           client id
+  -I <prefix>       client id: <prefix> followed by the process id
   -u <user>         user name
   -P <password>     password
   -k <seconds>      keepalive (default 60)
   -c                persistent session (clean session off; needs -i)
-  -V <5|311>        protocol version (default 311, as mosquitto)
+  -x <seconds>      MQTT 5 session expiry interval: 0..4294967294, or -1, 4294967295 or ∞ for never
+  -V <5|311>        protocol version (default 311 as mosquitto, 5 when -D is given)
   -q <0|1|2>        QoS (default 0)
+  -D <command> <property> <value>
+                    MQTT 5 property (long form --property), repeatable: user-property takes a key and
+                    a value. Commands and properties: connect session-expiry-interval, receive-maximum,
+                    maximum-packet-size, topic-alias-maximum, request-problem-information,
+                    request-response-information, user-property; will content-type, correlation-data,
+                    message-expiry-interval, payload-format-indicator, response-topic,
+                    will-delay-interval, user-property
   --cafile <file>   CA certificates for TLS
   --cert <file>     client certificate; --key <file> its key
   --insecure        do not verify the server certificate's host name
   --will-topic <t>  will message topic; --will-payload <p>, --will-qos <q>, --will-retain
+  -d                print each MQTT packet sent and received on stderr (mqtt:// and mqtts:// only)
+  --quiet           print no error messages, except about the command line (exit codes unchanged)
+  --nodelay         accepted for mosquitto's sake: the client always sets TCP_NODELAY
   --help            this help`;
 
 export const CONNECTION_OPTIONS = {
@@ -36,10 +52,13 @@ export const CONNECTION_OPTIONS = {
   host: { type: 'string', short: 'h' },
   port: { type: 'string', short: 'p' },
   id: { type: 'string', short: 'i' },
+  'id-prefix': { type: 'string', short: 'I' },
   username: { type: 'string', short: 'u' },
   pw: { type: 'string', short: 'P' },
   keepalive: { type: 'string', short: 'k' },
   'disable-clean-session': { type: 'boolean', short: 'c' },
+  // `-x <value>` reaches parseArgs as --session-expiry=<value> (preparseArgs): its value may be -1.
+  'session-expiry': { type: 'string' },
   'protocol-version': { type: 'string', short: 'V' },
   qos: { type: 'string', short: 'q' },
   cafile: { type: 'string' },
@@ -50,6 +69,9 @@ export const CONNECTION_OPTIONS = {
   'will-payload': { type: 'string' },
   'will-qos': { type: 'string' },
   'will-retain': { type: 'boolean' },
+  debug: { type: 'boolean', short: 'd' },
+  quiet: { type: 'boolean' },
+  nodelay: { type: 'boolean' },
   help: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -74,19 +96,46 @@ function parseInteger(value: string, what: string, min: number, max: number): nu
   return n;
 }
 
-/** Builds client options from the shared connection flags. */
-export async function clientOptions(values: Values): Promise<ClientOptions> {
+/**
+ * mosquitto's -L: the path of an mqtt:// or mqtts:// URL is a topic, taken as typed (a `#` in it is no fragment), and
+ * the client gets the URL without it. A ws:// or wss:// URL is the client's as it is: its path is the WebSocket path.
+ */
+export function splitUrl(url: string): { server: string; topic: string | undefined } {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/]*)(?:\/([\s\S]*))?$/i.exec(url);
+  if (m === null || /^wss?:/i.test(url)) return { server: url, topic: undefined };
+  return { server: `${m[1]}${m[2]}`, topic: m[3] || undefined };
+}
+
+/** -x: seconds, or never (-1, 4294967295, ∞). */
+function parseSessionExpiry(text: string): number {
+  if (text === '-1' || text === '∞') return 0xffffffff;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 0xffffffff) {
+    throw new UsageError(`-x must be 0..4294967294 seconds, or -1, 4294967295 or ∞ for never, got "${text}"`);
+  }
+  return n;
+}
+
+/** Builds client options from the shared connection flags and the `-D` properties; `io` takes -d's trace. */
+export async function clientOptions(
+  values: Values,
+  properties: CliProperties = {},
+  io?: CliIo,
+): Promise<ClientOptions> {
   const options: ClientOptions = { reconnect: false, connectTimeoutMs: 10_000 };
   const url = str(values, 'L');
   const tlsWanted = values.cafile !== undefined || values.cert !== undefined || values.insecure === true;
-  if (url !== undefined) options.url = url;
+  if (url !== undefined) options.url = splitUrl(url).server;
   else options.protocol = tlsWanted ? 'mqtts' : 'mqtt';
   const host = str(values, 'host');
   if (host !== undefined) options.host = host;
   const port = str(values, 'port');
   if (port !== undefined) options.port = parseInteger(port, '-p', 1, 65535);
   const id = str(values, 'id');
+  const prefix = str(values, 'id-prefix');
+  if (id !== undefined && prefix !== undefined) throw new UsageError('-i and -I cannot be used together');
   if (id !== undefined) options.clientId = id;
+  if (prefix !== undefined) options.clientId = `${prefix}${process.pid}`;
   const username = str(values, 'username');
   if (username !== undefined) options.username = username;
   const password = str(values, 'pw');
@@ -97,10 +146,29 @@ export async function clientOptions(values: Values): Promise<ClientOptions> {
     if (id === undefined) throw new UsageError('-c (persistent session) needs a client id (-i)');
     options.clean = false;
   }
-  const version = str(values, 'protocol-version') ?? '311';
+  // As mosquitto: -D makes the client MQTT 5 unless -V says otherwise.
+  const version = str(values, 'protocol-version') ?? (properties.first === undefined ? '311' : '5');
   if (version === '5' || version === 'mqttv5') options.protocolVersion = 5;
   else if (version === '311' || version === 'mqttv311') options.protocolVersion = 4;
   else throw new UsageError(`-V must be 5 or 311, got "${version}"`);
+  if (options.protocolVersion === 4 && properties.first !== undefined) {
+    throw new UsageError(`${properties.first}: MQTT 5 properties need -V 5, not -V ${version}`);
+  }
+  let connectProperties = properties.connect;
+  const expiry = str(values, 'session-expiry');
+  if (expiry !== undefined) {
+    if (options.protocolVersion !== 5) throw new UsageError(`-x ${expiry}: the session expiry needs MQTT 5 (-V 5)`);
+    if (connectProperties?.sessionExpiryInterval !== undefined) {
+      throw new UsageError('-x and -D connect session-expiry-interval both set the session expiry: give one');
+    }
+    const seconds = parseSessionExpiry(expiry);
+    // A session nobody can resume by name: mosquitto refuses it too.
+    if (seconds === 0xffffffff && id === undefined) {
+      throw new UsageError(`-x ${expiry}: a session that never expires needs a client id (-i)`);
+    }
+    connectProperties = { ...connectProperties, sessionExpiryInterval: seconds };
+  }
+  if (connectProperties !== undefined) options.properties = connectProperties;
   if (tlsWanted) {
     const cafile = str(values, 'cafile');
     const cert = str(values, 'cert');
@@ -121,32 +189,56 @@ export async function clientOptions(values: Values): Promise<ClientOptions> {
       qos: parseQos(str(values, 'will-qos'), '--will-qos'),
       retain: values['will-retain'] === true,
     };
+    if (properties.will !== undefined) options.will.properties = properties.will;
   } else if (values['will-payload'] !== undefined) {
     throw new UsageError('--will-payload needs --will-topic');
+  } else if (properties.will !== undefined) {
+    throw new UsageError('-D will: will properties need a will (--will-topic)');
+  }
+  if (values.debug === true) {
+    if (url !== undefined && /^wss?:/i.test(url)) {
+      throw new UsageError(`-d traces mqtt:// and mqtts:// connections, not ${url.split(':')[0]}://`);
+    }
+    const stderr = (io ?? processIo).stderr;
+    options.transport = tracingTransport(options.protocolVersion, (line) => stderr.write(`${line}\n`));
   }
   return options;
 }
 
-/** Runs a command body with the shared error reporting: usage errors exit 1 with usage, refusals spelled out. */
-export async function runCli(name: string, usage: string, io: CliIo, body: () => Promise<number>): Promise<number> {
+/** What a command line decided that error reporting needs: --quiet. */
+export interface CliRun {
+  quiet: boolean;
+}
+
+/**
+ * Runs a command body with the shared error reporting: usage errors exit 1 with usage, refusals spelled out. With
+ * --quiet (the body sets `run.quiet`) only usage errors are printed, as mosquitto does.
+ */
+export async function runCli(
+  name: string,
+  usage: string,
+  io: CliIo,
+  body: (run: CliRun) => Promise<number>,
+): Promise<number> {
+  const run: CliRun = { quiet: false };
   try {
-    return await body();
+    return await body(run);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       io.stderr.write(`otalink ${name}: ${(err as Error).message}\n\n${usage}\n`);
       return 1;
     }
     if (err instanceof MqttError) {
-      io.stderr.write(`otalink ${name}: ${err.message} [${err.code}]\n`);
+      if (!run.quiet) io.stderr.write(`otalink ${name}: ${err.message} [${err.code}]\n`);
       return err.code === 'MQTT_ERR_CONNECTION_REFUSED' ? 5 : 1;
     }
     // The client reports socket and TLS failures as MqttError too (MQTT_ERR_CONNECT_FAILED): this is for the rest.
-    io.stderr.write(`otalink ${name}: ${(err as Error).message}\n`);
+    if (!run.quiet) io.stderr.write(`otalink ${name}: ${(err as Error).message}\n`);
     return 1;
   }
 }
 
-const PUB_USAGE = `Usage: otalink pub -t <topic> (-m <message> | -f <file> | -n | -l | -s) [options]
+const PUB_USAGE = `Usage: otalink pub {-t <topic> | -L <url>} (-m <message> | -f <file> | -n | -l | -s) [options]
 
 Message:
   -t <topic>        topic to publish to
@@ -156,13 +248,21 @@ Message:
   -l                send each line of stdin as a message
   -s                send all of stdin as one message
   -r                retain
+  --repeat <N>      with -m, -f, -n or -s: publish the message N times
+  --repeat-delay <seconds>
+                    wait this long between those publishes (fractions allowed; default 0)
+  -M <count>        at most this many QoS 1/2 messages unacknowledged at once
+  -D publish <property> <value>
+                    content-type, correlation-data, message-expiry-interval, payload-format-indicator,
+                    response-topic, topic-alias, user-property <key> <value>
 
 ${CONNECTION_USAGE}`;
 
 export async function runPub(args: string[], io: CliIo = processIo): Promise<number> {
-  return runCli('pub', PUB_USAGE, io, async () => {
+  return runCli('pub', PUB_USAGE, io, async (run) => {
+    const { rest, groups } = preparseArgs(args);
     const { values, positionals } = parseArgs({
-      args,
+      args: rest,
       allowPositionals: true,
       options: {
         ...CONNECTION_OPTIONS,
@@ -173,25 +273,56 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
         lines: { type: 'boolean', short: 'l' },
         stdin: { type: 'boolean', short: 's' },
         retain: { type: 'boolean', short: 'r' },
+        repeat: { type: 'string' },
+        'repeat-delay': { type: 'string' },
+        'max-inflight': { type: 'string', short: 'M' },
       },
     });
+    run.quiet = values.quiet === true;
     if (values.help) {
       io.stdout.write(`${PUB_USAGE}\n`);
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    const topic = values.topic;
-    if (topic === undefined) throw new UsageError('a topic is needed (-t)');
+    const properties = parsePropertyArgs(groups, 'pub');
+    const urlTopic = values.L === undefined ? undefined : splitUrl(values.L).topic;
+    if (urlTopic !== undefined && values.topic !== undefined) {
+      throw new UsageError(`-t "${values.topic}" and the topic "${urlTopic}" in -L's URL: give one`);
+    }
+    const topic = values.topic ?? urlTopic;
+    if (topic === undefined) throw new UsageError("a topic is needed (-t, or a path in -L's URL)");
     const sources = ['message', 'file', 'null', 'lines', 'stdin'].filter((k) => values[k as keyof typeof values]);
     if (sources.length !== 1) throw new UsageError('give exactly one of -m, -f, -n, -l, -s');
-    const qos = parseQos(values.qos);
-    const retain = values.retain === true;
-    const client: MqttClient = await connect(await clientOptions(values));
+    let repeat = 1;
+    if (values.repeat !== undefined) {
+      repeat = Number(values.repeat);
+      if (!/^\d+$/.test(values.repeat) || repeat < 1) {
+        throw new UsageError(`--repeat must be a positive count, got "${values.repeat}"`);
+      }
+    }
+    let delayMs = 0;
+    const delay = values['repeat-delay'];
+    if (delay !== undefined) {
+      if (!/^(\d+\.?\d*|\.\d+)$/.test(delay)) throw new UsageError(`--repeat-delay must be seconds, got "${delay}"`);
+      delayMs = Number(delay) * 1000;
+    }
+    if (values.lines && (values.repeat !== undefined || delay !== undefined)) {
+      throw new UsageError('--repeat and --repeat-delay go with -m, -f, -n or -s, not -l');
+    }
+    const publishOptions = {
+      qos: parseQos(values.qos),
+      retain: values.retain === true,
+      properties: properties.publish,
+    };
+    const options = await clientOptions(values, properties, io);
+    if (values['max-inflight'] !== undefined)
+      options.maxInflight = parseInteger(values['max-inflight'], '-M', 1, 65535);
+    const client: MqttClient = await connect(options);
     try {
       if (values.lines) {
         const pending: Array<Promise<unknown>> = [];
         for await (const line of createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY })) {
-          pending.push(client.publish(topic, line, { qos, retain }));
+          pending.push(client.publish(topic, line, publishOptions));
         }
         await Promise.all(pending);
       } else {
@@ -199,7 +330,10 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
         if (values.message !== undefined) payload = values.message;
         else if (values.file !== undefined) payload = await readFile(values.file);
         else if (values.stdin) payload = await readAll(io.stdin);
-        await client.publish(topic, payload, { qos, retain });
+        for (let i = 0; i < repeat; i++) {
+          if (i > 0 && delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await client.publish(topic, payload, publishOptions);
+        }
       }
     } finally {
       await client.end({ timeoutMs: 10_000 });

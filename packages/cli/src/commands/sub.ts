@@ -1,18 +1,39 @@
 // `otalink sub`: subscribe and print like mosquitto_sub.
 import { parseArgs } from 'node:util';
-import { connect, type Message, type MqttClient } from '@otalink/mqtt';
+import { connect, type Message, type MqttClient, topicFilterProblem, topicMatches } from '@otalink/mqtt';
 import type { Command } from './command.js';
-import { type CliIo, CONNECTION_OPTIONS, CONNECTION_USAGE, clientOptions, parseQos, runCli } from './pub.js';
+import { parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
+import { type CliIo, CONNECTION_OPTIONS, CONNECTION_USAGE, clientOptions, parseQos, runCli, splitUrl } from './pub.js';
+import { compileFormat, type Rendered } from './sub-format.js';
 import { UsageError } from './usage.js';
 
-const SUB_USAGE = `Usage: otalink sub -t <filter> [-t <filter> ...] [options]
+const SUB_USAGE = `Usage: otalink sub {-t <filter> [-t <filter> ...] | -L <url> | -U <filter>} [options]
+
+Subscription:
+  -t <filter>       topic filter to subscribe to (repeatable)
+  -U <filter>       unsubscribe from it after subscribing (repeatable), e.g. to clean up a persistent
+                    session (-c); with no -t, unsubscribe and exit
+  -E                exit once every subscription was acknowledged, printing nothing
+  -D subscribe <property> <value>
+                    subscription-identifier (1..268435455), user-property <key> <value>; and
+                    -D unsubscribe user-property <key> <value>
 
 Output:
-  -t <filter>       topic filter to subscribe to (repeatable)
   -v                print "topic payload" instead of the payload alone
-  -C <count>        exit after receiving <count> messages
-  -R                do not print retained messages (stale ones sent on subscribe)
+  -F <format>       print each message in this format (overrides -v), as mosquitto_sub's -F: %t topic,
+                    %p payload, %x / %X payload in hex, %l payload length, %q QoS, %r retain flag,
+                    %m message id (always 0 here), %I ISO 8601 time, %U Unix time, %j / %J JSON (payload
+                    as a string / as JSON), %C %D %E %F %P %R %S %A MQTT 5 properties, %% a %; printf
+                    flags and widths (%-10t, %05l, %.3t); @Y @m @d @H @M @S @N ... strftime's time fields;
+                    \\n \\t \\r \\v \\a \\e \\0 \\\\ escapes
+  --pretty          indent %j and %J output
   -N                do not add a newline after each message
+  -C <count>        exit after printing <count> messages
+  -R                do not print retained messages (stale ones sent on subscribe)
+  --retained-only   print only retained messages; exit at the first message that is not
+  --remove-retained clear every retained message received (publish an empty retained one to its topic);
+                    -T spares a topic, -W or --retained-only end the run
+  -T <filter>       do not print (nor clear) messages whose topic matches this filter (repeatable)
   -W <seconds>      exit after this long even if -C was not reached
 
 ${CONNECTION_USAGE}`;
@@ -23,27 +44,57 @@ export interface SubIo extends CliIo {
 }
 
 export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<number> {
-  return runCli('sub', SUB_USAGE, io, async () => {
+  return runCli('sub', SUB_USAGE, io, async (run) => {
+    const { rest, groups } = preparseArgs(args);
     const { values, positionals } = parseArgs({
-      args,
+      args: rest,
       allowPositionals: true,
       options: {
         ...CONNECTION_OPTIONS,
         topic: { type: 'string', short: 't', multiple: true },
+        unsubscribe: { type: 'string', short: 'U', multiple: true },
+        'filter-out': { type: 'string', short: 'T', multiple: true },
+        'exit-after-subscribe': { type: 'boolean', short: 'E' },
         verbose: { type: 'boolean', short: 'v' },
+        format: { type: 'string', short: 'F' },
+        pretty: { type: 'boolean' },
         count: { type: 'string', short: 'C' },
         'no-retained': { type: 'boolean', short: 'R' },
+        'retained-only': { type: 'boolean' },
+        'remove-retained': { type: 'boolean' },
         'no-newline': { type: 'boolean', short: 'N' },
         timeout: { type: 'string', short: 'W' },
       },
     });
+    run.quiet = values.quiet === true;
+    const warn = (text: string) => {
+      if (!run.quiet) io.stderr.write(`otalink sub: ${text}\n`);
+    };
     if (values.help) {
       io.stdout.write(`${SUB_USAGE}\n`);
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    const filters = values.topic ?? [];
-    if (filters.length === 0) throw new UsageError('at least one topic filter is needed (-t)');
+    const properties = parsePropertyArgs(groups, 'sub');
+    const urlTopic = values.L === undefined ? undefined : splitUrl(values.L).topic;
+    const filters = [...(urlTopic === undefined ? [] : [urlTopic]), ...(values.topic ?? [])];
+    const unsubscribe = values.unsubscribe ?? [];
+    const filterOut = values['filter-out'] ?? [];
+    for (const [flag, list] of [
+      ['-T', filterOut],
+      ['-U', unsubscribe],
+    ] as const) {
+      for (const filter of list) {
+        const problem = topicFilterProblem(filter);
+        if (problem !== undefined) throw new UsageError(`${flag} "${filter}" is not a topic filter: ${problem}`);
+      }
+    }
+    if (filters.length === 0 && unsubscribe.length === 0) {
+      throw new UsageError("a topic filter is needed (-t, a path in -L's URL, or -U to unsubscribe)");
+    }
+    if (values['no-retained'] && values['retained-only']) {
+      throw new UsageError('-R and --retained-only: printing no retained messages and only retained ones contradict');
+    }
     let count = Number.POSITIVE_INFINITY;
     if (values.count !== undefined) {
       count = Number(values.count);
@@ -55,38 +106,72 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
       if (!/^\d+$/.test(values.timeout)) throw new UsageError(`-W must be seconds, got "${values.timeout}"`);
       timeoutMs = Number(values.timeout) * 1000;
     }
+    const formatter = values.format === undefined ? undefined : compileFormat(values.format, values.pretty === true);
+    const render = (message: Message): Rendered =>
+      formatter === undefined ? { bytes: plain(message, values.verbose === true) } : formatter(message, Date.now());
     const qos = parseQos(values.qos);
     // A subscriber keeps going through broker restarts, as mosquitto_sub does.
-    const options = { ...(await clientOptions(values)), reconnect: {} };
+    const options = { ...(await clientOptions(values, properties, io)), reconnect: {} };
     const client: MqttClient = await connect(options);
     const stream = client.messages();
     const stop = () => void stream.return();
     io.signal?.addEventListener('abort', stop, { once: true });
-    const timer = timeoutMs === undefined ? undefined : setTimeout(stop, timeoutMs);
+    let timedOut = false;
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            stop();
+          }, timeoutMs);
     let exitCode = 0;
     client.on('closed', (reason) => {
       if (reason !== undefined) {
-        io.stderr.write(`otalink sub: ${reason.message}\n`);
+        warn(reason.message);
         exitCode = 1;
       }
     });
+    // --remove-retained's publishes: awaited before the end, so a refusal is reported and none is cut short.
+    const removals: Array<Promise<unknown>> = [];
     try {
-      const sub = await client.subscribe(filters, { qos });
-      const refused = sub.reasonCodes.findIndex((c) => c >= 0x80);
-      if (refused >= 0) {
-        io.stderr.write(
-          `otalink sub: subscription to "${filters[refused]}" refused (0x${sub.reasonCodes[refused]!.toString(16)})\n`,
-        );
-        return 1;
+      if (filters.length > 0) {
+        const sub = await client.subscribe(filters, { qos, properties: properties.subscribe });
+        const refused = sub.reasonCodes.findIndex((c) => c >= 0x80);
+        if (refused >= 0) {
+          warn(`subscription to "${filters[refused]}" refused (0x${sub.reasonCodes[refused]!.toString(16)})`);
+          return 1;
+        }
       }
+      if (unsubscribe.length > 0) {
+        const codes = await client.unsubscribe(unsubscribe, properties.unsubscribe);
+        const refused = codes.findIndex((c) => c >= 0x80);
+        if (refused >= 0) {
+          warn(`unsubscribing from "${unsubscribe[refused]}" refused (0x${codes[refused]!.toString(16)})`);
+          return 1;
+        }
+      }
+      if (values['exit-after-subscribe'] || filters.length === 0) return exitCode;
       let received = 0;
       const newline = values['no-newline'] ? '' : '\n';
       for await (const message of stream) {
+        if (values['retained-only'] && !message.retain) break;
+        if (filterOut.some((filter) => topicMatches(filter, message.topic))) continue;
+        if (values['remove-retained'] && message.retain) {
+          const removal = client.publish(message.topic, '', { qos: 1, retain: true });
+          removal.catch(() => {});
+          removals.push(removal);
+        }
         if (values['no-retained'] && message.retain) continue;
-        io.stdout.write(format(message, values.verbose === true, newline));
+        // mosquitto_sub prints nothing at all, not even the newline, for an empty payload without -v or -F.
+        if (formatter !== undefined || values.verbose === true || message.payload.length > 0) {
+          const { bytes, error } = render(message);
+          if (error !== undefined) warn(error);
+          io.stdout.write(Buffer.concat([bytes, Buffer.from(newline)]));
+        }
         if (++received >= count) break;
       }
-      if (timeoutMs !== undefined && received < count && count !== Number.POSITIVE_INFINITY) exitCode = 27;
+      await Promise.all(removals);
+      if (timedOut && received < count && count !== Number.POSITIVE_INFINITY) exitCode = 27;
     } finally {
       clearTimeout(timer);
       io.signal?.removeEventListener('abort', stop);
@@ -96,11 +181,13 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
   });
 }
 
-function format(message: Message, verbose: boolean, newline: string): Buffer {
+/** The payload, or with -v "topic payload" ("topic (null)" for an empty one, as mosquitto_sub prints it). */
+function plain(message: Message, verbose: boolean): Buffer {
   const payload = Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.length);
-  return verbose
-    ? Buffer.concat([Buffer.from(`${message.topic} `), payload, Buffer.from(newline)])
-    : Buffer.concat([payload, Buffer.from(newline)]);
+  if (!verbose) return payload;
+  return payload.length === 0
+    ? Buffer.from(`${message.topic} (null)`)
+    : Buffer.concat([Buffer.from(`${message.topic} `), payload]);
 }
 
 function defaultIo(): SubIo {
