@@ -701,6 +701,23 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
     }
   });
 
+  test('end() with DISCONNECT properties: a session expiry of 0 there ends the session the CONNECT kept', async () => {
+    const h = await Harness.start();
+    try {
+      const session = { sessionExpiryInterval: 600 };
+      const kept = await connect({ url: h.url, clientId: 'kept', properties: session, reconnect: false });
+      await kept.end();
+      const ended = await connect({ url: h.url, clientId: 'ended', properties: session, reconnect: false });
+      await ended.end({ properties: { sessionExpiryInterval: 0, userProperties: [['why', 'done']] } });
+      const keptAgain = await h.client({ clientId: 'kept', clean: false, properties: session });
+      const endedAgain = await h.client({ clientId: 'ended', clean: false, properties: session });
+      assert.equal(keptAgain.connack?.sessionPresent, true);
+      assert.equal(endedAgain.connack?.sessionPresent, false, 'the DISCONNECT carried Session Expiry Interval 0');
+    } finally {
+      await h.close();
+    }
+  });
+
   test('Receive Maximum 5: 200 QoS 1 publishes all acknowledged, never more than 5 in flight either way', async () => {
     const h = await Harness.start({ limits: { receiveMaximum: 5 } });
     try {

@@ -162,23 +162,47 @@ test('sub takes subscribe and unsubscribe properties; a SUBSCRIBE carries one id
   assert.deepEqual(props.unsubscribe, { userProperties: [['why', 'done']] });
 });
 
+test('-D disconnect: a session expiry and user properties for the DISCONNECT that ends the run', () => {
+  const { groups } = preparseArgs([
+    '-D',
+    'disconnect',
+    'session-expiry-interval',
+    '600',
+    '-D',
+    'disconnect',
+    'user-property',
+    'reason',
+    'done',
+  ]);
+  for (const tool of ['pub', 'sub'] as const) {
+    assert.deepEqual(parsePropertyArgs(groups, tool).disconnect, {
+      sessionExpiryInterval: 600,
+      userProperties: [['reason', 'done']],
+    });
+  }
+});
+
 test('each mistake is a usage error naming its group', () => {
   const cases: Array<[string[], 'pub' | 'sub', string]> = [
-    [['publix', 'content-type', 'x'], 'pub', '-D publix: unknown command for otalink pub (connect, publish, will)'],
+    [
+      ['publix', 'content-type', 'x'],
+      'pub',
+      '-D publix: unknown command for otalink pub (connect, publish, disconnect, will)',
+    ],
     [
       ['subscribe', 'user-property', 'k', 'v'],
       'pub',
-      '-D subscribe: unknown command for otalink pub (connect, publish, will)',
+      '-D subscribe: unknown command for otalink pub (connect, publish, disconnect, will)',
     ],
     [
       ['publish', 'content-type', 'x'],
       'sub',
-      '-D publish: unknown command for otalink sub (connect, subscribe, unsubscribe, will)',
+      '-D publish: unknown command for otalink sub (connect, subscribe, unsubscribe, disconnect, will)',
     ],
     [
-      ['disconnect', 'session-expiry-interval', '0'],
+      ['disconnect', 'content-type', 'x'],
       'pub',
-      '-D disconnect: not supported (the client sends no DISCONNECT properties)',
+      '-D disconnect content-type: not allowed for disconnect (only for publish, will)',
     ],
     [['publish', 'content-typo', 'x'], 'pub', '-D publish content-typo: unknown property'],
     [

@@ -133,7 +133,7 @@ test('the new flags of pub and sub: usage errors, exit 1, before connecting', as
     [
       'sub',
       ['-t', 'a', '-D', 'publish', 'content-type', 'x'],
-      'otalink sub: -D publish: unknown command for otalink sub (connect, subscribe, unsubscribe, will)',
+      'otalink sub: -D publish: unknown command for otalink sub (connect, subscribe, unsubscribe, disconnect, will)',
     ],
   ];
   for (const [command, args, message] of cases) {

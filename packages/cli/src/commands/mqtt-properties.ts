@@ -3,6 +3,7 @@
 // the groups are taken out of argv before it runs.
 import type {
   ConnectProperties,
+  DisconnectProperties,
   Properties,
   PublishProperties,
   SubscribeProperties,
@@ -11,13 +12,13 @@ import type {
 } from '@otalink/mqtt';
 import { UsageError } from './usage.js';
 
-/** The packets `-D` can give properties to. DISCONNECT is not one: the client's end() sends none. */
-export type PropertyCommand = 'connect' | 'publish' | 'subscribe' | 'unsubscribe' | 'will';
+/** The packets `-D` can give properties to. */
+export type PropertyCommand = 'connect' | 'publish' | 'subscribe' | 'unsubscribe' | 'disconnect' | 'will';
 
 /** What each command sends: pub no SUBSCRIBE, sub no PUBLISH of its own (--remove-retained's carry none). */
 const COMMANDS: Record<'pub' | 'sub', readonly PropertyCommand[]> = {
-  pub: ['connect', 'publish', 'will'],
-  sub: ['connect', 'subscribe', 'unsubscribe', 'will'],
+  pub: ['connect', 'publish', 'disconnect', 'will'],
+  sub: ['connect', 'subscribe', 'unsubscribe', 'disconnect', 'will'],
 };
 
 export interface CliProperties {
@@ -25,6 +26,7 @@ export interface CliProperties {
   publish?: PublishProperties;
   subscribe?: SubscribeProperties;
   unsubscribe?: UnsubscribeProperties;
+  disconnect?: DisconnectProperties;
   will?: WillProperties;
   /** The first `-D` group as typed, for the error when the protocol version cannot carry any of them. */
   first?: string;
@@ -58,7 +60,7 @@ const DEFS: Record<string, PropertyDef> = {
   'response-topic': { field: 'responseTopic', kind: 'string', commands: PUBLISH_WILL },
   'correlation-data': { field: 'correlationData', kind: 'binary', commands: PUBLISH_WILL },
   'subscription-identifier': { field: 'subscriptionIdentifiers', kind: 'subscription-id', commands: ['subscribe'] },
-  'session-expiry-interval': { field: 'sessionExpiryInterval', kind: 'u32', commands: ['connect'] },
+  'session-expiry-interval': { field: 'sessionExpiryInterval', kind: 'u32', commands: ['connect', 'disconnect'] },
   'request-problem-information': { field: 'requestProblemInformation', kind: 'flag', commands: ['connect'] },
   'will-delay-interval': { field: 'willDelayInterval', kind: 'u32', commands: ['will'] },
   'request-response-information': { field: 'requestResponseInformation', kind: 'flag', commands: ['connect'] },
@@ -69,7 +71,7 @@ const DEFS: Record<string, PropertyDef> = {
   'user-property': {
     field: 'userProperties',
     kind: 'pair',
-    commands: ['connect', 'publish', 'subscribe', 'unsubscribe', 'will'],
+    commands: ['connect', 'publish', 'subscribe', 'unsubscribe', 'disconnect', 'will'],
   },
 };
 
@@ -123,9 +125,6 @@ export function parsePropertyArgs(groups: readonly string[][], tool: 'pub' | 'su
     const name = nameText.toLowerCase();
     const what = `${flag} ${commandText} ${nameText}`;
     const allowed = COMMANDS[tool];
-    if (command === 'disconnect') {
-      throw new UsageError(`${flag} disconnect: not supported (the client sends no DISCONNECT properties)`);
-    }
     if (!allowed.includes(command as PropertyCommand)) {
       throw new UsageError(`${flag} ${commandText}: unknown command for otalink ${tool} (${allowed.join(', ')})`);
     }

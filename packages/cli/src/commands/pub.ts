@@ -37,7 +37,8 @@ export const CONNECTION_USAGE = `Connection:
                     maximum-packet-size, topic-alias-maximum, request-problem-information,
                     request-response-information, user-property; will content-type, correlation-data,
                     message-expiry-interval, payload-format-indicator, response-topic,
-                    will-delay-interval, user-property
+                    will-delay-interval, user-property; disconnect session-expiry-interval,
+                    user-property
   --cafile <file>   CA certificates for TLS
   --cert <file>     client certificate; --key <file> its key
   --insecure        do not verify the server certificate's host name
@@ -336,7 +337,7 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
         }
       }
     } finally {
-      await client.end({ timeoutMs: 10_000 });
+      await client.end({ timeoutMs: 10_000, properties: properties.disconnect });
     }
     return 0;
   });

@@ -175,7 +175,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     } finally {
       clearTimeout(timer);
       io.signal?.removeEventListener('abort', stop);
-      await client.end({ timeoutMs: 5000 });
+      await client.end({ timeoutMs: 5000, properties: properties.disconnect });
     }
     return exitCode;
   });

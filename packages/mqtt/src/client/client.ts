@@ -9,6 +9,7 @@ import type {
   ConnackPacket,
   ConnectProperties,
   DisconnectPacket,
+  DisconnectProperties,
   Packet,
   ProtocolVersion,
   PublishProperties,
@@ -108,6 +109,8 @@ export interface EndOptions {
   timeoutMs?: number;
   /** DISCONNECT reason code (5.0), e.g. 0x04 to have the will published. */
   reasonCode?: number;
+  /** DISCONNECT properties (5.0): a new Session Expiry Interval, user properties, a reason string. */
+  properties?: DisconnectProperties;
 }
 
 /**
@@ -596,7 +599,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn !== undefined) {
       conn.reason ??= closedError();
       if (!options.force && conn.transport !== undefined && this.session.state === 'connected') {
-        this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode).packets);
+        this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode, options.properties).packets);
         this.closeLine(conn, 'end');
       } else {
         conn.abort?.abort(closedError());
