@@ -13,6 +13,7 @@ import {
   type AuthUpdateResult,
   type BrokerOptions,
   defaultLimits,
+  type ListenerOptions,
   type ListenerProtocol,
 } from './options.js';
 import { updateAuth } from './reauthorize.js';
@@ -54,6 +55,14 @@ export interface Broker {
    * from offline sessions when they are resumed.
    */
   updateAuth(update: AuthUpdate): AuthUpdateResult;
+  /**
+   * Renewed certificates for the running TLS listeners (`otalink broker` on SIGHUP): `listeners` is the listener list
+   * as configured, matched by position; each mqtts/wss listener takes its certificate, key and client CA for new
+   * handshakes, and connections already made stay. Whether a client certificate is required cannot change without
+   * a restart. Returns how many listeners took new ones; throws BROKER_ERR_INVALID_OPTION, changing nothing, when a
+   * listener's protocol differs or a certificate cannot be used.
+   */
+  updateTls(listeners: readonly ListenerOptions[]): number;
   /** Where Prometheus /metrics is served, when `options.metrics` asked for it. */
   metricsAddress(): { host: string; port: number } | undefined;
   /** The store sessions and retained messages live in (a LogStore with `dataDir`). */
@@ -249,6 +258,24 @@ export function createBroker(options: BrokerOptions = {}): Broker {
 
     updateAuth(update) {
       return updateAuth(core, update);
+    },
+
+    updateTls(listeners) {
+      const pairs: Array<[ListenerHandle, ListenerOptions]> = [];
+      handles.forEach((handle, i) => {
+        const next = listeners[i];
+        if (next === undefined || next.protocol !== handle.protocol) {
+          throw new BrokerError(
+            'BROKER_ERR_INVALID_OPTION',
+            `listener ${i + 1} (${handle.protocol}, port ${handle.port}) is no longer in the configuration as it was: restart to change listeners`,
+          );
+        }
+        if (handle.prepareTls !== undefined) pairs.push([handle, next]);
+      });
+      // Every context is built before any is swapped in: a bad certificate leaves every listener as it was.
+      const swaps = pairs.map(([handle, next]) => handle.prepareTls!(next));
+      for (const swap of swaps) swap();
+      return swaps.length;
     },
 
     store,

@@ -4,7 +4,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { encode } from '@otalink/mqtt';
-import { connectClient, connected, delay, startBroker, str, subscribe, text } from './support/raw-client.js';
+import {
+  connectClient,
+  connected,
+  delay,
+  persistent,
+  startBroker,
+  str,
+  subscribe,
+  text,
+} from './support/raw-client.js';
 
 for (const version of [4, 5] as const) {
   describe(`09 limits, MQTT ${version === 4 ? '3.1.1' : '5.0'}`, () => {
@@ -92,13 +101,8 @@ for (const version of [4, 5] as const) {
     test('max queued bytes: an offline session keeps the newest messages that fit, oldest dropped first', async () => {
       const b = await startBroker({ limits: { maxQueuedBytes: 10 } });
       try {
-        const persistent = {
-          version,
-          clientId: 'qb',
-          clean: false,
-          properties: version === 5 ? { sessionExpiryInterval: 60 } : undefined,
-        };
-        const c = await connected(b.port, persistent);
+        const session = persistent('qb', version);
+        const c = await connected(b.port, session);
         await subscribe(c, 'qb/t', 1);
         c.send({ type: 'disconnect' });
         await c.closedPromise;
@@ -107,7 +111,7 @@ for (const version of [4, 5] as const) {
         }
         assert.equal(b.broker.stats.droppedQueueFull, 2, 'the oldest made room; the one over the limit went');
         assert.equal(b.broker.stats.queuedCurrent, 2);
-        const again = await connected(b.port, persistent);
+        const again = await connected(b.port, session);
         const got = [str((await again.expect('publish')).payload), str((await again.expect('publish')).payload)];
         assert.deepEqual(got, ['2222', '3333']);
         again.end();

@@ -1,12 +1,15 @@
 // `otalink broker` as a user runs it: a child process, its config file and flags, a client, SIGHUP, then SIGTERM.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { makeCertificates, type TestCertificates } from './support/certs.js';
 import { connected, subscribe } from './support/raw-client.js';
 
 const root = new URL('../../../', import.meta.url).pathname;
@@ -58,6 +61,33 @@ async function logged<T>(started: Started, field: string): Promise<T> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`the broker did not log ${field}:\n${started.stderr()}`);
+}
+
+/** A TLS connection trusting only `ca`, with a client certificate and an accepted MQTT 3.1.1 CONNECT on it. */
+async function tlsConnected(port: number, ca: string, client: { cert: string; key: string }): Promise<TLSSocket> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...client });
+  socket.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once('secureConnect', resolve);
+    socket.once('error', reject);
+  });
+  // Its own client id (the CN): connections with one id would take each other over.
+  const id = Buffer.from(new X509Certificate(client.cert).subject.replace(/^.*CN=/s, ''));
+  const body = Buffer.concat([
+    Buffer.from([0, 4]),
+    Buffer.from('MQTT'),
+    Buffer.from([4, 0x02, 0, 60, 0, id.length]),
+    id,
+  ]);
+  socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+  const connack = await new Promise<Buffer>((resolve, reject) => {
+    socket.once('data', resolve);
+    socket.once('error', reject);
+    // A refused client certificate (TLS 1.3: after the handshake) may end the socket without an error event.
+    socket.once('close', () => reject(new Error('closed before CONNACK: certificate refused?')));
+  });
+  assert.equal(connack[3], 0);
+  return socket;
 }
 
 /** Waits for a log record that `match` picks and returns it. */
@@ -224,6 +254,68 @@ describe('otalink broker', () => {
       started.child.kill('SIGTERM');
     }
     assert.equal(await started.exited, 0, started.stderr());
+  });
+
+  test('SIGHUP: a renewed server certificate and client CA serve new handshakes; connections made stay', async (t) => {
+    const before = makeCertificates();
+    const after = makeCertificates();
+    if (before === undefined || after === undefined) {
+      t.skip('openssl is not installed');
+      return;
+    }
+    try {
+      const install = (certs: TestCertificates) => {
+        writeFileSync(join(dir, 'tls-server.crt'), certs.serverCert);
+        writeFileSync(join(dir, 'tls-server.key'), certs.serverKey);
+        writeFileSync(join(dir, 'tls-ca.crt'), certs.ca);
+      };
+      install(before);
+      writeFileSync(
+        join(dir, 'tls.conf'),
+        [
+          'allow_anonymous true',
+          'sys_interval 0',
+          'listener 0 127.0.0.1',
+          'protocol mqtts',
+          'certfile tls-server.crt',
+          'keyfile tls-server.key',
+          'cafile tls-ca.crt',
+          'require_certificate true',
+          '',
+        ].join('\n'),
+      );
+      const started = start(['-c', 'tls.conf']);
+      try {
+        const [address] = await addresses(started);
+        const port = Number(new URL(address as string).port);
+        const old = await tlsConnected(port, before.ca, before.client('v-old'));
+        install(after);
+        started.child.kill('SIGHUP');
+        const reloaded = await loggedRecord(started, (r) => r.msg?.startsWith('reloaded') === true);
+        assert.equal(reloaded.tlsListeners, 1);
+        await assert.rejects(
+          tlsConnected(port, before.ca, after.client('v1')),
+          /certificate/i,
+          'the server shows the new certificate, which the old CA does not verify',
+        );
+        await assert.rejects(
+          tlsConnected(port, after.ca, before.client('v2')),
+          /certificate|alert|unknown ca|socket hang up|ECONNRESET/i,
+          'a client certificate of the old CA is refused',
+        );
+        (await tlsConnected(port, after.ca, after.client('v3'))).destroy();
+        old.write(Buffer.from([0xc0, 0x00])); // PINGREQ on the connection made before the reload
+        const [pong] = (await once(old, 'data')) as [Buffer];
+        assert.deepEqual([...pong], [0xd0, 0x00]);
+        old.destroy();
+      } finally {
+        started.child.kill('SIGTERM');
+      }
+      assert.equal(await started.exited, 0, started.stderr());
+    } finally {
+      before.remove();
+      after.remove();
+    }
   });
 
   test('a bad config: one line naming file, line and key on stderr, exit code 2', async () => {

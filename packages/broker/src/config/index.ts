@@ -10,4 +10,4 @@ export {
 } from './load.js';
 export { applyOverrides, type BrokerFlags, ENV_PREFIX, type Environment } from './overrides.js';
 export { parseBrokerConfig } from './parse.js';
-export { type BrokerAuthReload, reloadBrokerAuth } from './reload.js';
+export { type BrokerReload, reloadBroker } from './reload.js';

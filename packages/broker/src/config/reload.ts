@@ -1,40 +1,55 @@
-// A running broker re-reads its config (SIGHUP in `otalink broker`) and takes the password file, the ACL file and
-// allow_anonymous from it, as Mosquitto does on SIGHUP. Listeners, limits and the store stay as they started: they
-// change at the next restart. A config that no longer loads changes nothing; the caller logs why.
+// A running broker re-reads its config (SIGHUP in `otalink broker`) and takes from it what can change without
+// closing a connection: the password file, the ACL file and allow_anonymous (as Mosquitto does on SIGHUP), and the
+// TLS listeners' certificates, keys and client CAs (renewed certificates for new handshakes). Listeners, limits and
+// the store stay as they started: they change at the next restart. A config that no longer loads changes nothing;
+// the caller logs why.
 import { formatPasswordHash, type PasswordHash } from '../auth/password-file.js';
 import type { Broker } from '../broker.js';
+import { BrokerError } from '../errors.js';
 import type { AuthenticatedBy, AuthUpdateResult, ClientIdentity } from '../options.js';
 import { type ResolveBrokerConfigOptions, type ResolvedBrokerConfig, resolveBrokerConfig } from './load.js';
 
-export interface BrokerAuthReload {
+export interface BrokerReload {
   /** The config now in force (pass it to the next reload). */
   config: ResolvedBrokerConfig;
-  result: AuthUpdateResult;
+  auth: AuthUpdateResult;
   /** Users whose password file line changed or went: their connections were ended. */
   changedUsers: string[];
+  /** TLS listeners now handing out the certificates the config names. */
+  tlsListeners: number;
+  /** What the reload could not apply (listeners changed: a restart applies them). */
+  warnings: string[];
 }
 
-/** Reads the config again (throws BrokerConfigError, changing nothing, if it does not load) and applies its auth. */
-export async function reloadBrokerAuth(
+/** Reads the config again (throws BrokerConfigError, changing nothing, if it does not load) and applies it. */
+export async function reloadBroker(
   broker: Broker,
   request: ResolveBrokerConfigOptions,
   previous: ResolvedBrokerConfig,
-): Promise<BrokerAuthReload> {
+): Promise<BrokerReload> {
   const config = await resolveBrokerConfig(request);
   const { options } = config;
+  const warnings: string[] = [];
+  let tlsListeners = 0;
+  try {
+    tlsListeners = broker.updateTls(options.listeners ?? []);
+  } catch (error) {
+    if (!(error instanceof BrokerError)) throw error;
+    warnings.push(`TLS certificates not reloaded: ${error.message}`);
+  }
   const allowAnonymous = options.allowAnonymous === true;
   const changedUsers = changed(previous.passwordUsers, config.passwordUsers);
   const revoke = (client: ClientIdentity, by: AuthenticatedBy): boolean => {
     if (by === 'anonymous') return !allowAnonymous;
     return by === 'password' && client.username !== undefined && changedUsers.has(client.username);
   };
-  const result = broker.updateAuth({
+  const auth = broker.updateAuth({
     authenticate: options.authenticate ?? null,
     authorize: options.authorize ?? null,
     allowAnonymous,
     revoke,
   });
-  return { config, result, changedUsers: [...changedUsers] };
+  return { config, auth, changedUsers: [...changedUsers], tlsListeners, warnings };
 }
 
 /** User names whose entry differs between the two files (removed, added or given another hash). */

@@ -103,12 +103,26 @@ export function tlsServerOptions(options: ListenerOptions): {
   }
   const requireCert = tls.requireClientCertificate ?? false;
   return {
-    cert: pem(tls.cert),
-    key: pem(tls.key),
-    ca: tls.ca === undefined ? undefined : pem(tls.ca),
+    ...tlsContextOptions(options),
     requestCert: requireCert || tls.ca !== undefined,
     rejectUnauthorized: requireCert,
   };
+}
+
+/**
+ * The listener's certificate, key and client CA: what `setSecureContext` replaces while the server runs, so that
+ * renewed certificates take effect for new handshakes without closing the connections already made.
+ */
+export function tlsContextOptions(options: ListenerOptions): {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer | undefined;
+} {
+  const tls = options.tls;
+  if (tls === undefined) {
+    throw new BrokerError('BROKER_ERR_INVALID_OPTION', `a ${options.protocol} listener needs tls.cert and tls.key`);
+  }
+  return { cert: pem(tls.cert), key: pem(tls.key), ca: tls.ca === undefined ? undefined : pem(tls.ca) };
 }
 
 /**

@@ -11,6 +11,11 @@ export interface ListenerHandle {
   port: number;
   /** Stops accepting; resolves when the server is closed (the broker closes the connections). */
   close(): Promise<void>;
+  /**
+   * mqtts/wss: checks the certificate, key and client CA of `options.tls` (throws if they cannot be used) and returns
+   * what makes new handshakes use them.
+   */
+  prepareTls?(options: ListenerOptions): () => void;
 }
 
 /**

@@ -2,6 +2,7 @@ import { createServer } from 'node:tls';
 import type { ListenerOptions } from '../options.js';
 import { boundHandshakes, certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
+import { tlsContextSwap } from './tls-context.js';
 
 export async function startTlsListener(
   options: ListenerOptions,
@@ -22,5 +23,11 @@ export async function startTlsListener(
   // Handshake failures (no or bad client certificate) are the peer's problem; keep serving.
   server.on('tlsClientError', () => {});
   const { host, port } = await listen(server, options);
-  return { protocol: 'mqtts', host, port, close: () => closeServer(server) };
+  return {
+    protocol: 'mqtts',
+    host,
+    port,
+    close: () => closeServer(server),
+    prepareTls: (next) => tlsContextSwap(server, next),
+  };
 }

@@ -5,6 +5,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { ListenerOptions } from '../options.js';
 import { boundHandshakes, certificateCommonName, closeServer, listen, tlsServerOptions } from './common.js';
 import type { ListenerHandle, StreamHandler } from './index.js';
+import { tlsContextSwap } from './tls-context.js';
 
 export async function startWsListener(
   options: ListenerOptions,
@@ -18,9 +19,10 @@ export async function startWsListener(
     // Node checks those timeouts on this interval (30 s by default): check often enough to honour them.
     connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(handshakeTimeoutMs / 2))),
   };
-  const server: Server = secure
+  const https = secure
     ? createHttpsServer({ ...tlsServerOptions(options), ...timeouts, handshakeTimeout: handshakeTimeoutMs })
-    : createHttpServer(timeouts);
+    : undefined;
+  const server: Server = https ?? createHttpServer(timeouts);
   server.on('request', (_request, response) => {
     response.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
   });
@@ -59,5 +61,6 @@ export async function startWsListener(
       server.closeAllConnections();
       await closeServer(server);
     },
+    prepareTls: https === undefined ? undefined : (next: ListenerOptions) => tlsContextSwap(https, next),
   };
 }

@@ -6,7 +6,7 @@ import {
   type BrokerFlags,
   createBroker,
   type ResolvedBrokerConfig,
-  reloadBrokerAuth,
+  reloadBroker,
   resolveBrokerConfig,
 } from '@otalink/broker';
 import { type Logger, pino } from 'pino';
@@ -28,9 +28,10 @@ const USAGE = `Usage: otalink broker [options]
 Precedence, lowest first: defaults, the config file, OTALINK_BROKER_<KEY> environment variables, flags.
 Without a config file the broker listens on port 1883 with anonymous access off.
 SIGTERM or SIGINT shuts down gracefully (MQTT 5 clients get DISCONNECT 0x8B).
-SIGHUP re-reads the config and applies its password_file, acl_file and allow_anonymous: clients whose user was
-removed or given a new password are disconnected (0x87), subscriptions the new ACL refuses are removed. Other
-settings change at the next restart; a config that no longer loads is logged and changes nothing.
+SIGHUP re-reads the config and applies its password_file, acl_file and allow_anonymous (clients whose user was
+removed or given a new password are disconnected with 0x87, subscriptions the new ACL refuses are removed) and the
+TLS listeners' certfile, keyfile and cafile (for new handshakes). Other settings change at the next restart; a
+config that no longer loads is logged and changes nothing.
 `;
 
 export interface BrokerCommandIo {
@@ -95,10 +96,10 @@ function waitForSignal(): { promise: Promise<string>; dispose(): void } {
   };
 }
 
-/** SIGHUP: re-reads the config and applies its auth (one reload at a time; one more if asked meanwhile). */
+/** SIGHUP: re-reads the config and applies what can change (one reload at a time; one more if asked meanwhile). */
 function reloadOnHangup(
   broker: Broker,
-  request: Parameters<typeof reloadBrokerAuth>[1],
+  request: Parameters<typeof reloadBroker>[1],
   started: ResolvedBrokerConfig,
   logger: Logger,
 ): { dispose(): Promise<void> } {
@@ -106,11 +107,12 @@ function reloadOnHangup(
   let running: Promise<void> = Promise.resolve();
   const reload = async (): Promise<void> => {
     try {
-      const { config, result, changedUsers } = await reloadBrokerAuth(broker, request, current);
+      const { config, auth, changedUsers, tlsListeners, warnings } = await reloadBroker(broker, request, current);
       current = config;
+      for (const warning of warnings) logger.warn({ code: 'BROKER_ERR_CONFIG' }, warning);
       logger.info(
-        { configFile: config.configFile, changedUsers, ...result },
-        'reloaded password_file, acl_file and allow_anonymous (other settings change at the next restart)',
+        { configFile: config.configFile, changedUsers, ...auth, tlsListeners },
+        'reloaded password_file, acl_file, allow_anonymous and TLS certificates (other settings change at the next restart)',
       );
     } catch (error) {
       // Files the config names are read and checked as at start-up: their problems come as BrokerConfigError.
