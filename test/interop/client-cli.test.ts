@@ -128,6 +128,29 @@ test("`otalink sub -t 'ota/#' -v` prints what mosquitto_pub sends, as mosquitto_
   }
 });
 
+test('sub -W: running out of time exits 27 and says so, with or without -C, as mosquitto_sub does', async (t) => {
+  const mosquitto = requireProgram(t, 'mosquitto');
+  const mosquittoSub = requireProgram(t, 'mosquitto_sub', 'mosquitto-clients');
+  if (!mosquitto || !mosquittoSub) return;
+  const broker = await Mosquitto.start(mosquitto);
+  try {
+    for (const extra of [[], ['-C', '2']]) {
+      const args = ['-p', String(broker.port), '-t', 'quiet/here', '-W', '1', ...extra];
+      const ours = captureIo();
+      assert.equal(await runSub(args, ours.io), 27, extra.join(' '));
+      assert.equal(ours.out(), '');
+      assert.equal(ours.err(), 'otalink sub: Timed out\n');
+      const peer = spawn(mosquittoSub, args, { stdio: 'ignore' });
+      assert.equal(await new Promise((resolve) => peer.once('exit', resolve)), 27, `mosquitto_sub ${extra.join(' ')}`);
+    }
+    const quiet = captureIo();
+    assert.equal(await runSub(['-p', String(broker.port), '-t', 'quiet/here', '-W', '1', '--quiet'], quiet.io), 27);
+    assert.equal(quiet.err(), '');
+  } finally {
+    await broker.stop();
+  }
+});
+
 test('pub -l sends each stdin line; sub -C counts; mosquitto_sub reads what otalink pub sends', async (t) => {
   const mosquitto = requireProgram(t, 'mosquitto');
   const mosquittoSub = requireProgram(t, 'mosquitto_sub', 'mosquitto-clients');

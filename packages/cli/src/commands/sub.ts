@@ -34,7 +34,7 @@ Output:
   --remove-retained clear every retained message received (publish an empty retained one to its topic);
                     -T spares a topic, -W or --retained-only end the run
   -T <filter>       do not print (nor clear) messages whose topic matches this filter (repeatable)
-  -W <seconds>      exit after this long even if -C was not reached
+  -W <seconds>      give up after this long (exit code 27), even if -C was not reached
 
 ${CONNECTION_USAGE}`;
 
@@ -171,7 +171,11 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
         if (++received >= count) break;
       }
       await Promise.all(removals);
-      if (timedOut && received < count && count !== Number.POSITIVE_INFINITY) exitCode = 27;
+      // As mosquitto_sub: -W running out is exit code 27, with or without -C.
+      if (timedOut) {
+        warn('Timed out');
+        exitCode = 27;
+      }
     } finally {
       clearTimeout(timer);
       io.signal?.removeEventListener('abort', stop);
