@@ -58,14 +58,21 @@ export class DeliveryQueue extends Fifo<Delivery> {
 
   override shift(): Delivery | undefined {
     const delivery = super.shift();
-    if (delivery !== undefined) this.bytes = this.length === 0 ? 0 : this.bytes - delivery.message.payload.length;
+    if (delivery !== undefined) this.bytes -= delivery.message.payload.length;
     return delivery;
   }
 
   override pop(): Delivery | undefined {
     const delivery = super.pop();
-    if (delivery !== undefined) this.bytes = this.length === 0 ? 0 : this.bytes - delivery.message.payload.length;
+    // Fifo.pop clears an emptied queue (and so the count) itself.
+    if (delivery !== undefined && this.length > 0) this.bytes -= delivery.message.payload.length;
     return delivery;
+  }
+
+  override removeWhere(remove: (delivery: Delivery) => boolean): Delivery[] {
+    const removed = super.removeWhere(remove);
+    for (const delivery of removed) this.bytes -= delivery.message.payload.length;
+    return removed;
   }
 
   override clear(): void {
@@ -565,23 +572,10 @@ export class Session {
    * and with `inflightToo` (a session about to be resumed, before its resend) unacknowledged PUBLISHes as well.
    */
   dropRefused(refused: (delivery: Delivery) => boolean, inflightToo: boolean): number {
-    let dropped = 0;
-    const queue = this.queue;
-    if (queue.length > 0) {
-      const kept: Delivery[] = [];
-      let fromQueue = 0;
-      for (let delivery = queue.shift(); delivery !== undefined; delivery = queue.shift()) {
-        if (refused(delivery)) {
-          this.dropped(delivery);
-          fromQueue++;
-        } else {
-          kept.push(delivery);
-        }
-      }
-      if (kept.length > 0) queue.unshiftAll(kept);
-      this.#env.stats.queuedCurrent -= fromQueue;
-      dropped += fromQueue;
-    }
+    const fromQueue = this.queue.removeWhere(refused);
+    for (const delivery of fromQueue) this.dropped(delivery);
+    this.#env.stats.queuedCurrent -= fromQueue.length;
+    let dropped = fromQueue.length;
     if (inflightToo && this.inflight.size > 0) {
       const ids: number[] = [];
       for (const [packetId, entry] of this.inflight) {

@@ -965,18 +965,10 @@ export class ClientSession {
 
   /** Takes the expired messages out of the queue (failing them), keeping the order of the rest. */
   private dropExpired(step: Step, now: number): void {
-    const kept: OutEntry[] = [];
-    let earliest = Number.POSITIVE_INFINITY;
-    for (let entry = this.queue.shift(); entry !== undefined; entry = this.queue.shift()) {
-      if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
-        this.expire(step, entry);
-        continue;
-      }
-      kept.push(entry);
-      if (entry.expiresAt !== 0 && entry.expiresAt < earliest) earliest = entry.expiresAt;
-    }
-    this.queue.unshiftAll(kept);
-    this.earliestExpiry = earliest;
+    const expired = this.queue.removeWhere((entry) => entry.expiresAt !== 0 && entry.expiresAt <= now);
+    for (const entry of expired) this.expire(step, entry);
+    this.earliestExpiry = Number.POSITIVE_INFINITY;
+    for (const entry of this.queue) this.noteExpiry(entry);
   }
 
   private enforceQueueLimit(step: Step, now: number): void {

@@ -49,6 +49,21 @@ export class Fifo<T> implements Iterable<T> {
     return item;
   }
 
+  /** Takes out the items `remove` picks, keeping the order of the rest; returns them in their order. */
+  removeWhere(remove: (item: T) => boolean): T[] {
+    const removed: T[] = [];
+    const kept: T[] = [];
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const item = this.#items[i] as T;
+      (remove(item) ? removed : kept).push(item);
+    }
+    if (removed.length > 0) {
+      this.#items = kept;
+      this.#head = 0;
+    }
+    return removed;
+  }
+
   clear(): void {
     this.#items = [];
     this.#head = 0;

@@ -65,3 +65,22 @@ test('Fifo lets a shifted item go at once, while newer ones still wait', async (
   assert.equal(ref.deref(), undefined);
   assert.equal(fifo.length, 1);
 });
+
+test('removeWhere takes out what it picks, in order, behind a shifted head, and keeps the rest in order', () => {
+  const fifo = new Fifo<number>();
+  for (let i = 0; i < 10; i++) fifo.push(i);
+  fifo.shift();
+  fifo.shift();
+  assert.deepEqual(
+    fifo.removeWhere((n) => n % 3 === 0),
+    [3, 6, 9],
+  );
+  assert.deepEqual([...fifo], [2, 4, 5, 7, 8]);
+  assert.equal(fifo.length, 5);
+  assert.deepEqual(
+    fifo.removeWhere(() => false),
+    [],
+  );
+  fifo.push(10);
+  assert.deepEqual([fifo.shift(), fifo.pop(), fifo.length], [2, 10, 4]);
+});
