@@ -261,7 +261,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
     },
 
     updateTls(listeners) {
-      const pairs: Array<[ListenerHandle, ListenerOptions]> = [];
+      // Every context is built (and checked) before any is swapped in: a bad certificate leaves every listener as it was.
+      const swaps: Array<() => void> = [];
       handles.forEach((handle, i) => {
         const next = listeners[i];
         if (next === undefined || next.protocol !== handle.protocol) {
@@ -270,10 +271,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
             `listener ${i + 1} (${handle.protocol}, port ${handle.port}) is no longer in the configuration as it was: restart to change listeners`,
           );
         }
-        if (handle.prepareTls !== undefined) pairs.push([handle, next]);
+        if (handle.prepareTls !== undefined) swaps.push(handle.prepareTls(next));
       });
-      // Every context is built before any is swapped in: a bad certificate leaves every listener as it was.
-      const swaps = pairs.map(([handle, next]) => handle.prepareTls!(next));
       for (const swap of swaps) swap();
       return swaps.length;
     },

@@ -90,6 +90,13 @@ export function parseQos(value: string | undefined, what = '-q'): QoS {
   return Number(value) as QoS;
 }
 
+/** A count of 1 or more (sub -C, pub --repeat). */
+export function parseCount(value: string, what: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw new UsageError(`${what} must be a positive count, got "${value}"`);
+  return n;
+}
+
 function parseInteger(value: string, what: string, min: number, max: number): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n < min || n > max)
@@ -294,13 +301,7 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
     if (topic === undefined) throw new UsageError("a topic is needed (-t, or a path in -L's URL)");
     const sources = ['message', 'file', 'null', 'lines', 'stdin'].filter((k) => values[k as keyof typeof values]);
     if (sources.length !== 1) throw new UsageError('give exactly one of -m, -f, -n, -l, -s');
-    let repeat = 1;
-    if (values.repeat !== undefined) {
-      repeat = Number(values.repeat);
-      if (!/^\d+$/.test(values.repeat) || repeat < 1) {
-        throw new UsageError(`--repeat must be a positive count, got "${values.repeat}"`);
-      }
-    }
+    const repeat = values.repeat === undefined ? 1 : parseCount(values.repeat, '--repeat');
     let delayMs = 0;
     const delay = values['repeat-delay'];
     if (delay !== undefined) {

@@ -3,7 +3,16 @@ import { parseArgs } from 'node:util';
 import { connect, type Message, type MqttClient, topicFilterProblem, topicMatches } from '@otalink/mqtt';
 import type { Command } from './command.js';
 import { parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
-import { type CliIo, CONNECTION_OPTIONS, CONNECTION_USAGE, clientOptions, parseQos, runCli, splitUrl } from './pub.js';
+import {
+  type CliIo,
+  CONNECTION_OPTIONS,
+  CONNECTION_USAGE,
+  clientOptions,
+  parseCount,
+  parseQos,
+  runCli,
+  splitUrl,
+} from './pub.js';
 import { compileFormat, type Rendered } from './sub-format.js';
 import { UsageError } from './usage.js';
 
@@ -95,12 +104,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     if (values['no-retained'] && values['retained-only']) {
       throw new UsageError('-R and --retained-only: printing no retained messages and only retained ones contradict');
     }
-    let count = Number.POSITIVE_INFINITY;
-    if (values.count !== undefined) {
-      count = Number(values.count);
-      if (!/^\d+$/.test(values.count) || count < 1)
-        throw new UsageError(`-C must be a positive count, got "${values.count}"`);
-    }
+    const count = values.count === undefined ? Number.POSITIVE_INFINITY : parseCount(values.count, '-C');
     let timeoutMs: number | undefined;
     if (values.timeout !== undefined) {
       if (!/^\d+$/.test(values.timeout)) throw new UsageError(`-W must be seconds, got "${values.timeout}"`);
