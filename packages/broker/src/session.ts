@@ -174,6 +174,11 @@ class RareState {
    * is not delivered again in this run) and never acknowledged before that restart.
    */
   unsure: Set<number> | undefined = undefined;
+  /**
+   * Packet ids of PUBLISHes an earlier connection left unacknowledged and this one has not sent again yet: the
+   * client's Receive Maximum counts only what was sent on this connection, so they go out as acknowledgements free it.
+   */
+  unsent: number[] | undefined = undefined;
 }
 
 /** A held delivery (Session.hold), with the packet id taken for it if it goes out as soon as its commit resolves. */
@@ -408,9 +413,14 @@ export class Session {
     return record;
   }
 
-  /** In-flight messages and packet ids taken by held deliveries: what counts against the client's window. */
+  /**
+   * In-flight messages sent on this connection and packet ids taken by held deliveries: what counts against the
+   * client's window.
+   */
   private get windowUsed(): number {
-    return this.inflight.size + (this.reserved?.size ?? 0);
+    const rare = this.#rare;
+    if (rare === undefined) return this.inflight.size;
+    return this.inflight.size + (rare.reserved?.size ?? 0) - (rare.unsent?.length ?? 0);
   }
 
   /** What the store's log holds for this session: queue and in-flight window, held deliveries included. */
@@ -517,6 +527,8 @@ export class Session {
   pump(now: number): void {
     const outlet = this.outlet;
     if (outlet === undefined) return;
+    // What an earlier connection left unacknowledged goes before anything new.
+    if (this.#rare?.unsent !== undefined && !this.resendSome(outlet)) return;
     const queue = this.queue;
     while (queue.length > 0 && this.windowUsed < outlet.sendWindow) {
       const delivery = queue.shift()!;
@@ -545,6 +557,8 @@ export class Session {
     if (entry.state === 'publish' && this.persistent) this.#env.store.releaseInflight(this.clientId, packetId);
     this.inflight.pubrel(packetId);
     this.outlet?.sendPubrel(packetId);
+    // A PUBREC for a message not yet sent again on this connection: it no longer waits for its resend.
+    if (this.#rare?.unsent !== undefined && this.outlet !== undefined) this.resendSome(this.outlet);
     return true;
   }
 
@@ -557,14 +571,38 @@ export class Session {
     this.pump(now);
   }
 
+  /** Sends PUBREL again for every released message and lines up the unacknowledged PUBLISHes (pump sends them). */
   private resend(outlet: Outlet): void {
+    const unsent: number[] = [];
     for (const [packetId, entry] of this.inflight) {
       if (entry.state === 'pubrel') outlet.sendPubrel(packetId);
-      else if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
+      else unsent.push(packetId);
+    }
+    if (this.#rare !== undefined) this.#rare.unsent = undefined;
+    if (unsent.length > 0) this.rare().unsent = unsent;
+  }
+
+  /**
+   * Sends the lined-up PUBLISHes again, with DUP, as far as the client's Receive Maximum allows: [MQTT-3.3.4-9] holds
+   * for resends too, and a client may come back with a smaller one. Returns whether all have gone.
+   */
+  private resendSome(outlet: Outlet): boolean {
+    const rare = this.#rare!;
+    // Those the client acknowledged meanwhile (PUBACK, or PUBREC for QoS 2) are no longer owed.
+    const unsent = rare.unsent!.filter((packetId) => this.inflight.get(packetId)?.state === 'publish');
+    rare.unsent = unsent;
+    while (unsent.length > 0 && this.windowUsed < outlet.sendWindow) {
+      const packetId = unsent.shift()!;
+      const entry = this.inflight.get(packetId);
+      if (entry?.state !== 'publish') continue;
+      if (!outlet.sendPublish(entry.delivery, undefined, packetId, true)) {
         this.inflight.delete(packetId);
         if (this.persistent) this.#env.store.completeInflight(this.clientId, packetId);
       }
     }
+    if (unsent.length > 0) return false;
+    rare.unsent = undefined;
+    return true;
   }
 
   /**
@@ -598,6 +636,7 @@ export class Session {
       this.queue.clear();
     }
     if (this.inflight.size > 0) this.inflight.clear();
+    if (this.#rare !== undefined) this.#rare.unsent = undefined;
     this.held = undefined;
     this.reserved = undefined;
   }

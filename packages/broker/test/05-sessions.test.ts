@@ -116,6 +116,34 @@ for (const version of [4, 5] as const) {
       again.end();
     });
 
+    if (version === 5) {
+      // Found by the model run (test/model): the resend ignored the new connection's Receive Maximum.
+      test('resends on a reconnect keep to the new, smaller Receive Maximum, in order, before queued ones', async () => {
+        const clientId = id('resend-window');
+        const c = await connected(b.port, { ...persistent(clientId), properties: { sessionExpiryInterval: 60 } });
+        await subscribe(c, 'rw/#', 1);
+        for (const payload of ['a', 'b', 'c']) await publish('rw/t', payload, 1);
+        const sent = [await c.expect('publish'), await c.expect('publish'), await c.expect('publish')];
+        c.end(); // none acknowledged
+        await c.closedPromise;
+        await publish('rw/t', 'd', 1); // queued while offline
+        const again = await connected(b.port, {
+          ...persistent(clientId),
+          properties: { sessionExpiryInterval: 60, receiveMaximum: 1 },
+        });
+        const got: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const m = await again.expect('publish');
+          assert.ok(await again.silentFor(100), `more than one unacknowledged PUBLISH after ${str(m.payload)}`);
+          got.push(`${str(m.payload)}${m.dup ? '*' : ''}`);
+          if (i < 3) assert.equal(m.packetId, sent[i]!.packetId, 'a resend keeps its packet id');
+          again.send({ type: 'puback', packetId: m.packetId! });
+        }
+        assert.deepEqual(got, ['a*', 'b*', 'c*', 'd']);
+        again.end();
+      });
+    }
+
     test('a clean session discards subscriptions and queued messages', async () => {
       const clientId = id('clean');
       const c = await connected(b.port, persistent(clientId));
