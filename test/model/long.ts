@@ -1,0 +1,66 @@
+// A long model run from the command line: many seeds, many steps, one broker each, against ours (in memory or on
+// its durable store) or Mosquitto. Prints one line per seed and the failures with the operations that led there.
+//   npm run test:model -- --broker ours|durable|mosquitto --seeds 1-500 --steps 500 [--trace]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startBroker } from '../../packages/broker/test/support/raw-client.js';
+import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
+import { findProgram } from '../support/system.js';
+import { MOSQUITTO_2_0, OURS } from './profiles.js';
+import { ModelDivergence, runModel } from './run.js';
+
+const { values } = parseArgs({
+  options: {
+    broker: { type: 'string', default: 'ours' },
+    seeds: { type: 'string', default: '1-20' },
+    steps: { type: 'string', default: '500' },
+    trace: { type: 'boolean', default: false },
+  },
+});
+const [first, last] = values.seeds.split('-').map(Number) as [number, number | undefined];
+const steps = Number(values.steps);
+if (!['ours', 'durable', 'mosquitto'].includes(values.broker) || !Number.isInteger(first) || !(steps > 0)) {
+  console.error('usage: long.ts --broker ours|durable|mosquitto --seeds N[-M] --steps N [--trace]');
+  process.exit(2);
+}
+if (values.trace) process.env.MODEL_TRACE = 'all';
+
+async function open(): Promise<{ port: number; close(): Promise<void> }> {
+  if (values.broker === 'mosquitto') {
+    const binary = findProgram('mosquitto');
+    if (binary === undefined) throw new Error('mosquitto is not installed');
+    const m = await Mosquitto.start(binary);
+    return { port: m.port, close: () => m.stop() };
+  }
+  const dir = values.broker === 'durable' ? mkdtempSync(join(tmpdir(), 'otalink-model-')) : undefined;
+  const b = await startBroker(dir === undefined ? { sysIntervalSeconds: 1 } : { dataDir: dir });
+  return {
+    port: b.port,
+    close: async () => {
+      await b.close();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const profile = values.broker === 'mosquitto' ? MOSQUITTO_2_0 : OURS;
+let failures = 0;
+let total = 0;
+for (let seed = first; seed <= (last ?? first); seed++) {
+  const broker = await open();
+  try {
+    const { deliveries } = await runModel({ port: broker.port, seed, steps, profile });
+    total += deliveries;
+    console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
+  } catch (error) {
+    if (!(error instanceof ModelDivergence)) throw error;
+    failures++;
+    console.log(error.message);
+  } finally {
+    await broker.close();
+  }
+}
+console.log(`${failures} of ${(last ?? first) - first + 1} seeds failed; ${total} deliveries checked in the others`);
+process.exit(failures > 0 ? 1 : 0);

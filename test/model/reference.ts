@@ -1,0 +1,343 @@
+// The reference model: what the MQTT 3.1.1 and 5.0 specifications say a broker must deliver, written plainly and
+// apart from our broker's code (its own topic matcher, no trie, no queues) so that the two do not share a bug.
+// The runner applies each operation here and on a real broker, then compares what every client received.
+import type { ProtocolVersion, QoS } from '../../packages/mqtt/src/codec/packets.js';
+
+export interface ModelSubscription {
+  filter: string;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  subscriptionId?: number;
+}
+
+export interface ModelMessage {
+  /** Unique per publish; travels in the payload (and is `clear:<topic>` for an empty, retained-clearing one). */
+  tag: string;
+  topic: string;
+  qos: QoS;
+  retain: boolean;
+  origin: string;
+  /** A user property (5.0) the broker must pass through unchanged. */
+  note?: string;
+  /** Payload larger than a client's Maximum Packet Size, when it sets one. */
+  big: boolean;
+}
+
+/** One PUBLISH a client must receive. */
+export interface Expected {
+  tag: string;
+  topic: string;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds: number[];
+  note?: string;
+  /** A delivery sent again after a connection ended before it was acknowledged. */
+  dup?: boolean;
+  /** Allowed but not required (where the specifications leave the broker a choice). */
+  optional?: boolean;
+  /** Retained messages sent for one SUBSCRIBE come in an order the specifications leave open. */
+  batch?: number;
+}
+
+/** A message to a shared group: exactly one member gets it (or at most one, see `required`). */
+export interface SharedObligation {
+  tag: string;
+  /** The message's own QoS (a member gets the lower of it and its subscription's). */
+  qos: QoS;
+  group: string;
+  /** Member client id → the QoS and subscription ids it would get the message with. */
+  members: Map<string, { qos: QoS; subscriptionIds: number[]; retain: boolean }>;
+  /** Some member was online when it was published, so it must arrive within the step. */
+  required: boolean;
+  received: number;
+}
+
+export interface ConnectionLimits {
+  receiveMaximum: number;
+  topicAliasMaximum: number;
+  maximumPacketSize?: number;
+}
+
+interface ModelSession {
+  version: ProtocolVersion;
+  online: boolean;
+  /** The session outlives its connection (3.1.1 clean session 0, 5.0 session expiry > 0). */
+  persistent: boolean;
+  subscriptions: Map<string, ModelSubscription>;
+  /** QoS 1 and 2 messages held while offline, in order. */
+  queue: Expected[];
+  limits: ConnectionLimits;
+}
+
+export interface Profile {
+  name: string;
+  /** A shared group picks a connected member when it has one. */
+  sharedPrefersOnline: boolean;
+  /** A will goes out when its connection is taken over (3.1.1 leaves this open; 5.0 requires it). */
+  willOnTakeover311: boolean;
+  /**
+   * Try takeovers that resume the session (Clean Start 0). The will of the connection taken over must still go out
+   * (will delay 0), and a session that ended with it must not lend its subscriptions to the new one.
+   */
+  takeoverMayResume: boolean;
+  /** Retained messages sent for a SUBSCRIBE count against the client's Receive Maximum ([MQTT-3.3.4-9]). */
+  retainedHonourReceiveMaximum: boolean;
+  /** Clients set a small Maximum Packet Size, so some messages are too large for them and must be skipped. */
+  maximumPacketSizes: boolean;
+  /** Try a SUBSCRIBE that repeats a filter with other options (it replaces the subscription, [MQTT-3.8.4-3]). */
+  resubscribeMayChangeOptions: boolean;
+  /** Retained messages go to a new shared subscription (the specification says they must not). */
+  retainedForSharedSubscriptions: boolean;
+  /** The malformed inputs to try (each must close the connection and publish its will). */
+  malformedVariants: number[];
+  /**
+   * A client whose subscriptions overlap gets one merged copy (highest QoS, every subscription identifier) or one
+   * copy per matching subscription; 5.0 allows either (section 3.3.4), 3.1.1 asks for the highest QoS.
+   */
+  overlapping: 'merged' | 'per-subscription' | 'avoid';
+  /** 'avoid': the generator makes no overlapping subscriptions (for a broker whose choice is not consistent). */
+  /** A 5.0 connection taken over gets DISCONNECT 0x8E before it is closed ([MQTT-3.1.4-3], section 4.13). */
+  disconnectOnTakeover: boolean;
+}
+
+/** The topic levels: plain filters match by level, `+` one level, `#` the rest (and the parent), `$` not by wildcards. */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+export function parseShared(filter: string): { group: string; filter: string } | undefined {
+  if (!filter.startsWith('$share/')) return undefined;
+  const rest = filter.slice('$share/'.length);
+  const slash = rest.indexOf('/');
+  return { group: rest.slice(0, slash), filter: rest.slice(slash + 1) };
+}
+
+export class ReferenceModel {
+  readonly sessions = new Map<string, ModelSession>();
+  readonly retained = new Map<string, ModelMessage>();
+  /**
+   * What each connected client must receive in the current step, in order. A message larger than the client's
+   * Maximum Packet Size is in the list too: whether it may be sent depends on the connection it would be sent on,
+   * which the runner knows ([MQTT-3.1.2-25]).
+   */
+  readonly expected = new Map<string, Expected[]>();
+  readonly shared: SharedObligation[] = [];
+  #batch = 0;
+
+  constructor(readonly profile: Profile) {}
+
+  isOnline(id: string): boolean {
+    return this.sessions.get(id)?.online === true;
+  }
+
+  hasSession(id: string): boolean {
+    return this.sessions.has(id);
+  }
+
+  subscriptionsOf(id: string): ModelSubscription[] {
+    return [...(this.sessions.get(id)?.subscriptions.values() ?? [])];
+  }
+
+  limitsOf(id: string): ConnectionLimits | undefined {
+    return this.sessions.get(id)?.limits;
+  }
+
+  #expect(id: string, e: Expected): void {
+    let list = this.expected.get(id);
+    if (list === undefined) {
+      list = [];
+      this.expected.set(id, list);
+    }
+    list.push(e);
+  }
+
+  /** Takes (and clears) the step's expectations for one client. */
+  takeExpected(id: string): Expected[] {
+    const list = this.expected.get(id) ?? [];
+    this.expected.delete(id);
+    return list;
+  }
+
+  /** CONNECT of a client that is offline. Returns the session present flag the CONNACK must carry. */
+  connect(
+    id: string,
+    version: ProtocolVersion,
+    cleanStart: boolean,
+    persistent: boolean,
+    limits: ConnectionLimits,
+  ): boolean {
+    const existing = this.sessions.get(id);
+    const present = !cleanStart && existing !== undefined;
+    if (existing !== undefined && !present) this.#ended(id);
+    const session: ModelSession =
+      present && existing !== undefined
+        ? existing
+        : { version, online: true, persistent, subscriptions: new Map(), queue: [], limits };
+    session.online = true;
+    session.persistent = persistent;
+    session.limits = limits;
+    session.version = version;
+    this.sessions.set(id, session);
+    if (present) {
+      for (const e of session.queue.splice(0)) this.#expect(id, e);
+    }
+    return present;
+  }
+
+  /** The connection went away; `will` is the message the broker must publish for it, if any. */
+  disconnect(id: string, will: ModelMessage | undefined): void {
+    const session = this.sessions.get(id);
+    if (session === undefined) return;
+    session.online = false;
+    if (!session.persistent) this.#ended(id);
+    if (will !== undefined) this.publish(will, { ownCopyOptional: true });
+  }
+
+  /** A connection with the same client id replaced a live one: the old one's will, then the new session. */
+  takeover(id: string, oldWill: ModelMessage | undefined): void {
+    const session = this.sessions.get(id);
+    if (session !== undefined) session.online = false;
+    if (session !== undefined && !session.persistent) this.#ended(id);
+    if (oldWill !== undefined) this.publish(oldWill, { ownCopyOptional: true });
+  }
+
+  /**
+   * A session ends. A shared message it held and had not had acknowledged may go to another member of the group
+   * (MQTT 5.0 section 4.8.2 says it should): each such obligation is open to the group's members from now on.
+   */
+  #ended(id: string): void {
+    this.sessions.delete(id);
+    for (const o of this.shared) {
+      if (o.received > 0 || !o.members.has(id)) continue;
+      for (const [other, session] of this.sessions) {
+        const sub = session.subscriptions.get(o.group);
+        if (sub === undefined || o.members.has(other)) continue;
+        o.members.set(other, {
+          qos: Math.min(o.qos, sub.qos) as QoS,
+          subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
+          retain: false,
+        });
+      }
+    }
+  }
+
+  /** SUBSCRIBE with one filter; returns nothing (the broker grants the requested QoS). */
+  subscribe(id: string, sub: ModelSubscription, retainHandling: 0 | 1 | 2): void {
+    const session = this.sessions.get(id)!;
+    const isNew = !session.subscriptions.has(sub.filter);
+    session.subscriptions.set(sub.filter, sub);
+    const shared = parseShared(sub.filter);
+    // No retained messages for a shared subscription (MQTT 5.0 section 4.8.2).
+    if (shared !== undefined && !this.profile.retainedForSharedSubscriptions) return;
+    if (retainHandling === 2 || (retainHandling === 1 && !isNew)) return;
+    const batch = ++this.#batch;
+    for (const message of this.retained.values()) {
+      if (!topicMatches(shared?.filter ?? sub.filter, message.topic)) continue;
+      const e: Expected = {
+        tag: message.tag,
+        topic: message.topic,
+        qos: Math.min(message.qos, sub.qos) as QoS,
+        retain: true,
+        subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
+        note: message.note,
+        batch,
+        // No Local is about forwarding; whether it also holds back one's own retained message is left open.
+        optional: sub.noLocal && message.origin === id ? true : undefined,
+      };
+      this.#expect(id, e);
+    }
+  }
+
+  /** UNSUBSCRIBE with one filter; returns whether the subscription existed (5.0 reason 0x00 or 0x11). */
+  unsubscribe(id: string, filter: string): boolean {
+    return this.sessions.get(id)!.subscriptions.delete(filter);
+  }
+
+  /** An application message accepted by the broker, from a client or as a will. */
+  publish(message: ModelMessage, options: { ownCopyOptional?: boolean } = {}): void {
+    if (message.retain) {
+      if (message.tag.startsWith('clear:')) this.retained.delete(message.topic);
+      else this.retained.set(message.topic, message);
+    }
+    const groups = new Map<string, SharedObligation>();
+    for (const [id, session] of this.sessions) {
+      const copies: Expected[] = [];
+      for (const sub of session.subscriptions.values()) {
+        const shared = parseShared(sub.filter);
+        if (shared !== undefined) {
+          if (!topicMatches(shared.filter, message.topic)) continue;
+          let group = groups.get(sub.filter);
+          if (group === undefined) {
+            group = {
+              tag: message.tag,
+              qos: message.qos,
+              group: sub.filter,
+              members: new Map(),
+              required: false,
+              received: 0,
+            };
+            groups.set(sub.filter, group);
+          }
+          group.members.set(id, {
+            qos: Math.min(message.qos, sub.qos) as QoS,
+            subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
+            retain: session.version === 5 && sub.retainAsPublished && message.retain,
+          });
+          // A big message may be one the picked member's Maximum Packet Size refuses.
+          if (session.online && !message.big) group.required = this.profile.sharedPrefersOnline;
+          continue;
+        }
+        if (!topicMatches(sub.filter, message.topic)) continue;
+        if (sub.noLocal && message.origin === id) continue;
+        copies.push({
+          tag: message.tag,
+          topic: message.topic,
+          qos: Math.min(message.qos, sub.qos) as QoS,
+          retain: session.version === 5 && sub.retainAsPublished && message.retain,
+          subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
+          note: message.note,
+          optional: options.ownCopyOptional && message.origin === id ? true : undefined,
+        });
+      }
+      if (copies.length === 0) continue;
+      if (this.profile.overlapping === 'per-subscription') {
+        const batch = copies.length > 1 ? ++this.#batch : undefined;
+        for (const e of copies) this.#deliver(id, session, { ...e, batch });
+        continue;
+      }
+      // Overlapping filters: one copy at the highest QoS, with every subscription identifier, retained if any says so.
+      const merged = copies[0]!;
+      for (const e of copies.slice(1)) {
+        merged.qos = Math.max(merged.qos, e.qos) as QoS;
+        merged.retain ||= e.retain;
+        merged.subscriptionIds.push(...e.subscriptionIds);
+      }
+      merged.subscriptionIds.sort((a, b) => a - b);
+      this.#deliver(id, session, merged);
+    }
+    for (const group of groups.values()) {
+      // An obligation for the sender's own session, when it is the only member, is the will case again.
+      if (options.ownCopyOptional && group.members.size === 1 && group.members.has(message.origin)) {
+        group.required = false;
+      }
+      this.shared.push(group);
+    }
+  }
+
+  #deliver(id: string, session: ModelSession, e: Expected): void {
+    if (session.online) {
+      this.#expect(id, e);
+    } else if (e.qos > 0) {
+      session.queue.push(e);
+    }
+  }
+}

@@ -1,0 +1,715 @@
+// The model run: random operations from a seeded generator, applied to the reference model and to a real broker
+// one at a time; after each, every connection settles (acknowledgements sent, PINGREQ answered, nothing more
+// arriving) and what each client received is compared with what the model says it must receive. A failure names
+// the seed and the step, so the same run can be replayed.
+import type { ProtocolVersion, QoS, Will } from '../../packages/mqtt/src/codec/packets.js';
+import { prng } from '../../packages/mqtt/test/support/prng.js';
+import { type ClientSessionState, Peer, type Received } from './peer.js';
+import {
+  type ConnectionLimits,
+  type Expected,
+  type ModelMessage,
+  type Profile,
+  parseShared,
+  ReferenceModel,
+  type SharedObligation,
+  topicMatches,
+} from './reference.js';
+
+const TOPICS = ['a', 'a/b', 'a/b/c', 'b', 'b/a', 'b/c/a', 'c', '/a', 'a//c', 'c/b/a/b'];
+const BIG_PAYLOAD = 'x'.repeat(400);
+const SMALL_MAXIMUM_PACKET_SIZE = 300;
+
+type Op =
+  | {
+      kind: 'connect';
+      id: string;
+      cleanStart: boolean;
+      persistent: boolean;
+      limits: ConnectionLimits;
+      will: ModelMessage;
+    }
+  | {
+      kind: 'takeover';
+      id: string;
+      cleanStart: boolean;
+      persistent: boolean;
+      limits: ConnectionLimits;
+      will: ModelMessage;
+    }
+  | { kind: 'disconnect'; id: string; withWill: boolean }
+  | { kind: 'drop'; id: string }
+  | { kind: 'malformed'; id: string; variant: number }
+  | {
+      kind: 'subscribe';
+      id: string;
+      filter: string;
+      qos: QoS;
+      noLocal: boolean;
+      retainAsPublished: boolean;
+      retainHandling: 0 | 1 | 2;
+      subscriptionId?: number;
+    }
+  | { kind: 'unsubscribe'; id: string; filter: string }
+  | { kind: 'publish'; id: string; message: ModelMessage; alias: boolean }
+  | { kind: 'hold'; id: string; mode: 'hold' | 'hold-pubcomp' }
+  | { kind: 'release'; id: string };
+
+export interface ModelRunOptions {
+  port: number;
+  seed: number;
+  steps: number;
+  profile: Profile;
+  /** Client ids are `${prefix}c0`… so runs against one broker do not meet. */
+  prefix?: string;
+}
+
+export class ModelDivergence extends Error {}
+
+/** Generates operations from the model's state; all randomness is drawn here so a seed replays exactly. */
+class Generator {
+  readonly #random: () => number;
+  #tags = 0;
+  constructor(
+    seed: number,
+    readonly ids: string[],
+    readonly versions: Map<string, ProtocolVersion>,
+    readonly profile: Profile,
+  ) {
+    this.#random = prng(seed);
+  }
+
+  #pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.#random() * items.length)]!;
+  }
+  #chance(p: number): boolean {
+    return this.#random() < p;
+  }
+  #qos(): QoS {
+    return this.#pick([0, 1, 2] as const);
+  }
+
+  #filter(): string {
+    if (this.#chance(0.08)) return this.#pick(['#', '+', '+/+', '+/#', '/#']);
+    const levels = this.#pick(TOPICS).split('/');
+    const out: string[] = [];
+    for (const level of levels) {
+      if (this.#chance(0.12)) {
+        out.push('#');
+        break;
+      }
+      out.push(this.#chance(0.25) ? '+' : level);
+    }
+    return out.join('/');
+  }
+
+  message(origin: string, version: ProtocolVersion, willOf = false): ModelMessage {
+    const n = ++this.#tags;
+    const big = !willOf && this.#chance(0.08);
+    const retain = this.#chance(willOf ? 0.1 : 0.2);
+    const topic = this.#pick(TOPICS);
+    const clear = retain && !willOf && this.#chance(0.25);
+    const tag = clear ? `clear:${topic}` : `${willOf ? 'w' : 'm'}${n}${big ? '-big' : ''}`;
+    const note = version === 5 && !clear && this.#chance(0.5) ? `n${n}` : undefined;
+    return { tag, topic, qos: this.#qos(), retain, origin, note, big };
+  }
+
+  #limits(version: ProtocolVersion): ConnectionLimits {
+    if (version === 4) return { receiveMaximum: 65535, topicAliasMaximum: 0 };
+    return {
+      receiveMaximum: this.#pick([1, 2, 5, 65535]),
+      topicAliasMaximum: this.#pick([0, 0, 3]),
+      maximumPacketSize: this.#chance(0.2) && this.profile.maximumPacketSizes ? SMALL_MAXIMUM_PACKET_SIZE : undefined,
+    };
+  }
+
+  next(model: ReferenceModel, holding: (id: string) => boolean): Op {
+    const id = this.#pick(this.ids);
+    const version = this.versions.get(id)!;
+    const connectOp = (kind: 'connect' | 'takeover'): Op => {
+      const persistent = this.#chance(0.6);
+      // 3.1.1 has one flag for both: clean session 1 starts afresh and ends with the connection.
+      let cleanStart = version === 4 ? !persistent : this.#chance(0.3);
+      if (kind === 'takeover' && !cleanStart && !this.profile.takeoverMayResume) {
+        if (version === 4) return { kind: 'drop', id };
+        cleanStart = true;
+      }
+      return { kind, id, cleanStart, persistent, limits: this.#limits(version), will: this.message(id, version, true) };
+    };
+    if (!model.isOnline(id)) return connectOp('connect');
+    if (holding(id) && this.#chance(0.3)) return { kind: 'release', id };
+    const r = this.#random();
+    if (r < 0.3) {
+      const v5 = version === 5;
+      const shared = this.#chance(0.15);
+      let filter = shared ? `$share/g${this.#pick([0, 1])}/${this.#filter()}` : this.#filter();
+      if (!shared && this.profile.overlapping === 'avoid') {
+        // Instead of a filter overlapping one the client has, subscribe to that one again (new options).
+        const mine = model.subscriptionsOf(id).filter((s) => parseShared(s.filter) === undefined);
+        const clash = mine.find(
+          (s) => s.filter !== filter && TOPICS.some((t) => topicMatches(s.filter, t) && topicMatches(filter, t)),
+        );
+        if (clash !== undefined) filter = clash.filter;
+      }
+      const again = model.subscriptionsOf(id).find((s) => s.filter === filter);
+      const keep = again !== undefined && !this.profile.resubscribeMayChangeOptions;
+      const noLocal = keep ? again.noLocal : v5 && !shared && this.#chance(0.25);
+      const retainAsPublished = keep ? again.retainAsPublished : v5 && this.#chance(0.4);
+      return {
+        kind: 'subscribe',
+        id,
+        filter,
+        qos: this.#qos(),
+        noLocal,
+        retainAsPublished,
+        retainHandling: v5 ? this.#pick([0, 0, 1, 2] as const) : 0,
+        subscriptionId: v5 && this.#chance(0.5) ? 1 + Math.floor(this.#random() * 50) : undefined,
+      };
+    }
+    if (r < 0.37) {
+      const mine = model.subscriptionsOf(id);
+      const filter = mine.length > 0 && this.#chance(0.8) ? this.#pick(mine).filter : this.#filter();
+      return { kind: 'unsubscribe', id, filter };
+    }
+    if (r < 0.77) return { kind: 'publish', id, message: this.message(id, version), alias: this.#chance(0.5) };
+    if (r < 0.84) return { kind: 'disconnect', id, withWill: version === 5 && this.#chance(0.3) };
+    if (r < 0.9) return { kind: 'drop', id };
+    if (r < 0.93) return connectOp('takeover');
+    if (r < 0.965 && !holding(id)) return { kind: 'hold', id, mode: this.#pick(['hold', 'hold-pubcomp'] as const) };
+    return { kind: 'malformed', id, variant: this.#pick(this.profile.malformedVariants) };
+  }
+}
+
+/** Bytes the broker must refuse by closing the connection (and publishing the will). */
+function malformedBytes(variant: number, version: ProtocolVersion): number[] {
+  const props = version === 5 ? [0x00] : [];
+  switch (variant) {
+    case 0: // PUBLISH with QoS 3
+      return [0x36, 5 + props.length, 0x00, 0x01, 0x61, 0x00, 0x01, ...props];
+    case 1: // SUBSCRIBE with reserved flags 0000 instead of 0010
+      return [0x80, 6 + props.length, 0x00, 0x01, ...props, 0x00, 0x01, 0x61, 0x00];
+    case 2: // a wildcard in a PUBLISH topic name
+      return [0x30, 5 + props.length, 0x00, 0x03, 0x61, 0x2f, 0x2b, ...props];
+    default: // a second CONNECT
+      return [0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00];
+  }
+}
+
+function describe(op: Op): string {
+  const { kind, id } = op;
+  switch (op.kind) {
+    case 'connect':
+    case 'takeover':
+      return `${kind} ${id} cleanStart=${op.cleanStart} persistent=${op.persistent} limits=${JSON.stringify(op.limits)} will=${op.will.tag}@${op.will.topic}/q${op.will.qos}${op.will.retain ? '/r' : ''}`;
+    case 'subscribe':
+      return `subscribe ${id} ${op.filter} q${op.qos}${op.noLocal ? ' nl' : ''}${op.retainAsPublished ? ' rap' : ''} rh${op.retainHandling}${op.subscriptionId !== undefined ? ` id${op.subscriptionId}` : ''}`;
+    case 'unsubscribe':
+      return `unsubscribe ${id} ${op.filter}`;
+    case 'publish': {
+      const m = op.message;
+      return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}`;
+    }
+    case 'disconnect':
+      return `disconnect ${id}${op.withWill ? ' with will (0x04)' : ''}`;
+    case 'hold':
+      return `${id} holds its acknowledgements (${op.mode})`;
+    default:
+      return `${kind} ${id}${op.kind === 'malformed' ? ` variant ${op.variant}` : ''}`;
+  }
+}
+
+const encoder = new TextEncoder();
+const payloadOf = (m: ModelMessage): Uint8Array =>
+  m.tag.startsWith('clear:') ? new Uint8Array(0) : encoder.encode(m.big ? `${m.tag}|${BIG_PAYLOAD}` : m.tag);
+
+function willOf(m: ModelMessage, version: ProtocolVersion): Will {
+  return {
+    topic: m.topic,
+    payload: payloadOf(m),
+    qos: m.qos,
+    retain: m.retain,
+    properties: version === 5 && m.note !== undefined ? { userProperties: [['note', m.note]] } : undefined,
+  };
+}
+
+export async function runModel(options: ModelRunOptions): Promise<{ steps: number; deliveries: number }> {
+  const { port, seed, steps, profile } = options;
+  const prefix = options.prefix ?? `s${seed}-`;
+  const ids = Array.from({ length: 6 }, (_, i) => `${prefix}c${i}`);
+  const versions = new Map<string, ProtocolVersion>(ids.map((id, i) => [id, i < 3 ? 5 : 4]));
+  const generator = new Generator(seed, ids, versions, profile);
+  const model = new ReferenceModel(profile);
+  const peers = new Map<string, Peer>();
+  const wills = new Map<string, ModelMessage>();
+  const trace: string[] = [];
+  let deliveries = 0;
+  let step = 0;
+  /** What every client received in the step being checked, for the failure message. */
+  let stepReceived = '';
+  /** Clients holding their acknowledgements: what they received and were due meanwhile, checked when it ends. */
+  const holds = new Map<string, { expected: Expected[]; received: Received[] }>();
+  /** Holds ended by `release` in this step, checked at its end. */
+  const releasing = new Map<string, { expected: Expected[]; received: Received[] }>();
+  /** What an offline session is owed from its last connection: its client state and the deliveries to come again. */
+  const carried = new Map<string, { expect: Expected[]; state: ClientSessionState }>();
+
+  const fail = (what: string): never => {
+    const recent = trace.slice(process.env.MODEL_TRACE === 'all' ? 0 : -25).join('\n  ');
+    const received = stepReceived === '' ? '' : `\n  received in this step:\n  ${stepReceived}`;
+    throw new ModelDivergence(`seed ${seed}, step ${step}: ${what}${received}\n  last operations:\n  ${recent}`);
+  };
+
+  // The monitor: a 5.0 client on '#' that sees every message, also how a dropped client's will is awaited.
+  const monitorId = `${prefix}monitor`;
+  const monitorLimits: ConnectionLimits = { receiveMaximum: 65535, topicAliasMaximum: 0 };
+  const monitor = await Peer.open(port, monitorId, 5, monitorLimits);
+  await monitor.connect({ clientId: monitorId, clean: true, keepalive: 0 });
+  model.connect(monitorId, 5, true, false, monitorLimits);
+  monitor.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 2 }] });
+  await monitor.expect('suback');
+  model.subscribe(monitorId, { filter: '#', qos: 2, noLocal: false, retainAsPublished: false }, 0);
+  peers.set(monitorId, monitor);
+
+  const settle = async (): Promise<void> => {
+    for (let round = 0; ; round++) {
+      if (round > 200) fail('the broker kept sending for 200 settle rounds');
+      const live = [...peers.values()].filter((p) => !p.closed);
+      const before = live.reduce((n, p) => n + p.activity, 0);
+      for (const p of live) p.flushAcks();
+      await Promise.all(live.map((p) => p.ping().catch((e: Error) => fail(e.message))));
+      if (live.reduce((n, p) => n + p.activity, 0) === before) return;
+    }
+  };
+
+  const until = async (predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) fail(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+
+  /** The broker noticed the connection end once the monitor has its will (every connection has one). */
+  const willSeen = (will: ModelMessage) => () => monitor.received.some((r) => r.tag === will.tag);
+
+  const openPeer = async (op: Extract<Op, { kind: 'connect' | 'takeover' }>): Promise<Peer> => {
+    const version = versions.get(op.id)!;
+    const peer = await Peer.open(port, op.id, version, op.limits);
+    peer.retainedMayExceedWindow = !profile.retainedHonourReceiveMaximum;
+    const carry = carried.get(op.id);
+    carried.delete(op.id);
+    if (carry !== undefined) peer.restore(carry.state);
+    const connack = await peer
+      .connect({
+        clientId: op.id,
+        clean: op.cleanStart,
+        keepalive: 0,
+        will: willOf(op.will, version),
+        properties:
+          version === 5
+            ? {
+                sessionExpiryInterval: op.persistent ? 3600 : 0,
+                receiveMaximum: op.limits.receiveMaximum === 65535 ? undefined : op.limits.receiveMaximum,
+                topicAliasMaximum: op.limits.topicAliasMaximum || undefined,
+                maximumPacketSize: op.limits.maximumPacketSize,
+              }
+            : undefined,
+      })
+      .catch((e: Error) => fail(e.message));
+    if (connack.reasonCode !== 0) fail(`CONNACK refused ${op.id}: 0x${connack.reasonCode.toString(16)}`);
+    const present = model.connect(op.id, version, op.cleanStart, op.persistent, op.limits);
+    if (connack.sessionPresent !== present) fail(`CONNACK session present ${connack.sessionPresent}, model ${present}`);
+    // A resumed session first gets again what its last connection left unacknowledged, then what was not sent.
+    if (present && carry !== undefined) model.expected.set(op.id, [...carry.expect, ...model.takeExpected(op.id)]);
+    wills.set(op.id, op.will);
+    peers.set(op.id, peer);
+    return peer;
+  };
+
+  const execute = async (op: Op): Promise<void> => {
+    const peer = peers.get(op.id);
+    const version = versions.get(op.id)!;
+    let ending: ReturnType<typeof endConnection>;
+    switch (op.kind) {
+      case 'connect':
+        await openPeer(op);
+        return;
+      case 'takeover': {
+        const old = peer!;
+        const oldWill = wills.get(op.id)!;
+        // The old connection's will: 5.0 requires it (will delay 0); 3.1.1 leaves it to the broker.
+        const willSent = version === 5 || profile.willOnTakeover311;
+        peers.delete(op.id);
+        const ended = endConnection(op.id, old);
+        model.takeover(op.id, willSent ? oldWill : undefined);
+        keepCarry(op.id, ended);
+        await openPeer(op);
+        await until(() => old.closed, `the broker to close ${op.id}'s old connection`);
+        if (version === 5 && profile.disconnectOnTakeover && old.disconnectReason !== 0x8e) {
+          fail(`taken-over connection got DISCONNECT ${old.disconnectReason}, not 0x8E`);
+        }
+        if (willSent) await until(willSeen(oldWill), `the will of ${op.id}'s old connection`);
+        checkShared(checkDirect(op.id, old.take(), []));
+        return;
+      }
+      case 'hold':
+        peer!.ackMode = op.mode;
+        holds.set(op.id, { expected: [], received: [] });
+        return;
+      case 'release': {
+        peer!.ackMode = 'prompt';
+        releasing.set(op.id, holds.get(op.id)!);
+        holds.delete(op.id);
+        return;
+      }
+      case 'disconnect':
+        peer!.send({ type: 'disconnect', reasonCode: op.withWill ? 0x04 : 0x00 });
+        await until(() => peer!.closed, `the broker to close ${op.id} after DISCONNECT`);
+        peers.delete(op.id);
+        ending = endConnection(op.id, peer!);
+        model.disconnect(op.id, op.withWill ? wills.get(op.id) : undefined);
+        keepCarry(op.id, ending);
+        if (op.withWill) await until(willSeen(wills.get(op.id)!), `the will of ${op.id} (DISCONNECT 0x04)`);
+        return;
+      case 'drop':
+        peer!.destroy();
+        peers.delete(op.id);
+        ending = endConnection(op.id, peer!);
+        model.disconnect(op.id, wills.get(op.id));
+        keepCarry(op.id, ending);
+        await until(willSeen(wills.get(op.id)!), `the will of dropped ${op.id}`);
+        return;
+      case 'malformed':
+        peer!.writeRaw(malformedBytes(op.variant, version));
+        await until(() => peer!.closed, `the broker to close ${op.id} after malformed bytes`);
+        peers.delete(op.id);
+        ending = endConnection(op.id, peer!);
+        model.disconnect(op.id, wills.get(op.id));
+        keepCarry(op.id, ending);
+        await until(willSeen(wills.get(op.id)!), `the will of ${op.id} closed for malformed bytes`);
+        return;
+      case 'subscribe': {
+        const packetId = peer!.packetId();
+        peer!.send({
+          type: 'subscribe',
+          packetId,
+          subscriptions: [
+            {
+              topicFilter: op.filter,
+              qos: op.qos,
+              noLocal: op.noLocal,
+              retainAsPublished: op.retainAsPublished,
+              retainHandling: op.retainHandling,
+            },
+          ],
+          properties: op.subscriptionId !== undefined ? { subscriptionIdentifiers: [op.subscriptionId] } : undefined,
+        });
+        const suback = await peer!.expect('suback').catch((e: Error) => fail(e.message));
+        if (suback.reasonCodes.join() !== String(op.qos)) fail(`SUBACK ${suback.reasonCodes} for QoS ${op.qos}`);
+        model.subscribe(
+          op.id,
+          {
+            filter: op.filter,
+            qos: op.qos,
+            noLocal: op.noLocal,
+            retainAsPublished: op.retainAsPublished,
+            subscriptionId: op.subscriptionId,
+          },
+          op.retainHandling,
+        );
+        return;
+      }
+      case 'unsubscribe': {
+        peer!.send({ type: 'unsubscribe', packetId: peer!.packetId(), topicFilters: [op.filter] });
+        const unsuback = await peer!.expect('unsuback').catch((e: Error) => fail(e.message));
+        const existed = model.unsubscribe(op.id, op.filter);
+        if (version === 5 && unsuback.reasonCodes?.join() !== String(existed ? 0 : 0x11)) {
+          fail(`UNSUBACK ${unsuback.reasonCodes} for a subscription that ${existed ? 'existed' : 'did not exist'}`);
+        }
+        return;
+      }
+      case 'publish': {
+        const m = op.message;
+        const reason = await peer!
+          .publish({ topic: m.topic, payload: payloadOf(m), qos: m.qos, retain: m.retain, note: m.note }, op.alias)
+          .catch((e: Error) => fail(e.message));
+        if (reason !== 0) fail(`publish acknowledged with 0x${reason.toString(16)}`);
+        model.publish(m);
+        return;
+      }
+    }
+  };
+
+  /** A message too large for the client's Maximum Packet Size is never sent on that connection ([MQTT-3.1.2-25]). */
+  const sendable = (id: string, expected: Expected[]): Expected[] => {
+    if (peers.get(id)?.limits.maximumPacketSize === undefined) return [...expected];
+    return expected.filter((e) => !e.tag.endsWith('-big'));
+  };
+
+  /** A copy that no direct expectation took: it must be some shared group's one delivery. */
+  interface SharedCopy {
+    id: string;
+    version: ProtocolVersion;
+    r: Received;
+  }
+
+  const sameFields = (version: ProtocolVersion, r: Received, e: Expected): boolean =>
+    r.dup === (e.dup === true) &&
+    r.topic === e.topic &&
+    r.qos === e.qos &&
+    r.retain === e.retain &&
+    (version === 4 || (r.subscriptionIds.join() === e.subscriptionIds.join() && r.note === e.note));
+
+  /**
+   * Checks one client's deliveries against its expected list, in order; returns the copies left for shared groups.
+   * Of several copies of one message (a direct subscription and a shared group's pick), the one that matches the
+   * direct expectation field for field is taken as the direct one.
+   */
+  const checkDirect = (id: string, received: Received[], expected: Expected[]): SharedCopy[] => {
+    const version = id === monitorId ? 5 : versions.get(id)!;
+    const pending = sendable(id, expected);
+    const left: SharedCopy[] = [];
+    received.forEach((r, index) => {
+      deliveries++;
+      const at = candidate(pending, r, version);
+      if (at < 0) {
+        left.push({ id, version, r });
+        return;
+      }
+      const e = pending[at]!;
+      if (!sameFields(version, r, e) && received.slice(index + 1).some((later) => sameFields(version, later, e))) {
+        left.push({ id, version, r });
+        return;
+      }
+      // Optional entries before the match (outside its batch) were left out by the broker: allowed.
+      const dropped = pending.slice(0, at).filter((x) => x.optional && (x.batch === undefined || x.batch !== e.batch));
+      for (const x of dropped) pending.splice(pending.indexOf(x), 1);
+      pending.splice(pending.indexOf(e), 1);
+      if (!sameFields(version, r, e)) {
+        const show = (x: Received | Expected) =>
+          JSON.stringify({
+            topic: x.topic,
+            qos: x.qos,
+            retain: x.retain,
+            ids: x.subscriptionIds,
+            note: x.note,
+            dup: x.dup,
+          });
+        fail(`${id} got ${r.tag} as ${show(r)}, model says ${show(e)}`);
+      }
+    });
+    const missing = pending.filter((e) => !e.optional);
+    if (missing.length > 0)
+      fail(`${id} did not get ${missing.map((e) => `${e.tag} (${e.topic} q${e.qos})`).join(', ')}`);
+    return left;
+  };
+
+  /**
+   * Pairs the leftover copies with open shared obligations (a client in two groups the message matches gets two
+   * copies, so a greedy pairing can go wrong): a bipartite matching by augmenting paths; a copy without a partner
+   * is a delivery the model does not allow.
+   */
+  const checkShared = (copies: SharedCopy[]): Map<SharedObligation, SharedCopy> => {
+    const fits = (c: SharedCopy, o: SharedObligation): boolean => {
+      const m = o.tag === c.r.tag && o.received === 0 ? o.members.get(c.id) : undefined;
+      if (m === undefined) return false;
+      return m.qos === c.r.qos && (c.version === 4 || m.subscriptionIds.join() === c.r.subscriptionIds.join());
+    };
+    const partner = new Map<SharedObligation, SharedCopy>();
+    // Obligations that must be met in this step first (a held client's copy may meet another later), then newest
+    // first: the tag of an empty (retained-clearing) message repeats, and an older one may still be open.
+    const newestFirst = [...model.shared].reverse();
+    newestFirst.sort((a, b) => Number(!mustBeMet(a)) - Number(!mustBeMet(b)));
+    const augment = (c: SharedCopy, seen: Set<SharedObligation>): boolean => {
+      for (const o of newestFirst) {
+        if (seen.has(o) || !fits(c, o)) continue;
+        seen.add(o);
+        const other = partner.get(o);
+        if (other === undefined || augment(other, seen)) {
+          partner.set(o, c);
+          return true;
+        }
+      }
+      return false;
+    };
+    for (const c of copies) {
+      if (augment(c, new Set())) continue;
+      const again = model.shared.some((o) => o.tag === c.r.tag && o.members.has(c.id));
+      fail(
+        again
+          ? `${c.id} got ${c.r.tag} (q${c.r.qos} [${c.r.subscriptionIds}]) from a shared group that already delivered it`
+          : `${c.id} got ${c.r.tag} (${c.r.topic} q${c.r.qos}${c.r.retain ? ' retain' : ''} [${c.r.subscriptionIds}]), not expected`,
+      );
+    }
+    for (const o of partner.keys()) o.received++;
+    return partner;
+  };
+
+  /**
+   * Pairs deliveries with expectations in any order (a window held shut lets QoS 0 overtake QoS 1 and 2), then checks
+   * that QoS 1 and 2 came in the expected order. Returns what is left on either side.
+   */
+  const matchUnordered = (id: string, received: Received[], expected: Expected[]) => {
+    const version = versions.get(id)!;
+    const pending = [...expected];
+    const pairs = new Map<Received, Expected>();
+    const leftover: SharedCopy[] = [];
+    for (const r of received) {
+      deliveries++;
+      // A copy unlike every expectation with its tag may be a shared group's; if not, checkShared says so.
+      const at = pending.findIndex((e) => e.tag === r.tag && sameFields(version, r, e));
+      if (at < 0) {
+        leftover.push({ id, version, r });
+        continue;
+      }
+      pairs.set(r, pending.splice(at, 1)[0]!);
+    }
+    let last = -1;
+    for (const [r, e] of pairs) {
+      if (r.qos === 0 || e.batch !== undefined) continue;
+      const index = expected.indexOf(e);
+      if (index < last) fail(`${id} got ${r.tag} out of order`);
+      last = index;
+    }
+    return { pairs, unmatched: pending, leftover };
+  };
+
+  /**
+   * The end of a connection (before the model hears of it): a client that held its acknowledgements has its
+   * deliveries checked, and what the broker owes its session is worked out: the unacknowledged ones again with DUP
+   * set, in the order they came, then the ones not sent yet (QoS 0 ones not sent are lost, as QoS 0 may be).
+   */
+  const endConnection = (id: string, peer: Peer) => {
+    const hold = holds.get(id);
+    holds.delete(id);
+    const state = peer.sessionState();
+    if (hold === undefined) return { expect: [], state, shared: new Map<SharedObligation, SharedCopy>() };
+    const received = [...hold.received, ...peer.take()];
+    const { pairs, unmatched, leftover } = matchUnordered(id, received, [...hold.expected, ...model.takeExpected(id)]);
+    const shared = checkShared(leftover);
+    const copyOf = new Map([...shared].map(([o, c]) => [c.r, o]));
+    const again: Expected[] = [];
+    for (const r of received) {
+      if (r.packetId === undefined || !state.unacknowledged.has(r.packetId)) continue;
+      const e = pairs.get(r);
+      const base: Expected = e ?? { ...r, tag: r.tag, subscriptionIds: r.subscriptionIds };
+      if (e === undefined && !copyOf.has(r)) continue;
+      again.push({ ...base, dup: true, batch: undefined, optional: undefined });
+    }
+    const unsent = unmatched.filter((e) => e.qos > 0).map((e) => ({ ...e, batch: undefined }));
+    return { expect: [...again, ...unsent], state, shared };
+  };
+
+  /** Keeps what the session is owed while it lives on; a shared delivery it leaves unacknowledged may go elsewhere. */
+  const keepCarry = (id: string, ended: ReturnType<typeof endConnection>): void => {
+    if (model.hasSession(id)) {
+      if (ended.expect.length > 0 || ended.state.unacknowledged.size > 0 || ended.state.released.size > 0) {
+        carried.set(id, { expect: ended.expect, state: ended.state });
+      }
+      return;
+    }
+    carried.delete(id);
+    for (const [o, c] of ended.shared) {
+      if (c.r.packetId !== undefined && ended.state.unacknowledged.has(c.r.packetId)) {
+        o.received--;
+        o.required = false;
+      }
+    }
+  };
+
+  /**
+   * Where `tag` may match in the expected list: optional entries up to the first required one, which must come in
+   * order, except the entries of one batch (retained messages for one SUBSCRIBE), which may come in any order.
+   */
+  const candidate = (pending: Expected[], r: Received, version: ProtocolVersion): number => {
+    let batch: number | undefined;
+    let byTag = -1;
+    for (let i = 0; i < pending.length; i++) {
+      const e = pending[i]!;
+      if (batch !== undefined && e.batch !== batch) break;
+      if (e.tag === r.tag) {
+        // Several copies of one message in a batch (one per subscription): the one with the same fields.
+        if (sameFields(version, r, e)) return i;
+        if (byTag < 0) byTag = i;
+        if (e.batch === undefined) break;
+        batch = e.batch;
+        continue;
+      }
+      if (!e.optional) {
+        if (e.batch === undefined) break;
+        batch = e.batch;
+      }
+    }
+    return byTag;
+  };
+
+  /** A shared message some member was online for must reach one within the step, unless a member holds its acks. */
+  const mustBeMet = (o: SharedObligation): boolean =>
+    o.required && ![...o.members.keys()].some((m) => holds.has(m) || releasing.has(m));
+
+  const checkObligations = (fresh: SharedObligation[]): void => {
+    for (const o of fresh) {
+      if (mustBeMet(o) && o.received !== 1) {
+        fail(`shared ${o.tag} for ${o.group} not delivered to any of ${[...o.members.keys()].join(', ')}`);
+      }
+    }
+  };
+
+  try {
+    for (step = 1; step <= steps; step++) {
+      const op = generator.next(model, (id) => holds.has(id));
+      trace.push(`${step}: ${describe(op)}`);
+      const sharedBefore = model.shared.length;
+      stepReceived = '';
+      await execute(op);
+      await settle();
+      const got = [...peers].map(([id, peer]) => [id, peer.take()] as const);
+      stepReceived = got
+        .filter(([, r]) => r.length > 0)
+        .map(
+          ([id, r]) =>
+            `${id}: ${r.map((x) => `${x.tag}/q${x.qos}${x.retain ? 'r' : ''}[${x.subscriptionIds}]`).join(' ')}`,
+        )
+        .join('\n  ');
+      const copies: SharedCopy[] = [];
+      for (const [id, received] of got) {
+        const hold = holds.get(id);
+        const released = releasing.get(id);
+        if (hold !== undefined) {
+          hold.received.push(...received);
+          hold.expected.push(...model.takeExpected(id));
+        } else if (released !== undefined) {
+          const all = [...released.received, ...received];
+          const due = sendable(id, [...released.expected, ...model.takeExpected(id)]);
+          const { unmatched, leftover } = matchUnordered(id, all, due);
+          const missing = unmatched.filter((e) => !e.optional);
+          if (missing.length > 0)
+            fail(`${id} did not get ${missing.map((e) => e.tag).join(', ')} once it acknowledged`);
+          copies.push(...leftover);
+        } else {
+          copies.push(...checkDirect(id, received, model.takeExpected(id)));
+        }
+      }
+      releasing.clear();
+      checkShared(copies);
+      for (const peer of peers.values()) {
+        const owed = holds.has(peer.id) ? [] : peer.stillOwed();
+        if (owed.length > 0) fail(`${peer.id}: the broker did not send again ${owed.join(', ')}`);
+      }
+      for (const [id] of model.expected) {
+        if (model.takeExpected(id).some((e) => !e.optional)) fail(`model expects deliveries to offline ${id}`);
+      }
+      for (const peer of peers.values()) if (peer.violations.length > 0) fail(peer.violations.join('; '));
+      checkObligations(model.shared.slice(sharedBefore));
+      // Obligations met or no longer able to be met stay only while a member may still get them.
+      for (let i = model.shared.length - 1; i >= 0; i--) {
+        const o = model.shared[i]!;
+        if (o.received > 0 || ![...o.members.keys()].some((m) => model.hasSession(m))) model.shared.splice(i, 1);
+      }
+      for (const peer of peers.values()) if (peer.closed) fail(`the broker closed ${peer.id} unasked`);
+    }
+  } finally {
+    for (const peer of peers.values()) peer.destroy();
+  }
+  return { steps, deliveries };
+}
