@@ -3,20 +3,17 @@
 // `npm run test:model -- --broker ours --seeds 3 --steps 400` runs one seed, or thousands for a long search.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { startBroker } from '../../packages/broker/test/support/raw-client.js';
-import { tempDirs } from '../../packages/broker/test/support/temp-dirs.js';
-import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
 import { requireProgram } from '../support/system.js';
+import { mosquittoBroker, ourBroker } from './brokers.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { runModel } from './run.js';
 
 const STEPS = 500;
-const dataDir = tempDirs('otalink-model-');
 
 describe('the broker against the reference model', () => {
   for (let seed = 1; seed <= 20; seed++) {
     test(`our broker, in memory, seed ${seed}`, async () => {
-      const b = await startBroker({ sysIntervalSeconds: 1 });
+      const b = await ourBroker(false);
       try {
         const { deliveries } = await runModel({ port: b.port, seed, steps: STEPS, profile: OURS });
         assert.ok(deliveries > STEPS, `only ${deliveries} deliveries checked`);
@@ -27,10 +24,10 @@ describe('the broker against the reference model', () => {
   }
 
   for (let seed = 21; seed <= 30; seed++) {
-    test(`our broker on its durable store, seed ${seed}`, async () => {
-      const b = await startBroker({ dataDir: dataDir() });
+    test(`our broker on its durable store, restarted now and then, seed ${seed}`, async () => {
+      const b = await ourBroker(true);
       try {
-        const { deliveries } = await runModel({ port: b.port, seed, steps: STEPS, profile: OURS });
+        const { deliveries } = await runModel({ port: b.port, restart: b.restart, seed, steps: STEPS, profile: OURS });
         assert.ok(deliveries > STEPS, `only ${deliveries} deliveries checked`);
       } finally {
         await b.close();
@@ -42,11 +39,11 @@ describe('the broker against the reference model', () => {
     test(`Mosquitto (the model checked against the reference broker), seed ${seed}`, async (t) => {
       const binary = requireProgram(t, 'mosquitto');
       if (!binary) return;
-      const broker = await Mosquitto.start(binary);
+      const b = await mosquittoBroker(binary);
       try {
-        await runModel({ port: broker.port, seed, steps: 300, profile: MOSQUITTO_2_0 });
+        await runModel({ port: b.port, seed, steps: 300, profile: MOSQUITTO_2_0 });
       } finally {
-        await broker.stop();
+        await b.close();
       }
     });
   }

@@ -1,13 +1,9 @@
 // A long model run from the command line: many seeds, many steps, one broker each, against ours (in memory or on
-// its durable store) or Mosquitto. Prints one line per seed and the failures with the operations that led there.
+// its durable store, restarted now and then) or Mosquitto. Prints one line per seed and the failures with the operations that led there.
 //   npm run test:model -- --broker ours|durable|mosquitto --seeds 1-500 --steps 500 [--trace]
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBroker } from '../../packages/broker/test/support/raw-client.js';
-import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
 import { findProgram } from '../support/system.js';
+import { type ModelBroker, mosquittoBroker, ourBroker } from './brokers.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { ModelDivergence, runModel } from './run.js';
 
@@ -27,22 +23,11 @@ if (!['ours', 'durable', 'mosquitto'].includes(values.broker) || !Number.isInteg
 }
 if (values.trace) process.env.MODEL_TRACE = 'all';
 
-async function open(): Promise<{ port: number; close(): Promise<void> }> {
-  if (values.broker === 'mosquitto') {
-    const binary = findProgram('mosquitto');
-    if (binary === undefined) throw new Error('mosquitto is not installed');
-    const m = await Mosquitto.start(binary);
-    return { port: m.port, close: () => m.stop() };
-  }
-  const dir = values.broker === 'durable' ? mkdtempSync(join(tmpdir(), 'otalink-model-')) : undefined;
-  const b = await startBroker(dir === undefined ? { sysIntervalSeconds: 1 } : { dataDir: dir });
-  return {
-    port: b.port,
-    close: async () => {
-      await b.close();
-      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-    },
-  };
+async function open(): Promise<ModelBroker> {
+  if (values.broker !== 'mosquitto') return ourBroker(values.broker === 'durable');
+  const binary = findProgram('mosquitto');
+  if (binary === undefined) throw new Error('mosquitto is not installed');
+  return mosquittoBroker(binary);
 }
 
 const profile = values.broker === 'mosquitto' ? MOSQUITTO_2_0 : OURS;
@@ -51,7 +36,7 @@ let total = 0;
 for (let seed = first; seed <= (last ?? first); seed++) {
   const broker = await open();
   try {
-    const { deliveries } = await runModel({ port: broker.port, seed, steps, profile });
+    const { deliveries } = await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile });
     total += deliveries;
     console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
   } catch (error) {

@@ -324,6 +324,18 @@ export class Peer {
     return rec.reasonCode ?? 0;
   }
 
+  /** One PUBLISH as given, without waiting (the runner's lost links and repeated packets). */
+  sendPublish(
+    message: { topic: string; payload: Uint8Array; qos: QoS; retain: boolean; note?: string },
+    packetId: number | undefined,
+    dup: boolean,
+  ): void {
+    const { note, ...fields } = message;
+    const userProperties: Array<[string, string]> | undefined = note === undefined ? undefined : [['note', note]];
+    const properties = this.version === 5 && userProperties !== undefined ? { userProperties } : undefined;
+    this.send({ type: 'publish', ...fields, packetId, dup, properties });
+  }
+
   async ping(): Promise<void> {
     this.send({ type: 'pingreq' });
     await this.expect('pingresp');

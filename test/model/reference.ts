@@ -34,6 +34,8 @@ export interface Expected {
   note?: string;
   /** A delivery sent again after a connection ended before it was acknowledged. */
   dup?: boolean;
+  /** Either: it was in flight or queued when the broker went down, which the client cannot tell apart. */
+  anyDup?: boolean;
   /** Allowed but not required (where the specifications leave the broker a choice). */
   optional?: boolean;
   /** Retained messages sent for one SUBSCRIBE come in an order the specifications leave open. */
@@ -51,6 +53,8 @@ export interface SharedObligation {
   /** Some member was online when it was published, so it must arrive within the step. */
   required: boolean;
   received: number;
+  /** The member that received it and has not acknowledged it: should its session end, another may get it. */
+  heldBy?: string;
 }
 
 export interface ConnectionLimits {
@@ -147,6 +151,10 @@ export class ReferenceModel {
     return [...(this.sessions.get(id)?.subscriptions.values() ?? [])];
   }
 
+  isPersistent(id: string): boolean {
+    return this.sessions.get(id)?.persistent === true;
+  }
+
   limitsOf(id: string): ConnectionLimits | undefined {
     return this.sessions.get(id)?.limits;
   }
@@ -202,6 +210,46 @@ export class ReferenceModel {
     if (will !== undefined) this.publish(will, { ownCopyOptional: true });
   }
 
+  /**
+   * The broker shut down: every connected client's will goes out while all are still connected (the broker closes
+   * them in an order of its own), then every connection ends. A shared message of the shutdown need not arrive.
+   * Returns the topics that got more than one retained will: which one the broker kept depends on its order.
+   */
+  shutdown(wills: Map<string, ModelMessage>): Map<string, ModelMessage[]> {
+    const retainedWills = new Map<string, ModelMessage[]>();
+    const online = [...this.sessions].filter(([, session]) => session.online).map(([id]) => id);
+    const sharedBefore = this.shared.length;
+    const queued = this.queueLengths();
+    for (const id of online) {
+      const will = wills.get(id);
+      if (will === undefined) continue;
+      this.publish(will, { ownCopyOptional: true });
+      if (will.retain) retainedWills.set(will.topic, [...(retainedWills.get(will.topic) ?? []), will]);
+    }
+    // An offline session queues the wills in the order the broker closed their connections.
+    this.looseQueuedSince(queued);
+    for (const o of this.shared.slice(sharedBefore)) o.required = false;
+    for (const id of online) {
+      const session = this.sessions.get(id)!;
+      session.online = false;
+      if (!session.persistent) this.#ended(id);
+    }
+    return new Map([...retainedWills].filter(([, candidates]) => candidates.length > 1));
+  }
+
+  /** How long each offline session's queue is, for looseQueuedSince. */
+  queueLengths(): Map<string, number> {
+    return new Map([...this.sessions].map(([id, session]) => [id, session.queue.length]));
+  }
+
+  /** What offline sessions queued since `lengths` may come in any order (the broker's order of events was its own). */
+  looseQueuedSince(lengths: Map<string, number>): void {
+    for (const [id, session] of this.sessions) {
+      const batch = ++this.#batch;
+      for (const e of session.queue.slice(lengths.get(id) ?? 0)) e.batch = batch;
+    }
+  }
+
   /** A connection with the same client id replaced a live one: the old one's will, then the new session. */
   takeover(id: string, oldWill: ModelMessage | undefined): void {
     const session = this.sessions.get(id);
@@ -217,6 +265,11 @@ export class ReferenceModel {
   #ended(id: string): void {
     this.sessions.delete(id);
     for (const o of this.shared) {
+      if (o.heldBy === id) {
+        o.heldBy = undefined;
+        o.received = 0;
+        o.required = false;
+      }
       if (o.received > 0 || !o.members.has(id)) continue;
       for (const [other, session] of this.sessions) {
         const sub = session.subscriptions.get(o.group);
@@ -263,7 +316,11 @@ export class ReferenceModel {
   }
 
   /** An application message accepted by the broker, from a client or as a will. */
-  publish(message: ModelMessage, options: { ownCopyOptional?: boolean } = {}): void {
+  /**
+   * `duplicate`: a second copy the broker may or may not have seen (a QoS 1 PUBLISH sent again is a new message to
+   * it, [MQTT-4.3.2-5]); every delivery it makes is allowed, none required.
+   */
+  publish(message: ModelMessage, options: { ownCopyOptional?: boolean; duplicate?: boolean } = {}): void {
     if (message.retain) {
       if (message.tag.startsWith('clear:')) this.retained.delete(message.topic);
       else this.retained.set(message.topic, message);
@@ -305,7 +362,7 @@ export class ReferenceModel {
           retain: session.version === 5 && sub.retainAsPublished && message.retain,
           subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
           note: message.note,
-          optional: options.ownCopyOptional && message.origin === id ? true : undefined,
+          optional: options.duplicate || (options.ownCopyOptional && message.origin === id) ? true : undefined,
         });
       }
       if (copies.length === 0) continue;
@@ -329,6 +386,7 @@ export class ReferenceModel {
       if (options.ownCopyOptional && group.members.size === 1 && group.members.has(message.origin)) {
         group.required = false;
       }
+      if (options.duplicate) group.required = false;
       this.shared.push(group);
     }
   }

@@ -51,9 +51,22 @@ type Op =
       subscriptionId?: number;
     }
   | { kind: 'unsubscribe'; id: string; filter: string }
-  | { kind: 'publish'; id: string; message: ModelMessage; alias: boolean }
+  | {
+      kind: 'publish';
+      id: string;
+      message: ModelMessage;
+      alias: boolean;
+      /**
+       * 'repeat': the PUBLISH goes twice under one packet id before its acknowledgement (a resend). 'lost-link': the
+       * link drops before the acknowledgement; the client comes back to its session and resends (PUBLISH with DUP
+       * for QoS 1, PUBREL for QoS 2), with `will` on its new connection.
+       */
+      fault?: 'repeat' | 'lost-link';
+      will?: ModelMessage;
+    }
   | { kind: 'hold'; id: string; mode: 'hold' | 'hold-pubcomp' }
-  | { kind: 'release'; id: string };
+  | { kind: 'release'; id: string }
+  | { kind: 'restart'; id: string };
 
 export interface ModelRunOptions {
   port: number;
@@ -62,6 +75,8 @@ export interface ModelRunOptions {
   profile: Profile;
   /** Client ids are `${prefix}c0`… so runs against one broker do not meet. */
   prefix?: string;
+  /** Shuts the broker down gracefully and starts it again on the same port and data (a durable broker only). */
+  restart?: () => Promise<void>;
 }
 
 export class ModelDivergence extends Error {}
@@ -75,6 +90,7 @@ class Generator {
     readonly ids: string[],
     readonly versions: Map<string, ProtocolVersion>,
     readonly profile: Profile,
+    readonly canRestart: boolean,
   ) {
     this.#random = prng(seed);
   }
@@ -136,6 +152,7 @@ class Generator {
       }
       return { kind, id, cleanStart, persistent, limits: this.#limits(version), will: this.message(id, version, true) };
     };
+    if (this.canRestart && this.#chance(0.015)) return { kind: 'restart', id };
     if (!model.isOnline(id)) return connectOp('connect');
     if (holding(id) && this.#chance(0.3)) return { kind: 'release', id };
     const r = this.#random();
@@ -171,7 +188,13 @@ class Generator {
       const filter = mine.length > 0 && this.#chance(0.8) ? this.#pick(mine).filter : this.#filter();
       return { kind: 'unsubscribe', id, filter };
     }
-    if (r < 0.77) return { kind: 'publish', id, message: this.message(id, version), alias: this.#chance(0.5) };
+    if (r < 0.77) {
+      const message = this.message(id, version);
+      if (message.qos === 0 || !this.#chance(0.15)) return { kind: 'publish', id, message, alias: this.#chance(0.5) };
+      if (!model.isPersistent(id) || this.#chance(0.5))
+        return { kind: 'publish', id, message, alias: false, fault: 'repeat' };
+      return { kind: 'publish', id, message, alias: false, fault: 'lost-link', will: this.message(id, version, true) };
+    }
     if (r < 0.84) return { kind: 'disconnect', id, withWill: version === 5 && this.#chance(0.3) };
     if (r < 0.9) return { kind: 'drop', id };
     if (r < 0.93) return connectOp('takeover');
@@ -207,12 +230,16 @@ function describe(op: Op): string {
       return `unsubscribe ${id} ${op.filter}`;
     case 'publish': {
       const m = op.message;
-      return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}`;
+      const fault =
+        op.fault === undefined ? '' : ` ${op.fault}${op.will ? ` (will ${op.will.tag}@${op.will.topic})` : ''}`;
+      return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}${fault}`;
     }
     case 'disconnect':
       return `disconnect ${id}${op.withWill ? ' with will (0x04)' : ''}`;
     case 'hold':
       return `${id} holds its acknowledgements (${op.mode})`;
+    case 'restart':
+      return 'the broker shuts down and starts again on its store';
     default:
       return `${kind} ${id}${op.kind === 'malformed' ? ` variant ${op.variant}` : ''}`;
   }
@@ -237,7 +264,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   const prefix = options.prefix ?? `s${seed}-`;
   const ids = Array.from({ length: 6 }, (_, i) => `${prefix}c${i}`);
   const versions = new Map<string, ProtocolVersion>(ids.map((id, i) => [id, i < 3 ? 5 : 4]));
-  const generator = new Generator(seed, ids, versions, profile);
+  const generator = new Generator(seed, ids, versions, profile, options.restart !== undefined);
   const model = new ReferenceModel(profile);
   const peers = new Map<string, Peer>();
   const wills = new Map<string, ModelMessage>();
@@ -262,13 +289,21 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   // The monitor: a 5.0 client on '#' that sees every message, also how a dropped client's will is awaited.
   const monitorId = `${prefix}monitor`;
   const monitorLimits: ConnectionLimits = { receiveMaximum: 65535, topicAliasMaximum: 0 };
-  const monitor = await Peer.open(port, monitorId, 5, monitorLimits);
-  await monitor.connect({ clientId: monitorId, clean: true, keepalive: 0 });
-  model.connect(monitorId, 5, true, false, monitorLimits);
-  monitor.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 2 }] });
-  await monitor.expect('suback');
-  model.subscribe(monitorId, { filter: '#', qos: 2, noLocal: false, retainAsPublished: false }, 0);
-  peers.set(monitorId, monitor);
+  const openMonitor = async (): Promise<Peer> => {
+    const peer = await Peer.open(port, monitorId, 5, monitorLimits);
+    await peer.connect({ clientId: monitorId, clean: true, keepalive: 0 });
+    model.connect(monitorId, 5, true, false, monitorLimits);
+    peer.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 2 }] });
+    await peer.expect('suback');
+    model.subscribe(monitorId, { filter: '#', qos: 2, noLocal: false, retainAsPublished: false }, 0);
+    peers.set(monitorId, peer);
+    return peer;
+  };
+  let monitor = await openMonitor();
+  /** Sessions that were connected when the broker went down: their next deliveries come in an order of its own. */
+  const reordered = new Set<string>();
+  /** Batch numbers the runner gives out (negative, apart from the model's) for deliveries in an order left open. */
+  let looseBatch = 0;
 
   const settle = async (): Promise<void> => {
     for (let round = 0; ; round++) {
@@ -321,9 +356,93 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     if (connack.sessionPresent !== present) fail(`CONNACK session present ${connack.sessionPresent}, model ${present}`);
     // A resumed session first gets again what its last connection left unacknowledged, then what was not sent.
     if (present && carry !== undefined) model.expected.set(op.id, [...carry.expect, ...model.takeExpected(op.id)]);
+    if (present && reordered.has(op.id)) {
+      // After a shutdown, resends and queued messages come in the broker's order, each with DUP or not.
+      const batch = --looseBatch;
+      model.expected.set(
+        op.id,
+        model.takeExpected(op.id).map((e) => ({ ...e, batch, anyDup: e.dup !== true ? true : undefined })),
+      );
+    }
+    reordered.delete(op.id);
     wills.set(op.id, op.will);
     peers.set(op.id, peer);
     return peer;
+  };
+
+  /** The acknowledgement of a type, which must carry success. */
+  const acked = async (peer: Peer, type: 'puback' | 'pubrec' | 'pubcomp'): Promise<void> => {
+    const ack = await peer.expect(type).catch((e: Error) => fail(e.message));
+    if ((ack.reasonCode ?? 0) !== 0) fail(`${peer.id}: ${type} with 0x${ack.reasonCode!.toString(16)}`);
+  };
+
+  const publishWithFault = async (op: Extract<Op, { kind: 'publish' }>, peer: Peer): Promise<void> => {
+    const m = op.message;
+    const wire = { topic: m.topic, payload: payloadOf(m), qos: m.qos, retain: m.retain, note: m.note };
+    const packetId = peer.packetId();
+    peer.sendPublish(wire, packetId, false);
+    if (op.fault === 'repeat') {
+      if (m.qos === 1) {
+        // The second is a new message to the broker ([MQTT-4.3.2-5]): it may be delivered twice.
+        peer.sendPublish(wire, packetId, true);
+        await acked(peer, 'puback');
+        await acked(peer, 'puback');
+        model.publish(m);
+        model.publish(m, { duplicate: true });
+        return;
+      }
+      // QoS 2 before PUBREL: PUBREC again, and delivered once.
+      await acked(peer, 'pubrec');
+      peer.sendPublish(wire, packetId, true);
+      await acked(peer, 'pubrec');
+      peer.send({ type: 'pubrel', packetId });
+      await acked(peer, 'pubcomp');
+      model.publish(m);
+      return;
+    }
+    // The link drops: a QoS 1 PUBLISH may or may not have been read; a QoS 2 one was (PUBREC came).
+    if (m.qos === 2) await acked(peer, 'pubrec');
+    const sharedBefore = model.shared.length;
+    const queued = model.queueLengths();
+    const old = peer;
+    old.destroy();
+    peers.delete(op.id);
+    // What the dropped link got in this step can only be the publisher's own copy (see below).
+    old.take();
+    const ending = endConnection(op.id, old);
+    if (m.qos === 1) model.publish(m, { duplicate: true });
+    model.disconnect(op.id, wills.get(op.id));
+    keepCarry(op.id, ending);
+    await until(willSeen(wills.get(op.id)!), `the will of ${op.id}, whose link dropped mid-publish`);
+    const limits = model.limitsOf(op.id) ?? { receiveMaximum: 65535, topicAliasMaximum: 0 };
+    const again = await openPeer({
+      kind: 'connect',
+      id: op.id,
+      cleanStart: false,
+      persistent: true,
+      limits,
+      will: op.will!,
+    });
+    if (m.qos === 1) {
+      again.sendPublish(wire, packetId, true);
+      await acked(again, 'puback');
+    } else {
+      again.send({ type: 'pubrel', packetId });
+      await acked(again, 'pubcomp');
+    }
+    model.publish(m);
+    // Where the broker delivers it against the will and the session's resends is its own choice; once it must be.
+    // The publisher's own copy may have reached the dropped link (and come again with DUP): left open.
+    for (const o of model.shared.slice(sharedBefore)) if (o.members.has(op.id)) o.required = false;
+    model.looseQueuedSince(queued);
+    for (const [id, due] of model.expected) {
+      const batch = --looseBatch;
+      const own = (e: Expected) => id === op.id && e.tag === m.tag;
+      model.expected.set(
+        id,
+        due.map((e) => ({ ...e, batch, ...(own(e) ? { optional: true, anyDup: true } : {}) })),
+      );
+    }
   };
 
   const execute = async (op: Op): Promise<void> => {
@@ -350,6 +469,43 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         }
         if (willSent) await until(willSeen(oldWill), `the will of ${op.id}'s old connection`);
         checkShared(checkDirect(op.id, old.take(), []));
+        return;
+      }
+      case 'restart': {
+        // Nothing is acknowledged while the broker goes down: what was in flight must come again after it is back.
+        const online = [...peers];
+        for (const [id, p] of online) {
+          if (holds.has(id)) continue;
+          p.ackMode = 'hold';
+          holds.set(id, { expected: [], received: [] });
+        }
+        await options.restart!();
+        await until(() => online.every(([, p]) => p.closed), 'every connection to close at the shutdown');
+        const ambiguous = model.shutdown(wills);
+        // Connections whose sessions ended first: a shared message one of them held may have gone to a survivor.
+        online.sort(([a], [b]) => Number(model.hasSession(a)) - Number(model.hasSession(b)));
+        for (const [id, p] of online) {
+          peers.delete(id);
+          // The wills of the shutdown come in the order the broker closed the connections.
+          const batch = --looseBatch;
+          holds.get(id)!.expected.push(...model.takeExpected(id).map((e) => ({ ...e, batch })));
+          keepCarry(id, endConnection(id, p));
+          if (model.hasSession(id)) reordered.add(id);
+        }
+        monitor = await openMonitor();
+        if (ambiguous.size > 0) {
+          // Several retained wills for one topic: the monitor's SUBACK brings the one the broker kept.
+          await settle();
+          for (const [topic, candidates] of ambiguous) {
+            const kept = candidates.find((m) => monitor.received.some((r) => r.retain && r.tag === m.tag));
+            if (kept === undefined)
+              return fail(`none of the retained wills ${candidates.map((m) => m.tag)} on ${topic} was kept`);
+            model.retained.set(topic, kept);
+            const due = model.expected.get(monitorId) ?? [];
+            const at = due.findIndex((e) => e.retain && e.topic === topic);
+            if (at >= 0) due[at] = { ...due[at]!, tag: kept.tag, qos: kept.qos, note: kept.note };
+          }
+        }
         return;
       }
       case 'hold':
@@ -430,6 +586,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       }
       case 'publish': {
         const m = op.message;
+        if (op.fault !== undefined) return publishWithFault(op, peer!);
         const reason = await peer!
           .publish({ topic: m.topic, payload: payloadOf(m), qos: m.qos, retain: m.retain, note: m.note }, op.alias)
           .catch((e: Error) => fail(e.message));
@@ -454,7 +611,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   }
 
   const sameFields = (version: ProtocolVersion, r: Received, e: Expected): boolean =>
-    r.dup === (e.dup === true) &&
+    (e.anyDup === true || r.dup === (e.dup === true)) &&
     r.topic === e.topic &&
     r.qos === e.qos &&
     r.retain === e.retain &&
@@ -477,7 +634,10 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         return;
       }
       const e = pending[at]!;
-      if (!sameFields(version, r, e) && received.slice(index + 1).some((later) => sameFields(version, later, e))) {
+      // Unlike its expectation: another copy (a shared group's, or a later one) may be the one expected.
+      const laterFits = () => received.slice(index + 1).some((later) => sameFields(version, later, e));
+      const sharedCopy = () => model.shared.some((o) => o.tag === r.tag && o.members.has(id));
+      if (!sameFields(version, r, e) && (laterFits() || sharedCopy())) {
         left.push({ id, version, r });
         return;
       }
@@ -499,8 +659,11 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       }
     });
     const missing = pending.filter((e) => !e.optional);
-    if (missing.length > 0)
-      fail(`${id} did not get ${missing.map((e) => `${e.tag} (${e.topic} q${e.qos})`).join(', ')}`);
+    if (missing.length > 0) {
+      const show = (e: Expected) =>
+        `${e.tag} (${e.topic} q${e.qos}${e.retain ? ' retain' : ''} [${e.subscriptionIds}]${e.dup ? ' dup' : ''}${e.anyDup ? ' dup?' : ''}${e.batch === undefined ? '' : ` batch ${e.batch}`})`;
+      fail(`${id} did not get ${missing.map(show).join(', ')}`);
+    }
     return left;
   };
 
@@ -596,21 +759,28 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       if (e === undefined && !copyOf.has(r)) continue;
       again.push({ ...base, dup: true, batch: undefined, optional: undefined });
     }
-    const unsent = unmatched.filter((e) => e.qos > 0).map((e) => ({ ...e, batch: undefined }));
+    // One too large for this connection may have been tried and dropped as sent ([MQTT-3.1.2-25]), or still wait.
+    const mayBeDropped = (e: Expected) => peer.limits.maximumPacketSize !== undefined && e.tag.endsWith('-big');
+    const unsent = unmatched
+      .filter((e) => e.qos > 0)
+      .map((e) => ({ ...e, optional: e.optional || (mayBeDropped(e) ? true : undefined) }));
     return { expect: [...again, ...unsent], state, shared };
   };
 
   /** Keeps what the session is owed while it lives on; a shared delivery it leaves unacknowledged may go elsewhere. */
   const keepCarry = (id: string, ended: ReturnType<typeof endConnection>): void => {
+    const unacknowledged = (c: SharedCopy) =>
+      c.r.packetId !== undefined && ended.state.unacknowledged.has(c.r.packetId);
     if (model.hasSession(id)) {
       if (ended.expect.length > 0 || ended.state.unacknowledged.size > 0 || ended.state.released.size > 0) {
         carried.set(id, { expect: ended.expect, state: ended.state });
       }
+      for (const [o, c] of ended.shared) if (unacknowledged(c)) o.heldBy = id;
       return;
     }
     carried.delete(id);
     for (const [o, c] of ended.shared) {
-      if (c.r.packetId !== undefined && ended.state.unacknowledged.has(c.r.packetId)) {
+      if (unacknowledged(c)) {
         o.received--;
         o.required = false;
       }
@@ -668,7 +838,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         .filter(([, r]) => r.length > 0)
         .map(
           ([id, r]) =>
-            `${id}: ${r.map((x) => `${x.tag}/q${x.qos}${x.retain ? 'r' : ''}[${x.subscriptionIds}]`).join(' ')}`,
+            `${id}: ${r.map((x) => `${x.tag}/q${x.qos}${x.retain ? 'r' : ''}${x.dup ? 'd' : ''}[${x.subscriptionIds}]`).join(' ')}`,
         )
         .join('\n  ');
       const copies: SharedCopy[] = [];
@@ -704,7 +874,8 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       // Obligations met or no longer able to be met stay only while a member may still get them.
       for (let i = model.shared.length - 1; i >= 0; i--) {
         const o = model.shared[i]!;
-        if (o.received > 0 || ![...o.members.keys()].some((m) => model.hasSession(m))) model.shared.splice(i, 1);
+        const met = o.received > 0 && o.heldBy === undefined;
+        if (met || ![...o.members.keys()].some((m) => model.hasSession(m))) model.shared.splice(i, 1);
       }
       for (const peer of peers.values()) if (peer.closed) fail(`the broker closed ${peer.id} unasked`);
     }
