@@ -38,7 +38,12 @@ export async function ourBroker(durable: boolean): Promise<ModelBroker> {
   };
 }
 
-export async function mosquittoBroker(binary: string): Promise<ModelBroker> {
-  const m = await Mosquitto.start(binary);
-  return { port: m.port, close: () => m.stop() };
+/** With `persistence`, restart() stops it with SIGTERM (it saves its state) and runs it again on the same file. */
+export async function mosquittoBroker(binary: string, persistence = false): Promise<ModelBroker> {
+  const m = await Mosquitto.start(binary, { persistence });
+  const restart = async () => {
+    await m.kill('SIGTERM');
+    await m.run();
+  };
+  return { port: m.port, restart: persistence ? restart : undefined, close: () => m.stop() };
 }

@@ -1,9 +1,12 @@
 // A long model run from the command line: many seeds, many steps, one broker each, against ours (in memory or on
-// its durable store, restarted now and then) or Mosquitto. Prints one line per seed and the failures with the operations that led there.
-//   npm run test:model -- --broker ours|durable|mosquitto --seeds 1-500 --steps 500 [--trace]
+// its durable store, restarted now and then) or Mosquitto. Prints one line per seed and the failures with the
+// operations that led there. `--client` runs the client's model run instead (client-run.ts), with `--steps`
+// operations; Mosquitto then keeps its state in a file so that it can restart too.
+//   npm run test:model -- [--client] --broker ours|durable|mosquitto --seeds 1-500 --steps 500 [--trace]
 import { parseArgs } from 'node:util';
 import { findProgram } from '../support/system.js';
 import { type ModelBroker, mosquittoBroker, ourBroker } from './brokers.js';
+import { runClientModel } from './client-run.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { ModelDivergence, runModel } from './run.js';
 
@@ -13,12 +16,13 @@ const { values } = parseArgs({
     seeds: { type: 'string', default: '1-20' },
     steps: { type: 'string', default: '500' },
     trace: { type: 'boolean', default: false },
+    client: { type: 'boolean', default: false },
   },
 });
 const [first, last] = values.seeds.split('-').map(Number) as [number, number | undefined];
 const steps = Number(values.steps);
 if (!['ours', 'durable', 'mosquitto'].includes(values.broker) || !Number.isInteger(first) || !(steps > 0)) {
-  console.error('usage: long.ts --broker ours|durable|mosquitto --seeds N[-M] --steps N [--trace]');
+  console.error('usage: long.ts [--client] --broker ours|durable|mosquitto --seeds N[-M] --steps N [--trace]');
   process.exit(2);
 }
 if (values.trace) process.env.MODEL_TRACE = 'all';
@@ -27,7 +31,7 @@ async function open(): Promise<ModelBroker> {
   if (values.broker !== 'mosquitto') return ourBroker(values.broker === 'durable');
   const binary = findProgram('mosquitto');
   if (binary === undefined) throw new Error('mosquitto is not installed');
-  return mosquittoBroker(binary);
+  return mosquittoBroker(binary, values.client);
 }
 
 const profile = values.broker === 'mosquitto' ? MOSQUITTO_2_0 : OURS;
@@ -36,7 +40,9 @@ let total = 0;
 for (let seed = first; seed <= (last ?? first); seed++) {
   const broker = await open();
   try {
-    const { deliveries } = await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile });
+    const { deliveries } = values.client
+      ? await runClientModel({ broker, seed, operations: steps })
+      : await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile });
     total += deliveries;
     console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
   } catch (error) {

@@ -396,16 +396,30 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails. */
+  /**
+   * Loads the store and makes the first connection. Rejects (and closes the client) if that attempt fails, unless
+   * `retryFirstConnect`: then it resolves once the store is loaded and the attempts go on in the background.
+   */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
     try {
       if (this.store !== undefined) this.session.restore(await this.store.list());
+      if (this.options.retryFirstConnect === true) {
+        this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
+        return;
+      }
       await this.attemptConnection();
     } catch (err) {
       await this.finish(err as Error);
       throw err;
     }
+  }
+
+  /** A connection attempt after the first (or the first, with `retryFirstConnect`) failed: report it, try again. */
+  private attemptFailed(err: Error): void {
+    if (this.ending !== undefined) return;
+    this.emit('error', err);
+    this.scheduleReconnect(err);
   }
 
   publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<PublishResult> {
@@ -755,11 +769,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       this.emit('reconnecting', { attempt: this.attempt, delayMs: 0 });
       this.reconnectTimer = setTimeout(() => {
         if (this.ending !== undefined) return;
-        this.attemptConnection().catch((err: Error) => {
-          if (this.ending !== undefined) return;
-          this.emit('error', err);
-          this.scheduleReconnect(err);
-        });
+        this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
       }, 0);
       return;
     }
@@ -774,11 +784,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.emit('reconnecting', { attempt: this.attempt, delayMs });
     this.reconnectTimer = setTimeout(() => {
       if (this.ending !== undefined) return;
-      this.attemptConnection().catch((err: Error) => {
-        if (this.ending !== undefined) return;
-        this.emit('error', err);
-        this.scheduleReconnect(err);
-      });
+      this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
     }, delayMs);
   }
 

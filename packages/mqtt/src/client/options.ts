@@ -64,6 +64,13 @@ export interface ClientOptions {
   /** Wait for PINGRESP this long. Default: the keepalive interval. */
   pingTimeoutMs?: number;
   reconnect?: ReconnectOptions | false;
+  /**
+   * What a failed first connection does. Default false: connect() (start()) rejects with its error, as a command
+   * line wants. true: it is handled as a lost connection is: connect() resolves once the store is loaded, the client
+   * keeps trying with the `reconnect` backoff, and what is published meanwhile waits in the queue (and the store).
+   * For a device that may start out of coverage; watch the 'connect' and 'state' events.
+   */
+  retryFirstConnect?: boolean;
   queue?: QueueOptions;
   /** Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. */
   maxInflight?: number;

@@ -5,6 +5,7 @@ import { runInNewContext } from 'node:vm';
 import { connect, MqttClient } from '../../src/client/index.js';
 import type { PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
+import { ImpairingProxy } from './proxy.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -57,6 +58,34 @@ describe('client lifecycle', () => {
       assert.deepEqual(states, ['connecting', 'connected', 'closed']);
       await assert.rejects(client.publish('late', 'x'), { code: 'MQTT_ERR_CLIENT_CLOSED' });
     } finally {
+      await broker.close();
+    }
+  });
+
+  test('retryFirstConnect: a client started out of reach resolves, queues, and connects when it can', async () => {
+    const broker = await FakeBroker.start();
+    const proxy = await ImpairingProxy.start(broker.port);
+    proxy.mode = 'stall'; // no CONNACK comes back: every attempt times out
+    const options = { url: proxy.url, connectTimeoutMs: 150, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } };
+    try {
+      await assert.rejects(
+        connect(options),
+        { code: 'MQTT_ERR_TIMEOUT' },
+        'without the option the first failure rejects',
+      );
+      const client = await connect({ ...options, retryFirstConnect: true });
+      const errors: string[] = [];
+      client.on('error', (e) => errors.push((e as { code?: string }).code ?? e.message));
+      assert.notEqual(client.state, 'connected');
+      const sent = client.publish('queued', 'q', { qos: 1 });
+      await broker.until(() => errors.length >= 2); // it keeps trying, reporting each failure
+      proxy.mode = 'pass';
+      assert.equal((await sent).reasonCode, 0);
+      assert.equal(client.state, 'connected');
+      assert.ok(broker.delivered.some((p) => text(p.payload) === 'q'));
+      await client.end();
+    } finally {
+      await proxy.close();
       await broker.close();
     }
   });

@@ -1,0 +1,197 @@
+// The client's model run: three of our clients (both versions), each on a persistent session with a file store and
+// behind its own proxy, publish at every QoS to topics all three subscribe to, while their links are reset,
+// stalled and silenced, their processes "crash" (the link cut and the client abandoned, a new one
+// opened on the same store) and the broker restarts. After the links heal and everything settles, the guarantees
+// are checked message by message: every QoS 1/2 message whose publish resolved reached every client, QoS 2 and
+// QoS 0 at most once (even across a crash), nothing arrived that nobody sent, and each publisher's messages of one
+// QoS came in the order they were published.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type MqttClient, openFileStore } from '../../packages/mqtt/src/client/index.js';
+import type { ProtocolVersion, QoS } from '../../packages/mqtt/src/codec/packets.js';
+import { prng } from '../../packages/mqtt/test/support/prng.js';
+import type { ModelBroker } from './brokers.js';
+import { LinkProxy } from './link-proxy.js';
+import { ModelDivergence } from './run.js';
+
+export interface ClientRunOptions {
+  broker: ModelBroker;
+  seed: number;
+  /** Operations (publishes, link faults, crashes, restarts) before the links heal. */
+  operations: number;
+}
+
+interface Sent {
+  tag: string;
+  from: number;
+  seq: number;
+  qos: QoS;
+  status: 'pending' | 'ok' | string;
+}
+
+interface Node {
+  id: string;
+  version: ProtocolVersion;
+  dir: string;
+  proxy: LinkProxy;
+  client: MqttClient | undefined;
+  /** Tag → times received, and the order of first arrivals. */
+  counts: Map<string, number>;
+  arrivals: string[];
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const decoder = new TextDecoder();
+
+export async function runClientModel(options: ClientRunOptions): Promise<{ published: number; deliveries: number }> {
+  const { broker, seed } = options;
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const trace: string[] = [];
+  const fail = (what: string): never => {
+    throw new ModelDivergence(
+      `seed ${seed}: ${what}\n  operations:\n  ${trace.slice(process.env.MODEL_TRACE === 'all' ? 0 : -40).join('\n  ')}`,
+    );
+  };
+  const nodes: Node[] = [];
+  const sent: Sent[] = [];
+  let deliveries = 0;
+
+  const start = async (node: Node, first: boolean): Promise<void> => {
+    const client = await connect({
+      url: node.proxy.url,
+      clientId: node.id,
+      protocolVersion: node.version,
+      clean: false,
+      properties: node.version === 5 ? { sessionExpiryInterval: 3600 } : undefined,
+      keepalive: 1,
+      pingTimeoutMs: 500,
+      connectTimeoutMs: 1000,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
+      // After a crash the link may be down: a vehicle's client starts anyway and connects when it can.
+      retryFirstConnect: !first,
+      store: await openFileStore(join(node.dir, 'session.store')),
+    });
+    client.on('error', () => {});
+    client.on('message', (m) => {
+      deliveries++;
+      const tag = decoder.decode(m.payload);
+      const n = node.counts.get(tag) ?? 0;
+      node.counts.set(tag, n + 1);
+      if (n === 0) node.arrivals.push(tag);
+    });
+    node.client = client;
+    if (first) await client.subscribe('m/#', { qos: 2 });
+  };
+
+  try {
+    for (let i = 0; i < 3; i++) {
+      const node: Node = {
+        id: `cm${seed}-${i}`,
+        version: i === 1 ? 4 : 5,
+        dir: mkdtempSync(join(tmpdir(), 'otalink-client-model-')),
+        proxy: await LinkProxy.start(broker.port),
+        client: undefined,
+        counts: new Map(),
+        arrivals: [],
+      };
+      nodes.push(node);
+      await start(node, true);
+    }
+    const seqs = [0, 0, 0];
+    for (let op = 1; op <= options.operations; op++) {
+      const r = random();
+      const i = Math.floor(random() * 3);
+      const node = nodes[i]!;
+      if (r < 0.6) {
+        const qos = pick([0, 1, 2] as const);
+        const seq = ++seqs[i]!;
+        const entry: Sent = { tag: `${i}.${seq}`, from: i, seq, qos, status: 'pending' };
+        sent.push(entry);
+        trace.push(`${op}: ${node.id} publishes ${entry.tag} at QoS ${qos}`);
+        node.client!.publish(`m/${i}/${qos}`, entry.tag, { qos }).then(
+          () => {
+            entry.status = 'ok';
+          },
+          (error: { code?: string }) => {
+            entry.status = error.code ?? 'rejected';
+          },
+        );
+      } else if (r < 0.7) {
+        trace.push(`${op}: ${node.id}'s link drops`);
+        node.proxy.drop();
+      } else if (r < 0.76) {
+        const ms = 100 + Math.floor(random() * 1100);
+        trace.push(`${op}: ${node.id}'s link stalls for ${ms} ms`);
+        node.proxy.pause(ms);
+      } else if (r < 0.8) {
+        trace.push(`${op}: ${node.id}'s link goes silent (until keepalive notices)`);
+        node.proxy.blackhole();
+      } else if (r < 0.84) {
+        // A crash: the line is cut, the client abandoned with what it holds; a new one opens the same store.
+        trace.push(`${op}: ${node.id} crashes and starts again on its store`);
+        node.proxy.drop();
+        await node.client!.end({ force: true });
+        await start(node, false);
+      } else if (r < 0.86 && broker.restart !== undefined) {
+        trace.push(`${op}: the broker restarts`);
+        await broker.restart();
+      } else {
+        await delay(Math.floor(random() * 40));
+      }
+    }
+
+    // Heal, let every publish settle and every line go quiet.
+    for (const node of nodes) node.proxy.heal();
+    const deadline = Date.now() + 30_000;
+    while (sent.some((s) => s.status === 'pending')) {
+      if (Date.now() > deadline) {
+        const stuck = sent.filter((s) => s.status === 'pending').map((s) => s.tag);
+        const states = nodes.map((n) => `${n.id} ${n.client?.state}`).join(', ');
+        fail(`publishes never settled: ${stuck.slice(0, 20).join(' ')} (clients: ${states})`);
+      }
+      await delay(50);
+    }
+    for (let quiet = 0, last = -1; quiet < 15; ) {
+      if (Date.now() > deadline + 30_000) fail('deliveries never went quiet');
+      await delay(100);
+      quiet = deliveries === last ? quiet + 1 : 0;
+      last = deliveries;
+    }
+
+    const byTag = new Map(sent.map((s) => [s.tag, s]));
+    for (const node of nodes) {
+      for (const [tag, n] of node.counts) {
+        const s = byTag.get(tag);
+        if (s === undefined) return fail(`${node.id} received ${tag}, which nobody sent`);
+        if (s.qos === 0 && n > 1) fail(`${node.id} received QoS 0 ${tag} ${n} times`);
+        if (s.qos === 2 && n > 1) fail(`${node.id} received QoS 2 ${tag} ${n} times (${s.status})`);
+      }
+      for (const s of sent) {
+        if (s.qos === 0 || s.status !== 'ok') continue;
+        if (!node.counts.has(s.tag))
+          fail(`${node.id} never received ${s.tag} (QoS ${s.qos}, acknowledged to its sender)`);
+      }
+      // Each publisher's messages of one QoS arrive in the order published (first arrivals).
+      for (let from = 0; from < 3; from++) {
+        for (const qos of [1, 2] as const) {
+          const seen = node.arrivals.map((tag) => byTag.get(tag)!).filter((s) => s.from === from && s.qos === qos);
+          for (let k = 1; k < seen.length; k++) {
+            if (seen[k]!.seq < seen[k - 1]!.seq) {
+              const [a, b] = [seen[k - 1]!, seen[k]!];
+              fail(`${node.id} got ${b.tag} (${b.status}) after ${a.tag} (${a.status}) (QoS ${qos} from ${from})`);
+            }
+          }
+        }
+      }
+    }
+    return { published: sent.length, deliveries };
+  } finally {
+    for (const node of nodes) {
+      await node.client?.end({ force: true });
+      await node.proxy.close();
+      rmSync(node.dir, { recursive: true, force: true });
+    }
+  }
+}
