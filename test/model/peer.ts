@@ -13,6 +13,7 @@ import type {
   PublishPacket,
   QoS,
 } from '../../packages/mqtt/src/codec/packets.js';
+import { propertiesOf, signatureOf } from './properties.js';
 import type { ConnectionLimits } from './reference.js';
 
 export interface Received {
@@ -23,7 +24,9 @@ export interface Received {
   retain: boolean;
   dup: boolean;
   subscriptionIds: number[];
+  /** The message's note (its user property), and all its passed-through 5.0 properties (signatureOf). */
   note?: string;
+  props?: string;
 }
 
 /**
@@ -182,6 +185,8 @@ export class Peer {
       }
       this.#pendingAcks.push(p.qos === 1 ? { type: 'puback', packetId: id } : { type: 'pubrec', packetId: id });
     }
+    const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...passed } = p.properties ?? {};
+    const props = signatureOf(Object.keys(passed).length === 0 ? undefined : passed);
     const note = p.properties?.userProperties?.find(([k]) => k === 'note')?.[1];
     this.received.push({
       tag,
@@ -192,6 +197,7 @@ export class Peer {
       dup: p.dup,
       subscriptionIds: [...(p.properties?.subscriptionIdentifiers ?? [])].sort((a, b) => a - b),
       note,
+      props,
     });
   }
 
@@ -288,7 +294,7 @@ export class Peer {
     const properties: PublishPacket['properties'] = {};
     let topic = message.topic;
     if (this.version === 5) {
-      if (message.note !== undefined) properties.userProperties = [['note', message.note]];
+      if (message.note !== undefined) Object.assign(properties, propertiesOf(message.note));
       if (useAlias && this.serverTopicAliasMaximum > 0) {
         const known = this.#aliasesOut.get(topic);
         if (known !== undefined) {
@@ -331,8 +337,7 @@ export class Peer {
     dup: boolean,
   ): void {
     const { note, ...fields } = message;
-    const userProperties: Array<[string, string]> | undefined = note === undefined ? undefined : [['note', note]];
-    const properties = this.version === 5 && userProperties !== undefined ? { userProperties } : undefined;
+    const properties = this.version === 5 && note !== undefined ? propertiesOf(note) : undefined;
     this.send({ type: 'publish', ...fields, packetId, dup, properties });
   }
 

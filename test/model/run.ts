@@ -5,6 +5,7 @@
 import type { ProtocolVersion, QoS, Will } from '../../packages/mqtt/src/codec/packets.js';
 import { prng } from '../../packages/mqtt/test/support/prng.js';
 import { type ClientSessionState, Peer, type Received } from './peer.js';
+import { expectedSignature, propertiesOf } from './properties.js';
 import {
   type ConnectionLimits,
   type Expected,
@@ -255,7 +256,7 @@ function willOf(m: ModelMessage, version: ProtocolVersion): Will {
     payload: payloadOf(m),
     qos: m.qos,
     retain: m.retain,
-    properties: version === 5 && m.note !== undefined ? { userProperties: [['note', m.note]] } : undefined,
+    properties: version === 5 && m.note !== undefined ? propertiesOf(m.note) : undefined,
   };
 }
 
@@ -619,7 +620,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     r.topic === e.topic &&
     r.qos === e.qos &&
     r.retain === e.retain &&
-    (version === 4 || (r.subscriptionIds.join() === e.subscriptionIds.join() && r.note === e.note));
+    (version === 4 || (r.subscriptionIds.join() === e.subscriptionIds.join() && r.props === expectedSignature(e.note)));
 
   /**
    * Checks one client's deliveries against its expected list, in order; returns the copies left for shared groups.
