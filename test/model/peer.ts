@@ -66,8 +66,8 @@ export class Peer {
   readonly #responses: Packet[] = [];
   #wake: (() => void) | undefined;
   ackMode: AckMode = 'prompt';
-  /** Tolerates retained messages sent past the Receive Maximum (a known fault of a peer broker, see Profile). */
-  retainedMayExceedWindow = false;
+  /** Off for a peer broker known not to keep to it (see Profile). */
+  checksReceiveMaximum = true;
   /** QoS 1/2 deliveries not yet completed by us (PUBACK, or PUBCOMP for QoS 2), by packet id. */
   readonly #inflight = new Map<number, { qos: QoS; tag: string }>();
   /** QoS 2 ids we sent PUBREC for. */
@@ -178,7 +178,7 @@ export class Peer {
         this.#violation(`packet id ${id} reused while still in flight (dup ${p.dup})`);
       }
       this.#inflight.set(id, { qos: p.qos, tag });
-      if (this.#inflight.size > this.limits.receiveMaximum && !(p.retain && this.retainedMayExceedWindow)) {
+      if (this.#inflight.size > this.limits.receiveMaximum && this.checksReceiveMaximum) {
         this.#violation(
           `${this.#inflight.size} deliveries in flight, over our Receive Maximum ${this.limits.receiveMaximum}`,
         );

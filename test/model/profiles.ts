@@ -14,7 +14,7 @@ export const OURS: Profile = {
   disconnectOnTakeover: true,
   resubscribeMayChangeOptions: true,
   maximumPacketSizes: true,
-  retainedHonourReceiveMaximum: true,
+  honoursReceiveMaximum: true,
 };
 
 export const MOSQUITTO_2_0: Profile = {
@@ -29,14 +29,17 @@ export const MOSQUITTO_2_0: Profile = {
   retainedForSharedSubscriptions: true,
   // A second CONNECT closes the connection without its will and ends the session.
   malformedVariants: [0, 1, 2],
-  // Overlapping subscriptions sometimes give one copy per subscription, sometimes one in all.
+  // Overlapping subscriptions sometimes give one copy per subscription, sometimes one in all; a filter repeated in
+  // one SUBSCRIBE becomes two subscriptions (two copies of each message).
   overlapping: 'avoid',
   // The connection taken over is closed without DISCONNECT 0x8E.
   disconnectOnTakeover: false,
-  // A SUBSCRIBE repeating a filter keeps the old No Local and Retain As Published ([MQTT-3.8.4-3] says replace).
+  // A SUBSCRIBE repeating a filter keeps the old No Local and Retain As Published ([MQTT-3.8.4-3] says replace);
+  // one made while the client holds its acknowledgements back led to duplicate deliveries past its Receive Maximum.
   resubscribeMayChangeOptions: false,
   // A message too large for the client's Maximum Packet Size stays in its queue and blocks the ones behind it.
   maximumPacketSizes: false,
-  // Retained messages for a SUBSCRIBE go out past the client's Receive Maximum.
-  retainedHonourReceiveMaximum: false,
+  // Goes past the client's Receive Maximum: with the retained messages for a SUBSCRIBE, and with the copies of one
+  // message for a plain and a shared subscription of the same client.
+  honoursReceiveMaximum: false,
 };

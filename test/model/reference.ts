@@ -85,8 +85,8 @@ export interface Profile {
    * (will delay 0), and a session that ended with it must not lend its subscriptions to the new one.
    */
   takeoverMayResume: boolean;
-  /** Retained messages sent for a SUBSCRIBE count against the client's Receive Maximum ([MQTT-3.3.4-9]). */
-  retainedHonourReceiveMaximum: boolean;
+  /** The broker keeps to the client's Receive Maximum ([MQTT-3.3.4-9]); the peers check it where it does. */
+  honoursReceiveMaximum: boolean;
   /** Clients set a small Maximum Packet Size, so some messages are too large for them and must be skipped. */
   maximumPacketSizes: boolean;
   /** Try a SUBSCRIBE that repeats a filter with other options (it replaces the subscription, [MQTT-3.8.4-3]). */
