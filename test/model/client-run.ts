@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type MqttClient, openFileStore } from '../../packages/mqtt/src/client/index.js';
 import type { ProtocolVersion, QoS } from '../../packages/mqtt/src/codec/packets.js';
+import { ImpairingProxy } from '../../packages/mqtt/test/client/proxy.js';
 import { prng } from '../../packages/mqtt/test/support/prng.js';
 import type { ModelBroker } from './brokers.js';
-import { LinkProxy } from './link-proxy.js';
 import { ModelDivergence } from './run.js';
 
 export interface ClientRunOptions {
@@ -34,7 +34,7 @@ interface Node {
   id: string;
   version: ProtocolVersion;
   dir: string;
-  proxy: LinkProxy;
+  proxy: ImpairingProxy;
   client: MqttClient | undefined;
   /** Tag → times received, and the order of first arrivals. */
   counts: Map<string, number>;
@@ -91,7 +91,7 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
         id: `cm${seed}-${i}`,
         version: i === 1 ? 4 : 5,
         dir: mkdtempSync(join(tmpdir(), 'otalink-client-model-')),
-        proxy: await LinkProxy.start(broker.port),
+        proxy: await ImpairingProxy.start(broker.port),
         client: undefined,
         counts: new Map(),
         arrivals: [],
