@@ -521,7 +521,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
           // The wills of the shutdown come in the order the broker closed the connections.
           const batch = --looseBatch;
           holds.get(id)!.expected.push(...model.takeExpected(id).map((e) => ({ ...e, batch })));
-          keepCarry(id, endConnection(id, p));
+          keepCarry(id, endConnection(id, p, !model.hasSession(id)));
           if (model.hasSession(id)) reordered.add(id);
         }
         monitor = await openMonitor();
@@ -700,7 +700,9 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     // Obligations that must be met in this step first (a held client's copy may meet another later), then newest
     // first: the tag of an empty (retained-clearing) message repeats, and an older one may still be open.
     const newestFirst = [...model.shared].reverse();
-    newestFirst.sort((a, b) => Number(!mustBeMet(a)) - Number(!mustBeMet(b)));
+    // Among those, groups with fewer members first: a copy that could be the pick of a group it shares with a client
+    // holding its acks may in fact be its own group's, and the held copy the shared group's.
+    newestFirst.sort((a, b) => Number(!mustBeMet(a)) - Number(!mustBeMet(b)) || a.members.size - b.members.size);
     const augment = (c: SharedCopy, seen: Set<SharedObligation>): boolean => {
       for (const o of newestFirst) {
         if (seen.has(o) || !fits(c, o)) continue;
@@ -760,14 +762,17 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
    * deliveries checked, and what the broker owes its session is worked out: the unacknowledged ones again with DUP
    * set, in the order they came, then the ones not sent yet (QoS 0 ones not sent are lost, as QoS 0 may be).
    */
-  const endConnection = (id: string, peer: Peer) => {
+  const endConnection = (id: string, peer: Peer, sessionEnds = false) => {
     const hold = holds.get(id);
     holds.delete(id);
     const state = peer.sessionState();
     if (hold === undefined) return { expect: [], state, shared: new Map<SharedObligation, SharedCopy>() };
     const received = [...hold.received, ...peer.take()];
     const { pairs, unmatched, leftover } = matchUnordered(id, received, [...hold.expected, ...model.takeExpected(id)]);
-    const shared = checkShared(leftover);
+    // A shared group's copy never acknowledged by a session that ends with this connection does not count: the
+    // broker may give the message to another member (when several end at once, in an order of its own).
+    const unacknowledged = (c: SharedCopy) => c.r.packetId !== undefined && state.unacknowledged.has(c.r.packetId);
+    const shared = checkShared(sessionEnds ? leftover.filter((c) => !unacknowledged(c)) : leftover);
     const copyOf = new Map([...shared].map(([o, c]) => [c.r, o]));
     const again: Expected[] = [];
     for (const r of received) {
