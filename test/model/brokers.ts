@@ -13,6 +13,12 @@ export interface ModelBroker {
   close(): Promise<void>;
 }
 
+/** Ours in memory with a WebSocket listener only (subprotocol mqtt, path /mqtt). */
+export async function ourWebSocketBroker(): Promise<ModelBroker> {
+  const b = await startBroker({ sysIntervalSeconds: 1, listeners: [{ protocol: 'ws', host: '127.0.0.1', port: 0 }] });
+  return { port: b.port, close: () => b.close() };
+}
+
 export async function ourBroker(durable: boolean): Promise<ModelBroker> {
   if (!durable) {
     const b = await startBroker({ sysIntervalSeconds: 1 });

@@ -2,10 +2,10 @@
 // its durable store, restarted now and then) or Mosquitto. Prints one line per seed and the failures with the
 // operations that led there. `--client` runs the client's model run instead (client-run.ts), with `--steps`
 // operations; Mosquitto then keeps its state in a file so that it can restart too.
-//   npm run test:model -- [--client] --broker ours|durable|mosquitto --seeds 1-500 --steps 500 [--trace]
+//   npm run test:model -- [--client] --broker ours|durable|ws|mosquitto --seeds 1-500 --steps 500 [--trace]
 import { parseArgs } from 'node:util';
 import { findProgram } from '../support/system.js';
-import { type ModelBroker, mosquittoBroker, ourBroker } from './brokers.js';
+import { type ModelBroker, mosquittoBroker, ourBroker, ourWebSocketBroker } from './brokers.js';
 import { runClientModel } from './client-run.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { ModelDivergence, runModel } from './run.js';
@@ -21,13 +21,18 @@ const { values } = parseArgs({
 });
 const [first, last] = values.seeds.split('-').map(Number) as [number, number | undefined];
 const steps = Number(values.steps);
-if (!['ours', 'durable', 'mosquitto'].includes(values.broker) || !Number.isInteger(first) || !(steps > 0)) {
-  console.error('usage: long.ts [--client] --broker ours|durable|mosquitto --seeds N[-M] --steps N [--trace]');
+if (!['ours', 'durable', 'ws', 'mosquitto'].includes(values.broker) || !Number.isInteger(first) || !(steps > 0)) {
+  console.error('usage: long.ts [--client] --broker ours|durable|ws|mosquitto --seeds N[-M] --steps N [--trace]');
+  process.exit(2);
+}
+if (values.client && values.broker === 'ws') {
+  console.error('long.ts: the client run goes through TCP proxies; use --broker ours, durable or mosquitto');
   process.exit(2);
 }
 if (values.trace) process.env.MODEL_TRACE = 'all';
 
 async function open(): Promise<ModelBroker> {
+  if (values.broker === 'ws') return ourWebSocketBroker();
   if (values.broker !== 'mosquitto') return ourBroker(values.broker === 'durable');
   const binary = findProgram('mosquitto');
   if (binary === undefined) throw new Error('mosquitto is not installed');
@@ -35,6 +40,7 @@ async function open(): Promise<ModelBroker> {
 }
 
 const profile = values.broker === 'mosquitto' ? MOSQUITTO_2_0 : OURS;
+const transport = values.broker === 'ws' ? 'ws' : 'tcp';
 let failures = 0;
 let total = 0;
 for (let seed = first; seed <= (last ?? first); seed++) {
@@ -42,7 +48,7 @@ for (let seed = first; seed <= (last ?? first); seed++) {
   try {
     const { deliveries } = values.client
       ? await runClientModel({ broker, seed, operations: steps })
-      : await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile });
+      : await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile, transport });
     total += deliveries;
     console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
   } catch (error) {

@@ -1,9 +1,11 @@
-// One client connection of the model run, on a raw socket: it records every PUBLISH it receives (topic aliases
+// One client connection of the model run, on a TCP socket or a WebSocket (subprotocol mqtt): it records every PUBLISH it receives (topic aliases
 // resolved) and checks what a client can see of the broker's side of the protocol: Receive Maximum, Maximum
 // Packet Size, Topic Alias Maximum, packet ids in use. Acknowledgements wait for the next settle round, so the
 // broker's in-flight window is actually exercised.
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, WebSocket } from 'ws';
 import { Decoder, encode } from '../../packages/mqtt/src/codec/index.js';
 import type {
   ConnackPacket,
@@ -81,7 +83,7 @@ export class Peer {
 
   private constructor(
     readonly id: string,
-    readonly socket: Socket,
+    readonly socket: Duplex,
     readonly version: ProtocolVersion,
     readonly limits: ConnectionLimits,
   ) {
@@ -101,7 +103,19 @@ export class Peer {
     });
   }
 
-  static async open(port: number, id: string, version: ProtocolVersion, limits: ConnectionLimits): Promise<Peer> {
+  static async open(
+    port: number,
+    id: string,
+    version: ProtocolVersion,
+    limits: ConnectionLimits,
+    transport: 'tcp' | 'ws' = 'tcp',
+  ): Promise<Peer> {
+    if (transport === 'ws') {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, 'mqtt');
+      await once(ws, 'open');
+      // Not half-open: the broker's close frame ends both sides, as a TCP close does.
+      return new Peer(id, createWebSocketStream(ws, { allowHalfOpen: false }), version, limits);
+    }
     const socket = netConnect({ host: '127.0.0.1', port });
     socket.setNoDelay(true);
     await once(socket, 'connect');

@@ -24,6 +24,8 @@ export interface ModelRunOptions {
   prefix?: string;
   /** Shuts the broker down gracefully and starts it again on the same port and data (a durable broker only). */
   restart?: () => Promise<void>;
+  /** How the clients connect: TCP (default) or WebSocket at `/mqtt`. */
+  transport?: 'tcp' | 'ws';
 }
 
 export class ModelDivergence extends Error {}
@@ -59,7 +61,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   const monitorId = `${prefix}monitor`;
   const monitorLimits: ConnectionLimits = { receiveMaximum: 65535, topicAliasMaximum: 0 };
   const openMonitor = async (): Promise<Peer> => {
-    const peer = await Peer.open(port, monitorId, 5, monitorLimits);
+    const peer = await Peer.open(port, monitorId, 5, monitorLimits, options.transport);
     await peer.connect({ clientId: monitorId, clean: true, keepalive: 0 });
     model.connect(monitorId, 5, true, false, monitorLimits);
     peer.send({ type: 'subscribe', packetId: 1, subscriptions: [{ topicFilter: '#', qos: 2 }] });
@@ -98,7 +100,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
 
   const openPeer = async (op: Extract<Op, { kind: 'connect' | 'takeover' }>): Promise<Peer> => {
     const version = versions.get(op.id)!;
-    const peer = await Peer.open(port, op.id, version, op.limits);
+    const peer = await Peer.open(port, op.id, version, op.limits, options.transport);
     peer.checksReceiveMaximum = profile.honoursReceiveMaximum;
     const carry = carried.get(op.id);
     carried.delete(op.id);
