@@ -41,6 +41,15 @@ export interface ClientSessionState {
   released: Set<number>;
 }
 
+/** An application message as the runner sends it; the note gives its 5.0 properties (properties.ts). */
+export interface WireMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  note?: string;
+}
+
 /** When acknowledgements go out: at each settle round, never (all held), or all but PUBCOMP. */
 export type AckMode = 'prompt' | 'hold' | 'hold-pubcomp';
 
@@ -301,37 +310,21 @@ export class Peer {
   }
 
   /** PUBLISH through its whole flow; returns the PUBACK or PUBREC reason code (0 in 3.1.1). */
-  async publish(
-    message: { topic: string; payload: Uint8Array; qos: QoS; retain: boolean; note?: string },
-    useAlias: boolean,
-  ): Promise<number> {
-    const properties: PublishPacket['properties'] = {};
+  async publish(message: WireMessage, useAlias: boolean): Promise<number> {
     let topic = message.topic;
-    if (this.version === 5) {
-      if (message.note !== undefined) Object.assign(properties, propertiesOf(message.note));
-      if (useAlias && this.serverTopicAliasMaximum > 0) {
-        const known = this.#aliasesOut.get(topic);
-        if (known !== undefined) {
-          properties.topicAlias = known;
-          topic = '';
-        } else if (this.#aliasesOut.size < this.serverTopicAliasMaximum) {
-          const alias = this.#aliasesOut.size + 1;
-          this.#aliasesOut.set(topic, alias);
-          properties.topicAlias = alias;
-        }
+    let alias: number | undefined;
+    if (this.version === 5 && useAlias && this.serverTopicAliasMaximum > 0) {
+      const known = this.#aliasesOut.get(topic);
+      if (known !== undefined) {
+        alias = known;
+        topic = '';
+      } else if (this.#aliasesOut.size < this.serverTopicAliasMaximum) {
+        alias = this.#aliasesOut.size + 1;
+        this.#aliasesOut.set(topic, alias);
       }
     }
     const packetId = message.qos > 0 ? this.packetId() : undefined;
-    this.send({
-      type: 'publish',
-      topic,
-      payload: message.payload,
-      qos: message.qos,
-      retain: message.retain,
-      dup: false,
-      packetId,
-      properties: this.version === 5 ? properties : undefined,
-    });
+    this.sendPublish({ ...message, topic }, packetId, false, alias);
     // A QoS 0 message has no acknowledgement: the PINGRESP after it says the broker has routed it.
     if (message.qos === 0) {
       await this.ping();
@@ -344,14 +337,14 @@ export class Peer {
     return rec.reasonCode ?? 0;
   }
 
-  /** One PUBLISH as given, without waiting (the runner's lost links and repeated packets). */
-  sendPublish(
-    message: { topic: string; payload: Uint8Array; qos: QoS; retain: boolean; note?: string },
-    packetId: number | undefined,
-    dup: boolean,
-  ): void {
+  /** One PUBLISH as given, without waiting (also the runner's lost links and repeated packets). */
+  sendPublish(message: WireMessage, packetId: number | undefined, dup: boolean, topicAlias?: number): void {
     const { note, ...fields } = message;
-    const properties = this.version === 5 && note !== undefined ? propertiesOf(note) : undefined;
+    let properties: PublishPacket['properties'];
+    if (this.version === 5) {
+      properties = note === undefined ? {} : propertiesOf(note);
+      if (topicAlias !== undefined) properties.topicAlias = topicAlias;
+    }
     this.send({ type: 'publish', ...fields, packetId, dup, properties });
   }
 

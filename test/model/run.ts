@@ -30,6 +30,10 @@ export interface ModelRunOptions {
 
 export class ModelDivergence extends Error {}
 
+/** Whether the client left this delivery unacknowledged when its connection ended (its state still holds it). */
+const unacknowledged = (state: ClientSessionState, r: Received): boolean =>
+  r.packetId !== undefined && state.unacknowledged.has(r.packetId);
+
 export async function runModel(options: ModelRunOptions): Promise<{ steps: number; deliveries: number }> {
   const { port, seed, steps, profile } = options;
   const prefix = options.prefix ?? `s${seed}-`;
@@ -179,16 +183,12 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     if (m.qos === 2) await acked(peer, 'pubrec');
     const sharedBefore = model.shared.length;
     const queued = model.queueLengths();
-    const old = peer;
-    old.destroy();
-    peers.delete(op.id);
+    peer.destroy();
     // What the dropped link got in this step can only be the publisher's own copy (see below).
-    old.take();
-    const ending = endConnection(op.id, old);
-    if (m.qos === 1) model.publish(m, { duplicate: true });
-    model.disconnect(op.id, wills.get(op.id));
-    keepCarry(op.id, ending);
-    await until(willSeen(wills.get(op.id)!), `the will of ${op.id}, whose link dropped mid-publish`);
+    peer.take();
+    // The first QoS 1 PUBLISH, read or not, counts before the will.
+    const first = m.qos === 1 ? () => model.publish(m, { duplicate: true }) : undefined;
+    await connectionEnded(op.id, peer, wills.get(op.id), 'link dropped mid-publish', first);
     const limits = model.limitsOf(op.id) ?? { receiveMaximum: 65535, topicAliasMaximum: 0 };
     const again = await openPeer({
       kind: 'connect',
@@ -223,7 +223,6 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   const execute = async (op: Op): Promise<void> => {
     const peer = peers.get(op.id);
     const version = versions.get(op.id)!;
-    let ending: ReturnType<typeof endConnection>;
     switch (op.kind) {
       case 'connect':
         await openPeer(op);
@@ -296,28 +295,16 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       case 'disconnect':
         peer!.send({ type: 'disconnect', reasonCode: op.withWill ? 0x04 : 0x00 });
         await until(() => peer!.closed, `the broker to close ${op.id} after DISCONNECT`);
-        peers.delete(op.id);
-        ending = endConnection(op.id, peer!);
-        model.disconnect(op.id, op.withWill ? wills.get(op.id) : undefined);
-        keepCarry(op.id, ending);
-        if (op.withWill) await until(willSeen(wills.get(op.id)!), `the will of ${op.id} (DISCONNECT 0x04)`);
+        await connectionEnded(op.id, peer!, op.withWill ? wills.get(op.id) : undefined, 'DISCONNECT 0x04');
         return;
       case 'drop':
         peer!.destroy();
-        peers.delete(op.id);
-        ending = endConnection(op.id, peer!);
-        model.disconnect(op.id, wills.get(op.id));
-        keepCarry(op.id, ending);
-        await until(willSeen(wills.get(op.id)!), `the will of dropped ${op.id}`);
+        await connectionEnded(op.id, peer!, wills.get(op.id), 'dropped');
         return;
       case 'malformed':
         peer!.writeRaw(malformedBytes(op.variant, version));
         await until(() => peer!.closed, `the broker to close ${op.id} after malformed bytes`);
-        peers.delete(op.id);
-        ending = endConnection(op.id, peer!);
-        model.disconnect(op.id, wills.get(op.id));
-        keepCarry(op.id, ending);
-        await until(willSeen(wills.get(op.id)!), `the will of ${op.id} closed for malformed bytes`);
+        await connectionEnded(op.id, peer!, wills.get(op.id), 'closed for malformed bytes');
         return;
       case 'subscribe': {
         peer!.send({
@@ -514,12 +501,11 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     const { pairs, unmatched, leftover } = matchUnordered(id, received, [...hold.expected, ...model.takeExpected(id)]);
     // A shared group's copy never acknowledged by a session that ends with this connection does not count: the
     // broker may give the message to another member (when several end at once, in an order of its own).
-    const unacknowledged = (c: SharedCopy) => c.r.packetId !== undefined && state.unacknowledged.has(c.r.packetId);
-    const shared = checkShared(sessionEnds ? leftover.filter((c) => !unacknowledged(c)) : leftover);
+    const shared = checkShared(sessionEnds ? leftover.filter((c) => !unacknowledged(state, c.r)) : leftover);
     const copyOf = new Map([...shared].map(([o, c]) => [c.r, o]));
     const again: Expected[] = [];
     for (const r of received) {
-      if (r.packetId === undefined || !state.unacknowledged.has(r.packetId)) continue;
+      if (!unacknowledged(state, r)) continue;
       const e = pairs.get(r);
       const base: Expected = e ?? { ...r, tag: r.tag, subscriptionIds: r.subscriptionIds };
       if (e === undefined && !copyOf.has(r)) continue;
@@ -533,20 +519,38 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     return { expect: [...again, ...unsent], state, shared };
   };
 
+  /**
+   * A connection ended (the client's DISCONNECT or lost link, or the broker closed it): its deliveries are checked,
+   * then (after `before`) the model hears of it; with a will, the run waits until the monitor has it, which says
+   * the broker noticed the end.
+   */
+  const connectionEnded = async (
+    id: string,
+    peer: Peer,
+    will: ModelMessage | undefined,
+    how: string,
+    before?: () => void,
+  ): Promise<void> => {
+    peers.delete(id);
+    const ending = endConnection(id, peer);
+    before?.();
+    model.disconnect(id, will);
+    keepCarry(id, ending);
+    if (will !== undefined) await until(willSeen(will), `the will of ${id} (${how})`);
+  };
+
   /** Keeps what the session is owed while it lives on; a shared delivery it leaves unacknowledged may go elsewhere. */
   const keepCarry = (id: string, ended: ReturnType<typeof endConnection>): void => {
-    const unacknowledged = (c: SharedCopy) =>
-      c.r.packetId !== undefined && ended.state.unacknowledged.has(c.r.packetId);
     if (model.hasSession(id)) {
       if (ended.expect.length > 0 || ended.state.unacknowledged.size > 0 || ended.state.released.size > 0) {
         carried.set(id, { expect: ended.expect, state: ended.state });
       }
-      for (const [o, c] of ended.shared) if (unacknowledged(c)) o.heldBy = id;
+      for (const [o, c] of ended.shared) if (unacknowledged(ended.state, c.r)) o.heldBy = id;
       return;
     }
     carried.delete(id);
     for (const [o, c] of ended.shared) {
-      if (unacknowledged(c)) {
+      if (unacknowledged(ended.state, c.r)) {
         o.received--;
         o.required = false;
       }
