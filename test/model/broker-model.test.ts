@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { requireProgram } from '../support/system.js';
-import { mosquittoBroker, ourBroker, ourWebSocketBroker } from './brokers.js';
+import { mosquittoBroker, ourBroker, ourBrokerOnVirtualTime, ourWebSocketBroker } from './brokers.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { runModel } from './run.js';
 
@@ -28,6 +28,18 @@ describe('the broker against the reference model', () => {
       const b = await ourWebSocketBroker();
       try {
         const { deliveries } = await runModel({ port: b.port, seed, steps: STEPS, profile: OURS, transport: 'ws' });
+        assert.ok(deliveries > STEPS, `only ${deliveries} deliveries checked`);
+      } finally {
+        await b.close();
+      }
+    });
+  }
+
+  for (let seed = 41; seed <= 48; seed++) {
+    test(`our broker on virtual time (session expiry, will delay, message expiry), seed ${seed}`, async () => {
+      const b = await ourBrokerOnVirtualTime();
+      try {
+        const { deliveries } = await runModel({ port: b.port, clock: b.clock, seed, steps: STEPS, profile: OURS });
         assert.ok(deliveries > STEPS, `only ${deliveries} deliveries checked`);
       } finally {
         await b.close();

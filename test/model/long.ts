@@ -2,10 +2,10 @@
 // its durable store, restarted now and then) or Mosquitto. Prints one line per seed and the failures with the
 // operations that led there. `--client` runs the client's model run instead (client-run.ts), with `--steps`
 // operations; Mosquitto then keeps its state in a file so that it can restart too.
-//   npm run test:model -- [--client] --broker ours|durable|ws|mosquitto --seeds 1-500 --steps 500 [--trace]
+//   npm run test:model -- [--client] --broker ours|durable|ws|timed|timed-durable|mosquitto --seeds 1-500 --steps 500 [--trace]
 import { parseArgs } from 'node:util';
 import { findProgram } from '../support/system.js';
-import { type ModelBroker, mosquittoBroker, ourBroker, ourWebSocketBroker } from './brokers.js';
+import { type ModelBroker, mosquittoBroker, ourBroker, ourBrokerOnVirtualTime, ourWebSocketBroker } from './brokers.js';
 import { runClientModel } from './client-run.js';
 import { MOSQUITTO_2_0, OURS } from './profiles.js';
 import { ModelDivergence, runModel } from './run.js';
@@ -21,18 +21,27 @@ const { values } = parseArgs({
 });
 const [first, last] = values.seeds.split('-').map(Number) as [number, number | undefined];
 const steps = Number(values.steps);
-if (!['ours', 'durable', 'ws', 'mosquitto'].includes(values.broker) || !Number.isInteger(first) || !(steps > 0)) {
-  console.error('usage: long.ts [--client] --broker ours|durable|ws|mosquitto --seeds N[-M] --steps N [--trace]');
+if (
+  !['ours', 'durable', 'ws', 'timed', 'timed-durable', 'mosquitto'].includes(values.broker) ||
+  !Number.isInteger(first) ||
+  !(steps > 0)
+) {
+  console.error(
+    'usage: long.ts [--client] --broker ours|durable|ws|timed|timed-durable|mosquitto --seeds N[-M] --steps N [--trace]',
+  );
   process.exit(2);
 }
-if (values.client && values.broker === 'ws') {
-  console.error('long.ts: the client run goes through TCP proxies; use --broker ours, durable or mosquitto');
+if (values.client && (values.broker === 'ws' || values.broker.startsWith('timed'))) {
+  console.error(
+    'long.ts: the client run goes through TCP proxies on real time; use --broker ours, durable or mosquitto',
+  );
   process.exit(2);
 }
 if (values.trace) process.env.MODEL_TRACE = 'all';
 
 async function open(): Promise<ModelBroker> {
   if (values.broker === 'ws') return ourWebSocketBroker();
+  if (values.broker.startsWith('timed')) return ourBrokerOnVirtualTime(values.broker === 'timed-durable');
   if (values.broker !== 'mosquitto') return ourBroker(values.broker === 'durable');
   const binary = findProgram('mosquitto');
   if (binary === undefined) throw new Error('mosquitto is not installed');
@@ -48,7 +57,15 @@ for (let seed = first; seed <= (last ?? first); seed++) {
   try {
     const { deliveries } = values.client
       ? await runClientModel({ broker, seed, operations: steps })
-      : await runModel({ port: broker.port, restart: broker.restart, seed, steps, profile, transport });
+      : await runModel({
+          port: broker.port,
+          restart: broker.restart,
+          clock: broker.clock,
+          seed,
+          steps,
+          profile,
+          transport,
+        });
     total += deliveries;
     console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
   } catch (error) {

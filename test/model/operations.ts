@@ -1,7 +1,8 @@
 // The operations of a model run: what the generator may try (drawn from a seeded PRNG, so a seed replays exactly,
 // and from the model's state, so each operation makes sense for its client), and how they look on the wire.
-import type { ProtocolVersion, QoS, Will } from '../../packages/mqtt/src/codec/packets.js';
+import type { ProtocolVersion, QoS, Will, WillProperties } from '../../packages/mqtt/src/codec/packets.js';
 import { prng } from '../../packages/mqtt/test/support/prng.js';
+import type { WireMessage } from './peer.js';
 import { propertiesOf } from './properties.js';
 import {
   type ConnectionLimits,
@@ -18,18 +19,12 @@ const SMALL_MAXIMUM_PACKET_SIZE = 300;
 
 export type Op =
   | {
-      kind: 'connect';
+      kind: 'connect' | 'takeover';
       id: string;
       cleanStart: boolean;
       persistent: boolean;
-      limits: ConnectionLimits;
-      will: ModelMessage;
-    }
-  | {
-      kind: 'takeover';
-      id: string;
-      cleanStart: boolean;
-      persistent: boolean;
+      /** Session Expiry Interval of a persistent 5.0 session (3600 unless on virtual time). */
+      sessionExpiry?: number;
       limits: ConnectionLimits;
       will: ModelMessage;
     }
@@ -53,7 +48,9 @@ export type Op =
     }
   | { kind: 'hold'; id: string; mode: 'hold' | 'hold-pubcomp' }
   | { kind: 'release'; id: string }
-  | { kind: 'restart'; id: string };
+  | { kind: 'restart'; id: string }
+  /** Virtual time moves on, a second at a time (a run on virtual time only). */
+  | { kind: 'advance'; id: string; seconds: number };
 
 /** One filter of a SUBSCRIBE, with its options. */
 interface SubscribeFilter {
@@ -74,6 +71,8 @@ export class Generator {
     readonly versions: Map<string, ProtocolVersion>,
     readonly profile: Profile,
     readonly canRestart: boolean,
+    /** On virtual time: session expiry, will delay and message expiry short enough to pass within the run. */
+    readonly timed = false,
   ) {
     this.#random = prng(seed);
   }
@@ -110,7 +109,13 @@ export class Generator {
     const clear = retain && !willOf && this.#chance(0.25);
     const tag = clear ? `clear:${topic}` : `${willOf ? 'w' : 'm'}${n}${big ? '-big' : ''}`;
     const note = version === 5 && !clear && this.#chance(0.5) ? `n${n}` : undefined;
-    return { tag, topic, qos: this.#qos(), retain, origin, note, big };
+    const message: ModelMessage = { tag, topic, qos: this.#qos(), retain, origin, note, big };
+    if (this.timed) {
+      // Every expiring message (the note's bit 8) gets an interval the model counts down to the second.
+      if (note !== undefined && n & 8) message.expiry = this.#pick([1, 2, 3, 5, 3600]);
+      if (willOf && version === 5) message.willDelay = this.#pick([0, 0, 1, 3]);
+    }
+    return message;
   }
 
   #limits(version: ProtocolVersion): ConnectionLimits {
@@ -158,15 +163,21 @@ export class Generator {
     const version = this.versions.get(id)!;
     const connectOp = (kind: 'connect' | 'takeover'): Op => {
       const persistent = this.#chance(0.6);
+      const sessionExpiry = this.timed && persistent && version === 5 ? this.#pick([3600, 2, 5]) : undefined;
       // 3.1.1 has one flag for both: clean session 1 starts afresh and ends with the connection.
       let cleanStart = version === 4 ? !persistent : this.#chance(0.3);
       if (kind === 'takeover' && !cleanStart && !this.profile.takeoverMayResume) {
         if (version === 4) return { kind: 'drop', id };
         cleanStart = true;
       }
-      return { kind, id, cleanStart, persistent, limits: this.#limits(version), will: this.message(id, version, true) };
+      const limits = this.#limits(version);
+      return { kind, id, cleanStart, persistent, sessionExpiry, limits, will: this.message(id, version, true) };
     };
     if (this.canRestart && this.#chance(0.015)) return { kind: 'restart', id };
+    // Only while no client holds its acknowledgements: what waits behind a full window would expire unseen.
+    if (this.timed && !this.ids.some(holding) && this.#chance(0.06)) {
+      return { kind: 'advance', id, seconds: this.#pick([1, 2, 3, 6]) };
+    }
     if (!model.isOnline(id)) return connectOp('connect');
     if (holding(id) && this.#chance(0.3)) return { kind: 'release', id };
     const r = this.#random();
@@ -227,8 +238,14 @@ export function describeOp(op: Op): string {
   const { kind, id } = op;
   switch (op.kind) {
     case 'connect':
-    case 'takeover':
-      return `${kind} ${id} cleanStart=${op.cleanStart} persistent=${op.persistent} limits=${JSON.stringify(op.limits)} will=${op.will.tag}@${op.will.topic}/q${op.will.qos}${op.will.retain ? '/r' : ''}`;
+    case 'takeover': {
+      const w = op.will;
+      const expiry = op.sessionExpiry === undefined ? '' : ` expiry=${op.sessionExpiry}`;
+      const delay = w.willDelay ? ` delay ${w.willDelay}` : '';
+      return `${kind} ${id} cleanStart=${op.cleanStart} persistent=${op.persistent}${expiry} limits=${JSON.stringify(op.limits)} will=${w.tag}@${w.topic}/q${w.qos}${w.retain ? '/r' : ''}${delay}${expiresIn(w)}`;
+    }
+    case 'advance':
+      return `${op.seconds} s pass`;
     case 'subscribe': {
       const filters = op.filters.map(
         (f) =>
@@ -242,7 +259,7 @@ export function describeOp(op: Op): string {
       const m = op.message;
       const fault =
         op.fault === undefined ? '' : ` ${op.fault}${op.will ? ` (will ${op.will.tag}@${op.will.topic})` : ''}`;
-      return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}${fault}`;
+      return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}${expiresIn(m)}${fault}`;
     }
     case 'disconnect':
       return `disconnect ${id}${op.withWill ? ' with will (0x04)' : ''}`;
@@ -255,9 +272,20 @@ export function describeOp(op: Op): string {
   }
 }
 
+const expiresIn = (m: ModelMessage): string => (m.expiry === undefined ? '' : ` expiry ${m.expiry}`);
+
 const encoder = new TextEncoder();
 export const payloadOf = (m: ModelMessage): Uint8Array =>
   m.tag.startsWith('clear:') ? new Uint8Array(0) : encoder.encode(m.big ? `${m.tag}|${BIG_PAYLOAD}` : m.tag);
+
+export const wireOf = (m: ModelMessage): WireMessage => ({
+  topic: m.topic,
+  payload: payloadOf(m),
+  qos: m.qos,
+  retain: m.retain,
+  note: m.note,
+  expiry: m.expiry,
+});
 
 export function willOf(m: ModelMessage, version: ProtocolVersion): Will {
   return {
@@ -265,6 +293,12 @@ export function willOf(m: ModelMessage, version: ProtocolVersion): Will {
     payload: payloadOf(m),
     qos: m.qos,
     retain: m.retain,
-    properties: version === 5 && m.note !== undefined ? propertiesOf(m.note) : undefined,
+    properties: version === 5 ? willProperties(m) : undefined,
   };
+}
+
+function willProperties(m: ModelMessage): WillProperties | undefined {
+  const properties: WillProperties = m.note === undefined ? {} : propertiesOf(m.note, m.expiry);
+  if (m.willDelay) properties.willDelayInterval = m.willDelay;
+  return Object.keys(properties).length === 0 ? undefined : properties;
 }

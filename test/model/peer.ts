@@ -16,6 +16,7 @@ import type {
   QoS,
 } from '../../packages/mqtt/src/codec/packets.js';
 import { propertiesOf, signatureOf } from './properties.js';
+import { realNow, realTimer } from './real-time.js';
 import type { ConnectionLimits } from './reference.js';
 
 export interface Received {
@@ -48,6 +49,8 @@ export interface WireMessage {
   qos: QoS;
   retain: boolean;
   note?: string;
+  /** Message Expiry Interval in seconds, in place of the note's (a run on virtual time). */
+  expiry?: number;
 }
 
 /** When acknowledgements go out: at each settle round, never (all held), or all but PUBCOMP. */
@@ -275,7 +278,7 @@ export class Peer {
 
   /** The next response (anything but PUBLISH and PUBREL), which must be of `type`. */
   async expect<T extends Packet['type']>(type: T, timeoutMs = 5000): Promise<Extract<Packet, { type: T }>> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = realNow() + timeoutMs;
     for (;;) {
       const p = this.#responses.shift();
       if (p !== undefined) {
@@ -283,12 +286,12 @@ export class Peer {
         return p as Extract<Packet, { type: T }>;
       }
       if (this.closed) throw new Error(`${this.id}: connection closed while awaiting ${type}`);
-      const left = deadline - Date.now();
+      const left = deadline - realNow();
       if (left <= 0) throw new Error(`${this.id}: no ${type} within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
+        const timer = realTimer(left, resolve);
         this.#wake = () => {
-          clearTimeout(timer);
+          timer.clear();
           this.#wake = undefined;
           resolve();
         };
@@ -339,10 +342,10 @@ export class Peer {
 
   /** One PUBLISH as given, without waiting (also the runner's lost links and repeated packets). */
   sendPublish(message: WireMessage, packetId: number | undefined, dup: boolean, topicAlias?: number): void {
-    const { note, ...fields } = message;
+    const { note, expiry, ...fields } = message;
     let properties: PublishPacket['properties'];
     if (this.version === 5) {
-      properties = note === undefined ? {} : propertiesOf(note);
+      properties = note === undefined ? {} : propertiesOf(note, expiry);
       if (topicAlias !== undefined) properties.topicAlias = topicAlias;
     }
     this.send({ type: 'publish', ...fields, packetId, dup, properties });

@@ -1,14 +1,15 @@
 // The 5.0 properties a model message carries, all made from its note (`n<number>`) so that what a subscriber must
 // see follows from the note alone: a user property always, and by the number's bits a content type, a response
 // topic with correlation data, the payload format indicator and a message expiry interval. A broker passes them
-// through unchanged, except the expiry, which it counts down ([MQTT-3.3.2-6]).
+// through unchanged, except the expiry, which it counts down ([MQTT-3.3.2-6]). A run on virtual time gives a message
+// an expiry of its own, which the model counts down to the second.
 import type { PublishProperties } from '../../packages/mqtt/src/codec/packets.js';
 
 const EXPIRY = 3600;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function propertiesOf(note: string): PublishProperties {
+export function propertiesOf(note: string, expiry?: number): PublishProperties {
   const n = Number(note.slice(1));
   const p: PublishProperties = { userProperties: [['note', note]] };
   if (n & 1) p.contentType = `text/model-${n}`;
@@ -18,6 +19,7 @@ export function propertiesOf(note: string): PublishProperties {
   }
   if (n & 4) p.payloadFormatIndicator = 1;
   if (n & 8) p.messageExpiryInterval = EXPIRY;
+  if (expiry !== undefined) p.messageExpiryInterval = expiry;
   return p;
 }
 
@@ -39,6 +41,6 @@ export function signatureOf(p: PublishProperties | undefined): string | undefine
   return parts.length === 0 ? undefined : parts.join(' ');
 }
 
-/** The signature a copy of a message with `note` must show. */
-export const expectedSignature = (note: string | undefined): string | undefined =>
-  note === undefined ? undefined : signatureOf(propertiesOf(note));
+/** The signature a copy of a message with `note` must show; `expiry`: the seconds left when it was sent. */
+export const expectedSignature = (note: string | undefined, expiry?: number): string | undefined =>
+  note === undefined ? undefined : signatureOf(propertiesOf(note, expiry));

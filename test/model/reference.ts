@@ -22,6 +22,10 @@ export interface ModelMessage {
   note?: string;
   /** Payload larger than a client's Maximum Packet Size, when it sets one. */
   big: boolean;
+  /** Message Expiry Interval in seconds, counted by the model (a run on virtual time); else the note's, if any. */
+  expiry?: number;
+  /** A will's Will Delay Interval in seconds (5.0). */
+  willDelay?: number;
 }
 
 /** One PUBLISH a client must receive. */
@@ -40,6 +44,10 @@ export interface Expected {
   optional?: boolean;
   /** Retained messages sent for one SUBSCRIBE come in an order the specifications leave open. */
   batch?: number;
+  /** When the message expires, in the model's seconds. */
+  expiresAt?: number;
+  /** The Message Expiry Interval its copy must show: the seconds left when it was sent ([MQTT-3.3.2-6]). */
+  shown?: number;
 }
 
 /** A message to a shared group: exactly one member gets it (or at most one, see `required`). */
@@ -55,6 +63,7 @@ export interface SharedObligation {
   received: number;
   /** The member that received it and has not acknowledged it: should its session end, another may get it. */
   heldBy?: string;
+  expiresAt?: number;
 }
 
 export interface ConnectionLimits {
@@ -72,6 +81,10 @@ interface ModelSession {
   /** QoS 1 and 2 messages held while offline, in order. */
   queue: Expected[];
   limits: ConnectionLimits;
+  /** Session Expiry Interval in seconds (Infinity: a 3.1.1 session that never ends). */
+  expiry: number;
+  /** When an offline persistent session ends. */
+  endsAt?: number;
 }
 
 export interface Profile {
@@ -136,6 +149,14 @@ export class ReferenceModel {
   readonly expected = new Map<string, Expected[]>();
   readonly shared: SharedObligation[] = [];
   #batch = 0;
+  /** The model's clock in seconds: a run on virtual time moves it with `tick`, others leave it at 0. */
+  now = 0;
+  /** Wills waiting for their delay: published at `at`, or when the session ends first, never if it is resumed. */
+  readonly pendingWills = new Map<string, { will: ModelMessage; at: number }>();
+  /** The tags of the wills published so far. */
+  readonly willsOut = new Set<string>();
+  /** When each expiring retained message expires. */
+  readonly #retainedUntil = new Map<string, number>();
 
   constructor(readonly profile: Profile) {}
 
@@ -168,6 +189,16 @@ export class ReferenceModel {
     list.push(e);
   }
 
+  /** Not expired (yet). */
+  live(e: { expiresAt?: number }): boolean {
+    return e.expiresAt === undefined || e.expiresAt > this.now;
+  }
+
+  /** The copy as sent now: an expiring message shows the seconds it has left (at least 1 while it is sent). */
+  sent(e: Expected): Expected {
+    return e.expiresAt === undefined ? e : { ...e, shown: Math.max(1, e.expiresAt - this.now) };
+  }
+
   /** Takes (and clears) the step's expectations for one client. */
   takeExpected(id: string): Expected[] {
     const list = this.expected.get(id) ?? [];
@@ -175,44 +206,93 @@ export class ReferenceModel {
     return list;
   }
 
-  /** CONNECT of a client that is offline. Returns the session present flag the CONNACK must carry. */
+  /**
+   * CONNECT of a client that is offline. Returns the session present flag the CONNACK must carry. `expiry`: the
+   * Session Expiry Interval (a persistent 3.1.1 session never ends).
+   */
   connect(
     id: string,
     version: ProtocolVersion,
     cleanStart: boolean,
     persistent: boolean,
     limits: ConnectionLimits,
+    expiry = persistent ? Number.POSITIVE_INFINITY : 0,
   ): boolean {
     const existing = this.sessions.get(id);
     const present = !cleanStart && existing !== undefined;
     if (existing !== undefined && !present) this.#ended(id);
+    // A new connection to the session before the will's delay is over: the will is never sent ([MQTT-3.1.3-9]).
+    if (present) this.pendingWills.delete(id);
     const session: ModelSession =
       present && existing !== undefined
         ? existing
-        : { version, online: true, persistent, subscriptions: new Map(), queue: [], limits };
+        : { version, online: true, persistent, subscriptions: new Map(), queue: [], limits, expiry };
     session.online = true;
     session.persistent = persistent;
     session.limits = limits;
     session.version = version;
+    session.expiry = expiry;
+    session.endsAt = undefined;
     this.sessions.set(id, session);
     if (present) {
-      for (const e of session.queue.splice(0)) this.#expect(id, e);
+      // What expired while it waited is dropped, never sent ([MQTT-3.3.2-5]).
+      for (const e of session.queue.splice(0)) if (this.live(e)) this.#expect(id, this.sent(e));
     }
     return present;
   }
 
-  /** The connection went away; `will` is the message the broker must publish for it, if any. */
+  /**
+   * The connection went away; `will` is the message the broker must publish for it, if any: at once, or after its
+   * delay unless the session ends first ([MQTT-3.1.3-9]).
+   */
   disconnect(id: string, will: ModelMessage | undefined): void {
     const session = this.sessions.get(id);
     if (session === undefined) return;
     session.online = false;
     if (!session.persistent) this.#ended(id);
-    if (will !== undefined) this.publish(will, { ownCopyOptional: true });
+    else session.endsAt = this.now + session.expiry;
+    if (will === undefined) return;
+    const delay = Math.min(will.willDelay ?? 0, session.persistent ? session.expiry : 0);
+    if (delay > 0) this.pendingWills.set(id, { will, at: this.now + delay });
+    else this.#publishWill(will);
+  }
+
+  #publishWill(will: ModelMessage): void {
+    this.willsOut.add(will.tag);
+    this.publish(will, { ownCopyOptional: true });
+  }
+
+  /**
+   * A second of virtual time passes: delayed wills whose time has come go out, then sessions whose expiry is over
+   * end (and a will still waiting goes with them). What one second brings may come in any order (the broker's
+   * timer handles its deadlines in an order of its own).
+   */
+  tick(): void {
+    this.now++;
+    const queued = this.queueLengths();
+    const due = new Map([...this.expected].map(([id, list]) => [id, list.length]));
+    for (const [id, pending] of [...this.pendingWills]) {
+      if (pending.at > this.now) continue;
+      this.pendingWills.delete(id);
+      this.#publishWill(pending.will);
+    }
+    for (const [id, session] of [...this.sessions]) {
+      if (!session.online && session.endsAt !== undefined && session.endsAt <= this.now) this.#ended(id);
+    }
+    for (const [topic, until] of [...this.#retainedUntil]) {
+      if (until > this.now) continue;
+      this.retained.delete(topic);
+      this.#retainedUntil.delete(topic);
+    }
+    this.looseQueuedSince(queued);
+    const batch = ++this.#batch;
+    for (const [id, list] of this.expected) for (const e of list.slice(due.get(id) ?? 0)) e.batch = batch;
   }
 
   /**
    * The broker shut down: every connected client's will goes out while all are still connected (the broker closes
-   * them in an order of its own), then every connection ends. A shared message of the shutdown need not arrive.
+   * them in an order of its own), then every connection ends. A will with a delay waits for it, in a session that
+   * outlives the restart. A shared message of the shutdown need not arrive.
    * Returns the topics that got more than one retained will: which one the broker kept depends on its order.
    */
   shutdown(wills: Map<string, ModelMessage>): Map<string, ModelMessage[]> {
@@ -223,7 +303,13 @@ export class ReferenceModel {
     for (const id of online) {
       const will = wills.get(id);
       if (will === undefined) continue;
-      this.publish(will, { ownCopyOptional: true });
+      const session = this.sessions.get(id)!;
+      const delay = session.persistent ? Math.min(will.willDelay ?? 0, session.expiry) : 0;
+      if (delay > 0) {
+        this.pendingWills.set(id, { will, at: this.now + delay });
+        continue;
+      }
+      this.#publishWill(will);
       if (will.retain) retainedWills.set(will.topic, [...(retainedWills.get(will.topic) ?? []), will]);
     }
     // An offline session queues the wills in the order the broker closed their connections.
@@ -233,6 +319,7 @@ export class ReferenceModel {
       const session = this.sessions.get(id)!;
       session.online = false;
       if (!session.persistent) this.#ended(id);
+      else session.endsAt = this.now + session.expiry;
     }
     return new Map([...retainedWills].filter(([, candidates]) => candidates.length > 1));
   }
@@ -252,10 +339,7 @@ export class ReferenceModel {
 
   /** A connection with the same client id replaced a live one: the old one's will, then the new session. */
   takeover(id: string, oldWill: ModelMessage | undefined): void {
-    const session = this.sessions.get(id);
-    if (session !== undefined) session.online = false;
-    if (session !== undefined && !session.persistent) this.#ended(id);
-    if (oldWill !== undefined) this.publish(oldWill, { ownCopyOptional: true });
+    this.disconnect(id, oldWill);
   }
 
   /**
@@ -264,6 +348,11 @@ export class ReferenceModel {
    */
   #ended(id: string): void {
     this.sessions.delete(id);
+    const pending = this.pendingWills.get(id);
+    if (pending !== undefined) {
+      this.pendingWills.delete(id);
+      this.#publishWill(pending.will);
+    }
     for (const o of this.shared) {
       if (o.heldBy === id) {
         o.heldBy = undefined;
@@ -295,7 +384,10 @@ export class ReferenceModel {
     const batch = ++this.#batch;
     for (const message of this.retained.values()) {
       if (!topicMatches(shared?.filter ?? sub.filter, message.topic)) continue;
+      const expiresAt = this.#retainedUntil.get(message.topic);
+      if (expiresAt !== undefined && expiresAt <= this.now) continue;
       const e: Expected = {
+        expiresAt,
         tag: message.tag,
         topic: message.topic,
         qos: Math.min(message.qos, sub.qos) as QoS,
@@ -306,7 +398,7 @@ export class ReferenceModel {
         // No Local is about forwarding; whether it also holds back one's own retained message is left open.
         optional: sub.noLocal && message.origin === id ? true : undefined,
       };
-      this.#expect(id, e);
+      this.#expect(id, this.sent(e));
     }
   }
 
@@ -321,9 +413,13 @@ export class ReferenceModel {
    * it, [MQTT-4.3.2-5]); every delivery it makes is allowed, none required.
    */
   publish(message: ModelMessage, options: { ownCopyOptional?: boolean; duplicate?: boolean } = {}): void {
+    const expiresAt = message.expiry === undefined ? undefined : this.now + message.expiry;
     if (message.retain) {
+      this.#retainedUntil.delete(message.topic);
       if (message.tag.startsWith('clear:')) this.retained.delete(message.topic);
       else this.retained.set(message.topic, message);
+      if (expiresAt !== undefined && !message.tag.startsWith('clear:'))
+        this.#retainedUntil.set(message.topic, expiresAt);
     }
     const groups = new Map<string, SharedObligation>();
     for (const [id, session] of this.sessions) {
@@ -341,6 +437,7 @@ export class ReferenceModel {
               members: new Map(),
               required: false,
               received: 0,
+              expiresAt,
             };
             groups.set(sub.filter, group);
           }
@@ -363,6 +460,7 @@ export class ReferenceModel {
           subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
           note: message.note,
           optional: options.duplicate || (options.ownCopyOptional && message.origin === id) ? true : undefined,
+          expiresAt,
         });
       }
       if (copies.length === 0) continue;
@@ -393,7 +491,7 @@ export class ReferenceModel {
 
   #deliver(id: string, session: ModelSession, e: Expected): void {
     if (session.online) {
-      this.#expect(id, e);
+      this.#expect(id, this.sent(e));
     } else if (e.qos > 0) {
       session.queue.push(e);
     }

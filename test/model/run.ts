@@ -3,9 +3,10 @@
 // arriving) and what each client received is compared with what the model says it must receive. A failure names
 // the seed and the step, so the same run can be replayed.
 import type { ProtocolVersion } from '../../packages/mqtt/src/codec/packets.js';
-import { describeOp, Generator, malformedBytes, type Op, payloadOf, willOf } from './operations.js';
+import { describeOp, Generator, malformedBytes, type Op, willOf, wireOf } from './operations.js';
 import { type ClientSessionState, Peer, type Received } from './peer.js';
 import { expectedSignature } from './properties.js';
+import { realNow, sleep } from './real-time.js';
 import {
   type ConnectionLimits,
   type Expected,
@@ -26,6 +27,18 @@ export interface ModelRunOptions {
   restart?: () => Promise<void>;
   /** How the clients connect: TCP (default) or WebSocket at `/mqtt`. */
   transport?: 'tcp' | 'ws';
+  /**
+   * The broker runs on virtual time (node:test's mock timers): the run then uses short session expiries, will
+   * delays and message expiries, and moves time on a second at a time.
+   */
+  clock?: ModelClock;
+}
+
+export interface ModelClock {
+  /** Moves the broker's clock and timers on by `ms`. */
+  tick(ms: number): void;
+  /** Whether the broker still has a connection for the client (it has not yet noticed its end). */
+  connected(id: string): boolean;
 }
 
 export class ModelDivergence extends Error {}
@@ -39,7 +52,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   const prefix = options.prefix ?? `s${seed}-`;
   const ids = Array.from({ length: 6 }, (_, i) => `${prefix}c${i}`);
   const versions = new Map<string, ProtocolVersion>(ids.map((id, i) => [id, i < 3 ? 5 : 4]));
-  const generator = new Generator(seed, ids, versions, profile, options.restart !== undefined);
+  const generator = new Generator(seed, ids, versions, profile, options.restart !== undefined, !!options.clock);
   const model = new ReferenceModel(profile);
   const peers = new Map<string, Peer>();
   const wills = new Map<string, ModelMessage>();
@@ -92,10 +105,10 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
   };
 
   const until = async (predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = realNow() + timeoutMs;
     while (!predicate()) {
-      if (Date.now() > deadline) fail(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 2));
+      if (realNow() > deadline) fail(`timed out waiting for ${what}`);
+      await sleep(2);
     }
   };
 
@@ -118,7 +131,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         properties:
           version === 5
             ? {
-                sessionExpiryInterval: op.persistent ? 3600 : 0,
+                sessionExpiryInterval: op.persistent ? (op.sessionExpiry ?? 3600) : 0,
                 receiveMaximum: op.limits.receiveMaximum === 65535 ? undefined : op.limits.receiveMaximum,
                 topicAliasMaximum: op.limits.topicAliasMaximum || undefined,
                 maximumPacketSize: op.limits.maximumPacketSize,
@@ -127,10 +140,15 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       })
       .catch((e: Error) => fail(e.message));
     if (connack.reasonCode !== 0) fail(`CONNACK refused ${op.id}: 0x${connack.reasonCode.toString(16)}`);
-    const present = model.connect(op.id, version, op.cleanStart, op.persistent, op.limits);
+    const expiry = version === 4 ? undefined : op.persistent ? (op.sessionExpiry ?? 3600) : 0;
+    const present = model.connect(op.id, version, op.cleanStart, op.persistent, op.limits, expiry);
     if (connack.sessionPresent !== present) fail(`CONNACK session present ${connack.sessionPresent}, model ${present}`);
-    // A resumed session first gets again what its last connection left unacknowledged, then what was not sent.
-    if (present && carry !== undefined) model.expected.set(op.id, [...carry.expect, ...model.takeExpected(op.id)]);
+    // A resumed session first gets again what its last connection left unacknowledged (expired or not: its delivery
+    // has begun), then what was not sent (unless it expired meanwhile).
+    if (present && carry !== undefined) {
+      const owed = carry.expect.filter((e) => e.dup === true || model.live(e)).map((e) => model.sent(e));
+      model.expected.set(op.id, [...owed, ...model.takeExpected(op.id)]);
+    }
     if (present && reordered.has(op.id)) {
       // After a shutdown, resends and queued messages come in the broker's order, each with DUP or not.
       const batch = --looseBatch;
@@ -153,7 +171,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
 
   const publishWithFault = async (op: Extract<Op, { kind: 'publish' }>, peer: Peer): Promise<void> => {
     const m = op.message;
-    const wire = { topic: m.topic, payload: payloadOf(m), qos: m.qos, retain: m.retain, note: m.note };
+    const wire = wireOf(m);
     const packetId = peer.packetId();
     peer.sendPublish(wire, packetId, false);
     // A retained QoS 2 message and a retained will on one topic: which is kept after a lost link depends on whether
@@ -241,7 +259,10 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         if (version === 5 && profile.disconnectOnTakeover && old.disconnectReason !== 0x8e) {
           fail(`taken-over connection got DISCONNECT ${old.disconnectReason}, not 0x8E`);
         }
-        if (willSent) await until(willSeen(oldWill), `the will of ${op.id}'s old connection`);
+        // A delayed will goes when the old session ends (Clean Start 1), never when it is resumed.
+        if (willSent && model.willsOut.has(oldWill.tag)) {
+          await until(willSeen(oldWill), `the will of ${op.id}'s old connection`);
+        }
         checkShared(checkDirect(op.id, old.take(), []));
         return;
       }
@@ -282,6 +303,14 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         }
         return;
       }
+      case 'advance':
+        // A second at a time, settling in between: what a second brings is delivered before the next one's.
+        for (let second = 0; second < op.seconds; second++) {
+          options.clock!.tick(1000);
+          model.tick();
+          await settle();
+        }
+        return;
       case 'hold':
         peer!.ackMode = op.mode;
         holds.set(op.id, { expected: [], received: [] });
@@ -333,9 +362,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       case 'publish': {
         const m = op.message;
         if (op.fault !== undefined) return publishWithFault(op, peer!);
-        const reason = await peer!
-          .publish({ topic: m.topic, payload: payloadOf(m), qos: m.qos, retain: m.retain, note: m.note }, op.alias)
-          .catch((e: Error) => fail(e.message));
+        const reason = await peer!.publish(wireOf(m), op.alias).catch((e: Error) => fail(e.message));
         if (reason !== 0) fail(`publish acknowledged with 0x${reason.toString(16)}`);
         model.publish(m);
         return;
@@ -361,7 +388,8 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     r.topic === e.topic &&
     r.qos === e.qos &&
     r.retain === e.retain &&
-    (version === 4 || (r.subscriptionIds.join() === e.subscriptionIds.join() && r.props === expectedSignature(e.note)));
+    (version === 4 ||
+      (r.subscriptionIds.join() === e.subscriptionIds.join() && r.props === expectedSignature(e.note, e.shown)));
 
   /**
    * Checks one client's deliveries against its expected list, in order; returns the copies left for shared groups.
@@ -400,7 +428,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
             qos: x.qos,
             retain: x.retain,
             ids: x.subscriptionIds,
-            note: x.note,
+            props: 'props' in x ? x.props : expectedSignature(x.note, (x as Expected).shown),
             dup: x.dup,
           });
         fail(`${id} got ${r.tag} as ${show(r)}, model says ${show(e)}`);
@@ -507,7 +535,8 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     for (const r of received) {
       if (!unacknowledged(state, r)) continue;
       const e = pairs.get(r);
-      const base: Expected = e ?? { ...r, tag: r.tag, subscriptionIds: r.subscriptionIds };
+      const expiresAt = copyOf.get(r)?.expiresAt;
+      const base: Expected = e ?? { ...r, tag: r.tag, subscriptionIds: r.subscriptionIds, expiresAt };
       if (e === undefined && !copyOf.has(r)) continue;
       again.push({ ...base, dup: true, batch: undefined, optional: undefined });
     }
@@ -536,7 +565,14 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     before?.();
     model.disconnect(id, will);
     keepCarry(id, ending);
-    if (will !== undefined) await until(willSeen(will), `the will of ${id} (${how})`);
+    if (will === undefined) return;
+    if (model.willsOut.has(will.tag)) {
+      await until(willSeen(will), `the will of ${id} (${how})`);
+      return;
+    }
+    // A will held back for its delay: the broker's list of connections tells when it noticed the end.
+    const clock = options.clock ?? fail(`the will of ${id} was held back on a broker without a clock`);
+    await until(() => !clock.connected(id), `the broker to notice the end of ${id}'s connection (${how})`);
   };
 
   /** Keeps what the session is owed while it lives on; a shared delivery it leaves unacknowledged may go elsewhere. */
