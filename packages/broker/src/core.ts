@@ -198,6 +198,11 @@ export class BrokerCore {
     this.store = store;
     // Half a second keeps short test timeouts honest; scanning even 100 k deadlines twice a second is cheap.
     this.ticker = new DeadlineTicker(Math.min(500, Math.max(50, Math.floor(this.limits.connectTimeoutMs / 2))));
+    // An expired retained message goes from the store when a SUBSCRIBE finds it, not only at the next start-up.
+    this.router.retained.onExpired = (message) => {
+      this.stats.retainedCurrent = this.router.retained.size;
+      if (!message.topic.startsWith('$SYS/')) this.store.clearRetained(message.topic);
+    };
   }
 
   /**
@@ -629,9 +634,7 @@ export class BrokerCore {
         continue;
       }
       // The session ended meanwhile (its store records went with it): a shared message goes to another member.
-      if (delivery.sharedFilter !== undefined) {
-        this.router.reassignShared(session, delivery, (member, moved) => member.offer(moved, undefined, now));
-      }
+      if (delivery.sharedFilter !== undefined) this.#reassignShared(session, delivery, now);
     }
     if (this.events.listenerCount('message') > 0) this.events.emit('message', message);
   }
@@ -761,9 +764,7 @@ export class BrokerCore {
     session.discard();
     if (orphans !== undefined) {
       const now = Date.now();
-      for (const delivery of orphans) {
-        this.router.reassignShared(session, delivery, (member, moved) => member.offer(moved, undefined, now));
-      }
+      for (const delivery of orphans) this.#reassignShared(session, delivery, now);
     }
     this.stats.sessionsCurrent--;
     if (session.outlet === undefined) this.stats.sessionsOffline--;
@@ -772,6 +773,18 @@ export class BrokerCore {
       this.ticker.delete(expiry);
       this.#expiries.delete(session);
     }
+  }
+
+  /**
+   * A shared message whose member's session ended goes to another member (MQTT 5.0 4.8.2), unless it expired: its
+   * delivery to that member has not begun, so it is dropped ([MQTT-3.3.2-5]).
+   */
+  #reassignShared(from: Session, delivery: Delivery, now: number): void {
+    if (isExpired(delivery.message, now)) {
+      this.stats.droppedExpired++;
+      return;
+    }
+    this.router.reassignShared(from, delivery, (member, moved) => member.offer(moved, undefined, now));
   }
 
   /**

@@ -17,6 +17,8 @@ function newNode(parent: Node | undefined, level: string): Node {
 export class RetainedStore {
   readonly #root = newNode(undefined, '');
   readonly #byTopic = new Map<string, Node>();
+  /** Told of each message removed because it expired (the broker clears it from its store too). */
+  onExpired: ((message: Message) => void) | undefined = undefined;
 
   get size(): number {
     return this.#byTopic.size;
@@ -77,8 +79,12 @@ export class RetainedStore {
   }
 
   #collect(message: Message, now: number, out: Message[]): void {
-    if (isExpired(message, now)) this.delete(message.topic);
-    else out.push(message);
+    if (!isExpired(message, now)) {
+      out.push(message);
+      return;
+    }
+    this.delete(message.topic);
+    this.onExpired?.(message);
   }
 
   #walk(node: Node, levels: string[], index: number, now: number, out: Message[]): void {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { QoS } from '@otalink/mqtt';
+import { MemoryStore } from '../src/store/memory.js';
 import {
   connected,
   delay,
@@ -127,6 +128,24 @@ for (const version of [4, 5] as const) {
         early.end();
         late.end();
         pub.end();
+      });
+
+      test('a retained message a SUBSCRIBE finds expired leaves the store and the retained count too', async () => {
+        const store = new MemoryStore();
+        const own = await startBroker({ store });
+        const pub = await connected(own.port, { version, clientId: id('pub') });
+        publish(pub, `${root}/gone`, 'short', 0, true, { messageExpiryInterval: 1 });
+        while (own.broker.stats.retainedCurrent === 0) await delay(5);
+        await delay(1100);
+        const late = await connected(own.port, { version, clientId: id('late') });
+        await subscribe(late, `${root}/gone`, 0);
+        assert.ok(await late.silentFor(150));
+        assert.equal(own.broker.stats.retainedCurrent, 0);
+        late.end();
+        pub.end();
+        await own.close();
+        // What a broker started on this store next would read: the expired message is gone from it already.
+        assert.equal((await store.load()).retained.has(`${root}/gone`), false);
       });
 
       test('the subscription identifier comes with retained messages', async () => {

@@ -2,7 +2,15 @@
 // are independent of each other and of ordinary subscriptions, no retained messages on subscribe, both versions.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connected, type RawClient, startBroker, str, subscribe, type TestBroker } from './support/raw-client.js';
+import {
+  connected,
+  delay,
+  type RawClient,
+  startBroker,
+  str,
+  subscribe,
+  type TestBroker,
+} from './support/raw-client.js';
 
 for (const version of [4, 5] as const) {
   describe(`07 shared subscriptions, MQTT ${version === 4 ? '3.1.1' : '5.0'}`, () => {
@@ -94,6 +102,25 @@ for (const version of [4, 5] as const) {
       assert.equal(moved.dup, false);
       c.end();
     });
+
+    if (version === 5) {
+      test('a queued message of a member whose session ends is dropped, not handed on, once it expired', async () => {
+        // [MQTT-3.3.2-5]: its delivery to the other member has not begun, so an expired message goes.
+        const a = await connected(b.port, { version, clientId: id('expiry-a'), properties: { receiveMaximum: 1 } });
+        await subscribe(a, '$share/ex/ex/t', 1);
+        b.broker.publish({ topic: 'ex/t', payload: 'first', qos: 1 });
+        b.broker.publish({ topic: 'ex/t', payload: 'short', qos: 1, properties: { messageExpiryInterval: 1 } });
+        b.broker.publish({ topic: 'ex/t', payload: 'long', qos: 1, properties: { messageExpiryInterval: 600 } });
+        // A holds "first" unacknowledged; the other two wait in its queue behind the full window.
+        assert.equal(str((await a.expect('publish')).payload), 'first');
+        const c = await connected(b.port, { version, clientId: id('expiry-c') });
+        await subscribe(c, '$share/ex/ex/t', 1);
+        await delay(1100); // "short" expires while queued for A
+        a.end(); // a clean session: it ends, and its shared messages go to C
+        assert.deepEqual(await drain(c, 5), ['first', 'long']);
+        c.end();
+      });
+    }
 
     test('a malformed shared filter is refused', async () => {
       const m = await connected(b.port, { version, clientId: id('bad') });
