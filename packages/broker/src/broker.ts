@@ -220,6 +220,10 @@ export function createBroker(options: BrokerOptions = {}): Broker {
         new Promise<void>((resolve) => setTimeout(resolve, CLOSE_LIMIT_MS + 1000).unref()),
       ]);
       clearTimeout(stragglers);
+      // Sessions in a store of our own that forgets them end here: a will waiting for its delay goes now, as it
+      // would when its session ended ([MQTT-3.1.2-8]), if only to the `message` event. A durable store, or one the
+      // embedding application keeps, has them wait for a restart.
+      if (ownStore && !store.durable) core.flushPendingWills();
       await Promise.all(closing);
       await store.flush().catch((error: unknown) => {
         resolved.logger.error({ code: 'BROKER_ERR_STORE', err: error }, 'store: last writes failed at shutdown');

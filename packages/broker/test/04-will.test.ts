@@ -98,6 +98,16 @@ for (const version of [4, 5] as const) {
     });
 
     if (version === 5) {
+      test('DISCONNECT with an error reason (0x80) publishes the will: only 0x00 discards it', async () => {
+        // [MQTT-3.1.2-8], [MQTT-3.14.4-3]: a client ending on an error is as good as lost.
+        const sub = await watcher('will/0x80');
+        const client = await connected(b.port, { version, clientId: id('c'), will: will('will/0x80') });
+        client.send({ type: 'disconnect', reasonCode: 0x80 });
+        await client.closedPromise;
+        assert.equal((await sub.expect('publish')).topic, 'will/0x80');
+        sub.end();
+      });
+
       test('DISCONNECT with reason 0x04 publishes the will', async () => {
         const sub = await watcher('will/0x04');
         const client = await connected(b.port, { version, clientId: id('c'), will: will('will/0x04') });
@@ -167,6 +177,27 @@ for (const version of [4, 5] as const) {
         assert.equal((await sub.expect('publish')).topic, 'will/clean');
         fresh.end();
         sub.end();
+      });
+
+      test('will delay: a broker on its own memory store publishes a waiting will at close, as its session ends', async () => {
+        // The sessions of a store that forgets them end with the broker ([MQTT-3.1.2-8]); the embedding application
+        // (the OTA backend marks a vehicle offline by its will) hears of the will through the message event.
+        const own = await startBroker();
+        const seen: string[] = [];
+        own.broker.events.on('message', (m) => seen.push(m.topic));
+        const c = await connected(own.port, {
+          version,
+          clientId: id('c'),
+          clean: false,
+          properties: { sessionExpiryInterval: 600 },
+          will: will('will/at-close', { properties: { willDelayInterval: 300 } }),
+        });
+        c.end();
+        await c.closedPromise;
+        while (own.broker.clients().length > 0) await delay(5);
+        assert.deepEqual(seen, []);
+        await own.close();
+        assert.deepEqual(seen, ['will/at-close']);
       });
     }
   });

@@ -1,8 +1,9 @@
-// DISCONNECT from the client: no will (unless 5.0 reason 0x04), optionally a new session expiry, then close.
+// DISCONNECT from the client: no will after a normal one (0x00; any other 5.0 reason keeps it, [MQTT-3.1.2-8] and
+// [MQTT-3.14.4-3]), optionally a new session expiry, then close.
 import type { DisconnectPacket } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
 
-const DISCONNECT_WITH_WILL = 0x04;
+const NORMAL_DISCONNECTION = 0x00;
 /** The usual reason, made once rather than per disconnect. */
 const NORMAL = 'client disconnected (0x0)';
 
@@ -16,9 +17,9 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
     }
     session.setExpiryInterval(Math.min(expiry, connection.core.limits.maxSessionExpiryInterval));
   }
-  if (connection.protocolVersion === 4 || (packet.reasonCode ?? 0) !== DISCONNECT_WITH_WILL)
-    connection.will = undefined;
   const reasonCode = packet.reasonCode ?? 0;
+  // 0x04 asks for the will; an error reason (0x80 and up) ends the connection as abnormally as a lost link.
+  if (connection.protocolVersion === 4 || reasonCode === NORMAL_DISCONNECTION) connection.will = undefined;
   connection.setCloseReason(reasonCode === 0 ? NORMAL : `client disconnected (0x${reasonCode.toString(16)})`);
   connection.closeAfterDisconnect();
 }
