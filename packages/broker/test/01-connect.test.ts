@@ -76,6 +76,25 @@ for (const version of [4, 5] as const) {
         assert.equal(connack.properties?.serverKeepAlive, 100);
         client.end();
       });
+    } else {
+      // 3.1.1 has no Server Keep Alive: a client cannot be told a shorter keepalive, and would be cut off at 1.5x one
+      // it never heard of. Refused instead, as Mosquitto refuses it (return code 0x02); none at all (0) too.
+      test('max_keepalive: a keepalive over the cap, or 0, is refused with 0x02; the cap itself is taken', async () => {
+        for (const keepalive of [101, 0]) {
+          const { client, connack } = await connectClient(b.port, {
+            version,
+            clientId: `ka-cap-${keepalive}`,
+            keepalive,
+          });
+          assert.equal(connack.reasonCode, 0x02, `keepalive ${keepalive}`);
+          await client.expectClose();
+        }
+        const { client, connack } = await connectClient(b.port, { version, clientId: 'ka-cap-100', keepalive: 100 });
+        assert.equal(connack.reasonCode, 0);
+        client.send({ type: 'pingreq' });
+        await client.expect('pingresp');
+        client.end();
+      });
     }
 
     test('the first packet must be CONNECT: anything else closes the connection', async () => {
@@ -172,7 +191,7 @@ for (const version of [4, 5] as const) {
       const client = await RawClient.open(b.port, version);
       const frames = [
         encode(
-          { type: 'connect', protocolVersion: version, clientId: `one-write-${version}`, clean: true, keepalive: 0 },
+          { type: 'connect', protocolVersion: version, clientId: `one-write-${version}`, clean: true, keepalive: 60 },
           version,
         ),
         encode(

@@ -39,6 +39,13 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     refuse(connection, 0x85, 0x02, 'BROKER_ERR_CLIENT_ID_REJECTED', 'client id too long');
     return undefined;
   }
+  // 3.1.1 has no Server Keep Alive to tell a client a shorter keepalive: one over the cap, or none at all (0), is
+  // refused as Mosquitto refuses it (return code 0x02), rather than the link cut at 1.5x a keepalive it never heard of.
+  if (!v5 && limits.maxKeepAlive > 0 && (packet.keepalive > limits.maxKeepAlive || packet.keepalive === 0)) {
+    const why = `keepalive ${packet.keepalive} s of a 3.1.1 client, max_keepalive is ${limits.maxKeepAlive} s`;
+    refuse(connection, 0x85, 0x02, 'BROKER_ERR_KEEPALIVE_REJECTED', why);
+    return undefined;
+  }
   let assigned = false;
   if (clientId.length === 0) {
     // 3.1.1 has no way to tell the client its id, so a session it could resume makes no sense (MQTT-3.1.3-8).
@@ -243,7 +250,7 @@ function accept(
   core.armWill(connection);
 
   let keepalive = packet.keepalive;
-  if (limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || (v5 && keepalive === 0))) {
+  if (v5 && limits.maxKeepAlive > 0 && (keepalive > limits.maxKeepAlive || keepalive === 0)) {
     keepalive = limits.maxKeepAlive;
   }
   const plain =
