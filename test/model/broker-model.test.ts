@@ -35,11 +35,21 @@ describe('the broker against the reference model', () => {
     });
   }
 
-  for (let seed = 41; seed <= 48; seed++) {
-    test(`our broker on virtual time (session expiry, will delay, message expiry), seed ${seed}`, async () => {
-      const b = await ourBrokerOnVirtualTime();
+  for (let seed = 41; seed <= 52; seed++) {
+    // Seeds from 49 on use the durable store, restarted now and then.
+    const durable = seed >= 49;
+    const where = durable ? 'on its durable store' : 'in memory';
+    test(`our broker on virtual time ${where} (session expiry, will delay, message expiry), seed ${seed}`, async () => {
+      const b = await ourBrokerOnVirtualTime(durable);
       try {
-        const { deliveries } = await runModel({ port: b.port, clock: b.clock, seed, steps: STEPS, profile: OURS });
+        const { deliveries } = await runModel({
+          port: b.port,
+          clock: b.clock,
+          restart: b.restart,
+          seed,
+          steps: STEPS,
+          profile: OURS,
+        });
         assert.ok(deliveries > STEPS, `only ${deliveries} deliveries checked`);
       } finally {
         await b.close();

@@ -28,7 +28,8 @@ export type Op =
       limits: ConnectionLimits;
       will: ModelMessage;
     }
-  | { kind: 'disconnect'; id: string; withWill: boolean }
+  /** DISCONNECT 0x00 discards the will; 0x04 (disconnect with will) and an error reason (0x80) keep it. */
+  | { kind: 'disconnect'; id: string; reason: 0x00 | 0x04 | 0x80 }
   | { kind: 'drop'; id: string }
   | { kind: 'malformed'; id: string; variant: number }
   | { kind: 'subscribe'; id: string; filters: SubscribeFilter[]; subscriptionId?: number }
@@ -49,8 +50,8 @@ export type Op =
   | { kind: 'hold'; id: string; mode: 'hold' | 'hold-pubcomp' }
   | { kind: 'release'; id: string }
   | { kind: 'restart'; id: string }
-  /** Virtual time moves on, a second at a time (a run on virtual time only). */
-  | { kind: 'advance'; id: string; seconds: number };
+  /** A second of virtual time passes (a run on virtual time only). */
+  | { kind: 'advance'; id: string };
 
 /** One filter of a SUBSCRIBE, with its options. */
 interface SubscribeFilter {
@@ -76,6 +77,9 @@ export class Generator {
   ) {
     this.#random = prng(seed);
   }
+
+  /** Seconds still to pass of an 'advance' drawn earlier: each is an operation (a step) of its own. */
+  #advancing = 0;
 
   #pick<T>(items: readonly T[]): T {
     return items[Math.floor(this.#random() * items.length)]!;
@@ -134,7 +138,8 @@ export class Generator {
     earlier: SubscribeFilter[],
   ): SubscribeFilter {
     const v5 = version === 5;
-    const shared = this.#chance(0.15);
+    // On virtual time more: a shared message that expires in one member's queue must not go on to another.
+    const shared = this.#chance(this.timed ? 0.35 : 0.15);
     let filter = shared ? `$share/g${this.#pick([0, 1])}/${this.#filter()}` : this.#filter();
     const mine = [...model.subscriptionsOf(id), ...earlier];
     if (!shared && this.profile.overlapping === 'avoid') {
@@ -174,9 +179,15 @@ export class Generator {
       return { kind, id, cleanStart, persistent, sessionExpiry, limits, will: this.message(id, version, true) };
     };
     if (this.canRestart && this.#chance(0.015)) return { kind: 'restart', id };
-    // Only while no client holds its acknowledgements: what waits behind a full window would expire unseen.
+    // Only while no client holds its acknowledgements: what waits behind a full window would expire unseen. One
+    // second per step, so that every delivery is checked against the time it was made at.
+    if (this.timed && this.#advancing > 0 && !this.ids.some(holding)) {
+      this.#advancing--;
+      return { kind: 'advance', id };
+    }
     if (this.timed && !this.ids.some(holding) && this.#chance(0.06)) {
-      return { kind: 'advance', id, seconds: this.#pick([1, 2, 3, 6]) };
+      this.#advancing = this.#pick([1, 2, 3, 6]) - 1;
+      return { kind: 'advance', id };
     }
     if (!model.isOnline(id)) return connectOp('connect');
     if (holding(id) && this.#chance(0.3)) return { kind: 'release', id };
@@ -211,7 +222,12 @@ export class Generator {
         return { kind: 'publish', id, message, alias: false, fault: 'repeat' };
       return { kind: 'publish', id, message, alias: false, fault: 'lost-link', will: this.message(id, version, true) };
     }
-    if (r < 0.84) return { kind: 'disconnect', id, withWill: version === 5 && this.#chance(0.3) };
+    if (r < 0.84) {
+      if (version === 4 || !this.#chance(0.3)) return { kind: 'disconnect', id, reason: 0x00 };
+      // Which of the two by the tag count, not another draw: the seeds of earlier runs replay as they did.
+      const errorReason = this.profile.willOnErrorDisconnect && this.#tags % 2 === 1;
+      return { kind: 'disconnect', id, reason: errorReason ? 0x80 : 0x04 };
+    }
     if (r < 0.9) return { kind: 'drop', id };
     if (r < 0.93) return connectOp('takeover');
     if (r < 0.965 && !holding(id)) return { kind: 'hold', id, mode: this.#pick(['hold', 'hold-pubcomp'] as const) };
@@ -245,7 +261,7 @@ export function describeOp(op: Op): string {
       return `${kind} ${id} cleanStart=${op.cleanStart} persistent=${op.persistent}${expiry} limits=${JSON.stringify(op.limits)} will=${w.tag}@${w.topic}/q${w.qos}${w.retain ? '/r' : ''}${delay}${expiresIn(w)}`;
     }
     case 'advance':
-      return `${op.seconds} s pass`;
+      return 'a second passes';
     case 'subscribe': {
       const filters = op.filters.map(
         (f) =>
@@ -262,7 +278,7 @@ export function describeOp(op: Op): string {
       return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}${expiresIn(m)}${fault}`;
     }
     case 'disconnect':
-      return `disconnect ${id}${op.withWill ? ' with will (0x04)' : ''}`;
+      return `disconnect ${id}${op.reason === 0 ? '' : ` 0x${op.reason.toString(16)}, keeping the will`}`;
     case 'hold':
       return `${id} holds its acknowledgements (${op.mode})`;
     case 'restart':

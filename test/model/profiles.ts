@@ -12,6 +12,7 @@ export const OURS: Profile = {
   malformedVariants: [0, 1, 2, 3],
   overlapping: 'merged',
   disconnectOnTakeover: true,
+  willOnErrorDisconnect: true,
   resubscribeMayChangeOptions: true,
   maximumPacketSizes: true,
   honoursReceiveMaximum: true,
@@ -34,6 +35,8 @@ export const MOSQUITTO_2_0: Profile = {
   overlapping: 'avoid',
   // The connection taken over is closed without DISCONNECT 0x8E.
   disconnectOnTakeover: false,
+  // DISCONNECT with an error reason (0x80) discards the will, as 0x00 does ([MQTT-3.1.2-8] keeps it).
+  willOnErrorDisconnect: false,
   // A SUBSCRIBE repeating a filter keeps the old No Local and Retain As Published ([MQTT-3.8.4-3] says replace);
   // one made while the client holds its acknowledgements back led to duplicate deliveries past its Receive Maximum.
   resubscribeMayChangeOptions: false,

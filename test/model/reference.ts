@@ -116,6 +116,8 @@ export interface Profile {
   /** 'avoid': the generator makes no overlapping subscriptions (for a broker whose choice is not consistent). */
   /** A 5.0 connection taken over gets DISCONNECT 0x8E before it is closed ([MQTT-3.1.4-3], section 4.13). */
   disconnectOnTakeover: boolean;
+  /** Try DISCONNECT with an error reason (0x80): the will is published, as after any reason but 0x00. */
+  willOnErrorDisconnect: boolean;
 }
 
 /** The topic levels: plain filters match by level, `+` one level, `#` the rest (and the parent), `$` not by wildcards. */
@@ -187,6 +189,15 @@ export class ReferenceModel {
       this.expected.set(id, list);
     }
     list.push(e);
+  }
+
+  /** The retained message of its topic is `message`, published now (of several, the one the broker kept). */
+  keepRetained(message: ModelMessage): number | undefined {
+    const expiresAt = message.expiry === undefined ? undefined : this.now + message.expiry;
+    this.retained.set(message.topic, message);
+    if (expiresAt === undefined) this.#retainedUntil.delete(message.topic);
+    else this.#retainedUntil.set(message.topic, expiresAt);
+    return expiresAt;
   }
 
   /** Not expired (yet). */
@@ -360,15 +371,20 @@ export class ReferenceModel {
         o.required = false;
       }
       if (o.received > 0 || !o.members.has(id)) continue;
-      for (const [other, session] of this.sessions) {
-        const sub = session.subscriptions.get(o.group);
-        if (sub === undefined || o.members.has(other)) continue;
-        o.members.set(other, {
-          qos: Math.min(o.qos, sub.qos) as QoS,
-          subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
-          retain: false,
-        });
-      }
+      this.openToGroup(o);
+    }
+  }
+
+  /** A shared message whose member's session ended unacknowledged may go to any member the group has now. */
+  openToGroup(o: SharedObligation): void {
+    for (const [other, session] of this.sessions) {
+      const sub = session.subscriptions.get(o.group);
+      if (sub === undefined || o.members.has(other)) continue;
+      o.members.set(other, {
+        qos: Math.min(o.qos, sub.qos) as QoS,
+        subscriptionIds: sub.subscriptionId === undefined ? [] : [sub.subscriptionId],
+        retain: false,
+      });
     }
   }
 

@@ -295,21 +295,20 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
             const kept = candidates.find((m) => monitor.received.some((r) => r.retain && r.tag === m.tag));
             if (kept === undefined)
               return fail(`none of the retained wills ${candidates.map((m) => m.tag)} on ${topic} was kept`);
-            model.retained.set(topic, kept);
+            const expiresAt = model.keepRetained(kept);
             const due = model.expected.get(monitorId) ?? [];
             const at = due.findIndex((e) => e.retain && e.topic === topic);
-            if (at >= 0) due[at] = { ...due[at]!, tag: kept.tag, qos: kept.qos, note: kept.note };
+            if (at >= 0) {
+              const e = { ...due[at]!, tag: kept.tag, qos: kept.qos, note: kept.note, expiresAt, shown: undefined };
+              due[at] = model.sent(e);
+            }
           }
         }
         return;
       }
       case 'advance':
-        // A second at a time, settling in between: what a second brings is delivered before the next one's.
-        for (let second = 0; second < op.seconds; second++) {
-          options.clock!.tick(1000);
-          model.tick();
-          await settle();
-        }
+        options.clock!.tick(1000);
+        model.tick();
         return;
       case 'hold':
         peer!.ackMode = op.mode;
@@ -321,11 +320,13 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         holds.delete(op.id);
         return;
       }
-      case 'disconnect':
-        peer!.send({ type: 'disconnect', reasonCode: op.withWill ? 0x04 : 0x00 });
+      case 'disconnect': {
+        peer!.send({ type: 'disconnect', reasonCode: op.reason });
         await until(() => peer!.closed, `the broker to close ${op.id} after DISCONNECT`);
-        await connectionEnded(op.id, peer!, op.withWill ? wills.get(op.id) : undefined, 'DISCONNECT 0x04');
+        const will = op.reason === 0 ? undefined : wills.get(op.id);
+        await connectionEnded(op.id, peer!, will, `DISCONNECT 0x${op.reason.toString(16)}`);
         return;
+      }
       case 'drop':
         peer!.destroy();
         await connectionEnded(op.id, peer!, wills.get(op.id), 'dropped');
@@ -443,14 +444,24 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     return left;
   };
 
+  /** The copy that met each obligation, while another copy checked later may still show it was another's. */
+  const metBy = new WeakMap<SharedObligation, SharedCopy>();
+
   /**
    * Pairs the leftover copies with open shared obligations (a client in two groups the message matches gets two
    * copies, so a greedy pairing can go wrong): a bipartite matching by augmenting paths; a copy without a partner
-   * is a delivery the model does not allow.
+   * is a delivery the model does not allow. Copies paired in earlier steps take part too while their obligation is
+   * kept (a member holding its acknowledgements has its copies checked only when the hold ends, so a copy checked
+   * earlier may have been another group's). Returns the pairs of `copies`.
    */
   const checkShared = (copies: SharedCopy[]): Map<SharedObligation, SharedCopy> => {
     const fits = (c: SharedCopy, o: SharedObligation): boolean => {
-      const m = o.tag === c.r.tag && o.received === 0 ? o.members.get(c.id) : undefined;
+      // A step is one moment of the model's time: what expired by then cannot have begun its delivery in it (a
+      // resend of one begun earlier is the session's own, not the group's).
+      if (!model.live(o)) return false;
+      // Met already: only by a copy that can go to another obligation (not one a session left unacknowledged).
+      if (o.received > 0 && (o.heldBy !== undefined || !metBy.has(o))) return false;
+      const m = o.tag === c.r.tag ? o.members.get(c.id) : undefined;
       if (m === undefined) return false;
       return m.qos === c.r.qos && (c.version === 4 || m.subscriptionIds.join() === c.r.subscriptionIds.join());
     };
@@ -465,7 +476,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       for (const o of newestFirst) {
         if (seen.has(o) || !fits(c, o)) continue;
         seen.add(o);
-        const other = partner.get(o);
+        const other = partner.get(o) ?? (o.received > 0 ? metBy.get(o) : undefined);
         if (other === undefined || augment(other, seen)) {
           partner.set(o, c);
           return true;
@@ -475,15 +486,16 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     };
     for (const c of copies) {
       if (augment(c, new Set())) continue;
-      const again = model.shared.some((o) => o.tag === c.r.tag && o.members.has(c.id));
-      fail(
-        again
-          ? `${c.id} got ${c.r.tag} (q${c.r.qos} [${c.r.subscriptionIds}]) from a shared group that already delivered it`
-          : `${c.id} got ${c.r.tag} (${c.r.topic} q${c.r.qos}${c.r.retain ? ' retain' : ''} [${c.r.subscriptionIds}]), not expected`,
-      );
+      const groups = model.shared.filter((o) => o.tag === c.r.tag && o.members.has(c.id));
+      const copy = `${c.id} got ${c.r.tag} (${c.r.topic} q${c.r.qos}${c.r.retain ? ' retain' : ''} [${c.r.subscriptionIds}])`;
+      if (groups.some((o) => !model.live(o))) fail(`${copy} from a shared group after it expired`);
+      fail(groups.length > 0 ? `${copy} from a shared group that already delivered it` : `${copy}, not expected`);
     }
-    for (const o of partner.keys()) o.received++;
-    return partner;
+    for (const [o, c] of partner) {
+      o.received = 1;
+      metBy.set(o, c);
+    }
+    return new Map([...partner].filter(([, c]) => copies.includes(c)));
   };
 
   /**
@@ -589,6 +601,9 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       if (unacknowledged(ended.state, c.r)) {
         o.received--;
         o.required = false;
+        metBy.delete(o);
+        // The model heard of the session's end before this copy was counted: the group may pass it on now.
+        model.openToGroup(o);
       }
     }
   };
@@ -682,10 +697,11 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       }
       for (const peer of peers.values()) if (peer.violations.length > 0) fail(peer.violations.join('; '));
       checkObligations(model.shared.slice(sharedBefore));
-      // Obligations met or no longer able to be met stay only while a member may still get them.
+      // Obligations met or no longer able to be met stay only while a member may still get them; met ones also
+      // while a member holds its acknowledgements (its copies, checked later, may show who met which).
       for (let i = model.shared.length - 1; i >= 0; i--) {
         const o = model.shared[i]!;
-        const met = o.received > 0 && o.heldBy === undefined;
+        const met = o.received > 0 && o.heldBy === undefined && ![...o.members.keys()].some((m) => holds.has(m));
         if (met || ![...o.members.keys()].some((m) => model.hasSession(m))) model.shared.splice(i, 1);
       }
       for (const peer of peers.values()) if (peer.closed) fail(`the broker closed ${peer.id} unasked`);
