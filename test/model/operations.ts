@@ -29,7 +29,7 @@ export type Op =
       will: ModelMessage;
     }
   /** DISCONNECT 0x00 discards the will; 0x04 (disconnect with will) and an error reason (0x80) keep it. */
-  | { kind: 'disconnect'; id: string; reason: 0x00 | 0x04 | 0x80 }
+  | { kind: 'disconnect'; id: string; reason: 0x00 | 0x04 | 0x80; sessionExpiry?: number }
   | { kind: 'drop'; id: string }
   | { kind: 'malformed'; id: string; variant: number }
   | { kind: 'subscribe'; id: string; filters: SubscribeFilter[]; subscriptionId?: number }
@@ -223,10 +223,13 @@ export class Generator {
       return { kind: 'publish', id, message, alias: false, fault: 'lost-link', will: this.message(id, version, true) };
     }
     if (r < 0.84) {
-      if (version === 4 || !this.#chance(0.3)) return { kind: 'disconnect', id, reason: 0x00 };
+      // On virtual time a persistent 5.0 session may leave with a new Session Expiry Interval (0: it ends now).
+      const sessionExpiry =
+        this.timed && version === 5 && model.isPersistent(id) && this.#chance(0.3) ? this.#pick([0, 1, 4]) : undefined;
+      if (version === 4 || !this.#chance(0.3)) return { kind: 'disconnect', id, reason: 0x00, sessionExpiry };
       // Which of the two by the tag count, not another draw: the seeds of earlier runs replay as they did.
       const errorReason = this.profile.willOnErrorDisconnect && this.#tags % 2 === 1;
-      return { kind: 'disconnect', id, reason: errorReason ? 0x80 : 0x04 };
+      return { kind: 'disconnect', id, reason: errorReason ? 0x80 : 0x04, sessionExpiry };
     }
     if (r < 0.9) return { kind: 'drop', id };
     if (r < 0.93) return connectOp('takeover');
@@ -277,8 +280,10 @@ export function describeOp(op: Op): string {
         op.fault === undefined ? '' : ` ${op.fault}${op.will ? ` (will ${op.will.tag}@${op.will.topic})` : ''}`;
       return `publish ${id} ${m.tag} ${m.topic} q${m.qos}${m.retain ? ' retain' : ''}${op.alias ? ' alias' : ''}${expiresIn(m)}${fault}`;
     }
-    case 'disconnect':
-      return `disconnect ${id}${op.reason === 0 ? '' : ` 0x${op.reason.toString(16)}, keeping the will`}`;
+    case 'disconnect': {
+      const expiry = op.sessionExpiry === undefined ? '' : ` session expiry now ${op.sessionExpiry}`;
+      return `disconnect ${id}${op.reason === 0 ? '' : ` 0x${op.reason.toString(16)}, keeping the will`}${expiry}`;
+    }
     case 'hold':
       return `${id} holds its acknowledgements (${op.mode})`;
     case 'restart':

@@ -268,6 +268,13 @@ export class ReferenceModel {
     else this.#publishWill(will);
   }
 
+  /** DISCONNECT with a Session Expiry Interval: the session ends with the connection (0) or lives that long. */
+  setSessionExpiry(id: string, expiry: number): void {
+    const session = this.sessions.get(id)!;
+    session.expiry = expiry;
+    session.persistent = expiry > 0;
+  }
+
   #publishWill(will: ModelMessage): void {
     this.willsOut.add(will.tag);
     this.publish(will, { ownCopyOptional: true });

@@ -321,7 +321,12 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         return;
       }
       case 'disconnect': {
-        peer!.send({ type: 'disconnect', reasonCode: op.reason });
+        peer!.send({
+          type: 'disconnect',
+          reasonCode: op.reason,
+          properties: op.sessionExpiry === undefined ? undefined : { sessionExpiryInterval: op.sessionExpiry },
+        });
+        if (op.sessionExpiry !== undefined) model.setSessionExpiry(op.id, op.sessionExpiry);
         await until(() => peer!.closed, `the broker to close ${op.id} after DISCONNECT`);
         const will = op.reason === 0 ? undefined : wills.get(op.id);
         await connectionEnded(op.id, peer!, will, `DISCONNECT 0x${op.reason.toString(16)}`);
