@@ -205,6 +205,11 @@ export class ClientSession {
   private readonly queue = new Fifo<OutEntry>();
   /** Unacknowledged QoS 1/2 publishes by packet id, in the order they were sent. */
   private readonly inflight = new InflightTable<OutEntry>();
+  /**
+   * In-flight PUBLISHes of an earlier connection not yet sent again on this one, in their order: they go out with
+   * DUP as the server's Receive Maximum allows ([MQTT-3.3.4-9] holds for resends too), before anything queued.
+   */
+  private unsent: OutEntry[] | undefined;
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
@@ -225,6 +230,8 @@ export class ClientSession {
   private inAliases = new IncomingTopicAliases(0);
   private lastSeq = 0;
   private lastSent = 0;
+  /** When a packet last came from the server: a line silent that long gets a PINGREQ too (as Paho does). */
+  private lastReceived = 0;
   private pingSentAt: number | undefined;
   private readonly persist: boolean;
   /** Freed window slots are being held back for a batch (see `batchRefills`). */
@@ -342,6 +349,7 @@ export class ClientSession {
   /** The transport closed (or is being closed): per-connection state goes, the session's survives. */
   connectionLost(): void {
     this.held = false;
+    this.unsent = undefined;
     this.state = 'disconnected';
     this.pingSentAt = undefined;
     this.outAliases = new OutgoingTopicAliases(0);
@@ -466,6 +474,7 @@ export class ClientSession {
   /** Handles one packet from the server; `into` gathers the outcome of several into one step (a run of acks). */
   handle(packet: Packet, now: number, into?: Step): Step {
     const step = into ?? newStep();
+    this.lastReceived = now;
     switch (packet.type) {
       case 'connack':
         this.onConnack(packet, step, now);
@@ -533,7 +542,7 @@ export class ClientSession {
       }
       return step;
     }
-    if (now - this.lastSent >= keepaliveMs) {
+    if (now - this.idleSince(reading) >= keepaliveMs) {
       this.send(step, { type: 'pingreq' }, now);
       this.pingSentAt = now;
     }
@@ -542,6 +551,7 @@ export class ClientSession {
 
   /** Reading resumed after a pause: a PINGRESP outstanding gets a full timeout from now. */
   readingResumed(now: number): void {
+    this.lastReceived = now;
     if (this.pingSentAt !== undefined) this.pingSentAt = now;
   }
 
@@ -550,7 +560,16 @@ export class ClientSession {
     const keepaliveMs = this.limits.keepalive * 1000;
     if (this.state !== 'connected' || keepaliveMs <= 0) return undefined;
     if (this.pingSentAt !== undefined && reading) return this.pingSentAt + this.pingTimeoutMs();
-    return this.lastSent + keepaliveMs;
+    return this.idleSince(reading) + keepaliveMs;
+  }
+
+  /**
+   * Since when the line was idle: nothing sent, or nothing received. A client that only sends QoS 0 hears nothing
+   * back and, if only its sending counted ([MQTT-3.1.2-23] asks no more), would not notice a dead line for as long
+   * as the kernel retransmits (minutes); Paho probes it too. While reading is paused nothing can be heard.
+   */
+  private idleSince(reading: boolean): number {
+    return reading ? Math.min(this.lastSent, this.lastReceived) : this.lastSent;
   }
 
   private pingTimeoutMs(): number {
@@ -588,6 +607,12 @@ export class ClientSession {
       this.connectionLost();
       return;
     }
+    if (packet.sessionPresent && this.options.clean) {
+      // [MQTT-3.2.2-2]: Clean Start 1 is answered with no session; a server that resumes one is not to be trusted
+      // with ours ([MQTT-3.2.2-4]).
+      this.protocolError(step, now, 'CONNACK resumed a session after Clean Start 1', 0x82);
+      return;
+    }
     const p = packet.properties ?? {};
     this.limits = {
       receiveMaximum: p.receiveMaximum ?? 65535,
@@ -606,6 +631,7 @@ export class ClientSession {
     this.inAliases = new IncomingTopicAliases(this.options.properties?.topicAliasMaximum ?? 0);
     this.state = 'connected';
     this.lastSent = now;
+    this.lastReceived = now;
     if (!packet.sessionPresent) {
       // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
       // acknowledged with PUBREC are done, and the rest go out again as new messages.
@@ -629,12 +655,43 @@ export class ClientSession {
       if (resend.length > 0) this.queue.unshiftAll(resend);
     }
     addEvent(step, { type: 'connected', connack: packet });
+    // Again in the order first sent: PUBREL, and PUBLISH with DUP as far as this server's Receive Maximum allows
+    // ([MQTT-3.3.4-9] holds for resends too); pump sends the rest as acks free the window. One this server could
+    // not take (a smaller Maximum Packet Size, a lower Maximum QoS) fails here, as a new publish would: sent again,
+    // it would only be refused again, connection after connection.
+    const again: OutEntry[] = [];
+    const unsent: OutEntry[] = [];
     for (const entry of this.inflight.inSendOrder()) {
-      if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
-      else this.send(step, this.wirePublish(entry, true, now), now);
+      if (entry.state === 'publish') {
+        try {
+          if (entry.checked !== this.limits) this.checkAgainstServer(entry, true);
+        } catch (err) {
+          this.inflight.delete(entry.packetId!);
+          this.unstore(step, entry);
+          addEvent(step, failedEvent(entry, err as MqttError));
+          continue;
+        }
+        unsent.push(entry);
+      }
+      again.push(entry);
     }
+    this.unsent = unsent;
+    const window = this.window();
+    for (const entry of again) {
+      if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
+      else if (unsent[0] === entry && this.inflight.size - unsent.length < window) {
+        unsent.shift();
+        this.send(step, this.wirePublish(entry, true, now), now);
+      }
+    }
+    if (unsent.length === 0) this.unsent = undefined;
     for (const control of this.control.values()) this.send(step, control, now);
     this.pump(step, now);
+  }
+
+  /** Unacknowledged QoS 1/2 PUBLISHes the server takes at a time (its Receive Maximum, or our maxInflight). */
+  private window(): number {
+    return Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
   }
 
   private onPublish(packet: PublishPacket, step: Step, now: number): void {
@@ -794,7 +851,7 @@ export class ClientSession {
    * to work on meanwhile.
    */
   private shouldHold(window: number): boolean {
-    if (this.options.batchRefills !== true || this.batchingOff) return false;
+    if (this.options.batchRefills !== true || this.batchingOff || this.unsent !== undefined) return false;
     const inflight = this.inflight.size;
     const free = window - inflight;
     if (inflight === 0 || free <= 0) return false;
@@ -807,7 +864,7 @@ export class ClientSession {
   /** Sends queued messages while connected and the window allows (and no batch of refills is being gathered). */
   private pump(step: Step, now: number, release = false): void {
     if (this.state !== 'connected') return;
-    const window = Math.min(this.limits.receiveMaximum, this.options.maxInflight ?? 65535);
+    const window = this.window();
     if (!release && this.shouldHold(window)) {
       this.held = true;
       return;
@@ -816,6 +873,7 @@ export class ClientSession {
       this.held = false;
       this.holdsFilled++;
     }
+    if (this.unsent !== undefined && !this.resendSome(step, now, window)) return;
     // Without batching every free slot is refilled at once (the client writes one read's refills as one chunk).
     for (;;) {
       const entry = this.queue.peek();
@@ -846,8 +904,21 @@ export class ClientSession {
     }
   }
 
+  /** Sends lined-up resends while the window has room; returns whether all have gone. */
+  private resendSome(step: Step, now: number, window: number): boolean {
+    const unsent = this.unsent!;
+    // Those not sent again on this connection do not count against its window until they are.
+    while (unsent.length > 0 && this.inflight.size - unsent.length < window) {
+      const entry = unsent.shift()!;
+      if (this.inflight.get(entry.packetId!) === entry) this.send(step, this.wirePublish(entry, true, now), now);
+    }
+    if (unsent.length > 0) return false;
+    this.unsent = undefined;
+    return true;
+  }
+
   /** Rejects what this server cannot take (before CONNACK: the defaults, which take anything valid): QoS above its maximum, retain it lacks, a packet above its size limit. */
-  private checkAgainstServer(entry: OutEntry): void {
+  private checkAgainstServer(entry: OutEntry, resend = false): void {
     const l = this.limits;
     if (entry.qos > l.maximumQoS) {
       throw new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server accepts QoS up to ${l.maximumQoS}`, {
@@ -859,7 +930,8 @@ export class ClientSession {
         reasonCode: 0x9a,
       });
     }
-    const alias = entry.properties?.topicAlias;
+    // A resend drops a caller's alias this server does not allow (wirePublish) rather than failing.
+    const alias = resend ? undefined : entry.properties?.topicAlias;
     if (alias !== undefined && this.version === 5 && this.limitsLearned && alias > l.topicAliasMaximum) {
       throw new MqttError(
         'MQTT_ERR_INVALID_OPTION',
@@ -877,7 +949,7 @@ export class ClientSession {
         { reasonCode: 0x95 },
       );
     }
-    entry.checked = l;
+    if (!resend) entry.checked = l;
   }
 
   private plainPublish(entry: OutEntry, dup: boolean, packetId: number | undefined, now: number): PublishPacket {

@@ -108,6 +108,19 @@ describe('connect', () => {
     assert.equal(s.limits.receiveMaximum, 3);
   });
 
+  test('Session Present 1 in answer to Clean Start 1 is a protocol error: DISCONNECT 0x82, closed', () => {
+    // [MQTT-3.2.2-2]: the server must answer Clean Start 1 with no session; [MQTT-3.2.2-4]: a client cannot go on.
+    const s = session({ clean: true });
+    s.connect(0);
+    const step = s.handle(connack({}, true), 1);
+    assert.deepEqual(
+      step.packets.map((p) => (p.type === 'disconnect' ? p.reasonCode : p.type)),
+      [0x82],
+    );
+    assert.ok(step.events.some((e) => e.type === 'close'));
+    assert.equal(s.state, 'disconnected');
+  });
+
   test('a refused CONNACK is an event and leaves the session disconnected', () => {
     const s = session();
     s.connect(0);
@@ -461,7 +474,7 @@ describe('in-flight window', () => {
   });
 
   test('batchRefills: releaseHeld sends what is free; holds that keep needing it turn batching off', () => {
-    const { s } = connected({ batchRefills: true }, { receiveMaximum: 20 });
+    const { s } = connected({ batchRefills: true, clean: false }, { receiveMaximum: 20 });
     for (let i = 0; i < 100; i++) s.publish(msg('a', 1, String(i)), 1);
     let nextAck = 1;
     // As a server with Nagle on: one PUBACK, then nothing until we write.
@@ -505,6 +518,50 @@ describe('in-flight window', () => {
       publishes(refill).map((p) => [new TextDecoder().decode(p.payload), p.dup]),
       [['3', false]],
     );
+  });
+
+  test('replay keeps to a smaller Receive Maximum: the rest follow with DUP as acks free the window, before new', () => {
+    // A server that comes back (failover, new configuration) with a smaller Receive Maximum ([MQTT-3.3.4-9]).
+    const s = session({ clean: false });
+    s.connect(0);
+    s.handle(connack({ receiveMaximum: 10 }), 0);
+    for (let i = 0; i < 12; i++) s.publish(msg('a', 1, String(i)), 1);
+    s.handle({ type: 'puback', packetId: 1 }, 2);
+    s.connectionLost();
+    s.connect(10);
+    const replay = s.handle(connack({ receiveMaximum: 2 }, true), 11);
+    const sent = (step: Step) => publishes(step).map((p) => `${p.packetId}${p.dup ? 'd' : ''}`);
+    assert.deepEqual(sent(replay), ['2d', '3d']);
+    assert.deepEqual(sent(s.handle({ type: 'puback', packetId: 2 }, 12)), ['4d']);
+    assert.deepEqual(sent(s.handle({ type: 'puback', packetId: 4 }, 13)), ['5d']);
+    for (const id of [3, 6, 7, 8, 9, 10]) s.handle({ type: 'puback', packetId: id }, 14);
+    // Each ack let one more resend go, up to 11, the last one in flight: 5 and 11 are, the queued twelfth waits.
+    assert.equal(s.inflightCount, 2);
+    const tail = sent(s.handle({ type: 'puback', packetId: 11 }, 15));
+    assert.equal(tail.length, 1);
+    assert.ok(!tail[0]!.endsWith('d'), 'a queued message goes out as new');
+  });
+
+  test('a resend this server cannot take (Maximum Packet Size, Maximum QoS) fails, instead of looping', () => {
+    const s = session({ clean: false });
+    s.connect(0);
+    s.handle(connack({}), 0);
+    const big = s.publish(msg('a', 1, 'y'.repeat(500)), 1);
+    const two = s.publish(msg('b', 2), 1);
+    s.publish(msg('c', 1), 1);
+    s.connectionLost();
+    s.connect(10);
+    const replay = s.handle(connack({ maximumPacketSize: 100, maximumQoS: 1 }, true), 11);
+    assert.deepEqual(
+      publishes(replay).map((p) => [p.topic, p.dup]),
+      [['c', true]],
+    );
+    const failed = replay.events.flatMap((e) => (e.type === 'publish-failed' ? [[e.seq, e.error.code]] : []));
+    assert.deepEqual(failed, [
+      [big.seq, 'MQTT_ERR_PACKET_TOO_LARGE'],
+      [two.seq, 'MQTT_ERR_PUBLISH_FAILED'],
+    ]);
+    assert.equal(s.inflightCount, 1);
   });
 
   test('without a session on the server, unacked messages go again as new and PUBREL-pending ones complete', () => {
@@ -697,7 +754,7 @@ describe('message expiry of queued messages', () => {
   });
 
   test('in flight when the line dropped: resent (DUP) with what is left, at least 1 s, even past its deadline', () => {
-    const { s } = connected();
+    const { s } = connected({ clean: false });
     s.publish(expiring('a', 100), 0);
     s.publish(expiring('b', 5), 0);
     s.connectionLost();
@@ -943,8 +1000,9 @@ describe('keepalive', () => {
   test('PINGREQ only after the line was idle for the keepalive; missing PINGRESP closes', () => {
     const { s } = connected({ keepalive: 10, pingTimeoutMs: 5000 });
     assert.deepEqual(types(s.tick(9_999)), []);
-    s.publish(msg('a', 0), 9_000);
-    assert.deepEqual(types(s.tick(10_000)), [], 'something was sent at 9 s: not idle');
+    s.publish(msg('a', 1), 9_000);
+    s.handle({ type: 'puback', packetId: 1 }, 9_500);
+    assert.deepEqual(types(s.tick(10_000)), [], 'sent at 9 s, heard from at 9.5 s: not idle');
     assert.equal(s.nextTick(), 19_000);
     assert.deepEqual(types(s.tick(19_000)), ['pingreq']);
     assert.deepEqual(types(s.tick(20_000)), [], 'one PINGREQ outstanding at a time');
@@ -956,6 +1014,18 @@ describe('keepalive', () => {
     assert.ok(timeout.events[0]?.type === 'close');
     assert.equal(timeout.events[0].error.code, 'MQTT_ERR_KEEPALIVE_TIMEOUT');
     assert.equal(s.state, 'disconnected');
+  });
+
+  test('a client that only sends QoS 0 hears nothing back: it still sends PINGREQ, so a dead line shows', () => {
+    const { s } = connected({ keepalive: 10, pingTimeoutMs: 5000 });
+    for (let t = 2_000; t < 10_000; t += 2_000) {
+      s.publish(msg('a', 0), t);
+      assert.deepEqual(types(s.tick(t)), []);
+    }
+    s.publish(msg('a', 0), 10_000);
+    assert.deepEqual(types(s.tick(10_000)), ['pingreq'], 'sending all along, but nothing heard for 10 s');
+    s.publish(msg('a', 0), 12_000);
+    assert.deepEqual(eventTypes(s.tick(15_000)), ['close'], 'no PINGRESP: the line is dead');
   });
 
   test('while reading is paused an overdue PINGRESP closes nothing; PINGREQs go on; resuming restarts the wait', () => {
