@@ -22,7 +22,7 @@ import type {
   UnsubscribeProperties,
 } from '../codec/packets.js';
 import { reasonName } from '../codec/reason-codes.js';
-import { backoffDelay } from '../session/backoff.js';
+import { backoffDelay, DEFAULT_BACKOFF } from '../session/backoff.js';
 import {
   type AckToken,
   ClientSession,
@@ -175,6 +175,12 @@ interface Pending<T> {
 
 const encoder = new TextEncoder();
 /**
+ * The session's clock: the wall time the process started at, moved on by the monotonic clock. Keepalive and ping
+ * timeouts must neither stall nor fire when the system clock is set (an NTP or GNSS fix on a vehicle), nor should
+ * everything queued expire at the first correction after boot; stored expiry times stay epoch milliseconds.
+ */
+const sessionClock = (): number => performance.timeOrigin + performance.now();
+/**
  * How long freed window slots may wait for more to free before their refills go out anyway. Short against the
  * 40 ms a delayed ACK takes: a server with Nagle on holds its next PUBACK until our next write.
  */
@@ -201,8 +207,13 @@ export class MqttClient extends Emitter<ClientEvents> {
   private target: ResolvedTarget;
   /** A 0x9C "Use another server" target, used until an attempt or connection there fails for another reason. */
   private redirected: ResolvedTarget | undefined;
-  /** Redirects followed since the last connection that ended, or attempt that failed, for another reason. */
+  /**
+   * Redirects followed since the last connection that lasted (see BackoffOptions.stableAfterMs) or the last attempt
+   * that failed for another reason.
+   */
   private redirectHops = 0;
+  /** Redirect errors followRedirect has weighed: an attempt's error reaches it twice (attempt, then reconnect). */
+  private readonly weighedRedirects = new WeakSet<Error>();
   private readonly session: ClientSession;
   /** Undefined without `options.store`: the session's own state is then the only copy (no record per publish). */
   private readonly store: MessageStore | undefined;
@@ -224,6 +235,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   private holdArmed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
+  /** When the current connection's CONNACK came (session clock), until the reconnect that follows its end. */
+  private connectedAt: number | undefined;
   private connackWaiter: Pending<ConnackPacket> | undefined;
   private idleWaiters: Array<() => void> = [];
   private ending: Promise<void> | undefined;
@@ -354,7 +367,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (this.reauthRunsOn(conn) && !conn.closed) {
         const props: AuthProperties = { authenticationMethod: auth.method };
         if (initial !== undefined) props.authenticationData = initial;
-        this.apply(conn, this.session.auth(Date.now(), 0x19, props));
+        this.apply(conn, this.session.auth(sessionClock(), 0x19, props));
       }
     } catch (err) {
       this.authFailed(conn, err);
@@ -389,7 +402,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn.closed) return;
     conn.reason = error;
     if (conn.established && this.session.state === 'connected') {
-      this.writeNow(conn, this.session.disconnect(Date.now(), 0x87).packets);
+      this.writeNow(conn, this.session.disconnect(sessionClock(), 0x87).packets);
       this.closeLine(conn, 'end');
     } else {
       conn.transport?.destroy();
@@ -440,7 +453,7 @@ export class MqttClient extends Emitter<ClientEvents> {
           retain: options.retain ?? false,
           properties: options.properties,
         },
-        Date.now(),
+        sessionClock(),
         pending,
       );
     } catch (err) {
@@ -467,7 +480,7 @@ export class MqttClient extends Emitter<ClientEvents> {
             }
           : f,
     );
-    const { packetId, step } = this.session.subscribe(list, options.properties, Date.now());
+    const { packetId, step } = this.session.subscribe(list, options.properties, sessionClock());
     const acked = new Promise<SubackPacket | UnsubackPacket>((resolve, reject) =>
       this.controls.set(packetId, { resolve, reject }),
     );
@@ -485,7 +498,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   async unsubscribe(filters: string | string[], properties?: UnsubscribeProperties): Promise<number[]> {
     if (this.ending !== undefined || this.state === 'closed') throw closedError();
     const list = Array.isArray(filters) ? filters : [filters];
-    const { packetId, step } = this.session.unsubscribe(list, properties, Date.now());
+    const { packetId, step } = this.session.unsubscribe(list, properties, sessionClock());
     const acked = new Promise<SubackPacket | UnsubackPacket>((resolve, reject) =>
       this.controls.set(packetId, { resolve, reject }),
     );
@@ -583,7 +596,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (this.conn !== conn || conn.closed || !conn.paused) return;
       if (this.bufferedCount > Math.floor(this.highWaterMark / 2) && !this.awaitsServer()) return;
       conn.paused = false;
-      this.session.readingResumed(Date.now());
+      this.session.readingResumed(sessionClock());
       conn.transport?.resume?.();
       this.decodeAvailable(conn);
       if (this.conn === conn) this.armKeepalive();
@@ -613,7 +626,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn !== undefined) {
       conn.reason ??= closedError();
       if (!options.force && conn.transport !== undefined && this.session.state === 'connected') {
-        this.writeNow(conn, this.session.disconnect(Date.now(), options.reasonCode, options.properties).packets);
+        this.writeNow(conn, this.session.disconnect(sessionClock(), options.reasonCode, options.properties).packets);
         this.closeLine(conn, 'end');
       } else {
         conn.abort?.abort(closedError());
@@ -673,9 +686,15 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** For a redirect error: reports it, and when the client may follow it, points the next attempt there. */
+  /**
+   * For a redirect error: reports it, and when the client may follow it, points the next attempt there. One it may
+   * not follow (hops used up, no readable reference, following off) sends the next attempt, after the usual backoff,
+   * to the configured server again rather than to the one that refused. Each error is weighed once.
+   */
   private followRedirect(err: unknown): boolean {
     if (!(err instanceof MqttRedirectError) || this.ending !== undefined) return false;
+    if (this.weighedRedirects.has(err)) return false;
+    this.weighedRedirects.add(err);
     const current = this.redirected ?? this.target;
     const next = redirectTarget(err.serverReference, current);
     const followed =
@@ -683,7 +702,10 @@ export class MqttClient extends Emitter<ClientEvents> {
       next !== undefined &&
       this.redirectHops < (this.options.maxRedirects ?? 3);
     this.emit('redirect', { reasonCode: err.reasonCode ?? 0, serverReference: err.serverReference, followed });
-    if (!followed || next === undefined) return false;
+    if (!followed || next === undefined) {
+      this.clearRedirect();
+      return false;
+    }
     this.redirectHops++;
     if (err.reasonCode === SERVER_MOVED) {
       this.target = next;
@@ -742,7 +764,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         authProps = { authenticationMethod: auth.method };
         if (data !== undefined) authProps.authenticationData = data;
       }
-      this.apply(conn, this.session.connect(Date.now(), authProps));
+      this.apply(conn, this.session.connect(sessionClock(), authProps));
       try {
         this.connack = await connack;
       } finally {
@@ -763,6 +785,17 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private scheduleReconnect(reason: Error): void {
+    // Delays, and redirect hops, start again only after a connection that lasted: one ended at once (a session
+    // taken over by a twin, a server that accepts and then redirects) counts as one more failed attempt.
+    if (this.connectedAt !== undefined) {
+      const r = this.options.reconnect;
+      const stableAfterMs = (r === false ? undefined : r?.stableAfterMs) ?? DEFAULT_BACKOFF.stableAfterMs;
+      if (sessionClock() - this.connectedAt >= stableAfterMs) {
+        this.attempt = 0;
+        this.redirectHops = 0;
+      }
+      this.connectedAt = undefined;
+    }
     if (this.followRedirect(reason)) {
       // The server asked us to go elsewhere: no backoff, and no reconnect option needed (followRedirects is one).
       this.setState('reconnecting');
@@ -819,7 +852,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         }
       }
       if (packet?.type === 'puback' || packet?.type === 'pubcomp') {
-        acks = this.session.handle(packet, Date.now(), acks);
+        acks = this.session.handle(packet, sessionClock(), acks);
         continue;
       }
       // Anything else, or the end of what can be read now: the acks gathered so far go first.
@@ -837,7 +870,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         return;
       }
       if (packet === undefined) return;
-      this.apply(conn, this.session.handle(packet, Date.now()));
+      this.apply(conn, this.session.handle(packet, sessionClock()));
       if (conn.closed || this.conn !== conn) return;
       if (packet.type === 'publish') this.maybePause(conn);
     }
@@ -966,7 +999,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     switch (e.type) {
       case 'connected':
         if (conn !== undefined) conn.established = true;
-        this.attempt = 0;
+        this.connectedAt = sessionClock();
         this.connackWaiter?.resolve(e.connack);
         this.setState('connected');
         if (!e.connack.sessionPresent) this.resubscribe();
@@ -1055,7 +1088,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     return () => {
       if (done) return;
       done = true;
-      this.apply(this.conn, this.session.ack(token, Date.now()));
+      this.apply(this.conn, this.session.ack(token, sessionClock()));
     };
   }
 
@@ -1097,7 +1130,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       }
       const out: AuthProperties = { authenticationMethod: auth.method };
       if (data !== undefined) out.authenticationData = data;
-      this.apply(conn, this.session.auth(Date.now(), 0x18, out));
+      this.apply(conn, this.session.auth(sessionClock(), 0x18, out));
     } catch (err) {
       this.authFailed(conn, err);
     }
@@ -1111,7 +1144,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       groups.set(properties, list);
     }
     for (const [properties, list] of groups) {
-      this.apply(this.conn, this.session.subscribe(list, properties, Date.now()).step);
+      this.apply(this.conn, this.session.subscribe(list, properties, sessionClock()).step);
     }
   }
 
@@ -1130,7 +1163,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (!this.holdArmed) return;
     this.holdArmed = false;
     const conn = this.conn;
-    if (conn !== undefined && !conn.closed) this.apply(conn, this.session.releaseHeld(Date.now()));
+    if (conn !== undefined && !conn.closed) this.apply(conn, this.session.releaseHeld(sessionClock()));
   }
 
   /** A cleared Node timeout cannot be refreshed: the next hold makes a new one. */
@@ -1149,10 +1182,10 @@ export class MqttClient extends Emitter<ClientEvents> {
       () => {
         const conn = this.conn;
         if (conn === undefined) return;
-        this.apply(conn, this.session.tick(Date.now(), !conn.paused));
+        this.apply(conn, this.session.tick(sessionClock(), !conn.paused));
         if (this.conn === conn) this.armKeepalive();
       },
-      Math.max(0, at - Date.now()),
+      Math.max(0, at - sessionClock()),
     );
   }
 }

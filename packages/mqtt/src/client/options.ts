@@ -91,7 +91,11 @@ export interface ClientOptions {
    * reason. Default false: the error (`serverReference`) and the 'redirect' event report it, nothing more.
    */
   followRedirects?: boolean;
-  /** Redirects followed in a row (since a connection or attempt ended for another reason). Default 3. */
+  /**
+   * Redirects followed in a row (since a connection that lasted, see `reconnect.stableAfterMs`, or an attempt that
+   * failed for another reason). Default 3. Once they are used up, the next attempt goes to the configured server
+   * after the usual backoff.
+   */
   maxRedirects?: number;
   /**
    * Backpressure: when a message iterator (or the backlog held for the first consumer) has this many messages

@@ -9,6 +9,12 @@ export interface BackoffOptions {
   multiplier?: number;
   /** 'full': uniform in [0, ceiling]; 'equal': ceiling/2 + uniform in [0, ceiling/2]; 'none': the ceiling. */
   jitter?: 'full' | 'equal' | 'none';
+  /**
+   * How long a connection must last before the delays start again from initialDelayMs, in ms (default 30 s, as
+   * AWS IoT's device SDKs). A server that accepts and at once disconnects (a session taken over by a twin with the
+   * same client id, a quota) then meets a growing delay instead of a reconnect every initialDelayMs.
+   */
+  stableAfterMs?: number;
 }
 
 export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
@@ -16,6 +22,7 @@ export const DEFAULT_BACKOFF: Required<BackoffOptions> = {
   maxDelayMs: 60_000,
   multiplier: 2,
   jitter: 'full',
+  stableAfterMs: 30_000,
 };
 
 /** Delay before reconnect attempt `attempt` (0 for the first retry). */

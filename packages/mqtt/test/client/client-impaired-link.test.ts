@@ -69,17 +69,57 @@ describe('impaired link', () => {
     }
   });
 
-  test('no PINGREQ while the line is busy', async () => {
+  test('no PINGREQ while the line is busy both ways', async () => {
     const s = await setup();
     try {
       const deadline = Date.now() + 2500;
       while (Date.now() < deadline) {
-        await s.client.publish('busy', 'x', { qos: 0 });
+        await s.client.publish('busy', 'x', { qos: 1 });
         await new Promise((r) => setTimeout(r, 200));
       }
       const pings = s.broker.connections.flatMap((c) => c.received).filter((p) => p.type === 'pingreq');
       assert.equal(pings.length, 0);
     } finally {
+      await s.close();
+    }
+  });
+
+  test('a client that only publishes QoS 0 notices a line that went silent (it hears nothing back otherwise)', async () => {
+    const s = await setup();
+    try {
+      const offline = new Promise<void>((resolve) => s.client.once('offline', () => resolve()));
+      s.proxy.mode = 'stall';
+      let stop = false;
+      void offline.then(() => {
+        stop = true;
+      });
+      // Keepalive 1 s and a 400 ms ping timeout: well within 5 s, or never.
+      const deadline = Date.now() + 5000;
+      while (!stop && Date.now() < deadline) {
+        s.client.publish('telemetry', 'x', { qos: 0 }).catch(() => {});
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual(s.reasons, ['MQTT_ERR_KEEPALIVE_TIMEOUT'], 'still "connected" 5 s into a silent line');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('keepalive goes on when the system clock is set back (an NTP or GNSS fix)', async () => {
+    const s = await setup();
+    const realNow = Date.now;
+    try {
+      const conn = s.broker.latest!;
+      Date.now = () => realNow() - 3_600_000;
+      await new Promise((r) => setTimeout(r, 2500));
+      Date.now = realNow;
+      assert.ok(
+        conn.received.some((p) => p.type === 'pingreq'),
+        'no PINGREQ in 2.5 s with keepalive 1 s',
+      );
+      assert.deepEqual(s.reasons, []);
+    } finally {
+      Date.now = realNow;
       await s.close();
     }
   });

@@ -90,6 +90,32 @@ describe('client lifecycle', () => {
     }
   });
 
+  test('the backoff grows when every connection ends at once (a twin taking the session): delays start again only after one lasted', async () => {
+    const broker = await FakeBroker.start({
+      connack: (_c, present, conn) => {
+        setImmediate(() => conn.send({ type: 'disconnect', reasonCode: 0x8e }));
+        return { type: 'connack', sessionPresent: present, reasonCode: 0 };
+      },
+    });
+    const delays: number[] = [];
+    const client = await connect({
+      url: broker.url,
+      clientId: 'twin',
+      clean: false,
+      random: () => 0.999,
+      reconnect: { initialDelayMs: 20, maxDelayMs: 5000 },
+    });
+    client.on('reconnecting', (info) => delays.push(Math.round(info.delayMs)));
+    try {
+      await broker.until(() => delays.length >= 5, 5000, 'five reconnects');
+      // Without growth two clients with one id take the session from each other twice a second, for ever.
+      assert.ok(delays[4]! > delays[0]! * 4, `delays ${delays.join(', ')} ms`);
+    } finally {
+      await client.end({ force: true });
+      await broker.close();
+    }
+  });
+
   test('end() during the connect attempt closes cleanly and rejects connect()', async () => {
     const broker = await FakeBroker.start({ connack: () => null });
     try {

@@ -106,6 +106,58 @@ describe('server redirect', () => {
     });
   });
 
+  test('a loop with reconnect on: one redirect event per refusal; the hops used up, back to the configured server', async () => {
+    await twoBrokers(async (a, b) => {
+      a.script = { connack: () => redirecting(0x9c, `127.0.0.1:${b.port}`) };
+      b.script = { connack: () => redirecting(0x9c, `127.0.0.1:${a.port}`) };
+      const { MqttClient } = await import('../../src/client/index.js');
+      const client = new MqttClient(options(a, { followRedirects: true, maxRedirects: 1, retryFirstConnect: true }));
+      const events: boolean[] = [];
+      client.on('redirect', (info) => events.push(info.followed));
+      try {
+        await client.start();
+        await a.until(() => a.connects.length >= 4, 5000, 'attempts at the configured server');
+        // a → b (followed), b refuses (hops used up): the next attempt, after the backoff, is a's again.
+        assert.ok(b.connects.length >= a.connects.length - 1, `${a.connects.length} at a, ${b.connects.length} at b`);
+        // One event per refusal (the last refusal's may still be on its way), never two.
+        const refusals = a.connects.length + b.connects.length;
+        assert.ok(
+          events.length <= refusals && events.length >= refusals - 1,
+          `${events.length} events, ${refusals} refusals`,
+        );
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test('hops start again after a connection that lasted: a later rebalance is followed', async () => {
+    await twoBrokers(async (a, b) => {
+      const client = await connect(
+        options(a, { followRedirects: true, maxRedirects: 1, reconnect: { ...fast, stableAfterMs: 50 } }),
+      );
+      try {
+        a.latest!.send({
+          type: 'disconnect',
+          reasonCode: 0x9c,
+          properties: { serverReference: `127.0.0.1:${b.port}` },
+        });
+        await b.until(() => b.connects.length === 1, 3000, 'moved to b');
+        await new Promise((r) => setTimeout(r, 100));
+        // Later, b rebalances the client back to a: a connection that lasted, so this is hop 1 of 1 again.
+        b.latest!.send({
+          type: 'disconnect',
+          reasonCode: 0x9c,
+          properties: { serverReference: `127.0.0.1:${a.port}` },
+        });
+        await a.until(() => a.connects.length === 2, 3000, 'moved back to a');
+        assert.equal(b.connects.length, 1, 'not back to b, which told it to leave');
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test('Server Reference forms: host:port, [v6]:port, host alone (our port), a list, a URL; junk is not followed', () => {
     const current: ResolvedTarget = { protocol: 'mqtts', host: 'a.example', port: 8883, path: '/mqtt' };
     const at = (ref: string | undefined) => {
