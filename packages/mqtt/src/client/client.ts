@@ -235,6 +235,8 @@ export class MqttClient extends Emitter<ClientEvents> {
   private holdArmed = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
+  /** The Session Expiry Interval our CONNECT asks for (5.0): 0 means the session ends with each connection. */
+  private readonly connectSessionExpiry: number;
   /** When the current connection's CONNACK came (session clock), until the reconnect that follows its end. */
   private connectedAt: number | undefined;
   private connackWaiter: Pending<ConnackPacket> | undefined;
@@ -260,6 +262,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       // In 5.0 a session ends with the connection unless it has an expiry; clean: false means "keep it".
       properties = { ...properties, sessionExpiryInterval: 0xffffffff };
     }
+    this.connectSessionExpiry = properties?.sessionExpiryInterval ?? 0;
     const clientId = options.clientId ?? (this.version === 5 && clean ? '' : randomClientId(options.random));
     const will = options.will;
     this.session = new ClientSession({
@@ -607,6 +610,19 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   /** Flushes queued and in-flight messages (unless `force`), sends DISCONNECT, and resolves when closed. */
   end(options: EndOptions = {}): Promise<void> {
+    const expiry = options.properties?.sessionExpiryInterval;
+    if (
+      this.ending === undefined &&
+      this.version === 5 &&
+      expiry !== undefined &&
+      expiry > 0 &&
+      this.connectSessionExpiry === 0
+    ) {
+      // The DISCONNECT would be a protocol error ([MQTT-3.14.2-2]): refused here, and nothing is closed.
+      const message =
+        'a session that ends with its connection (Session Expiry Interval 0 at CONNECT) cannot be kept at DISCONNECT';
+      return Promise.reject(new MqttError('MQTT_ERR_INVALID_OPTION', message));
+    }
     this.ending ??= this.shutdown(options);
     return this.ending;
   }
@@ -1136,6 +1152,11 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * The server kept no session: subscribe again to what was granted. A filter the server now refuses leaves the
+   * registry and is reported as an `error` (MQTT_ERR_SUBSCRIBE_FAILED): a vehicle that silently lost its command
+   * subscription would be out of reach.
+   */
   private resubscribe(): void {
     const groups = new Map<SubscribeProperties | undefined, Subscription[]>();
     for (const { subscription, properties } of this.registry.values()) {
@@ -1144,8 +1165,24 @@ export class MqttClient extends Emitter<ClientEvents> {
       groups.set(properties, list);
     }
     for (const [properties, list] of groups) {
-      this.apply(this.conn, this.session.subscribe(list, properties, sessionClock()).step);
+      const { packetId, step } = this.session.subscribe(list, properties, sessionClock());
+      this.controls.set(packetId, {
+        resolve: (packet) => this.resubscribed(list, packet as SubackPacket),
+        reject: () => {},
+      });
+      this.apply(this.conn, step);
     }
+  }
+
+  private resubscribed(list: Subscription[], suback: SubackPacket): void {
+    list.forEach((subscription, i) => {
+      const code = suback.reasonCodes[i] ?? 0x80;
+      if (code < 0x80) return;
+      this.registry.delete(subscription.topicFilter);
+      const reason = reasonName(code, 5);
+      const message = `subscribing to ${subscription.topicFilter} again, after the server lost the session, was refused: ${reason}`;
+      this.emit('error', new MqttError('MQTT_ERR_SUBSCRIBE_FAILED', message, { reasonCode: code }));
+    });
   }
 
   private armHold(): void {

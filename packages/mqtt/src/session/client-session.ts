@@ -177,6 +177,9 @@ function newStep(): Step {
 }
 
 /** The outcome event of `entry`, carrying its owner when it has one. */
+/** PUBCOMP 0x92: the server no longer knew the packet id (it lost the session after PUBREC). */
+const PACKET_ID_NOT_FOUND = 0x92;
+
 function publishedEvent(entry: OutEntry, reasonCode: number): SessionEvent {
   const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode };
   if (entry.owner !== undefined) event.owner = entry.owner;
@@ -634,7 +637,8 @@ export class ClientSession {
     this.lastReceived = now;
     if (!packet.sessionPresent) {
       // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
-      // acknowledged with PUBREC are done, and the rest go out again as new messages.
+      // acknowledged with PUBREC are done (it took them over; sent again they could arrive twice), reported with
+      // 0x92 as a PUBCOMP saying the same would be, and the rest go out again as new messages.
       if (this.persist) {
         for (const id of this.incomingQos2) addEvent(step, { type: 'store-delete', key: incomingKey(id) });
       }
@@ -643,7 +647,7 @@ export class ClientSession {
       for (const entry of this.inflight.inSendOrder()) {
         if (entry.state === 'pubrel') {
           this.unstore(step, entry);
-          addEvent(step, publishedEvent(entry, 0));
+          addEvent(step, publishedEvent(entry, PACKET_ID_NOT_FOUND));
         } else {
           entry.state = 'queued';
           entry.packetId = undefined;

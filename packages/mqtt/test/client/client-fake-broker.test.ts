@@ -388,6 +388,45 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('a subscription the server refuses when subscribed again after a lost session is reported, not lost silently', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: true }));
+      await client.subscribe(['ota/cmd/#', 'ota/info'], { qos: 1 });
+      const errors: Array<[string | undefined, number | undefined]> = [];
+      client.on('error', (e) => errors.push([(e as MqttError).code, (e as MqttError).reasonCode]));
+      // The ACL changed meanwhile: the commands topic is no longer granted.
+      broker.script = { suback: (p) => p.subscriptions.map((s) => (s.topicFilter === 'ota/cmd/#' ? 0x87 : s.qos)) };
+      broker.dropAll();
+      await broker.until(() => errors.length > 0, 5000, 'the error');
+      assert.deepEqual(errors, [['MQTT_ERR_SUBSCRIBE_FAILED', 0x87]]);
+      // Only what was granted is subscribed again next time.
+      broker.dropAll();
+      await broker.until(
+        () => broker.connections.length === 3 && broker.latest!.received.some((p) => p.type === 'subscribe'),
+      );
+      const again = broker.latest!.received.find((p) => p.type === 'subscribe');
+      assert.ok(again?.type === 'subscribe');
+      assert.deepEqual(
+        again.subscriptions.map((s) => s.topicFilter),
+        ['ota/info'],
+      );
+      await client.end();
+    });
+  });
+
+  test('end() asking to keep a session CONNECT said ends with the connection is refused, and closes nothing', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: true }));
+      await assert.rejects(client.end({ properties: { sessionExpiryInterval: 60 } }), {
+        code: 'MQTT_ERR_INVALID_OPTION',
+      });
+      assert.equal(client.state, 'connected');
+      assert.ok(!broker.latest!.received.some((p) => p.type === 'disconnect'));
+      await client.end({ properties: { sessionExpiryInterval: 0 } });
+      assert.equal(client.state, 'closed');
+    });
+  });
+
   test('uses topic aliases for a repeated topic when the server allows them', async () => {
     await withBroker(async (broker) => {
       broker.script = {

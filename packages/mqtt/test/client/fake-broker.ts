@@ -11,6 +11,7 @@ import type {
   Packet,
   ProtocolVersion,
   PublishPacket,
+  SubscribePacket,
 } from '../../src/codec/packets.js';
 
 export type Verdict = 'ack' | 'ignore' | 'drop';
@@ -23,6 +24,8 @@ export interface FakeBrokerScript {
   onPubrel?: (packetId: number, conn: FakeConnection) => Verdict;
   /** Answer PINGREQ (default true). */
   pong?: boolean;
+  /** SUBACK reason codes for a SUBSCRIBE (default: the QoS asked for). */
+  suback?: (packet: SubscribePacket, conn: FakeConnection) => number[];
 }
 
 export class FakeConnection {
@@ -207,9 +210,11 @@ export class FakeBroker {
         if (verdict === 'ack') conn.send({ type: 'pubcomp', packetId: packet.packetId });
         return;
       }
-      case 'subscribe':
-        conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes: packet.subscriptions.map((s) => s.qos) });
+      case 'subscribe': {
+        const reasonCodes = this.script.suback?.(packet, conn) ?? packet.subscriptions.map((s) => s.qos);
+        conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes });
         return;
+      }
       case 'unsubscribe':
         conn.send({
           type: 'unsuback',
