@@ -22,6 +22,7 @@ import {
 import type { BrokerStats } from './stats.js';
 import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoreContents } from './store/types.js';
+import { reservedForBroker } from './sys.js';
 
 export interface ResolvedOptions {
   limits: BrokerLimits;
@@ -189,6 +190,8 @@ export class BrokerCore {
   #held: Hold[] = [];
   #holdTimer: NodeJS.Timeout | undefined;
   closing = false;
+  /** Bumped by every updateAuth: a credential check that began before it is done again. */
+  authGeneration = 0;
 
   constructor(options: ResolvedOptions, stats: BrokerStats, store: BrokerStore = new MemoryStore()) {
     this.options = options;
@@ -659,7 +662,8 @@ export class BrokerCore {
   }
 
   publishWill(will: Will, identity: ClientIdentity): void {
-    if (this.options.authorize !== undefined && !this.options.authorize(identity, 'publish', will.topic)) {
+    const authorize = this.options.authorize;
+    if ((authorize !== undefined && !authorize(identity, 'publish', will.topic)) || reservedForBroker(will.topic)) {
       this.stats.droppedNotAuthorized++;
       return;
     }

@@ -20,6 +20,8 @@ export function authenticatedBy(connection: Connection): AuthenticatedBy {
 
 export function updateAuth(core: BrokerCore, update: AuthUpdate): AuthUpdateResult {
   const options = core.options;
+  // CONNECTs whose credentials are being checked under the old rules are checked again (checkCredentials).
+  core.authGeneration++;
   if (update.authenticate !== undefined) options.authenticate = update.authenticate ?? undefined;
   if (update.authorize !== undefined) options.authorize = update.authorize ?? undefined;
   if (update.allowAnonymous !== undefined) options.allowAnonymous = update.allowAnonymous;
@@ -62,23 +64,26 @@ export function recheckSubscriptions(
   resuming: boolean,
 ): number {
   const authorize = core.options.authorize;
-  const subscriptions = session.state.subscriptions;
-  if (authorize === undefined || subscriptions.size === 0) return 0;
+  if (authorize === undefined) return 0;
   const refused: string[] = [];
-  for (const filter of subscriptions.keys()) {
+  for (const filter of session.state.subscriptions.keys()) {
     const plain = parseSharedSubscription(filter)?.filter ?? filter;
     if (!authorize(identity, 'subscribe', plain)) refused.push(filter);
   }
-  if (refused.length === 0) return 0;
   for (const filter of refused) core.removeSubscription(session, filter);
+  // Messages are checked on every resumption, not only when a subscription went: one queued or in flight may
+  // outlive its subscription (an UNSUBSCRIBE keeps what was already owed), and its reader may now be another user.
+  if (refused.length === 0 && !resuming) return 0;
   // A topic name is a filter matching only itself: readable if the identity may subscribe to it.
   const dropped = session.dropRefused(
     (delivery) => !authorize(identity, 'subscribe', delivery.message.topic),
     resuming,
   );
-  core.logger.info(
-    { code: 'BROKER_ERR_NOT_AUTHORIZED', clientId: session.clientId, filters: refused, dropped },
-    'subscriptions the ACL no longer allows were removed',
-  );
+  if (refused.length > 0 || dropped > 0) {
+    core.logger.info(
+      { code: 'BROKER_ERR_NOT_AUTHORIZED', clientId: session.clientId, filters: refused, dropped },
+      'subscriptions and messages the ACL does not allow this client were removed',
+    );
+  }
   return refused.length;
 }

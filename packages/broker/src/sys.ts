@@ -5,6 +5,15 @@ import type { BrokerStats } from './stats.js';
 
 export const BROKER_VERSION = 'otalink 0.1.0';
 
+/**
+ * Topics a client may not publish to (or name in its will), whatever its ACL, as Mosquitto refuses them: $SYS is
+ * the broker's own (a retained "$SYS/broker/version" from a client would pass for the broker's), and $share/ is a
+ * subscription prefix, never a topic. Other $ topics stay open (MQTT 4.7.2 leaves them to the implementation).
+ */
+export function reservedForBroker(topic: string): boolean {
+  return topic.charCodeAt(0) === 0x24 && (topic.startsWith('$SYS/') || topic === '$SYS' || topic.startsWith('$share/'));
+}
+
 export function sysValues(stats: BrokerStats, now: number): Array<[string, string]> {
   const sum = (values: number[]) => String(values[0]! + values[1]! + values[2]!);
   return [

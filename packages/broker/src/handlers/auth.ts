@@ -1,6 +1,7 @@
 // MQTT 5.0 enhanced authentication: AUTH exchanges during CONNECT and re-authentication of a live connection.
 import type { AuthPacket } from '@otalink/mqtt/codec';
 import { type Connection, violation } from '../connection.js';
+import { recheckSubscriptions } from '../reauthorize.js';
 import { finishEnhancedConnect, refuse } from './connect.js';
 
 const CONTINUE = 0x18;
@@ -55,7 +56,13 @@ export async function authStep(connection: Connection, data: Uint8Array | undefi
   connection.auth = undefined;
   if (result.result === 'success') {
     if (exchange.reauth) {
-      if (result.username !== undefined) connection.identity.username = result.username;
+      if (result.username !== undefined && result.username !== connection.identity.username) {
+        connection.identity.username = result.username;
+        // Another identity now: what the first one subscribed to (and has queued) is checked against it, as a
+        // session resumed under another user name is.
+        const session = connection.session;
+        if (session !== undefined) recheckSubscriptions(connection.core, session, connection.identity, false);
+      }
       connection.send({
         type: 'auth',
         reasonCode: 0,

@@ -77,6 +77,20 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     pendingConnects.set(connection, { packet, clientId, assigned });
     return authStep(connection, properties?.authenticationData);
   }
+  return checkCredentials(connection, packet, clientId, assigned);
+}
+
+/**
+ * Runs the authenticate hook and accepts or refuses. A check still running when the credentials change (updateAuth,
+ * SIGHUP) is done again under the new ones: a revocation must not miss a CONNECT that was mid-way through it.
+ */
+function checkCredentials(
+  connection: Connection,
+  packet: ConnectPacket,
+  clientId: string,
+  assigned: boolean,
+): Promise<void> | undefined {
+  const core = connection.core;
   let result: AuthenticationResult | Promise<AuthenticationResult>;
   try {
     result = authenticate(connection, packet);
@@ -85,18 +99,25 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
     return undefined;
   }
-  if (result instanceof Promise) {
-    connection.state = 'authenticating';
-    return result.then(
-      (settled) => authenticated(connection, packet, clientId, assigned, settled),
-      (error: unknown) => {
-        connection.core.logger.error({ err: error, clientId }, 'authenticate hook failed');
-        refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
-      },
-    );
+  if (!(result instanceof Promise)) {
+    authenticated(connection, packet, clientId, assigned, result);
+    return undefined;
   }
-  authenticated(connection, packet, clientId, assigned, result);
-  return undefined;
+  connection.state = 'authenticating';
+  const generation = core.authGeneration;
+  return result.then(
+    (settled) => {
+      if (core.authGeneration !== generation && connection.state === 'authenticating') {
+        return checkCredentials(connection, packet, clientId, assigned);
+      }
+      authenticated(connection, packet, clientId, assigned, settled);
+      return undefined;
+    },
+    (error: unknown) => {
+      core.logger.error({ err: error, clientId }, 'authenticate hook failed');
+      refuse(connection, 0x80, 0x03, 'BROKER_ERR_AUTHENTICATION_FAILED', 'the authenticate hook failed');
+    },
+  );
 }
 
 /** The answer when no credential needs checking: made once, not per CONNECT. */

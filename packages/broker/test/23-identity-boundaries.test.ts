@@ -1,0 +1,165 @@
+// Where one identity ends and another begins: a session resumed (or re-authenticated) under another user keeps
+// nothing the first may read and it may not, credentials revoked mid-check still count, and no client speaks as
+// the broker ($SYS). Found by a security review; each failed before its fix.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Authenticate, AuthenticationResult, Authorize } from '../src/index.js';
+import {
+  connectClient,
+  connected,
+  persistent,
+  type RawClient,
+  str,
+  subscribe,
+  type TestBroker,
+  text,
+  withBroker,
+} from './support/raw-client.js';
+
+const passwords = new Map([
+  ['alice', 'pw-a'],
+  ['bob', 'pw-b'],
+]);
+const authenticate: Authenticate = (request) =>
+  request.username !== undefined && passwords.get(request.username) === str(request.password ?? new Uint8Array())
+    ? { ok: true, username: request.username }
+    : { ok: false, reasonCode: 0x86 };
+/** Each user may read and write ota/<user>/... only. */
+const ownTree: Authorize = (client, _action, topic) => topic.startsWith(`ota/${client.username}/`);
+const login = (user: string, version: 4 | 5, clientId: string) => ({
+  version,
+  clientId,
+  username: user,
+  password: text(passwords.get(user)!),
+});
+
+async function offline(b: TestBroker, clientId: string): Promise<void> {
+  for (let i = 0; b.broker.clients().includes(clientId); i++) {
+    if (i > 200) throw new Error(`${clientId} still connected`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function publishesWithin(client: RawClient, ms: number): Promise<string[]> {
+  const out: string[] = [];
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return out;
+    try {
+      const packet = await client.next(left);
+      if (packet.type !== 'publish') continue;
+      out.push(`${packet.topic}=${str(packet.payload)}`);
+      if (packet.qos === 1) client.send({ type: 'puback', packetId: packet.packetId! });
+    } catch {
+      return out;
+    }
+  }
+}
+
+for (const version of [4, 5] as const) {
+  test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: a session resumed by another user after UNSUBSCRIBE does not resend the first user's messages`, async () => {
+    await withBroker(
+      { allowAnonymous: false, authenticate, authorize: ownTree, limits: { receiveMaximum: 1 } },
+      async (b) => {
+        const clientId = `unsub-${version}`;
+        const alice = await connected(b.port, persistent(clientId, version, login('alice', version, clientId)));
+        await subscribe(alice, 'ota/alice/#', 1);
+        b.broker.publish({ topic: 'ota/alice/secret-1', payload: text('in flight'), qos: 1 });
+        b.broker.publish({ topic: 'ota/alice/secret-2', payload: text('queued'), qos: 1 });
+        const first = await alice.expect('publish');
+        assert.equal(str(first.payload), 'in flight', 'delivered, never acknowledged; the second waits in the queue');
+        alice.send({ type: 'unsubscribe', packetId: 9, topicFilters: ['ota/alice/#'] });
+        await alice.expect('unsuback');
+        alice.end();
+        await offline(b, clientId);
+        const bob = await connectClient(b.port, persistent(clientId, version, login('bob', version, clientId)));
+        assert.equal(bob.connack.sessionPresent, true);
+        const leaked = await publishesWithin(bob.client, 300);
+        bob.client.end();
+        assert.deepEqual(leaked, [], 'bob must not get alice’s in-flight or queued messages');
+      },
+    );
+  });
+}
+
+test('a client may not publish into $SYS, whatever the ACL (as Mosquitto; MQTT 4.7.2 says SHOULD)', async () => {
+  await withBroker({ allowAnonymous: true }, async (b) => {
+    const watcher = await connected(b.port, { version: 5, clientId: 'watcher' });
+    await subscribe(watcher, '$SYS/broker/#', 0);
+    const spoofer = await connected(b.port, { version: 5, clientId: 'spoofer' });
+    spoofer.send({
+      type: 'publish',
+      topic: '$SYS/broker/version',
+      payload: text('evil 6.6.6'),
+      qos: 0,
+      retain: true,
+      dup: false,
+    });
+    const got = await publishesWithin(watcher, 200);
+    spoofer.end();
+    watcher.end();
+    assert.deepEqual(got, [], 'a client’s $SYS publish reached a $SYS subscriber');
+  });
+});
+
+test('updateAuth revoking a user also refuses a CONNECT of that user whose authentication is still running', async () => {
+  let release: (result: AuthenticationResult) => void = () => {};
+  const slow: Authenticate = () =>
+    new Promise<AuthenticationResult>((resolve) => {
+      release = resolve;
+    });
+  await withBroker({ allowAnonymous: false, authenticate: slow }, async (b) => {
+    const pending = connectClient(b.port, { version: 5, clientId: 'thief', username: 'stolen', password: text('x') });
+    for (let i = 0; b.broker.stats.connectionsCurrent === 0 && i < 100; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // SIGHUP: the user's credentials are gone; the old hook's verification is already under way.
+    const refuseAll: Authenticate = () => ({ ok: false, reasonCode: 0x86 });
+    b.broker.updateAuth({ authenticate: refuseAll, revoke: (client) => client.username === 'stolen' });
+    release({ ok: true, username: 'stolen' });
+    const { client, connack } = await pending;
+    client.end();
+    assert.notEqual(connack.reasonCode, 0, 'accepted under credentials revoked while it was authenticating');
+  });
+});
+
+test('enhanced re-authentication as another user keeps none of the first identity’s subscriptions', async () => {
+  await withBroker(
+    {
+      allowAnonymous: false,
+      authorize: ownTree,
+      enhancedAuth: [
+        {
+          method: 'TOKEN',
+          // The token names the user: the identity becomes whoever the (verified) token says.
+          step: (_state, data) => ({ result: 'success', username: str(data ?? new Uint8Array()) }),
+        },
+      ],
+    },
+    async (b) => {
+      const client = await connected(b.port, {
+        version: 5,
+        clientId: 'reauth',
+        properties: { authenticationMethod: 'TOKEN', authenticationData: text('alice') },
+      });
+      assert.deepEqual(await subscribe(client, 'ota/alice/#', 1), [1]);
+      client.send({
+        type: 'auth',
+        reasonCode: 0x19,
+        properties: { authenticationMethod: 'TOKEN', authenticationData: text('bob') },
+      });
+      const ok = await client.expect('auth');
+      assert.equal(ok.reasonCode, 0);
+      // Now bob: may not subscribe to alice's tree...
+      client.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'ota/alice/x', qos: 1 }] });
+      assert.deepEqual((await client.expect('suback')).reasonCodes, [0x87], 'bob may not subscribe to alice’s tree');
+      // ...and must not keep receiving it either.
+      b.broker.publish({ topic: 'ota/alice/cmd', payload: text('for alice'), qos: 0 });
+      const got = await publishesWithin(client, 200);
+      client.end();
+      assert.deepEqual(got, [], 'the subscription made as alice still delivers to bob');
+    },
+  );
+});
