@@ -922,9 +922,15 @@ for (const qos of [1, 2] as const) {
       assert.ok(ackedAtKill < total, `killed mid-stream (${ackedAtKill} of ${total} acknowledged)`);
       assert.equal(settled.length, total);
       // Nobody subscribes (only the publisher's guarantee is asserted): PUBACK says 0x10 no matching subscribers, a
-      // success code; PUBCOMP has no such code and says 0.
+      // success code; PUBCOMP has no such code and says 0. A QoS 2 message the broker took at PUBREC before it was
+      // killed (it runs in memory, so its session went too) completes with 0x92, as the client reports it.
       const codes = new Set(settled.map((r) => r.reasonCode));
-      assert.deepEqual([...codes], [qos === 1 ? 0x10 : 0], 'every message acknowledged with success');
+      const allowed = qos === 1 ? [0x10] : [0, 0x92];
+      assert.ok(
+        [...codes].every((c) => allowed.includes(c ?? -1)),
+        `every message acknowledged with success: ${[...codes]}`,
+      );
+      assert.ok(codes.has(allowed[0]!), 'acknowledged by the restarted broker');
       assert.ok(connects >= 1, 'reconnected by itself');
       assert.equal(client.state, 'connected');
       assert.deepEqual(client.pendingCount, { inflight: 0, queued: 0 });
