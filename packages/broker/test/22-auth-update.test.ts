@@ -3,8 +3,14 @@
 // once for connected clients and on resumption for offline ones; a session resumed under another user name keeps
 // nothing that user may not read.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { Authenticate, Authorize } from '../src/index.js';
+import { pino } from 'pino';
+import { hashPassword } from '../src/auth/password-file.js';
+import { reloadBroker, resolveBrokerConfig } from '../src/config/index.js';
+import { type Authenticate, type Authorize, createBroker } from '../src/index.js';
 import {
   connectClient,
   connected,
@@ -178,5 +184,46 @@ test('22 auth update: turning anonymous access off through revoke, and hooks rem
     assert.equal(again.connack.reasonCode, 0);
     again.client.end();
     alice.end();
+  });
+});
+
+describe('22 reload from a config file', () => {
+  test('user names taken on trust (no password file, allow_anonymous) must log in again once names are checked', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'otalink-reload-trust-'));
+    const conf = join(dir, 'broker.conf');
+    try {
+      writeFileSync(conf, 'allow_anonymous true\nsys_interval 0\nlistener 0 127.0.0.1\n');
+      const first = await resolveBrokerConfig({ configFile: conf, env: {} });
+      const b = createBroker({ ...first.options, logger: pino({ level: 'silent' }) });
+      await b.listen();
+      try {
+        const port = b.addresses()[0]!.port;
+        // Any name and password were let in: nothing checked them.
+        const claimed = await connected(port, {
+          version: 5,
+          clientId: 'c1',
+          username: 'intruder',
+          password: text('x'),
+        });
+        const anonymous = await connected(port, { version: 5, clientId: 'c2' });
+        writeFileSync(join(dir, 'users'), `vin1:${await hashPassword('pw1', { N: 1024, r: 8, p: 1 })}\n`);
+        writeFileSync(conf, 'password_file users\nallow_anonymous true\nsys_interval 0\nlistener 0 127.0.0.1\n');
+        const reload = await reloadBroker(b, { configFile: conf, env: {} }, first);
+        // A name the new file does not know (nor changed: it was never in a file) is no credential at all.
+        assert.equal(reload.auth.disconnected, 1, 'the unverified "intruder", not the anonymous client still allowed');
+        const last = await claimed.expectClose();
+        assert.deepEqual(
+          last.map((p) => (p.type === 'disconnect' ? p.reasonCode : p.type)),
+          [0x87],
+        );
+        anonymous.send({ type: 'pingreq' });
+        await anonymous.expect('pingresp');
+        anonymous.end();
+      } finally {
+        await b.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

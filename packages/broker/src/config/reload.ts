@@ -39,9 +39,14 @@ export async function reloadBroker(
   }
   const allowAnonymous = options.allowAnonymous === true;
   const changedUsers = changed(previous.passwordUsers, config.passwordUsers);
+  // Without a password file a user name was taken on trust (allow_anonymous): such a client is as good as anonymous,
+  // and must log in again once names are checked (a password file now) or anonymous access ends.
+  const trusted = previous.passwordUsers === undefined;
+  const stillTrusted = config.passwordUsers === undefined && allowAnonymous;
   const revoke = (client: ClientIdentity, by: AuthenticatedBy): boolean => {
     if (by === 'anonymous') return !allowAnonymous;
-    return by === 'password' && client.username !== undefined && changedUsers.has(client.username);
+    if (by !== 'password' || client.username === undefined) return false;
+    return trusted ? !stillTrusted : changedUsers.has(client.username);
   };
   const auth = broker.updateAuth({
     authenticate: options.authenticate ?? null,
