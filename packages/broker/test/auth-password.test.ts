@@ -13,6 +13,7 @@ import {
   parsePasswordFile,
   parsePasswordHash,
   readPasswordFile,
+  Turns,
   verifyPassword,
 } from '../src/auth/password-file.js';
 import type { AuthenticationRequest } from '../src/options.js';
@@ -45,6 +46,27 @@ function parsed(encoded: string): PasswordHash {
   assert.ok(typeof hash !== 'string', String(hash));
   return hash;
 }
+
+describe('turns for password checks (libuv pool threads are shared with the store)', () => {
+  test('at most `max` at once, the rest in line in order, one over the line refused; a turn passes straight on', async () => {
+    const turns = new Turns(2, 2);
+    assert.equal(turns.take(), true);
+    assert.equal(turns.take(), true);
+    const order: number[] = [];
+    const third = (turns.take() as Promise<boolean>).then((ok) => order.push(3) && ok);
+    const fourth = (turns.take() as Promise<boolean>).then((ok) => order.push(4) && ok);
+    assert.equal(turns.take(), false, 'the line is full');
+    assert.deepEqual([turns.running, turns.waiting], [2, 2]);
+    turns.done();
+    assert.equal(await third, true);
+    assert.deepEqual([turns.running, turns.waiting], [2, 1], 'the turn went to the third, not back');
+    turns.done();
+    assert.equal(await fourth, true);
+    assert.deepEqual(order, [3, 4]);
+    for (let i = 0; i < 2; i++) turns.done();
+    assert.deepEqual([turns.running, turns.waiting], [0, 0]);
+  });
+});
 
 describe('password hashes', () => {
   test('hash, then verify the right and a wrong password; parameters are stored per line', async () => {
@@ -124,6 +146,16 @@ describe('password authenticator', () => {
     assert.deepEqual(await authenticate(request('vin1', 'wrong')), { ok: false, reasonCode: 0x86 });
     assert.deepEqual(await authenticate(request('nobody', 's3cret')), { ok: false, reasonCode: 0x86 });
     assert.deepEqual(await authenticate(request('vin1', undefined)), { ok: false, reasonCode: 0x86 });
+  });
+
+  test('a flood of wrong passwords is answered, each 0x86, with the checks taking turns', async () => {
+    const authenticate = createPasswordAuthenticator(users);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => authenticate(request('vin1', `guess${i}`))));
+    assert.deepEqual(
+      new Set(answers.map((a) => JSON.stringify(a))),
+      new Set([JSON.stringify({ ok: false, reasonCode: 0x86 })]),
+    );
+    assert.deepEqual(await authenticate(request('vin1', 's3cret')), { ok: true, username: 'vin1' });
   });
 
   test('anonymous clients: refused (0x87) unless allowAnonymous; a password without a user name is refused', async () => {

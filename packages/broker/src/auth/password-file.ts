@@ -174,6 +174,53 @@ export interface PasswordAuthenticatorOptions {
 
 const BAD_CREDENTIALS = 0x86;
 const NOT_AUTHORIZED = 0x87;
+const SERVER_BUSY = 0x89;
+
+/**
+ * Password checks (scrypt, ~16 MiB and tens of ms each) running at once. They run on libuv's pool of 4 threads, which
+ * also does the durable store's fdatasync: a flood of CONNECTs with wrong passwords must not hold up every QoS 1/2
+ * acknowledgement of the broker.
+ */
+const MAX_CONCURRENT_CHECKS = 2;
+/** Checks waiting for a turn; one more is refused at once with Server busy (0x89; 3.1.1: server unavailable). */
+const MAX_WAITING_CHECKS = 1000;
+/** A check that waited this long is not done: its client, past the default CONNECT timeout, has gone. */
+const MAX_WAIT_MS = 10_000;
+
+/** Turns for a limited resource, first come first served, with a bounded line. */
+export class Turns {
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+  constructor(
+    readonly max: number,
+    readonly maxWaiting: number,
+  ) {}
+
+  get running(): number {
+    return this.#running;
+  }
+
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** Resolves true when it is the caller's turn (call `done` after), false at once when the line is full. */
+  take(): Promise<boolean> | boolean {
+    if (this.#running < this.max) {
+      this.#running++;
+      return true;
+    }
+    if (this.#waiting.length >= this.maxWaiting) return false;
+    return new Promise((resolve) => this.#waiting.push(() => resolve(true)));
+  }
+
+  done(): void {
+    const next = this.#waiting.shift();
+    // The turn passes straight to the next in line; only without one is it given back.
+    if (next !== undefined) next();
+    else this.#running--;
+  }
+}
 
 /**
  * An `Authenticate` hook backed by a password file (read once, now; errors name file and line). Unknown users cost
@@ -191,6 +238,7 @@ export function createPasswordAuthenticator(
   const cacheSize = options.cacheSize ?? 10_000;
   const cacheKey = randomBytes(32);
   const verified = new Map<string, Buffer>();
+  const turns = new Turns(MAX_CONCURRENT_CHECKS, MAX_WAITING_CHECKS);
   // A fixed hash nobody knows the password of, at the default cost, for users not in the file.
   const dummy: PasswordHash = {
     params: defaultScryptParams,
@@ -220,7 +268,15 @@ export function createPasswordAuthenticator(
     const stored = users.get(username);
     const given = password ?? new Uint8Array(0);
     if (stored !== undefined && remembered(username, given)) return { ok: true, username };
-    const ok = await verifyPassword(stored ?? dummy, given);
+    const asked = performance.now();
+    if (!(await turns.take())) return { ok: false, reasonCode: SERVER_BUSY };
+    let ok: boolean;
+    try {
+      if (performance.now() - asked > MAX_WAIT_MS) return { ok: false, reasonCode: SERVER_BUSY };
+      ok = await verifyPassword(stored ?? dummy, given);
+    } finally {
+      turns.done();
+    }
     if (!ok || stored === undefined || password === undefined) return { ok: false, reasonCode: BAD_CREDENTIALS };
     remember(username, given);
     return { ok: true, username };
