@@ -87,6 +87,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
   const resolved: ResolvedOptions = {
     limits,
     allowAnonymous: options.allowAnonymous ?? false,
+    clientIdFromUsername: options.clientIdFromUsername ?? false,
     authenticate: options.authenticate,
     authorize: options.authorize,
     enhancedAuth: new Map((options.enhancedAuth ?? []).map((a) => [a.method, a])),

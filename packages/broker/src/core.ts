@@ -27,6 +27,7 @@ import { reservedForBroker } from './sys.js';
 export interface ResolvedOptions {
   limits: BrokerLimits;
   allowAnonymous: boolean;
+  clientIdFromUsername: boolean;
   authenticate: Authenticate | undefined;
   authorize: Authorize | undefined;
   enhancedAuth: Map<string, EnhancedAuthenticator>;

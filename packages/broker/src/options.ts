@@ -167,6 +167,12 @@ export interface BrokerOptions {
   /** Off by default: without `authenticate`, every CONNECT is refused unless this is true. */
   allowAnonymous?: boolean;
   authenticate?: Authenticate;
+  /**
+   * Mosquitto's use_username_as_clientid: an authenticated client's id is its user name (or certificate identity),
+   * whatever its CONNECT says, so that no vehicle can take over another's session, or wipe its queued commands with
+   * a clean start, by naming its client id. 5.0 clients are told (Assigned Client Identifier). Default false.
+   */
+  clientIdFromUsername?: boolean;
   /** Default: everything allowed for authenticated clients. */
   authorize?: Authorize;
   enhancedAuth?: EnhancedAuthenticator[];

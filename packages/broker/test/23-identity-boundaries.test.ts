@@ -163,3 +163,23 @@ test('enhanced re-authentication as another user keeps none of the first identit
     },
   );
 });
+
+for (const version of [4, 5] as const) {
+  test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: use_username_as_clientid: naming another vehicle's client id takes nothing of its session`, async () => {
+    await withBroker({ allowAnonymous: false, authenticate, clientIdFromUsername: true }, async (b) => {
+      const alice = await connected(b.port, persistent('alice', version, login('alice', version, 'alice')));
+      await subscribe(alice, 'ota/alice/#', 1);
+      // bob names alice's client id, with a clean start that would wipe her session.
+      const bob = await connectClient(b.port, { ...login('bob', version, 'alice'), clean: true });
+      assert.equal(bob.connack.reasonCode, 0);
+      if (version === 5) assert.equal(bob.connack.properties?.assignedClientIdentifier, 'bob');
+      assert.deepEqual(b.broker.clients().sort(), ['alice', 'bob']);
+      alice.send({ type: 'pingreq' });
+      await alice.expect('pingresp');
+      b.broker.publish({ topic: 'ota/alice/cmd', payload: text('update'), qos: 1 });
+      assert.equal(str((await alice.expect('publish')).payload), 'update', 'alice keeps her session and subscription');
+      bob.client.end();
+      alice.end();
+    });
+  });
+}

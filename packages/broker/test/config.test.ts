@@ -246,6 +246,7 @@ describe('a good config', () => {
         'max_keepalive 300',
         'topic_alias_maximum 10',
         'max_session_expiry 86400',
+        'use_username_as_clientid true',
         'sys_interval 0',
         'metrics_listener 9100 127.0.0.1',
         'log_level warn',
@@ -277,6 +278,7 @@ describe('a good config', () => {
       { protocol: 'ws', port: 8080, path: '/mqtt' },
     ]);
     assert.equal(options.allowAnonymous, true);
+    assert.equal(options.clientIdFromUsername, true);
     assert.equal(options.authenticate, undefined);
     assert.equal(options.sysIntervalSeconds, 0);
     assert.deepEqual(options.metrics, { port: 9100, host: '127.0.0.1' });

@@ -39,6 +39,7 @@ function rig(maxPacketSize = defaultLimits.maxPacketSize, authenticate?: Authent
       limits: { ...defaultLimits, maxPacketSize },
       // A hook, when given, sees every CONNECT.
       allowAnonymous: authenticate === undefined,
+      clientIdFromUsername: false,
       authenticate,
       authorize: undefined,
       enhancedAuth: new Map(),

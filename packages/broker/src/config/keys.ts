@@ -32,6 +32,7 @@ export interface ListenerDraft {
 /** The configuration as read, before any file it names is opened. */
 export interface ConfigDraft {
   allowAnonymous?: boolean;
+  useUsernameAsClientId?: boolean;
   passwordFile?: Located<string>;
   aclFile?: Located<string>;
   limits: Partial<BrokerLimits>;
@@ -70,6 +71,9 @@ function limit<K extends keyof BrokerLimits>(key: K, parse: (text: string) => Br
 export const GLOBAL_KEYS: Record<string, Apply> = {
   allow_anonymous: (draft, text) => {
     draft.allowAnonymous = parseBoolean(text);
+  },
+  use_username_as_clientid: (draft, text) => {
+    draft.useUsernameAsClientId = parseBoolean(text);
   },
   password_file: (draft, text, origin) => {
     draft.passwordFile = { value: resolvePath(text, origin), origin };

@@ -123,6 +123,7 @@ async function build(
   if (options.listeners.length === 0) options.listeners.push({ protocol: 'mqtt', port: 1883 });
   const allowAnonymous = draft.allowAnonymous ?? false;
   options.allowAnonymous = allowAnonymous;
+  if (draft.useUsernameAsClientId === true) options.clientIdFromUsername = true;
   if (draft.passwordFile !== undefined) {
     try {
       passwordUsers = readPasswordFile(draft.passwordFile.value);

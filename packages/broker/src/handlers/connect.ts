@@ -246,6 +246,12 @@ function accept(
   const limits = core.limits;
   const v5 = packet.protocolVersion === 5;
   connection.identity.username = username;
+  if (core.options.clientIdFromUsername && username !== undefined && username !== clientId) {
+    // use_username_as_clientid: the session is the user's, whatever id the client named.
+    clientId = username;
+    assigned = v5;
+    connection.identity.clientId = clientId;
+  }
   // Whatever sees the identity later (ACL, the will, client events) gets the peer's address, read while the socket
   // is open; without any of them it is not read at all (see Connection.remoteAddress).
   const events = core.events;

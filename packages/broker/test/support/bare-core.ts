@@ -10,6 +10,7 @@ export function bareCore(): BrokerCore {
     {
       limits: defaultLimits,
       allowAnonymous: true,
+      clientIdFromUsername: false,
       authenticate: undefined,
       authorize: undefined,
       enhancedAuth: new Map(),
