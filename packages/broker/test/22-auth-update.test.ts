@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { hashPassword } from '../src/auth/password-file.js';
 import { reloadBroker, resolveBrokerConfig } from '../src/config/index.js';
-import { type Authenticate, type Authorize, createBroker } from '../src/index.js';
+import { type Authorize, createBroker } from '../src/index.js';
 import {
   connectClient,
   connected,
@@ -23,26 +23,13 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { authenticate, login } from './support/users.js';
 
-const passwords = new Map([
-  ['alice', 'pw-a'],
-  ['bob', 'pw-b'],
-]);
-const authenticate: Authenticate = (request) =>
-  request.username !== undefined && passwords.get(request.username) === str(request.password ?? new Uint8Array())
-    ? { ok: true, username: request.username }
-    : { ok: false, reasonCode: 0x86 };
 /** Each user under ota/<user>/..., plus whatever `extra` allows. */
 const aclWith =
   (extra: (topic: string) => boolean): Authorize =>
   (client, _action, topic) =>
     topic.startsWith(`ota/${client.username}/`) || extra(topic);
-const login = (user: string, version: 4 | 5, clientId = `${user}-${version}`) => ({
-  version,
-  clientId,
-  username: user,
-  password: text(passwords.get(user)!),
-});
 
 async function received(client: RawClient, count: number): Promise<string[]> {
   const out: string[] = [];

@@ -15,23 +15,10 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { authenticate, login } from './support/users.js';
 
-const passwords = new Map([
-  ['alice', 'pw-a'],
-  ['bob', 'pw-b'],
-]);
-const authenticate: Authenticate = (request) =>
-  request.username !== undefined && passwords.get(request.username) === str(request.password ?? new Uint8Array())
-    ? { ok: true, username: request.username }
-    : { ok: false, reasonCode: 0x86 };
 /** Each user may read and write ota/<user>/... only. */
 const ownTree: Authorize = (client, _action, topic) => topic.startsWith(`ota/${client.username}/`);
-const login = (user: string, version: 4 | 5, clientId: string) => ({
-  version,
-  clientId,
-  username: user,
-  password: text(passwords.get(user)!),
-});
 
 async function offline(b: TestBroker, clientId: string): Promise<void> {
   for (let i = 0; b.broker.clients().includes(clientId); i++) {
