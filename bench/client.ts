@@ -362,7 +362,7 @@ async function main(): Promise<void> {
     "broker CPU per message: the broker's CPU over the round divided by its messages; 1 s / that = the rate at which",
     '  the broker alone would fill one core, the most any client can get from it (10 ms ticks: coarse on short rounds).',
     `our broker: @otalink/broker in its own Node process, restarted for every case, its Receive Maximum the case's window`,
-    `  (5.0 ${options.window}, as Mosquitto's; 3.1.1 ${options.window311}, since ours also bounds QoS 2 in 3.1.1); the same clients.`,
+    `  (5.0 ${options.window}, as Mosquitto's; 3.1.1 ${options.window311}, the window of the 3.1.1 rows); the same clients.`,
     'receive: a separate process floods pre-encoded QoS 0 PUBLISHes; the rate runs from the first to the last message',
     '  the measured client got; a count means Mosquitto dropped the rest (max_queued_messages).',
     'memory: heapUsed and RSS after forced GC, before and after connecting the clients (keepalive 600 s, spread over',

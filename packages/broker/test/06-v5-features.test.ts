@@ -213,6 +213,17 @@ describe('06 MQTT 5.0 features', () => {
     assert.equal(last?.type === 'disconnect' && last.reasonCode, 0x93);
   });
 
+  test('3.1.1 has no Receive Maximum: more unreleased QoS 2 messages than the 5.0 limit are taken, not closed', async () => {
+    const pub = await connected(b.port, { version: 4, clientId: id('rm311') });
+    for (let i = 1; i <= 6; i++) {
+      pub.send({ type: 'publish', topic: 'rm/t', payload: text('x'), qos: 2, retain: false, dup: false, packetId: i });
+    }
+    for (let i = 1; i <= 6; i++) assert.equal((await pub.expect('pubrec')).packetId, i);
+    for (let i = 1; i <= 6; i++) pub.send({ type: 'pubrel', packetId: i });
+    for (let i = 1; i <= 6; i++) assert.equal((await pub.expect('pubcomp')).packetId, i);
+    pub.end();
+  });
+
   test('enhanced authentication: challenge, response, CONNACK with the method; re-authentication', async () => {
     const client = await RawClient.open(b.port, 5);
     client.send({

@@ -66,7 +66,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     else core.stats.storeRefused++;
     return;
   }
-  if (packet.qos === 2 && session.inboundQos2Count >= core.limits.receiveMaximum) {
+  // 3.1.1 has no Receive Maximum to tell the client: its unreleased QoS 2 ids are bounded by the id space alone.
+  if (v5 && packet.qos === 2 && session.inboundQos2Count >= core.limits.receiveMaximum) {
     throw violation(0x93, 'more QoS 2 messages unacknowledged than the Receive Maximum allows');
   }
   const authorize = core.options.authorize;
