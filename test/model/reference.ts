@@ -140,6 +140,10 @@ export function parseShared(filter: string): { group: string; filter: string } |
   return { group: rest.slice(0, slash), filter: rest.slice(slash + 1) };
 }
 
+/** How long a will waits after its connection ends: its delay, but no longer than the session lives. */
+const willDelayOf = (session: ModelSession, will: ModelMessage): number =>
+  session.persistent ? Math.min(will.willDelay ?? 0, session.expiry) : 0;
+
 export class ReferenceModel {
   readonly sessions = new Map<string, ModelSession>();
   readonly retained = new Map<string, ModelMessage>();
@@ -263,7 +267,7 @@ export class ReferenceModel {
     if (!session.persistent) this.#ended(id);
     else session.endsAt = this.now + session.expiry;
     if (will === undefined) return;
-    const delay = Math.min(will.willDelay ?? 0, session.persistent ? session.expiry : 0);
+    const delay = willDelayOf(session, will);
     if (delay > 0) this.pendingWills.set(id, { will, at: this.now + delay });
     else this.#publishWill(will);
   }
@@ -322,7 +326,7 @@ export class ReferenceModel {
       const will = wills.get(id);
       if (will === undefined) continue;
       const session = this.sessions.get(id)!;
-      const delay = session.persistent ? Math.min(will.willDelay ?? 0, session.expiry) : 0;
+      const delay = willDelayOf(session, will);
       if (delay > 0) {
         this.pendingWills.set(id, { will, at: this.now + delay });
         continue;

@@ -122,6 +122,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
     const carry = carried.get(op.id);
     carried.delete(op.id);
     if (carry !== undefined) peer.restore(carry.state);
+    const sessionExpiry = op.persistent ? (op.sessionExpiry ?? 3600) : 0;
     const connack = await peer
       .connect({
         clientId: op.id,
@@ -131,7 +132,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
         properties:
           version === 5
             ? {
-                sessionExpiryInterval: op.persistent ? (op.sessionExpiry ?? 3600) : 0,
+                sessionExpiryInterval: sessionExpiry,
                 receiveMaximum: op.limits.receiveMaximum === 65535 ? undefined : op.limits.receiveMaximum,
                 topicAliasMaximum: op.limits.topicAliasMaximum || undefined,
                 maximumPacketSize: op.limits.maximumPacketSize,
@@ -140,7 +141,7 @@ export async function runModel(options: ModelRunOptions): Promise<{ steps: numbe
       })
       .catch((e: Error) => fail(e.message));
     if (connack.reasonCode !== 0) fail(`CONNACK refused ${op.id}: 0x${connack.reasonCode.toString(16)}`);
-    const expiry = version === 4 ? undefined : op.persistent ? (op.sessionExpiry ?? 3600) : 0;
+    const expiry = version === 4 ? undefined : sessionExpiry;
     const present = model.connect(op.id, version, op.cleanStart, op.persistent, op.limits, expiry);
     if (connack.sessionPresent !== present) fail(`CONNACK session present ${connack.sessionPresent}, model ${present}`);
     // A resumed session first gets again what its last connection left unacknowledged (expired or not: its delivery

@@ -24,6 +24,9 @@ import { MemoryStore } from './store/memory.js';
 import type { BrokerStore, StoreContents } from './store/types.js';
 import { reservedForBroker } from './sys.js';
 
+/** Retained messages the store keeps: $SYS values are made again by the running broker, not worth a disk write. */
+const storesRetained = (topic: string): boolean => !topic.startsWith('$SYS/');
+
 export interface ResolvedOptions {
   limits: BrokerLimits;
   allowAnonymous: boolean;
@@ -205,7 +208,7 @@ export class BrokerCore {
     // An expired retained message goes from the store when a SUBSCRIBE finds it, not only at the next start-up.
     this.router.retained.onExpired = (message) => {
       this.stats.retainedCurrent = this.router.retained.size;
-      if (!message.topic.startsWith('$SYS/')) this.store.clearRetained(message.topic);
+      if (storesRetained(message.topic)) this.store.clearRetained(message.topic);
     };
   }
 
@@ -576,8 +579,7 @@ export class BrokerCore {
     if (message.retain) {
       this.router.retain(message);
       this.stats.retainedCurrent = this.router.retained.size;
-      // $SYS values are made again by the running broker: not worth a disk write every interval.
-      if (!message.topic.startsWith('$SYS/')) {
+      if (storesRetained(message.topic)) {
         if (message.payload.length > 0) this.store.setRetained(message);
         else this.store.clearRetained(message.topic);
       }
@@ -612,7 +614,7 @@ export class BrokerCore {
    * if the commit failed, so that a message the publisher is told was not taken is delivered to nobody.
    */
   planPublish(message: Message): HeldPublish {
-    if (message.retain && !message.topic.startsWith('$SYS/')) {
+    if (message.retain && storesRetained(message.topic)) {
       if (message.payload.length > 0) this.store.setRetained(message);
       else this.store.clearRetained(message.topic);
     }
@@ -647,7 +649,7 @@ export class BrokerCore {
     const now = Date.now();
     for (const [session, delivery] of held.deliveries) session.dropHeld(delivery, now);
     const message = held.message;
-    if (message.retain && !message.topic.startsWith('$SYS/')) {
+    if (message.retain && storesRetained(message.topic)) {
       // The failed batch's `retain` record is written again (the store retries it, in order): the record after it
       // puts back what memory retains. As a copy with a record of its own: reading the log back forgets the message
       // the failed one replaced, so a record naming its id would name nothing.
@@ -662,9 +664,14 @@ export class BrokerCore {
     }
   }
 
-  publishWill(will: Will, identity: ClientIdentity): void {
+  /** Whether `identity` may publish to `topic`: its ACL allows it, and the topic is not the broker's own. */
+  mayPublish(identity: ClientIdentity, topic: string): boolean {
     const authorize = this.options.authorize;
-    if ((authorize !== undefined && !authorize(identity, 'publish', will.topic)) || reservedForBroker(will.topic)) {
+    return (authorize === undefined || authorize(identity, 'publish', topic)) && !reservedForBroker(topic);
+  }
+
+  publishWill(will: Will, identity: ClientIdentity): void {
+    if (!this.mayPublish(identity, will.topic)) {
       this.stats.droppedNotAuthorized++;
       return;
     }

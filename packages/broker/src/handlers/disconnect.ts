@@ -20,6 +20,8 @@ export function handleDisconnect(connection: Connection, packet: DisconnectPacke
   const reasonCode = packet.reasonCode ?? 0;
   // 0x04 asks for the will; an error reason (0x80 and up) ends the connection as abnormally as a lost link.
   if (connection.protocolVersion === 4 || reasonCode === NORMAL_DISCONNECTION) connection.will = undefined;
-  connection.setCloseReason(reasonCode === 0 ? NORMAL : `client disconnected (0x${reasonCode.toString(16)})`);
+  connection.setCloseReason(
+    reasonCode === NORMAL_DISCONNECTION ? NORMAL : `client disconnected (0x${reasonCode.toString(16)})`,
+  );
   connection.closeAfterDisconnect();
 }

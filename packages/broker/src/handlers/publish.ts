@@ -10,7 +10,6 @@ import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
 import { forwardableFrame } from '../publish-encoding.js';
 import type { Session } from '../session.js';
-import { reservedForBroker } from '../sys.js';
 
 const NO_MATCHING_SUBSCRIBERS = 0x10;
 const NOT_AUTHORIZED = 0x87;
@@ -70,8 +69,7 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   if (v5 && packet.qos === 2 && session.inboundQos2Count >= core.limits.receiveMaximum) {
     throw violation(0x93, 'more QoS 2 messages unacknowledged than the Receive Maximum allows');
   }
-  const authorize = core.options.authorize;
-  if ((authorize !== undefined && !authorize(connection.identity, 'publish', topic)) || reservedForBroker(topic)) {
+  if (!core.mayPublish(connection.identity, topic)) {
     core.stats.droppedNotAuthorized++;
     core.logger.debug({ code: 'BROKER_ERR_NOT_AUTHORIZED', clientId: connection.identity.clientId, topic }, 'publish');
     // 3.1.1 has no way to refuse: acknowledge so the client does not resend forever, deliver nothing.

@@ -801,10 +801,10 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private scheduleReconnect(reason: Error): void {
+    const r = this.options.reconnect;
     // Delays, and redirect hops, start again only after a connection that lasted: one ended at once (a session
     // taken over by a twin, a server that accepts and then redirects) counts as one more failed attempt.
     if (this.connectedAt !== undefined) {
-      const r = this.options.reconnect;
       const stableAfterMs = (r === false ? undefined : r?.stableAfterMs) ?? DEFAULT_BACKOFF.stableAfterMs;
       if (sessionClock() - this.connectedAt >= stableAfterMs) {
         this.attempt = 0;
@@ -822,7 +822,6 @@ export class MqttClient extends Emitter<ClientEvents> {
       }, 0);
       return;
     }
-    const r = this.options.reconnect;
     if (r === false || r?.enabled === false || this.ending !== undefined) {
       void this.finish(reason);
       return;

@@ -176,10 +176,10 @@ function newStep(): Step {
   return new StepRecord();
 }
 
-/** The outcome event of `entry`, carrying its owner when it has one. */
 /** PUBCOMP 0x92: the server no longer knew the packet id (it lost the session after PUBREC). */
 const PACKET_ID_NOT_FOUND = 0x92;
 
+/** The outcome event of `entry`, carrying its owner when it has one. */
 function publishedEvent(entry: OutEntry, reasonCode: number): SessionEvent {
   const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode };
   if (entry.owner !== undefined) event.owner = entry.owner;
@@ -683,7 +683,7 @@ export class ClientSession {
     const window = this.window();
     for (const entry of again) {
       if (entry.state === 'pubrel') this.send(step, { type: 'pubrel', packetId: entry.packetId! }, now);
-      else if (unsent[0] === entry && this.inflight.size - unsent.length < window) {
+      else if (unsent[0] === entry && this.resendFits(window)) {
         unsent.shift();
         this.send(step, this.wirePublish(entry, true, now), now);
       }
@@ -908,11 +908,15 @@ export class ClientSession {
     }
   }
 
+  /** One more resend fits the window: those not sent again on this connection do not count against it yet. */
+  private resendFits(window: number): boolean {
+    return this.inflight.size - this.unsent!.length < window;
+  }
+
   /** Sends lined-up resends while the window has room; returns whether all have gone. */
   private resendSome(step: Step, now: number, window: number): boolean {
     const unsent = this.unsent!;
-    // Those not sent again on this connection do not count against its window until they are.
-    while (unsent.length > 0 && this.inflight.size - unsent.length < window) {
+    while (unsent.length > 0 && this.resendFits(window)) {
       const entry = unsent.shift()!;
       if (this.inflight.get(entry.packetId!) === entry) this.send(step, this.wirePublish(entry, true, now), now);
     }
