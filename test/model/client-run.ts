@@ -153,6 +153,15 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
       }
       await delay(50);
     }
+    // A silenced line is noticed by keepalive only (up to 1.5 s), then the client waits out its backoff: wait until
+    // every client is back on a live line before judging quiet, or a late reconnect looks like a lost message.
+    while (nodes.some((n) => n.proxy.silencedLinks > 0 || n.client?.state !== 'connected')) {
+      if (Date.now() > deadline) {
+        const states = nodes.map((n) => `${n.id} ${n.client?.state}, ${n.proxy.silencedLinks} silenced`).join('; ');
+        fail(`clients never came back on live lines (${states})`);
+      }
+      await delay(50);
+    }
     for (let quiet = 0, last = -1; quiet < 15; ) {
       if (Date.now() > deadline + 30_000) fail('deliveries never went quiet');
       await delay(100);

@@ -73,6 +73,13 @@ export class ImpairingProxy {
     return `mqtt://127.0.0.1:${(this.server.address() as { port: number }).port}`;
   }
 
+  /** Connections silenced by blackhole() that neither end has closed yet. */
+  get silencedLinks(): number {
+    let n = 0;
+    for (const pair of this.pairs) if (pair.state === 'dead') n++;
+    return n;
+  }
+
   /** Resets every connection. */
   drop(): void {
     for (const pair of this.pairs) pair.destroy();
