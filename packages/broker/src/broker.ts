@@ -1,7 +1,7 @@
 // createBroker: options in, a broker out with listen/close, stats, embedded publish and client events.
 import type { EventEmitter } from 'node:events';
-import type { PublishProperties, QoS } from '@otalink/mqtt/codec';
-import { validateTopicName } from '@otalink/mqtt/topic';
+import { MAX_PACKET_SIZE, type PublishProperties, type QoS } from '@otalink/mqtt/codec';
+import { topicNameProblem, validateTopicName } from '@otalink/mqtt/topic';
 import { pino } from 'pino';
 import { type ByteStream, Connection, type TransportInfo } from './connection.js';
 import { BrokerCore, type BrokerEvents, type ResolvedOptions } from './core.js';
@@ -83,6 +83,13 @@ export function createBroker(options: BrokerOptions = {}): Broker {
   }
   if (limits.receiveMaximum < 1 || limits.receiveMaximum > 0xffff) {
     throw new BrokerError('BROKER_ERR_INVALID_OPTION', 'limits.receiveMaximum must be 1..65535');
+  }
+  // Both go out in every 5.0 CONNACK: a value its field cannot carry would fail each CONNECT once accepted.
+  if (limits.topicAliasMaximum > 0xffff) {
+    throw new BrokerError('BROKER_ERR_INVALID_OPTION', 'limits.topicAliasMaximum must be 0..65535');
+  }
+  if (limits.maxPacketSize < 1 || limits.maxPacketSize > MAX_PACKET_SIZE) {
+    throw new BrokerError('BROKER_ERR_INVALID_OPTION', `limits.maxPacketSize must be 1..${MAX_PACKET_SIZE}`);
   }
   const resolved: ResolvedOptions = {
     limits,
@@ -240,11 +247,23 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       } catch (error) {
         throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `cannot publish to "${message.topic}"`, { cause: error });
       }
+      const responseTopic = message.properties?.responseTopic;
+      if (responseTopic !== undefined && topicNameProblem(responseTopic) !== undefined) {
+        // [MQTT-3.3.2-14]: it goes to every subscriber as it is.
+        throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `invalid response topic "${responseTopic}"`);
+      }
       const qos = message.qos ?? 0;
       if (qos !== 0 && qos !== 1 && qos !== 2) {
         throw new BrokerError('BROKER_ERR_INVALID_MESSAGE', `QoS must be 0, 1 or 2, got ${String(qos)}`);
       }
-      const { messageExpiryInterval, ...properties } = message.properties ?? {};
+      // The type leaves out a topic alias and subscription identifiers; a JavaScript caller's would reach every
+      // subscriber as they are, an alias it never set among them [MQTT-3.1.2-27].
+      const {
+        messageExpiryInterval,
+        topicAlias: _alias,
+        subscriptionIdentifiers: _ids,
+        ...properties
+      }: PublishProperties = message.properties ?? {};
       const payload = typeof message.payload === 'string' ? new TextEncoder().encode(message.payload) : message.payload;
       return core.publish({
         topic: message.topic,

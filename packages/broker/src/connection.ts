@@ -1020,9 +1020,10 @@ export class Connection implements Outlet, Timed {
   close(reasonCode?: number, reasonString?: string): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     if (reasonCode !== undefined && this.protocolVersion === 5 && this.connected) {
-      // The reason string is optional: leave it out rather than exceed the client's Maximum Packet Size.
-      const fits = reasonString !== undefined && 8 + reasonString.length * 3 <= this.clientMaximumPacketSize;
-      this.send({ type: 'disconnect', reasonCode, properties: fits ? { reasonString } : undefined });
+      // The reason string is optional: left out rather than exceed the client's Maximum Packet Size [MQTT-3.14.2-3].
+      let bytes = encode({ type: 'disconnect', reasonCode, properties: { reasonString } }, 5);
+      if (bytes.length > this.clientMaximumPacketSize) bytes = encode({ type: 'disconnect', reasonCode }, 5);
+      this.#push(bytes);
     }
     if (reasonCode !== undefined && reasonCode !== 0 && this.#closeReason === 'connection lost') {
       this.#closeReason = `server disconnected (0x${reasonCode.toString(16)})`;

@@ -2,6 +2,7 @@
 // keepalive, CONNACK with the server's limits, then redelivery of whatever the session had in flight.
 import { randomUUID } from 'node:crypto';
 import { type ConnackProperties, type ConnectPacket, encode, MAX_PACKET_SIZE } from '@otalink/mqtt/codec';
+import { topicNameProblem } from '@otalink/mqtt/topic';
 import type { Connection } from '../connection.js';
 import type { BrokerErrorCode } from '../errors.js';
 import type { AuthenticationResult, BrokerLimits } from '../options.js';
@@ -62,6 +63,12 @@ export function handleConnect(connection: Connection, packet: ConnectPacket): Pr
     connection.sendWindow = Math.min(properties?.receiveMaximum ?? 0xffff, limits.receiveMaximum);
     connection.clientMaximumPacketSize = properties?.maximumPacketSize ?? MAX_PACKET_SIZE;
     connection.clientTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
+  }
+  const willResponseTopic = packet.will?.properties?.responseTopic;
+  if (willResponseTopic !== undefined && topicNameProblem(willResponseTopic) !== undefined) {
+    // [MQTT-3.3.2-14]: the will's PUBLISH would carry it to every subscriber.
+    refuse(connection, 0x82, 0x02, 'BROKER_ERR_PROTOCOL_ERROR', 'will response topic with a wildcard or U+0000');
+    return undefined;
   }
   connection.will = packet.will;
   const method = v5 ? properties?.authenticationMethod : undefined;

@@ -5,6 +5,7 @@
 // A QoS 2 message under a durable store is delivered only once that commit resolved (holdQos2): if it fails the
 // publisher is told so and nobody has it, so its resend is delivered exactly once.
 import type { PublishPacket, PublishProperties } from '@otalink/mqtt/codec';
+import { topicNameProblem } from '@otalink/mqtt/topic';
 import { type Connection, violation } from '../connection.js';
 import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
@@ -51,6 +52,8 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
     return;
   }
   const topic = resolveTopic(connection, packet);
+  const responseTopic = packet.properties?.responseTopic;
+  if (responseTopic !== undefined) checkResponseTopic(responseTopic);
   const packetId = packet.packetId ?? 0;
   const store = core.store;
   if (packet.qos === 2 && session.hasInboundQos2(packetId)) {
@@ -209,6 +212,15 @@ function pubrecSender(connection: Connection, packetId: number, reasonCode: numb
     if (reasonCode === 0) connection.sendAck(0x50, packetId);
     else connection.send({ type: 'pubrec', packetId, reasonCode });
   };
+}
+
+/**
+ * [MQTT-3.3.2-14]: a Response Topic is a topic name, without wildcards. Forwarded as it came, it would make every
+ * subscriber's PUBLISH break the rule too: refused as Mosquitto refuses it, a Protocol Error.
+ */
+export function checkResponseTopic(responseTopic: string): void {
+  const problem = topicNameProblem(responseTopic);
+  if (problem !== undefined) throw violation(0x82, `response topic: ${problem}`);
 }
 
 function resolveTopic(connection: Connection, packet: PublishPacket): string {
