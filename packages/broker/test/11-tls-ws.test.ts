@@ -126,6 +126,15 @@ describe('11 TLS and WebSocket', { timeout: 60_000 }, () => {
     client.end();
   });
 
+  test('mutual TLS with identities from certificates: a certificate without a CN is refused, whatever user name it sends', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const client = await tlsClient(port('mqtts', 1), certs.client('/O=otalink fleet/OU=no common name'));
+    // 'user' would pass the authenticate hook: the listener takes identities from certificates only.
+    const connack = await client.handshake({ clientId: 'no-cn', username: 'user', password: new Uint8Array([1]) });
+    assert.equal(connack.reasonCode, 0x87);
+    await client.expectClose();
+  });
+
   test('MQTT over WebSocket with subprotocol mqtt, both ways with TCP', async (t) => {
     if (certs === undefined) return t.skip('openssl CLI not installed');
     const ws = new WebSocket(`ws://127.0.0.1:${port('ws')}/mqtt`, 'mqtt');

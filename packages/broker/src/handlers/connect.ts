@@ -129,6 +129,7 @@ function checkCredentials(
 
 /** The answer when no credential needs checking: made once, not per CONNECT. */
 const ACCEPTED: AuthenticationResult = { ok: true };
+const NO_IDENTITY: AuthenticationResult = { ok: false, reasonCode: 0x87 };
 
 function authenticate(
   connection: Connection,
@@ -137,7 +138,10 @@ function authenticate(
   const { authenticate: hook, allowAnonymous } = connection.core.options;
   const transport = connection.transport;
   // A verified client certificate is the credential when the listener takes identities from certificates.
-  if (transport.identityFromCertificate && transport.certificateIdentity !== undefined) {
+  if (transport.identityFromCertificate) {
+    // A certificate without a CN names nobody: refused, as Mosquitto does, rather than falling back to a user name
+    // the listener was configured not to trust.
+    if (transport.certificateIdentity === undefined) return NO_IDENTITY;
     return { ok: true, username: transport.certificateIdentity };
   }
   if (packet.username === undefined && packet.password === undefined && allowAnonymous) return ACCEPTED;

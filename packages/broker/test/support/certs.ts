@@ -11,7 +11,7 @@ export interface TestCertificates {
   caPath: string;
   serverCert: string;
   serverKey: string;
-  /** A client certificate signed by the CA. */
+  /** A client certificate signed by the CA: CN `cn`, or the whole subject when `cn` starts with '/'. */
   client(cn: string): { cert: string; key: string; certPath: string; keyPath: string };
   /** A client certificate signed by a different CA (must be rejected). */
   stranger: { cert: string; key: string };
@@ -41,7 +41,8 @@ function selfSigned(dir: string, name: string, cn: string): void {
 }
 
 function signed(dir: string, ca: string, name: string, cn: string, ext?: string): void {
-  openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
+  const subject = cn.startsWith('/') ? cn : `/CN=${cn}`;
+  openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
   const args = ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial'];
   args.push('-out', `${name}.crt`, '-days', '2');
   if (ext !== undefined) {
