@@ -58,6 +58,11 @@ export interface BrokerLimits {
   topicAliasMaximum: number;
   /** Cap on a 5.0 session expiry interval and the expiry for abandoned persistent sessions (seconds). */
   maxSessionExpiryInterval: number;
+  /**
+   * Subscriptions one session may hold (shared ones included); 0 = no limit. A SUBSCRIBE beyond it is refused per
+   * filter (5.0 0x97 Quota exceeded, 3.1.1 0x80); replacing a subscription it holds is always allowed.
+   */
+  maxSubscriptionsPerClient: number;
 }
 
 export const defaultLimits: BrokerLimits = {
@@ -74,6 +79,8 @@ export const defaultLimits: BrokerLimits = {
   topicAliasMaximum: 100,
   // 31 days: a vehicle offline for a month keeps its commands; a forgotten test client does not live forever.
   maxSessionExpiryInterval: 31 * 24 * 3600,
+  // A vehicle holds a handful, the backend a few wildcards: the bound only stops one client from filling memory.
+  maxSubscriptionsPerClient: 10_000,
 };
 
 /** Who a connected client is, as authorization sees it. */

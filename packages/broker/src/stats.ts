@@ -25,6 +25,8 @@ export interface BrokerStats {
   droppedTooLarge: number;
   /** PUBLISH refused by ACL. */
   droppedNotAuthorized: number;
+  /** Subscriptions refused because the session held maxSubscriptionsPerClient already. */
+  subscriptionsRefusedLimit: number;
   /** Connections closed for malformed packets or protocol errors. */
   protocolErrors: number;
   /** Messages queued for offline sessions right now. */
@@ -58,6 +60,7 @@ export function createStats(now = Date.now()): BrokerStats {
     droppedSlowSubscriber: 0,
     droppedTooLarge: 0,
     droppedNotAuthorized: 0,
+    subscriptionsRefusedLimit: 0,
     protocolErrors: 0,
     queuedCurrent: 0,
     storeBytes: 0,

@@ -36,6 +36,36 @@ for (const version of [4, 5] as const) {
       }
     });
 
+    test('subscriptions beyond max_subscriptions are refused per filter; replacing one held is allowed', async () => {
+      const b = await startBroker({ limits: { maxSubscriptionsPerClient: 2 } });
+      try {
+        const c = await connected(b.port, { version, clientId: 'many' });
+        c.send({
+          type: 'subscribe',
+          packetId: 1,
+          subscriptions: [
+            { topicFilter: 'subs/a', qos: 1 },
+            { topicFilter: '$share/g/subs/b', qos: 1 },
+            { topicFilter: 'subs/c', qos: 1 },
+          ],
+        });
+        const refused = version === 5 ? 0x97 : 0x80;
+        assert.deepEqual((await c.expect('suback')).reasonCodes, [1, 1, refused]);
+        // The same filter again (a new QoS) replaces it: still two.
+        c.send({ type: 'subscribe', packetId: 2, subscriptions: [{ topicFilter: 'subs/a', qos: 0 }] });
+        assert.deepEqual((await c.expect('suback')).reasonCodes, [0]);
+        c.send({ type: 'unsubscribe', packetId: 3, topicFilters: ['subs/a'] });
+        await c.expect('unsuback');
+        c.send({ type: 'subscribe', packetId: 4, subscriptions: [{ topicFilter: 'subs/c', qos: 0 }] });
+        assert.deepEqual((await c.expect('suback')).reasonCodes, [0]);
+        assert.equal(b.broker.stats.subscriptionsRefusedLimit, 1);
+        assert.equal(b.broker.stats.subscriptionsCurrent, 2);
+        c.end();
+      } finally {
+        await b.close();
+      }
+    });
+
     test('publishing faster than the rate limit closes the connection (5.0: 0x96)', async () => {
       const b = await startBroker({ limits: { maxPublishRate: 5 } });
       try {

@@ -246,6 +246,7 @@ describe('a good config', () => {
         'max_keepalive 300',
         'topic_alias_maximum 10',
         'max_session_expiry 86400',
+        'max_subscriptions 500',
         'use_username_as_clientid true',
         'sys_interval 0',
         'metrics_listener 9100 127.0.0.1',
@@ -272,6 +273,7 @@ describe('a good config', () => {
       maxKeepAlive: 300,
       topicAliasMaximum: 10,
       maxSessionExpiryInterval: 86400,
+      maxSubscriptionsPerClient: 500,
     });
     assert.deepEqual(options.listeners, [
       { protocol: 'mqtt', port: 1883, host: '127.0.0.1' },

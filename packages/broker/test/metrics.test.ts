@@ -23,6 +23,7 @@ function sampleStats() {
   stats.droppedSlowSubscriber = 13;
   stats.droppedTooLarge = 14;
   stats.droppedNotAuthorized = 15;
+  stats.subscriptionsRefusedLimit = 3;
   stats.protocolErrors = 1;
   stats.queuedCurrent = 9;
   return stats;
@@ -89,6 +90,7 @@ describe('renderPrometheus', () => {
       'otalink_broker_messages_dropped_total{reason="slow_subscriber"}': 13,
       'otalink_broker_messages_dropped_total{reason="too_large"}': 14,
       'otalink_broker_messages_dropped_total{reason="not_authorized"}': 15,
+      'otalink_broker_subscriptions_refused_total{reason="limit"}': 3,
       otalink_broker_protocol_errors_total: 1,
       otalink_broker_start_time_seconds: 1000,
       otalink_broker_uptime_seconds: 60,

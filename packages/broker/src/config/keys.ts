@@ -93,6 +93,7 @@ export const GLOBAL_KEYS: Record<string, Apply> = {
   // Seconds in the file (like every other duration there), milliseconds in BrokerLimits.
   connect_timeout: limit('connectTimeoutMs', (t) => parseInteger(t, 1, 86_400) * 1000),
   max_keepalive: limit('maxKeepAlive', (t) => parseInteger(t, 0, 65_535)),
+  max_subscriptions: limit('maxSubscriptionsPerClient', (t) => parseInteger(t, 0, MAX)),
   topic_alias_maximum: limit('topicAliasMaximum', (t) => parseInteger(t, 0, 65_535)),
   max_session_expiry: limit('maxSessionExpiryInterval', (t) => parseInteger(t, 0, 0xffff_ffff)),
   sys_interval: (draft, text) => {

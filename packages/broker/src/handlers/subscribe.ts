@@ -36,6 +36,21 @@ export function handleSubscribe(connection: Connection, packet: SubscribePacket)
       reasonCodes.push(connection.protocolVersion === 5 ? NOT_AUTHORIZED : REFUSED_311);
       continue;
     }
+    const limit = core.limits.maxSubscriptionsPerClient;
+    const holding = session.state.subscriptions;
+    if (limit > 0 && holding.size >= limit && !holding.has(requested.topicFilter)) {
+      core.stats.subscriptionsRefusedLimit++;
+      core.logger.debug(
+        {
+          code: 'BROKER_ERR_SUBSCRIPTION_LIMIT',
+          clientId: connection.identity.clientId,
+          filter: requested.topicFilter,
+        },
+        'subscription refused: the session holds max_subscriptions already',
+      );
+      reasonCodes.push(connection.protocolVersion === 5 ? QUOTA_EXCEEDED : REFUSED_311);
+      continue;
+    }
     const entry: SubscriptionEntry = {
       filter: requested.topicFilter,
       qos: requested.qos,

@@ -68,6 +68,11 @@ export function brokerMetrics(stats: BrokerStats, now = Date.now()): Metric[] {
       { labels: { reason: 'not_authorized' }, value: stats.droppedNotAuthorized },
     ]),
     counter(
+      'subscriptions_refused',
+      'Subscriptions refused, by reason (limit: the session held max_subscriptions already).',
+      [{ labels: { reason: 'limit' }, value: stats.subscriptionsRefusedLimit }],
+    ),
+    counter(
       'protocol_errors',
       'Connections closed for malformed packets or protocol errors.',
       one(stats.protocolErrors),
