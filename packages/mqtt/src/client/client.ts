@@ -74,7 +74,8 @@ export interface ClientEvents {
   redirect: (info: { reasonCode: number; serverReference: string | undefined; followed: boolean }) => void;
   /**
    * Failures that belong to no call: store errors, a failed reconnect attempt, a message restored from the store
-   * that cannot be sent (MQTT_ERR_MESSAGE_EXPIRED, or a limit of the server's).
+   * that cannot be sent (MQTT_ERR_MESSAGE_EXPIRED, or a limit of the server's). Also what another listener threw,
+   * as it was thrown (without an 'error' listener it is thrown again, uncaught, once the client's work is done).
    */
   error: (error: Error) => void;
 }
@@ -392,7 +393,10 @@ export class MqttClient extends Emitter<ClientEvents> {
     else reauth.pending.reject(error);
   }
 
-  /** The hook failed (or refused the server's data): DISCONNECT 0x87 and close, failing a re-authentication. */
+  /**
+   * The hook failed (or refused the server's data): DISCONNECT 0x87 and close, failing a re-authentication. An AUTH
+   * the protocol does not allow (no hook, another method, an unexpected reason code) is DISCONNECT 0x82.
+   */
   private authFailed(conn: Connection, err: unknown): void {
     const error =
       err instanceof MqttError
@@ -405,7 +409,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn.closed) return;
     conn.reason = error;
     if (conn.established && this.session.state === 'connected') {
-      this.writeNow(conn, this.session.disconnect(sessionClock(), 0x87).packets);
+      const code = error instanceof MqttError && error.code === 'MQTT_ERR_PROTOCOL_ERROR' ? 0x82 : 0x87;
+      this.writeNow(conn, this.session.disconnect(sessionClock(), code).packets);
       this.closeLine(conn, 'end');
     } else {
       conn.transport?.destroy();
@@ -494,7 +499,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         this.registry.set(subscription.topicFilter, { subscription, properties: options.properties });
       }
     });
-    return new MqttSubscription(this, list, suback.reasonCodes);
+    return new MqttSubscription(this, list, suback.reasonCodes, suback.properties, options.properties);
   }
 
   /** Resolves with the UNSUBACK reason codes (5.0; empty in 3.1.1). */
@@ -525,12 +530,16 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   /** @internal A subscription's messages (MqttSubscription.messages): the stream ends when its filters are undone. */
-  subscriptionMessages(filters: readonly string[]): MessageStream<Message> {
+  subscriptionMessages(filters: readonly string[], subscriptionId?: number): MessageStream<Message> {
     const plain = filters.map((f) => parseSharedSubscription(f)?.filter ?? f);
-    return this.stream((topic) => plain.some((f) => topicMatches(f, topic)), filters);
+    return this.stream((topic) => plain.some((f) => topicMatches(f, topic)), filters, subscriptionId);
   }
 
-  private stream(accepts: (topic: string) => boolean, filters: readonly string[] | undefined): MessageStream<Message> {
+  private stream(
+    accepts: (topic: string) => boolean,
+    filters: readonly string[] | undefined,
+    subscriptionId?: number,
+  ): MessageStream<Message> {
     const entry: StreamEntry = {
       stream: new MessageStream<Message>(
         () => this.streams.delete(entry),
@@ -538,9 +547,10 @@ export class MqttClient extends Emitter<ClientEvents> {
       ),
       accepts,
       filters,
+      subscriptionId,
     };
     const early = this.takeEarly();
-    for (const m of early) if (accepts(m.topic)) entry.stream.push(m);
+    for (const m of early) if (routes(entry, m)) entry.stream.push(m);
     this.maybeResume();
     if (this.state === 'closed') entry.stream.end();
     else this.streams.add(entry);
@@ -554,7 +564,13 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (early.length > 0) {
         // Not from inside on(): the caller may still be setting up.
         queueMicrotask(() => {
-          for (const m of early) (listener as ClientEvents['message'])(m);
+          for (const m of early) {
+            try {
+              (listener as ClientEvents['message'])(m);
+            } catch (err) {
+              this.listenerFailed('message', err);
+            }
+          }
         });
       }
     }
@@ -866,7 +882,7 @@ export class MqttClient extends Emitter<ClientEvents> {
           failure = err as MqttError;
         }
       }
-      if (packet?.type === 'puback' || packet?.type === 'pubcomp') {
+      if ((packet?.type === 'puback' || packet?.type === 'pubcomp') && this.session.state === 'connected') {
         acks = this.session.handle(packet, sessionClock(), acks);
         continue;
       }
@@ -874,7 +890,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (acks !== undefined) {
         this.apply(conn, acks);
         acks = undefined;
-        if (conn.closed || this.conn !== conn) return;
+        if (conn.closed || this.conn !== conn || this.session.state === 'disconnected') return;
       }
       if (failure !== undefined) {
         if (this.version === 5 && failure.reasonCode !== undefined) {
@@ -886,7 +902,8 @@ export class MqttClient extends Emitter<ClientEvents> {
       }
       if (packet === undefined) return;
       this.apply(conn, this.session.handle(packet, sessionClock()));
-      if (conn.closed || this.conn !== conn) return;
+      // A protocol error, DISCONNECT or refusal ended the connection: what follows it in the read is not for us.
+      if (conn.closed || this.conn !== conn || this.session.state === 'disconnected') return;
       if (packet.type === 'publish') this.maybePause(conn);
     }
   }
@@ -1047,7 +1064,7 @@ export class MqttClient extends Emitter<ClientEvents> {
           break;
         }
         this.emit('message', message);
-        for (const { stream, accepts } of this.streams) if (accepts(message.topic)) stream.push(message);
+        for (const entry of this.streams) if (routes(entry, message)) entry.stream.push(message);
         break;
       }
       case 'published': {
@@ -1077,7 +1094,8 @@ export class MqttClient extends Emitter<ClientEvents> {
         this.emit('disconnect', e.packet);
         const code = e.packet.reasonCode ?? 0;
         if (conn !== undefined) {
-          const message = `the server disconnected: ${reasonName(code, 5, 'disconnect')}`;
+          const reason = e.packet.properties?.reasonString;
+          const message = `the server disconnected: ${reasonName(code, 5, 'disconnect')}${reason ? ` (${reason})` : ''}`;
           conn.reason = isRedirect(code)
             ? new MqttRedirectError('MQTT_ERR_CONNECTION_CLOSED', message, code, e.packet.properties?.serverReference)
             : new MqttError('MQTT_ERR_CONNECTION_CLOSED', message, { reasonCode: code });
@@ -1124,6 +1142,12 @@ export class MqttClient extends Emitter<ClientEvents> {
       const success = reasonCode === 0x00;
       if (success && !this.reauthRunsOn(conn)) {
         throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH success without a re-authentication', {
+          reasonCode: 0x82,
+        });
+      }
+      if (!success && conn.established && !this.reauthRunsOn(conn)) {
+        // Only the client starts a re-authentication: a challenge out of the blue is not the hook's to answer.
+        throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', 'AUTH from the server outside an authentication exchange', {
           reasonCode: 0x82,
         });
       }
@@ -1231,6 +1255,20 @@ interface StreamEntry {
   accepts: (topic: string) => boolean;
   /** The filters of the subscription whose stream it is (MqttSubscription.messages); undefined for client.messages. */
   filters: readonly string[] | undefined;
+  /** That subscription's Subscription Identifier (5.0), if it asked for one. */
+  subscriptionId: number | undefined;
+}
+
+/**
+ * Whether a stream takes a message: its topic matches, and, when both the message and the stream's subscription
+ * carry Subscription Identifiers, the message names that subscription's. With overlapping subscriptions a server
+ * may send one copy per subscription, each naming its own ([MQTT-3.3.4-5]): each stream then gets its copy only.
+ */
+function routes(entry: StreamEntry, message: Message): boolean {
+  if (!entry.accepts(message.topic)) return false;
+  const id = entry.subscriptionId;
+  const ids = id === undefined ? undefined : message.properties?.subscriptionIdentifiers;
+  return ids === undefined || ids.includes(id!);
 }
 
 /** A granted subscription: its reason codes, its own message stream, and a way to undo it. */
@@ -1242,16 +1280,21 @@ export class MqttSubscription {
     readonly subscriptions: Subscription[],
     /** One per filter: the granted QoS, or a failure code (≥ 0x80). */
     readonly reasonCodes: number[],
+    /** The SUBACK's Reason String and User Properties (5.0). */
+    readonly properties?: AckProperties,
+    /** What the SUBSCRIBE carried (5.0): its Subscription Identifier routes `messages()`. */
+    readonly subscribeProperties?: SubscribeProperties,
   ) {
     this.filters = subscriptions.map((s) => s.topicFilter);
   }
 
   /**
-   * Messages whose topic matches one of this subscription's filters. The stream ends when the client closes, and
+   * Messages whose topic matches one of this subscription's filters (and, when the SUBSCRIBE set a Subscription
+   * Identifier and the message carries identifiers, that name it). The stream ends when the client closes, and
    * once every one of these filters was unsubscribed (here or with `client.unsubscribe`).
    */
   messages(): MessageStream<Message> {
-    return this.client.subscriptionMessages(this.filters);
+    return this.client.subscriptionMessages(this.filters, this.subscribeProperties?.subscriptionIdentifiers?.[0]);
   }
 
   unsubscribe(properties?: UnsubscribeProperties): Promise<number[]> {

@@ -32,9 +32,33 @@ export class Emitter<Events extends { [K in keyof Events]: Listener }> {
     return this.listeners.get(event)?.size ?? 0;
   }
 
+  /**
+   * Calls every listener. One that throws neither stops the others nor unwinds the caller (the client, midway
+   * through a read: the packets behind would wait for the next one, and state it was changing would be left half
+   * done): its error goes to the 'error' listeners, or, with none, is thrown again from a microtask, uncaught as
+   * it would have been.
+   */
   protected emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {
     const set = this.listeners.get(event);
     if (set === undefined) return;
-    for (const listener of [...set]) listener(...args);
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (err) {
+        this.listenerFailed(event, err);
+      }
+    }
+  }
+
+  /** Reports an error a listener threw (see `emit`). */
+  protected listenerFailed(event: keyof Events | undefined, err: unknown): void {
+    const errors = event === 'error' ? undefined : this.listeners.get('error' as keyof Events);
+    if (errors !== undefined && errors.size > 0) {
+      this.emit('error' as keyof Events, ...([err] as Parameters<Events[keyof Events]>));
+    } else {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
   }
 }

@@ -218,6 +218,11 @@ export class ClientSession {
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
   private readonly incomingQos2 = new Set<number>();
   /**
+   * Those of `incomingQos2` the server sent (or sent again) on this connection: only they count against our Receive
+   * Maximum, since the server's send quota starts afresh with each connection (MQTT 5.0 section 4.9).
+   */
+  private readonly qos2ThisConnection = new Set<number>();
+  /**
    * With manualAck: incoming QoS 1/2 ids delivered on this connection whose PUBACK/PUBREC has not gone out, in
    * arrival order (a Map keeps insertion order). `acked` marks those the application acknowledged that still wait
    * behind an earlier one, since acks must leave in the order the PUBLISH packets arrived.
@@ -356,6 +361,9 @@ export class ClientSession {
     this.state = 'disconnected';
     this.pingSentAt = undefined;
     this.outAliases = new OutgoingTopicAliases(0);
+    // [MQTT-3.3.2-7]: the server's aliases die with the connection.
+    this.inAliases = new IncomingTopicAliases(0);
+    this.qos2ThisConnection.clear();
     // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
     this.awaitingAck.clear();
     this.heldAcks = 0;
@@ -400,6 +408,7 @@ export class ClientSession {
       return;
     }
     this.incomingQos2.add(id);
+    this.qos2ThisConnection.add(id);
     if (this.persist) {
       addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
     }
@@ -463,6 +472,8 @@ export class ClientSession {
     const packetId = this.allocateId();
     const packet: SubscribePacket = { type: 'subscribe', packetId, subscriptions };
     if (properties !== undefined && this.version === 5) packet.properties = properties;
+    // Measuring validates options and properties: a bad one throws here, before the packet is kept to resend.
+    encodedLength(packet, this.version);
     return { packetId, step: this.sendControl(packet, now) };
   }
 
@@ -471,6 +482,7 @@ export class ClientSession {
     const packetId = this.allocateId();
     const packet: UnsubscribePacket = { type: 'unsubscribe', packetId, topicFilters };
     if (properties !== undefined && this.version === 5) packet.properties = properties;
+    encodedLength(packet, this.version);
     return { packetId, step: this.sendControl(packet, now) };
   }
 
@@ -478,6 +490,16 @@ export class ClientSession {
   handle(packet: Packet, now: number, into?: Step): Step {
     const step = into ?? newStep();
     this.lastReceived = now;
+    if (
+      this.state === 'connecting' &&
+      packet.type !== 'connack' &&
+      packet.type !== 'auth' &&
+      packet.type !== 'disconnect'
+    ) {
+      // [MQTT-3.2.0-1]: nothing but AUTH comes before CONNACK (a PUBLISH would resolve aliases of no connection).
+      this.protocolError(step, now, `${packet.type} before CONNACK`, 0x82);
+      return step;
+    }
     switch (packet.type) {
       case 'connack':
         this.onConnack(packet, step, now);
@@ -496,6 +518,7 @@ export class ClientSession {
         break;
       case 'pubrel': {
         const known = this.incomingQos2.delete(packet.packetId);
+        this.qos2ThisConnection.delete(packet.packetId);
         if (known && this.persist) addEvent(step, { type: 'store-delete', key: incomingKey(packet.packetId) });
         const comp: Packet = { type: 'pubcomp', packetId: packet.packetId };
         if (!known && this.version === 5) comp.reasonCode = 0x92;
@@ -703,7 +726,7 @@ export class ClientSession {
     try {
       topic = this.inAliases.resolve(packet.topic, packet.properties?.topicAlias);
     } catch (err) {
-      this.protocolError(step, now, (err as Error).message, 0x94, err);
+      this.protocolError(step, now, (err as Error).message, (err as MqttError).reasonCode ?? 0x82, err);
       return;
     }
     const message = delivered(packet, topic);
@@ -713,9 +736,10 @@ export class ClientSession {
     }
     const id = packet.packetId!;
     const receiveMaximum = this.options.properties?.receiveMaximum ?? 65535;
-    // Every QoS 1 message not yet PUBACKed and QoS 2 message not yet PUBCOMPed counts against our Receive Maximum.
-    const unacked = this.incomingQos2.size + this.awaitingAck.size;
-    const isNew = !this.incomingQos2.has(id) && !this.awaitingAck.has(id);
+    // Every QoS 1 message not yet PUBACKed and QoS 2 message not yet PUBCOMPed counts against our Receive Maximum:
+    // those the server sent on this connection, as its quota starts again with each one (section 4.9).
+    const unacked = this.qos2ThisConnection.size + this.awaitingAck.size;
+    const isNew = !this.qos2ThisConnection.has(id) && !this.awaitingAck.has(id);
     if (isNew && this.version === 5 && unacked >= receiveMaximum) {
       this.protocolError(step, now, `the server exceeded our Receive Maximum of ${receiveMaximum}`, 0x93);
       return;
@@ -743,6 +767,7 @@ export class ClientSession {
           addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
         }
       }
+      this.qos2ThisConnection.add(id);
       this.send(step, { type: 'pubrec', packetId: id }, now);
     }
   }

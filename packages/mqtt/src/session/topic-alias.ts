@@ -136,7 +136,8 @@ export class IncomingTopicAliases {
     }
     const known = this.topics.get(alias);
     if (known === undefined) {
-      throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', `topic alias ${alias} was never set`, { reasonCode: 0x94 });
+      // Not 0x94, which names an alias above our maximum: an alias used before it was set is a Protocol Error.
+      throw new MqttError('MQTT_ERR_PROTOCOL_ERROR', `topic alias ${alias} was never set`, { reasonCode: 0x82 });
     }
     return known;
   }

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
 import { encode } from '../../src/codec/encoder.js';
 import type { MqttError } from '../../src/codec/errors.js';
-import type { ProtocolVersion, PublishPacket } from '../../src/codec/packets.js';
+import type { ProtocolVersion, PublishPacket, SubscribePacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 
 const fast = { initialDelayMs: 10, maxDelayMs: 50 };
@@ -624,5 +624,231 @@ describe('dependability against the fake broker', () => {
       assert.deepEqual(steps, ['initial', 'challenge']);
       await client.end();
     });
+  });
+});
+
+describe('inbound protocol checks against the fake broker (5.0)', () => {
+  const pub = (
+    topic: string,
+    qos: 0 | 1 | 2,
+    packetId?: number,
+    properties?: PublishPacket['properties'],
+  ): PublishPacket => ({
+    type: 'publish',
+    topic,
+    payload: new TextEncoder().encode(topic),
+    qos,
+    retain: false,
+    dup: false,
+    packetId,
+    properties,
+  });
+
+  test('a protocol error ends the read: a PUBLISH behind it in the same write is neither delivered nor acked', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(
+        options(broker, { clean: false, clientId: 'alias-err', properties: { topicAliasMaximum: 2 } }),
+      );
+      try {
+        const seen: string[] = [];
+        client.on('message', (m) => seen.push(m.topic));
+        const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+        const first = broker.latest!;
+        first.socket.write(
+          Buffer.concat([encode(pub('x', 0, undefined, { topicAlias: 3 }), 5), encode(pub('behind', 1, 7), 5)]),
+        );
+        const reason = (await offline) as MqttError;
+        assert.equal(reason.reasonCode, 0x94);
+        await broker.until(() => broker.connections.length === 2 && client.state === 'connected');
+        assert.deepEqual(seen, [], 'the server sends it again on the next connection');
+        assert.deepEqual(
+          first.received.slice(1).map((p) => [p.type, (p as { reasonCode?: number }).reasonCode]),
+          [['disconnect', 0x94]],
+        );
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test('packets before CONNACK are a protocol error: a PUBACK and a PUBLISH ahead of it are not handled', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: false, clientId: 'early-packets' }));
+      try {
+        const seen: string[] = [];
+        client.on('message', (m) => seen.push(m.topic));
+        broker.script = {
+          connack: (_c, present, conn) => {
+            if (broker.connections.length !== 2) return { type: 'connack', sessionPresent: present, reasonCode: 0 };
+            conn.socket.write(
+              Buffer.concat([
+                encode({ type: 'puback', packetId: 1 }, 5),
+                encode(pub('early', 0), 5),
+                encode({ type: 'connack', sessionPresent: present, reasonCode: 0 }, 5),
+              ]),
+            );
+            return null;
+          },
+        };
+        broker.latest!.drop();
+        await broker.until(() => broker.connections.length === 3 && client.state === 'connected');
+        assert.deepEqual(seen, []);
+        assert.deepEqual(broker.connections[1]!.received.at(-1), { type: 'disconnect', reasonCode: 0x82 });
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test('AUTH from a server we gave no authentication method: DISCONNECT 0x82 (a protocol error, not 0x87)', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+      broker.latest!.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'X' } });
+      const reason = (await offline) as MqttError;
+      assert.equal(reason.code, 'MQTT_ERR_PROTOCOL_ERROR');
+      await broker.until(() => broker.latest!.received.some((p) => p.type === 'disconnect'));
+      assert.deepEqual(broker.latest!.received.at(-1), { type: 'disconnect', reasonCode: 0x82 });
+      await client.end({ force: true });
+    });
+  });
+
+  test('a server DISCONNECT: event with its properties, offline reason with code and reason string', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      const packets: unknown[] = [];
+      client.on('disconnect', (p) => packets.push(p));
+      const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+      const properties = { reasonString: 'maintenance', userProperties: [['k', 'v']] as Array<[string, string]> };
+      broker.latest!.send({ type: 'disconnect', reasonCode: 0x8b, properties });
+      const reason = (await offline) as MqttError;
+      assert.equal(reason.code, 'MQTT_ERR_CONNECTION_CLOSED');
+      assert.equal(reason.reasonCode, 0x8b);
+      assert.match(reason.message, /maintenance/);
+      assert.deepEqual(packets, [{ type: 'disconnect', reasonCode: 0x8b, properties }]);
+      await client.end({ force: true });
+    });
+  });
+
+  test('a listener that throws: reported on error, and the packets behind its message are still handled', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker));
+      try {
+        const errors: Error[] = [];
+        client.on('error', (e) => errors.push(e));
+        const seen: string[] = [];
+        client.on('message', (m) => {
+          seen.push(m.topic);
+          if (m.topic === 'boom') throw new Error('application bug');
+        });
+        const conn = broker.latest!;
+        conn.socket.write(Buffer.concat([encode(pub('boom', 1, 1), 5), encode(pub('next', 1, 2), 5)]));
+        await broker.until(() => conn.received.filter((p) => p.type === 'puback').length === 2, 3000, 'both PUBACKs');
+        assert.deepEqual(seen, ['boom', 'next']);
+        assert.deepEqual(
+          errors.map((e) => e.message),
+          ['application bug'],
+        );
+        assert.equal(client.state, 'connected');
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test('overlapping subscriptions with Subscription Identifiers: each stream gets the copy naming its own', async () => {
+    await withBroker(
+      async (broker) => {
+        const client = await connect(options(broker));
+        try {
+          const wide = await client.subscribe('a/#', { properties: { subscriptionIdentifiers: [1] } });
+          const narrow = await client.subscribe('a/b', { properties: { subscriptionIdentifiers: [2] } });
+          const plain = await client.subscribe('a/+');
+          assert.deepEqual(wide.properties, { reasonString: 'ok a/#' }, 'SUBACK properties are visible');
+          const fromWide = wide.messages();
+          const fromNarrow = narrow.messages();
+          const fromPlain = plain.messages();
+          const conn = broker.latest!;
+          // One copy per subscription, as a server may send them ([MQTT-3.3.4-5]); one for 'a/+' carries none.
+          conn.send(pub('a/b', 0, undefined, { subscriptionIdentifiers: [1] }));
+          conn.send(pub('a/b', 0, undefined, { subscriptionIdentifiers: [2] }));
+          conn.send(pub('a/c', 0, undefined, { subscriptionIdentifiers: [1] }));
+          conn.send(pub('a/b', 0));
+          await broker.until(() => fromPlain.pending === 4, 3000, 'four messages');
+          const ids = async (s: typeof fromWide) => {
+            const out: unknown[] = [];
+            while (s.pending > 0) out.push((await s.next()).value?.properties?.subscriptionIdentifiers ?? []);
+            return out;
+          };
+          assert.deepEqual(await ids(fromWide), [[1], [1], []]);
+          assert.deepEqual(await ids(fromNarrow), [[2], []]);
+        } finally {
+          await client.end({ force: true });
+        }
+      },
+      { subackProperties: (p: SubscribePacket) => ({ reasonString: `ok ${p.subscriptions[0]!.topicFilter}` }) },
+    );
+  });
+
+  test('a SUBSCRIBE whose properties cannot be encoded (MQTT.js spelling) rejects, and is not resent later', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: false, clientId: 'bad-sub-props' }));
+      try {
+        await assert.rejects(
+          client.subscribe('a/#', { properties: { subscriptionIdentifier: 1 } as never }),
+          (err: MqttError) => err.code === 'MQTT_ERR_INVALID_PACKET',
+        );
+        broker.latest!.drop();
+        await broker.until(() => broker.connections.length === 2 && client.state === 'connected');
+        const sub = await client.subscribe('b/#', { properties: { subscriptionIdentifiers: [1] } });
+        assert.deepEqual(sub.reasonCodes, [0]);
+        assert.equal(client.state, 'connected');
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test('malformed packets and protocol errors: DISCONNECT with the reason, reconnect, the session kept', async () => {
+    const cases: Array<[string, Buffer, number]> = [
+      ['PUBREL with flags 0000', Buffer.from([0x60, 0x02, 0x00, 0x01]), 0x81],
+      ['ill-formed UTF-8 in the topic', Buffer.from([0x30, 0x05, 0x00, 0x02, 0xc3, 0x28, 0x00]), 0x81],
+      ['a wildcard in the topic', Buffer.from([0x30, 0x05, 0x00, 0x02, 0x61, 0x23, 0x00]), 0x90],
+      [
+        'Session Expiry Interval in a PUBLISH',
+        Buffer.from([0x30, 0x0a, 0x00, 0x01, 0x61, 0x05, 0x11, 0, 0, 0, 1, 0x78]),
+        0x81,
+      ],
+      [
+        'a PUBLISH above our Maximum Packet Size',
+        Buffer.from(encode(pub('big', 0, undefined, { contentType: 'x'.repeat(64) }), 5)),
+        0x95,
+      ],
+      [
+        'Content Type twice',
+        Buffer.from([0x30, 0x0d, 0x00, 0x01, 0x61, 0x08, 0x03, 0, 1, 0x61, 0x03, 0, 1, 0x61, 0x78]),
+        0x82,
+      ],
+    ];
+    for (const [what, bytes, code] of cases) {
+      await withBroker(async (broker) => {
+        const client = await connect(
+          options(broker, { clean: false, clientId: 'malformed', properties: { maximumPacketSize: 64 } }),
+        );
+        try {
+          await client.subscribe('keep/#', { qos: 1 });
+          const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+          const first = broker.latest!;
+          first.socket.write(bytes);
+          assert.equal(((await offline) as MqttError).reasonCode, code, what);
+          await broker.until(() => broker.connections.length === 2 && client.state === 'connected');
+          assert.deepEqual(first.received.at(-1), { type: 'disconnect', reasonCode: code }, what);
+          assert.equal(client.connack?.sessionPresent, true, `${what}: the session goes on`);
+          assert.equal(broker.connects.at(-1)?.clean, false);
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    }
   });
 });

@@ -182,3 +182,23 @@ test('reauthenticate(data) sends the data given; misuse is refused with MQTT_ERR
     await broker.close();
   }
 });
+
+test('an AUTH challenge the client did not ask for: DISCONNECT 0x82, the hook not called', async () => {
+  const broker = await FakeBroker.start();
+  try {
+    scramServer(broker, () => 'secret');
+    const seen: number[] = [];
+    const client = await connect({ url: broker.url, reconnect: false, auth: scramClient('tcu', 'secret', seen) });
+    const conn = broker.latest!;
+    const calls = seen.length;
+    const offline = new Promise<Error>((resolve) => client.on('offline', resolve));
+    conn.send({ type: 'auth', reasonCode: 0x18, properties: { authenticationMethod: METHOD } });
+    assert.equal(((await offline) as Error & { reasonCode?: number }).reasonCode, 0x82);
+    await broker.until(() => conn.received.some((p) => p.type === 'disconnect'), 5000, 'DISCONNECT');
+    assert.deepEqual(conn.received.at(-1), { type: 'disconnect', reasonCode: 0x82 });
+    assert.equal(seen.length, calls, 'the hook answered no challenge');
+    await client.end({ force: true });
+  } finally {
+    await broker.close();
+  }
+});

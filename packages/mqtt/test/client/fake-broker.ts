@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Decoder, encode } from '../../src/codec/index.js';
 import type {
+  AckProperties,
   AuthPacket,
   ConnackPacket,
   ConnectPacket,
@@ -26,6 +27,8 @@ export interface FakeBrokerScript {
   pong?: boolean;
   /** SUBACK reason codes for a SUBSCRIBE (default: the QoS asked for). */
   suback?: (packet: SubscribePacket, conn: FakeConnection) => number[];
+  /** SUBACK properties (5.0; default none). */
+  subackProperties?: (packet: SubscribePacket) => AckProperties | undefined;
 }
 
 export class FakeConnection {
@@ -212,7 +215,8 @@ export class FakeBroker {
       }
       case 'subscribe': {
         const reasonCodes = this.script.suback?.(packet, conn) ?? packet.subscriptions.map((s) => s.qos);
-        conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes });
+        const properties = this.script.subackProperties?.(packet);
+        conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes, ...(properties ? { properties } : {}) });
         return;
       }
       case 'unsubscribe':

@@ -277,6 +277,26 @@ describe('QoS 2 receiver', () => {
     assert.deepEqual(eventTypes(step), ['message']);
   });
 
+  test('only what the server sent on this connection counts against our Receive Maximum (section 4.9)', () => {
+    const s = session({ clean: false, properties: { receiveMaximum: 2 } });
+    const pub = (id: number, dup = false): PublishPacket => ({ ...msg('t', 2), type: 'publish', dup, packetId: id });
+    s.connect(0);
+    s.handle(connack(), 0);
+    s.handle(pub(1), 1);
+    s.handle(pub(2), 1);
+    s.connectionLost();
+    s.connect(2);
+    s.handle(connack({}, true), 2);
+    // Ids 1 and 2 await PUBREL from the last connection; the server's send quota started again at 2.
+    const third = s.handle(pub(3), 3);
+    assert.deepEqual(third.packets, [{ type: 'pubrec', packetId: 3 }]);
+    assert.deepEqual(eventTypes(third), ['message', 'store-put']);
+    const again = s.handle(pub(1, true), 3);
+    assert.deepEqual(again.packets, [{ type: 'pubrec', packetId: 1 }], 'sent again on this connection: it counts');
+    assert.deepEqual(eventTypes(again), [], 'and is still not delivered twice');
+    assert.deepEqual(s.handle(pub(4), 4).packets, [{ type: 'disconnect', reasonCode: 0x93 }]);
+  });
+
   test('restored incoming ids still suppress redelivery', () => {
     const s = session({ clean: false });
     s.restore([{ kind: 'incoming', packetId: 9 }]);
@@ -865,18 +885,49 @@ describe('topic aliases', () => {
     assert.equal(publishes(s.publish(msg('a', 0), 1).step)[0]?.properties, undefined);
   });
 
-  test('incoming: resolves known aliases; an unknown one is a protocol error 0x94', () => {
+  test('incoming: resolves known aliases; an unknown one is a protocol error 0x82', () => {
     const { s } = connected({ properties: { topicAliasMaximum: 5 } });
     const set = s.handle({ ...msg('x/y', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 1);
     assert.equal(set.events[0]?.type === 'message' && set.events[0].message.topic, 'x/y');
     const use = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 2);
     assert.equal(use.events[0]?.type === 'message' && use.events[0].message.topic, 'x/y');
+    // 0x94 (Topic Alias invalid) names an alias above our maximum; one never set is a Protocol Error.
     const bad = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 2 } }, 3);
-    assert.deepEqual(bad.packets, [{ type: 'disconnect', reasonCode: 0x94 }]);
+    assert.deepEqual(bad.packets, [{ type: 'disconnect', reasonCode: 0x82 }]);
     const close = bad.events[0];
     assert.ok(close?.type === 'close');
-    assert.equal(close.error.reasonCode, 0x94);
+    assert.equal(close.error.reasonCode, 0x82);
     assert.equal(s.state, 'disconnected');
+  });
+
+  test('incoming: an alias above our Topic Alias Maximum is 0x94; a topic with a known alias rebinds it', () => {
+    const { s } = connected({ properties: { topicAliasMaximum: 2 } });
+    const topicOf = (step: Step) => (step.events[0]?.type === 'message' ? step.events[0].message.topic : undefined);
+    s.handle({ ...msg('a', 0), type: 'publish', dup: false, properties: { topicAlias: 2 } }, 1);
+    s.handle({ ...msg('b', 0), type: 'publish', dup: false, properties: { topicAlias: 2 } }, 1);
+    assert.equal(
+      topicOf(s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 2 } }, 1)),
+      'b',
+    );
+    const over = s.handle({ ...msg('c', 0), type: 'publish', dup: false, properties: { topicAlias: 3 } }, 2);
+    assert.deepEqual(over.packets, [{ type: 'disconnect', reasonCode: 0x94 }]);
+  });
+
+  test('incoming: no alias outlives its connection, and nothing but AUTH comes before CONNACK [MQTT-3.3.2-7]', () => {
+    const s = session({ properties: { topicAliasMaximum: 2 } });
+    s.connect(0);
+    s.handle(connack(), 0);
+    s.handle({ ...msg('old/topic', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 1);
+    s.connectionLost();
+    s.connect(2);
+    // A PUBLISH before CONNACK (here using the last connection's alias) is a protocol error, never a message.
+    const early = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 3);
+    assert.deepEqual(eventTypes(early), ['close']);
+    assert.deepEqual(early.packets, [{ type: 'disconnect', reasonCode: 0x82 }]);
+    s.connect(4);
+    s.handle(connack(), 4);
+    const after = s.handle({ ...msg('', 0), type: 'publish', dup: false, properties: { topicAlias: 1 } }, 5);
+    assert.deepEqual(after.packets, [{ type: 'disconnect', reasonCode: 0x82 }], 'the old mapping is gone');
   });
 });
 
