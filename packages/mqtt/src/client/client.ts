@@ -321,7 +321,8 @@ export class MqttClient extends Emitter<ClientEvents> {
    * from the server stops at `highWaterMark` (the backlog held for a first consumer has its own limit).
    */
   get bufferedCount(): number {
-    let most = 0;
+    // Messages held for a first consumer count too: reading pauses rather than drop them at EARLY_LIMIT.
+    let most = this.early?.length ?? 0;
     for (const { stream } of this.streams) most = Math.max(most, stream.pending);
     return most;
   }
@@ -580,6 +581,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   private takeEarly(): Message[] {
     const early = this.early ?? [];
     this.early = undefined;
+    if (early.length > 0) this.maybeResume();
     return early;
   }
 

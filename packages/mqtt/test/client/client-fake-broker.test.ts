@@ -671,6 +671,33 @@ describe('inbound protocol checks against the fake broker (5.0)', () => {
     });
   });
 
+  test('messages arriving before anyone listens pause reading instead of being dropped past the early limit', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      try {
+        const errors: string[] = [];
+        client.on('error', (e) => errors.push((e as MqttError).code));
+        // More than the 10 000 the client holds for a first consumer: before, the rest were dropped.
+        const total = 12_000;
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < total; i++) frames.push(encode(pub(`early/${i}`, 0), 5));
+        broker.latest!.socket.write(Buffer.concat(frames));
+        await broker.until(() => client.readingPaused, 10_000, 'reading paused with nobody listening');
+        let received = 0;
+        let last = '';
+        client.on('message', (m) => {
+          received++;
+          last = m.topic;
+        });
+        await broker.until(() => received === total, 10_000, `all ${total} messages (got ${received})`);
+        assert.equal(last, `early/${total - 1}`);
+        assert.deepEqual(errors, []);
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test('packets before CONNACK are a protocol error: a PUBACK and a PUBLISH ahead of it are not handled', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { clean: false, clientId: 'early-packets' }));
