@@ -40,3 +40,29 @@ export function outgoingKey(seq: number): string {
 export function incomingKey(packetId: number): string {
   return `in:${packetId}`;
 }
+
+/**
+ * Whether a value read back from a store is a record this code wrote: a damaged or foreign entry must be skipped,
+ * not handed to the session (which would fail on it at every start).
+ */
+export function isStoredRecord(value: unknown): value is StoredRecord {
+  if (value === null || typeof value !== 'object') return false;
+  const r = value as Partial<Record<keyof OutgoingRecord, unknown>> & { packetId?: unknown };
+  if (r.kind === 'incoming') return isId(r.packetId);
+  return (
+    r.kind === 'outgoing' &&
+    Number.isSafeInteger(r.seq) &&
+    typeof r.topic === 'string' &&
+    r.payload instanceof Uint8Array &&
+    (r.qos === 1 || r.qos === 2) &&
+    typeof r.retain === 'boolean' &&
+    (r.state === 'queued' || r.state === 'publish' || r.state === 'pubrel') &&
+    (r.packetId === undefined || isId(r.packetId)) &&
+    (r.expiresAt === undefined || typeof r.expiresAt === 'number') &&
+    (r.properties === undefined || (r.properties !== null && typeof r.properties === 'object'))
+  );
+}
+
+function isId(value: unknown): boolean {
+  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff;
+}

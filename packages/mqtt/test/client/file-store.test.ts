@@ -51,8 +51,52 @@ async function contract(store: MessageStore): Promise<void> {
   assert.deepEqual(all, ['i7', 'o1']);
 }
 
+// Changes made in one tick without waiting in between (how the client issues a step's changes): the last wins.
+async function sameTickContract(store: MessageStore): Promise<void> {
+  await Promise.all([store.put('out:1', out(1)), store.delete('out:1')]);
+  await Promise.all([store.put('out:2', out(2)), store.delete('out:2'), store.put('out:2', out(2, 'publish'))]);
+  await Promise.all([
+    store.put('out:3', out(3)),
+    store.put('out:3', out(3, 'publish')),
+    store.put('out:3', out(3, 'pubrel')),
+  ]);
+  await Promise.all([store.delete('out:3'), store.put('in:9', { kind: 'incoming', packetId: 9 })]);
+  assert.equal(await store.get('out:1'), undefined);
+  assert.deepEqual(await store.get('out:2'), out(2, 'publish'));
+  assert.equal(await store.get('out:3'), undefined);
+  const all = (await store.list()).map((r) => (r.kind === 'outgoing' ? `o${r.seq}` : `i${r.packetId}`)).sort();
+  assert.deepEqual(all, ['i9', 'o2']);
+}
+
 test('memory store meets the contract', async () => {
   await contract(new MemoryStore());
+  await sameTickContract(new MemoryStore());
+});
+
+test('file store meets the same-tick contract, also after reopening, and writes nothing for a put undone in its tick', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    await sameTickContract(store);
+    await store.close();
+    const again = FileStore.open(path);
+    assert.deepEqual(
+      again
+        .list()
+        .map((r) => (r.kind === 'outgoing' ? `o${r.seq}` : `i${r.packetId}`))
+        .sort(),
+      ['i9', 'o2'],
+    );
+    await Promise.all([again.put('out:5', out(5)), again.delete('out:5')]);
+    const size = statSync(path).size;
+    await again.close();
+    const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, 2, `${lines}`);
+    assert.equal(statSync(path).size, size);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('file store meets the contract and survives reopening, binary fields intact', async () => {

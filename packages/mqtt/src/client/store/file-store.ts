@@ -1,17 +1,29 @@
-// A durable MessageStore for Node: one append-only log of JSON lines (put/delete), rewritten as a snapshot when
-// dead lines outnumber live ones.
+// A durable MessageStore for Node: one append-only log of put/delete lines, rewritten as a snapshot when dead
+// lines outnumber live ones.
 //
 // Why a log rather than a directory of small files written atomically: a directory costs open + write + fsync +
 // rename + directory fsync per message, so a burst of 10 k publishes is 50 k syscalls and 20 k fsyncs; the log
 // turns every put and delete made in the same tick into one write and (with `fsync: 'batch'`) one fdatasync, so
-// durability costs one fsync per batch instead of per message. Recovery stays simple: replay the lines, ignore a
-// torn last line (a crash mid-append), and start from a fresh snapshot. A SIGKILL loses nothing that was written;
-// `fsync` covers power loss. One writer per store: two would interleave lines, so opening takes a lock file
+// durability costs one fsync per batch instead of per message. A SIGKILL loses nothing that was written; `fsync`
+// covers power loss. One writer per store: two would interleave lines, so opening takes a lock file
 // (`<path>.lock`, see file-lock.ts) and a second opener fails with MQTT_ERR_STORE_LOCKED until close().
-import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+//
+// A line is `<crc32 of the JSON, 8 hex> <JSON>`; lines of the older checksum-less format (plain JSON) still load.
+// Recovery replays the lines and skips any that fails its checksum or is not a record: a torn last line (a crash
+// mid-append) or a damaged one in the middle (flash, power loss with `fsync: 'never'`) must neither keep the
+// client from starting nor take the records after it along. A log with damaged lines is kept as `<path>.corrupt`
+// before it is rewritten. A failed write (ENOSPC, EIO) is cut off again, and the next write rewrites the whole
+// store, so a partial line never has another appended to it.
+//
+// The log is read in chunks and written in chunks: a month offline can make it larger than the longest string
+// V8 holds (~512 MiB), and it must still open. Compaction also counts bytes, not only lines: with large payloads
+// 10 000 dead lines would be gigabytes.
+import { isAscii } from 'node:buffer';
+import fs from 'node:fs';
 import { dirname } from 'node:path';
+import zlib from 'node:zlib';
 import { MqttError } from '../../codec/errors.js';
-import type { StoredRecord } from '../../session/records.js';
+import { isStoredRecord, type StoredRecord } from '../../session/records.js';
 import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
@@ -20,72 +32,179 @@ export interface FileStoreOptions {
   fsync?: 'batch' | 'never';
   /** Compact when the log has this many more lines than live records. Default 10 000. */
   compactAfter?: number;
+  /**
+   * Compact when the dead lines' bytes exceed both this and the live records' bytes (the log stays under twice
+   * its live size plus this). Default 8 MiB.
+   */
+  compactAfterBytes?: number;
 }
+
+type Snapshot = { sizes: Map<string, number>; total: number };
 
 type LogLine = { op: 'put'; key: string; record: StoredRecord } | { op: 'del'; key: string };
 
+const NEWLINE = 0x0a;
+/** Reads and writes go in pieces of about this size: no string or buffer grows with the log. */
+const CHUNK = 1 << 20;
+
 export class FileStore implements MessageStore {
   private readonly records = new Map<string, StoredRecord>();
-  private fd: number;
+  /** Bytes of each live record's line in the log, for keys whose latest state is written. */
+  private onDisk = new Map<string, number>();
+  private liveBytes = 0;
+  /** Length of the log up to its last complete line: where the next append starts. */
+  private fileBytes = 0;
+  private fd = -1;
   private lines = 0;
-  private pending: string[] = [];
+  /** Latest unwritten line per key: a key put and deleted in one tick costs no write at all. */
+  private pending = new Map<string, string | undefined>();
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   private closed = false;
+  /** A write failed: the log is behind `records`, so the next write is a full snapshot, not an append. */
+  private broken = false;
+  /** After a compaction failed (a full disk, say), the line count at which to try again. */
+  private compactRetryAt = 0;
   private readonly lock: StoreLock;
+  private skipped = 0;
 
   /**
    * Opens (creating if needed) the log at `path` and loads what it holds. Throws MQTT_ERR_STORE_LOCKED while
-   * another FileStore (in any process still running) has `path` open.
+   * another FileStore (in any process still running) has `path` open, MQTT_ERR_STORE if it cannot be read or
+   * written.
    */
   static open(path: string, options: FileStoreOptions = {}): FileStore {
     return new FileStore(path, options);
+  }
+
+  /** Lines skipped at open because they were damaged (checksum, syntax or shape); the log was kept as `.corrupt`. */
+  get skippedLines(): number {
+    return this.skipped;
   }
 
   private constructor(
     readonly path: string,
     private readonly options: FileStoreOptions,
   ) {
-    mkdirSync(dirname(path), { recursive: true });
+    try {
+      fs.mkdirSync(dirname(path), { recursive: true });
+    } catch (err) {
+      throw storeError(`cannot create the directory of ${path}`, err);
+    }
     this.lock = acquireStoreLock(`${path}.lock`, path);
     try {
-      this.fd = this.load();
+      this.load();
     } catch (err) {
+      if (this.fd >= 0) fs.closeSync(this.fd);
       this.lock.release();
-      throw err;
+      throw err instanceof MqttError ? err : storeError(`cannot open ${path}`, err);
     }
   }
 
-  /** Reads the log, then starts a fresh snapshot and returns its append descriptor. */
-  private load(): number {
+  /** Reads the log; rewrites it if it holds dead or damaged lines, else appends to it as it is. */
+  private load(): void {
     const path = this.path;
-    let text = '';
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError('cannot read the store', err);
+    const scan = this.scan();
+    if (scan === undefined) {
+      // No log yet: create it, and make its name durable before anything is appended to it.
+      this.fd = fs.openSync(path, 'a');
+      this.syncDir();
+      return;
     }
-    const lines = text.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line.length === 0) continue;
-      let entry: LogLine;
+    this.skipped = scan.skipped;
+    if (scan.skipped > 0) {
+      // Keep the damaged log for a post-mortem: a hard link costs no copy (and no space on a full disk).
+      tryUnlink(`${path}.corrupt`);
       try {
-        entry = JSON.parse(line, revive) as LogLine;
-      } catch (err) {
-        if (i === lines.length - 1) break; // torn last line: the append a crash interrupted
-        throw storeError(`line ${i + 1} of ${path} is not valid`, err);
-      }
-      if (entry.op === 'put') this.records.set(entry.key, entry.record);
-      else this.records.delete(entry.key);
+        fs.linkSync(path, `${path}.corrupt`);
+      } catch {}
     }
-    // Start from a snapshot: drops the dead lines and any torn tail before we append after it.
-    return this.snapshot();
+    if (scan.lines > this.records.size || scan.skipped > 0) {
+      let snapshot: Snapshot | undefined;
+      try {
+        snapshot = this.writeSnapshot();
+      } catch {
+        // A full or failing disk: appending to the log as it is still works, and loses nothing.
+      }
+      if (snapshot !== undefined) {
+        this.adopt(snapshot);
+        return;
+      }
+    }
+    this.fd = fs.openSync(path, 'a');
+    this.lines = scan.lines;
+    // A torn last line (a crash mid-append) goes before anything is appended after it.
+    if (scan.size > scan.goodEnd) fs.ftruncateSync(this.fd, scan.goodEnd);
+    this.fileBytes = scan.goodEnd;
+  }
+
+  /** Replays the log into `records`; undefined when there is none. */
+  private scan(): { lines: number; skipped: number; goodEnd: number; size: number } | undefined {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw storeError(`cannot read ${this.path}`, err);
+    }
+    let lines = 0;
+    let skipped = 0;
+    let offset = 0;
+    let goodEnd = 0;
+    const onLine = (line: Buffer): void => {
+      offset += line.length + 1;
+      goodEnd = offset;
+      lines++;
+      const entry = parseLine(line);
+      if (entry === undefined) {
+        skipped++;
+        return;
+      }
+      if (entry.op === 'put') {
+        this.records.set(entry.key, entry.record);
+        this.noteOnDisk(entry.key, line.length + 1);
+      } else {
+        this.records.delete(entry.key);
+        this.noteOnDisk(entry.key, undefined);
+      }
+    };
+    try {
+      const chunk = Buffer.allocUnsafe(CHUNK);
+      let carry: Buffer[] = [];
+      for (;;) {
+        const n = fs.readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        const view = chunk.subarray(0, n);
+        let start = 0;
+        for (;;) {
+          const nl = view.indexOf(NEWLINE, start);
+          if (nl === -1) {
+            carry.push(Buffer.from(view.subarray(start)));
+            break;
+          }
+          const piece = view.subarray(start, nl);
+          if (carry.length === 0) onLine(piece);
+          else {
+            onLine(Buffer.concat([...carry, piece]));
+            carry = [];
+          }
+          start = nl + 1;
+        }
+      }
+      let tail = 0;
+      for (const c of carry) tail += c.length;
+      return { lines, skipped, goodEnd, size: goodEnd + tail };
+    } catch (err) {
+      throw storeError(`cannot read ${this.path}`, err);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   put(key: string, record: StoredRecord): Promise<void> {
+    if (this.closed) return Promise.reject(storeError('the store is closed'));
     this.records.set(key, record);
-    return this.append({ op: 'put', key, record });
+    return this.append(key, formatLine({ op: 'put', key, record }));
   }
 
   get(key: string): StoredRecord | undefined {
@@ -93,8 +212,10 @@ export class FileStore implements MessageStore {
   }
 
   delete(key: string): Promise<void> {
+    if (this.closed) return Promise.reject(storeError('the store is closed'));
     if (!this.records.delete(key)) return Promise.resolve();
-    return this.append({ op: 'del', key });
+    // Never written (put and deleted in this tick): nothing to write.
+    return this.append(key, this.onDisk.has(key) || this.broken ? formatLine({ op: 'del', key }) : undefined);
   }
 
   list(): StoredRecord[] {
@@ -104,17 +225,24 @@ export class FileStore implements MessageStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.flush();
+    if (this.broken) {
+      // A last chance for what a failed write left out.
+      try {
+        this.replaceLog();
+      } catch {}
+    }
     this.closed = true;
     try {
-      closeSync(this.fd);
+      if (this.fd >= 0) fs.closeSync(this.fd);
     } finally {
       this.lock.release();
     }
   }
 
-  private append(line: LogLine): Promise<void> {
-    if (this.closed) return Promise.reject(storeError('the store is closed'));
-    this.pending.push(JSON.stringify(line, replace));
+  private append(key: string, line: string | undefined): Promise<void> {
+    // Re-inserted so the batch keeps the order of the latest changes.
+    this.pending.delete(key);
+    this.pending.set(key, line);
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (!this.scheduled) {
       this.scheduled = true;
@@ -126,52 +254,230 @@ export class FileStore implements MessageStore {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const data = `${this.pending.join('\n')}\n`;
-    const count = this.pending.length;
+    if (this.waiters.length === 0) return;
+    const pending = this.pending;
     const waiters = this.waiters;
-    this.pending = [];
+    this.pending = new Map();
     this.waiters = [];
     try {
-      const buf = Buffer.from(data, 'utf8');
-      let off = 0;
-      while (off < buf.length) off += writeSync(this.fd, buf, off);
-      if (this.options.fsync !== 'never') fdatasyncSync(this.fd);
-      this.lines += count;
-      if (this.lines - this.records.size > (this.options.compactAfter ?? 10_000)) {
-        const old = this.fd;
-        this.fd = this.snapshot();
-        closeSync(old);
+      if (this.broken) {
+        // The log missed a batch: rewrite it from what is in memory, which holds that batch too.
+        this.replaceLog();
+      } else {
+        this.appendLines(pending);
       }
-      for (const w of waiters) w.resolve();
     } catch (err) {
-      const e = storeError('cannot write the store', err);
+      const e = storeError(`cannot write ${this.path}`, err);
       for (const w of waiters) w.reject(e);
+      return;
+    }
+    this.maybeCompact();
+    for (const w of waiters) w.resolve();
+  }
+
+  private appendLines(pending: Map<string, string | undefined>): void {
+    const parts: string[] = [];
+    let size = 0;
+    let count = 0;
+    const sizes: Array<[string, number | undefined]> = [];
+    try {
+      for (const [key, line] of pending) {
+        if (line === undefined) continue;
+        const bytes = Buffer.byteLength(line, 'utf8') + 1;
+        parts.push(line);
+        size += line.length;
+        count++;
+        sizes.push([key, this.records.has(key) ? bytes : undefined]);
+        if (size >= CHUNK) {
+          this.writeAll(this.fd, parts);
+          parts.length = 0;
+          size = 0;
+        }
+      }
+      if (parts.length > 0) this.writeAll(this.fd, parts);
+      if (count > 0 && this.options.fsync !== 'never') fs.fdatasyncSync(this.fd);
+    } catch (err) {
+      // Cut the partial batch off again: the next line must not be glued to half of one.
+      this.broken = true;
+      try {
+        fs.ftruncateSync(this.fd, this.fileBytes);
+      } catch {}
+      throw err;
+    }
+    this.lines += count;
+    for (const [key, bytes] of sizes) this.noteOnDisk(key, bytes);
+  }
+
+  private writeAll(fd: number, parts: string[]): void {
+    const buf = Buffer.from(`${parts.join('\n')}\n`, 'utf8');
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(fd, buf, off);
+    if (fd === this.fd) this.fileBytes += buf.length;
+  }
+
+  private maybeCompact(): void {
+    const dead = this.fileBytes - this.liveBytes;
+    const tooManyLines = this.lines - this.records.size > (this.options.compactAfter ?? 10_000);
+    const tooManyBytes = dead > Math.max(this.liveBytes, this.options.compactAfterBytes ?? 8 << 20);
+    if (!(tooManyLines || tooManyBytes) || this.lines < this.compactRetryAt) return;
+    try {
+      this.replaceLog();
+      this.compactRetryAt = 0;
+    } catch {
+      // The appended batch is durable; the dead lines wait for the next attempt, which a full disk should not
+      // see at every write.
+      this.compactRetryAt = this.lines + Math.max(100, this.records.size);
     }
   }
 
-  /** Writes the live records to a new file, renames it over the log, and returns an append descriptor. */
-  private snapshot(): number {
+  /** Swaps the log for a snapshot of `records`. */
+  private replaceLog(): void {
+    this.adopt(this.writeSnapshot());
+  }
+
+  /** Writes the live records to a new file and renames it over the log. Changes nothing if it throws. */
+  private writeSnapshot(): Snapshot {
     const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, 'w');
+    const sizes = new Map<string, number>();
+    let total = 0;
     try {
-      const lines: string[] = [];
-      for (const [key, record] of this.records) lines.push(JSON.stringify({ op: 'put', key, record }, replace));
-      const buf = Buffer.from(lines.length > 0 ? `${lines.join('\n')}\n` : '', 'utf8');
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off);
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        let parts: string[] = [];
+        let size = 0;
+        for (const [key, record] of this.records) {
+          const line = formatLine({ op: 'put', key, record });
+          const bytes = Buffer.byteLength(line, 'utf8') + 1;
+          sizes.set(key, bytes);
+          total += bytes;
+          parts.push(line);
+          size += line.length;
+          if (size >= CHUNK) {
+            this.writeAll(fd, parts);
+            parts = [];
+            size = 0;
+          }
+        }
+        if (parts.length > 0) this.writeAll(fd, parts);
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, this.path);
+    } catch (err) {
+      // A half-written snapshot only takes space (which may be what ran out).
+      tryUnlink(tmp);
+      throw err;
     }
-    renameSync(tmp, this.path);
+    return { sizes, total };
+  }
+
+  /**
+   * Makes the renamed snapshot the log appended to. Whatever fails here, the old descriptor is gone (it names the
+   * file renamed away: what went there would be lost), and `broken` has the next write rewrite the log again.
+   */
+  private adopt(snapshot: Snapshot): void {
+    if (this.fd >= 0) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {}
+      this.fd = -1;
+    }
+    this.onDisk = snapshot.sizes;
+    this.liveBytes = snapshot.total;
+    this.fileBytes = snapshot.total;
     this.lines = this.records.size;
-    return openSync(this.path, 'a');
+    this.broken = true;
+    this.fd = fs.openSync(this.path, 'a');
+    // The rename is only durable once the directory is: without this a power cut can bring the old log back,
+    // and with it lose everything appended to the new one since.
+    this.syncDir();
+    this.broken = false;
+  }
+
+  private noteOnDisk(key: string, bytes: number | undefined): void {
+    const before = this.onDisk.get(key);
+    if (before !== undefined) this.liveBytes -= before;
+    if (bytes === undefined) this.onDisk.delete(key);
+    else {
+      this.onDisk.set(key, bytes);
+      this.liveBytes += bytes;
+    }
+  }
+
+  private syncDir(): void {
+    if (this.options.fsync === 'never' || process.platform === 'win32') return;
+    const fd = fs.openSync(dirname(this.path), 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
 function storeError(message: string, cause?: unknown): MqttError {
   return new MqttError('MQTT_ERR_STORE', message, { cause });
+}
+
+function tryUnlink(path: string): void {
+  try {
+    fs.unlinkSync(path);
+  } catch {}
+}
+
+function formatLine(line: LogLine): string {
+  const json = JSON.stringify(line, replace);
+  return `${hex8(crc32(Buffer.from(json, 'utf8')))} ${json}`;
+}
+
+/** The entry a line holds, or undefined if it is damaged: a bad checksum, bad JSON, or no record. */
+function parseLine(line: Buffer): LogLine | undefined {
+  if (line.length === 0) return undefined;
+  let json: Buffer = line;
+  // `<8 hex> {` ; a line starting with `{` is of the older format without a checksum.
+  if (line[0] !== 0x7b) {
+    if (line.length < 10 || line[8] !== 0x20) return undefined;
+    json = line.subarray(9);
+    if (line.toString('latin1', 0, 8) !== hex8(crc32(json))) return undefined;
+  }
+  let entry: unknown;
+  try {
+    // Mostly base64 and ASCII names: decoded as one-byte text when it is, several times faster than UTF-8.
+    entry = JSON.parse(json.toString(isAscii(json) ? 'latin1' : 'utf8'), revive);
+  } catch {
+    return undefined;
+  }
+  if (entry === null || typeof entry !== 'object') return undefined;
+  const e = entry as { op?: unknown; key?: unknown; record?: unknown };
+  if (typeof e.key !== 'string') return undefined;
+  if (e.op === 'del') return { op: 'del', key: e.key };
+  if (e.op === 'put' && isStoredRecord(e.record)) return { op: 'put', key: e.key, record: e.record };
+  return undefined;
+}
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+// zlib.crc32 (Node 20.15+) is native; the table is for older 20.x. Both are the same CRC-32.
+const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+
+function crc32(buf: Uint8Array): number {
+  if (nativeCrc32 !== undefined) return nativeCrc32(buf);
+  let c = 0xffffffff;
+  for (let i = 0; i < buf.length; i++) c = CRC_TABLE[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function hex8(n: number): string {
+  return n.toString(16).padStart(8, '0');
 }
 
 // Uint8Array fields (payloads, correlation data) travel as base64.
