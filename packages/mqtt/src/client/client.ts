@@ -955,7 +955,15 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
     else if (ops !== undefined) this.write(undefined, [], ops);
-    for (const e of step.events) this.dispatch(conn, e);
+    // A QoS 2 message goes to the application only once its id is stored: delivered first, a crash before the
+    // store write would leave the server to send it again to a client that no longer knows it had it.
+    const durable =
+      ops !== undefined && step.events.some((e) => e.type === 'store-put' && e.record.kind === 'incoming');
+    for (const e of step.events) {
+      if (e.type === 'message' && (durable || this.deliveries !== undefined))
+        this.deliverLater(conn, e, durable ? ops : undefined);
+      else this.dispatch(conn, e);
+    }
     if (this.session.holding) {
       if (!this.holdArmed) this.armHold();
     } else {
@@ -964,6 +972,26 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
     if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
+  }
+
+  /** Deliveries waiting for their store writes (deliverLater), in arrival order; undefined when none wait. */
+  private deliveries: Promise<void> | undefined;
+  private deliveriesWaiting = 0;
+
+  /**
+   * Dispatches a message once `ops` settled and every message before it went out (order kept). A failed write
+   * still delivers it (the write chain reports the error): at least once rather than never.
+   */
+  private deliverLater(conn: Connection | undefined, e: SessionEvent, ops: Promise<void>[] | undefined): void {
+    this.deliveriesWaiting++;
+    const previous = this.deliveries ?? Promise.resolve();
+    this.deliveries = previous
+      .then(() => (ops === undefined ? undefined : Promise.all(ops)))
+      .catch(() => {})
+      .then(() => {
+        this.dispatch(conn, e);
+        if (--this.deliveriesWaiting === 0) this.deliveries = undefined;
+      });
   }
 
   private write(conn: Connection | undefined, packets: Packet[], ops: Promise<void>[] | undefined): void {

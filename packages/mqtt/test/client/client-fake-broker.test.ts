@@ -671,6 +671,41 @@ describe('inbound protocol checks against the fake broker (5.0)', () => {
     });
   });
 
+  test('an incoming QoS 2 message reaches the application only once its id is stored, and keeps its place', async () => {
+    await withBroker(async (broker) => {
+      // A store whose writes of incoming ids wait for the test: as a file store waits for its fdatasync.
+      const memory = new MemoryStore();
+      let release: () => void = () => {};
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const store = {
+        put: (key: string, record: Parameters<MemoryStore['put']>[1]) =>
+          key.startsWith('in:') ? gate.then(() => memory.put(key, record)) : memory.put(key, record),
+        get: (key: string) => memory.get(key),
+        delete: (key: string) => memory.delete(key),
+        list: () => memory.list(),
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'qos2-durable', store }));
+      try {
+        const seen: string[] = [];
+        client.on('message', (m) => seen.push(`${m.topic}@${m.qos}`));
+        broker.latest!.socket.write(Buffer.concat([encode(pub('exactly', 2, 7), 5), encode(pub('after', 0), 5)]));
+        await delay(200);
+        assert.deepEqual(seen, [], 'nothing before the id is stored; the QoS 0 message behind it waits too');
+        assert.deepEqual(broker.latest!.received.slice(1), [], 'no PUBREC before the id is stored');
+        release();
+        await broker.until(() => seen.length === 2, 5000, 'both messages');
+        assert.deepEqual(seen, ['exactly@2', 'after@0']);
+        await broker.until(() => broker.latest!.received.some((p) => p.type === 'pubrec'), 5000, 'PUBREC');
+        assert.ok(memory.get('in:7') !== undefined);
+      } finally {
+        release();
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test('messages arriving before anyone listens pause reading instead of being dropped past the early limit', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { reconnect: false }));
