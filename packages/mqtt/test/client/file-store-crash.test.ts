@@ -116,6 +116,26 @@ test('EIO on fdatasync fails the batch, and close writes it after all', async ()
   }
 });
 
+test('on a file system without hard links (FAT, exFAT) the lock is still taken, and still exclusive', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    inject('linkSync', () => {
+      throw errnoError('EPERM');
+    });
+    const store = FileStore.open(path);
+    await store.put('out:1', out(1));
+    assert.throws(() => FileStore.open(path), { code: 'MQTT_ERR_STORE_LOCKED' });
+    await store.close();
+    const again = FileStore.open(path);
+    assert.deepEqual(again.get('out:1'), out(1));
+    await again.close();
+  } finally {
+    restoreFs();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('damaged lines in the middle are skipped, the records after them kept, the damaged log kept aside', async () => {
   const dir = tempDir();
   try {

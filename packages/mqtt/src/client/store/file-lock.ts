@@ -8,7 +8,8 @@
 // or crashed process) and is taken over: renamed aside first, so of two processes taking over the same stale lock
 // only one moves it, and the other one finds the winner's live lock. Pids are reused (a container's app is often
 // the same pid on every start; a vehicle reboots), so a lock is also stale when it names this process's pid with
-// a token this process never issued, or when it was written under another Linux boot id.
+// a token this process never issued, or when it was written under another Linux boot id. Where the file system has
+// no hard links (FAT, exFAT), the lock is created with O_EXCL instead (createLock).
 
 import { randomBytes } from 'node:crypto';
 import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -44,7 +45,7 @@ export function acquireStoreLock(lockPath: string, storePath: string): StoreLock
     // Bounded: each round either takes the lock, finds a live holder, or removes one stale lock.
     for (let round = 0; round < 5; round++) {
       try {
-        linkSync(mine, lockPath);
+        createLock(mine, lockPath, me);
         heldHere.add(me.token);
         return lockHandle(lockPath, me.token);
       } catch (err) {
@@ -58,6 +59,21 @@ export function acquireStoreLock(lockPath: string, storePath: string): StoreLock
     throw lockedError(storePath, lockPath, undefined);
   } finally {
     tryUnlink(mine);
+  }
+}
+
+/**
+ * Creates the lock file holding `me`, or throws EEXIST. FAT and exFAT (a vehicle's SD card) have no hard links:
+ * there the lock is created with O_EXCL and written after, so a creator that dies in between leaves an empty lock,
+ * which reads as held by nobody alive (pid 0) and is taken over like any stale one.
+ */
+function createLock(mine: string, lockPath: string, me: Holder): void {
+  try {
+    linkSync(mine, lockPath);
+  } catch (err) {
+    const code = errno(err);
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+    writeFileSync(lockPath, `${me.pid}\n${me.token}\n${me.boot}\n`, { flag: 'wx' });
   }
 }
 
