@@ -553,7 +553,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     const early = this.takeEarly();
     for (const m of early) if (routes(entry, m)) entry.stream.push(m);
     this.maybeResume();
-    if (this.state === 'closed') entry.stream.end();
+    // Closed, or a subscription with nothing granted: no message will ever come.
+    if (this.state === 'closed' || filters?.length === 0) entry.stream.end();
     else this.streams.add(entry);
     return entry.stream;
   }
@@ -640,6 +641,16 @@ export class MqttClient extends Emitter<ClientEvents> {
       const message =
         'a session that ends with its connection (Session Expiry Interval 0 at CONNECT) cannot be kept at DISCONNECT';
       return Promise.reject(new MqttError('MQTT_ERR_INVALID_OPTION', message));
+    }
+    if (this.ending === undefined && (options.properties !== undefined || options.reasonCode !== undefined)) {
+      // Checked now: thrown while writing the DISCONNECT, it would leave the shutdown half done.
+      try {
+        encodedLength({ type: 'disconnect', reasonCode: options.reasonCode, properties: options.properties }, 5);
+      } catch (err) {
+        return Promise.reject(
+          new MqttError('MQTT_ERR_INVALID_OPTION', `end(): ${(err as Error).message}`, { cause: err }),
+        );
+      }
     }
     this.ending ??= this.shutdown(options);
     return this.ending;
@@ -881,7 +892,14 @@ export class MqttClient extends Emitter<ClientEvents> {
         try {
           packet = conn.decoder.next();
         } catch (err) {
-          failure = err as MqttError;
+          // The codec throws MqttErrors; anything else (a RangeError on a hostile length, say) is malformed too.
+          failure =
+            err instanceof MqttError
+              ? err
+              : new MqttError('MQTT_ERR_MALFORMED_PACKET', `malformed packet: ${(err as Error).message}`, {
+                  reasonCode: 0x81,
+                  cause: err,
+                });
         }
       }
       if ((packet?.type === 'puback' || packet?.type === 'pubcomp') && this.session.state === 'connected') {
@@ -1324,7 +1342,9 @@ export class MqttSubscription {
    * once every one of these filters was unsubscribed (here or with `client.unsubscribe`).
    */
   messages(): MessageStream<Message> {
-    return this.client.subscriptionMessages(this.filters, this.subscribeProperties?.subscriptionIdentifiers?.[0]);
+    // Only the filters the server granted: a refused one must not pass another subscription's messages on here.
+    const granted = this.filters.filter((_, i) => (this.reasonCodes[i] ?? 0x80) < 0x80);
+    return this.client.subscriptionMessages(granted, this.subscribeProperties?.subscriptionIdentifiers?.[0]);
   }
 
   unsubscribe(properties?: UnsubscribeProperties): Promise<number[]> {

@@ -99,6 +99,35 @@ for (const version of [4, 5] as ProtocolVersion[]) {
       });
     });
 
+    test("a subscription's iterator passes on messages of its granted filters only; with none granted it ends", async () => {
+      await withBroker(async (broker) => {
+        broker.script = {
+          suback: (packet) => packet.subscriptions.map((s) => (s.topicFilter.startsWith('no/') ? 0x80 : 1)),
+        };
+        const client = await connect(options(broker, { protocolVersion: version }));
+        try {
+          const mixed = await client.subscribe(['yes/#', 'no/#'], { qos: 1 });
+          const refused = await client.subscribe('no/more', { qos: 1 });
+          const other = await client.subscribe('no/+/x', { qos: 1 });
+          assert.deepEqual(mixed.reasonCodes, [1, 0x80]);
+          const fromMixed = mixed.messages();
+          const fromRefused = refused.messages();
+          const ended = await Promise.race([fromRefused.next().then((r) => r.done), delay(2000).then(() => 'waiting')]);
+          assert.equal(ended, true, 'nothing was granted: the stream ends at once');
+          const conn = broker.latest!;
+          const payload = new Uint8Array(0);
+          // 'no/a/x' comes for another reason (here: the server sent it anyway); 'no/#' was refused to `mixed`.
+          conn.send({ type: 'publish', topic: 'no/a/x', payload, qos: 0, retain: false, dup: false });
+          conn.send({ type: 'publish', topic: 'yes/1', payload, qos: 0, retain: false, dup: false });
+          const first = await Promise.race([fromMixed.next().then((r) => r.value?.topic), delay(2000)]);
+          assert.equal(first, 'yes/1', "only the granted filter's message");
+          assert.equal(other.reasonCodes[0], 0x80);
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
     test('incoming messages: events, client iterator and per-subscription iterator; QoS 2 once', async () => {
       await withBroker(async (broker) => {
         const client = await connect(options(broker, { protocolVersion: version }));
@@ -424,6 +453,22 @@ describe('dependability against the fake broker', () => {
       assert.ok(!broker.latest!.received.some((p) => p.type === 'disconnect'));
       await client.end({ properties: { sessionExpiryInterval: 0 } });
       assert.equal(client.state, 'closed');
+    });
+  });
+
+  test('end() with a DISCONNECT that cannot be encoded is refused up front, and closes nothing', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { clean: false, properties: { sessionExpiryInterval: 60 } }));
+      await assert.rejects(client.end({ properties: { sessionExpiryInterval: 2 ** 40 } }), {
+        code: 'MQTT_ERR_INVALID_OPTION',
+      });
+      await assert.rejects(client.end({ properties: { reasonString: 5 as unknown as string } }), {
+        code: 'MQTT_ERR_INVALID_OPTION',
+      });
+      assert.equal(client.state, 'connected');
+      await client.end({ reasonCode: 0 });
+      assert.equal(client.state, 'closed');
+      assert.ok(broker.latest!.received.some((p) => p.type === 'disconnect'));
     });
   });
 
