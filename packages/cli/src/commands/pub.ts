@@ -1,8 +1,7 @@
 // `otalink pub`: publish like mosquitto_pub. The connection options (shared with `otalink sub`) live here too.
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { type ClientOptions, connect, type MqttClient, MqttError, type QoS } from '@otalink/mqtt';
+import { type ClientOptions, connect, type MqttClient, MqttError, type QoS, reasonName } from '@otalink/mqtt';
 import type { Command } from './command.js';
 import { type CliProperties, parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
 import { tracingTransport } from './packet-trace.js';
@@ -41,7 +40,7 @@ export const CONNECTION_USAGE = `Connection:
                     user-property
   --cafile <file>   CA certificates for TLS
   --cert <file>     client certificate; --key <file> its key
-  --insecure        do not verify the server certificate's host name
+  --insecure        do not check the server certificate's host name (its chain is still verified)
   --will-topic <t>  will message topic; --will-payload <p>, --will-qos <q>, --will-retain
   -d                print each MQTT packet sent and received on stderr (mqtt:// and mqtts:// only)
   --quiet           print no error messages, except about the command line (exit codes unchanged)
@@ -177,6 +176,16 @@ export async function clientOptions(
     connectProperties = { ...connectProperties, sessionExpiryInterval: seconds };
   }
   if (connectProperties !== undefined) options.properties = connectProperties;
+  // MQTT 5 forbids keeping at DISCONNECT a session that CONNECT said ends with the connection: refused before
+  // connecting (the client refuses it at the end, after the messages went out).
+  const disconnectExpiry = properties.disconnect?.sessionExpiryInterval;
+  if (disconnectExpiry !== undefined && disconnectExpiry > 0 && options.clean !== false) {
+    if ((connectProperties?.sessionExpiryInterval ?? 0) === 0) {
+      throw new UsageError(
+        `-D disconnect session-expiry-interval ${disconnectExpiry}: the session must not end with the connection (-c, -x or -D connect session-expiry-interval)`,
+      );
+    }
+  }
   if (tlsWanted) {
     const cafile = str(values, 'cafile');
     const cert = str(values, 'cert');
@@ -187,7 +196,8 @@ export async function clientOptions(
       cert: cert === undefined ? undefined : await readFile(cert),
       key: key === undefined ? undefined : await readFile(key),
     };
-    if (values.insecure === true) options.tls.rejectUnauthorized = false;
+    // mosquitto's --insecure skips the host name check only: the chain is still verified.
+    if (values.insecure === true) options.tls.checkHostname = false;
   }
   const willTopic = str(values, 'will-topic');
   if (willTopic !== undefined) {
@@ -200,6 +210,8 @@ export async function clientOptions(
     if (properties.will !== undefined) options.will.properties = properties.will;
   } else if (values['will-payload'] !== undefined) {
     throw new UsageError('--will-payload needs --will-topic');
+  } else if (values['will-retain'] === true) {
+    throw new UsageError('--will-retain needs --will-topic');
   } else if (properties.will !== undefined) {
     throw new UsageError('-D will: will properties need a will (--will-topic)');
   }
@@ -237,13 +249,28 @@ export async function runCli(
       return 1;
     }
     if (err instanceof MqttError) {
-      if (!run.quiet) io.stderr.write(`otalink ${name}: ${err.message} [${err.code}]\n`);
-      return err.code === 'MQTT_ERR_CONNECTION_REFUSED' ? 5 : 1;
+      let message = err.message;
+      // The client names only the code of a refused message: its reason spelled out, as for a refused connection.
+      if (err.code === 'MQTT_ERR_PUBLISH_FAILED' && err.reasonCode !== undefined) {
+        message = message.replace(/reason 0x[0-9a-f]+$/i, reasonName(err.reasonCode));
+      }
+      if (!run.quiet) io.stderr.write(`otalink ${name}: ${message} [${err.code}]\n`);
+      return refusalExitCode(err) ?? 1;
     }
     // The client reports socket and TLS failures as MqttError too (MQTT_ERR_CONNECT_FAILED): this is for the rest.
     if (!run.quiet) io.stderr.write(`otalink ${name}: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * A connection the server refused exits with the CONNACK's code, as mosquitto_pub and mosquitto_sub do: 1..5 in MQTT
+ * 3.1.1, 0x80.. (e.g. 135 for Not authorized) in MQTT 5.
+ */
+export function refusalExitCode(err: MqttError): number | undefined {
+  if (err.code !== 'MQTT_ERR_CONNECTION_REFUSED') return undefined;
+  const code = err.reasonCode;
+  return code !== undefined && code > 0 && code < 256 ? code : 5;
 }
 
 const PUB_USAGE = `Usage: otalink pub {-t <topic> | -L <url>} (-m <message> | -f <file> | -n | -l | -s) [options]
@@ -299,7 +326,10 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
     }
     const topic = values.topic ?? urlTopic;
     if (topic === undefined) throw new UsageError("a topic is needed (-t, or a path in -L's URL)");
-    const sources = ['message', 'file', 'null', 'lines', 'stdin'].filter((k) => values[k as keyof typeof values]);
+    // -m "" is a message too: a zero-length one, as in mosquitto_pub.
+    const sources = ['message', 'file', 'null', 'lines', 'stdin'].filter(
+      (k) => values[k as keyof typeof values] !== undefined && values[k as keyof typeof values] !== false,
+    );
     if (sources.length !== 1) throw new UsageError('give exactly one of -m, -f, -n, -l, -s');
     const repeat = values.repeat === undefined ? 1 : parseCount(values.repeat, '--repeat');
     let delayMs = 0;
@@ -319,29 +349,61 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
     const options = await clientOptions(values, properties, io);
     if (values['max-inflight'] !== undefined)
       options.maxInflight = parseInteger(values['max-inflight'], '-M', 1, 65535);
+    // As mosquitto_pub: the file is read before connecting, so a missing one costs no connection.
+    let payload: string | Uint8Array = values.message ?? '';
+    if (values.file !== undefined) {
+      try {
+        payload = await readFile(values.file);
+      } catch (err) {
+        throw new Error(`-f ${values.file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+      }
+    }
     const client: MqttClient = await connect(options);
     try {
       if (values.lines) {
         const pending: Array<Promise<unknown>> = [];
-        for await (const line of createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY })) {
-          pending.push(client.publish(topic, line, publishOptions));
-        }
+        for await (const line of stdinLines(io.stdin)) pending.push(client.publish(topic, line, publishOptions));
         await Promise.all(pending);
       } else {
-        let payload: string | Uint8Array = '';
-        if (values.message !== undefined) payload = values.message;
-        else if (values.file !== undefined) payload = await readFile(values.file);
-        else if (values.stdin) payload = await readAll(io.stdin);
+        if (values.stdin) payload = await readAll(io.stdin);
         for (let i = 0; i < repeat; i++) {
           if (i > 0 && delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
           await client.publish(topic, payload, publishOptions);
         }
       }
     } finally {
-      await client.end({ timeoutMs: 10_000, properties: properties.disconnect });
+      await endClient(client, properties.disconnect);
     }
     return 0;
   });
+}
+
+/** Ends the connection; if the client refuses the clean end, the connection is dropped: the process must exit. */
+export async function endClient(client: MqttClient, properties: CliProperties['disconnect']): Promise<void> {
+  try {
+    await client.end({ timeoutMs: 10_000, properties });
+  } catch (err) {
+    await client.end({ force: true });
+    throw err;
+  }
+}
+
+/**
+ * -l: stdin's lines as mosquitto_pub reads them: split at \n only, the \n dropped and everything else kept as bytes
+ * (a \r, invalid UTF-8). An empty line is a zero-length message; a last line without \n is a message too.
+ */
+export async function* stdinLines(stream: NodeJS.ReadableStream): AsyncGenerator<Buffer> {
+  let pending = Buffer.alloc(0);
+  for await (const chunk of stream) {
+    pending = Buffer.concat([pending, typeof chunk === 'string' ? Buffer.from(chunk) : chunk]);
+    let start = 0;
+    for (let nl = pending.indexOf(10); nl >= 0; nl = pending.indexOf(10, start)) {
+      yield pending.subarray(start, nl);
+      start = nl + 1;
+    }
+    pending = pending.subarray(start);
+  }
+  if (pending.length > 0) yield pending;
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {

@@ -1,6 +1,6 @@
 // `otalink sub`: subscribe and print like mosquitto_sub.
 import { parseArgs } from 'node:util';
-import { connect, type Message, type MqttClient, topicFilterProblem, topicMatches } from '@otalink/mqtt';
+import { connect, type Message, type MqttClient, reasonName, topicFilterProblem, topicMatches } from '@otalink/mqtt';
 import type { Command } from './command.js';
 import { parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
 import {
@@ -8,6 +8,7 @@ import {
   CONNECTION_OPTIONS,
   CONNECTION_USAGE,
   clientOptions,
+  endClient,
   parseCount,
   parseQos,
   runCli,
@@ -38,12 +39,12 @@ Output:
   --pretty          indent %j and %J output
   -N                do not add a newline after each message
   -C <count>        exit after printing <count> messages
-  -R                do not print retained messages (stale ones sent on subscribe)
+  -R                do not print retained messages (stale ones sent on subscribe), nor clear them
   --retained-only   print only retained messages; exit at the first message that is not
   --remove-retained clear every retained message received (publish an empty retained one to its topic);
                     -T spares a topic, -W or --retained-only end the run
   -T <filter>       do not print (nor clear) messages whose topic matches this filter (repeatable)
-  -W <seconds>      give up after this long (exit code 27), even if -C was not reached
+  -W <seconds>      give up after this long (1 or more; exit code 27), even if -C was not reached
 
 ${CONNECTION_USAGE}`;
 
@@ -107,7 +108,10 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     const count = values.count === undefined ? Number.POSITIVE_INFINITY : parseCount(values.count, '-C');
     let timeoutMs: number | undefined;
     if (values.timeout !== undefined) {
-      if (!/^\d+$/.test(values.timeout)) throw new UsageError(`-W must be seconds, got "${values.timeout}"`);
+      // mosquitto_sub refuses 0 too.
+      if (!/^\d+$/.test(values.timeout) || Number(values.timeout) < 1) {
+        throw new UsageError(`-W must be 1 or more seconds, got "${values.timeout}"`);
+      }
       timeoutMs = Number(values.timeout) * 1000;
     }
     const formatter = values.format === undefined ? undefined : compileFormat(values.format, values.pretty === true);
@@ -142,7 +146,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
         const sub = await client.subscribe(filters, { qos, properties: properties.subscribe });
         const refused = sub.reasonCodes.findIndex((c) => c >= 0x80);
         if (refused >= 0) {
-          warn(`subscription to "${filters[refused]}" refused (0x${sub.reasonCodes[refused]!.toString(16)})`);
+          warn(`subscription to "${filters[refused]}" refused (${reasonName(sub.reasonCodes[refused]!)})`);
           return 1;
         }
       }
@@ -150,7 +154,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
         const codes = await client.unsubscribe(unsubscribe, properties.unsubscribe);
         const refused = codes.findIndex((c) => c >= 0x80);
         if (refused >= 0) {
-          warn(`unsubscribing from "${unsubscribe[refused]}" refused (0x${codes[refused]!.toString(16)})`);
+          warn(`unsubscribing from "${unsubscribe[refused]}" refused (${reasonName(codes[refused]!)})`);
           return 1;
         }
       }
@@ -159,15 +163,19 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
       const newline = values['no-newline'] ? '' : '\n';
       for await (const message of stream) {
         if (values['retained-only'] && !message.retain) break;
+        // As mosquitto_sub: what -R or -T skips is neither printed nor cleared by --remove-retained.
+        if (values['no-retained'] && message.retain) continue;
         if (filterOut.some((filter) => topicMatches(filter, message.topic))) continue;
         if (values['remove-retained'] && message.retain) {
           const removal = client.publish(message.topic, '', { qos: 1, retain: true });
           removal.catch(() => {});
           removals.push(removal);
         }
-        if (values['no-retained'] && message.retain) continue;
-        // mosquitto_sub prints nothing at all, not even the newline, for an empty payload without -v or -F.
-        if (formatter !== undefined || values.verbose === true || message.payload.length > 0) {
+        // mosquitto_sub prints nothing at all, not even the newline, for an empty payload without -v or -F, nor
+        // with -v and -N (its "topic (null)" comes only with the newline).
+        const printed =
+          formatter !== undefined || message.payload.length > 0 || (values.verbose === true && newline !== '');
+        if (printed) {
           const { bytes, error } = render(message);
           if (error !== undefined) warn(error);
           io.stdout.write(Buffer.concat([bytes, Buffer.from(newline)]));
@@ -183,7 +191,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     } finally {
       clearTimeout(timer);
       io.signal?.removeEventListener('abort', stop);
-      await client.end({ timeoutMs: 5000, properties: properties.disconnect });
+      await endClient(client, properties.disconnect);
     }
     return exitCode;
   });

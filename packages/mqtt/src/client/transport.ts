@@ -8,6 +8,11 @@ export interface TlsOptions {
   passphrase?: string;
   servername?: string;
   rejectUnauthorized?: boolean;
+  /**
+   * false: the certificate's host name is not checked, its chain still is (mosquitto's `--insecure`). Default true.
+   * Node only; rejectUnauthorized false drops both checks.
+   */
+  checkHostname?: boolean;
   alpnProtocols?: string[];
 }
 

@@ -33,6 +33,8 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       passphrase: t.passphrase,
       servername: t.servername,
       rejectUnauthorized: t.rejectUnauthorized ?? true,
+      // ws hands its options to tls.connect: the chain is still verified, the host name not.
+      ...(t.checkHostname === false ? { checkServerIdentity: () => undefined } : {}),
     });
   }
   socket.binaryType = 'arraybuffer';
