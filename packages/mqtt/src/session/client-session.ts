@@ -33,6 +33,9 @@ import { type InflightEntry, InflightTable } from './inflight-table.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
 import { type AliasChoice, IncomingTopicAliases, OutgoingTopicAliases } from './topic-alias.js';
 
+/** The payload of a record in state 'pubrel' (storeOutgoing). */
+const RELEASED_PAYLOAD = new Uint8Array(0);
+
 export interface SessionOptions {
   protocolVersion: ProtocolVersion;
   clientId: string;
@@ -1033,16 +1036,19 @@ export class ClientSession {
 
   private storeOutgoing(step: Step, entry: OutEntry): void {
     if (!this.persist) return;
+    // Past PUBREC the server has the message: only the PUBREL is ever sent again (a lost session resolves it with
+    // 0x92), so its record drops the payload rather than write every QoS 2 payload to flash twice.
+    const released = entry.state === 'pubrel';
     const record: OutgoingRecord = {
       kind: 'outgoing',
       seq: entry.seq,
       topic: entry.topic,
-      payload: entry.payload,
+      payload: released ? RELEASED_PAYLOAD : entry.payload,
       qos: entry.qos as 1 | 2,
       retain: entry.retain,
       state: entry.state,
     };
-    if (entry.properties !== undefined) record.properties = entry.properties;
+    if (entry.properties !== undefined && !released) record.properties = entry.properties;
     if (entry.packetId !== undefined) record.packetId = entry.packetId;
     if (entry.expiresAt !== 0) record.expiresAt = entry.expiresAt;
     addEvent(step, { type: 'store-put', key: keyOf(entry), record });

@@ -170,6 +170,8 @@ describe('QoS 1 and 2 sender', () => {
     const put = rec.events[0];
     assert.ok(put?.type === 'store-put' && put.record.kind === 'outgoing');
     assert.equal(put.record.state, 'pubrel');
+    // Only the PUBREL is ever sent again: the record does not write the payload to flash a second time.
+    assert.equal(put.record.payload.length, 0);
     assert.deepEqual(s.handle({ type: 'pubrec', packetId: 1 }, 3).packets, [{ type: 'pubrel', packetId: 1 }]);
     const comp = s.handle({ type: 'pubcomp', packetId: 1 }, 4);
     assert.deepEqual(eventTypes(comp), ['store-delete', 'published']);
