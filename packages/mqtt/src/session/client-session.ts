@@ -218,6 +218,10 @@ export class ClientSession {
   private unsent: OutEntry[] | undefined;
   /** SUBSCRIBE/UNSUBSCRIBE awaiting their ack; resent after a reconnect. */
   private readonly control = new Map<number, SubscribePacket | UnsubscribePacket>();
+  /** The session this client started is the server's now (see onConnack): reconnects say Clean Start 0. */
+  private rejoin = false;
+  /** The Clean Start / Clean Session flag of the CONNECT in flight. */
+  private sentClean = false;
   /** Incoming QoS 2 ids acknowledged with PUBREC and not yet released by PUBREL. */
   private readonly incomingQos2 = new Set<number>();
   /**
@@ -340,11 +344,12 @@ export class ClientSession {
     const o = this.options;
     this.state = 'connecting';
     this.pingSentAt = undefined;
+    this.sentClean = o.clean && !this.rejoin;
     const connect: ConnectPacket = {
       type: 'connect',
       protocolVersion: this.version,
       clientId: this.clientId,
-      clean: o.clean,
+      clean: this.sentClean,
       keepalive: o.keepalive,
     };
     if (o.username !== undefined) connect.username = o.username;
@@ -636,7 +641,7 @@ export class ClientSession {
       this.connectionLost();
       return;
     }
-    if (packet.sessionPresent && this.options.clean) {
+    if (packet.sessionPresent && this.sentClean) {
       // [MQTT-3.2.2-2]: Clean Start 1 is answered with no session; a server that resumes one is not to be trusted
       // with ours ([MQTT-3.2.2-4]).
       this.protocolError(step, now, 'CONNACK resumed a session after Clean Start 1', 0x82);
@@ -661,6 +666,10 @@ export class ClientSession {
     this.state = 'connected';
     this.lastSent = now;
     this.lastReceived = now;
+    // Clean Start asks for a fresh session once. One the server keeps after the connection (a Session Expiry
+    // Interval) is rejoined when the line comes back, as AWS IoT's SDKs do by default: a dropped line must not
+    // discard the messages queued for us or turn our in-flight QoS 2 messages into new ones.
+    if (this.version === 5 && (this.options.properties?.sessionExpiryInterval ?? 0) > 0) this.rejoin = true;
     if (!packet.sessionPresent) {
       // The server has no record of our in-flight messages: unreleased QoS 2 ids are void, messages the server
       // acknowledged with PUBREC are done (it took them over; sent again they could arrive twice), reported with

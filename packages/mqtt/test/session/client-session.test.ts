@@ -121,6 +121,28 @@ describe('connect', () => {
     assert.equal(s.state, 'disconnected');
   });
 
+  test('Clean Start asks for a fresh session once: one kept by a Session Expiry Interval is rejoined after a drop', () => {
+    const cleanFlags = (s: ClientSession) => {
+      const flags: boolean[] = [];
+      for (let i = 0; i < 2; i++) {
+        const connect = s.connect(i).packets[0];
+        assert.ok(connect?.type === 'connect');
+        flags.push(connect.clean);
+        // The second time the server has the session: Session Present 1 is no protocol error then.
+        s.handle(connack({}, i > 0 && !connect.clean), i);
+        assert.equal(s.state, 'connected');
+        const sent = s.publish({ topic: 'q2', payload: new Uint8Array([1]), qos: 2, retain: false }, i);
+        assert.ok(sent.step.packets.some((p) => p.type === 'publish'));
+        s.connectionLost();
+      }
+      return flags;
+    };
+    assert.deepEqual(cleanFlags(session({ clean: true, properties: { sessionExpiryInterval: 300 } })), [true, false]);
+    // No session outlives the connection (no expiry, or 3.1.1's clean session): every CONNECT starts clean.
+    assert.deepEqual(cleanFlags(session({ clean: true })), [true, true]);
+    assert.deepEqual(cleanFlags(session({ clean: true }, 4)), [true, true]);
+  });
+
   test('a refused CONNACK is an event and leaves the session disconnected', () => {
     const s = session();
     s.connect(0);
