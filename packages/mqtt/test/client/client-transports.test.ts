@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
+import { WebSocketServer } from 'ws';
 import { type ClientOptions, connect, memoryTransport } from '../../src/client/index.js';
+import { wsTransport } from '../../src/client/transports/ws.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import { FakeBroker } from './fake-broker.js';
 import { freePort } from './mosquitto.js';
@@ -174,6 +176,55 @@ describe('transports', () => {
     } finally {
       await relay.close();
       await broker.close();
+    }
+  });
+
+  test('ws:// pauses and resumes reading: a paused client leaves the bytes with the server (TCP pushes back)', async () => {
+    // 8 MiB in 1 KiB frames, more than loopback's socket buffers hold: while paused, most of it must stay unsent.
+    const frames = 8192;
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(server, 'listening');
+    let sent = 0;
+    server.on('connection', (ws) => {
+      const frame = Buffer.alloc(1024, 7);
+      const pump = () => {
+        while (sent < frames && ws.bufferedAmount < 1 << 20) {
+          ws.send(frame);
+          sent++;
+        }
+        if (sent < frames) setTimeout(pump, 5);
+      };
+      pump();
+    });
+    let received = 0;
+    let transport: Awaited<ReturnType<typeof wsTransport>> | undefined;
+    try {
+      const port = (server.address() as { port: number }).port;
+      const target = {
+        protocol: 'ws' as const,
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        signal: new AbortController().signal,
+      };
+      transport = await wsTransport(target, {
+        data(chunk) {
+          received += chunk.length;
+        },
+        close() {},
+      });
+      transport.pause?.();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const whilePaused = received;
+      assert.ok(whilePaused < (frames * 1024) / 2, `read ${whilePaused} bytes while paused`);
+      transport.resume?.();
+      const deadline = Date.now() + 10_000;
+      while (received < frames * 1024 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(received, frames * 1024, `everything arrives once resumed (server sent ${sent} frames)`);
+    } finally {
+      transport?.destroy();
+      for (const ws of server.clients) ws.terminate();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 

@@ -11,6 +11,10 @@ interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: unknown) => void) | null;
   onerror: ((ev: unknown) => void) | null;
+  /** The `ws` package's (Node): stop and start reading the socket, and close it without a handshake. */
+  pause?(): void;
+  resume?(): void;
+  terminate?(): void;
 }
 
 type WebSocketCtor = new (url: string, protocols: string[], options?: object) => WebSocketLike;
@@ -38,6 +42,15 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
     });
   }
   socket.binaryType = 'arraybuffer';
+  // Frames that come with the upgrade response are emitted at once, before this function's caller holds the
+  // transport: kept here and handed on after it does, so none is lost.
+  let early: Uint8Array[] | undefined = [];
+  socket.onmessage = (ev) => {
+    const chunk = bytesOf(ev.data);
+    if (chunk === undefined) return;
+    if (early !== undefined) early.push(chunk);
+    else handlers.data(chunk);
+  };
   await new Promise<void>((resolve, reject) => {
     const onAbort = () => {
       socket.close();
@@ -54,11 +67,11 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
     };
   });
   let lastError: Error | undefined;
-  socket.onmessage = (ev) => {
-    const d = ev.data;
-    if (d instanceof ArrayBuffer) handlers.data(new Uint8Array(d));
-    else if (d instanceof Uint8Array) handlers.data(d);
-  };
+  setTimeout(() => {
+    const held = early ?? [];
+    early = undefined;
+    for (const chunk of held) handlers.data(chunk);
+  }, 0);
   socket.onerror = (ev) => {
     lastError = errorOf(ev, url);
   };
@@ -68,10 +81,23 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       if (socket.readyState === 1) socket.send(chunk);
     },
     end: () => socket.close(1000),
-    destroy: () => socket.close(),
+    // A dead line has no one to answer a close handshake: with `ws`, drop the socket at once.
+    destroy: () => (socket.terminate === undefined ? socket.close() : socket.terminate()),
   };
+  if (socket.pause !== undefined && socket.resume !== undefined) {
+    // With `ws`, a consumer at its high-water mark stops the reads and TCP pushes back on the server, as over
+    // mqtt://; a browser's WebSocket cannot pause, and the client then keeps the bytes undecoded.
+    transport.pause = () => socket.pause!();
+    transport.resume = () => socket.resume!();
+  }
   return transport;
 };
+
+function bytesOf(d: unknown): Uint8Array | undefined {
+  if (d instanceof ArrayBuffer) return new Uint8Array(d);
+  if (d instanceof Uint8Array) return d;
+  return undefined;
+}
 
 function errorOf(ev: unknown, url: string): Error {
   const inner = (ev as { error?: unknown }).error;
