@@ -69,6 +69,45 @@ const cases: Case[] = [
     v5: [0x10, 14, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 2, 0, 60, 0, 0, 1, a],
     reason: 0x82,
   },
+  { name: 'remaining length 0 encoded as 80 00', v4: [0xc0, 0x80, 0x00], v5: [0xc0, 0x80, 0x00], reason: 0x81 },
+  {
+    name: 'PUBLISH topic with U+0000',
+    v4: [0x30, 5, 0, 3, a, 0, a],
+    v5: [0x30, 6, 0, 3, a, 0, a, 0],
+    reason: 0x81,
+  },
+  {
+    name: 'SUBSCRIBE with reserved subscription option bits',
+    v4: [0x82, 6, 0, 1, 0, 1, a, 0x04],
+    v5: [0x82, 7, 0, 1, 0, 0, 1, a, 0x40],
+    reason: 0x81,
+  },
+  {
+    name: 'SUBSCRIBE with retain handling 3',
+    v4: [0x82, 6, 0, 1, 0, 1, a, 0x30],
+    v5: [0x82, 7, 0, 1, 0, 0, 1, a, 0x30],
+    reason: 0x82,
+  },
+  {
+    name: 'SUBSCRIBE with no local on a shared subscription',
+    v4: [0x82, 15, 0, 1, 0, 10, ...Buffer.from('$share/g/a'), 0x04],
+    v5: [0x82, 16, 0, 1, 0, 0, 10, ...Buffer.from('$share/g/a'), 0x04],
+    reason: 0x82,
+  },
+  {
+    name: 'SUBSCRIBE with an empty share name',
+    v4: [0x82, 14, 0, 1, 0, 9, ...Buffer.from('$share//a'), 0],
+    v5: [0x82, 15, 0, 1, 0, 0, 9, ...Buffer.from('$share//a'), 0],
+    reason: 0x8f,
+  },
+  { name: 'UNSUBSCRIBE without filters', v4: [0xa2, 2, 0, 1], v5: [0xa2, 3, 0, 1, 0], reason: 0x82 },
+  {
+    name: 'PUBLISH with a duplicated property (3.1.1: QoS 2 with packet id 0)',
+    v4: [0x34, 5, 0, 1, a, 0, 0],
+    v5: [0x30, 14, 0, 1, a, 10, 0x02, 0, 0, 0, 1, 0x02, 0, 0, 0, 1],
+    reason: 0x82,
+  },
+  { name: 'PUBREL with an invalid reason code', v4: [0x62, 3, 0, 1, 0x10], v5: [0x62, 3, 0, 1, 0x10], reason: 0x82 },
 ];
 
 describe('10 hostile input', () => {

@@ -69,6 +69,13 @@ const TYPE_NAMES = [
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * A packet spanning chunks up to this size is gathered in a buffer of its exact size, allocated from its fixed header;
+ * a larger one in a buffer that doubles as its bytes arrive (a copy of what came so far each time, at most the
+ * packet's size in all), so that a header claiming up to the maximum packet size costs only the bytes that follow.
+ */
+const ASM_EXACT = 64 * 1024;
+
 // Out-parameters of readVarint and readProperties, shared by every decoder: decoding is synchronous and never
 // nests across decoders, and two objects per decoder would be two more allocations per connection.
 const VR: VarintRead = { value: 0, next: 0 };
@@ -84,9 +91,13 @@ export class Decoder {
   private end = 0;
   /** Bytes that arrived after an assembled packet completed, waiting until it is consumed. */
   private rest: Uint8Array | null = null;
-  /** A packet spanning chunks, gathered into a buffer of its exact size. */
+  /**
+   * A packet spanning chunks, gathered into a buffer that ends at its exact size (`asmTotal`). A large one starts
+   * smaller and doubles as bytes arrive: the length a header claims reserves no memory until the bytes come.
+   */
   private asm: Uint8Array | null = null;
   private asmFill = 0;
+  private asmTotal = 0;
   /** The buffer whose payload views are made by bufferView, with its memory and offset in it (looked up once). */
   private viewSource: Uint8Array | null = null;
   private viewMemory: ArrayBuffer | null = null;
@@ -182,13 +193,18 @@ export class Decoder {
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     if (this.asm !== null) {
-      const n = Math.min(this.asm.length - this.asmFill, chunk.length);
+      const n = Math.min(this.asmTotal - this.asmFill, chunk.length);
+      if (this.asmFill + n > this.asm.length) {
+        const grown = new Uint8Array(Math.min(this.asmTotal, Math.max(this.asm.length * 2, this.asmFill + n)));
+        grown.set(this.asm.subarray(0, this.asmFill));
+        this.asm = grown;
+      }
       this.asm.set(n === chunk.length ? chunk : chunk.subarray(0, n), this.asmFill);
       this.asmFill += n;
-      if (this.asmFill === this.asm.length) {
+      if (this.asmFill === this.asmTotal) {
         this.buf = this.asm;
         this.pos = 0;
-        this.end = this.asm.length;
+        this.end = this.asmTotal;
         this.asm = null;
         this.asmFill = 0;
         if (n < chunk.length) this.rest = chunk.subarray(n);
@@ -268,10 +284,12 @@ export class Decoder {
           this.mergeRest();
           continue;
         }
-        const asm = new Uint8Array(total);
+        // Up to ASM_EXACT bytes, the exact size at once; beyond, room for twice what came, grown in push.
+        const asm = new Uint8Array(total <= ASM_EXACT ? total : Math.min(total, Math.max(ASM_EXACT, 2 * available)));
         asm.set(buf.subarray(start, this.end));
         this.asm = asm;
         this.asmFill = available;
+        this.asmTotal = total;
         this.buf = EMPTY;
         this.pos = this.end = 0;
         return undefined;
@@ -712,6 +730,13 @@ export class Decoder {
     const properties = this.properties(buf, p + 1, end, type);
     if (PR.next !== end) throw lengthMismatch(type);
     if (type === 'auth' && properties?.authenticationMethod === undefined) throw missingAuthMethod();
+    if (this.role === 'client' && properties?.sessionExpiryInterval !== undefined) {
+      // [MQTT-3.14.2-2]: only the Client may set the Session Expiry Interval in DISCONNECT.
+      throw protocolError(
+        'MQTT_ERR_PROTOCOL_ERROR',
+        'a DISCONNECT from the server must not carry a session expiry interval',
+      );
+    }
     return properties === undefined ? { type, reasonCode } : { type, reasonCode, properties };
   }
 }

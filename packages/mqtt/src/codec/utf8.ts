@@ -6,13 +6,19 @@ import { MqttError } from './errors.js';
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
-/** Bytes `s` takes in UTF-8. Throws for a lone surrogate, which no MQTT string may contain. */
+/**
+ * Bytes `s` takes in UTF-8. Throws for a lone surrogate or U+0000, which no MQTT string may contain ([MQTT-1.5.4-1],
+ * [MQTT-1.5.4-2]): the peer's decoder would close the connection as on a Malformed Packet.
+ */
 export function utf8Length(s: string): number {
   const n = s.length;
   let bytes = n;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
+    if (c < 0x80) {
+      if (c === 0) throw nulChar();
+      continue;
+    }
     if (c < 0x800) {
       bytes += 1;
     } else if (c >= 0xd800 && c <= 0xdfff) {

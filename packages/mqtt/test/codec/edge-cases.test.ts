@@ -13,7 +13,7 @@ import {
   propertyById,
   reasonName,
 } from '../../src/codec/index.js';
-import { hex, plain, toHex } from './bytes.js';
+import { hex, plain, prng, toHex } from './bytes.js';
 
 function decodeOne(bytes: Uint8Array, version: ProtocolVersion): Packet | undefined {
   const decoder = new Decoder({ protocolVersion: version });
@@ -391,4 +391,55 @@ test('a PUBLISH topic after a plain one is still scanned: wildcards refused, non
   const umlaut = encode(publish('t/ä'), 4);
   assert.equal(umlaut.length, plainLength + 1);
   assert.deepEqual(Array.from(umlaut.subarray(2, 4)), [0, 4]);
+});
+
+test('a header claiming a large packet reserves memory only as its bytes arrive', () => {
+  // No maximum packet size (a client that set none): the header claims 268 435 455 bytes of body.
+  const decoders: Decoder[] = [];
+  const before = process.memoryUsage().arrayBuffers;
+  for (let i = 0; i < 8; i++) {
+    const decoder = new Decoder({ protocolVersion: 5, role: 'client' });
+    decoder.push(hex`30 ff ff ff 7f 00 01 "a" 00`);
+    assert.equal(decoder.next(), undefined);
+    assert.equal(decoder.buffered, 9);
+    decoders.push(decoder);
+  }
+  const grown = process.memoryUsage().arrayBuffers - before;
+  assert.ok(grown < 8 * 1024 * 1024, `8 headers of 9 bytes reserved ${grown} bytes`);
+});
+
+test('a large packet split into chunks of any size is assembled exactly, with the packet after it', () => {
+  const random = prng(7);
+  for (const size of [64 * 1024 - 7, 64 * 1024 + 1, 300_000, 1_100_000]) {
+    const payload = new Uint8Array(size);
+    for (let i = 0; i < size; i++) payload[i] = (i * 31 + (i >> 8)) & 0xff;
+    const big = encode({ type: 'publish', topic: 'a/b', payload, qos: 1, packetId: 9, retain: false, dup: false }, 5);
+    const next = encode({ type: 'pingresp' }, 5);
+    const stream = new Uint8Array(big.length + next.length);
+    stream.set(big);
+    stream.set(next, big.length);
+    for (const maxChunk of [1 + (size >> 4), 64 * 1024, size]) {
+      const decoder = new Decoder({ protocolVersion: 5, role: 'client' });
+      const packets: Packet[] = [];
+      for (let at = 0; at < stream.length; ) {
+        // Mostly large reads, some tiny: the doubling path and the byte-by-byte path both run.
+        const n = Math.min(
+          stream.length - at,
+          random() < 0.2 ? 1 + Math.floor(random() * 3) : 1 + Math.floor(random() * maxChunk),
+        );
+        decoder.push(stream.slice(at, at + n));
+        at += n;
+        for (let p = decoder.next(); p !== undefined; p = decoder.next()) packets.push(p);
+      }
+      assert.deepEqual(
+        packets.map((p) => p.type),
+        ['publish', 'pingresp'],
+      );
+      const got = packets[0]!;
+      assert.ok(got.type === 'publish');
+      assert.equal(got.payload.length, size);
+      assert.ok(Buffer.from(got.payload).equals(Buffer.from(payload)), `payload of ${size} bytes intact`);
+      assert.equal(decoder.buffered, 0);
+    }
+  }
 });

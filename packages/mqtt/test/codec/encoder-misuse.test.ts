@@ -211,6 +211,37 @@ const cases: Misuse[] = [
     packet: { ...publish, properties: { userProperties: [['k', 1]] } },
     code: 'MQTT_ERR_INVALID_PACKET',
   },
+  // [MQTT-1.5.4-2]: no MQTT string may hold U+0000; the peer's decoder closes the connection as on a Malformed Packet.
+  {
+    name: 'client id with U+0000',
+    version: 5,
+    packet: { ...connect, clientId: 'c\u0000' },
+    code: 'MQTT_ERR_INVALID_UTF8',
+  },
+  {
+    name: 'user name with U+0000',
+    version: 4,
+    packet: { ...connect, username: '\u0000' },
+    code: 'MQTT_ERR_INVALID_UTF8',
+  },
+  {
+    name: 'user property name with U+0000',
+    version: 5,
+    packet: { ...publish, properties: { userProperties: [['k\u0000', 'v']] } },
+    code: 'MQTT_ERR_INVALID_UTF8',
+  },
+  {
+    name: 'content type with U+0000',
+    version: 5,
+    packet: { ...publish, properties: { contentType: 'text/\u0000' } },
+    code: 'MQTT_ERR_INVALID_UTF8',
+  },
+  {
+    name: 'reason string with U+0000',
+    version: 5,
+    packet: { type: 'puback', packetId: 1, properties: { reasonString: '\u0000' } },
+    code: 'MQTT_ERR_INVALID_UTF8',
+  },
   {
     name: 'correlation data not bytes',
     version: 5,

@@ -356,7 +356,7 @@ function randomProperties(random: () => number): Record<string, unknown> | undef
     ]);
     if (name === 'userProperties')
       props[name] = [
-        ['k', pick(random, ['v', 'ü', ''])],
+        ['k', pick(random, ['v', 'ü', '', 'v\u0000'])],
         ['k', 'w'],
       ];
     else if (name === 'subscriptionIdentifiers') props[name] = [pick(random, NUMBERS), ...(random() < 0.3 ? [7] : [])];
@@ -366,7 +366,7 @@ function randomProperties(random: () => number): Record<string, unknown> | undef
       name !== 'requestProblemInformation' &&
       name !== 'requestResponseInformation'
     ) {
-      props[name] = pick(random, ['r', '', 'ü/x']);
+      props[name] = pick(random, ['r', '', 'ü/x', 'r\u0000']);
     } else props[name] = random() < 0.6 ? pick(random, [0, 1]) : pick(random, NUMBERS);
   }
   return props;
@@ -401,7 +401,7 @@ export function makePacket(seed: number): { packet: Record<string, unknown>; ver
     case 'connect':
       Object.assign(p, {
         protocolVersion: version,
-        clientId: pick(random, ['', 'c', 'ü']),
+        clientId: pick(random, ['', 'c', 'ü', 'c\u0000']),
         clean: random() < 0.5,
         keepalive: pick(random, [0, 60, 65535, 65536]),
       });

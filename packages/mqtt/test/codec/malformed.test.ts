@@ -1445,6 +1445,14 @@ const rows: Row[] = [
     code: 'MQTT_ERR_PROTOCOL_ERROR',
     reasonCode: PROTOCOL,
   },
+  {
+    name: 'session expiry interval in a DISCONNECT to a client [MQTT-3.14.2-2]',
+    version: 5,
+    role: 'client',
+    bytes: hex`e0 07 00 05 11 00 00 00 05`,
+    code: 'MQTT_ERR_PROTOCOL_ERROR',
+    reasonCode: PROTOCOL,
+  },
 ];
 
 function feed(row: Row, chunks: Iterable<Uint8Array>): { error: unknown; packets: Packet[] } {
