@@ -542,6 +542,17 @@ export class Session {
     }
   }
 
+  /**
+   * The acknowledgement the message in flight under `packetId` waits for: PUBACK (a QoS 1 PUBLISH), PUBREC (a QoS 2
+   * PUBLISH) or PUBCOMP (its PUBREL is out); undefined when nothing is in flight under it.
+   */
+  awaits(packetId: number): 'puback' | 'pubrec' | 'pubcomp' | undefined {
+    const entry = this.inflight.get(packetId);
+    if (entry === undefined) return undefined;
+    if (entry.state === 'pubrel') return 'pubcomp';
+    return entry.delivery.qos === 2 ? 'pubrec' : 'puback';
+  }
+
   /** PUBACK, or PUBREC with a failure code: the exchange is over. Returns whether the id was in flight. */
   complete(packetId: number, now: number): boolean {
     if (!this.inflight.delete(packetId)) return false;
