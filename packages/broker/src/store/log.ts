@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { BrokerError } from '../errors.js';
 import type { Message } from '../message.js';
 import { OpStore } from './base.js';
-import { checkRecord, decodeBody, encodeRecord, RECORD_HEADER_BYTES } from './codec.js';
+import { checkRecord, decodeBody, encodeRecord, MAX_RECORD_BYTES, RECORD_HEADER_BYTES } from './codec.js';
 import { FrameDecoder, FrameEncoder, type RecordSink } from './frames.js';
 import { nodeStoreFs, type StoreFs } from './fs.js';
 import { type DataDirLock, lockDataDir } from './lock.js';
@@ -97,10 +97,126 @@ interface SegmentRead {
   snapshotEnd: boolean;
   /** Offset after the last good record. */
   goodEnd: number;
-  /** Bytes after goodEnd (damage or a torn batch). */
+  /** Bytes after goodEnd (damage or a torn batch): no frame after it checks. */
   badBytes: number;
-  /** Offset of the first bad record, if any. */
+  /** Offset of the first bad record after the last good one, if any. */
   badOffset: number | undefined;
+  /** Damaged stretches with good frames after them, skipped (their records are lost). */
+  skipped: Array<{ offset: number; bytes: number }>;
+}
+
+/** How much of a segment the search for the next good frame after damage reads at a time. */
+const SCAN_WINDOW = 16 * 1024 * 1024;
+/** Record types of a body in format 1's form (codec.ts OP_CODES) and of format 2's binary records (frames.ts). */
+const JSON_CODES = 19;
+const MSG_CODE = 6;
+const BINARY_CODES_FROM = 32;
+const BINARY_CODES_TO = 39;
+
+/**
+ * The bytes of a segment near a candidate frame: from the scan's window when there, else read (9 bytes at a time)
+ * from the file, so that a candidate whose records run past the window costs a few small reads, not the frame's.
+ */
+class ScanReader {
+  readonly #small = Buffer.alloc(9);
+  #smallAt = -1;
+  constructor(
+    readonly fs: StoreFs,
+    readonly fd: number,
+    public window: Buffer,
+    public windowStart: number,
+    public filled: number,
+  ) {}
+
+  /** The 9 bytes at file offset `position` (the caller keeps within the file), as a buffer and its offset. */
+  at(position: number): [Buffer, number] {
+    const inWindow = position - this.windowStart;
+    if (inWindow >= 0 && inWindow + 9 <= this.filled) return [this.window, inWindow];
+    if (this.#smallAt !== position) {
+      this.#small.fill(0);
+      readFully(this.fs, this.fd, this.#small, 9, position);
+      this.#smallAt = position;
+    }
+    return [this.#small, 0];
+  }
+}
+
+/** A body in format 1's form ([u8 op][u32 JSON length][JSON]) of `length` bytes at file offset `position`. */
+function plausibleJson(reader: ScanReader, position: number, length: number): boolean {
+  if (length < 6) return false;
+  const [bytes, at] = reader.at(position);
+  const code = bytes[at]!;
+  if (code >= JSON_CODES) return false;
+  const json = bytes.readUInt32LE(at + 1);
+  if (code === MSG_CODE ? 5 + json > length : 5 + json !== length) return false;
+  return bytes[at + 5] === 0x7b; // '{'
+}
+
+/**
+ * Whether the `bodyLength` bytes at file offset `position` may be the body of a frame (format 2: records whose
+ * lengths add up to exactly the frame's, each of a known type) or of a format 1 record: a cheap test that random bytes
+ * almost never pass, so that the search for the next frame after damage computes few CRCs.
+ */
+function plausibleBody(reader: ScanReader, position: number, bodyLength: number, format: number): boolean {
+  if (format === 1) return plausibleJson(reader, position, bodyLength);
+  const end = position + bodyLength;
+  let q = position;
+  while (q < end) {
+    if (end - q < 5) return false;
+    const [bytes, at] = reader.at(q);
+    const length = bytes.readUInt32LE(at);
+    if (length < 1 || q + 4 + length > end) return false;
+    const code = bytes[at + 4]!;
+    if (code >= BINARY_CODES_FROM) {
+      if (code > BINARY_CODES_TO) return false;
+    } else if (!plausibleJson(reader, q + 4, length)) return false;
+    q += 4 + length;
+  }
+  return true;
+}
+
+function readFully(fs: StoreFs, fd: number, buffer: Buffer, length: number, position: number): number {
+  let filled = 0;
+  while (filled < length) {
+    const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
+    if (read === 0) break;
+    filled += read;
+  }
+  return filled;
+}
+
+/**
+ * The offset of the first frame (format 1: record) after the damaged one at `from` whose length, record structure
+ * and CRC check, or undefined when none does before the end of the segment (a torn tail, or damage to its end).
+ */
+export function nextGoodFrame(fs: StoreFs, fd: number, size: number, from: number, format: number): number | undefined {
+  const window = Buffer.allocUnsafe(Math.min(SCAN_WINDOW, Math.max(size - from, RECORD_HEADER_BYTES)));
+  const reader = new ScanReader(fs, fd, window, 0, 0);
+  let windowStart = from + 1;
+  while (windowStart + RECORD_HEADER_BYTES + 6 <= size) {
+    const filled = readFully(fs, fd, window, Math.min(window.length, size - windowStart), windowStart);
+    if (filled < RECORD_HEADER_BYTES) return undefined;
+    reader.windowStart = windowStart;
+    reader.filled = filled;
+    for (let at = 0; at + RECORD_HEADER_BYTES <= filled; at++) {
+      const bodyLength = window.readUInt32LE(at);
+      if (bodyLength < 6 || bodyLength > MAX_RECORD_BYTES) continue;
+      const position = windowStart + at;
+      if (position + RECORD_HEADER_BYTES + bodyLength > size) continue;
+      if (!plausibleBody(reader, position + RECORD_HEADER_BYTES, bodyLength, format)) continue;
+      let frame: Buffer;
+      if (at + RECORD_HEADER_BYTES + bodyLength <= filled)
+        frame = window.subarray(at, at + RECORD_HEADER_BYTES + bodyLength);
+      else {
+        frame = Buffer.allocUnsafe(RECORD_HEADER_BYTES + bodyLength);
+        if (readFully(fs, fd, frame, frame.length, position) < frame.length) continue;
+      }
+      if (checkRecord(frame, 0, frame.length) === 'ok') return position;
+    }
+    // The next window starts where a header no longer fitted in this one.
+    windowStart += filled - RECORD_HEADER_BYTES + 1;
+  }
+  return undefined;
 }
 
 /**
@@ -184,7 +300,15 @@ export class LogStore extends OpStore {
   /** Bytes of the chunks the log was read in at load (what loaded payloads may keep in memory). */
   #chunkBytes = 0;
   /** Counters for tests and logs. */
-  readonly counters = { batches: 0, syncs: 0, compactions: 0, truncatedBytes: 0 };
+  readonly counters = {
+    batches: 0,
+    syncs: 0,
+    compactions: 0,
+    truncatedBytes: 0,
+    /** Damaged stretches skipped at load (BROKER_ERR_STORE_CORRUPT) and their bytes, whose records were lost. */
+    corruptRegions: 0,
+    corruptBytes: 0,
+  };
 
   constructor(options: LogStoreOptions) {
     super();
@@ -263,15 +387,30 @@ export class LogStore extends OpStore {
       const segment = segments[candidate]!;
       const header = this.#readHeader(segment);
       if (header === undefined) {
-        if (candidate !== segments.length - 1) throw this.#corrupt(segment, 0, 'does not start with a header record');
-        // Created by a crash between open and the header's sync: it never held anything.
-        this.#unlink(segment.path);
-        segments.pop();
-        continue;
+        if (candidate === segments.length - 1 && !this.#holdsFrames(segment)) {
+          // Created by a crash between open and the header's sync: it never held anything.
+          this.#unlink(segment.path);
+          segments.pop();
+          continue;
+        }
+        // A damaged header with frames after it: read as this format (the damage is logged with what it took); it
+        // is the snapshot if it holds a snapshot's end.
+        const read = this.#readSegment(segment, STORE_FORMAT, state);
+        if (!read.snapshotEnd) {
+          state = new StoreState();
+          continue;
+        }
+        reads = [read];
+        start = candidate;
+        break;
       }
       if (!header.snapshot) continue;
       const read = this.#readSegment(segment, header.format, state);
-      if (!read.snapshotEnd) {
+      // Format 2 snapshots take their name only once complete and synced: one without its end that segments follow
+      // was damaged since, and the segments it replaced are gone; what the damage did not take is kept (what it took
+      // is logged below). As the last segment it is treated as torn, like any last segment.
+      const damaged = read.skipped.length > 0 || read.badOffset !== undefined;
+      if (!read.snapshotEnd && !(header.format >= 2 && damaged && candidate < segments.length - 1)) {
         state = new StoreState();
         continue;
       }
@@ -293,18 +432,17 @@ export class LogStore extends OpStore {
           continue;
         }
         // A segment without a header here is the last one (see above); it is read as empty.
-        if (reads.at(-1)!.badOffset !== undefined) {
-          throw this.#corrupt(segments[index - 1]!, reads.at(-1)!.badOffset!, 'has a damaged record before its end');
-        }
         reads.push(this.#readSegment(segments[index]!, header?.format ?? STORE_FORMAT, state));
       }
       for (let index = 0; index < reads.length; index++) {
         const segment = segments[start + index]!;
         const read = reads[index]!;
         const last = index === reads.length - 1;
+        for (const region of read.skipped) this.#lost(segment, region.offset, region.bytes);
         if (read.badOffset !== undefined) {
-          if (!last) throw this.#corrupt(segment, read.badOffset, 'has a damaged record before its end');
-          this.#cutTail(segment, read);
+          // Damage to the end of an older segment is not a torn batch (appends moved on from it): kept as it is.
+          if (!last) this.#lost(segment, read.badOffset, read.badBytes);
+          else this.#cutTail(segment, read);
         }
         segment.bytes = read.goodEnd;
         kept.push(segment);
@@ -336,6 +474,30 @@ export class LogStore extends OpStore {
     return new BrokerError(
       'BROKER_ERR_STORE_CORRUPT',
       `store segment ${segment.path} ${what} (offset ${offset}); move the data directory aside to start empty`,
+    );
+  }
+
+  /** Whether a good frame follows the (bad) header of a segment: damage, not a segment a crash left empty. */
+  #holdsFrames(segment: Segment): boolean {
+    const fd = this.#fs.openSync(segment.path, 'r');
+    try {
+      return nextGoodFrame(this.#fs, fd, this.#fs.fstatSync(fd).size, 0, STORE_FORMAT) !== undefined;
+    } finally {
+      this.#fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Damage found at load: the frames (records) in it are lost, whatever they held (messages, queue entries, acks,
+   * session changes); the store starts with everything else. Logged with what an operator needs to find it, counted.
+   */
+  #lost(segment: Segment, offset: number, bytes: number): void {
+    this.counters.corruptRegions++;
+    this.counters.corruptBytes += bytes;
+    this.#logger?.error(
+      { code: 'BROKER_ERR_STORE_CORRUPT', path: segment.path, offset, bytes },
+      'store: skipped a damaged stretch of the log (checksum or length does not check); the records in it are lost, ' +
+        'the rest was loaded',
     );
   }
 
@@ -422,9 +584,26 @@ export class LogStore extends OpStore {
       let bufferStart = 0; // file offset of buffer[0]
       let filled = 0;
       let offset = 0; // file offset of the next record or frame
+      const skipped: SegmentRead['skipped'] = [];
       const end = (): SegmentRead => {
         const badBytes = size - offset;
-        return { snapshotEnd, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined };
+        return { snapshotEnd, goodEnd: offset, badBytes, badOffset: badBytes > 0 ? offset : undefined, skipped };
+      };
+      /**
+       * A frame that does not check at `offset`: if a good one follows, the damage between is skipped (its records
+       * are lost, the caller logs them) and reading goes on there; else the rest is a torn tail or damage to its end.
+       */
+      const skipDamage = (): boolean => {
+        const next = nextGoodFrame(fs, fd, size, offset, format);
+        if (next === undefined) return false;
+        skipped.push({ offset, bytes: next - offset });
+        offset = next;
+        buffer = Buffer.allocUnsafeSlow(Math.min(READ_CHUNK, size - offset));
+        this.#chunkBytes += buffer.length;
+        fresh = true;
+        bufferStart = offset;
+        filled = 0;
+        return true;
       };
       for (;;) {
         const at = offset - bufferStart;
@@ -444,11 +623,18 @@ export class LogStore extends OpStore {
           offset += RECORD_HEADER_BYTES + bodyLength;
           continue;
         }
-        if (status === 'bad' || bufferStart + filled >= size) return end();
+        if (status === 'bad' || bufferStart + filled >= size) {
+          if (offset < size && skipDamage()) continue;
+          return end();
+        }
         // Short: move the partial record to the front and read more (growing for a record larger than the buffer).
         const partial = filled - at;
         const needed = partial >= 4 ? RECORD_HEADER_BYTES + buffer.readUInt32LE(at) : RECORD_HEADER_BYTES;
-        if (offset + needed > size) return end(); // a frame longer than what the file holds: torn
+        if (offset + needed > size) {
+          // A frame longer than what the file holds: torn, or a damaged length.
+          if (skipDamage()) continue;
+          return end();
+        }
         const next =
           fresh && needed <= buffer.length
             ? buffer
@@ -902,7 +1088,7 @@ export class LogStore extends OpStore {
     const temporary = `${path}${COMPACTING_SUFFIX}`;
     let bytes = 0;
     let renamed = false;
-    const fd = fs.openSync(temporary, 'wx');
+    let fd = fs.openSync(temporary, 'wx');
     try {
       // The header is a format 1 record; each slice after it is one frame.
       const header = encodeRecord({ op: 'header', format: STORE_FORMAT, segment: number, snapshot: true });
@@ -937,7 +1123,11 @@ export class LogStore extends OpStore {
       add({ op: 'snapshot-end' });
       write();
       await fs.fdatasync(fd);
-      fs.closeSync(fd);
+      // Closed once: while this waits below, the descriptor number may be given to a segment the appends open, which
+      // a second close here (on a failure below) would take from them.
+      const done = fd;
+      fd = -1;
+      fs.closeSync(done);
       // The state was frozen after the last batch was written, before its sync: if that sync failed, the snapshot
       // would make durable what its publishers were told was not taken (and what the broker dropped since).
       if (!(await batchDurable)) throw new Error('the batch before the snapshot could not be made durable');
@@ -947,7 +1137,7 @@ export class LogStore extends OpStore {
     } catch (error) {
       if (!renamed) {
         try {
-          fs.closeSync(fd);
+          if (fd >= 0) fs.closeSync(fd);
         } catch {}
         this.#unlink(temporary);
       }
