@@ -3,12 +3,22 @@
 // record after it. What the damage took is logged with BROKER_ERR_STORE_CORRUPT (file, offset, bytes) and counted;
 // everything else loads. Also: a compaction that fails after its snapshot was closed closes nothing else.
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type Logger, pino } from 'pino';
 import type { Message } from '../src/index.js';
 import { LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
+import { LOCK_STALE_MS, lockDataDir } from '../src/store/lock.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-faults-');
@@ -275,4 +285,54 @@ describe('store faults: segment headers', () => {
       assert.ok(readdirSync(dir).includes(names.at(index)!), 'the damaged segment was removed');
     });
   }
+});
+
+// Two containers on one volume are both pid 1, each in its own pid namespace: the pid in a lock from the other one
+// means nothing here. Its heartbeat (the lock's mtime) tells a live holder from one that is gone.
+describe('25 one broker per data directory, across containers', () => {
+  const lockOf = (dir: string) => join(dir, 'broker.lock');
+  const foreign = (dir: string, ageMs: number) => {
+    // Our own pid (as a container's pid 1 would be) but another pid namespace and host.
+    const lock = { pid: process.pid, start: '1', boot: undefined, pidns: 'pid:[1]', host: 'other-container' };
+    writeFileSync(lockOf(dir), JSON.stringify(lock));
+    const when = new Date(Date.now() - ageMs);
+    utimesSync(lockOf(dir), when, when);
+  };
+
+  test('a fresh lock of a broker in another pid namespace refuses the start; a stale one is taken over', () => {
+    const dir = dataDir();
+    foreign(dir, 1_000);
+    assert.throws(
+      () => lockDataDir(dir),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'BROKER_ERR_STORE_LOCKED');
+        assert.match(error.message, /another container \(host other-container/);
+        return true;
+      },
+    );
+    foreign(dir, LOCK_STALE_MS + 5_000);
+    const lock = lockDataDir(dir);
+    try {
+      assert.equal(JSON.parse(readFileSync(lockOf(dir), 'utf8')).pid, process.pid);
+    } finally {
+      lock.release();
+    }
+  });
+
+  test("the holder's heartbeat keeps its lock fresh for brokers in other namespaces", async () => {
+    const dir = dataDir();
+    const lock = lockDataDir(dir, undefined, 50);
+    try {
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(lockOf(dir), old, old);
+      const deadline = Date.now() + 5_000;
+      while (statSync(lockOf(dir)).mtimeMs < Date.now() - 10_000 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(statSync(lockOf(dir)).mtimeMs > Date.now() - 10_000, 'touched again by its holder');
+    } finally {
+      lock.release();
+    }
+    assert.ok(!readdirSync(dir).includes('broker.lock'), 'released');
+  });
 });
