@@ -333,6 +333,7 @@ export class BrokerCore {
     const size = this.store.size();
     this.stats.storeBytes = size.bytes;
     this.stats.storeMessages = size.messages;
+    this.stats.storeCorruptBytes = size.corruptBytes ?? 0;
     this.stats.storeWritable = this.store.writable ? 1 : 0;
   }
 

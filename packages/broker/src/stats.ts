@@ -39,6 +39,8 @@ export interface BrokerStats {
   storeRefused: number;
   /** 0 while the store refuses new messages (disk full, write error), else 1. */
   storeWritable: number;
+  /** Bytes of damaged log skipped when the store was loaded (their records lost; BROKER_ERR_STORE_CORRUPT). */
+  storeCorruptBytes: number;
 }
 
 export function createStats(now = Date.now()): BrokerStats {
@@ -67,5 +69,6 @@ export function createStats(now = Date.now()): BrokerStats {
     storeMessages: 0,
     storeWritable: 1,
     storeRefused: 0,
+    storeCorruptBytes: 0,
   };
 }

@@ -344,6 +344,7 @@ describe('14 durable broker (data directory)', () => {
         const bytes = Number(/^otalink_broker_store_bytes (\d+)$/m.exec(body)?.[1]);
         assert.ok(bytes > 0, 'store bytes missing from /metrics');
         assert.match(body, /^otalink_broker_store_writable 1$/m);
+        assert.match(body, /^otalink_broker_store_corrupt_bytes_total 0$/m);
         assert.match(body, /^otalink_broker_store_messages 1$/m);
         const sub = await connected(b.port, { version: 5, clientId: 'sys' });
         await subscribe(sub, '$SYS/broker/store/bytes', 0);

@@ -119,6 +119,8 @@ describe('store faults', () => {
     );
     assert.equal(store.counters.corruptRegions, 1);
     assert.ok(store.counters.corruptBytes > 0);
+    // What `store loaded` logs and otalink_broker_store_corrupt_bytes_total reports.
+    assert.equal(store.size().corruptBytes, store.counters.corruptBytes);
     const line = lines.find((l) => l.code === 'BROKER_ERR_STORE_CORRUPT');
     assert.ok(line, 'no BROKER_ERR_STORE_CORRUPT logged');
     assert.equal(line.path, victim);

@@ -108,6 +108,12 @@ export function storeMetrics(stats: BrokerStats): Metric[] {
       samples: one(stats.storeRefused),
     },
     {
+      name: `${PREFIX}store_corrupt_bytes_total`,
+      help: 'Bytes of damaged log skipped when the store was loaded; the records in them were lost.',
+      type: 'counter',
+      samples: one(stats.storeCorruptBytes),
+    },
+    {
       name: `${PREFIX}store_writable`,
       help: '1 while the store accepts new messages; 0 while it refuses them (disk full or write error).',
       type: 'gauge',

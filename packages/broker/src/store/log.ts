@@ -1192,6 +1192,8 @@ export class LogStore extends OpStore {
       bytes: this.#segments.reduce((n, s) => n + s.bytes, 0),
       segments: this.#segments.length,
       messages: this.state.messages.size + (this.#view === undefined ? 0 : this.state.scanEntries(this.#view).messages),
+      corruptRegions: this.counters.corruptRegions,
+      corruptBytes: this.counters.corruptBytes,
     };
   }
 

@@ -74,6 +74,9 @@ export interface StoreSize {
   segments: number;
   /** Messages referenced by a queue, an in-flight window or the retained set. */
   messages: number;
+  /** Damaged stretches of the log skipped at load (BROKER_ERR_STORE_CORRUPT) and their bytes; absent: none. */
+  corruptRegions?: number;
+  corruptBytes?: number;
 }
 
 export interface BrokerStore {
