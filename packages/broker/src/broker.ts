@@ -162,7 +162,7 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       if (isClosed()) return;
       try {
         for (const listener of listenerOptions) {
-          const handle = await startListener(listener, onStream, limits.connectTimeoutMs);
+          const handle = await startListener(listener, onStream, limits.connectTimeoutMs, limits.maxPacketSize);
           handles.push(handle);
           if (isClosed()) {
             await handle.close();

@@ -173,6 +173,18 @@ describe('11 TLS and WebSocket', { timeout: 60_000 }, () => {
     plain.end();
   });
 
+  test('WebSocket: a message larger than twice the maximum packet size is refused before it is buffered (1009)', async (t) => {
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const ws = new WebSocket(`ws://127.0.0.1:${port('ws')}/mqtt`, 'mqtt');
+    await once(ws, 'open');
+    const client = new RawClient(createWebSocketStream(ws), 4);
+    assert.equal((await client.handshake({ clientId: 'ws-big', username: 'user' })).reasonCode, 0);
+    const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+    // 3 MiB of PINGREQs in one message: each packet is tiny, the message is not (ws's own default allows 100 MiB).
+    ws.send(Buffer.alloc(3 << 20, Buffer.from([0xc0, 0x00])));
+    assert.equal(await closed, 1009);
+  });
+
   test('WebSocket: another path or subprotocol is refused', async (t) => {
     if (certs === undefined) return t.skip('openssl CLI not installed');
     for (const [path, protocol] of [

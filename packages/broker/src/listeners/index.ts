@@ -23,11 +23,13 @@ export interface ListenerHandle {
  * plain MQTT broker a good part of its start-up otherwise.
  * `handshakeTimeoutMs` bounds the TLS handshake and the WebSocket upgrade (the CONNECT timeout), so a slow-loris
  * socket cannot sit in a transport handshake where the broker's own CONNECT deadline does not yet apply.
+ * `maxPacketSize` bounds what a WebSocket message may hold before the broker sees any of it.
  */
 export async function startListener(
   options: ListenerOptions,
   onStream: StreamHandler,
   handshakeTimeoutMs: number,
+  maxPacketSize: number,
 ): Promise<ListenerHandle> {
   switch (options.protocol) {
     case 'mqtt':
@@ -36,6 +38,6 @@ export async function startListener(
       return (await import('./tls.js')).startTlsListener(options, onStream, handshakeTimeoutMs);
     case 'ws':
     case 'wss':
-      return (await import('./ws.js')).startWsListener(options, onStream, handshakeTimeoutMs);
+      return (await import('./ws.js')).startWsListener(options, onStream, handshakeTimeoutMs, maxPacketSize);
   }
 }

@@ -11,6 +11,7 @@ export async function startWsListener(
   options: ListenerOptions,
   onStream: StreamHandler,
   handshakeTimeoutMs: number,
+  maxPacketSize: number,
 ): Promise<ListenerHandle> {
   const secure = options.protocol === 'wss';
   const timeouts = {
@@ -30,6 +31,9 @@ export async function startWsListener(
     server,
     path: options.path,
     perMessageDeflate: false,
+    // ws buffers a whole message (100 MiB by default) before the broker sees a byte of it: a message holds one MQTT
+    // packet, or a few, so twice the largest packet (1 MiB at least) bounds it; beyond, ws closes with 1009.
+    maxPayload: Math.max(2 * maxPacketSize, 1 << 20),
     // MQTT over WebSocket: subprotocol "mqtt" (also the legacy "mqttv3.1"); refuse others.
     handleProtocols: (protocols) => {
       if (protocols.has('mqtt')) return 'mqtt';
