@@ -132,6 +132,10 @@ class Connection implements TransportHandlers {
   readonly flush: () => void;
   /** Reading stopped because a consumer's buffer reached the high-water mark. */
   paused = false;
+  /** The transport said it holds more than it should: QoS 0 publishers wait for `drained` (see backedUpWaiters). */
+  backedUp = false;
+  /** Resolutions of QoS 0 publishes held while backed up, released on drain or close. */
+  backedUpWaiters: Array<() => void> | undefined = undefined;
   /** Inside `onData`: what the read causes is written when it returns, not from a microtask. */
   inRead = false;
   #closedWaiters: Array<() => void> | undefined = undefined;
@@ -151,6 +155,14 @@ class Connection implements TransportHandlers {
 
   close(error?: Error): void {
     this.client.onClose(this, error);
+    this.drained();
+  }
+
+  drained(): void {
+    this.backedUp = false;
+    const waiters = this.backedUpWaiters;
+    this.backedUpWaiters = undefined;
+    if (waiters !== undefined) for (const w of waiters) w();
   }
 
   /** Resolves once the line is closed. */
@@ -1054,7 +1066,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     conn.out = [];
     if (conn.closed || conn.transport === undefined) return;
     if (chunks.length === 1) {
-      conn.transport.write(chunks[0]!);
+      if (conn.transport.write(chunks[0]!) === false) conn.backedUp = true;
       return;
     }
     let total = 0;
@@ -1065,7 +1077,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       joined.set(c, offset);
       offset += c.length;
     }
-    conn.transport.write(joined);
+    if (conn.transport.write(joined) === false) conn.backedUp = true;
   }
 
   /** Writes what is buffered, then closes: `end` lets the peer read it, `destroy` does not wait. */
@@ -1120,6 +1132,12 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (pending === undefined) break;
         const result: PublishResult = { reasonCode: e.reasonCode };
         if (e.properties !== undefined) result.properties = e.properties;
+        if (e.handedOff === true && conn !== undefined && conn.backedUp && !conn.closed) {
+          // A slow line: a QoS 0 publisher that awaits its publish waits until the line takes more, instead of
+          // filling memory with what the socket cannot send.
+          (conn.backedUpWaiters ??= []).push(() => pending.resolve(result));
+          break;
+        }
         pending.resolve(result);
         break;
       }

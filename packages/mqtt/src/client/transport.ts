@@ -32,10 +32,16 @@ export interface TransportTarget {
 export interface TransportHandlers {
   data(chunk: Uint8Array): void;
   close(error?: Error): void;
+  /** What write() held once it said false has gone out (see Transport.write). */
+  drained?(): void;
 }
 
 export interface Transport {
-  write(chunk: Uint8Array): void;
+  /**
+   * Queues `chunk`. False when the transport now holds more than it should (a slow line): the client then waits
+   * for `handlers.drained()` before it tells a QoS 0 publisher its message is gone. Optional: void never waits.
+   */
+  write(chunk: Uint8Array): boolean | void;
   /** Graceful close: flushes what was written, then closes. */
   end(): void;
   /** Immediate close. */

@@ -96,7 +96,15 @@ export type SessionEvent =
   /** `ack` is set with `manualAck` for QoS 1/2: pass it to `ack()` once the message is processed. */
   | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
   /** `owner` is what was passed to `publish` for this message (absent when nothing was, e.g. restored ones). */
-  | { type: 'published'; seq: number; reasonCode: number; properties?: AckProperties | undefined; owner?: unknown }
+  | {
+      type: 'published';
+      seq: number;
+      reasonCode: number;
+      properties?: AckProperties | undefined;
+      owner?: unknown;
+      /** A QoS 0 message: done once written, nothing comes back for it. */
+      handedOff?: true;
+    }
   | { type: 'publish-failed'; seq: number; error: MqttError; owner?: unknown }
   | { type: 'suback'; packet: SubackPacket }
   | { type: 'unsuback'; packet: UnsubackPacket }
@@ -934,7 +942,9 @@ export class ClientSession {
       }
       if (entry.qos === 0) {
         this.send(step, this.wirePublish(entry, false, now), now);
-        addEvent(step, publishedEvent(entry, 0));
+        const event = publishedEvent(entry, 0);
+        if (event.type === 'published') event.handedOff = true;
+        addEvent(step, event);
         continue;
       }
       entry.packetId = this.allocateId();

@@ -751,6 +751,32 @@ describe('inbound protocol checks against the fake broker (5.0)', () => {
     });
   });
 
+  test('a QoS 0 publisher that awaits its publishes waits while the line is backed up, instead of filling memory', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      try {
+        // The server stops reading: what the client writes piles up in the kernel's buffers, then in the socket's.
+        broker.latest!.socket.pause();
+        const payload = new Uint8Array(64 * 1024);
+        let resolved = 0;
+        let stalled = false;
+        // 40 MiB in all, far beyond what loopback's buffers hold: an awaiting publisher must stall before the end.
+        for (let i = 0; i < 640 && !stalled; i++) {
+          const sent = client.publish('bulk', payload, { qos: 0 }).then(() => true);
+          stalled = !(await Promise.race([sent, delay(1000).then(() => false)]));
+          if (!stalled) resolved++;
+        }
+        assert.ok(stalled, `every one of ${resolved} publishes resolved while nothing was read`);
+        const held = resolved;
+        broker.latest!.socket.resume();
+        await until(() => broker.publishes.length >= held, `the server reads the ${held} messages`, 20_000);
+        assert.equal((await client.publish('bulk', 'after', { qos: 0 })).reasonCode, 0, 'and goes on once drained');
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test('messages arriving before anyone listens pause reading instead of being dropped past the early limit', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { reconnect: false }));

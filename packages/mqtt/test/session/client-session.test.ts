@@ -157,7 +157,7 @@ describe('QoS 1 and 2 sender', () => {
     const { s } = connected();
     const { seq, step } = s.publish(msg('a/b', 0), 1);
     assert.deepEqual(types(step), ['publish']);
-    assert.deepEqual(step.events, [{ type: 'published', seq, reasonCode: 0 }]);
+    assert.deepEqual(step.events, [{ type: 'published', seq, reasonCode: 0, handedOff: true }]);
   });
 
   test('QoS 1: stored, sent, completed and forgotten on PUBACK', () => {

@@ -47,6 +47,7 @@ export class SocketTransport implements Transport {
     if (dataEvents) socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
+    socket.on('drain', onDrain);
     socket.on(readyEvent, onReady);
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
@@ -72,8 +73,12 @@ export class SocketTransport implements Transport {
     else this.#early.push(chunk);
   }
 
-  write(chunk: Uint8Array): void {
-    if (!this.#socket.destroyed) this.#socket.write(chunk);
+  write(chunk: Uint8Array): boolean {
+    return this.#socket.destroyed || this.#socket.write(chunk);
+  }
+
+  drained(): void {
+    this.#handlers.drained?.();
   }
 
   end(): void {
@@ -142,6 +147,10 @@ function onError(this: OwnedSocket, error: Error): void {
 
 function onClose(this: OwnedSocket): void {
   this[TRANSPORT]?.closed();
+}
+
+function onDrain(this: OwnedSocket): void {
+  this[TRANSPORT]?.drained();
 }
 
 function onReady(this: OwnedSocket): void {
