@@ -41,6 +41,7 @@ export interface Transport {
    * Queues `chunk`. False when the transport now holds more than it should (a slow line): the client then waits
    * for `handlers.drained()` before it tells a QoS 0 publisher its message is gone. Optional: void never waits.
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: transports written before this returned void, and may still
   write(chunk: Uint8Array): boolean | void;
   /** Graceful close: flushes what was written, then closes. */
   end(): void;
