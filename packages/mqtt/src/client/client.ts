@@ -1135,7 +1135,8 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (e.handedOff === true && conn !== undefined && conn.backedUp && !conn.closed) {
           // A slow line: a QoS 0 publisher that awaits its publish waits until the line takes more, instead of
           // filling memory with what the socket cannot send.
-          (conn.backedUpWaiters ??= []).push(() => pending.resolve(result));
+          conn.backedUpWaiters ??= [];
+          conn.backedUpWaiters.push(() => pending.resolve(result));
           break;
         }
         pending.resolve(result);
