@@ -18,6 +18,8 @@ import {
   CONGESTION_BYTES,
   OUTPUT_HIGH_WATER,
   OUTPUT_LOW_WATER,
+  OUTPUT_PAUSE_BYTES,
+  OUTPUT_RESUME_BYTES,
   TURN_OUTPUT_BYTES,
   TURN_PACKETS,
 } from './core.js';
@@ -94,6 +96,9 @@ export function violation(reasonCode: number, message: string): MqttError {
 const CONNACK_311_NEW = new Uint8Array([0x20, 0x02, 0x00, 0x00]);
 const CONNACK_311_PRESENT = new Uint8Array([0x20, 0x02, 0x01, 0x00]);
 
+/** A read at least this large renews the keepalive deadline even when it completes no packet (see #onData). */
+const KEEPALIVE_READ_BYTES = 1024;
+
 /** How long a closing socket may take to drain its queued bytes before it is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 
@@ -119,6 +124,8 @@ class Uncommon {
   authMethod: string | undefined = undefined;
   rateWindowStart = 0;
   rateCount = 0;
+  /** While not read for its output (#pauseForOutput): what the socket held at the last check. */
+  outputLeft = 0;
   ackChain: Promise<void> | undefined = undefined;
   acksWaiting = 0;
   /** The last group of acknowledgements waiting on one commit, while it can still take more. */
@@ -162,8 +169,10 @@ const HELD = 512;
 const NEEDS_LOG = 1024;
 /** MQTT 5.0 (protocol level 5); 3.1.1 without it. */
 const V5 = 2048;
+/** Not read while its own output is over OUTPUT_PAUSE_BYTES (see #pauseForOutput). */
+const OUTPUT_FULL = 4096;
 /** The connection's State, as its index in STATES, in the bits from STATE_SHIFT up. */
-const STATE_SHIFT = 12;
+const STATE_SHIFT = 13;
 const STATES: readonly State[] = ['awaiting-connect', 'authenticating', 'connected', 'closing', 'closed'];
 
 /** Where a socket keeps its connection, for the listeners shared by all connections. */
@@ -443,13 +452,27 @@ export class Connection implements Outlet, Timed {
   #onData(chunk: Uint8Array): void {
     this.core.stats.bytesIn += chunk.length;
     if (this.state === 'closing' || this.state === 'closed') return;
-    if (this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
+    const keepaliveMs = this.keepaliveMs;
     const core = this.core;
     core.beforeRead();
     try {
+      const packets = core.turnPackets;
       this.#decoder ??= this.#takeDecoder();
       this.#decoder.push(chunk);
       this.#drain();
+      // Keepalive counts packets, not bytes (as Mosquitto): a read that completed none, left part of one waiting and
+      // was small keeps no deadline, so a packet trickled in a byte at a time is cut off. A large read (a big
+      // PUBLISH arriving over a slow link) still counts.
+      if (
+        keepaliveMs > 0 &&
+        (this.#decoder === undefined ||
+          core.turnPackets !== packets ||
+          chunk.length >= KEEPALIVE_READ_BYTES ||
+          this.#yielded ||
+          this.#busy)
+      ) {
+        this.deadline = Date.now() + keepaliveMs * 1.5;
+      }
     } finally {
       core.afterRead();
     }
@@ -503,7 +526,7 @@ export class Connection implements Outlet, Timed {
       result.then(
         () => {
           this.#busy = false;
-          if (this.state === 'closing' || this.state === 'closed') return;
+          if (this.state === 'closing' || this.state === 'closed' || (this.#flags & OUTPUT_FULL) !== 0) return;
           this.socket.resume();
           this.#drain();
           if (this.#peerEnded) this.close();
@@ -572,7 +595,7 @@ export class Connection implements Outlet, Timed {
   /** Called by the core once the turn's output is flushed. */
   resumeReading(): void {
     this.#yielded = false;
-    if (!this.#reading()) return;
+    if (!this.#reading() || (this.#flags & OUTPUT_FULL) !== 0) return;
     this.#drain();
     if (this.#yielded || this.#busy || !this.#reading()) return;
     this.socket.resume();
@@ -838,6 +861,39 @@ export class Connection implements Outlet, Timed {
     }
     this.core.stats.bytesOut += this.#pendingBytes;
     this.socket.write(this.#takeQueued());
+    if (this.socket.writableLength > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
+  }
+
+  /**
+   * The client does not take what it is sent (its own acknowledgements, deliveries freed by acknowledgements it sends
+   * blindly): stop reading it until the output drains to OUTPUT_RESUME_BYTES, so what it sends cannot make the broker
+   * hold output for it without bound (it waits in TCP instead). Checked once per flush, not per packet; a client
+   * that stays this way stops being read, and its keepalive ends it.
+   */
+  #pauseForOutput(): void {
+    if ((this.#flags & OUTPUT_FULL) !== 0 || !this.#reading()) return;
+    this.#flag(OUTPUT_FULL, true);
+    this.#more.outputLeft = this.socket.writableLength;
+    this.socket.pause();
+    this.core.resumeWhenWritten(this);
+  }
+
+  /** Asked by the core while paused for output: true once it reads again (or is closing and needs no more). */
+  outputWritten(): boolean {
+    if (!this.#reading()) return true;
+    const left = this.socket.writableLength;
+    if (left > OUTPUT_RESUME_BYTES) {
+      // A client on a slow line that does take its output is alive: its PINGREQs and acks wait unread behind the
+      // pause, so its keepalive runs on from the progress of its output instead.
+      const uncommon = this.#more;
+      if (left < uncommon.outputLeft && this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
+      uncommon.outputLeft = left;
+      return false;
+    }
+    this.#flag(OUTPUT_FULL, false);
+    // A turn's flush or a hold's release resumes it when those end; an async step when it settles.
+    if (!this.#yielded && !this.held && !this.#busy) this.resumeReading();
+    return true;
   }
 
   /** Takes the queued bytes out for a write that must wait (see BrokerCore: output waits for the store). */
@@ -912,6 +968,7 @@ export class Connection implements Outlet, Timed {
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
+    if (this.socket.writableLength > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
   }
 
   congested(): boolean {

@@ -96,6 +96,16 @@ export const PUSHBACK_QUEUE = 100;
 export const OUTPUT_HIGH_WATER = 512 * 1024;
 export const OUTPUT_LOW_WATER = 256 * 1024;
 /**
+ * A connection whose own socket output (what the kernel has not taken) exceeds this after a flush stops being read
+ * until it drains to OUTPUT_RESUME_BYTES. Without it a client that never reads made the broker hold output for it
+ * without bound: a publisher flooding QoS 1 held its PUBACKs (20 MB after 4 s), a QoS 1 subscriber acknowledging
+ * packet ids blindly had a 256 KiB retained message resent per SUBSCRIBE (260 MB held from 0.8 MB read in 3 s).
+ * Well above CONGESTION_BYTES, where QoS 0 to a subscriber is dropped, so a slow subscriber is rarely paused.
+ */
+export const OUTPUT_PAUSE_BYTES = 4 * CONGESTION_BYTES;
+export const OUTPUT_RESUME_BYTES = CONGESTION_BYTES;
+const OUTPUT_CHECK_MS = 10;
+/**
  * A backlogged subscriber that acknowledges nothing (QoS 1/2), or whose output does not drain to OUTPUT_LOW_WATER
  * (QoS 0), for this long counts as stuck and holds nobody back.
  */
@@ -193,6 +203,9 @@ export class BrokerCore {
   /** Publishers held until a subscriber's queue drains (see PUSHBACK_QUEUE). */
   #held: Hold[] = [];
   #holdTimer: NodeJS.Timeout | undefined;
+  /** Connections not read until their own output drains (Connection.outputWritten). */
+  readonly #outputFull = new Set<Connection>();
+  #outputTimer: NodeJS.Timeout | undefined;
   closing = false;
   /** Bumped by every updateAuth: a credential check that began before it is done again. */
   authGeneration = 0;
@@ -398,6 +411,24 @@ export class BrokerCore {
     this.#holdTimer = setInterval(this.#releaseHeld, HOLD_CHECK_MS);
     this.#holdTimer.unref();
   }
+
+  /** `connection` stopped reading because its own output is over OUTPUT_PAUSE_BYTES: checked until it drains. */
+  resumeWhenWritten(connection: Connection): void {
+    this.#outputFull.add(connection);
+    if (this.#outputTimer !== undefined) return;
+    this.#outputTimer = setInterval(this.#checkWritten, OUTPUT_CHECK_MS);
+    this.#outputTimer.unref();
+  }
+
+  readonly #checkWritten = (): void => {
+    for (const connection of this.#outputFull) {
+      if (connection.outputWritten()) this.#outputFull.delete(connection);
+    }
+    if (this.#outputFull.size === 0 && this.#outputTimer !== undefined) {
+      clearInterval(this.#outputTimer);
+      this.#outputTimer = undefined;
+    }
+  };
 
   readonly #releaseHeld = (): void => {
     const held = this.#held;

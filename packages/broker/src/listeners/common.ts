@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { BrokerError } from '../errors.js';
@@ -94,6 +95,7 @@ export function tlsServerOptions(options: ListenerOptions): {
   cert: string | Buffer;
   key: string | Buffer;
   ca: string | Buffer | undefined;
+  secureOptions: number;
   requestCert: boolean;
   rejectUnauthorized: boolean;
 } {
@@ -117,12 +119,20 @@ export function tlsContextOptions(options: ListenerOptions): {
   cert: string | Buffer;
   key: string | Buffer;
   ca: string | Buffer | undefined;
+  secureOptions: number;
 } {
   const tls = options.tls;
   if (tls === undefined) {
     throw new BrokerError('BROKER_ERR_INVALID_OPTION', `a ${options.protocol} listener needs tls.cert and tls.key`);
   }
-  return { cert: pem(tls.cert), key: pem(tls.key), ca: tls.ca === undefined ? undefined : pem(tls.ca) };
+  return {
+    cert: pem(tls.cert),
+    key: pem(tls.key),
+    ca: tls.ca === undefined ? undefined : pem(tls.ca),
+    // TLS 1.2 renegotiation asked by a client costs the server a handshake each time (Node allows 3 per 10 minutes):
+    // refused outright, as it is part of the context, also after a certificate reload.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
 }
 
 /**

@@ -47,6 +47,16 @@ export async function startWsListener(
     handshakeDone(raw);
     raw.setNoDelay(true);
     const stream = createWebSocketStream(socket);
+    // MQTT over WebSocket is binary only: a text frame closes the connection unread [MQTT-6.0.0-1]. The stream's own
+    // 'message' listener is wrapped so that it never sees one.
+    const forward = socket.listeners('message') as Array<(data: unknown, isBinary: boolean) => void>;
+    if (forward.length === 1) {
+      socket.off('message', forward[0]!);
+      socket.on('message', (data, isBinary) => {
+        if (isBinary) forward[0]!.call(socket, data, isBinary);
+        else socket.terminate();
+      });
+    }
     onStream(stream, {
       protocol: options.protocol,
       remoteAddress: raw.remoteAddress,
