@@ -9,9 +9,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { type Broker, createBroker } from '../../packages/broker/src/index.js';
+import type { Broker } from '../../packages/broker/src/index.js';
 import { makeCertificates, type TestCertificates } from '../../packages/broker/test/support/certs.js';
+import { interopBroker } from '../support/interop-broker.js';
 import { findProgram } from '../support/system.js';
 
 interface PeerEvent {
@@ -60,31 +60,7 @@ describe('interop: Eclipse Paho C against the otalink broker', () => {
       execFileSync('gcc', ['-O1', '-Wall', '-o', binary, PEER_SOURCE, '-lpaho-mqtt3cs'], { stdio: 'pipe' });
     }
     certs = makeCertificates();
-    broker = createBroker({
-      listeners: [
-        { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
-        ...(certs === undefined
-          ? []
-          : [
-              {
-                protocol: 'mqtts' as const,
-                host: '127.0.0.1',
-                port: 0,
-                tls: { cert: certs.serverCert, key: certs.serverKey },
-              },
-              {
-                protocol: 'mqtts' as const,
-                host: '127.0.0.1',
-                port: 0,
-                tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, requireClientCertificate: true },
-              },
-            ]),
-      ],
-      allowAnonymous: true,
-      logger: pino({ level: 'silent' }),
-      sysIntervalSeconds: 0,
-    });
-    await broker.listen();
+    broker = await interopBroker(certs);
   });
 
   after(async () => {

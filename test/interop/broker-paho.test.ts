@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { type Broker, createBroker } from '../../packages/broker/src/index.js';
+import type { Broker } from '../../packages/broker/src/index.js';
 import { makeCertificates, type TestCertificates } from '../../packages/broker/test/support/certs.js';
+import { interopBroker } from '../support/interop-broker.js';
 import { DEBIAN_PYTHON } from '../support/system.js';
 
 const SCRIPT = `
@@ -172,32 +172,7 @@ describe('interop: Python paho-mqtt against the otalink broker', () => {
   const available = pahoAvailable();
   before(async () => {
     certs = makeCertificates();
-    broker = createBroker({
-      listeners: [
-        { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
-        { protocol: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
-        ...(certs === undefined
-          ? []
-          : [
-              {
-                protocol: 'mqtts' as const,
-                host: '127.0.0.1',
-                port: 0,
-                tls: { cert: certs.serverCert, key: certs.serverKey },
-              },
-              {
-                protocol: 'mqtts' as const,
-                host: '127.0.0.1',
-                port: 0,
-                tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, requireClientCertificate: true },
-              },
-            ]),
-      ],
-      allowAnonymous: true,
-      logger: pino({ level: 'silent' }),
-      sysIntervalSeconds: 0,
-    });
-    await broker.listen();
+    broker = await interopBroker(certs, { ws: true });
   });
   after(async () => {
     await broker.close();

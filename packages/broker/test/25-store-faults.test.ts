@@ -16,48 +16,12 @@ import {
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type Logger, pino } from 'pino';
-import type { Message } from '../src/index.js';
 import { LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
 import { LOCK_STALE_MS, lockDataDir } from '../src/store/lock.js';
+import { payloads, queue, segments } from './support/log-records.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-faults-');
-
-function message(payload: string): Message {
-  return {
-    topic: 't',
-    payload: new TextEncoder().encode(payload),
-    qos: 1,
-    retain: false,
-    properties: undefined,
-    expiresAt: 0,
-    origin: undefined,
-  };
-}
-
-function queue(store: LogStore, clientId: string, payload: string): void {
-  const entryId = store.newEntryId();
-  const messageId = store.putMessage(message(payload));
-  store.enqueue(clientId, entryId, {
-    messageId,
-    qos: 1,
-    retain: false,
-    subscriptionIds: undefined,
-    sharedFilter: undefined,
-  });
-}
-
-function payloads(contents: Awaited<ReturnType<LogStore['load']>>, clientId: string): string[] {
-  const session = contents.sessions.get(clientId);
-  if (session === undefined) return [];
-  return [...session.queue.values()].map((d) => new TextDecoder().decode(contents.messages.get(d.messageId)?.payload));
-}
-
-function segments(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((name) => name.startsWith('segment-'))
-    .sort();
-}
 
 /** Offsets of the header record and every frame of a segment. */
 function frames(path: string): number[] {

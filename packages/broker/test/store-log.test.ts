@@ -5,57 +5,20 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import type { Message } from '../src/index.js';
 import { BrokerError, LogStore, type LogStoreOptions, nodeStoreFs, type StoreFs } from '../src/index.js';
 import { encodeRecord } from '../src/store/codec.js';
 import { FrameDecoder, FrameEncoder } from '../src/store/frames.js';
 import type { StoreOp } from '../src/store/ops.js';
+import { message, payloads, queue, segments } from './support/log-records.js';
 import { failingSyncs } from './support/store-fs.js';
 import { tempDirs } from './support/temp-dirs.js';
 
 const dataDir = tempDirs('otalink-log-');
 
-function message(payload: string): Message {
-  return {
-    topic: 't',
-    payload: new TextEncoder().encode(payload),
-    qos: 1,
-    retain: false,
-    properties: undefined,
-    expiresAt: 0,
-    origin: undefined,
-  };
-}
-
 async function open(options: LogStoreOptions) {
   const store = new LogStore(options);
   const contents = await store.load();
   return { store, contents };
-}
-
-function queue(store: LogStore, clientId: string, payload: string): number {
-  const entryId = store.newEntryId();
-  const messageId = store.putMessage(message(payload));
-  store.enqueue(clientId, entryId, {
-    messageId,
-    qos: 1,
-    retain: false,
-    subscriptionIds: undefined,
-    sharedFilter: undefined,
-  });
-  return entryId;
-}
-
-function payloads(contents: Awaited<ReturnType<LogStore['load']>>, clientId: string): string[] {
-  const session = contents.sessions.get(clientId);
-  if (session === undefined) return [];
-  return [...session.queue.values()].map((d) => new TextDecoder().decode(contents.messages.get(d.messageId)?.payload));
-}
-
-function segments(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((name) => name.startsWith('segment-'))
-    .sort();
 }
 
 describe('log store', () => {
