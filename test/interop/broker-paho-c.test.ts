@@ -105,8 +105,9 @@ describe('interop: Eclipse Paho C against the otalink broker', () => {
     });
     // Bounded: a peer that hangs is killed, and whoever waits on it fails with what it printed.
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    // 'close', not 'exit': 'exit' can come before the last of the peer's output has been read.
     const exit = new Promise<number | string>((resolve) => {
-      child.on('exit', (code, signal) => {
+      child.on('close', (code, signal) => {
         clearTimeout(timer);
         running.delete(child);
         const why = `paho-c peer ${args.join(' ')} exited (${code ?? signal}) before that; printed:\n${events
