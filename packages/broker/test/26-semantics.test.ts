@@ -10,6 +10,7 @@ import {
   connected,
   delay,
   persistent,
+  publishQos,
   RawClient,
   startBroker,
   str,
@@ -36,22 +37,10 @@ for (const version of [4, 5] as const) {
 
     async function publish(topic: string, payload: string, qos: 0 | 1 | 2, retain = false) {
       const pub = await connected(b.port, { version, clientId: id('pub') });
-      pub.send({
-        type: 'publish',
-        topic,
-        payload: text(payload),
-        qos,
-        retain,
-        dup: false,
-        packetId: qos ? 1 : undefined,
-      });
-      if (qos === 1) await pub.expect('puback');
-      if (qos === 2) {
-        await pub.expect('pubrec');
-        pub.send({ type: 'pubrel', packetId: 1 });
-        await pub.expect('pubcomp');
-      }
-      if (qos === 0) {
+      if (qos > 0) await publishQos(pub, topic, payload, qos as 1 | 2, 1, retain);
+      else {
+        pub.send({ type: 'publish', topic, payload: text(payload), qos, retain, dup: false });
+        // Answered in order: the PUBLISH was taken once PINGRESP comes.
         pub.send({ type: 'pingreq' });
         await pub.expect('pingresp');
       }

@@ -36,8 +36,9 @@ let bootIdCache: string | undefined;
 export function acquireStoreLock(lockPath: string, storePath: string): StoreLock {
   const me: Holder = { pid: process.pid, token: randomBytes(8).toString('hex'), boot: bootId() };
   const mine = `${lockPath}.${me.pid}.${me.token}`;
+  const content = `${me.pid}\n${me.token}\n${me.boot}\n`;
   try {
-    writeFileSync(mine, `${me.pid}\n${me.token}\n${me.boot}\n`, { flag: 'wx' });
+    writeFileSync(mine, content, { flag: 'wx' });
   } catch (err) {
     throw lockError(storePath, 'cannot write its lock file', err);
   }
@@ -45,7 +46,7 @@ export function acquireStoreLock(lockPath: string, storePath: string): StoreLock
     // Bounded: each round either takes the lock, finds a live holder, or removes one stale lock.
     for (let round = 0; round < 5; round++) {
       try {
-        createLock(mine, lockPath, me);
+        createLock(mine, lockPath, content);
         heldHere.add(me.token);
         return lockHandle(lockPath, me.token);
       } catch (err) {
@@ -63,17 +64,17 @@ export function acquireStoreLock(lockPath: string, storePath: string): StoreLock
 }
 
 /**
- * Creates the lock file holding `me`, or throws EEXIST. FAT and exFAT (a vehicle's SD card) have no hard links:
- * there the lock is created with O_EXCL and written after, so a creator that dies in between leaves an empty lock,
- * which reads as held by nobody alive (pid 0) and is taken over like any stale one.
+ * Creates the lock file holding `content` (already written to `mine`), or throws EEXIST. FAT and exFAT (a vehicle's
+ * SD card) have no hard links: there the lock is created with O_EXCL and written after, so a creator that dies in
+ * between leaves an empty lock, which reads as held by nobody alive (pid 0) and is taken over like any stale one.
  */
-function createLock(mine: string, lockPath: string, me: Holder): void {
+function createLock(mine: string, lockPath: string, content: string): void {
   try {
     linkSync(mine, lockPath);
   } catch (err) {
     const code = errno(err);
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
-    writeFileSync(lockPath, `${me.pid}\n${me.token}\n${me.boot}\n`, { flag: 'wx' });
+    writeFileSync(lockPath, content, { flag: 'wx' });
   }
 }
 
