@@ -578,13 +578,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (early.length > 0) {
         // Not from inside on(): the caller may still be setting up.
         queueMicrotask(() => {
-          for (const m of early) {
-            try {
-              (listener as ClientEvents['message'])(m);
-            } catch (err) {
-              this.listenerFailed('message', err);
-            }
-          }
+          for (const m of early) this.call('message', listener as ClientEvents['message'], [m]);
         });
       }
     }

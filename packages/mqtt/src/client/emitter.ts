@@ -41,17 +41,20 @@ export class Emitter<Events extends { [K in keyof Events]: Listener }> {
   protected emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {
     const set = this.listeners.get(event);
     if (set === undefined) return;
-    for (const listener of [...set]) {
-      try {
-        listener(...args);
-      } catch (err) {
-        this.listenerFailed(event, err);
-      }
+    for (const listener of [...set]) this.call(event, listener, args);
+  }
+
+  /** Calls one listener of `event` as `emit` does: what it throws is reported, not thrown at the caller. */
+  protected call<K extends keyof Events>(event: K, listener: Listener, args: Parameters<Events[K]>): void {
+    try {
+      listener(...args);
+    } catch (err) {
+      this.listenerFailed(event, err);
     }
   }
 
   /** Reports an error a listener threw (see `emit`). */
-  protected listenerFailed(event: keyof Events | undefined, err: unknown): void {
+  private listenerFailed(event: keyof Events, err: unknown): void {
     const errors = event === 'error' ? undefined : this.listeners.get('error' as keyof Events);
     if (errors !== undefined && errors.size > 0) {
       this.emit('error' as keyof Events, ...([err] as Parameters<Events[keyof Events]>));
