@@ -2,11 +2,11 @@
 // that names the broker, not wait out its 180 s / 300 s campaign limits (it hung before).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { exitedWithOutput } from '../support/child-exit.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -34,7 +34,7 @@ test('bench:ota fails with a clear message when the broker process dies', { time
     stderr += chunk.toString();
   });
   bench.stdout.resume();
-  const exited = once(bench, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const exited = exitedWithOutput(bench);
   try {
     // Killed once the campaign starts: the bench then waits on the fleet and the campaign (it hung there).
     for (let i = 0; i < 1200 && !stderr.includes('campaign starts') && bench.exitCode === null; i++) await delay(100);
@@ -43,7 +43,7 @@ test('bench:ota fails with a clear message when the broker process dies', { time
     assert.ok(broker, `the bench runs a broker process; stderr: ${stderr}`);
     process.kill(broker.pid, 'SIGKILL');
     const timer = setTimeout(() => bench.kill('SIGKILL'), 60_000);
-    const [code, signal] = await exited;
+    const { code, signal } = await exited;
     clearTimeout(timer);
     assert.equal(signal, null, `the bench hung after the broker died and was killed; stderr: ${stderr}`);
     assert.notEqual(code, 0);

@@ -13,6 +13,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { exitedWithOutput } from '../support/child-exit.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const READY = 'Ctrl-C stops everything.';
@@ -217,7 +218,7 @@ test('otalink up: HTTPS API and dashboard, 100 vehicles online, SIGTERM exits 0;
   status.stderr?.on('data', (c: Buffer) => {
     statusOut += c.toString();
   });
-  const [statusCode] = (await once(status, 'exit')) as [number | null];
+  const { code: statusCode } = await exitedWithOutput(status);
   assert.equal(statusCode, 0, statusOut);
   assert.match(statusOut, new RegExp(`\\(${campaignId}\\): COMPLETED`));
   assert.match(first.stdout(), /OTALINK_HOME=\S+ npx otalink campaign watch --api https:\/\/127\.0\.0\.1:\d+ /);

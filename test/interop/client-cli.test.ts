@@ -36,7 +36,7 @@ afterEach(() => {
   children.clear();
 });
 
-/** A child process with its output gathered as it comes. */
+/** A child process with its output gathered as it comes; `exited` waits for 'close' (output read to the end), not 'exit'. */
 function run(program: string, args: string[]) {
   const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
@@ -49,7 +49,7 @@ function run(program: string, args: string[]) {
   child.stderr.on('data', (d: Buffer) => {
     err += d.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
   return { out: () => out, err: () => err, exited };
 }
 
@@ -101,12 +101,12 @@ test("`otalink sub -t 'ota/#' -v` prints what mosquitto_pub sends, as mosquitto_
     peer.stdout.on('data', (d: Buffer) => {
       peerOut += d.toString();
     });
-    const peerExited = new Promise<number | null>((resolve) => peer.once('exit', resolve));
+    const peerExited = new Promise<number | null>((resolve) => peer.once('close', resolve));
     let err = '';
     child.stderr.on('data', (d: Buffer) => {
       err += d.toString();
     });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
     // Wait until the subscriber is there (its start-up time varies); then publish the rest.
     for (let n = 0; !out.includes('ota/v1/hello') || !peerOut.includes('ota/v1/hello'); n++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -162,20 +162,24 @@ test('pub -l sends each stdin line; sub -C counts; mosquitto_sub reads what otal
   const broker = await Mosquitto.start(mosquitto);
   try {
     const sub = captureIo();
-    const subDone = runSub(['-p', String(broker.port), '-t', 'lines/+', '-C', '3', '-q', '2', '-V', '5'], sub.io);
-    const other = spawn(mosquittoSub, ['-p', String(broker.port), '-t', 'lines/#', '-C', '3', '-v']);
+    // -d on both: their packet traces say when each has its SUBACK, so the lines are published only then.
+    const subDone = runSub(['-p', String(broker.port), '-t', 'lines/+', '-C', '3', '-q', '2', '-V', '5', '-d'], sub.io);
+    // stdbuf: mosquitto_sub's trace lines are printf'd, block-buffered into a pipe until it exits.
+    const otherArgs = ['-p', String(broker.port), '-t', 'lines/#', '-C', '3', '-v', '-d'];
+    const other = spawn('stdbuf', ['-oL', mosquittoSub, ...otherArgs]);
     let otherOut = '';
     other.stdout.on('data', (d: Buffer) => {
       otherOut += d.toString();
     });
-    const otherDone = new Promise((r) => other.once('exit', r));
-    await new Promise((r) => setTimeout(r, 500));
+    const otherDone = new Promise((r) => other.once('close', r));
+    await until(() => sub.err().includes('received SUBACK') && otherOut.includes('received SUBACK'), 'both SUBACKs');
     const pub = captureIo('one\ntwo\nthree\n');
     assert.equal(await runPub(['-p', String(broker.port), '-t', 'lines/a', '-l', '-q', '1'], pub.io), 0, pub.err());
     assert.equal(await subDone, 0, sub.err());
     assert.equal(sub.out(), 'one\ntwo\nthree\n');
     await otherDone;
-    assert.equal(otherOut, 'lines/a one\nlines/a two\nlines/a three\n');
+    const messages = otherOut.split('\n').filter((line) => line.startsWith('lines/'));
+    assert.deepEqual(messages, ['lines/a one', 'lines/a two', 'lines/a three']);
   } finally {
     await broker.stop();
   }

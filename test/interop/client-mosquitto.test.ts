@@ -437,7 +437,8 @@ for (const qos of [1, 2] as const) {
       second.stdout?.on('data', (d: Buffer) => {
         out2 += d.toString();
       });
-      const code = await new Promise<number | null>((r) => second.once('exit', r));
+      // 'close', not 'exit': its last output line may not have been read at 'exit'.
+      const code = await new Promise<number | null>((r) => second.once('close', r));
       assert.equal(code, 0, out2);
       assert.match(out2, /drained/);
       await until(() => new Set(received).size === total, 15_000, `all ${total} (have ${new Set(received).size})`);

@@ -177,7 +177,7 @@ test('the API answers while a herd of TLS downloads is on the download listener'
         output += chunk.toString();
         check();
       });
-      herd.once('exit', (code) => reject(new Error(`the herd exited (${code}) before ${want}: ${output}`)));
+      herd.once('close', (code) => reject(new Error(`the herd exited (${code}) before ${want}: ${output}`)));
       check();
     });
   const herdHalf = lines(/half/);

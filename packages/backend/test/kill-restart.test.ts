@@ -31,7 +31,8 @@ function run(args: string[]): { proc: ChildProcess; line: Promise<string> } {
         resolve(out.slice(0, nl));
       }
     });
-    proc.on('exit', (code) => {
+    // 'close', not 'exit': the answer line may not have been read yet at 'exit'.
+    proc.on('close', (code) => {
       clearTimeout(timer);
       if (!out.includes('\n')) reject(new Error(`child exited (${code}) without an answer: ${err}`));
     });

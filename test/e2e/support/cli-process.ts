@@ -2,6 +2,7 @@
 // running at the end of a test file killed (by its own pid) so a failed assertion leaves no process behind.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { exitedWithOutput } from '../../support/child-exit.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 
@@ -32,9 +33,9 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): CliP
   proc.stderr?.on('data', (c: Buffer) => {
     err += c.toString();
   });
-  const exited = (once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>).then(([code, signal]) => {
+  const exited = exitedWithOutput(proc).then((ended) => {
     children.delete(proc);
-    return { code, signal };
+    return ended;
   });
   let ended = false;
   void exited.then(() => {

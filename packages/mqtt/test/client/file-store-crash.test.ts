@@ -515,7 +515,7 @@ test('SIGKILL mid-write in a real process: what was acknowledged is there after 
           child.kill('SIGKILL');
           reject(new Error(`the crasher did not die: ${stderr}`));
         }, 30_000);
-        child.once('exit', (_code, sig) => {
+        child.once('close', (_code, sig) => {
           clearTimeout(timer);
           resolve(sig);
         });
