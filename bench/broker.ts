@@ -157,8 +157,9 @@ async function main(): Promise<void> {
   process.stdout.write(`${table}\n`);
   process.stdout.write(
     '\n≥: the generators could not offer more (CPU) while the broker still delivered all it was sent.\n' +
-      '2× knee: delivered at twice the knee rate as % of the highest delivered rate seen; above 100 % means the\n' +
-      'knee search stopped early (a noisy window). RSS: broker before → highest during that run, in MB; "growing":\n' +
+      '2× knee: delivered at twice the knee rate as % of the peak: the better of the knee run and a run as long at\n' +
+      'the offered rate of the best knee-search window; above 100 % means the knee search stopped early (a noisy\n' +
+      'window). RSS: broker before → highest during that run, in MB; "growing":\n' +
       'its mean over the last third of the run is > 10 % (+ 8 MB) above its mean over the middle third.\n' +
       'floor: not a broker, a Node server answering CONNECT and SUBSCRIBE with fixed acks and echoing a PUBLISH to\n' +
       'its sender: the most connects/s the generators can drive on this machine now, and what a net.Socket costs\n' +

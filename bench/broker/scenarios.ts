@@ -291,12 +291,22 @@ async function throughput(ctx: Context, name: ScenarioName): Promise<Outcome> {
   }
   const lastStep = ladder[ladder.length - 1];
   const limitedByGenerator = lastStep !== undefined && !tracks(lastStep) && generatorBound(lastStep);
-  const ladderPeak = Math.max(...ladder.map((w) => w.delivered));
+  const best = ladder.reduce((a, b) => (b.delivered > a.delivered ? b : a));
+  const ladderPeak = best.delivered;
   // Nothing tracked even at the lowest rate: take what the broker managed to deliver.
   if (knee === 0) knee = Math.max(1, ladderPeak);
   await drain(ctx, flow);
   const main = await measureWindow(ctx, flow, knee, options.warmupMs, options.measureMs);
-  const peak = Math.max(main.delivered, ladderPeak);
+  // The peak the 2× run is judged against: a window as long as the knee run's, at the offered rate of the best
+  // ladder window. The best ladder window alone is the luckiest of many ~1 s samples (ours at fan-in: 801 k and
+  // 995 k in the two windows at one rate), held up against a 15 s mean. Where the best window was at the knee or
+  // below, the knee run is that measurement.
+  let peakRun: Window | undefined;
+  if (best.offered > knee) {
+    await drain(ctx, flow);
+    peakRun = await measureWindow(ctx, flow, best.offered, options.warmupMs, options.measureMs);
+  }
+  const peak = Math.max(main.delivered, peakRun?.delivered ?? 0);
   await drain(ctx, flow);
   const rssBefore = readRss(broker.pid);
   const sampler = sampleRss(broker.pid, 200);
@@ -320,6 +330,8 @@ async function throughput(ctx: Context, name: ScenarioName): Promise<Outcome> {
       kneeOffered: knee,
       limitedByGenerator,
       peakDelivered: peak,
+      ladderPeak,
+      peakRun,
       rssIdle,
       ladder,
       main,
