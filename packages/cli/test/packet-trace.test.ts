@@ -1,9 +1,12 @@
 // `-d`: the trace's lines for each packet, in libmosquitto 2.0's words (the expected lines are what mosquitto_pub and
 // mosquitto_sub -d printed for the same exchanges), decoded from the bytes as they go out and come in.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { encode, type Packet, type ProtocolVersion } from '@otalink/mqtt';
-import { PacketTrace } from '../src/commands/packet-trace.js';
+import { PacketTrace, tracingTransport } from '../src/commands/packet-trace.js';
 
 function traced(version: ProtocolVersion, exchange: Array<['out' | 'in', Packet]>): string[] {
   const lines: string[] = [];
@@ -128,4 +131,43 @@ test("a packet split across reads is traced once whole; bytes that do not decode
   assert.equal(lines.length, 2);
   assert.equal(lines[0], 'Client split sending CONNECT');
   assert.match(lines[1] as string, /^Client split received bytes the trace cannot decode: /);
+});
+
+test('the traced transport passes backpressure through: write says false on a backed-up line, drained follows', async () => {
+  const sockets: Socket[] = [];
+  const server = createServer((socket) => {
+    socket.pause(); // reads nothing until told
+    sockets.push(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  let drained = 0;
+  const transport = await tracingTransport(4, () => {})(
+    { protocol: 'mqtt', host: '127.0.0.1', port, path: '', signal: new AbortController().signal },
+    { data() {}, close() {}, drained: () => drained++ },
+  );
+  try {
+    const chunk = encode(
+      { type: 'publish', topic: 'bulk', payload: new Uint8Array(64 * 1024), qos: 0, retain: false, dup: false },
+      4,
+    );
+    // 64 MiB at most, far beyond what loopback's buffers hold: the line must say it is full before the end.
+    let full = false;
+    for (let i = 0; i < 1024 && !full; i++) full = transport.write(chunk) === false;
+    assert.ok(full, 'write never said the line was backed up');
+    for (let n = 0; sockets.length === 0; n++) {
+      if (n > 200) throw new Error('the server never saw the connection');
+      await delay(10);
+    }
+    for (const socket of sockets) socket.resume();
+    for (let n = 0; drained === 0; n++) {
+      if (n > 2000) throw new Error('drained never came once the server read');
+      await delay(10);
+    }
+  } finally {
+    transport.destroy();
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  }
 });

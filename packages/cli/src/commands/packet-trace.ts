@@ -19,11 +19,15 @@ export function tracingTransport(version: ProtocolVersion, log: (line: string) =
       close(error) {
         handlers.close(error);
       },
+      // Backpressure passes through: a traced QoS 0 publisher waits on a slow line as an untraced one does.
+      drained() {
+        handlers.drained?.();
+      },
     });
     return {
       write(chunk) {
         trace.sent(chunk);
-        transport.write(chunk);
+        return transport.write(chunk);
       },
       end: () => transport.end(),
       destroy: () => transport.destroy(),
