@@ -93,7 +93,16 @@ export interface PublishResult {
    */
   reasonCode: number;
   properties?: AckProperties;
+  /**
+   * QoS 2 in 5.0: the PUBREC's reason code and properties when it said more than a bare success (0x10 No matching
+   * subscribers, a reason string); `reasonCode` above is the PUBCOMP's. Absent for a message whose PUBREC came
+   * before a restart.
+   */
+  pubrec?: { reasonCode: number; properties?: AckProperties };
 }
+
+/** UNSUBACK's reason codes, one per filter (empty in 3.1.1), with its properties when it had any (5.0). */
+export type UnsubscribeResult = number[] & { readonly properties?: AckProperties };
 
 export interface SubscribeOptions {
   qos?: QoS;
@@ -515,8 +524,11 @@ export class MqttClient extends Emitter<ClientEvents> {
     return new MqttSubscription(this, list, suback.reasonCodes, suback.properties, options.properties);
   }
 
-  /** Resolves with the UNSUBACK reason codes (5.0; empty in 3.1.1). */
-  async unsubscribe(filters: string | string[], properties?: UnsubscribeProperties): Promise<number[]> {
+  /**
+   * Resolves with the UNSUBACK reason codes (5.0; empty in 3.1.1), and the UNSUBACK's properties (reason string,
+   * user properties) as the array's `properties` when it had any.
+   */
+  async unsubscribe(filters: string | string[], properties?: UnsubscribeProperties): Promise<UnsubscribeResult> {
     if (this.ending !== undefined || this.state === 'closed') throw closedError();
     const list = Array.isArray(filters) ? filters : [filters];
     const { packetId, step } = this.session.unsubscribe(list, properties, sessionClock());
@@ -531,7 +543,12 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const entry of [...this.streams]) {
       if (entry.filters?.every((f) => !this.registry.has(f))) entry.stream.end();
     }
-    return unsuback.reasonCodes ?? [];
+    const result: UnsubscribeResult = [...(unsuback.reasonCodes ?? [])];
+    // Not enumerable: the result still compares (deepEqual) and prints as the plain array of codes it always was.
+    if (unsuback.properties !== undefined) {
+      Object.defineProperty(result, 'properties', { value: unsuback.properties, enumerable: false });
+    }
+    return result;
   }
 
   /**
@@ -1126,6 +1143,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (pending === undefined) break;
         const result: PublishResult = { reasonCode: e.reasonCode };
         if (e.properties !== undefined) result.properties = e.properties;
+        if (e.pubrec !== undefined) result.pubrec = e.pubrec;
         if (e.handedOff === true && conn !== undefined && conn.backedUp && !conn.closed) {
           // A slow line: a QoS 0 publisher that awaits its publish waits until the line takes more, instead of
           // filling memory with what the socket cannot send.
@@ -1360,7 +1378,7 @@ export class MqttSubscription {
     return this.client.subscriptionMessages(granted, this.subscribeProperties?.subscriptionIdentifiers?.[0]);
   }
 
-  unsubscribe(properties?: UnsubscribeProperties): Promise<number[]> {
+  unsubscribe(properties?: UnsubscribeProperties): Promise<UnsubscribeResult> {
     return this.client.unsubscribe(this.filters, properties);
   }
 }

@@ -11,6 +11,7 @@ export {
   type PublishOptions,
   type PublishResult,
   type SubscribeOptions,
+  type UnsubscribeResult,
 } from './client.js';
 export { MessageStream } from './message-stream.js';
 export type { AuthHook, ClientOptions, QueueOptions, ReconnectOptions, WillOptions } from './options.js';

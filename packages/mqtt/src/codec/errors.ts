@@ -1,6 +1,8 @@
 // One error class for the MQTT layer. Every error carries a stable `code` (MQTT_ERR_*) and, where it comes from
 // bytes on the wire, the MQTT 5 reason code the receiver should send before closing (0x81, 0x82, 0x95, ...).
 
+import type { AckProperties } from './packets.js';
+
 export type MqttErrorCode =
   // Format errors found while decoding (the connection is closed with `reasonCode`).
   | 'MQTT_ERR_MALFORMED_PACKET'
@@ -50,6 +52,8 @@ export type MqttErrorCode =
 export interface MqttErrorOptions {
   /** MQTT 5 reason code to send to the peer (DISCONNECT / CONNACK), if the error came from the wire. */
   reasonCode?: number;
+  /** What the server said with a refusal it sent (5.0): its reason string and user properties. */
+  properties?: AckProperties;
   cause?: unknown;
 }
 
@@ -57,11 +61,13 @@ export class MqttError extends Error {
   override readonly name = 'MqttError';
   readonly code: MqttErrorCode;
   readonly reasonCode: number | undefined;
+  readonly properties: AckProperties | undefined;
 
   constructor(code: MqttErrorCode, message: string, options: MqttErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.reasonCode = options.reasonCode;
+    this.properties = options.properties;
   }
 }
 

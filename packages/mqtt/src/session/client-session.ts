@@ -27,6 +27,7 @@ import type {
   Will,
 } from '../codec/packets.js';
 import { isPacketId } from '../codec/packets.js';
+import { reasonName } from '../codec/reason-codes.js';
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
 import { Fifo } from './fifo.js';
 import { type InflightEntry, InflightTable } from './inflight-table.js';
@@ -101,6 +102,8 @@ export type SessionEvent =
       seq: number;
       reasonCode: number;
       properties?: AckProperties | undefined;
+      /** QoS 2 in 5.0: the PUBREC's reason code and properties, when it said more than a bare success. */
+      pubrec?: PubrecAnswer | undefined;
       owner?: unknown;
       /** A QoS 0 message: done once written, nothing comes back for it. */
       handedOff?: true;
@@ -145,6 +148,14 @@ interface OutEntry extends InflightEntry {
   owner: unknown;
   /** When its Message Expiry Interval runs out (epoch ms); 0 when it has none. */
   expiresAt: number;
+  /** QoS 2: what a successful PUBREC said beyond a bare 0 (0x10 No matching subscribers, a reason string). */
+  pubrec?: PubrecAnswer;
+}
+
+/** A successful PUBREC's reason code and properties, reported with the PUBCOMP's outcome. */
+export interface PubrecAnswer {
+  reasonCode: number;
+  properties?: AckProperties;
 }
 
 export type SessionState = 'disconnected' | 'connecting' | 'connected';
@@ -816,6 +827,8 @@ export class ClientSession {
       entry.state = 'pubrel';
       this.storeOutgoing(step, entry);
     }
+    if (code !== 0 || props !== undefined)
+      entry.pubrec = props === undefined ? { reasonCode: code } : { reasonCode: code, properties: props };
     this.send(step, { type: 'pubrel', packetId: id }, now);
   }
 
@@ -838,12 +851,18 @@ export class ClientSession {
     this.inflight.delete(entry.packetId!);
     this.unstore(step, entry);
     if (code >= 0x80 && !handedOver) {
-      const error = new MqttError('MQTT_ERR_PUBLISH_FAILED', `the server refused the message: reason 0x${hex(code)}`, {
-        reasonCode: code,
-      });
+      // The server's reason string says why (an ACL rule, a quota): in the message and, with its user properties,
+      // on the error.
+      const said = props?.reasonString === undefined ? '' : `: ${props.reasonString}`;
+      const error = new MqttError(
+        'MQTT_ERR_PUBLISH_FAILED',
+        `the server refused the message: ${reasonName(code, this.version)}${said}`,
+        props === undefined ? { reasonCode: code } : { reasonCode: code, properties: props },
+      );
       addEvent(step, failedEvent(entry, error));
     } else {
       const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode: code, properties: props };
+      if (entry.pubrec !== undefined) event.pubrec = entry.pubrec;
       if (entry.owner !== undefined) event.owner = entry.owner;
       addEvent(step, event);
     }
@@ -1207,8 +1226,4 @@ function withoutTopicAlias(properties: PublishProperties | undefined): PublishPr
 function keyOf(entry: OutEntry): string {
   entry.key ??= outgoingKey(entry.seq);
   return entry.key;
-}
-
-function hex(code: number): string {
-  return code.toString(16).padStart(2, '0');
 }

@@ -533,6 +533,75 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test("a refusal's reason string and user properties reach the caller, in the error's message and on the error", async () => {
+    await withBroker(async (broker) => {
+      const said = { reasonString: 'ACL: vehicles publish under ota/<vin>/ only', userProperties: [['rule', '7']] };
+      broker.script = {
+        onPublish: (p, conn) => {
+          const ack = p.qos === 1 ? 'puback' : 'pubrec';
+          conn.send({ type: ack, packetId: p.packetId!, reasonCode: 0x87, properties: said } as never);
+          return 'ignore';
+        },
+      };
+      const client = await connect(options(broker));
+      try {
+        for (const qos of [1, 2] as const) {
+          await assert.rejects(client.publish('t', 'x', { qos }), (err: MqttError) => {
+            assert.equal(err.code, 'MQTT_ERR_PUBLISH_FAILED');
+            assert.equal(err.reasonCode, 0x87);
+            assert.match(err.message, /: 0x87 Not authorized: ACL: vehicles publish under ota\/<vin>\/ only$/);
+            assert.deepEqual(err.properties, said);
+            return true;
+          });
+        }
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
+  test("QoS 2: a PUBREC's 0x10 and reason string are reported beside the PUBCOMP's outcome", async () => {
+    await withBroker(async (broker) => {
+      let plain = false;
+      broker.script = {
+        onPublish: (p, conn) => {
+          if (p.qos !== 2) return 'ack';
+          if (plain) conn.send({ type: 'pubrec', packetId: p.packetId! });
+          else
+            conn.send({
+              type: 'pubrec',
+              packetId: p.packetId!,
+              reasonCode: 0x10,
+              properties: { reasonString: 'nobody' },
+            });
+          return 'ignore';
+        },
+      };
+      const client = await connect(options(broker));
+      const result = await client.publish('t', 'x', { qos: 2 });
+      assert.equal(result.reasonCode, 0);
+      assert.deepEqual(result.pubrec, { reasonCode: 0x10, properties: { reasonString: 'nobody' } });
+      plain = true;
+      assert.equal((await client.publish('t', 'y', { qos: 2 })).pubrec, undefined, 'a bare PUBREC adds nothing');
+      await client.end();
+    });
+  });
+
+  test("unsubscribe: the UNSUBACK's properties come with its reason codes", async () => {
+    await withBroker(async (broker) => {
+      broker.script = { unsubackProperties: () => ({ reasonString: 'bye', userProperties: [['k', 'v']] }) };
+      const client = await connect(options(broker));
+      await client.subscribe('a/b');
+      const codes = await client.unsubscribe('a/b');
+      assert.deepEqual(codes, [0], 'still the array of codes');
+      assert.deepEqual(codes.properties, { reasonString: 'bye', userProperties: [['k', 'v']] });
+      broker.script = {};
+      await client.subscribe('a/c');
+      assert.equal((await client.unsubscribe('a/c')).properties, undefined);
+      await client.end();
+    });
+  });
+
   test('offline queue: limit with drop-oldest, flushed on reconnect', async () => {
     await withBroker(async (broker) => {
       const client = await connect(

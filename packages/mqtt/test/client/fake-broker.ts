@@ -13,6 +13,7 @@ import type {
   ProtocolVersion,
   PublishPacket,
   SubscribePacket,
+  UnsubscribePacket,
 } from '../../src/codec/packets.js';
 
 export type Verdict = 'ack' | 'ignore' | 'drop';
@@ -29,6 +30,8 @@ export interface FakeBrokerScript {
   suback?: (packet: SubscribePacket, conn: FakeConnection) => number[];
   /** SUBACK properties (5.0; default none). */
   subackProperties?: (packet: SubscribePacket) => AckProperties | undefined;
+  /** UNSUBACK properties (5.0; default none). */
+  unsubackProperties?: (packet: UnsubscribePacket) => AckProperties | undefined;
 }
 
 export class FakeConnection {
@@ -219,13 +222,16 @@ export class FakeBroker {
         conn.send({ type: 'suback', packetId: packet.packetId, reasonCodes, ...(properties ? { properties } : {}) });
         return;
       }
-      case 'unsubscribe':
+      case 'unsubscribe': {
+        const properties = this.script.unsubackProperties?.(packet);
         conn.send({
           type: 'unsuback',
           packetId: packet.packetId,
           reasonCodes: conn.version === 5 ? packet.topicFilters.map(() => 0) : undefined,
+          ...(properties ? { properties } : {}),
         });
         return;
+      }
       case 'pingreq':
         if (this.script.pong !== false) conn.send({ type: 'pingresp' });
         return;
