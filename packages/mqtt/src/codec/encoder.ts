@@ -177,12 +177,27 @@ function measurePublish(packet: PublishPacket, v5: boolean): number {
   }
   let n = 2 + topicBytes + (qos > 0 ? 2 : 0) + payload.length;
   if (v5) {
+    checkResponseTopic(packet.properties?.responseTopic);
     propsBytes = packet.properties === undefined ? 0 : propertiesLength(packet.properties, 'publish');
     n += varintLength(propsBytes) + propsBytes;
   }
   if (n > VARINT_MAX) throw new MqttError('MQTT_ERR_VALUE_OUT_OF_RANGE', `a PUBLISH packet of ${n} bytes is too large`);
   remaining = n;
   return 1 + varintLength(n) + n;
+}
+
+/**
+ * [MQTT-3.3.2-14]: a Response Topic is a topic name. One with a wildcard makes the server close the connection
+ * (ours and Mosquitto's, 0x82), and a stored message carrying it would do so again at every reconnect.
+ */
+export function checkResponseTopic(topic: string | undefined): void {
+  if (topic === undefined) return;
+  const problem = typeof topic === 'string' ? topicNameProblem(topic) : 'must be a string';
+  if (problem !== undefined) {
+    throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `response topic: ${problem}: "${String(topic)}"`, {
+      reasonCode: 0x82,
+    });
+  }
 }
 
 function writePublish(packet: PublishPacket, v5: boolean, buf: Uint8Array, o: number): number {
@@ -229,6 +244,7 @@ function measureConnect(packet: ConnectPacket, v5: boolean): number {
     if (problem !== undefined) throw invalid(problem);
     n += 2 + tb + 2 + binaryBytes(will.payload, 'will payload');
     if (v5) {
+      checkResponseTopic(will.properties?.responseTopic);
       willPropsBytes = propertiesLength(will.properties, 'will');
       n += varintLength(willPropsBytes) + willPropsBytes;
     }

@@ -1,7 +1,7 @@
 // The client end of an MQTT session as pure state: packets and a `now` (ms) go in, packets to send and events
 // come out (rumqttc's state.rs is the model). No sockets, no timers, no promises: the client shell owns those,
 // which is what lets a test drive every QoS path with a fake clock.
-import { encodedLength } from '../codec/encoder.js';
+import { checkResponseTopic, encodedLength } from '../codec/encoder.js';
 import { MqttError } from '../codec/errors.js';
 import type {
   AckProperties,
@@ -465,6 +465,8 @@ export class ClientSession {
    */
   publish(message: OutgoingMessage, now: number, owner?: unknown): { seq: number; step: Step } {
     validateTopicName(message.topic);
+    // Before it is stored: the server would close the line over it at every reconnect.
+    checkResponseTopic(message.properties?.responseTopic);
     if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
     }

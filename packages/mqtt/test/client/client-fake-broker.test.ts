@@ -560,6 +560,27 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('a response topic with a wildcard is refused at publish, before it is stored or sent', async () => {
+    await withBroker(async (broker) => {
+      const store = new MemoryStore();
+      const client = await connect(options(broker, { store }));
+      try {
+        // Sent, the server closes the line (0x82) and the stored message did it again at every reconnect.
+        await assert.rejects(client.publish('t', 'x', { qos: 1, properties: { responseTopic: 'replies/#' } }), {
+          code: 'MQTT_ERR_INVALID_TOPIC_NAME',
+        });
+        assert.equal(store.size, 0, 'nothing stored');
+        await client.publish('t', 'y', { qos: 1, properties: { responseTopic: 'replies/v1' } });
+        assert.deepEqual(
+          broker.publishes.map((p) => p.properties?.responseTopic),
+          ['replies/v1'],
+        );
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test("QoS 2: a PUBREC's 0x10 and reason string are reported beside the PUBCOMP's outcome", async () => {
     await withBroker(async (broker) => {
       let plain = false;

@@ -41,6 +41,19 @@ const cases: Misuse[] = [
   { name: 'QoS 3', version: 4, packet: { ...publish, qos: 3, packetId: 1 }, code: 'MQTT_ERR_INVALID_PACKET' },
   { name: 'DUP with QoS 0', version: 5, packet: { ...publish, dup: true }, code: 'MQTT_ERR_INVALID_PACKET' },
   { name: 'topic with +', version: 4, packet: { ...publish, topic: 'a/+' }, code: 'MQTT_ERR_INVALID_TOPIC_NAME' },
+  // [MQTT-3.3.2-14]: the server would close the line over it (Mosquitto and ours: 0x82).
+  {
+    name: 'response topic with a wildcard',
+    version: 5,
+    packet: { ...publish, properties: { responseTopic: 'replies/#' } },
+    code: 'MQTT_ERR_INVALID_TOPIC_NAME',
+  },
+  {
+    name: 'will response topic with a wildcard',
+    version: 5,
+    packet: { ...connect, will: { topic: 'w', payload, qos: 0, retain: false, properties: { responseTopic: 'r/+' } } },
+    code: 'MQTT_ERR_INVALID_TOPIC_NAME',
+  },
   { name: 'topic with #', version: 5, packet: { ...publish, topic: '#' }, code: 'MQTT_ERR_INVALID_TOPIC_NAME' },
   {
     name: 'topic with U+0000',
