@@ -228,6 +228,48 @@ describe('transports', () => {
     }
   });
 
+  test('ws:// says when the line is backed up and when it drained, so a QoS 0 publisher waits instead of piling up', async () => {
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(server, 'listening');
+    // The server stops reading its TCP socket: what the client sends piles up in its WebSocket.
+    const peers: Array<import('ws').WebSocket> = [];
+    server.on('connection', (ws) => {
+      (ws as unknown as { _socket: import('node:net').Socket })._socket.pause();
+      peers.push(ws);
+    });
+    let drained = 0;
+    let transport: Awaited<ReturnType<typeof wsTransport>> | undefined;
+    try {
+      const port = (server.address() as { port: number }).port;
+      const target = {
+        protocol: 'ws' as const,
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        signal: new AbortController().signal,
+      };
+      transport = await wsTransport(target, { data() {}, close() {}, drained: () => drained++ });
+      // 64 MiB at most, far beyond loopback's buffers: write must say false long before.
+      let full = false;
+      for (let i = 0; i < 1024 && !full; i++) full = transport.write(new Uint8Array(64 * 1024)) === false;
+      assert.ok(full, 'write never said the line was backed up');
+      assert.equal(drained, 0);
+      for (let n = 0; peers.length === 0; n++) {
+        if (n > 200) throw new Error('the server never saw the connection');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      for (const ws of peers) (ws as unknown as { _socket: import('node:net').Socket })._socket.resume();
+      for (let n = 0; drained === 0; n++) {
+        if (n > 2000) throw new Error('drained never came once the server read');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    } finally {
+      transport?.destroy();
+      for (const ws of server.clients) ws.terminate();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   test('in-memory pair', async () => {
     const broker = await FakeBroker.start();
     const relays: Array<import('node:net').Socket> = [];

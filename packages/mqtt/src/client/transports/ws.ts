@@ -2,9 +2,19 @@
 // TLS options and headers. Subprotocol "mqtt" as MQTT over WebSockets requires.
 import type { Transport, TransportFactory } from '../transport.js';
 
+/**
+ * Bytes a WebSocket may hold unsent before write() says the line is backed up (a net.Socket's default high-water
+ * mark is 16 KiB; frames add a little). Neither WebSocket has a drain event: while backed up, bufferedAmount is
+ * polled every DRAIN_POLL_MS until it is back under the mark.
+ */
+const WS_HIGH_WATER = 64 * 1024;
+const DRAIN_POLL_MS = 5;
+
 interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
+  /** Bytes sent but not yet handed to the network (both WebSockets have it). */
+  readonly bufferedAmount: number;
   send(data: Uint8Array): void;
   close(code?: number): void;
   onopen: ((ev: unknown) => void) | null;
@@ -75,10 +85,28 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
   socket.onerror = (ev) => {
     lastError = errorOf(ev, url);
   };
-  socket.onclose = () => handlers.close(lastError);
+  let drainPoll: ReturnType<typeof setInterval> | undefined;
+  const stopPolling = () => {
+    if (drainPoll === undefined) return;
+    clearInterval(drainPoll);
+    drainPoll = undefined;
+  };
+  socket.onclose = () => {
+    stopPolling();
+    handlers.close(lastError);
+  };
   const transport: Transport = {
     write: (chunk) => {
-      if (socket.readyState === 1) socket.send(chunk);
+      if (socket.readyState !== 1) return true;
+      socket.send(chunk);
+      if (socket.bufferedAmount <= WS_HIGH_WATER) return true;
+      // Backed up: the client holds QoS 0 publishers until handlers.drained().
+      drainPoll ??= setInterval(() => {
+        if (socket.readyState === 1 && socket.bufferedAmount > WS_HIGH_WATER) return;
+        stopPolling();
+        if (socket.readyState === 1) handlers.drained?.();
+      }, DRAIN_POLL_MS);
+      return false;
     },
     end: () => socket.close(1000),
     // A dead line has no one to answer a close handshake: with `ws`, drop the socket at once.
