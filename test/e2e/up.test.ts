@@ -121,8 +121,8 @@ async function startUp(dataDir: string): Promise<RunningUp> {
     plainDashboard,
     async stop() {
       proc.kill('SIGTERM');
-      const [code, signal] = await exited;
-      return { code, signal };
+      // Its output read to the end: the 'stopped' line is checked next, and 'exit' can come before it is read.
+      return exitedWithOutput(proc);
     },
   };
 }

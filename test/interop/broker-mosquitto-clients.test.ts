@@ -188,7 +188,8 @@ describe('interop: mosquitto_pub / mosquitto_sub against the otalink broker', ()
       for (let i = 0; i < 6; i++) {
         assert.equal((await run(pub!, [...base, '-t', `interop/${V}/shared`, '-q', '1', '-m', `m${i}`])).code, 0);
       }
-      const deadline = Date.now() + 5000;
+      // A bound for two child processes on a loaded machine, not a speed: the loop ends once all six are in.
+      const deadline = Date.now() + 20_000;
       while (a.lines().length + b.lines().length < 6 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -271,8 +271,10 @@ describe('interop: Eclipse Paho C against the otalink broker', () => {
     test(`${v}: a shared subscription splits the messages between its members, each once`, async (t) => {
       if (skip(t)) return;
       const filter = `$share/pc${version}/pc/${version}/shared`;
-      const a = peer([...base('sa'), '-m', 'sub', '-t', filter, '-q', '1', '-n', '20', '-T', '4000']);
-      const b = peer([...base('sb'), '-m', 'sub', '-t', filter, '-q', '1', '-n', '20', '-T', '4000']);
+      // Neither member gets all 20, so each listens out its -T, counted from its SUBACK: time enough for the
+      // publisher's start-up and its 20 round trips on a loaded machine (4 s once left little to spare).
+      const a = peer([...base('sa'), '-m', 'sub', '-t', filter, '-q', '1', '-n', '20', '-T', '8000']);
+      const b = peer([...base('sb'), '-m', 'sub', '-t', filter, '-q', '1', '-n', '20', '-T', '8000']);
       await Promise.all([a.until('subscribed'), b.until('subscribed')]);
       await run([...base('spub'), '-m', 'pub', '-t', `pc/${version}/shared`, '-q', '1', '-n', '20']);
       await Promise.all([a.exit, b.exit]);

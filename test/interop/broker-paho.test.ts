@@ -11,7 +11,7 @@ import { interopBroker } from '../support/interop-broker.js';
 import { DEBIAN_PYTHON } from '../support/system.js';
 
 const SCRIPT = `
-import json, sys, time, ssl
+import json, sys, time, ssl, threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
@@ -57,11 +57,19 @@ def wait(got, n, timeout=5):
 def settle():
     time.sleep(0.3)
 
+def subscribe(c, topic, qos):
+    # Back once the SUBACK is in: a message published after that is matched, however loaded the machine (a fixed
+    # pause before publishing may end before the subscription is made).
+    acked = threading.Event()
+    c.on_subscribe = lambda *a: acked.set()
+    c.subscribe(topic, qos)
+    if not acked.wait(20):
+        raise SystemExit('no SUBACK for %s' % topic)
+
 # every QoS
 sub, got = make('paho-sub-' + version)
 for q in (0, 1, 2):
-    sub.subscribe('paho/%s/q%d' % (version, q), q)
-settle()
+    subscribe(sub, 'paho/%s/q%d' % (version, q), q)
 pub, _ = make('paho-pub-' + version)
 for q in (0, 1, 2):
     pub.publish('paho/%s/q%d' % (version, q), 'qos%d' % q, qos=q).wait_for_publish()
@@ -77,8 +85,7 @@ results['retained'] = [[t, p, r] for (t, p, q, r) in late_got]
 
 # will
 watch, watch_got = make('paho-watch-' + version)
-watch.subscribe('paho/%s/will' % version, 1)
-settle()
+subscribe(watch, 'paho/%s/will' % version, 1)
 dying, _ = make('paho-dying-' + version, will='paho/%s/will' % version)
 settle()
 dying.loop_stop()
@@ -88,8 +95,7 @@ results['will'] = [p for (t, p, q, r) in watch_got]
 
 # persistent session
 p1, _ = make('paho-persist-' + version, clean=False, expiry=300)
-p1.subscribe('paho/%s/persist' % version, 1)
-settle()
+subscribe(p1, 'paho/%s/persist' % version, 1)
 p1.disconnect(); p1.loop_stop()
 settle()
 pub.publish('paho/%s/persist' % version, 'offline', qos=1).wait_for_publish()
@@ -101,8 +107,7 @@ results['persist'] = [p for (t, p, q, r) in p2_got]
 a, a_got = make('paho-sa-' + version)
 b, b_got = make('paho-sb-' + version)
 for c in (a, b):
-    c.subscribe('$share/paho/paho/%s/shared' % version, 1)
-settle()
+    subscribe(c, '$share/paho/paho/%s/shared' % version, 1)
 for i in range(6):
     pub.publish('paho/%s/shared' % version, 'm%d' % i, qos=1).wait_for_publish()
 end = time.time() + 5
@@ -113,8 +118,7 @@ results['shared'] = [len(a_got), len(b_got)]
 # TLS
 if tls_port:
     t, t_got = make('paho-tls-' + version, use_tls=True)
-    t.subscribe('paho/%s/tls' % version, 1)
-    settle()
+    subscribe(t, 'paho/%s/tls' % version, 1)
     pub.publish('paho/%s/tls' % version, 'secure', qos=1).wait_for_publish()
     wait(t_got, 1)
     results['tls'] = [p for (tp, p, q, r) in t_got]
@@ -140,9 +144,8 @@ if tls_port:
 
 # WebSocket: QoS 1 and 2 in from a TCP client, and out to one
 w, w_got = make('paho-ws-' + version, ws=True)
-w.subscribe('paho/%s/ws/in' % version, 2)
-watch.subscribe('paho/%s/ws/out' % version, 2)
-settle()
+subscribe(w, 'paho/%s/ws/in' % version, 2)
+subscribe(watch, 'paho/%s/ws/out' % version, 2)
 pub.publish('paho/%s/ws/in' % version, 'to-ws-1', qos=1).wait_for_publish()
 pub.publish('paho/%s/ws/in' % version, 'to-ws-2', qos=2).wait_for_publish()
 w.publish('paho/%s/ws/out' % version, 'from-ws', qos=2).wait_for_publish()

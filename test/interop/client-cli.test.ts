@@ -167,6 +167,7 @@ test('pub -l sends each stdin line; sub -C counts; mosquitto_sub reads what otal
     // stdbuf: mosquitto_sub's trace lines are printf'd, block-buffered into a pipe until it exits.
     const otherArgs = ['-p', String(broker.port), '-t', 'lines/#', '-C', '3', '-v', '-d'];
     const other = spawn('stdbuf', ['-oL', mosquittoSub, ...otherArgs]);
+    children.add(other);
     let otherOut = '';
     other.stdout.on('data', (d: Buffer) => {
       otherOut += d.toString();

@@ -114,11 +114,20 @@ function counters(stats: BrokerStats) {
   };
 }
 
-/** Waits for the 5.0 backends' sessions to expire (a second after they left) and for connections to finish closing. */
-async function settled(b: { broker: { clients(): string[] } }): Promise<void> {
-  const until = Date.now() + 5000;
+/**
+ * Waits for the 5.0 backends' sessions to expire (a second after they left, found by a 500 ms tick, later on a loaded
+ * machine) and for connections to finish closing: until the counters are `expected`, within a generous bound. The
+ * caller then checks them, so a state that never gets there still fails.
+ */
+async function settled(
+  b: { broker: { clients(): string[]; stats: BrokerStats } },
+  expected: ReturnType<typeof counters>,
+): Promise<void> {
+  const until = Date.now() + 15_000;
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  while (b.broker.clients().length > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+  const done = () =>
+    b.broker.clients().length === 0 && JSON.stringify(counters(b.broker.stats)) === JSON.stringify(expected);
+  while (!done() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 interface SetUp {
@@ -189,22 +198,23 @@ describe('21 churn', () => {
       const client = setUp.client(b.port);
       try {
         for (let i = 0; i < WARM_UP; i++) await cycle(client, i);
-        await settled(b);
-        const before = counters(b.broker.stats);
         // What the warm-up leaves: the 3.1.1 backends' sessions (they never expire), with nothing in them.
-        assert.deepEqual(before, {
+        const baseline = {
           connections: 0,
           sessions: BACKENDS,
           offline: BACKENDS,
           subscriptions: 0,
           retained: 0,
           queued: 0,
-        });
+        };
+        await settled(b, baseline);
+        const before = counters(b.broker.stats);
+        assert.deepEqual(before, baseline);
         const dir = tempDir();
         const firstSnapshot = heapSnapshot(dir, 'after-warm-up');
 
         for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await cycle(client, i);
-        await settled(b);
+        await settled(b, before);
         assert.deepEqual(b.broker.clients(), []);
         assert.deepEqual(counters(b.broker.stats), before);
         assertHeapLevel(firstSnapshot, dir, CYCLES, 'cycles');
@@ -268,13 +278,14 @@ describe('21 churn, hostile clients', () => {
     });
     try {
       for (let i = 0; i < WARM_UP; i++) await hostileCycle(b.port, i);
-      await settled(b);
+      const baseline = { connections: 0, sessions: 0, offline: 0, subscriptions: 0, retained: 0, queued: 0 };
+      await settled(b, baseline);
       const before = counters(b.broker.stats);
-      assert.deepEqual(before, { connections: 0, sessions: 0, offline: 0, subscriptions: 0, retained: 0, queued: 0 });
+      assert.deepEqual(before, baseline);
       const dir = tempDir();
       const firstSnapshot = heapSnapshot(dir, 'after-warm-up');
       for (let i = WARM_UP; i < WARM_UP + CYCLES; i++) await hostileCycle(b.port, i);
-      await settled(b);
+      await settled(b, before);
       assert.deepEqual(counters(b.broker.stats), before);
       assertHeapLevel(firstSnapshot, dir, CYCLES, 'rounds');
     } finally {

@@ -66,7 +66,8 @@ export async function startMosquitto(program: string): Promise<RunningBroker> {
     child.stderr?.on('data', (c: Buffer) => {
       stderr += c.toString();
     });
-    const exited = once(child, 'exit');
+    // 'close', not 'exit': the reason it stopped ("Address already in use") is read from stderr below.
+    const exited = once(child, 'close');
     for (let i = 0; i < 100 && child.exitCode === null; i++) {
       if (await accepts(port)) {
         return {

@@ -127,8 +127,11 @@ export class RawClient {
     this.socket.write(Uint8Array.from(bytes));
   }
 
-  /** The next packet (any type), or throws after `timeoutMs`. */
-  async next(timeoutMs = 3000): Promise<Packet> {
+  /**
+   * The next packet (any type), or throws after `timeoutMs`. The default bounds a wait for a packet that must come,
+   * never a speed: generous, as a broker in a child process on a loaded machine may take seconds.
+   */
+  async next(timeoutMs = 10_000): Promise<Packet> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const packet = this.received.shift();
@@ -147,7 +150,7 @@ export class RawClient {
   }
 
   /** The next packet, which must be of `type`. */
-  async expect<T extends Packet['type']>(type: T, timeoutMs = 3000): Promise<PacketOf<T>> {
+  async expect<T extends Packet['type']>(type: T, timeoutMs = 10_000): Promise<PacketOf<T>> {
     const packet = await this.next(timeoutMs);
     if (packet.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(summary(packet))}`);
     return packet as PacketOf<T>;

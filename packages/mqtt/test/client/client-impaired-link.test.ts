@@ -70,17 +70,30 @@ describe('impaired link', () => {
   });
 
   test('no PINGREQ while the line is busy both ways', async () => {
-    const s = await setup();
-    try {
-      const deadline = Date.now() + 2500;
-      while (Date.now() < deadline) {
-        await s.client.publish('busy', 'x', { qos: 1 });
-        await new Promise((r) => setTimeout(r, 200));
+    // A PUBLISH and its PUBACK every ~200 ms keep the line busy only while the machine keeps up: a process stalled
+    // for most of the 1 s keepalive leaves the line idle that long, and a PINGREQ is then right. A round with such a
+    // gap proves nothing either way and is run again.
+    for (let round = 1; ; round++) {
+      const s = await setup();
+      try {
+        let last = Date.now();
+        let longestGap = 0;
+        const deadline = last + 2500;
+        while (Date.now() < deadline) {
+          await s.client.publish('busy', 'x', { qos: 1 });
+          await new Promise((r) => setTimeout(r, 200));
+          longestGap = Math.max(longestGap, Date.now() - last);
+          last = Date.now();
+        }
+        const pings = s.broker.connections.flatMap((c) => c.received).filter((p) => p.type === 'pingreq');
+        if (longestGap < 800) {
+          assert.equal(pings.length, 0);
+          return;
+        }
+        assert.ok(round < 3, `three rounds with a gap of ${longestGap} ms or so: the machine is too loaded to judge`);
+      } finally {
+        await s.close();
       }
-      const pings = s.broker.connections.flatMap((c) => c.received).filter((p) => p.type === 'pingreq');
-      assert.equal(pings.length, 0);
-    } finally {
-      await s.close();
     }
   });
 

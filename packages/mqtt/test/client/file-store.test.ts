@@ -185,7 +185,8 @@ function startLocker(path: string): { child: ChildProcess; firstLine: Promise<st
         resolve(out.split('\n')[0] ?? '');
       }
     });
-    child.once('exit', (code, signal) => {
+    // 'close', not 'exit': a locker that prints its error code and exits may exit before that line is read.
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
       if (!out.includes('\n')) reject(new Error(`the locker process exited (${code ?? signal}): ${err}`));
     });

@@ -16,9 +16,24 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function accepting(port: number, timeoutMs: number): Promise<void> {
+/**
+ * Resolves once `port` accepts and Mosquitto says it is running (all its listeners bound): a port taken by another
+ * process beside us would accept too, while this Mosquitto exits with "Address already in use".
+ */
+async function accepting(
+  port: number,
+  timeoutMs: number,
+  exited: () => boolean,
+  running: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (exited()) throw new Error(`mosquitto exited instead of listening on ${port}`);
+    if (!running()) {
+      if (Date.now() > deadline) throw new Error(`mosquitto did not start on ${port}`);
+      await new Promise((r) => setTimeout(r, 20));
+      continue;
+    }
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect({ host: '127.0.0.1', port });
       s.once('connect', () => {
@@ -77,14 +92,23 @@ export class Mosquitto {
   }
 
   static async start(binary: string, options: MosquittoOptions = {}): Promise<Mosquitto> {
-    const m = new Mosquitto(binary, await freePort(), options.persistence ?? false);
-    if (options.tls !== undefined) {
-      m.tlsPort = await freePort();
-      m.mutualTlsPort = await freePort();
+    // A port is only known free when probed: a test file running beside this one may take it before Mosquitto binds
+    // it. Mosquitto then exits at once, saying so, and starts again on fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      const m = new Mosquitto(binary, await freePort(), options.persistence ?? false);
+      if (options.tls !== undefined) {
+        m.tlsPort = await freePort();
+        m.mutualTlsPort = await freePort();
+      }
+      m.configure(options.tls);
+      try {
+        await m.run();
+        return m;
+      } catch (error) {
+        await m.stop();
+        if (attempt >= 5 || !/Address already in use/.test(m.log)) throw error;
+      }
     }
-    m.configure(options.tls);
-    await m.run();
-    return m;
   }
 
   get url(): string {
@@ -100,7 +124,17 @@ export class Mosquitto {
       this.log += d.toString();
     });
     this.child = child;
-    await accepting(this.port, 10_000);
+    // 'close', not 'exit': an early exit is explained by its last output, read to the end by then.
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    try {
+      const exited = () => child.exitCode !== null || child.signalCode !== null;
+      const before = this.log.length;
+      await accepting(this.port, 10_000, exited, () => /mosquitto version \S+ running/.test(this.log.slice(before)));
+    } catch (error) {
+      if (child.exitCode === null && child.signalCode === null) throw error;
+      await closed;
+      throw new Error(`${(error as Error).message}: ${this.log}`);
+    }
   }
 
   /** SIGKILL: no chance to save anything beyond what persistence already wrote. */
