@@ -128,6 +128,19 @@ export class RawClient {
   }
 
   /**
+   * Sends `packet` with the string `from` in its encoding replaced by `to`, byte for byte (same length): for what our
+   * encoder refuses to write, such as a wildcard in a Response Topic.
+   */
+  sendPatched(packet: Packet, from: string, to: string): void {
+    const bytes = encode(packet, this.version);
+    const [a, b] = [Buffer.from(from), Buffer.from(to)];
+    const at = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).indexOf(a);
+    if (a.length !== b.length || at < 0) throw new Error(`cannot patch "${from}" into "${to}"`);
+    bytes.set(b, at);
+    this.socket.write(bytes);
+  }
+
+  /**
    * The next packet (any type), or throws after `timeoutMs`. The default bounds a wait for a packet that must come,
    * never a speed: generous, as a broker in a child process on a loaded machine may take seconds.
    */
