@@ -51,6 +51,12 @@ function openssl(t: { skip(msg: string): void }): boolean {
   }
 }
 
+/** What wsTransport needs to reach a WebSocketServer listening on loopback. */
+function wsTarget(server: WebSocketServer) {
+  const { port } = server.address() as { port: number };
+  return { protocol: 'ws' as const, host: '127.0.0.1', port, path: '/', signal: new AbortController().signal };
+}
+
 describe('transports', () => {
   test('mqtts:// with CA, servername and a client certificate; wrong CA is refused', async (t) => {
     if (!openssl(t)) return;
@@ -199,15 +205,7 @@ describe('transports', () => {
     let received = 0;
     let transport: Awaited<ReturnType<typeof wsTransport>> | undefined;
     try {
-      const port = (server.address() as { port: number }).port;
-      const target = {
-        protocol: 'ws' as const,
-        host: '127.0.0.1',
-        port,
-        path: '/',
-        signal: new AbortController().signal,
-      };
-      transport = await wsTransport(target, {
+      transport = await wsTransport(wsTarget(server), {
         data(chunk) {
           received += chunk.length;
         },
@@ -240,15 +238,7 @@ describe('transports', () => {
     let drained = 0;
     let transport: Awaited<ReturnType<typeof wsTransport>> | undefined;
     try {
-      const port = (server.address() as { port: number }).port;
-      const target = {
-        protocol: 'ws' as const,
-        host: '127.0.0.1',
-        port,
-        path: '/',
-        signal: new AbortController().signal,
-      };
-      transport = await wsTransport(target, { data() {}, close() {}, drained: () => drained++ });
+      transport = await wsTransport(wsTarget(server), { data() {}, close() {}, drained: () => drained++ });
       // 64 MiB at most, far beyond loopback's buffers: write must say false long before.
       let full = false;
       for (let i = 0; i < 1024 && !full; i++) full = transport.write(new Uint8Array(64 * 1024)) === false;
