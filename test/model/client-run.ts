@@ -9,6 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type MqttClient, openFileStore } from '../../packages/mqtt/src/client/index.js';
+import type { TransportFactory } from '../../packages/mqtt/src/client/transport.js';
+import { tcpTransport } from '../../packages/mqtt/src/client/transports/tcp.js';
+import { Decoder } from '../../packages/mqtt/src/codec/decoder.js';
 import type { ProtocolVersion, QoS } from '../../packages/mqtt/src/codec/packets.js';
 import { ImpairingProxy } from '../../packages/mqtt/test/client/proxy.js';
 import { prng } from '../../packages/mqtt/test/support/prng.js';
@@ -28,6 +31,8 @@ interface Sent {
   seq: number;
   qos: QoS;
   status: 'pending' | 'ok' | string;
+  /** The operation that published it. */
+  op: number;
 }
 
 interface Node {
@@ -39,16 +44,98 @@ interface Node {
   /** Tag → times received, and the order of first arrivals. */
   counts: Map<string, number>;
   arrivals: string[];
+  /** For a failure's story: each copy's DUP flag, and which client (after crashes) and connection took it. */
+  copies: Map<string, string[]>;
+  generation: number;
+  connections: number;
+  /** What the line watch saw (see watchingTransport). */
+  qos2Ids: Map<number, string>;
+  released: Set<string>;
+  resentAfterRelease: Set<string>;
 }
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const decoder = new TextDecoder();
 
-export async function runClientModel(options: ClientRunOptions): Promise<{ published: number; deliveries: number }> {
+export interface ClientRunResult {
+  published: number;
+  deliveries: number;
+  /** QoS 2 messages delivered twice because the server sent them again after its PUBREL ("client tag"). */
+  serverResends: string[];
+}
+
+export async function runClientModel(options: ClientRunOptions): Promise<ClientRunResult> {
   const { broker, seed } = options;
   const random = prng(seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const trace: string[] = [];
+  // Every client's line is watched (decoded a second time, for the judge only): which QoS 2 messages the server
+  // released (PUBREL) and then sent again as a PUBLISH, which the specification forbids it [MQTT-4.3.3-6] and
+  // Mosquitto 2.0.11 does after a reconnect or restart; the client, told by PUBREL to forget the id, must take the
+  // PUBLISH as new. With MODEL_PACKETS=1 every packet is also logged, for the story of a failure.
+  const packetLog: string[] | undefined = process.env.MODEL_PACKETS === '1' ? [] : undefined;
+  const watchingTransport =
+    (node: Node, generation: number, log: string[] | undefined): TransportFactory =>
+    async (target, handlers) => {
+      /** Packet id → the tag of the QoS 2 message it last carried to this client. */
+      const carried = node.qos2Ids;
+      const [out, into] = [
+        new Decoder({ role: 'server' }),
+        new Decoder({ protocolVersion: node.version, role: 'client' }),
+      ];
+      const note = (decoder: Decoder, arrow: string, chunk: Uint8Array) => {
+        try {
+          decoder.push(chunk);
+          for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+            if (decoder === into && p.type === 'publish' && p.qos === 2) {
+              const tag = new TextDecoder().decode(p.payload);
+              if (node.released.has(tag)) node.resentAfterRelease.add(tag);
+              carried.set(p.packetId!, tag);
+            } else if (decoder === into && p.type === 'pubrel') {
+              const tag = carried.get(p.packetId);
+              if (tag !== undefined) node.released.add(tag);
+            }
+            if (log === undefined) continue;
+            const extra =
+              p.type === 'publish'
+                ? ` id ${p.packetId} q${p.qos} d${p.dup ? 1 : 0} ${decoder === into ? new TextDecoder().decode(p.payload) : ''}`
+                : p.type === 'connack'
+                  ? ` present ${p.sessionPresent ? 1 : 0} rc ${p.reasonCode}`
+                  : 'packetId' in p
+                    ? ` id ${p.packetId}`
+                    : '';
+            log.push(`op ${currentOp} ${node.id}#${generation} ${arrow} ${p.type}${extra}`);
+          }
+        } catch {
+          // a trace only
+        }
+      };
+      const transport = await tcpTransport(target, {
+        data(chunk) {
+          note(into, '<-', chunk);
+          handlers.data(chunk);
+        },
+        close(error) {
+          log?.push(`op ${currentOp} ${node.id}#${generation} closed`);
+          handlers.close(error);
+        },
+        drained() {
+          handlers.drained?.();
+        },
+      });
+      return {
+        write(chunk) {
+          note(out, '->', chunk);
+          return transport.write(chunk);
+        },
+        end: () => transport.end(),
+        destroy: () => transport.destroy(),
+        pause: () => transport.pause?.(),
+        resume: () => transport.resume?.(),
+      };
+    };
+  /** The operation running now (0 before the first, and the last one's while the run settles). */
+  let currentOp = 0;
   const fail = (what: string): never => {
     throw new ModelDivergence(
       `seed ${seed}: ${what}\n  operations:\n  ${trace.slice(process.env.MODEL_TRACE === 'all' ? 0 : -40).join('\n  ')}`,
@@ -57,9 +144,12 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
   const nodes: Node[] = [];
   const sent: Sent[] = [];
   let deliveries = 0;
+  const serverResends: string[] = [];
 
   const start = async (node: Node, first: boolean): Promise<void> => {
+    const generation = ++node.generation;
     const client = await connect({
+      transport: watchingTransport(node, generation, packetLog),
       url: node.proxy.url,
       clientId: node.id,
       protocolVersion: node.version,
@@ -74,12 +164,18 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
       store: await openFileStore(join(node.dir, 'session.store')),
     });
     client.on('error', () => {});
+    client.on('connected', () => node.connections++);
     client.on('message', (m) => {
       deliveries++;
       const tag = decoder.decode(m.payload);
       const n = node.counts.get(tag) ?? 0;
       node.counts.set(tag, n + 1);
       if (n === 0) node.arrivals.push(tag);
+      if (m.qos === 2) {
+        const copies = node.copies.get(tag) ?? [];
+        copies.push(`dup ${m.dup ? 1 : 0}, client #${generation}, connection #${node.connections}, op ${currentOp}`);
+        node.copies.set(tag, copies);
+      }
     });
     node.client = client;
     if (first) await client.subscribe('m/#', { qos: 2 });
@@ -95,19 +191,26 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
         client: undefined,
         counts: new Map(),
         arrivals: [],
+        copies: new Map(),
+        generation: 0,
+        connections: 0,
+        qos2Ids: new Map(),
+        released: new Set(),
+        resentAfterRelease: new Set(),
       };
       nodes.push(node);
       await start(node, true);
     }
     const seqs = [0, 0, 0];
     for (let op = 1; op <= options.operations; op++) {
+      currentOp = op;
       const r = random();
       const i = Math.floor(random() * 3);
       const node = nodes[i]!;
       if (r < 0.6) {
         const qos = pick([0, 1, 2] as const);
         const seq = ++seqs[i]!;
-        const entry: Sent = { tag: `${i}.${seq}`, from: i, seq, qos, status: 'pending' };
+        const entry: Sent = { tag: `${i}.${seq}`, from: i, seq, qos, status: 'pending', op };
         sent.push(entry);
         trace.push(`${op}: ${node.id} publishes ${entry.tag} at QoS ${qos}`);
         node.client!.publish(`m/${i}/${qos}`, entry.tag, { qos }).then(
@@ -175,7 +278,20 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
         const s = byTag.get(tag);
         if (s === undefined) return fail(`${node.id} received ${tag}, which nobody sent`);
         if (s.qos === 0 && n > 1) fail(`${node.id} received QoS 0 ${tag} ${n} times`);
-        if (s.qos === 2 && n > 1) fail(`${node.id} received QoS 2 ${tag} ${n} times (${s.status})`);
+        // The server sent it again after releasing it: the second copy is the server's, not the client's doing.
+        if (s.qos === 2 && n > 1 && node.resentAfterRelease.has(tag)) serverResends.push(`${node.id} ${tag}`);
+        else if (s.qos === 2 && n > 1) {
+          const story = trace.filter((line) => {
+            const at = Number.parseInt(line, 10);
+            return at >= s.op && at <= s.op + 25;
+          });
+          const packets = (packetLog ?? []).filter((line) => line.includes(` ${node.id}#`));
+          fail(
+            `${node.id} received QoS 2 ${tag} ${n} times (${s.status}), published at op ${s.op}; copies: ` +
+              `${(node.copies.get(tag) ?? []).join(' | ')}\n  from its publish on:\n  ${story.join('\n  ')}` +
+              (packetLog === undefined ? '' : `\n  its packets:\n  ${packets.join('\n  ')}`),
+          );
+        }
       }
       for (const s of sent) {
         if (s.qos === 0 || s.status !== 'ok') continue;
@@ -195,7 +311,7 @@ export async function runClientModel(options: ClientRunOptions): Promise<{ publi
         }
       }
     }
-    return { published: sent.length, deliveries };
+    return { published: sent.length, deliveries, serverResends };
   } finally {
     for (const node of nodes) {
       await node.client?.end({ force: true });

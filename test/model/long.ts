@@ -55,7 +55,7 @@ let total = 0;
 for (let seed = first; seed <= (last ?? first); seed++) {
   const broker = await open();
   try {
-    const { deliveries } = values.client
+    const { deliveries, serverResends = [] }: { deliveries: number; serverResends?: string[] } = values.client
       ? await runClientModel({ broker, seed, operations: steps })
       : await runModel({
           port: broker.port,
@@ -67,7 +67,8 @@ for (let seed = first; seed <= (last ?? first); seed++) {
           transport,
         });
     total += deliveries;
-    console.log(`seed ${seed}: ok, ${deliveries} deliveries checked`);
+    const resent = serverResends.length === 0 ? '' : `; the broker resent after PUBREL: ${serverResends.join(', ')}`;
+    console.log(`seed ${seed}: ok, ${deliveries} deliveries checked${resent}`);
   } catch (error) {
     if (!(error instanceof ModelDivergence)) throw error;
     failures++;
