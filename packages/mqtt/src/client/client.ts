@@ -26,6 +26,7 @@ import { backoffDelay, DEFAULT_BACKOFF } from '../session/backoff.js';
 import {
   type AckToken,
   ClientSession,
+  type PubrecAnswer,
   type ServerLimits,
   type SessionEvent,
   type Step,
@@ -98,7 +99,7 @@ export interface PublishResult {
    * subscribers, a reason string); `reasonCode` above is the PUBCOMP's. Absent for a message whose PUBREC came
    * before a restart.
    */
-  pubrec?: { reasonCode: number; properties?: AckProperties };
+  pubrec?: PubrecAnswer;
 }
 
 /** UNSUBACK's reason codes, one per filter (empty in 3.1.1), with its properties when it had any (5.0). */

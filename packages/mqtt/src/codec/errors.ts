@@ -53,7 +53,7 @@ export interface MqttErrorOptions {
   /** MQTT 5 reason code to send to the peer (DISCONNECT / CONNACK), if the error came from the wire. */
   reasonCode?: number;
   /** What the server said with a refusal it sent (5.0): its reason string and user properties. */
-  properties?: AckProperties;
+  properties?: AckProperties | undefined;
   cause?: unknown;
 }
 

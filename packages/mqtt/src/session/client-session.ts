@@ -202,8 +202,10 @@ function newStep(): Step {
 const PACKET_ID_NOT_FOUND = 0x92;
 
 /** The outcome event of `entry`, carrying its owner when it has one. */
-function publishedEvent(entry: OutEntry, reasonCode: number): SessionEvent {
-  const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode };
+type PublishedEvent = Extract<SessionEvent, { type: 'published' }>;
+
+function publishedEvent(entry: OutEntry, reasonCode: number): PublishedEvent {
+  const event: PublishedEvent = { type: 'published', seq: entry.seq, reasonCode };
   if (entry.owner !== undefined) event.owner = entry.owner;
   return event;
 }
@@ -859,13 +861,13 @@ export class ClientSession {
       const error = new MqttError(
         'MQTT_ERR_PUBLISH_FAILED',
         `the server refused the message: ${reasonName(code, this.version)}${said}`,
-        props === undefined ? { reasonCode: code } : { reasonCode: code, properties: props },
+        { reasonCode: code, properties: props },
       );
       addEvent(step, failedEvent(entry, error));
     } else {
-      const event: SessionEvent = { type: 'published', seq: entry.seq, reasonCode: code, properties: props };
+      const event = publishedEvent(entry, code);
+      event.properties = props;
       if (entry.pubrec !== undefined) event.pubrec = entry.pubrec;
-      if (entry.owner !== undefined) event.owner = entry.owner;
       addEvent(step, event);
     }
   }
@@ -964,7 +966,7 @@ export class ClientSession {
       if (entry.qos === 0) {
         this.send(step, this.wirePublish(entry, false, now), now);
         const event = publishedEvent(entry, 0);
-        if (event.type === 'published') event.handedOff = true;
+        event.handedOff = true;
         addEvent(step, event);
         continue;
       }
