@@ -452,7 +452,6 @@ export class Connection implements Outlet, Timed {
   #onData(chunk: Uint8Array): void {
     this.core.stats.bytesIn += chunk.length;
     if (this.state === 'closing' || this.state === 'closed') return;
-    const keepaliveMs = this.keepaliveMs;
     const core = this.core;
     core.beforeRead();
     try {
@@ -464,14 +463,14 @@ export class Connection implements Outlet, Timed {
       // was small keeps no deadline, so a packet trickled in a byte at a time is cut off. A large read (a big
       // PUBLISH arriving over a slow link) still counts.
       if (
-        keepaliveMs > 0 &&
+        this.keepaliveMs > 0 &&
         (this.#decoder === undefined ||
           core.turnPackets !== packets ||
           chunk.length >= KEEPALIVE_READ_BYTES ||
           this.#yielded ||
           this.#busy)
       ) {
-        this.deadline = Date.now() + keepaliveMs * 1.5;
+        this.#renewKeepalive();
       }
     } finally {
       core.afterRead();
@@ -707,9 +706,18 @@ export class Connection implements Outlet, Timed {
   /** Starts keepalive supervision after CONNACK. */
   startKeepalive(seconds: number): void {
     this.keepaliveMs = seconds * 1000;
-    this.deadline = seconds > 0 ? Date.now() + seconds * 1500 : 0;
-    if (seconds > 0) this.core.ticker.add(this);
-    else this.core.ticker.delete(this);
+    if (seconds > 0) {
+      this.#renewKeepalive();
+      this.core.ticker.add(this);
+    } else {
+      this.deadline = 0;
+      this.core.ticker.delete(this);
+    }
+  }
+
+  /** The keepalive deadline from now: one and a half keepalive periods [MQTT-3.1.2-22]. */
+  #renewKeepalive(): void {
+    this.deadline = Date.now() + this.keepaliveMs * 1.5;
   }
 
   /** Counts one inbound PUBLISH against the rate limit; false when over it. */
@@ -886,7 +894,7 @@ export class Connection implements Outlet, Timed {
       // A client on a slow line that does take its output is alive: its PINGREQs and acks wait unread behind the
       // pause, so its keepalive runs on from the progress of its output instead.
       const uncommon = this.#more;
-      if (left < uncommon.outputLeft && this.keepaliveMs > 0) this.deadline = Date.now() + this.keepaliveMs * 1.5;
+      if (left < uncommon.outputLeft && this.keepaliveMs > 0) this.#renewKeepalive();
       uncommon.outputLeft = left;
       return false;
     }
