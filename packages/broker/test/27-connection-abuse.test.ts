@@ -226,13 +226,19 @@ describe('27 connection abuse', { timeout: 60_000 }, () => {
       return { broker, url: `ws://127.0.0.1:${broker.addresses()[0]!.port}/mqtt` };
     }
 
+    /** A raw client over a WebSocket to `url`, once a CONNACK accepted it. */
+    async function wsClient(url: string, version: 4 | 5, connect: { clientId: string; keepalive?: number }) {
+      const ws = new WebSocket(url, 'mqtt');
+      await once(ws, 'open');
+      const client = new RawClient(createWebSocketStream(ws), version);
+      assert.equal((await client.handshake(connect)).reasonCode, 0);
+      return { ws, client };
+    }
+
     test('a text frame instead of binary closes the connection [MQTT-6.0.0-1]; its packet is not acted on', async () => {
       const { broker, url } = await wsBroker();
       try {
-        const ws = new WebSocket(url, 'mqtt');
-        await once(ws, 'open');
-        const client = new RawClient(createWebSocketStream(ws), 4);
-        assert.equal((await client.handshake({ clientId: 'text' })).reasonCode, 0);
+        const { ws, client } = await wsClient(url, 4, { clientId: 'text' });
         await subscribe(client, 'tx', 0);
         // A PUBLISH to itself in a text frame (every byte ASCII, so valid UTF-8): not routed, the connection closes.
         const publish = encode(
@@ -251,10 +257,7 @@ describe('27 connection abuse', { timeout: 60_000 }, () => {
     test('WebSocket pings are answered; only MQTT packets count for keepalive', async () => {
       const { broker, url } = await wsBroker();
       try {
-        const ws = new WebSocket(url, 'mqtt');
-        await once(ws, 'open');
-        const client = new RawClient(createWebSocketStream(ws), 5);
-        assert.equal((await client.handshake({ clientId: 'pinger', keepalive: 1 })).reasonCode, 0);
+        const { ws, client } = await wsClient(url, 5, { clientId: 'pinger', keepalive: 1 });
         let pongs = 0;
         ws.on('pong', () => pongs++);
         let closed = false;
@@ -358,10 +361,11 @@ describe('27 connection abuse', { timeout: 60_000 }, () => {
 
   for (const protocol of ['mqtt', 'ws'] as const) {
     test(`${protocol}: out of file descriptors (EMFILE) on accept neither crashes nor stops the broker`, async () => {
-      const script = new URL('./support/listener-process.ts', import.meta.url).pathname;
+      const script = new URL('./support/broker-process.ts', import.meta.url).pathname;
+      const config = JSON.stringify({ protocol, limits: { connectTimeoutMs: 60_000 }, sysIntervalSeconds: 0 });
       const child = spawn(
         'bash',
-        ['-c', `ulimit -n 64 && exec "${process.execPath}" --import tsx "${script}" ${protocol}`],
+        ['-c', `ulimit -n 64 && exec "${process.execPath}" --import tsx "${script}" '${config}'`],
         {
           stdio: ['ignore', 'pipe', 'ignore'],
         },
