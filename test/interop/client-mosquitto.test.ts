@@ -453,3 +453,69 @@ for (const qos of [1, 2] as const) {
     }
   });
 }
+
+test('3.1.1: a stored message mosquitto closes the line over (retained, retain_available false) is given up after 5 connections, and the ones behind it go', async (t) => {
+  const binary = requireProgram(t, 'mosquitto');
+  if (!binary) return;
+  const broker = await Mosquitto.start(binary, { config: ['retain_available false'] });
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-poison-'));
+  const storePath = join(dir, 'store.log');
+  const clients: MqttClient[] = [];
+  const publisher = async (poisonStrikes?: number) => {
+    const client = new MqttClient({
+      url: broker.url,
+      protocolVersion: 4,
+      clientId: 'poison-pub',
+      clean: false,
+      reconnect: fast,
+      store: await openFileStore(storePath),
+      ...(poisonStrikes === undefined ? {} : { poisonStrikes }),
+    });
+    const errors: Error[] = [];
+    client.on('error', (error) => errors.push(error));
+    let connects = 0;
+    client.on('connected', () => connects++);
+    clients.push(client);
+    await client.start();
+    return { client, errors, connects: () => connects };
+  };
+  try {
+    const sub = await connect({ url: broker.url, protocolVersion: 4, reconnect: false });
+    clients.push(sub);
+    await sub.subscribe('poison/#', { qos: 1 });
+    const got: string[] = [];
+    sub.on('message', (m) => got.push(m.topic));
+    // As MQTT.js and Paho do (poisonStrikes 0): the line closes at the retained one on every connection, and the
+    // message behind it never goes.
+    const looping = await publisher(0);
+    const outcomes = [
+      looping.client.publish('poison/before', 'a', { qos: 1 }),
+      looping.client.publish('poison/retained', 'b', { qos: 1, retain: true }),
+      looping.client.publish('poison/after', 'c', { qos: 1 }),
+    ].map((p) => p.catch((error: unknown) => error));
+    await until(() => looping.connects() >= 8, 15_000, `connections closing over and over (${looping.connects()})`);
+    await looping.client.end({ force: true });
+    const [before, retained, after] = await Promise.all(outcomes);
+    assert.equal((before as { reasonCode?: number }).reasonCode, 0);
+    assert.equal((retained as { code?: string }).code, 'MQTT_ERR_CLIENT_CLOSED');
+    assert.equal((after as { code?: string }).code, 'MQTT_ERR_CLIENT_CLOSED');
+    assert.deepEqual(got, ['poison/before']);
+    // The default, on the same store after a restart: the restored message has no promise, so it is an 'error'.
+    const restarted = await publisher();
+    await until(() => got.length === 2, 15_000, `the message behind it (have ${got.join(', ')})`);
+    assert.deepEqual(got, ['poison/before', 'poison/after']);
+    assert.deepEqual(
+      restarted.errors.map((e) => (e as { code?: string }).code),
+      ['MQTT_ERR_POISON_MESSAGE'],
+    );
+    assert.match(restarted.errors[0]!.message, /on 5 connections in a row/);
+    assert.equal(restarted.connects(), 6, 'five closed over it, the sixth carries the rest');
+    await restarted.client.end();
+    const left = await (await openFileStore(storePath)).list();
+    assert.deepEqual(left, [], 'the store is empty');
+  } finally {
+    for (const client of clients) await client.end({ force: true });
+    rmSync(dir, { recursive: true, force: true });
+    await broker.stop();
+  }
+});

@@ -308,6 +308,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       properties,
       pingTimeoutMs: options.pingTimeoutMs,
       maxInflight: options.maxInflight,
+      poisonStrikes: options.poisonStrikes,
       queueLimit: options.queue?.limit,
       dropPolicy: options.queue?.dropPolicy,
       topicAliases: options.topicAliases,
@@ -956,6 +957,9 @@ export class MqttClient extends Emitter<ClientEvents> {
   onClose(conn: Connection, err: Error | undefined): void {
     if (conn.closed) return;
     conn.closed = true;
+    // No reason of ours (a keepalive timeout, a protocol error, end(), a DISCONNECT) and a FIN or a reset: the server
+    // hung up (one that closes with our next packets unread resets the line).
+    const byServer = conn.reason === undefined && (err === undefined || hungUp(err));
     conn.reason ??=
       err === undefined
         ? new MqttError('MQTT_ERR_CONNECTION_CLOSED', 'the connection closed')
@@ -969,6 +973,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.conn = undefined;
     clearTimeout(this.keepaliveTimer);
     this.disarmHold();
+    if (byServer) this.apply(undefined, this.session.serverClosed(sessionClock()));
     this.session.connectionLost();
     this.connackWaiter?.reject(conn.reason);
     this.settleReauth(conn, conn.reason);
@@ -1337,6 +1342,12 @@ interface StreamEntry {
   filters: readonly string[] | undefined;
   /** That subscription's Subscription Identifier (5.0), if it asked for one. */
   subscriptionId: number | undefined;
+}
+
+/** A reset or a broken pipe: the peer closed its end (a lost line times out instead). */
+function hungUp(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /**

@@ -74,6 +74,14 @@ export interface ClientOptions {
   queue?: QueueOptions;
   /** Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. */
   maxInflight?: number;
+  /**
+   * A stored QoS 1/2 message the server closes the line over (by itself, or with a 5.0 DISCONNECT such as 0x87 or
+   * 0x95) right after it is sent, unacknowledged, on this many connections in a row is given up, so the messages
+   * behind it can go: its promise rejects with MQTT_ERR_POISON_MESSAGE (a message restored from the store, with no
+   * promise, is reported as an 'error' event). Any other end of a connection starts the count again. Default 5;
+   * 0 keeps resending it for ever (MQTT.js, Paho).
+   */
+  poisonStrikes?: number;
   /** Assign topic aliases to outgoing topics when the server allows (5.0). Default true. */
   topicAliases?: boolean;
   /**

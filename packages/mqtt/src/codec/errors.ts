@@ -47,7 +47,8 @@ export type MqttErrorCode =
   | 'MQTT_ERR_STORE_LOCKED'
   | 'MQTT_ERR_INVALID_OPTION'
   | 'MQTT_ERR_SUBSCRIBE_FAILED'
-  | 'MQTT_ERR_PUBLISH_FAILED';
+  | 'MQTT_ERR_PUBLISH_FAILED'
+  | 'MQTT_ERR_POISON_MESSAGE';
 
 export interface MqttErrorOptions {
   /** MQTT 5 reason code to send to the peer (DISCONNECT / CONNACK), if the error came from the wire. */

@@ -81,6 +81,12 @@ export interface SessionOptions {
    * connection.
    */
   batchRefills?: boolean;
+  /**
+   * A QoS 1/2 message the server closed the line over this many connections in a row is given up: it fails with
+   * MQTT_ERR_POISON_MESSAGE, leaving the store, so the messages behind it can go (see `judgeClose`). Default 5; 0
+   * keeps such a message for ever, as MQTT.js and Paho do.
+   */
+  poisonStrikes?: number;
 }
 
 export interface OutgoingMessage {
@@ -150,6 +156,11 @@ interface OutEntry extends InflightEntry {
   expiresAt: number;
   /** QoS 2: what a successful PUBREC said beyond a bare 0 (0x10 No matching subscribers, a reason string). */
   pubrec?: PubrecAnswer;
+  /** The connection (number) it was last sent on, and when (session clock). */
+  sentOn: number;
+  sentAt: number;
+  /** Connections in a row the server closed while this was the oldest message it had not acknowledged. */
+  strikes: number;
 }
 
 /** A successful PUBREC's reason code and properties, reported with the PUBCOMP's outcome. */
@@ -197,6 +208,16 @@ function addEvent(step: Step, event: SessionEvent): void {
 function newStep(): Step {
   return new StepRecord();
 }
+
+/** Strikes that fail a poison message by default (`poisonStrikes`); with the default backoff, ~30 s of tries. */
+const DEFAULT_POISON_STRIKES = 5;
+/** A server that refuses a message closes the line as it reads it; a close later than this blames no message. */
+const POISON_WINDOW_MS = 5000;
+/**
+ * DISCONNECT reason codes that can be a message's fault: malformed, protocol error, implementation specific, not
+ * authorized, topic name invalid, packet too large, payload format invalid, retain / QoS not supported.
+ */
+const MESSAGE_FAULTS = new Set([0x81, 0x82, 0x83, 0x87, 0x90, 0x95, 0x99, 0x9a, 0x9b]);
 
 /** PUBCOMP 0x92: the server no longer knew the packet id (it lost the session after PUBREC). */
 const PACKET_ID_NOT_FOUND = 0x92;
@@ -281,6 +302,8 @@ export class ClientSession {
   private holdsReleased = 0;
   private holdsFilled = 0;
   private batchingOff = false;
+  /** This connection's end was judged for a poison message already (a DISCONNECT, or `serverClosed`). */
+  private closeJudged = false;
 
   constructor(options: SessionOptions) {
     this.options = options;
@@ -345,6 +368,9 @@ export class ClientSession {
         expiresAt: r.expiresAt ?? 0,
         sentBefore: undefined,
         sentAfter: undefined,
+        sentOn: -1,
+        sentAt: 0,
+        strikes: 0,
       };
       // An id that is no packet id (a damaged or foreign store) or already taken: the message goes again as new.
       if (r.state !== 'queued' && isPacketId(r.packetId) && !this.idInUse(r.packetId)) {
@@ -383,8 +409,25 @@ export class ClientSession {
     return step;
   }
 
+  /**
+   * The server closed the line by itself: no DISCONNECT, no error (a FIN), after accepting the connection. Call
+   * before `connectionLost`. The step may fail a message the server keeps closing the line over (`judgeClose`).
+   */
+  serverClosed(now: number): Step {
+    const step = newStep();
+    if (this.state === 'connected') this.judgeClose(step, now, 'closed the connection');
+    return step;
+  }
+
   /** The transport closed (or is being closed): per-connection state goes, the session's survives. */
   connectionLost(): void {
+    // Any other end of a connection (an error, a timeout, ours, a DISCONNECT for another reason) breaks a run of
+    // strikes against the message it was sending.
+    if (this.state === 'connected' && !this.closeJudged) {
+      const suspect = this.suspect();
+      if (suspect !== undefined) suspect.strikes = 0;
+    }
+    this.closeJudged = false;
     this.held = false;
     this.unsent = undefined;
     this.state = 'disconnected';
@@ -487,6 +530,9 @@ export class ClientSession {
       expiresAt: expiryDeadline(message.properties, now),
       sentBefore: undefined,
       sentAfter: undefined,
+      sentOn: -1,
+      sentAt: 0,
+      strikes: 0,
     };
     this.checkAgainstServer(entry);
     const step = newStep();
@@ -567,10 +613,15 @@ export class ClientSession {
       case 'pingresp':
         this.pingSentAt = undefined;
         break;
-      case 'disconnect':
+      case 'disconnect': {
         addEvent(step, { type: 'server-disconnect', packet });
+        const code = packet.reasonCode ?? 0;
+        if (this.state === 'connected' && MESSAGE_FAULTS.has(code)) {
+          this.judgeClose(step, now, `sent DISCONNECT ${reasonName(code, 5, 'disconnect')}`);
+        }
         this.connectionLost();
         break;
+      }
       case 'auth':
         addEvent(step, { type: 'auth', packet });
         break;
@@ -749,6 +800,45 @@ export class ClientSession {
     if (unsent.length === 0) this.unsent = undefined;
     for (const control of this.control.values()) this.send(step, control, now);
     this.pump(step, now);
+  }
+
+  /**
+   * A poison message: the server closes the line over it, connection after connection, and the messages behind it
+   * never go (AWS IoT closes a 3.1.1 line on a publish its policy denies; Mosquitto on a retained publish with
+   * `retain_available false`; a 5.0 server may answer with DISCONNECT 0x87, 0x90, 0x95 …). A server works through
+   * its input in order and acknowledges what it takes, so the likely culprit is the oldest message sent on this
+   * connection and not acknowledged. It earns a strike when the server ends the connection within
+   * POISON_WINDOW_MS of sending it; `poisonStrikes` strikes in a row fail it. A line that drops for any other reason
+   * (an error, a keepalive timeout, a broker going down with 0x8B) breaks the run, so a flaky line does not cost a
+   * message; a broker killed again and again the moment the message goes out could, in theory.
+   */
+  private judgeClose(step: Step, now: number, how: string): void {
+    this.closeJudged = true;
+    const limit = this.options.poisonStrikes ?? DEFAULT_POISON_STRIKES;
+    const suspect = this.suspect();
+    if (limit <= 0 || suspect === undefined) return;
+    if (now - suspect.sentAt > POISON_WINDOW_MS) {
+      suspect.strikes = 0;
+      return;
+    }
+    if (++suspect.strikes < limit) return;
+    this.inflight.delete(suspect.packetId!);
+    this.unstore(step, suspect);
+    const error = new MqttError(
+      'MQTT_ERR_POISON_MESSAGE',
+      `the server ${how} right after this message, before acknowledging it, on ${limit} connections in a row: ` +
+        'given up, so that the messages behind it can go (a message the server refuses by closing the line, ' +
+        'e.g. a topic its policy denies; option poisonStrikes)',
+    );
+    addEvent(step, failedEvent(suspect, error));
+  }
+
+  /** The oldest PUBLISH sent on this connection that the server has not acknowledged (a PUBREC counts). */
+  private suspect(): OutEntry | undefined {
+    for (const entry of this.inflight.inSendOrder()) {
+      if (entry.state === 'publish' && entry.sentOn === this.connectionNumber) return entry;
+    }
+    return undefined;
   }
 
   /** Unacknowledged QoS 1/2 PUBLISHes the server takes at a time (its Receive Maximum, or our maxInflight). */
@@ -1047,6 +1137,8 @@ export class ClientSession {
   }
 
   private wirePublish(entry: OutEntry, dup: boolean, now: number): PublishPacket {
+    entry.sentOn = this.connectionNumber;
+    entry.sentAt = now;
     const packet = this.plainPublish(entry, dup, entry.packetId, now);
     if (this.version !== 5) return packet;
     const requested = entry.properties?.topicAlias;

@@ -59,6 +59,8 @@ export interface MosquittoOptions {
   persistence?: boolean;
   /** Adds two TLS listeners: `tlsPort` (server certificate only) and `mutualTlsPort` (client certificate required). */
   tls?: MosquittoTls;
+  /** More global config lines, e.g. `retain_available false`. */
+  config?: string[];
 }
 
 export class Mosquitto {
@@ -77,9 +79,9 @@ export class Mosquitto {
   }
 
   /** Writes the config: global settings, then each listener with the settings that follow its line. */
-  private configure(tls: MosquittoTls | undefined): void {
+  private configure(tls: MosquittoTls | undefined, config: string[] = []): void {
     // Run as root, Mosquitto would switch to the 'mosquitto' user, which cannot write our temp dir.
-    const lines = ['allow_anonymous true', `user ${userInfo().username}`];
+    const lines = ['allow_anonymous true', `user ${userInfo().username}`, ...config];
     if (this.persistence) lines.push('persistence true', `persistence_location ${this.dir}/`, 'autosave_interval 1');
     lines.push(`listener ${this.port} 127.0.0.1`);
     if (tls !== undefined) {
@@ -100,7 +102,7 @@ export class Mosquitto {
         m.tlsPort = await freePort();
         m.mutualTlsPort = await freePort();
       }
-      m.configure(options.tls);
+      m.configure(options.tls, options.config);
       try {
         await m.run();
         return m;

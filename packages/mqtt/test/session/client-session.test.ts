@@ -1153,3 +1153,170 @@ describe('subscriptions', () => {
     }
   });
 });
+
+describe('poison messages', () => {
+  type Failed = Extract<Step['events'][number], { type: 'publish-failed' }>;
+  const failures = (step: Step) => step.events.filter((e): e is Failed => e.type === 'publish-failed');
+  const topicsSent = (step: Step) => publishes(step).map((p) => p.topic);
+
+  /** A persistent 3.1.1 session with `topics` published QoS 1 and none acknowledged, not yet connected. */
+  function offline(topics: string[], options: Partial<SessionOptions> = {}) {
+    const s = session({ clean: false, ...options }, 4);
+    for (const topic of topics) s.publish(msg(topic, 1), 0);
+    return s;
+  }
+
+  /** Connects at `now` (the server kept the session); returns the CONNACK step, with the resends. */
+  function reconnect(s: ClientSession, now: number): Step {
+    s.connect(now);
+    return s.handle(connack(undefined, true), now);
+  }
+
+  test('the oldest unacknowledged message fails after 5 connections in a row the server closed right after it', () => {
+    const s = offline(['ok', 'bad', 'after']);
+    const first = reconnect(s, 0);
+    assert.deepEqual(topicsSent(first), ['ok', 'bad', 'after']);
+    // The server takes 'ok' and hangs up reading 'bad', as AWS IoT does on a topic the policy denies.
+    s.handle({ type: 'puback', packetId: 1 }, 10);
+    let now = 20;
+    for (let strike = 1; strike <= 5; strike++) {
+      const closed = s.serverClosed(now);
+      s.connectionLost();
+      if (strike < 5) {
+        assert.deepEqual(failures(closed), [], `strike ${strike} fails nothing`);
+        now += 1000 * 2 ** strike; // the backoff
+        const again = reconnect(s, now);
+        assert.deepEqual(topicsSent(again), ['bad', 'after'], 'sent again, DUP');
+        now += 5;
+        continue;
+      }
+      const [failed] = failures(closed);
+      assert.equal(failed?.error.code, 'MQTT_ERR_POISON_MESSAGE');
+      assert.match(failed?.error.message ?? '', /closed the connection .* on 5 connections in a row/);
+      assert.deepEqual(
+        closed.events.filter((e) => e.type === 'store-delete').map((e) => (e as { key: string }).key),
+        ['out:2'],
+        'it leaves the store',
+      );
+    }
+    const last = reconnect(s, now + 60_000);
+    assert.deepEqual(topicsSent(last), ['after'], 'the message behind it goes');
+    assert.equal(s.inflightCount, 1);
+  });
+
+  test('any other end of a connection starts the count again; a close long after sending blames nothing', () => {
+    const s = offline(['bad']);
+    let now = 0;
+    const strike = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        reconnect(s, now);
+        now += 100;
+        assert.deepEqual(failures(s.serverClosed(now)), []);
+        s.connectionLost();
+      }
+    };
+    strike(4);
+    // A line lost to an error (or a keepalive timeout, or our own close): connectionLost alone.
+    reconnect(s, now);
+    s.connectionLost();
+    strike(4);
+    // Closed 6 s after the message went: the server did not close over it.
+    reconnect(s, now);
+    now += 6000;
+    assert.deepEqual(failures(s.serverClosed(now)), []);
+    s.connectionLost();
+    strike(4);
+    // A server going down (5.0 would say 0x8B) or a connection that never got to send it: no strike either way.
+    s.connect(now);
+    assert.deepEqual(failures(s.serverClosed(now)), [], 'closed before CONNACK');
+    s.connectionLost();
+    reconnect(s, now);
+    assert.equal(failures(s.serverClosed(now + 1)).length, 1, 'the fifth in a row');
+  });
+
+  test('an acknowledged message is never blamed: the strikes go to the next one sent', () => {
+    const s = offline(['a', 'b']);
+    let now = 0;
+    for (let i = 0; i < 4; i++) {
+      reconnect(s, now);
+      now += 10;
+      s.serverClosed(now);
+      s.connectionLost();
+    }
+    reconnect(s, now);
+    s.handle({ type: 'puback', packetId: 1 }, now + 1);
+    const closed = s.serverClosed(now + 2);
+    assert.deepEqual(failures(closed), [], "'b' has one strike, 'a' is done");
+    s.connectionLost();
+    assert.equal(s.inflightCount, 1);
+  });
+
+  test('a QoS 2 message the server took (PUBREC) is not blamed', () => {
+    const s = offline([]);
+    s.publish(msg('q2', 2), 0);
+    reconnect(s, 0);
+    s.handle({ type: 'pubrec', packetId: 1 }, 1);
+    for (let i = 0; i < 6; i++) {
+      assert.deepEqual(failures(s.serverClosed(2 + i)), []);
+      s.connectionLost();
+      reconnect(s, 2 + i);
+    }
+    assert.equal(s.inflightCount, 1);
+  });
+
+  test('5.0: a DISCONNECT that can be a message’s fault strikes it, one that cannot breaks the run', () => {
+    const s = session({ clean: false, properties: { sessionExpiryInterval: 3600 } });
+    s.publish(msg('denied', 1), 0);
+    const connect = (now: number) => {
+      s.connect(now);
+      return s.handle(connack({}, true), now);
+    };
+    let now = 0;
+    for (let i = 0; i < 4; i++) {
+      connect(now);
+      now += 10;
+      assert.deepEqual(failures(s.handle({ type: 'disconnect', reasonCode: 0x87 }, now)), []);
+    }
+    connect(now);
+    s.handle({ type: 'disconnect', reasonCode: 0x8b }, now + 1);
+    for (let i = 0; i < 4; i++) {
+      connect(now);
+      now += 10;
+      assert.deepEqual(failures(s.handle({ type: 'disconnect', reasonCode: 0x90 }, now)), []);
+    }
+    connect(now);
+    const fifth = s.handle({ type: 'disconnect', reasonCode: 0x95 }, now + 1);
+    assert.deepEqual(eventTypes(fifth), ['server-disconnect', 'store-delete', 'publish-failed']);
+    assert.match(failures(fifth)[0]?.error.message ?? '', /sent DISCONNECT 0x95 Packet too large/);
+  });
+
+  test('poisonStrikes sets the count; 0 resends for ever', () => {
+    for (const [poisonStrikes, fails] of [
+      [2, 2],
+      [0, Number.POSITIVE_INFINITY],
+    ] as const) {
+      const s = offline(['bad'], { poisonStrikes });
+      let failedAt = Number.POSITIVE_INFINITY;
+      for (let i = 1; i <= 50 && failedAt === Number.POSITIVE_INFINITY; i++) {
+        reconnect(s, i * 100);
+        if (failures(s.serverClosed(i * 100 + 1)).length > 0) failedAt = i;
+        s.connectionLost();
+      }
+      assert.equal(failedAt, fails);
+    }
+  });
+
+  test('the strikes follow the message when the server lost the session and it goes again as new', () => {
+    const s = offline(['bad', 'next']);
+    let now = 0;
+    for (let i = 1; i <= 5; i++) {
+      s.connect(now);
+      const sent = s.handle(connack(undefined, false), now);
+      assert.deepEqual(topicsSent(sent), ['bad', 'next']);
+      now += 10;
+      const closed = s.serverClosed(now);
+      s.connectionLost();
+      assert.equal(failures(closed).length, i === 5 ? 1 : 0);
+    }
+  });
+});
