@@ -143,6 +143,7 @@ export async function runClientModel(options: ClientRunOptions): Promise<ClientR
   };
   const nodes: Node[] = [];
   const sent: Sent[] = [];
+  const poisoned: string[] = [];
   let deliveries = 0;
   const serverResends: string[] = [];
 
@@ -163,7 +164,10 @@ export async function runClientModel(options: ClientRunOptions): Promise<ClientR
       retryFirstConnect: !first,
       store: await openFileStore(join(node.dir, 'session.store')),
     });
-    client.on('error', () => {});
+    // Nothing here is a poison message: the client giving one up (a restored one is reported here) is a failure.
+    client.on('error', (error: { code?: string; message: string }) => {
+      if (error.code === 'MQTT_ERR_POISON_MESSAGE') poisoned.push(`${node.id}: ${error.message}`);
+    });
     client.on('connected', () => node.connections++);
     client.on('message', (m) => {
       deliveries++;
@@ -272,6 +276,9 @@ export async function runClientModel(options: ClientRunOptions): Promise<ClientR
       last = deliveries;
     }
 
+    for (const s of sent)
+      if (s.status === 'MQTT_ERR_POISON_MESSAGE') poisoned.push(`${s.tag}, published at op ${s.op}`);
+    if (poisoned.length > 0) fail(`messages given up as poison on a line that only drops: ${poisoned.join('; ')}`);
     const byTag = new Map(sent.map((s) => [s.tag, s]));
     for (const node of nodes) {
       for (const [tag, n] of node.counts) {
