@@ -63,7 +63,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     payloadBytes: 16,
     rttRate: 200,
     rttWarmup: 5000,
-    rttRounds: 3,
+    rttRounds: quick ? 3 : 8,
     connectConcurrency: 16,
     connectRounds: 3,
     json: undefined,
