@@ -166,6 +166,128 @@ test('file store: puts in one tick share one write; compaction bounds the log', 
   }
 });
 
+/** A record of ~1.4 KB on disk (base64): 2 000 of them are far more than one compaction slice (256 KiB). */
+const big = (seq: number, state: 'queued' | 'publish' = 'queued'): OutgoingRecord => ({
+  kind: 'outgoing',
+  seq,
+  topic: `vehicle/${seq}/telemetry`,
+  payload: new Uint8Array(1000).fill(seq & 0xff),
+  qos: 1,
+  retain: false,
+  state,
+});
+
+test('file store: a large store compacts a slice per turn while changes go on; every acknowledged change survives, at every moment', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path, { compactAfter: 1500, fsync: 'never' });
+    const model = new Map<string, OutgoingRecord>();
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x80000000;
+    };
+    for (let i = 0; i < 2000; i += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, j) => {
+          model.set(`out:${i + j}`, big(i + j));
+          return store.put(`out:${i + j}`, big(i + j));
+        }),
+      );
+    }
+    // Copies of the log taken while a compaction runs, each with the state acknowledged when it was taken: a crash
+    // at that moment leaves that file (the snapshot being written is a separate one, renamed over it at the end).
+    const copies: Array<{ file: string; state: Map<string, OutgoingRecord> }> = [];
+    let turnsCompacting = 0;
+    let compactions = 0;
+    let next = 2000;
+    for (let turn = 0; turn < 600; turn++) {
+      const ops: Promise<void>[] = [];
+      for (let k = 0; k < 10; k++) {
+        const r = random();
+        const keys = [...model.keys()];
+        if (r < 0.4 && keys.length > 0) {
+          const key = keys[Math.floor(random() * keys.length)]!;
+          model.delete(key);
+          ops.push(store.delete(key));
+        } else if (r < 0.7 && keys.length > 0) {
+          const key = keys[Math.floor(random() * keys.length)]!;
+          const record = big(Number(key.slice(4)), 'publish');
+          model.set(key, record);
+          ops.push(store.put(key, record));
+        } else {
+          const key = `out:${next}`;
+          model.set(key, big(next++));
+          ops.push(store.put(key, model.get(key)!));
+        }
+      }
+      const wasCompacting = store.compacting;
+      await Promise.all(ops);
+      if (store.compacting) {
+        turnsCompacting++;
+        if (!wasCompacting) compactions++;
+        if (copies.length < 12 && turn % 3 === 0) {
+          const file = join(dir, `copy-${turn}.log`);
+          writeFileSync(file, readFileSync(path));
+          copies.push({ file, state: new Map(model) });
+        }
+      }
+    }
+    assert.ok(compactions >= 2, `compactions started: ${compactions}`);
+    assert.ok(turnsCompacting >= 2 * compactions, `each ran over several turns (${turnsCompacting} turns in all)`);
+    await store.close();
+    // Payloads are one byte repeated (the seq's low byte): their length and first byte say which they are.
+    const sorted = (records: Iterable<OutgoingRecord>) =>
+      [...records].map((r) => JSON.stringify({ ...r, payload: [r.payload.length, r.payload[0]] })).sort();
+    const reopened = FileStore.open(path);
+    assert.deepEqual(sorted(reopened.list() as OutgoingRecord[]), sorted(model.values()));
+    assert.equal(reopened.skippedLines, 0);
+    await reopened.close();
+    assert.ok(copies.length >= 3, `copies taken mid-compaction: ${copies.length}`);
+    for (const { file, state } of copies) {
+      const copy = FileStore.open(file, { fsync: 'never' });
+      assert.deepEqual(sorted(copy.list() as OutgoingRecord[]), sorted(state.values()), file);
+      await copy.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: by default a large store is not rewritten every 10 000 changes (each compaction pays for as many changes as records)', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path, { fsync: 'never' });
+    const small = (seq: number, state: 'queued' | 'publish') => ({ ...out(seq, state), properties: undefined });
+    for (let i = 0; i < 30_000; i += 1000) {
+      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'queued'))));
+    }
+    const before = statSync(path).size;
+    // 20 000 changes (each message goes in flight): more than 10 000 dead lines, fewer than the 30 000 records.
+    for (let i = 0; i < 20_000; i += 1000) {
+      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'publish'))));
+    }
+    assert.equal(store.compacting, false);
+    assert.ok(statSync(path).size > before * 1.5, 'appended to, not rewritten');
+    // Past as many dead lines as live records: compacted.
+    for (let i = 0; i < 11_000; i += 1000) {
+      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'queued'))));
+    }
+    for (let t = 0; t < 1000 && (store.compacting || statSync(path).size > before * 1.3); t++) {
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(statSync(path).size <= before * 1.3, `compacted to ${statSync(path).size} bytes (from ${before})`);
+    await store.close();
+    const reopened = FileStore.open(path);
+    assert.equal(reopened.list().length, 30_000);
+    await reopened.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 const lockerScript = fileURLToPath(new URL('./fixtures/store-locker.ts', import.meta.url));
 
 /** A child process that opens the store; resolves with its first line ("open" or an error code). */

@@ -1,5 +1,6 @@
 // A durable MessageStore for Node: one append-only log of put/delete lines, rewritten as a snapshot when dead
-// lines outnumber live ones.
+// lines outnumber live ones (a large store a slice per turn of the event loop, so the application is not held up
+// while it drains a month of messages).
 //
 // Why a log rather than a directory of small files written atomically: a directory costs open + write + fsync +
 // rename + directory fsync per message, so a burst of 10 k publishes is 50 k syscalls and 20 k fsyncs; the log
@@ -30,7 +31,11 @@ import type { MessageStore } from './store.js';
 export interface FileStoreOptions {
   /** 'batch' (default): fdatasync once per batch before the batch's puts resolve. 'never': leave it to the OS. */
   fsync?: 'batch' | 'never';
-  /** Compact when the log has this many more lines than live records. Default 10 000. */
+  /**
+   * Compact when the log has this many more lines than live records. Default: 10 000 or the number of live
+   * records, whichever is more, so that a large store (a month offline) is not rewritten whole every 10 000
+   * changes while it drains: each compaction then pays for as many changes as it rewrites records.
+   */
   compactAfter?: number;
   /**
    * Compact when the dead lines' bytes exceed both this and the live records' bytes (the log stays under twice
@@ -39,13 +44,33 @@ export interface FileStoreOptions {
   compactAfterBytes?: number;
 }
 
-type Snapshot = { sizes: Map<string, number>; total: number };
+/** What a snapshot wrote: each live key's line size, and the file's bytes and lines. */
+type Snapshot = { sizes: Map<string, number>; liveBytes: number; fileBytes: number; lines: number };
+
+/**
+ * A compaction of a large store, written a slice per turn of the event loop (see `maybeCompact`): `keys` are the
+ * live keys when it began, written in order with their state at that moment; keys changed since (`touched`) are
+ * written last with their state at the end, so the snapshot is current when it replaces the log.
+ */
+interface Compaction {
+  fd: number;
+  keys: string[];
+  next: number;
+  touched: Set<string>;
+  snapshot: Snapshot;
+}
 
 type LogLine = { op: 'put'; key: string; record: StoredRecord } | { op: 'del'; key: string };
 
 const NEWLINE = 0x0a;
 /** Reads and writes go in pieces of about this size: no string or buffer grows with the log. */
 const CHUNK = 1 << 20;
+/**
+ * A store whose live records take more than this is compacted a slice of this size per turn of the event loop,
+ * not at once: formatting 100 000 records in one go held the event loop (the client, the application) for ~0.7 s;
+ * a slice takes ~10 ms.
+ */
+const COMPACT_SLICE_BYTES = 256 << 10;
 
 export class FileStore implements MessageStore {
   private readonly records = new Map<string, StoredRecord>();
@@ -65,6 +90,7 @@ export class FileStore implements MessageStore {
   private broken = false;
   /** After a compaction failed (a full disk, say), the line count at which to try again. */
   private compactRetryAt = 0;
+  private compaction: Compaction | undefined;
   private readonly lock: StoreLock;
   private skipped = 0;
 
@@ -75,6 +101,11 @@ export class FileStore implements MessageStore {
    */
   static open(path: string, options: FileStoreOptions = {}): FileStore {
     return new FileStore(path, options);
+  }
+
+  /** A compaction is under way, written a slice per turn of the event loop. */
+  get compacting(): boolean {
+    return this.compaction !== undefined;
   }
 
   /** Lines skipped at open because they were damaged (checksum, syntax or shape); the log was kept as `.corrupt`. */
@@ -224,6 +255,7 @@ export class FileStore implements MessageStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.abandonCompaction();
     this.flush();
     if (this.broken) {
       // A last chance for what a failed write left out.
@@ -240,6 +272,8 @@ export class FileStore implements MessageStore {
   }
 
   private append(key: string, line: string | undefined): Promise<void> {
+    // A compaction under way writes this key again at its end, with its state then.
+    this.compaction?.touched.add(key);
     // Re-inserted so the batch keeps the order of the latest changes.
     this.pending.delete(key);
     this.pending.set(key, line);
@@ -262,6 +296,7 @@ export class FileStore implements MessageStore {
     try {
       if (this.broken) {
         // The log missed a batch: rewrite it from what is in memory, which holds that batch too.
+        this.abandonCompaction();
         this.replaceLog();
       } else {
         this.appendLines(pending);
@@ -316,18 +351,95 @@ export class FileStore implements MessageStore {
   }
 
   private maybeCompact(): void {
+    if (this.compaction !== undefined) return;
     const dead = this.fileBytes - this.liveBytes;
-    const tooManyLines = this.lines - this.records.size > (this.options.compactAfter ?? 10_000);
+    const lineLimit = this.options.compactAfter ?? Math.max(10_000, this.records.size);
+    const tooManyLines = this.lines - this.records.size > lineLimit;
     const tooManyBytes = dead > Math.max(this.liveBytes, this.options.compactAfterBytes ?? 8 << 20);
     if (!(tooManyLines || tooManyBytes) || this.lines < this.compactRetryAt) return;
+    if (this.liveBytes > COMPACT_SLICE_BYTES) {
+      this.startCompaction();
+      return;
+    }
     try {
       this.replaceLog();
       this.compactRetryAt = 0;
     } catch {
-      // The appended batch is durable; the dead lines wait for the next attempt, which a full disk should not
-      // see at every write.
-      this.compactRetryAt = this.lines + Math.max(100, this.records.size);
+      this.compactionFailed();
     }
+  }
+
+  /** The appended batches are durable; the dead lines wait for the next try, which a full disk should not see at every write. */
+  private compactionFailed(): void {
+    this.compactRetryAt = this.lines + Math.max(100, this.records.size);
+  }
+
+  private startCompaction(): void {
+    let fd: number;
+    try {
+      fd = fs.openSync(`${this.path}.tmp`, 'w');
+    } catch {
+      this.compactionFailed();
+      return;
+    }
+    const snapshot: Snapshot = { sizes: new Map(), liveBytes: 0, fileBytes: 0, lines: 0 };
+    this.compaction = { fd, keys: [...this.records.keys()], next: 0, touched: new Set(), snapshot };
+    setImmediate(() => this.compactSlice());
+  }
+
+  /** Writes the next slice of the snapshot; the last one also the touched keys, and swaps the log. */
+  private compactSlice(): void {
+    const c = this.compaction;
+    if (c === undefined) return;
+    try {
+      const parts: string[] = [];
+      let size = 0;
+      while (c.next < c.keys.length && size < COMPACT_SLICE_BYTES) {
+        const key = c.keys[c.next++]!;
+        const record = c.touched.has(key) ? undefined : this.records.get(key);
+        if (record === undefined) continue;
+        size += snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
+      }
+      if (c.next < c.keys.length) {
+        if (parts.length > 0) this.writeAll(c.fd, parts);
+        setImmediate(() => this.compactSlice());
+        return;
+      }
+      for (const key of c.touched) {
+        const record = this.records.get(key);
+        if (record !== undefined) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
+        else if (c.snapshot.sizes.has(key)) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'del', key }), false);
+      }
+      if (parts.length > 0) this.writeAll(c.fd, parts);
+      fs.fdatasyncSync(c.fd);
+      fs.closeSync(c.fd);
+      c.fd = -1;
+      fs.renameSync(`${this.path}.tmp`, this.path);
+    } catch {
+      this.abandonCompaction();
+      this.compactionFailed();
+      return;
+    }
+    this.compaction = undefined;
+    this.compactRetryAt = 0;
+    try {
+      this.adopt(c.snapshot);
+    } catch {
+      // `broken` is set: the next write rewrites the log whole.
+    }
+  }
+
+  /** Drops a compaction under way: the log it was to replace is still the log, complete. */
+  private abandonCompaction(): void {
+    const c = this.compaction;
+    if (c === undefined) return;
+    this.compaction = undefined;
+    if (c.fd >= 0) {
+      try {
+        fs.closeSync(c.fd);
+      } catch {}
+    }
+    tryUnlink(`${this.path}.tmp`);
   }
 
   /** Swaps the log for a snapshot of `records`. */
@@ -338,20 +450,14 @@ export class FileStore implements MessageStore {
   /** Writes the live records to a new file and renames it over the log. Changes nothing if it throws. */
   private writeSnapshot(): Snapshot {
     const tmp = `${this.path}.tmp`;
-    const sizes = new Map<string, number>();
-    let total = 0;
+    const snapshot: Snapshot = { sizes: new Map(), liveBytes: 0, fileBytes: 0, lines: 0 };
     try {
       const fd = fs.openSync(tmp, 'w');
       try {
         let parts: string[] = [];
         let size = 0;
         for (const [key, record] of this.records) {
-          const line = formatLine({ op: 'put', key, record });
-          const bytes = Buffer.byteLength(line, 'utf8') + 1;
-          sizes.set(key, bytes);
-          total += bytes;
-          parts.push(line);
-          size += line.length;
+          size += snapshotLine(snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
           if (size >= CHUNK) {
             this.writeAll(fd, parts);
             parts = [];
@@ -369,7 +475,7 @@ export class FileStore implements MessageStore {
       tryUnlink(tmp);
       throw err;
     }
-    return { sizes, total };
+    return snapshot;
   }
 
   /**
@@ -384,9 +490,9 @@ export class FileStore implements MessageStore {
       this.fd = -1;
     }
     this.onDisk = snapshot.sizes;
-    this.liveBytes = snapshot.total;
-    this.fileBytes = snapshot.total;
-    this.lines = this.records.size;
+    this.liveBytes = snapshot.liveBytes;
+    this.fileBytes = snapshot.fileBytes;
+    this.lines = snapshot.lines;
     this.broken = true;
     this.fd = fs.openSync(this.path, 'a');
     // The rename is only durable once the directory is: without this a power cut can bring the old log back,
@@ -414,6 +520,22 @@ export class FileStore implements MessageStore {
       fs.closeSync(fd);
     }
   }
+}
+
+/** Adds `line` for `key` to a snapshot's parts and accounts for it (`live` false: a 'del' line); returns its length. */
+function snapshotLine(snapshot: Snapshot, parts: string[], key: string, line: string, live: boolean): number {
+  const bytes = Buffer.byteLength(line, 'utf8') + 1;
+  const before = snapshot.sizes.get(key);
+  if (before !== undefined) snapshot.liveBytes -= before;
+  if (!live) snapshot.sizes.delete(key);
+  else {
+    snapshot.sizes.set(key, bytes);
+    snapshot.liveBytes += bytes;
+  }
+  snapshot.fileBytes += bytes;
+  snapshot.lines++;
+  parts.push(line);
+  return line.length;
 }
 
 function storeError(message: string, cause?: unknown): MqttError {
