@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { makeCertificates } from '../../packages/broker/test/support/certs.js';
 import { connect, type Message, MqttClient, openFileStore } from '../../packages/mqtt/src/client/index.js';
+import type { TransportFactory } from '../../packages/mqtt/src/client/transport.js';
+import { tcpTransport } from '../../packages/mqtt/src/client/transports/tcp.js';
 import type { ProtocolVersion } from '../../packages/mqtt/src/codec/packets.js';
 import { Mosquitto } from '../../packages/mqtt/test/client/mosquitto.js';
 import { requireProgram } from '../support/system.js';
@@ -516,6 +518,45 @@ test('3.1.1: a stored message mosquitto closes the line over (retained, retain_a
   } finally {
     for (const client of clients) await client.end({ force: true });
     rmSync(dir, { recursive: true, force: true });
+    await broker.stop();
+  }
+});
+
+test('a client process stalled past its ping timeout, with the PINGRESP arrived meanwhile, keeps its line', async (t) => {
+  const binary = requireProgram(t, 'mosquitto');
+  if (!binary) return;
+  const broker = await Mosquitto.start(binary);
+  let stalls = 0;
+  // Once a PINGREQ (0xC0 0x00) is written, the process is busy for 700 ms (a long GC, the application's own work):
+  // Mosquitto, another process, answers meanwhile, and the PINGRESP waits in the socket past the 300 ms timeout.
+  const stalling: TransportFactory = async (target, handlers) => {
+    const inner = await tcpTransport(target, handlers);
+    return {
+      write(chunk) {
+        const written = inner.write(chunk);
+        if (chunk.length === 2 && chunk[0] === 0xc0 && stalls < 3) {
+          stalls++;
+          setImmediate(() => {
+            const until = performance.now() + 700;
+            while (performance.now() < until) {}
+          });
+        }
+        return written;
+      },
+      end: () => inner.end(),
+      destroy: () => inner.destroy(),
+    };
+  };
+  const client = await connect({ url: broker.url, keepalive: 1, pingTimeoutMs: 300, transport: stalling });
+  const offline: unknown[] = [];
+  client.on('offline', (reason) => offline.push(reason));
+  try {
+    await until(() => stalls === 3, 10_000, 'three pings, each followed by a stall');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(offline, [], 'the line was taken for dead');
+    assert.equal(client.state, 'connected');
+  } finally {
+    await client.end({ force: true });
     await broker.stop();
   }
 });

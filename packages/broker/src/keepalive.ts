@@ -12,6 +12,7 @@ export class DeadlineTicker {
   readonly #items = new Set<Timed>();
   readonly #intervalMs: number;
   #timer: NodeJS.Timeout | undefined;
+  #lastTick = 0;
 
   constructor(intervalMs: number) {
     this.#intervalMs = intervalMs;
@@ -19,7 +20,20 @@ export class DeadlineTicker {
 
   start(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = setInterval(() => this.tick(Date.now()), this.#intervalMs);
+    this.#lastTick = Date.now();
+    this.#timer = setInterval(() => this.#onInterval(), this.#intervalMs);
+  }
+
+  /**
+   * A tick that comes late follows a stall (a long GC, a busy machine) and runs before the reads that waited
+   * meanwhile: a client whose PINGREQ sits unread in its socket would be cut off as silent. It judges nothing; the
+   * next one, an interval later and after those reads, does.
+   */
+  #onInterval(): void {
+    const now = Date.now();
+    const late = now - this.#lastTick > 2 * this.#intervalMs;
+    this.#lastTick = now;
+    if (!late) this.tick(now);
   }
 
   stop(): void {

@@ -1,6 +1,7 @@
 // CONNECT handling, both versions: acceptance, protocol level, client id rules, session present, takeover,
 // CONNECT timeout, keepalive, server keep alive, authentication results.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { encode } from '@otalink/mqtt';
@@ -220,13 +221,15 @@ for (const version of [4, 5] as const) {
     });
 
     test('keepalive: silence for 1.5x the keepalive closes the connection; PINGREQ keeps it open', async () => {
-      const client = await connected(b.port, { version, clientId: `ka-${version}`, keepalive: 1 });
+      // Keepalive 2 s: closed after 3 s of silence, so a machine stalled for a second between two pings (600 ms
+      // apart) does not close it early.
+      const client = await connected(b.port, { version, clientId: `ka-${version}`, keepalive: 2 });
       for (let i = 0; i < 3; i++) {
         await delay(600);
         client.send({ type: 'pingreq' });
         await client.expect('pingresp');
       }
-      const packets = await client.expectClose(5000);
+      const packets = await client.expectClose(8000);
       if (version === 5)
         assert.deepEqual(
           packets.map((p) => p.type === 'disconnect' && p.reasonCode),
@@ -282,4 +285,49 @@ describe('01 connect: anonymous access', () => {
       await b.close();
     }
   });
+});
+
+test('a broker stalled past a client’s keepalive reads the PINGREQs that came meanwhile before judging it silent', async () => {
+  const b = await startBroker();
+  const connect = Buffer.from(
+    encode({ type: 'connect', protocolVersion: 4, clientId: 'through-a-stall', clean: true, keepalive: 1 }, 4),
+  ).toString('hex');
+  // The client is another process, so it goes on pinging (every 250 ms) while this one, the broker's, is stalled.
+  const script = `
+    const s = require('node:net').connect(${b.port}, '127.0.0.1', () => {
+      s.write(Buffer.from('${connect}', 'hex'));
+      setInterval(() => s.write(Buffer.from([0xc0, 0])), 250);
+    });
+    s.once('data', () => console.log('connack'));
+    s.on('data', () => {});
+    s.on('error', () => {});
+    s.on('close', () => { console.log('closed'); process.exit(0); });
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  try {
+    for (const deadline = Date.now() + 20_000; !out.includes('connack'); await delay(20)) {
+      assert.ok(Date.now() < deadline, 'the client process never got its CONNACK');
+    }
+    // Two stalls of 1.8 s (past the 1.5 s deadline) in an I/O-phase callback, as a long GC or a burst of work
+    // would be: after each, the keepalive tick is due before the reads that waited.
+    for (let i = 0; i < 2; i++) {
+      await new Promise<void>((resolve) =>
+        setImmediate(() => {
+          const until = performance.now() + 1800;
+          while (performance.now() < until) {}
+          resolve();
+        }),
+      );
+      await delay(500);
+    }
+    assert.equal(out.includes('closed'), false, 'the broker cut off a client whose PINGREQs it had not read yet');
+    assert.deepEqual(b.broker.clients(), ['through-a-stall']);
+  } finally {
+    child.kill();
+    await b.close();
+  }
 });

@@ -1323,15 +1323,21 @@ export class MqttClient extends Emitter<ClientEvents> {
     const reading = this.conn?.paused !== true;
     const at = this.session.nextTick(reading);
     if (at === undefined) return;
-    this.keepaliveTimer = setTimeout(
-      () => {
-        const conn = this.conn;
-        if (conn === undefined) return;
-        this.apply(conn, this.session.tick(sessionClock(), !conn.paused));
-        if (this.conn === conn) this.armKeepalive();
-      },
-      Math.max(0, at - sessionClock()),
-    );
+    const run = (due: number): void => {
+      const now = sessionClock();
+      if (now - due > LATE_TIMER_MS) {
+        // Late: a stall (a long GC, a busy CPU, the application's own work) held the process, and this timer runs
+        // before the reads that waited meanwhile; a PINGRESP already in the socket would be taken for missing.
+        // Judged a turn later, after those reads.
+        this.keepaliveTimer = setTimeout(() => run(sessionClock()), 0);
+        return;
+      }
+      const conn = this.conn;
+      if (conn === undefined) return;
+      this.apply(conn, this.session.tick(now, !conn.paused));
+      if (this.conn === conn) this.armKeepalive();
+    };
+    this.keepaliveTimer = setTimeout(() => run(at), Math.max(0, at - sessionClock()));
   }
 }
 
@@ -1343,6 +1349,9 @@ interface StreamEntry {
   /** That subscription's Subscription Identifier (5.0), if it asked for one. */
   subscriptionId: number | undefined;
 }
+
+/** A keepalive timer running this much after its time was held up by a stall (see armKeepalive). */
+const LATE_TIMER_MS = 100;
 
 /** A reset or a broken pipe: the peer closed its end (a lost line times out instead). */
 function hungUp(err: Error): boolean {
