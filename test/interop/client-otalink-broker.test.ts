@@ -676,16 +676,35 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
       const sub = await h.client({});
       await sub.subscribe('delayed/#', { qos: 1 });
       const got = collect(sub);
-      const will = { topic: 'delayed/will', payload: 'gone', qos: 1 as const, properties: { willDelayInterval: 1 } };
+      const will = (willDelayInterval: number) => ({
+        topic: 'delayed/will',
+        payload: 'gone',
+        qos: 1 as const,
+        properties: { willDelayInterval },
+      });
       const session = { sessionExpiryInterval: 60 };
-      const back = await connect({ url: h.url, clientId: 'will-back', will, properties: session, reconnect: false });
+      // 3 s to come back in: a machine stalled for 1 s between the two steps must not make it late.
+      const back = await connect({
+        url: h.url,
+        clientId: 'will-back',
+        will: will(3),
+        properties: session,
+        reconnect: false,
+      });
       await back.end({ force: true });
+      const left = Date.now();
       const returned = await h.client({ clientId: 'will-back', clean: false, properties: session });
       assert.equal(returned.connack?.sessionPresent, true);
-      const away = await connect({ url: h.url, clientId: 'will-away', will, properties: session, reconnect: false });
+      const away = await connect({
+        url: h.url,
+        clientId: 'will-away',
+        will: will(1),
+        properties: session,
+        reconnect: false,
+      });
       await away.end({ force: true });
       await got.waitFor(1, 5000);
-      await delay(1200); // past will-back's delay too: its will must not come late
+      await delay(Math.max(0, left + 3500 - Date.now())); // past will-back's delay too: its will must not come late
       const pub = await h.client({});
       await pub.publish('delayed/marker', 'm', { qos: 1 });
       await got.waitFor(2);

@@ -220,19 +220,24 @@ describe('14 durable broker (data directory)', () => {
         payload: text('offline'),
         qos: 1,
         retain: false,
-        properties: { willDelayInterval: 2 },
+        // 5 s to come back in across a restart: a machine stalled for a second or two must not make it late.
+        properties: { willDelayInterval: 5 },
       },
     };
+    let left = 0;
     await withBroker({ dataDir: dir }, async (b) => {
       const car = await connected(b.port, carOptions);
       car.end();
+      left = Date.now();
       await delay(50);
     });
     await withBroker({ dataDir: dir }, async (b) => {
       const watcher = await connected(b.port, { version: 5, clientId: 'w' });
       await subscribe(watcher, 'status/#', 1);
       const car = await connected(b.port, { ...carOptions, will: undefined });
-      assert.ok(await watcher.silentFor(2500), 'the will was published although the client came back');
+      // Past the will's deadline, and then some.
+      const pastDeadline = Math.max(500, left + 5500 - Date.now());
+      assert.ok(await watcher.silentFor(pastDeadline), 'the will was published although the client came back');
       car.send({ type: 'disconnect' });
       watcher.end();
     });
