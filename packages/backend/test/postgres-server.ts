@@ -52,7 +52,26 @@ export async function startPostgres(found: PostgresBinaries): Promise<PostgresSe
     ['-D', data, '-U', 'otalink', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'],
     { stdio: ['ignore', 'ignore', 'pipe'], ...as },
   );
-  const port = await freePort();
+  // A port is only known free when probed: a test file running beside this one may take it before PostgreSQL
+  // binds it. PostgreSQL then exits saying so, and starts again on a fresh port.
+  for (let attempt = 1; ; attempt++) {
+    const started = await runOn(found, dir, data, await freePort());
+    if ('url' in started) return started;
+    if (attempt >= 5 || !/could not bind|already in use/i.test(started.log)) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`PostgreSQL did not start: ${started.log}`);
+    }
+  }
+}
+
+/** Starts PostgreSQL on `port`; its log when it exits or does not answer within 30 s. */
+async function runOn(
+  found: PostgresBinaries,
+  dir: string,
+  data: string,
+  port: number,
+): Promise<PostgresServer | { log: string }> {
+  const as = found.user ?? {};
   const args = [
     '-D',
     data,
@@ -75,29 +94,37 @@ export async function startPostgres(found: PostgresBinaries): Promise<PostgresSe
     log = (log + chunk.toString()).slice(-4000);
   });
   const url = `postgres://otalink@127.0.0.1:${port}/postgres`;
-  const stop = async () => {
+  const halt = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGINT'); // fast shutdown: ends sessions, no checkpoint wait beyond the minimum
       await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
       if (child.exitCode === null) child.kill('SIGKILL');
     }
+  };
+  const stop = async () => {
+    await halt();
     rmSync(dir, { recursive: true, force: true });
   };
   // Ready when it accepts a query; bounded so a server that cannot start fails the test with its log.
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const client = new pg.Client({ connectionString: url });
+    // Bounded: a process beside ours that took the port may accept and never answer.
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
     try {
       await client.connect();
       await client.query('SELECT 1');
       await client.end();
+      // A server on this port that is not ours (it took the port first) would answer too: ours must still run.
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error('exited');
       return { url, stop };
     } catch {
       await client.end().catch(() => {});
-      if (Date.now() > deadline || child.exitCode !== null) {
-        await stop();
-        throw new Error(`PostgreSQL did not start: ${log}`);
+      if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
+        await halt();
+        // 'close': the exit's last words are read by then.
+        if (child.stderr !== null && !child.stderr.closed) await new Promise((r) => child.once('close', r));
+        return { log };
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
