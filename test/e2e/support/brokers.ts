@@ -69,7 +69,8 @@ export async function startMosquitto(program: string): Promise<RunningBroker> {
     // 'close', not 'exit': the reason it stopped ("Address already in use") is read from stderr below.
     const exited = once(child, 'close');
     for (let i = 0; i < 100 && child.exitCode === null; i++) {
-      if (await accepts(port)) {
+      // Its own "running" line first: a process beside us that took the port would accept too.
+      if (/mosquitto version \S+ running/.test(stderr) && (await accepts(port))) {
         return {
           url: `mqtt://127.0.0.1:${port}`,
           async close() {
