@@ -256,6 +256,9 @@ export class MqttClient extends Emitter<ClientEvents> {
    */
   private holdTimer: ReturnType<typeof setTimeout> | undefined;
   private holdArmed = false;
+  /** Fails queued messages as their Message Expiry Interval runs out, offline too (see armExpiry). */
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private expiryArmedAt: number | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   /** The Session Expiry Interval our CONNECT asks for (5.0): 0 means the session ends with each connection. */
@@ -716,6 +719,7 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   private async finishOnce(reason: Error | undefined): Promise<void> {
     clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.expiryTimer);
     this.disarmHold();
     clearTimeout(this.reconnectTimer);
     this.conn = undefined;
@@ -1016,6 +1020,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     } else {
       this.holdArmed = false;
     }
+    if (this.session.nextExpiry !== this.expiryArmedAt) this.armExpiry();
     if (this.idleWaiters.length > 0 && this.session.idle) for (const w of this.idleWaiters.splice(0)) w();
     // Something now awaits the server's answer (a publish, a subscribe): it cannot arrive while reading is paused.
     if (conn?.paused === true && this.awaitsServer()) this.maybeResume();
@@ -1318,6 +1323,21 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.holdArmed = false;
   }
 
+  /** Arms the timer for the session's next queued expiry (none: cleared). */
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    const at = this.session.nextExpiry;
+    this.expiryArmedAt = at;
+    if (at === undefined || this.finishing !== undefined) return;
+    // Capped: a longer timeout (an expiry a month away) would fire at once, and then again, and again.
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - sessionClock()) + 1);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryArmedAt = undefined;
+      this.apply(this.conn, this.session.expireQueued(sessionClock()));
+      if (this.expiryArmedAt === undefined) this.armExpiry();
+    }, delay);
+  }
+
   private armKeepalive(): void {
     clearTimeout(this.keepaliveTimer);
     const reading = this.conn?.paused !== true;
@@ -1349,6 +1369,9 @@ interface StreamEntry {
   /** That subscription's Subscription Identifier (5.0), if it asked for one. */
   subscriptionId: number | undefined;
 }
+
+/** The longest timeout setTimeout takes (2^31 - 1 ms, ~24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 0x7fffffff;
 
 /** A keepalive timer running this much after its time was held up by a stall (see armKeepalive). */
 const LATE_TIMER_MS = 100;

@@ -322,6 +322,21 @@ export class ClientSession {
     return this.inflight.size;
   }
 
+  /** When a queued message's Message Expiry Interval may next run out (epoch ms, at times early); undefined: none has one. */
+  get nextExpiry(): number | undefined {
+    return this.earliestExpiry === Number.POSITIVE_INFINITY ? undefined : this.earliestExpiry;
+  }
+
+  /**
+   * Fails the queued messages whose Message Expiry Interval ran out. Sending does it too, but a message waiting
+   * offline (or behind a full window) would keep its caller waiting until the line came back.
+   */
+  expireQueued(now: number): Step {
+    const step = newStep();
+    if (now >= this.earliestExpiry) this.dropExpired(step, now);
+    return step;
+  }
+
   /** Nothing queued, in flight, or awaiting a SUBACK/UNSUBACK. */
   get idle(): boolean {
     return this.queue.length === 0 && this.inflight.size === 0 && this.control.size === 0;

@@ -90,6 +90,38 @@ describe('client lifecycle', () => {
     }
   });
 
+  test('a message queued offline fails when its Message Expiry Interval runs out, not when the line comes back', async () => {
+    const broker = await FakeBroker.start();
+    const proxy = await ImpairingProxy.start(broker.port);
+    proxy.mode = 'stall';
+    try {
+      const client = await connect({
+        url: proxy.url,
+        connectTimeoutMs: 150,
+        reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
+        retryFirstConnect: true,
+      });
+      client.on('error', () => {});
+      const queuedAt = Date.now();
+      const short = client.publish('expiring', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } });
+      const long = client.publish('expiring', 'long', { qos: 1, properties: { messageExpiryInterval: 3600 } });
+      await assert.rejects(short, { code: 'MQTT_ERR_MESSAGE_EXPIRED' });
+      const waited = Date.now() - queuedAt;
+      assert.ok(waited >= 990, `failed after ${waited} ms, before its second ran out`);
+      assert.notEqual(client.state, 'connected', 'still offline: failed by its own deadline');
+      proxy.mode = 'pass';
+      assert.equal((await long).reasonCode, 0);
+      assert.deepEqual(
+        broker.delivered.map((p) => text(p.payload)),
+        ['long'],
+      );
+      await client.end();
+    } finally {
+      await proxy.close();
+      await broker.close();
+    }
+  });
+
   test('the backoff grows when every connection ends at once (a twin taking the session): delays start again only after one lasted', async () => {
     const broker = await FakeBroker.start({
       connack: (_c, present, conn) => {

@@ -728,6 +728,23 @@ describe('message expiry of queued messages', () => {
   const failures = (step: Step) =>
     step.events.flatMap((e) => (e.type === 'publish-failed' ? [`${e.seq}:${e.error.code}`] : []));
 
+  test('expireQueued fails what ran out while offline, at its deadline; nextExpiry says when to look', () => {
+    const s = session({}, 5);
+    assert.equal(s.nextExpiry, undefined);
+    s.publish(expiring('long', HOUR), 0);
+    s.publish(expiring('short', 10), 0);
+    s.publish(msg('t', 1, 'none'), 0);
+    assert.equal(s.nextExpiry, 10_000);
+    assert.deepEqual(failures(s.expireQueued(9_999)), [], 'not yet');
+    const step = s.expireQueued(10_000);
+    assert.deepEqual(failures(step), ['2:MQTT_ERR_MESSAGE_EXPIRED']);
+    assert.ok(step.events.some((e) => e.type === 'store-delete' && e.key === 'out:2'));
+    assert.equal(s.queuedCount, 2);
+    assert.equal(s.nextExpiry, HOUR * 1000, 'the next one');
+    s.connect(20_000);
+    assert.deepEqual(publishes(s.handle(connack(), 20_000)).map(text), ['long', 'none'], 'the rest go, in order');
+  });
+
   test('sent with what is left of the interval, rounded up; one past its deadline fails and leaves the store', () => {
     const s = session({}, 5);
     s.publish(expiring('short', 10), 0);
