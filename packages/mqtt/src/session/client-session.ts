@@ -425,8 +425,9 @@ export class ClientSession {
   }
 
   /**
-   * The server closed the line by itself: no DISCONNECT, no error (a FIN), after accepting the connection. Call
-   * before `connectionLost`. The step may fail a message the server keeps closing the line over (`judgeClose`).
+   * The server hung up by itself (a FIN, or a reset: one that closes with our next packets unread resets the line),
+   * without a DISCONNECT, after accepting the connection. Call before `connectionLost`. The step may fail a message
+   * the server keeps closing the line over (`judgeClose`).
    */
   serverClosed(now: number): Step {
     const step = newStep();
