@@ -13,6 +13,7 @@ export class DeadlineTicker {
   readonly #intervalMs: number;
   #timer: NodeJS.Timeout | undefined;
   #lastTick = 0;
+  #skipped = false;
 
   constructor(intervalMs: number) {
     this.#intervalMs = intervalMs;
@@ -21,19 +22,24 @@ export class DeadlineTicker {
   start(): void {
     if (this.#timer !== undefined) return;
     this.#lastTick = Date.now();
-    this.#timer = setInterval(() => this.#onInterval(), this.#intervalMs);
+    this.#timer = setInterval(() => this.onInterval(Date.now()), this.#intervalMs);
   }
 
   /**
-   * A tick that comes late follows a stall (a long GC, a busy machine) and runs before the reads that waited
-   * meanwhile: a client whose PINGREQ sits unread in its socket would be cut off as silent. It judges nothing; the
-   * next one, an interval later and after those reads, does.
+   * The interval's turn. One that comes late follows a stall (a long GC, a busy machine) and runs before the reads
+   * that waited meanwhile: a client whose PINGREQ sits unread in its socket would be cut off as silent. It judges
+   * nothing; the next one, after those reads, does, late or not (a broker lagging for good still expires
+   * deadlines, one interval later).
    */
-  #onInterval(): void {
-    const now = Date.now();
+  onInterval(now: number): void {
     const late = now - this.#lastTick > 2 * this.#intervalMs;
     this.#lastTick = now;
-    if (!late) this.tick(now);
+    if (late && !this.#skipped) {
+      this.#skipped = true;
+      return;
+    }
+    this.#skipped = false;
+    this.tick(now);
   }
 
   stop(): void {

@@ -489,6 +489,24 @@ describe('DeadlineTicker', () => {
     assert.deepEqual(fired, ['early', 'late']);
     assert.equal(ticker.size, 1);
   });
+
+  test('a late turn of the interval (a stall) judges nothing; the next one does, however late', () => {
+    const ticker = new DeadlineTicker(500);
+    const fired: number[] = [];
+    ticker.add({ deadline: 1000, expire: (now) => fired.push(now) });
+    ticker.onInterval(500);
+    ticker.onInterval(1_000);
+    assert.deepEqual(fired, [1_000], 'on time: judged');
+    ticker.add({ deadline: 2_000, expire: (now) => fired.push(now) });
+    ticker.onInterval(3_000); // 2 s after the last turn of a 500 ms interval: a stall
+    assert.deepEqual(fired, [1_000], 'the reads that waited in the stall come first');
+    ticker.onInterval(3_500);
+    assert.deepEqual(fired, [1_000, 3_500]);
+    ticker.add({ deadline: 4_000, expire: (now) => fired.push(now) });
+    ticker.onInterval(6_000);
+    ticker.onInterval(8_000); // late again, but the turn before judged nothing: a broker lagging for good
+    assert.deepEqual(fired, [1_000, 3_500, 8_000]);
+  });
 });
 
 describe('RetainedStore', () => {

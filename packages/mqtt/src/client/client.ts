@@ -1343,13 +1343,13 @@ export class MqttClient extends Emitter<ClientEvents> {
     const reading = this.conn?.paused !== true;
     const at = this.session.nextTick(reading);
     if (at === undefined) return;
-    const run = (due: number): void => {
+    const run = (due: number, again: boolean): void => {
       const now = sessionClock();
-      if (now - due > LATE_TIMER_MS) {
+      if (now - due > LATE_TIMER_MS && !again) {
         // Late: a stall (a long GC, a busy CPU, the application's own work) held the process, and this timer runs
         // before the reads that waited meanwhile; a PINGRESP already in the socket would be taken for missing.
-        // Judged a turn later, after those reads.
-        this.keepaliveTimer = setTimeout(() => run(sessionClock()), 0);
+        // Judged a turn later, after those reads, however late that turn is.
+        this.keepaliveTimer = setTimeout(() => run(now, true), 0);
         return;
       }
       const conn = this.conn;
@@ -1357,7 +1357,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       this.apply(conn, this.session.tick(now, !conn.paused));
       if (this.conn === conn) this.armKeepalive();
     };
-    this.keepaliveTimer = setTimeout(() => run(at), Math.max(0, at - sessionClock()));
+    this.keepaliveTimer = setTimeout(() => run(at, false), Math.max(0, at - sessionClock()));
   }
 }
 

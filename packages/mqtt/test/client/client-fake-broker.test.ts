@@ -694,6 +694,25 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('keepalive: a dead server is still detected by a process that stalls at every turn (late timers judge once they looked again)', async () => {
+    await withBroker(async (broker) => {
+      broker.script = { pong: false };
+      const client = await connect(options(broker, { keepalive: 1, pingTimeoutMs: 300 }));
+      // 150 ms of work every 20 ms: every keepalive timer runs more than 100 ms late.
+      const staller = setInterval(() => {
+        const until = performance.now() + 150;
+        while (performance.now() < until) {}
+      }, 20);
+      try {
+        const reason = await new Promise<Error>((resolve) => client.once('offline', resolve));
+        assert.equal((reason as { code?: string }).code, 'MQTT_ERR_KEEPALIVE_TIMEOUT');
+      } finally {
+        clearInterval(staller);
+      }
+      await client.end({ force: true });
+    });
+  });
+
   test('refused connection: rejected with the reason spelled out', async () => {
     await withBroker(async (broker) => {
       broker.script = { connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: 0x86 }) };
