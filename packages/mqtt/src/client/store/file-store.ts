@@ -48,14 +48,14 @@ export interface FileStoreOptions {
 type Snapshot = { sizes: Map<string, number>; liveBytes: number; fileBytes: number; lines: number };
 
 /**
- * A compaction of a large store, written a slice per turn of the event loop (see `maybeCompact`): `keys` are the
- * live keys when it began, written in order with their state at that moment; keys changed since (`touched`) are
- * written last with their state at the end, so the snapshot is current when it replaces the log.
+ * A snapshot being written to `<path>.tmp`: at once (writeSnapshot), or a slice per turn of the event loop for a
+ * large store (see `maybeCompact`). `entries` walks the live records as it goes (a Map's iterator sees changes made
+ * meanwhile); keys changed since it began (`touched`) are skipped there and written last, with their state at the
+ * end, so the snapshot is current when it replaces the log.
  */
 interface Compaction {
   fd: number;
-  keys: string[];
-  next: number;
+  entries: IterableIterator<[string, StoredRecord]>;
   touched: Set<string>;
   snapshot: Snapshot;
 }
@@ -375,46 +375,25 @@ export class FileStore implements MessageStore {
   }
 
   private startCompaction(): void {
-    let fd: number;
     try {
-      fd = fs.openSync(`${this.path}.tmp`, 'w');
+      this.compaction = this.openSnapshot();
     } catch {
       this.compactionFailed();
       return;
     }
-    const snapshot: Snapshot = { sizes: new Map(), liveBytes: 0, fileBytes: 0, lines: 0 };
-    this.compaction = { fd, keys: [...this.records.keys()], next: 0, touched: new Set(), snapshot };
     setImmediate(() => this.compactSlice());
   }
 
-  /** Writes the next slice of the snapshot; the last one also the touched keys, and swaps the log. */
+  /** Writes the next slice of the snapshot; the last one also swaps the log. */
   private compactSlice(): void {
     const c = this.compaction;
     if (c === undefined) return;
     try {
-      const parts: string[] = [];
-      let size = 0;
-      while (c.next < c.keys.length && size < COMPACT_SLICE_BYTES) {
-        const key = c.keys[c.next++]!;
-        const record = c.touched.has(key) ? undefined : this.records.get(key);
-        if (record === undefined) continue;
-        size += snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
-      }
-      if (c.next < c.keys.length) {
-        if (parts.length > 0) this.writeAll(c.fd, parts);
+      if (!this.writeSlice(c, COMPACT_SLICE_BYTES)) {
         setImmediate(() => this.compactSlice());
         return;
       }
-      for (const key of c.touched) {
-        const record = this.records.get(key);
-        if (record !== undefined) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
-        else if (c.snapshot.sizes.has(key)) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'del', key }), false);
-      }
-      if (parts.length > 0) this.writeAll(c.fd, parts);
-      fs.fdatasyncSync(c.fd);
-      fs.closeSync(c.fd);
-      c.fd = -1;
-      fs.renameSync(`${this.path}.tmp`, this.path);
+      this.closeSnapshot(c);
     } catch {
       this.abandonCompaction();
       this.compactionFailed();
@@ -434,7 +413,52 @@ export class FileStore implements MessageStore {
     const c = this.compaction;
     if (c === undefined) return;
     this.compaction = undefined;
-    if (c.fd >= 0) {
+    this.dropSnapshot(c);
+  }
+
+  private openSnapshot(): Compaction {
+    const fd = fs.openSync(`${this.path}.tmp`, 'w');
+    const snapshot: Snapshot = { sizes: new Map(), liveBytes: 0, fileBytes: 0, lines: 0 };
+    return { fd, entries: this.records.entries(), touched: new Set(), snapshot };
+  }
+
+  /** Writes about `bytes` more of the snapshot's records; true once all are written. */
+  private writeSlice(c: Compaction, bytes: number): boolean {
+    const parts: string[] = [];
+    let size = 0;
+    let done = false;
+    while (size < bytes) {
+      const next = c.entries.next();
+      if (next.done) {
+        done = true;
+        break;
+      }
+      const [key, record] = next.value;
+      if (c.touched.has(key)) continue;
+      size += snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
+    }
+    if (parts.length > 0) this.writeAll(c.fd, parts);
+    return done;
+  }
+
+  /** Writes the touched keys' state, makes the snapshot durable and renames it over the log. */
+  private closeSnapshot(c: Compaction): void {
+    const parts: string[] = [];
+    for (const key of c.touched) {
+      const record = this.records.get(key);
+      if (record !== undefined) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
+      else if (c.snapshot.sizes.has(key)) snapshotLine(c.snapshot, parts, key, formatLine({ op: 'del', key }), false);
+    }
+    if (parts.length > 0) this.writeAll(c.fd, parts);
+    fs.fdatasyncSync(c.fd);
+    fs.closeSync(c.fd);
+    c.fd = -1;
+    fs.renameSync(`${this.path}.tmp`, this.path);
+  }
+
+  /** A half-written snapshot only takes space (which may be what ran out): it goes. */
+  private dropSnapshot(c: Compaction | undefined): void {
+    if (c !== undefined && c.fd >= 0) {
       try {
         fs.closeSync(c.fd);
       } catch {}
@@ -449,33 +473,16 @@ export class FileStore implements MessageStore {
 
   /** Writes the live records to a new file and renames it over the log. Changes nothing if it throws. */
   private writeSnapshot(): Snapshot {
-    const tmp = `${this.path}.tmp`;
-    const snapshot: Snapshot = { sizes: new Map(), liveBytes: 0, fileBytes: 0, lines: 0 };
+    let c: Compaction | undefined;
     try {
-      const fd = fs.openSync(tmp, 'w');
-      try {
-        let parts: string[] = [];
-        let size = 0;
-        for (const [key, record] of this.records) {
-          size += snapshotLine(snapshot, parts, key, formatLine({ op: 'put', key, record }), true);
-          if (size >= CHUNK) {
-            this.writeAll(fd, parts);
-            parts = [];
-            size = 0;
-          }
-        }
-        if (parts.length > 0) this.writeAll(fd, parts);
-        fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, this.path);
+      c = this.openSnapshot();
+      while (!this.writeSlice(c, CHUNK)) {}
+      this.closeSnapshot(c);
     } catch (err) {
-      // A half-written snapshot only takes space (which may be what ran out).
-      tryUnlink(tmp);
+      this.dropSnapshot(c);
       throw err;
     }
-    return snapshot;
+    return c.snapshot;
   }
 
   /**
