@@ -831,8 +831,9 @@ export class ClientSession {
   private judgeClose(step: Step, now: number, how: string): void {
     this.closeJudged = true;
     const limit = this.options.poisonStrikes ?? DEFAULT_POISON_STRIKES;
+    if (limit <= 0) return;
     const suspect = this.suspect();
-    if (limit <= 0 || suspect === undefined) return;
+    if (suspect === undefined) return;
     if (now - suspect.sentAt > POISON_WINDOW_MS) {
       suspect.strikes = 0;
       return;
