@@ -1332,9 +1332,9 @@ export class MqttClient extends Emitter<ClientEvents> {
     // Capped: a longer timeout (an expiry a month away) would fire at once, and then again, and again.
     const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - sessionClock()) + 1);
     this.expiryTimer = setTimeout(() => {
+      // apply() arms the timer again for whatever expiry is next (it differs from undefined).
       this.expiryArmedAt = undefined;
       this.apply(this.conn, this.session.expireQueued(sessionClock()));
-      if (this.expiryArmedAt === undefined) this.armExpiry();
     }, delay);
   }
 
