@@ -569,6 +569,71 @@ describe('otalink client ↔ otalink broker, 5.0 specifics', () => {
     }
   });
 
+  test('backpressure while the vehicle publishes: an unread iterator stays bounded, no QoS 1 command lost', {
+    timeout: 60_000,
+  }, async () => {
+    // QoS 1 telemetry always in flight: reading cannot pause (its PUBACK is behind the messages). Before, the
+    // iterator then took everything the broker sent.
+    const window = 100;
+    const h = await Harness.start({ limits: { receiveMaximum: window } });
+    let telemetry = 0;
+    let running = true;
+    try {
+      const highWaterMark = 10;
+      const vehicle = await h.client({ highWaterMark });
+      await vehicle.subscribe(['cmd/#', 'status/#'], { qos: 1 });
+      const stream = vehicle.messages();
+      let most = 0;
+      vehicle.on('message', () => {
+        most = Math.max(most, vehicle.bufferedCount);
+      });
+      const sending = (async () => {
+        while (running) {
+          await vehicle.publish('tele/v1', `${telemetry}`, { qos: 1 });
+          telemetry++;
+        }
+      })();
+      // A failed assertion closes the client under the loop: its rejection is not this test's finding.
+      sending.catch(() => {});
+      const backend = await h.client({});
+      const commands = 800;
+      const sent: Promise<unknown>[] = [];
+      for (let i = 0; i < commands; i++) {
+        sent.push(backend.publish('cmd/v1', `${i}`, { qos: 1 }));
+        for (let j = 0; j < 4; j++) sent.push(backend.publish('status/v1', `${i}.${j}`, { qos: 0 }));
+      }
+      await Promise.all(sent);
+      const before = telemetry;
+      await until(
+        () => telemetry >= before + 50,
+        20_000,
+        () => `telemetry going on while the iterator is unread (${telemetry - before})`,
+      );
+      // The broker's window to the vehicle holds the QoS 1 commands whose acks wait.
+      const bound = 2 * highWaterMark + window;
+      assert.ok(most <= bound, `at most ${bound} buffered, saw ${most}`);
+      assert.ok(vehicle.droppedCount > 0, 'QoS 0 status messages were dropped for the iterator behind');
+      running = false;
+      await sending;
+      const got: string[] = [];
+      let status = 0;
+      for await (const m of stream) {
+        if (m.topic === 'cmd/v1') got.push(text(m.payload));
+        else status++;
+        if (got.length === commands) break;
+      }
+      assert.deepEqual(
+        got,
+        Array.from({ length: commands }, (_, i) => `${i}`),
+        'every command, in order',
+      );
+      assert.ok(status + vehicle.droppedCount <= 4 * commands);
+    } finally {
+      running = false;
+      await h.close();
+    }
+  });
+
   test('re-authentication: AUTH 0x19 through the broker’s enhanced authenticator; a refused one ends the line', async () => {
     const encode = (v: string) => new TextEncoder().encode(v);
     let accepted = 'signed';

@@ -245,6 +245,9 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** What to subscribe again when the server did not keep the session, by filter. */
   private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
   private readonly streams = new Set<StreamEntry>();
+  /** Messages whose PUBACK / PUBREC waits for their consumers (see holdAck): how many buffers still hold each. */
+  private readonly heldForConsumers = new Map<Message, { holders: number; ack: () => void }>();
+  private droppedBehind = 0;
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
   private keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
@@ -316,6 +319,9 @@ export class MqttClient extends Emitter<ClientEvents> {
       dropPolicy: options.queue?.dropPolicy,
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
+      // A consumer behind and reading that cannot pause: QoS 1/2 acks wait for it, so the server's window stops
+      // its flow (see dispatch and maybePause).
+      holdAck: () => this.bufferedCount >= this.highWaterMark,
       persist: options.store !== undefined,
       batchRefills: true,
     });
@@ -351,6 +357,14 @@ export class MqttClient extends Emitter<ClientEvents> {
     let most = this.early?.length ?? 0;
     for (const { stream } of this.streams) most = Math.max(most, stream.pending);
     return most;
+  }
+
+  /**
+   * QoS 0 messages a message iterator did not get because it was twice `highWaterMark` behind while reading could
+   * not pause (see `highWaterMark`); each iterator has its own count (`dropped`).
+   */
+  get droppedCount(): number {
+    return this.droppedBehind;
   }
 
   /** Whether reading from the server is paused because a consumer fell `highWaterMark` messages behind. */
@@ -579,6 +593,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       stream: new MessageStream<Message>(
         () => this.streams.delete(entry),
         () => this.maybeResume(),
+        (m) => this.taken(m, false),
       ),
       accepts,
       filters,
@@ -610,8 +625,19 @@ export class MqttClient extends Emitter<ClientEvents> {
   private takeEarly(): Message[] {
     const early = this.early ?? [];
     this.early = undefined;
+    // Handed to their first consumer: a held ack goes now (the consumer's own buffer holds no ack).
+    for (const m of early) this.taken(m, true);
     if (early.length > 0) this.maybeResume();
     return early;
+  }
+
+  /** A buffer let go of `m` (read, discarded, or all of `early`): its held ack goes once no buffer holds it. */
+  private taken(m: Message, all: boolean): void {
+    const held = this.heldForConsumers.get(m);
+    if (held === undefined) return;
+    if (!all && --held.holders > 0) return;
+    this.heldForConsumers.delete(m);
+    held.ack();
   }
 
   private get highWaterMark(): number {
@@ -1137,16 +1163,38 @@ export class MqttClient extends Emitter<ClientEvents> {
         const message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup } as Message;
         if (p.properties !== undefined) message.properties = p.properties;
         // Not enumerable: a message stays a plain record for logging, JSON and deep comparison.
-        ACK_PROPERTY.value = this.acker(e.ack);
+        const ack = this.acker(e.ack);
+        // Without manualAck a token means the ack waits for the consumers that buffer the message (holdAck).
+        const held = e.ack !== undefined && this.options.manualAck !== true;
+        ACK_PROPERTY.value = held ? noAck : ack;
         Object.defineProperty(message, 'ack', ACK_PROPERTY);
         ACK_PROPERTY.value = noAck;
         if (this.early !== undefined) {
-          if (this.early.length < EARLY_LIMIT) this.early.push(message);
-          else this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
+          if (this.early.length < EARLY_LIMIT) {
+            this.early.push(message);
+            if (held) this.heldForConsumers.set(message, { holders: 1, ack });
+          } else {
+            if (held) ack();
+            this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
+          }
           break;
         }
         this.emit('message', message);
-        for (const entry of this.streams) if (routes(entry, message)) entry.stream.push(message);
+        let holders = 0;
+        for (const entry of this.streams) {
+          if (!routes(entry, message)) continue;
+          // Reading goes on while the client awaits the server (see maybePause): QoS 0 messages, which no window
+          // stops, are dropped for a consumer twice the high-water mark behind rather than held without bound.
+          if (message.qos === 0 && entry.stream.pending >= 2 * this.highWaterMark) {
+            entry.stream.countDrop();
+            this.droppedBehind++;
+          } else if (entry.stream.push(message)) {
+            holders++;
+          }
+        }
+        if (!held) break;
+        if (holders === 0) ack();
+        else this.heldForConsumers.set(message, { holders, ack });
         break;
       }
       case 'published': {

@@ -5,11 +5,14 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   private readonly buffer: T[] = [];
   private readonly readers: Array<(result: IteratorResult<T>) => void> = [];
   private done = false;
+  private droppedValues = 0;
 
   constructor(
     private readonly detach: (stream: MessageStream<T>) => void,
     /** Called when the buffer shrank (a read, or the stream ended): the client may resume reading its socket. */
     private readonly drained: () => void = () => {},
+    /** Called for each buffered value as it leaves the buffer, read or discarded (the client's held acks). */
+    private readonly taken: (value: T) => void = () => {},
   ) {}
 
   /** Messages buffered and not yet read. */
@@ -17,11 +20,23 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
     return this.buffer.length;
   }
 
-  push(value: T): void {
-    if (this.done) return;
+  /** Values this iterator never got because it was too far behind (the client's QoS 0 messages). */
+  get dropped(): number {
+    return this.droppedValues;
+  }
+
+  /** @internal Counts a value dropped for this iterator. */
+  countDrop(): void {
+    this.droppedValues++;
+  }
+
+  /** Hands `value` to a waiting reader, or buffers it: true when buffered. */
+  push(value: T): boolean {
+    if (this.done) return false;
     const reader = this.readers.shift();
     if (reader !== undefined) reader({ value, done: false });
     else this.buffer.push(value);
+    return reader === undefined;
   }
 
   end(): void {
@@ -35,6 +50,7 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   next(): Promise<IteratorResult<T>> {
     if (this.buffer.length > 0) {
       const value = this.buffer.shift() as T;
+      this.taken(value);
       this.drained();
       return Promise.resolve({ value, done: false });
     }
@@ -43,7 +59,7 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   }
 
   return(): Promise<IteratorResult<T>> {
-    this.buffer.length = 0;
+    for (const value of this.buffer.splice(0)) this.taken(value);
     this.end();
     return Promise.resolve({ value: undefined, done: true });
   }

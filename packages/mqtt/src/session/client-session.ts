@@ -69,6 +69,14 @@ export interface SessionOptions {
    */
   manualAck?: boolean;
   /**
+   * Asked for each incoming QoS 1/2 message without `manualAck`: true holds its PUBACK / PUBREC until `ack()` is
+   * called with the token its `message` event then carries, as with `manualAck` (a held QoS 2 message is recorded at
+   * once, so the server's resend after a reconnect is not delivered again). The client holds acks while a consumer
+   * is behind: the server's send window then stops its flow of QoS 1/2 messages. Acks after a held one wait for it,
+   * in arrival order.
+   */
+  holdAck?: () => boolean;
+  /**
    * Emit `store-put` / `store-delete` events (default true). False when the client keeps no store: its queue and
    * in-flight map are then the only copy, which outlives reconnects just the same, and a publish costs no record.
    */
@@ -100,7 +108,7 @@ export interface OutgoingMessage {
 export type SessionEvent =
   | { type: 'connected'; connack: ConnackPacket }
   | { type: 'refused'; connack: ConnackPacket }
-  /** `ack` is set with `manualAck` for QoS 1/2: pass it to `ack()` once the message is processed. */
+  /** `ack` is set for QoS 1/2 with `manualAck` or a held ack (`holdAck`): pass it to `ack()` once processed. */
   | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
   /** `owner` is what was passed to `publish` for this message (absent when nothing was, e.g. restored ones). */
   | {
@@ -276,7 +284,7 @@ export class ClientSession {
    * arrival order (a Map keeps insertion order). `acked` marks those the application acknowledged that still wait
    * behind an earlier one, since acks must leave in the order the PUBLISH packets arrived.
    */
-  private readonly awaitingAck = new Map<number, { qos: 1 | 2; acked: boolean }>();
+  private readonly awaitingAck = new Map<number, { qos: 1 | 2; acked: boolean; recorded?: boolean }>();
   /** How many entries of `awaitingAck` the application already acknowledged (held behind an earlier one). */
   private heldAcks = 0;
   /** Counts connections (and losses), so an ack token from an earlier connection is recognised as stale. */
@@ -485,19 +493,19 @@ export class ClientSession {
       if (!entry.acked) break;
       this.awaitingAck.delete(id);
       this.heldAcks--;
-      this.sendAck(step, id, entry.qos, now);
+      this.sendAck(step, id, entry.qos, now, entry.recorded === true);
     }
     return step;
   }
 
-  private sendAck(step: Step, id: number, qos: 1 | 2, now: number): void {
+  private sendAck(step: Step, id: number, qos: 1 | 2, now: number, recorded = false): void {
     if (qos === 1) {
       this.send(step, { type: 'puback', packetId: id }, now);
       return;
     }
     this.incomingQos2.add(id);
     this.qos2ThisConnection.add(id);
-    if (this.persist) {
+    if (this.persist && !recorded) {
       addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
     }
     this.send(step, { type: 'pubrec', packetId: id }, now);
@@ -897,6 +905,11 @@ export class ClientSession {
       });
       return;
     }
+    const hold = this.options.holdAck?.() === true;
+    if (hold || this.awaitingAck.size > 0) {
+      this.holdIncoming(packet, message, hold, step, now);
+      return;
+    }
     if (packet.qos === 1) {
       addEvent(step, { type: 'message', message });
       this.send(step, { type: 'puback', packetId: id }, now);
@@ -911,6 +924,37 @@ export class ClientSession {
       }
       this.qos2ThisConnection.add(id);
       this.send(step, { type: 'pubrec', packetId: id }, now);
+    }
+  }
+
+  /**
+   * Without manualAck, a message whose ack waits: for a consumer (`hold`), or behind an earlier held one (acks leave
+   * in arrival order, [MQTT-4.6.0-2]). A QoS 2 message is delivered and recorded once, as when acknowledged at once;
+   * a repeat of a message whose ack waits is answered by that ack.
+   */
+  private holdIncoming(packet: PublishPacket, message: PublishPacket, hold: boolean, step: Step, now: number): void {
+    const id = packet.packetId!;
+    const qos = packet.qos as 1 | 2;
+    if (this.awaitingAck.has(id)) return;
+    const known = qos === 2 && this.incomingQos2.has(id);
+    if (!known) {
+      const event: SessionEvent = { type: 'message', message };
+      if (hold) event.ack = { packetId: id, qos, connection: this.connectionNumber };
+      addEvent(step, event);
+      if (qos === 2) {
+        this.incomingQos2.add(id);
+        if (this.persist) {
+          addEvent(step, { type: 'store-put', key: incomingKey(id), record: { kind: 'incoming', packetId: id } });
+        }
+      }
+    }
+    if (hold && !known) {
+      this.awaitingAck.set(id, { qos, acked: false, recorded: true });
+    } else if (this.awaitingAck.size === 0) {
+      this.sendAck(step, id, qos, now, true);
+    } else {
+      this.awaitingAck.set(id, { qos, acked: true, recorded: true });
+      this.heldAcks++;
     }
   }
 

@@ -36,6 +36,16 @@ function options(broker: FakeBroker, extra: Partial<ClientOptions> = {}): Client
   return { url: broker.url, reconnect: fast, connectTimeoutMs: 5000, ...extra };
 }
 
+const pub = (topic: string, qos: 0 | 1 | 2, packetId?: number, dup = false): PublishPacket => ({
+  type: 'publish',
+  topic,
+  payload: new TextEncoder().encode(topic),
+  qos,
+  retain: false,
+  dup,
+  packetId,
+});
+
 for (const version of [4, 5] as ProtocolVersion[]) {
   describe(`MQTT ${version === 5 ? '5.0' : '3.1.1'} against the fake broker`, () => {
     test('publish at every QoS resolves on its ack', async () => {
@@ -138,15 +148,6 @@ for (const version of [4, 5] as ProtocolVersion[]) {
         const seen: string[] = [];
         client.on('message', (m) => seen.push(m.topic));
         const conn = broker.latest!;
-        const pub = (topic: string, qos: 0 | 1 | 2, packetId?: number, dup = false): PublishPacket => ({
-          type: 'publish',
-          topic,
-          payload: new TextEncoder().encode(topic),
-          qos,
-          retain: false,
-          dup,
-          packetId,
-        });
         conn.send(pub('a/1', 0));
         conn.send(pub('a/2', 1, 5));
         conn.send(pub('a/3', 2, 6));
@@ -167,6 +168,91 @@ for (const version of [4, 5] as ProtocolVersion[]) {
         assert.deepEqual(await sub.unsubscribe(), version === 5 ? [0, 0] : []);
         await client.end();
         assert.equal((await onlyA.next()).value?.topic, 'a/2', 'buffered messages remain readable');
+      });
+    });
+
+    // Reading cannot pause while a PUBACK is awaited (it is behind the messages): before, an iterator nobody read
+    // then buffered without bound.
+    test('an iterator behind while a publish awaits its ack: QoS 1/2 acks wait until read, QoS 0 dropped at twice the mark', async () => {
+      await withBroker(async (broker) => {
+        broker.script = { onPublish: (p) => (p.topic === 'out' ? 'ignore' : 'ack') };
+        const client = await connect(options(broker, { protocolVersion: version, highWaterMark: 4 }));
+        try {
+          const stream = client.messages();
+          void client.publish('out', 'x', { qos: 1 }).catch(() => {});
+          await broker.until(() => broker.publishes.length === 1);
+          const conn = broker.latest!;
+          for (let i = 0; i < 6; i++) conn.send(pub(`q0/${i}`, 0));
+          conn.send(pub('q1/a', 1, 11));
+          conn.send(pub('q2/b', 2, 12));
+          conn.send(pub('q1/c', 1, 13));
+          for (let i = 6; i < 10; i++) conn.send(pub(`q0/${i}`, 0));
+          await until(() => client.droppedCount === 4, 'four QoS 0 messages dropped');
+          assert.equal(stream.dropped, 4);
+          assert.equal(client.bufferedCount, 9, 'six QoS 0, then the three held QoS 1/2');
+          assert.equal(client.readingPaused, false, 'a PUBACK is awaited: reading goes on');
+          const acks = () =>
+            conn.received
+              .filter((p) => p.type === 'puback' || p.type === 'pubrec')
+              .map((p) => (p as { packetId: number }).packetId);
+          await delay(50);
+          assert.deepEqual(acks(), [], 'no ack before the consumer reads its message');
+          const read: string[] = [];
+          for (let i = 0; i < 7; i++) read.push((await stream.next()).value!.topic);
+          await broker.until(() => acks().length === 1);
+          assert.deepEqual(acks(), [11], 'the first QoS 1 message read: its PUBACK');
+          read.push((await stream.next()).value!.topic);
+          read.push((await stream.next()).value!.topic);
+          await broker.until(() => acks().length === 3);
+          assert.deepEqual(acks(), [11, 12, 13], 'in arrival order');
+          assert.deepEqual(read, ['q0/0', 'q0/1', 'q0/2', 'q0/3', 'q0/4', 'q0/5', 'q1/a', 'q2/b', 'q1/c']);
+          conn.send({ type: 'pubrel', packetId: 12 });
+          await broker.until(() => conn.received.some((p) => p.type === 'pubcomp'));
+          // Caught up: messages are acknowledged on arrival again.
+          conn.send(pub('q1/d', 1, 14));
+          await broker.until(() => acks().length === 4);
+          assert.equal((await stream.next()).value!.topic, 'q1/d');
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
+    test('a held QoS 2 message that the server resends after a reconnect is answered, not delivered again', async () => {
+      await withBroker(async (broker) => {
+        broker.script = { onPublish: (p) => (p.topic === 'out' ? 'ignore' : 'ack') };
+        const client = await connect(
+          options(broker, { protocolVersion: version, highWaterMark: 1, clean: false, clientId: `held-${version}` }),
+        );
+        try {
+          const stream = client.messages();
+          void client.publish('out', 'x', { qos: 1 }).catch(() => {});
+          await broker.until(() => broker.publishes.length === 1);
+          const first = broker.latest!;
+          first.send(pub('fill', 0));
+          first.send(pub('once', 2, 7));
+          await until(() => client.bufferedCount === 2, 'both buffered');
+          await delay(50);
+          assert.ok(!first.received.some((p) => p.type === 'pubrec'), 'its PUBREC waits for the consumer');
+          first.drop();
+          await broker.until(() => broker.connections.length === 2 && broker.publishes.length === 2);
+          const second = broker.latest!;
+          second.send({ ...pub('once', 2, 7), dup: true });
+          await broker.until(() => second.received.some((p) => p.type === 'pubrec'));
+          assert.deepEqual((await stream.next()).value!.topic, 'fill');
+          assert.deepEqual((await stream.next()).value!.topic, 'once');
+          assert.equal(client.bufferedCount, 0, 'delivered once');
+          second.send({ type: 'pubrel', packetId: 7 });
+          await broker.until(() => second.received.some((p) => p.type === 'pubcomp'));
+          await delay(50);
+          assert.equal(
+            second.received.filter((p) => p.type === 'pubrec').length,
+            1,
+            'the stale held ack sends nothing',
+          );
+        } finally {
+          await client.end({ force: true });
+        }
       });
     });
   });
