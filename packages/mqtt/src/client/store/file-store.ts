@@ -13,8 +13,10 @@
 // Recovery replays the lines and skips any that fails its checksum or is not a record: a torn last line (a crash
 // mid-append) or a damaged one in the middle (flash, power loss with `fsync: 'never'`) must neither keep the
 // client from starting nor take the records after it along. A log with damaged lines is kept as `<path>.corrupt`
-// before it is rewritten. A failed write (ENOSPC, EIO) is cut off again, and the next write rewrites the whole
-// store, so a partial line never has another appended to it.
+// before it is rewritten. A failed write is cut off again, so a partial line never has another appended to it:
+// on a full disk the failed batch is appended again with the next one (a vehicle's disk may stay full for a long
+// time, and rewriting the whole store at every write would only burn CPU and flash); after any other failure
+// (EIO), or if the cut itself failed, the next write rewrites the whole store into a new file.
 //
 // The log is read in chunks and written in chunks: a month offline can make it larger than the longest string
 // V8 holds (~512 MiB), and it must still open. Compaction also counts bytes, not only lines: with large payloads
@@ -88,6 +90,8 @@ export class FileStore implements MessageStore {
   private closed = false;
   /** A write failed: the log is behind `records`, so the next write is a full snapshot, not an append. */
   private broken = false;
+  /** A batch the disk had no room for, cut off the log again: appended with the next batch (same order). */
+  private unwritten: Map<string, string | undefined> | undefined;
   /** After a compaction failed (a full disk, say), the line count at which to try again. */
   private compactRetryAt = 0;
   private compaction: Compaction | undefined;
@@ -257,7 +261,7 @@ export class FileStore implements MessageStore {
     if (this.closed) return;
     this.abandonCompaction();
     this.flush();
-    if (this.broken) {
+    if (this.broken || this.unwritten !== undefined) {
       // A last chance for what a failed write left out.
       try {
         this.replaceLog();
@@ -288,8 +292,18 @@ export class FileStore implements MessageStore {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.waiters.length === 0) return;
-    const pending = this.pending;
+    if (this.waiters.length === 0 && this.unwritten === undefined) return;
+    let pending = this.pending;
+    if (this.unwritten !== undefined) {
+      // Later changes to the same keys replace the failed batch's lines and go after them, as in append().
+      const merged = this.unwritten;
+      this.unwritten = undefined;
+      for (const [key, line] of pending) {
+        merged.delete(key);
+        merged.set(key, line);
+      }
+      pending = merged;
+    }
     const waiters = this.waiters;
     this.pending = new Map();
     this.waiters = [];
@@ -311,6 +325,7 @@ export class FileStore implements MessageStore {
   }
 
   private appendLines(pending: Map<string, string | undefined>): void {
+    const start = this.fileBytes;
     const parts: string[] = [];
     let size = 0;
     let count = 0;
@@ -332,11 +347,17 @@ export class FileStore implements MessageStore {
       if (parts.length > 0) this.writeAll(this.fd, parts);
       if (count > 0 && this.options.fsync !== 'never') fs.fdatasyncSync(this.fd);
     } catch (err) {
-      // Cut the partial batch off again: the next line must not be glued to half of one.
-      this.broken = true;
+      // Cut the partial batch off again, chunks already written too: the next line must not be glued to half of
+      // one, and the whole batch goes again.
       try {
-        fs.ftruncateSync(this.fd, this.fileBytes);
-      } catch {}
+        fs.ftruncateSync(this.fd, start);
+        this.fileBytes = start;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') this.unwritten = pending;
+        else this.broken = true;
+      } catch {
+        this.broken = true;
+      }
       throw err;
     }
     this.lines += count;
@@ -497,6 +518,8 @@ export class FileStore implements MessageStore {
       this.fd = -1;
     }
     this.onDisk = snapshot.sizes;
+    // The snapshot holds every record as it is now, a failed batch's changes too.
+    this.unwritten = undefined;
     this.liveBytes = snapshot.liveBytes;
     this.fileBytes = snapshot.fileBytes;
     this.lines = snapshot.lines;
