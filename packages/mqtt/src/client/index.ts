@@ -16,7 +16,7 @@ export {
 export { MessageStream } from './message-stream.js';
 export type { AuthHook, ClientOptions, QueueOptions, ReconnectOptions, WillOptions } from './options.js';
 export { MqttRedirectError } from './redirect.js';
-export type { FileStoreOptions } from './store/file-store.js';
+export type { FileStore, FileStoreOptions } from './store/file-store.js';
 export { MemoryStore } from './store/memory-store.js';
 export { openFileStore } from './store/open-file-store.js';
 export type { MessageStore } from './store/store.js';

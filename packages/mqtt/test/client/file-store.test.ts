@@ -346,8 +346,11 @@ test('file store lock: a second open in the same process fails with MQTT_ERR_STO
     await other.close();
     await first.close();
     assert.equal(existsSync(`${path}.lock`), false, 'close removes the lock');
-    const second = FileStore.open(path);
+    // openFileStore() gives the store itself: what it found at open is readable without a cast.
+    const second = await openFileStore(path);
     assert.deepEqual(second.get('out:1'), out(1));
+    assert.equal(second.skippedLines, 0);
+    assert.equal(second.compacting, false);
     await second.close();
     assert.deepEqual(readdirSync(dir).sort(), ['client.log', 'other.log'], 'no lock or temporary files left behind');
   } finally {
