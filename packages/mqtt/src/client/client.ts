@@ -343,7 +343,10 @@ export class MqttClient extends Emitter<ClientEvents> {
     return { inflight: this.session.inflightCount, queued: this.session.queuedCount };
   }
 
-  /** With `manualAck`: QoS 1/2 messages received on this connection and not yet acknowledged with `ack()`. */
+  /**
+   * QoS 1/2 messages received on this connection whose PUBACK / PUBREC has not gone out: with `manualAck`, those
+   * not yet acknowledged with `ack()`; otherwise those held for an iterator behind (see `highWaterMark`).
+   */
   get unackedCount(): number {
     return this.session.unackedCount;
   }

@@ -133,6 +133,34 @@ export type SessionEvent =
   | { type: 'store-delete'; key: string };
 
 /** Identifies an incoming message awaiting its acknowledgement on one connection. */
+/** An incoming QoS 1/2 message whose PUBACK / PUBREC has not gone out (manualAck, or held for a consumer). */
+interface AwaitingAck {
+  qos: 1 | 2;
+  /** Acknowledged by the application (or never held), waiting behind an earlier one. */
+  acked: boolean;
+  /** A QoS 2 id already in `incomingQos2` (and the store): the ack does not record it again. */
+  recorded?: boolean;
+  /** The resend of one held across a reconnect: the token of an earlier connection acknowledges it. */
+  adopted?: boolean;
+  /** Without manualAck, the message (as delivered): its resend after a reconnect is recognised by it. */
+  message?: PublishPacket;
+}
+
+interface HeldBefore {
+  qos: 1 | 2;
+  consumed: boolean;
+  message: PublishPacket;
+}
+
+/** A resend (DUP) of `before`: same id, QoS, topic and payload. */
+function sameMessage(before: HeldBefore, resend: PublishPacket): boolean {
+  if (before.qos !== resend.qos || before.message.topic !== resend.topic) return false;
+  const [a, b] = [before.message.payload, resend.payload];
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export interface AckToken {
   readonly packetId: number;
   readonly qos: 1 | 2;
@@ -284,7 +312,14 @@ export class ClientSession {
    * arrival order (a Map keeps insertion order). `acked` marks those the application acknowledged that still wait
    * behind an earlier one, since acks must leave in the order the PUBLISH packets arrived.
    */
-  private readonly awaitingAck = new Map<number, { qos: 1 | 2; acked: boolean; recorded?: boolean }>();
+  private readonly awaitingAck = new Map<number, AwaitingAck>();
+  /**
+   * Without manualAck: ids whose ack was held (for a consumer, or behind one) when their connection was lost. The
+   * server sends those messages again; the copy a consumer still holds answers for the resend (`consumed`: it was
+   * read meanwhile, so the resend is acknowledged at once), so a consumer that stays behind across reconnects is
+   * not handed a copy per connection, and its acks still hold the server's window.
+   */
+  private readonly heldBefore = new Map<number, HeldBefore>();
   /** How many entries of `awaitingAck` the application already acknowledged (held behind an earlier one). */
   private heldAcks = 0;
   /** Counts connections (and losses), so an ack token from an earlier connection is recognised as stale. */
@@ -460,13 +495,18 @@ export class ClientSession {
     // [MQTT-3.3.2-7]: the server's aliases die with the connection.
     this.inAliases = new IncomingTopicAliases(0);
     this.qos2ThisConnection.clear();
+    if (this.options.manualAck !== true) {
+      for (const [id, { qos, acked, message }] of this.awaitingAck) {
+        if (message !== undefined) this.heldBefore.set(id, { qos, consumed: acked, message });
+      }
+    }
     // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
     this.awaitingAck.clear();
     this.heldAcks = 0;
     this.connectionNumber++;
   }
 
-  /** Incoming QoS 1/2 messages delivered (manualAck) whose `ack()` the application has not called yet. */
+  /** Incoming QoS 1/2 messages delivered (manualAck, or held: holdAck) whose `ack()` has not been called yet. */
   get unackedCount(): number {
     return this.awaitingAck.size - this.heldAcks;
   }
@@ -484,7 +524,14 @@ export class ClientSession {
    */
   ack(token: AckToken, now: number): Step {
     const step = newStep();
-    if (token.connection !== this.connectionNumber || this.state !== 'connected') return step;
+    if (token.connection !== this.connectionNumber) {
+      // A message held across a reconnect: its resend was adopted (its ack goes now), or is still to come.
+      const before = this.heldBefore.get(token.packetId);
+      if (before !== undefined && before.qos === token.qos) before.consumed = true;
+      const adopted = this.awaitingAck.get(token.packetId);
+      if (adopted?.adopted !== true || token.connection > this.connectionNumber) return step;
+    }
+    if (this.state !== 'connected') return step;
     const waiting = this.awaitingAck.get(token.packetId);
     if (waiting === undefined || waiting.qos !== token.qos || waiting.acked) return step;
     waiting.acked = true;
@@ -776,6 +823,7 @@ export class ClientSession {
         for (const id of this.incomingQos2) addEvent(step, { type: 'store-delete', key: incomingKey(id) });
       }
       this.incomingQos2.clear();
+      this.heldBefore.clear();
       const resend: OutEntry[] = [];
       for (const entry of this.inflight.inSendOrder()) {
         if (entry.state === 'pubrel') {
@@ -905,6 +953,16 @@ export class ClientSession {
       });
       return;
     }
+    if (this.heldBefore.size > 0) {
+      const before = this.heldBefore.get(id);
+      this.heldBefore.delete(id);
+      // The server resends what it had in flight first ([MQTT-4.4.0-1]), flagged DUP: a new message ends the resends.
+      if (!packet.dup) this.heldBefore.clear();
+      else if (before !== undefined && sameMessage(before, message)) {
+        this.adoptResend(message, before.consumed, step, now);
+        return;
+      }
+    }
     const hold = this.options.holdAck?.() === true;
     if (hold || this.awaitingAck.size > 0) {
       this.holdIncoming(packet, message, hold, step, now);
@@ -924,6 +982,24 @@ export class ClientSession {
       }
       this.qos2ThisConnection.add(id);
       this.send(step, { type: 'pubrec', packetId: id }, now);
+    }
+  }
+
+  /**
+   * The resend of a message whose ack was held when the line was lost: the copy a consumer holds (or held) answers
+   * for it, so it is not delivered again. Its ack goes once that copy is read (at once if it was), in arrival order.
+   */
+  private adoptResend(message: PublishPacket, consumed: boolean, step: Step, now: number): void {
+    const id = message.packetId!;
+    const qos = message.qos as 1 | 2;
+    if (qos === 2) this.incomingQos2.add(id);
+    if (!consumed) {
+      this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message });
+    } else if (this.awaitingAck.size === 0) {
+      this.sendAck(step, id, qos, now, true);
+    } else {
+      this.awaitingAck.set(id, { qos, acked: true, recorded: true, message });
+      this.heldAcks++;
     }
   }
 
@@ -949,11 +1025,11 @@ export class ClientSession {
       }
     }
     if (hold && !known) {
-      this.awaitingAck.set(id, { qos, acked: false, recorded: true });
+      this.awaitingAck.set(id, { qos, acked: false, recorded: true, message });
     } else if (this.awaitingAck.size === 0) {
       this.sendAck(step, id, qos, now, true);
     } else {
-      this.awaitingAck.set(id, { qos, acked: true, recorded: true });
+      this.awaitingAck.set(id, { qos, acked: true, recorded: true, message });
       this.heldAcks++;
     }
   }
