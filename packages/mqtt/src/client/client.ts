@@ -245,8 +245,11 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** What to subscribe again when the server did not keep the session, by filter. */
   private readonly registry = new Map<string, { subscription: Subscription; properties?: SubscribeProperties }>();
   private readonly streams = new Set<StreamEntry>();
-  /** Messages whose PUBACK / PUBREC waits for their consumers (see holdAck): how many buffers still hold each. */
-  private readonly heldForConsumers = new Map<Message, { holders: number; ack: () => void }>();
+  /**
+   * Messages whose PUBACK / PUBREC waits for their consumers (see consumersBehind): how many buffers still hold
+   * each. Made on first use, as is every per-client thing an idle client does not need (10 000 in one process).
+   */
+  private heldForConsumers: Map<Message, { holders: number; ack: () => void }> | undefined;
   private droppedBehind = 0;
   private writeChain: Promise<void> | undefined;
   private chainDepth = 0;
@@ -319,9 +322,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       dropPolicy: options.queue?.dropPolicy,
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
-      // A consumer behind and reading that cannot pause: QoS 1/2 acks wait for it, so the server's window stops
-      // its flow (see dispatch and maybePause).
-      holdAck: () => this.bufferedCount >= this.highWaterMark,
+      consumers: this,
       persist: options.store !== undefined,
       batchRefills: true,
     });
@@ -634,13 +635,27 @@ export class MqttClient extends Emitter<ClientEvents> {
     return early;
   }
 
+  private holdForConsumers(m: Message, holders: number, ack: () => void): void {
+    this.heldForConsumers ??= new Map();
+    this.heldForConsumers.set(m, { holders, ack });
+  }
+
   /** A buffer let go of `m` (read, discarded, or all of `early`): its held ack goes once no buffer holds it. */
   private taken(m: Message, all: boolean): void {
-    const held = this.heldForConsumers.get(m);
+    const held = this.heldForConsumers?.get(m);
     if (held === undefined) return;
     if (!all && --held.holders > 0) return;
-    this.heldForConsumers.delete(m);
+    this.heldForConsumers!.delete(m);
     held.ack();
+  }
+
+  /**
+   * @internal Asked by the session for each incoming QoS 1/2 message: an iterator is at the high-water mark while
+   * reading goes on (an answer is awaited, or the transport cannot pause), so its ack waits for the consumers and
+   * the server's window stops the flow. A getter, not a closure: no per-client function.
+   */
+  get consumersBehind(): boolean {
+    return this.bufferedCount >= this.highWaterMark;
   }
 
   private get highWaterMark(): number {
@@ -653,6 +668,9 @@ export class MqttClient extends Emitter<ClientEvents> {
    */
   private maybePause(conn: Connection): void {
     if (conn.paused || this.bufferedCount < this.highWaterMark || this.awaitsServer()) return;
+    // A transport that cannot pause (a browser's WebSocket) would leave the server's bytes piling up undecoded:
+    // reading goes on, and held acks (QoS 1/2) and drops (QoS 0) bound what the consumers are behind instead.
+    if (conn.transport?.pause === undefined) return;
     conn.paused = true;
     conn.transport?.pause?.();
     this.armKeepalive();
@@ -1167,7 +1185,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (p.properties !== undefined) message.properties = p.properties;
         // Not enumerable: a message stays a plain record for logging, JSON and deep comparison.
         const ack = this.acker(e.ack);
-        // Without manualAck a token means the ack waits for the consumers that buffer the message (holdAck).
+        // Without manualAck a token means the ack waits for the consumers that buffer the message (consumersBehind).
         const held = e.ack !== undefined && this.options.manualAck !== true;
         ACK_PROPERTY.value = held ? noAck : ack;
         Object.defineProperty(message, 'ack', ACK_PROPERTY);
@@ -1175,7 +1193,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (this.early !== undefined) {
           if (this.early.length < EARLY_LIMIT) {
             this.early.push(message);
-            if (held) this.heldForConsumers.set(message, { holders: 1, ack });
+            if (held) this.holdForConsumers(message, 1, ack);
           } else {
             if (held) ack();
             this.emit('error', new MqttError('MQTT_ERR_QUEUE_FULL', 'message dropped: nobody is listening'));
@@ -1197,7 +1215,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         }
         if (!held) break;
         if (holders === 0) ack();
-        else this.heldForConsumers.set(message, { holders, ack });
+        else this.holdForConsumers(message, holders, ack);
         break;
       }
       case 'published': {

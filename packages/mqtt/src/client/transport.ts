@@ -49,7 +49,8 @@ export interface Transport {
   destroy(): void;
   /**
    * Stop reading from the connection (backpressure: the TCP window then pushes back on the server) until
-   * `resume()`. Optional: without it the client still stops decoding, and the bytes wait unread in memory.
+   * `resume()`. Optional: without it the client reads on, and a consumer behind is bounded as while an answer is
+   * awaited (ClientOptions.highWaterMark): QoS 1/2 acks held until read, QoS 0 messages dropped.
    */
   pause?(): void;
   resume?(): void;

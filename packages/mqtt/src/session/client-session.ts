@@ -69,13 +69,14 @@ export interface SessionOptions {
    */
   manualAck?: boolean;
   /**
-   * Asked for each incoming QoS 1/2 message without `manualAck`: true holds its PUBACK / PUBREC until `ack()` is
-   * called with the token its `message` event then carries, as with `manualAck` (a held QoS 2 message is recorded at
-   * once, so the server's resend after a reconnect is not delivered again). The client holds acks while a consumer
-   * is behind: the server's send window then stops its flow of QoS 1/2 messages. Acks after a held one wait for it,
-   * in arrival order.
+   * `consumersBehind` is read for each incoming QoS 1/2 message without `manualAck`: true holds its PUBACK / PUBREC
+   * until `ack()` is
+   * called with the token its `message` event then carries, as with `manualAck`; unlike it, a resend of a held
+   * message (after a reconnect) is not delivered again: the held copy answers for it. The client holds acks while a
+   * consumer is behind: the server's send window then stops its flow of QoS 1/2 messages. Acks after a held one
+   * wait for it, in arrival order.
    */
-  holdAck?: () => boolean;
+  consumers?: { readonly consumersBehind: boolean };
   /**
    * Emit `store-put` / `store-delete` events (default true). False when the client keeps no store: its queue and
    * in-flight map are then the only copy, which outlives reconnects just the same, and a publish costs no record.
@@ -108,7 +109,7 @@ export interface OutgoingMessage {
 export type SessionEvent =
   | { type: 'connected'; connack: ConnackPacket }
   | { type: 'refused'; connack: ConnackPacket }
-  /** `ack` is set for QoS 1/2 with `manualAck` or a held ack (`holdAck`): pass it to `ack()` once processed. */
+  /** `ack` is set for QoS 1/2 with `manualAck` or a held ack (`consumers`): pass it to `ack()` once processed. */
   | { type: 'message'; message: PublishPacket; ack?: AckToken | undefined }
   /** `owner` is what was passed to `publish` for this message (absent when nothing was, e.g. restored ones). */
   | {
@@ -138,10 +139,12 @@ interface AwaitingAck {
   qos: 1 | 2;
   /** Acknowledged by the application (or never held), waiting behind an earlier one. */
   acked: boolean;
-  /** A QoS 2 id already in `incomingQos2` (and the store): the ack does not record it again. */
+  /** A QoS 2 id already in `incomingQos2` and the store: its ack does not record it again. */
   recorded?: boolean;
-  /** The resend of one held across a reconnect: the token of an earlier connection acknowledges it. */
+  /** The resend of one held across a reconnect: the earlier connection's token with this `serial` acknowledges it. */
   adopted?: boolean;
+  /** The delivery whose token acknowledges it (held ones). */
+  serial?: number;
   /** Without manualAck, the message (as delivered): its resend after a reconnect is recognised by it. */
   message?: PublishPacket;
 }
@@ -150,6 +153,7 @@ interface HeldBefore {
   qos: 1 | 2;
   consumed: boolean;
   message: PublishPacket;
+  serial: number | undefined;
 }
 
 /** A resend (DUP) of `before`: same id, QoS, topic and payload. */
@@ -164,8 +168,13 @@ function sameMessage(before: HeldBefore, resend: PublishPacket): boolean {
 export interface AckToken {
   readonly packetId: number;
   readonly qos: 1 | 2;
-  /** The connection it arrived on: a token from an earlier connection acknowledges nothing. */
+  /** The connection it arrived on: a token from an earlier connection acknowledges nothing (but see `serial`). */
   readonly connection: number;
+  /**
+   * Which delivery it belongs to: a message held for a consumer across a reconnect is acknowledged on the new
+   * connection by the token of the copy the consumer holds, and by no other (its packet id may have been reused).
+   */
+  readonly serial: number;
 }
 
 export interface Step {
@@ -319,7 +328,9 @@ export class ClientSession {
    * read meanwhile, so the resend is acknowledged at once), so a consumer that stays behind across reconnects is
    * not handed a copy per connection, and its acks still hold the server's window.
    */
-  private readonly heldBefore = new Map<number, HeldBefore>();
+  private heldBefore: Map<number, HeldBefore> | undefined;
+  /** Numbers the deliveries that carry an ack token (AckToken.serial). */
+  private deliveries = 0;
   /** How many entries of `awaitingAck` the application already acknowledged (held behind an earlier one). */
   private heldAcks = 0;
   /** Counts connections (and losses), so an ack token from an earlier connection is recognised as stale. */
@@ -496,8 +507,10 @@ export class ClientSession {
     this.inAliases = new IncomingTopicAliases(0);
     this.qos2ThisConnection.clear();
     if (this.options.manualAck !== true) {
-      for (const [id, { qos, acked, message }] of this.awaitingAck) {
-        if (message !== undefined) this.heldBefore.set(id, { qos, consumed: acked, message });
+      for (const [id, { qos, acked, message, serial }] of this.awaitingAck) {
+        if (message === undefined) continue;
+        this.heldBefore ??= new Map();
+        this.heldBefore.set(id, { qos, consumed: acked, message, serial });
       }
     }
     // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
@@ -506,7 +519,7 @@ export class ClientSession {
     this.connectionNumber++;
   }
 
-  /** Incoming QoS 1/2 messages delivered (manualAck, or held: holdAck) whose `ack()` has not been called yet. */
+  /** Incoming QoS 1/2 messages delivered (manualAck, or held: `consumers`) whose `ack()` has not been called yet. */
   get unackedCount(): number {
     return this.awaitingAck.size - this.heldAcks;
   }
@@ -526,10 +539,10 @@ export class ClientSession {
     const step = newStep();
     if (token.connection !== this.connectionNumber) {
       // A message held across a reconnect: its resend was adopted (its ack goes now), or is still to come.
-      const before = this.heldBefore.get(token.packetId);
-      if (before !== undefined && before.qos === token.qos) before.consumed = true;
+      const before = this.heldBefore?.get(token.packetId);
+      if (before !== undefined && before.serial === token.serial) before.consumed = true;
       const adopted = this.awaitingAck.get(token.packetId);
-      if (adopted?.adopted !== true || token.connection > this.connectionNumber) return step;
+      if (adopted?.adopted !== true || adopted.serial !== token.serial) return step;
     }
     if (this.state !== 'connected') return step;
     const waiting = this.awaitingAck.get(token.packetId);
@@ -823,7 +836,7 @@ export class ClientSession {
         for (const id of this.incomingQos2) addEvent(step, { type: 'store-delete', key: incomingKey(id) });
       }
       this.incomingQos2.clear();
-      this.heldBefore.clear();
+      this.heldBefore = undefined;
       const resend: OutEntry[] = [];
       for (const entry of this.inflight.inSendOrder()) {
         if (entry.state === 'pubrel') {
@@ -949,21 +962,21 @@ export class ClientSession {
       addEvent(step, {
         type: 'message',
         message,
-        ack: { packetId: id, qos: packet.qos, connection: this.connectionNumber },
+        ack: { packetId: id, qos: packet.qos, connection: this.connectionNumber, serial: ++this.deliveries },
       });
       return;
     }
-    if (this.heldBefore.size > 0) {
+    if (this.heldBefore !== undefined) {
       const before = this.heldBefore.get(id);
       this.heldBefore.delete(id);
       // The server resends what it had in flight first ([MQTT-4.4.0-1]), flagged DUP: a new message ends the resends.
-      if (!packet.dup) this.heldBefore.clear();
-      else if (before !== undefined && sameMessage(before, message)) {
-        this.adoptResend(message, before.consumed, step, now);
+      if (!packet.dup || this.heldBefore.size === 0) this.heldBefore = undefined;
+      if (packet.dup && before !== undefined && sameMessage(before, message)) {
+        this.adoptResend(message, before, step, now);
         return;
       }
     }
-    const hold = this.options.holdAck?.() === true;
+    const hold = this.options.consumers?.consumersBehind === true;
     if (hold || this.awaitingAck.size > 0) {
       this.holdIncoming(packet, message, hold, step, now);
       return;
@@ -989,12 +1002,11 @@ export class ClientSession {
    * The resend of a message whose ack was held when the line was lost: the copy a consumer holds (or held) answers
    * for it, so it is not delivered again. Its ack goes once that copy is read (at once if it was), in arrival order.
    */
-  private adoptResend(message: PublishPacket, consumed: boolean, step: Step, now: number): void {
+  private adoptResend(message: PublishPacket, before: HeldBefore, step: Step, now: number): void {
     const id = message.packetId!;
     const qos = message.qos as 1 | 2;
-    if (qos === 2) this.incomingQos2.add(id);
-    if (!consumed) {
-      this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message });
+    if (!before.consumed) {
+      this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message, serial: before.serial });
     } else if (this.awaitingAck.size === 0) {
       this.sendAck(step, id, qos, now, true);
     } else {
@@ -1005,17 +1017,23 @@ export class ClientSession {
 
   /**
    * Without manualAck, a message whose ack waits: for a consumer (`hold`), or behind an earlier held one (acks leave
-   * in arrival order, [MQTT-4.6.0-2]). A QoS 2 message is delivered and recorded once, as when acknowledged at once;
-   * a repeat of a message whose ack waits is answered by that ack.
+   * in arrival order, [MQTT-4.6.0-2]). A QoS 2 message is delivered and recorded (stored) once, as when
+   * acknowledged at once: exactly once to the application, for a 'message' listener that took it at once too, at
+   * the price of a copy still unread in an iterator when the process stops. A repeat of a message whose ack waits
+   * is answered by that ack.
    */
   private holdIncoming(packet: PublishPacket, message: PublishPacket, hold: boolean, step: Step, now: number): void {
     const id = packet.packetId!;
     const qos = packet.qos as 1 | 2;
     if (this.awaitingAck.has(id)) return;
     const known = qos === 2 && this.incomingQos2.has(id);
+    let serial: number | undefined;
     if (!known) {
       const event: SessionEvent = { type: 'message', message };
-      if (hold) event.ack = { packetId: id, qos, connection: this.connectionNumber };
+      if (hold) {
+        serial = ++this.deliveries;
+        event.ack = { packetId: id, qos, connection: this.connectionNumber, serial };
+      }
       addEvent(step, event);
       if (qos === 2) {
         this.incomingQos2.add(id);
@@ -1024,8 +1042,8 @@ export class ClientSession {
         }
       }
     }
-    if (hold && !known) {
-      this.awaitingAck.set(id, { qos, acked: false, recorded: true, message });
+    if (serial !== undefined) {
+      this.awaitingAck.set(id, { qos, acked: false, recorded: true, message, serial });
     } else if (this.awaitingAck.size === 0) {
       this.sendAck(step, id, qos, now, true);
     } else {

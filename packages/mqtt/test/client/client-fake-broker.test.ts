@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
+import type { TransportFactory } from '../../src/client/transport.js';
+import { tcpTransport } from '../../src/client/transports/tcp.js';
 import { encode } from '../../src/codec/encoder.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import type { ProtocolVersion, PublishPacket, SubscribePacket } from '../../src/codec/packets.js';
@@ -214,6 +216,146 @@ for (const version of [4, 5] as ProtocolVersion[]) {
           assert.equal((await stream.next()).value!.topic, 'q1/d');
         } finally {
           await client.end({ force: true });
+        }
+      });
+    });
+
+    test('a transport that cannot pause (a browser WebSocket): reading goes on, a consumer behind stays bounded', async () => {
+      await withBroker(async (broker) => {
+        // TCP without pause/resume, as a browser's WebSocket is.
+        const transport: TransportFactory = async (target, handlers) => {
+          const tcp = await tcpTransport(target, handlers);
+          return { write: (chunk) => tcp.write(chunk), end: () => tcp.end(), destroy: () => tcp.destroy() };
+        };
+        const client = await connect(options(broker, { protocolVersion: version, highWaterMark: 4, transport }));
+        try {
+          const stream = client.messages();
+          const conn = broker.latest!;
+          for (let i = 0; i < 20; i++) conn.send(pub(`q0/${i}`, 0));
+          for (let i = 1; i <= 3; i++) conn.send(pub(`q1/${i}`, 1, i));
+          conn.send(pub('last', 0));
+          await until(() => client.droppedCount === 13, 'QoS 0 dropped past twice the mark');
+          assert.equal(client.readingPaused, false);
+          assert.equal(stream.pending, 11, 'eight QoS 0 and the three QoS 1, held');
+          assert.equal(client.unackedCount, 3);
+          const got: string[] = [];
+          for (let i = 0; i < 11; i++) got.push((await stream.next()).value!.topic);
+          await broker.until(() => conn.received.filter((p) => p.type === 'puback').length === 3);
+          assert.deepEqual(got.slice(8), ['q1/1', 'q1/2', 'q1/3']);
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
+    test('an iterator that ends (its subscription undone) lets go of the acks it held; what it buffered stays readable', async () => {
+      await withBroker(async (broker) => {
+        broker.script = { onPublish: (p) => (p.topic === 'out' ? 'ignore' : 'ack') };
+        const client = await connect(options(broker, { protocolVersion: version, highWaterMark: 1 }));
+        try {
+          const sub = await client.subscribe('a/#', { qos: 1 });
+          const stream = sub.messages();
+          void client.publish('out', 'x', { qos: 1 }).catch(() => {});
+          await broker.until(() => broker.publishes.length === 1);
+          const conn = broker.latest!;
+          conn.send(pub('a/0', 0));
+          conn.send(pub('a/1', 1, 5));
+          await until(() => client.bufferedCount === 2, 'both buffered');
+          assert.equal(client.unackedCount, 1, 'a/1 held');
+          await sub.unsubscribe();
+          await broker.until(() => conn.received.some((p) => p.type === 'puback' && p.packetId === 5));
+          assert.equal(client.unackedCount, 0);
+          conn.send(pub('b/1', 1, 6));
+          await broker.until(() => conn.received.some((p) => p.type === 'puback' && p.packetId === 6));
+          assert.deepEqual(
+            [(await stream.next()).value?.topic, (await stream.next()).value?.topic, (await stream.next()).done],
+            ['a/0', 'a/1', true],
+          );
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
+    test('an ack held across a lost session does not acknowledge the new message that reuses its packet id', async () => {
+      await withBroker(async (broker) => {
+        broker.script = {
+          onPublish: (p) => (p.topic === 'out' ? 'ignore' : 'ack'),
+          // The second connection finds no session: the server forgot the first message (id 5).
+          connack: (_c, present) => ({
+            type: 'connack',
+            sessionPresent: broker.connections.length === 2 ? false : present,
+            reasonCode: 0,
+          }),
+        };
+        const client = await connect(
+          options(broker, { protocolVersion: version, highWaterMark: 1, clean: false, clientId: `reuse-${version}` }),
+        );
+        try {
+          const stream = client.messages();
+          void client.publish('out', 'x', { qos: 1 }).catch(() => {});
+          await broker.until(() => broker.publishes.length === 1);
+          broker.latest!.send(pub('fill', 0));
+          broker.latest!.send(pub('m1', 1, 5));
+          await until(() => client.bufferedCount === 2, 'm1 held');
+          broker.latest!.drop();
+          await broker.until(() => broker.connections.length === 2 && broker.publishes.length === 2);
+          broker.latest!.send(pub('m2', 1, 5));
+          await until(() => client.bufferedCount === 3, 'm2 held');
+          broker.latest!.drop();
+          await broker.until(() => broker.connections.length === 3 && broker.publishes.length === 3);
+          const third = broker.latest!;
+          third.send({ ...pub('m2', 1, 5), dup: true });
+          await delay(50);
+          assert.equal(client.bufferedCount, 3, 'the resend of m2 is not delivered again');
+          const acks = () => third.received.filter((p) => p.type === 'puback').length;
+          assert.equal((await stream.next()).value!.topic, 'fill');
+          assert.equal((await stream.next()).value!.topic, 'm1');
+          await delay(50);
+          assert.equal(acks(), 0, "m1's token does not acknowledge m2");
+          assert.equal((await stream.next()).value!.topic, 'm2');
+          await broker.until(() => acks() === 1);
+        } finally {
+          await client.end({ force: true });
+        }
+      });
+    });
+
+    test('a held QoS 2 message is recorded at once: after a restart its resend is not delivered again', async () => {
+      // Exactly once to the application: a 'message' listener took it on arrival, whatever an iterator still held
+      // when the process stopped.
+      await withBroker(async (broker) => {
+        broker.script = { onPublish: (p) => (p.topic === 'out' ? 'ignore' : 'ack') };
+        const store = new MemoryStore();
+        const opts = {
+          protocolVersion: version,
+          highWaterMark: 1,
+          clean: false,
+          clientId: `restart-${version}`,
+          store,
+        };
+        const first = await connect(options(broker, opts));
+        const seen: string[] = [];
+        first.on('message', (m) => seen.push(m.topic));
+        const stream = first.messages();
+        void first.publish('out', 'x', { qos: 1 }).catch(() => {});
+        await broker.until(() => broker.publishes.length === 1);
+        broker.latest!.send(pub('fill', 0));
+        broker.latest!.send(pub('q2', 2, 7));
+        await until(() => first.bufferedCount === 2, 'q2 held');
+        assert.ok(!broker.latest!.received.some((p) => p.type === 'pubrec'), 'its PUBREC waits for the iterator');
+        await first.end({ force: true }); // the process stops before its iterator read q2
+        assert.equal(stream.pending, 2);
+        const second = await connect(options(broker, opts));
+        try {
+          second.on('message', (m) => seen.push(m.topic));
+          await broker.until(() => broker.connections.length === 2);
+          broker.latest!.send({ ...pub('q2', 2, 7), dup: true });
+          await broker.until(() => broker.latest!.received.some((p) => p.type === 'pubrec'));
+          await delay(50);
+          assert.deepEqual(seen, ['fill', 'q2'], 'q2 once');
+        } finally {
+          await second.end({ force: true });
         }
       });
     });

@@ -114,7 +114,8 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
   };
   if (socket.pause !== undefined && socket.resume !== undefined) {
     // With `ws`, a consumer at its high-water mark stops the reads and TCP pushes back on the server, as over
-    // mqtt://; a browser's WebSocket cannot pause, and the client then keeps the bytes undecoded.
+    // mqtt://; a browser's WebSocket cannot pause: the client then reads on, holding acks and dropping QoS 0 for a
+    // consumer behind.
     transport.pause = () => socket.pause!();
     transport.resume = () => socket.resume!();
   }
