@@ -281,6 +281,20 @@ test('-D properties from otalink pub reach mosquitto_sub; otalink sub -F prints 
       assert.ok(ours.out().includes('"topic"'), ours.out());
       assert.equal(untimed(ours.out()), untimed(mosq.out()));
     }
+    // QoS 1: %m and "mid" in %j are the packet identifier, as mosquitto_sub prints them.
+    for (const topic of ['q/a', 'q/b']) {
+      assert.equal(
+        await runPub(['-p', port, '-t', topic, '-m', `{"t":"${topic}"}`, '-r', '-q', '1'], captureIo().io),
+        0,
+      );
+    }
+    const qos1 = ['-t', 'q/#', '-q', '1', '-F', '%m|%q|%t|%j', '-C', '2'];
+    const mosqQos1 = run(mosquittoSub, ['-p', port, '-V', '5', ...qos1]);
+    const oursQos1 = captureIo();
+    assert.equal(await runSub(['-p', port, '-V', '5', ...qos1], oursQos1.io), 0, oursQos1.err());
+    assert.equal(await mosqQos1.exited, 0, mosqQos1.err());
+    assert.match(oursQos1.out(), /^[1-9]\d*\|1\|q\/a\|.*"mid":[1-9]/);
+    assert.equal(untimed(oursQos1.out()), untimed(mosqQos1.out()));
     // A subscription identifier comes back on the messages it matched.
     const id = captureIo();
     assert.equal(

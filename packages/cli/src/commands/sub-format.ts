@@ -5,7 +5,7 @@
 import type { Message, PublishProperties } from '@otalink/mqtt';
 import { UsageError } from './usage.js';
 
-export type FormattedMessage = Pick<Message, 'topic' | 'payload' | 'qos' | 'retain' | 'properties'>;
+export type FormattedMessage = Pick<Message, 'topic' | 'payload' | 'qos' | 'retain' | 'properties' | 'packetId'>;
 
 /** What rendering one message gives: its bytes, and the %J complaint when the payload is not JSON. */
 export interface Rendered {
@@ -192,8 +192,8 @@ function renderParam(p: Param, message: FormattedMessage, date: Date, pretty: bo
     case 'l':
       return Buffer.from(intField(message.payload.length, p));
     case 'm':
-      // The client does not hand the packet identifier on; mosquitto prints 0 for QoS 0 too.
-      return Buffer.from(intField(0, p));
+      // mosquitto prints 0 for QoS 0.
+      return Buffer.from(intField(message.packetId ?? 0, p));
     case 'P':
       return Buffer.from((props?.userProperties ?? []).map(([k, v]) => `${k}:${v}`).join(' '));
     case 'p':
@@ -285,6 +285,8 @@ function jsonMessage(message: FormattedMessage, date: Date, escaped: boolean, pr
     ['retain', message.retain ? 1 : 0],
     ['payloadlen', message.payload.length],
   ];
+  // As mosquitto_sub: the packet identifier of a QoS 1/2 message.
+  if (message.packetId !== undefined) entries.push(['mid', message.packetId]);
   const properties = propertyEntries(message.properties);
   if (properties.length > 0) entries.push(['properties', { entries: properties }]);
   let payload: Json = null;

@@ -32,7 +32,7 @@ Output:
   -v                print "topic payload" instead of the payload alone
   -F <format>       print each message in this format (overrides -v), as mosquitto_sub's -F: %t topic,
                     %p payload, %x / %X payload in hex, %l payload length, %q QoS, %r retain flag,
-                    %m message id (always 0 here), %I ISO 8601 time, %U Unix time, %j / %J JSON (payload
+                    %m message id (0 for QoS 0), %I ISO 8601 time, %U Unix time, %j / %J JSON (payload
                     as a string / as JSON), %C %D %E %F %P %R %S %A MQTT 5 properties, %% a %; printf
                     flags and widths (%-10t, %05l, %.3t); @Y @m @d @H @M @S @N ... strftime's time fields;
                     \\n \\t \\r \\v \\a \\e \\0 \\\\ escapes

@@ -48,6 +48,8 @@ export interface Message {
   qos: QoS;
   retain: boolean;
   dup: boolean;
+  /** The packet identifier it arrived with (QoS 1 and 2; mosquitto_sub's `%m`). */
+  packetId?: number;
   /** As sent, except `topicAlias`: the topic is already resolved, and the alias meant nothing outside that line. */
   properties?: PublishProperties;
   /**
@@ -1182,6 +1184,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       case 'message': {
         const p = e.message;
         const message = { topic: p.topic, payload: p.payload, qos: p.qos, retain: p.retain, dup: p.dup } as Message;
+        if (p.packetId !== undefined) message.packetId = p.packetId;
         if (p.properties !== undefined) message.properties = p.properties;
         // Not enumerable: a message stays a plain record for logging, JSON and deep comparison.
         const ack = this.acker(e.ack);

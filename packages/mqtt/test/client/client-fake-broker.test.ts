@@ -589,7 +589,11 @@ describe('dependability against the fake broker', () => {
       );
       assert.equal(conn.chunks - chunksBefore, 1, 'the released acks in one write');
       assert.equal(client.unackedCount, 0);
-      assert.deepEqual(Object.keys(m1), ['topic', 'payload', 'qos', 'retain', 'dup'], 'ack is not enumerable');
+      assert.deepEqual(
+        Object.keys(m1),
+        ['topic', 'payload', 'qos', 'retain', 'dup', 'packetId'],
+        'ack is not enumerable',
+      );
       await client.end();
     });
   });
