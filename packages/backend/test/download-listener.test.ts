@@ -55,7 +55,8 @@ test('a worker that dies is logged and restarted on the port it had; close() wai
   }
   assert.equal(listener.listening, false);
   assert.equal(listener.threadId, -1, 'no worker left');
-  await assert.rejects(fetchUrl(listener.url), /ECONNREFUSED/);
+  // Refused; or, when a test file running beside this one took the freed port meanwhile, not answered by us.
+  await assert.rejects(fetchUrl(listener.url), /ECONNREFUSED|socket hang up|ECONNRESET/);
 });
 
 test('a port already taken fails the start with EADDRINUSE and its port', async () => {
