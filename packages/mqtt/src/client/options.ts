@@ -109,10 +109,11 @@ export interface ClientOptions {
    * Backpressure: when a message iterator (or the backlog held for the first consumer) has this many messages
    * unread, the client stops reading from the server until it is down to half; the TCP window then holds the
    * server back, and its in-flight QoS 1/2 messages wait for our acks. Default 1000. Reading goes on while the
-   * client awaits an answer (a PUBACK, a SUBACK: it is behind the messages); then QoS 1/2 messages past the mark are
-   * acknowledged only once read, so the server's window stops them, and QoS 0 messages are dropped for an iterator
-   * twice the mark behind (`droppedCount`). 'message' listeners are called synchronously and never buffer. An
-   * iterator nobody reads (and nobody ends) stalls the client.
+   * client awaits an answer (a PUBACK, a SUBACK: it is behind the messages), and over a transport that cannot pause
+   * (a browser's WebSocket); then QoS 1/2 messages past the mark are acknowledged only once read, so the server's
+   * window stops them, and QoS 0 messages are dropped for an iterator twice the mark behind (`droppedCount`).
+   * 'message' listeners are called synchronously and never buffer. An iterator nobody reads (and nobody ends)
+   * stalls the flow of QoS 1/2 messages to the client.
    */
   highWaterMark?: number;
   /**

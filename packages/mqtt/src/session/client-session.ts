@@ -70,11 +70,10 @@ export interface SessionOptions {
   manualAck?: boolean;
   /**
    * `consumersBehind` is read for each incoming QoS 1/2 message without `manualAck`: true holds its PUBACK / PUBREC
-   * until `ack()` is
-   * called with the token its `message` event then carries, as with `manualAck`; unlike it, a resend of a held
-   * message (after a reconnect) is not delivered again: the held copy answers for it. The client holds acks while a
-   * consumer is behind: the server's send window then stops its flow of QoS 1/2 messages. Acks after a held one
-   * wait for it, in arrival order.
+   * until `ack()` is called with the token its `message` event then carries, as with `manualAck`; unlike it, a
+   * resend of a held message (after a reconnect) is not delivered again: the held copy answers for it. The client
+   * holds acks while a consumer is behind: the server's send window then stops its flow of QoS 1/2 messages. Acks
+   * after a held one wait for it, in arrival order.
    */
   consumers?: { readonly consumersBehind: boolean };
   /**
@@ -133,7 +132,6 @@ export type SessionEvent =
   | { type: 'store-put'; key: string; record: StoredRecord }
   | { type: 'store-delete'; key: string };
 
-/** Identifies an incoming message awaiting its acknowledgement on one connection. */
 /** An incoming QoS 1/2 message whose PUBACK / PUBREC has not gone out (manualAck, or held for a consumer). */
 interface AwaitingAck {
   qos: 1 | 2;
@@ -165,6 +163,7 @@ function sameMessage(before: HeldBefore, resend: PublishPacket): boolean {
   return true;
 }
 
+/** Identifies an incoming message awaiting its acknowledgement on one connection. */
 export interface AckToken {
   readonly packetId: number;
   readonly qos: 1 | 2;
@@ -1005,14 +1004,20 @@ export class ClientSession {
   private adoptResend(message: PublishPacket, before: HeldBefore, step: Step, now: number): void {
     const id = message.packetId!;
     const qos = message.qos as 1 | 2;
-    if (!before.consumed) {
-      this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message, serial: before.serial });
-    } else if (this.awaitingAck.size === 0) {
+    if (before.consumed) this.ackInTurn(message, step, now);
+    else this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message, serial: before.serial });
+  }
+
+  /** A due ack of a recorded message: sent now if no earlier one waits, else queued behind it, in arrival order. */
+  private ackInTurn(message: PublishPacket, step: Step, now: number): void {
+    const id = message.packetId!;
+    const qos = message.qos as 1 | 2;
+    if (this.awaitingAck.size === 0) {
       this.sendAck(step, id, qos, now, true);
-    } else {
-      this.awaitingAck.set(id, { qos, acked: true, recorded: true, message });
-      this.heldAcks++;
+      return;
     }
+    this.awaitingAck.set(id, { qos, acked: true, recorded: true, message });
+    this.heldAcks++;
   }
 
   /**
@@ -1042,14 +1047,8 @@ export class ClientSession {
         }
       }
     }
-    if (serial !== undefined) {
-      this.awaitingAck.set(id, { qos, acked: false, recorded: true, message, serial });
-    } else if (this.awaitingAck.size === 0) {
-      this.sendAck(step, id, qos, now, true);
-    } else {
-      this.awaitingAck.set(id, { qos, acked: true, recorded: true, message });
-      this.heldAcks++;
-    }
+    if (serial !== undefined) this.awaitingAck.set(id, { qos, acked: false, recorded: true, message, serial });
+    else this.ackInTurn(message, step, now);
   }
 
   private onPuback(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
