@@ -3,7 +3,8 @@
 // server serves the page and the bundle, Debian's Chromium (driven by playwright-core) loads them, and the client
 // talks to our broker's WebSocket listener through the browser's own WebSocket. On the other end is a Node client
 // over TCP: QoS 0, 1 and 2 both ways in 3.1.1 and 5.0, payload bytes intact, a 5.0 user property, a retained
-// message, and mqtt:// refused in the page with an error that says what to use instead.
+// message, an iterator behind a flood staying bounded over a WebSocket that cannot pause, and mqtt:// refused in
+// the page with an error that says what to use instead.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -176,6 +177,65 @@ test('the client bundled for a browser runs in Chromium over WebSocket: QoS 0/1/
       } finally {
         await node.end({ force: true });
       }
+    }
+
+    // A browser's WebSocket cannot pause: the client reads on, and an iterator behind is bounded by held acks
+    // (the broker's window of 100 stops QoS 1) and QoS 0 drops at twice the mark, every QoS 1 message then read.
+    const flood = page.evaluate(
+      async ({ url }) => {
+        const mqtt = (globalThis as unknown as { otalinkMqtt: typeof import('../../packages/mqtt/src/index.js') })
+          .otalinkMqtt;
+        const client = await mqtt.connect(url, { protocolVersion: 5, reconnect: false, highWaterMark: 5 });
+        const sub = await client.subscribe('flood/#', { qos: 1 });
+        const stream = sub.messages();
+        let most = 0;
+        client.on('message', () => {
+          most = Math.max(most, client.bufferedCount);
+        });
+        await client.publish('flood-ready', 'ready', { qos: 1 });
+        // Until nothing more comes: the held acks have stopped the broker.
+        for (let last = -1; ; ) {
+          await new Promise((r) => setTimeout(r, 300));
+          if (client.bufferedCount === last) break;
+          last = client.bufferedCount;
+        }
+        const behind = { most, dropped: client.droppedCount, paused: client.readingPaused };
+        const commands: string[] = [];
+        for await (const m of stream) {
+          if (m.qos === 1) commands.push(new TextDecoder().decode(m.payload));
+          if (commands.length === 300) break;
+        }
+        await client.end();
+        return { ...behind, commands };
+      },
+      { url: `ws://127.0.0.1:${ws.port}/mqtt` },
+    );
+    const backend = await connect({ host: '127.0.0.1', port: tcp.port, protocolVersion: 5, reconnect: false });
+    try {
+      let ready: () => void = () => {};
+      const pageReady = new Promise<void>((resolve) => {
+        ready = resolve;
+      });
+      backend.on('message', () => ready());
+      await backend.subscribe('flood-ready', { qos: 1 });
+      await Promise.race([pageReady, flood]);
+      const sent: Promise<unknown>[] = [];
+      for (let i = 0; i < 300; i++) {
+        sent.push(backend.publish('flood/cmd', `${i}`, { qos: 1 }));
+        sent.push(backend.publish('flood/status', `${i}`, { qos: 0 }), backend.publish('flood/status', `${i}`));
+      }
+      await Promise.all(sent);
+      const result = await flood;
+      assert.equal(result.paused, false, 'reading never paused');
+      assert.ok(result.most <= 2 * 5 + 100, `at most ${2 * 5 + 100} buffered, saw ${result.most}`);
+      assert.ok(result.dropped > 0, 'QoS 0 dropped for the iterator behind');
+      assert.deepEqual(
+        result.commands,
+        Array.from({ length: 300 }, (_, i) => `${i}`),
+        'every QoS 1 message, in order',
+      );
+    } finally {
+      await backend.end({ force: true });
     }
 
     const refused = await page.evaluate(async (port) => {
