@@ -90,8 +90,6 @@ export class FileStore implements MessageStore {
   private closed = false;
   /** A write failed: the log is behind `records`, so the next write is a full snapshot, not an append. */
   private broken = false;
-  /** A batch the disk had no room for, cut off the log again: appended with the next batch (same order). */
-  private unwritten: Map<string, string | undefined> | undefined;
   /** After a compaction failed (a full disk, say), the line count at which to try again. */
   private compactRetryAt = 0;
   private compaction: Compaction | undefined;
@@ -261,7 +259,7 @@ export class FileStore implements MessageStore {
     if (this.closed) return;
     this.abandonCompaction();
     this.flush();
-    if (this.broken || this.unwritten !== undefined) {
+    if (this.broken || this.pending.size > 0) {
       // A last chance for what a failed write left out.
       try {
         this.replaceLog();
@@ -292,18 +290,9 @@ export class FileStore implements MessageStore {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.waiters.length === 0 && this.unwritten === undefined) return;
-    let pending = this.pending;
-    if (this.unwritten !== undefined) {
-      // Later changes to the same keys replace the failed batch's lines and go after them, as in append().
-      const merged = this.unwritten;
-      this.unwritten = undefined;
-      for (const [key, line] of pending) {
-        merged.delete(key);
-        merged.set(key, line);
-      }
-      pending = merged;
-    }
+    // Pending lines and no waiter: a batch the disk had no room for (see appendLines).
+    if (this.waiters.length === 0 && this.pending.size === 0) return;
+    const pending = this.pending;
     const waiters = this.waiters;
     this.pending = new Map();
     this.waiters = [];
@@ -353,7 +342,9 @@ export class FileStore implements MessageStore {
         fs.ftruncateSync(this.fd, start);
         this.fileBytes = start;
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOSPC' || code === 'EDQUOT') this.unwritten = pending;
+        // Back as the pending batch (nothing was added meanwhile: this runs in flush, synchronously), so changes
+        // made before the next write replace its lines and go last, as append() does for any batch.
+        if (code === 'ENOSPC' || code === 'EDQUOT') this.pending = pending;
         else this.broken = true;
       } catch {
         this.broken = true;
@@ -518,8 +509,6 @@ export class FileStore implements MessageStore {
       this.fd = -1;
     }
     this.onDisk = snapshot.sizes;
-    // The snapshot holds every record as it is now, a failed batch's changes too.
-    this.unwritten = undefined;
     this.liveBytes = snapshot.liveBytes;
     this.fileBytes = snapshot.fileBytes;
     this.lines = snapshot.lines;
