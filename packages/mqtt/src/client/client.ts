@@ -599,7 +599,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       stream: new MessageStream<Message>(
         () => this.streams.delete(entry),
         () => this.maybeResume(),
-        (m) => this.taken(m, false),
+        (m) => this.taken(m),
       ),
       accepts,
       filters,
@@ -632,7 +632,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     const early = this.early ?? [];
     this.early = undefined;
     // Handed to their first consumer: a held ack goes now (the consumer's own buffer holds no ack).
-    for (const m of early) this.taken(m, true);
+    for (const m of early) this.taken(m);
     if (early.length > 0) this.maybeResume();
     return early;
   }
@@ -643,10 +643,10 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   /** A buffer let go of `m` (read, discarded, or all of `early`): its held ack goes once no buffer holds it. */
-  private taken(m: Message, all: boolean): void {
+  private taken(m: Message): void {
     const held = this.heldForConsumers?.get(m);
     if (held === undefined) return;
-    if (!all && --held.holders > 0) return;
+    if (--held.holders > 0) return;
     this.heldForConsumers!.delete(m);
     held.ack();
   }

@@ -139,16 +139,16 @@ interface AwaitingAck {
   acked: boolean;
   /** A QoS 2 id already in `incomingQos2` and the store: its ack does not record it again. */
   recorded?: boolean;
-  /** The resend of one held across a reconnect: the earlier connection's token with this `serial` acknowledges it. */
-  adopted?: boolean;
-  /** The delivery whose token acknowledges it (held ones). */
+  /**
+   * The delivery whose token acknowledges it (held ones); for the resend of one held across a reconnect, the token
+   * an earlier connection gave the copy the consumer holds.
+   */
   serial?: number;
   /** Without manualAck, the message (as delivered): its resend after a reconnect is recognised by it. */
   message?: PublishPacket;
 }
 
 interface HeldBefore {
-  qos: 1 | 2;
   consumed: boolean;
   message: PublishPacket;
   serial: number | undefined;
@@ -156,7 +156,7 @@ interface HeldBefore {
 
 /** A resend (DUP) of `before`: same id, QoS, topic and payload. */
 function sameMessage(before: HeldBefore, resend: PublishPacket): boolean {
-  if (before.qos !== resend.qos || before.message.topic !== resend.topic) return false;
+  if (before.message.qos !== resend.qos || before.message.topic !== resend.topic) return false;
   const [a, b] = [before.message.payload, resend.payload];
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -506,10 +506,10 @@ export class ClientSession {
     this.inAliases = new IncomingTopicAliases(0);
     this.qos2ThisConnection.clear();
     if (this.options.manualAck !== true) {
-      for (const [id, { qos, acked, message, serial }] of this.awaitingAck) {
+      for (const [id, { acked, message, serial }] of this.awaitingAck) {
         if (message === undefined) continue;
         this.heldBefore ??= new Map();
-        this.heldBefore.set(id, { qos, consumed: acked, message, serial });
+        this.heldBefore.set(id, { consumed: acked, message, serial });
       }
     }
     // Unacknowledged deliveries die with the connection: the server sends them again (persistent session).
@@ -537,11 +537,11 @@ export class ClientSession {
   ack(token: AckToken, now: number): Step {
     const step = newStep();
     if (token.connection !== this.connectionNumber) {
-      // A message held across a reconnect: its resend was adopted (its ack goes now), or is still to come.
+      // A message held across a reconnect: its resend was adopted (the entry carries this token's serial: its ack
+      // goes now), or is still to come. Serials are never reused, so no other entry matches.
       const before = this.heldBefore?.get(token.packetId);
       if (before !== undefined && before.serial === token.serial) before.consumed = true;
-      const adopted = this.awaitingAck.get(token.packetId);
-      if (adopted?.adopted !== true || adopted.serial !== token.serial) return step;
+      if (this.awaitingAck.get(token.packetId)?.serial !== token.serial) return step;
     }
     if (this.state !== 'connected') return step;
     const waiting = this.awaitingAck.get(token.packetId);
@@ -1005,7 +1005,7 @@ export class ClientSession {
     const id = message.packetId!;
     const qos = message.qos as 1 | 2;
     if (before.consumed) this.ackInTurn(message, step, now);
-    else this.awaitingAck.set(id, { qos, acked: false, recorded: true, adopted: true, message, serial: before.serial });
+    else this.awaitingAck.set(id, { qos, acked: false, recorded: true, message, serial: before.serial });
   }
 
   /** A due ack of a recorded message: sent now if no earlier one waits, else queued behind it, in arrival order. */
