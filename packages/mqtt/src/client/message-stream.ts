@@ -6,8 +6,6 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   private readonly readers: Array<(result: IteratorResult<T>) => void> = [];
   private done = false;
   private droppedValues = 0;
-  /** `taken` was called for everything buffered when the stream ended. */
-  private released = false;
 
   constructor(
     private readonly detach: (stream: MessageStream<T>) => void,
@@ -45,9 +43,8 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
     if (this.done) return;
     this.done = true;
     // What it buffered stays readable, but nothing more will come to read it for: whatever waits on its reading
-    // (the client's held acks) is let go now, once.
+    // (the client's held acks) is let go now, once (reads after the end call `taken` no more).
     for (const value of this.buffer) this.taken(value);
-    this.released = true;
     this.detach(this);
     for (const reader of this.readers.splice(0)) reader({ value: undefined, done: true });
     this.drained();
@@ -56,7 +53,7 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
   next(): Promise<IteratorResult<T>> {
     if (this.buffer.length > 0) {
       const value = this.buffer.shift() as T;
-      if (!this.released) this.taken(value);
+      if (!this.done) this.taken(value);
       this.drained();
       return Promise.resolve({ value, done: false });
     }
@@ -66,7 +63,7 @@ export class MessageStream<T> implements AsyncIterableIterator<T> {
 
   return(): Promise<IteratorResult<T>> {
     const discarded = this.buffer.splice(0);
-    if (!this.released) for (const value of discarded) this.taken(value);
+    if (!this.done) for (const value of discarded) this.taken(value);
     this.end();
     return Promise.resolve({ value: undefined, done: true });
   }
