@@ -2,7 +2,8 @@
 // Runs every *.test.ts under packages/, test/ and bench/ with Node's test runner and the tsx loader.
 // Node 20's --test takes no globs, so the files are listed here. Arguments narrow the set by substring.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -26,10 +27,14 @@ if (selected.length === 0) {
 }
 selected.sort();
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
+// Clients given a client id open a default file store (see ClientOptions.store): in a directory of this run's own,
+// not in the checkout, and never a store an earlier run left.
+const storeDir = mkdtempSync(join(tmpdir(), 'otalink-test-stores-'));
 const result = spawnSync(
   process.execPath,
   // A hung test fails after 5 minutes instead of holding CI until its own limit.
   ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...flags, ...selected],
-  { cwd: root, stdio: 'inherit' },
+  { cwd: root, stdio: 'inherit', env: { ...process.env, OTALINK_MQTT_STORE_DIR: storeDir } },
 );
+rmSync(storeDir, { recursive: true, force: true });
 process.exit(result.status ?? 1);

@@ -67,6 +67,8 @@ export const ours: Lib = {
       protocolVersion: spec.version,
       maxInflight: spec.window,
       clientId: spec.clientId,
+      // Session memory only, as MQTT.js keeps its in-flight messages by default.
+      store: false,
       clean: spec.clean ?? true,
       keepalive: spec.keepalive ?? 60,
       reconnect:

@@ -50,6 +50,8 @@ describe('OTA broker: identity from the certificate, isolation by ACL', () => {
   ): Promise<MqttClient> {
     const client = await connect(stack.tlsUrl, {
       clientId,
+      // The tests leave a vehicle connected while the next one connects with the same id: no shared store.
+      store: false,
       protocolVersion,
       reconnect: false,
       connectTimeoutMs: 10_000,
@@ -64,6 +66,7 @@ describe('OTA broker: identity from the certificate, isolation by ACL', () => {
     assert.ok(url !== undefined);
     const client = await connect(url, {
       clientId: 'backend-test',
+      store: false,
       username: 'otalink-backend',
       password: BACKEND_PASSWORD,
       reconnect: false,

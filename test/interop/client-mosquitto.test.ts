@@ -393,32 +393,47 @@ for (const qos of [1, 2] as const) {
   });
 }
 
-for (const qos of [1, 2] as const) {
-  test(`client process killed with SIGKILL and restarted on the same file store: QoS ${qos}`, async (t) => {
+// 'default': the child gives no store option and runs in a directory of its own with no $OTALINK_MQTT_STORE_DIR,
+// as an application started without configuration would: its store is .otalink-mqtt/<id>@<host>_<port>.log there.
+for (const [qos, store] of [
+  [1, 'file'],
+  [2, 'file'],
+  [2, 'default'],
+] as const) {
+  const how = store === 'file' ? 'on the same file store' : 'with no store option (its default file store)';
+  test(`client process killed with SIGKILL and restarted ${how}: QoS ${qos}`, async (t) => {
     const binary = requireProgram(t, 'mosquitto');
     if (!binary) return;
     const broker = await Mosquitto.start(binary);
     const dir = mkdtempSync(join(tmpdir(), 'otalink-kill9-'));
     const total = 1500;
     const fixture = new URL('../../packages/mqtt/test/client/fixtures/store-publisher.ts', import.meta.url).pathname;
+    const clientId = `kill9-${store}-${qos}`;
+    const { OTALINK_MQTT_STORE_DIR: _, ...env } = process.env;
     const run = (count: number) =>
       spawn(
         process.execPath,
         [
           '--import',
-          'tsx',
+          // By URL: the child's working directory (dir) has no node_modules to find 'tsx' in.
+          import.meta.resolve('tsx'),
           fixture,
           broker.url,
-          join(dir, 'store.log'),
-          `kill9-${qos}`,
+          store === 'file' ? join(dir, 'store.log') : 'default',
+          clientId,
           String(count),
           String(qos),
           '5',
         ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+        { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env },
       );
     try {
-      const sub = await connect({ url: broker.url, clientId: `kill9-sub-${qos}`, clean: false, reconnect: fast });
+      const sub = await connect({
+        url: broker.url,
+        clientId: `kill9-sub-${store}-${qos}`,
+        clean: false,
+        reconnect: fast,
+      });
       await sub.subscribe('kill9/#', { qos });
       const received: string[] = [];
       sub.on('message', (m) => received.push(text(m.payload)));
@@ -446,6 +461,11 @@ for (const qos of [1, 2] as const) {
       const code = await new Promise<number | null>((r) => second.once('close', r));
       assert.equal(code, 0, out2);
       assert.match(out2, /drained/);
+      if (store === 'default') {
+        const expected = `store ${join(dir, '.otalink-mqtt', `${clientId}@127.0.0.1_${broker.port}.log`)}\n`;
+        assert.ok(out.startsWith(expected), out.slice(0, 200));
+        assert.ok(out2.startsWith(expected), out2);
+      }
       await until(() => new Set(received).size === total, 15_000, `all ${total} (have ${new Set(received).size})`);
       if (qos === 2) assert.equal(received.length, total, 'QoS 2: nothing doubled');
       await sub.end();

@@ -45,7 +45,8 @@ function nextMessages(client: MqttClient, count: number, what: string): Promise<
 
 async function cycle(client: ClientOptions, i: number): Promise<void> {
   const version: ProtocolVersion = i % 2 === 0 ? 5 : 4;
-  const common = { ...client, protocolVersion: version, reconnect: false as const };
+  // No client stores: a takeover below runs two clients with one id, and the broker's state is what is measured.
+  const common = { ...client, protocolVersion: version, reconnect: false as const, store: false as const };
   const vehicleId = `veh-${i}`;
   const backend = await connect({
     ...common,

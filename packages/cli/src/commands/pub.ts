@@ -129,7 +129,8 @@ export async function clientOptions(
   properties: CliProperties = {},
   io?: CliIo,
 ): Promise<ClientOptions> {
-  const options: ClientOptions = { reconnect: false, connectTimeoutMs: 10_000 };
+  // No store, as mosquitto_pub and mosquitto_sub keep none: a command line run leaves no files behind.
+  const options: ClientOptions = { reconnect: false, connectTimeoutMs: 10_000, store: false };
   const url = str(values, 'L');
   const tlsWanted = values.cafile !== undefined || values.cert !== undefined || values.insecure === true;
   if (url !== undefined) options.url = splitUrl(url).server;

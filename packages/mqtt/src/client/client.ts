@@ -37,6 +37,8 @@ import { Emitter } from './emitter.js';
 import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
 import { isRedirect, MqttRedirectError, redirectTarget, SERVER_MOVED } from './redirect.js';
+import { defaultStorePath } from './store/file-default.js';
+import { openFileStore } from './store/open-file-store.js';
 import type { MessageStore } from './store/store.js';
 import type { Transport, TransportFactory, TransportHandlers } from './transport.js';
 
@@ -240,8 +242,10 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** Redirect errors followRedirect has weighed: an attempt's error reaches it twice (attempt, then reconnect). */
   private readonly weighedRedirects = new WeakSet<Error>();
   private readonly session: ClientSession;
-  /** Undefined without `options.store`: the session's own state is then the only copy (no record per publish). */
-  private readonly store: MessageStore | undefined;
+  /** Undefined without a store: the session's own state is then the only copy (no record per publish). */
+  private store: MessageStore | undefined;
+  /** The default file store's path, opened by start() (see ClientOptions.store). */
+  private readonly defaultStore: string | undefined;
   private conn: Connection | undefined;
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
   /** What to subscribe again when the server did not keep the session, by filter. */
@@ -299,6 +303,13 @@ export class MqttClient extends Emitter<ClientEvents> {
     this.connectSessionExpiry = properties?.sessionExpiryInterval ?? 0;
     const clientId = options.clientId ?? (this.version === 5 && clean ? '' : randomClientId(options.random));
     const will = options.will;
+    this.store = options.store === false ? undefined : options.store;
+    // A client id and a server name the session to resume after a restart; a transport of the caller's own
+    // (tests, in-process brokers) leaves the server unnamed.
+    this.defaultStore =
+      options.store === undefined && options.clientId !== undefined && options.transport === undefined
+        ? defaultStorePath(options.clientId, target, options.storeDir)
+        : undefined;
     this.session = new ClientSession({
       protocolVersion: this.version,
       clientId,
@@ -325,10 +336,14 @@ export class MqttClient extends Emitter<ClientEvents> {
       topicAliases: options.topicAliases,
       manualAck: options.manualAck,
       consumers: this,
-      persist: options.store !== undefined,
+      persist: this.store !== undefined || this.defaultStore !== undefined,
       batchRefills: true,
     });
-    this.store = options.store;
+  }
+
+  /** The file of the store the client opened by default (see ClientOptions.store); undefined if it has none. */
+  get storePath(): string | undefined {
+    return this.defaultStore;
   }
 
   /** The client id in use (the server's assigned one after CONNACK, if it assigned one). */
@@ -471,6 +486,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
     try {
+      if (this.defaultStore !== undefined) this.store = await this.openDefaultStore(this.defaultStore);
       if (this.store !== undefined) this.session.restore(await this.store.list());
       if (this.options.retryFirstConnect === true) {
         this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
@@ -480,6 +496,16 @@ export class MqttClient extends Emitter<ClientEvents> {
     } catch (err) {
       await this.finish(err as Error);
       throw err;
+    }
+  }
+
+  private async openDefaultStore(path: string): Promise<MessageStore> {
+    try {
+      return await openFileStore(path);
+    } catch (err) {
+      if (!(err instanceof MqttError)) throw err;
+      const hint = `the default store of client id '${this.clientId}' (ClientOptions.store: a store of your own, or false for none; storeDir: elsewhere)`;
+      throw new MqttError(err.code, `${err.message}; ${hint}`, { cause: err.cause ?? err });
     }
   }
 

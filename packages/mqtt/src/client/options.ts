@@ -117,10 +117,21 @@ export interface ClientOptions {
    */
   highWaterMark?: number;
   /**
-   * Where QoS 1/2 messages and incoming QoS 2 ids are kept to survive a restart (FileStore), or to be handed to
-   * another client (MemoryStore). Default none: the client's own session state, which outlives reconnects.
+   * Where outgoing QoS 1/2 messages (queued or in flight) and incoming QoS 2 ids are kept to survive a restart:
+   * a process killed mid-flight resends them when it starts again with the same client id and server, and QoS 2
+   * stays exactly once. Default on Node, for a client given a `clientId` (and no `transport` of its own): a file
+   * store for that id and server in `storeDir` (see `storePath`); it is opened by connect() (start()), which
+   * rejects with MQTT_ERR_STORE_LOCKED while another client or process has it open, or MQTT_ERR_STORE if it
+   * cannot be written. Any other client, and every client in a browser, has none by default. A MessageStore of
+   * your own (`await openFileStore(path)`, a MemoryStore to hand state to another client, IndexedDB), or false:
+   * no store, the client's own session state only (it outlives reconnects, not the process), as in MQTT.js.
    */
-  store?: MessageStore;
+  store?: MessageStore | false;
+  /**
+   * The directory of the default file store (see `store`). Default: $OTALINK_MQTT_STORE_DIR, else `.otalink-mqtt`
+   * in the working directory. Its file is `<clientId>@<host>_<port>.log` (other characters percent-encoded).
+   */
+  storeDir?: string;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */
   transport?: TransportFactory;
   /** For backoff jitter; defaults to Math.random. */
