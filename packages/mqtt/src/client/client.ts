@@ -304,10 +304,10 @@ export class MqttClient extends Emitter<ClientEvents> {
     const clientId = options.clientId ?? (this.version === 5 && clean ? '' : randomClientId(options.random));
     const will = options.will;
     this.store = options.store === false ? undefined : options.store;
-    // A client id and a server name the session to resume after a restart; a transport of the caller's own
-    // (tests, in-process brokers) leaves the server unnamed.
+    // A client id and a server name the session to resume after a restart; an empty id (the server assigns one)
+    // names none, and a transport of the caller's own (tests, in-process brokers) leaves the server unnamed.
     this.defaultStore =
-      options.store === undefined && options.clientId !== undefined && options.transport === undefined
+      options.store === undefined && options.clientId && options.transport === undefined
         ? defaultStorePath(options.clientId, target, options.storeDir)
         : undefined;
     this.session = new ClientSession({

@@ -119,12 +119,13 @@ export interface ClientOptions {
   /**
    * Where outgoing QoS 1/2 messages (queued or in flight) and incoming QoS 2 ids are kept to survive a restart:
    * a process killed mid-flight resends them when it starts again with the same client id and server, and QoS 2
-   * stays exactly once. Default on Node, for a client given a `clientId` (and no `transport` of its own): a file
-   * store for that id and server in `storeDir` (see `storePath`); it is opened by connect() (start()), which
-   * rejects with MQTT_ERR_STORE_LOCKED while another client or process has it open, or MQTT_ERR_STORE if it
-   * cannot be written. Any other client, and every client in a browser, has none by default. A MessageStore of
-   * your own (`await openFileStore(path)`, a MemoryStore to hand state to another client, IndexedDB), or false:
-   * no store, the client's own session state only (it outlives reconnects, not the process), as in MQTT.js.
+   * stays exactly once. Default on Node, for a client given a non-empty `clientId` (and no `transport` of its
+   * own): a file store for that id and server in `storeDir` (see `storePath`); it is opened by connect()
+   * (start()), which rejects with MQTT_ERR_STORE_LOCKED while another client or process has it open, or
+   * MQTT_ERR_STORE if it cannot be written. Any other client, and every client in a browser, has none by default.
+   * A MessageStore of your own (`await openFileStore(path)`, a MemoryStore to hand state to another client,
+   * IndexedDB), or false: no store, the client's own session state only (it outlives reconnects, not the
+   * process), as in MQTT.js.
    */
   store?: MessageStore | false;
   /**

@@ -138,11 +138,12 @@ describe('default store: the client', () => {
     }
   });
 
-  test('no default store without a client id, with store: false, with a store of its own, or with a transport of its own', async () => {
+  test('no default store without a client id (or with an empty one), with store: false, with a store of its own, or with a transport of its own', async () => {
     const anonymous = await open({});
+    const assigned = await open({ clientId: '' });
     const off = await open({ clientId: 'off', store: false });
     const own = await open({ clientId: 'own', store: new MemoryStore() });
-    for (const c of [anonymous, off, own]) assert.equal(c.storePath, undefined);
+    for (const c of [anonymous, assigned, off, own]) assert.equal(c.storePath, undefined);
     const viaTransport = new MqttClient({
       clientId: 'in-process',
       storeDir: dir,
