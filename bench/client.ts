@@ -5,6 +5,7 @@
 //   node --import tsx bench/client.ts --json out.json  also write every measurement as JSON
 //   node --import tsx bench/client.ts --only=publish,drain --window=20
 //   node --import tsx bench/client.ts --only=publish-our-broker    the publish rows against our broker
+//   node --import tsx bench/client.ts --only=store     ours on its default file store (a client id, no store option)
 //
 // Every case runs in its own Node process (bench/client/worker.ts) against a freshly started Mosquitto, so no
 // case inherits another's heap, JIT state or broker state. Both clients get the same window of unacknowledged
@@ -19,8 +20,9 @@
 // core (costly in a VM). A client that spends more CPU per message is asleep less often. `taskset -c 0 npm run
 // bench:client -- --only=publish` puts every process on one core: no cross-core wake-ups, the rate then follows the
 // CPU both processes spend per message.
-import { writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { bundleSizes } from './client/bundle.js';
 import { mqttjs } from './client/libs.js';
 import { BenchMosquitto, LOOPBACK_HOSTS, type MosquittoSettings, mosquittoVersion } from './client/mosquitto.js';
@@ -31,8 +33,8 @@ import { machineInfo } from './lib/machine.js';
 import { median } from './lib/measure.js';
 import { formatTable } from './lib/table.js';
 
-type Section = 'publish' | 'publish-our-broker' | 'receive' | 'memory' | 'drain' | 'bundle';
-const SECTIONS: Section[] = ['publish', 'publish-our-broker', 'receive', 'memory', 'drain', 'bundle'];
+type Section = 'publish' | 'publish-our-broker' | 'receive' | 'memory' | 'drain' | 'store' | 'bundle';
+const SECTIONS: Section[] = ['publish', 'publish-our-broker', 'receive', 'memory', 'drain', 'store', 'bundle'];
 const LIBS = ['otalink', 'mqttjs'] as const;
 
 interface Options {
@@ -324,6 +326,63 @@ async function main(): Promise<void> {
     }
   }
 
+  if (options.only.includes('store')) {
+    // What the default costs: a client given an id (and no store option) writes every QoS 1/2 message to its file
+    // store, fsync once per batch, before it sends it. MQTT.js, given no stores, keeps them in memory.
+    const storeDir = mkdtempSync(join(tmpdir(), 'otalink-bench-store-'));
+    try {
+      for (const version of [4, 5] as const) {
+        const r = await both(
+          `publish QoS 1 ${versionName(version)} · default file store`,
+          (lib) => ({
+            ...base,
+            lib,
+            scenario: 'publish',
+            version,
+            qos: 1,
+            window: version === 5 ? options.window : options.window311,
+            storeDir: join(storeDir, `publish-${version}-${lib}`),
+          }),
+          300_000,
+        );
+        rows.push([
+          `publish QoS 1, ${versionName(version)}, ours on its default file store (msg/s)`,
+          fmtRate(r.otalink),
+          fmtRate(r.mqttjs),
+          fmtRatio(rate(r.otalink ?? { ok: false, rates: [] }), rate(r.mqttjs ?? { ok: false, rates: [] })),
+          '',
+        ]);
+        rows.push(cpuRow('  client CPU per message', r));
+      }
+      for (const version of [4, 5] as const) {
+        const r = await both(
+          `drain ${options.drainMessages} ${versionName(version)} · default file store`,
+          (lib) => ({
+            ...base,
+            lib,
+            scenario: 'drain',
+            version,
+            qos: 1,
+            messages: options.drainMessages,
+            window: 65_535,
+            storeDir: join(storeDir, `drain-${version}-${lib}`),
+          }),
+          300_000,
+        );
+        const ours = rate(r.otalink ?? { ok: false, rates: [] });
+        rows.push([
+          `drain ${options.drainMessages.toLocaleString('en-US')} stored QoS 1, ${versionName(version)}, ours on its default file store (msg/s)`,
+          fmtRate(r.otalink),
+          fmtRate(r.mqttjs),
+          fmtRatio(ours, rate(r.mqttjs ?? { ok: false, rates: [] })),
+          `≥ 20 000/s: ${ours >= 20_000 ? 'met' : 'not met'}`,
+        ]);
+      }
+    } finally {
+      rmSync(storeDir, { recursive: true, force: true });
+    }
+  }
+
   let bundles: Awaited<ReturnType<typeof bundleSizes>> | undefined;
   if (options.only.includes('bundle')) {
     bundles = await bundleSizes();
@@ -368,8 +427,11 @@ async function main(): Promise<void> {
     'memory: heapUsed and RSS after forced GC, before and after connecting the clients (keepalive 600 s, spread over',
     `  ${LOOPBACK_HOSTS.join(', ')}), divided by the number of clients.`,
     'drain: a persistent session, ours at its default window (the Receive Maximum in 5.0, none in 3.1.1); Mosquitto',
-    '  is killed, 10 000 QoS 1 publishes are queued offline (ours: session queue and store; MQTT.js: its offline',
-    '  queue and outgoing store), Mosquitto restarts on the same port; timed from the CONNACK to the last PUBACK.',
+    '  is killed, 10 000 QoS 1 publishes are queued offline (ours: its session queue; MQTT.js: its offline queue and',
+    '  in-memory outgoing store), Mosquitto restarts on the same port; timed from the CONNACK to the last PUBACK.',
+    'default file store: the same publish and drain cases with ours given a client id and no store option, so it',
+    '  keeps every QoS 1 message in its file store (a log, fdatasync once per batch, a tmpfs or disk as tmpdir is)',
+    '  before sending it and deletes it at its PUBACK. MQTT.js has no file store of its own and runs as above.',
   ];
   if (bundles !== undefined) {
     notes.push(

@@ -17,6 +17,8 @@ export interface ConnectSpec {
   keepalive?: number;
   /** Reconnect quickly (drain scenario); otherwise no reconnect. */
   reconnectMs?: number;
+  /** Ours: the default file store in this directory (needs clientId); otherwise none, as MQTT.js keeps memory. */
+  storeDir?: string;
 }
 
 export interface BenchClient {
@@ -67,8 +69,9 @@ export const ours: Lib = {
       protocolVersion: spec.version,
       maxInflight: spec.window,
       clientId: spec.clientId,
-      // Session memory only, as MQTT.js keeps its in-flight messages by default.
-      store: false,
+      // Session memory only, as MQTT.js keeps its in-flight messages by default, unless the case measures the
+      // default file store.
+      ...(spec.storeDir === undefined ? { store: false as const } : { storeDir: spec.storeDir }),
       clean: spec.clean ?? true,
       keepalive: spec.keepalive ?? 60,
       reconnect:

@@ -20,6 +20,11 @@ export interface CaseSpec {
   payloadBytes?: number;
   /** The broker's process, whose CPU share the publish case measures over its timed rounds. */
   brokerPid?: number;
+  /**
+   * Publish, drain: ours on its default file store (a client id, no store option) in this directory, fsync per
+   * batch. MQTT.js has no file store of its own: it keeps its default, memory.
+   */
+  storeDir?: string;
 }
 
 export interface CaseResult {

@@ -63,7 +63,13 @@ async function publishBatch(client: BenchClient, count: number, qos: 0 | 1 | 2, 
 
 async function publishCase(): Promise<CaseResult> {
   const s = spec;
-  const client = await lib.connect({ host: s.host, port: s.port, version: s.version, window: s.window });
+  const client = await lib.connect({
+    host: s.host,
+    port: s.port,
+    version: s.version,
+    window: s.window,
+    ...(s.storeDir === undefined ? {} : { storeDir: s.storeDir, clientId: `bench-publish-${lib.name}` }),
+  });
   const rates: number[] = [];
   const cpuUs: number[] = [];
   const clientCpuPct: number[] = [];
@@ -194,6 +200,7 @@ async function drainCase(): Promise<CaseResult> {
     clientId: `bench-drain-${lib.name}`,
     clean: false,
     reconnectMs: 100,
+    ...(s.storeDir === undefined ? {} : { storeDir: s.storeDir }),
   });
   const offline = new Promise<void>((resolve) => client.onOffline(resolve));
   await ask({ type: 'request', what: 'kill-broker' });
