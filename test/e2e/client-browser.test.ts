@@ -181,35 +181,6 @@ test('the client bundled for a browser runs in Chromium over WebSocket: QoS 0/1/
 
     // A browser's WebSocket cannot pause: the client reads on, and an iterator behind is bounded by held acks
     // (the broker's window of 100 stops QoS 1) and QoS 0 drops at twice the mark, every QoS 1 message then read.
-    const flood = page.evaluate(
-      async ({ url }) => {
-        const mqtt = (globalThis as unknown as { otalinkMqtt: typeof import('../../packages/mqtt/src/index.js') })
-          .otalinkMqtt;
-        const client = await mqtt.connect(url, { protocolVersion: 5, reconnect: false, highWaterMark: 5 });
-        const sub = await client.subscribe('flood/#', { qos: 1 });
-        const stream = sub.messages();
-        let most = 0;
-        client.on('message', () => {
-          most = Math.max(most, client.bufferedCount);
-        });
-        await client.publish('flood-ready', 'ready', { qos: 1 });
-        // Until nothing more comes: the held acks have stopped the broker.
-        for (let last = -1; ; ) {
-          await new Promise((r) => setTimeout(r, 300));
-          if (client.bufferedCount === last) break;
-          last = client.bufferedCount;
-        }
-        const behind = { most, dropped: client.droppedCount, paused: client.readingPaused };
-        const commands: string[] = [];
-        for await (const m of stream) {
-          if (m.qos === 1) commands.push(new TextDecoder().decode(m.payload));
-          if (commands.length === 300) break;
-        }
-        await client.end();
-        return { ...behind, commands };
-      },
-      { url: `ws://127.0.0.1:${ws.port}/mqtt` },
-    );
     const backend = await connect({ host: '127.0.0.1', port: tcp.port, protocolVersion: 5, reconnect: false });
     try {
       let ready: () => void = () => {};
@@ -218,6 +189,51 @@ test('the client bundled for a browser runs in Chromium over WebSocket: QoS 0/1/
       });
       backend.on('message', () => ready());
       await backend.subscribe('flood-ready', { qos: 1 });
+      // Started once the backend listens: the page's 'ready' must not go out before anyone is subscribed to it.
+      const flood = page.evaluate(
+        async ({ url }) => {
+          const mqtt = (globalThis as unknown as { otalinkMqtt: typeof import('../../packages/mqtt/src/index.js') })
+            .otalinkMqtt;
+          const client = await mqtt.connect(url, { protocolVersion: 5, reconnect: false, highWaterMark: 5 });
+          const sub = await client.subscribe('flood/#', { qos: 1 });
+          const stream = sub.messages();
+          let most = 0;
+          client.on('message', () => {
+            most = Math.max(most, client.bufferedCount);
+          });
+          await client.publish('flood-ready', 'ready', { qos: 1 });
+          // Until the flood has come and nothing more comes: the held acks have stopped the broker (bounded: a
+          // flood that never comes fails below).
+          for (let last = -1, rounds = 0; rounds < 60; rounds++) {
+            await new Promise((r) => setTimeout(r, 300));
+            if (client.bufferedCount === last && last > 0) break;
+            last = client.bufferedCount;
+          }
+          const behind = { most, dropped: client.droppedCount, paused: client.readingPaused };
+          const commands: string[] = [];
+          // Bounded: a message that never comes fails the test with what was read, not by its timeout.
+          const iterator = stream[Symbol.asyncIterator]();
+          let stalled: string | undefined;
+          while (commands.length < 300) {
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const next = await Promise.race([
+              iterator.next(),
+              new Promise<'stalled'>((r) => {
+                timer = setTimeout(() => r('stalled'), 20_000);
+              }),
+            ]);
+            clearTimeout(timer);
+            if (next === 'stalled' || next.done === true) {
+              stalled = `${next === 'stalled' ? 'nothing for 20 s' : 'the stream ended'}: state ${client.state}, buffered ${client.bufferedCount}`;
+              break;
+            }
+            if (next.value.qos === 1) commands.push(new TextDecoder().decode(next.value.payload));
+          }
+          await client.end({ force: stalled !== undefined });
+          return { ...behind, commands, stalled };
+        },
+        { url: `ws://127.0.0.1:${ws.port}/mqtt` },
+      );
       await Promise.race([pageReady, flood]);
       const sent: Promise<unknown>[] = [];
       for (let i = 0; i < 300; i++) {
@@ -226,6 +242,7 @@ test('the client bundled for a browser runs in Chromium over WebSocket: QoS 0/1/
       }
       await Promise.all(sent);
       const result = await flood;
+      assert.equal(result.stalled, undefined, `after ${result.commands.length} commands: ${result.stalled}`);
       assert.equal(result.paused, false, 'reading never paused');
       assert.ok(result.most <= 2 * 5 + 100, `at most ${2 * 5 + 100} buffered, saw ${result.most}`);
       assert.ok(result.dropped > 0, 'QoS 0 dropped for the iterator behind');
