@@ -208,10 +208,10 @@ class AgentShell implements Agent {
     const mqtt = this.options.mqtt;
     const client = new MqttClient({
       reconnect: { initialDelayMs: 1000, maxDelayMs: 60_000 },
+      ...mqtt,
       // No client store unless given one: the journal keeps the vehicle's state, and a report lost with the
       // process is sent again after the next sync.result (see startClient).
-      store: false,
-      ...mqtt,
+      store: mqtt.store ?? false,
       ...(transport === undefined ? {} : { transport }),
       clientId: this.vin,
       clean: false,

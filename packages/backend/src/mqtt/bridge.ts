@@ -58,10 +58,10 @@ export class MqttBridge implements CommandSink {
     const base: ClientOptions =
       typeof this.options.mqtt === 'string' ? { url: this.options.mqtt } : { ...this.options.mqtt };
     const client = await connect({
+      ...base,
       // No client store unless given one: the database holds the campaigns, and on restart the orchestrator
       // re-sends job.notify for every execution in flight (above).
-      store: false,
-      ...base,
+      store: base.store ?? false,
       clientId: this.options.clientId,
       clean: false,
       manualAck: true,

@@ -246,6 +246,13 @@ export class MqttClient extends Emitter<ClientEvents> {
   private store: MessageStore | undefined;
   /** The default file store's path, opened by start() (see ClientOptions.store). */
   private readonly defaultStore: string | undefined;
+  /**
+   * The store's records are loaded (start()): until then nothing is written to it, so a message published before
+   * start() cannot overwrite a record of an earlier run that has its sequence number; restore() numbers it after
+   * them and stores it then.
+   */
+  private storeLoaded = false;
+  private starting = false;
   private conn: Connection | undefined;
   private readonly controls = new Map<number, Pending<SubackPacket | UnsubackPacket>>();
   /** What to subscribe again when the server did not keep the session, by filter. */
@@ -341,7 +348,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** The file of the store the client opened by default (see ClientOptions.store); undefined if it has none. */
+  /** The file of the client's default store (see ClientOptions.store), opened by start(); undefined if it has none. */
   get storePath(): string | undefined {
     return this.defaultStore;
   }
@@ -484,10 +491,26 @@ export class MqttClient extends Emitter<ClientEvents> {
    * `retryFirstConnect`: then it resolves once the store is loaded and the attempts go on in the background.
    */
   async start(): Promise<void> {
-    if (this.state !== 'idle') throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
+    if (this.state !== 'idle' || this.starting) {
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
+    }
+    this.starting = true;
     try {
-      if (this.defaultStore !== undefined) this.store = await this.openDefaultStore(this.defaultStore);
-      if (this.store !== undefined) this.session.restore(await this.store.list());
+      if (this.defaultStore !== undefined) {
+        const store = await this.openDefaultStore(this.defaultStore);
+        if (this.ending !== undefined) {
+          // end() came while the store opened: it found none to close.
+          await store.close?.();
+          throw closedError();
+        }
+        this.store = store;
+      }
+      if (this.store !== undefined) {
+        const records = await this.store.list();
+        if (this.ending !== undefined) throw closedError();
+        this.storeLoaded = true;
+        this.apply(undefined, this.session.restore(records));
+      }
       if (this.options.retryFirstConnect === true) {
         this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
         return;
@@ -503,9 +526,12 @@ export class MqttClient extends Emitter<ClientEvents> {
     try {
       return await openFileStore(path);
     } catch (err) {
-      if (!(err instanceof MqttError)) throw err;
       const hint = `the default store of client id '${this.clientId}' (ClientOptions.store: a store of your own, or false for none; storeDir: elsewhere)`;
-      throw new MqttError(err.code, `${err.message}; ${hint}`, { cause: err.cause ?? err });
+      if (err instanceof MqttError)
+        throw new MqttError(err.code, `${err.message}; ${hint}`, { cause: err.cause ?? err });
+      throw new MqttError('MQTT_ERR_STORE', `cannot open the file store ${path}: ${(err as Error).message}; ${hint}`, {
+        cause: err,
+      });
     }
   }
 
@@ -1068,7 +1094,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   /** Persists what the step asks, writes its packets (after the store settled), then settles promises. */
   private apply(conn: Connection | undefined, step: Step): void {
     let ops: Promise<void>[] | undefined;
-    const store = this.store;
+    const store = this.storeLoaded ? this.store : undefined;
     if (store !== undefined) {
       for (const e of step.events) {
         let r: void | Promise<void> | undefined;

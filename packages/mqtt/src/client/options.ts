@@ -130,7 +130,8 @@ export interface ClientOptions {
   store?: MessageStore | false;
   /**
    * The directory of the default file store (see `store`). Default: $OTALINK_MQTT_STORE_DIR, else `.otalink-mqtt`
-   * in the working directory. Its file is `<clientId>@<host>_<port>.log` (other characters percent-encoded).
+   * in the working directory. Its file is `<clientId>@<host>_<port>.log`: see file-default.ts for the encoding, the
+   * hash an id with capitals or a long one ends in, and a WebSocket path.
    */
   storeDir?: string;
   /** Overrides the transport chosen from the scheme (tests, in-process brokers). */

@@ -412,8 +412,14 @@ export class ClientSession {
     return owners;
   }
 
-  /** Loads what a durable store kept from an earlier run. Call before the first connect. */
-  restore(records: Iterable<StoredRecord>): void {
+  /**
+   * Loads what a durable store kept from an earlier run. Call before the first connect. Messages published before
+   * it (none written to the store yet) go after the restored ones, numbered after them, and the step stores them.
+   */
+  restore(records: Iterable<StoredRecord>): Step {
+    const step = newStep();
+    const early: OutEntry[] = [];
+    for (let e = this.queue.shift(); e !== undefined; e = this.queue.shift()) early.push(e);
     const outgoing: OutgoingRecord[] = [];
     for (const r of records) {
       if (r.kind === 'incoming') this.incomingQos2.add(r.packetId);
@@ -451,6 +457,13 @@ export class ClientSession {
       }
       this.lastSeq = Math.max(this.lastSeq, r.seq);
     }
+    for (const entry of early) {
+      entry.seq = ++this.lastSeq;
+      entry.key = undefined;
+      this.queue.push(entry);
+      if (entry.qos > 0) this.storeOutgoing(step, entry);
+    }
+    return step;
   }
 
   /** Starts the handshake; `extraProperties` (e.g. authentication data for this attempt) join the options'. */

@@ -16,8 +16,8 @@ const text = (b: Uint8Array) => new TextDecoder().decode(b);
 describe('default store: its path', () => {
   test('the client id and the server, percent-encoded where a file name could not hold them', () => {
     assert.equal(
-      defaultStorePath('VIN123', { host: '127.0.0.1', port: 1883 }, '/var/lib/tcu'),
-      '/var/lib/tcu/VIN123@127.0.0.1_1883.log',
+      defaultStorePath('veh-123', { host: '127.0.0.1', port: 1883 }, '/var/lib/tcu'),
+      '/var/lib/tcu/veh-123@127.0.0.1_1883.log',
     );
     assert.equal(
       defaultStorePath('fleet/car 1*ü', { host: 'Broker.Example.COM', port: 8883 }, '/s'),
@@ -25,6 +25,29 @@ describe('default store: its path', () => {
     );
     assert.equal(defaultStorePath('..', { host: '::1', port: 1 }, '/s'), '/s/..@%3A%3A1_1.log');
     assert.equal(defaultStorePath('', { host: 'h', port: 1 }, '/s'), '/s/@h_1.log');
+    // No MQTT string may hold an unpaired surrogate: encoded as U+FFFD, not thrown from the constructor.
+    assert.equal(defaultStorePath('a\uD800', { host: 'h', port: 1 }, '/s'), '/s/a%EF%BF%BD@h_1.log');
+  });
+
+  test('an id with capitals ends in a hash of itself: a file system that ignores case still gets two files', () => {
+    const server = { host: '127.0.0.1', port: 1883 };
+    const upper = defaultStorePath('VIN123', server, '/s')!;
+    assert.match(upper, /^\/s\/VIN123@127\.0\.0\.1_1883~[0-9a-f]{8}\.log$/);
+    const lower = defaultStorePath('vin123', server, '/s')!;
+    assert.equal(lower, '/s/vin123@127.0.0.1_1883.log');
+    assert.notEqual(upper.toLowerCase(), lower.toLowerCase());
+    assert.equal(upper, defaultStorePath('VIN123', server, '/s'), 'the same id gives the same file');
+  });
+
+  test('two WebSocket paths on one host and port are two servers; /mqtt (the default) adds nothing', () => {
+    const at = (path: string) => defaultStorePath('c', { protocol: 'wss', host: 'gw', port: 443, path }, '/s');
+    assert.equal(at('/mqtt'), '/s/c@gw_443.log');
+    assert.equal(at('/tenant-a'), '/s/c@gw_443_%2Ftenant-a.log');
+    assert.notEqual(at('/tenant-a'), at('/tenant-b'));
+    assert.equal(
+      defaultStorePath('c', { protocol: 'mqtt', host: 'gw', port: 1883, path: '/x' }, '/s'),
+      '/s/c@gw_1883.log',
+    );
   });
 
   test('a long client id is cut and ends in a hash: still one file, and one per id', () => {
@@ -32,7 +55,8 @@ describe('default store: its path', () => {
     const a = defaultStorePath(`${'x'.repeat(300)}a`, server, '/s')!;
     const b = defaultStorePath(`${'x'.repeat(300)}b`, server, '/s')!;
     const name = a.slice('/s/'.length);
-    assert.ok(name.length <= 164, `${name.length} characters`);
+    // With the lock's temporary file (~35 more), under ecryptfs's 143.
+    assert.ok(name.length <= 100, `${name.length} characters`);
     assert.ok(!name.includes('/'));
     assert.notEqual(a, b);
     assert.equal(a, defaultStorePath(`${'x'.repeat(300)}a`, server, '/s'), 'the same id gives the same file');
@@ -48,6 +72,8 @@ describe('default store: its path', () => {
       process.env.OTALINK_MQTT_STORE_DIR = '/from/env';
       assert.equal(defaultStorePath('c', server, undefined), '/from/env/c@h_1.log');
       delete process.env.OTALINK_MQTT_STORE_DIR;
+      assert.equal(defaultStorePath('c', server, undefined), join(process.cwd(), '.otalink-mqtt', 'c@h_1.log'));
+      process.env.OTALINK_MQTT_STORE_DIR = '';
       assert.equal(defaultStorePath('c', server, undefined), join(process.cwd(), '.otalink-mqtt', 'c@h_1.log'));
     } finally {
       if (saved === undefined) delete process.env.OTALINK_MQTT_STORE_DIR;
@@ -152,6 +178,54 @@ describe('default store: the client', () => {
     });
     assert.equal(viaTransport.storePath, undefined);
     assert.deepEqual(readdirSync(dir), [], 'no file written');
+  });
+
+  test('a message published before start() goes after those a killed run left, and none is lost or overwritten', async () => {
+    broker.script.onPublish = () => 'ignore';
+    // One in flight, one still queued when the process ends.
+    const first = await open({ clientId: 'early', clean: false, maxInflight: 1 });
+    for (const payload of ['old-1', 'old-2']) first.publish('t', payload, { qos: 1 }).catch(() => {});
+    await broker.until(() => broker.publishes.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    await first.end({ force: true });
+    assert.equal((await readStore(first.storePath!)).length, 2);
+
+    broker.script.onPublish = () => 'ack';
+    broker.publishes.length = 0;
+    const second = new MqttClient({
+      url: broker.url,
+      reconnect: false,
+      storeDir: dir,
+      clientId: 'early',
+      clean: false,
+    });
+    clients.push(second);
+    // Numbered 1 in this process, as the killed run's first message was: it must neither take that one's record
+    // nor go before it.
+    const early = second.publish('t', 'new-1', { qos: 1 });
+    await second.start();
+    assert.equal((await early).reasonCode, 0);
+    await until(() => second.pendingCount.inflight + second.pendingCount.queued === 0, 'the acks');
+    assert.deepEqual(
+      broker.publishes.map((p) => text(p.payload)),
+      ['old-1', 'old-2', 'new-1'],
+    );
+    await second.end();
+    assert.deepEqual(await readStore(second.storePath!), [], 'all three acknowledged, so gone');
+  });
+
+  test('end() while start() opens the store: start() rejects, nothing connects, the store is closed and free', async () => {
+    const client = new MqttClient({ url: broker.url, reconnect: false, storeDir: dir, clientId: 'ending' });
+    clients.push(client);
+    const started = client.start();
+    await client.end();
+    await assert.rejects(started, { code: 'MQTT_ERR_CLIENT_CLOSED' });
+    assert.equal(client.state, 'closed');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(broker.connects.length, 0, 'no CONNECT after end()');
+    const again = await open({ clientId: 'ending' });
+    assert.equal(again.state, 'connected', 'the lock was released');
+    await assert.rejects(client.start(), { code: 'MQTT_ERR_INVALID_OPTION' });
   });
 
   test('a second client with the same id and server while the first runs: MQTT_ERR_STORE_LOCKED, with the way out, and the first goes on', async () => {

@@ -8,25 +8,41 @@
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 
-/** Longest file name kept readable; longer ids are cut and end in a hash (names are at most 255 bytes). */
-const MAX_NAME = 160;
+/**
+ * Longest name part kept readable. Longer ones are cut and end in a hash; the lock's temporary file adds ~35
+ * characters, and ecryptfs (an encrypted home) allows 143.
+ */
+const MAX_NAME = 96;
 
 /** The default file store's path for this client id and server, or undefined where there is none (a browser). */
 export function defaultStorePath(
   clientId: string,
-  server: { host: string; port: number },
+  server: { host: string; port: number; protocol?: string; path?: string },
   dir: string | undefined,
 ): string | undefined {
-  const base = dir ?? process.env.OTALINK_MQTT_STORE_DIR ?? '.otalink-mqtt';
-  let name = `${safeName(clientId)}@${safeName(server.host.toLowerCase())}_${server.port}`;
-  if (name.length > MAX_NAME) {
-    const hash = createHash('sha256').update(`${clientId}\0${server.host}\0${server.port}`).digest('hex');
-    name = `${name.slice(0, MAX_NAME - 17)}~${hash.slice(0, 16)}`;
+  const base = dir || process.env.OTALINK_MQTT_STORE_DIR || '.otalink-mqtt';
+  const host = server.host.toLowerCase();
+  // Two WebSocket endpoints on one host and port (a gateway per tenant) are two servers.
+  const wsPath = server.protocol?.startsWith('ws') === true && server.path !== '/mqtt' ? (server.path ?? '') : '';
+  let name = `${safeName(clientId)}@${safeName(host)}_${server.port}${wsPath === '' ? '' : `_${safeName(wsPath)}`}`;
+  // A file system that ignores case (macOS, Windows) would give "Truck-A" and "truck-a", two ids, one file.
+  const cased = /[A-Z]/.test(clientId);
+  if (name.length > MAX_NAME || cased) {
+    const hash = createHash('sha256').update(`${clientId}\0${host}\0${server.port}\0${wsPath}`).digest('hex');
+    name = `${name.slice(0, MAX_NAME - 9)}~${hash.slice(0, 8)}`;
   }
   return join(resolve(base), `${name}.log`);
 }
 
-/** Letters, digits, '.', '_' and '-' as they are; every other byte percent-encoded (no '/', no '\0'). */
+/**
+ * Letters, digits, '.', '_' and '-' as they are; every other byte of the UTF-8 text percent-encoded (so no '/',
+ * no '\0'; an unpaired surrogate, which no MQTT string may hold, is encoded as U+FFFD rather than thrown).
+ */
 function safeName(text: string): string {
-  return encodeURIComponent(text).replace(/[!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9._-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

@@ -124,7 +124,12 @@ export class FileStore implements MessageStore {
     } catch (err) {
       throw storeError(`cannot create the directory of ${path}`, err);
     }
-    this.lock = acquireStoreLock(`${path}.lock`, path);
+    try {
+      this.lock = acquireStoreLock(`${path}.lock`, path);
+    } catch (err) {
+      // A holder's lock file that cannot be read or moved aside (EACCES) fails with the store's code too.
+      throw err instanceof MqttError ? err : storeError(`cannot take the lock of ${path}`, err);
+    }
     try {
       this.load();
     } catch (err) {
