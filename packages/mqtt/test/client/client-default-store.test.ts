@@ -214,6 +214,23 @@ describe('default store: the client', () => {
     assert.deepEqual(await readStore(second.storePath!), [], 'all three acknowledged, so gone');
   });
 
+  test('a store of its own, the same: a message published before start() neither replaces a stored one nor goes twice', async () => {
+    const store = new MemoryStore();
+    const old = new TextEncoder().encode('old');
+    store.put('out:1', { kind: 'outgoing', seq: 1, topic: 't', payload: old, qos: 1, retain: false, state: 'queued' });
+    const client = new MqttClient({ url: broker.url, reconnect: false, clientId: 'own-store', store });
+    clients.push(client);
+    const early = client.publish('t', 'new', { qos: 1 });
+    await client.start();
+    assert.equal((await early).reasonCode, 0);
+    await until(() => client.pendingCount.inflight + client.pendingCount.queued === 0, 'the acks');
+    assert.deepEqual(
+      broker.publishes.map((p) => text(p.payload)),
+      ['old', 'new'],
+    );
+    assert.equal(store.size, 0);
+  });
+
   test('end() while start() opens the store: start() rejects, nothing connects, the store is closed and free', async () => {
     const client = new MqttClient({ url: broker.url, reconnect: false, storeDir: dir, clientId: 'ending' });
     clients.push(client);
