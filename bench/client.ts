@@ -183,6 +183,18 @@ async function main(): Promise<void> {
     clients: options.idleClients,
   };
 
+  // Ours with its default window: the server's Receive Maximum in 5.0, none in 3.1.1 (MQTT.js replays its offline
+  // queue without any window either way).
+  const drainCase = (lib: (typeof LIBS)[number], version: 4 | 5): Omit<CaseSpec, 'port'> => ({
+    ...base,
+    lib,
+    scenario: 'drain',
+    version,
+    qos: 1,
+    messages: options.drainMessages,
+    window: 65_535,
+  });
+
   async function both(
     key: string,
     make: (lib: (typeof LIBS)[number]) => Omit<CaseSpec, 'port'>,
@@ -301,17 +313,7 @@ async function main(): Promise<void> {
     for (const version of [4, 5] as const) {
       const r = await both(
         `drain ${options.drainMessages} ${versionName(version)}`,
-        // Ours with its default window: the server's Receive Maximum in 5.0, none in 3.1.1 (MQTT.js replays its
-        // offline queue without any window either way).
-        (lib) => ({
-          ...base,
-          lib,
-          scenario: 'drain',
-          version,
-          qos: 1,
-          messages: options.drainMessages,
-          window: 65_535,
-        }),
+        (lib) => drainCase(lib, version),
         300_000,
       );
       const ours = rate(r.otalink ?? { ok: false, rates: [] });
@@ -357,16 +359,7 @@ async function main(): Promise<void> {
       for (const version of [4, 5] as const) {
         const r = await both(
           `drain ${options.drainMessages} ${versionName(version)} · default file store`,
-          (lib) => ({
-            ...base,
-            lib,
-            scenario: 'drain',
-            version,
-            qos: 1,
-            messages: options.drainMessages,
-            window: 65_535,
-            storeDir: join(storeDir, `drain-${version}-${lib}`),
-          }),
+          (lib) => ({ ...drainCase(lib, version), storeDir: join(storeDir, `drain-${version}-${lib}`) }),
           300_000,
         );
         const ours = rate(r.otalink ?? { ok: false, rates: [] });
