@@ -183,6 +183,14 @@ async function main(): Promise<void> {
     clients: options.idleClients,
   };
 
+  const publishCase = (lib: (typeof LIBS)[number], version: 4 | 5, qos: 0 | 1 | 2): Omit<CaseSpec, 'port'> => ({
+    ...base,
+    lib,
+    scenario: 'publish',
+    version,
+    qos,
+    window: version === 5 ? options.window : options.window311,
+  });
   // Ours with its default window: the server's Receive Maximum in 5.0, none in 3.1.1 (MQTT.js replays its offline
   // queue without any window either way).
   const drainCase = (lib: (typeof LIBS)[number], version: 4 | 5): Omit<CaseSpec, 'port'> => ({
@@ -230,14 +238,7 @@ async function main(): Promise<void> {
       for (const qos of [0, 1, 2] as const) {
         const r = await both(
           `publish QoS ${qos} ${versionName(version)}${against}`,
-          (lib) => ({
-            ...base,
-            lib,
-            scenario: 'publish',
-            version,
-            qos,
-            window: version === 5 ? options.window : options.window311,
-          }),
+          (lib) => publishCase(lib, version, qos),
           300_000,
           server,
         );
@@ -336,15 +337,7 @@ async function main(): Promise<void> {
       for (const version of [4, 5] as const) {
         const r = await both(
           `publish QoS 1 ${versionName(version)} · default file store`,
-          (lib) => ({
-            ...base,
-            lib,
-            scenario: 'publish',
-            version,
-            qos: 1,
-            window: version === 5 ? options.window : options.window311,
-            storeDir: join(storeDir, `publish-${version}-${lib}`),
-          }),
+          (lib) => ({ ...publishCase(lib, version, 1), storeDir: join(storeDir, `publish-${version}-${lib}`) }),
           300_000,
         );
         rows.push([

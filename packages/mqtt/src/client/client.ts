@@ -726,7 +726,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     // reading goes on, and held acks (QoS 1/2) and drops (QoS 0) bound what the consumers are behind instead.
     if (conn.transport?.pause === undefined) return;
     conn.paused = true;
-    conn.transport?.pause?.();
+    conn.transport.pause();
     this.armKeepalive();
   }
 

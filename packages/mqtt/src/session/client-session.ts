@@ -418,8 +418,7 @@ export class ClientSession {
    */
   restore(records: Iterable<StoredRecord>): Step {
     const step = newStep();
-    const early: OutEntry[] = [];
-    for (let e = this.queue.shift(); e !== undefined; e = this.queue.shift()) early.push(e);
+    const early = this.queue.removeWhere(() => true);
     const outgoing: OutgoingRecord[] = [];
     for (const r of records) {
       if (r.kind === 'incoming') this.incomingQos2.add(r.packetId);

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { MemoryStore, MqttClient, memoryTransport, openFileStore } from '../../src/client/index.js';
 import { defaultStorePath } from '../../src/client/store/file-default.js';
 import type { MqttError } from '../../src/codec/errors.js';
+import type { PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -274,19 +275,20 @@ describe('default store: the client', () => {
 
   test('QoS 2 received on the default store is delivered once across a restart', async () => {
     const id = 'qos2-in';
-    const client = await open({ clientId: id, clean: false, protocolVersion: 4 });
-    const got: string[] = [];
-    client.on('message', (m) => got.push(text(m.payload)));
-    const conn = broker.latest!;
-    conn.send({
+    const command = (dup: boolean): PublishPacket => ({
       type: 'publish',
       topic: 'cmd',
       payload: new TextEncoder().encode('once'),
       qos: 2,
       retain: false,
-      dup: false,
+      dup,
       packetId: 7,
     });
+    const client = await open({ clientId: id, clean: false, protocolVersion: 4 });
+    const got: string[] = [];
+    client.on('message', (m) => got.push(text(m.payload)));
+    const conn = broker.latest!;
+    conn.send(command(false));
     await broker.until(() => conn.received.some((p) => p.type === 'pubrec'));
     // The PUBREL never comes: the process ends, and the server resends the PUBLISH (DUP) to the restarted one.
     await client.end({ force: true });
@@ -296,15 +298,7 @@ describe('default store: the client', () => {
     const again: string[] = [];
     restarted.on('message', (m) => again.push(text(m.payload)));
     const conn2 = broker.latest!;
-    conn2.send({
-      type: 'publish',
-      topic: 'cmd',
-      payload: new TextEncoder().encode('once'),
-      qos: 2,
-      retain: false,
-      dup: true,
-      packetId: 7,
-    });
+    conn2.send(command(true));
     await broker.until(() => conn2.received.some((p) => p.type === 'pubrec'));
     conn2.send({ type: 'pubrel', packetId: 7 });
     await broker.until(() => conn2.received.some((p) => p.type === 'pubcomp'));
