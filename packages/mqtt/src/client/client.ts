@@ -1096,14 +1096,21 @@ export class MqttClient extends Emitter<ClientEvents> {
     let ops: Promise<void>[] | undefined;
     const store = this.storeLoaded ? this.store : undefined;
     if (store !== undefined) {
+      let lazy: Promise<void>[] | undefined;
       for (const e of step.events) {
         let r: void | Promise<void> | undefined;
-        if (e.type === 'store-put') r = store.put(e.key, e.record);
-        else if (e.type === 'store-delete') r = store.delete(e.key);
+        if (e.type === 'store-put') r = store.put(e.key, e.record, e.durable === 'optional');
+        else if (e.type === 'store-delete') r = store.delete(e.key, e.durable === 'optional');
+        else continue;
         if (r === undefined) continue;
-        if (ops === undefined) ops = [r];
+        if (e.durable !== undefined) {
+          if (lazy === undefined) lazy = [r];
+          else lazy.push(r);
+        } else if (ops === undefined) ops = [r];
         else ops.push(r);
       }
+      // Packets do not wait for these (see the event's `durable`), but a failed write is still reported.
+      if (lazy !== undefined) Promise.all(lazy).catch((err: unknown) => this.storeFailed(err));
     }
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
     else if (ops !== undefined) this.write(undefined, [], ops);
@@ -1157,12 +1164,21 @@ export class MqttClient extends Emitter<ClientEvents> {
     const previous = this.writeChain ?? Promise.resolve();
     const next = previous
       .then(() => (ops === undefined ? undefined : Promise.all(ops)))
-      .catch((err: unknown) => this.emit('error', err as Error))
+      .catch((err: unknown) => this.storeFailed(err))
       .then(() => {
         if (conn !== undefined) this.writeNow(conn, packets);
         if (--this.chainDepth === 0) this.writeChain = undefined;
       });
     this.writeChain = next;
+  }
+
+  /** The last store error reported: a failed batch rejects every write in it, and is reported once. */
+  private storeError: unknown;
+
+  private storeFailed(err: unknown): void {
+    if (err === this.storeError) return;
+    this.storeError = err;
+    this.emit('error', err as Error);
   }
 
   private writeNow(conn: Connection, packets: Packet[]): void {

@@ -129,8 +129,18 @@ export type SessionEvent =
   | { type: 'server-disconnect'; packet: DisconnectPacket }
   /** The session wants the line closed (keepalive timeout, protocol error); any DISCONNECT is in `packets`. */
   | { type: 'close'; error: MqttError }
-  | { type: 'store-put'; key: string; record: StoredRecord }
-  | { type: 'store-delete'; key: string };
+  /**
+   * `durable`: when the change must be on disk. Absent: before the step's packets go. A QoS 2 record and an
+   * incoming id are: a lost PUBREC state would send the message again after the server released it, a lost
+   * incoming delete would drop the server's next message with that id as a duplicate.
+   * 'after-send': soon (with the store's batch), but packets need not wait: a queued QoS 1 message, which is no
+   * less safe sent before its record is on disk than after.
+   * 'optional': a crash may lose it: it only makes a message go again, as at least once allows (a QoS 1 message's
+   * packet id, the deletion of an outgoing message the server acknowledged; a QoS 2 message past PUBREC comes back
+   * as its PUBREL).
+   */
+  | { type: 'store-put'; key: string; record: StoredRecord; durable?: 'after-send' | 'optional' }
+  | { type: 'store-delete'; key: string; durable?: 'optional' };
 
 /** An incoming QoS 1/2 message whose PUBACK / PUBREC has not gone out (manualAck, or held for a consumer). */
 interface AwaitingAck {
@@ -1331,7 +1341,7 @@ export class ClientSession {
   }
 
   private unstore(step: Step, entry: OutEntry): void {
-    if (this.persist) addEvent(step, { type: 'store-delete', key: keyOf(entry) });
+    if (this.persist) addEvent(step, { type: 'store-delete', key: keyOf(entry), durable: 'optional' });
   }
 
   private storeOutgoing(step: Step, entry: OutEntry): void {
@@ -1351,7 +1361,11 @@ export class ClientSession {
     if (entry.properties !== undefined && !released) record.properties = entry.properties;
     if (entry.packetId !== undefined) record.packetId = entry.packetId;
     if (entry.expiresAt !== 0) record.expiresAt = entry.expiresAt;
-    addEvent(step, { type: 'store-put', key: keyOf(entry), record });
+    if (entry.qos === 2) addEvent(step, { type: 'store-put', key: keyOf(entry), record });
+    else {
+      const durable = entry.state === 'queued' ? 'after-send' : 'optional';
+      addEvent(step, { type: 'store-put', key: keyOf(entry), record, durable });
+    }
   }
 
   private noteExpiry(entry: OutEntry): void {

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
+import type { MessageStore } from '../../src/client/store/store.js';
 import type { TransportFactory } from '../../src/client/transport.js';
 import { tcpTransport } from '../../src/client/transports/tcp.js';
 import { encode } from '../../src/codec/encoder.js';
@@ -921,6 +922,58 @@ describe('dependability against the fake broker', () => {
       await ended;
       assert.equal((await p).reasonCode, 0);
       assert.equal(broker.latest!.received.at(-1)?.type, 'disconnect');
+    });
+  });
+
+  test('a QoS 1 message goes out before its store write settles; a QoS 2 message waits for its record; a failed write is reported once', async () => {
+    await withBroker(async (broker) => {
+      let release!: (err?: Error) => void;
+      const gate = new Promise<void>((resolve, reject) => {
+        release = (err) => (err === undefined ? resolve() : reject(err));
+      });
+      gate.catch(() => {});
+      const writes: string[] = [];
+      const store: MessageStore = {
+        put: (key, record, relaxed) => {
+          writes.push(
+            `put ${key} ${record.kind === 'outgoing' ? record.state : ''}${relaxed === true ? ' relaxed' : ''}`,
+          );
+          return gate;
+        },
+        get: () => undefined,
+        delete: (key, relaxed) => {
+          writes.push(`delete ${key}${relaxed === true ? ' relaxed' : ''}`);
+          return gate;
+        },
+        list: () => [],
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'gated', store }));
+      const errors: Error[] = [];
+      client.on('error', (err) => errors.push(err));
+      const first = client.publish('t/1', 'a', { qos: 1 });
+      await broker.until(() => broker.publishes.length === 1, 5000, 'the QoS 1 message, its record not yet stored');
+      assert.equal((await first).reasonCode, 0);
+      const second = client.publish('t/2', 'b', { qos: 2 });
+      await delay(200);
+      assert.equal(broker.publishes.length, 1, 'the QoS 2 message waits until its record is stored');
+      release(new Error('disk failed'));
+      await broker.until(() => broker.publishes.length === 2, 5000, 'the QoS 2 message once the write settled');
+      assert.equal((await second).reasonCode, 0);
+      assert.deepEqual(writes, [
+        'put out:1 queued',
+        'put out:1 publish relaxed',
+        'delete out:1 relaxed',
+        'put out:2 queued',
+        'put out:2 publish',
+        'put out:2 pubrel',
+        'delete out:2 relaxed',
+      ]);
+      await delay(20);
+      assert.deepEqual(
+        errors.map((e) => e.message),
+        ['disk failed'],
+      );
+      await client.end();
     });
   });
 

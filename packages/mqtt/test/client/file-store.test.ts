@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import {
+import fs, {
   appendFileSync,
   existsSync,
   mkdtempSync,
@@ -162,6 +162,40 @@ test('file store: puts in one tick share one write; compaction bounds the log', 
     );
     await reopened.close();
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: a batch of relaxed changes only is written but not flushed to the device; one strict change flushes it', async () => {
+  const dir = tempDir();
+  const real = fs.fdatasyncSync;
+  let syncs = 0;
+  fs.fdatasyncSync = (fd: number) => {
+    syncs++;
+    real(fd);
+  };
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    const lines = () => readFileSync(path, 'utf8').split('\n').filter(Boolean).length;
+    await store.put('out:1', out(1));
+    assert.deepEqual([syncs, lines()], [1, 1], 'a queued message is durable when its put settles');
+    await store.put('out:1', out(1, 'publish'), true);
+    await store.delete('out:1', true);
+    assert.deepEqual([syncs, lines()], [1, 3], 'relaxed: written (a SIGKILL keeps them), not flushed');
+    await Promise.all([store.put('out:2', out(2), true), store.put('in:7', { kind: 'incoming', packetId: 7 })]);
+    assert.deepEqual([syncs, lines()], [2, 5], 'a strict change in the batch flushes the whole batch');
+    await store.delete('in:7');
+    assert.deepEqual([syncs, lines()], [3, 6], "an incoming id's deletion is strict");
+    await store.close();
+    const reopened = FileStore.open(path);
+    assert.deepEqual(
+      reopened.list().map((r) => r.kind === 'outgoing' && r.seq),
+      [2],
+    );
+    await reopened.close();
+  } finally {
+    fs.fdatasyncSync = real;
     rmSync(dir, { recursive: true, force: true });
   }
 });

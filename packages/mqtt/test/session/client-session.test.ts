@@ -166,9 +166,19 @@ describe('QoS 1 and 2 sender', () => {
     const [p] = publishes(step);
     assert.equal(p?.packetId, 1);
     assert.deepEqual(eventTypes(step), ['store-put', 'store-put']);
+    // Queued, it must reach the disk (packets need not wait); its packet id and its deletion may be lost in a crash.
+    assert.deepEqual(
+      step.events.map((e) =>
+        e.type === 'store-put' ? [e.record.kind === 'outgoing' && e.record.state, e.durable] : [],
+      ),
+      [
+        ['queued', 'after-send'],
+        ['publish', 'optional'],
+      ],
+    );
     const done = s.handle({ type: 'puback', packetId: 1, reasonCode: 0 }, 2);
     assert.deepEqual(done.events, [
-      { type: 'store-delete', key: `out:${seq}` },
+      { type: 'store-delete', key: `out:${seq}`, durable: 'optional' },
       { type: 'published', seq, reasonCode: 0, properties: undefined },
     ]);
     assert.equal(s.inflightCount, 0);
@@ -192,6 +202,7 @@ describe('QoS 1 and 2 sender', () => {
     const put = rec.events[0];
     assert.ok(put?.type === 'store-put' && put.record.kind === 'outgoing');
     assert.equal(put.record.state, 'pubrel');
+    assert.equal(put.durable, undefined, 'the PUBREL waits until it is on disk');
     // Only the PUBREL is ever sent again: the record does not write the payload to flash a second time.
     assert.equal(put.record.payload.length, 0);
     assert.deepEqual(s.handle({ type: 'pubrec', packetId: 1 }, 3).packets, [{ type: 'pubrel', packetId: 1 }]);

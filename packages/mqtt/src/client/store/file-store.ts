@@ -85,6 +85,8 @@ export class FileStore implements MessageStore {
   private lines = 0;
   /** Latest unwritten line per key: a key put and deleted in one tick costs no write at all. */
   private pending = new Map<string, Buffer | undefined>();
+  /** The pending batch holds a change that must be durable before it settles (one not relaxed). */
+  private syncPending = false;
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   private closed = false;
@@ -239,9 +241,11 @@ export class FileStore implements MessageStore {
     }
   }
 
-  put(key: string, record: StoredRecord): Promise<void> {
+  /** `relaxed`: a batch of nothing but relaxed changes is written without fdatasync (see MessageStore.put). */
+  put(key: string, record: StoredRecord, relaxed = false): Promise<void> {
     if (this.closed) return Promise.reject(storeError('the store is closed'));
     this.records.set(key, record);
+    if (!relaxed) this.syncPending = true;
     return this.append(key, formatLine({ op: 'put', key, record }));
   }
 
@@ -249,9 +253,10 @@ export class FileStore implements MessageStore {
     return this.records.get(key);
   }
 
-  delete(key: string): Promise<void> {
+  delete(key: string, relaxed = false): Promise<void> {
     if (this.closed) return Promise.reject(storeError('the store is closed'));
     if (!this.records.delete(key)) return Promise.resolve();
+    if (!relaxed) this.syncPending = true;
     // Never written (put and deleted in this tick): nothing to write.
     return this.append(key, this.onDisk.has(key) || this.broken ? formatLine({ op: 'del', key }) : undefined);
   }
@@ -299,15 +304,17 @@ export class FileStore implements MessageStore {
     if (this.waiters.length === 0 && this.pending.size === 0) return;
     const pending = this.pending;
     const waiters = this.waiters;
+    const sync = this.syncPending;
     this.pending = new Map();
     this.waiters = [];
+    this.syncPending = false;
     try {
       if (this.broken) {
         // The log missed a batch: rewrite it from what is in memory, which holds that batch too.
         this.abandonCompaction();
         this.replaceLog();
       } else {
-        this.appendLines(pending);
+        this.appendLines(pending, sync);
       }
     } catch (err) {
       const e = storeError(`cannot write ${this.path}`, err);
@@ -318,7 +325,7 @@ export class FileStore implements MessageStore {
     for (const w of waiters) w.resolve();
   }
 
-  private appendLines(pending: Map<string, Buffer | undefined>): void {
+  private appendLines(pending: Map<string, Buffer | undefined>, sync: boolean): void {
     const start = this.fileBytes;
     const parts: Buffer[] = [];
     let size = 0;
@@ -338,7 +345,8 @@ export class FileStore implements MessageStore {
         }
       }
       if (parts.length > 0) this.writeAll(this.fd, parts);
-      if (count > 0 && this.options.fsync !== 'never') fs.fdatasyncSync(this.fd);
+      // Relaxed changes alone are not worth a flush to the device; the next batch that needs one carries them.
+      if (count > 0 && sync && this.options.fsync !== 'never') fs.fdatasyncSync(this.fd);
     } catch (err) {
       // Cut the partial batch off again, chunks already written too: the next line must not be glued to half of
       // one, and the whole batch goes again.
@@ -348,8 +356,10 @@ export class FileStore implements MessageStore {
         const code = (err as NodeJS.ErrnoException).code;
         // Back as the pending batch (nothing was added meanwhile: this runs in flush, synchronously), so changes
         // made before the next write replace its lines and go last, as append() does for any batch.
-        if (code === 'ENOSPC' || code === 'EDQUOT') this.pending = pending;
-        else this.broken = true;
+        if (code === 'ENOSPC' || code === 'EDQUOT') {
+          this.pending = pending;
+          this.syncPending = sync;
+        } else this.broken = true;
       } catch {
         this.broken = true;
       }

@@ -4,9 +4,15 @@
 import type { StoredRecord } from '../../session/records.js';
 
 export interface MessageStore {
-  put(key: string, record: StoredRecord): void | Promise<void>;
+  /**
+   * `relaxed`: the change need not be durable when this settles (a file store need not fsync for it): lost in a
+   * crash, it only makes a message go again as its QoS allows. The client asks for this for a QoS 1 message's
+   * packet id and for deleting an outgoing message; never for a queued message or a QoS 2 record.
+   */
+  put(key: string, record: StoredRecord, relaxed?: boolean): void | Promise<void>;
   get(key: string): StoredRecord | undefined | Promise<StoredRecord | undefined>;
-  delete(key: string): void | Promise<void>;
+  /** `relaxed`: as for put; never asked for an incoming QoS 2 id. */
+  delete(key: string, relaxed?: boolean): void | Promise<void>;
   /** Everything stored, in no particular order. */
   list(): StoredRecord[] | Promise<StoredRecord[]>;
   close?(): void | Promise<void>;
