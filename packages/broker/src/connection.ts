@@ -31,6 +31,7 @@ import type { Timed } from './keepalive.js';
 import type { Delivery } from './message.js';
 import type { ClientIdentity, EnhancedAuthenticator, ListenerProtocol } from './options.js';
 import { type PublishTemplates, publishPacket } from './publish-encoding.js';
+import { SendWatch, type SendWatched } from './send-watch.js';
 import type { Outlet, Session } from './session.js';
 
 /**
@@ -150,6 +151,8 @@ class Uncommon {
   holdFor: Session | undefined = undefined;
   /** The reason the clientDisconnected event gives, when it is not 'connection lost'. */
   closeReason: string | undefined = undefined;
+  /** The send timeout's watch, made the first time a write left bytes the kernel did not take. */
+  sendWatch: SendWatch | undefined = undefined;
 }
 
 const DEADLINE_EPOCH = Date.now();
@@ -179,7 +182,7 @@ const STATES: readonly State[] = ['awaiting-connect', 'authenticating', 'connect
 const CONNECTION = Symbol('connection');
 type ConnectionSocket = ByteStream & { [CONNECTION]: Connection };
 
-export class Connection implements Outlet, Timed {
+export class Connection implements Outlet, Timed, SendWatched {
   readonly core: BrokerCore;
   readonly socket: ByteStream;
   readonly transport: TransportInfo;
@@ -656,6 +659,7 @@ export class Connection implements Outlet, Timed {
     const wasConnected = this.session !== undefined;
     this.state = 'closed';
     this.core.ticker.delete(this);
+    this.#uncommon?.sendWatch?.disarm();
     this.core.connections.delete(this);
     this.core.stats.connectionsCurrent--;
     // One closed holding part of a packet, or for a bad one, gives its decoder back too (a handler still awaiting
@@ -867,9 +871,53 @@ export class Connection implements Outlet, Timed {
       stalled.push(this.#takeQueued());
       return;
     }
-    this.core.stats.bytesOut += this.#pendingBytes;
+    const bytes = this.#pendingBytes;
+    this.core.stats.bytesOut += bytes;
     this.socket.write(this.#takeQueued());
-    if (this.socket.writableLength > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
+    this.#afterWrite(bytes);
+  }
+
+  /** After a write: output the kernel did not take starts the send timeout's watch, and too much of it a pause. */
+  #afterWrite(bytes: number): void {
+    const left = this.socket.writableLength;
+    const watch = this.#uncommon?.sendWatch;
+    if (watch?.armed === true) watch.written += bytes;
+    else if (left > 0) this.#watchSend(left);
+    if (left > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
+  }
+
+  #watchSend(left: number): void {
+    const timeoutMs = this.core.limits.sendTimeoutMs;
+    if (timeoutMs <= 0) return;
+    const uncommon = this.#more;
+    uncommon.sendWatch ??= new SendWatch(this, this.core.ticker, timeoutMs);
+    uncommon.sendWatch.arm(left, Date.now());
+  }
+
+  // ---- SendWatched ----
+
+  get outputLeft(): number {
+    return this.socket.writableLength;
+  }
+
+  get sending(): boolean {
+    return this.state === 'connected';
+  }
+
+  sendTimedOut(left: number, timeoutMs: number): void {
+    this.core.logger.warn(
+      {
+        code: 'BROKER_ERR_SEND_TIMEOUT',
+        clientId: this.identity.clientId,
+        pendingBytes: left,
+        sendTimeoutMs: timeoutMs,
+      },
+      'output made no progress for send_timeout: closed',
+    );
+    this.core.stats.sendTimeouts++;
+    this.#closeReason = 'send timeout';
+    // Nothing more reaches this client (not even a DISCONNECT): closed at once, its will published.
+    this.destroy();
   }
 
   /**
@@ -976,7 +1024,7 @@ export class Connection implements Outlet, Timed {
     if (this.state !== 'connected' && this.state !== 'awaiting-connect' && this.state !== 'authenticating') return;
     this.core.stats.bytesOut += bytes.length;
     this.socket.write(bytes);
-    if (this.socket.writableLength > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
+    this.#afterWrite(bytes.length);
   }
 
   congested(): boolean {

@@ -52,6 +52,12 @@ export interface BrokerLimits {
   maxPublishRate: number;
   /** Sockets that send no CONNECT within this many ms are closed. */
   connectTimeoutMs: number;
+  /**
+   * A connection whose output (bytes the kernel has not taken) makes no progress for this many ms is closed, its
+   * will published; 0 = never. Covers what keepalive cannot: a client that sends but no longer reads, or has
+   * keepalive 0. (EMQX's send_timeout.)
+   */
+  sendTimeoutMs: number;
   /** Upper bound for a client's keepalive (seconds); 5.0 clients are told via Server Keep Alive. 0 = none. */
   maxKeepAlive: number;
   /** Topic aliases a 5.0 client may use towards the broker. */
@@ -75,6 +81,8 @@ export const defaultLimits: BrokerLimits = {
   maxClientIdLength: 256,
   maxPublishRate: 0,
   connectTimeoutMs: 10_000,
+  // Long against a cellular line's stalls (keepalive ends a silent vehicle anyway); short against a hung reader.
+  sendTimeoutMs: 60_000,
   maxKeepAlive: 0,
   topicAliasMaximum: 100,
   // 31 days: a vehicle offline for a month keeps its commands; a forgotten test client does not live forever.

@@ -29,6 +29,8 @@ export interface BrokerStats {
   subscriptionsRefusedLimit: number;
   /** Connections closed for malformed packets or protocol errors. */
   protocolErrors: number;
+  /** Connections closed because their output made no progress for sendTimeoutMs. */
+  sendTimeouts: number;
   /** Messages queued for offline sessions right now. */
   queuedCurrent: number;
   /** Bytes the durable store takes on disk (0 without a data directory); refreshed when read for $SYS or metrics. */
@@ -64,6 +66,7 @@ export function createStats(now = Date.now()): BrokerStats {
     droppedNotAuthorized: 0,
     subscriptionsRefusedLimit: 0,
     protocolErrors: 0,
+    sendTimeouts: 0,
     queuedCurrent: 0,
     storeBytes: 0,
     storeMessages: 0,

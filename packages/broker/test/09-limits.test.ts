@@ -274,6 +274,52 @@ for (const version of [4, 5] as const) {
       }
     });
 
+    test('send timeout: a client that stops reading is closed once its output makes no progress for send_timeout, its will published; a slow reader is not', async () => {
+      const b = await startBroker({ limits: { sendTimeoutMs: 1000 } });
+      const timers: NodeJS.Timeout[] = [];
+      try {
+        const gone: string[] = [];
+        b.broker.events.on('clientDisconnected', (client) => gone.push(`${client.clientId}: ${client.reason}`));
+        const wills = await connected(b.port, { version, clientId: 'wills' });
+        await subscribe(wills, 'wills/#', 0);
+        // Keepalive 0: nothing else would ever end it.
+        const stuck = await connected(b.port, {
+          version,
+          clientId: 'stuck-reader',
+          keepalive: 0,
+          will: { topic: 'wills/stuck', payload: text('gone'), qos: 0, retain: false },
+        });
+        await subscribe(stuck, 'flood/#', 0);
+        stuck.socket.pause();
+        const slow = await connected(b.port, { version, clientId: 'slow-reader', keepalive: 0 });
+        await subscribe(slow, 'flood/#', 0);
+        // Reads a little every 50 ms: backed up the whole time, but its output moves.
+        slow.socket.pause();
+        timers.push(
+          setInterval(() => {
+            slow.socket.resume();
+            setImmediate(() => slow.socket.pause());
+          }, 50),
+        );
+        const publisher = await connected(b.port, { version, clientId: 'flooder' });
+        const batch = qos0Frames('flood/x', 256, 4096);
+        timers.push(setInterval(() => publisher.socket.write(batch), 20));
+        const deadline = Date.now() + 20_000;
+        while (!gone.some((g) => g.startsWith('stuck-reader')) && Date.now() < deadline) await delay(50);
+        assert.deepEqual(gone, ['stuck-reader: send timeout'], 'the stuck reader, and only it, is closed');
+        assert.equal(b.broker.stats.sendTimeouts, 1);
+        const will = await wills.expect('publish', 5000);
+        assert.deepEqual([will.topic, str(will.payload)], ['wills/stuck', 'gone']);
+        // The slow reader lives on past another timeout, and so does the publisher.
+        await delay(1500);
+        assert.deepEqual(gone, ['stuck-reader: send timeout']);
+        assert.equal(slow.closed || publisher.closed, false);
+      } finally {
+        for (const t of timers) clearInterval(t);
+        await b.close();
+      }
+    });
+
     /** `count` QoS 0 PUBLISH frames to `topic`, payload `size` bytes starting with the message's number. */
     const qos0Frames = (topic: string, count: number, size: number): Buffer => {
       const frames: Uint8Array[] = [];

@@ -92,6 +92,7 @@ export const GLOBAL_KEYS: Record<string, Apply> = {
   max_publish_rate: limit('maxPublishRate', (t) => parseInteger(t, 0, MAX)),
   // Seconds in the file (like every other duration there), milliseconds in BrokerLimits.
   connect_timeout: limit('connectTimeoutMs', (t) => parseInteger(t, 1, 86_400) * 1000),
+  send_timeout: limit('sendTimeoutMs', (t) => parseInteger(t, 0, 86_400) * 1000),
   max_keepalive: limit('maxKeepAlive', (t) => parseInteger(t, 0, 65_535)),
   max_subscriptions: limit('maxSubscriptionsPerClient', (t) => parseInteger(t, 0, MAX)),
   topic_alias_maximum: limit('topicAliasMaximum', (t) => parseInteger(t, 0, 65_535)),

@@ -77,6 +77,11 @@ export function brokerMetrics(stats: BrokerStats, now = Date.now()): Metric[] {
       'Connections closed for malformed packets or protocol errors.',
       one(stats.protocolErrors),
     ),
+    counter(
+      'send_timeouts',
+      'Connections closed because their output made no progress for send_timeout.',
+      one(stats.sendTimeouts),
+    ),
     gauge(
       'start_time_seconds',
       'When the broker started, in seconds since the Unix epoch.',
