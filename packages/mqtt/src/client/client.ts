@@ -833,6 +833,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const w of this.idleWaiters.splice(0)) w();
     try {
       await this.writeChain;
+      if (this.relaxed.size > 0) await Promise.all(this.relaxed);
       await this.store?.close?.();
     } catch (err) {
       this.emit('error', err as Error);
@@ -1109,8 +1110,9 @@ export class MqttClient extends Emitter<ClientEvents> {
         } else if (ops === undefined) ops = [r];
         else ops.push(r);
       }
-      // Packets do not wait for these (see the event's `durable`), but a failed write is still reported.
-      if (lazy !== undefined) Promise.all(lazy).catch((err: unknown) => this.storeFailed(err));
+      // Packets do not wait for these (see the event's `durable`), but a failed write is still reported, and the
+      // store is not closed before they settled.
+      if (lazy !== undefined) this.trackRelaxed(lazy);
     }
     if (conn !== undefined && step.packets.length > 0) this.write(conn, step.packets, ops);
     else if (ops !== undefined) this.write(undefined, [], ops);
@@ -1164,7 +1166,12 @@ export class MqttClient extends Emitter<ClientEvents> {
     const previous = this.writeChain ?? Promise.resolve();
     const next = previous
       .then(() => (ops === undefined ? undefined : Promise.all(ops)))
-      .catch((err: unknown) => this.storeFailed(err))
+      .then(
+        () => {
+          if (ops !== undefined) this.storeError = undefined;
+        },
+        (err: unknown) => this.storeFailed(err),
+      )
       .then(() => {
         if (conn !== undefined) this.writeNow(conn, packets);
         if (--this.chainDepth === 0) this.writeChain = undefined;
@@ -1174,11 +1181,27 @@ export class MqttClient extends Emitter<ClientEvents> {
 
   /** The last store error reported: a failed batch rejects every write in it, and is reported once. */
   private storeError: unknown;
+  /** Relaxed store writes not yet settled: finishOnce waits for them before it closes the store. */
+  private readonly relaxed = new Set<Promise<void>>();
 
   private storeFailed(err: unknown): void {
     if (err === this.storeError) return;
     this.storeError = err;
     this.emit('error', err as Error);
+  }
+
+  private trackRelaxed(ops: Promise<void>[]): void {
+    const settled: Promise<void> = Promise.all(ops).then(
+      () => {
+        this.storeError = undefined;
+        this.relaxed.delete(settled);
+      },
+      (err: unknown) => {
+        this.storeFailed(err);
+        this.relaxed.delete(settled);
+      },
+    );
+    this.relaxed.add(settled);
   }
 
   private writeNow(conn: Connection, packets: Packet[]): void {

@@ -136,8 +136,8 @@ export type SessionEvent =
    * 'after-send': soon (with the store's batch), but packets need not wait: a queued QoS 1 message, which is no
    * less safe sent before its record is on disk than after.
    * 'optional': a crash may lose it: it only makes a message go again, as at least once allows (a QoS 1 message's
-   * packet id, the deletion of an outgoing message the server acknowledged; a QoS 2 message past PUBREC comes back
-   * as its PUBREL).
+   * packet id, the deletion of an outgoing message the server took; a QoS 2 message past PUBREC comes back as its
+   * PUBREL). The deletion of a message the client gave up on (refused, expired, dropped) is strict.
    */
   | { type: 'store-put'; key: string; record: StoredRecord; durable?: 'after-send' | 'optional' }
   | { type: 'store-delete'; key: string; durable?: 'optional' };
@@ -861,7 +861,7 @@ export class ClientSession {
       const resend: OutEntry[] = [];
       for (const entry of this.inflight.inSendOrder()) {
         if (entry.state === 'pubrel') {
-          this.unstore(step, entry);
+          this.unstore(step, entry, true);
           addEvent(step, publishedEvent(entry, PACKET_ID_NOT_FOUND));
         } else {
           entry.state = 'queued';
@@ -1119,7 +1119,7 @@ export class ClientSession {
     handedOver = false,
   ): void {
     this.inflight.delete(entry.packetId!);
-    this.unstore(step, entry);
+    this.unstore(step, entry, code < 0x80 || handedOver);
     if (code >= 0x80 && !handedOver) {
       // The server's reason string says why (an ACL rule, a quota): in the message and, with its user properties,
       // on the error.
@@ -1340,8 +1340,16 @@ export class ClientSession {
     return packet;
   }
 
-  private unstore(step: Step, entry: OutEntry): void {
-    if (this.persist) addEvent(step, { type: 'store-delete', key: keyOf(entry), durable: 'optional' });
+  /**
+   * `delivered`: the server took the message (its PUBACK, PUBCOMP, or PUBREC before a lost session), so losing the
+   * deletion in a crash only sends it again as its QoS allows. A message the client gave up (refused, expired,
+   * dropped, a poison message) is deleted strictly: back after a power cut, it would go out after the application
+   * was told it failed.
+   */
+  private unstore(step: Step, entry: OutEntry, delivered = false): void {
+    if (!this.persist) return;
+    if (delivered) addEvent(step, { type: 'store-delete', key: keyOf(entry), durable: 'optional' });
+    else addEvent(step, { type: 'store-delete', key: keyOf(entry) });
   }
 
   private storeOutgoing(step: Step, entry: OutEntry): void {

@@ -977,6 +977,37 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('end() closes the store only once its relaxed writes settled', async () => {
+    await withBroker(async (broker) => {
+      broker.script = { onPublish: () => 'ignore' };
+      const log: string[] = [];
+      const slow = (what: string) =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            log.push(what);
+            resolve();
+          }, 100),
+        );
+      const store: MessageStore = {
+        put: (key) => slow(`put ${key}`),
+        get: () => undefined,
+        delete: (key) => slow(`delete ${key}`),
+        list: () => [],
+        close: () => {
+          log.push('close');
+        },
+      };
+      const client = await connect(options(broker, { clean: false, clientId: 'slow-store', store }));
+      const p = client.publish('t', 'kept', { qos: 1 });
+      await broker.until(() => broker.publishes.length === 1, 5000, 'the message, before its record is written');
+      const rejected = assert.rejects(p, { code: 'MQTT_ERR_CLIENT_CLOSED' });
+      await client.end({ force: true });
+      await rejected;
+      assert.equal(log.at(-1), 'close', `the store closed last: ${log.join(', ')}`);
+      assert.ok(log.includes('put out:1'), 'the queued record was written before the store closed');
+    });
+  });
+
   test('end({ force }) leaves unacknowledged messages in the store for the next run', async () => {
     await withBroker(async (broker) => {
       broker.script = { onPublish: () => 'ignore' };

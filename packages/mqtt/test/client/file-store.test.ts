@@ -187,7 +187,10 @@ test('file store: a batch of relaxed changes only is written but not flushed to 
     assert.deepEqual([syncs, lines()], [2, 5], 'a strict change in the batch flushes the whole batch');
     await store.delete('in:7');
     assert.deepEqual([syncs, lines()], [3, 6], "an incoming id's deletion is strict");
+    await store.put('out:2', out(2, 'publish'), true);
+    assert.deepEqual([syncs, lines()], [3, 7]);
     await store.close();
+    assert.equal(syncs, 4, 'a clean close flushes the relaxed lines to the device');
     const reopened = FileStore.open(path);
     assert.deepEqual(
       reopened.list().map((r) => r.kind === 'outgoing' && r.seq),

@@ -192,6 +192,11 @@ describe('QoS 1 and 2 sender', () => {
     assert.ok(failed && failed.type === 'publish-failed');
     assert.equal(failed.error.code, 'MQTT_ERR_PUBLISH_FAILED');
     assert.equal(failed.error.reasonCode, 0x87);
+    // Strict: back after a power cut, the refused message would go out after the application was told it failed.
+    assert.deepEqual(
+      done.events.find((e) => e.type === 'store-delete'),
+      { type: 'store-delete', key: 'out:1' },
+    );
   });
 
   test('QoS 2: PUBREC → PUBREL (stored as pubrel), PUBCOMP completes; duplicate PUBREC repeats PUBREL', () => {

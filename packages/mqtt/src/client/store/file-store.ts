@@ -31,7 +31,11 @@ import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
 export interface FileStoreOptions {
-  /** 'batch' (default): fdatasync once per batch before the batch's puts resolve. 'never': leave it to the OS. */
+  /**
+   * 'batch' (default): fdatasync once per batch holding a change that is not relaxed, before the batch's changes
+   * resolve; relaxed changes alone are flushed to the device with the next such batch, or at close(). 'never':
+   * leave it to the OS.
+   */
   fsync?: 'batch' | 'never';
   /**
    * Compact when the log has this many more lines than live records. Default: 10 000 or the number of live
@@ -87,6 +91,8 @@ export class FileStore implements MessageStore {
   private pending = new Map<string, Buffer | undefined>();
   /** The pending batch holds a change that must be durable before it settles (one not relaxed). */
   private syncPending = false;
+  /** Lines were written since the last fdatasync (relaxed batches): close() flushes them to the device. */
+  private unsynced = false;
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   private scheduled = false;
   private closed = false;
@@ -274,6 +280,12 @@ export class FileStore implements MessageStore {
       try {
         this.replaceLog();
       } catch {}
+    } else if (this.unsynced && this.options.fsync !== 'never') {
+      // A clean end keeps even relaxed changes through a power cut (a drained backlog is not sent again).
+      try {
+        fs.fdatasyncSync(this.fd);
+        this.unsynced = false;
+      } catch {}
     }
     this.closed = true;
     try {
@@ -346,7 +358,17 @@ export class FileStore implements MessageStore {
       }
       if (parts.length > 0) this.writeAll(this.fd, parts);
       // Relaxed changes alone are not worth a flush to the device; the next batch that needs one carries them.
-      if (count > 0 && sync && this.options.fsync !== 'never') fs.fdatasyncSync(this.fd);
+      if (count > 0 && sync && this.options.fsync !== 'never') {
+        try {
+          fs.fdatasyncSync(this.fd);
+        } catch (err) {
+          // After a failed flush the kernel may have dropped any page written since the last good one: with earlier
+          // relaxed batches among them, cutting this batch off is not enough, and the log is rewritten from memory.
+          if (this.unsynced) this.broken = true;
+          throw err;
+        }
+        this.unsynced = false;
+      } else if (count > 0) this.unsynced = true;
     } catch (err) {
       // Cut the partial batch off again, chunks already written too: the next line must not be glued to half of
       // one, and the whole batch goes again.
@@ -356,7 +378,7 @@ export class FileStore implements MessageStore {
         const code = (err as NodeJS.ErrnoException).code;
         // Back as the pending batch (nothing was added meanwhile: this runs in flush, synchronously), so changes
         // made before the next write replace its lines and go last, as append() does for any batch.
-        if (code === 'ENOSPC' || code === 'EDQUOT') {
+        if (!this.broken && (code === 'ENOSPC' || code === 'EDQUOT')) {
           this.pending = pending;
           this.syncPending = sync;
         } else this.broken = true;

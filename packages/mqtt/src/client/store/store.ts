@@ -1,6 +1,9 @@
 // Where the client keeps what must survive a restart: outgoing QoS 1/2 messages (queued or in flight) and the ids
 // of incoming QoS 2 messages already delivered. Implementations may be synchronous or return promises; the client
-// writes a packet only after the store changes that step asked for have settled.
+// writes a packet only after the strict store changes that step asked for have settled. Changes must become durable
+// in the order they were made (a relaxed one no later than any change after it that is durable): the client's
+// restart relies on it, e.g. an acknowledged message's lost deletion must not outlive the record of a newer message
+// that took the same packet id.
 import type { StoredRecord } from '../../session/records.js';
 
 export interface MessageStore {
