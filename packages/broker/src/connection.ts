@@ -31,7 +31,7 @@ import type { Timed } from './keepalive.js';
 import type { Delivery } from './message.js';
 import type { ClientIdentity, EnhancedAuthenticator, ListenerProtocol } from './options.js';
 import { type PublishTemplates, publishPacket } from './publish-encoding.js';
-import { SendWatch, type SendWatched } from './send-watch.js';
+import { SendWatch, type SendWatched, tcpWriteQueueOf } from './send-watch.js';
 import type { Outlet, Session } from './session.js';
 
 /**
@@ -46,6 +46,11 @@ export interface ByteStream {
   resume(): unknown;
   isPaused(): boolean;
   readonly writableLength: number;
+  /**
+   * Bytes the kernel has not taken, shrinking as it takes part of a write (libuv's write queue): where the stream
+   * can tell (RawTcpSocket). writableLength shrinks only when a whole write completes.
+   */
+  readonly writeQueueSize?: number;
   on(event: 'data', listener: (chunk: Uint8Array) => void): unknown;
   on(event: 'end' | 'close', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
@@ -882,22 +887,26 @@ export class Connection implements Outlet, Timed, SendWatched {
     const left = this.socket.writableLength;
     const watch = this.#uncommon?.sendWatch;
     if (watch?.armed === true) watch.written += bytes;
-    else if (left > 0) this.#watchSend(left);
+    else if (left > 0) this.#watchSend();
     if (left > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
   }
 
-  #watchSend(left: number): void {
+  #watchSend(): void {
     const timeoutMs = this.core.limits.sendTimeoutMs;
     if (timeoutMs <= 0) return;
     const uncommon = this.#more;
     uncommon.sendWatch ??= new SendWatch(this, this.core.ticker, timeoutMs);
-    uncommon.sendWatch.arm(left, Date.now());
+    uncommon.sendWatch.arm(this.outputLeft, Date.now());
   }
 
   // ---- SendWatched ----
 
   get outputLeft(): number {
-    return this.socket.writableLength;
+    return this.socket.writeQueueSize ?? this.socket.writableLength;
+  }
+
+  get tcpWriteQueue(): number | undefined {
+    return tcpWriteQueueOf(this.socket);
   }
 
   get sending(): boolean {
@@ -916,8 +925,11 @@ export class Connection implements Outlet, Timed, SendWatched {
     );
     this.core.stats.sendTimeouts++;
     this.#closeReason = 'send timeout';
-    // Nothing more reaches this client (not even a DISCONNECT): closed at once, its will published.
-    this.destroy();
+    // Nothing more reaches this client (not even a DISCONNECT): its session is handed back now (messages routed from
+    // here on queue there), its will published, and the socket closed without writing what is pending.
+    this.state = 'closing';
+    this.#release();
+    this.socket.destroy();
   }
 
   /**

@@ -320,6 +320,39 @@ for (const version of [4, 5] as const) {
       }
     });
 
+    test('send timeout: a slow reader taking one large message part by part, for longer than send_timeout, is not cut', async () => {
+      const size = 12 << 20;
+      const b = await startBroker({ limits: { sendTimeoutMs: 1000, maxPacketSize: 16 << 20 } });
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const slow = await connected(b.port, { version, clientId: 'slow-big', keepalive: 0 });
+        await subscribe(slow, 'big/#', 0);
+        // A read every 200 ms: one write of 12 MiB that takes seconds to complete, its bytes taken all along.
+        slow.socket.pause();
+        timer = setInterval(() => {
+          slow.socket.resume();
+          setImmediate(() => slow.socket.pause());
+        }, 200);
+        const publisher = await connected(b.port, { version, clientId: 'big-publisher' });
+        publisher.send({
+          type: 'publish',
+          topic: 'big/x',
+          payload: new Uint8Array(size),
+          qos: 0,
+          retain: false,
+          dup: false,
+        });
+        const started = Date.now();
+        const message = await slow.expect('publish', 60_000);
+        assert.equal(message.payload.length, size);
+        assert.equal(b.broker.stats.sendTimeouts, 0, `not cut (took ${Date.now() - started} ms)`);
+        publisher.end();
+      } finally {
+        clearInterval(timer);
+        await b.close();
+      }
+    });
+
     /** `count` QoS 0 PUBLISH frames to `topic`, payload `size` bytes starting with the message's number. */
     const qos0Frames = (topic: string, count: number, size: number): Buffer => {
       const frames: Uint8Array[] = [];

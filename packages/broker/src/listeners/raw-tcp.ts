@@ -23,6 +23,8 @@ interface TcpHandle {
   shutdown(req: ShutdownRequest): number;
   close(callback: (this: TcpHandle) => void): void;
   setNoDelay(on: boolean): number;
+  /** libuv's bytes queued for writing, shrinking as the kernel takes part of a write. */
+  readonly writeQueueSize: number;
   getpeername(out: { address?: string; port?: number }): number;
   [owner: symbol]: RawTcpSocket | null | undefined;
 }
@@ -240,6 +242,12 @@ export class RawTcpSocket {
       }
     }
     if (failure !== undefined) throw failure.error;
+  }
+
+  /** Bytes the kernel has not taken yet, byte-exact (libuv's write queue); 0 once destroyed. */
+  get writeQueueSize(): number {
+    if ((this.#flags & DESTROYED) !== 0) return 0;
+    return this.#handle.writeQueueSize;
   }
 
   get destroyed(): boolean {

@@ -47,6 +47,8 @@ export async function startWsListener(
     handshakeDone(raw);
     raw.setNoDelay(true);
     const stream = createWebSocketStream(socket);
+    // The send timeout reads the write queue of the TCP connection under the stream (send-watch.ts).
+    (stream as { tcpSocket?: unknown }).tcpSocket = raw;
     // MQTT over WebSocket is binary only: a text frame closes the connection unread [MQTT-6.0.0-1]. The stream's own
     // 'message' listener is wrapped so that it never sees one.
     const forward = socket.listeners('message') as Array<(data: unknown, isBinary: boolean) => void>;
