@@ -282,3 +282,67 @@ describe('11 transport handshakes are bounded by the CONNECT timeout', { timeout
     }
   });
 });
+
+// The send timeout over TLS reads the write queue of the TCP connection under the TLS stream (send-watch.ts): a
+// reader that takes one large message slowly is not cut, one that stops reading is.
+describe('11 send timeout over TLS', { timeout: 60_000 }, () => {
+  test('a slow TLS reader taking one 12 MiB message for longer than send_timeout is not cut; a stopped one is', async (t) => {
+    const certs = makeCertificates();
+    if (certs === undefined) return t.skip('openssl CLI not installed');
+    const broker = createBroker({
+      listeners: [
+        { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
+        { protocol: 'mqtts', host: '127.0.0.1', port: 0, tls: { cert: certs.serverCert, key: certs.serverKey } },
+      ],
+      allowAnonymous: true,
+      logger: silent,
+      sysIntervalSeconds: 0,
+      limits: { sendTimeoutMs: 1000, maxPacketSize: 16 << 20 },
+    });
+    await broker.listen();
+    const [plainPort, tlsPort] = broker.addresses().map((a) => a.port) as [number, number];
+    const timers: NodeJS.Timeout[] = [];
+    const clients: RawClient[] = [];
+    try {
+      const reader = async (clientId: string): Promise<RawClient> => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: tlsPort, ca: certs.ca, servername: 'localhost' });
+        await once(socket, 'secureConnect');
+        const client = new RawClient(socket, 5);
+        clients.push(client);
+        assert.equal((await client.handshake({ clientId, keepalive: 0 })).reasonCode, 0);
+        await subscribe(client, `big/${clientId}`, 0);
+        return client;
+      };
+      const slow = await reader('slow');
+      const stopped = await reader('stopped');
+      slow.socket.pause();
+      stopped.socket.pause();
+      // A read every 200 ms: the message's one write takes seconds, its bytes taken all along.
+      timers.push(
+        setInterval(() => {
+          slow.socket.resume();
+          setImmediate(() => slow.socket.pause());
+        }, 200),
+      );
+      const publisher = await connected(plainPort, { version: 5, clientId: 'big-publisher' });
+      const size = 12 << 20;
+      const big = (topic: string) =>
+        ({ type: 'publish', topic, payload: new Uint8Array(size), qos: 0, retain: false, dup: false }) as const;
+      publisher.send(big('big/slow'));
+      publisher.send(big('big/stopped'));
+      const started = Date.now();
+      const message = await slow.expect('publish', 30_000);
+      const took = Date.now() - started;
+      assert.equal(message.payload.length, size);
+      assert.ok(took > 1500, `the slow read lasted longer than the timeout (${took} ms)`);
+      for (let i = 0; i < 200 && broker.stats.sendTimeouts === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(broker.stats.sendTimeouts, 1, 'the stopped reader, and only it, was cut');
+      publisher.end();
+    } finally {
+      for (const timer of timers) clearInterval(timer);
+      for (const client of clients) client.socket.destroy();
+      await broker.close();
+      certs.remove();
+    }
+  });
+});
