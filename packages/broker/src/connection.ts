@@ -887,7 +887,9 @@ export class Connection implements Outlet, Timed, SendWatched {
     const left = this.socket.writableLength;
     const watch = this.#uncommon?.sendWatch;
     if (watch?.armed === true) watch.written += bytes;
-    else if (left > 0) this.#watchSend();
+    // A TLS or WebSocket stream reports its writes done later even when the kernel took every byte at once: only
+    // bytes left in the TCP connection's own queue show a backlog there.
+    else if (left > 0 && (this.tcpWriteQueue ?? left) > 0) this.#watchSend();
     if (left > OUTPUT_PAUSE_BYTES) this.#pauseForOutput();
   }
 
