@@ -9,6 +9,7 @@ import {
   connected,
   delay,
   persistent,
+  readSlowly,
   startBroker,
   str,
   subscribe,
@@ -294,13 +295,7 @@ for (const version of [4, 5] as const) {
         const slow = await connected(b.port, { version, clientId: 'slow-reader', keepalive: 0 });
         await subscribe(slow, 'flood/#', 0);
         // Reads a little every 50 ms: backed up the whole time, but its output moves.
-        slow.socket.pause();
-        timers.push(
-          setInterval(() => {
-            slow.socket.resume();
-            setImmediate(() => slow.socket.pause());
-          }, 50),
-        );
+        timers.push(readSlowly(slow, 50));
         const publisher = await connected(b.port, { version, clientId: 'flooder' });
         const batch = qos0Frames('flood/x', 256, 4096);
         timers.push(setInterval(() => publisher.socket.write(batch), 20));
@@ -328,11 +323,7 @@ for (const version of [4, 5] as const) {
         const slow = await connected(b.port, { version, clientId: 'slow-big', keepalive: 0 });
         await subscribe(slow, 'big/#', 0);
         // A read every 200 ms: one write of 12 MiB that takes seconds to complete, its bytes taken all along.
-        slow.socket.pause();
-        timer = setInterval(() => {
-          slow.socket.resume();
-          setImmediate(() => slow.socket.pause());
-        }, 200);
+        timer = readSlowly(slow, 200);
         const publisher = await connected(b.port, { version, clientId: 'big-publisher' });
         publisher.send({
           type: 'publish',

@@ -8,7 +8,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { type Broker, createBroker } from '../src/index.js';
 import { makeCertificates, type TestCertificates } from './support/certs.js';
-import { connected, RawClient, silent, str, subscribe } from './support/raw-client.js';
+import { connected, RawClient, readSlowly, silent, str, subscribe } from './support/raw-client.js';
 
 // Bounded: a handshake or close that never comes fails the test that waited for it, not the whole file at the
 // runner's limit (this file once hung under heavy load; a timeout names the test).
@@ -315,15 +315,9 @@ describe('11 send timeout over TLS', { timeout: 60_000 }, () => {
       };
       const slow = await reader('slow');
       const stopped = await reader('stopped');
-      slow.socket.pause();
       stopped.socket.pause();
       // A read every 200 ms: the message's one write takes seconds, its bytes taken all along.
-      timers.push(
-        setInterval(() => {
-          slow.socket.resume();
-          setImmediate(() => slow.socket.pause());
-        }, 200),
-      );
+      timers.push(readSlowly(slow, 200));
       const publisher = await connected(plainPort, { version: 5, clientId: 'big-publisher' });
       const size = 12 << 20;
       const big = (topic: string) =>

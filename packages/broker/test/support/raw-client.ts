@@ -267,3 +267,12 @@ export async function publishQos(
 }
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Reads `client` for one turn every `everyMs`, as a slow line would; clear the returned timer to stop. */
+export function readSlowly(client: RawClient, everyMs: number): NodeJS.Timeout {
+  client.socket.pause();
+  return setInterval(() => {
+    client.socket.resume();
+    setImmediate(() => client.socket.pause());
+  }, everyMs);
+}
