@@ -33,6 +33,16 @@ const out = (seq: number, state: 'queued' | 'publish' | 'pubrel' = 'queued'): Ou
   properties: { correlationData: new Uint8Array([1, 2, 3]), userProperties: [['k', 'v']] },
 });
 
+/** The sequence numbers of the outgoing records a store at `path` holds when opened again (then closed). */
+async function reopenedSeqs(path: string): Promise<Array<number | false>> {
+  const reopened = FileStore.open(path);
+  try {
+    return reopened.list().map((r) => r.kind === 'outgoing' && r.seq);
+  } finally {
+    await reopened.close();
+  }
+}
+
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), 'otalink-store-'));
 }
@@ -155,12 +165,7 @@ test('file store: puts in one tick share one write; compaction bounds the log', 
     assert.ok(lines <= 250, `log has ${lines} lines after 2000 writes`);
     assert.ok(statSync(path).size < 100_000);
     await store.close();
-    const reopened = FileStore.open(path);
-    assert.deepEqual(
-      reopened.list().map((r) => r.kind === 'outgoing' && r.seq),
-      [999],
-    );
-    await reopened.close();
+    assert.deepEqual(await reopenedSeqs(path), [999]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -191,12 +196,7 @@ test('file store: a batch of relaxed changes only is written but not flushed to 
     assert.deepEqual([syncs, lines()], [3, 7]);
     await store.close();
     assert.equal(syncs, 4, 'a clean close flushes the relaxed lines to the device');
-    const reopened = FileStore.open(path);
-    assert.deepEqual(
-      reopened.list().map((r) => r.kind === 'outgoing' && r.seq),
-      [2],
-    );
-    await reopened.close();
+    assert.deepEqual(await reopenedSeqs(path), [2]);
   } finally {
     fs.fdatasyncSync = real;
     rmSync(dir, { recursive: true, force: true });
