@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { type MqttClient, MqttError } from '@otalink/mqtt';
 import { requireProgram } from '../../../test/support/system.js';
+import { FakeBroker } from '../../mqtt/test/client/fake-broker.js';
 import { freePort, Mosquitto } from '../../mqtt/test/client/mosquitto.js';
 import { parsePropertyArgs, preparseArgs } from '../src/commands/mqtt-properties.js';
 import { clientOptions, endClient, refusalExitCode, runPub, splitUrl, stdinLines } from '../src/commands/pub.js';
@@ -182,6 +183,25 @@ test('a refused connection exits with the CONNACK code, as mosquitto_pub and mos
   assert.equal(refusalExitCode(refused(0x87)), 135);
   assert.equal(refusalExitCode(new MqttError('MQTT_ERR_CONNECTION_REFUSED', 'refused')), 5);
   assert.equal(refusalExitCode(new MqttError('MQTT_ERR_CONNECT_FAILED', 'no')), undefined);
+});
+
+test('sub keeps going through a lost line, and ends with the CONNACK code when the reconnect is refused for good', async () => {
+  const broker = await FakeBroker.start();
+  try {
+    let connects = 0;
+    // Accepted, then (after the line drops) "server unavailable", which passes, then "not authorized", which does not.
+    const codes = [0, 0x88, 0x87];
+    broker.script = { connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: codes[connects++] ?? 0 }) };
+    const { io, err } = byteIo();
+    const run = runSub(['-L', `${broker.url}/t`, '-V', '5'], io);
+    await until(() => broker.latest?.received.some((p) => p.type === 'subscribe') === true, 'the subscription');
+    broker.latest?.drop();
+    assert.equal(await run, 0x87);
+    assert.equal(connects, 3, 'the passing refusal was retried, the lasting one was not');
+    assert.match(err(), /connection refused: 0x87 Not authorized/);
+  } finally {
+    await broker.close();
+  }
 });
 
 test('pub -l: lines split at \\n only, bytes kept as they are (\\r, invalid UTF-8), empty lines sent empty', async () => {

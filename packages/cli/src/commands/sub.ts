@@ -1,6 +1,14 @@
 // `otalink sub`: subscribe and print like mosquitto_sub.
 import { parseArgs } from 'node:util';
-import { connect, type Message, type MqttClient, reasonName, topicFilterProblem, topicMatches } from '@otalink/mqtt';
+import {
+  connect,
+  type Message,
+  type MqttClient,
+  MqttError,
+  reasonName,
+  topicFilterProblem,
+  topicMatches,
+} from '@otalink/mqtt';
 import type { Command } from './command.js';
 import { parsePropertyArgs, preparseArgs } from './mqtt-properties.js';
 import {
@@ -11,6 +19,7 @@ import {
   endClient,
   parseCount,
   parseQos,
+  refusalExitCode,
   runCli,
   splitUrl,
 } from './pub.js';
@@ -118,8 +127,12 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     const render = (message: Message): Rendered =>
       formatter === undefined ? { bytes: plain(message, values.verbose === true) } : formatter(message, Date.now());
     const qos = parseQos(values.qos);
-    // A subscriber keeps going through broker restarts, as mosquitto_sub does.
-    const options = { ...(await clientOptions(values, properties, io)), reconnect: {} };
+    // A subscriber keeps going through broker restarts, as mosquitto_sub does, and ends, as it does, when a
+    // reconnect is refused for good (credentials, rights, client id): retrying that once a minute would hide it.
+    const options = {
+      ...(await clientOptions(values, properties, io)),
+      reconnect: { onPermanentRefusal: 'end' as const },
+    };
     const client: MqttClient = await connect(options);
     const stream = client.messages();
     const stop = () => void stream.return();
@@ -136,7 +149,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     client.on('closed', (reason) => {
       if (reason !== undefined) {
         warn(reason.message);
-        exitCode = 1;
+        exitCode = (reason instanceof MqttError ? refusalExitCode(reason) : undefined) ?? 1;
       }
     });
     // --remove-retained's publishes: awaited before the end, so a refusal is reported and none is cut short.

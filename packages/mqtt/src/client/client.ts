@@ -37,6 +37,7 @@ import { Emitter } from './emitter.js';
 import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
 import { isRedirect, MqttRedirectError, redirectTarget, SERVER_MOVED } from './redirect.js';
+import { isPermanentRefusal } from './refusal.js';
 import { defaultStorePath } from './store/file-default.js';
 import { openFileStore } from './store/open-file-store.js';
 import type { MessageStore } from './store/store.js';
@@ -982,11 +983,24 @@ export class MqttClient extends Emitter<ClientEvents> {
       }, 0);
       return;
     }
-    if (r === false || r?.enabled === false || this.ending !== undefined) {
+    const permanent =
+      reason instanceof MqttError &&
+      reason.code === 'MQTT_ERR_CONNECTION_REFUSED' &&
+      isPermanentRefusal(reason.reasonCode, this.version);
+    const onPermanent = (r === false ? undefined : r?.onPermanentRefusal) ?? 'slow';
+    if (r === false || r?.enabled === false || this.ending !== undefined || (permanent && onPermanent === 'end')) {
       void this.finish(reason);
       return;
     }
-    const delayMs = backoffDelay(this.attempt, r ?? {}, this.options.random);
+    const backoff = r ?? {};
+    const delayMs =
+      permanent && onPermanent === 'slow'
+        ? backoffDelay(
+            0,
+            { ...backoff, initialDelayMs: backoff.maxDelayMs ?? DEFAULT_BACKOFF.maxDelayMs },
+            this.options.random,
+          )
+        : backoffDelay(this.attempt, backoff, this.options.random);
     this.attempt++;
     this.setState('reconnecting');
     this.emit('reconnecting', { attempt: this.attempt, delayMs });

@@ -26,6 +26,16 @@ export interface AuthHook {
 export interface ReconnectOptions extends BackoffOptions {
   /** Default true. */
   enabled?: boolean;
+  /**
+   * A CONNACK refusal no retry can fix: bad user name or password, not authorized, banned, client id or protocol
+   * version rejected, bad authentication method, a will the server does not take (3.1.1 return codes 1, 2, 4, 5).
+   * 'slow' (default): the next attempt waits the longest delay (`maxDelayMs`, with jitter), as do the ones after it
+   * while the refusal lasts, so a fleet whose credentials were revoked keeps asking, as a vehicle that cannot be
+   * reached otherwise must, but not from once a second up. 'backoff': the usual growing delays. 'end': the client
+   * ends with the refusal as its error (as mosquitto_sub; MQTT.js ends on any refusal). Other refusals
+   * (server unavailable or busy, quota, connection rate) always take the usual backoff.
+   */
+  onPermanentRefusal?: 'slow' | 'backoff' | 'end';
 }
 
 export interface QueueOptions {

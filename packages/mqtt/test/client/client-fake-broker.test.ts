@@ -1069,6 +1069,74 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  /**
+   * Refuses the first `refusals.length` CONNECTs with those codes, then accepts; returns the delay before each retry
+   * and how the client ended (undefined while it still runs). `random: () => 1` makes every delay its ceiling.
+   */
+  async function retriesAfterRefusals(
+    refusals: number[],
+    extra: Partial<ClientOptions>,
+  ): Promise<{ delays: number[]; closed: Error | undefined; connected: boolean }> {
+    const delays: number[] = [];
+    let closed: Error | undefined;
+    let connected = false;
+    await withBroker(async (broker) => {
+      let n = 0;
+      broker.script = {
+        connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: refusals[n++] ?? 0 }),
+      };
+      const client = await connect(
+        options(broker, { retryFirstConnect: true, random: () => 1, clientId: 'refusals', store: false, ...extra }),
+      );
+      client.on('error', () => {});
+      client.on('reconnecting', (info) => delays.push(info.delayMs));
+      const done = new Promise<void>((resolve) => {
+        client.once('connected', () => {
+          connected = true;
+          resolve();
+        });
+        client.once('closed', (reason) => {
+          closed = reason ?? new Error('closed without a reason');
+          resolve();
+        });
+      });
+      await done;
+      await client.end({ force: true });
+    });
+    return { delays, closed, connected };
+  }
+
+  const backoff = { initialDelayMs: 5, maxDelayMs: 80, multiplier: 2, jitter: 'none' as const };
+
+  test('refusals no retry can fix wait the longest delay; server-side ones take the growing backoff (5.0 and 3.1.1)', async () => {
+    // 0x86 bad user name or password, 0x87 not authorized, 0x8A banned: the longest delay each time.
+    const permanent = await retriesAfterRefusals([0x86, 0x87, 0x8a], { reconnect: backoff });
+    assert.ok(permanent.connected);
+    assert.deepEqual(permanent.delays, [80, 80, 80]);
+    // 0x88 server unavailable, 0x89 busy, 0x97 quota exceeded, 0x9F connection rate exceeded: they pass.
+    const passing = await retriesAfterRefusals([0x88, 0x89, 0x97, 0x9f], { reconnect: backoff });
+    assert.deepEqual(passing.delays, [5, 10, 20, 40]);
+    // 3.1.1: 5 not authorized and 2 identifier rejected against 3 server unavailable.
+    const v311 = await retriesAfterRefusals([3, 5, 3, 2], { reconnect: backoff, protocolVersion: 4 });
+    assert.ok(v311.connected);
+    assert.deepEqual(v311.delays, [5, 80, 20, 80]);
+  });
+
+  test("onPermanentRefusal 'backoff' keeps the growing delays; 'end' ends the client with the refusal", async () => {
+    const growing = await retriesAfterRefusals([0x86, 0x86, 0x86], {
+      reconnect: { ...backoff, onPermanentRefusal: 'backoff' },
+    });
+    assert.deepEqual(growing.delays, [5, 10, 20]);
+    const ended = await retriesAfterRefusals([0x88, 0x87, 0x87], {
+      reconnect: { ...backoff, onPermanentRefusal: 'end' },
+    });
+    assert.equal(ended.connected, false);
+    assert.deepEqual(ended.delays, [5], 'server unavailable was retried, not authorized was not');
+    const reason = ended.closed as MqttError;
+    assert.equal(reason.code, 'MQTT_ERR_CONNECTION_REFUSED');
+    assert.equal(reason.reasonCode, 0x87);
+  });
+
   test('connect timeout when the server accepts TCP but never answers CONNECT', async () => {
     const sockets = new Set<import('node:net').Socket>();
     const server = createServer((s) => {
