@@ -173,12 +173,17 @@ test('file store: puts in one tick share one write; compaction bounds the log', 
 
 test('file store: a batch of relaxed changes only is written but not flushed to the device; one strict change flushes it', async () => {
   const dir = tempDir();
-  const real = fs.fdatasyncSync;
+  // Batches are flushed on the thread pool (fdatasync), close() flushes in place (fdatasyncSync): both count.
+  const real = { fdatasync: fs.fdatasync, fdatasyncSync: fs.fdatasyncSync };
   let syncs = 0;
   fs.fdatasyncSync = (fd: number) => {
     syncs++;
-    real(fd);
+    real.fdatasyncSync(fd);
   };
+  fs.fdatasync = ((fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => {
+    syncs++;
+    real.fdatasync(fd, callback);
+  }) as typeof fs.fdatasync;
   try {
     const path = join(dir, 'client.log');
     const store = FileStore.open(path);
@@ -198,7 +203,8 @@ test('file store: a batch of relaxed changes only is written but not flushed to 
     assert.equal(syncs, 4, 'a clean close flushes the relaxed lines to the device');
     assert.deepEqual(await reopenedSeqs(path), [2]);
   } finally {
-    fs.fdatasyncSync = real;
+    fs.fdatasyncSync = real.fdatasyncSync;
+    fs.fdatasync = real.fdatasync;
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -32,9 +32,10 @@ import type { MessageStore } from './store.js';
 
 export interface FileStoreOptions {
   /**
-   * 'batch' (default): fdatasync once per batch holding a change that is not relaxed, before the batch's changes
-   * resolve; relaxed changes alone are flushed to the device with the next such batch, or at close(). 'never':
-   * leave it to the OS.
+   * 'batch' (default): a batch holding a change that is not relaxed resolves once an fdatasync begun after its write
+   * has completed; relaxed changes alone are flushed to the device with the next such batch, or at close(). The
+   * fdatasync runs off the event loop, one at a time: batches written while one runs share the next (group commit),
+   * so a slow flash device neither holds up the client nor costs a flush per batch. 'never': leave it to the OS.
    */
   fsync?: 'batch' | 'never';
   /**
@@ -67,6 +68,7 @@ interface Compaction {
 }
 
 type LogLine = { op: 'put'; key: string; record: StoredRecord } | { op: 'del'; key: string };
+type Waiter = { resolve: () => void; reject: (err: unknown) => void };
 
 const NEWLINE = 0x0a;
 /** Reads and writes go in pieces of about this size: no string or buffer grows with the log. */
@@ -91,9 +93,16 @@ export class FileStore implements MessageStore {
   private pending = new Map<string, Buffer | undefined>();
   /** The pending batch holds a change that must be durable before it settles (one not relaxed). */
   private syncPending = false;
-  /** Lines were written since the last fdatasync (relaxed batches): close() flushes them to the device. */
-  private unsynced = false;
-  private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** Batches written to the log, and how many of them the last completed fdatasync (or snapshot) covered. */
+  private written = 0;
+  private synced = 0;
+  private waiters: Waiter[] = [];
+  /** Waiters of written batches for the next fdatasync (one is running: they wait for the one after it). */
+  private syncWaiters: Waiter[] = [];
+  /** The fdatasync running on the thread pool, settled (never rejected) when it ends. */
+  private syncing: Promise<void> | undefined;
+  /** Descriptors of logs replaced while an fdatasync ran on them: closed when it ends. */
+  private retired: number[] = [];
   private scheduled = false;
   private closed = false;
   /** A write failed: the log is behind `records`, so the next write is a full snapshot, not an append. */
@@ -273,23 +282,26 @@ export class FileStore implements MessageStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.closed = true;
     this.abandonCompaction();
     this.flush();
+    // The fdatasync under way (and the one its batches started) settle their waiters before the descriptor goes.
+    while (this.syncing !== undefined) await this.syncing;
     if (this.broken || this.pending.size > 0) {
       // A last chance for what a failed write left out.
       try {
         this.replaceLog();
       } catch {}
-    } else if (this.unsynced && this.options.fsync !== 'never') {
+    } else if (this.synced < this.written && this.options.fsync !== 'never') {
       // A clean end keeps even relaxed changes through a power cut (a drained backlog is not sent again).
       try {
         fs.fdatasyncSync(this.fd);
-        this.unsynced = false;
+        this.synced = this.written;
       } catch {}
     }
-    this.closed = true;
     try {
       if (this.fd >= 0) fs.closeSync(this.fd);
+      this.fd = -1;
     } finally {
       this.lock.release();
     }
@@ -320,24 +332,82 @@ export class FileStore implements MessageStore {
     this.pending = new Map();
     this.waiters = [];
     this.syncPending = false;
+    let written = 0;
     try {
       if (this.broken) {
         // The log missed a batch: rewrite it from what is in memory, which holds that batch too.
         this.abandonCompaction();
         this.replaceLog();
       } else {
-        this.appendLines(pending, sync);
+        written = this.appendLines(pending, sync);
       }
     } catch (err) {
       const e = storeError(`cannot write ${this.path}`, err);
       for (const w of waiters) w.reject(e);
       return;
     }
+    if (written > 0 && sync && this.options.fsync !== 'never') {
+      for (const w of waiters) this.syncWaiters.push(w);
+      this.startSync();
+    } else {
+      for (const w of waiters) w.resolve();
+    }
+    // After the batch is handed to its fdatasync: a compaction that replaces the log settles it at once (adopt).
     this.maybeCompact();
-    for (const w of waiters) w.resolve();
   }
 
-  private appendLines(pending: Map<string, Buffer | undefined>, sync: boolean): void {
+  /**
+   * Flushes what the log holds to the device, on the thread pool: its waiters settle when it ends. While one runs,
+   * batches written meanwhile wait for the next, started when it ends (one fdatasync covers all of them).
+   */
+  private startSync(): void {
+    if (this.syncing !== undefined || this.syncWaiters.length === 0) return;
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    const fd = this.fd;
+    const covers = this.written;
+    let settle!: () => void;
+    this.syncing = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
+    const done = (err: Error | null): void => {
+      this.syncing = undefined;
+      const retired = this.retired.indexOf(fd);
+      if (retired >= 0) {
+        // The log was replaced meanwhile by a snapshot made durable before it was adopted: that holds these.
+        this.retired.splice(retired, 1);
+        try {
+          fs.closeSync(fd);
+        } catch {}
+        err = null;
+      }
+      if (err === null) {
+        if (retired < 0) this.synced = Math.max(this.synced, covers);
+        for (const w of waiters) w.resolve();
+      } else {
+        // After a failed flush the kernel may have dropped any page written since the last good one, these
+        // batches' and earlier relaxed ones alike: the next write rewrites the log from memory. The batches
+        // waiting for the next flush were written after those pages and fail with them.
+        this.broken = true;
+        const e = storeError(`cannot write ${this.path}`, err);
+        const queued = this.syncWaiters;
+        this.syncWaiters = [];
+        for (const w of waiters) w.reject(e);
+        for (const w of queued) w.reject(e);
+      }
+      settle();
+      this.startSync();
+    };
+    try {
+      fs.fdatasync(fd, done);
+    } catch (err) {
+      // Not expected of fs.fdatasync (only bad arguments throw), but handled as its failure would be.
+      done(err as Error);
+    }
+  }
+
+  /** Writes the batch's lines (not flushed to the device: see startSync); returns how many. */
+  private appendLines(pending: Map<string, Buffer | undefined>, sync: boolean): number {
     const start = this.fileBytes;
     const parts: Buffer[] = [];
     let size = 0;
@@ -357,18 +427,6 @@ export class FileStore implements MessageStore {
         }
       }
       if (parts.length > 0) this.writeAll(this.fd, parts);
-      // Relaxed changes alone are not worth a flush to the device; the next batch that needs one carries them.
-      if (count > 0 && sync && this.options.fsync !== 'never') {
-        try {
-          fs.fdatasyncSync(this.fd);
-        } catch (err) {
-          // After a failed flush the kernel may have dropped any page written since the last good one: with earlier
-          // relaxed batches among them, cutting this batch off is not enough, and the log is rewritten from memory.
-          if (this.unsynced) this.broken = true;
-          throw err;
-        }
-        this.unsynced = false;
-      } else if (count > 0) this.unsynced = true;
     } catch (err) {
       // Cut the partial batch off again, chunks already written too: the next line must not be glued to half of
       // one, and the whole batch goes again.
@@ -388,7 +446,9 @@ export class FileStore implements MessageStore {
       throw err;
     }
     this.lines += count;
+    if (count > 0) this.written++;
     for (const [key, bytes] of sizes) this.noteOnDisk(key, bytes);
+    return count;
   }
 
   private writeAll(fd: number, parts: Buffer[]): void {
@@ -539,11 +599,20 @@ export class FileStore implements MessageStore {
    */
   private adopt(snapshot: Snapshot): void {
     if (this.fd >= 0) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {}
+      if (this.syncing !== undefined) this.retired.push(this.fd);
+      else {
+        try {
+          fs.closeSync(this.fd);
+        } catch {}
+      }
       this.fd = -1;
     }
+    // The snapshot was made durable before its rename: it holds every change the waiting batches made.
+    const waiting = this.syncWaiters;
+    this.syncWaiters = [];
+    for (const w of waiting) w.resolve();
+    this.written++;
+    this.synced = this.written;
     this.onDisk = snapshot.sizes;
     this.liveBytes = snapshot.liveBytes;
     this.fileBytes = snapshot.fileBytes;
