@@ -209,6 +209,48 @@ test('file store: a batch of relaxed changes only is written but not flushed to 
   }
 });
 
+test('file store: a batch settles after an fdatasync run off the event loop; batches written meanwhile share the next', async () => {
+  const dir = tempDir();
+  const real = fs.fdatasync;
+  const held: Array<() => void> = [];
+  let syncs = 0;
+  // Each flush waits until the test lets it finish: the event loop must go on meanwhile.
+  fs.fdatasync = ((fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => {
+    syncs++;
+    held.push(() => real(fd, callback));
+  }) as typeof fs.fdatasync;
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    let first = false;
+    const a = store.put('out:1', out(1)).then(() => {
+      first = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual([syncs, first], [1, false], 'the batch is written and its flush started, not finished');
+    // Two more batches in later turns, while the first flush runs: written at once, flushed by one more fdatasync.
+    const b = store.put('out:2', out(2));
+    await new Promise((resolve) => setImmediate(resolve));
+    const c = store.put('out:3', out(3));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(readFileSync(path, 'utf8').split('\n').filter(Boolean).length, 3, 'all three batches are written');
+    assert.equal(syncs, 1, 'no second flush while one runs');
+    held.shift()?.();
+    await a;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(syncs, 2, 'one flush for both batches written meanwhile');
+    held.shift()?.();
+    await Promise.all([b, c]);
+    const closing = store.close();
+    await closing;
+    assert.equal(held.length, 0);
+    assert.deepEqual(await reopenedSeqs(path), [1, 2, 3]);
+  } finally {
+    fs.fdatasync = real;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** A record of ~1.4 KB on disk (base64): 2 000 of them are far more than one compaction slice (256 KiB). */
 const big = (seq: number, state: 'queued' | 'publish' = 'queued'): OutgoingRecord => ({
   kind: 'outgoing',
