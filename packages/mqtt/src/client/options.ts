@@ -207,10 +207,60 @@ export function resolveOptions(input: string | ClientOptions): { options: Client
   if (!Number.isInteger(keepalive) || keepalive < 0 || keepalive > 0xffff) {
     throw new MqttError('MQTT_ERR_INVALID_OPTION', `keepalive must be 0..65535 seconds, got ${keepalive}`);
   }
+  checkNumbers(options);
   return {
     options,
     target: { protocol, host: host ?? 'localhost', port, path: path ?? '/mqtt' },
   };
+}
+
+/**
+ * The numeric options, where a value out of range would not fail but hang or spin: maxInflight 0 sent nothing at
+ * all (every publish waited for ever), a backoff delay of NaN or 0 reconnected in a tight loop. Undefined takes the
+ * default.
+ */
+function checkNumbers(options: ClientOptions): void {
+  const check = (name: string, value: number | undefined, min: number, max: number, integer: boolean): void => {
+    if (value === undefined) return;
+    if (
+      typeof value !== 'number' ||
+      Number.isNaN(value) ||
+      value < min ||
+      value > max ||
+      (integer && !Number.isInteger(value))
+    ) {
+      const range =
+        max === Number.POSITIVE_INFINITY
+          ? `${integer ? 'an integer ' : 'a number '}>= ${min}`
+          : `${integer ? 'an integer' : 'a number'} in ${min}..${max}`;
+      throw new MqttError('MQTT_ERR_INVALID_OPTION', `${name} must be ${range}, got ${String(value)}`);
+    }
+  };
+  const inf = Number.POSITIVE_INFINITY;
+  check('maxInflight', options.maxInflight, 1, 65535, true);
+  check('poisonStrikes', options.poisonStrikes, 0, inf, true);
+  check('queue.limit', options.queue?.limit, 0, inf, true);
+  check('connectTimeoutMs', options.connectTimeoutMs, 1, 2_147_483_647, false);
+  check('pingTimeoutMs', options.pingTimeoutMs, 1, 2_147_483_647, false);
+  const r = options.reconnect;
+  if (r === undefined || r === false) return;
+  check('reconnect.initialDelayMs', r.initialDelayMs, 0, 2_147_483_647, false);
+  check('reconnect.maxDelayMs', r.maxDelayMs, 0, 2_147_483_647, false);
+  check('reconnect.multiplier', r.multiplier, 1, inf, false);
+  check('reconnect.stableAfterMs', r.stableAfterMs, 0, inf, false);
+  if (r.jitter !== undefined && r.jitter !== 'full' && r.jitter !== 'equal' && r.jitter !== 'none') {
+    throw new MqttError(
+      'MQTT_ERR_INVALID_OPTION',
+      `reconnect.jitter must be 'full', 'equal' or 'none', got ${String(r.jitter)}`,
+    );
+  }
+  const p = r.onPermanentRefusal;
+  if (p !== undefined && p !== 'slow' && p !== 'backoff' && p !== 'end') {
+    throw new MqttError(
+      'MQTT_ERR_INVALID_OPTION',
+      `reconnect.onPermanentRefusal must be 'slow', 'backoff' or 'end', got ${String(p)}`,
+    );
+  }
 }
 
 export function randomClientId(random: () => number = Math.random): string {

@@ -31,7 +31,14 @@ export function backoffDelay(
   options: BackoffOptions = {},
   random: () => number = Math.random,
 ): number {
-  const o = { ...DEFAULT_BACKOFF, ...options };
+  // Field by field: an option given as undefined (a config value not set) takes the default, as one left out does.
+  const o: Required<BackoffOptions> = {
+    initialDelayMs: options.initialDelayMs ?? DEFAULT_BACKOFF.initialDelayMs,
+    maxDelayMs: options.maxDelayMs ?? DEFAULT_BACKOFF.maxDelayMs,
+    multiplier: options.multiplier ?? DEFAULT_BACKOFF.multiplier,
+    jitter: options.jitter ?? DEFAULT_BACKOFF.jitter,
+    stableAfterMs: options.stableAfterMs ?? DEFAULT_BACKOFF.stableAfterMs,
+  };
   const ceiling = Math.min(o.maxDelayMs, o.initialDelayMs * o.multiplier ** Math.max(0, attempt));
   switch (o.jitter) {
     case 'none':

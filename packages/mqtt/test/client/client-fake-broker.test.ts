@@ -704,6 +704,37 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('numeric options that would hang or spin are refused up front with MQTT_ERR_INVALID_OPTION', async () => {
+    const bad: Array<[Partial<ClientOptions>, RegExp]> = [
+      [{ maxInflight: 0 }, /maxInflight must be an integer in 1\.\.65535, got 0/],
+      [{ maxInflight: -1 }, /maxInflight/],
+      [{ maxInflight: 1.5 }, /maxInflight/],
+      [{ poisonStrikes: -1 }, /poisonStrikes/],
+      [{ queue: { limit: Number.NaN } }, /queue\.limit/],
+      [{ connectTimeoutMs: 0 }, /connectTimeoutMs/],
+      [{ pingTimeoutMs: -5 }, /pingTimeoutMs/],
+      [{ reconnect: { initialDelayMs: Number.NaN } }, /reconnect\.initialDelayMs/],
+      [{ reconnect: { multiplier: 0.5 } }, /reconnect\.multiplier/],
+      [{ reconnect: { jitter: 'half' as 'full' } }, /reconnect\.jitter/],
+      [{ reconnect: { onPermanentRefusal: 'never' as 'end' } }, /reconnect\.onPermanentRefusal/],
+    ];
+    for (const [extra, message] of bad) {
+      await assert.rejects(connect({ url: 'mqtt://127.0.0.1:1', ...extra }), (err: MqttError) => {
+        assert.equal(err.code, 'MQTT_ERR_INVALID_OPTION', JSON.stringify(extra));
+        assert.match(err.message, message);
+        return true;
+      });
+    }
+    // Undefined is "not given": the defaults apply.
+    await withBroker(async (broker) => {
+      const client = await connect(
+        options(broker, { maxInflight: undefined, reconnect: { initialDelayMs: undefined, maxDelayMs: undefined } }),
+      );
+      assert.equal(client.state, 'connected');
+      await client.end();
+    });
+  });
+
   test('end() asking to keep a session CONNECT said ends with the connection is refused, and closes nothing', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { clean: true }));

@@ -57,3 +57,12 @@ test('equal jitter keeps at least half the ceiling', () => {
     assert.ok(d >= 4000 && d <= 8000);
   }
 });
+
+test('an option given as undefined takes its default, as one left out does (no NaN delay, no tight loop)', () => {
+  const random = () => 1;
+  const given = { initialDelayMs: undefined, maxDelayMs: undefined, multiplier: undefined, jitter: undefined };
+  for (let attempt = 0; attempt < 8; attempt++) {
+    assert.equal(backoffDelay(attempt, given, random), backoffDelay(attempt, {}, random));
+  }
+  assert.equal(backoffDelay(0, given, random), 1000);
+});
