@@ -32,7 +32,7 @@ import {
   type Step,
 } from '../session/client-session.js';
 import { topicMatches } from '../topic/match.js';
-import { parseSharedSubscription } from '../topic/validate.js';
+import { parseSharedSubscription, typeName } from '../topic/validate.js';
 import { Emitter } from './emitter.js';
 import { MessageStream } from './message-stream.js';
 import { type ClientOptions, type ResolvedTarget, randomClientId, resolveOptions } from './options.js';
@@ -216,6 +216,16 @@ const REFILL_HOLD_MS = 1;
 /** Messages held for the first consumer. */
 const EARLY_LIMIT = 10_000;
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
+
+/** A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name. */
+function payloadBytes(v: string | Uint8Array): Uint8Array {
+  if (typeof v === 'string') return encoder.encode(v);
+  if (v instanceof Uint8Array) return v;
+  throw new MqttError(
+    'MQTT_ERR_INVALID_OPTION',
+    `a payload must be a string or a Uint8Array (a Buffer is one), got ${typeName(v)}`,
+  );
+}
 
 /** Connects and resolves once the server accepted the session; rejects if the first attempt fails. */
 export async function connect(urlOrOptions: string | ClientOptions, options: ClientOptions = {}): Promise<MqttClient> {
@@ -556,7 +566,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       accepted = this.session.publish(
         {
           topic,
-          payload: toBytes(payload),
+          payload: payloadBytes(payload),
           qos: options.qos ?? 0,
           retain: options.retain ?? false,
           properties: options.properties,

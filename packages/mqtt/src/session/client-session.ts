@@ -217,6 +217,16 @@ interface OutEntry extends InflightEntry {
   strikes: number;
 }
 
+/**
+ * A client must not send a Subscription Identifier ([MQTT-3.3.4-6]; the server closes the line over it). A received
+ * message carries its subscriptions' identifiers, so forwarding its `properties` would: they are left out instead.
+ */
+function withoutSubscriptionIds(properties: PublishProperties | undefined): PublishProperties | undefined {
+  if (properties?.subscriptionIdentifiers === undefined) return properties;
+  const { subscriptionIdentifiers: _, ...rest } = properties;
+  return Object.keys(rest).length === 0 ? undefined : rest;
+}
+
 /** A successful PUBREC's reason code and properties, reported with the PUBCOMP's outcome. */
 export interface PubrecAnswer {
   reasonCode: number;
@@ -626,7 +636,7 @@ export class ClientSession {
       payload: message.payload,
       qos: message.qos,
       retain: message.retain,
-      properties: message.properties,
+      properties: withoutSubscriptionIds(message.properties),
       state: 'queued',
       packetId: undefined,
       key: undefined,
@@ -1284,7 +1294,7 @@ export class ClientSession {
       );
     }
     // Measuring also validates (properties, lengths), so a bad message fails here and never reaches the wire.
-    // Measured with the full topic: an alias can only make it smaller.
+    // Measured with the full topic and without an alias of ours: wirePublish adds one only where it still fits.
     const size = measureEntry(entry, this.version);
     if (size > l.maximumPacketSize) {
       throw new MqttError(
@@ -1312,6 +1322,17 @@ export class ClientSession {
     return packet;
   }
 
+  /**
+   * Whether the PUBLISH still fits the server's Maximum Packet Size with an alias of ours added: at most 5 bytes (the
+   * property's 3, and one more byte in each of the two length fields). Measured only when a cheap bound says it
+   * might not: a message without properties takes at most 16 bytes besides its payload and 3 per topic character.
+   */
+  private aliasFits(entry: OutEntry): boolean {
+    const max = this.limits.maximumPacketSize;
+    if (entry.properties === undefined && entry.payload.length + 3 * entry.topic.length + 16 <= max) return true;
+    return measureEntry(entry, this.version) + 5 <= max;
+  }
+
   private wirePublish(entry: OutEntry, dup: boolean, now: number): PublishPacket {
     entry.sentOn = this.connectionNumber;
     entry.sentAt = now;
@@ -1324,7 +1345,9 @@ export class ClientSession {
     } else {
       // No alias asked for, or one this server cannot take (a message resent after a reconnect to a server with a
       // lower maximum; new ones fail in checkAgainstServer): the table decides, with the topic in full if need be.
-      choice = this.outAliases.choose(entry.topic);
+      // Not for a message an alias would push over the server's Maximum Packet Size: a topic's first message
+      // carries the topic and the alias both.
+      if (this.aliasFits(entry)) choice = this.outAliases.choose(entry.topic);
       if (requested !== undefined) {
         const rest = withoutTopicAlias(entry.properties);
         if (rest === undefined) delete packet.properties;

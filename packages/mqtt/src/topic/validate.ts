@@ -20,6 +20,11 @@ let lastValidName: string | undefined;
 
 export function validateTopicName(topic: string): void {
   if (topic === lastValidName) return;
+  if (typeof topic !== 'string') {
+    throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', `a topic name must be a string, got ${typeName(topic)}`, {
+      reasonCode: 0x90,
+    });
+  }
   if (topic.length === 0) {
     throw new MqttError('MQTT_ERR_INVALID_TOPIC_NAME', 'a topic name must not be empty', { reasonCode: 0x90 });
   }
@@ -94,6 +99,11 @@ function invalidFilter(filter: string, problem: string): MqttError {
 
 /** Throws MQTT_ERR_EMPTY_TOPIC_FILTER (0x81) or MQTT_ERR_INVALID_TOPIC_FILTER (0x8F). Accepts $share filters. */
 export function validateTopicFilter(filter: string): void {
+  if (typeof filter !== 'string') {
+    throw new MqttError('MQTT_ERR_INVALID_TOPIC_FILTER', `a topic filter must be a string, got ${typeName(filter)}`, {
+      reasonCode: 0x8f,
+    });
+  }
   if (filter.length === 0) {
     throw new MqttError('MQTT_ERR_EMPTY_TOPIC_FILTER', 'a topic filter must not be empty', { reasonCode: 0x81 });
   }
@@ -109,4 +119,11 @@ export function isValidTopicFilter(filter: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** What a value that should have been a string is, for an error message: `undefined`, `number 5`, `object`. */
+export function typeName(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
+  return Array.isArray(value) ? 'array' : typeof value;
 }

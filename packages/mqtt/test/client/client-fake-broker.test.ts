@@ -793,6 +793,73 @@ describe('dependability against the fake broker', () => {
     });
   });
 
+  test('a topic alias of ours is left out where it would push a PUBLISH over the Maximum Packet Size', async () => {
+    await withBroker(async (broker) => {
+      broker.script = {
+        connack: () => ({
+          type: 'connack',
+          sessionPresent: false,
+          reasonCode: 0,
+          properties: { topicAliasMaximum: 10, maximumPacketSize: 100 },
+        }),
+      };
+      const client = await connect(options(broker));
+      // 100 bytes with the topic in full: 1 + 1 (lengths) + 2 + 3 (topic) + 2 (id) + 1 (no properties) + 90.
+      await client.publish('t/x', new Uint8Array(90), { qos: 1 });
+      await client.publish('t/x', 'small', { qos: 1 });
+      await client.publish('t/x', 'small again', { qos: 1 });
+      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      assert.deepEqual(
+        raw.map((p) => [p.topic, p.properties?.topicAlias, encode(p, 5).length <= 100]),
+        [
+          ['t/x', undefined, true],
+          ['t/x', 1, true],
+          ['', 1, true],
+        ],
+      );
+      assert.equal(encode(raw[0]!, 5).length, 100);
+      await client.end();
+    });
+  });
+
+  test("a received message's subscription identifiers are left out when its properties are published again", async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker));
+      await client.publish('fwd', 'x', {
+        qos: 1,
+        properties: { subscriptionIdentifiers: [7], contentType: 'text/plain' },
+      });
+      await client.publish('fwd', 'y', { qos: 1, properties: { subscriptionIdentifiers: [7] } });
+      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      assert.deepEqual(
+        raw.map((p) => p.properties),
+        [{ contentType: 'text/plain' }, undefined],
+      );
+      await client.end();
+    });
+  });
+
+  test('arguments of the wrong type are refused with an MqttError and its code, not a TypeError', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker));
+      const any = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+      const refused = async (call: Promise<unknown>, code: string, message: RegExp) =>
+        assert.rejects(call, (err: MqttError) => {
+          assert.equal(err.code, code);
+          assert.match(err.message, message);
+          return true;
+        });
+      await refused(any.publish!.call(client, undefined, 'x'), 'MQTT_ERR_INVALID_TOPIC_NAME', /got undefined/);
+      await refused(any.publish!.call(client, 't', 5), 'MQTT_ERR_INVALID_OPTION', /payload must be .*got number 5/);
+      await refused(any.publish!.call(client, 't', { a: 1 }), 'MQTT_ERR_INVALID_OPTION', /got object/);
+      await refused(any.subscribe!.call(client, 5), 'MQTT_ERR_INVALID_TOPIC_FILTER', /must be a string/);
+      await refused(any.unsubscribe!.call(client, [5]), 'MQTT_ERR_INVALID_TOPIC_FILTER', /got number 5/);
+      assert.equal(client.state, 'connected');
+      await client.publish('t', 'fine');
+      await client.end();
+    });
+  });
+
   test('Maximum Packet Size: a too large publish is rejected locally', async () => {
     await withBroker(async (broker) => {
       broker.script = {
