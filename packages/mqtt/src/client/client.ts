@@ -684,7 +684,18 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (early.length > 0) {
         // Not from inside on(): the caller may still be setting up.
         queueMicrotask(() => {
-          for (const m of early) this.call('message', listener as ClientEvents['message'], [m]);
+          for (let i = 0; i < early.length; i++) {
+            if (this.has(event, listener)) {
+              this.call('message', listener as ClientEvents['message'], [early[i]!]);
+              continue;
+            }
+            // The listener went (a `once` listener took one): the rest go to whoever listens now, or wait again for
+            // the next consumer.
+            const rest = early.slice(i);
+            if (this.listenerCount('message') > 0) for (const m of rest) this.emit('message', m);
+            else if (this.early === undefined && this.streams.size === 0) this.early = rest;
+            break;
+          }
         });
       }
     }

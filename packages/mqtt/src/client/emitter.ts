@@ -17,7 +17,10 @@ export class Emitter<Events extends { [K in keyof Events]: Listener }> {
   }
 
   once<K extends keyof Events>(event: K, listener: Events[K]): () => void {
+    let called = false;
     const wrapped = ((...args: unknown[]) => {
+      if (called) return;
+      called = true;
       this.off(event, wrapped as Events[K]);
       listener(...args);
     }) as Events[K];
@@ -26,6 +29,11 @@ export class Emitter<Events extends { [K in keyof Events]: Listener }> {
 
   off<K extends keyof Events>(event: K, listener: Events[K]): void {
     this.listeners.get(event)?.delete(listener);
+  }
+
+  /** Whether `listener` (as given to `on`, or the wrapper `once` registered) is still registered for `event`. */
+  protected has<K extends keyof Events>(event: K, listener: Events[K]): boolean {
+    return this.listeners.get(event)?.has(listener) ?? false;
   }
 
   listenerCount<K extends keyof Events>(event: K): number {

@@ -1396,6 +1396,27 @@ describe('inbound protocol checks against the fake broker (5.0)', () => {
     });
   });
 
+  test("once('message') takes one of the messages that arrived before any listener; the rest wait for the next one", async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { reconnect: false }));
+      try {
+        broker.latest!.socket.write(Buffer.concat([0, 1, 2].map((i) => encode(pub(`m${i}`, 0), 5))));
+        await broker.until(() => (client as unknown as { early?: unknown[] }).early?.length === 3, 5000, 'held');
+        const once: string[] = [];
+        client.once('message', (m) => once.push(m.topic));
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(once, ['m0']);
+        const later: string[] = [];
+        client.on('message', (m) => later.push(m.topic));
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(later, ['m1', 'm2']);
+        assert.deepEqual(once, ['m0']);
+      } finally {
+        await client.end({ force: true });
+      }
+    });
+  });
+
   test('messages arriving before anyone listens pause reading instead of being dropped past the early limit', async () => {
     await withBroker(async (broker) => {
       const client = await connect(options(broker, { reconnect: false }));
