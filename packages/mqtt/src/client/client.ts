@@ -123,9 +123,12 @@ export interface EndOptions {
   force?: boolean;
   /** Give up flushing after this long. Default 30 000 ms. */
   timeoutMs?: number;
-  /** DISCONNECT reason code (5.0), e.g. 0x04 to have the will published. */
+  /**
+   * DISCONNECT reason code (5.0), e.g. 0x04 to have the will published. In 3.1.1, whose DISCONNECT carries none, any
+   * code but 0 closes the line without a DISCONNECT, which has a 3.1.1 server publish the will as a 5.0 server does.
+   */
   reasonCode?: number;
-  /** DISCONNECT properties (5.0): a new Session Expiry Interval, user properties, a reason string. */
+  /** DISCONNECT properties (5.0 only): a new Session Expiry Interval, user properties, a reason string. */
   properties?: DisconnectProperties;
 }
 
@@ -586,6 +589,7 @@ export class MqttClient extends Emitter<ClientEvents> {
     options: SubscribeOptions = {},
   ): Promise<MqttSubscription> {
     if (this.ending !== undefined || this.state === 'closed') throw closedError();
+    if (this.version === 4) checkOptions311(filters, options);
     const list = (Array.isArray(filters) ? filters : [filters]).map(
       (f): Subscription =>
         typeof f === 'string'
@@ -793,6 +797,11 @@ export class MqttClient extends Emitter<ClientEvents> {
         'a session that ends with its connection (Session Expiry Interval 0 at CONNECT) cannot be kept at DISCONNECT';
       return Promise.reject(new MqttError('MQTT_ERR_INVALID_OPTION', message));
     }
+    if (this.ending === undefined && this.version === 4 && options.properties !== undefined) {
+      // Dropped, a Session Expiry Interval of 0 would keep a session, or one of 60 s end it: refused instead.
+      const message = 'end(): DISCONNECT properties are MQTT 5.0 only, and this client speaks 3.1.1';
+      return Promise.reject(new MqttError('MQTT_ERR_INVALID_OPTION', message));
+    }
     if (this.ending === undefined && (options.properties !== undefined || options.reasonCode !== undefined)) {
       // Checked now: thrown while writing the DISCONNECT, it would leave the shutdown half done.
       try {
@@ -822,7 +831,9 @@ export class MqttClient extends Emitter<ClientEvents> {
     if (conn !== undefined) {
       conn.reason ??= closedError();
       if (!options.force && conn.transport !== undefined && this.session.state === 'connected') {
-        this.writeNow(conn, this.session.disconnect(sessionClock(), options.reasonCode, options.properties).packets);
+        const step = this.session.disconnect(sessionClock(), options.reasonCode, options.properties);
+        // 3.1.1 with a reason code: no DISCONNECT, so the server publishes the will (see EndOptions.reasonCode).
+        if (this.version === 5 || (options.reasonCode ?? 0) === 0) this.writeNow(conn, step.packets);
         this.closeLine(conn, 'end');
       } else {
         conn.abort?.abort(closedError());
@@ -1629,6 +1640,36 @@ function noAck(): void {}
 
 /** The descriptor every received message's `ack` is defined with, its value set for each: no descriptor per message. */
 const ACK_PROPERTY: PropertyDescriptor = { value: noAck, enumerable: false, writable: false, configurable: false };
+
+/**
+ * Subscription options a 3.1.1 SUBSCRIBE cannot carry and whose loss changes what arrives: without No Local the
+ * client gets its own messages back (a bridge or a relay loops), without Retain Handling retained messages arrive.
+ */
+function checkOptions311(
+  filters: string | Array<string | (Subscription & { topicFilter: string })>,
+  options: SubscribeOptions,
+): void {
+  const given = [
+    options,
+    ...(Array.isArray(filters) ? filters : []).filter((f) => typeof f === 'object' && f !== null),
+  ];
+  for (const o of given as Array<Partial<Subscription>>) {
+    const name =
+      o.noLocal === true
+        ? 'noLocal'
+        : o.retainAsPublished === true
+          ? 'retainAsPublished'
+          : o.retainHandling !== undefined && o.retainHandling !== 0
+            ? 'retainHandling'
+            : undefined;
+    if (name !== undefined) {
+      throw new MqttError(
+        'MQTT_ERR_INVALID_OPTION',
+        `${name} is an MQTT 5.0 subscription option; this client speaks 3.1.1`,
+      );
+    }
+  }
+}
 
 function closedError(): MqttError {
   return new MqttError('MQTT_ERR_CLIENT_CLOSED', 'the client is closed');

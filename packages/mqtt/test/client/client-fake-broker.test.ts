@@ -429,6 +429,52 @@ for (const version of [4, 5] as ProtocolVersion[]) {
   });
 }
 
+describe('MQTT 3.1.1: what only 5.0 can say', () => {
+  test('end() with a reason code closes without DISCONNECT (the server publishes the will); properties are refused', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { protocolVersion: 4, reconnect: false }));
+      await assert.rejects(client.end({ properties: { sessionExpiryInterval: 0 } }), {
+        code: 'MQTT_ERR_INVALID_OPTION',
+      });
+      assert.equal(client.state, 'connected');
+      const line = broker.latest!;
+      const closed = once(line.socket, 'close');
+      await client.end({ reasonCode: 0x04 });
+      await closed;
+      assert.deepEqual(
+        line.received.map((p) => p.type),
+        ['connect'],
+        'no DISCONNECT: to a 3.1.1 server that is what publishes the will',
+      );
+      const plain = await connect(options(broker, { protocolVersion: 4, reconnect: false }));
+      const second = broker.latest!;
+      await plain.end();
+      await broker.until(() => second.received.some((p) => p.type === 'disconnect'));
+    });
+  });
+
+  test('No Local, Retain As Published and Retain Handling are refused rather than dropped', async () => {
+    await withBroker(async (broker) => {
+      const client = await connect(options(broker, { protocolVersion: 4 }));
+      for (const [filters, opts] of [
+        ['a', { noLocal: true }],
+        ['a', { retainAsPublished: true }],
+        ['a', { retainHandling: 2 }],
+        [[{ topicFilter: 'a', qos: 0, noLocal: true }], {}],
+      ] as const) {
+        await assert.rejects(client.subscribe(filters as never, opts as never), (err: MqttError) => {
+          assert.equal(err.code, 'MQTT_ERR_INVALID_OPTION');
+          assert.match(err.message, /MQTT 5\.0 subscription option/);
+          return true;
+        });
+      }
+      assert.ok(!broker.latest!.received.some((p) => p.type === 'subscribe'), 'nothing was sent');
+      await client.subscribe('a', { qos: 1, noLocal: false, retainHandling: 0 });
+      await client.end();
+    });
+  });
+});
+
 describe('dependability against the fake broker', () => {
   test('reconnect after the line drops: QoS 1 resent with DUP and same id, nothing lost', async () => {
     let dropped = false;
