@@ -542,6 +542,30 @@ test('3.1.1: a stored message mosquitto closes the line over (retained, retain_a
   }
 });
 
+test('3.1.1: a burst of 100 QoS 2 publishes to a default Mosquitto all arrive (it silently drops those beyond its 20 in flight)', async (t) => {
+  const binary = requireProgram(t, 'mosquitto');
+  if (!binary) return;
+  const broker = await Mosquitto.start(binary);
+  const clients: MqttClient[] = [];
+  try {
+    const sub = await connect({ url: broker.url, protocolVersion: 4, reconnect: false });
+    clients.push(sub);
+    await sub.subscribe('burst/#', { qos: 2 });
+    const got = new Set<string>();
+    sub.on('message', (m) => got.add(text(m.payload)));
+    const pub = await connect({ url: broker.url, protocolVersion: 4, reconnect: false });
+    clients.push(pub);
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => pub.publish('burst/t', `m${i}`, { qos: 2 })),
+    );
+    assert.ok(results.every((r) => r.reasonCode === 0));
+    await until(() => got.size === 100, 10_000, `100 messages (got ${got.size})`);
+  } finally {
+    for (const c of clients) await c.end({ force: true });
+    await broker.stop();
+  }
+});
+
 test('a client process stalled past its ping timeout, with the PINGRESP arrived meanwhile, keeps its line', async (t) => {
   const binary = requireProgram(t, 'mosquitto');
   if (!binary) return;

@@ -32,7 +32,7 @@ export interface ListenerOptions {
 }
 
 export interface BrokerLimits {
-  /** Simultaneous connections across listeners; further sockets are closed (5.0: CONNACK 0x9F / 0x89). */
+  /** Simultaneous connections across listeners; further clients get CONNACK 0x89 (5.0) / 3 (3.1.1) and are closed. */
   maxConnections: number;
   /** Largest packet accepted from a client, in bytes (sent as Maximum Packet Size in 5.0 CONNACK). */
   maxPacketSize: number;

@@ -82,7 +82,11 @@ export interface ClientOptions {
    */
   retryFirstConnect?: boolean;
   queue?: QueueOptions;
-  /** Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. */
+  /**
+   * Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. Default: none of our own. In
+   * 3.1.1, where a server cannot announce its window, QoS 2 messages default to 20 in flight (libmosquitto's and
+   * Mosquitto's default): a 3.1.1 PUBREC cannot refuse one, and Mosquitto drops those beyond its window silently.
+   */
   maxInflight?: number;
   /**
    * A stored QoS 1/2 message the server closes the line over (by itself, or with a 5.0 DISCONNECT such as 0x87 or

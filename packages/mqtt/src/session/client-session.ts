@@ -1227,6 +1227,7 @@ export class ClientSession {
       const entry = this.queue.peek();
       if (entry === undefined) return;
       if (entry.qos > 0 && (this.inflight.size >= window || this.idsExhausted)) return;
+      if (entry.qos === 2 && this.inflight.exactlyOnce >= this.exactlyOnceWindow(window)) return;
       this.queue.shift();
       if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
         this.expire(step, entry);
@@ -1252,6 +1253,16 @@ export class ClientSession {
       this.storeOutgoing(step, entry);
       this.send(step, this.wirePublish(entry, false, now), now);
     }
+  }
+
+  /**
+   * QoS 2 messages in flight at a time. 5.0: the window (the server's Receive Maximum says what it takes). 3.1.1,
+   * unless maxInflight is set: 20, as libmosquitto and Mosquitto's max_inflight_messages. A 3.1.1 server has no way
+   * to announce its window, and a PUBREC has no reason code to refuse with: Mosquitto answers a QoS 2 message beyond
+   * its 20 with a plain PUBREC and drops it (0x97 in its log), so every promise resolved while 80 of 100 were lost.
+   */
+  private exactlyOnceWindow(window: number): number {
+    return this.version === 4 && this.options.maxInflight === undefined ? Math.min(window, 20) : window;
   }
 
   /** One more resend fits the window: those not sent again on this connection do not count against it yet. */

@@ -12,6 +12,8 @@
 /** What the table needs of an entry: its id, and two links it owns while the entry is in the table. */
 export interface InflightEntry {
   packetId: number | undefined;
+  /** Counted apart when 2 (see `exactlyOnce`). */
+  readonly qos?: number;
   sentBefore: InflightEntry | undefined;
   sentAfter: InflightEntry | undefined;
 }
@@ -27,11 +29,17 @@ export class InflightTable<E extends InflightEntry> {
   private slots: (E | undefined)[] = NO_SLOTS as undefined[];
   private mask = 0;
   private count = 0;
+  private qos2 = 0;
   private first: E | undefined;
   private last: E | undefined;
 
   get size(): number {
     return this.count;
+  }
+
+  /** Entries of QoS 2 (a 3.1.1 session caps them apart: see ClientSession.pump). */
+  get exactlyOnce(): number {
+    return this.qos2;
   }
 
   get(id: number): E | undefined {
@@ -60,6 +68,7 @@ export class InflightTable<E extends InflightEntry> {
     if (this.slots[id & this.mask] !== undefined) throw new RangeError(`packet id ${id} collides in the table`);
     this.slots[id & this.mask] = entry;
     this.count++;
+    if (entry.qos === 2) this.qos2++;
     entry.sentBefore = this.last;
     entry.sentAfter = undefined;
     if (this.last === undefined) this.first = entry;
@@ -73,6 +82,7 @@ export class InflightTable<E extends InflightEntry> {
     if (entry === undefined) return undefined;
     this.slots[id & this.mask] = undefined;
     this.count--;
+    if (entry.qos === 2) this.qos2--;
     this.unlink(entry);
     // A burst of thousands in flight is over: give the slots back.
     if (this.count === 0 && this.slots.length > MIN_SLOTS * 8) this.resize(MIN_SLOTS);
@@ -90,6 +100,7 @@ export class InflightTable<E extends InflightEntry> {
     this.slots = NO_SLOTS as undefined[];
     this.mask = 0;
     this.count = 0;
+    this.qos2 = 0;
     this.first = undefined;
     this.last = undefined;
   }
