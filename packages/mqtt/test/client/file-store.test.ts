@@ -251,6 +251,106 @@ test('file store: a batch settles after an fdatasync run off the event loop; bat
   }
 });
 
+/** Holds every fs.fdatasync until the test lets it end (`go()`, or `go(error)` to fail it). */
+function holdFlushes(): { held: Array<{ fd: number; go: (err?: Error) => void }>; restore: () => void } {
+  const real = fs.fdatasync;
+  const held: Array<{ fd: number; go: (err?: Error) => void }> = [];
+  fs.fdatasync = ((fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => {
+    held.push({ fd, go: (err) => (err === undefined ? real(fd, callback) : setImmediate(() => callback(err))) });
+  }) as typeof fs.fdatasync;
+  return { held, restore: () => (fs.fdatasync = real) };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test('file store: logs replaced while a flush runs: the flushed one is closed when it ends, the others at once; every batch settles', async () => {
+  const dir = tempDir();
+  const flushes = holdFlushes();
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  try {
+    const path = join(dir, 'client.log');
+    // compactAfter 0: every batch after the first rewrites the log, while the first flush still runs.
+    const store = FileStore.open(path, { compactAfter: 0 });
+    const before = openFds();
+    const puts = [store.put('out:1', out(1))];
+    await turn();
+    puts.push(store.put('out:1', out(1, 'publish')));
+    await turn();
+    puts.push(store.put('out:1', out(1)));
+    await turn();
+    assert.equal(flushes.held.length, 1, 'one flush runs; the later batches were rewritten into snapshots');
+    assert.equal(openFds(), before + 1, 'the flushed log stays open until its flush ends, no other');
+    flushes.held.shift()!.go();
+    await Promise.all(puts);
+    assert.equal(openFds(), before, 'no descriptor left behind');
+    await store.close();
+    assert.deepEqual(await reopenedSeqs(path), [1]);
+  } finally {
+    flushes.restore();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: a log replacement whose directory flush fails settles nothing as durable, the running flush included', async () => {
+  const dir = tempDir();
+  const flushes = holdFlushes();
+  const realFsync = fs.fsyncSync;
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path, { compactAfter: 0 });
+    const outcomes: string[] = [];
+    const first = store.put('out:1', out(1)).then(
+      () => outcomes.push('first resolved'),
+      (e: MqttError) => outcomes.push(`first ${e.code}`),
+    );
+    await turn();
+    fs.fsyncSync = (fd: number) => {
+      if (fs.fstatSync(fd).isDirectory()) throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+      realFsync(fd);
+    };
+    const second = store.put('out:1', out(1, 'publish')).then(
+      () => outcomes.push('second resolved'),
+      (e: MqttError) => outcomes.push(`second ${e.code}`),
+    );
+    await turn();
+    fs.fsyncSync = realFsync;
+    // The flush on the replaced log fails too: before, the replacement counted as covering it regardless.
+    flushes.held.shift()!.go(Object.assign(new Error('EIO: injected'), { code: 'EIO' }));
+    await Promise.all([first, second]);
+    assert.deepEqual(outcomes.sort(), ['first MQTT_ERR_STORE', 'second MQTT_ERR_STORE']);
+    await store.close();
+  } finally {
+    fs.fsyncSync = realFsync;
+    flushes.restore();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: a second close() waits for the first, which waits for the running flush; close starts no compaction', async () => {
+  const dir = tempDir();
+  const flushes = holdFlushes();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    const put = store.put('out:1', out(1));
+    await turn();
+    const first = store.close();
+    let secondDone = false;
+    const second = store.close().then(() => {
+      secondDone = true;
+    });
+    await turn();
+    assert.equal(secondDone, false, 'not closed while the flush runs');
+    assert.throws(() => FileStore.open(path), { code: 'MQTT_ERR_STORE_LOCKED' });
+    flushes.held.shift()!.go();
+    await Promise.all([put, first, second]);
+    assert.deepEqual(await reopenedSeqs(path), [1]);
+  } finally {
+    flushes.restore();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** A record of ~1.4 KB on disk (base64): 2 000 of them are far more than one compaction slice (256 KiB). */
 const big = (seq: number, state: 'queued' | 'publish' = 'queued'): OutgoingRecord => ({
   kind: 'outgoing',

@@ -101,8 +101,14 @@ export class FileStore implements MessageStore {
   private syncWaiters: Waiter[] = [];
   /** The fdatasync running on the thread pool, settled (never rejected) when it ends. */
   private syncing: Promise<void> | undefined;
-  /** Descriptors of logs replaced while an fdatasync ran on them: closed when it ends. */
-  private retired: number[] = [];
+  /** The descriptor the running fdatasync flushes (-1: none runs). */
+  private syncingFd = -1;
+  /**
+   * The log replaced while an fdatasync ran on it: closed when that ends. `covered` once its replacement was adopted
+   * whole (renamed and the directory flushed): the snapshot then holds what the flush was for.
+   */
+  private retired: { fd: number; covered: boolean } | undefined;
+  private closing: Promise<void> | undefined;
   private scheduled = false;
   private closed = false;
   /** A write failed: the log is behind `records`, so the next write is a full snapshot, not an append. */
@@ -280,8 +286,13 @@ export class FileStore implements MessageStore {
     return [...this.records.values()];
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Flushes, waits for a flush under way, and releases the log and its lock; every call waits for the same end. */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
     this.abandonCompaction();
     this.flush();
@@ -365,6 +376,7 @@ export class FileStore implements MessageStore {
     const waiters = this.syncWaiters;
     this.syncWaiters = [];
     const fd = this.fd;
+    this.syncingFd = fd;
     const covers = this.written;
     let settle!: () => void;
     this.syncing = new Promise<void>((resolve) => {
@@ -372,17 +384,18 @@ export class FileStore implements MessageStore {
     });
     const done = (err: Error | null): void => {
       this.syncing = undefined;
-      const retired = this.retired.indexOf(fd);
-      if (retired >= 0) {
-        // The log was replaced meanwhile by a snapshot made durable before it was adopted: that holds these.
-        this.retired.splice(retired, 1);
+      this.syncingFd = -1;
+      const retired = this.retired?.fd === fd ? this.retired : undefined;
+      if (retired !== undefined) {
+        this.retired = undefined;
         try {
           fs.closeSync(fd);
         } catch {}
-        err = null;
+        // The log was replaced meanwhile by a snapshot made durable, and adopted, before this ended: it holds these.
+        if (retired.covered) err = null;
       }
       if (err === null) {
-        if (retired < 0) this.synced = Math.max(this.synced, covers);
+        if (retired === undefined) this.synced = Math.max(this.synced, covers);
         for (const w of waiters) w.resolve();
       } else {
         // After a failed flush the kernel may have dropped any page written since the last good one, these
@@ -459,7 +472,8 @@ export class FileStore implements MessageStore {
   }
 
   private maybeCompact(): void {
-    if (this.compaction !== undefined) return;
+    // Closing: a compaction started now would outlive close() and write the log after the lock is released.
+    if (this.compaction !== undefined || this.closed) return;
     const dead = this.fileBytes - this.liveBytes;
     const lineLimit = this.options.compactAfter ?? Math.max(10_000, this.records.size);
     const tooManyLines = this.lines - this.records.size > lineLimit;
@@ -598,31 +612,44 @@ export class FileStore implements MessageStore {
    * file renamed away: what went there would be lost), and `broken` has the next write rewrite the log again.
    */
   private adopt(snapshot: Snapshot): void {
+    let retired: { fd: number; covered: boolean } | undefined;
     if (this.fd >= 0) {
-      if (this.syncing !== undefined) this.retired.push(this.fd);
-      else {
+      // A flush still running on it keeps it open until it ends (startSync); any other is closed now.
+      if (this.fd === this.syncingFd) {
+        retired = { fd: this.fd, covered: false };
+        this.retired = retired;
+      } else {
         try {
           fs.closeSync(this.fd);
         } catch {}
       }
       this.fd = -1;
     }
-    // The snapshot was made durable before its rename: it holds every change the waiting batches made.
-    const waiting = this.syncWaiters;
-    this.syncWaiters = [];
-    for (const w of waiting) w.resolve();
-    this.written++;
-    this.synced = this.written;
     this.onDisk = snapshot.sizes;
     this.liveBytes = snapshot.liveBytes;
     this.fileBytes = snapshot.fileBytes;
     this.lines = snapshot.lines;
     this.broken = true;
-    this.fd = fs.openSync(this.path, 'a');
-    // The rename is only durable once the directory is: without this a power cut can bring the old log back,
-    // and with it lose everything appended to the new one since.
-    this.syncDir();
+    const waiting = this.syncWaiters;
+    this.syncWaiters = [];
+    try {
+      this.fd = fs.openSync(this.path, 'a');
+      // The rename is only durable once the directory is: without this a power cut can bring the old log back,
+      // and with it lose everything appended to the new one since.
+      this.syncDir();
+    } catch (err) {
+      // The old log may come back after a power cut, and what these batches wrote there was never flushed.
+      const e = storeError(`cannot write ${this.path}`, err);
+      for (const w of waiting) w.reject(e);
+      throw err;
+    }
     this.broken = false;
+    // The snapshot was made durable before its rename, now durable too: it holds every change the batches waiting
+    // for a flush made, and those of a flush still running on the old log.
+    if (retired !== undefined) retired.covered = true;
+    for (const w of waiting) w.resolve();
+    this.written++;
+    this.synced = this.written;
   }
 
   private noteOnDisk(key: string, bytes: number | undefined): void {
