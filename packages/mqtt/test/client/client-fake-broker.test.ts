@@ -8,8 +8,8 @@ import type { TransportFactory } from '../../src/client/transport.js';
 import { tcpTransport } from '../../src/client/transports/tcp.js';
 import { encode } from '../../src/codec/encoder.js';
 import type { MqttError } from '../../src/codec/errors.js';
-import type { ProtocolVersion, PublishPacket, SubscribePacket } from '../../src/codec/packets.js';
-import { FakeBroker } from './fake-broker.js';
+import type { ConnackProperties, ProtocolVersion, PublishPacket, SubscribePacket } from '../../src/codec/packets.js';
+import { FakeBroker, type FakeBrokerScript } from './fake-broker.js';
 
 const fast = { initialDelayMs: 10, maxDelayMs: 50 };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -38,6 +38,15 @@ async function withBroker(
 function options(broker: FakeBroker, extra: Partial<ClientOptions> = {}): ClientOptions {
   return { url: broker.url, reconnect: fast, connectTimeoutMs: 5000, ...extra };
 }
+
+/** A script whose CONNACK accepts, announcing these limits of the server. */
+const acceptWith = (properties: ConnackProperties): FakeBrokerScript => ({
+  connack: () => ({ type: 'connack', sessionPresent: false, reasonCode: 0, properties }),
+});
+
+/** The PUBLISH packets the latest connection received as sent: topic aliases not resolved. */
+const sentPublishes = (broker: FakeBroker): PublishPacket[] =>
+  broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
 
 const pub = (topic: string, qos: 0 | 1 | 2, packetId?: number, dup = false): PublishPacket => ({
   type: 'publish',
@@ -812,17 +821,10 @@ describe('dependability against the fake broker', () => {
 
   test('uses topic aliases for a repeated topic when the server allows them', async () => {
     await withBroker(async (broker) => {
-      broker.script = {
-        connack: () => ({
-          type: 'connack',
-          sessionPresent: false,
-          reasonCode: 0,
-          properties: { topicAliasMaximum: 4 },
-        }),
-      };
+      broker.script = acceptWith({ topicAliasMaximum: 4 });
       const client = await connect(options(broker));
       for (let i = 0; i < 3; i++) await client.publish('vehicles/v1/telemetry', `m${i}`, { qos: 1 });
-      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      const raw = sentPublishes(broker);
       assert.deepEqual(
         raw.map((p) => [p.topic, p.properties?.topicAlias]),
         [
@@ -841,20 +843,13 @@ describe('dependability against the fake broker', () => {
 
   test('a topic alias of ours is left out where it would push a PUBLISH over the Maximum Packet Size', async () => {
     await withBroker(async (broker) => {
-      broker.script = {
-        connack: () => ({
-          type: 'connack',
-          sessionPresent: false,
-          reasonCode: 0,
-          properties: { topicAliasMaximum: 10, maximumPacketSize: 100 },
-        }),
-      };
+      broker.script = acceptWith({ topicAliasMaximum: 10, maximumPacketSize: 100 });
       const client = await connect(options(broker));
       // 100 bytes with the topic in full: 1 + 1 (lengths) + 2 + 3 (topic) + 2 (id) + 1 (no properties) + 90.
       await client.publish('t/x', new Uint8Array(90), { qos: 1 });
       await client.publish('t/x', 'small', { qos: 1 });
       await client.publish('t/x', 'small again', { qos: 1 });
-      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      const raw = sentPublishes(broker);
       assert.deepEqual(
         raw.map((p) => [p.topic, p.properties?.topicAlias, encode(p, 5).length <= 100]),
         [
@@ -876,7 +871,7 @@ describe('dependability against the fake broker', () => {
         properties: { subscriptionIdentifiers: [7], contentType: 'text/plain' },
       });
       await client.publish('fwd', 'y', { qos: 1, properties: { subscriptionIdentifiers: [7] } });
-      const raw = broker.latest!.received.filter((p): p is PublishPacket => p.type === 'publish');
+      const raw = sentPublishes(broker);
       assert.deepEqual(
         raw.map((p) => p.properties),
         [{ contentType: 'text/plain' }, undefined],
@@ -908,14 +903,7 @@ describe('dependability against the fake broker', () => {
 
   test('Maximum Packet Size: a too large publish is rejected locally', async () => {
     await withBroker(async (broker) => {
-      broker.script = {
-        connack: () => ({
-          type: 'connack',
-          sessionPresent: false,
-          reasonCode: 0,
-          properties: { maximumPacketSize: 100 },
-        }),
-      };
+      broker.script = acceptWith({ maximumPacketSize: 100 });
       const client = await connect(options(broker));
       await assert.rejects(client.publish('t', new Uint8Array(200), { qos: 1 }), { code: 'MQTT_ERR_PACKET_TOO_LARGE' });
       await client.publish('t', new Uint8Array(10), { qos: 1 });
