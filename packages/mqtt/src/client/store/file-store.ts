@@ -363,7 +363,8 @@ export class FileStore implements MessageStore {
     } else {
       for (const w of waiters) w.resolve();
     }
-    // After the batch is handed to its fdatasync: a compaction that replaces the log settles it at once (adopt).
+    // After the batch is handed to its fdatasync: a compaction that replaces the log now settles the batches still
+    // queued for a flush, and counts as covering the one running (adopt).
     this.maybeCompact();
   }
 
