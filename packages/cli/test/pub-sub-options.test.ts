@@ -277,6 +277,40 @@ test('against Mosquitto: what pub sends and sub prints, byte for byte as mosquit
   }
 });
 
+test('against Mosquitto: sub -c -C 1 drains a persistent queue one message a run, acknowledging only what it printed; pub -s refuses an empty stdin', async (t) => {
+  const mosquitto = requireProgram(t, 'mosquitto');
+  if (!mosquitto) return;
+  const broker = await Mosquitto.start(mosquitto);
+  const port = String(broker.port);
+  try {
+    const session = ['-p', port, '-c', '-i', 'cli-drain', '-q', '1', '-t', 'd/#'];
+    assert.equal(await runSub([...session, '-E'], byteIo().io), 0);
+    for (const m of ['m1', 'm2', 'm3']) {
+      const io = byteIo();
+      assert.equal(await runPub(['-p', port, '-q', '1', '-t', 'd/x', '-m', m], io.io), 0, io.err());
+    }
+    // Before, the client acknowledged all three as they arrived and printed one: m2 and m3 were lost.
+    for (const expected of ['m1\n', 'm2\n', 'm3\n']) {
+      const one = byteIo();
+      assert.equal(await runSub([...session, '-C', '1'], one.io), 0, one.err());
+      assert.equal(one.out().toString(), expected);
+    }
+    const none = byteIo();
+    assert.equal(await runSub([...session, '-C', '1', '-W', '1'], none.io), 27);
+    // pub -s with nothing on stdin: an error, and the retained message stays.
+    const keep = byteIo();
+    assert.equal(await runPub(['-p', port, '-t', 'd/kept', '-m', 'important', '-r'], keep.io), 0, keep.err());
+    const empty = byteIo('');
+    assert.equal(await runPub(['-p', port, '-t', 'd/kept', '-r', '-s'], empty.io), 1);
+    assert.match(empty.err(), /zero length input/);
+    const still = byteIo();
+    assert.equal(await runSub(['-p', port, '-t', 'd/kept', '-C', '1'], still.io), 0, still.err());
+    assert.equal(still.out().toString(), 'important\n');
+  } finally {
+    await broker.stop();
+  }
+});
+
 test('against Mosquitto: refusals exit with their code and spell out their reason', async (t) => {
   const mosquitto = requireProgram(t, 'mosquitto');
   if (!mosquitto) return;

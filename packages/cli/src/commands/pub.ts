@@ -359,6 +359,13 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
         throw new Error(`-f ${values.file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
       }
     }
+    if (values.stdin) {
+      payload = await readAll(io.stdin);
+      // As mosquitto_pub: an empty stdin (a failed command before the pipe) is an error, not an empty message, which
+      // with -r would clear the retained one. Read before connecting, as -f is.
+      if (payload.length === 0)
+        throw new Error('-s: zero length input on stdin; nothing published (-n sends an empty message)');
+    }
     const client: MqttClient = await connect(options);
     try {
       if (values.lines) {
@@ -366,7 +373,6 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
         for await (const line of stdinLines(io.stdin)) pending.push(client.publish(topic, line, publishOptions));
         await Promise.all(pending);
       } else {
-        if (values.stdin) payload = await readAll(io.stdin);
         for (let i = 0; i < repeat; i++) {
           if (i > 0 && delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
           await client.publish(topic, payload, publishOptions);

@@ -132,6 +132,10 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
     const options = {
       ...(await clientOptions(values, properties, io)),
       reconnect: { onPermanentRefusal: 'end' as const },
+      // A message is acknowledged once printed (or skipped by -R/-T): those behind -C's last, or behind the end of
+      // -W or --retained-only, stay unacknowledged, and a persistent session (-c) gets them again next time, as
+      // mosquitto_sub's do. Acknowledged on arrival, they were lost.
+      manualAck: true,
     };
     const client: MqttClient = await connect(options);
     const stream = client.messages();
@@ -177,8 +181,13 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
       for await (const message of stream) {
         if (values['retained-only'] && !message.retain) break;
         // As mosquitto_sub: what -R or -T skips is neither printed nor cleared by --remove-retained.
-        if (values['no-retained'] && message.retain) continue;
-        if (filterOut.some((filter) => topicMatches(filter, message.topic))) continue;
+        if (
+          (values['no-retained'] && message.retain) ||
+          filterOut.some((filter) => topicMatches(filter, message.topic))
+        ) {
+          message.ack();
+          continue;
+        }
         if (values['remove-retained'] && message.retain) {
           const removal = client.publish(message.topic, '', { qos: 1, retain: true });
           removal.catch(() => {});
@@ -193,6 +202,7 @@ export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<n
           if (error !== undefined) warn(error);
           io.stdout.write(Buffer.concat([bytes, Buffer.from(newline)]));
         }
+        message.ack();
         if (++received >= count) break;
       }
       await Promise.all(removals);
