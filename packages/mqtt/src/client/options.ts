@@ -218,6 +218,9 @@ export function resolveOptions(input: string | ClientOptions): { options: Client
   };
 }
 
+/** The longest delay setTimeout keeps (2^31 - 1 ms): a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /**
  * The numeric options, where a value out of range would not fail but hang or spin: maxInflight 0 sent nothing at
  * all (every publish waited for ever), a backoff delay of NaN or 0 reconnected in a tight loop. Undefined takes the
@@ -240,31 +243,28 @@ function checkNumbers(options: ClientOptions): void {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `${name} must be ${range}, got ${String(value)}`);
     }
   };
+  const oneOf = (name: string, value: string | undefined, allowed: readonly string[]): void => {
+    if (value === undefined || allowed.includes(value)) return;
+    const list = allowed.map((a) => `'${a}'`);
+    throw new MqttError(
+      'MQTT_ERR_INVALID_OPTION',
+      `${name} must be ${list.slice(0, -1).join(', ')} or ${list.at(-1)}, got ${String(value)}`,
+    );
+  };
   const inf = Number.POSITIVE_INFINITY;
   check('maxInflight', options.maxInflight, 1, 65535, true);
   check('poisonStrikes', options.poisonStrikes, 0, inf, true);
   check('queue.limit', options.queue?.limit, 0, inf, true);
-  check('connectTimeoutMs', options.connectTimeoutMs, 1, 2_147_483_647, false);
-  check('pingTimeoutMs', options.pingTimeoutMs, 1, 2_147_483_647, false);
+  check('connectTimeoutMs', options.connectTimeoutMs, 1, MAX_TIMER_MS, false);
+  check('pingTimeoutMs', options.pingTimeoutMs, 1, MAX_TIMER_MS, false);
   const r = options.reconnect;
   if (r === undefined || r === false) return;
-  check('reconnect.initialDelayMs', r.initialDelayMs, 0, 2_147_483_647, false);
-  check('reconnect.maxDelayMs', r.maxDelayMs, 0, 2_147_483_647, false);
+  check('reconnect.initialDelayMs', r.initialDelayMs, 0, MAX_TIMER_MS, false);
+  check('reconnect.maxDelayMs', r.maxDelayMs, 0, MAX_TIMER_MS, false);
   check('reconnect.multiplier', r.multiplier, 1, inf, false);
   check('reconnect.stableAfterMs', r.stableAfterMs, 0, inf, false);
-  if (r.jitter !== undefined && r.jitter !== 'full' && r.jitter !== 'equal' && r.jitter !== 'none') {
-    throw new MqttError(
-      'MQTT_ERR_INVALID_OPTION',
-      `reconnect.jitter must be 'full', 'equal' or 'none', got ${String(r.jitter)}`,
-    );
-  }
-  const p = r.onPermanentRefusal;
-  if (p !== undefined && p !== 'slow' && p !== 'backoff' && p !== 'end') {
-    throw new MqttError(
-      'MQTT_ERR_INVALID_OPTION',
-      `reconnect.onPermanentRefusal must be 'slow', 'backoff' or 'end', got ${String(p)}`,
-    );
-  }
+  oneOf('reconnect.jitter', r.jitter, ['full', 'equal', 'none']);
+  oneOf('reconnect.onPermanentRefusal', r.onPermanentRefusal, ['slow', 'backoff', 'end']);
 }
 
 export function randomClientId(random: () => number = Math.random): string {
