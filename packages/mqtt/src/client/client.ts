@@ -866,7 +866,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     for (const w of this.idleWaiters.splice(0)) w();
     try {
       await this.writeChain;
-      if (this.relaxed.size > 0) await Promise.all(this.relaxed);
+      // Failures were reported as they came (trackRelaxed).
+      if (this.relaxed.size > 0) await Promise.allSettled(this.relaxed);
       await this.store?.close?.();
     } catch (err) {
       this.emit('error', err as Error);
@@ -1150,11 +1151,12 @@ export class MqttClient extends Emitter<ClientEvents> {
         else if (e.type === 'store-delete') r = store.delete(e.key, e.durable === 'optional');
         else continue;
         if (r === undefined) continue;
+        // A file store hands every change of one batch the same promise: each list holds it once.
         if (e.durable !== undefined) {
           if (lazy === undefined) lazy = [r];
-          else lazy.push(r);
+          else if (lazy[lazy.length - 1] !== r) lazy.push(r);
         } else if (ops === undefined) ops = [r];
-        else ops.push(r);
+        else if (ops[ops.length - 1] !== r) ops.push(r);
       }
       // Packets do not wait for these (see the event's `durable`), but a failed write is still reported, and the
       // store is not closed before they settled.
@@ -1237,17 +1239,21 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private trackRelaxed(ops: Promise<void>[]): void {
-    const settled: Promise<void> = Promise.all(ops).then(
-      () => {
-        this.storeError = undefined;
-        this.relaxed.delete(settled);
-      },
-      (err: unknown) => {
-        this.storeFailed(err);
-        this.relaxed.delete(settled);
-      },
-    );
-    this.relaxed.add(settled);
+    for (const op of ops) {
+      // The file store's batch promise comes back for every change of the batch: tracked once.
+      if (this.relaxed.has(op)) continue;
+      this.relaxed.add(op);
+      op.then(
+        () => {
+          this.storeError = undefined;
+          this.relaxed.delete(op);
+        },
+        (err: unknown) => {
+          this.storeFailed(err);
+          this.relaxed.delete(op);
+        },
+      );
+    }
   }
 
   private writeNow(conn: Connection, packets: Packet[]): void {

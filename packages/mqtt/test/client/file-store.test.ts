@@ -126,6 +126,107 @@ test('file store meets the contract and survives reopening, binary fields intact
   }
 });
 
+test('file store: records without properties (written out by hand, not by JSON.stringify) round-trip exactly, whatever their topic', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    const backing = Buffer.from('xx\u0000payload\n"}');
+    const records: OutgoingRecord[] = [
+      {
+        kind: 'outgoing',
+        seq: 1,
+        topic: 'a/"quoted"/\\back\nline\u0001',
+        payload: new Uint8Array(0),
+        qos: 1,
+        retain: true,
+        state: 'queued',
+      },
+      {
+        kind: 'outgoing',
+        seq: 2,
+        topic: 'vé/hicle/😀/\u2028',
+        payload: backing.subarray(2),
+        qos: 1,
+        retain: false,
+        state: 'publish',
+        packetId: 65535,
+      },
+      {
+        kind: 'outgoing',
+        seq: Number.MAX_SAFE_INTEGER,
+        topic: '',
+        payload: new Uint8Array([0, 10, 13, 255]),
+        qos: 2,
+        retain: false,
+        state: 'pubrel',
+        packetId: 1,
+      },
+    ];
+    // Put twice in one tick (queued, then sent): one line, the latest state.
+    await Promise.all([
+      store.put('out:"k"\n', { ...records[0]!, state: 'publish', packetId: 7 }),
+      ...records.map((r, i) => store.put(i === 0 ? 'out:"k"\n' : `out:${r.seq}`, r)),
+    ]);
+    await store.close();
+    const lines = readFileSync(path, 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, 3, lines.join('\n'));
+    const again = FileStore.open(path);
+    try {
+      assert.equal(again.skippedLines, 0);
+      assert.deepEqual(again.get('out:"k"\n'), records[0]);
+      assert.deepEqual(again.get('out:2'), { ...records[1], payload: new Uint8Array(backing.subarray(2)) });
+      assert.deepEqual(again.get(`out:${Number.MAX_SAFE_INTEGER}`), records[2]);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: the changes of one batch share one promise; the next batch has its own', async () => {
+  const dir = tempDir();
+  try {
+    const store = FileStore.open(join(dir, 'client.log'));
+    const a = store.put('out:1', out(1));
+    const b = store.put('out:2', out(2), true);
+    const c = store.delete('out:1', true);
+    assert.equal(a, b);
+    assert.equal(a, c);
+    await a;
+    const d = store.put('out:3', out(3));
+    assert.notEqual(d, a);
+    await d;
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: a line whose checksum digits are not 8 lowercase hex digits is skipped as damaged', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const store = FileStore.open(path);
+    for (let i = 1; i <= 3; i++) await store.put(`out:${i}`, out(i));
+    await store.close();
+    const lines = readFileSync(path, 'latin1').split('\n');
+    lines[0] = `${lines[0]!.slice(0, 8).toUpperCase().replace(/[0-9]/g, 'A')}${lines[0]!.slice(8)}`;
+    lines[1] = `zz${lines[1]!.slice(2)}`;
+    writeFileSync(path, lines.join('\n'), 'latin1');
+    const again = FileStore.open(path);
+    assert.equal(again.skippedLines, 2);
+    assert.deepEqual(
+      again.list().map((r) => r.kind === 'outgoing' && r.seq),
+      [3],
+    );
+    await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('file store: a torn last line (crash mid-append) is ignored; a Buffer payload round-trips', async () => {
   const dir = tempDir();
   try {
