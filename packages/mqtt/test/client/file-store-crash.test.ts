@@ -25,9 +25,15 @@ import { fileURLToPath } from 'node:url';
 import { FileStore } from '../../src/client/store/file-store.js';
 import type { OutgoingRecord, StoredRecord } from '../../src/session/records.js';
 
+// One payload object per message, as the session hands out: a message's later states are written as 'set' lines.
+const payloads = new Map<string, Uint8Array>();
 const out = (seq: number, state: 'queued' | 'publish' | 'pubrel' = 'queued', size = 3): OutgoingRecord => {
-  const payload = new Uint8Array(size);
-  for (let i = 0; i < size; i++) payload[i] = (seq + i) & 0xff;
+  let payload = payloads.get(`${seq}/${size}`);
+  if (payload === undefined) {
+    payload = new Uint8Array(size);
+    for (let i = 0; i < size; i++) payload[i] = (seq + i) & 0xff;
+    payloads.set(`${seq}/${size}`, payload);
+  }
   const r: OutgoingRecord = { kind: 'outgoing', seq, topic: `t/${seq}`, payload, qos: 2, retain: false, state };
   if (state !== 'queued') r.packetId = seq;
   return r;

@@ -185,6 +185,87 @@ test('file store: records without properties (written out by hand, not by JSON.s
   }
 });
 
+test('file store: a queued message sent later is written once in full, then only its new state ("set" lines), which survive reopening and compaction', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const payload = new Uint8Array(4000).fill(7);
+    const queued: OutgoingRecord = {
+      kind: 'outgoing',
+      seq: 1,
+      topic: 't',
+      payload,
+      qos: 1,
+      retain: false,
+      state: 'queued',
+    };
+    const store = FileStore.open(path);
+    await store.put('out:1', queued);
+    const full = statSync(path).size;
+    await store.put('out:1', { ...queued, state: 'publish', packetId: 42 });
+    assert.ok(statSync(path).size - full < 100, `the second line takes ${statSync(path).size - full} bytes`);
+    await store.close();
+    const lines = readFileSync(path, 'latin1').split('\n').filter(Boolean);
+    assert.match(lines[1]!, /^[0-9a-f]{8} \{"op":"set","key":"out:1","state":"publish","packetId":42\}$/);
+    const again = FileStore.open(path);
+    assert.deepEqual(again.get('out:1'), { ...queued, state: 'publish', packetId: 42 });
+    // Back in the queue (a lost session): the packet id goes too. And a copy of another object: a full line.
+    const back = again.get('out:1') as OutgoingRecord;
+    await again.put('out:1', { ...queued, payload: back.payload });
+    const copy = { ...queued, seq: 2, payload: new Uint8Array(payload) };
+    await again.put('out:2', copy);
+    await again.put('out:2', { ...copy, payload: new Uint8Array(payload), state: 'publish', packetId: 3 });
+    await again.close();
+    const third = FileStore.open(path, { compactAfter: 0 });
+    assert.deepEqual(third.get('out:1'), queued);
+    assert.deepEqual(third.get('out:2'), { ...copy, state: 'publish', packetId: 3 });
+    assert.equal(third.skippedLines, 0);
+    await third.close();
+    // Opening rewrote the log: one full line per record, no 'set' left.
+    const rewritten = readFileSync(path, 'latin1').split('\n').filter(Boolean);
+    assert.deepEqual(
+      rewritten.map((l) => JSON.parse(l.slice(9)).op),
+      ['put', 'put'],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('file store: a "set" line with no line before it to change (that one damaged) is skipped as damaged', async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, 'client.log');
+    const payload = new Uint8Array(10);
+    const queued: OutgoingRecord = {
+      kind: 'outgoing',
+      seq: 1,
+      topic: 't',
+      payload,
+      qos: 1,
+      retain: false,
+      state: 'queued',
+    };
+    const store = FileStore.open(path);
+    await store.put('out:1', queued);
+    await store.put('out:1', { ...queued, state: 'publish', packetId: 5 });
+    await store.put('out:2', { ...queued, seq: 2 });
+    await store.close();
+    const lines = readFileSync(path, 'latin1').split('\n');
+    lines[0] = `00000000${lines[0]!.slice(8)}`;
+    writeFileSync(path, lines.join('\n'), 'latin1');
+    const again = FileStore.open(path);
+    assert.equal(again.skippedLines, 2);
+    assert.deepEqual(
+      again.list().map((r) => r.kind === 'outgoing' && r.seq),
+      [2],
+    );
+    await again.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('file store: the changes of one batch share one promise; the next batch has its own', async () => {
   const dir = tempDir();
   try {

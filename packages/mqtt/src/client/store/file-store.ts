@@ -10,6 +10,8 @@
 // (`<path>.lock`, see file-lock.ts) and a second opener fails with MQTT_ERR_STORE_LOCKED until close().
 //
 // A line is `<crc32 of the JSON, 8 hex> <JSON>`; lines of the older checksum-less format (plain JSON) still load.
+// The JSON is a put (a whole record), a del, or a set: a message's new state and packet id, written when only those
+// changed (a queued message sent), so a payload goes to flash once, not once per state.
 // Recovery replays the lines and skips any that fails its checksum or is not a record: a torn last line (a crash
 // mid-append) or a damaged one in the middle (flash, power loss with `fsync: 'never'`) must neither keep the
 // client from starting nor take the records after it along. A log with damaged lines is kept as `<path>.corrupt`
@@ -26,7 +28,7 @@ import fs from 'node:fs';
 import { dirname } from 'node:path';
 import zlib from 'node:zlib';
 import { MqttError } from '../../codec/errors.js';
-import { isStoredRecord, type StoredRecord } from '../../session/records.js';
+import { isStoredRecord, type OutgoingRecord, type StoredRecord } from '../../session/records.js';
 import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
@@ -67,11 +69,22 @@ interface Compaction {
   snapshot: Snapshot;
 }
 
-type LogLine = { op: 'put'; key: string; record: StoredRecord } | { op: 'del'; key: string };
+/**
+ * 'set': a new state (and packet id) for the message the key's earlier line holds, payload and all: a message sent
+ * after it waited in the queue (a burst, a month offline) is written once in full, not twice.
+ */
+type LogLine =
+  | { op: 'put'; key: string; record: StoredRecord }
+  | { op: 'set'; key: string; state: OutgoingRecord['state']; packetId: number | undefined }
+  | { op: 'del'; key: string };
 type Waiter = { resolve: () => void; reject: (err: unknown) => void };
 /** A pending change to a key (see `pending`). */
 const DELETED = 0;
-type Change = StoredRecord | typeof DELETED | undefined;
+/** A put whose record differs from the one on disk in its state and packet id only: written as a 'set' line. */
+class StateChange {
+  constructor(readonly record: OutgoingRecord) {}
+}
+type Change = StoredRecord | StateChange | typeof DELETED | undefined;
 
 const NEWLINE = 0x0a;
 /** Reads and writes go in pieces of about this size: no string or buffer grows with the log. */
@@ -233,6 +246,15 @@ export class FileStore implements MessageStore {
       if (entry.op === 'put') {
         this.records.set(entry.key, entry.record);
         this.noteOnDisk(entry.key, line.length + 1);
+      } else if (entry.op === 'set') {
+        const before = this.records.get(entry.key);
+        // The line it changes was damaged (and skipped), or never written: nothing to apply it to.
+        if (before?.kind !== 'outgoing') {
+          skipped++;
+          return;
+        }
+        this.records.set(entry.key, withState(before, entry.state, entry.packetId));
+        this.noteOnDisk(entry.key, (this.onDisk.get(entry.key) ?? 0) + line.length + 1);
       } else {
         this.records.delete(entry.key);
         this.noteOnDisk(entry.key, undefined);
@@ -274,9 +296,13 @@ export class FileStore implements MessageStore {
   /** `relaxed`: a batch of nothing but relaxed changes is written without fdatasync (see MessageStore.put). */
   put(key: string, record: StoredRecord, relaxed = false): Promise<void> {
     if (this.closed) return Promise.reject(storeError('the store is closed'));
+    const before = this.records.get(key);
     this.records.set(key, record);
     if (!relaxed) this.syncPending = true;
-    return this.append(key, record);
+    // A 'set' line only follows the line it changes: the state on disk, not one still pending.
+    const onlyState =
+      before !== undefined && this.onDisk.has(key) && !this.pending.has(key) && sameMessage(before, record);
+    return this.append(key, onlyState ? new StateChange(record as OutgoingRecord) : record);
   }
 
   get(key: string): StoredRecord | undefined {
@@ -443,12 +469,20 @@ export class FileStore implements MessageStore {
     try {
       for (const [key, change] of pending) {
         if (change === undefined) continue;
-        const line =
-          change === DELETED ? formatLine({ op: 'del', key }) : formatLine({ op: 'put', key, record: change });
+        const line = formatLine(
+          change === DELETED
+            ? { op: 'del', key }
+            : change instanceof StateChange
+              ? { op: 'set', key, state: change.record.state, packetId: change.record.packetId }
+              : { op: 'put', key, record: change },
+        );
         parts.push(line);
         size += line.length;
         count++;
-        sizes.push([key, this.records.has(key) ? line.length : undefined]);
+        // A 'set' line keeps the line it changes live (so a record in flight may count two lines: the dead-line
+        // count that triggers compaction is over by at most the window).
+        const live = change instanceof StateChange ? (this.onDisk.get(key) ?? 0) + line.length : line.length;
+        sizes.push([key, this.records.has(key) ? live : undefined]);
         if (size >= CHUNK) {
           this.writeAll(this.fd, parts);
           parts.length = 0;
@@ -705,6 +739,32 @@ function snapshotLine(snapshot: Snapshot, parts: Buffer[], key: string, line: Bu
   return line.length;
 }
 
+/** The same message (the session hands out the same payload and properties objects for it) in another state. */
+function sameMessage(a: StoredRecord, b: StoredRecord): boolean {
+  return (
+    a.kind === 'outgoing' &&
+    b.kind === 'outgoing' &&
+    a.payload === b.payload &&
+    a.seq === b.seq &&
+    a.topic === b.topic &&
+    a.qos === b.qos &&
+    a.retain === b.retain &&
+    a.properties === b.properties &&
+    a.expiresAt === b.expiresAt
+  );
+}
+
+function withState(
+  record: OutgoingRecord,
+  state: OutgoingRecord['state'],
+  packetId: number | undefined,
+): OutgoingRecord {
+  const changed: OutgoingRecord = { ...record, state };
+  if (packetId === undefined) delete changed.packetId;
+  else changed.packetId = packetId;
+  return changed;
+}
+
 function storeError(message: string, cause?: unknown): MqttError {
   return new MqttError('MQTT_ERR_STORE', message, { cause });
 }
@@ -735,6 +795,10 @@ function formatLine(line: LogLine): Buffer {
  */
 function lineJson(line: LogLine): string {
   if (line.op === 'del') return `{"op":"del","key":${JSON.stringify(line.key)}}`;
+  if (line.op === 'set') {
+    const id = line.packetId === undefined ? '' : `,"packetId":${line.packetId}`;
+    return `{"op":"set","key":${JSON.stringify(line.key)},"state":"${line.state}"${id}}`;
+  }
   const r = line.record;
   // expiresAt comes with properties (a Message Expiry Interval); a record with either goes through JSON.stringify.
   if (r.kind === 'outgoing' && r.properties === undefined && r.expiresAt === undefined) {
@@ -770,6 +834,16 @@ function parseLine(line: Buffer): LogLine | undefined {
   const e = entry as { op?: unknown; key?: unknown; record?: unknown };
   if (typeof e.key !== 'string') return undefined;
   if (e.op === 'del') return { op: 'del', key: e.key };
+  if (e.op === 'set') {
+    const { state, packetId } = entry as { state?: unknown; packetId?: unknown };
+    if (state !== 'queued' && state !== 'publish' && state !== 'pubrel') return undefined;
+    if (
+      packetId !== undefined &&
+      !(Number.isInteger(packetId) && (packetId as number) >= 1 && (packetId as number) <= 0xffff)
+    )
+      return undefined;
+    return { op: 'set', key: e.key, state, packetId: packetId as number | undefined };
+  }
   if (e.op === 'put' && isStoredRecord(e.record)) return { op: 'put', key: e.key, record: e.record };
   return undefined;
 }
