@@ -12,7 +12,15 @@ import { requireProgram } from '../../../test/support/system.js';
 import { FakeBroker } from '../../mqtt/test/client/fake-broker.js';
 import { freePort, Mosquitto } from '../../mqtt/test/client/mosquitto.js';
 import { parsePropertyArgs, preparseArgs } from '../src/commands/mqtt-properties.js';
-import { clientOptions, endClient, refusalExitCode, runPub, splitUrl, stdinLines } from '../src/commands/pub.js';
+import {
+  CONNECTION_OPTIONS,
+  clientOptions,
+  endClient,
+  refusalExitCode,
+  runPub,
+  splitUrl,
+  stdinLines,
+} from '../src/commands/pub.js';
 import { runSub } from '../src/commands/sub.js';
 import { UsageError } from '../src/commands/usage.js';
 
@@ -154,6 +162,12 @@ test('the new flags of pub and sub: usage errors, exit 1, before connecting', as
 test('more usage errors, as mosquitto_sub and mosquitto_pub refuse them, before connecting', async () => {
   const cases: Array<['pub' | 'sub', string[], string]> = [
     ['sub', ['-t', 'a', '-W', '0'], 'otalink sub: -W must be 1 or more seconds, got "0"'],
+    // Two message sources of one kind: mosquitto_pub's "Only one type of message can be sent at once".
+    ['pub', ['-t', 'a', '-m', 'b', '-m', 'c'], 'otalink pub: give exactly one of -m, -f, -n, -l, -s'],
+    ['pub', ['-t', 'a', '-n', '-n'], 'otalink pub: give exactly one of -m, -f, -n, -l, -s'],
+    ['pub', ['-t', 'a', '-m', 'b', '-k', '4'], 'otalink pub: -k must be 5..65535, got "4"'],
+    ['sub', ['-t', 'a', '-k', '0'], 'otalink sub: -k must be 5..65535, got "0"'],
+    ['sub', ['-t', 'a', '-i', ''], 'otalink sub: -i: the client id is empty (leave -i out for a generated one)'],
     ['sub', ['-t', 'a', '--will-retain'], 'otalink sub: --will-retain needs --will-topic'],
     [
       'pub',
@@ -174,6 +188,18 @@ test('more usage errors, as mosquitto_sub and mosquitto_pub refuse them, before 
   const missing = captureIo();
   assert.equal(await runPub(['-p', '1', '-t', 'a', '-f', '/nonexistent/otalink-payload'], missing.io), 1);
   assert.equal(missing.err(), 'otalink pub: -f /nonexistent/otalink-payload: cannot read it (ENOENT)');
+});
+
+test('an option that takes a value takes the next word whatever it starts with, as in mosquitto (-m -42, -P -secret)', () => {
+  const { rest, groups } = preparseArgs(
+    ['-P', '-secret', '--username', '-u', '-x', '-1', '-D', 'connect', 'receive-maximum', '5', '-c', '-k', '--', '-m'],
+    CONNECTION_OPTIONS,
+  );
+  assert.deepEqual(rest, ['--pw=-secret', '--username=-u', '--session-expiry=-1', '-c', '--keepalive=--', '-m']);
+  assert.deepEqual(groups, [['-D', 'connect', 'receive-maximum', '5']]);
+  // A flag with nothing after it is left for parseArgs to report; `--` still ends the options.
+  assert.deepEqual(preparseArgs(['-c', '--', '-P', 'x'], CONNECTION_OPTIONS).rest, ['-c', '--', '-P', 'x']);
+  assert.deepEqual(preparseArgs(['-P'], CONNECTION_OPTIONS).rest, ['-P']);
 });
 
 test('a refused connection exits with the CONNACK code, as mosquitto_pub and mosquitto_sub do', () => {
@@ -264,6 +290,11 @@ test('against Mosquitto: what pub sends and sub prints, byte for byte as mosquit
     const verbose = byteIo();
     assert.equal(await runSub([...session, '-C', '3', '-v', '-N'], verbose.io), 0, verbose.err());
     assert.equal(verbose.out().toString(), 'b/1 oneb/3 three');
+    // A message that starts with a dash, as mosquitto_pub takes it (parseArgs alone refuses it as ambiguous).
+    await pub(['-t', 'b/dash', '-m', '-42']);
+    const dash = byteIo();
+    assert.equal(await runSub([...session, '-C', '1', '-v'], dash.io), 0, dash.err());
+    assert.equal(dash.out().toString(), 'b/dash -42\n');
     // -R: a retained message is neither printed nor cleared by --remove-retained (mosquitto_sub skips it first).
     await pub(['-t', 'kept/a', '-m', 'stays', '-r']);
     const skipped = byteIo();

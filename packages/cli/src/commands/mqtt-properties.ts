@@ -77,11 +77,25 @@ const DEFS: Record<string, PropertyDef> = {
 
 const encoder = new TextEncoder();
 
+/** What preparseArgs needs of a parseArgs option table: which options take a value, and their short letters. */
+type OptionTable = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
 /**
  * Splits argv into the `-D` / `--property` groups (in order, each with its flag first) and the rest for parseArgs.
- * `-x <value>` becomes `--session-expiry=<value>`: mosquitto's `-x -1` would read as an option to parseArgs.
+ * An option that takes a value, given as its own word (`-m`, `--message`), takes the next word whatever it starts
+ * with, as mosquitto's clients do: it reaches parseArgs as `--message=<word>`, since parseArgs refuses `-m -42` and
+ * `-P -secret` as ambiguous. `-x <value>` becomes `--session-expiry=<value>` (-1 is never).
  */
-export function preparseArgs(args: readonly string[]): { rest: string[]; groups: string[][] } {
+export function preparseArgs(
+  args: readonly string[],
+  options: OptionTable = {},
+): { rest: string[]; groups: string[][] } {
+  const takesValue = new Map<string, string>([['-x', 'session-expiry']]);
+  for (const [name, option] of Object.entries(options)) {
+    if (option.type !== 'string') continue;
+    takesValue.set(`--${name}`, name);
+    if (option.short !== undefined) takesValue.set(`-${option.short}`, name);
+  }
   const rest: string[] = [];
   const groups: string[][] = [];
   for (let i = 0; i < args.length; i++) {
@@ -90,8 +104,9 @@ export function preparseArgs(args: readonly string[]): { rest: string[]; groups:
       rest.push(...args.slice(i));
       break;
     }
-    if (arg === '-x' && i + 1 < args.length) {
-      rest.push(`--session-expiry=${args[++i]}`);
+    const long = takesValue.get(arg);
+    if (long !== undefined && i + 1 < args.length) {
+      rest.push(`--${long}=${args[++i]}`);
       continue;
     }
     if (arg !== '-D' && arg !== '--property') {

@@ -57,7 +57,7 @@ export const CONNECTION_OPTIONS = {
   pw: { type: 'string', short: 'P' },
   keepalive: { type: 'string', short: 'k' },
   'disable-clean-session': { type: 'boolean', short: 'c' },
-  // `-x <value>` reaches parseArgs as --session-expiry=<value> (preparseArgs): its value may be -1.
+  // `-x <value>` reaches parseArgs as --session-expiry=<value> (preparseArgs).
   'session-expiry': { type: 'string' },
   'protocol-version': { type: 'string', short: 'V' },
   qos: { type: 'string', short: 'q' },
@@ -142,6 +142,8 @@ export async function clientOptions(
   const id = str(values, 'id');
   const prefix = str(values, 'id-prefix');
   if (id !== undefined && prefix !== undefined) throw new UsageError('-i and -I cannot be used together');
+  // As mosquitto: an empty -i (an unset variable, say) is a mistake; leaving -i out gets a generated id.
+  if (id === '') throw new UsageError('-i: the client id is empty (leave -i out for a generated one)');
   if (id !== undefined) options.clientId = id;
   if (prefix !== undefined) options.clientId = `${prefix}${process.pid}`;
   const username = str(values, 'username');
@@ -149,7 +151,8 @@ export async function clientOptions(
   const password = str(values, 'pw');
   if (password !== undefined) options.password = password;
   const keepalive = str(values, 'keepalive');
-  if (keepalive !== undefined) options.keepalive = parseInteger(keepalive, '-k', 0, 65535);
+  // 5..65535 as mosquitto's clients take it: 0 (no keepalive) would leave a dead line unnoticed for ever.
+  if (keepalive !== undefined) options.keepalive = parseInteger(keepalive, '-k', 5, 65535);
   if (values['disable-clean-session'] === true) {
     if (id === undefined) throw new UsageError('-c (persistent session) needs a client id (-i)');
     options.clean = false;
@@ -294,25 +297,30 @@ Message:
 
 ${CONNECTION_USAGE}`;
 
+const PUB_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  topic: { type: 'string', short: 't' },
+  message: { type: 'string', short: 'm' },
+  file: { type: 'string', short: 'f' },
+  null: { type: 'boolean', short: 'n' },
+  lines: { type: 'boolean', short: 'l' },
+  stdin: { type: 'boolean', short: 's' },
+  retain: { type: 'boolean', short: 'r' },
+  repeat: { type: 'string' },
+  'repeat-delay': { type: 'string' },
+  'max-inflight': { type: 'string', short: 'M' },
+} as const satisfies ParseArgsConfig['options'];
+
+const MESSAGE_SOURCES = new Set(['message', 'file', 'null', 'lines', 'stdin']);
+
 export async function runPub(args: string[], io: CliIo = processIo): Promise<number> {
   return runCli('pub', PUB_USAGE, io, async (run) => {
-    const { rest, groups } = preparseArgs(args);
-    const { values, positionals } = parseArgs({
+    const { rest, groups } = preparseArgs(args, PUB_OPTIONS);
+    const { values, positionals, tokens } = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: {
-        ...CONNECTION_OPTIONS,
-        topic: { type: 'string', short: 't' },
-        message: { type: 'string', short: 'm' },
-        file: { type: 'string', short: 'f' },
-        null: { type: 'boolean', short: 'n' },
-        lines: { type: 'boolean', short: 'l' },
-        stdin: { type: 'boolean', short: 's' },
-        retain: { type: 'boolean', short: 'r' },
-        repeat: { type: 'string' },
-        'repeat-delay': { type: 'string' },
-        'max-inflight': { type: 'string', short: 'M' },
-      },
+      tokens: true,
+      options: PUB_OPTIONS,
     });
     run.quiet = values.quiet === true;
     if (values.help) {
@@ -327,10 +335,9 @@ export async function runPub(args: string[], io: CliIo = processIo): Promise<num
     }
     const topic = values.topic ?? urlTopic;
     if (topic === undefined) throw new UsageError("a topic is needed (-t, or a path in -L's URL)");
-    // -m "" is a message too: a zero-length one, as in mosquitto_pub.
-    const sources = ['message', 'file', 'null', 'lines', 'stdin'].filter(
-      (k) => values[k as keyof typeof values] !== undefined && values[k as keyof typeof values] !== false,
-    );
+    // Counted as given, not as parsed: two -m would keep the last one only. -m "" is a message too (a zero-length
+    // one, as in mosquitto_pub).
+    const sources = tokens.filter((t) => t.kind === 'option' && MESSAGE_SOURCES.has(t.name));
     if (sources.length !== 1) throw new UsageError('give exactly one of -m, -f, -n, -l, -s');
     const repeat = values.repeat === undefined ? 1 : parseCount(values.repeat, '--repeat');
     let delayMs = 0;

@@ -1,5 +1,5 @@
 // `otalink sub`: subscribe and print like mosquitto_sub.
-import { parseArgs } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import {
   connect,
   type Message,
@@ -62,29 +62,27 @@ export interface SubIo extends CliIo {
   signal?: AbortSignal;
 }
 
+const SUB_OPTIONS = {
+  ...CONNECTION_OPTIONS,
+  topic: { type: 'string', short: 't', multiple: true },
+  unsubscribe: { type: 'string', short: 'U', multiple: true },
+  'filter-out': { type: 'string', short: 'T', multiple: true },
+  'exit-after-subscribe': { type: 'boolean', short: 'E' },
+  verbose: { type: 'boolean', short: 'v' },
+  format: { type: 'string', short: 'F' },
+  pretty: { type: 'boolean' },
+  count: { type: 'string', short: 'C' },
+  'no-retained': { type: 'boolean', short: 'R' },
+  'retained-only': { type: 'boolean' },
+  'remove-retained': { type: 'boolean' },
+  'no-newline': { type: 'boolean', short: 'N' },
+  timeout: { type: 'string', short: 'W' },
+} as const satisfies ParseArgsConfig['options'];
+
 export async function runSub(args: string[], io: SubIo = defaultIo()): Promise<number> {
   return runCli('sub', SUB_USAGE, io, async (run) => {
-    const { rest, groups } = preparseArgs(args);
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        ...CONNECTION_OPTIONS,
-        topic: { type: 'string', short: 't', multiple: true },
-        unsubscribe: { type: 'string', short: 'U', multiple: true },
-        'filter-out': { type: 'string', short: 'T', multiple: true },
-        'exit-after-subscribe': { type: 'boolean', short: 'E' },
-        verbose: { type: 'boolean', short: 'v' },
-        format: { type: 'string', short: 'F' },
-        pretty: { type: 'boolean' },
-        count: { type: 'string', short: 'C' },
-        'no-retained': { type: 'boolean', short: 'R' },
-        'retained-only': { type: 'boolean' },
-        'remove-retained': { type: 'boolean' },
-        'no-newline': { type: 'boolean', short: 'N' },
-        timeout: { type: 'string', short: 'W' },
-      },
-    });
+    const { rest, groups } = preparseArgs(args, SUB_OPTIONS);
+    const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: SUB_OPTIONS });
     run.quiet = values.quiet === true;
     const warn = (text: string) => {
       if (!run.quiet) io.stderr.write(`otalink sub: ${text}\n`);
