@@ -218,12 +218,19 @@ const sessionClock = (): number => performance.timeOrigin + performance.now();
 const REFILL_HOLD_MS = 1;
 /** Messages held for the first consumer. */
 const EARLY_LIMIT = 10_000;
+/** For promises whose failure is reported elsewhere. */
+const ignore = (): void => {};
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
 
 /** A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name. */
-function payloadBytes(v: string | Uint8Array): Uint8Array {
+/**
+ * A QoS 1/2 message's bytes are copied: they are kept to be sent again (a reconnect, a restart from the store, which
+ * writes them a turn later), and an application may reuse its buffer as soon as publish() returns. A QoS 0 payload
+ * is encoded when it goes out, at once when the line is up.
+ */
+function payloadBytes(v: string | Uint8Array, qos: unknown): Uint8Array {
   if (typeof v === 'string') return encoder.encode(v);
-  if (v instanceof Uint8Array) return v;
+  if (v instanceof Uint8Array) return qos === 1 || qos === 2 ? new Uint8Array(v) : v;
   throw new MqttError(
     'MQTT_ERR_INVALID_OPTION',
     `a payload must be a string or a Uint8Array (a Buffer is one), got ${typeName(v)}`,
@@ -569,7 +576,7 @@ export class MqttClient extends Emitter<ClientEvents> {
       accepted = this.session.publish(
         {
           topic,
-          payload: payloadBytes(payload),
+          payload: payloadBytes(payload, options.qos),
           qos: options.qos ?? 0,
           retain: options.retain ?? false,
           properties: options.properties,
@@ -1155,8 +1162,13 @@ export class MqttClient extends Emitter<ClientEvents> {
         if (e.durable !== undefined) {
           if (lazy === undefined) lazy = [r];
           else if (lazy[lazy.length - 1] !== r) lazy.push(r);
-        } else if (ops === undefined) ops = [r];
-        else if (ops[ops.length - 1] !== r) ops.push(r);
+        } else if (ops === undefined || ops[ops.length - 1] !== r) {
+          // Handled now, not only once the write chain reaches it: a batch that fails (a full disk) while an
+          // earlier one still waits for its flush would otherwise be an unhandled rejection, which ends the process.
+          r.catch(ignore);
+          if (ops === undefined) ops = [r];
+          else ops.push(r);
+        }
       }
       // Packets do not wait for these (see the event's `durable`), but a failed write is still reported, and the
       // store is not closed before they settled.

@@ -543,7 +543,7 @@ export class FileStore implements MessageStore {
 
   /** The appended batches are durable; the dead lines wait for the next try, which a full disk should not see at every write. */
   private compactionFailed(): void {
-    this.compactRetryAt = this.lines + Math.max(10_000, this.records.size);
+    this.compactRetryAt = this.lines + Math.max(100, this.records.size);
   }
 
   private startCompaction(): void {
