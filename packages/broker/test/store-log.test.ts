@@ -86,6 +86,33 @@ describe('log store', () => {
     await third.store.close();
   });
 
+  test('a last segment with no valid header and no record is removed, with a warning when it held bytes', async () => {
+    const { writeFileSync } = await import('node:fs');
+    for (const size of [5, 0]) {
+      const dir = dataDir();
+      const first = await open({ dir });
+      first.store.putSession('t', 60, 0);
+      for (let i = 0; i < 5; i++) queue(first.store, 't', `m${i}`);
+      await first.store.commit();
+      await first.store.close();
+      const newest = segments(dir).at(-1)!;
+      const number = Number(/(\d+)/.exec(newest)![1]) + 1;
+      const next = join(dir, newest.replace(/\d+/, String(number).padStart(/(\d+)/.exec(newest)![1]!.length, '0')));
+      // What a crash as the segment was created leaves, or what a cut left of a segment.
+      writeFileSync(next, Buffer.alloc(size, 0x4f));
+      const warnings: string[] = [];
+      const { pino } = await import('pino');
+      const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+      const second = await open({ dir, logger });
+      assert.equal(payloads(second.contents, 't').length, 5);
+      assert.ok(!segments(dir).includes(next.slice(dir.length + 1)) || statSync(next).size > size, 'removed');
+      const warned = warnings.filter((w) => w.includes('BROKER_ERR_STORE_TORN_TAIL') && w.includes(next));
+      assert.equal(warned.length, size > 0 ? 1 : 0, warnings.join('\n'));
+      assert.equal(second.store.counters.truncatedBytes, size);
+      await second.store.close();
+    }
+  });
+
   test('random cuts and flipped bytes in the last segment: every record before the damage comes back', async () => {
     const dir = dataDir();
     const first = await open({ dir });

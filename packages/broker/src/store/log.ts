@@ -387,8 +387,17 @@ export class LogStore extends OpStore {
       const segment = segments[candidate]!;
       const header = this.#readHeader(segment);
       if (header === undefined) {
-        if (candidate === segments.length - 1 && !this.#holdsFrames(segment)) {
-          // Created by a crash between open and the header's sync: it never held anything.
+        const emptySize = candidate === segments.length - 1 ? this.#sizeWithoutFrames(segment) : undefined;
+        if (emptySize !== undefined) {
+          // Created by a crash between open and the header's sync: it never held anything. Said when it had bytes:
+          // a file damaged otherwise (cut, overwritten) goes the same way, and its loss must not be silent.
+          if (emptySize > 0) {
+            this.counters.truncatedBytes += emptySize;
+            this.#logger?.warn(
+              { code: 'BROKER_ERR_STORE_TORN_TAIL', path: segment.path, offset: 0, bytes: emptySize },
+              'store: removed a last segment with no valid header and no record (a crash as it was created, or damage)',
+            );
+          }
           this.#unlink(segment.path);
           segments.pop();
           continue;
@@ -478,10 +487,12 @@ export class LogStore extends OpStore {
   }
 
   /** Whether a good frame follows the (bad) header of a segment: damage, not a segment a crash left empty. */
-  #holdsFrames(segment: Segment): boolean {
+  /** The segment's size if it holds no good frame; undefined if it holds one. */
+  #sizeWithoutFrames(segment: Segment): number | undefined {
     const fd = this.#fs.openSync(segment.path, 'r');
     try {
-      return nextGoodFrame(this.#fs, fd, this.#fs.fstatSync(fd).size, 0, STORE_FORMAT) !== undefined;
+      const size = this.#fs.fstatSync(fd).size;
+      return nextGoodFrame(this.#fs, fd, size, 0, STORE_FORMAT) === undefined ? size : undefined;
     } finally {
       this.#fs.closeSync(fd);
     }
@@ -513,7 +524,7 @@ export class LogStore extends OpStore {
     this.counters.truncatedBytes += read.badBytes;
     this.#logger?.warn(
       { code: 'BROKER_ERR_STORE_TORN_TAIL', path: segment.path, offset: read.goodEnd, bytes: read.badBytes },
-      'store: cut a torn tail (a batch the crash interrupted; it was never acknowledged)',
+      'store: cut a torn tail (a batch a crash interrupted, never acknowledged; or damage since)',
     );
     const fd = this.#fs.openSync(segment.path, 'r+');
     try {
