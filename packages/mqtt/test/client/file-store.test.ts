@@ -622,33 +622,44 @@ test('file store: a large store compacts a slice per turn while changes go on; e
   }
 });
 
-test('file store: by default a large store is not rewritten every 10 000 changes (each compaction pays for as many changes as records)', async () => {
+test('file store: by default the log is not rewritten before 50 000 changes, nor a large store before as many changes as it has records', async () => {
   const dir = tempDir();
+  const small = (seq: number, state: 'queued' | 'publish') => ({ ...out(seq, state), properties: undefined });
+  // Batches of up to 1000 keys, each key once a batch (changes to one key in one batch are one line).
+  const puts = async (store: FileStore, count: number, state: 'queued' | 'publish', keys = count) => {
+    const batch = Math.min(1000, keys);
+    for (let i = 0; i < count; i += batch) {
+      await Promise.all(
+        Array.from({ length: batch }, (_, j) => store.put(`out:${(i + j) % keys}`, small((i + j) % keys, state))),
+      );
+    }
+  };
   try {
+    // A small store churning (a drain: each message queued, sent and acknowledged is three lines): 40 000 changes
+    // to 10 records do not rewrite it.
+    const churnPath = join(dir, 'churn.log');
+    const churn = FileStore.open(churnPath, { fsync: 'never' });
+    await puts(churn, 40_000, 'queued', 10);
+    assert.equal(churn.compacting, false);
+    assert.ok(statSync(churnPath).size > 40_000 * 100, 'appended to, not rewritten');
+    await churn.close();
     const path = join(dir, 'client.log');
     const store = FileStore.open(path, { fsync: 'never' });
-    const small = (seq: number, state: 'queued' | 'publish') => ({ ...out(seq, state), properties: undefined });
-    for (let i = 0; i < 30_000; i += 1000) {
-      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'queued'))));
-    }
+    await puts(store, 60_000, 'queued');
     const before = statSync(path).size;
-    // 20 000 changes (each message goes in flight): more than 10 000 dead lines, fewer than the 30 000 records.
-    for (let i = 0; i < 20_000; i += 1000) {
-      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'publish'))));
-    }
+    // 40 000 changes (each message goes in flight): fewer than the 60 000 records.
+    await puts(store, 40_000, 'publish');
     assert.equal(store.compacting, false);
     assert.ok(statSync(path).size > before * 1.5, 'appended to, not rewritten');
     // Past as many dead lines as live records: compacted.
-    for (let i = 0; i < 11_000; i += 1000) {
-      await Promise.all(Array.from({ length: 1000 }, (_, j) => store.put(`out:${i + j}`, small(i + j, 'queued'))));
-    }
+    await puts(store, 21_000, 'queued');
     for (let t = 0; t < 1000 && (store.compacting || statSync(path).size > before * 1.3); t++) {
       await new Promise((r) => setImmediate(r));
     }
     assert.ok(statSync(path).size <= before * 1.3, `compacted to ${statSync(path).size} bytes (from ${before})`);
     await store.close();
     const reopened = FileStore.open(path);
-    assert.equal(reopened.list().length, 30_000);
+    assert.equal(reopened.list().length, 60_000);
     await reopened.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -41,9 +41,11 @@ export interface FileStoreOptions {
    */
   fsync?: 'batch' | 'never';
   /**
-   * Compact when the log has this many more lines than live records. Default: 10 000 or the number of live
-   * records, whichever is more, so that a large store (a month offline) is not rewritten whole every 10 000
-   * changes while it drains: each compaction then pays for as many changes as it rewrites records.
+   * Compact when the log has this many more lines than live records. Default: 50 000 or the number of live
+   * records, whichever is more, so that a large store (a month offline) is not rewritten whole every 50 000
+   * changes while it drains: each compaction then pays for as many changes as it rewrites records. The floor
+   * bounds what a start-up replays (50 000 dead lines: ~0.1 s here); at 10 000 a drain of 10 000 messages (three
+   * lines each: queued, sent, acknowledged) rewrote the store twice, a fifth of its CPU.
    */
   compactAfter?: number;
   /**
@@ -525,7 +527,7 @@ export class FileStore implements MessageStore {
     // Closing: a compaction started now would outlive close() and write the log after the lock is released.
     if (this.compaction !== undefined || this.closed) return;
     const dead = this.fileBytes - this.liveBytes;
-    const lineLimit = this.options.compactAfter ?? Math.max(10_000, this.records.size);
+    const lineLimit = this.options.compactAfter ?? Math.max(50_000, this.records.size);
     const tooManyLines = this.lines - this.records.size > lineLimit;
     const tooManyBytes = dead > Math.max(this.liveBytes, this.options.compactAfterBytes ?? 8 << 20);
     if (!(tooManyLines || tooManyBytes) || this.lines < this.compactRetryAt) return;
