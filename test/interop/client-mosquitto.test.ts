@@ -542,7 +542,7 @@ test('3.1.1: a stored message mosquitto closes the line over (retained, retain_a
   }
 });
 
-test('3.1.1: a burst of 100 QoS 2 publishes to a default Mosquitto all arrive (it silently drops those beyond its 20 in flight)', async (t) => {
+test('3.1.1: a burst of 100 QoS 2 publishes to a default Mosquitto all arrive (it silently drops those beyond its 20 in flight), and QoS 1 ones behind QoS 2 too', async (t) => {
   const binary = requireProgram(t, 'mosquitto');
   if (!binary) return;
   const broker = await Mosquitto.start(binary);
@@ -560,6 +560,15 @@ test('3.1.1: a burst of 100 QoS 2 publishes to a default Mosquitto all arrive (i
     );
     assert.ok(results.every((r) => r.reasonCode === 0));
     await until(() => got.size === 100, 10_000, `100 messages (got ${got.size})`);
+    // QoS 1 behind 20 QoS 2: Mosquitto counts the QoS 2 awaiting PUBREL against the same 20 and drops a QoS 1
+    // message that finds them full ("quota exceeded"), with a plain PUBACK. Rounds of 20 QoS 2 and 5 QoS 1.
+    const mixed: Array<Promise<unknown>> = [];
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 20; i++) mixed.push(pub.publish('burst/a', `r${round}-2-${i}`, { qos: 2 }));
+      for (let i = 0; i < 5; i++) mixed.push(pub.publish('burst/b', `r${round}-1-${i}`, { qos: 1 }));
+    }
+    await Promise.all(mixed);
+    await until(() => got.size === 225, 10_000, `225 messages (got ${got.size})`);
   } finally {
     for (const c of clients) await c.end({ force: true });
     await broker.stop();
