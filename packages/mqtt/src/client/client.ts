@@ -1328,11 +1328,14 @@ export class MqttClient extends Emitter<ClientEvents> {
         const code = e.connack.reasonCode;
         const reason = e.connack.properties?.reasonString;
         const message = `connection refused: ${reasonName(code, this.version, 'connack')}${reason ? ` (${reason})` : ''}`;
-        this.connackWaiter?.reject(
+        const refusal =
           this.version === 5 && isRedirect(code)
             ? new MqttRedirectError('MQTT_ERR_CONNECTION_REFUSED', message, code, e.connack.properties?.serverReference)
-            : new MqttError('MQTT_ERR_CONNECTION_REFUSED', message, { reasonCode: code }),
-        );
+            : new MqttError('MQTT_ERR_CONNECTION_REFUSED', message, { reasonCode: code });
+        // The line's reason before it is dropped: a transport that reports the close at once (a WebSocket closed by
+        // the server just then) must not turn the refusal into "the connection closed".
+        if (conn !== undefined) conn.reason ??= refusal;
+        this.connackWaiter?.reject(refusal);
         conn?.transport?.destroy();
         break;
       }

@@ -9,6 +9,8 @@ import type { Transport, TransportFactory } from '../transport.js';
  */
 const WS_HIGH_WATER = 64 * 1024;
 const DRAIN_POLL_MS = 5;
+/** How long end() waits for the server's side of the close handshake before it drops the socket. */
+const END_LIMIT_MS = 2000;
 
 interface WebSocketLike {
   binaryType: string;
@@ -53,11 +55,46 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
   }
   socket.binaryType = 'arraybuffer';
   // Frames that come with the upgrade response are emitted at once, before this function's caller holds the
-  // transport: kept here and handed on after it does, so none is lost.
+  // transport: kept here and handed on after it does, so none is lost. A close that comes meanwhile waits for them:
+  // a refusing CONNACK followed by the server's close must reach the client as the refusal, not as a lost line.
   let early: Uint8Array[] | undefined = [];
+  let lastError: Error | undefined;
+  let closeWaiting = false;
+  let closed = false;
+  let endLimit: ReturnType<typeof setTimeout> | undefined;
+  let drainPoll: ReturnType<typeof setInterval> | undefined;
+  const stopPolling = () => {
+    if (drainPoll === undefined) return;
+    clearInterval(drainPoll);
+    drainPoll = undefined;
+  };
+  /** Reports the end once, whichever comes first: the close event, an error, a write on a closing socket, end()'s limit. */
+  const finish = () => {
+    if (closed) return;
+    if (early !== undefined) {
+      closeWaiting = true;
+      return;
+    }
+    closed = true;
+    stopPolling();
+    clearTimeout(endLimit);
+    handlers.close(lastError);
+  };
+  /** The line is unusable (a protocol error, a close begun by the server): drop it now, not after ws's 30 s. */
+  const lost = (error: Error) => {
+    lastError ??= error;
+    if (socket.terminate !== undefined) socket.terminate();
+    else socket.close();
+    finish();
+  };
   socket.onmessage = (ev) => {
     const chunk = bytesOf(ev.data);
-    if (chunk === undefined) return;
+    // MQTT over WebSockets is binary frames only; a text frame closes the connection [MQTT-6.0.0-1].
+    if (chunk === undefined) {
+      if (early === undefined) lost(new Error(`the server sent a text frame on ${url}, not MQTT`));
+      else lastError ??= new Error(`the server sent a text frame on ${url}, not MQTT`);
+      return;
+    }
     if (early !== undefined) early.push(chunk);
     else handlers.data(chunk);
   };
@@ -66,7 +103,6 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       socket.close();
       reject(target.signal.reason instanceof Error ? target.signal.reason : new Error('connect aborted'));
     };
-    target.signal.addEventListener('abort', onAbort, { once: true });
     socket.onopen = () => {
       target.signal.removeEventListener('abort', onAbort);
       resolve();
@@ -75,29 +111,36 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       target.signal.removeEventListener('abort', onAbort);
       reject(errorOf(ev, url));
     };
+    // Aborted while `ws` was being imported (end(), a short connect timeout): the event has already fired. (After
+    // onerror is set: closing a WebSocket still connecting reports an error.)
+    if (target.signal.aborted) {
+      onAbort();
+      return;
+    }
+    target.signal.addEventListener('abort', onAbort, { once: true });
   });
-  let lastError: Error | undefined;
   setTimeout(() => {
     const held = early ?? [];
     early = undefined;
     for (const chunk of held) handlers.data(chunk);
+    if (lastError !== undefined && !closeWaiting) lost(lastError);
+    else if (closeWaiting) finish();
   }, 0);
   socket.onerror = (ev) => {
-    lastError = errorOf(ev, url);
+    // `ws` reports a bad frame at once, then waits up to 30 s for the close handshake: the line is lost now.
+    lost(errorOf(ev, url));
   };
-  let drainPoll: ReturnType<typeof setInterval> | undefined;
-  const stopPolling = () => {
-    if (drainPoll === undefined) return;
-    clearInterval(drainPoll);
-    drainPoll = undefined;
-  };
-  socket.onclose = () => {
-    stopPolling();
-    handlers.close(lastError);
-  };
+  socket.onclose = () => finish();
   const transport: Transport = {
     write: (chunk) => {
-      if (socket.readyState !== 1) return true;
+      if (closed) return true;
+      // Closing (the server began it, or end() did): what is written now never goes. The line is reported lost at
+      // once, not when `ws` gives up on the close handshake 30 s later; a QoS 0 message goes as over a dying TCP
+      // socket (at most once), a QoS 1/2 one is sent again on the next connection.
+      if (socket.readyState !== 1) {
+        lost(new Error(`the WebSocket to ${url} is closing`));
+        return true;
+      }
       socket.send(chunk);
       if (socket.bufferedAmount <= WS_HIGH_WATER) return true;
       // Backed up: the client holds QoS 0 publishers until handlers.drained().
@@ -108,7 +151,16 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       }, DRAIN_POLL_MS);
       return false;
     },
-    end: () => socket.close(1000),
+    end: () => {
+      socket.close(1000);
+      // A server that never answers the close handshake must not keep us waiting (`ws` gives it 30 s, a platform
+      // WebSocket may give it longer): as over TCP, 2 s.
+      endLimit ??= setTimeout(() => {
+        if (socket.terminate !== undefined) socket.terminate();
+        finish();
+      }, END_LIMIT_MS);
+      (endLimit as { unref?: () => void }).unref?.();
+    },
     // A dead line has no one to answer a close handshake: with `ws`, drop the socket at once.
     destroy: () => (socket.terminate === undefined ? socket.close() : socket.terminate()),
   };
