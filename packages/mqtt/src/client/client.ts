@@ -1054,6 +1054,7 @@ export class MqttClient extends Emitter<ClientEvents> {
   onData(conn: Connection, chunk: Uint8Array): void {
     if (conn.closed || this.conn !== conn) return;
     conn.decoder.push(chunk);
+    this.session.bytesArrived(sessionClock());
     // Answers and refills this read causes (and what listeners publish meanwhile) leave in one write as the read
     // returns: no microtask to queue and run per read when PUBACKs arrive one at a time.
     conn.inRead = true;

@@ -71,7 +71,7 @@ export interface ClientOptions {
   wsHeaders?: Record<string, string>;
   /** Covers TCP connect, TLS handshake and CONNACK. Default 30 000 ms. */
   connectTimeoutMs?: number;
-  /** Wait for PINGRESP this long. Default: the keepalive interval. */
+  /** Wait for PINGRESP this long after the last byte received. Default: the keepalive interval. */
   pingTimeoutMs?: number;
   reconnect?: ReconnectOptions | false;
   /**

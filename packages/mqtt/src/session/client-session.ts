@@ -772,6 +772,15 @@ export class ClientSession {
     return step;
   }
 
+  /**
+   * Bytes came in, a whole packet or not. A PINGRESP outstanding is not overdue while they do: on a slow line it
+   * waits at the server behind a large message still arriving, and a timeout counted from the PINGREQ cut that
+   * line for ever (every resend of the message cut again). The timeout counts from the last byte heard.
+   */
+  bytesArrived(now: number): void {
+    if (this.pingSentAt !== undefined) this.pingSentAt = now;
+  }
+
   /** Reading resumed after a pause: a PINGRESP outstanding gets a full timeout from now. */
   readingResumed(now: number): void {
     this.lastReceived = now;

@@ -1,8 +1,11 @@
 // The client behind a proxy that drops, stalls or half-opens the link: keepalive notices a silent line, the
 // client reconnects, and nothing published meanwhile is lost.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { connect } from '../../src/client/index.js';
+import { encode } from '../../src/codec/index.js';
 import { FakeBroker } from './fake-broker.js';
 import { ImpairingProxy } from './proxy.js';
 
@@ -115,6 +118,70 @@ describe('impaired link', () => {
       assert.deepEqual(s.reasons, ['MQTT_ERR_KEEPALIVE_TIMEOUT'], 'still "connected" 5 s into a silent line');
     } finally {
       await s.close();
+    }
+  });
+
+  test('a slow line: a PINGRESP waiting behind a large message still arriving is not overdue while its bytes come in', async () => {
+    // A raw server: CONNACK, then at the first PINGREQ a 24 KB PUBLISH trickled over ~2.4 s (a weak cellular link),
+    // its PINGRESP after it. The ping timeout is 400 ms: counted from the PINGREQ, it cut the line (and the resend
+    // of the message on a persistent session was cut again, for ever).
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+      let pinged = false;
+      socket.on('data', (chunk: Buffer) => {
+        if (chunk[0] === 0x10) socket.write(encode({ type: 'connack', sessionPresent: false, reasonCode: 0 }, 4));
+        if (chunk.includes(0xc0) && !pinged) {
+          pinged = true;
+          const bytes = encode(
+            {
+              type: 'publish',
+              topic: 'big',
+              payload: new Uint8Array(24_000).fill(1),
+              qos: 0,
+              retain: false,
+              dup: false,
+            },
+            4,
+          );
+          let offset = 0;
+          const trickle = setInterval(() => {
+            if (socket.destroyed) return clearInterval(trickle);
+            socket.write(bytes.subarray(offset, offset + 200));
+            offset += 200;
+            if (offset < bytes.length) return;
+            clearInterval(trickle);
+            socket.write(encode({ type: 'pingresp' }, 4));
+          }, 20);
+        }
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as { port: number };
+    const client = await connect({
+      url: `mqtt://127.0.0.1:${port}`,
+      protocolVersion: 4,
+      keepalive: 1,
+      pingTimeoutMs: 400,
+      reconnect: false,
+      store: false,
+    });
+    try {
+      const reasons: string[] = [];
+      client.on('offline', (e) => reasons.push((e as { code?: string }).code ?? e.message));
+      const got = new Promise<number>((resolve, reject) => {
+        client.once('message', (m) => resolve(m.payload.length));
+        client.once('closed', (reason) => reject(reason ?? new Error('closed')));
+      });
+      assert.equal(await got, 24_000);
+      assert.deepEqual(reasons, []);
+      assert.equal(client.state, 'connected');
+    } finally {
+      await client.end({ force: true });
+      for (const s of sockets) s.destroy();
+      server.close();
     }
   });
 
