@@ -1610,7 +1610,8 @@ const LATE_TIMER_MS = 100;
 /** A reset or a broken pipe: the peer closed its end (a lost line times out instead). */
 function hungUp(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
+  // WS_CLOSE: the WebSocket transport's close frame with a code (transports/ws.ts).
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'WS_CLOSE';
 }
 
 /**

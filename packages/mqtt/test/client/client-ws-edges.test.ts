@@ -156,3 +156,23 @@ test('ws://: a bad frame from the server, or its close frame with TCP left open,
     }
   }
 });
+
+test("ws://: the server's close code and reason are in the report of the lost line", async () => {
+  const reason = Buffer.from('message too big');
+  const frame = Buffer.concat([Buffer.from([0x88, 2 + reason.length, 0x03, 0xf1]), reason]);
+  const server = await rawWsServer((socket) =>
+    setTimeout(() => {
+      socket.write(frame);
+      socket.end();
+    }, 100),
+  );
+  try {
+    const client = await connect({ url: server.url, protocolVersion: 4, reconnect: false, store: false });
+    const lost = await new Promise<MqttError>((resolve) => client.once('offline', (e) => resolve(e as MqttError)));
+    assert.equal(lost.code, 'MQTT_ERR_CONNECTION_CLOSED');
+    assert.match(lost.message, /the server closed the WebSocket with code 1009: message too big$/);
+    await client.end({ force: true });
+  } finally {
+    await server.close();
+  }
+});

@@ -130,7 +130,19 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
     // `ws` reports a bad frame at once, then waits up to 30 s for the close handshake: the line is lost now.
     lost(errorOf(ev, url));
   };
-  socket.onclose = () => finish();
+  socket.onclose = (ev) => {
+    // A close frame with a code that says why (1002 protocol error, 1009 too big, a proxy's 4xxx): kept for the
+    // report. 1000 (normal), 1005 (no code) and 1006 (no close frame: TCP went) say nothing more than the close.
+    const { code, reason } = (ev ?? {}) as { code?: unknown; reason?: unknown };
+    if (lastError === undefined && typeof code === 'number' && code !== 1000 && code !== 1005 && code !== 1006) {
+      const why = typeof reason === 'string' && reason !== '' ? `: ${reason}` : '';
+      lastError = Object.assign(new Error(`the server closed the WebSocket with code ${code}${why}`), {
+        code: 'WS_CLOSE',
+        closeCode: code,
+      });
+    }
+    finish();
+  };
   const transport: Transport = {
     write: (chunk) => {
       if (closed) return true;
