@@ -33,6 +33,28 @@ const out = (seq: number, state: 'queued' | 'publish' | 'pubrel' = 'queued'): Ou
   properties: { correlationData: new Uint8Array([1, 2, 3]), userProperties: [['k', 'v']] },
 });
 
+/** Damages the log's lines with `damage`, opens it again, and checks the lines skipped and the records left. */
+async function reopenAfterDamage(
+  path: string,
+  damage: (lines: string[]) => void,
+  skipped: number,
+  seqs: number[],
+): Promise<void> {
+  const lines = readFileSync(path, 'latin1').split('\n');
+  damage(lines);
+  writeFileSync(path, lines.join('\n'), 'latin1');
+  const again = FileStore.open(path);
+  try {
+    assert.equal(again.skippedLines, skipped);
+    assert.deepEqual(
+      again.list().map((r) => r.kind === 'outgoing' && r.seq),
+      seqs,
+    );
+  } finally {
+    await again.close();
+  }
+}
+
 /** The sequence numbers of the outgoing records a store at `path` holds when opened again (then closed). */
 async function reopenedSeqs(path: string): Promise<Array<number | false>> {
   const reopened = FileStore.open(path);
@@ -251,16 +273,14 @@ test('file store: a "set" line with no line before it to change (that one damage
     await store.put('out:1', { ...queued, state: 'publish', packetId: 5 });
     await store.put('out:2', { ...queued, seq: 2 });
     await store.close();
-    const lines = readFileSync(path, 'latin1').split('\n');
-    lines[0] = `00000000${lines[0]!.slice(8)}`;
-    writeFileSync(path, lines.join('\n'), 'latin1');
-    const again = FileStore.open(path);
-    assert.equal(again.skippedLines, 2);
-    assert.deepEqual(
-      again.list().map((r) => r.kind === 'outgoing' && r.seq),
+    await reopenAfterDamage(
+      path,
+      (lines) => {
+        lines[0] = `00000000${lines[0]!.slice(8)}`;
+      },
+      2,
       [2],
     );
-    await again.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -292,17 +312,15 @@ test('file store: a line whose checksum digits are not 8 lowercase hex digits is
     const store = FileStore.open(path);
     for (let i = 1; i <= 3; i++) await store.put(`out:${i}`, out(i));
     await store.close();
-    const lines = readFileSync(path, 'latin1').split('\n');
-    lines[0] = `${lines[0]!.slice(0, 8).toUpperCase().replace(/[0-9]/g, 'A')}${lines[0]!.slice(8)}`;
-    lines[1] = `zz${lines[1]!.slice(2)}`;
-    writeFileSync(path, lines.join('\n'), 'latin1');
-    const again = FileStore.open(path);
-    assert.equal(again.skippedLines, 2);
-    assert.deepEqual(
-      again.list().map((r) => r.kind === 'outgoing' && r.seq),
+    await reopenAfterDamage(
+      path,
+      (lines) => {
+        lines[0] = `${lines[0]!.slice(0, 8).toUpperCase().replace(/[0-9]/g, 'A')}${lines[0]!.slice(8)}`;
+        lines[1] = `zz${lines[1]!.slice(2)}`;
+      },
+      2,
       [3],
     );
-    await again.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
