@@ -486,8 +486,10 @@ export class LogStore extends OpStore {
     );
   }
 
-  /** Whether a good frame follows the (bad) header of a segment: damage, not a segment a crash left empty. */
-  /** The segment's size if it holds no good frame; undefined if it holds one. */
+  /**
+   * The segment's size if no good frame follows its (bad) header: a segment a crash left empty, or one damaged
+   * whole. Undefined if one does: damage to read past.
+   */
   #sizeWithoutFrames(segment: Segment): number | undefined {
     const fd = this.#fs.openSync(segment.path, 'r');
     try {

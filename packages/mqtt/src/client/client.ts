@@ -246,8 +246,8 @@ function copyBytes(v: Uint8Array): Uint8Array {
   return copy;
 }
 
-/** A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name. */
 /**
+ * A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name.
  * A QoS 1/2 message's bytes are copied: they are kept to be sent again (a reconnect, a restart from the store, which
  * writes them a turn later), and an application may reuse its buffer as soon as publish() returns. A QoS 0 payload
  * is encoded when it goes out, at once when the line is up.

@@ -85,7 +85,8 @@ export interface ClientOptions {
   /**
    * Our cap on unacknowledged QoS 1/2 publishes, below the server's Receive Maximum. Default: none of our own. In
    * 3.1.1, where a server cannot announce its window, QoS 2 messages default to 20 in flight (libmosquitto's and
-   * Mosquitto's default): a 3.1.1 PUBREC cannot refuse one, and Mosquitto drops those beyond its window silently.
+   * Mosquitto's default), and no QoS 1 message goes while 20 are out: a 3.1.1 PUBREC or PUBACK cannot refuse one,
+   * and Mosquitto drops those beyond its window silently.
    */
   maxInflight?: number;
   /**

@@ -1235,10 +1235,15 @@ export class ClientSession {
     for (;;) {
       const entry = this.queue.peek();
       if (entry === undefined) return;
-      if (entry.qos > 0 && (this.inflight.size >= window || this.idsExhausted)) return;
-      // QoS 1 waits too: Mosquitto counts QoS 2 messages awaiting PUBREL against the same 20 and drops a QoS 1
-      // message that finds them full, with a 3.1.1 PUBACK that cannot say so.
-      if (entry.qos > 0 && this.inflight.exactlyOnce >= this.exactlyOnceWindow(window)) return;
+      // The QoS 2 cap holds QoS 1 back too: Mosquitto counts QoS 2 messages awaiting PUBREL against the same 20
+      // and drops a QoS 1 message that finds them full, with a 3.1.1 PUBACK that cannot say so.
+      if (
+        entry.qos > 0 &&
+        (this.inflight.size >= window ||
+          this.idsExhausted ||
+          this.inflight.exactlyOnce >= this.exactlyOnceWindow(window))
+      )
+        return;
       this.queue.shift();
       if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
         this.expire(step, entry);

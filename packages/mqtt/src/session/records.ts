@@ -56,13 +56,19 @@ export function isStoredRecord(value: unknown): value is StoredRecord {
     r.payload instanceof Uint8Array &&
     (r.qos === 1 || r.qos === 2) &&
     typeof r.retain === 'boolean' &&
-    (r.state === 'queued' || r.state === 'publish' || r.state === 'pubrel') &&
+    isOutgoingState(r.state) &&
     (r.packetId === undefined || isId(r.packetId)) &&
     (r.expiresAt === undefined || typeof r.expiresAt === 'number') &&
     (r.properties === undefined || (r.properties !== null && typeof r.properties === 'object'))
   );
 }
 
-function isId(value: unknown): boolean {
+/** One of an outgoing record's states (a file store's 'set' line carries one too). */
+export function isOutgoingState(value: unknown): value is OutgoingRecord['state'] {
+  return value === 'queued' || value === 'publish' || value === 'pubrel';
+}
+
+/** A packet identifier: 1..65535. */
+export function isId(value: unknown): value is number {
   return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff;
 }

@@ -28,7 +28,13 @@ import fs from 'node:fs';
 import { dirname } from 'node:path';
 import zlib from 'node:zlib';
 import { MqttError } from '../../codec/errors.js';
-import { isStoredRecord, type OutgoingRecord, type StoredRecord } from '../../session/records.js';
+import {
+  isId,
+  isOutgoingState,
+  isStoredRecord,
+  type OutgoingRecord,
+  type StoredRecord,
+} from '../../session/records.js';
 import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
@@ -838,13 +844,8 @@ function parseLine(line: Buffer): LogLine | undefined {
   if (e.op === 'del') return { op: 'del', key: e.key };
   if (e.op === 'set') {
     const { state, packetId } = entry as { state?: unknown; packetId?: unknown };
-    if (state !== 'queued' && state !== 'publish' && state !== 'pubrel') return undefined;
-    if (
-      packetId !== undefined &&
-      !(Number.isInteger(packetId) && (packetId as number) >= 1 && (packetId as number) <= 0xffff)
-    )
-      return undefined;
-    return { op: 'set', key: e.key, state, packetId: packetId as number | undefined };
+    if (!isOutgoingState(state) || (packetId !== undefined && !isId(packetId))) return undefined;
+    return { op: 'set', key: e.key, state, packetId };
   }
   if (e.op === 'put' && isStoredRecord(e.record)) return { op: 'put', key: e.key, record: e.record };
   return undefined;

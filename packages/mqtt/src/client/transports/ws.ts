@@ -80,19 +80,21 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
     clearTimeout(endLimit);
     handlers.close(lastError);
   };
+  /** Closes at once: `ws` without a handshake; a platform WebSocket has only close(). */
+  const drop = () => (socket.terminate === undefined ? socket.close() : socket.terminate());
   /** The line is unusable (a protocol error, a close begun by the server): drop it now, not after ws's 30 s. */
   const lost = (error: Error) => {
     lastError ??= error;
-    if (socket.terminate !== undefined) socket.terminate();
-    else socket.close();
+    drop();
     finish();
   };
   socket.onmessage = (ev) => {
     const chunk = bytesOf(ev.data);
     // MQTT over WebSockets is binary frames only; a text frame closes the connection [MQTT-6.0.0-1].
     if (chunk === undefined) {
-      if (early === undefined) lost(new Error(`the server sent a text frame on ${url}, not MQTT`));
-      else lastError ??= new Error(`the server sent a text frame on ${url}, not MQTT`);
+      const error = new Error(`the server sent a text frame on ${url}, not MQTT`);
+      if (early === undefined) lost(error);
+      else lastError ??= error;
       return;
     }
     if (early !== undefined) early.push(chunk);
@@ -168,13 +170,13 @@ export const wsTransport: TransportFactory = async (target, handlers) => {
       // A server that never answers the close handshake must not keep us waiting (`ws` gives it 30 s, a platform
       // WebSocket may give it longer): as over TCP, 2 s.
       endLimit ??= setTimeout(() => {
-        if (socket.terminate !== undefined) socket.terminate();
+        drop();
         finish();
       }, END_LIMIT_MS);
       (endLimit as { unref?: () => void }).unref?.();
     },
     // A dead line has no one to answer a close handshake: with `ws`, drop the socket at once.
-    destroy: () => (socket.terminate === undefined ? socket.close() : socket.terminate()),
+    destroy: drop,
   };
   if (socket.pause !== undefined && socket.resume !== undefined) {
     // With `ws`, a consumer at its high-water mark stops the reads and TCP pushes back on the server, as over
