@@ -33,6 +33,17 @@ const out = (seq: number, state: 'queued' | 'publish' | 'pubrel' = 'queued'): Ou
   properties: { correlationData: new Uint8Array([1, 2, 3]), userProperties: [['k', 'v']] },
 });
 
+/** A QoS 1 message without properties, queued: what the session stores first for a plain publish. */
+const queuedQos1 = (payload: Uint8Array): OutgoingRecord => ({
+  kind: 'outgoing',
+  seq: 1,
+  topic: 't',
+  payload,
+  qos: 1,
+  retain: false,
+  state: 'queued',
+});
+
 /** Damages the log's lines with `damage`, opens it again, and checks the lines skipped and the records left. */
 async function reopenAfterDamage(
   path: string,
@@ -212,15 +223,7 @@ test('file store: a queued message sent later is written once in full, then only
   try {
     const path = join(dir, 'client.log');
     const payload = new Uint8Array(4000).fill(7);
-    const queued: OutgoingRecord = {
-      kind: 'outgoing',
-      seq: 1,
-      topic: 't',
-      payload,
-      qos: 1,
-      retain: false,
-      state: 'queued',
-    };
+    const queued = queuedQos1(payload);
     const store = FileStore.open(path);
     await store.put('out:1', queued);
     const full = statSync(path).size;
@@ -258,16 +261,7 @@ test('file store: a "set" line with no line before it to change (that one damage
   const dir = tempDir();
   try {
     const path = join(dir, 'client.log');
-    const payload = new Uint8Array(10);
-    const queued: OutgoingRecord = {
-      kind: 'outgoing',
-      seq: 1,
-      topic: 't',
-      payload,
-      qos: 1,
-      retain: false,
-      state: 'queued',
-    };
+    const queued = queuedQos1(new Uint8Array(10));
     const store = FileStore.open(path);
     await store.put('out:1', queued);
     await store.put('out:1', { ...queued, state: 'publish', packetId: 5 });
