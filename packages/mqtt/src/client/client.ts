@@ -68,7 +68,8 @@ export interface ClientEvents {
   connecting: () => void;
   connected: (connack: ConnackPacket) => void;
   offline: (reason: Error) => void;
-  reconnecting: (info: { attempt: number; delayMs: number }) => void;
+  /** `reason` is why the last line or attempt ended: the same error `offline` or `error` reported. */
+  reconnecting: (info: { attempt: number; delayMs: number; reason: Error }) => void;
   closed: (reason?: Error) => void;
   message: (message: Message) => void;
   /** The server sent DISCONNECT (5.0). */
@@ -1039,8 +1040,8 @@ export class MqttClient extends Emitter<ClientEvents> {
     }
     if (this.followRedirect(reason)) {
       // The server asked us to go elsewhere: no backoff, and no reconnect option needed (followRedirects is one).
-      this.setState('reconnecting');
-      this.emit('reconnecting', { attempt: this.attempt, delayMs: 0 });
+      this.setState('reconnecting', reason);
+      this.emit('reconnecting', { attempt: this.attempt, delayMs: 0, reason });
       this.reconnectTimer = setTimeout(() => {
         if (this.ending !== undefined) return;
         this.attemptConnection().catch((err: Error) => this.attemptFailed(err));
@@ -1066,8 +1067,8 @@ export class MqttClient extends Emitter<ClientEvents> {
           )
         : backoffDelay(this.attempt, backoff, this.options.random);
     this.attempt++;
-    this.setState('reconnecting');
-    this.emit('reconnecting', { attempt: this.attempt, delayMs });
+    this.setState('reconnecting', reason);
+    this.emit('reconnecting', { attempt: this.attempt, delayMs, reason });
     this.reconnectTimer = setTimeout(() => {
       if (this.ending !== undefined) return;
       this.attemptConnection().catch((err: Error) => this.attemptFailed(err));

@@ -1203,13 +1203,15 @@ describe('dependability against the fake broker', () => {
 
   /**
    * Refuses the first `refusals.length` CONNECTs with those codes, then accepts; returns the delay before each retry
-   * and how the client ended (undefined while it still runs). `random: () => 1` makes every delay its ceiling.
+   * with the reason code it named, and how the client ended (undefined while it still runs). `random: () => 1` makes
+   * every delay its ceiling.
    */
   async function retriesAfterRefusals(
     refusals: number[],
     extra: Partial<ClientOptions>,
-  ): Promise<{ delays: number[]; closed: Error | undefined; connected: boolean }> {
+  ): Promise<{ delays: number[]; reasons: (number | undefined)[]; closed: Error | undefined; connected: boolean }> {
     const delays: number[] = [];
+    const reasons: (number | undefined)[] = [];
     let closed: Error | undefined;
     let connected = false;
     await withBroker(async (broker) => {
@@ -1221,7 +1223,10 @@ describe('dependability against the fake broker', () => {
         options(broker, { retryFirstConnect: true, random: () => 1, clientId: 'refusals', store: false, ...extra }),
       );
       client.on('error', () => {});
-      client.on('reconnecting', (info) => delays.push(info.delayMs));
+      client.on('reconnecting', (info) => {
+        delays.push(info.delayMs);
+        reasons.push((info.reason as MqttError).reasonCode);
+      });
       const done = new Promise<void>((resolve) => {
         client.once('connected', () => {
           connected = true;
@@ -1235,7 +1240,7 @@ describe('dependability against the fake broker', () => {
       await done;
       await client.end({ force: true });
     });
-    return { delays, closed, connected };
+    return { delays, reasons, closed, connected };
   }
 
   const backoff = { initialDelayMs: 5, maxDelayMs: 80, multiplier: 2, jitter: 'none' as const };
@@ -1245,6 +1250,8 @@ describe('dependability against the fake broker', () => {
     const permanent = await retriesAfterRefusals([0x86, 0x87, 0x8a], { reconnect: backoff });
     assert.ok(permanent.connected);
     assert.deepEqual(permanent.delays, [80, 80, 80]);
+    // Each retry names the refusal it follows (an operator's log line: why is this vehicle waiting 80 ms?).
+    assert.deepEqual(permanent.reasons, [0x86, 0x87, 0x8a]);
     // 0x88 server unavailable, 0x89 busy, 0x97 quota exceeded, 0x9F connection rate exceeded: they pass.
     const passing = await retriesAfterRefusals([0x88, 0x89, 0x97, 0x9f], { reconnect: backoff });
     assert.deepEqual(passing.delays, [5, 10, 20, 40]);
