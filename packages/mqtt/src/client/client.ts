@@ -223,39 +223,10 @@ const EARLY_LIMIT = 10_000;
 const ignore = (): void => {};
 const toBytes = (v: string | Uint8Array): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v);
 
-/**
- * Small payloads are copied into a shared slab, as Node's Buffer pool does: an ArrayBuffer per message (each kept until
- * its PUBACK, so it outlives the young generation) cost more CPU than the rest of a QoS 1 publish to a fast broker.
- * A slab lives as long as its longest-kept message: one stuck message holds at most SLAB_BYTES.
- */
-const SLAB_BYTES = 8 * 1024;
-const SLAB_MAX_COPY = 1024;
-let slab = new Uint8Array(0);
-let slabUsed = 0;
-
-function copyBytes(v: Uint8Array): Uint8Array {
-  const n = v.length;
-  if (n > SLAB_MAX_COPY) return new Uint8Array(v);
-  if (slabUsed + n > slab.length) {
-    slab = new Uint8Array(SLAB_BYTES);
-    slabUsed = 0;
-  }
-  const copy = slab.subarray(slabUsed, slabUsed + n);
-  copy.set(v);
-  // 8-byte aligned, as the pool does: views of one slab do not share a word.
-  slabUsed += (n + 7) & ~7;
-  return copy;
-}
-
-/**
- * A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name.
- * A QoS 1/2 message's bytes are copied: they are kept to be sent again (a reconnect, a restart from the store, which
- * writes them a turn later), and an application may reuse its buffer as soon as publish() returns. A QoS 0 payload
- * is encoded when it goes out, at once when the line is up.
- */
-function payloadBytes(v: string | Uint8Array, qos: unknown): Uint8Array {
+/** A publish's payload as bytes; anything but a string or a Uint8Array (a Buffer is one) is refused by name. */
+function payloadBytes(v: string | Uint8Array): Uint8Array {
   if (typeof v === 'string') return encoder.encode(v);
-  if (v instanceof Uint8Array) return qos === 1 || qos === 2 ? copyBytes(v) : v;
+  if (v instanceof Uint8Array) return v;
   throw new MqttError(
     'MQTT_ERR_INVALID_OPTION',
     `a payload must be a string or a Uint8Array (a Buffer is one), got ${typeName(v)}`,
@@ -601,10 +572,12 @@ export class MqttClient extends Emitter<ClientEvents> {
       accepted = this.session.publish(
         {
           topic,
-          payload: payloadBytes(payload, options.qos),
+          payload: payloadBytes(payload),
           qos: options.qos ?? 0,
           retain: options.retain ?? false,
           properties: options.properties,
+          // The application may reuse its buffer once publish() returns; a string was encoded into a new one.
+          borrowed: typeof payload !== 'string',
         },
         sessionClock(),
         pending,
@@ -1247,7 +1220,9 @@ export class MqttClient extends Emitter<ClientEvents> {
       if (conn !== undefined) this.writeNow(conn, packets);
       return;
     }
-    // Packets wait for the store, and for packets queued before them, so order on the wire is kept.
+    // Packets wait for the store, and for packets queued before them, so order on the wire is kept. They are
+    // encoded now: a QoS 0 payload is the application's, which may reuse its buffer once publish() returns.
+    const bytes = conn === undefined ? undefined : this.encodeAll(packets);
     this.chainDepth++;
     const previous = this.writeChain ?? Promise.resolve();
     const next = previous
@@ -1259,7 +1234,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         (err: unknown) => this.storeFailed(err),
       )
       .then(() => {
-        if (conn !== undefined) this.writeNow(conn, packets);
+        if (conn !== undefined && bytes !== undefined) this.writeBytes(conn, bytes);
         if (--this.chainDepth === 0) this.writeChain = undefined;
       });
     this.writeChain = next;
@@ -1295,17 +1270,25 @@ export class MqttClient extends Emitter<ClientEvents> {
   }
 
   private writeNow(conn: Connection, packets: Packet[]): void {
-    if (conn.closed || conn.transport === undefined || packets.length === 0) return;
-    let bytes: Uint8Array;
-    if (packets.length === 1) {
-      bytes = encode(packets[0]!, this.version);
-    } else {
-      let total = 0;
-      for (const p of packets) total += encodedLength(p, this.version);
-      bytes = new Uint8Array(total);
-      let offset = 0;
-      for (const p of packets) offset = encodeInto(p, this.version, bytes, offset);
-    }
+    if (conn.closed || conn.transport === undefined) return;
+    const bytes = this.encodeAll(packets);
+    if (bytes !== undefined) this.writeBytes(conn, bytes);
+  }
+
+  /** The packets as one chunk of bytes; undefined for none. */
+  private encodeAll(packets: Packet[]): Uint8Array | undefined {
+    if (packets.length === 0) return undefined;
+    if (packets.length === 1) return encode(packets[0]!, this.version);
+    let total = 0;
+    for (const p of packets) total += encodedLength(p, this.version);
+    const bytes = new Uint8Array(total);
+    let offset = 0;
+    for (const p of packets) offset = encodeInto(p, this.version, bytes, offset);
+    return bytes;
+  }
+
+  private writeBytes(conn: Connection, bytes: Uint8Array): void {
+    if (conn.closed || conn.transport === undefined) return;
     // Coalesce: a chunk of acks read at once answers with one write, not one syscall per packet.
     conn.out.push(bytes);
     if (conn.out.length === 1 && !conn.inRead) queueMicrotask(conn.flush);

@@ -29,6 +29,7 @@ import type {
 import { isPacketId } from '../codec/packets.js';
 import { reasonName } from '../codec/reason-codes.js';
 import { validateTopicFilter, validateTopicName } from '../topic/validate.js';
+import { copyBytes } from './copy-bytes.js';
 import { Fifo } from './fifo.js';
 import { type InflightEntry, InflightTable } from './inflight-table.js';
 import { incomingKey, type OutgoingRecord, outgoingKey, type StoredRecord } from './records.js';
@@ -103,6 +104,12 @@ export interface OutgoingMessage {
   qos: QoS;
   retain: boolean;
   properties?: PublishProperties;
+  /**
+   * The payload is the caller's, who may reuse it once publish() returns. The session copies what it keeps: a QoS
+   * 1/2 message at once (it is sent again after a reconnect, and stored a turn later), a QoS 0 one when it has to
+   * wait (offline, or queued behind a full window).
+   */
+  borrowed?: boolean;
 }
 
 export type SessionEvent =
@@ -630,10 +637,11 @@ export class ClientSession {
     if (message.qos !== 0 && message.qos !== 1 && message.qos !== 2) {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', `QoS must be 0, 1 or 2, got ${String(message.qos)}`);
     }
+    const borrowed = message.borrowed === true;
     const entry: OutEntry = {
       seq: ++this.lastSeq,
       topic: message.topic,
-      payload: message.payload,
+      payload: borrowed && message.qos !== 0 ? copyBytes(message.payload) : message.payload,
       qos: message.qos,
       retain: message.retain,
       properties: withoutSubscriptionIds(message.properties),
@@ -655,6 +663,7 @@ export class ClientSession {
     this.noteExpiry(entry);
     if (entry.qos > 0) this.storeOutgoing(step, entry);
     this.pump(step, now);
+    if (borrowed && entry.qos === 0 && entry.sentOn === -1) entry.payload = copyBytes(entry.payload);
     this.enforceQueueLimit(step, now);
     return { seq: entry.seq, step };
   }

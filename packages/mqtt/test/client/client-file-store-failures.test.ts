@@ -113,3 +113,43 @@ test('a payload buffer reused right after publish(): the store and every resend 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a QoS 0 payload buffer reused right after publish(): sent as published behind a stored message, and offline', async () => {
+  const broker = await FakeBroker.start({});
+  const dir = mkdtempSync(join(tmpdir(), 'otalink-store-reuse0-'));
+  try {
+    const client = await connect({
+      url: broker.url,
+      clientId: 'reuse0',
+      clean: false,
+      store: FileStore.open(join(dir, 's.log')),
+      reconnect: { initialDelayMs: 20, maxDelayMs: 20 },
+    });
+    const buf = Buffer.alloc(4);
+    // Behind a QoS 2 message: its bytes wait for the store's flush before they go.
+    buf.writeUInt32BE(1);
+    client.publish('reading', buf, { qos: 2 }).catch(() => {});
+    buf.writeUInt32BE(2);
+    const behind = client.publish('reading', buf, { qos: 0 });
+    buf.writeUInt32BE(0xdead);
+    await behind;
+    await broker.until(() => broker.publishes.length === 2);
+    // Offline: queued until the line is back.
+    const offline = new Promise((r) => client.once('offline', r));
+    broker.dropAll();
+    await offline;
+    buf.writeUInt32BE(3);
+    const queued = client.publish('reading', buf, { qos: 0 });
+    buf.writeUInt32BE(0xbeef);
+    await queued;
+    await broker.until(() => broker.publishes.some((p) => p.qos === 0 && p !== broker.publishes[1]));
+    assert.deepEqual(
+      broker.publishes.filter((p) => p.qos === 0).map((p) => Buffer.from(p.payload).readUInt32BE(0)),
+      [2, 3],
+    );
+    await client.end({ force: true });
+  } finally {
+    await broker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
