@@ -618,13 +618,33 @@ export class Session {
 
   /**
    * Drops the messages `refused` picks (their subscription was revoked): queued ones, keeping the order of the rest,
-   * and with `inflightToo` (a session about to be resumed, before its resend) unacknowledged PUBLISHes as well.
+   * held ones (their commit has not resolved: they would join the session, and go to whoever holds it, once it
+   * has), and with `inflightToo` (a session about to be resumed, before its resend) unacknowledged PUBLISHes as well.
    */
   dropRefused(refused: (delivery: Delivery) => boolean, inflightToo: boolean): number {
     const fromQueue = this.queue.removeWhere(refused);
     for (const delivery of fromQueue) this.dropped(delivery);
     this.#env.stats.queuedCurrent -= fromQueue.length;
     let dropped = fromQueue.length;
+    const held = this.held;
+    if (held !== undefined) {
+      const kept: HeldDelivery[] = [];
+      for (const record of held) {
+        if (!refused(record.delivery)) {
+          kept.push(record);
+          continue;
+        }
+        dropped++;
+        // Its records were written with the publisher's batch: undone in the same log, which keeps the order.
+        if (record.packetId === undefined) {
+          this.dropped(record.delivery);
+        } else {
+          this.reserved!.delete(record.packetId);
+          if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
+        }
+      }
+      this.held = kept.length === 0 ? undefined : kept;
+    }
     if (inflightToo && this.inflight.size > 0) {
       const ids: number[] = [];
       for (const [packetId, entry] of this.inflight) {

@@ -15,7 +15,11 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { heldSyncs } from './support/store-fs.js';
+import { tempDirs } from './support/temp-dirs.js';
 import { authenticate, login } from './support/users.js';
+
+const dataDir = tempDirs('otalink-identity-');
 
 /** Each user may read and write ota/<user>/... only. */
 const ownTree: Authorize = (client, _action, topic) => topic.startsWith(`ota/${client.username}/`);
@@ -65,6 +69,72 @@ for (const version of [4, 5] as const) {
         const leaked = await publishesWithin(bob.client, 300);
         bob.client.end();
         assert.deepEqual(leaked, [], 'bob must not get alice’s in-flight or queued messages');
+      },
+    );
+  });
+}
+
+// A durable broker holds a QoS 2 message, and a retained one a SUBSCRIBE brings, until the commit that records it
+// resolves; it then joined whatever session had the client id by then. A takeover by another user in that window
+// got it (a security review: 10 of 10 QoS 2 messages, 4-8 of 10 retained ones, against a real store).
+for (const kind of ['qos 2 publish', 'retained on subscribe'] as const) {
+  test(`a session taken over by another user while a ${kind} waits for its commit does not get it`, async () => {
+    const sync = heldSyncs();
+    await withBroker(
+      {
+        allowAnonymous: false,
+        authenticate,
+        authorize: ownTree,
+        dataDir: dataDir(),
+        storeOptions: { fs: sync.fs },
+      },
+      async (b) => {
+        const clientId = `held-${kind.length}`;
+        const publisher = await connected(b.port, login('alice', 5, 'alice-backend'));
+        let alice = await connected(b.port, persistent(clientId, 5, login('alice', 5, clientId)));
+        if (kind === 'qos 2 publish') {
+          await subscribe(alice, 'ota/alice/#', 2);
+          sync.hold();
+          publisher.send({
+            type: 'publish',
+            topic: 'ota/alice/cmd',
+            payload: text('secret'),
+            qos: 2,
+            retain: false,
+            dup: false,
+            packetId: 1,
+          });
+        } else {
+          publisher.send({
+            type: 'publish',
+            topic: 'ota/alice/cmd',
+            payload: text('secret'),
+            qos: 1,
+            retain: true,
+            dup: false,
+            packetId: 1,
+          });
+          await publisher.expect('puback');
+          alice.end();
+          await offline(b, clientId);
+          alice = await connected(b.port, persistent(clientId, 5, login('alice', 5, clientId)));
+          sync.hold();
+          alice.send({
+            type: 'subscribe',
+            packetId: 2,
+            subscriptions: [{ topicFilter: 'ota/alice/#', qos: 1 }],
+          });
+        }
+        // The message is routed and its records wait for fdatasync; bob takes the client id meanwhile.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const bob = connectClient(b.port, persistent(clientId, 5, login('bob', 5, clientId)));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        sync.release();
+        const taken = await bob;
+        const leaked = await publishesWithin(taken.client, 400);
+        taken.client.end();
+        publisher.end();
+        assert.deepEqual(leaked, [], 'bob got a message of alice’s');
       },
     );
   });
