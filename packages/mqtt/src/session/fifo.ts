@@ -52,13 +52,16 @@ export class Fifo<T> implements Iterable<T> {
   /** Takes out the items `remove` picks, keeping the order of the rest; returns them in their order. */
   removeWhere(remove: (item: T) => boolean): T[] {
     const removed: T[] = [];
-    const kept: T[] = [];
-    for (let i = this.#head; i < this.#items.length; i++) {
-      const item = this.#items[i] as T;
-      (remove(item) ? removed : kept).push(item);
+    const items = this.#items;
+    // Compacted in place: a sweep that takes a few items out of a long queue allocates no second array of it.
+    let kept = 0;
+    for (let i = this.#head; i < items.length; i++) {
+      const item = items[i] as T;
+      if (remove(item)) removed.push(item);
+      else items[kept++] = item;
     }
-    if (removed.length > 0) {
-      this.#items = kept;
+    if (removed.length > 0 || this.#head > 0) {
+      items.length = kept;
       this.#head = 0;
     }
     return removed;

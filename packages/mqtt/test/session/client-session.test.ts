@@ -761,6 +761,24 @@ describe('message expiry of queued messages', () => {
     assert.deepEqual(publishes(s.handle(connack(), 20_000)).map(text), ['long', 'none'], 'the rest go, in order');
   });
 
+  test('a long queue is swept for expired messages at spaced times (a walk each), and none is sent stale', () => {
+    const s = session({}, 5);
+    for (let i = 0; i < 49_900; i++) s.publish(msg('t', 1, 'bulk'), 0);
+    // Telemetry every 10 ms that expires after a second: a deadline passes every 10 ms.
+    for (let i = 0; i < 100; i++) s.publish(expiring(`tel-${i}`, 1), i * 10);
+    assert.equal(s.nextExpiry, 1_000);
+    assert.deepEqual(failures(s.expireQueued(1_000)), ['49901:MQTT_ERR_MESSAGE_EXPIRED']);
+    // 49 999 queued: the next sweep no sooner than 100 ms on, for the ten deadlines passed by then.
+    assert.equal(s.nextExpiry, 1_100);
+    assert.deepEqual(failures(s.expireQueued(1_050)), [], 'not swept before its time');
+    assert.equal(failures(s.expireQueued(1_100)).length, 10);
+    // Connected before the next sweep: what ran out meanwhile fails as it comes up, and is not sent.
+    s.connect(1_150);
+    const step = s.handle(connack({ receiveMaximum: 65535 }), 1_150);
+    assert.equal(failures(step).length, 5);
+    assert.ok(publishes(step).every((p) => text(p) === 'bulk' || Number(text(p).slice(4)) >= 16));
+  });
+
   test('sent with what is left of the interval, rounded up; one past its deadline fails and leaves the store', () => {
     const s = session({}, 5);
     s.publish(expiring('short', 10), 0);
