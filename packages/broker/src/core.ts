@@ -248,7 +248,7 @@ export class BrokerCore {
         store.deleteSession(clientId);
         continue;
       }
-      const state = newSessionState(clientId, stored.expiryInterval);
+      const state = newSessionState(clientId, stored.expiryInterval, stored.owner);
       for (const entry of stored.subscriptions.values()) {
         state.subscriptions.add({ ...entry, subscriptionId: entry.subscriptionId ?? undefined });
       }
@@ -297,7 +297,7 @@ export class BrokerCore {
         this.stats.subscriptionsCurrent++;
       }
       // A session that was connected at the crash gets its deadline written, so another crash does not renew it.
-      if (stored.expiresAt === 0) store.putSession(clientId, stored.expiryInterval, deadline);
+      if (stored.expiresAt === 0) store.putSession(clientId, stored.expiryInterval, deadline, stored.owner);
       this.#startExpiry(session, deadline);
     }
     for (const stored of [...contents.wills.values()]) {
@@ -724,27 +724,48 @@ export class BrokerCore {
    * The session for a connecting client: a fresh one when `clean` or none exists. A delayed will still pending
    * for the client is dropped when the session continues and published when it ends (MQTT 5.0 3.1.3.2.2).
    */
-  openSession(clientId: string, clean: boolean, expiryInterval: number): { session: Session; present: boolean } {
+  /**
+   * The session `owner` (user name or certificate identity, null: anonymous) connects to under `clientId`. A session
+   * belongs to the identity that made it: another one naming its client id starts afresh, as with a clean start,
+   * instead of taking it over (MQTT 5.0 section 5.4.2: a client id alone proves nothing). Taking it over kept its
+   * subscriptions the new identity's ACL allowed, and the rightful client, back under its own session, found
+   * them gone while told its session was present.
+   */
+  openSession(
+    clientId: string,
+    clean: boolean,
+    expiryInterval: number,
+    owner: string | null,
+  ): { session: Session; present: boolean } {
+    let session = this.sessions.get(clientId);
+    const foreign = session !== undefined && session.owner !== undefined && session.owner !== owner;
+    if (foreign) {
+      this.logger.info(
+        { code: 'BROKER_ERR_NOT_AUTHORIZED', clientId, username: owner ?? undefined },
+        'the session of this client id belongs to another identity: starting a new one',
+      );
+    }
     const pending = this.pendingWills.get(clientId);
     if (pending !== undefined) {
       this.pendingWills.delete(clientId);
       this.ticker.delete(pending);
       this.store.deleteWill(clientId);
-      if (clean) this.publishWill(pending.will, pending.identity);
+      if (clean || foreign) this.publishWill(pending.will, pending.identity);
     }
-    let session = this.sessions.get(clientId);
-    if (session !== undefined && clean) {
+    if (session !== undefined && (clean || foreign)) {
       this.endSession(session);
       session = undefined;
     }
     const present = session !== undefined;
     if (session === undefined) {
-      const state = newSessionState(clientId, expiryInterval);
+      const state = newSessionState(clientId, expiryInterval, owner);
       session = new Session(state, this);
       this.sessions.set(clientId, session);
-      if (expiryInterval > 0) this.store.putSession(clientId, expiryInterval, 0);
+      if (expiryInterval > 0) this.store.putSession(clientId, expiryInterval, 0, owner);
       this.stats.sessionsCurrent++;
     } else {
+      // Restored from a store written before owners were kept: the first identity to resume it owns it.
+      session.owner = owner;
       this.stats.sessionsOffline--;
       session.setExpiryInterval(expiryInterval);
       const expiry = this.#expiries.get(session);
@@ -862,7 +883,7 @@ export class BrokerCore {
     }
     this.stats.sessionsOffline++;
     const deadline = now + expiryInterval * 1000;
-    this.store.putSession(identity.clientId, expiryInterval, deadline);
+    this.store.putSession(identity.clientId, expiryInterval, deadline, session.owner);
     this.#startExpiry(session, deadline);
     const delay = will === undefined ? 0 : Math.min(will.properties?.willDelayInterval ?? 0, expiryInterval);
     if (will === undefined || delay === 0) {

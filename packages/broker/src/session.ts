@@ -27,7 +27,7 @@ export type { InflightEntry } from './inflight-window.js';
 /** Everything a session must keep across connections: the fields of Session that say so (documented there). */
 export type SessionState = Pick<
   Session,
-  'clientId' | 'expiryInterval' | 'subscriptions' | 'inflight' | 'queue' | 'inboundQos2' | 'nextPacketId'
+  'clientId' | 'owner' | 'expiryInterval' | 'subscriptions' | 'inflight' | 'queue' | 'inboundQos2' | 'nextPacketId'
 >;
 
 /** A shared empty collection that refuses writes: replaced by a real one (`inflightOf`, `inboundQos2Of`) on first use. */
@@ -100,9 +100,10 @@ const NO_INFLIGHT: InflightWindow = new NoEntries();
 const NO_INBOUND_QOS2: Set<number> = new NoIds();
 const NO_QUEUE: DeliveryQueue = new NoDeliveries();
 
-export function newSessionState(clientId: string, expiryInterval: number): SessionState {
+export function newSessionState(clientId: string, expiryInterval: number, owner?: string | null): SessionState {
   return {
     clientId,
+    owner,
     expiryInterval,
     subscriptions: new Subscriptions(),
     inflight: NO_INFLIGHT,
@@ -202,6 +203,11 @@ export interface SessionEnv {
 export class Session {
   // The SessionState fields.
   clientId: string;
+  /**
+   * The identity it belongs to (user name or certificate identity; null: anonymous). Undefined for a session a store
+   * written before owners were kept restored: the first identity to resume it becomes its owner.
+   */
+  owner: string | null | undefined;
   /** Seconds the session outlives its connection; 0 ends it with the connection. */
   expiryInterval: number;
   /** Its subscriptions, as `subscriptions` reads them (see subscriptions.ts). */
@@ -220,6 +226,7 @@ export class Session {
 
   constructor(state: SessionState, env: SessionEnv) {
     this.clientId = state.clientId;
+    this.owner = state.owner;
     this.expiryInterval = state.expiryInterval;
     this.subscribed = state.subscriptions.held;
     this.inflight = state.inflight;
@@ -313,6 +320,12 @@ export class Session {
     return found;
   }
 
+  /** Another identity re-authenticated on its connection (5.0 AUTH): the session is that identity's now. */
+  changeOwner(owner: string | null): void {
+    this.owner = owner;
+    if (this.persistent) this.#env.store.putSession(this.clientId, this.expiryInterval, 0, owner);
+  }
+
   /**
    * A new expiry (CONNECT of a resumed session, DISCONNECT). A session that stops outliving its connection leaves
    * the store; one that starts to (a resumed session, which is always persistent) is written whole.
@@ -324,7 +337,7 @@ export class Session {
       if (was) this.#env.store.deleteSession(this.clientId);
       return;
     }
-    this.#env.store.putSession(this.clientId, seconds, 0);
+    this.#env.store.putSession(this.clientId, seconds, 0, this.owner);
     if (!was) this.writeAll();
   }
 

@@ -65,7 +65,7 @@ for (const version of [4, 5] as const) {
         alice.end();
         await offline(b, clientId);
         const bob = await connectClient(b.port, persistent(clientId, version, login('bob', version, clientId)));
-        assert.equal(bob.connack.sessionPresent, true);
+        assert.equal(bob.connack.sessionPresent, false);
         const leaked = await publishesWithin(bob.client, 300);
         bob.client.end();
         assert.deepEqual(leaked, [], 'bob must not get alice’s in-flight or queued messages');
@@ -73,6 +73,55 @@ for (const version of [4, 5] as const) {
     );
   });
 }
+
+// A session belongs to the identity that made it. Another user naming its client id used to take it over, keeping
+// the subscriptions its own ACL allowed: under `pattern read ota/%u/#` that removed the vehicle's subscription, and
+// the vehicle, back with its session present, never subscribed again and missed every later command (a security
+// review, against `otalink up`'s broker). Now the other user starts a new session and the vehicle is told its
+// own is gone, so that its client subscribes again. Kept across a restart of a durable broker.
+for (const version of [4, 5] as const) {
+  test(`MQTT ${version === 4 ? '3.1.1' : '5.0'}: another user naming a vehicle's client id starts a new session; the vehicle learns its own is gone`, async () => {
+    const dir = dataDir();
+    const clientId = `vin-${version}`;
+    const options = { allowAnonymous: false, authenticate, authorize: ownTree, dataDir: dir };
+    await withBroker(options, async (b) => {
+      const alice = await connected(b.port, persistent(clientId, version, login('alice', version, clientId)));
+      await subscribe(alice, 'ota/alice/#', 1);
+      alice.end();
+      await offline(b, clientId);
+    });
+    await withBroker(options, async (b) => {
+      const bob = await connectClient(b.port, persistent(clientId, version, login('bob', version, clientId)));
+      assert.equal(bob.connack.sessionPresent, false, 'bob resumed alice’s session');
+      bob.client.end();
+      await offline(b, clientId);
+      const alice = await connectClient(b.port, persistent(clientId, version, login('alice', version, clientId)));
+      assert.equal(alice.connack.sessionPresent, false, 'told her session is present, with her subscription gone');
+      alice.client.end();
+      await offline(b, clientId);
+      // Her own session again, resumed as before.
+      const again = await connectClient(b.port, persistent(clientId, version, login('alice', version, clientId)));
+      assert.equal(again.connack.sessionPresent, true);
+      again.client.end();
+    });
+  });
+}
+
+test('use_username_as_clientid: a client without a user name is refused (0x87), as Mosquitto does', async () => {
+  await withBroker({ allowAnonymous: true, authenticate, clientIdFromUsername: true }, async (b) => {
+    const alice = await connected(b.port, persistent('whatever', 5, login('alice', 5, 'whatever')));
+    alice.end();
+    await offline(b, 'alice');
+    for (const version of [4, 5] as const) {
+      const anonymous = await connectClient(b.port, persistent('alice', version));
+      assert.equal(anonymous.connack.reasonCode, version === 5 ? 0x87 : 5, 'anonymous took the id alice’s session has');
+      anonymous.client.end();
+    }
+    const back = await connectClient(b.port, persistent('x', 5, login('alice', 5, 'x')));
+    assert.equal(back.connack.sessionPresent, true, 'alice’s session untouched');
+    back.client.end();
+  });
+});
 
 // A durable broker holds a QoS 2 message, and a retained one a SUBSCRIBE brings, until the commit that records it
 // resolves; it then joined whatever session had the client id by then. A takeover by another user in that window

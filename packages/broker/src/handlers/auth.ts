@@ -61,7 +61,10 @@ export async function authStep(connection: Connection, data: Uint8Array | undefi
         // Another identity now: what the first one subscribed to (and has queued) is checked against it, as a
         // session resumed under another user name is.
         const session = connection.session;
-        if (session !== undefined) recheckSubscriptions(connection.core, session, connection.identity, false);
+        if (session !== undefined) {
+          recheckSubscriptions(connection.core, session, connection.identity, false);
+          session.changeOwner(result.username);
+        }
       }
       connection.send({
         type: 'auth',

@@ -171,7 +171,19 @@ function authenticated(
     refuse(connection, result.reasonCode, to311(result.reasonCode), 'BROKER_ERR_NOT_AUTHORIZED', 'authentication');
     return;
   }
-  accept(connection, packet, clientId, assigned, result.username ?? packet.username, undefined);
+  const username = result.username ?? packet.username;
+  if (refusedWithoutUsername(connection, username)) return;
+  accept(connection, packet, clientId, assigned, username, undefined);
+}
+
+/**
+ * use_username_as_clientid gives every session to a user name: a client without one (anonymous access on) has no id
+ * it may use, and naming a vehicle's would take over or wipe its session. Refused with 0x87, as Mosquitto does.
+ */
+function refusedWithoutUsername(connection: Connection, username: string | undefined): boolean {
+  if (username !== undefined || connection.core.options.clientIdFromUsername !== true) return false;
+  refuse(connection, 0x87, 0x05, 'BROKER_ERR_NOT_AUTHORIZED', 'use_username_as_clientid: no user name');
+  return true;
 }
 
 /** Finishes an enhanced authentication started by CONNECT. */
@@ -184,7 +196,9 @@ export function finishEnhancedConnect(
   pendingConnects.delete(connection);
   if (pending === undefined) return;
   const { packet, clientId, assigned } = pending;
-  accept(connection, packet, clientId, assigned, username ?? packet.username, data);
+  const name = username ?? packet.username;
+  if (refusedWithoutUsername(connection, name)) return;
+  accept(connection, packet, clientId, assigned, name, data);
 }
 
 /** Refuses a CONNECT: 5.0 reason code or the 3.1.1 return code, then close. */
@@ -279,9 +293,9 @@ function accept(
   if (previous !== undefined && previous !== connection) previous.takenOver();
   const requestedExpiry = v5 ? (packet.properties?.sessionExpiryInterval ?? 0) : packet.clean ? 0 : Infinity;
   const expiryInterval = Math.min(requestedExpiry, limits.maxSessionExpiryInterval);
-  const { session, present } = core.openSession(clientId, packet.clean, expiryInterval);
-  // The ACL is checked at SUBSCRIBE: a session resumed under another identity, or after the ACL changed, keeps
-  // only what this identity may read.
+  const { session, present } = core.openSession(clientId, packet.clean, expiryInterval, username ?? null);
+  // The ACL is checked at SUBSCRIBE: a session resumed after the ACL changed (or one restored from a store that
+  // did not name its owner) keeps only what this identity may read.
   if (present) recheckSubscriptions(core, session, connection.identity, true);
   connection.session = session;
   connection.state = 'connected';

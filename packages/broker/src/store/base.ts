@@ -35,8 +35,12 @@ export abstract class OpStore implements BrokerStore {
     this.apply(op);
   }
 
-  putSession(clientId: string, expiryInterval: number, expiresAt: number): void {
-    this.#issue({ op: 'session', clientId, expiryInterval, expiresAt });
+  putSession(clientId: string, expiryInterval: number, expiresAt: number, owner?: string | null): void {
+    this.#issue(
+      owner === undefined
+        ? { op: 'session', clientId, expiryInterval, expiresAt }
+        : { op: 'session', clientId, expiryInterval, expiresAt, owner },
+    );
   }
   deleteSession(clientId: string): void {
     this.#issue({ op: 'session-del', clientId });

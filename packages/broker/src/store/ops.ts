@@ -5,7 +5,8 @@ import type { SubscriptionEntry } from '../session.js';
 import type { StoredDelivery, StoredWill } from './types.js';
 
 export type StoreOp =
-  | { op: 'session'; clientId: string; expiryInterval: number; expiresAt: number }
+  /** `owner`: the identity the session belongs to (null: anonymous); absent in records written before it was kept. */
+  | { op: 'session'; clientId: string; expiryInterval: number; expiresAt: number; owner?: string | null }
   | { op: 'session-del'; clientId: string }
   | { op: 'sub'; clientId: string; entry: SubscriptionEntry }
   | { op: 'unsub'; clientId: string; filter: string }

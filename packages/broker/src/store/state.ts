@@ -28,6 +28,7 @@ class StateSession implements StoredSession {
     readonly clientId: string,
     public expiryInterval: number,
     public expiresAt: number,
+    public owner: string | null | undefined,
   ) {}
 
   get queue(): Map<number, StoredDelivery> {
@@ -183,11 +184,12 @@ export class StoreState {
       case 'session': {
         const session = this.sessions.get(op.clientId);
         if (session === undefined) {
-          this.sessions.set(op.clientId, new StateSession(op.clientId, op.expiryInterval, op.expiresAt));
+          this.sessions.set(op.clientId, new StateSession(op.clientId, op.expiryInterval, op.expiresAt, op.owner));
           this.liveBytes += 64 + op.clientId.length;
         } else {
           session.expiryInterval = op.expiryInterval;
           session.expiresAt = op.expiresAt;
+          if (op.owner !== undefined) session.owner = op.owner;
         }
         return;
       }
@@ -418,6 +420,7 @@ export class StoreState {
         clientId: session.clientId,
         expiryInterval: session.expiryInterval,
         expiresAt: session.expiresAt,
+        owner: session.owner,
         subscriptions: Array.from(session.subscriptions.values()),
         queueIds: [],
         queue: [],
@@ -450,7 +453,10 @@ export class StoreState {
       }
       for (const session of sessions) {
         const clientId = session.clientId;
-        yield { op: 'session', clientId, expiryInterval: session.expiryInterval, expiresAt: session.expiresAt };
+        const { expiryInterval, expiresAt, owner } = session;
+        yield owner === undefined
+          ? { op: 'session', clientId, expiryInterval, expiresAt }
+          : { op: 'session', clientId, expiryInterval, expiresAt, owner };
         for (const entry of session.subscriptions) yield { op: 'sub', clientId, entry };
         const held = session.queueMessages;
         for (let index = 0; index < session.queue.length; index++) {
@@ -485,6 +491,7 @@ interface FrozenSession {
   clientId: string;
   expiryInterval: number;
   expiresAt: number;
+  owner: string | null | undefined;
   subscriptions: SubscriptionEntry[];
   queueIds: number[];
   queue: StoredDelivery[];

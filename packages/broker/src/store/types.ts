@@ -28,6 +28,8 @@ export interface StoredSession {
   expiryInterval: number;
   /** When the offline session ends (ms since the epoch); 0 = it was connected when last written. */
   expiresAt: number;
+  /** The identity it belongs to (null: anonymous); undefined when written before owners were kept. */
+  owner: string | null | undefined;
   subscriptions: Map<string, SubscriptionEntry>;
   /** Queue order is insertion order; keys are entry ids. A copy in the stored form, made when asked for. */
   readonly queue: Map<number, StoredDelivery>;
@@ -104,7 +106,7 @@ export interface BrokerStore {
   attachLive(view: StoreLiveView): void;
 
   /** Creates or updates a session (expiry, and when it ends if offline). */
-  putSession(clientId: string, expiryInterval: number, expiresAt: number): void;
+  putSession(clientId: string, expiryInterval: number, expiresAt: number, owner?: string | null): void;
   /** Removes a session with its subscriptions, queue, in-flight and inbound QoS 2 state. */
   deleteSession(clientId: string): void;
   addSubscription(clientId: string, entry: SubscriptionEntry): void;
