@@ -22,6 +22,20 @@ async function open(options: LogStoreOptions) {
 }
 
 describe('log store', () => {
+  test('a data directory that cannot be made fails with its path; nested ones are made level by level', async (t) => {
+    const dir = join(dataDir(), 'a', 'b', 'c');
+    const { store } = await open({ dir });
+    await store.close();
+    assert.ok(statSync(dir).isDirectory());
+    // Node 20's recursive mkdirSync loops for ever under /proc: start-up hung at 100 % CPU, deaf to SIGTERM.
+    if (!statSync('/proc/self', { throwIfNoEntry: false })) return t.skip('no /proc here');
+    await assert.rejects(open({ dir: '/proc/otalink-nope/store' }), (error: BrokerError) => {
+      assert.equal(error.code, 'BROKER_ERR_STORE');
+      assert.match(error.message, /\/proc\/otalink-nope/);
+      return true;
+    });
+  });
+
   test('group commit: everything issued in one turn is one write and one fdatasync; sync none never syncs', async () => {
     let syncs = 0;
     const fs: StoreFs = {

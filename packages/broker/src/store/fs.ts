@@ -1,6 +1,7 @@
 // The file-system calls the log store makes, behind an interface so tests can inject failures (a full disk, an I/O
 // error on write or sync) without a real full disk.
 import fs from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 export interface StoreFs {
   mkdirSync(path: string, options: { recursive: true }): void;
@@ -25,10 +26,35 @@ export interface StoreFs {
   freeBytes(path: string): number;
 }
 
+/**
+ * `mkdir -p`, one level at a time: Node 20's recursive mkdirSync loops for ever on a path under /proc (a data_dir of
+ * /proc/nope hung start-up at 100 % CPU, deaf to SIGTERM, instead of failing with the path).
+ */
+function makeDirectories(path: string): void {
+  const missing: string[] = [];
+  for (let dir = resolve(path); ; ) {
+    const stat = fs.statSync(dir, { throwIfNoEntry: false });
+    if (stat !== undefined) {
+      if (!stat.isDirectory()) throw Object.assign(new Error(`not a directory: ${dir}`), { code: 'ENOTDIR' });
+      break;
+    }
+    missing.push(dir);
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  for (const dir of missing.reverse()) {
+    try {
+      fs.mkdirSync(dir);
+    } catch (error) {
+      // Made meanwhile by someone else: as good.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+}
+
 export const nodeStoreFs: StoreFs = {
-  mkdirSync: (path, options) => {
-    fs.mkdirSync(path, options);
-  },
+  mkdirSync: (path) => makeDirectories(path),
   readdirSync: (path) => fs.readdirSync(path),
   openSync: (path, flags) => fs.openSync(path, flags),
   closeSync: (fd) => fs.closeSync(fd),
