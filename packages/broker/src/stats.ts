@@ -31,6 +31,8 @@ export interface BrokerStats {
   protocolErrors: number;
   /** Connections closed because their output made no progress for sendTimeoutMs. */
   sendTimeouts: number;
+  /** Connections closed for publishing faster than maxPublishRate (5.0: DISCONNECT 0x96). */
+  rateLimited: number;
   /** Messages queued for offline sessions right now. */
   queuedCurrent: number;
   /** Bytes the durable store takes on disk (0 without a data directory); refreshed when read for $SYS or metrics. */
@@ -67,6 +69,7 @@ export function createStats(now = Date.now()): BrokerStats {
     subscriptionsRefusedLimit: 0,
     protocolErrors: 0,
     sendTimeouts: 0,
+    rateLimited: 0,
     queuedCurrent: 0,
     storeBytes: 0,
     storeMessages: 0,

@@ -81,6 +81,9 @@ for (const version of [4, 5] as const) {
             [0x96],
           );
         else assert.deepEqual(packets, []);
+        // A quota, not a protocol error: an alert on protocol errors must not fire for it.
+        assert.equal(b.broker.stats.rateLimited, 1);
+        assert.equal(b.broker.stats.protocolErrors, 0);
       } finally {
         await b.close();
       }

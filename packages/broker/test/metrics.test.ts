@@ -25,6 +25,7 @@ function sampleStats() {
   stats.droppedNotAuthorized = 15;
   stats.subscriptionsRefusedLimit = 3;
   stats.protocolErrors = 1;
+  stats.rateLimited = 2;
   stats.sendTimeouts = 2;
   stats.queuedCurrent = 9;
   return stats;
@@ -93,6 +94,7 @@ describe('renderPrometheus', () => {
       'otalink_broker_messages_dropped_total{reason="not_authorized"}': 15,
       'otalink_broker_subscriptions_refused_total{reason="limit"}': 3,
       otalink_broker_protocol_errors_total: 1,
+      otalink_broker_rate_limited_total: 2,
       otalink_broker_send_timeouts_total: 2,
       otalink_broker_start_time_seconds: 1000,
       otalink_broker_uptime_seconds: 60,

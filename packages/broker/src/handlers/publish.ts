@@ -46,9 +46,11 @@ export function handlePublish(connection: Connection, packet: PublishPacket): vo
   const v5 = connection.protocolVersion === 5;
   core.stats.messagesIn[packet.qos]++;
   if (!connection.countPublish(now)) {
+    // A quota, not a protocol error: counted and logged as what it is.
+    core.stats.rateLimited++;
     core.logger.info({ code: 'BROKER_ERR_RATE_LIMIT', clientId: connection.identity.clientId }, 'publish rate');
-    if (v5) throw violation(0x96, 'message rate too high');
-    connection.close();
+    if (v5) connection.close(0x96, 'message rate too high');
+    else connection.close();
     return;
   }
   const topic = resolveTopic(connection, packet);

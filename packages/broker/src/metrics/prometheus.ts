@@ -78,6 +78,11 @@ export function brokerMetrics(stats: BrokerStats, now = Date.now()): Metric[] {
       one(stats.protocolErrors),
     ),
     counter(
+      'rate_limited',
+      'Connections closed for publishing faster than max_publish_rate (5.0: DISCONNECT 0x96).',
+      one(stats.rateLimited),
+    ),
+    counter(
       'send_timeouts',
       'Connections closed because their output made no progress for send_timeout.',
       one(stats.sendTimeouts),
