@@ -507,7 +507,7 @@ export class FileStore implements MessageStore {
         const code = (err as NodeJS.ErrnoException).code;
         // Back as the pending batch (nothing was added meanwhile: this runs in flush, synchronously), so changes
         // made before the next write replace its lines and go last, as append() does for any batch.
-        if (!this.broken && (code === 'ENOSPC' || code === 'EDQUOT')) {
+        if (!this.broken && (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG')) {
           this.pending = pending;
           this.syncPending = sync;
         } else this.broken = true;
