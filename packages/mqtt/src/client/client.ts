@@ -526,7 +526,7 @@ export class MqttClient extends Emitter<ClientEvents> {
         const records = await this.store.list();
         if (this.ending !== undefined) throw closedError();
         this.storeLoaded = true;
-        this.apply(undefined, this.session.restore(records));
+        this.apply(undefined, this.session.restore(records, sessionClock()));
       }
       if (this.options.retryFirstConnect === true) {
         this.attemptConnection().catch((err: Error) => this.attemptFailed(err));

@@ -450,7 +450,7 @@ export class ClientSession {
    * Loads what a durable store kept from an earlier run. Call before the first connect. Messages published before
    * it (none written to the store yet) go after the restored ones, numbered after them, and the step stores them.
    */
-  restore(records: Iterable<StoredRecord>): Step {
+  restore(records: Iterable<StoredRecord>, now = 0): Step {
     const step = newStep();
     const early = this.queue.removeWhere(() => true);
     const outgoing: OutgoingRecord[] = [];
@@ -496,6 +496,9 @@ export class ClientSession {
       this.queue.push(entry);
       if (entry.qos > 0) this.storeOutgoing(step, entry);
     }
+    // The limit holds for what a restart brings back too, not from the next publish on (which dropped the excess
+    // all at once; without one, the whole backlog was sent).
+    this.enforceQueueLimit(step, now);
     return step;
   }
 

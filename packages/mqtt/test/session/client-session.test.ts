@@ -681,6 +681,31 @@ describe('in-flight window', () => {
     assert.equal(seq, 6, 'sequence numbers continue after the restored ones');
   });
 
+  test('restore: the queue limit holds for what a restart brings back, with its drop policy', () => {
+    const queued = (seq: number): StoredRecord => ({
+      kind: 'outgoing',
+      seq,
+      topic: 'a',
+      payload: bytes(String(seq)),
+      qos: 1,
+      retain: false,
+      state: 'queued',
+    });
+    for (const [dropPolicy, kept] of [
+      ['oldest', ['3', '4', '5']],
+      ['newest', ['1', '2', '3']],
+    ] as const) {
+      const s = session({ clean: false, queueLimit: 3, dropPolicy });
+      const step = s.restore([1, 2, 3, 4, 5].map(queued), 0);
+      const failed = step.events.flatMap((e) => (e.type === 'publish-failed' ? [e.error.code] : []));
+      assert.deepEqual(failed, ['MQTT_ERR_QUEUE_FULL', 'MQTT_ERR_QUEUE_FULL'], dropPolicy);
+      assert.equal(s.queuedCount, 3);
+      s.connect(0);
+      const sent = publishes(s.handle(connack({}, true), 0)).map((p) => new TextDecoder().decode(p.payload));
+      assert.deepEqual(sent, kept, dropPolicy);
+    }
+  });
+
   test('restore: a record whose id is no packet id, or one already taken, goes again as a new message', () => {
     const record = (seq: number, packetId: number): StoredRecord => ({
       kind: 'outgoing',
