@@ -259,6 +259,17 @@ describe('otalink passwd', () => {
     run = await otalink(['passwd', '-c', '-b', file, 'a:b', 'pw']);
     assert.equal(run.code, 1);
     assert.match(run.stderr, /must not contain ":".*BROKER_ERR_PASSWD_USERNAME/);
+    // Names the file would read back as another user (trimmed) or as none (a comment).
+    for (const [name, problem] of [
+      [' vin4', /white space/],
+      ['vin4 ', /white space/],
+      ['#vin3', /must not start with "#"/],
+    ] as const) {
+      run = await otalink(['passwd', '-c', '-b', file, name, 'pw']);
+      assert.equal(run.code, 1, name);
+      assert.match(run.stderr, problem);
+      assert.match(run.stderr, /BROKER_ERR_PASSWD_USERNAME/);
+    }
 
     run = await otalink(['passwd', '-c', file, 'vin1'], '');
     assert.equal(run.code, 1);

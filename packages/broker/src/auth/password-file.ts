@@ -33,6 +33,10 @@ export function usernameProblem(username: string): string | undefined {
   if (username.length === 0) return 'a user name must not be empty';
   if (username.includes(':')) return 'a user name must not contain ":"';
   if (/[\r\n\0]/.test(username)) return 'a user name must not contain line breaks or U+0000';
+  // The file's lines are read trimmed, and one starting with '#' is a comment: such a name would read back as
+  // another user, or none (and ' backend' beside 'backend' made the whole file unreadable).
+  if (username.trim() !== username) return 'a user name must not start or end with white space';
+  if (username.startsWith('#')) return 'a user name must not start with "#" (a comment in the file)';
   return undefined;
 }
 
