@@ -2,6 +2,7 @@
 // never delivered (3.1.1 acknowledged normally, 5.0 with 0x87), identity (%u) from the authentication result.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { pino } from 'pino';
 import type { ClientIdentity } from '../src/index.js';
 import {
   connectClient,
@@ -19,8 +20,10 @@ for (const version of [4, 5] as const) {
     let n = 0;
     const id = (name: string) => `${name}-${version}-${++n}`;
     const seen: ClientIdentity[] = [];
+    const logged: Array<{ msg: string; reasonCode?: number }> = [];
     before(async () => {
       b = await startBroker({
+        logger: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line)) }),
         allowAnonymous: false,
         authenticate: async (request) => {
           await new Promise((resolve) => setTimeout(resolve, 10)); // an asynchronous check, like scrypt
@@ -53,6 +56,9 @@ for (const version of [4, 5] as const) {
       const banned = await connectClient(b.port, { version, clientId: id('x'), username: 'banned' });
       assert.equal(banned.connack.reasonCode, version === 5 ? 0x8a : 0x05);
       await banned.client.expectClose();
+      // The log names the code the client got (3.1.1: the return code, not the 5.0 reason behind it).
+      const refusals = logged.filter((l) => l.msg.startsWith('refused a connection'));
+      assert.equal(refusals.at(-1)?.reasonCode, version === 5 ? 0x8a : 0x05);
       const anonymous = await connectClient(b.port, { version, clientId: id('x') });
       assert.notEqual(anonymous.connack.reasonCode, 0);
       await anonymous.client.expectClose();

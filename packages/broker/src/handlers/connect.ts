@@ -211,15 +211,13 @@ export function refuse(
 ): void {
   const core = connection.core;
   core.stats.connectionsRejected++;
+  // The log names the code the client got: a 3.1.1 client's return code, not the 5.0 reason behind it.
+  const code = connection.protocolVersion === 5 ? reasonCode : returnCode311;
   core.logger.info(
-    { code: logCode, clientId: connection.identity.clientId, remote: connection.remoteAddress, reasonCode },
+    { code: logCode, clientId: connection.identity.clientId, remote: connection.remoteAddress, reasonCode: code },
     `refused a connection: ${why}`,
   );
-  connection.send({
-    type: 'connack',
-    sessionPresent: false,
-    reasonCode: connection.protocolVersion === 5 ? reasonCode : returnCode311,
-  });
+  connection.send({ type: 'connack', sessionPresent: false, reasonCode: code });
   connection.close();
 }
 
