@@ -341,7 +341,7 @@ describe('otalink broker', () => {
         .split('\n')
         .filter((line) => line.startsWith('otalink broker:'));
       assert.deepEqual(said, [
-        `otalink broker: cannot listen on mqtt://127.0.0.1:${port}: the port is in use: another process listens on it (EADDRINUSE)`,
+        `otalink broker: cannot listen on mqtt://127.0.0.1:${port}: the port is in use: another process, or another listener of this broker, listens on it (EADDRINUSE)`,
       ]);
     } finally {
       taken.close();

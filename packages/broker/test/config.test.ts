@@ -134,7 +134,10 @@ describe('bad configs name file, line and key', () => {
     ['log_level verbose', 1, 'log_level', 'expected one of fatal, error, warn, info, debug, trace, silent'],
     ['listener abc', 1, 'listener', 'port number'],
     ['listener', 1, 'listener', 'expected <port> [host]'],
-    ['listener 1883\nlistener 1883', 2, 'listener', 'already has a listener (line 1)'],
+    ['listener 1883\nlistener 1883', 2, 'listener', 'overlaps the listener on all addresses (line 1)'],
+    // All addresses take the specific one too: bind fails with EADDRINUSE, which reads as another process.
+    ['listener 1883 127.0.0.1\nlistener 1883', 2, 'listener', 'overlaps the listener on 127.0.0.1 (line 1)'],
+    ['listener 1883 ::\nlistener 1883 127.0.0.1', 2, 'listener', 'overlaps the listener on :: (line 1)'],
     ['protocol mqtt', 1, 'protocol', 'only valid inside a listener section'],
     ['certfile server.pem\nlistener 8883', 1, 'certfile', 'only valid inside a listener section'],
     ['listener 1883\nprotocol mqtt\nprotocol ws', 3, 'protocol', 'already set for this listener on line 2'],
@@ -174,6 +177,14 @@ describe('bad configs name file, line and key', () => {
       );
     });
   }
+
+  test('one port on two specific addresses is two listeners', () => {
+    const draft = parseBrokerConfig('listener 1883 127.0.0.1\nlistener 1883 ::1', 'broker.conf');
+    assert.deepEqual(
+      draft.listeners.map((l) => l.host),
+      ['127.0.0.1', '::1'],
+    );
+  });
 
   // Files the config names are opened at load time; errors still point at the line that names them.
   const fileRows: [() => string, number, string, string][] = [

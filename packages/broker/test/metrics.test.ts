@@ -187,7 +187,7 @@ describe('startMetricsServer', () => {
         startMetricsServer({ host: '127.0.0.1', port: first.port }, () => createStats()),
         {
           code: 'BROKER_ERR_LISTEN',
-          message: `metrics listener 127.0.0.1:${first.port}: the port is in use: another process listens on it (EADDRINUSE)`,
+          message: `metrics listener 127.0.0.1:${first.port}: the port is in use: another process, or another listener of this broker, listens on it (EADDRINUSE)`,
         },
       );
     } finally {

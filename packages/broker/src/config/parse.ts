@@ -21,7 +21,7 @@ export function parseBrokerConfig(text: string, file: string): ConfigDraft {
   const globalLines = new Map<string, number>();
   const listenerLines = new Map<string, number>();
   // Listeners by "host port", to refuse two sections that would bind the same address.
-  const bound = new Map<string, number>();
+  const bound = new Map<number, Array<{ host: string | undefined; line: number }>>();
   let listener: ListenerDraft | undefined;
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -36,16 +36,18 @@ export function parseBrokerConfig(text: string, file: string): ConfigDraft {
     if (key === 'listener') {
       if (listener !== undefined) checkListener(listener);
       const { port, host } = located(origin, key, () => parsePortAndHost(value));
-      const address = `${host ?? '*'} ${port}`;
-      const previous = bound.get(address);
+      // One port, two listeners: the same address, or all addresses (which take every specific one) beside any.
+      const previous = bound
+        .get(port)
+        ?.find((other) => other.host === host || isWildcard(host) || isWildcard(other.host));
       if (port !== 0 && previous !== undefined) {
         throw new BrokerConfigError(
           origin,
           key,
-          `port ${port} on ${host ?? 'all addresses'} already has a listener (line ${previous})`,
+          `port ${port} on ${host ?? 'all addresses'} overlaps the listener on ${previous.host ?? 'all addresses'} (line ${previous.line})`,
         );
       }
-      bound.set(address, lineNumber);
+      bound.set(port, [...(bound.get(port) ?? []), { host, line: lineNumber }]);
       listener = { origin, port, host };
       draft.listeners.push(listener);
       listenerLines.clear();
@@ -146,4 +148,9 @@ export function checkListener(listener: ListenerDraft): ListenerProtocol {
     throw new BrokerConfigError(listener.path.origin, 'path', `only for ws or wss listeners; this one is ${protocol}`);
   }
   return protocol;
+}
+
+/** An address that takes every address of the machine (none given: all). */
+function isWildcard(host: string | undefined): boolean {
+  return host === undefined || host === '0.0.0.0' || host === '::' || host === '[::]';
 }

@@ -170,7 +170,7 @@ export function listenProblem(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code;
   const words =
     code === 'EADDRINUSE'
-      ? 'the port is in use: another process listens on it'
+      ? 'the port is in use: another process, or another listener of this broker, listens on it'
       : code === 'EACCES'
         ? 'permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE'
         : code === 'EADDRNOTAVAIL'
