@@ -821,7 +821,11 @@ export class BrokerCore {
     }
     if (state.queue.length > 0) {
       for (const delivery of state.queue) {
-        if (delivery.sharedFilter === undefined) continue;
+        if (delivery.sharedFilter === undefined) {
+          // Lost with the session (it expired, or a clean start ended it): counted, as any other drop.
+          this.stats.droppedSessionEnded++;
+          continue;
+        }
         orphans ??= [];
         orphans.push(delivery);
       }

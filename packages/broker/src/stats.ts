@@ -25,6 +25,8 @@ export interface BrokerStats {
   droppedTooLarge: number;
   /** PUBLISH refused by ACL. */
   droppedNotAuthorized: number;
+  /** Messages still queued for a session when it ended (expired, or ended by a clean start). */
+  droppedSessionEnded: number;
   /** Subscriptions refused because the session held maxSubscriptionsPerClient already. */
   subscriptionsRefusedLimit: number;
   /** Connections closed for malformed packets or protocol errors. */
@@ -66,6 +68,7 @@ export function createStats(now = Date.now()): BrokerStats {
     droppedSlowSubscriber: 0,
     droppedTooLarge: 0,
     droppedNotAuthorized: 0,
+    droppedSessionEnded: 0,
     subscriptionsRefusedLimit: 0,
     protocolErrors: 0,
     sendTimeouts: 0,

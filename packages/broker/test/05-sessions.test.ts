@@ -188,6 +188,8 @@ for (const version of [4, 5] as const) {
         });
         await subscribe(c, 'exp/t', 1);
         await disconnect(c);
+        const dropped = b.broker.stats.droppedSessionEnded;
+        b.broker.publish({ topic: 'exp/t', payload: text('lost with the session'), qos: 1 });
         await delay(1800);
         const { client, connack } = await connectClient(b.port, {
           version,
@@ -196,6 +198,7 @@ for (const version of [4, 5] as const) {
           properties: { sessionExpiryInterval: 1 },
         });
         assert.equal(connack.sessionPresent, false);
+        assert.equal(b.broker.stats.droppedSessionEnded - dropped, 1, 'the queued message is counted as a drop');
         client.end();
       });
 

@@ -23,6 +23,7 @@ function sampleStats() {
   stats.droppedSlowSubscriber = 13;
   stats.droppedTooLarge = 14;
   stats.droppedNotAuthorized = 15;
+  stats.droppedSessionEnded = 4;
   stats.subscriptionsRefusedLimit = 3;
   stats.protocolErrors = 1;
   stats.rateLimited = 2;
@@ -92,6 +93,7 @@ describe('renderPrometheus', () => {
       'otalink_broker_messages_dropped_total{reason="slow_subscriber"}': 13,
       'otalink_broker_messages_dropped_total{reason="too_large"}': 14,
       'otalink_broker_messages_dropped_total{reason="not_authorized"}': 15,
+      'otalink_broker_messages_dropped_total{reason="session_ended"}': 4,
       'otalink_broker_subscriptions_refused_total{reason="limit"}': 3,
       otalink_broker_protocol_errors_total: 1,
       otalink_broker_rate_limited_total: 2,

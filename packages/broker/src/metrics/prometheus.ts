@@ -66,6 +66,7 @@ export function brokerMetrics(stats: BrokerStats, now = Date.now()): Metric[] {
       { labels: { reason: 'slow_subscriber' }, value: stats.droppedSlowSubscriber },
       { labels: { reason: 'too_large' }, value: stats.droppedTooLarge },
       { labels: { reason: 'not_authorized' }, value: stats.droppedNotAuthorized },
+      { labels: { reason: 'session_ended' }, value: stats.droppedSessionEnded },
     ]),
     counter(
       'subscriptions_refused',
