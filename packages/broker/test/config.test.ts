@@ -393,6 +393,18 @@ describe('environment and flags override the file', () => {
     assert.match(warnings[0] as string, /OTALINK_BROKER_URL: not a broker setting, ignored/);
   });
 
+  test('--metrics-port serves on the --host given (a loopback broker keeps its metrics on loopback)', async () => {
+    const flagged = await resolveBrokerConfig({ env: {}, flags: { host: '127.0.0.1', port: '0', metricsPort: '0' } });
+    assert.deepEqual(flagged.options.metrics, { port: 0, host: '127.0.0.1' });
+    const file = write('metrics.conf', 'metrics_listener 9100 10.0.0.5\n');
+    const filed = await resolveBrokerConfig({
+      configFile: file,
+      env: {},
+      flags: { host: '127.0.0.1', port: '0', metricsPort: '0' },
+    });
+    assert.deepEqual(filed.options.metrics, { port: 0, host: '10.0.0.5' }, 'the file’s host stays');
+  });
+
   test('OTALINK_BROKER_CONFIG names the file when no flag does', async () => {
     const file = write('broker.conf', 'max_connections 7\nallow_anonymous true\n');
     const { options, configFile, warnings } = await resolveBrokerConfig({ env: { OTALINK_BROKER_CONFIG: file } });

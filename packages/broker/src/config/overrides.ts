@@ -16,7 +16,7 @@ export interface BrokerFlags {
   /** --ws-port: the port of the first ws listener, or a new ws listener. */
   wsPort?: string;
   allowAnonymous?: boolean;
-  /** --metrics-port: Prometheus /metrics on this port (host from metrics_listener, else all addresses). */
+  /** --metrics-port: Prometheus /metrics on this port (host from metrics_listener, else --host, else all addresses). */
   metricsPort?: string;
   logLevel?: string;
   dataDir?: string;
@@ -90,7 +90,8 @@ export function applyOverrides(draft: ConfigDraft, env: Environment, flags: Brok
   if (flags.metricsPort !== undefined) {
     const origin = flag('--metrics-port');
     const port = located(origin, 'metrics-port', () => parsePort(flags.metricsPort as string));
-    const host = draft.metrics?.host;
+    // A broker asked to listen on one address (--host 127.0.0.1) serves its metrics there too, not on every one.
+    const host = draft.metrics?.host ?? listenerOverrides.host?.value;
     draft.metrics = host === undefined ? { port } : { port, host };
   }
   if (flags.logLevel !== undefined) {
