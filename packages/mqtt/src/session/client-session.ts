@@ -386,10 +386,6 @@ export class ClientSession {
   private batchingOff = false;
   /** This connection's end was judged for a poison message already (a DISCONNECT, or `serverClosed`). */
   private closeJudged = false;
-  /** When this connection's CONNECT went, for the round trip its CONNACK measures. */
-  private connectSentAt = 0;
-  /** The shortest round trip seen (CONNACK, PUBACK, PUBREC): no answer to a packet comes back sooner. */
-  private minRoundTrip = Number.POSITIVE_INFINITY;
 
   constructor(options: SessionOptions) {
     this.options = options;
@@ -508,7 +504,6 @@ export class ClientSession {
     const o = this.options;
     this.state = 'connecting';
     this.pingSentAt = undefined;
-    this.connectSentAt = now;
     this.sentClean = o.clean && !this.rejoin;
     const connect: ConnectPacket = {
       type: 'connect',
@@ -854,7 +849,6 @@ export class ClientSession {
       this.protocolError(step, now, 'CONNACK outside the connect handshake', 0x82);
       return;
     }
-    this.roundTrip(now - this.connectSentAt);
     if (packet.reasonCode !== 0) {
       addEvent(step, { type: 'refused', connack: packet });
       this.connectionLost();
@@ -954,10 +948,9 @@ export class ClientSession {
    * `retain_available false`; a 5.0 server may answer with DISCONNECT 0x87, 0x90, 0x95 …). A server works through
    * its input in order and acknowledges what it takes, so the likely culprit is the oldest message sent on this
    * connection and not acknowledged. It earns a strike when the server ends the connection within
-   * POISON_WINDOW_MS of sending it, and no sooner than a server that read it could have answered; `poisonStrikes`
-   * strikes in a row fail it. A line that drops for any other reason (an error, a keepalive timeout, a broker going
-   * down with 0x8B) breaks the run, so a flaky line does not cost a message; a broker killed again and again the
-   * moment the message goes out could, in theory.
+   * POISON_WINDOW_MS of sending it; `poisonStrikes` strikes in a row fail it. A line that drops for any other reason
+   * (an error, a keepalive timeout, a broker going down with 0x8B) breaks the run, so a flaky line does not cost a
+   * message; a broker killed again and again the moment the message goes out could, in theory.
    */
   private judgeClose(step: Step, now: number, how: string): void {
     this.closeJudged = true;
@@ -965,11 +958,7 @@ export class ClientSession {
     if (limit <= 0) return;
     const suspect = this.suspect();
     if (suspect === undefined) return;
-    const since = now - suspect.sentAt;
-    // A close sooner than the shortest round trip seen (this connection's CONNACK is one) cannot be the server's
-    // answer to the message: a link that drops as the window goes out (coverage flapping behind a slow radio
-    // link), not a refusal. Erring this way keeps a message a refusing server would have cost a strike.
-    if (since > POISON_WINDOW_MS || since < this.minRoundTrip) {
+    if (now - suspect.sentAt > POISON_WINDOW_MS) {
       suspect.strikes = 0;
       return;
     }
@@ -983,10 +972,6 @@ export class ClientSession {
         'e.g. a topic its policy denies; option poisonStrikes)',
     );
     addEvent(step, failedEvent(suspect, error));
-  }
-
-  private roundTrip(ms: number): void {
-    if (ms < this.minRoundTrip) this.minRoundTrip = ms;
   }
 
   /** The oldest PUBLISH sent on this connection that the server has not acknowledged (a PUBREC counts). */
@@ -1125,7 +1110,6 @@ export class ClientSession {
   private onPuback(id: number, code: number, props: AckProperties | undefined, step: Step, now: number): void {
     const entry = this.inflight.get(id);
     if (entry === undefined || entry.qos !== 1) return;
-    if (entry.sentOn === this.connectionNumber) this.roundTrip(now - entry.sentAt);
     this.finish(entry, code, props, step);
     this.pump(step, now);
   }
@@ -1138,7 +1122,6 @@ export class ClientSession {
       this.send(step, rel, now);
       return;
     }
-    if (entry.state === 'publish' && entry.sentOn === this.connectionNumber) this.roundTrip(now - entry.sentAt);
     if (code >= 0x80) {
       this.finish(entry, code, props, step);
       this.pump(step, now);
