@@ -400,6 +400,10 @@ export class FileStore implements MessageStore {
         written = this.appendLines(pending, sync);
       }
     } catch (err) {
+      if (this.rewroteForSizeLimit(err)) {
+        for (const w of waiters) w.resolve();
+        return;
+      }
       const e = storeError(`cannot write ${this.path}`, err);
       for (const w of waiters) w.reject(e);
       return;
@@ -413,6 +417,28 @@ export class FileStore implements MessageStore {
     // After the batch is handed to its fdatasync: a compaction that replaces the log now settles the batches still
     // queued for a flush, and counts as covering the one running (adopt).
     this.maybeCompact();
+  }
+
+  /**
+   * EFBIG: the log reached a file size limit (`ulimit -f`, FAT32's 4 GiB), which no append will pass. A rewrite of
+   * the live records, the failed batch with them, may fit: tried at once, then spaced as failed compactions are.
+   * Returns whether it made the batch durable.
+   */
+  private rewroteForSizeLimit(err: unknown): boolean {
+    if ((err as NodeJS.ErrnoException).code !== 'EFBIG' || this.broken || this.lines < this.compactRetryAt) {
+      return false;
+    }
+    try {
+      this.abandonCompaction();
+      this.replaceLog();
+    } catch {
+      this.compactionFailed();
+      return false;
+    }
+    this.compactRetryAt = 0;
+    this.pending = new Map();
+    this.syncPending = false;
+    return true;
   }
 
   /**
