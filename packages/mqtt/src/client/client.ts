@@ -512,6 +512,9 @@ export class MqttClient extends Emitter<ClientEvents> {
       throw new MqttError('MQTT_ERR_INVALID_OPTION', 'start() was already called');
     }
     this.starting = true;
+    // Failures of restored messages (beyond the queue limit, expired while the process was down) come before a
+    // caller of `await connect()` could listen for them: held until start() has returned.
+    this.restoredFailures = [];
     try {
       if (this.defaultStore !== undefined) {
         const store = await this.openDefaultStore(this.defaultStore);
@@ -536,7 +539,21 @@ export class MqttClient extends Emitter<ClientEvents> {
     } catch (err) {
       await this.finish(err as Error);
       throw err;
+    } finally {
+      this.reportRestoredFailures();
     }
+  }
+
+  /** Failures of restored messages held during start(): reported once its caller can have listened. */
+  private restoredFailures: Error[] | undefined;
+
+  private reportRestoredFailures(): void {
+    const failures = this.restoredFailures;
+    this.restoredFailures = undefined;
+    if (failures === undefined || failures.length === 0) return;
+    setTimeout(() => {
+      for (const error of failures) this.emit('error', error);
+    }, 0);
   }
 
   private async openDefaultStore(path: string): Promise<MessageStore> {
@@ -1407,8 +1424,9 @@ export class MqttClient extends Emitter<ClientEvents> {
       case 'publish-failed': {
         const pending = e.owner as Pending<PublishResult> | undefined;
         // A message restored from the store has no promise to reject: its failure belongs to no call.
-        if (pending === undefined) this.emit('error', e.error);
-        else pending.reject(e.error);
+        if (pending !== undefined) pending.reject(e.error);
+        else if (this.restoredFailures !== undefined) this.restoredFailures.push(e.error);
+        else this.emit('error', e.error);
         break;
       }
       case 'suback':

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { connect, MqttClient } from '../../src/client/index.js';
+import { MemoryStore } from '../../src/client/store/memory-store.js';
 import type { PublishPacket } from '../../src/codec/packets.js';
 import { FakeBroker } from './fake-broker.js';
 import { ImpairingProxy } from './proxy.js';
@@ -200,4 +201,26 @@ describe('client lifecycle', () => {
       await broker.close();
     }
   });
+});
+
+test('restored messages beyond the queue limit are reported to an error listener attached after await connect()', async () => {
+  const broker = await FakeBroker.start({ onPublish: () => 'ignore' });
+  const store = new MemoryStore();
+  try {
+    // A window of one: one message in flight, nine queued behind it.
+    const first = await connect({ url: broker.url, clientId: 'restored', clean: false, store, maxInflight: 1 });
+    for (let i = 0; i < 10; i++) first.publish('t', `m${i}`, { qos: 1 }).catch(() => {});
+    await broker.until(() => broker.publishes.length === 1);
+    await first.end({ force: true });
+    assert.equal((await store.list()).length, 10);
+    const second = await connect({ url: broker.url, clientId: 'restored', clean: false, store, queue: { limit: 3 } });
+    // Listening only now, as an application using connect() does: the restore ran inside it.
+    const errors: string[] = [];
+    second.on('error', (e) => errors.push((e as { code?: string }).code ?? e.message));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(errors, Array(6).fill('MQTT_ERR_QUEUE_FULL'));
+    await second.end({ force: true });
+  } finally {
+    await broker.close();
+  }
 });
