@@ -1478,8 +1478,9 @@ export class ClientSession {
 
   private enforceQueueLimit(step: Step, now: number): void {
     const limit = this.options.queueLimit ?? Number.POSITIVE_INFINITY;
-    // Messages past their expiry give way before any live one is dropped.
-    if (this.queue.length > limit && now >= this.earliestExpiry) this.dropExpired(step, now);
+    // Messages past their expiry give way before any live one is dropped, as far as the sweeps' spacing allows: at
+    // the limit, a sweep per publish was a walk of the whole queue per message.
+    if (this.queue.length > limit && now >= this.earliestExpiry && now >= this.nextSweepAt) this.dropExpired(step, now);
     while (this.queue.length > limit) {
       const dropped = this.options.dropPolicy === 'newest' ? this.queue.pop() : this.queue.shift();
       if (dropped === undefined) return;

@@ -51,19 +51,29 @@ export class Fifo<T> implements Iterable<T> {
 
   /** Takes out the items `remove` picks, keeping the order of the rest; returns them in their order. */
   removeWhere(remove: (item: T) => boolean): T[] {
-    const removed: T[] = [];
     const items = this.#items;
+    const head = this.#head;
+    // Judged first, moved after: `remove` may throw (the broker passes an application's authorize hook), and then
+    // the queue is as it was.
+    const picked = new Uint8Array(items.length - head);
+    let count = 0;
+    for (let i = head; i < items.length; i++) {
+      if (remove(items[i] as T)) {
+        picked[i - head] = 1;
+        count++;
+      }
+    }
+    const removed: T[] = [];
+    if (count === 0) return removed;
     // Compacted in place: a sweep that takes a few items out of a long queue allocates no second array of it.
     let kept = 0;
-    for (let i = this.#head; i < items.length; i++) {
+    for (let i = head; i < items.length; i++) {
       const item = items[i] as T;
-      if (remove(item)) removed.push(item);
+      if (picked[i - head] === 1) removed.push(item);
       else items[kept++] = item;
     }
-    if (removed.length > 0 || this.#head > 0) {
-      items.length = kept;
-      this.#head = 0;
-    }
+    items.length = kept;
+    this.#head = 0;
     return removed;
   }
 

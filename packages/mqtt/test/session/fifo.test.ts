@@ -84,3 +84,21 @@ test('removeWhere takes out what it picks, in order, behind a shifted head, and 
   fifo.push(10);
   assert.deepEqual([fifo.shift(), fifo.pop(), fifo.length], [2, 10, 4]);
 });
+
+test('removeWhere whose predicate throws leaves the queue as it was', () => {
+  const q = new Fifo<number>();
+  for (let i = 0; i < 10; i++) q.push(i);
+  q.shift();
+  assert.throws(() =>
+    q.removeWhere((n) => {
+      if (n === 5) throw new Error('an authorize hook failed');
+      return n % 2 === 1;
+    }),
+  );
+  assert.deepEqual([...q], [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    q.removeWhere((n) => n % 2 === 1),
+    [1, 3, 5, 7, 9],
+  );
+  assert.deepEqual([...q], [2, 4, 6, 8]);
+});
