@@ -138,6 +138,7 @@ describe('bad configs name file, line and key', () => {
     // All addresses take the specific one too: bind fails with EADDRINUSE, which reads as another process.
     ['listener 1883 127.0.0.1\nlistener 1883', 2, 'listener', 'overlaps the listener on 127.0.0.1 (line 1)'],
     ['listener 1883 ::\nlistener 1883 127.0.0.1', 2, 'listener', 'overlaps the listener on :: (line 1)'],
+    ['listener 1883 0.0.0.0\nlistener 1883 10.0.0.5', 2, 'listener', 'overlaps the listener on 0.0.0.0 (line 1)'],
     ['protocol mqtt', 1, 'protocol', 'only valid inside a listener section'],
     ['certfile server.pem\nlistener 8883', 1, 'certfile', 'only valid inside a listener section'],
     ['listener 1883\nprotocol mqtt\nprotocol ws', 3, 'protocol', 'already set for this listener on line 2'],
@@ -184,6 +185,9 @@ describe('bad configs name file, line and key', () => {
       draft.listeners.map((l) => l.host),
       ['127.0.0.1', '::1'],
     );
+    // 0.0.0.0 takes the IPv4 addresses only: ::1 beside it binds.
+    const v4 = parseBrokerConfig('listener 1883 0.0.0.0\nlistener 1883 ::1', 'broker.conf');
+    assert.equal(v4.listeners.length, 2);
   });
 
   // Files the config names are opened at load time; errors still point at the line that names them.

@@ -37,9 +37,7 @@ export function parseBrokerConfig(text: string, file: string): ConfigDraft {
       if (listener !== undefined) checkListener(listener);
       const { port, host } = located(origin, key, () => parsePortAndHost(value));
       // One port, two listeners: the same address, or all addresses (which take every specific one) beside any.
-      const previous = bound
-        .get(port)
-        ?.find((other) => other.host === host || isWildcard(host) || isWildcard(other.host));
+      const previous = bound.get(port)?.find((other) => overlap(host, other.host));
       if (port !== 0 && previous !== undefined) {
         throw new BrokerConfigError(
           origin,
@@ -150,7 +148,14 @@ export function checkListener(listener: ListenerDraft): ListenerProtocol {
   return protocol;
 }
 
-/** An address that takes every address of the machine (none given: all). */
-function isWildcard(host: string | undefined): boolean {
-  return host === undefined || host === '0.0.0.0' || host === '::' || host === '[::]';
+/**
+ * Whether two listeners on one port cannot both bind: the same address, or a wildcard that takes the other. None
+ * given and `::` take every address (Node listens dual-stack); `0.0.0.0` takes the IPv4 ones only.
+ */
+function overlap(a: string | undefined, b: string | undefined): boolean {
+  if (a === b) return true;
+  const all = (h: string | undefined) => h === undefined || h === '::' || h === '[::]';
+  if (all(a) || all(b)) return true;
+  const ipv4 = (h: string | undefined) => h !== undefined && !h.includes(':');
+  return (a === '0.0.0.0' && ipv4(b)) || (b === '0.0.0.0' && ipv4(a));
 }
