@@ -121,6 +121,12 @@ test('use_username_as_clientid: a client without a user name is refused (0x87), 
     assert.equal(back.connack.sessionPresent, true, 'alice’s session untouched');
     back.client.end();
   });
+  // No password file: a user name taken on trust. An empty one is none (all such clients shared client id "").
+  await withBroker({ allowAnonymous: true, clientIdFromUsername: true }, async (b) => {
+    const empty = await connectClient(b.port, { version: 5, clientId: 'e', username: '' });
+    assert.equal(empty.connack.reasonCode, 0x87);
+    empty.client.end();
+  });
 });
 
 // A durable broker holds a QoS 2 message, and a retained one a SUBSCRIBE brings, until the commit that records it

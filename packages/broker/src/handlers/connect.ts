@@ -181,7 +181,10 @@ function authenticated(
  * it may use, and naming a vehicle's would take over or wipe its session. Refused with 0x87, as Mosquitto does.
  */
 function refusedWithoutUsername(connection: Connection, username: string | undefined): boolean {
-  if (username !== undefined || connection.core.options.clientIdFromUsername !== true) return false;
+  // An empty user name is none: every such client would share the session of client id "".
+  if ((username !== undefined && username !== '') || connection.core.options.clientIdFromUsername !== true) {
+    return false;
+  }
   refuse(connection, 0x87, 0x05, 'BROKER_ERR_NOT_AUTHORIZED', 'use_username_as_clientid: no user name');
   return true;
 }

@@ -82,8 +82,12 @@ export function closeServer(server: Server): Promise<void> {
 export function certificateCommonName(socket: TLSSocket): string | undefined {
   if (!socket.authorized) return undefined;
   const subject = socket.getPeerCertificate()?.subject as { CN?: string | string[] } | undefined;
-  const cn = subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn;
+  const raw = subject?.CN;
+  const cn = Array.isArray(raw) ? raw[0] : raw;
+  // An empty CN, or one holding U+0000 (which no MQTT string may carry, so no CONNACK could name it), names nobody:
+  // refused as a certificate without a CN is. Taken as it was, every empty-CN vehicle shared the session of client
+  // id "", and a 5.0 client got DISCONNECT 0x81 for the broker's own Assigned Client Identifier.
+  return cn === undefined || cn === '' || cn.includes('\u0000') ? undefined : cn;
 }
 
 /** TLS server options for mqtts/wss. */
