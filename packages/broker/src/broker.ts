@@ -203,8 +203,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
       core.closing = true;
       if (sysTimer !== undefined) clearInterval(sysTimer);
       core.ticker.stop();
-      const closing = handles.map((h) => h.close());
-      if (metricsServer !== undefined) closing.push(metricsServer.close());
+      // New connections are refused from here on (onStream). The listeners close once the connections have: a
+      // WebSocket listener's close ends its clients' sockets, which cut the DISCONNECT 0x8B and the close frame.
       const connections = [...core.connections];
       const gone = connections.map(
         (connection) =>
@@ -228,6 +228,8 @@ export function createBroker(options: BrokerOptions = {}): Broker {
         new Promise<void>((resolve) => setTimeout(resolve, CLOSE_LIMIT_MS + 1000).unref()),
       ]);
       clearTimeout(stragglers);
+      const closing = handles.map((h) => h.close());
+      if (metricsServer !== undefined) closing.push(metricsServer.close());
       // Sessions in a store of our own that forgets them end here: a will waiting for its delay goes now, as it
       // would when its session ended ([MQTT-3.1.2-8]), if only to the `message` event. A durable store, or one the
       // embedding application keeps, has them wait for a restart.

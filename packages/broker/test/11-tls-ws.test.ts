@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
+import type { Packet } from '@otalink/mqtt/codec';
 import { createWebSocketStream, WebSocket } from 'ws';
 import { type Broker, createBroker } from '../src/index.js';
 import { makeCertificates, type TestCertificates } from './support/certs.js';
@@ -339,4 +340,31 @@ describe('11 send timeout over TLS', { timeout: 60_000 }, () => {
       certs.remove();
     }
   });
+});
+
+test('shutdown: a 5.0 client over WebSocket gets DISCONNECT 0x8B and a close frame, as one over TCP does', async () => {
+  const broker = createBroker({
+    listeners: [
+      { protocol: 'ws', host: '127.0.0.1', port: 0 },
+      { protocol: 'mqtt', host: '127.0.0.1', port: 0 },
+    ],
+    allowAnonymous: true,
+    logger: silent,
+    sysIntervalSeconds: 0,
+  });
+  await broker.listen();
+  const [wsAddress, tcpAddress] = broker.addresses();
+  const ws = new WebSocket(`ws://127.0.0.1:${wsAddress!.port}/mqtt`, 'mqtt');
+  await once(ws, 'open');
+  const closeCode = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+  const overWs = new RawClient(createWebSocketStream(ws), 5);
+  assert.equal((await overWs.handshake({ clientId: 'ws-shutdown' })).reasonCode, 0);
+  const overTcp = await connected(tcpAddress!.port, { version: 5, clientId: 'tcp-shutdown' });
+  await broker.close();
+  const disconnects = (packets: Packet[]) => packets.map((p) => p.type === 'disconnect' && p.reasonCode);
+  assert.deepEqual(disconnects(await overTcp.expectClose()), [0x8b]);
+  // The listener's close ended the WebSocket clients' sockets before their DISCONNECT went out.
+  assert.notEqual(await closeCode, 1006, 'a close frame, not a cut socket');
+  assert.deepEqual(disconnects(overWs.received), [0x8b]);
+  overWs.socket.destroy();
 });
