@@ -640,6 +640,7 @@ export class Session {
     this.#env.stats.queuedCurrent -= fromQueue.length;
     let dropped = fromQueue.length;
     const held = this.held;
+    let freed = false;
     if (held !== undefined) {
       const kept: HeldDelivery[] = [];
       for (const record of held) {
@@ -654,6 +655,7 @@ export class Session {
         } else {
           this.reserved!.delete(record.packetId);
           if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
+          freed = true;
         }
       }
       this.held = kept.length === 0 ? undefined : kept;
@@ -670,6 +672,8 @@ export class Session {
       dropped += ids.length;
     }
     this.#env.stats.droppedNotAuthorized += dropped;
+    // A slot of the window a held delivery had reserved is free: what waits in the queue may take it (as dropHeld).
+    if (freed && this.outlet !== undefined) this.pump(Date.now());
     return dropped;
   }
 

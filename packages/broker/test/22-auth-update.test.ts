@@ -23,7 +23,11 @@ import {
   text,
   withBroker,
 } from './support/raw-client.js';
+import { heldSyncs } from './support/store-fs.js';
+import { tempDirs } from './support/temp-dirs.js';
 import { authenticate, login } from './support/users.js';
+
+const dataDir = tempDirs('otalink-auth-update-');
 
 /** Each user under ota/<user>/..., plus whatever `extra` allows. */
 const aclWith =
@@ -95,6 +99,42 @@ for (const version of [4, 5] as const) {
           b.broker.publish({ topic: 'ota/bob/cmd', payload: text('fresh'), qos: 1 });
           assert.deepEqual(await received(bob, 1), ['ota/bob/cmd=fresh'], 'fleet/# and $share/g/fleet/+ are gone');
           assert.ok(await bob.silentFor(100));
+          sender.end();
+          bob.end();
+        },
+      );
+    });
+
+    test('a narrower ACL drops a message the client may no longer read that waited for its store commit', async () => {
+      const sync = heldSyncs();
+      await withBroker(
+        {
+          allowAnonymous: false,
+          authenticate,
+          authorize: aclWith((t) => t.startsWith('fleet/')),
+          dataDir: dataDir(),
+          storeOptions: { fs: sync.fs },
+        },
+        async (b) => {
+          const bob = await connected(b.port, persistent(`bob-held-${version}`, version, login('bob', version)));
+          await subscribe(bob, 'fleet/#', 2);
+          const sender = await connected(b.port, login('alice', version, `held-s-${version}`));
+          sync.hold();
+          sender.send({
+            type: 'publish',
+            topic: 'fleet/all',
+            payload: text('held'),
+            qos: 2,
+            retain: false,
+            dup: false,
+            packetId: 1,
+          });
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          // The message is routed to bob and waits for fdatasync; the ACL narrows meanwhile (SIGHUP).
+          b.broker.updateAuth({ authorize: aclWith(() => false) });
+          sync.release();
+          assert.ok(await bob.silentFor(300), 'bob got a message his ACL no longer lets him read');
+          assert.equal(b.broker.stats.droppedNotAuthorized, 1);
           sender.end();
           bob.end();
         },
