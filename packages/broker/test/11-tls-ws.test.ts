@@ -200,6 +200,23 @@ describe('11 TLS and WebSocket', { timeout: 60_000 }, () => {
       assert.ok(failed, `${path} ${protocol} was accepted`);
       ws.terminate();
     }
+    // The ws client above fails the upgrade itself when no subprotocol comes back; a raw one sees the server's answer.
+    for (const [offer, status] of [
+      ['chat', '400'],
+      ['MQTT', '400'],
+      ['chat, mqtt', '101'],
+    ] as const) {
+      const socket = netConnect(port('ws'), '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(
+        'GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+          `Sec-WebSocket-Protocol: ${offer}\r\n\r\n`,
+      );
+      const [head] = (await once(socket, 'data')) as [Buffer];
+      assert.equal(head.toString('latin1').split(' ')[1], status, offer);
+      socket.destroy();
+    }
   });
 
   test('MQTT over secure WebSocket', async (t) => {

@@ -34,7 +34,16 @@ export async function startWsListener(
     // ws buffers a whole message (100 MiB by default) before the broker sees a byte of it: a message holds one MQTT
     // packet, or a few, so twice the largest packet (1 MiB at least) bounds it; beyond, ws closes with 1009.
     maxPayload: Math.max(2 * maxPacketSize, 1 << 20),
-    // MQTT over WebSocket: subprotocol "mqtt" (also the legacy "mqttv3.1"); refuse others.
+    // MQTT over WebSocket: subprotocol "mqtt" (also the legacy "mqttv3.1"). A client offering only others is refused
+    // (400) before the upgrade: handleProtocols returning false upgrades it with no subprotocol at all. One offering
+    // none is taken, as small embedded clients do that.
+    verifyClient: (info, done) => {
+      const offered = info.req.headers['sec-websocket-protocol'];
+      if (offered === undefined) return done(true);
+      const names = offered.split(',').map((name) => name.trim());
+      if (names.includes('mqtt') || names.includes('mqttv3.1')) done(true);
+      else done(false, 400, 'subprotocol mqtt required');
+    },
     handleProtocols: (protocols) => {
       if (protocols.has('mqtt')) return 'mqtt';
       if (protocols.has('mqttv3.1')) return 'mqttv3.1';
