@@ -681,16 +681,20 @@ describe('in-flight window', () => {
     assert.equal(seq, 6, 'sequence numbers continue after the restored ones');
   });
 
+  /** A stored QoS 1 message to topic 'a' with its sequence number as payload. */
+  const storedQos1 = (seq: number, state: 'queued' | 'publish', packetId?: number): StoredRecord => ({
+    kind: 'outgoing',
+    seq,
+    topic: 'a',
+    payload: bytes(String(seq)),
+    qos: 1,
+    retain: false,
+    state,
+    ...(packetId === undefined ? {} : { packetId }),
+  });
+
   test('restore: the queue limit holds for what a restart brings back, with its drop policy', () => {
-    const queued = (seq: number): StoredRecord => ({
-      kind: 'outgoing',
-      seq,
-      topic: 'a',
-      payload: bytes(String(seq)),
-      qos: 1,
-      retain: false,
-      state: 'queued',
-    });
+    const queued = (seq: number) => storedQos1(seq, 'queued');
     for (const [dropPolicy, kept] of [
       ['oldest', ['3', '4', '5']],
       ['newest', ['1', '2', '3']],
@@ -707,16 +711,7 @@ describe('in-flight window', () => {
   });
 
   test('restore: a record whose id is no packet id, or one already taken, goes again as a new message', () => {
-    const record = (seq: number, packetId: number): StoredRecord => ({
-      kind: 'outgoing',
-      seq,
-      topic: 'a',
-      payload: bytes(String(seq)),
-      qos: 1,
-      retain: false,
-      state: 'publish',
-      packetId,
-    });
+    const record = (seq: number, packetId: number) => storedQos1(seq, 'publish', packetId);
     const s = session({ clean: false });
     // 65 537 and 1 share a slot at every table size: kept apart, neither message may be lost.
     s.restore([record(1, 1), record(2, 65_537), record(3, 0), record(4, 1), record(5, 2.5)]);
