@@ -721,15 +721,12 @@ export class BrokerCore {
   }
 
   /**
-   * The session for a connecting client: a fresh one when `clean` or none exists. A delayed will still pending
-   * for the client is dropped when the session continues and published when it ends (MQTT 5.0 3.1.3.2.2).
-   */
-  /**
-   * The session `owner` (user name or certificate identity, null: anonymous) connects to under `clientId`. A session
-   * belongs to the identity that made it: another one naming its client id starts afresh, as with a clean start,
-   * instead of taking it over (MQTT 5.0 section 5.4.2: a client id alone proves nothing). Taking it over kept its
-   * subscriptions the new identity's ACL allowed, and the rightful client, back under its own session, found
-   * them gone while told its session was present.
+   * The session for a client connecting as `owner` (user name or certificate identity, null: anonymous): a fresh one
+   * when `clean` or none exists. A delayed will still pending for the client is dropped when the session continues
+   * and published when it ends (MQTT 5.0 3.1.3.2.2). A session belongs to the identity that made it: another one
+   * naming its client id starts afresh, as with a clean start, instead of taking it over (MQTT 5.0 section 5.4.2: a
+   * client id alone proves nothing). Taking it over kept its subscriptions the new identity's ACL allowed, and the
+   * rightful client, back under its own session, found them gone while told its session was present.
    */
   openSession(
     clientId: string,
