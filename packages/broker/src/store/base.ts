@@ -36,11 +36,7 @@ export abstract class OpStore implements BrokerStore {
   }
 
   putSession(clientId: string, expiryInterval: number, expiresAt: number, owner?: string | null): void {
-    this.#issue(
-      owner === undefined
-        ? { op: 'session', clientId, expiryInterval, expiresAt }
-        : { op: 'session', clientId, expiryInterval, expiresAt, owner },
-    );
+    this.#issue({ op: 'session', clientId, expiryInterval, expiresAt, owner });
   }
   deleteSession(clientId: string): void {
     this.#issue({ op: 'session-del', clientId });

@@ -5,7 +5,10 @@ import type { SubscriptionEntry } from '../session.js';
 import type { StoredDelivery, StoredWill } from './types.js';
 
 export type StoreOp =
-  /** `owner`: the identity the session belongs to (null: anonymous); absent in records written before it was kept. */
+  /**
+   * `owner`: the identity the session belongs to (null: anonymous); absent in records written before it was kept
+   * (undefined is left out of a record's JSON).
+   */
   | { op: 'session'; clientId: string; expiryInterval: number; expiresAt: number; owner?: string | null }
   | { op: 'session-del'; clientId: string }
   | { op: 'sub'; clientId: string; entry: SubscriptionEntry }

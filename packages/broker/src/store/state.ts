@@ -454,9 +454,7 @@ export class StoreState {
       for (const session of sessions) {
         const clientId = session.clientId;
         const { expiryInterval, expiresAt, owner } = session;
-        yield owner === undefined
-          ? { op: 'session', clientId, expiryInterval, expiresAt }
-          : { op: 'session', clientId, expiryInterval, expiresAt, owner };
+        yield { op: 'session', clientId, expiryInterval, expiresAt, owner };
         for (const entry of session.subscriptions) yield { op: 'sub', clientId, entry };
         const held = session.queueMessages;
         for (let index = 0; index < session.queue.length; index++) {
