@@ -405,15 +405,22 @@ export class Session {
   /** The commit holding a held delivery failed: the session never sees it. */
   dropHeld(delivery: Delivery, now: number): void {
     const record = this.unhold(delivery);
-    if (record === undefined) return;
     // Its batch did not make it to the log; the record only keeps the log in step for a later snapshot.
+    if (record !== undefined && this.undoHeld(record)) this.pump(now);
+  }
+
+  /**
+   * Undoes the records of a held delivery that will not join the session: its queue entry, or the in-flight entry
+   * under the packet id reserved for it. Returns whether that freed a slot of the window.
+   */
+  private undoHeld(record: HeldDelivery): boolean {
     if (record.packetId === undefined) {
-      this.dropped(delivery);
-      return;
+      this.dropped(record.delivery);
+      return false;
     }
     this.reserved!.delete(record.packetId);
     if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
-    this.pump(now);
+    return true;
   }
 
   private unhold(delivery: Delivery): HeldDelivery | undefined {
@@ -650,13 +657,7 @@ export class Session {
         }
         dropped++;
         // Its records were written with the publisher's batch: undone in the same log, which keeps the order.
-        if (record.packetId === undefined) {
-          this.dropped(record.delivery);
-        } else {
-          this.reserved!.delete(record.packetId);
-          if (this.persistent) this.#env.store.completeInflight(this.clientId, record.packetId);
-          freed = true;
-        }
+        if (this.undoHeld(record)) freed = true;
       }
       this.held = kept.length === 0 ? undefined : kept;
     }
