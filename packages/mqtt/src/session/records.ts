@@ -1,7 +1,7 @@
 // What the session asks a durable store to keep: outgoing QoS 1/2 messages (queued or in flight, with their
 // packet id once sent) and the ids of incoming QoS 2 messages delivered but not yet released. The session hands
 // out fresh objects on every change, so a store may keep the references it is given.
-import type { PublishProperties } from '../codec/packets.js';
+import { isPacketId, type PublishProperties } from '../codec/packets.js';
 
 export interface OutgoingRecord {
   kind: 'outgoing';
@@ -48,7 +48,7 @@ export function incomingKey(packetId: number): string {
 export function isStoredRecord(value: unknown): value is StoredRecord {
   if (value === null || typeof value !== 'object') return false;
   const r = value as Partial<Record<keyof OutgoingRecord, unknown>> & { packetId?: unknown };
-  if (r.kind === 'incoming') return isId(r.packetId);
+  if (r.kind === 'incoming') return isPacketId(r.packetId);
   return (
     r.kind === 'outgoing' &&
     Number.isSafeInteger(r.seq) &&
@@ -57,7 +57,7 @@ export function isStoredRecord(value: unknown): value is StoredRecord {
     (r.qos === 1 || r.qos === 2) &&
     typeof r.retain === 'boolean' &&
     isOutgoingState(r.state) &&
-    (r.packetId === undefined || isId(r.packetId)) &&
+    (r.packetId === undefined || isPacketId(r.packetId)) &&
     (r.expiresAt === undefined || typeof r.expiresAt === 'number') &&
     (r.properties === undefined || (r.properties !== null && typeof r.properties === 'object'))
   );
@@ -66,9 +66,4 @@ export function isStoredRecord(value: unknown): value is StoredRecord {
 /** One of an outgoing record's states (a file store's 'set' line carries one too). */
 export function isOutgoingState(value: unknown): value is OutgoingRecord['state'] {
   return value === 'queued' || value === 'publish' || value === 'pubrel';
-}
-
-/** A packet identifier: 1..65535. */
-export function isId(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 0xffff;
 }

@@ -28,13 +28,8 @@ import fs from 'node:fs';
 import { dirname } from 'node:path';
 import zlib from 'node:zlib';
 import { MqttError } from '../../codec/errors.js';
-import {
-  isId,
-  isOutgoingState,
-  isStoredRecord,
-  type OutgoingRecord,
-  type StoredRecord,
-} from '../../session/records.js';
+import { isPacketId } from '../../codec/packets.js';
+import { isOutgoingState, isStoredRecord, type OutgoingRecord, type StoredRecord } from '../../session/records.js';
 import { acquireStoreLock, type StoreLock } from './file-lock.js';
 import type { MessageStore } from './store.js';
 
@@ -870,7 +865,7 @@ function parseLine(line: Buffer): LogLine | undefined {
   if (e.op === 'del') return { op: 'del', key: e.key };
   if (e.op === 'set') {
     const { state, packetId } = entry as { state?: unknown; packetId?: unknown };
-    if (!isOutgoingState(state) || (packetId !== undefined && !isId(packetId))) return undefined;
+    if (!isOutgoingState(state) || (packetId !== undefined && !isPacketId(packetId))) return undefined;
     return { op: 'set', key: e.key, state, packetId };
   }
   if (e.op === 'put' && isStoredRecord(e.record)) return { op: 'put', key: e.key, record: e.record };
