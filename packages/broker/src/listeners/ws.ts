@@ -40,15 +40,11 @@ export async function startWsListener(
     verifyClient: (info, done) => {
       const offered = info.req.headers['sec-websocket-protocol'];
       if (offered === undefined) return done(true);
-      const names = offered.split(',').map((name) => name.trim());
-      if (names.includes('mqtt') || names.includes('mqttv3.1')) done(true);
+      const names = new Set(offered.split(',').map((name) => name.trim()));
+      if (chooseSubprotocol(names) !== false) done(true);
       else done(false, 400, 'subprotocol mqtt required');
     },
-    handleProtocols: (protocols) => {
-      if (protocols.has('mqtt')) return 'mqtt';
-      if (protocols.has('mqttv3.1')) return 'mqttv3.1';
-      return false;
-    },
+    handleProtocols: chooseSubprotocol,
   });
   const handshakeDone = boundHandshakes(server, handshakeTimeoutMs);
   wss.on('connection', (socket, request) => {
@@ -88,4 +84,11 @@ export async function startWsListener(
     },
     prepareTls: https === undefined ? undefined : (next: ListenerOptions) => tlsContextSwap(https, next),
   };
+}
+
+/** The MQTT subprotocol to answer an offer with, by preference; false: none offered. */
+function chooseSubprotocol(offered: ReadonlySet<string>): string | false {
+  if (offered.has('mqtt')) return 'mqtt';
+  if (offered.has('mqttv3.1')) return 'mqttv3.1';
+  return false;
 }
