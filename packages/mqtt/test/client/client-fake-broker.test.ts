@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
 import { type ClientOptions, connect, MemoryStore, type Message, type MqttClient } from '../../src/client/index.js';
 import type { MessageStore } from '../../src/client/store/store.js';
@@ -9,7 +8,7 @@ import { tcpTransport } from '../../src/client/transports/tcp.js';
 import { encode } from '../../src/codec/encoder.js';
 import type { MqttError } from '../../src/codec/errors.js';
 import type { ConnackProperties, ProtocolVersion, PublishPacket, SubscribePacket } from '../../src/codec/packets.js';
-import { FakeBroker, type FakeBrokerScript } from './fake-broker.js';
+import { FakeBroker, type FakeBrokerScript, withSilentServer } from './fake-broker.js';
 
 const fast = { initialDelayMs: 10, maxDelayMs: 50 };
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -1277,22 +1276,11 @@ describe('dependability against the fake broker', () => {
   });
 
   test('connect timeout when the server accepts TCP but never answers CONNECT', async () => {
-    const sockets = new Set<import('node:net').Socket>();
-    const server = createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => {});
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as { port: number };
-    try {
+    await withSilentServer(async (port) => {
       await assert.rejects(connect({ url: `mqtt://127.0.0.1:${port}`, connectTimeoutMs: 200 }), {
         code: 'MQTT_ERR_TIMEOUT',
       });
-    } finally {
-      for (const s of sockets) s.destroy();
-      server.close();
-    }
+    });
   });
 
   test('enhanced authentication: the hook answers the server challenge', async () => {

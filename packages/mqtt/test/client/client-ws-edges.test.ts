@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import { createServer as createTcpServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { test } from 'node:test';
 import { connect, type MqttClient } from '../../src/client/index.js';
 import type { MqttError } from '../../src/codec/errors.js';
+import { withSilentServer } from './fake-broker.js';
 
 const accept = (key: string) =>
   createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
@@ -55,16 +56,7 @@ async function until(ready: () => boolean, ms: number, what: string): Promise<vo
 }
 
 test('ws://: end() while the first attempt waits for the upgrade ends at once', async () => {
-  // Accepts TCP, never answers: a dead middlebox.
-  const sockets: Socket[] = [];
-  const server = createTcpServer((s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  try {
+  await withSilentServer(async (port) => {
     const client = await connect({
       url: `ws://127.0.0.1:${port}/mqtt`,
       retryFirstConnect: true,
@@ -79,10 +71,7 @@ test('ws://: end() while the first attempt waits for the upgrade ends at once', 
     // Before: the abort fired while `ws` was imported and was never seen; end() waited for ever.
     await until(() => ended, 10_000, 'end()');
     assert.equal(client.state, 'closed');
-  } finally {
-    for (const s of sockets) s.destroy();
-    server.close();
-  }
+  });
 });
 
 test('ws://: a refused CONNECT that the server follows with its close is reported as the refusal, every time', async () => {

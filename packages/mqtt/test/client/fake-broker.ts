@@ -246,3 +246,20 @@ export class FakeBroker {
     }
   }
 }
+
+/** A TCP server on loopback that accepts and never answers (a dead middlebox): `run` gets its port, then it closes. */
+export async function withSilentServer(run: (port: number) => Promise<void>): Promise<void> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    await run((server.address() as { port: number }).port);
+  } finally {
+    for (const s of sockets) s.destroy();
+    server.close();
+  }
+}
