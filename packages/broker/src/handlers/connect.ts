@@ -171,22 +171,7 @@ function authenticated(
     refuse(connection, result.reasonCode, to311(result.reasonCode), 'BROKER_ERR_NOT_AUTHORIZED', 'authentication');
     return;
   }
-  const username = result.username ?? packet.username;
-  if (refusedWithoutUsername(connection, username)) return;
-  accept(connection, packet, clientId, assigned, username, undefined);
-}
-
-/**
- * use_username_as_clientid gives every session to a user name: a client without one (anonymous access on) has no id
- * it may use, and naming a vehicle's would take over or wipe its session. Refused with 0x87, as Mosquitto does.
- */
-function refusedWithoutUsername(connection: Connection, username: string | undefined): boolean {
-  // An empty user name is none: every such client would share the session of client id "".
-  if ((username !== undefined && username !== '') || connection.core.options.clientIdFromUsername !== true) {
-    return false;
-  }
-  refuse(connection, 0x87, 0x05, 'BROKER_ERR_NOT_AUTHORIZED', 'use_username_as_clientid: no user name');
-  return true;
+  accept(connection, packet, clientId, assigned, result.username ?? packet.username, undefined);
 }
 
 /** Finishes an enhanced authentication started by CONNECT. */
@@ -199,9 +184,7 @@ export function finishEnhancedConnect(
   pendingConnects.delete(connection);
   if (pending === undefined) return;
   const { packet, clientId, assigned } = pending;
-  const name = username ?? packet.username;
-  if (refusedWithoutUsername(connection, name)) return;
-  accept(connection, packet, clientId, assigned, name, data);
+  accept(connection, packet, clientId, assigned, username ?? packet.username, data);
 }
 
 /** Refuses a CONNECT: 5.0 reason code or the 3.1.1 return code, then close. */
@@ -271,13 +254,21 @@ function accept(
   const core = connection.core;
   const limits = core.limits;
   const v5 = packet.protocolVersion === 5;
-  connection.identity.username = username;
-  if (core.options.clientIdFromUsername && username !== undefined && username !== clientId) {
-    // use_username_as_clientid: the session is the user's, whatever id the client named.
-    clientId = username;
-    assigned = v5;
-    connection.identity.clientId = clientId;
+  if (core.options.clientIdFromUsername) {
+    // use_username_as_clientid: the session is the user's, whatever id the client named. A client without a user
+    // name (anonymous access on; an empty one is none, or all would share client id "") has no id it may use, and
+    // naming a vehicle's would take over or wipe its session: refused with 0x87, as Mosquitto does.
+    if (username === undefined || username === '') {
+      refuse(connection, 0x87, 0x05, 'BROKER_ERR_NOT_AUTHORIZED', 'use_username_as_clientid: no user name');
+      return;
+    }
+    if (username !== clientId) {
+      clientId = username;
+      assigned = v5;
+      connection.identity.clientId = clientId;
+    }
   }
+  connection.identity.username = username;
   // Whatever sees the identity later (ACL, the will, client events) gets the peer's address, read while the socket
   // is open; without any of them it is not read at all (see Connection.remoteAddress).
   const events = core.events;
